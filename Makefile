@@ -1,0 +1,99 @@
+# OpenExec build. `make` builds build/openexec; `make test` runs everything.
+# Only two set-up commands are needed on a fresh Debian machine:
+# `make run` and `make test` (both install dependencies first).
+
+CC      ?= cc
+# Debian -dev packages the build links against, and the tools the tests use.
+PKGS     = libcrypto sqlite3 libmicrohttpd
+DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev \
+           python3 python3-cryptography curl
+
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+              -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
+OPT     ?= -O2
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+# SANITIZE=1 builds into build/san with AddressSanitizer + UBSan.
+ifeq ($(SANITIZE),1)
+BUILD   = build/san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT     = -O1
+else
+BUILD   = build
+SANFLAGS =
+endif
+
+CFLAGS  = $(CFLAGS_BASE) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS = $(SANFLAGS)
+
+ENGINE_SRC = $(wildcard engine/*.c)
+HTTP_SRC   = $(wildcard admin-http/*.c)
+CMD_SRC    = $(wildcard cmd/*.c)
+LIB_SRC    = $(ENGINE_SRC) $(HTTP_SRC)
+LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CMD_OBJ    = $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC   = $(wildcard tests/engine/test_*.c)
+UNIT_BIN   = $(UNIT_SRC:tests/engine/%.c=$(BUILD)/tests/%)
+
+# The first python3 on PATH that sees Debian's python3-* packages.
+PYTHON ?= $(shell for p in $$(which -a python3); do \
+            $$p -c 'import cryptography' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: all deps run test unit unit-san clean bench format
+
+all: $(BUILD)/openexec
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libopenexec.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/openexec: $(CMD_OBJ) $(BUILD)/libopenexec.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/engine/%.c $(BUILD)/libopenexec.a tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libopenexec.a $(LDFLAGS) $(PKG_LIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)
+
+# Installs exactly the Debian packages above, and only when something is
+# missing (so it is quick and needs no network on a ready machine).
+deps:
+	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
+	    && [ -n "$(PYTHON)" ]; then :; else \
+	  echo "installing Debian packages: $(DEB_PKGS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS); \
+	fi
+
+run: deps
+	$(MAKE) all
+	./build/openexec run
+
+unit: $(UNIT_BIN)
+
+unit-san:
+	$(MAKE) SANITIZE=1 unit
+
+# The whole suite: unit tests, the same under ASan+UBSan, then black-box
+# tests of the real binary over HTTP and interop with independent clients.
+test: deps
+	$(MAKE) all unit
+	$(MAKE) SANITIZE=1 unit
+	tests/run.sh "$(PYTHON)"
+
+clean:
+	rm -rf build
+
+format:
+	clang-format -i engine/*.[ch] admin-http/*.[ch] cmd/*.[ch] tests/engine/*.c
+
+# Benchmarks (not part of `make test`): see bench/run.sh.
+bench: all
+	bench/run.sh

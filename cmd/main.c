@@ -1,0 +1,429 @@
+/* openexec: the binary. Parses the command line and environment into the
+ * one config struct, starts and stops the modules in order, and alone
+ * decides what is fatal (exit 1 runtime, exit 2 usage or configuration). */
+#include <errno.h>
+#include <limits.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin-http/http.h"
+#include "cmd/config.h"
+#include "engine/approval.h"
+#include "engine/digest.h"
+#include "engine/engine.h"
+#include "engine/ids.h"
+#include "engine/json.h"
+#include "engine/metrics.h"
+#include "engine/store.h"
+
+#define OPT(flag, env, field, help) {flag, env, offsetof(oe_config, field), help}
+
+/* Set by SIGINT/SIGTERM; the main loop polls it. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Prints "openexec: reason" and returns the exit status. */
+__attribute__((format(printf, 2, 3))) static int die(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("openexec: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+static double wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Parses a decimal integer within [lo, hi]. */
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Options shared by every command that runs the engine. */
+#define ENGINE_OPTIONS                                                                        \
+    OPT("--mode", "OPENEXEC_MODE", mode, "demo or clawshield"),                                \
+        OPT("--secret", "CLAWSHIELD_SECRET_KEY", secret, "HMAC-SHA256 shared secret"),         \
+        OPT("--public-key", "CLAWSHIELD_PUBLIC_KEY", public_key, "Ed25519 public key (PEM text)"), \
+        OPT("--tenant", "CLAWSHIELD_TENANT_ID", tenant, "tenant artifacts must name"),         \
+        OPT("--allowed-actions", "OPENEXEC_ALLOWED_ACTIONS", allowed_actions,                  \
+            "comma-separated allow-list (empty = all)")
+
+static const oe_option run_options[] = {
+    ENGINE_OPTIONS,
+    OPT("--db", "OPENEXEC_DB_PATH", db_path, "SQLite file [openexec.db]"),
+    OPT("--db-sync", "OPENEXEC_DB_SYNC", db_sync, "full or normal [full]"),
+    OPT("--http-host", "OPENEXEC_HTTP_HOST", http_host, "admin HTTP address [127.0.0.1]"),
+    OPT("--http-port", "OPENEXEC_HTTP_PORT", http_port, "admin HTTP port, 0 = off [5000]"),
+    OPT("--http-threads", "OPENEXEC_HTTP_THREADS", http_threads, "HTTP thread pool [4]"),
+};
+
+static const oe_option mint_options[] = {
+    OPT("--action", NULL, action, "action to approve"),
+    OPT("--payload", NULL, payload, "payload as a JSON object [{}]"),
+    OPT("--secret", "CLAWSHIELD_SECRET_KEY", secret, "sign with HMAC-SHA256 and this secret"),
+    OPT("--ed25519-key", "CLAWSHIELD_PRIVATE_KEY_FILE", ed25519_key,
+        "sign with Ed25519: private key PEM file"),
+    OPT("--tenant", "CLAWSHIELD_TENANT_ID", tenant, "tenant id [default]"),
+    OPT("--approval-id", NULL, approval_id, "approval id [random UUID]"),
+    OPT("--issued-at", NULL, issued_at, "ISO 8601 issue time [now]"),
+    OPT("--ttl", NULL, ttl, "seconds until expires_at [300]"),
+    OPT("--nonce", NULL, nonce, "print a whole request with this nonce"),
+};
+
+static const oe_option verify_options[] = {
+    OPT("--id", NULL, id, "execution id"),
+    OPT("--result", NULL, result, "result as JSON"),
+    OPT("--receipt", NULL, receipt, "receipt hash (hex)"),
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Parses a command's options; returns -1 to continue, or an exit status. */
+static int parse_options(oe_config *cfg, const char *command, const char *summary,
+                         const oe_option *opts, size_t n, int argc, char **argv)
+{
+    char err[256];
+    int help;
+    if (oe_config_parse(cfg, opts, n, argc, argv, &help, err, sizeof err) != 0)
+        return die(2, "%s (see --help)", err);
+    if (help) {
+        oe_config_usage(command, summary, opts, n);
+        return 0;
+    }
+    return -1;
+}
+
+/* Ready once the store is open; the Kafka worker adds its assignment. */
+static int always_ready(void *ctx, char *reason, size_t len)
+{
+    (void)ctx;
+    snprintf(reason, len, "ok");
+    return 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    oe_config cfg = {.mode = "demo", .db_path = "openexec.db", .db_sync = "full",
+                     .http_host = "127.0.0.1", .http_port = "5000", .http_threads = "4"};
+    const char *db_url = getenv("OPENEXEC_DB_URL");
+    if (db_url && !getenv("OPENEXEC_DB_PATH")) {
+        if (strncmp(db_url, "sqlite:///", 10) != 0 || !db_url[10])
+            return die(2, "OPENEXEC_DB_URL must look like sqlite:///PATH, not %s", db_url);
+        cfg.db_path = db_url + 10;
+    }
+    int rc = parse_options(&cfg, "run", "Runs the service: engine, SQLite store and admin HTTP.",
+                           run_options, COUNT(run_options), argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (strcmp(cfg.mode, "demo") != 0 && strcmp(cfg.mode, "clawshield") != 0)
+        return die(2, "mode must be demo or clawshield, not %s", cfg.mode);
+    long port, threads;
+    if (parse_int(cfg.http_port, 0, 65535, &port) != 0)
+        return die(2, "HTTP port must be 0..65535, not %s", cfg.http_port);
+    if (parse_int(cfg.http_threads, 1, 256, &threads) != 0)
+        return die(2, "HTTP threads must be 1..256, not %s", cfg.http_threads);
+    oe_store_sync sync;
+    if (strcmp(cfg.db_sync, "full") == 0)
+        sync = OE_STORE_SYNC_FULL;
+    else if (strcmp(cfg.db_sync, "normal") == 0)
+        sync = OE_STORE_SYNC_NORMAL;
+    else
+        return die(2, "db sync must be full or normal, not %s", cfg.db_sync);
+    if (!cfg.db_path[0])
+        return die(2, "database path is empty");
+
+    char err[512];
+    int status = 1;
+    oe_store *writer = NULL, *reader = NULL;
+    oe_engine *engine = NULL;
+    oe_http *http = NULL;
+    oe_metrics metrics;
+    oe_metrics_init(&metrics);
+    oe_engine_config ecfg = {
+        .clawshield = strcmp(cfg.mode, "clawshield") == 0,
+        .secret = cfg.secret,
+        .public_key_pem = cfg.public_key,
+        .tenant = cfg.tenant ? cfg.tenant : "",
+        .allowed_actions = cfg.allowed_actions ? cfg.allowed_actions : "",
+    };
+    /* Configuration errors first (exit 2), before touching the disk. */
+    {
+        oe_approval_keys *keys;
+        if (oe_approval_keys_new(cfg.secret, cfg.public_key, &keys, err, sizeof err) != 0)
+            return die(2, "%s", err);
+        int present = oe_approval_keys_present(keys);
+        oe_approval_keys_free(keys);
+        if (ecfg.clawshield && !present)
+            return die(2, "%s", "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
+    }
+    if (oe_store_open(cfg.db_path, 0, sync, &writer, err, sizeof err) != 0) {
+        die(1, "database: %s", err);
+        goto done;
+    }
+    if (oe_store_open(cfg.db_path, 1, sync, &reader, err, sizeof err) != 0) {
+        die(1, "database (read-only): %s", err);
+        goto done;
+    }
+    if (oe_engine_new(&ecfg, writer, &engine, err, sizeof err) != 0) {
+        status = die(2, "%s", err);
+        goto done;
+    }
+    oe_local_executor local = {.engine = engine, .metrics = &metrics};
+    if (port > 0 || strcmp(cfg.http_port, "0") != 0) {
+        oe_http_config hcfg = {
+            .host = cfg.http_host,
+            .port = (int)port,
+            .threads = (unsigned)threads,
+            .engine = engine,
+            .reader = reader,
+            .metrics = &metrics,
+            .execute = oe_http_execute_in_process,
+            .execute_ctx = &local,
+            .ready = always_ready,
+        };
+        if (oe_http_start(&hcfg, &http, err, sizeof err) != 0) {
+            die(1, "%s", err);
+            goto done;
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "openexec: %s mode, database %s, ", cfg.mode, cfg.db_path);
+    if (http)
+        fprintf(stderr, "admin http://%s:%d\n", cfg.http_host, oe_http_port(http));
+    else
+        fprintf(stderr, "admin HTTP off\n");
+    while (!stop_requested) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "openexec: stopping\n");
+    status = 0;
+done:
+    oe_http_stop(http); /* waits for in-flight requests */
+    oe_engine_free(engine);
+    oe_store_close(reader);
+    oe_store_close(writer);
+    return status;
+}
+
+/* A random (version 4) UUID for approval ids. */
+static void random_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof b) != 1) {
+        for (size_t i = 0; i < sizeof b; i++)
+            b[i] = (unsigned char)rand();
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char hex[33];
+    oe_hex_encode(b, 16, hex);
+    snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+static char *read_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
+}
+
+static int cmd_mint(int argc, char **argv)
+{
+    oe_config cfg = {.payload = "{}", .tenant = "default", .ttl = "300"};
+    int rc = parse_options(&cfg, "mint",
+                           "Prints a signed approval artifact (JSON) for an action and payload.",
+                           mint_options, COUNT(mint_options), argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!cfg.action || !cfg.action[0])
+        return die(2, "%s", "mint needs --action");
+    int use_ed = cfg.ed25519_key && cfg.ed25519_key[0];
+    if (!use_ed && !(cfg.secret && cfg.secret[0]))
+        return die(2, "%s", "mint needs --secret or --ed25519-key");
+    long ttl;
+    if (parse_int(cfg.ttl, 1, 10L * 365 * 86400, &ttl) != 0)
+        return die(2, "--ttl must be a positive number of seconds, not %s", cfg.ttl);
+    char err[256];
+    oe_json_doc *doc = oe_json_parse(cfg.payload, strlen(cfg.payload), 0, err, sizeof err);
+    if (!doc)
+        return die(2, "--payload: %s", err);
+    const oe_json *payload = oe_json_root(doc);
+    if (payload->type != OE_JSON_OBJECT) {
+        oe_json_doc_free(doc);
+        return die(2, "%s", "--payload must be a JSON object");
+    }
+    char hash[65], approval_id[37], issued_at[64], expires_at[64];
+    oe_request_hash(cfg.action, strlen(cfg.action), payload, hash);
+    if (cfg.approval_id)
+        snprintf(approval_id, sizeof approval_id, "%s", cfg.approval_id);
+    else
+        random_uuid(approval_id);
+    double issued;
+    if (cfg.issued_at) {
+        if (oe_time_parse_iso8601(cfg.issued_at, &issued) != 0) {
+            oe_json_doc_free(doc);
+            return die(2, "--issued-at is not an ISO 8601 time: %s", cfg.issued_at);
+        }
+        snprintf(issued_at, sizeof issued_at, "%s", cfg.issued_at);
+    } else {
+        issued = wall_clock();
+        oe_time_format_iso8601(issued, issued_at, sizeof issued_at);
+    }
+    oe_time_format_iso8601(issued + (double)ttl, expires_at, sizeof expires_at);
+    oe_artifact a = {
+        .approval_id = approval_id,
+        .action_hash = hash,
+        .issued_by = "clawshield",
+        .issued_at = issued_at,
+        .tenant_id = cfg.tenant,
+        .expires_at = expires_at,
+    };
+    char signature[128];
+    if (use_ed) {
+        char *pem = read_file(cfg.ed25519_key, 64 * 1024);
+        if (!pem) {
+            oe_json_doc_free(doc);
+            return die(2, "cannot read %s", cfg.ed25519_key);
+        }
+        rc = oe_approval_sign_ed25519(pem, &a, signature, sizeof signature, err, sizeof err);
+        free(pem);
+        if (rc != 0) {
+            oe_json_doc_free(doc);
+            return die(2, "%s", err);
+        }
+    } else {
+        oe_approval_sign_hmac(cfg.secret, &a, signature);
+    }
+    a.signature = signature;
+
+    oe_buf out;
+    oe_buf_init(&out, 0);
+    if (cfg.nonce) {
+        oe_buf_puts(&out, "{\"action\": ");
+        oe_json_dump_string(&out, cfg.action, strlen(cfg.action));
+        oe_buf_puts(&out, ", \"payload\": ");
+        oe_json_dump(&out, payload, OE_JSON_DEFAULT);
+        oe_buf_puts(&out, ", \"nonce\": ");
+        oe_json_dump_string(&out, cfg.nonce, strlen(cfg.nonce));
+        oe_buf_puts(&out, ", \"approval_artifact\": ");
+    }
+    const char *names[] = {"approval_id", "action_hash", "signature", "issued_by",
+                           "issued_at",   "tenant_id",   "expires_at"};
+    const char *values[] = {a.approval_id, a.action_hash, a.signature, a.issued_by,
+                            a.issued_at,   a.tenant_id,   a.expires_at};
+    oe_buf_putc(&out, '{');
+    for (int i = 0; i < 7; i++) {
+        if (i)
+            oe_buf_puts(&out, ", ");
+        oe_json_dump_string(&out, names[i], strlen(names[i]));
+        oe_buf_puts(&out, ": ");
+        oe_json_dump_string(&out, values[i], strlen(values[i]));
+    }
+    oe_buf_putc(&out, '}');
+    if (cfg.nonce)
+        oe_buf_putc(&out, '}');
+    puts(out.data);
+    oe_buf_free(&out);
+    oe_json_doc_free(doc);
+    return 0;
+}
+
+static int cmd_verify_receipt(int argc, char **argv)
+{
+    oe_config cfg = {0};
+    int rc = parse_options(&cfg, "verify-receipt",
+                           "Checks a receipt: sha256(id + \":\" + json.dumps(result, "
+                           "sort_keys=True)).\nExit 0 and 'valid', or exit 1 and 'invalid'.",
+                           verify_options, COUNT(verify_options), argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!cfg.id || !cfg.result || !cfg.receipt)
+        return die(2, "%s", "verify-receipt needs --id, --result and --receipt");
+    char err[256];
+    oe_json_doc *doc = oe_json_parse(cfg.result, strlen(cfg.result), 0, err, sizeof err);
+    if (!doc)
+        return die(2, "--result: %s", err);
+    oe_buf text;
+    oe_buf_init(&text, 0);
+    char hash[65] = "";
+    if (oe_json_dump(&text, oe_json_root(doc), OE_JSON_DEFAULT) == 0)
+        oe_receipt_hash(cfg.id, text.data, text.len, hash);
+    oe_buf_free(&text);
+    oe_json_doc_free(doc);
+    int valid = hash[0] && strcmp(hash, cfg.receipt) == 0;
+    puts(valid ? "valid" : "invalid");
+    return valid ? 0 : 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: openexec COMMAND [options]\n\n"
+               "commands:\n"
+               "  run              the service: engine, SQLite store, admin HTTP\n"
+               "  mint             print a signed approval artifact\n"
+               "  verify-receipt   check a receipt hash\n"
+               "  version          print the version\n\n"
+               "openexec COMMAND --help shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    if (strcmp(command, "mint") == 0)
+        return cmd_mint(argc - 2, argv + 2);
+    if (strcmp(command, "verify-receipt") == 0)
+        return cmd_verify_receipt(argc - 2, argv + 2);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        puts(OE_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    return die(2, "unknown command: %s (see openexec --help)", command);
+}

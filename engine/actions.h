@@ -1,0 +1,38 @@
+/* The action registry: deterministic functions of the payload (SPEC §8).
+ *
+ * Adding an action is one function and one line in the table in actions.c:
+ *
+ *     static int action_upper(const oe_json *payload, oe_buf *result, ...);
+ *     { "upper", action_upper },
+ *
+ * An action writes its result as Python's json.dumps(result, sort_keys=True)
+ * prints it (OE_JSON_DEFAULT style), or fails with a reason that becomes an
+ * HTTP 400 / `invalid_request` receipt. It must not do I/O, read the clock or
+ * draw random numbers: replays and other workers rely on it being pure.
+ */
+#ifndef OE_ACTIONS_H
+#define OE_ACTIONS_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "json.h"
+
+/* payload is never NULL (a missing payload is passed as an empty object).
+ * Returns 0 with the result appended to result_json, or -1 with a one-line
+ * reason in err. */
+typedef int (*oe_action_fn)(const oe_json *payload, oe_buf *result_json, char *err,
+                            size_t errlen);
+
+typedef struct oe_action {
+    const char *name; /* as requests name it */
+    oe_action_fn run;
+} oe_action;
+
+/* The registered action with this name, or NULL. */
+const oe_action *oe_action_find(const char *name);
+
+/* The registered actions, for listing; *count gets their number. */
+const oe_action *oe_actions(size_t *count);
+
+#endif

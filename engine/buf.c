@@ -1,0 +1,98 @@
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OE_BUF_DEFAULT_MAX ((size_t)16 << 20)
+
+void oe_buf_init(oe_buf *b, size_t max)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    b->max = max ? max : OE_BUF_DEFAULT_MAX;
+}
+
+void oe_buf_free(oe_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void oe_buf_reset(oe_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+/* Makes room for n more bytes plus the NUL. */
+static int oe_buf_reserve(oe_buf *b, size_t n)
+{
+    size_t max = b->max ? b->max : OE_BUF_DEFAULT_MAX;
+    if (n > max || b->len > max - n)
+        return -1;
+    size_t need = b->len + n + 1;
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int oe_buf_append(oe_buf *b, const void *p, size_t n)
+{
+    if (oe_buf_reserve(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int oe_buf_puts(oe_buf *b, const char *s)
+{
+    return oe_buf_append(b, s, strlen(s));
+}
+
+int oe_buf_putc(oe_buf *b, char c)
+{
+    return oe_buf_append(b, &c, 1);
+}
+
+int oe_buf_printf(oe_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || oe_buf_reserve(b, (size_t)n) != 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+char *oe_buf_detach(oe_buf *b)
+{
+    char *p = b->data;
+    if (!p)
+        p = calloc(1, 1);
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    return p;
+}

@@ -1,0 +1,353 @@
+#include "engine.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "actions.h"
+#include "approval.h"
+#include "ids.h"
+
+struct oe_engine {
+    int clawshield;
+    char *tenant;
+    char *allowed;            /* ",a,b," form for exact matching, or NULL */
+    char *allowed_text;       /* as configured */
+    double max_age, max_skew;
+    oe_approval_keys *keys;
+    oe_store *store;          /* borrowed */
+    pthread_mutex_t lock;     /* one batch at a time on the writer */
+};
+
+const char *oe_status_name(oe_status s)
+{
+    switch (s) {
+    case OE_STATUS_EXECUTED:
+        return "executed";
+    case OE_STATUS_REPLAYED:
+        return "replayed";
+    case OE_STATUS_REJECTED:
+        return "rejected";
+    }
+    return "rejected";
+}
+
+void oe_outcome_init(oe_outcome *o)
+{
+    memset(o, 0, sizeof *o);
+    oe_buf_init(&o->result_json, 0);
+}
+
+void oe_outcome_clear(oe_outcome *o)
+{
+    free(o->approval_id);
+    oe_buf_free(&o->result_json);
+    oe_outcome_init(o);
+}
+
+/* Empties an outcome for reuse, keeping its buffer. */
+static void outcome_reset(oe_outcome *o)
+{
+    free(o->approval_id);
+    o->approval_id = NULL;
+    oe_buf_reset(&o->result_json);
+    o->status = OE_STATUS_REJECTED;
+    o->error = OE_ERR_NONE;
+    o->detail[0] = o->id[0] = o->request_hash[0] = o->receipt[0] = '\0';
+    o->approved = 0;
+}
+
+/* Normalises "a, b,c" into ",a,b,c," so that membership is one strstr. */
+static char *allow_list_normalise(const char *list)
+{
+    size_t n = strlen(list);
+    char *out = malloc(n + 3);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    out[o++] = ',';
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && end[-1] == ' ')
+            end--;
+        if (end > start) {
+            memcpy(out + o, start, (size_t)(end - start));
+            o += (size_t)(end - start);
+            out[o++] = ',';
+        }
+    }
+    out[o] = '\0';
+    if (o == 1) { /* only separators: no restriction */
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static int action_allowed(const oe_engine *e, const char *action)
+{
+    if (!e->allowed)
+        return 1;
+    size_t n = strlen(action);
+    for (const char *p = e->allowed; (p = strstr(p, action)) != NULL; p++)
+        if (p[-1] == ',' && p[n] == ',')
+            return 1;
+    return 0;
+}
+
+int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out, char *err,
+                  size_t errlen)
+{
+    oe_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&e->lock, NULL);
+    e->clawshield = cfg->clawshield;
+    e->store = store;
+    e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
+    e->max_skew = cfg->max_skew > 0 ? cfg->max_skew : 30;
+    e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
+    e->allowed_text = strdup(cfg->allowed_actions ? cfg->allowed_actions : "");
+    if (!e->tenant || !e->allowed_text)
+        goto oom;
+    if (e->allowed_text[0] && !(e->allowed = allow_list_normalise(e->allowed_text)) &&
+        strspn(e->allowed_text, ", ") != strlen(e->allowed_text))
+        goto oom;
+    if (oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen) != 0)
+        goto error;
+    if (e->clawshield && !oe_approval_keys_present(e->keys)) {
+        snprintf(err, errlen,
+                 "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
+        goto error;
+    }
+    *out = e;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+error:
+    oe_engine_free(e);
+    return -1;
+}
+
+void oe_engine_free(oe_engine *e)
+{
+    if (!e)
+        return;
+    oe_approval_keys_free(e->keys);
+    free(e->tenant);
+    free(e->allowed);
+    free(e->allowed_text);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+int oe_engine_clawshield(const oe_engine *e)
+{
+    return e->clawshield;
+}
+
+int oe_engine_signature_verification(const oe_engine *e)
+{
+    return e->clawshield && oe_approval_keys_present(e->keys);
+}
+
+const char *oe_engine_allowed_actions(const oe_engine *e)
+{
+    return e->allowed ? e->allowed_text : "";
+}
+
+static void reject(oe_outcome *o, oe_error_code code, const char *detail)
+{
+    o->status = OE_STATUS_REJECTED;
+    o->error = code;
+    snprintf(o->detail, sizeof o->detail, "%s", detail);
+    o->id[0] = o->receipt[0] = '\0';
+    oe_buf_reset(&o->result_json);
+    free(o->approval_id);
+    o->approval_id = NULL;
+    o->approved = 0;
+}
+
+/* Fills o from a stored execution (a replay). */
+static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
+{
+    o->status = OE_STATUS_REPLAYED;
+    memcpy(o->id, rec->id, sizeof o->id);
+    memcpy(o->receipt, rec->receipt, sizeof o->receipt);
+    o->approved = rec->approved;
+    oe_buf_reset(&o->result_json);
+    if (oe_buf_puts(&o->result_json, rec->result_json) != 0)
+        return -1;
+    if (rec->approval_id && !(o->approval_id = strdup(rec->approval_id)))
+        return -1;
+    return 0;
+}
+
+/* The checks of SPEC §7 from 3 on (artifact present and allowed are done by
+ * the caller). Returns 0 when approved, else -1 with o rejected. */
+static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, double now,
+                          char *err, size_t errlen, int *store_failed)
+{
+    const oe_artifact *a = &r->artifact;
+    char detail[256];
+    if (strcmp(a->action_hash, o->request_hash) != 0) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Action hash mismatch: the artifact approves another request");
+        return -1;
+    }
+    int ed25519 = 0;
+    if (oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail) != 0) {
+        reject(o, OE_ERR_APPROVAL_INVALID, detail);
+        return -1;
+    }
+    if (e->tenant[0] && strcmp(a->tenant_id, e->tenant) != 0) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Tenant mismatch");
+        return -1;
+    }
+    if (strcmp(a->issued_by, "clawshield") != 0) {
+        snprintf(detail, sizeof detail, "Unknown issuer: %.100s", a->issued_by);
+        reject(o, OE_ERR_APPROVAL_INVALID, detail);
+        return -1;
+    }
+    if (oe_approval_check_time(a, ed25519, now, e->max_age, e->max_skew, detail, sizeof detail) != 0) {
+        reject(o, OE_ERR_APPROVAL_INVALID, detail);
+        return -1;
+    }
+    int used = oe_store_approval_used(e->store, a->approval_id, err, errlen);
+    if (used < 0) {
+        *store_failed = 1;
+        return -1;
+    }
+    if (used) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
+        return -1;
+    }
+    return 0;
+}
+
+/* Answers one request inside the open transaction. Returns 0, or -1 when
+ * the store failed. */
+static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, char *err,
+                       size_t errlen)
+{
+    char detail[256];
+    if (oe_request_hash(r->action, strlen(r->action), r->payload, o->request_hash) != 0) {
+        reject(o, OE_ERR_INVALID_REQUEST, "request cannot be hashed");
+        return 0;
+    }
+
+    /* Replay or conflict: answered from the store before any other check,
+     * so that a re-delivered request gets its original receipt. */
+    oe_execution rec;
+    int found = oe_store_find_by_nonce(e->store, r->nonce, &rec, err, errlen);
+    if (found < 0)
+        return -1;
+    if (found) {
+        int same = strcmp(rec.request_hash, o->request_hash) == 0;
+        int rc = same ? outcome_from_record(o, &rec) : 0;
+        oe_execution_clear(&rec);
+        if (rc != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (!same)
+            reject(o, OE_ERR_NONCE_CONFLICT,
+                   "Nonce already used by a different request");
+        return 0;
+    }
+
+    if (e->clawshield && !r->has_artifact) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Approval artifact required in clawshield mode");
+        return 0;
+    }
+    if (!action_allowed(e, r->action)) {
+        snprintf(detail, sizeof detail, "Action not allowed: %.200s", r->action);
+        reject(o, OE_ERR_NOT_ALLOWED, detail);
+        return 0;
+    }
+    int store_failed = 0;
+    if (e->clawshield && check_approval(e, r, o, now, err, errlen, &store_failed) != 0)
+        return store_failed ? -1 : 0;
+
+    const oe_action *action = oe_action_find(r->action);
+    if (!action) {
+        snprintf(detail, sizeof detail, "Unknown action: %.200s", r->action);
+        reject(o, OE_ERR_UNKNOWN_ACTION, detail);
+        return 0;
+    }
+    oe_buf_reset(&o->result_json);
+    if (action->run(r->payload, &o->result_json, detail, sizeof detail) != 0) {
+        reject(o, OE_ERR_INVALID_REQUEST, detail);
+        return 0;
+    }
+    oe_execution_id(e->tenant, r->nonce, o->request_hash, o->id);
+    oe_receipt_hash(o->id, o->result_json.data, o->result_json.len, o->receipt);
+    o->status = OE_STATUS_EXECUTED;
+    o->approved = 1;
+    if (e->clawshield && !(o->approval_id = strdup(r->artifact.approval_id))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    oe_execution ex = {
+        .nonce = r->nonce,
+        .action = r->action,
+        .tenant_id = e->tenant,
+        .approval_id = o->approval_id,
+        .result_json = o->result_json.data,
+        .approved = 1,
+        .created_at = now,
+    };
+    memcpy(ex.id, o->id, sizeof ex.id);
+    memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
+    memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
+    int rc = oe_store_insert_execution(e->store, &ex, err, errlen);
+    if (rc == OE_STORE_DUP_APPROVAL) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
+        return 0;
+    }
+    if (rc == OE_STORE_DUP_NONCE) {
+        /* Cannot happen while the lookup above and this insert share one
+         * transaction; treat it as the store failing rather than guessing. */
+        snprintf(err, errlen, "nonce appeared during the transaction");
+        return -1;
+    }
+    return rc;
+}
+
+int oe_engine_process(oe_engine *e, oe_request *reqs, const oe_error_code *decode_errors,
+                      const char *const *decode_details, size_t n, double now,
+                      oe_outcome *outcomes, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&e->lock);
+    int rc = oe_store_begin(e->store, err, errlen);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        oe_outcome *o = &outcomes[i];
+        oe_request *r = &reqs[i];
+        outcome_reset(o);
+        if (decode_errors && decode_errors[i] != OE_ERR_NONE) {
+            reject(o, decode_errors[i], decode_details && decode_details[i] ? decode_details[i] : "malformed request");
+        } else if (process_one(e, r, o, now, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        if (o->status == OE_STATUS_REJECTED)
+            rc = oe_store_insert_rejection(e->store, r->nonce, r->action,
+                                           o->request_hash[0] ? o->request_hash : NULL,
+                                           oe_error_code_name(o->error), o->detail, now, err,
+                                           errlen);
+    }
+    if (rc == 0)
+        rc = oe_store_commit(e->store, err, errlen);
+    if (rc != 0)
+        oe_store_rollback(e->store);
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}

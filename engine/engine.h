@@ -1,0 +1,74 @@
+/* The engine: request -> outcome, deterministic, persisted in batches.
+ *
+ * oe_engine_process takes a batch of decoded requests and, inside one
+ * SQLite transaction, answers each: replay from the store, validation
+ * (allow-list, approvals), execution, and the record of the outcome. The
+ * engine knows nothing of Kafka or HTTP; both call it the same way.
+ */
+#ifndef OE_ENGINE_H
+#define OE_ENGINE_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "request.h"
+#include "store.h"
+
+typedef enum oe_status { OE_STATUS_EXECUTED, OE_STATUS_REPLAYED, OE_STATUS_REJECTED } oe_status;
+
+/* "executed", "replayed" or "rejected". */
+const char *oe_status_name(oe_status s);
+
+/* How the engine decides. Filled once at start-up; the engine copies it. */
+typedef struct oe_engine_config {
+    int clawshield;             /* 1: approval artifacts required */
+    const char *secret;         /* HMAC secret or NULL */
+    const char *public_key_pem; /* Ed25519 public key (PEM) or NULL */
+    const char *tenant;         /* CLAWSHIELD_TENANT_ID, "" when unset */
+    const char *allowed_actions; /* comma-separated allow-list, "" = all */
+    double max_age;             /* seconds an artifact stays valid [300] */
+    double max_skew;            /* seconds issued_at may lie ahead [30] */
+} oe_engine_config;
+
+/* What became of one request. Reused across batches: oe_outcome_clear. */
+typedef struct oe_outcome {
+    oe_status status;
+    oe_error_code error;       /* OE_ERR_NONE unless rejected */
+    char detail[512];          /* reason when rejected */
+    char id[37];               /* execution id, "" when rejected */
+    char request_hash[65];     /* "" when the request could not be read */
+    char receipt[65];          /* receipt hash, "" when rejected */
+    int approved;
+    char *approval_id;         /* owned; NULL in demo mode or when rejected */
+    oe_buf result_json;        /* json.dumps(result, sort_keys=True) */
+} oe_outcome;
+
+void oe_outcome_init(oe_outcome *o);
+void oe_outcome_clear(oe_outcome *o);
+
+typedef struct oe_engine oe_engine;
+
+/* Creates an engine writing to store (borrowed; must outlive the engine).
+ * Returns 0 or -1 with a reason in err (bad key, clawshield without key). */
+int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out, char *err,
+                  size_t errlen);
+void oe_engine_free(oe_engine *e);
+
+/* Answers n requests in one transaction. decode_errors[i] (may be NULL) is
+ * a decoding failure of request i with its reason in decode_details[i]:
+ * such a request is recorded as rejected without looking further. now is
+ * the wall clock in seconds (for artifact age). outcomes[i] are filled.
+ * Returns 0, or -1 when the store failed: then nothing of the batch is
+ * stored and the outcomes must not be reported. Thread-safe: batches from
+ * several threads are serialised. */
+int oe_engine_process(oe_engine *e, oe_request *reqs, const oe_error_code *decode_errors,
+                      const char *const *decode_details, size_t n, double now,
+                      oe_outcome *outcomes, char *err, size_t errlen);
+
+/* Read access for the admin server. */
+int oe_engine_clawshield(const oe_engine *e);
+int oe_engine_signature_verification(const oe_engine *e);
+/* The allow-list as given, "" when open. */
+const char *oe_engine_allowed_actions(const oe_engine *e);
+
+#endif

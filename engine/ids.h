@@ -1,0 +1,24 @@
+/* Derived identifiers: the request hash that approvals bind to (SPEC §6),
+ * the execution id (SPEC §8) and the seed-compatible receipt hash. */
+#ifndef OE_IDS_H
+#define OE_IDS_H
+
+#include <stddef.h>
+
+#include "json.h"
+
+/* SHA-256 (hex) of the canonical JSON {"action": action, "payload": payload}
+ * (compact, sorted keys, ensure_ascii). payload NULL means {}. Returns 0, or
+ * -1 when action is not valid UTF-8 or memory runs out. */
+int oe_request_hash(const char *action, size_t action_len, const oe_json *payload, char out[65]);
+
+/* The execution id: SHA-256 of "openexec.exec.v1\0" tenant "\0" nonce "\0"
+ * request_hash, first 16 bytes, version 8 and RFC 4122 variant, printed as a
+ * lowercase 8-4-4-4-12 UUID into out (37 bytes). tenant may be "". */
+void oe_execution_id(const char *tenant, const char *nonce, const char *request_hash,
+                     char out[37]);
+
+/* Receipt hash: SHA-256 (hex) of id ":" result_json. */
+void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65]);
+
+#endif

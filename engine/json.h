@@ -1,0 +1,109 @@
+/* Strict JSON: one parser for every JSON input, and serializers that are
+ * byte-identical to Python's json.dumps.
+ *
+ * Why our own parser: Jansson drops integers beyond int64 and re-prints
+ * floats with %.17g, so it can neither keep a 30-digit integer exactly nor
+ * reproduce Python's float repr. The hash that binds an approval to a request
+ * (SPEC §6) must be computed over exactly the text Python would produce, so
+ * we keep integers as their decimal text and floats as doubles printed the
+ * way Python's repr prints them.
+ *
+ * Stricter than Python's json.loads on purpose: duplicate keys, invalid
+ * UTF-8, lone surrogates, raw control characters in strings, NaN/Infinity
+ * and numbers that overflow to infinity are all rejected.
+ */
+#ifndef OE_JSON_H
+#define OE_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef enum oe_json_type {
+    OE_JSON_NULL,
+    OE_JSON_FALSE,
+    OE_JSON_TRUE,
+    OE_JSON_INT,    /* integer literal (no '.', no exponent), any size */
+    OE_JSON_FLOAT,  /* number with '.' or exponent, finite double */
+    OE_JSON_STRING,
+    OE_JSON_ARRAY,
+    OE_JSON_OBJECT
+} oe_json_type;
+
+typedef struct oe_json oe_json;
+typedef struct oe_json_member oe_json_member;
+
+/* A parsed value. All nodes and strings belong to their document. */
+struct oe_json {
+    oe_json_type type;
+    /* STRING: byte length (the text may contain NUL);
+     * INT: length of the decimal text;
+     * ARRAY: number of items; OBJECT: number of members. */
+    size_t len;
+    /* STRING: UTF-8 text, NUL-terminated. INT: canonical decimal text, as
+     * Python prints the integer ("-0" becomes "0"), NUL-terminated. */
+    const char *str;
+    /* FLOAT: the value. INT: the value when it fits (see fits_int64). */
+    double num;
+    int64_t i64;    /* INT: the value when fits_int64 */
+    int fits_int64; /* INT: 1 if the integer is within int64 range */
+    oe_json *items;           /* ARRAY: len items */
+    oe_json_member *members;  /* OBJECT: len members, sorted by key bytes */
+};
+
+struct oe_json_member {
+    const char *key; /* UTF-8, NUL-terminated (may contain NUL) */
+    size_t key_len;
+    oe_json value;
+};
+
+typedef struct oe_json_doc oe_json_doc;
+
+/* Default nesting limit (arrays and objects inside each other). */
+#define OE_JSON_MAX_DEPTH 64
+/* Largest integer literal accepted, in digits (Python's own limit is 4300). */
+#define OE_JSON_MAX_INT_DIGITS 4300
+
+/* Parses exactly one JSON value from buf[0..len), surrounded by optional
+ * whitespace. buf need not be NUL-terminated. max_depth 0 means
+ * OE_JSON_MAX_DEPTH. Returns a new document the caller frees with
+ * oe_json_doc_free, or NULL with a one-line reason in err (which names the
+ * byte offset of the problem). */
+oe_json_doc *oe_json_parse(const char *buf, size_t len, int max_depth, char *err, size_t errlen);
+
+/* Frees a document and every node in it. NULL is allowed. */
+void oe_json_doc_free(oe_json_doc *doc);
+
+/* The root value of a document (owned by the document). */
+const oe_json *oe_json_root(const oe_json_doc *doc);
+
+/* The member of an object with this key, or NULL when v is not an object or
+ * has no such key. key is NUL-terminated. */
+const oe_json *oe_json_get(const oe_json *v, const char *key);
+
+/* Serialization styles, after Python's json.dumps(..., sort_keys=True):
+ * COMPACT uses separators (",", ":"), DEFAULT uses (", ", ": "). Both use
+ * ensure_ascii escaping and Python's number formats. */
+typedef enum oe_json_style { OE_JSON_COMPACT, OE_JSON_DEFAULT } oe_json_style;
+
+/* Appends the serialization of v to out. Keys are sorted by code point.
+ * Returns 0, or -1 when out's limit is reached. */
+int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style);
+
+/* Appends s[0..len) (UTF-8) as a JSON string literal with ensure_ascii
+ * escaping, quotes included. Returns 0, or -1 (limit reached or s is not
+ * valid UTF-8). */
+int oe_json_dump_string(oe_buf *out, const char *s, size_t len);
+
+/* Writes Python's repr() of a finite double into out (at least 32 bytes):
+ * the shortest text that reads back as the same double, with Python's
+ * layout: "1.0", "0.1", "1e+16", "1e-07", "-0.0", "1.5e+300".
+ * Returns the length, or -1 for NaN or infinity. */
+int oe_json_format_double(double d, char *out, size_t outlen);
+
+/* Validates UTF-8 (no overlong forms, no surrogates, nothing above
+ * U+10FFFF). Returns 1 when valid. */
+int oe_utf8_valid(const char *s, size_t len);
+
+#endif

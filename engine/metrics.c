@@ -1,0 +1,85 @@
+#include "metrics.h"
+
+#include <string.h>
+
+static const double latency_bounds[OE_METRICS_LATENCY_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0};
+
+void oe_metrics_init(oe_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+}
+
+void oe_metrics_batch(oe_metrics *m, const oe_outcome *outcomes, size_t n, double seconds)
+{
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add(&m->requests[outcomes[i].status], 1);
+        if (outcomes[i].status == OE_STATUS_REJECTED && outcomes[i].error < 8)
+            atomic_fetch_add(&m->rejections[outcomes[i].error], 1);
+    }
+    atomic_fetch_add(&m->batch_count, 1);
+    atomic_fetch_add(&m->batch_items, n);
+    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++)
+        if (seconds <= latency_bounds[b]) {
+            atomic_fetch_add(&m->latency_bucket[b], 1);
+            break;
+        }
+    atomic_fetch_add(&m->latency_count, 1);
+    atomic_fetch_add(&m->latency_sum_ns, (unsigned long long)(seconds * 1e9));
+}
+
+int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out)
+{
+    int rc = 0;
+    rc |= oe_buf_printf(out,
+                        "# HELP openexec_build_info Build information.\n"
+                        "# TYPE openexec_build_info gauge\n"
+                        "openexec_build_info{version=\"%s\"} 1\n"
+                        "# HELP openexec_ready 1 when the service is ready.\n"
+                        "# TYPE openexec_ready gauge\n"
+                        "openexec_ready %d\n",
+                        version, ready ? 1 : 0);
+    rc |= oe_buf_puts(out, "# HELP openexec_requests_total Requests answered, by status.\n"
+                           "# TYPE openexec_requests_total counter\n");
+    for (int s = 0; s < 3; s++)
+        rc |= oe_buf_printf(out, "openexec_requests_total{status=\"%s\"} %llu\n",
+                            oe_status_name((oe_status)s), atomic_load(&m->requests[s]));
+    rc |= oe_buf_puts(out, "# HELP openexec_rejections_total Rejected requests, by error code.\n"
+                           "# TYPE openexec_rejections_total counter\n");
+    for (int c = OE_ERR_MALFORMED; c <= OE_ERR_NONCE_CONFLICT; c++)
+        rc |= oe_buf_printf(out, "openexec_rejections_total{error_code=\"%s\"} %llu\n",
+                            oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
+    rc |= oe_buf_puts(out, "# HELP openexec_batch_duration_seconds Time to validate, execute "
+                           "and persist one batch.\n"
+                           "# TYPE openexec_batch_duration_seconds histogram\n");
+    unsigned long long cumulative = 0;
+    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += atomic_load(&m->latency_bucket[b]);
+        rc |= oe_buf_printf(out, "openexec_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                            latency_bounds[b], cumulative);
+    }
+    unsigned long long count = atomic_load(&m->latency_count);
+    rc |= oe_buf_printf(out,
+                        "openexec_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+                        "openexec_batch_duration_seconds_sum %.9f\n"
+                        "openexec_batch_duration_seconds_count %llu\n",
+                        count, (double)atomic_load(&m->latency_sum_ns) / 1e9, count);
+    rc |= oe_buf_printf(out,
+                        "# HELP openexec_batches_total Batches processed.\n"
+                        "# TYPE openexec_batches_total counter\n"
+                        "openexec_batches_total %llu\n"
+                        "# HELP openexec_batch_requests_total Requests in those batches.\n"
+                        "# TYPE openexec_batch_requests_total counter\n"
+                        "openexec_batch_requests_total %llu\n"
+                        "# HELP openexec_store_errors_total Batches the store failed to persist.\n"
+                        "# TYPE openexec_store_errors_total counter\n"
+                        "openexec_store_errors_total %llu\n",
+                        atomic_load(&m->batch_count), atomic_load(&m->batch_items),
+                        atomic_load(&m->store_errors));
+    rc |= oe_buf_puts(out, "# HELP openexec_http_responses_total HTTP responses, by status class.\n"
+                           "# TYPE openexec_http_responses_total counter\n");
+    for (int k = 1; k <= 5; k++)
+        rc |= oe_buf_printf(out, "openexec_http_responses_total{code=\"%dxx\"} %llu\n", k,
+                            atomic_load(&m->http_responses[k]));
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,68 @@
+/* Execution requests (SPEC §5) and the error codes every rejection carries.
+ *
+ * A request reaches the engine only through oe_request_from_json (HTTP
+ * bodies, JSON Kafka messages) or through a codec that fills the same
+ * struct; either way it leaves as a validated struct or a precise error.
+ */
+#ifndef OE_REQUEST_H
+#define OE_REQUEST_H
+
+#include <stddef.h>
+
+#include "approval.h"
+#include "json.h"
+
+/* Largest request body or message we decode (SPEC §10: 1 MiB). */
+#define OE_REQUEST_MAX_BYTES ((size_t)1 << 20)
+/* Longest nonce in bytes (SPEC §5). */
+#define OE_NONCE_MAX_BYTES 256
+
+/* Why a request was rejected. The names are the Kafka receipts' error_code
+ * values (SPEC §9); the HTTP status follows SPEC §10. */
+typedef enum oe_error_code {
+    OE_ERR_NONE = 0,
+    OE_ERR_MALFORMED,        /* 422: bad JSON, missing or mistyped field */
+    OE_ERR_INVALID_REQUEST,  /* 400: well-formed but invalid values */
+    OE_ERR_UNKNOWN_ACTION,   /* 400 */
+    OE_ERR_APPROVAL_INVALID, /* 403 */
+    OE_ERR_NOT_ALLOWED,      /* 403 */
+    OE_ERR_NONCE_CONFLICT,   /* 409 */
+} oe_error_code;
+
+/* "malformed", "invalid_request", ...; NULL for OE_ERR_NONE. */
+const char *oe_error_code_name(oe_error_code code);
+
+/* The HTTP status for a rejection: 400, 403, 409 or 422; 200 for none. */
+int oe_error_code_http_status(oe_error_code code);
+
+/* A decoded request. Strings are owned by the request (NUL-terminated);
+ * payload points into the request's own JSON document. */
+typedef struct oe_request {
+    char *action;
+    char *nonce;
+    const oe_json *payload; /* never NULL after decoding: {} when absent */
+    int has_artifact;
+    oe_artifact artifact;   /* fields owned by the request when has_artifact */
+    oe_json_doc *doc;       /* owns payload */
+} oe_request;
+
+/* Decodes a JSON request body. On failure returns the error code
+ * (OE_ERR_MALFORMED or OE_ERR_INVALID_REQUEST) with a reason in err, and
+ * fills whatever it could read (action, nonce) so that a rejection receipt
+ * can name them; the request must be released with oe_request_clear either
+ * way. Returns OE_ERR_NONE on success. */
+oe_error_code oe_request_from_json(const char *buf, size_t len, oe_request *req, char *err,
+                                   size_t errlen);
+
+/* Builds a request from separate fields (the Avro codec's path): payload_json
+ * is the payload object as JSON text (NULL or "" = {}). Copies everything.
+ * Same results as oe_request_from_json. */
+oe_error_code oe_request_from_fields(const char *action, const char *nonce,
+                                     const char *payload_json, size_t payload_len,
+                                     const oe_artifact *artifact, oe_request *req, char *err,
+                                     size_t errlen);
+
+/* Releases everything the request owns and zeroes it. */
+void oe_request_clear(oe_request *req);
+
+#endif

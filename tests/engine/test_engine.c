@@ -1,0 +1,341 @@
+/* Tests engine/engine.c with engine/store.c on a real SQLite file: replay,
+ * conflicts, the order of approval checks, single-use approvals, batches in
+ * one transaction, persistence across reopening. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "engine/approval.h"
+#include "engine/engine.h"
+#include "engine/ids.h"
+#include "tests/test.h"
+
+static char dir[64];
+static int db_counter;
+
+/* A fresh database path in this test's temporary directory. */
+static void db_path(char *out, size_t n)
+{
+    snprintf(out, n, "%s/t%d.db", dir, db_counter++);
+}
+
+typedef struct {
+    oe_store *store;
+    oe_engine *engine;
+} fixture;
+
+static void open_fixture(fixture *f, const char *path, const oe_engine_config *cfg)
+{
+    char err[300];
+    f->store = NULL;
+    f->engine = NULL;
+    if (oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
+        OE_FAIL_("store: %s", err);
+        return;
+    }
+    if (oe_engine_new(cfg, f->store, &f->engine, err, sizeof err) != 0)
+        OE_FAIL_("engine: %s", err);
+}
+
+static void close_fixture(fixture *f)
+{
+    oe_engine_free(f->engine);
+    oe_store_close(f->store);
+}
+
+/* Runs one JSON body at time now; fills o (initialised by the caller). */
+static void run_body(fixture *f, const char *body, double now, oe_outcome *o)
+{
+    oe_request r;
+    char reason[300], err[300];
+    oe_error_code code = oe_request_from_json(body, strlen(body), &r, reason, sizeof reason);
+    const char *details[1] = {reason};
+    if (oe_engine_process(f->engine, &r, &code, details, 1, now, o, err, sizeof err) != 0)
+        OE_FAIL_("process: %s", err);
+    oe_request_clear(&r);
+}
+
+static const oe_engine_config demo = {.tenant = "", .allowed_actions = ""};
+
+static void test_execute_replay_conflict(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &demo);
+    oe_outcome o;
+    oe_outcome_init(&o);
+
+    run_body(&f, "{\"action\":\"echo\",\"payload\":{\"msg\":\"hi\"},\"nonce\":\"n-1\"}", 1000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.id, "6f3e5109-03e2-87b5-85d1-a9c98360dc73");
+    ASSERT_STREQ(o.result_json.data, "{\"echo\": {\"msg\": \"hi\"}}");
+    ASSERT_STREQ(o.receipt, "cbbd2992eef15b2d3b33eeef7e1451a3785f2437028b3c851943a4745eb28d6e");
+    ASSERT_EQ(o.approved, 1);
+    ASSERT_TRUE(o.approval_id == NULL);
+
+    /* Same nonce, same request (keys in another order): replayed. */
+    run_body(&f, "{\"nonce\":\"n-1\",\"payload\":{\"msg\":\"hi\"},\"action\":\"echo\"}", 2000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(o.id, "6f3e5109-03e2-87b5-85d1-a9c98360dc73");
+    ASSERT_STREQ(o.receipt, "cbbd2992eef15b2d3b33eeef7e1451a3785f2437028b3c851943a4745eb28d6e");
+    ASSERT_STREQ(o.result_json.data, "{\"echo\": {\"msg\": \"hi\"}}");
+
+    /* Same nonce, other request: conflict. */
+    run_body(&f, "{\"action\":\"echo\",\"payload\":{\"msg\":\"ho\"},\"nonce\":\"n-1\"}", 2000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_REJECTED);
+    ASSERT_EQ(o.error, OE_ERR_NONCE_CONFLICT);
+    ASSERT_STREQ(o.id, "");
+
+    /* A rejected attempt does not use up its nonce. */
+    run_body(&f, "{\"action\":\"add\",\"payload\":{\"a\":\"x\"},\"nonce\":\"n-2\"}", 2000, &o);
+    ASSERT_EQ(o.error, OE_ERR_INVALID_REQUEST);
+    run_body(&f, "{\"action\":\"nope\",\"nonce\":\"n-2\"}", 2000, &o);
+    ASSERT_EQ(o.error, OE_ERR_UNKNOWN_ACTION);
+    ASSERT_CONTAINS(o.detail, "Unknown action: nope");
+    run_body(&f, "{\"action\":\"add\",\"payload\":{\"a\":2,\"b\":3},\"nonce\":\"n-2\"}", 2000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.result_json.data, "{\"sum\": 5}");
+
+    /* Malformed attempts are recorded too. */
+    run_body(&f, "{\"action\":", 2000, &o);
+    ASSERT_EQ(o.error, OE_ERR_MALFORMED);
+    ASSERT_EQ(oe_store_count_executions(f.store), 2);
+    ASSERT_EQ(oe_store_count_rejections(f.store), 4);
+    close_fixture(&f);
+
+    /* Reopened: the stored answer is still there. */
+    open_fixture(&f, path, &demo);
+    run_body(&f, "{\"action\":\"echo\",\"payload\":{\"msg\":\"hi\"},\"nonce\":\"n-1\"}", 3000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(o.receipt, "cbbd2992eef15b2d3b33eeef7e1451a3785f2437028b3c851943a4745eb28d6e");
+    oe_execution e;
+    char err[200];
+    ASSERT_EQ(oe_store_find_by_id(f.store, "6f3e5109-03e2-87b5-85d1-a9c98360dc73", &e, err, sizeof err), 1);
+    ASSERT_STREQ(e.nonce, "n-1");
+    ASSERT_TRUE(e.created_at == 1000);
+    oe_execution_clear(&e);
+    ASSERT_EQ(oe_store_find_by_id(f.store, "nope", &e, err, sizeof err), 0);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+}
+
+static void test_allow_list(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    oe_engine_config cfg = demo;
+    cfg.allowed_actions = " echo , ec";
+    fixture f;
+    open_fixture(&f, path, &cfg);
+    ASSERT_STREQ(oe_engine_allowed_actions(f.engine), " echo , ec");
+    oe_outcome o;
+    oe_outcome_init(&o);
+    run_body(&f, "{\"action\":\"echo\",\"nonce\":\"a\"}", 1, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    run_body(&f, "{\"action\":\"add\",\"nonce\":\"b\"}", 1, &o);
+    ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
+    ASSERT_CONTAINS(o.detail, "not allowed");
+    /* Substrings of allowed names are not allowed. */
+    run_body(&f, "{\"action\":\"ech\",\"nonce\":\"c\"}", 1, &o);
+    ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
+    run_body(&f, "{\"action\":\"ec\",\"nonce\":\"d\"}", 1, &o);
+    ASSERT_EQ(o.error, OE_ERR_UNKNOWN_ACTION);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+}
+
+/* A request body with an HMAC artifact signed by secret. */
+static void signed_body(char *out, size_t n, const char *nonce, const char *payload,
+                        const char *approval_id, const char *secret, const char *tenant,
+                        const char *issuer, const char *issued_at, const char *hash_payload)
+{
+    char err[200], hash[65], sig[65];
+    oe_json_doc *d = oe_json_parse(hash_payload, strlen(hash_payload), 0, err, sizeof err);
+    oe_request_hash("echo", 4, oe_json_root(d), hash);
+    oe_json_doc_free(d);
+    oe_artifact a = {.approval_id = approval_id, .action_hash = hash, .issued_by = issuer,
+                     .issued_at = issued_at, .tenant_id = tenant};
+    oe_approval_sign_hmac(secret, &a, sig);
+    snprintf(out, n,
+             "{\"action\":\"echo\",\"payload\":%s,\"nonce\":\"%s\",\"approval_artifact\":{"
+             "\"approval_id\":\"%s\",\"action_hash\":\"%s\",\"signature\":\"%s\","
+             "\"issued_by\":\"%s\",\"issued_at\":\"%s\",\"tenant_id\":\"%s\"}}",
+             payload, nonce, approval_id, hash, sig, issuer, issued_at, tenant);
+}
+
+static void test_clawshield_checks(void)
+{
+    char path[128], body[2048];
+    db_path(path, sizeof path);
+    oe_engine_config cfg = {.clawshield = 1, .secret = "s3cret", .tenant = "t1",
+                            .allowed_actions = "echo"};
+    fixture f;
+    open_fixture(&f, path, &cfg);
+    ASSERT_EQ(oe_engine_signature_verification(f.engine), 1);
+    const double now = 1795611600 + 10; /* 10 s after issued_at below */
+    const char *at = "2026-11-25T13:00:00Z";
+    oe_outcome o;
+    oe_outcome_init(&o);
+
+    run_body(&f, "{\"action\":\"echo\",\"nonce\":\"x\"}", now, &o);
+    ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
+    ASSERT_CONTAINS(o.detail, "artifact required");
+
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":2}");
+    run_body(&f, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "hash mismatch");
+
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "wrong", "t1", "clawshield", at, "{\"m\":1}");
+    run_body(&f, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "Invalid signature");
+
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t2", "clawshield", at, "{\"m\":1}");
+    run_body(&f, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "Tenant mismatch");
+
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "someone", at, "{\"m\":1}");
+    run_body(&f, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "Unknown issuer");
+
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":1}");
+    run_body(&f, body, now + 300, &o);
+    ASSERT_CONTAINS(o.detail, "expired");
+    run_body(&f, body, now - 50, &o);
+    ASSERT_CONTAINS(o.detail, "expired");
+
+    run_body(&f, body, now, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.approval_id, "ap1");
+    char id[37], hash[65];
+    ASSERT_EQ(oe_request_hash("echo", 4, NULL, hash), 0);
+    (void)id;
+
+    /* Replay after the artifact expired: the original answer. */
+    run_body(&f, body, now + 10000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(o.approval_id, "ap1");
+
+    /* The same approval under another nonce: already used. */
+    signed_body(body, sizeof body, "n2", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":1}");
+    run_body(&f, body, now, &o);
+    ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
+    ASSERT_CONTAINS(o.detail, "already used");
+
+    /* Not allowed comes before the artifact checks. */
+    run_body(&f, "{\"action\":\"add\",\"nonce\":\"n3\",\"approval_artifact\":{\"approval_id\":\"a\","
+                 "\"action_hash\":\"h\",\"signature\":\"s\",\"issued_by\":\"clawshield\","
+                 "\"issued_at\":\"t\",\"tenant_id\":\"t1\"}}", now, &o);
+    ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+
+    /* Clawshield without any key cannot start. */
+    oe_engine_config nokey = {.clawshield = 1, .tenant = "", .allowed_actions = ""};
+    oe_store *s;
+    oe_engine *e;
+    char err[300];
+    db_path(path, sizeof path);
+    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    ASSERT_EQ(oe_engine_new(&nokey, s, &e, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "CLAWSHIELD_SECRET_KEY");
+    oe_store_close(s);
+}
+
+/* A batch is one transaction; duplicates inside it see each other. */
+static void test_batch(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &demo);
+    const char *bodies[] = {
+        "{\"action\":\"add\",\"payload\":{\"a\":1},\"nonce\":\"b1\"}",
+        "{\"action\":\"add\",\"payload\":{\"a\":1},\"nonce\":\"b1\"}",
+        "{\"action\":\"add\",\"payload\":{\"a\":2},\"nonce\":\"b1\"}",
+        "{broken",
+        "{\"action\":\"echo\",\"nonce\":\"b2\"}",
+    };
+    enum { N = 5 };
+    oe_request reqs[N];
+    oe_error_code codes[N];
+    char reasons[N][200];
+    const char *details[N];
+    oe_outcome outs[N];
+    for (int i = 0; i < N; i++) {
+        codes[i] = oe_request_from_json(bodies[i], strlen(bodies[i]), &reqs[i], reasons[i], 200);
+        details[i] = reasons[i];
+        oe_outcome_init(&outs[i]);
+    }
+    char err[300];
+    ASSERT_EQ(oe_engine_process(f.engine, reqs, codes, details, N, 5, outs, err, sizeof err), 0);
+    ASSERT_EQ(outs[0].status, OE_STATUS_EXECUTED);
+    ASSERT_EQ(outs[1].status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(outs[1].receipt, outs[0].receipt);
+    ASSERT_EQ(outs[2].error, OE_ERR_NONCE_CONFLICT);
+    ASSERT_EQ(outs[3].error, OE_ERR_MALFORMED);
+    ASSERT_CONTAINS(outs[3].detail, "invalid JSON");
+    ASSERT_EQ(outs[4].status, OE_STATUS_EXECUTED);
+    ASSERT_EQ(oe_store_count_executions(f.store), 2);
+    ASSERT_EQ(oe_store_count_rejections(f.store), 2);
+    for (int i = 0; i < N; i++) {
+        oe_request_clear(&reqs[i]);
+        oe_outcome_clear(&outs[i]);
+    }
+    close_fixture(&f);
+}
+
+/* Two stores, same requests: the same ids and receipts. */
+static void test_two_stores_agree(void)
+{
+    char p1[128], p2[128];
+    db_path(p1, sizeof p1);
+    db_path(p2, sizeof p2);
+    fixture a, b;
+    open_fixture(&a, p1, &demo);
+    open_fixture(&b, p2, &demo);
+    oe_outcome x, y;
+    oe_outcome_init(&x);
+    oe_outcome_init(&y);
+    const char *body = "{\"action\":\"echo\",\"payload\":{\"n\":[1e16,1e-07,-0.0]},\"nonce\":\"z\"}";
+    run_body(&a, body, 1, &x);
+    run_body(&b, body, 99, &y);
+    ASSERT_STREQ(x.id, y.id);
+    ASSERT_STREQ(x.receipt, y.receipt);
+    ASSERT_STREQ(x.result_json.data, "{\"echo\": {\"n\": [1e+16, 1e-07, -0.0]}}");
+    oe_outcome_clear(&x);
+    oe_outcome_clear(&y);
+    close_fixture(&a);
+    close_fixture(&b);
+}
+
+static void test_store_schema_guard(void)
+{
+    char path[128], err[300];
+    db_path(path, sizeof path);
+    oe_store *s;
+    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
+    oe_store_close(s);
+    /* A read-only store of a missing file fails cleanly. */
+    ASSERT_EQ(oe_store_open("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "x.db");
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/oe-test-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN_TEST(test_execute_replay_conflict);
+    RUN_TEST(test_allow_list);
+    RUN_TEST(test_clawshield_checks);
+    RUN_TEST(test_batch);
+    RUN_TEST(test_two_stores_agree);
+    RUN_TEST(test_store_schema_guard);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return TEST_REPORT();
+}

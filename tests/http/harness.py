@@ -1,0 +1,576 @@
+"""Shared helpers for the black-box tests of build/openexec.
+
+Everything here talks to the real binary: it is started as a subprocess on a
+free 127.0.0.1 port with its own SQLite file in a temporary directory, and
+spoken to with http.client over real sockets. Only the Python standard
+library is used, plus `cryptography` (Debian's python3-cryptography) for
+Ed25519, imported lazily by the tests that need it.
+
+The reference formulas of SPEC §6 and §8 are written here once, in plain
+Python, independently of the C code:
+
+    canonical(obj)        json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    request_hash(a, p)    sha256(canonical({"action": a, "payload": p}))
+    execution_id(t, n, h) UUIDv8 from sha256("openexec.exec.v1\\0" t "\\0" n "\\0" h)
+    receipt_hash(i, r)    sha256(i + ":" + json.dumps(r, sort_keys=True))
+
+run_tests() is a tiny runner: it runs every test_* method of every TestCase
+subclass of the calling module (optionally only those whose name contains
+one of the command-line arguments), prints each failure with its traceback,
+and ends with exactly one line "NAME: N passed, N failed". It exits 1 if
+anything failed.
+"""
+
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import unittest
+import uuid
+from datetime import datetime, timedelta, timezone
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BIN = os.environ.get("OPENEXEC_TEST_BIN", os.path.join(ROOT, "build", "openexec"))
+
+STARTUP_TIMEOUT = 10.0  # seconds until GET /health must answer
+STOP_TIMEOUT = 10.0     # seconds a SIGTERM may take
+HTTP_TIMEOUT = 15.0     # seconds for one HTTP exchange
+CLI_TIMEOUT = 10.0      # seconds for one CLI command
+
+ONE_MIB = 1 << 20
+
+# Variables that would make a test depend on the caller's environment.
+_ENV_PREFIXES = ("OPENEXEC_", "CLAWSHIELD_")
+
+
+# ---------------------------------------------------------------------------
+# Reference formulas (SPEC §6, §7, §8), independent of the implementation.
+
+def canonical(obj):
+    """SPEC §6: the canonical JSON text that the request hash is taken of."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def sha256_hex(data):
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def request_hash(action, payload):
+    """SPEC §6."""
+    return sha256_hex(canonical({"action": action, "payload": payload}))
+
+
+def execution_id(tenant, nonce, req_hash):
+    """SPEC §8: the derived UUID (version 8, RFC 4122 variant)."""
+    material = (b"openexec.exec.v1\0" + tenant.encode("utf-8") + b"\0" +
+                nonce.encode("utf-8") + b"\0" + req_hash.encode("ascii"))
+    b = bytearray(hashlib.sha256(material).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x80
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
+
+def result_json(result):
+    """SPEC §8: result_json is json.dumps(result, sort_keys=True)."""
+    return json.dumps(result, sort_keys=True)
+
+
+def receipt_hash(exec_id, result):
+    """SPEC §8 (seed-compatible receipt)."""
+    return sha256_hex("%s:%s" % (exec_id, result_json(result)))
+
+
+def iso(dt):
+    """An aware datetime as Python's isoformat (e.g. ...+00:00)."""
+    return dt.isoformat()
+
+
+def utc_now():
+    return datetime.now(timezone.utc)
+
+
+def iso_in(seconds):
+    """Now + seconds as an aware ISO 8601 time."""
+    return iso(utc_now() + timedelta(seconds=seconds))
+
+
+def hmac_signature(secret, approval_id, action_hash, tenant_id, issued_at):
+    """SPEC §7.4 (HMAC): hex HMAC-SHA256 over approval_id:action_hash:tenant_id:issued_at."""
+    msg = "%s:%s:%s:%s" % (approval_id, action_hash, tenant_id, issued_at)
+    return hmac.new(secret.encode("utf-8"), msg.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def hmac_artifact(secret, tenant, action, payload, approval_id=None, issued_at=None,
+                  issued_by="clawshield", expires_at=None, action_hash=None):
+    """An HMAC approval artifact built entirely in Python."""
+    approval_id = approval_id or str(uuid.uuid4())
+    issued_at = issued_at if issued_at is not None else iso(utc_now())
+    action_hash = action_hash or request_hash(action, payload)
+    art = {
+        "approval_id": approval_id,
+        "action_hash": action_hash,
+        "signature": hmac_signature(secret, approval_id, action_hash, tenant, issued_at),
+        "issued_by": issued_by,
+        "issued_at": issued_at,
+        "tenant_id": tenant,
+    }
+    if expires_at is not None:
+        art["expires_at"] = expires_at
+    return art
+
+
+def ed25519_keypair():
+    """(private key object, private PEM bytes, public PEM text)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key, priv, pub.decode("ascii")
+
+
+def ed25519_artifact(key, tenant, action, payload, approval_id=None, issued_at=None,
+                     expires_at=None, issued_by="clawshield", with_expiry=True):
+    """An Ed25519 approval artifact built entirely in Python (SPEC §7.4):
+    base64 signature over approval_id + tenant_id + action_hash + issued_at
+    + expires_at."""
+    approval_id = approval_id or str(uuid.uuid4())
+    issued_at = issued_at if issued_at is not None else iso(utc_now())
+    if expires_at is None and with_expiry:
+        expires_at = iso_in(300)
+    action_hash = request_hash(action, payload)
+    msg = approval_id + tenant + action_hash + issued_at + (expires_at or "")
+    art = {
+        "approval_id": approval_id,
+        "action_hash": action_hash,
+        "signature": base64.b64encode(key.sign(msg.encode("utf-8"))).decode("ascii"),
+        "issued_by": issued_by,
+        "issued_at": issued_at,
+        "tenant_id": tenant,
+    }
+    if with_expiry:
+        art["expires_at"] = expires_at
+    return art
+
+
+def is_uuid_v8(s):
+    try:
+        u = uuid.UUID(s)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return (str(u) == s and (u.int >> 76) & 0xF == 8 and u.bytes[8] & 0xC0 == 0x80)
+
+
+# ---------------------------------------------------------------------------
+# Processes.
+
+def clean_env(extra=None):
+    """The caller's environment without OPENEXEC_* / CLAWSHIELD_*, plus extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
+    for k, v in (extra or {}).items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def cli(args, env=None, timeout=CLI_TIMEOUT, cwd=None):
+    """Runs build/openexec ARGS; returns CompletedProcess (text). A command
+    that does not finish in time is killed and reported as a failure."""
+    try:
+        return subprocess.run([BIN] + list(args), env=clean_env(env), capture_output=True,
+                              text=True, timeout=timeout, cwd=cwd)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError("openexec %s did not finish within %.0f s (stderr: %r)"
+                             % (" ".join(args), timeout, e.stderr))
+
+
+def mint(action, payload, secret=None, tenant=None, ed25519_key=None, approval_id=None,
+         issued_at=None, ttl=None, env=None):
+    """`openexec mint ...` -> the artifact as a dict."""
+    args = ["mint", "--action", action, "--payload", json.dumps(payload)]
+    if secret is not None:
+        args += ["--secret", secret]
+    if ed25519_key is not None:
+        args += ["--ed25519-key", ed25519_key]
+    if tenant is not None:
+        args += ["--tenant", tenant]
+    if approval_id is not None:
+        args += ["--approval-id", approval_id]
+    if issued_at is not None:
+        args += ["--issued-at", issued_at]
+    if ttl is not None:
+        args += ["--ttl", str(ttl)]
+    p = cli(args, env=env)
+    if p.returncode != 0:
+        raise AssertionError("openexec mint failed (%d): %s" % (p.returncode, p.stderr.strip()))
+    try:
+        art = json.loads(p.stdout)
+    except ValueError:
+        raise AssertionError("openexec mint printed no JSON: %r" % p.stdout)
+    if not isinstance(art, dict):
+        raise AssertionError("openexec mint printed %r, not an object" % p.stdout)
+    return art
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers  # lower-case name -> value
+        self.body = body        # bytes
+        self._json = None
+        self._parsed = False
+
+    @property
+    def json(self):
+        if not self._parsed:
+            self._json = json.loads(self.body.decode("utf-8"))
+            self._parsed = True
+        return self._json
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        text = self.body[:300].decode("utf-8", "replace")
+        return "<HTTP %d %s>" % (self.status, text)
+
+
+class Server:
+    """One `openexec run` process on a free port with its own database."""
+
+    def __init__(self, workdir, env=None, db=None, args=None):
+        self.workdir = workdir
+        self.env = dict(env or {})
+        self.db = db or os.path.join(workdir, "x.db")
+        self.args = list(args or [])
+        self.proc = None
+        self.port = None
+        self.log_path = None
+        self._log = None
+
+    # -- life cycle
+
+    def start(self):
+        last = ""
+        for attempt in range(5):
+            self.port = free_port()
+            self.log_path = os.path.join(self.workdir, "server-%d-%d.log"
+                                         % (self.port, attempt))
+            self._log = open(self.log_path, "wb")
+            self.proc = subprocess.Popen(
+                [BIN, "run", "--http-port", str(self.port), "--db", self.db] + self.args,
+                env=clean_env(self.env), stdin=subprocess.DEVNULL,
+                stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    r = self.request("GET", "/health", timeout=1.0)
+                    if r.status == 200:
+                        return self
+                except (OSError, http.client.HTTPException):
+                    pass
+                time.sleep(0.02)
+            last = self.log()
+            if self.proc.poll() is None:
+                self._kill()
+                raise AssertionError("openexec run: /health did not answer within %.0f s; "
+                                     "log: %s" % (STARTUP_TIMEOUT, last))
+            self._log.close()
+            if "in use" not in last and "listen" not in last:
+                break  # a real start-up failure, not a port race
+        raise AssertionError("openexec run exited with status %s during start-up; log: %s"
+                             % (self.proc.returncode, last))
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self._log:
+            self._log.close()
+
+    def stop(self):
+        """SIGTERM, wait; the service must exit 0."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                self._log.close()
+                raise AssertionError("openexec run did not stop within %.0f s of SIGTERM"
+                                     % STOP_TIMEOUT)
+        self._log.close()
+        if proc.returncode != 0:
+            raise AssertionError("openexec run exited with status %d after SIGTERM; log: %s"
+                                 % (proc.returncode, self.log()))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- HTTP
+
+    def request(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT):
+        """One request on a fresh connection. body: bytes, str, or a JSON
+        value (dict/list) that is serialised with json.dumps."""
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs = {}
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return self.request("POST", path, body=body, **kw)
+
+    def execute(self, action=None, payload=None, nonce=None, artifact=None, raw=None, **extra):
+        """POST /execute. raw: the exact body; else built from the fields
+        (fields left None are omitted)."""
+        if raw is not None:
+            return self.post("/execute", raw)
+        req = {}
+        if action is not None:
+            req["action"] = action
+        if payload is not None:
+            req["payload"] = payload
+        if nonce is not None:
+            req["nonce"] = nonce
+        if artifact is not None:
+            req["approval_artifact"] = artifact
+        req.update(extra)
+        return self.post("/execute", req)
+
+    def metrics(self):
+        """GET /metrics parsed into {"name{labels}": float}."""
+        r = self.get("/metrics")
+        if r.status != 200:
+            raise AssertionError("GET /metrics: %r" % r)
+        out = {}
+        for line in r.body.decode("utf-8").splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+        return out
+
+
+def raw_http(port, data_chunks, timeout=HTTP_TIMEOUT):
+    """Sends raw bytes (an iterable of chunks) on one connection and reads
+    the answer until the server closes or a full response has arrived.
+    Returns (status, body bytes). Errors while sending (the server may
+    answer and close early, e.g. 413) are tolerated."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        for chunk in data_chunks:
+            try:
+                s.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        buf = b""
+        while True:
+            try:
+                part = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not part:
+                break
+            buf += part
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if sep:
+                m = [l for l in head.split(b"\r\n")[1:] if l.lower().startswith(b"content-length:")]
+                if m and len(rest) >= int(m[0].split(b":", 1)[1]):
+                    break
+    finally:
+        s.close()
+    if not buf.startswith(b"HTTP/1."):
+        raise AssertionError("no HTTP response (got %r)" % buf[:200])
+    status = int(buf.split(b" ", 2)[1])
+    return status, buf.partition(b"\r\n\r\n")[2]
+
+
+# ---------------------------------------------------------------------------
+# Test base class and runner.
+
+class ServiceTest(unittest.TestCase):
+    """Gives each test a temporary directory and stops every server it
+    started (asserting exit status 0) when the test ends."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="openexec-test-")
+        self._servers = []
+
+    def tearDown(self):
+        errors = []
+        for s in self._servers:
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+            except Exception as e:  # pragma: no cover - defensive
+                errors.append(repr(e))
+                s._kill()
+        self._servers = []
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise AssertionError("; ".join(errors))
+
+    def server(self, env=None, db=None, args=None, start=True):
+        s = Server(self.tmp, env=env, db=db, args=args)
+        self._servers.append(s)
+        if start:
+            s.start()
+        return s
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    # -- assertions shared by the files
+
+    def assertStatus(self, r, status, msg=None):
+        if r.status != status:
+            self.fail("expected HTTP %d, got %r%s" % (status, r, (": " + msg) if msg else ""))
+
+    def assertJSONType(self, r):
+        ct = r.header("Content-Type") or ""
+        self.assertTrue(ct.startswith("application/json"),
+                        "Content-Type %r is not application/json" % ct)
+
+    def assertDetail(self, r, status, contains=None, equals=None):
+        self.assertStatus(r, status)
+        self.assertJSONType(r)
+        body = r.json
+        self.assertIsInstance(body, dict, r)
+        self.assertIn("detail", body, r)
+        self.assertIsInstance(body["detail"], str, r)
+        if contains is not None:
+            self.assertIn(contains, body["detail"], r)
+        if equals is not None:
+            self.assertEqual(body["detail"], equals, r)
+        return body["detail"]
+
+    def assertExecuted(self, r, action, payload, nonce, tenant="", result=None,
+                       status="executed"):
+        """200 with the SPEC §10 shape; id and receipt follow SPEC §8 as
+        computed in Python. Returns the body."""
+        self.assertStatus(r, 200)
+        self.assertJSONType(r)
+        body = r.json
+        for k in ("id", "action", "result", "approved", "receipt"):
+            self.assertIn(k, body, r)
+        self.assertEqual(body["action"], action)
+        self.assertIs(body["approved"], True)
+        self.assertTrue(is_uuid_v8(body["id"]), "id %r is not a version 8 UUID" % body["id"])
+        self.assertEqual(body["id"], execution_id(tenant, nonce, request_hash(action, payload)),
+                         "execution id differs from the SPEC §8 derivation")
+        if result is not None:
+            self.assertEqual(canonical(body["result"]), canonical(result))
+        self.assertEqual(body["receipt"], receipt_hash(body["id"], body["result"]),
+                         "receipt is not sha256(id:json.dumps(result, sort_keys=True))")
+        if status is not None and "status" in body:
+            self.assertEqual(body["status"], status, r)
+        return body
+
+
+def run_tests(module_name=None):
+    """Runs the test methods of the calling module's TestCase classes."""
+    mod = sys.modules[module_name or "__main__"]
+    name = os.path.splitext(os.path.basename(mod.__file__))[0]
+    filters = sys.argv[1:]
+    cases = []
+    for obj in vars(mod).values():
+        if isinstance(obj, type) and issubclass(obj, unittest.TestCase) and obj.__module__ == mod.__name__:
+            for m in sorted(dir(obj)):
+                if m.startswith("test_") and callable(getattr(obj, m)):
+                    full = "%s.%s" % (obj.__name__, m)
+                    if not filters or any(f in full for f in filters):
+                        cases.append((obj, m, full))
+    passed = failed = 0
+    t_all = time.monotonic()
+    for cls, m, full in cases:
+        t0 = time.monotonic()
+        errors = []
+        test = cls(m)
+        try:
+            test.setUp()
+        except Exception:
+            errors.append(traceback.format_exc())
+        else:
+            try:
+                getattr(test, m)()
+            except unittest.SkipTest as e:
+                errors.append("skipped: %s (a skip counts as a failure)\n" % e)
+            except Exception:
+                errors.append(traceback.format_exc())
+            try:
+                test.tearDown()
+            except Exception:
+                errors.append(traceback.format_exc())
+        dt = time.monotonic() - t0
+        if errors:
+            failed += 1
+            print("FAIL %s (%.2fs)" % (full, dt))
+            for e in errors:
+                print("    " + e.rstrip().replace("\n", "\n    "))
+        else:
+            passed += 1
+            print("ok   %s (%.2fs)" % (full, dt))
+        sys.stdout.flush()
+    if not cases:
+        failed += 1
+        print("no tests selected")
+    print("(%.1f s)" % (time.monotonic() - t_all))
+    print("%s: %d passed, %d failed" % (name, passed, failed))
+    sys.stdout.flush()
+    sys.exit(1 if failed else 0)

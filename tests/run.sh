@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Runs the whole suite after `make all unit` and the sanitizer build:
+# unit tests (normal and ASan+UBSan), float and canonical-JSON vectors
+# compared with Python, then the black-box tests of the real binary.
+# Prints one closing line "total: N passed, N failed"; exits non-zero on
+# any failure.
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${1:-python3}
+passed=0
+failed=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Adds the counts of a "... N passed, N failed" line from a step's output.
+count() {
+    local out=$1 status=$2 line p f
+    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        failed=$((failed + 1))
+        echo "   (no result line; exit status $status)"
+        return
+    fi
+    p=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+')
+    f=$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+')
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        failed=$((failed + 1))
+        echo "   (exit status $status)"
+    fi
+}
+
+step() {
+    local name=$1
+    shift
+    echo "== $name"
+    "$@" >"$work/out" 2>&1
+    local status=$?
+    if [ "$status" -ne 0 ]; then cat "$work/out"; else tail -n 1 "$work/out"; fi
+    count "$work/out" "$status"
+}
+
+for t in build/tests/test_*; do
+    step "unit $(basename "$t")" "$t"
+done
+for t in build/san/tests/test_*; do
+    step "unit (asan+ubsan) $(basename "$t")" "$t"
+done
+
+# Python's own float repr and json.dumps, compared byte for byte.
+"$PYTHON" tests/engine/gen_json_vectors.py floats 200000 7 >"$work/floats"
+step "float repr vs python (200000 vectors)" build/tests/test_json --float-vectors "$work/floats"
+"$PYTHON" tests/engine/gen_json_vectors.py docs 3000 11 "$work/docs.expected" >"$work/docs"
+echo "== canonical JSON vs python (3000 documents)"
+build/tests/test_json --canon "$work/docs" >"$work/docs.got" 2>&1
+if cmp -s "$work/docs.got" "$work/docs.expected"; then
+    passed=$((passed + 1)); echo "identical"
+else
+    failed=$((failed + 1)); diff "$work/docs.got" "$work/docs.expected" | head -n 20
+fi
+
+# Black-box tests of the binary: real HTTP, real SQLite files, python3
+# clients (Debian's interpreter, for python3-cryptography).
+for t in tests/http/test_*.py; do
+    step "black-box $(basename "$t")" "$PYTHON" "$t"
+done
+
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
