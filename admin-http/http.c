@@ -25,6 +25,9 @@
 
 /* Largest request body (SPEC §10), enforced while it arrives. */
 #define OE_HTTP_MAX_BODY OE_REQUEST_MAX_BYTES
+/* A body of unannounced size is drained up to this much before the
+ * connection is closed without an answer. */
+#define OE_HTTP_DRAIN_LIMIT ((size_t)8 << 20)
 
 struct oe_http {
     struct MHD_Daemon *daemon;
@@ -35,7 +38,9 @@ struct oe_http {
 /* Per-connection state, created on the first call of the handler. */
 typedef struct request_ctx {
     oe_buf body;
-    int too_large; /* the body passed the limit: answer 413 */
+    int too_large;   /* the body passed the limit: answer 413 */
+    int answered;    /* a response is already queued */
+    size_t received; /* body bytes seen, kept or not */
 } request_ctx;
 
 static double wall_clock(void)
@@ -410,23 +415,31 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > OE_HTTP_MAX_BODY) {
             ctx->too_large = 1;
+            ctx->answered = 1;
             return send_detail(h, c, 413, "Request body larger than 1 MiB");
         }
         return MHD_YES;
     }
     request_ctx *ctx = *con_cls;
     if (*upload_size) {
-        /* Count the bytes as they arrive; past the limit, answer 413 now. */
+        /* Count the bytes as they arrive. Past the limit nothing more is
+         * kept; libmicrohttpd cannot answer in the middle of an upload, so
+         * the rest is drained and answered 413 at its end, and a sender that
+         * goes on far beyond the limit is disconnected. */
+        ctx->received += *upload_size;
         if (!ctx->too_large && oe_buf_append(&ctx->body, upload_data, *upload_size) != 0) {
             ctx->too_large = 1;
-            *upload_size = 0;
-            return send_detail(h, c, 413, "Request body larger than 1 MiB");
+            oe_buf_free(&ctx->body);
         }
         *upload_size = 0;
-        return MHD_YES;
+        return ctx->received > OE_HTTP_DRAIN_LIMIT ? MHD_NO : MHD_YES;
     }
-    if (ctx->too_large)
-        return MHD_YES; /* already answered */
+    if (ctx->too_large) {
+        if (ctx->answered)
+            return MHD_YES;
+        ctx->answered = 1;
+        return send_detail(h, c, 413, "Request body larger than 1 MiB");
+    }
 
     switch (r) {
     case R_ROOT:
@@ -493,10 +506,9 @@ int oe_http_start(const oe_http_config *cfg, oe_http **out, char *err, size_t er
     unsigned threads = cfg->threads ? cfg->threads : 4;
     h->daemon = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-        handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
     if (!h->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
         free(h);

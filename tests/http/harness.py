@@ -265,11 +265,14 @@ class Response:
 class Server:
     """One `openexec run` process on a free port with its own database."""
 
-    def __init__(self, workdir, env=None, db=None, args=None):
+    def __init__(self, workdir, env=None, db=None, args=None, flags=True):
+        """flags=False passes the port and database in the environment
+        (OPENEXEC_HTTP_PORT, OPENEXEC_DB_PATH) instead of as flags."""
         self.workdir = workdir
         self.env = dict(env or {})
         self.db = db or os.path.join(workdir, "x.db")
         self.args = list(args or [])
+        self.flags = flags
         self.proc = None
         self.port = None
         self.log_path = None
@@ -284,9 +287,16 @@ class Server:
             self.log_path = os.path.join(self.workdir, "server-%d-%d.log"
                                          % (self.port, attempt))
             self._log = open(self.log_path, "wb")
+            env = dict(self.env)
+            if self.flags:
+                argv = [BIN, "run", "--http-port", str(self.port), "--db", self.db]
+            else:
+                argv = [BIN, "run"]
+                env["OPENEXEC_HTTP_PORT"] = str(self.port)
+                env.setdefault("OPENEXEC_DB_PATH", self.db)
             self.proc = subprocess.Popen(
-                [BIN, "run", "--http-port", str(self.port), "--db", self.db] + self.args,
-                env=clean_env(self.env), stdin=subprocess.DEVNULL,
+                argv + self.args,
+                env=clean_env(env), stdin=subprocess.DEVNULL,
                 stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
             deadline = time.monotonic() + STARTUP_TIMEOUT
             while time.monotonic() < deadline:
@@ -324,13 +334,13 @@ class Server:
         if self._log:
             self._log.close()
 
-    def stop(self):
-        """SIGTERM, wait; the service must exit 0."""
+    def stop(self, sig=signal.SIGTERM):
+        """SIGTERM (or sig), wait; the service must exit 0."""
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
                 proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -375,11 +385,13 @@ class Server:
     def post(self, path, body=None, **kw):
         return self.request("POST", path, body=body, **kw)
 
-    def execute(self, action=None, payload=None, nonce=None, artifact=None, raw=None, **extra):
+    def execute(self, action=None, payload=None, nonce=None, artifact=None, raw=None,
+                timeout=HTTP_TIMEOUT, **extra):
         """POST /execute. raw: the exact body; else built from the fields
-        (fields left None are omitted)."""
+        (fields left None are omitted; extra keyword arguments are added as
+        top-level fields)."""
         if raw is not None:
-            return self.post("/execute", raw)
+            return self.post("/execute", raw, timeout=timeout)
         req = {}
         if action is not None:
             req["action"] = action
@@ -390,7 +402,7 @@ class Server:
         if artifact is not None:
             req["approval_artifact"] = artifact
         req.update(extra)
-        return self.post("/execute", req)
+        return self.post("/execute", req, timeout=timeout)
 
     def metrics(self):
         """GET /metrics parsed into {"name{labels}": float}."""
@@ -466,8 +478,8 @@ class ServiceTest(unittest.TestCase):
         if errors:
             raise AssertionError("; ".join(errors))
 
-    def server(self, env=None, db=None, args=None, start=True):
-        s = Server(self.tmp, env=env, db=db, args=args)
+    def server(self, env=None, db=None, args=None, start=True, flags=True):
+        s = Server(self.tmp, env=env, db=db, args=args, flags=flags)
         self._servers.append(s)
         if start:
             s.start()
