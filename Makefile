@@ -4,9 +4,10 @@
 
 CC      ?= cc
 # Debian -dev packages the build links against, and the tools the tests use.
-PKGS     = libcrypto sqlite3 libmicrohttpd
-DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev \
-           python3 python3-cryptography curl
+PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c
+DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
+           libavro-dev python3 python3-cryptography python3-confluent-kafka \
+           python3-avro kcat curl
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -29,16 +30,18 @@ LDFLAGS = $(SANFLAGS)
 
 ENGINE_SRC = $(wildcard engine/*.c)
 HTTP_SRC   = $(wildcard admin-http/*.c)
+WORKER_SRC = $(wildcard worker/*.c)
 CMD_SRC    = $(wildcard cmd/*.c)
-LIB_SRC    = $(ENGINE_SRC) $(HTTP_SRC)
-LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_SRC    = $(ENGINE_SRC) $(HTTP_SRC) $(WORKER_SRC)
+LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
 CMD_OBJ    = $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_SRC   = $(wildcard tests/engine/test_*.c)
-UNIT_BIN   = $(UNIT_SRC:tests/engine/%.c=$(BUILD)/tests/%)
+UNIT_SRC   = $(wildcard tests/engine/test_*.c tests/worker/test_*.c)
+UNIT_BIN   = $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
 
 # The first python3 on PATH that sees Debian's python3-* packages.
 PYTHON ?= $(shell for p in $$(which -a python3); do \
-            $$p -c 'import cryptography' 2>/dev/null && { echo $$p; break; }; done)
+            $$p -c 'import cryptography, confluent_kafka, avro' 2>/dev/null \
+            && { echo $$p; break; }; done)
 
 .PHONY: all deps run test unit unit-san clean bench format
 
@@ -55,7 +58,23 @@ $(BUILD)/libopenexec.a: $(LIB_OBJ)
 $(BUILD)/openexec: $(CMD_OBJ) $(BUILD)/libopenexec.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/engine/%.c $(BUILD)/libopenexec.a tests/test.h
+# The Avro schemas are compiled into the binary as C strings.
+$(BUILD)/gen/schemas.c: schemas/execution_request.avsc schemas/receipt.avsc
+	@mkdir -p $(dir $@)
+	{ printf '/* Generated from schemas/ by make. */\n'; \
+	  for f in execution_request receipt; do \
+	    printf 'const char oe_schema_%s[] =\n' $$f; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' schemas/$$f.avsc; \
+	    printf ';\n'; \
+	  done; } > $@
+
+$(BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-variable-declarations -c $< -o $@
+
+vpath test_%.c tests/engine tests/worker
+
+$(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libopenexec.a $(LDFLAGS) $(PKG_LIBS)
 

@@ -37,7 +37,11 @@ struct oe_http {
 
 /* Per-connection state, created on the first call of the handler. */
 typedef struct request_ctx {
+    struct MHD_Connection *connection;
     oe_buf body;
+    oe_http_answer answer;  /* filled by the bridge's reply */
+    atomic_int replied;     /* the answer is ready */
+    int submitted;          /* handed to the bridge, connection suspended */
     int too_large;   /* the body passed the limit: answer 413 */
     int answered;    /* a response is already queued */
     size_t received; /* body bytes seen, kept or not */
@@ -272,16 +276,93 @@ void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http
     oe_request_clear(&req);
 }
 
+static void answer_detail(oe_http_answer *a, int status, const char *detail)
+{
+    a->status = status;
+    oe_buf_reset(&a->body);
+    oe_buf_puts(&a->body, "{\"detail\": ");
+    oe_json_dump_string(&a->body, detail, strlen(detail));
+    oe_buf_putc(&a->body, '}');
+}
+
+void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
+{
+    if (r->status == OE_STATUS_REJECTED || !r->id || !r->result || !r->receipt) {
+        oe_error_code code = oe_error_code_from_name(r->error_code);
+        answer_detail(a, code == OE_ERR_NONE ? 400 : oe_error_code_http_status(code),
+                      r->detail ? r->detail : "rejected");
+        return;
+    }
+    a->status = 200;
+    oe_buf_reset(&a->body);
+    oe_buf_puts(&a->body, "{");
+    put_key_string(&a->body, "id", r->id);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "action", r->action);
+    oe_buf_puts(&a->body, ", \"result\": ");
+    oe_buf_puts(&a->body, r->result);
+    oe_buf_printf(&a->body, ", \"approved\": %s, ", r->approved ? "true" : "false");
+    put_key_string(&a->body, "receipt", r->receipt);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "status", oe_status_name(r->status));
+    oe_buf_putc(&a->body, '}');
+}
+
+/* The bridge's reply: keep the answer and wake the suspended connection. */
+static void bridge_reply(void *cls, const oe_receipt *r, int status, const char *reason)
+{
+    request_ctx *ctx = cls;
+    if (r)
+        oe_http_answer_from_receipt(r, &ctx->answer);
+    else
+        answer_detail(&ctx->answer, status, reason);
+    atomic_store(&ctx->replied, 1);
+    MHD_resume_connection(ctx->connection);
+}
+
+/* POST /execute through Kafka: reject what cannot be a request at all
+ * here (it would only be dead-lettered), publish the rest and suspend the
+ * connection until the receipt (or the timeout) arrives. */
+static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, request_ctx *ctx)
+{
+    if (ctx->submitted) {
+        if (!atomic_load(&ctx->replied))
+            return MHD_YES;
+        return send_json(h, c, ctx->answer.status, ctx->answer.body.data, ctx->answer.body.len);
+    }
+    char err[200];
+    const char *body = ctx->body.data ? ctx->body.data : "";
+    oe_json_doc *doc = oe_json_parse(body, ctx->body.len, 0, err, sizeof err);
+    if (!doc)
+        return send_detail(h, c, 422, err);
+    const oe_json *root = oe_json_root(doc);
+    if (root->type != OE_JSON_OBJECT) {
+        oe_json_doc_free(doc);
+        return send_detail(h, c, 422, "request body must be a JSON object");
+    }
+    const oe_json *nonce = oe_json_get(root, "nonce");
+    char *key = nonce && nonce->type == OE_JSON_STRING ? strndup(nonce->str, nonce->len) : NULL;
+    oe_json_doc_free(doc);
+    ctx->connection = c;
+    ctx->submitted = 1;
+    MHD_suspend_connection(c);
+    oe_bridge_submit(h->cfg.bridge, body, ctx->body.len, key, bridge_reply, ctx);
+    free(key);
+    return MHD_YES;
+}
+
 /* POST /execute */
 static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
+    if (rc->submitted)
+        return execute_via_bridge(h, c, rc);
+    char reason[200];
+    if (!is_ready(h, reason, sizeof reason))
+        return send_detail(h, c, 503, reason);
+    if (h->cfg.bridge)
+        return execute_via_bridge(h, c, rc);
     oe_http_answer a = {0};
     oe_buf_init(&a.body, 0);
-    char reason[200];
-    if (!is_ready(h, reason, sizeof reason)) {
-        oe_buf_free(&a.body);
-        return send_detail(h, c, 503, reason);
-    }
     h->cfg.execute(h->cfg.execute_ctx, rc->body.data ? rc->body.data : "", rc->body.len, &a);
     MHD_RESULT ret = send_json(h, c, a.status, a.body.data ? a.body.data : "", a.body.len);
     oe_buf_free(&a.body);
@@ -406,6 +487,7 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
         if (!ctx)
             return MHD_NO;
         oe_buf_init(&ctx->body, OE_HTTP_MAX_BODY);
+        oe_buf_init(&ctx->answer.body, 0);
         *con_cls = ctx;
         if (r == R_NONE)
             return send_detail(h, c, 404, "Not Found");
@@ -473,6 +555,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     request_ctx *ctx = *con_cls;
     if (ctx) {
         oe_buf_free(&ctx->body);
+        oe_buf_free(&ctx->answer.body);
         free(ctx);
         *con_cls = NULL;
     }
@@ -505,7 +588,8 @@ int oe_http_start(const oe_http_config *cfg, oe_http **out, char *err, size_t er
     }
     unsigned threads = cfg->threads ? cfg->threads : 4;
     h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+            MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
         handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
         threads, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "engine/metrics.h"
 #include "engine/store.h"
+#include "worker/bridge.h"
 
 #define OE_VERSION "0.1.0"
 
@@ -35,6 +36,7 @@ typedef struct oe_http_config {
     oe_engine *engine;    /* for /health (mode, allow-list) */
     oe_store *reader;     /* read-only store for /receipts/{id} */
     oe_metrics *metrics;  /* shared counters */
+    oe_bridge *bridge;    /* /execute through Kafka; NULL: use execute below */
     oe_http_execute_fn execute;
     void *execute_ctx;
     int (*ready)(void *ctx, char *reason, size_t len); /* 1 when ready */
@@ -61,6 +63,9 @@ typedef struct oe_local_executor {
 
 /* Executes in this process through the engine (ctx is an oe_local_executor). */
 void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http_answer *answer);
+
+/* Renders a receipt from the receipts topic as SPEC §10's /execute answer. */
+void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *answer);
 
 /* Renders an outcome as SPEC §10's /execute answer. */
 void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o,

@@ -35,7 +35,13 @@ int oe_config_parse(oe_config *cfg, const oe_option *opts, size_t nopts, int arg
             return -1;
         }
         const char *value;
-        if (eq) {
+        if (opts[k].boolean) {
+            if (eq) {
+                snprintf(err, errlen, "option %s takes no value", opts[k].flag);
+                return -1;
+            }
+            value = "1";
+        } else if (eq) {
             value = eq + 1;
         } else if (i + 1 < argc) {
             value = argv[++i];

@@ -19,6 +19,26 @@ typedef struct oe_config {
     const char *http_host;
     const char *http_port;       /* kept as text until validated */
     const char *http_threads;
+    const char *execute;         /* "kafka" or "local" */
+    /* Kafka */
+    const char *brokers;
+    const char *requests_topic;
+    const char *receipts_topic;
+    const char *dlq_topic;
+    const char *group_id;
+    const char *receipt_format;  /* "avro" or "json" */
+    const char *transactions;    /* "1" to enable */
+    const char *transactional_id;
+    const char *partitions;      /* embedded broker */
+    const char *batch_max;
+    const char *bridge_timeout_ms;
+    const char *confluent_schema_id;
+    const char *bootstrap_file;  /* broker */
+    const char *format;          /* produce: avro or json */
+    const char *from_beginning;  /* receipts: flag */
+    const char *follow;          /* receipts: flag */
+    const char *max_count;       /* receipts: stop after this many */
+    const char *timeout_ms;      /* receipts: give up after this long */
     /* mint */
     const char *action;
     const char *payload;
@@ -40,6 +60,7 @@ typedef struct oe_option {
     const char *env;
     size_t offset; /* offsetof(oe_config, field) */
     const char *help;
+    int boolean;   /* a flag without a value: sets the field to "1" */
 } oe_option;
 
 /* Fills cfg from argv (flags "--name value" or "--name=value"), then from

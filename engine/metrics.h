@@ -21,6 +21,13 @@ typedef struct oe_metrics {
     atomic_ullong batch_items;      /* requests in them */
     atomic_ullong store_errors;     /* batches the store failed */
     atomic_ullong http_responses[6]; /* by status class: 1xx..5xx, index 1..5 */
+    atomic_ullong receipts_produced; /* receipts acknowledged by the broker */
+    atomic_ullong dead_letters;      /* undecodable messages sent to the DLQ */
+    atomic_ullong delivery_retries;  /* receipts produced again after a failure */
+    atomic_llong consumer_lag;       /* messages behind the high watermark */
+    atomic_llong assigned_partitions;
+    atomic_llong last_batch_size;
+    atomic_ullong bridge_timeouts;   /* /execute answered 504 */
 } oe_metrics;
 
 void oe_metrics_init(oe_metrics *m);

@@ -27,6 +27,14 @@ const char *oe_error_code_name(oe_error_code code)
     return "invalid_request";
 }
 
+oe_error_code oe_error_code_from_name(const char *name)
+{
+    for (int c = OE_ERR_MALFORMED; name && c <= OE_ERR_NONCE_CONFLICT; c++)
+        if (strcmp(name, oe_error_code_name((oe_error_code)c)) == 0)
+            return (oe_error_code)c;
+    return OE_ERR_NONE;
+}
+
 int oe_error_code_http_status(oe_error_code code)
 {
     switch (code) {

@@ -32,6 +32,9 @@ typedef enum oe_error_code {
 /* "malformed", "invalid_request", ...; NULL for OE_ERR_NONE. */
 const char *oe_error_code_name(oe_error_code code);
 
+/* The code with this name, or OE_ERR_NONE for NULL or an unknown name. */
+oe_error_code oe_error_code_from_name(const char *name);
+
 /* The HTTP status for a rejection: 400, 403, 409 or 422; 200 for none. */
 int oe_error_code_http_status(oe_error_code code);
 

@@ -65,6 +65,10 @@ else
     failed=$((failed + 1)); diff "$work/docs.got" "$work/docs.expected" | head -n 20
 fi
 
+# Avro interop: python3-avro encodes requests and decodes receipts from
+# schemas/ alone; the codec does the other directions.
+step "avro interop with python3-avro" "$PYTHON" tests/worker/avro_interop.py selftest
+
 # Black-box tests of the binary: real HTTP, real SQLite files, python3
 # clients (Debian's interpreter, for python3-cryptography).
 for t in tests/http/test_*.py; do

@@ -288,6 +288,9 @@ class Server:
                                          % (self.port, attempt))
             self._log = open(self.log_path, "wb")
             env = dict(self.env)
+            # The HTTP behaviour is tested with in-process execution (fast
+            # start); tests of the Kafka path pass OPENEXEC_EXECUTE=kafka.
+            env.setdefault("OPENEXEC_EXECUTE", "local")
             if self.flags:
                 argv = [BIN, "run", "--http-port", str(self.port), "--db", self.db]
             else:
@@ -305,6 +308,8 @@ class Server:
                 try:
                     r = self.request("GET", "/health", timeout=1.0)
                     if r.status == 200:
+                        if env["OPENEXEC_EXECUTE"] == "kafka":
+                            return self.wait_ready(deadline + 20)
                         return self
                 except (OSError, http.client.HTTPException):
                     pass
@@ -319,6 +324,18 @@ class Server:
                 break  # a real start-up failure, not a port race
         raise AssertionError("openexec run exited with status %s during start-up; log: %s"
                              % (self.proc.returncode, last))
+
+    def wait_ready(self, deadline):
+        """Waits for /ready (the worker has its partitions: the embedded
+        broker's first group join takes about 3 s)."""
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", "/ready", timeout=1.0).status == 200:
+                    return self
+            except (OSError, http.client.HTTPException):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("openexec run: /ready did not answer 200; log: %s" % self.log())
 
     def log(self):
         try:

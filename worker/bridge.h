@@ -1,0 +1,47 @@
+/* The /execute bridge: publishes a request to the requests topic and waits
+ * for its receipt on the receipts topic, whichever worker produced it.
+ *
+ * A request message carries the header openexec.correlation; workers copy
+ * it to the receipt, and the bridge's receipts consumer hands the receipt
+ * to the waiter with that id. No thread waits per request: the reply is a
+ * callback from the bridge thread.
+ */
+#ifndef OE_BRIDGE_H
+#define OE_BRIDGE_H
+
+#include <stddef.h>
+
+#include "engine/metrics.h"
+#include "worker/codec.h"
+#include "worker/kafka.h"
+
+typedef struct oe_bridge oe_bridge;
+
+/* Called exactly once per submitted request: with the receipt, or with
+ * receipt NULL, an HTTP status (503 could not publish / shutting down, 504
+ * no receipt in time) and a reason. The receipt is valid only during the
+ * call. Runs on the bridge thread (or on the submitting thread when the
+ * request cannot be published at all). */
+typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int status,
+                                   const char *reason);
+
+/* Starts the bridge: a producer for requests and a consumer that reads the
+ * receipts topic from its end. timeout_ms bounds each wait. */
+int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeout_ms,
+                    oe_bridge **out, char *err, size_t errlen);
+
+/* 1 once the receipts consumer is positioned; else 0 with a reason. */
+int oe_bridge_ready(oe_bridge *b, char *reason, size_t len);
+
+/* Publishes a JSON request (key may be NULL) and arranges for reply. */
+void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *key,
+                      oe_bridge_reply_fn reply, void *ctx);
+
+/* Answers every waiting request with 503 and refuses new ones; call before
+ * stopping the HTTP server. */
+void oe_bridge_close(oe_bridge *b);
+
+/* Stops the thread and frees the bridge (closes it first if needed). */
+void oe_bridge_free(oe_bridge *b);
+
+#endif

@@ -1,0 +1,22 @@
+/* The embedded broker: librdkafka's mock cluster, a real Kafka-protocol
+ * server on loopback, for development, tests and `make run`. It keeps at
+ * most 100,000 messages or 5 MiB per partition and persists nothing. */
+#ifndef OE_BROKER_H
+#define OE_BROKER_H
+
+#include <stddef.h>
+
+typedef struct oe_broker oe_broker;
+
+/* Starts a one-broker cluster and creates the given topics with the given
+ * number of partitions (other topics auto-create with 4). Returns 0 or -1
+ * with a reason in err. */
+int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
+                    char *err, size_t errlen);
+
+/* "127.0.0.1:PORT" (owned by the broker). */
+const char *oe_broker_bootstraps(const oe_broker *b);
+
+void oe_broker_stop(oe_broker *b);
+
+#endif

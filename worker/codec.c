@@ -1,0 +1,1127 @@
+/* The wire codec (see codec.h).
+ *
+ * Avro bodies are decoded with avro-c's value API, but never before our
+ * own bounds walk over the body has accepted it: avro-c 1.11.1 allocates a
+ * string's declared length before checking that the bytes are there, leaks
+ * the buffer when the input ends inside a string, does not check varint
+ * overflow, and cannot tell trailing bytes from the end of the input. The
+ * walk checks every length against the bytes left, every union index and
+ * enum index against the schema, every varint for length and overflow, and
+ * that the body ends exactly at the end of the message.
+ */
+#include "worker/codec.h"
+
+#include <avro.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/json.h"
+
+/* The text of the schemas/ files, generated into build/gen/schemas.c. */
+extern const char oe_schema_execution_request[];
+extern const char oe_schema_receipt[];
+
+/* Field positions, checked against the schemas by name in oe_codec_new. */
+enum { REQ_ACTION, REQ_PAYLOAD, REQ_NONCE, REQ_ARTIFACT, REQ_NFIELDS };
+static const char *const req_fields[REQ_NFIELDS] = {"action", "payload", "nonce",
+                                                    "approval_artifact"};
+enum { ART_NFIELDS = 7, ART_EXPIRES_AT = 6 };
+static const char *const art_fields[ART_NFIELDS] = {
+    "approval_id", "action_hash", "signature", "issued_by", "issued_at", "tenant_id", "expires_at"};
+enum {
+    REC_ID,
+    REC_NONCE,
+    REC_ACTION,
+    REC_REQUEST_HASH,
+    REC_STATUS,
+    REC_APPROVED,
+    REC_RESULT,
+    REC_RECEIPT,
+    REC_ERROR_CODE,
+    REC_DETAIL,
+    REC_APPROVAL_ID,
+    REC_NFIELDS
+};
+static const char *const rec_fields[REC_NFIELDS] = {
+    "id",     "nonce",   "action",     "request_hash", "status",     "approved",
+    "result", "receipt", "error_code", "detail",       "approval_id"};
+static const char *const status_symbols[3] = {"executed", "replayed", "rejected"};
+
+/* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
+#define SO_HEADER 10
+/* Nesting limit of the bounds walk (records, unions, arrays, links). */
+#define WALK_MAX_DEPTH 32
+
+typedef struct avro_part {
+    oe_buf canonical;
+    uint64_t fingerprint;
+    avro_schema_t schema;
+    avro_value_iface_t *iface;
+    avro_value_t value;
+    int has_value;
+} avro_part;
+
+struct oe_codec {
+    long confluent_schema_id;
+    avro_part req, rec;
+    avro_reader_t reader;
+    avro_writer_t writer;
+    char *wbuf; /* scratch for encoded bodies */
+    size_t wcap;
+    oe_buf tmp; /* scratch for payload text */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* avro-c's last error text (a global buffer: not thread-safe). */
+static const char *avro_err(void)
+{
+    const char *s = avro_strerror();
+    return s && s[0] ? s : "unknown avro-c error";
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- creation ---- */
+
+static int check_record_fields(avro_schema_t s, const char *const *names, size_t n,
+                               const char *what, char *err, size_t errlen)
+{
+    if (!is_avro_record(s) || avro_schema_record_size(s) != n) {
+        set_err(err, errlen, "%s schema: expected a record with %zu fields", what, n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = avro_schema_record_field_name(s, (int)i);
+        if (!name || strcmp(name, names[i]) != 0) {
+            set_err(err, errlen, "%s schema: field %zu is %s, expected %s", what, i,
+                    name ? name : "(none)", names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int part_init(avro_part *p, const char *text, const char *what, char *err, size_t errlen)
+{
+    oe_buf_init(&p->canonical, 0);
+    char cerr[200];
+    if (oe_avro_canonical_form(text, strlen(text), &p->canonical, cerr, sizeof cerr) != 0) {
+        set_err(err, errlen, "%s schema: %s", what, cerr);
+        return -1;
+    }
+    p->fingerprint = oe_avro_crc64(p->canonical.data, p->canonical.len);
+    if (avro_schema_from_json_length(text, strlen(text), &p->schema) != 0) {
+        p->schema = NULL;
+        set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
+        return -1;
+    }
+    if (!(p->iface = avro_generic_class_from_schema(p->schema))) {
+        set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
+        return -1;
+    }
+    if (avro_generic_value_new(p->iface, &p->value) != 0) {
+        set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
+        return -1;
+    }
+    p->has_value = 1;
+    return 0;
+}
+
+static void part_free(avro_part *p)
+{
+    if (p->has_value)
+        avro_value_decref(&p->value);
+    if (p->iface)
+        avro_value_iface_decref(p->iface);
+    if (p->schema)
+        avro_schema_decref(p->schema);
+    oe_buf_free(&p->canonical);
+    memset(p, 0, sizeof *p);
+}
+
+static int check_schemas(oe_codec *c, char *err, size_t errlen)
+{
+    if (check_record_fields(c->req.schema, req_fields, REQ_NFIELDS, "request", err, errlen))
+        return -1;
+    avro_schema_t u = avro_schema_record_field_get_by_index(c->req.schema, REQ_ARTIFACT);
+    avro_schema_t art = u && is_avro_union(u) && avro_schema_union_size(u) == 2
+                            ? avro_schema_union_branch(u, 1)
+                            : NULL;
+    if (!art || !is_avro_null(avro_schema_union_branch(u, 0))) {
+        set_err(err, errlen, "request schema: approval_artifact must be [null, record]");
+        return -1;
+    }
+    if (check_record_fields(art, art_fields, ART_NFIELDS, "approval artifact", err, errlen))
+        return -1;
+    if (check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err, errlen))
+        return -1;
+    avro_schema_t st = avro_schema_record_field_get_by_index(c->rec.schema, REC_STATUS);
+    if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != 3) {
+        set_err(err, errlen, "receipt schema: status must be an enum of 3 symbols");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *sym = avro_schema_enum_get(st, i);
+        if (!sym || strcmp(sym, status_symbols[i]) != 0) {
+            set_err(err, errlen, "receipt schema: status symbol %d must be %s", i,
+                    status_symbols[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    oe_codec *c = calloc(1, sizeof *c);
+    if (!c) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    c->confluent_schema_id = confluent_schema_id;
+    oe_buf_init(&c->tmp, 0);
+    if (part_init(&c->req, oe_schema_execution_request, "request", err, errlen) != 0 ||
+        part_init(&c->rec, oe_schema_receipt, "receipt", err, errlen) != 0 ||
+        check_schemas(c, err, errlen) != 0)
+        goto fail;
+    static const char empty[1];
+    c->reader = avro_reader_memory(empty, 0);
+    c->wcap = 256;
+    c->wbuf = malloc(c->wcap);
+    if (!c->reader || !c->wbuf || !(c->writer = avro_writer_memory(c->wbuf, (int64_t)c->wcap))) {
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    oe_codec_free(c);
+    return -1;
+}
+
+void oe_codec_free(oe_codec *c)
+{
+    if (!c)
+        return;
+    part_free(&c->req);
+    part_free(&c->rec);
+    if (c->reader)
+        avro_reader_free(c->reader);
+    if (c->writer)
+        avro_writer_free(c->writer);
+    free(c->wbuf);
+    oe_buf_free(&c->tmp);
+    free(c);
+}
+
+uint64_t oe_codec_request_fingerprint(const oe_codec *c)
+{
+    return c->req.fingerprint;
+}
+
+uint64_t oe_codec_receipt_fingerprint(const oe_codec *c)
+{
+    return c->rec.fingerprint;
+}
+
+const char *oe_codec_request_canonical(const oe_codec *c)
+{
+    return c->req.canonical.data;
+}
+
+const char *oe_codec_receipt_canonical(const oe_codec *c)
+{
+    return c->rec.canonical.data;
+}
+
+/* ---- the bounds walk ---- */
+
+typedef struct walk {
+    const unsigned char *p;
+    size_t pos, end; /* offsets into the whole message */
+    char *err;
+    size_t errlen;
+} walk;
+
+static int walk_fail(walk *w, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int walk_fail(walk *w, const char *field, const char *fmt, ...)
+{
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    set_err(w->err, w->errlen, "Avro body: %s (field %s, offset %zu)", what, field, w->pos);
+    return -1;
+}
+
+/* A zigzag varint of at most maxlen bytes whose value fits 64 bits. */
+static int walk_varint(walk *w, const char *field, const char *what, int maxlen, int64_t *out)
+{
+    uint64_t v = 0;
+    size_t start = w->pos;
+    for (int i = 0;; i++) {
+        if (i == maxlen) {
+            w->pos = start;
+            return walk_fail(w, field, "%s: varint longer than %d bytes", what, maxlen);
+        }
+        if (w->pos >= w->end) {
+            w->pos = start;
+            return walk_fail(w, field, "%s: message ends inside a varint", what);
+        }
+        unsigned b = w->p[w->pos++];
+        if (i == 9 && (b & 0x80)) {
+            w->pos = start;
+            return walk_fail(w, field, "%s: varint longer than %d bytes", what, maxlen);
+        }
+        if (i == 9 && b > 1) {
+            w->pos = start;
+            return walk_fail(w, field, "%s: varint overflows 64 bits", what);
+        }
+        v |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
+    return 0;
+}
+
+static int walk_bytes(walk *w, const char *field, const char *what, int64_t n)
+{
+    size_t left = w->end - w->pos;
+    if (n < 0)
+        return walk_fail(w, field, "negative %s length %" PRId64, what, n);
+    if ((uint64_t)n > left)
+        return walk_fail(w, field, "%s length %" PRId64 " exceeds the %zu bytes left", what, n,
+                         left);
+    w->pos += (size_t)n;
+    return 0;
+}
+
+static int walk_value(walk *w, avro_schema_t s, const char *field, int depth);
+
+/* Array or map blocks: count, optional byte size, items. */
+static int walk_blocks(walk *w, avro_schema_t item, int is_map, const char *field, int depth)
+{
+    size_t total = 0;
+    for (;;) {
+        int64_t count, size;
+        if (walk_varint(w, field, "block count", 10, &count))
+            return -1;
+        if (count == 0)
+            return 0;
+        if (count < 0) {
+            if (count == INT64_MIN)
+                return walk_fail(w, field, "invalid block count");
+            count = -count;
+            if (walk_varint(w, field, "block size", 10, &size))
+                return -1;
+            if (size < 0 || (uint64_t)size > w->end - w->pos)
+                return walk_fail(w, field, "block size %" PRId64 " out of range", size);
+        }
+        /* Every block costs at least one byte, and no block may claim more
+         * items than there are bytes left (even of zero-size items). */
+        if ((uint64_t)count > w->end - w->pos + 1 || total + (size_t)count > OE_REQUEST_MAX_BYTES)
+            return walk_fail(w, field, "block count %" PRId64 " out of range", count);
+        total += (size_t)count;
+        for (int64_t i = 0; i < count; i++) {
+            if (is_map) {
+                int64_t klen;
+                if (walk_varint(w, field, "map key length", 10, &klen) ||
+                    walk_bytes(w, field, "map key", klen))
+                    return -1;
+            }
+            if (walk_value(w, item, field, depth + 1))
+                return -1;
+        }
+    }
+}
+
+static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
+{
+    int64_t n;
+    if (depth > WALK_MAX_DEPTH)
+        return walk_fail(w, field, "nested deeper than %d levels", WALK_MAX_DEPTH);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        return 0;
+    case AVRO_BOOLEAN:
+        if (w->pos >= w->end)
+            return walk_fail(w, field, "message ends before a boolean");
+        if (w->p[w->pos] > 1)
+            return walk_fail(w, field, "boolean byte 0x%02x is neither 0 nor 1", w->p[w->pos]);
+        w->pos++;
+        return 0;
+    case AVRO_INT32:
+        if (walk_varint(w, field, "int", 5, &n))
+            return -1;
+        if (n < INT32_MIN || n > INT32_MAX)
+            return walk_fail(w, field, "int out of range");
+        return 0;
+    case AVRO_INT64:
+        return walk_varint(w, field, "long", 10, &n);
+    case AVRO_FLOAT:
+        return walk_bytes(w, field, "float", 4);
+    case AVRO_DOUBLE:
+        return walk_bytes(w, field, "double", 8);
+    case AVRO_STRING:
+    case AVRO_BYTES: {
+        const char *what = avro_typeof(s) == AVRO_STRING ? "string" : "bytes";
+        if (walk_varint(w, field, what, 10, &n))
+            return -1;
+        return walk_bytes(w, field, what, n);
+    }
+    case AVRO_FIXED:
+        return walk_bytes(w, field, "fixed", avro_schema_fixed_size(s));
+    case AVRO_ENUM: {
+        size_t at = w->pos;
+        if (walk_varint(w, field, "enum index", 10, &n))
+            return -1;
+        int nsym = avro_schema_enum_number_of_symbols(s);
+        if (n < 0 || n >= nsym) {
+            w->pos = at;
+            return walk_fail(w, field, "enum index %" PRId64 " out of range (%d symbols)", n, nsym);
+        }
+        return 0;
+    }
+    case AVRO_UNION: {
+        size_t at = w->pos;
+        if (walk_varint(w, field, "union index", 10, &n))
+            return -1;
+        size_t nb = avro_schema_union_size(s);
+        if (n < 0 || (uint64_t)n >= nb) {
+            w->pos = at;
+            return walk_fail(w, field, "union index %" PRId64 " out of range (%zu branches)", n,
+                             nb);
+        }
+        return walk_value(w, avro_schema_union_branch(s, (int)n), field, depth + 1);
+    }
+    case AVRO_RECORD: {
+        size_t nf = avro_schema_record_size(s);
+        for (size_t i = 0; i < nf; i++) {
+            const char *name = avro_schema_record_field_name(s, (int)i);
+            if (walk_value(w, avro_schema_record_field_get_by_index(s, (int)i), name ? name : "?",
+                           depth + 1))
+                return -1;
+        }
+        return 0;
+    }
+    case AVRO_ARRAY:
+        return walk_blocks(w, avro_schema_array_items(s), 0, field, depth);
+    case AVRO_MAP:
+        return walk_blocks(w, avro_schema_map_values(s), 1, field, depth);
+    case AVRO_LINK:
+        return walk_value(w, avro_schema_link_target(s), field, depth + 1);
+    default:
+        return walk_fail(w, field, "unsupported schema type");
+    }
+}
+
+/* Walks the body msg[start..len) against schema, then has avro-c read it
+ * into p->value. Returns 0 or -1 with a reason in err. */
+static int read_body(oe_codec *c, avro_part *p, const unsigned char *msg, size_t start, size_t len,
+                     const char *root, char *err, size_t errlen)
+{
+    walk w = {.p = msg, .pos = start, .end = len, .err = err, .errlen = errlen};
+    if (walk_value(&w, p->schema, root, 0) != 0)
+        return -1;
+    if (w.pos != len) {
+        set_err(err, errlen, "Avro body: %zu trailing bytes after the record (offset %zu)",
+                len - w.pos, w.pos);
+        return -1;
+    }
+    avro_reader_memory_set_source(c->reader, (const char *)msg + start, (int64_t)(len - start));
+    if (avro_value_read(c->reader, &p->value) != 0) {
+        set_err(err, errlen, "Avro body: avro-c: %s", avro_err());
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- reading fields from a decoded value ---- */
+
+/* The string value v (size from avro-c includes the NUL). */
+static int get_str(avro_value_t *v, const char **s, size_t *len)
+{
+    size_t size = 0;
+    const char *p = NULL;
+    if (avro_value_get_string(v, &p, &size) != 0)
+        return -1;
+    *s = p ? p : "";
+    *len = size ? size - 1 : 0;
+    return 0;
+}
+
+/* Field i of record rec: a string, or a [null, string] union (then *s is
+ * NULL for null). */
+static int field_str(avro_value_t *rec, size_t i, const char **s, size_t *len)
+{
+    avro_value_t f, b;
+    if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
+        return -1;
+    if (avro_value_get_type(&f) == AVRO_UNION) {
+        int disc;
+        if (avro_value_get_discriminant(&f, &disc) != 0)
+            return -1;
+        if (disc == 0) {
+            *s = NULL;
+            *len = 0;
+            return 0;
+        }
+        if (avro_value_get_current_branch(&f, &b) != 0)
+            return -1;
+        return get_str(&b, s, len);
+    }
+    return get_str(&f, s, len);
+}
+
+/* NULL when s[0..len) is usable as a C string of UTF-8 text, else why not. */
+static const char *text_problem(const char *s, size_t len)
+{
+    if (memchr(s, '\0', len))
+        return "contains a NUL character";
+    if (!oe_utf8_valid(s, len))
+        return "is not valid UTF-8";
+    return NULL;
+}
+
+/* ---- requests ---- */
+
+static oe_decode_result dead(oe_request *req, oe_error_code *code)
+{
+    oe_request_clear(req);
+    *code = OE_ERR_MALFORMED;
+    return OE_DECODE_DEAD;
+}
+
+/* A string member of a JSON object usable as a C string, copied; NULL when
+ * absent or unusable. */
+static char *json_text(const oe_json *obj, const char *key)
+{
+    const oe_json *v = oe_json_get(obj, key);
+    if (!v || v->type != OE_JSON_STRING || memchr(v->str, '\0', v->len))
+        return NULL;
+    return strndup(v->str, v->len);
+}
+
+static oe_decode_result decode_json_request(const char *buf, size_t len, oe_request *req,
+                                            oe_error_code *code, char *detail, size_t detlen)
+{
+    oe_error_code rc = oe_request_from_json(buf, len, req, detail, detlen);
+    if (rc == OE_ERR_NONE)
+        return OE_DECODE_OK;
+    if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT)
+        return dead(req, code);
+    /* oe_request_from_json stops at the first bad field: name what it did
+     * not get to, for the rejection receipt. */
+    const oe_json *root = oe_json_root(req->doc);
+    if (!req->action)
+        req->action = json_text(root, "action");
+    if (!req->nonce)
+        req->nonce = json_text(root, "nonce");
+    *code = rc;
+    return OE_DECODE_REJECTED;
+}
+
+static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *msg, size_t start,
+                                            size_t len, oe_request *req, oe_error_code *code,
+                                            char *detail, size_t detlen)
+{
+    if (read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen) != 0)
+        return dead(req, code);
+    avro_value_t *rec = &c->req.value;
+    const char *s[REQ_NFIELDS];
+    size_t n[REQ_NFIELDS];
+    const char *as[ART_NFIELDS] = {0};
+    size_t an[ART_NFIELDS] = {0};
+    int has_art = 0;
+    for (size_t i = 0; i < REQ_NFIELDS; i++) {
+        if (i == REQ_ARTIFACT)
+            continue;
+        if (field_str(rec, i, &s[i], &n[i]) != 0 || !s[i]) {
+            set_err(detail, detlen, "Avro body: cannot read field %s", req_fields[i]);
+            return dead(req, code);
+        }
+    }
+    avro_value_t u, art;
+    int disc;
+    if (avro_value_get_by_index(rec, REQ_ARTIFACT, &u, NULL) != 0 ||
+        avro_value_get_discriminant(&u, &disc) != 0) {
+        set_err(detail, detlen, "Avro body: cannot read field approval_artifact");
+        return dead(req, code);
+    }
+    if (disc == 1) {
+        has_art = 1;
+        if (avro_value_get_current_branch(&u, &art) != 0) {
+            set_err(detail, detlen, "Avro body: cannot read field approval_artifact");
+            return dead(req, code);
+        }
+        for (size_t i = 0; i < ART_NFIELDS; i++) {
+            if (field_str(&art, i, &as[i], &an[i]) != 0 || (!as[i] && i != ART_EXPIRES_AT)) {
+                set_err(detail, detlen, "Avro body: cannot read field approval_artifact.%s",
+                        art_fields[i]);
+                return dead(req, code);
+            }
+        }
+    }
+
+    /* Every string becomes a C string of UTF-8 text, or the request is
+     * malformed (keeping action and nonce when they are clean). */
+    const char *bad = NULL, *why = NULL, *prefix = "";
+    for (size_t i = 0; i < REQ_NFIELDS && !bad; i++)
+        if (i != REQ_ARTIFACT && (why = text_problem(s[i], n[i])))
+            bad = req_fields[i];
+    for (size_t i = 0; i < ART_NFIELDS && has_art && !bad; i++)
+        if (as[i] && (why = text_problem(as[i], an[i]))) {
+            bad = art_fields[i];
+            prefix = "approval_artifact.";
+        }
+    if (bad) {
+        int action_ok = !text_problem(s[REQ_ACTION], n[REQ_ACTION]);
+        int nonce_ok = !text_problem(s[REQ_NONCE], n[REQ_NONCE]);
+        oe_request_from_fields(action_ok ? s[REQ_ACTION] : "", nonce_ok ? s[REQ_NONCE] : "", NULL,
+                               0, NULL, req, detail, detlen);
+        /* Unreadable fields are NULL, as oe_request_from_json leaves them. */
+        if (!action_ok) {
+            free(req->action);
+            req->action = NULL;
+        }
+        if (!nonce_ok) {
+            free(req->nonce);
+            req->nonce = NULL;
+        }
+        set_err(detail, detlen, "%s%s: %s", prefix, bad, why);
+        *code = OE_ERR_MALFORMED;
+        return OE_DECODE_REJECTED;
+    }
+    oe_artifact a = {0};
+    if (has_art) {
+        a.approval_id = as[0];
+        a.action_hash = as[1];
+        a.signature = as[2];
+        a.issued_by = as[3];
+        a.issued_at = as[4];
+        a.tenant_id = as[5];
+        a.expires_at = as[6];
+    }
+    oe_error_code rc =
+        oe_request_from_fields(s[REQ_ACTION], s[REQ_NONCE], s[REQ_PAYLOAD], n[REQ_PAYLOAD],
+                               has_art ? &a : NULL, req, detail, detlen);
+    if (rc == OE_ERR_NONE)
+        return OE_DECODE_OK;
+    *code = rc;
+    return OE_DECODE_REJECTED;
+}
+
+oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
+                                         oe_error_code *code, char *detail, size_t detlen)
+{
+    oe_error_code code_local;
+    char detail_local[256];
+    if (!code)
+        code = &code_local;
+    if (!detail || !detlen) {
+        detail = detail_local;
+        detlen = sizeof detail_local;
+    }
+    memset(req, 0, sizeof *req);
+    *code = OE_ERR_NONE;
+    detail[0] = '\0';
+    const unsigned char *p = buf;
+
+    if (len == 0) {
+        set_err(detail, detlen, "empty message");
+        return dead(req, code);
+    }
+    if (len > OE_REQUEST_MAX_BYTES) {
+        set_err(detail, detlen, "message of %zu bytes exceeds the limit of %zu bytes", len,
+                OE_REQUEST_MAX_BYTES);
+        return dead(req, code);
+    }
+    if (p[0] == '{')
+        return decode_json_request(buf, len, req, code, detail, detlen);
+    if (p[0] == 0xC3) {
+        if (len < 2 || p[1] != 0x01) {
+            set_err(detail, detlen,
+                    "not Avro single-object encoding: marker C3 is not followed "
+                    "by 01");
+            return dead(req, code);
+        }
+        if (len < SO_HEADER) {
+            set_err(detail, detlen, "truncated Avro single-object header (%zu of %d bytes)", len,
+                    SO_HEADER);
+            return dead(req, code);
+        }
+        uint64_t fp = get_le64(p + 2);
+        if (fp != c->req.fingerprint) {
+            set_err(detail, detlen,
+                    "unknown schema fingerprint 0x%016" PRIx64 " (expected 0x%016" PRIx64 ")", fp,
+                    c->req.fingerprint);
+            return dead(req, code);
+        }
+        return decode_avro_request(c, p, SO_HEADER, len, req, code, detail, detlen);
+    }
+    if (p[0] == 0x00) {
+        if (len < 5) {
+            set_err(detail, detlen, "truncated Confluent framing header (%zu of 5 bytes)", len);
+            return dead(req, code);
+        }
+        unsigned long id = ((unsigned long)p[1] << 24) | ((unsigned long)p[2] << 16) |
+                           ((unsigned long)p[3] << 8) | p[4];
+        if (c->confluent_schema_id < 0) {
+            set_err(detail, detlen,
+                    "Confluent framing (schema id %lu) but Confluent framing is not configured "
+                    "(no schema id set)",
+                    id);
+            return dead(req, code);
+        }
+        if (id != (unsigned long)c->confluent_schema_id) {
+            set_err(detail, detlen, "unknown schema id %lu in Confluent framing (configured: %ld)",
+                    id, c->confluent_schema_id);
+            return dead(req, code);
+        }
+        return decode_avro_request(c, p, 5, len, req, code, detail, detlen);
+    }
+    set_err(detail, detlen,
+            "unrecognised message format (first byte 0x%02x): neither JSON, Avro single-object "
+            "nor Confluent framing",
+            p[0]);
+    return dead(req, code);
+}
+
+/* ---- encoding ---- */
+
+static int set_str(avro_value_t *v, const char *s)
+{
+    return avro_value_set_string_len(v, s, strlen(s) + 1);
+}
+
+/* Field i of rec: a string, or a [null, string] union set from s (NULL ->
+ * null). */
+static int set_field_str(avro_value_t *rec, size_t i, const char *s)
+{
+    avro_value_t f, b;
+    if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
+        return -1;
+    if (avro_value_get_type(&f) == AVRO_UNION) {
+        if (avro_value_set_branch(&f, s ? 1 : 0, &b) != 0)
+            return -1;
+        return s ? set_str(&b, s) : avro_value_set_null(&b);
+    }
+    return s ? set_str(&f, s) : -1;
+}
+
+/* Appends C3 01, the fingerprint and the binary encoding of p->value. */
+static int write_single_object(oe_codec *c, avro_part *p, oe_buf *out, char *err, size_t errlen)
+{
+    size_t size = 0;
+    if (avro_value_sizeof(&p->value, &size) != 0) {
+        set_err(err, errlen, "avro-c: %s", avro_err());
+        return -1;
+    }
+    if (size > c->wcap) {
+        char *nb = realloc(c->wbuf, size);
+        if (!nb) {
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+        c->wbuf = nb;
+        c->wcap = size;
+    }
+    avro_writer_memory_set_dest(c->writer, c->wbuf, (int64_t)size);
+    if (avro_value_write(c->writer, &p->value) != 0) {
+        set_err(err, errlen, "avro-c: %s", avro_err());
+        return -1;
+    }
+    unsigned char hdr[SO_HEADER] = {0xC3, 0x01};
+    put_le64(hdr + 2, p->fingerprint);
+    size_t start = out->len;
+    if (oe_buf_append(out, hdr, sizeof hdr) != 0 || oe_buf_append(out, c->wbuf, size) != 0) {
+        if (out->data) {
+            out->len = start;
+            out->data[start] = '\0';
+        }
+        set_err(err, errlen, "output buffer limit reached");
+        return -1;
+    }
+    return 0;
+}
+
+static int utf8_ok(const char *s)
+{
+    return !s || oe_utf8_valid(s, strlen(s));
+}
+
+int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, char *err,
+                            size_t errlen)
+{
+    static const oe_json empty = {.type = OE_JSON_OBJECT};
+    const char *action = req->action ? req->action : "";
+    const char *nonce = req->nonce ? req->nonce : "";
+    oe_buf_reset(&c->tmp);
+    if (oe_json_dump(&c->tmp, req->payload ? req->payload : &empty, OE_JSON_COMPACT) != 0) {
+        set_err(err, errlen, "payload too large to encode");
+        return -1;
+    }
+    const char *payload = c->tmp.data ? c->tmp.data : "{}";
+    if (!utf8_ok(action) || !utf8_ok(nonce)) {
+        set_err(err, errlen, "action and nonce must be UTF-8 text");
+        return -1;
+    }
+    avro_value_t *rec = &c->req.value;
+    avro_value_t u, art;
+    if (avro_value_reset(rec) != 0 || set_field_str(rec, REQ_ACTION, action) ||
+        set_field_str(rec, REQ_PAYLOAD, payload) || set_field_str(rec, REQ_NONCE, nonce) ||
+        avro_value_get_by_index(rec, REQ_ARTIFACT, &u, NULL) != 0)
+        goto avro_fail;
+    if (req->has_artifact) {
+        const oe_artifact *a = &req->artifact;
+        const char *f[ART_NFIELDS] = {a->approval_id, a->action_hash, a->signature, a->issued_by,
+                                      a->issued_at,   a->tenant_id,   a->expires_at};
+        if (avro_value_set_branch(&u, 1, &art) != 0)
+            goto avro_fail;
+        for (size_t i = 0; i < ART_NFIELDS; i++) {
+            if ((!f[i] && i != ART_EXPIRES_AT) || !utf8_ok(f[i])) {
+                set_err(err, errlen, "approval_artifact.%s: missing or not UTF-8 text",
+                        art_fields[i]);
+                return -1;
+            }
+            if (set_field_str(&art, i, f[i]) != 0)
+                goto avro_fail;
+        }
+    } else {
+        avro_value_t nb;
+        if (avro_value_set_branch(&u, 0, &nb) != 0 || avro_value_set_null(&nb) != 0)
+            goto avro_fail;
+    }
+    return write_single_object(c, &c->req, out, err, errlen);
+avro_fail:
+    set_err(err, errlen, "avro-c: %s", avro_err());
+    return -1;
+}
+
+/* ---- receipts ---- */
+
+static const char *status_name(oe_status s)
+{
+    return (unsigned)s < 3 ? status_symbols[s] : NULL;
+}
+
+/* One string or null, after a key, in the DEFAULT style. */
+static int put_json_field(oe_buf *out, const char *key, const char *s, int last)
+{
+    if (oe_buf_printf(out, "\"%s\": ", key) != 0)
+        return -1;
+    if (s ? oe_json_dump_string(out, s, strlen(s)) : oe_buf_puts(out, "null"))
+        return -1;
+    return oe_buf_puts(out, last ? "}" : ", ");
+}
+
+/* The JSON form of a receipt, fields in the schema's order. */
+static int render_receipt(oe_buf *out, const char *id, const char *nonce, const char *action,
+                          const char *request_hash, const char *status, int approved,
+                          const char *result, const char *receipt, const char *error_code,
+                          const char *detail, const char *approval_id)
+{
+    size_t start = out->len;
+    int rc = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
+             put_json_field(out, "nonce", nonce ? nonce : "", 0) ||
+             put_json_field(out, "action", action ? action : "", 0) ||
+             put_json_field(out, "request_hash", request_hash ? request_hash : "", 0) ||
+             put_json_field(out, "status", status, 0) ||
+             oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ") ||
+             put_json_field(out, "result", result, 0) ||
+             put_json_field(out, "receipt", receipt, 0) ||
+             put_json_field(out, "error_code", error_code, 0) ||
+             put_json_field(out, "detail", detail, 0) ||
+             put_json_field(out, "approval_id", approval_id, 1);
+    if (rc && out->data) {
+        out->len = start;
+        out->data[start] = '\0';
+    }
+    return rc ? -1 : 0;
+}
+
+int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, oe_buf *out,
+                            char *err, size_t errlen)
+{
+    const char *status = status_name(r->status);
+    if (!status) {
+        set_err(err, errlen, "invalid status %d", (int)r->status);
+        return -1;
+    }
+    const char *error_code = oe_error_code_name(r->error);
+    if (json) {
+        if (render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
+                           r->result, r->receipt, error_code, r->detail, r->approval_id) != 0) {
+            set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
+            return -1;
+        }
+        return 0;
+    }
+    const char *f[REC_NFIELDS] = {
+        [REC_ID] = r->id,
+        [REC_NONCE] = r->nonce ? r->nonce : "",
+        [REC_ACTION] = r->action ? r->action : "",
+        [REC_REQUEST_HASH] = r->request_hash ? r->request_hash : "",
+        [REC_RESULT] = r->result,
+        [REC_RECEIPT] = r->receipt,
+        [REC_ERROR_CODE] = error_code,
+        [REC_DETAIL] = r->detail,
+        [REC_APPROVAL_ID] = r->approval_id,
+    };
+    avro_value_t *rec = &c->rec.value;
+    if (avro_value_reset(rec) != 0)
+        goto avro_fail;
+    for (size_t i = 0; i < REC_NFIELDS; i++) {
+        avro_value_t v;
+        if (i == REC_STATUS || i == REC_APPROVED) {
+            if (avro_value_get_by_index(rec, i, &v, NULL) != 0 ||
+                (i == REC_STATUS ? avro_value_set_enum(&v, (int)r->status)
+                                 : avro_value_set_boolean(&v, r->approved ? 1 : 0)) != 0)
+                goto avro_fail;
+            continue;
+        }
+        if (!utf8_ok(f[i])) {
+            set_err(err, errlen, "receipt field %s is not UTF-8 text", rec_fields[i]);
+            return -1;
+        }
+        if (set_field_str(rec, i, f[i]) != 0)
+            goto avro_fail;
+    }
+    return write_single_object(c, &c->rec, out, err, errlen);
+avro_fail:
+    set_err(err, errlen, "avro-c: %s", avro_err());
+    return -1;
+}
+
+void oe_receipt_clear(oe_receipt *r)
+{
+    free(r->id);
+    free(r->nonce);
+    free(r->action);
+    free(r->request_hash);
+    free(r->result);
+    free(r->receipt);
+    free(r->detail);
+    free(r->approval_id);
+    free(r->error_code);
+    memset(r, 0, sizeof *r);
+}
+
+/* The receipt's string slots in the schema's field order (NULL for status
+ * and approved). */
+static char **receipt_slot(oe_receipt *r, size_t i)
+{
+    switch (i) {
+    case REC_ID:
+        return &r->id;
+    case REC_NONCE:
+        return &r->nonce;
+    case REC_ACTION:
+        return &r->action;
+    case REC_REQUEST_HASH:
+        return &r->request_hash;
+    case REC_RESULT:
+        return &r->result;
+    case REC_RECEIPT:
+        return &r->receipt;
+    case REC_ERROR_CODE:
+        return &r->error_code;
+    case REC_DETAIL:
+        return &r->detail;
+    case REC_APPROVAL_ID:
+        return &r->approval_id;
+    }
+    return NULL;
+}
+
+/* Nullable in the schema? */
+static int rec_nullable(size_t i)
+{
+    return i != REC_NONCE && i != REC_ACTION && i != REC_REQUEST_HASH;
+}
+
+static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, oe_receipt *out,
+                               char *err, size_t errlen)
+{
+    if (len < SO_HEADER || p[1] != 0x01) {
+        set_err(err, errlen, "not an Avro single-object message (%zu bytes)", len);
+        return -1;
+    }
+    uint64_t fp = get_le64(p + 2);
+    if (fp != c->rec.fingerprint) {
+        set_err(err, errlen,
+                "unknown schema fingerprint 0x%016" PRIx64 " (receipt schema: 0x%016" PRIx64 ")",
+                fp, c->rec.fingerprint);
+        return -1;
+    }
+    if (read_body(c, &c->rec, p, SO_HEADER, len, "Receipt", err, errlen) != 0)
+        return -1;
+    avro_value_t *rec = &c->rec.value;
+    for (size_t i = 0; i < REC_NFIELDS; i++) {
+        avro_value_t v;
+        if (i == REC_STATUS || i == REC_APPROVED) {
+            int x;
+            if (avro_value_get_by_index(rec, i, &v, NULL) != 0 ||
+                (i == REC_STATUS ? avro_value_get_enum(&v, &x) : avro_value_get_boolean(&v, &x)))
+                goto unreadable;
+            if (i == REC_STATUS) {
+                if (x < 0 || x > 2)
+                    goto unreadable;
+                out->status = (oe_status)x;
+            } else {
+                out->approved = x ? 1 : 0;
+            }
+            continue;
+        }
+        const char *s;
+        size_t n;
+        if (field_str(rec, i, &s, &n) != 0)
+            goto unreadable;
+        if (!s)
+            continue;
+        const char *why = text_problem(s, n);
+        if (why) {
+            set_err(err, errlen, "receipt field %s %s", rec_fields[i], why);
+            return -1;
+        }
+        char **slot = receipt_slot(out, i);
+        if (!(*slot = strndup(s, n))) {
+            set_err(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+unreadable:
+    set_err(err, errlen, "Avro body: cannot read the receipt's fields");
+    return -1;
+}
+
+static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, char *err,
+                               size_t errlen)
+{
+    char perr[200];
+    oe_json_doc *doc = oe_json_parse(buf, len, 0, perr, sizeof perr);
+    if (!doc) {
+        set_err(err, errlen, "receipt is not valid JSON: %s", perr);
+        return -1;
+    }
+    int rc = -1;
+    const oe_json *root = oe_json_root(doc);
+    if (root->type != OE_JSON_OBJECT) {
+        set_err(err, errlen, "receipt is not a JSON object");
+        goto out;
+    }
+    for (size_t i = 0; i < REC_NFIELDS; i++) {
+        const oe_json *v = oe_json_get(root, rec_fields[i]);
+        if (i == REC_STATUS) {
+            int found = -1;
+            for (int k = 0; v && v->type == OE_JSON_STRING && k < 3; k++)
+                if (strcmp(v->str, status_symbols[k]) == 0 && v->len == strlen(status_symbols[k]))
+                    found = k;
+            if (found < 0) {
+                set_err(err, errlen,
+                        "receipt field status: must be executed, replayed or "
+                        "rejected");
+                goto out;
+            }
+            out->status = (oe_status)found;
+            continue;
+        }
+        if (i == REC_APPROVED) {
+            if (!v || (v->type != OE_JSON_TRUE && v->type != OE_JSON_FALSE)) {
+                set_err(err, errlen, "receipt field approved: must be a boolean");
+                goto out;
+            }
+            out->approved = v->type == OE_JSON_TRUE;
+            continue;
+        }
+        if (!v || v->type == OE_JSON_NULL) {
+            if (rec_nullable(i))
+                continue;
+            set_err(err, errlen, "receipt field %s: missing", rec_fields[i]);
+            goto out;
+        }
+        if (v->type != OE_JSON_STRING) {
+            set_err(err, errlen, "receipt field %s: must be a string%s", rec_fields[i],
+                    rec_nullable(i) ? " or null" : "");
+            goto out;
+        }
+        if (memchr(v->str, '\0', v->len)) {
+            set_err(err, errlen, "receipt field %s contains a NUL character", rec_fields[i]);
+            goto out;
+        }
+        char **slot = receipt_slot(out, i);
+        if (!(*slot = strndup(v->str, v->len))) {
+            set_err(err, errlen, "out of memory");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    oe_json_doc_free(doc);
+    return rc;
+}
+
+int oe_codec_decode_receipt(oe_codec *c, const void *buf, size_t len, oe_receipt *out, char *err,
+                            size_t errlen)
+{
+    const unsigned char *p = buf;
+    memset(out, 0, sizeof *out);
+    int rc;
+    if (len > OE_REQUEST_MAX_BYTES * 4) {
+        set_err(err, errlen, "receipt of %zu bytes is too large", len);
+        rc = -1;
+    } else if (len > 0 && p[0] == 0xC3) {
+        rc = decode_avro_receipt(c, p, len, out, err, errlen);
+    } else if (len > 0 && p[0] == '{') {
+        rc = decode_json_receipt(buf, len, out, err, errlen);
+    } else {
+        set_err(err, errlen, "unrecognised receipt format (%s)",
+                len ? "neither Avro single-object nor JSON" : "empty message");
+        rc = -1;
+    }
+    if (rc != 0)
+        oe_receipt_clear(out);
+    return rc;
+}
+
+int oe_receipt_to_json(const oe_receipt *r, oe_buf *out)
+{
+    const char *status = status_name(r->status);
+    if (!status)
+        return -1;
+    return render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
+                          r->result, r->receipt, r->error_code, r->detail, r->approval_id);
+}

@@ -1,0 +1,111 @@
+/* The wire codec: bytes of a Kafka message <-> requests and receipts.
+ * Nothing past this module sees wire formats.
+ *
+ * Requests arrive as
+ *   - JSON (first byte '{'), decoded by the engine's strict JSON decoder;
+ *   - Avro single-object encoding: C3 01, the 8-byte little-endian
+ *     CRC-64-AVRO fingerprint of schemas/execution_request.avsc's Parsing
+ *     Canonical Form, then the Avro binary body;
+ *   - Confluent Schema Registry framing (byte 0, 4-byte big-endian schema
+ *     id, Avro body) when a schema id is configured for our request schema.
+ * Receipts leave as Avro single-object encoding or JSON.
+ */
+#ifndef OE_CODEC_H
+#define OE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/buf.h"
+#include "engine/engine.h"
+#include "engine/request.h"
+
+typedef struct oe_codec oe_codec;
+
+/* Creates a codec from the schemas compiled into the binary (the text of
+ * schemas/ .avsc files). confluent_schema_id < 0 means Confluent framing is not
+ * configured (such messages are then undecodable). Returns 0 or -1 with a
+ * reason in err. Not thread-safe: one codec per thread (avro-c keeps error
+ * text in a global buffer, so also never run two codecs' failing calls at
+ * once; the worker thread owns the only decoding codec). */
+int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t errlen);
+void oe_codec_free(oe_codec *c);
+
+/* Fingerprints (CRC-64-AVRO of the Parsing Canonical Form) of the two
+ * schemas, and the canonical forms themselves (owned by the codec). */
+uint64_t oe_codec_request_fingerprint(const oe_codec *c);
+uint64_t oe_codec_receipt_fingerprint(const oe_codec *c);
+const char *oe_codec_request_canonical(const oe_codec *c);
+const char *oe_codec_receipt_canonical(const oe_codec *c);
+
+/* What became of a request message. */
+typedef enum oe_decode_result {
+    OE_DECODE_OK,       /* req is a valid request */
+    OE_DECODE_REJECTED, /* the envelope was read but the request is invalid:
+                           *code and detail say why; req holds what could be
+                           read (action, nonce) for the rejection receipt */
+    OE_DECODE_DEAD,     /* cannot be decoded at all: dead-letter it */
+} oe_decode_result;
+
+/* Decodes one request message of len bytes (at most OE_REQUEST_MAX_BYTES).
+ * req must be released with oe_request_clear whatever the result. */
+oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len,
+                                         oe_request *req, oe_error_code *code, char *detail,
+                                         size_t detlen);
+
+/* Encodes a request in Avro single-object encoding (for `openexec produce`
+ * and tests). payload is serialised compactly as its JSON text. */
+int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, char *err,
+                            size_t errlen);
+
+/* A receipt message's fields (SPEC §9). Pointers are borrowed; NULL where
+ * the schema allows null. nonce, action and request_hash are never NULL
+ * (use "" when unknown). */
+typedef struct oe_receipt_fields {
+    const char *id;
+    const char *nonce;
+    const char *action;
+    const char *request_hash;
+    oe_status status;
+    int approved;
+    const char *result;     /* result_json text */
+    const char *receipt;
+    oe_error_code error;    /* OE_ERR_NONE -> error_code null */
+    const char *detail;
+    const char *approval_id;
+} oe_receipt_fields;
+
+/* Appends an encoded receipt: Avro single-object (json = 0) or a JSON
+ * object (json = 1) with the same field names, in the DEFAULT style of
+ * engine/json.h, result as a string. */
+int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, oe_buf *out,
+                            char *err, size_t errlen);
+
+/* A decoded receipt; strings are owned by it. */
+typedef struct oe_receipt {
+    char *id, *nonce, *action, *request_hash, *result, *receipt, *detail, *approval_id;
+    char *error_code; /* NULL or the code's name */
+    oe_status status;
+    int approved;
+} oe_receipt;
+
+/* Decodes a receipt in either format (detected from the first bytes).
+ * Returns 0, or -1 with a reason in err. */
+int oe_codec_decode_receipt(oe_codec *c, const void *buf, size_t len, oe_receipt *out, char *err,
+                            size_t errlen);
+void oe_receipt_clear(oe_receipt *r);
+
+/* Renders a decoded receipt as one JSON line (the `openexec receipts`
+ * output), same field names, DEFAULT style, result as a string. */
+int oe_receipt_to_json(const oe_receipt *r, oe_buf *out);
+
+/* CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
+uint64_t oe_avro_crc64(const void *data, size_t len);
+
+/* Writes the Parsing Canonical Form of an Avro schema given as JSON text
+ * into out (Avro specification, "Parsing Canonical Form for Schemas").
+ * Returns 0 or -1 with a reason in err. */
+int oe_avro_canonical_form(const char *schema_json, size_t len, oe_buf *out, char *err,
+                           size_t errlen);
+
+#endif

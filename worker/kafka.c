@@ -1,0 +1,50 @@
+#include "kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 4 || getenv("OPENEXEC_KAFKA_DEBUG"))
+        fprintf(stderr, "openexec: kafka: %s: %s\n", fac, buf);
+}
+
+void oe_kafka_conf_logging(rd_kafka_conf_t *conf)
+{
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+}
+
+/* Sets name/value pairs; returns -1 with errstr filled on refusal. */
+static int set_pairs(rd_kafka_conf_t *conf, const char *const *pairs, char *errstr, size_t n)
+{
+    for (size_t i = 0; pairs && pairs[i]; i += 2)
+        if (rd_kafka_conf_set(conf, pairs[i], pairs[i + 1], errstr, n) != RD_KAFKA_CONF_OK)
+            return -1;
+    return 0;
+}
+
+rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *defaults,
+                               const char *const *forced, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char errstr[512];
+    if (s->brokers &&
+        rd_kafka_conf_set(conf, "bootstrap.servers", s->brokers, errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+        goto refused;
+    if (set_pairs(conf, defaults, errstr, sizeof errstr) != 0)
+        goto refused;
+    for (size_t i = 0; i < s->nprops; i++)
+        if (rd_kafka_conf_set(conf, s->prop_names[i], s->prop_values[i], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+            goto refused;
+    if (set_pairs(conf, forced, errstr, sizeof errstr) != 0)
+        goto refused;
+    oe_kafka_conf_logging(conf);
+    return conf;
+refused:
+    snprintf(err, errlen, "kafka configuration: %s", errstr);
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}

@@ -1,0 +1,42 @@
+/* Kafka settings shared by the worker, the bridge and the CLI tools, and
+ * the one place that turns them into librdkafka configurations. */
+#ifndef OE_KAFKA_H
+#define OE_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/* Most librdkafka properties passed through (-X / OPENEXEC_KAFKA_*). */
+#define OE_KAFKA_MAX_PROPS 64
+
+typedef struct oe_kafka_settings {
+    const char *brokers;        /* bootstrap.servers */
+    const char *requests_topic;
+    const char *receipts_topic;
+    const char *dlq_topic;
+    const char *group_id;
+    int transactions;           /* 1: transactional receipts + offsets */
+    const char *transactional_id; /* used when transactions is set */
+    /* Properties passed to every client untouched, as name/value pairs. */
+    const char *prop_names[OE_KAFKA_MAX_PROPS];
+    const char *prop_values[OE_KAFKA_MAX_PROPS];
+    size_t nprops;
+} oe_kafka_settings;
+
+/* The header that ties a receipt to the request message it answers: the
+ * worker copies it from a request to its receipt. */
+#define OE_HEADER_CORRELATION "openexec.correlation"
+
+/* A new configuration: bootstrap.servers, then the defaults (name/value
+ * pairs, NULL-terminated; tunables the user may override), then the
+ * pass-through properties, then the forced pairs (what correctness depends
+ * on, e.g. enable.auto.commit=false). Either list may be NULL. Returns NULL
+ * with a reason in err when a property is refused. */
+rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *defaults,
+                               const char *const *forced, char *err, size_t errlen);
+
+/* Sets a librdkafka log callback that writes "openexec: kafka: ..." lines to
+ * stderr (errors and warnings only, unless OPENEXEC_KAFKA_DEBUG is set). */
+void oe_kafka_conf_logging(rd_kafka_conf_t *conf);
+
+#endif

@@ -1,0 +1,46 @@
+/* The Kafka worker: one consumer-group member that drives
+ *
+ *   poll a batch -> decode -> engine (one SQLite transaction)
+ *     -> produce one receipt per request message (key = nonce)
+ *     -> wait for every delivery -> commit offsets
+ *
+ * in that order, so that a crash at any instant loses no request and never
+ * executes a nonce twice on the same store: whatever was not committed is
+ * re-delivered and answered from the store (status `replayed`).
+ */
+#ifndef OE_WORKER_H
+#define OE_WORKER_H
+
+#include <stddef.h>
+
+#include "engine/engine.h"
+#include "engine/metrics.h"
+#include "worker/kafka.h"
+
+typedef struct oe_worker_config {
+    const oe_kafka_settings *kafka; /* borrowed */
+    oe_engine *engine;              /* borrowed; the worker thread is its writer */
+    oe_metrics *metrics;            /* borrowed */
+    int receipt_json;               /* 1: JSON receipts, 0: Avro */
+    long confluent_schema_id;       /* -1: Confluent framing not configured */
+    size_t batch_max;               /* most messages per batch [1000] */
+} oe_worker_config;
+
+typedef struct oe_worker oe_worker;
+
+/* Creates the consumer and producer and starts the worker thread. Returns 0
+ * or -1 with a reason in err. */
+int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
+
+/* 1 once the consumer has partitions assigned; else 0 with a reason. */
+int oe_worker_ready(oe_worker *w, char *reason, size_t len);
+
+/* 1 when the worker stopped on its own because of a fatal error (reason in
+ * err); the service should then exit 1. */
+int oe_worker_failed(oe_worker *w, char *err, size_t errlen);
+
+/* Drains: finishes the batch in hand, commits, leaves the group, joins the
+ * thread and frees everything. NULL is allowed. */
+void oe_worker_stop(oe_worker *w);
+
+#endif
