@@ -116,3 +116,5 @@ format:
 # Benchmarks (not part of `make test`): see bench/run.sh.
 bench: all
 	bench/run.sh
+	bench/kafka.sh
+	SYNC=normal FORMAT=avro bench/kafka.sh

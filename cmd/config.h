@@ -20,6 +20,7 @@ typedef struct oe_config {
     const char *http_port;       /* kept as text until validated */
     const char *http_threads;
     const char *execute;         /* "kafka" or "local" */
+    const char *worker;          /* "1": consume requests here; "0": bridge only */
     /* Kafka */
     const char *brokers;
     const char *requests_topic;

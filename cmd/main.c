@@ -48,6 +48,8 @@ static const oe_option run_options[] = {
     KAFKA_OPTIONS,
     OPT("--execute", "OPENEXEC_EXECUTE", execute,
         "kafka [default]: worker + /execute bridge; local: HTTP only, no Kafka"),
+    OPT("--worker", "OPENEXEC_WORKER", worker,
+        "1 [default]: consume requests here; 0: HTTP bridge only (workers run elsewhere)"),
     OPT("--group-id", "OPENEXEC_GROUP_ID", group_id, "consumer group [openexec-workers]"),
     OPT("--receipt-format", "OPENEXEC_RECEIPT_FORMAT", receipt_format, "avro or json [avro]"),
     OPT("--transactions", "OPENEXEC_KAFKA_TRANSACTIONS", transactions,
@@ -55,7 +57,7 @@ static const oe_option run_options[] = {
     OPT("--transactional-id", "OPENEXEC_TRANSACTIONAL_ID", transactional_id,
         "transactional.id [derived from group, host and database]"),
     OPT("--partitions", "OPENEXEC_PARTITIONS", partitions, "embedded broker: partitions [4]"),
-    OPT("--batch-max", "OPENEXEC_BATCH_MAX", batch_max, "most requests per batch [1000]"),
+    OPT("--batch-max", "OPENEXEC_BATCH_MAX", batch_max, "most requests per batch [5000]"),
     OPT("--bridge-timeout-ms", "OPENEXEC_BRIDGE_TIMEOUT_MS", bridge_timeout_ms,
         "/execute: wait this long for the receipt [10000]"),
     OPT("--confluent-schema-id", "OPENEXEC_CONFLUENT_SCHEMA_ID", confluent_schema_id,
@@ -102,22 +104,24 @@ static int parse_options(oe_config *cfg, const char *command, const char *summar
     return -1;
 }
 
-/* What /ready checks: the worker has partitions and the bridge is
- * positioned on the receipts topic (the store is open before either
- * starts). */
+/* What /ready checks: the worker (if this process runs one) has
+ * partitions and the bridge is positioned on the receipts topic; the store
+ * is open before either starts. */
 typedef struct readiness {
-    oe_worker *worker;
+    oe_worker *worker; /* NULL with --worker 0 */
     oe_bridge *bridge;
 } readiness;
 
 static int service_ready(void *ctx, char *reason, size_t len)
 {
     readiness *r = ctx;
-    if (!r->worker || !r->bridge) {
+    if (!r->bridge) {
         snprintf(reason, len, "starting");
         return 0;
     }
-    return oe_worker_ready(r->worker, reason, len) && oe_bridge_ready(r->bridge, reason, len);
+    if (r->worker && !oe_worker_ready(r->worker, reason, len))
+        return 0;
+    return oe_bridge_ready(r->bridge, reason, len);
 }
 
 /* A transactional.id that stays the same for the same worker (group, host
@@ -139,8 +143,8 @@ static int cmd_run(int argc, char **argv)
     oe_config cfg = {.mode = "demo", .db_path = "openexec.db", .db_sync = "full",
                      .http_host = "127.0.0.1", .http_port = "5000", .http_threads = "4",
                      .receipt_format = "avro", .transactions = "0", .partitions = "4",
-                     .batch_max = "1000", .bridge_timeout_ms = "10000", .confluent_schema_id = "-1",
-                     .execute = "kafka"};
+                     .batch_max = "5000", .bridge_timeout_ms = "10000", .confluent_schema_id = "-1",
+                     .execute = "kafka", .worker = "1"};
     oe_config_kafka_defaults(&cfg);
     const char *db_url = getenv("OPENEXEC_DB_URL");
     if (db_url && !getenv("OPENEXEC_DB_PATH")) {
@@ -169,6 +173,8 @@ static int cmd_run(int argc, char **argv)
         bad = "mode must be demo or clawshield";
     else if (strcmp(cfg.execute, "kafka") != 0 && strcmp(cfg.execute, "local") != 0)
         bad = "execute must be kafka or local";
+    else if (strcmp(cfg.worker, "0") != 0 && strcmp(cfg.worker, "1") != 0)
+        bad = "worker must be 0 or 1";
     else if (oe_parse_long(cfg.http_port, 0, 65535, &port) != 0)
         bad = "HTTP port must be 0..65535";
     else if (oe_parse_long(cfg.http_threads, 1, 256, &threads) != 0)
@@ -266,7 +272,8 @@ static int cmd_run(int argc, char **argv)
         .confluent_schema_id = schema_id,
         .batch_max = (size_t)batch_max,
     };
-    if (!local && oe_worker_start(&wcfg, &worker, err, sizeof err) != 0) {
+    int run_worker = !local && strcmp(cfg.worker, "1") == 0;
+    if (run_worker && oe_worker_start(&wcfg, &worker, err, sizeof err) != 0) {
         status = oe_die(2, "worker: %s", err);
         goto done;
     }

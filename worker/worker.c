@@ -538,7 +538,7 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     }
     w->cfg = *cfg;
     if (!w->cfg.batch_max)
-        w->cfg.batch_max = 1000;
+        w->cfg.batch_max = 5000;
     size_t n = w->cfg.batch_max;
     oe_buf_init(&w->encoded, 0);
     w->msgs = calloc(n, sizeof *w->msgs);

@@ -23,7 +23,7 @@ typedef struct oe_worker_config {
     oe_metrics *metrics;            /* borrowed */
     int receipt_json;               /* 1: JSON receipts, 0: Avro */
     long confluent_schema_id;       /* -1: Confluent framing not configured */
-    size_t batch_max;               /* most messages per batch [1000] */
+    size_t batch_max;               /* most messages per batch [5000] */
 } oe_worker_config;
 
 typedef struct oe_worker oe_worker;
