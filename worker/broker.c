@@ -53,6 +53,11 @@ const char *oe_broker_bootstraps(const oe_broker *b)
     return rd_kafka_mock_cluster_bootstraps(b->mock);
 }
 
+void *oe_broker_mock(oe_broker *b)
+{
+    return b->mock;
+}
+
 void oe_broker_stop(oe_broker *b)
 {
     if (!b)

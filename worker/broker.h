@@ -17,6 +17,10 @@ int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, o
 /* "127.0.0.1:PORT" (owned by the broker). */
 const char *oe_broker_bootstraps(const oe_broker *b);
 
+/* The mock cluster itself (an rd_kafka_mock_cluster_t *), for tests that
+ * inject errors or take the broker down. */
+void *oe_broker_mock(oe_broker *b);
+
 void oe_broker_stop(oe_broker *b);
 
 #endif

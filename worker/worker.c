@@ -42,6 +42,7 @@ struct oe_worker {
     const char **detail_ptrs;
     oe_outcome *outs;
     oe_buf encoded;           /* scratch for one encoded receipt */
+    rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
     double last_lag_update;
 };
 
@@ -88,8 +89,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     if (m->err) {
         w->delivery[slot] = DELIVERY_FAILED;
-        fprintf(stderr, "openexec: worker: delivery to %s failed: %s (will retry)\n",
-                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        w->delivery_error = m->err;
     } else {
         w->delivery[slot] = DELIVERY_OK;
     }
@@ -278,8 +278,8 @@ static int publish_batch(oe_worker *w)
             else if (monotonic() > give_up)
                 return -1;
         }
-        fprintf(stderr, "openexec: worker: %zu of %zu deliveries failed; retrying in %ld ms\n",
-                w->n - ok, w->n, backoff);
+        fprintf(stderr, "openexec: worker: %zu of %zu deliveries failed (%s); retrying in %ld ms\n",
+                w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
         sleep_ms(backoff);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }

@@ -280,7 +280,9 @@ class Server:
 
     # -- life cycle
 
-    def start(self):
+    def start(self, wait_ready=True):
+        """wait_ready=False (Kafka path only): return once /health answers,
+        without waiting for /ready (for tests of the not-ready state)."""
         last = ""
         for attempt in range(5):
             self.port = free_port()
@@ -308,7 +310,7 @@ class Server:
                 try:
                     r = self.request("GET", "/health", timeout=1.0)
                     if r.status == 200:
-                        if env["OPENEXEC_EXECUTE"] == "kafka":
+                        if env["OPENEXEC_EXECUTE"] == "kafka" and wait_ready:
                             return self.wait_ready(deadline + 20)
                         return self
                 except (OSError, http.client.HTTPException):
@@ -373,6 +375,20 @@ class Server:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        """SIGKILL: a crash at whatever instant the process is in. Afterwards
+        the server counts as stopped (stop() does nothing). Returns the
+        exit status (-9)."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if self._log:
+            self._log.close()
+        return proc.returncode
 
     # -- HTTP
 

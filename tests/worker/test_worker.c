@@ -1,0 +1,189 @@
+/* Tests worker/worker.c against the embedded broker over TCP: requests in,
+ * one receipt per request out, dead letters, and produce errors injected
+ * into the broker (the worker must produce the failed receipts again and
+ * lose none). */
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "tests/test.h"
+#include "worker/broker.h"
+#include "worker/codec.h"
+#include "worker/worker.h"
+
+static char dir[64];
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Produces JSON requests (and one undecodable message) keyed by nonce. */
+static void produce_requests(const char *brokers, const char *topic, int first, int n, int garbage)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    for (int i = first; i < first + n; i++) {
+        char key[32], body[128];
+        snprintf(key, sizeof key, "w-%d", i);
+        int len = snprintf(body, sizeof body,
+                           "{\"action\":\"add\",\"payload\":{\"a\":%d,\"b\":1},\"nonce\":\"%s\"}", i, key);
+        rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                          RD_KAFKA_V_VALUE(body, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_END);
+    }
+    if (garbage)
+        rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE("garbage", 7),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    ASSERT_EQ(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+/* Reads a topic from the beginning until want messages or the timeout;
+ * counts distinct executed nonces (receipts) and returns the total. */
+static int read_topic(const char *brokers, const char *topic, int want, double timeout,
+                      oe_codec *codec, int *executed, char *seen, int seen_size, int *header_ok)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "group.id", "test-reader", errstr, sizeof errstr);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    rd_kafka_poll_set_consumer(c);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_topic_partition_list_add(list, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    int total = 0;
+    double end = now_s() + timeout;
+    while (total < want && now_s() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            total++;
+            if (codec) {
+                oe_receipt r;
+                char err[256];
+                if (oe_codec_decode_receipt(codec, m->payload, m->len, &r, err, sizeof err) == 0) {
+                    int i = atoi(r.nonce + 2);
+                    if (r.status == OE_STATUS_EXECUTED && i >= 0 && i < seen_size && !seen[i]) {
+                        seen[i] = 1;
+                        (*executed)++;
+                    }
+                    oe_receipt_clear(&r);
+                } else {
+                    OE_FAIL_("undecodable receipt: %s", err);
+                }
+            }
+            if (header_ok) {
+                rd_kafka_headers_t *h;
+                const void *v;
+                size_t sz;
+                *header_ok = rd_kafka_message_headers(m, &h) == 0 &&
+                             rd_kafka_header_get_last(h, "openexec.error", &v, &sz) == 0 &&
+                             rd_kafka_header_get_last(h, "openexec.source.offset", &v, &sz) == 0 &&
+                             m->len == 7 && memcmp(m->payload, "garbage", 7) == 0;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return total;
+}
+
+static void test_worker_with_produce_errors(void)
+{
+    const char *topics[] = {"req", "rcp", "dlq"};
+    oe_broker *b;
+    char err[512];
+    if (oe_broker_start(4, topics, 3, &b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        return;
+    }
+    const char *brokers = oe_broker_bootstraps(b);
+    enum { N = 300 };
+    produce_requests(brokers, "req", 0, N, 1);
+
+    /* The worker's first Produce requests fail with a permanent error: its
+     * deliveries fail and it must produce those receipts again. */
+    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 0 /* Produce */, 3,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+
+    char db[128];
+    snprintf(db, sizeof db, "%s/w.db", dir);
+    oe_store *store;
+    ASSERT_EQ(oe_store_open(db, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err), 0);
+    oe_engine_config ecfg = {.tenant = "", .allowed_actions = ""};
+    oe_engine *engine;
+    ASSERT_EQ(oe_engine_new(&ecfg, store, &engine, err, sizeof err), 0);
+    oe_metrics metrics;
+    oe_metrics_init(&metrics);
+    oe_kafka_settings ks = {.brokers = brokers, .requests_topic = "req", .receipts_topic = "rcp",
+                            .dlq_topic = "dlq", .group_id = "test-workers"};
+    oe_worker_config wcfg = {.kafka = &ks, .engine = engine, .metrics = &metrics,
+                             .confluent_schema_id = -1, .batch_max = 100};
+    oe_worker *w;
+    if (oe_worker_start(&wcfg, &w, err, sizeof err) != 0) {
+        OE_FAIL_("worker: %s", err);
+        return;
+    }
+    char reason[256];
+    double end = now_s() + 20;
+    while (!oe_worker_ready(w, reason, sizeof reason) && now_s() < end)
+        sleep_ms(50);
+    ASSERT_TRUE(oe_worker_ready(w, reason, sizeof reason));
+
+    oe_codec *codec;
+    ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
+    static char seen[N];
+    int executed = 0;
+    int got = read_topic(brokers, "rcp", N, 30, codec, &executed, seen, N, NULL);
+    ASSERT_EQ(got, N);
+    ASSERT_EQ(executed, N);
+    int header_ok = 0;
+    ASSERT_EQ(read_topic(brokers, "dlq", 1, 10, NULL, NULL, NULL, 0, &header_ok), 1);
+    ASSERT_EQ(header_ok, 1);
+    ASSERT_TRUE(atomic_load(&metrics.delivery_retries) > 0);
+    ASSERT_EQ(atomic_load(&metrics.dead_letters), 1);
+    ASSERT_EQ(oe_store_count_executions(store), N);
+    ASSERT_EQ(oe_worker_failed(w, err, sizeof err), 0);
+
+    oe_worker_stop(w);
+    oe_codec_free(codec);
+    oe_engine_free(engine);
+    oe_store_close(store);
+    oe_broker_stop(b);
+}
+
+int main(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/oe-worker-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN_TEST(test_worker_with_produce_errors);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    return TEST_REPORT();
+}
