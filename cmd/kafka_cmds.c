@@ -130,18 +130,9 @@ int oe_cmd_produce(int argc, char **argv)
     long failed = 0, bad_lines = 0, sent = 0;
     const char *defaults[] = {"linger.ms", "5", NULL};
     const char *forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
-    rd_kafka_conf_t *conf = oe_kafka_conf(&ks, defaults, forced, err, sizeof err);
-    rd_kafka_t *rk = NULL;
-    if (conf) {
-        rd_kafka_conf_set_opaque(conf, &failed);
-        rd_kafka_conf_set_dr_msg_cb(conf, produce_delivery);
-        char errstr[512];
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-        if (!rk) {
-            rd_kafka_conf_destroy(conf);
-            snprintf(err, sizeof err, "%s", errstr);
-        }
-    }
+    oe_kafka_hooks hooks = {.opaque = &failed, .on_delivery = produce_delivery};
+    rd_kafka_t *rk =
+        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, defaults, forced, &hooks, "producer", err, sizeof err);
     if (!rk) {
         oe_codec_free(codec);
         oe_kafka_settings_clear(&ks);
@@ -256,19 +247,13 @@ int oe_cmd_receipts(int argc, char **argv)
     }
     const char *forced[] = {"group.id", "openexec-receipts-cli", "enable.auto.commit", "false",
                             "enable.partition.eof", "true", NULL};
-    rd_kafka_conf_t *conf = oe_kafka_conf(&ks, NULL, forced, err, sizeof err);
-    rd_kafka_t *rk = NULL;
-    char errstr[512];
-    if (conf && !(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, sizeof err, "%s", errstr);
-    }
+    rd_kafka_t *rk =
+        oe_kafka_new(RD_KAFKA_CONSUMER, &ks, NULL, forced, NULL, "consumer", err, sizeof err);
     if (!rk) {
         oe_codec_free(codec);
         oe_kafka_settings_clear(&ks);
         return oe_die(2, "%s", err);
     }
-    rd_kafka_poll_set_consumer(rk);
     int status = 1;
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *t = rd_kafka_topic_new(rk, ks.receipts_topic, NULL);

@@ -248,33 +248,20 @@ int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeou
 
     const char *producer_defaults[] = {"linger.ms", "0", "message.timeout.ms", "10000", NULL};
     const char *producer_forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
-    rd_kafka_conf_t *conf = oe_kafka_conf(k, producer_defaults, producer_forced, err, errlen);
-    if (!conf)
+    oe_kafka_hooks hooks = {.opaque = b, .on_delivery = on_delivery};
+    b->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced, &hooks,
+                               "bridge producer", err, errlen);
+    if (!b->producer)
         goto error;
-    rd_kafka_conf_set_opaque(conf, b);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    char errstr[512];
-    b->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!b->producer) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "bridge producer: %s", errstr);
-        goto error;
-    }
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
     const char *consumer_defaults[] = {"fetch.wait.max.ms", "10", NULL};
     const char *consumer_forced[] = {"group.id", group, "enable.auto.commit", "false",
                                      "enable.partition.eof", "false", NULL};
-    conf = oe_kafka_conf(k, consumer_defaults, consumer_forced, err, errlen);
-    if (!conf)
+    b->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced, NULL,
+                               "bridge consumer", err, errlen);
+    if (!b->consumer)
         goto error;
-    b->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!b->consumer) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "bridge consumer: %s", errstr);
-        goto error;
-    }
-    rd_kafka_poll_set_consumer(b->consumer);
     atomic_store(&b->running, 1);
     if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
         snprintf(err, errlen, "cannot start the bridge thread");

@@ -48,3 +48,31 @@ refused:
     rd_kafka_conf_destroy(conf);
     return NULL;
 }
+
+rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
+                         const char *const *defaults, const char *const *forced,
+                         const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen)
+{
+    char reason[512];
+    rd_kafka_conf_t *conf = oe_kafka_conf(s, defaults, forced, reason, sizeof reason);
+    if (!conf) {
+        snprintf(err, errlen, "%s: %s", what, reason);
+        return NULL;
+    }
+    if (hooks) {
+        rd_kafka_conf_set_opaque(conf, hooks->opaque);
+        if (hooks->on_delivery)
+            rd_kafka_conf_set_dr_msg_cb(conf, hooks->on_delivery);
+        if (hooks->on_rebalance)
+            rd_kafka_conf_set_rebalance_cb(conf, hooks->on_rebalance);
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, reason, sizeof reason);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf); /* rd_kafka_new keeps it only on success */
+        snprintf(err, errlen, "%s: %s", what, reason);
+        return NULL;
+    }
+    if (type == RD_KAFKA_CONSUMER)
+        rd_kafka_poll_set_consumer(rk);
+    return rk;
+}

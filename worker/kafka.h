@@ -35,6 +35,21 @@ typedef struct oe_kafka_settings {
 rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *defaults,
                                const char *const *forced, char *err, size_t errlen);
 
+/* Callbacks and context for oe_kafka_new; any may be NULL. */
+typedef struct oe_kafka_hooks {
+    void *opaque;
+    void (*on_delivery)(rd_kafka_t *, const rd_kafka_message_t *, void *);
+    void (*on_rebalance)(rd_kafka_t *, rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t *,
+                         void *);
+} oe_kafka_hooks;
+
+/* Creates a client from oe_kafka_conf(s, defaults, forced) and the hooks.
+ * A consumer's messages are redirected to its consumer queue. Returns NULL
+ * with a reason (prefixed with what) in err. */
+rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
+                         const char *const *defaults, const char *const *forced,
+                         const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen);
+
 /* Sets a librdkafka log callback that writes "openexec: kafka: ..." lines to
  * stderr (errors and warnings only, unless OPENEXEC_KAFKA_DEBUG is set). */
 void oe_kafka_conf_logging(rd_kafka_conf_t *conf);

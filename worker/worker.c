@@ -575,19 +575,11 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         "enable.partition.eof", "false",
         NULL,
     };
-    rd_kafka_conf_t *conf = oe_kafka_conf(k, consumer_defaults, consumer_forced, err, errlen);
-    if (!conf)
+    oe_kafka_hooks consumer_hooks = {.opaque = w, .on_rebalance = on_rebalance};
+    w->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced,
+                               &consumer_hooks, "consumer", err, errlen);
+    if (!w->consumer)
         goto error;
-    rd_kafka_conf_set_opaque(conf, w);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    char errstr[512];
-    w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!w->consumer) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "consumer: %s", errstr);
-        goto error;
-    }
-    rd_kafka_poll_set_consumer(w->consumer);
 
     const char *producer_defaults[] = {"linger.ms", "1", "message.timeout.ms", "30000", NULL};
     const char *producer_forced[] = {
@@ -596,17 +588,11 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         k->transactions ? "transactional.id" : NULL, k->transactional_id,
         NULL,
     };
-    conf = oe_kafka_conf(k, producer_defaults, producer_forced, err, errlen);
-    if (!conf)
+    oe_kafka_hooks producer_hooks = {.opaque = w, .on_delivery = on_delivery};
+    w->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced,
+                               &producer_hooks, "producer", err, errlen);
+    if (!w->producer)
         goto error;
-    rd_kafka_conf_set_opaque(conf, w);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-    if (!w->producer) {
-        rd_kafka_conf_destroy(conf);
-        snprintf(err, errlen, "producer: %s", errstr);
-        goto error;
-    }
     if (k->transactions) {
         rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, 30000);
         if (e) {

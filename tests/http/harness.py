@@ -619,3 +619,403 @@ def run_tests(module_name=None):
     print("%s: %d passed, %d failed" % (name, passed, failed))
     sys.stdout.flush()
     sys.exit(1 if failed else 0)
+
+
+# ---------------------------------------------------------------------------
+# The Kafka path: a standalone broker, producers, topic readers, receipt
+# decoding. confluent_kafka (python3-confluent-kafka) and avro (python3-avro,
+# through tests/worker/avro_interop.py) are imported lazily, so the HTTP-only
+# tests need neither.
+
+REQUESTS_TOPIC = "openexec.requests"
+RECEIPTS_TOPIC = "openexec.receipts"
+DLQ_TOPIC = "openexec.requests.dlq"
+KAFKA_TIMEOUT = 30.0  # seconds for one Kafka round trip in a test
+
+_WORKER_TESTS = os.path.join(ROOT, "tests", "worker")
+
+
+def avro_interop():
+    """tests/worker/avro_interop.py: python3-avro with the schemas of
+    schemas/, their canonical forms and CRC-64-AVRO fingerprints computed
+    in Python."""
+    if _WORKER_TESTS not in sys.path:
+        sys.path.insert(0, _WORKER_TESTS)
+    import avro_interop as ai  # noqa: E402
+    return ai
+
+
+class Broker:
+    """One `openexec broker --partitions N` process (librdkafka's mock
+    cluster). start() waits for the `bootstrap.servers=HOST:PORT` line on
+    stdout and checks that --bootstrap-file holds the same address."""
+
+    def __init__(self, workdir, partitions=4, args=None, env=None):
+        self.workdir = workdir
+        self.partitions = partitions
+        self.args = list(args or [])
+        self.env = dict(env or {})
+        self.proc = None
+        self.bootstrap = None
+        self.file = os.path.join(workdir, "bootstrap-%d.txt" % id(self))
+        self.log_path = os.path.join(workdir, "broker-%d.log" % id(self))
+        self._log = None
+
+    def start(self, timeout=STARTUP_TIMEOUT):
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [BIN, "broker", "--partitions", str(self.partitions), "--bootstrap-file", self.file]
+            + self.args, env=clean_env(self.env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._log, cwd=self.workdir)
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        deadline = time.monotonic() + timeout
+        import select
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.kill()
+                raise AssertionError("openexec broker printed no bootstrap line within %.0f s "
+                                     "(stdout %r, stderr %s)" % (timeout, buf, self.log()))
+            r, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if r:
+                part = os.read(fd, 4096)
+                if not part:
+                    continue
+                buf += part
+        line = buf.split(b"\n", 1)[0].decode("utf-8")
+        if not line.startswith("bootstrap.servers="):
+            self.kill()
+            raise AssertionError("openexec broker printed %r, not bootstrap.servers=..." % line)
+        self.bootstrap = line[len("bootstrap.servers="):]
+        if not self.bootstrap or not self.bootstrap.startswith("127.0.0.1:"):
+            self.kill()
+            raise AssertionError("unexpected bootstrap address %r" % self.bootstrap)
+        with open(self.file, encoding="utf-8") as f:
+            written = f.read().strip()
+        if written != self.bootstrap:
+            self.kill()
+            raise AssertionError("--bootstrap-file holds %r, stdout said %r"
+                                 % (written, self.bootstrap))
+        return self
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def _close(self):
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def stop(self):
+        """SIGTERM; the broker must exit 0."""
+        if self.proc is None:
+            return
+        proc = self.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.proc = None
+                raise AssertionError("openexec broker did not stop within %.0f s of SIGTERM"
+                                     % STOP_TIMEOUT)
+        self._close()
+        self.proc = None
+        if proc.returncode != 0:
+            raise AssertionError("openexec broker exited with status %d; log: %s"
+                                 % (proc.returncode, self.log()))
+
+
+def embedded_bootstrap(server, timeout=STARTUP_TIMEOUT):
+    """The address `openexec run` without --brokers prints on stderr."""
+    import re
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(r"embedded broker bootstrap\.servers=(\S+)", server.log())
+        if m:
+            return m.group(1)
+        if time.monotonic() > deadline:
+            raise AssertionError("no 'embedded broker bootstrap.servers=' line in the log: %s"
+                                 % server.log())
+        time.sleep(0.05)
+
+
+class KMsg:
+    """One consumed Kafka message."""
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp")
+
+    def __init__(self, m):
+        self.topic = m.topic()
+        self.partition = m.partition()
+        self.offset = m.offset()
+        self.key = m.key()
+        self.value = m.value()
+        self.headers = {k: v for k, v in (m.headers() or [])}
+        self.timestamp = m.timestamp()[1]  # ms
+
+    @property
+    def skey(self):
+        return None if self.key is None else self.key.decode("utf-8")
+
+    def header(self, name):
+        v = self.headers.get(name)
+        return None if v is None else v.decode("utf-8")
+
+    def __repr__(self):
+        return "<%s[%d]@%d key=%r value=%r headers=%r>" % (
+            self.topic, self.partition, self.offset, self.key, self.value[:80] if self.value else
+            self.value, self.headers)
+
+
+def kafka_producer(bootstrap, **conf):
+    import confluent_kafka
+    c = {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+         "acks": "all"}
+    c.update(conf)
+    return confluent_kafka.Producer(c)
+
+
+def produce(bootstrap, messages, topic=REQUESTS_TOPIC, timeout=KAFKA_TIMEOUT, producer=None):
+    """Publishes (key, value[, headers]) tuples with confluent_kafka and
+    waits until the broker acknowledged all of them. Returns their
+    (partition, offset) in order; a failed delivery is an AssertionError."""
+    p = producer or kafka_producer(bootstrap)
+    results = []
+    errors = []
+
+    def report(i):
+        def cb(err, msg):
+            if err is not None:
+                errors.append("message %d: %s" % (i, err))
+            else:
+                results[i] = (msg.partition(), msg.offset())
+        return cb
+
+    for i, m in enumerate(messages):
+        key, value = m[0], m[1]
+        headers = m[2] if len(m) > 2 else None
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        results.append(None)
+        while True:
+            try:
+                if headers:
+                    p.produce(topic, value, key, on_delivery=report(i), headers=headers)
+                else:
+                    p.produce(topic, value, key, on_delivery=report(i))
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 1000 == 0:
+            p.poll(0)
+    left = p.flush(timeout)
+    if left or errors:
+        raise AssertionError("produce to %s: %d not delivered, errors %s"
+                             % (topic, left, errors[:5]))
+    return results
+
+
+def kcat_produce(bootstrap, key, value, topic=REQUESTS_TOPIC, tmpdir=None):
+    """Publishes one message with kcat (`kcat -P -b B -t T -k KEY FILE`;
+    a file argument is sent as one message, bytes unchanged)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    fd, path = tempfile.mkstemp(dir=tmpdir, prefix="kcat-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(value)
+        args = ["kcat", "-P", "-b", bootstrap, "-t", topic]
+        if key is not None:
+            args += ["-k", key]
+        p = subprocess.run(args + [path], capture_output=True, timeout=KAFKA_TIMEOUT)
+        if p.returncode != 0:
+            raise AssertionError("kcat -P failed (%d): %s" % (p.returncode, p.stderr.decode()))
+    finally:
+        os.unlink(path)
+
+
+class TopicReader:
+    """Reads every partition of a topic from the beginning (no consumer
+    group, nothing committed) and keeps every message, in arrival order."""
+
+    def __init__(self, bootstrap, topic, **conf):
+        import confluent_kafka
+        self.topic = topic
+        c = {"bootstrap.servers": bootstrap, "group.id": "openexec-test-reader-%d" % id(self),
+             "enable.auto.commit": False, "enable.partition.eof": False,
+             "fetch.wait.max.ms": 10, "isolation.level": "read_uncommitted"}
+        c.update(conf)
+        self.consumer = confluent_kafka.Consumer(c)
+        md = self.consumer.list_topics(topic, timeout=10)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            self.consumer.close()
+            raise AssertionError("topic %s: %s" % (topic, t.error if t else "missing"))
+        self.partitions = sorted(t.partitions)
+        self.consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                              for p in self.partitions])
+        self.messages = []
+
+    def poll(self, timeout=0.1, max_messages=10000):
+        """Reads what is there (waiting up to timeout for the first);
+        returns the new messages."""
+        new = []
+        batch = self.consumer.consume(max_messages, timeout)
+        while batch:
+            for m in batch:
+                if m.error():
+                    continue
+                new.append(KMsg(m))
+            if len(batch) < max_messages:
+                break
+            batch = self.consumer.consume(max_messages, 0)
+        self.messages.extend(new)
+        return new
+
+    def wait_for(self, predicate, timeout=KAFKA_TIMEOUT, what="messages"):
+        """Polls until predicate(self) is true; AssertionError after timeout."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: not there after %.0f s (%d messages on %s)"
+                                     % (what, timeout, len(self.messages), self.topic))
+            self.poll(0.1)
+        return self
+
+    def wait_count(self, n, timeout=KAFKA_TIMEOUT):
+        return self.wait_for(lambda r: len(r.messages) >= n, timeout,
+                             "%d messages on %s" % (n, self.topic))
+
+    def by_key(self):
+        out = {}
+        for m in self.messages:
+            out.setdefault(m.skey, []).append(m)
+        return out
+
+    def close(self):
+        if self.consumer is not None:
+            self.consumer.close()
+            self.consumer = None
+
+
+_REC_READER = None
+
+
+def decode_receipt(value):
+    """A receipt message's bytes -> dict. JSON (first byte '{') or Avro
+    single-object encoding: the C3 01 header and the 8-byte little-endian
+    CRC-64-AVRO fingerprint of schemas/receipt.avsc's Parsing Canonical
+    Form, both computed in Python, then a body python3-avro reads to its
+    last byte."""
+    if value[:1] == b"{":
+        obj = json.loads(value.decode("utf-8"))
+        if not isinstance(obj, dict):
+            raise AssertionError("JSON receipt is not an object: %r" % value[:200])
+        return obj
+    global _REC_READER
+    ai = avro_interop()
+    import io
+    import struct
+    import avro.io
+    if len(value) < 10 or value[:2] != b"\xc3\x01":
+        raise AssertionError("receipt is neither JSON nor Avro single-object: %r" % value[:40])
+    (fp,) = struct.unpack("<Q", value[2:10])
+    if fp != ai.REC_FP:
+        raise AssertionError("receipt fingerprint %016x, expected %016x (CRC-64-AVRO of %s)"
+                             % (fp, ai.REC_FP, ai.REC_CANONICAL))
+    if _REC_READER is None:
+        _REC_READER = avro.io.DatumReader(ai.REC_SCHEMA)
+    body = io.BytesIO(value[10:])
+    datum = _REC_READER.read(avro.io.BinaryDecoder(body))
+    if body.tell() != len(value) - 10:
+        raise AssertionError("receipt has %d trailing bytes" % (len(value) - 10 - body.tell()))
+    return datum
+
+
+def avro_request(action, payload, nonce, artifact=None, payload_text=None):
+    """An execution request in Avro single-object encoding, written by
+    python3-avro from schemas/execution_request.avsc (payload as JSON
+    text)."""
+    ai = avro_interop()
+    if payload_text is None:
+        payload_text = json.dumps(payload)
+    datum = {"action": action, "payload": payload_text, "nonce": nonce,
+             "approval_artifact": artifact}
+    if artifact is not None:
+        datum["approval_artifact"] = dict(artifact)
+        datum["approval_artifact"].setdefault("expires_at", None)
+    return ai.single_object(ai.REQ_FP, ai.REQ_SCHEMA, datum)
+
+
+def sqlite_query(db, sql, args=()):
+    """Rows of a read-only query on a service's SQLite file."""
+    import sqlite3
+    conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+class KafkaTest(ServiceTest):
+    """ServiceTest plus standalone brokers, stopped after the servers."""
+
+    def setUp(self):
+        super().setUp()
+        self._brokers = []
+        self._readers = []
+
+    def tearDown(self):
+        errors = []
+        for r in self._readers:
+            try:
+                r.close()
+            except Exception as e:  # pragma: no cover - defensive
+                errors.append(repr(e))
+        self._readers = []
+        try:
+            super().tearDown()  # stops the servers (and removes tmp)
+        except AssertionError as e:
+            errors.append(str(e))
+        for b in self._brokers:
+            try:
+                b.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+                b.kill()
+        self._brokers = []
+        if errors:
+            raise AssertionError("; ".join(errors))
+
+    def broker(self, partitions=4, args=None):
+        b = Broker(self.tmp, partitions=partitions, args=args)
+        self._brokers.append(b)
+        return b.start()
+
+    def reader(self, bootstrap, topic=RECEIPTS_TOPIC):
+        r = TopicReader(bootstrap, topic)
+        self._readers.append(r)
+        return r
+
+    def worker(self, bootstrap, env=None, db=None, args=None, start=True):
+        """`openexec run --brokers B` (worker + bridge), ready."""
+        e = {"OPENEXEC_EXECUTE": "kafka"}
+        e.update(env or {})
+        a = (["--brokers", bootstrap] if bootstrap else []) + list(args or [])
+        return self.server(env=e, db=db, args=a, start=start)
