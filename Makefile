@@ -43,7 +43,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
             $$p -c 'import cryptography, confluent_kafka, avro' 2>/dev/null \
             && { echo $$p; break; }; done)
 
-.PHONY: all deps run test unit unit-san clean bench format
+.PHONY: all deps run test check unit unit-san clean bench format
 
 all: $(BUILD)/openexec
 
@@ -84,6 +84,7 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h
 # missing (so it is quick and needs no network on a ready machine).
 deps:
 	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
+	    && command -v kcat >/dev/null \
 	    && [ -n "$(PYTHON)" ]; then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -105,6 +106,12 @@ unit-san:
 test: deps
 	$(MAKE) all unit
 	$(MAKE) SANITIZE=1 unit
+	$(MAKE) check
+
+# The runner alone (a separate make, so that PYTHON is looked up after
+# `deps` installed the Python packages).
+check:
+	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka and avro: run make deps"; exit 1; }
 	tests/run.sh "$(PYTHON)"
 
 clean:

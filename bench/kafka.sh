@@ -26,8 +26,9 @@ awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++)
 build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" 2>"$work/produce.log"
 
 t0=$(now)
-kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" >/dev/null 2>&1
+got=$(kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" 2>/dev/null | wc -l)
 t1=$(now)
+[ "$got" -eq "$N" ] || { echo "kcat read $got of $N requests"; exit 1; }
 
 port=$((20000 + RANDOM % 20000))
 build/openexec run --brokers "$B" --http-port "$port" --db "$work/w.db" --db-sync "$SYNC" \

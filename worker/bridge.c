@@ -255,7 +255,7 @@ int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeou
         goto error;
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
-    const char *consumer_defaults[] = {"fetch.wait.max.ms", "10", NULL};
+    const char *consumer_defaults[] = {"fetch.wait.max.ms", "5", NULL};
     const char *consumer_forced[] = {"group.id", group, "enable.auto.commit", "false",
                                      "enable.partition.eof", "false", NULL};
     b->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced, NULL,

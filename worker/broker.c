@@ -1,16 +1,68 @@
 #include "broker.h"
 
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "kafka.h"
 
 struct oe_broker {
     rd_kafka_t *owner;             /* the mock cluster lives in this handle */
     rd_kafka_mock_cluster_t *mock;
+    pthread_t sweeper;             /* sets TCP_NODELAY on new sockets */
+    int sweeper_started;
+    atomic_int running;
 };
+
+/* The mock cluster writes its responses without TCP_NODELAY. When a client
+ * has several requests in flight (one per partition), each response after
+ * the first waits for the client's delayed ACK: about 40 ms per round, which
+ * caps a worker at a few batches per second. The mock's sockets live in
+ * this process, so a sweeper sets TCP_NODELAY on every TCP socket here, the
+ * mock's accepted connections among them (clients set it themselves:
+ * socket.nagle.disable). Real brokers set TCP_NODELAY on their own. */
+static void set_nodelay_everywhere(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd <= 2)
+            continue;
+        int type = 0;
+        socklen_t len = sizeof type;
+        struct sockaddr_storage addr;
+        socklen_t alen = sizeof addr;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+            getsockname(fd, (struct sockaddr *)&addr, &alen) != 0 ||
+            (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+            continue;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    closedir(d);
+}
+
+static void *sweeper_main(void *arg)
+{
+    oe_broker *b = arg;
+    while (atomic_load(&b->running)) {
+        set_nodelay_everywhere();
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
 
 int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                     char *err, size_t errlen)
@@ -44,6 +96,8 @@ int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, o
             return -1;
         }
     }
+    atomic_store(&b->running, 1);
+    b->sweeper_started = pthread_create(&b->sweeper, NULL, sweeper_main, b) == 0;
     *out = b;
     return 0;
 }
@@ -62,6 +116,9 @@ void oe_broker_stop(oe_broker *b)
 {
     if (!b)
         return;
+    atomic_store(&b->running, 0);
+    if (b->sweeper_started)
+        pthread_join(b->sweeper, NULL);
     if (b->mock)
         rd_kafka_mock_cluster_destroy(b->mock);
     if (b->owner)

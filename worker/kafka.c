@@ -33,7 +33,11 @@ rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *de
         rd_kafka_conf_set(conf, "bootstrap.servers", s->brokers, errstr, sizeof errstr) !=
             RD_KAFKA_CONF_OK)
         goto refused;
-    if (set_pairs(conf, defaults, errstr, sizeof errstr) != 0)
+    /* Small requests and acknowledgements must not wait for Nagle's
+     * algorithm to meet the peer's delayed ACK (about 40 ms a round). */
+    static const char *const common[] = {"socket.nagle.disable", "true", NULL};
+    if (set_pairs(conf, common, errstr, sizeof errstr) != 0 ||
+        set_pairs(conf, defaults, errstr, sizeof errstr) != 0)
         goto refused;
     for (size_t i = 0; i < s->nprops; i++)
         if (rd_kafka_conf_set(conf, s->prop_names[i], s->prop_values[i], errstr, sizeof errstr) !=

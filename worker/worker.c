@@ -564,7 +564,7 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     const char *consumer_defaults[] = {
         "auto.offset.reset", "earliest",
         "partition.assignment.strategy", "cooperative-sticky",
-        "fetch.wait.max.ms", "10", /* low latency for the HTTP bridge */
+        "fetch.wait.max.ms", "5", /* low latency for the HTTP bridge */
         "session.timeout.ms", "10000",
         NULL,
     };

@@ -963,6 +963,27 @@ def avro_request(action, payload, nonce, artifact=None, payload_text=None):
     return ai.single_object(ai.REQ_FP, ai.REQ_SCHEMA, datum)
 
 
+def committed_offsets(bootstrap, group, topic=REQUESTS_TOPIC):
+    """{partition: committed offset} of a consumer group (OffsetFetch, no
+    group join); partitions without a commit are left out."""
+    import confluent_kafka
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                  "enable.auto.commit": False})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        res = c.committed([confluent_kafka.TopicPartition(topic, p) for p in parts], timeout=10)
+    finally:
+        c.close()
+    out = {}
+    for tp in res:
+        if tp.error is not None:
+            raise AssertionError("committed offset of %s[%d]: %s" % (topic, tp.partition, tp.error))
+        if tp.offset >= 0:
+            out[tp.partition] = tp.offset
+    return out
+
+
 def sqlite_query(db, sql, args=()):
     """Rows of a read-only query on a service's SQLite file."""
     import sqlite3
