@@ -63,8 +63,8 @@ int oe_cmd_broker(int argc, char **argv)
         oe_kafka_settings_clear(&ks);
         return oe_die(1, "%s", err);
     }
-    printf("bootstrap.servers=%s\n", oe_broker_bootstraps(b));
-    fflush(stdout);
+    /* The file first: whoever reads the stdout line may read the file
+     * right after it. */
     if (cfg.bootstrap_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", cfg.bootstrap_file);
@@ -76,6 +76,8 @@ int oe_cmd_broker(int argc, char **argv)
             return oe_die(1, "cannot write %s", cfg.bootstrap_file);
         }
     }
+    printf("bootstrap.servers=%s\n", oe_broker_bootstraps(b));
+    fflush(stdout);
     while (!oe_stop_requested) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -294,7 +296,8 @@ int oe_cmd_receipts(int argc, char **argv)
                 fprintf(stderr, "openexec: receipts: %ld of %ld after %ld ms\n", printed, max,
                         timeout_ms);
                 status = 1;
-                rd_kafka_message_destroy(m);
+                if (m)
+                    rd_kafka_message_destroy(m);
                 break;
             }
         }

@@ -540,8 +540,14 @@ static oe_decode_result decode_json_request(const char *buf, size_t len, oe_requ
     oe_error_code rc = oe_request_from_json(buf, len, req, detail, detlen);
     if (rc == OE_ERR_NONE)
         return OE_DECODE_OK;
-    if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT)
-        return dead(req, code);
+    /* A message in our JSON format whose text is not strict JSON
+     * (duplicate keys, NaN, invalid UTF-8, broken syntax) is a request we
+     * can answer: a `malformed` receipt, keyed by the message key (SPEC §5
+     * rejects these as malformed). Only unknown formats are dead letters. */
+    if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT) {
+        *code = OE_ERR_MALFORMED;
+        return OE_DECODE_REJECTED;
+    }
     /* oe_request_from_json stops at the first bad field: name what it did
      * not get to, for the rejection receipt. */
     const oe_json *root = oe_json_root(req->doc);

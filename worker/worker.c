@@ -43,6 +43,7 @@ struct oe_worker {
     oe_outcome *outs;
     oe_buf encoded;           /* scratch for one encoded receipt */
     rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
+    rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
 };
 
@@ -497,9 +498,24 @@ static void gather(oe_worker *w)
     }
 }
 
+/* Learns where receipts and dead letters go before the first batch, not at
+ * its first produce: an unknown topic's first message otherwise waits for a
+ * metadata round (about a second). Runs on the worker thread, so that an
+ * unreachable broker does not hold up start-up. */
+static void warm_up_metadata(oe_worker *w)
+{
+    for (size_t i = 0; i < 2 && atomic_load(&w->running); i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        if (w->out_topics[i] && rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 2000) ==
+                                    RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     oe_worker *w = arg;
+    warm_up_metadata(w);
     while (atomic_load(&w->running)) {
         gather(w);
         if (w->n > 0)
@@ -593,6 +609,8 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
                                &producer_hooks, "producer", err, errlen);
     if (!w->producer)
         goto error;
+    w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
+    w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
     if (k->transactions) {
         rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, 30000);
         if (e) {
@@ -656,6 +674,9 @@ void oe_worker_stop(oe_worker *w)
         rd_kafka_consumer_close(w->consumer); /* leaves the group */
         rd_kafka_destroy(w->consumer);
     }
+    for (size_t i = 0; i < 2; i++)
+        if (w->out_topics[i])
+            rd_kafka_topic_destroy(w->out_topics[i]);
     if (w->producer) {
         rd_kafka_flush(w->producer, 10000);
         rd_kafka_destroy(w->producer);

@@ -691,8 +691,15 @@ class Broker:
         if not self.bootstrap or not self.bootstrap.startswith("127.0.0.1:"):
             self.kill()
             raise AssertionError("unexpected bootstrap address %r" % self.bootstrap)
-        with open(self.file, encoding="utf-8") as f:
-            written = f.read().strip()
+        # The file may be written just after the line is printed.
+        while not os.path.exists(self.file) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        try:
+            with open(self.file, encoding="utf-8") as f:
+                written = f.read().strip()
+        except OSError as e:
+            self.kill()
+            raise AssertionError("--bootstrap-file %s: %s" % (self.file, e))
         if written != self.bootstrap:
             self.kill()
             raise AssertionError("--bootstrap-file holds %r, stdout said %r"
@@ -1010,10 +1017,17 @@ class KafkaTest(ServiceTest):
             except Exception as e:  # pragma: no cover - defensive
                 errors.append(repr(e))
         self._readers = []
-        try:
-            super().tearDown()  # stops the servers (and removes tmp)
-        except AssertionError as e:
-            errors.append(str(e))
+        # Servers first (a worker drains against a live broker), then the
+        # brokers, then the directory.
+        for s in self._servers:
+            try:
+                s.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+            except Exception as e:  # pragma: no cover - defensive
+                errors.append(repr(e))
+                s._kill()
+        self._servers = []
         for b in self._brokers:
             try:
                 b.stop()
@@ -1021,6 +1035,7 @@ class KafkaTest(ServiceTest):
                 errors.append(str(e))
                 b.kill()
         self._brokers = []
+        shutil.rmtree(self.tmp, ignore_errors=True)
         if errors:
             raise AssertionError("; ".join(errors))
 

@@ -1,0 +1,332 @@
+"""Fault tests of the Kafka path (SPEC §8, §9; ARCHITECTURE "effectively
+once"): kill -9 of a worker in the middle of a backlog, restarted on the
+same database; and two workers of one consumer group of which one is
+killed and not restarted.
+
+What must hold in both: every request is answered; every receipt of a nonce
+carries the same id, result, receipt and request hash (computed here in
+Python from SPEC §8); no nonce executes twice in one store; committed
+offsets only cover requests that are stored and answered.
+
+The kill -9 test also measures throughput: requests/s of the worker from
+its first to its last receipt (receipt timestamps are the worker's produce
+times), and, through the same broker in the same test, how fast kcat and
+confluent_kafka alone consume the same request messages."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (REQUESTS_TOPIC, avro_request, committed_offsets,  # noqa: E402
+                     execution_id, produce, receipt_hash, request_hash, result_json,
+                     run_tests, sqlite_query)
+from test_kafka import KafkaCase, jreq  # noqa: E402
+
+# A killed member's partitions move after session.timeout.ms; lowered from
+# the worker's 10 s default so that the tests stay short.
+FAST_FAILOVER = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+
+
+def make_requests(prefix, total):
+    """[(nonce, action, payload, result)] of echo and add requests."""
+    tag = uuid.uuid4().hex[:8]
+    out = []
+    for i in range(total):
+        n = "%s-%s-%d" % (prefix, tag, i)
+        if i % 3 == 0:
+            out.append((n, "add", {"a": i, "b": -7}, {"sum": i - 7}))
+        else:
+            out.append((n, "echo", {"i": i, "s": "x%d" % (i % 97)}, {"echo": {"i": i, "s": "x%d" % (i % 97)}}))
+    return out
+
+
+class Faults(KafkaCase):
+    def check_receipts(self, requests, got):
+        """Every nonce answered; all its receipts identical in the hashed
+        fields and equal to SPEC §8 computed here. Returns {nonce: (id,
+        receipt)} and {nonce: number of receipts}."""
+        expected = {}
+        counts = {}
+        for n, action, payload, result in requests:
+            recs = [r for _, r in got[n]]
+            self.assertTrue(recs, "no receipt for %s" % n)
+            counts[n] = len(recs)
+            h = request_hash(action, payload)
+            want = {"id": execution_id("", n, h), "request_hash": h,
+                    "result": result_json(result), "nonce": n, "action": action}
+            want["receipt"] = receipt_hash(want["id"], result)
+            for r in recs:
+                self.assertIn(r["status"], ("executed", "replayed"), (n, r))
+                self.assertIs(r["approved"], True, r)
+                self.assertIsNone(r["error_code"], r)
+                got_fields = {k: r[k] for k in want}
+                self.assertEqual(got_fields, want, "receipts of %s differ: %r" % (n, recs))
+            expected[n] = (want["id"], want["receipt"])
+        return expected, counts
+
+    def assertCommittedCovered(self, sent, requests, answered, stored, bootstrap, group):
+        """Offsets are committed only after the outcome is stored and its
+        receipt acknowledged (SPEC §9)."""
+        committed = committed_offsets(bootstrap, group)
+        below = [req[0] for req, (p, o) in zip(requests, sent) if o < committed.get(p, 0)]
+        self.assertEqual([n for n in below if n not in answered][:5], [],
+                         "committed but no receipt on the topic")
+        self.assertEqual([n for n in below if n not in stored][:5], [],
+                         "committed but not in the store")
+        return len(below)
+
+    def kill_mid_stream(self, w, reader, at_least, total, sent, requests, bootstrap, db):
+        """Kills w with SIGKILL once `at_least` receipts are on the topic,
+        then checks the state it left: receipts only for stored requests,
+        committed offsets only over stored and answered requests. Returns
+        (wall-clock ms of the kill, receipts on the topic after it)."""
+        deadline = time.monotonic() + 60
+        while len(reader.messages) < at_least:
+            if time.monotonic() > deadline or not w.alive():
+                self.fail("worker answered %d of %d requests in 60 s (alive: %s); log: %s"
+                          % (len(reader.messages), total, w.alive(), w.log()))
+            reader.poll(0.005)
+        seen = len(reader.messages)
+        kill_ms = time.time() * 1000
+        self.assertEqual(w.kill9(), -9)
+        # Everything the dead worker got acknowledged is on the topic now.
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            reader.poll(0.05)
+        on_topic = len(reader.messages)
+        answered = set(reader.by_key())
+        stored = dict(sqlite_query(db, "SELECT nonce, id FROM executions"))
+        covered = self.assertCommittedCovered(sent, requests, answered, stored, bootstrap,
+                                              "openexec-workers")
+        if len(stored) > len(answered):
+            where = "after a SQLite commit, before all its receipts were acknowledged"
+        elif len(answered) > covered:
+            where = "after the receipts were acknowledged, before the offset commit"
+        else:
+            where = "between batches, or inside a batch not yet committed to SQLite"
+        print("    kill -9 after %d receipts seen (%d on the topic, %d nonces answered), "
+              "%d executions stored, %d requests below the committed offsets: the kill landed %s"
+              % (seen, on_topic, len(answered), len(stored), covered, where))
+        self.assertLess(len(answered), total, "the worker finished before the kill")
+        self.assertLessEqual(answered, set(stored), "a receipt for a request not stored")
+        return kill_ms, on_topic, stored
+
+    def test_kill9_mid_stream_and_restart(self):
+        total = 20000
+        b = self.broker(partitions=16)
+        requests = make_requests("k9", total)
+        t0 = time.monotonic()
+        sent = produce_requests(b.bootstrap, requests, avro_every=4)
+        print("    produced %d requests (1 in 4 Avro) with confluent_kafka in %.2f s"
+              % (total, time.monotonic() - t0))
+        reader = self.reader(b.bootstrap)
+        db = self.path("k9.db")
+        # 1. Default settings: killed after about a third of the backlog.
+        w1 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER, start=False)
+        w1.start(wait_ready=False)
+        kill_ms, before, stored1 = self.kill_mid_stream(w1, reader, total // 3, total, sent,
+                                                        requests, b.bootstrap, db)
+        # 2. Restarted on the same database with small batches, so that a
+        # second kill -9 is likely to land inside a batch (between its
+        # SQLite commit, its receipts and its offset commit); it waits for
+        # the dead member's session to expire, then replays from the last
+        # committed offsets.
+        t_restart = time.monotonic()
+        w2 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER + ["--batch-max", "200"])
+        print("    restarted worker ready after %.1f s" % (time.monotonic() - t_restart))
+        _, _, stored2 = self.kill_mid_stream(w2, reader, before + 2000, total, sent, requests,
+                                             b.bootstrap, db)
+        # 3. Restarted again with the defaults: it answers the rest.
+        t_restart = time.monotonic()
+        w3 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER)
+        ready_s = time.monotonic() - t_restart
+        got = self.receipts_for(reader, [r[0] for r in requests], timeout=120, settle=1.0)
+        print("    restarted again, ready after %.1f s; all %d answered %.1f s after that restart"
+              % (ready_s, total, time.monotonic() - t_restart))
+        expected, counts = self.check_receipts(requests, got)
+        dup = sum(1 for c in counts.values() if c > 1)
+        for n, _, _, _ in requests:
+            statuses = [r["status"] for _, r in got[n]]
+            self.assertLessEqual(statuses.count("executed"), 1,
+                                 "%s executed twice on one store: %r" % (n, statuses))
+        rows = sqlite_query(db, "SELECT nonce, id, receipt FROM executions")
+        self.assertEqual(len(rows), total)
+        self.assertEqual({n: (i, r) for n, i, r in rows}, expected)
+        for n, id_ in list(stored1.items()) + list(stored2.items()):
+            self.assertEqual(expected[n][0], id_)
+        print("    %d receipts for %d requests: %d nonces answered more than once (replays "
+              "after a crash)" % (len(reader.messages), total, dup))
+        self.assertNoFatal(w3)
+
+        # Throughput: from the receipt timestamps (the worker's produce
+        # times). Before the first kill, worker 1 ran undisturbed with the
+        # default settings through a backlog.
+        ts1 = sorted(m.timestamp for m in reader.messages if m.timestamp <= kill_ms)
+        rate1 = rate(len(ts1), ts1)
+        all_ts = sorted(m.timestamp for m in reader.messages)
+        overall = total / max((all_ts[-1] - all_ts[0]) / 1000.0, 1e-3)
+        # The raw transport through the same broker, same messages.
+        kcat_s, kcat_n = time_kcat(b.bootstrap, total)
+        ck_s = time_confluent(b.bootstrap, total)
+        kcat_rate = total / kcat_s
+        ck_rate = total / ck_s
+        print("    worker 1 (defaults), first to last receipt: %d receipts in %.3f s = %.0f "
+              "requests/s%s" % (len(ts1), (ts1[-1] - ts1[0]) / 1000.0 if ts1 else 0, rate1,
+                                pause_note(ts1)))
+        print("    whole test, first to last receipt (two kills and restarts included): %.0f "
+              "requests/s" % overall)
+        print("    kcat alone consumed %d request messages in %.3f s = %.0f messages/s "
+              "(process start included)" % (kcat_n, kcat_s, kcat_rate))
+        print("    confluent_kafka alone consumed %d in %.3f s = %.0f messages/s"
+              % (total, ck_s, ck_rate))
+        print("    ratio worker 1/kcat: %.3f; worker 1/confluent_kafka: %.3f"
+              % (rate1 / kcat_rate, rate1 / ck_rate))
+        self.assertEqual(kcat_n, total)
+
+    def test_two_workers_one_killed(self):
+        total = 5000
+        b = self.broker(partitions=16)
+        reader = self.reader(b.bootstrap)
+        db1, db2 = self.path("w1.db"), self.path("w2.db")
+        w1 = self.worker(b.bootstrap, db=db1, args=FAST_FAILOVER)
+        w2 = self.worker(b.bootstrap, db=db2, args=FAST_FAILOVER)
+
+        def shares():
+            return (w1.metrics()["openexec_assigned_partitions"],
+                    w2.metrics()["openexec_assigned_partitions"])
+
+        deadline = time.monotonic() + 30
+        while not (all(s > 0 for s in shares()) and sum(shares()) == 16):
+            if time.monotonic() > deadline:
+                self.fail("the two workers never shared the 16 partitions: %s; logs: %s / %s"
+                          % (shares(), w1.log(), w2.log()))
+            time.sleep(0.1)
+        print("    partitions: worker 1 %d, worker 2 %d" % shares())
+        requests = make_requests("two", total)
+        # A backlog for both; worker 1 is killed as soon as its store holds
+        # executions, i.e. inside its first batch: stored, but receipts and
+        # offsets possibly not yet published. Its partitions move to worker
+        # 2 after the session timeout, which answers them from its own store.
+        sent = produce_requests(b.bootstrap, requests, avro_every=5)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                n1 = sqlite_query(db1, "SELECT count(*) FROM executions")[0][0]
+            except Exception:  # noqa: BLE001 - the file may be busy for a moment
+                n1 = 0
+            if n1 > 0:
+                break
+            if time.monotonic() > deadline:
+                self.fail("worker 1 stored nothing within 60 s; log: %s" % w1.log())
+            reader.poll(0.005)
+        killed_after = len(reader.messages)
+        self.assertEqual(w1.kill9(), -9)
+        reader.poll(0.5)
+        stored = {n for (n,) in sqlite_query(db1, "SELECT nonce FROM executions")}
+        stored |= {n for (n,) in sqlite_query(db2, "SELECT nonce FROM executions")}
+        covered = self.assertCommittedCovered(sent, requests, set(reader.by_key()), stored,
+                                              b.bootstrap, "openexec-workers")
+        print("    worker 1 killed with %d executions in its store, %d receipts on the topic, "
+              "%d requests below the committed offsets"
+              % (sqlite_query(db1, "SELECT count(*) FROM executions")[0][0],
+                 len(reader.messages), covered))
+        t_kill = time.monotonic()
+        got = self.receipts_for(reader, [r[0] for r in requests], timeout=90, settle=1.0)
+        took = time.monotonic() - t_kill
+        expected, counts = self.check_receipts(requests, got)
+        rows1 = {n: (i, r) for n, i, r in sqlite_query(db1, "SELECT nonce, id, receipt FROM executions")}
+        rows2 = {n: (i, r) for n, i, r in sqlite_query(db2, "SELECT nonce, id, receipt FROM executions")}
+        both = set(rows1) & set(rows2)
+        self.assertGreater(len(rows1), 0, "worker 1 executed nothing before it was killed")
+        self.assertEqual(set(rows1) | set(rows2), set(expected))
+        for n in rows1:
+            self.assertEqual(rows1[n], expected[n])
+        for n in rows2:
+            self.assertEqual(rows2[n], expected[n])
+        # In one store, at most one execution per nonce: never two
+        # "executed" receipts unless the nonce is in both stores.
+        for n, _, _, _ in requests:
+            ex = [r["status"] for _, r in got[n]].count("executed")
+            self.assertLessEqual(ex, 2 if n in both else 1, (n, [r for _, r in got[n]]))
+        self.assertEqual(w2.metrics()["openexec_assigned_partitions"], 16)
+        print("    worker 1 killed after %d receipts seen; all %d answered %.1f s later; "
+              "executions: worker 1 %d, worker 2 %d, in both stores %d; "
+              "%d nonces with more than one receipt"
+              % (killed_after, total, took, len(rows1), len(rows2), len(both),
+                 sum(1 for c in counts.values() if c > 1)))
+        if both:
+            print("    executed in both stores (after the partition move): %s%s"
+                  % (", ".join(sorted(both)[:5]), " ..." if len(both) > 5 else ""))
+        self.assertNoFatal(w2)
+
+
+def produce_requests(bootstrap, requests, avro_every=0):
+    """JSON requests keyed by nonce; with avro_every=k every k-th one in
+    Avro single-object encoding (python3-avro)."""
+    msgs = []
+    for i, (n, a, p, _) in enumerate(requests):
+        if avro_every and i % avro_every == 0:
+            msgs.append((n, avro_request(a, p, n)))
+        else:
+            msgs.append((n, jreq(a, p, n)))
+    return produce(bootstrap, msgs)
+
+
+def pause_note(ts):
+    """The longest pause between two receipts of a run (a fresh worker's
+    first batch is followed by a long one: receipt timestamps are taken
+    when a receipt is handed to the producer, and the first batch waits
+    for the producer's metadata)."""
+    if len(ts) < 3:
+        return ""
+    gap, at = max((ts[i + 1] - ts[i], i + 1) for i in range(len(ts) - 1))
+    return "; longest pause between receipts %d ms, after the first %d" % (gap, at)
+
+
+def rate(n, ts):
+    if n < 2:
+        return 0.0
+    return n / max((ts[-1] - ts[0]) / 1000.0, 1e-3)
+
+
+def time_kcat(bootstrap, total):
+    """Seconds kcat takes to consume `total` request messages (one
+    process, from the beginning), and how many it printed."""
+    t0 = time.monotonic()
+    p = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", REQUESTS_TOPIC, "-o", "beginning",
+                        "-c", str(total), "-e", "-q", "-f", "%k\n"],
+                       capture_output=True, timeout=120)
+    dt = time.monotonic() - t0
+    if p.returncode != 0:
+        raise AssertionError("kcat -C failed (%d): %s" % (p.returncode, p.stderr.decode()))
+    return dt, p.stdout.count(b"\n")
+
+
+def time_confluent(bootstrap, total):
+    """Seconds a confluent_kafka consumer (created, assigned every
+    partition from the beginning) takes to receive `total` messages."""
+    import confluent_kafka
+    t0 = time.monotonic()
+    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "raw-%d" % os.getpid(),
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    try:
+        md = c.list_topics(REQUESTS_TOPIC, timeout=10)
+        c.assign([confluent_kafka.TopicPartition(REQUESTS_TOPIC, p, confluent_kafka.OFFSET_BEGINNING)
+                  for p in md.topics[REQUESTS_TOPIC].partitions])
+        n = 0
+        deadline = t0 + 120
+        while n < total:
+            if time.monotonic() > deadline:
+                raise AssertionError("confluent_kafka read %d of %d in 120 s" % (n, total))
+            n += sum(1 for m in c.consume(1000, 0.005) if not m.error())
+        return time.monotonic() - t0
+    finally:
+        c.close()
+
+
+if __name__ == "__main__":
+    run_tests()
