@@ -23,9 +23,9 @@ typedef struct oe_http_answer {
     oe_buf body;
 } oe_http_answer;
 
-/* Runs one /execute request body and fills the answer. The in-process
- * executor (oe_http_execute_in_process) is used until the Kafka bridge takes
- * its place behind the same signature. Must be thread-safe. */
+/* Runs one /execute request body and fills the answer without Kafka
+ * (`--execute local`: oe_http_execute_in_process). Used when the config has
+ * no bridge. Must be thread-safe. */
 typedef void (*oe_http_execute_fn)(void *ctx, const char *body, size_t len,
                                    oe_http_answer *answer);
 
