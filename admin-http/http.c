@@ -343,11 +343,18 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     const oe_json *nonce = oe_json_get(root, "nonce");
     char *key = nonce && nonce->type == OE_JSON_STRING ? strndup(nonce->str, nonce->len) : NULL;
     oe_json_doc_free(doc);
+    /* Workers recognise JSON by its first byte: publish from the '{'. */
+    size_t skip = 0;
+    while (skip < ctx->body.len && body[skip] != '{')
+        skip++;
     ctx->connection = c;
     ctx->submitted = 1;
     MHD_suspend_connection(c);
-    oe_bridge_submit(h->cfg.bridge, body, ctx->body.len, key, bridge_reply, ctx);
+    oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, key, bridge_reply, ctx);
     free(key);
+    /* The producer copied the body: do not hold it while waiting (the
+     * bridge thread writes only ctx->answer). */
+    oe_buf_free(&ctx->body);
     return MHD_YES;
 }
 

@@ -36,7 +36,7 @@ const char *oe_status_name(oe_status s)
 void oe_outcome_init(oe_outcome *o)
 {
     memset(o, 0, sizeof *o);
-    oe_buf_init(&o->result_json, 0);
+    oe_buf_init(&o->result_json, OE_RESULT_MAX_BYTES);
 }
 
 void oe_outcome_clear(oe_outcome *o)
@@ -165,6 +165,19 @@ const char *oe_engine_allowed_actions(const oe_engine *e)
     return e->allowed ? e->allowed_text : "";
 }
 
+/* The length of the longest prefix of s of at most max bytes that does not
+ * split a UTF-8 character, so that a shortened name in a detail stays valid
+ * UTF-8 (receipts and JSON answers refuse anything else). */
+static int utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max)
+        return (int)n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return (int)max;
+}
+
 static void reject(oe_outcome *o, oe_error_code code, const char *detail)
 {
     o->status = OE_STATUS_REJECTED;
@@ -213,7 +226,8 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
         return -1;
     }
     if (strcmp(a->issued_by, "clawshield") != 0) {
-        snprintf(detail, sizeof detail, "Unknown issuer: %.100s", a->issued_by);
+        snprintf(detail, sizeof detail, "Unknown issuer: %.*s", utf8_prefix(a->issued_by, 100),
+                 a->issued_by);
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }
@@ -269,7 +283,8 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
         return 0;
     }
     if (!action_allowed(e, r->action)) {
-        snprintf(detail, sizeof detail, "Action not allowed: %.200s", r->action);
+        snprintf(detail, sizeof detail, "Action not allowed: %.*s", utf8_prefix(r->action, 200),
+                 r->action);
         reject(o, OE_ERR_NOT_ALLOWED, detail);
         return 0;
     }
@@ -279,11 +294,15 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
 
     const oe_action *action = oe_action_find(r->action);
     if (!action) {
-        snprintf(detail, sizeof detail, "Unknown action: %.200s", r->action);
+        snprintf(detail, sizeof detail, "Unknown action: %.*s", utf8_prefix(r->action, 200),
+                 r->action);
         reject(o, OE_ERR_UNKNOWN_ACTION, detail);
         return 0;
     }
     oe_buf_reset(&o->result_json);
+    /* The result buffer is capped at OE_RESULT_MAX_BYTES: a result too
+     * large to travel in a receipt is refused here, before anything is
+     * stored, rather than stored and then unpublishable. */
     if (action->run(r->payload, &o->result_json, detail, sizeof detail) != 0) {
         reject(o, OE_ERR_INVALID_REQUEST, detail);
         return 0;

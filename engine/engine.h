@@ -14,6 +14,11 @@
 #include "request.h"
 #include "store.h"
 
+/* Largest result_json an action may produce: a receipt must fit in one
+ * Kafka message (brokers default to 1 MiB) even in JSON with the result
+ * escaped once more. Larger results are rejected (invalid_request). */
+#define OE_RESULT_MAX_BYTES ((size_t)256 << 10)
+
 typedef enum oe_status { OE_STATUS_EXECUTED, OE_STATUS_REPLAYED, OE_STATUS_REJECTED } oe_status;
 
 /* "executed", "replayed" or "rejected". */

@@ -108,9 +108,11 @@ static int position_consumer(oe_bridge *b)
     rd_kafka_resp_err_t err = rd_kafka_metadata(b->consumer, 0, t, &md, 5000);
     rd_kafka_topic_destroy(t);
     if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+        pthread_mutex_lock(&b->lock);
         snprintf(b->not_ready, sizeof b->not_ready, "receipts topic %s not available: %s",
                  b->kafka->receipts_topic,
                  rd_kafka_err2str(err ? err : md && md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
+        pthread_mutex_unlock(&b->lock);
         if (md)
             rd_kafka_metadata_destroy(md);
         return -1;
@@ -130,7 +132,9 @@ static int position_consumer(oe_bridge *b)
         err = rd_kafka_assign(b->consumer, list);
     rd_kafka_topic_partition_list_destroy(list);
     if (err) {
+        pthread_mutex_lock(&b->lock);
         snprintf(b->not_ready, sizeof b->not_ready, "receipts consumer: %s", rd_kafka_err2str(err));
+        pthread_mutex_unlock(&b->lock);
         return -1;
     }
     atomic_store(&b->positioned, 1);
@@ -246,7 +250,9 @@ int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeou
     if (oe_codec_new(-1, &b->codec, err, errlen) != 0)
         goto error;
 
-    const char *producer_defaults[] = {"linger.ms", "0", "message.timeout.ms", "10000", NULL};
+    /* message.max.bytes: a 1 MiB body plus headers must fit. */
+    const char *producer_defaults[] = {"linger.ms", "0", "message.timeout.ms", "10000",
+                                       "message.max.bytes", "2097152", NULL};
     const char *producer_forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     oe_kafka_hooks hooks = {.opaque = b, .on_delivery = on_delivery};
     b->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced, &hooks,
@@ -279,7 +285,9 @@ int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
 {
     if (atomic_load(&b->positioned))
         return 1;
+    pthread_mutex_lock(&b->lock);
     snprintf(reason, len, "%s", b->not_ready);
+    pthread_mutex_unlock(&b->lock);
     return 0;
 }
 
@@ -339,6 +347,14 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
 
 void oe_bridge_close(oe_bridge *b)
 {
+    /* Stop the thread first: no reply may be on its way once this returns,
+     * because the HTTP server is stopped next and must find no suspended
+     * connection. */
+    atomic_store(&b->running, 0);
+    if (b->thread_started) {
+        pthread_join(b->thread, NULL);
+        b->thread_started = 0;
+    }
     pthread_mutex_lock(&b->lock);
     b->closed = 1;
     waiter *w = b->oldest;

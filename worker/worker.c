@@ -18,6 +18,17 @@ enum { SLOT_REQUEST, SLOT_DEAD };
 /* Delivery state of a slot's receipt or dead letter. */
 enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
 
+/* A delivery report's opaque value: the batch generation in the high bits
+ * and the slot in the low ones, so that a late report of an earlier batch
+ * (a copy still in flight when that batch moved on) is never credited to a
+ * slot of the current one. */
+#define SLOT_BITS 24
+#define SLOT_MASK (((uintptr_t)1 << SLOT_BITS) - 1)
+
+/* Seconds a batch may spend failing to publish while the worker stops,
+ * before it is left uncommitted (it is re-delivered later). */
+#define STOP_GRACE_SECONDS 10
+
 struct oe_worker {
     oe_worker_config cfg;
     rd_kafka_t *consumer;
@@ -43,6 +54,9 @@ struct oe_worker {
     oe_outcome *outs;
     oe_buf encoded;           /* scratch for one encoded receipt */
     rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
+    uintptr_t generation;     /* of the batch being published */
+    int *truncate;            /* dead letter too large: send headers only */
+    rd_kafka_resp_err_t *slot_error; /* why a slot's last delivery failed */
     rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
 };
@@ -70,12 +84,14 @@ static void sleep_ms(long ms)
 
 __attribute__((format(printf, 2, 3))) static void fail(oe_worker *w, const char *fmt, ...)
 {
-    if (atomic_exchange(&w->failed, 1))
+    if (atomic_load(&w->failed))
         return;
+    /* Only the worker thread calls this: write the reason, then publish. */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(w->fail_reason, sizeof w->fail_reason, fmt, ap);
     va_end(ap);
+    atomic_store(&w->failed, 1);
     fprintf(stderr, "openexec: worker stopped: %s\n", w->fail_reason);
     atomic_store(&w->running, 0);
 }
@@ -85,12 +101,13 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
     (void)rk;
     oe_worker *w = opaque;
-    size_t slot = (size_t)(uintptr_t)m->_private;
-    if (slot >= w->n)
+    uintptr_t tag = (uintptr_t)m->_private;
+    size_t slot = (size_t)(tag & SLOT_MASK);
+    if ((tag >> SLOT_BITS) != (w->generation & (UINTPTR_MAX >> SLOT_BITS)) || slot >= w->n)
         return;
     if (m->err) {
         w->delivery[slot] = DELIVERY_FAILED;
-        w->delivery_error = m->err;
+        w->slot_error[slot] = w->delivery_error = m->err;
     } else {
         w->delivery[slot] = DELIVERY_OK;
     }
@@ -163,7 +180,8 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
             RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)slot),
+            RD_KAFKA_V_HEADERS(headers),
+            RD_KAFKA_V_OPAQUE((void *)((w->generation << SLOT_BITS) | (uintptr_t)slot)),
             RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
@@ -172,7 +190,7 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             continue;
         }
         rd_kafka_headers_destroy(headers);
-        fprintf(stderr, "openexec: worker: produce to %s: %s\n", topic, rd_kafka_err2str(err));
+        w->slot_error[slot] = w->delivery_error = err;
         return -1;
     }
 }
@@ -207,6 +225,13 @@ static int produce_slot(oe_worker *w, size_t i)
         rd_kafka_header_add(h, "openexec.source.partition", -1, num, -1);
         snprintf(num, sizeof num, "%lld", (long long)m->offset);
         rd_kafka_header_add(h, "openexec.source.offset", -1, num, -1);
+        if (w->truncate[i]) {
+            /* Too large to publish again: the headers say where the
+             * original still is. */
+            snprintf(num, sizeof num, "%zu", m->len);
+            rd_kafka_header_add(h, "openexec.truncated.size", -1, num, -1);
+            return produce(w, k->dlq_topic, m->key, m->key_len, NULL, 0, h, i);
+        }
         return produce(w, k->dlq_topic, m->key, m->key_len, m->payload, m->len, h, i);
     }
     size_t j = w->engine_index[i];
@@ -229,7 +254,8 @@ static int produce_slot(oe_worker *w, size_t i)
     char err[256];
     oe_buf_reset(&w->encoded);
     if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) != 0) {
-        fprintf(stderr, "openexec: worker: cannot encode a receipt: %s\n", err);
+        /* Cannot get better by retrying: stop rather than spin or drop. */
+        fail(w, "cannot encode the receipt of nonce %.64s: %s", f.nonce, err);
         return -1;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
@@ -240,14 +266,59 @@ static int produce_slot(oe_worker *w, size_t i)
                    receipt_headers(m), i);
 }
 
+/* Errors that producing the same message again cannot cure. */
+static int permanent_error(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Waits until every slot has its delivery report, serving reports in short
+ * slices so that a stop is noticed. Returns when all are in, or when the
+ * worker stops and the grace period is over, or after max seconds. */
+static void wait_deliveries(oe_worker *w, double max, double *give_up)
+{
+    double end = monotonic() + max;
+    for (;;) {
+        size_t pending = 0;
+        for (size_t i = 0; i < w->n; i++)
+            pending += w->delivery[i] == DELIVERY_PENDING;
+        if (pending == 0 || monotonic() > end)
+            return;
+        if (!atomic_load(&w->running)) {
+            if (*give_up == 0)
+                *give_up = monotonic() + STOP_GRACE_SECONDS;
+            else if (monotonic() > *give_up)
+                return;
+        }
+        rd_kafka_flush(w->producer, 200);
+    }
+}
+
 /* Publishes every receipt and dead letter of the batch and waits until the
  * broker acknowledged all of them, producing failed ones again with
- * backoff. Returns 0, or -1 when the worker must stop (fatal error, or
- * shutdown while the broker stays unreachable). */
-static int publish_batch(oe_worker *w)
+ * backoff. In a transaction (once = 1) a failed round ends the attempt: the
+ * transaction must be aborted before anything can be produced again.
+ * Returns 0, or -1 when the batch must not be committed (fatal or
+ * permanent error, shutdown while the broker stays unreachable, or a failed
+ * transactional round). */
+static int publish_batch(oe_worker *w, int once)
 {
-    for (size_t i = 0; i < w->n; i++)
+    w->generation++;
+    for (size_t i = 0; i < w->n; i++) {
         w->delivery[i] = DELIVERY_PENDING;
+        w->truncate[i] = 0;
+        w->slot_error[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
     long backoff = 100;
     double give_up = 0;
     for (int attempt = 0;; attempt++) {
@@ -259,11 +330,23 @@ static int publish_batch(oe_worker *w)
             w->delivery[i] = DELIVERY_PENDING;
             if (produce_slot(w, i) != 0)
                 w->delivery[i] = DELIVERY_FAILED;
+            if (atomic_load(&w->failed))
+                return -1;
         }
-        rd_kafka_flush(w->producer, 60000);
-        size_t ok = 0;
-        for (size_t i = 0; i < w->n; i++)
+        wait_deliveries(w, 60, &give_up);
+        size_t ok = 0, permanent = 0;
+        for (size_t i = 0; i < w->n; i++) {
             ok += w->delivery[i] == DELIVERY_OK;
+            rd_kafka_resp_err_t e = w->slot_error[i];
+            if (w->delivery[i] == DELIVERY_FAILED && permanent_error(e)) {
+                if (w->kind[i] == SLOT_DEAD && !w->truncate[i] &&
+                    (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                     e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE))
+                    w->truncate[i] = 1;
+                else
+                    permanent++;
+            }
+        }
         if (ok == w->n)
             return 0;
         char errstr[512];
@@ -271,11 +354,18 @@ static int publish_batch(oe_worker *w)
             fail(w, "fatal producer error: %s", errstr);
             return -1;
         }
+        if (permanent) {
+            fail(w, "%zu receipts cannot be published: %s", permanent,
+                 rd_kafka_err2str(w->delivery_error));
+            return -1;
+        }
+        if (once)
+            return -1;
         /* While stopping, keep trying for a while, then leave the batch
          * uncommitted: it is re-delivered and answered from the store. */
         if (!atomic_load(&w->running)) {
             if (give_up == 0)
-                give_up = monotonic() + 30;
+                give_up = monotonic() + STOP_GRACE_SECONDS;
             else if (monotonic() > give_up)
                 return -1;
         }
@@ -354,7 +444,7 @@ static int publish_transactional(oe_worker *w)
     rd_kafka_error_t *e = rd_kafka_begin_transaction(w->producer);
     if (e)
         goto error;
-    if (publish_batch(w) != 0)
+    if (publish_batch(w, 1) != 0)
         goto abort;
     rd_kafka_topic_partition_list_t *offsets = batch_offsets(w);
     rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(w->consumer);
@@ -434,7 +524,7 @@ static void process_batch(oe_worker *w)
         if (publish_transactional(w) != 0)
             goto done;
     } else {
-        if (publish_batch(w) != 0)
+        if (publish_batch(w, 0) != 0)
             goto done; /* not committed: re-delivered later */
         commit_offsets(w);
     }
@@ -537,6 +627,8 @@ static void free_arrays(oe_worker *w)
     free(w->kind);
     free(w->engine_index);
     free(w->delivery);
+    free(w->truncate);
+    free(w->slot_error);
     free(w->reqs);
     free(w->codes);
     free(w->details);
@@ -561,12 +653,14 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     w->kind = calloc(n, sizeof *w->kind);
     w->engine_index = calloc(n, sizeof *w->engine_index);
     w->delivery = calloc(n, sizeof *w->delivery);
+    w->truncate = calloc(n, sizeof *w->truncate);
+    w->slot_error = calloc(n, sizeof *w->slot_error);
     w->reqs = calloc(n, sizeof *w->reqs);
     w->codes = calloc(n, sizeof *w->codes);
     w->details = calloc(n, sizeof *w->details);
     w->detail_ptrs = calloc(n, sizeof *w->detail_ptrs);
     w->outs = calloc(n, sizeof *w->outs);
-    if (!w->msgs || !w->kind || !w->engine_index || !w->delivery || !w->reqs || !w->codes ||
+    if (!w->msgs || !w->kind || !w->engine_index || !w->delivery || !w->truncate || !w->slot_error || !w->reqs || !w->codes ||
         !w->details || !w->detail_ptrs || !w->outs) {
         snprintf(err, errlen, "out of memory");
         goto error;
@@ -597,7 +691,10 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     if (!w->consumer)
         goto error;
 
-    const char *producer_defaults[] = {"linger.ms", "1", "message.timeout.ms", "30000", NULL};
+    /* message.max.bytes: a dead letter is as large as the request it
+     * carries, up to what the broker accepted on the requests topic. */
+    const char *producer_defaults[] = {"linger.ms", "1", "message.timeout.ms", "30000",
+                                       "message.max.bytes", "4194304", NULL};
     const char *producer_forced[] = {
         "enable.idempotence", "true",
         "acks", "all",

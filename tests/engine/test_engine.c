@@ -308,6 +308,44 @@ static void test_two_stores_agree(void)
     close_fixture(&b);
 }
 
+/* Results too large for a receipt are refused before anything is stored;
+ * names cut short in details stay valid UTF-8. */
+static void test_limits(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &demo);
+    oe_outcome o;
+    oe_outcome_init(&o);
+    size_t n = OE_RESULT_MAX_BYTES / 6 + 10; /* each \u00e9 escape is 6 bytes */
+    oe_buf body;
+    oe_buf_init(&body, 0);
+    oe_buf_puts(&body, "{\"action\":\"echo\",\"nonce\":\"big\",\"payload\":{\"m\":\"");
+    for (size_t i = 0; i < n; i++)
+        oe_buf_puts(&body, "\xc3\xa9");
+    oe_buf_puts(&body, "\"}}");
+    run_body(&f, body.data, 1, &o);
+    ASSERT_EQ(o.error, OE_ERR_INVALID_REQUEST);
+    ASSERT_CONTAINS(o.detail, "too large");
+    ASSERT_EQ(oe_store_count_executions(f.store), 0);
+
+    /* "x" and 150 two-byte characters: byte 200 is the second byte of a
+     * character, so the name is cut at 199. */
+    oe_buf_reset(&body);
+    oe_buf_puts(&body, "{\"action\":\"x");
+    for (int i = 0; i < 150; i++)
+        oe_buf_puts(&body, "\xc3\xa9");
+    oe_buf_puts(&body, "\",\"nonce\":\"u\"}");
+    run_body(&f, body.data, 1, &o);
+    ASSERT_EQ(o.error, OE_ERR_UNKNOWN_ACTION);
+    ASSERT_TRUE(oe_utf8_valid(o.detail, strlen(o.detail)));
+    ASSERT_EQ(strlen(o.detail), strlen("Unknown action: ") + 199);
+    oe_buf_free(&body);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+}
+
 static void test_store_schema_guard(void)
 {
     char path[128], err[300];
@@ -332,6 +370,7 @@ int main(void)
     RUN_TEST(test_clawshield_checks);
     RUN_TEST(test_batch);
     RUN_TEST(test_two_stores_agree);
+    RUN_TEST(test_limits);
     RUN_TEST(test_store_schema_guard);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
