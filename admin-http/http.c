@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/approval.h"
 #include "engine/ids.h"
@@ -33,6 +34,7 @@ struct oe_http {
     struct MHD_Daemon *daemon;
     oe_http_config cfg;
     int port;
+    MHD_socket quiesced_fd; /* listening socket after oe_http_quiesce */
 };
 
 /* Per-connection state, created on the first call of the handler. */
@@ -584,6 +586,7 @@ int oe_http_start(const oe_http_config *cfg, oe_http **out, char *err, size_t er
         return -1;
     }
     h->cfg = *cfg;
+    h->quiesced_fd = MHD_INVALID_SOCKET;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
@@ -616,11 +619,30 @@ int oe_http_port(const oe_http *h)
     return h->port;
 }
 
+void oe_http_quiesce(oe_http *h, int max_ms)
+{
+    if (!h || !h->daemon)
+        return;
+    /* The listening socket is ours to close, but only after the daemon's
+     * threads stopped using it (oe_http_stop). */
+    h->quiesced_fd = MHD_quiesce_daemon(h->daemon);
+    for (int waited = 0; waited < max_ms; waited += 10) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections == 0)
+            return;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void oe_http_stop(oe_http *h)
 {
     if (!h)
         return;
     if (h->daemon)
         MHD_stop_daemon(h->daemon);
+    if (h->quiesced_fd != MHD_INVALID_SOCKET)
+        close(h->quiesced_fd);
     free(h);
 }

@@ -52,6 +52,10 @@ int oe_http_start(const oe_http_config *cfg, oe_http **out, char *err, size_t er
 /* The port actually bound (useful with port 0). */
 int oe_http_port(const oe_http *h);
 
+/* Stops accepting connections and waits up to max_ms for the open ones to
+ * finish (answers already on their way are sent). NULL is allowed. */
+void oe_http_quiesce(oe_http *h, int max_ms);
+
 /* Stops serving and frees the server. NULL is allowed. */
 void oe_http_stop(oe_http *h);
 

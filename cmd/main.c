@@ -327,6 +327,7 @@ done:
      * would hold up the server's stop), then the worker drains its batch. */
     if (bridge)
         oe_bridge_close(bridge);
+    oe_http_quiesce(http, 1000); /* let the 503 answers go out */
     oe_http_stop(http);
     oe_worker_stop(worker);
     oe_bridge_free(bridge);

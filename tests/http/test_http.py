@@ -18,9 +18,9 @@ from harness import (ONE_MIB, ServiceTest, canonical, cli, execution_id, free_po
                      run_tests, sha256_hex)
 
 
-def sized_body(size, nonce):
-    """A valid echo request of exactly `size` bytes."""
-    prefix = '{"action":"echo","nonce":"%s","payload":{"pad":"' % nonce
+def sized_body(size, nonce, action="echo"):
+    """A valid request of exactly `size` bytes."""
+    prefix = '{"action":"%s","nonce":"%s","payload":{"pad":"' % (action, nonce)
     suffix = '"}}'
     pad = size - len(prefix) - len(suffix)
     assert pad >= 0
@@ -400,15 +400,25 @@ class Execute(ServiceTest):
         s = self.server()
         for n, (size, framing) in enumerate(((ONE_MIB, with_length), (ONE_MIB - 1, with_length),
                                              (ONE_MIB, chunked), (ONE_MIB - 100, chunked))):
+            # add ignores the padding: the body is at the limit, the result
+            # small (echo results are capped at 256 KiB, see below).
             nonce = "edge-%d" % n
-            body = sized_body(size, nonce)
+            body = sized_body(size, nonce, "add")
             status, answer = raw_http(s.port, framing(body))
             self.assertEqual(status, 200, "%d bytes (%s): %r"
                              % (size, framing.__name__, answer[:200]))
             payload = json.loads(body)["payload"]
             got = json.loads(answer)
-            self.assertEqual(got["id"], execution_id("", nonce, request_hash("echo", payload)))
-            self.assertEqual(got["receipt"], receipt_hash(got["id"], {"echo": payload}))
+            self.assertEqual(got["id"], execution_id("", nonce, request_hash("add", payload)))
+            self.assertEqual(got["receipt"], receipt_hash(got["id"], {"sum": 0}))
+
+    def test_result_over_256_kib_is_refused(self):
+        s = self.server()
+        status, answer = raw_http(s.port, with_length(sized_body(300 * 1024, "huge-echo")))
+        self.assertEqual(status, 400, answer[:200])
+        self.assertIn("too large", json.loads(answer)["detail"])
+        # Refused before anything was stored: the nonce is still free.
+        self.assertExecuted(s.execute("echo", {}, "huge-echo"), "echo", {}, "huge-echo")
 
 
 class Receipts(ServiceTest):
