@@ -37,7 +37,8 @@ int oe_approval_keys_present(const oe_approval_keys *keys);
 /* Checks the signature. With a secret configured and a 64-hex-digit
  * signature, HMAC-SHA256 over approval_id:action_hash:tenant_id:issued_at
  * (constant-time compare); otherwise, with a public key, Ed25519 over
- * approval_id + tenant_id + action_hash + issued_at + expires_at (base64).
+ * approval_id + tenant_id + action_hash + issued_at + expires_at (base64;
+ * a missing expires_at counts as "", and oe_approval_check_time refuses it).
  * Returns 0 when authentic, else -1 with a detail containing
  * "Invalid signature". *used_ed25519 tells which scheme was checked. */
 int oe_approval_check_signature(const oe_approval_keys *keys, const oe_artifact *a,

@@ -96,9 +96,20 @@ static void test_ed25519(void)
     a.expires_at = "2026-11-25T14:05:00+00:00";
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), -1);
     ASSERT_CONTAINS(detail, "Invalid signature");
+    /* Signed with expires_at, sent without: not authentic. */
     a.expires_at = NULL;
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), -1);
-    ASSERT_CONTAINS(detail, "expires_at");
+    ASSERT_CONTAINS(detail, "Invalid signature");
+    /* Signed without expires_at: authentic; the time check refuses it. */
+    ASSERT_EQ(oe_approval_sign_ed25519(priv, &a, sig, sizeof sig, err, sizeof err), 0);
+    a.signature = sig;
+    ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), 0);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, 1795611601, 300, 30, detail, sizeof detail), -1);
+    ASSERT_CONTAINS(detail, "expired");
+    ASSERT_EQ(oe_approval_sign_ed25519(priv, &(oe_artifact){.approval_id = base.approval_id,
+              .action_hash = base.action_hash, .issued_by = base.issued_by,
+              .issued_at = base.issued_at, .tenant_id = base.tenant_id,
+              .expires_at = "2026-11-25T13:05:00+00:00"}, sig, sizeof sig, err, sizeof err), 0);
     a.expires_at = "2026-11-25T13:05:00+00:00";
     a.signature = "not base64";
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), -1);

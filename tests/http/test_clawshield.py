@@ -316,10 +316,10 @@ class Ed25519(ServiceTest):
         s = self.ed_server()
         art = ed25519_artifact(self.key, TENANT, "echo", {}, with_expiry=False)
         self.assertNotIn("expires_at", art)
-        self.assertDetail(s.execute("echo", {}, "edm-1", art), 403)
+        self.assertDetail(s.execute("echo", {}, "edm-1", art), 403, contains="expired")
         art = ed25519_artifact(self.key, TENANT, "echo", {}, with_expiry=False)
         art["expires_at"] = None
-        self.assertDetail(s.execute("echo", {}, "edm-2", art), 403)
+        self.assertDetail(s.execute("echo", {}, "edm-2", art), 403, contains="expired")
 
     def test_expired(self):
         s = self.ed_server()
