@@ -412,33 +412,11 @@ static void commit_offsets(oe_worker *w)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Rewinds the consumer to the start of the batch (after an aborted
- * transaction), so that it is consumed and answered again. */
-static void rewind_batch(oe_worker *w)
-{
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
-    for (size_t i = 0; i < w->n; i++) {
-        const rd_kafka_message_t *m = w->msgs[i];
-        rd_kafka_topic_partition_t *p =
-            rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(m->rkt), m->partition);
-        if (!p) {
-            p = rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition);
-            p->offset = m->offset;
-        } else if (m->offset < p->offset) {
-            p->offset = m->offset;
-        }
-    }
-    rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, list, 5000);
-    if (e) {
-        fprintf(stderr, "openexec: worker: rewind: %s\n", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-    }
-    rd_kafka_topic_partition_list_destroy(list);
-}
-
 /* Transactional publish: receipts and offsets commit atomically on brokers
- * that honour transactions. Returns 0, or -1 when the batch was aborted
- * (and rewound) or the worker must stop. */
+ * that honour transactions. Returns 0, or -1 when the transaction was
+ * aborted (the caller publishes the batch again in a new one: its outcomes
+ * are stored, and the aborted receipts are invisible to read_committed
+ * consumers) or the worker must stop (w->failed). */
 static int publish_transactional(oe_worker *w)
 {
     rd_kafka_error_t *e = rd_kafka_begin_transaction(w->producer);
@@ -466,13 +444,15 @@ error:
     }
     rd_kafka_error_destroy(e);
 abort:
+    fprintf(stderr, "openexec: worker: aborting the transaction of a batch of %zu (%s); "
+                    "publishing it again\n",
+            w->n, rd_kafka_err2str(w->delivery_error));
     e = rd_kafka_abort_transaction(w->producer, 30000);
     if (e) {
         fail(w, "cannot abort a transaction: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         return -1;
     }
-    rewind_batch(w);
     return -1;
 }
 
@@ -521,8 +501,14 @@ static void process_batch(oe_worker *w)
     atomic_store(&w->cfg.metrics->last_batch_size, (long long)w->n);
 
     if (w->cfg.kafka->transactions) {
-        if (publish_transactional(w) != 0)
-            goto done;
+        long delay = 100;
+        while (publish_transactional(w) != 0) {
+            /* Stopping or failed: leave the batch uncommitted. */
+            if (atomic_load(&w->failed) || !atomic_load(&w->running))
+                goto done;
+            sleep_ms(delay);
+            delay = delay * 2 > 5000 ? 5000 : delay * 2;
+        }
     } else {
         if (publish_batch(w, 0) != 0)
             goto done; /* not committed: re-delivered later */

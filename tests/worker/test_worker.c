@@ -117,7 +117,7 @@ typedef struct {
     oe_worker *w;
 } worker_fixture;
 
-static int start_worker_txn(worker_fixture *f, const char *brokers, const char *path, int txn)
+static int start_worker(worker_fixture *f, const char *brokers, const char *path)
 {
     char err[512];
     memset(f, 0, sizeof *f);
@@ -133,8 +133,7 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
     oe_metrics_init(&f->metrics);
     f->ks = (oe_kafka_settings){.brokers = brokers, .requests_topic = "req",
                                 .receipts_topic = "rcp", .dlq_topic = "dlq",
-                                .group_id = "test-workers", .transactions = txn,
-                                .transactional_id = txn ? "test-txn" : NULL};
+                                .group_id = "test-workers"};
     oe_worker_config wcfg = {.kafka = &f->ks, .engine = f->engine, .metrics = &f->metrics,
                              .confluent_schema_id = -1, .batch_max = 100};
     if (oe_worker_start(&wcfg, &f->w, err, sizeof err) != 0) {
@@ -147,11 +146,6 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
         sleep_ms(50);
     ASSERT_TRUE(oe_worker_ready(f->w, reason, sizeof reason));
     return 0;
-}
-
-static int start_worker(worker_fixture *f, const char *brokers, const char *path)
-{
-    return start_worker_txn(f, brokers, path, 0);
 }
 
 static void stop_worker(worker_fixture *f)
@@ -252,44 +246,6 @@ static void test_permanent_produce_error_stops_the_worker(void)
     oe_broker_stop(b);
 }
 
-/* With transactions, a failed delivery makes the transaction abortable:
- * the worker aborts, rewinds the batch and answers it again (from the store:
- * the outcomes were already committed). The embedded broker accepts the
- * transactional calls without honouring them, so this shows the code path
- * and that nothing is lost, not atomicity. */
-static void test_transactional_produce_errors(void)
-{
-    const char *topics[] = {"req", "rcp", "dlq"};
-    oe_broker *b;
-    char err[512];
-    if (oe_broker_start(4, topics, 3, &b, err, sizeof err) != 0) {
-        OE_FAIL_("broker: %s", err);
-        return;
-    }
-    const char *brokers = oe_broker_bootstraps(b);
-    enum { N = 100 };
-    produce_requests(brokers, "req", 0, N, 0);
-    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 0 /* Produce */, 2,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
-    char db[128];
-    snprintf(db, sizeof db, "%s/txn.db", dir);
-    worker_fixture f;
-    if (start_worker_txn(&f, brokers, db, 1) == 0) {
-        oe_codec *codec;
-        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
-        static char seen[N];
-        int answered = 0;
-        read_topic(brokers, "rcp", N, 30, codec, &answered, seen, N, NULL);
-        ASSERT_EQ(answered, N);
-        ASSERT_EQ(oe_store_count_executions(f.store), N);
-        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-        oe_codec_free(codec);
-    }
-    stop_worker(&f);
-    oe_broker_stop(b);
-}
-
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-worker-XXXXXX");
@@ -299,7 +255,6 @@ int main(void)
     }
     RUN_TEST(test_transient_produce_errors);
     RUN_TEST(test_permanent_produce_error_stops_the_worker);
-    RUN_TEST(test_transactional_produce_errors);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
