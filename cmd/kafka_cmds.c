@@ -257,24 +257,12 @@ int oe_cmd_receipts(int argc, char **argv)
         return oe_die(2, "%s", err);
     }
     int status = 1;
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, ks.receipts_topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 10000);
-    rd_kafka_topic_destroy(t);
-    if (e || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
-        oe_die(1, "receipts topic %s: %s", ks.receipts_topic,
-               rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
-        goto done;
-    }
-    int nparts = md->topics[0].partition_cnt;
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(nparts);
-    for (int i = 0; i < nparts; i++)
-        rd_kafka_topic_partition_list_add(list, ks.receipts_topic, md->topics[0].partitions[i].id)
-            ->offset = cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
-    e = rd_kafka_assign(rk, list);
-    rd_kafka_topic_partition_list_destroy(list);
-    if (e) {
-        oe_die(1, "assign: %s", rd_kafka_err2str(e));
+    int nparts = oe_kafka_assign_all(rk, ks.receipts_topic,
+                                     cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING
+                                                        : RD_KAFKA_OFFSET_END,
+                                     10000, err, sizeof err);
+    if (nparts < 0) {
+        oe_die(1, "%s", err);
         goto done;
     }
     oe_install_signals();
@@ -333,8 +321,6 @@ int oe_cmd_receipts(int argc, char **argv)
     oe_buf_free(&line);
     free(eof_seen);
 done:
-    if (md)
-        rd_kafka_metadata_destroy(md);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     oe_codec_free(codec);

@@ -34,7 +34,7 @@ struct oe_bridge {
     int thread_started;
     atomic_int running;
     atomic_int positioned;     /* receipts consumer assigned at the end */
-    char not_ready[256];
+    char not_ready[320];
 
     pthread_mutex_t lock;      /* guards everything below */
     int closed;
@@ -103,37 +103,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
  * that only receipts of requests published from now on are read. */
 static int position_consumer(oe_bridge *b)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(b->consumer, b->kafka->receipts_topic, NULL);
-    rd_kafka_resp_err_t err = rd_kafka_metadata(b->consumer, 0, t, &md, 5000);
-    rd_kafka_topic_destroy(t);
-    if (err || md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0) {
+    char err[256];
+    if (oe_kafka_assign_all(b->consumer, b->kafka->receipts_topic, OE_KAFKA_OFFSET_HIGH_NOW, 5000,
+                            err, sizeof err) < 0) {
         pthread_mutex_lock(&b->lock);
-        snprintf(b->not_ready, sizeof b->not_ready, "receipts topic %s not available: %s",
-                 b->kafka->receipts_topic,
-                 rd_kafka_err2str(err ? err : md && md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART));
-        pthread_mutex_unlock(&b->lock);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        return -1;
-    }
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    for (int i = 0; i < md->topics[0].partition_cnt; i++) {
-        int32_t part = md->topics[0].partitions[i].id;
-        int64_t lo, hi;
-        err = rd_kafka_query_watermark_offsets(b->consumer, b->kafka->receipts_topic, part, &lo,
-                                               &hi, 5000);
-        if (err)
-            break;
-        rd_kafka_topic_partition_list_add(list, b->kafka->receipts_topic, part)->offset = hi;
-    }
-    rd_kafka_metadata_destroy(md);
-    if (!err)
-        err = rd_kafka_assign(b->consumer, list);
-    rd_kafka_topic_partition_list_destroy(list);
-    if (err) {
-        pthread_mutex_lock(&b->lock);
-        snprintf(b->not_ready, sizeof b->not_ready, "receipts consumer: %s", rd_kafka_err2str(err));
+        snprintf(b->not_ready, sizeof b->not_ready, "receipts consumer: %s", err);
         pthread_mutex_unlock(&b->lock);
         return -1;
     }

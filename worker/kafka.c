@@ -80,3 +80,43 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
         rd_kafka_poll_set_consumer(rk);
     return rk;
 }
+
+int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
+                        char *err, size_t errlen)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(consumer, topic, NULL);
+    rd_kafka_resp_err_t e = t ? rd_kafka_metadata(consumer, 0, t, &md, timeout_ms)
+                              : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    if (t)
+        rd_kafka_topic_destroy(t);
+    if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
+        e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
+                                                    : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    if (e) {
+        snprintf(err, errlen, "topic %s not available: %s", topic, rd_kafka_err2str(e));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        return -1;
+    }
+    int n = md->topics[0].partition_cnt;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n && !e; i++) {
+        int32_t part = md->topics[0].partitions[i].id;
+        int64_t at = offset, lo, hi;
+        if (offset == OE_KAFKA_OFFSET_HIGH_NOW) {
+            e = rd_kafka_query_watermark_offsets(consumer, topic, part, &lo, &hi, timeout_ms);
+            at = hi;
+        }
+        rd_kafka_topic_partition_list_add(list, topic, part)->offset = at;
+    }
+    rd_kafka_metadata_destroy(md);
+    if (!e)
+        e = rd_kafka_assign(consumer, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (e) {
+        snprintf(err, errlen, "topic %s: cannot assign: %s", topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    return n;
+}

@@ -50,6 +50,17 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
                          const char *const *defaults, const char *const *forced,
                          const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen);
 
+/* For oe_kafka_assign_all: each partition's high watermark, queried now. */
+#define OE_KAFKA_OFFSET_HIGH_NOW ((int64_t)-100)
+
+/* Assigns every partition of topic to consumer (no group), each at offset:
+ * a logical offset such as RD_KAFKA_OFFSET_BEGINNING, or
+ * OE_KAFKA_OFFSET_HIGH_NOW, which pins the current end so that nothing
+ * published after this call is missed. Returns the number of partitions,
+ * or -1 with a reason in err. */
+int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
+                        char *err, size_t errlen);
+
 /* Sets a librdkafka log callback that writes "openexec: kafka: ..." lines to
  * stderr (errors and warnings only, unless OPENEXEC_KAFKA_DEBUG is set). */
 void oe_kafka_conf_logging(rd_kafka_conf_t *conf);
