@@ -273,9 +273,12 @@ static int cmd_run(int argc, char **argv)
         .batch_max = (size_t)batch_max,
     };
     int run_worker = !local && strcmp(cfg.worker, "1") == 0;
-    if (run_worker && oe_worker_start(&wcfg, &worker, err, sizeof err) != 0) {
-        status = oe_die(2, "worker: %s", err);
-        goto done;
+    if (run_worker) {
+        int wrc = oe_worker_start(&wcfg, &worker, err, sizeof err);
+        if (wrc != 0) {
+            status = oe_die(wrc == OE_WORKER_CONFIG_ERROR ? 2 : 1, "worker: %s", err);
+            goto done;
+        }
     }
     if (port > 0 || strcmp(cfg.http_port, "0") != 0) {
         if (!local && oe_bridge_start(&ks, &metrics, timeout_ms, &bridge, err, sizeof err) != 0) {

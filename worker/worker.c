@@ -625,6 +625,7 @@ static void free_arrays(oe_worker *w)
 
 int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
 {
+    int rc = -1;
     oe_worker *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "out of memory");
@@ -646,8 +647,8 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     w->details = calloc(n, sizeof *w->details);
     w->detail_ptrs = calloc(n, sizeof *w->detail_ptrs);
     w->outs = calloc(n, sizeof *w->outs);
-    if (!w->msgs || !w->kind || !w->engine_index || !w->delivery || !w->truncate || !w->slot_error || !w->reqs || !w->codes ||
-        !w->details || !w->detail_ptrs || !w->outs) {
+    if (!w->msgs || !w->kind || !w->engine_index || !w->delivery || !w->truncate ||
+        !w->slot_error || !w->reqs || !w->codes || !w->details || !w->detail_ptrs || !w->outs) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
@@ -672,6 +673,7 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         NULL,
     };
     oe_kafka_hooks consumer_hooks = {.opaque = w, .on_rebalance = on_rebalance};
+    rc = OE_WORKER_CONFIG_ERROR; /* a refused property or client set-up */
     w->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced,
                                &consumer_hooks, "consumer", err, errlen);
     if (!w->consumer)
@@ -692,6 +694,7 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
                                &producer_hooks, "producer", err, errlen);
     if (!w->producer)
         goto error;
+    rc = -1; /* from here on, failures are of the run time */
     w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
     if (k->transactions) {
@@ -721,7 +724,7 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
 error:
     atomic_store(&w->running, 0);
     oe_worker_stop(w);
-    return -1;
+    return rc;
 }
 
 int oe_worker_ready(oe_worker *w, char *reason, size_t len)

@@ -28,8 +28,12 @@ typedef struct oe_worker_config {
 
 typedef struct oe_worker oe_worker;
 
-/* Creates the consumer and producer and starts the worker thread. Returns 0
- * or -1 with a reason in err. */
+/* oe_worker_start's result when librdkafka refused the configuration. */
+#define OE_WORKER_CONFIG_ERROR (-2)
+
+/* Creates the consumer and producer and starts the worker thread. Returns 0,
+ * OE_WORKER_CONFIG_ERROR, or -1 (a run-time failure, e.g. the transaction
+ * coordinator did not answer), with a reason in err. */
 int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
 
 /* 1 once the consumer has partitions assigned; else 0 with a reason. */
