@@ -47,6 +47,14 @@ void oe_kafka_settings_clear(oe_kafka_settings *s);
 /* Parses an integer in [lo, hi]; returns 0 or -1. */
 int oe_parse_long(const char *s, long lo, long hi, long *out);
 
+/* Parses a Kafka command's options: -X properties and the environment
+ * (oe_kafka_props_from), then the flags, then fills ks from cfg. Returns -1
+ * to go on, or an exit status (help printed: 0; bad usage: 2), having
+ * released ks. */
+int oe_parse_kafka_command(oe_config *cfg, oe_kafka_settings *ks, const char *command,
+                           const char *summary, const oe_option *opts, size_t n, int argc,
+                           char **argv);
+
 int oe_cmd_broker(int argc, char **argv);
 int oe_cmd_produce(int argc, char **argv);
 int oe_cmd_receipts(int argc, char **argv);

@@ -10,9 +10,9 @@
 #include "worker/broker.h"
 #include "worker/codec.h"
 
-/* Parses options after extracting -X; returns -1 to go on, else a status. */
-static int parse(oe_config *cfg, oe_kafka_settings *ks, const char *command, const char *summary,
-                 const oe_option *opts, size_t n, int argc, char **argv)
+int oe_parse_kafka_command(oe_config *cfg, oe_kafka_settings *ks, const char *command,
+                           const char *summary, const oe_option *opts, size_t n, int argc,
+                           char **argv)
 {
     char err[256];
     if (oe_kafka_props_from(ks, &argc, argv, err, sizeof err) != 0)
@@ -44,7 +44,7 @@ int oe_cmd_broker(int argc, char **argv)
     oe_config cfg = {.partitions = "4"};
     oe_config_kafka_defaults(&cfg);
     oe_kafka_settings ks;
-    int rc = parse(&cfg, &ks, "broker",
+    int rc = oe_parse_kafka_command(&cfg, &ks, "broker",
                    "Runs an embedded Kafka-protocol broker (librdkafka's mock cluster) until\n"
                    "SIGINT/SIGTERM. Prints bootstrap.servers=HOST:PORT on stdout.",
                    broker_options, COUNT(broker_options), argc, argv);
@@ -107,7 +107,7 @@ int oe_cmd_produce(int argc, char **argv)
     oe_config cfg = {.format = "avro"};
     oe_config_kafka_defaults(&cfg);
     oe_kafka_settings ks;
-    int rc = parse(&cfg, &ks, "produce",
+    int rc = oe_parse_kafka_command(&cfg, &ks, "produce",
                    "Reads execution requests as JSON lines on stdin, encodes them (Avro\n"
                    "single-object encoding, or the JSON line untouched with --format json)\n"
                    "and publishes them to the requests topic, keyed by nonce.",
@@ -222,7 +222,7 @@ int oe_cmd_receipts(int argc, char **argv)
     oe_config cfg = {.timeout_ms = "30000"};
     oe_config_kafka_defaults(&cfg);
     oe_kafka_settings ks;
-    int rc = parse(&cfg, &ks, "receipts",
+    int rc = oe_parse_kafka_command(&cfg, &ks, "receipts",
                    "Prints receipts from the receipts topic as JSON lines. Without --follow\n"
                    "it stops at the end of the topic (or after --max receipts).",
                    receipts_options, COUNT(receipts_options), argc, argv);

@@ -154,18 +154,13 @@ static int cmd_run(int argc, char **argv)
     }
     char err[512];
     oe_kafka_settings ks;
-    if (oe_kafka_props_from(&ks, &argc, argv, err, sizeof err) != 0)
-        return oe_die(2, "%s", err);
-    int rc = parse_options(&cfg, "run",
-                           "Runs the service: Kafka worker, SQLite store and admin HTTP. With no\n"
-                           "brokers configured it starts an embedded broker in this process.\n"
-                           "Any librdkafka property: -X prop=value or OPENEXEC_KAFKA_<PROP>.",
-                           run_options, COUNT(run_options), argc, argv);
-    if (rc >= 0) {
-        oe_kafka_settings_clear(&ks);
+    int rc = oe_parse_kafka_command(
+        &cfg, &ks, "run",
+        "Runs the service: Kafka worker, SQLite store and admin HTTP. With no\n"
+        "brokers configured it starts an embedded broker in this process.",
+        run_options, COUNT(run_options), argc, argv);
+    if (rc >= 0)
         return rc;
-    }
-    oe_kafka_settings_fill(&ks, &cfg);
     long port, threads, partitions, batch_max, timeout_ms, schema_id;
     oe_store_sync sync = OE_STORE_SYNC_FULL;
     const char *bad = NULL;
