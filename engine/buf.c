@@ -1,9 +1,13 @@
+/* Capped growable buffer (buf.h). A buffer is owned by one thread at a time;
+ * nothing here is shared. */
 #include "buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "status.h"
 
 #define OE_BUF_DEFAULT_MAX ((size_t)16 << 20)
 
@@ -13,6 +17,7 @@ void oe_buf_init(oe_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max ? max : OE_BUF_DEFAULT_MAX;
+    b->failed = 0;
 }
 
 void oe_buf_free(oe_buf *b)
@@ -21,21 +26,32 @@ void oe_buf_free(oe_buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->failed = 0;
 }
 
 void oe_buf_reset(oe_buf *b)
 {
     b->len = 0;
+    b->failed = 0;
     if (b->data)
         b->data[0] = '\0';
+}
+
+int oe_buf_failed(const oe_buf *b)
+{
+    return b->failed;
 }
 
 /* Makes room for n more bytes plus the NUL. */
 static int oe_buf_reserve(oe_buf *b, size_t n)
 {
-    size_t max = b->max ? b->max : OE_BUF_DEFAULT_MAX;
-    if (n > max || b->len > max - n)
+    if (b->failed)
         return -1;
+    size_t max = b->max ? b->max : OE_BUF_DEFAULT_MAX;
+    if (n > max || b->len > max - n) {
+        b->failed = OE_ELIMIT;
+        return -1;
+    }
     size_t need = b->len + n + 1;
     if (need <= b->cap)
         return 0;
@@ -43,8 +59,10 @@ static int oe_buf_reserve(oe_buf *b, size_t n)
     while (cap < need)
         cap *= 2;
     char *p = realloc(b->data, cap);
-    if (!p)
+    if (!p) {
+        b->failed = OE_ENOMEM;
         return -1;
+    }
     b->data = p;
     b->cap = cap;
     return 0;
@@ -77,6 +95,8 @@ int oe_buf_printf(oe_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    if (n < 0 && !b->failed)
+        b->failed = OE_ELIMIT;
     if (n < 0 || oe_buf_reserve(b, (size_t)n) != 0)
         return -1;
     va_start(ap, fmt);
@@ -89,10 +109,15 @@ int oe_buf_printf(oe_buf *b, const char *fmt, ...)
 char *oe_buf_detach(oe_buf *b)
 {
     char *p = b->data;
-    if (!p)
+    if (b->failed) {
+        free(p);
+        p = NULL;
+    } else if (!p) {
         p = calloc(1, 1);
+    }
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->failed = 0;
     return p;
 }

@@ -3,6 +3,14 @@
  * Every buffer has a hard limit (max); growing past it fails instead of
  * allocating without bound. The data is always NUL-terminated so that it can
  * be handed to C string functions, but it may contain NUL bytes itself.
+ *
+ * Error policy (the same everywhere in the project): a failed append (limit
+ * or memory) marks the buffer failed, and every later append is refused, so
+ * the text can never come out truncated in the middle. Callers that build a
+ * document from many appends may ignore the individual results and check
+ * oe_buf_failed once before using the text, like ferror() after stdio
+ * writes; callers that can recover from one failed append check its result.
+ * The buffer belongs to whoever declared it; oe_buf_free releases it.
  */
 #ifndef OE_BUF_H
 #define OE_BUF_H
@@ -14,6 +22,7 @@ typedef struct oe_buf {
     size_t len;  /* bytes in use, not counting the terminating NUL */
     size_t cap;  /* bytes allocated */
     size_t max;  /* hard limit on len; 0 means the default (16 MiB) */
+    int failed;  /* an append failed: OE_ENOMEM or OE_ELIMIT, else 0 */
 } oe_buf;
 
 /* Initialises an empty buffer with the given limit (0 = default). */
@@ -22,11 +31,13 @@ void oe_buf_init(oe_buf *b, size_t max);
 /* Releases the buffer's memory and empties it; the limit is kept. */
 void oe_buf_free(oe_buf *b);
 
-/* Empties the buffer but keeps its memory for reuse. */
+/* Empties the buffer (and forgets an earlier failure) but keeps its memory
+ * for reuse. */
 void oe_buf_reset(oe_buf *b);
 
-/* Appends n bytes. Returns 0, or -1 when the limit would be passed or memory
- * runs out; on failure the buffer is left as it was. */
+/* Appends n bytes. Returns 0, or -1 when the limit would be passed, memory
+ * runs out or an earlier append failed; on failure the buffer's text is left
+ * as it was and the buffer is marked failed. */
 int oe_buf_append(oe_buf *b, const void *p, size_t n);
 
 /* Appends a NUL-terminated string. Same result as oe_buf_append. */
@@ -38,9 +49,13 @@ int oe_buf_putc(oe_buf *b, char c);
 /* Appends printf-style formatted text. */
 int oe_buf_printf(oe_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 0 while every append succeeded; else why the first one failed (OE_ENOMEM
+ * or OE_ELIMIT, status.h). */
+int oe_buf_failed(const oe_buf *b);
+
 /* Hands the data over to the caller (who must free() it) and empties the
- * buffer. Returns an empty allocated string for an empty buffer, NULL only
- * when memory runs out. */
+ * buffer. Returns an empty allocated string for an empty buffer, NULL when
+ * memory runs out or an append had failed (the text is then freed). */
 char *oe_buf_detach(oe_buf *b);
 
 #endif

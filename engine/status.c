@@ -1,0 +1,23 @@
+/* Names of the oe_rc values (status.h). No state. */
+#include "status.h"
+
+const char *oe_strerror(int rc)
+{
+    switch (rc) {
+    case OE_OK:
+        return "success";
+    case OE_ENOMEM:
+        return "out of memory";
+    case OE_ELIMIT:
+        return "limit reached";
+    case OE_ESTORE:
+        return "ledger failure";
+    case OE_EIO:
+        return "system call failed";
+    case OE_EINVAL:
+        return "invalid argument";
+    case OE_EKAFKA:
+        return "Kafka failure";
+    }
+    return "unknown error";
+}
