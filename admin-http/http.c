@@ -15,6 +15,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/request.h"
+#include "engine/status.h"
 
 /* libmicrohttpd changed its handler return type from int to enum MHD_Result
  * in 0.9.71; this keeps the handlers portable across both. */
@@ -248,34 +249,43 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
 void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http_answer *a)
 {
     oe_local_executor *x = ctx;
-    oe_request req;
+    oe_batch_item item = {0};
+    oe_batch_item *items[1] = {&item};
     char reason[512];
-    oe_error_code decode = oe_request_from_json(body, len, &req, reason, sizeof reason);
-    const char *details[1] = {reason};
-    oe_outcome o;
-    oe_outcome_init(&o);
+    oe_outcome_init(&item.out);
+    if (oe_request_from_json(body, len, &item.req, &item.decode_error, reason, sizeof reason) !=
+        OE_OK) {
+        /* No verdict: nothing is recorded, the client may try again. */
+        a->status = 503;
+        oe_buf_reset(&a->body);
+        oe_buf_puts(&a->body, "{\"detail\": \"out of memory, try again\"}");
+        goto done;
+    }
+    item.decode_detail = reason;
     char err[256];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = oe_engine_process(x->engine, &req, &decode, details, 1, wall_clock(), &o, err,
-                               sizeof err);
+    int rc = oe_engine_process(x->engine, items, 1, wall_clock(), err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (rc != 0) {
+    if (rc != OE_OK) {
         atomic_fetch_add(&x->metrics->store_errors, 1);
-        a->status = 500;
+        /* A resource failure is no answer to the request: 503, try again. */
+        a->status = rc == OE_ENOMEM ? 503 : 500;
         oe_buf_reset(&a->body);
         oe_buf_puts(&a->body, "{\"detail\": ");
         char msg[320];
-        snprintf(msg, sizeof msg, "store failure: %s", err);
+        snprintf(msg, sizeof msg, "%s: %s", rc == OE_ENOMEM ? "out of memory" : "store failure",
+                 err);
         oe_json_dump_string(&a->body, msg, strlen(msg));
         oe_buf_putc(&a->body, '}');
     } else {
-        oe_metrics_batch(x->metrics, &o, 1,
+        oe_metrics_batch(x->metrics, items, 1,
                          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        oe_http_answer_from_outcome(&req, &o, a);
+        oe_http_answer_from_outcome(&item.req, &item.out, a);
     }
-    oe_outcome_clear(&o);
-    oe_request_clear(&req);
+done:
+    oe_outcome_clear(&item.out);
+    oe_request_clear(&item.req);
 }
 
 static void answer_detail(oe_http_answer *a, int status, const char *detail)
@@ -334,9 +344,10 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     }
     char err[200];
     const char *body = ctx->body.data ? ctx->body.data : "";
-    oe_json_doc *doc = oe_json_parse(body, ctx->body.len, 0, err, sizeof err);
-    if (!doc)
-        return send_detail(h, c, 422, err);
+    oe_json_doc *doc;
+    int prc = oe_json_parse(body, ctx->body.len, 0, &doc, err, sizeof err);
+    if (prc != OE_OK)
+        return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
     const oe_json *root = oe_json_root(doc);
     if (root->type != OE_JSON_OBJECT) {
         oe_json_doc_free(doc);
@@ -384,9 +395,11 @@ static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_c
 static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
     char err[200];
-    oe_json_doc *doc = oe_json_parse(rc->body.data ? rc->body.data : "", rc->body.len, 0, err, sizeof err);
-    if (!doc)
-        return send_detail(h, c, 422, err);
+    oe_json_doc *doc;
+    int prc = oe_json_parse(rc->body.data ? rc->body.data : "", rc->body.len, 0, &doc, err,
+                            sizeof err);
+    if (prc != OE_OK)
+        return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
     const oe_json *root = oe_json_root(doc);
     const oe_json *id = oe_json_get(root, "exec_id");
     const oe_json *result = oe_json_get(root, "result");

@@ -154,7 +154,12 @@ int oe_cmd_produce(int argc, char **argv)
             continue;
         oe_request req;
         char reason[512];
-        oe_error_code code = oe_request_from_json(line, (size_t)len, &req, reason, sizeof reason);
+        oe_error_code code;
+        if (oe_request_from_json(line, (size_t)len, &req, &code, reason, sizeof reason) != 0) {
+            oe_request_clear(&req);
+            fprintf(stderr, "openexec: produce: line %ld: %s\n", lineno, reason);
+            break; /* out of memory: stop rather than skip lines */
+        }
         if (avro && code != OE_ERR_NONE) {
             fprintf(stderr, "openexec: produce: line %ld not sent: %s\n", lineno, reason);
             bad_lines++;

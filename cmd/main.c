@@ -22,6 +22,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/metrics.h"
+#include "engine/status.h"
 #include "engine/store.h"
 #include "worker/bridge.h"
 #include "worker/broker.h"
@@ -269,7 +270,9 @@ static int cmd_run(int argc, char **argv)
     };
     int run_worker = !local && strcmp(cfg.worker, "1") == 0;
     if (run_worker) {
-        int wrc = oe_worker_start(&wcfg, &worker, err, sizeof err);
+        int wrc = oe_worker_new(&wcfg, &worker, err, sizeof err);
+        if (wrc == 0 && oe_worker_start(worker, err, sizeof err) != 0)
+            wrc = -1;
         if (wrc != 0) {
             status = oe_die(wrc == OE_WORKER_CONFIG_ERROR ? 2 : 1, "worker: %s", err);
             goto done;
@@ -327,7 +330,7 @@ done:
         oe_bridge_close(bridge);
     oe_http_quiesce(http, 1000); /* let the 503 answers go out */
     oe_http_stop(http);
-    oe_worker_stop(worker);
+    oe_worker_free(worker);
     oe_bridge_free(bridge);
     oe_engine_free(engine);
     oe_store_close(reader);
@@ -382,9 +385,10 @@ static int cmd_mint(int argc, char **argv)
     if (oe_parse_long(cfg.ttl, 1, 10L * 365 * 86400, &ttl) != 0)
         return oe_die(2, "--ttl must be a positive number of seconds, not %s", cfg.ttl);
     char err[256];
-    oe_json_doc *doc = oe_json_parse(cfg.payload, strlen(cfg.payload), 0, err, sizeof err);
-    if (!doc)
-        return oe_die(2, "--payload: %s", err);
+    oe_json_doc *doc;
+    int prc = oe_json_parse(cfg.payload, strlen(cfg.payload), 0, &doc, err, sizeof err);
+    if (prc != OE_OK)
+        return oe_die(prc == OE_ENOMEM ? 1 : 2, "--payload: %s", err);
     const oe_json *payload = oe_json_root(doc);
     if (payload->type != OE_JSON_OBJECT) {
         oe_json_doc_free(doc);
@@ -478,9 +482,10 @@ static int cmd_verify_receipt(int argc, char **argv)
     if (!cfg.id || !cfg.result || !cfg.receipt)
         return oe_die(2, "%s", "verify-receipt needs --id, --result and --receipt");
     char err[256];
-    oe_json_doc *doc = oe_json_parse(cfg.result, strlen(cfg.result), 0, err, sizeof err);
-    if (!doc)
-        return oe_die(2, "--result: %s", err);
+    oe_json_doc *doc;
+    int prc = oe_json_parse(cfg.result, strlen(cfg.result), 0, &doc, err, sizeof err);
+    if (prc != OE_OK)
+        return oe_die(prc == OE_ENOMEM ? 1 : 2, "--result: %s", err);
     oe_buf text;
     oe_buf_init(&text, 0);
     char hash[65] = "";

@@ -1,3 +1,10 @@
+/* The engine: one batch of requests -> outcomes inside one store
+ * transaction (engine.h). An oe_engine is created once by main and shared:
+ * oe_engine_process serialises batches with a mutex (one writer), the rest
+ * of its state is read-only after oe_engine_new. The caller owns the batch
+ * items and their requests; the engine fills their outcomes. A resource
+ * failure (memory, the store) fails the whole batch: nothing of it is
+ * committed and no outcome may be reported. */
 #include "engine.h"
 
 #include <pthread.h>
@@ -8,12 +15,14 @@
 #include "actions.h"
 #include "approval.h"
 #include "ids.h"
+#include "status.h"
 
 struct oe_engine {
     int clawshield;
     char *tenant;
-    char *allowed;            /* ",a,b," form for exact matching, or NULL */
-    char *allowed_text;       /* as configured */
+    int restricted;           /* an allow-list is configured */
+    unsigned char *allowed;   /* restricted: allowed[i] for registry entry i */
+    char *allowed_text;       /* as configured, for /health */
     double max_age, max_skew;
     oe_approval_keys *keys;
     oe_store *store;          /* borrowed */
@@ -58,46 +67,76 @@ static void outcome_reset(oe_outcome *o)
     o->approved = 0;
 }
 
-/* Normalises "a, b,c" into ",a,b,c," so that membership is one strstr. */
-static char *allow_list_normalise(const char *list)
+static int is_space(char c)
 {
-    size_t n = strlen(list);
-    char *out = malloc(n + 3);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    out[o++] = ',';
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p && *p != ',')
-            p++;
-        const char *end = p;
-        while (end > start && end[-1] == ' ')
-            end--;
-        if (end > start) {
-            memcpy(out + o, start, (size_t)(end - start));
-            o += (size_t)(end - start);
-            out[o++] = ',';
-        }
-    }
-    out[o] = '\0';
-    if (o == 1) { /* only separators: no restriction */
-        free(out);
-        return NULL;
-    }
-    return out;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* Parses "add, echo" once into a set of registry entries. Items are
+ * separated by commas, with optional blanks around them; every item must be
+ * the exact name of a registered action (no inner blanks, nothing else), so
+ * that a typo fails at start-up instead of silently allowing less or more.
+ * Returns 0, or -1 with a reason in err. */
+static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t errlen)
+{
+    size_t count;
+    const oe_action *actions = oe_actions(&count);
+    if (!(e->allowed = calloc(count, 1))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t items = 0;
+    const char *p = list;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        const char *start = p, *end = comma ? comma : p + strlen(p);
+        while (start < end && is_space(*start))
+            start++;
+        while (end > start && is_space(end[-1]))
+            end--;
+        size_t n = (size_t)(end - start);
+        if (n > 0) {
+            size_t k = 0;
+            while (k < count &&
+                   !(strlen(actions[k].name) == n && memcmp(actions[k].name, start, n) == 0))
+                k++;
+            if (k == count) {
+                char known[256] = "";
+                for (size_t m = 0; m < count; m++)
+                    snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                             m ? ", " : "", actions[m].name);
+                snprintf(err, errlen,
+                         "OPENEXEC_ALLOWED_ACTIONS: \"%.*s\" is not a registered action "
+                         "(known: %s)",
+                         (int)(n > 64 ? 64 : n), start, known);
+                return -1;
+            }
+            e->allowed[k] = 1;
+            items++;
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    if (items == 0) {
+        snprintf(err, errlen, "OPENEXEC_ALLOWED_ACTIONS: \"%s\" names no action (leave it empty "
+                              "to allow every registered action)",
+                 list);
+        return -1;
+    }
+    e->restricted = 1;
+    return 0;
+}
+
+/* Exact membership: the name must be a registered action in the set. */
 static int action_allowed(const oe_engine *e, const char *action)
 {
-    if (!e->allowed)
+    if (!e->restricted)
         return 1;
-    size_t n = strlen(action);
-    for (const char *p = e->allowed; (p = strstr(p, action)) != NULL; p++)
-        if (p[-1] == ',' && p[n] == ',')
+    size_t count;
+    const oe_action *actions = oe_actions(&count);
+    for (size_t k = 0; k < count; k++)
+        if (e->allowed[k] && strcmp(actions[k].name, action) == 0)
             return 1;
     return 0;
 }
@@ -119,9 +158,8 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->allowed_text = strdup(cfg->allowed_actions ? cfg->allowed_actions : "");
     if (!e->tenant || !e->allowed_text)
         goto oom;
-    if (e->allowed_text[0] && !(e->allowed = allow_list_normalise(e->allowed_text)) &&
-        strspn(e->allowed_text, ", ") != strlen(e->allowed_text))
-        goto oom;
+    if (e->allowed_text[0] && allow_list_parse(e, e->allowed_text, err, errlen) != 0)
+        goto error;
     if (oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen) != 0)
         goto error;
     if (e->clawshield && !oe_approval_keys_present(e->keys)) {
@@ -162,7 +200,7 @@ int oe_engine_signature_verification(const oe_engine *e)
 
 const char *oe_engine_allowed_actions(const oe_engine *e)
 {
-    return e->allowed ? e->allowed_text : "";
+    return e->restricted ? e->allowed_text : "";
 }
 
 /* The length of the longest prefix of s of at most max bytes that does not
@@ -247,15 +285,18 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
     return 0;
 }
 
-/* Answers one request inside the open transaction. Returns 0, or -1 when
- * the store failed. */
+/* Answers one request inside the open transaction. Returns OE_OK with the
+ * verdict in o, or a resource failure (OE_ENOMEM, OE_ESTORE) with a reason
+ * in err. */
 static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, char *err,
                        size_t errlen)
 {
     char detail[256];
+    /* Hashing dumps the payload into a buffer far larger than any request
+     * (16 MiB for at most 1 MiB of text), so failing here is memory. */
     if (oe_request_hash(r->action, strlen(r->action), r->payload, o->request_hash) != 0) {
-        reject(o, OE_ERR_INVALID_REQUEST, "request cannot be hashed");
-        return 0;
+        snprintf(err, errlen, "out of memory while hashing a request");
+        return OE_ENOMEM;
     }
 
     /* Replay or conflict: answered from the store before any other check,
@@ -263,49 +304,53 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
     oe_execution rec;
     int found = oe_store_find_by_nonce(e->store, r->nonce, &rec, err, errlen);
     if (found < 0)
-        return -1;
+        return OE_ESTORE;
     if (found) {
         int same = strcmp(rec.request_hash, o->request_hash) == 0;
         int rc = same ? outcome_from_record(o, &rec) : 0;
         oe_execution_clear(&rec);
         if (rc != 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
+            snprintf(err, errlen, "out of memory while reading a replay");
+            return OE_ENOMEM;
         }
         if (!same)
-            reject(o, OE_ERR_NONCE_CONFLICT,
-                   "Nonce already used by a different request");
-        return 0;
+            reject(o, OE_ERR_NONCE_CONFLICT, "Nonce already used by a different request");
+        return OE_OK;
     }
 
     if (e->clawshield && !r->has_artifact) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval artifact required in clawshield mode");
-        return 0;
+        return OE_OK;
     }
     if (!action_allowed(e, r->action)) {
         snprintf(detail, sizeof detail, "Action not allowed: %.*s", utf8_prefix(r->action, 200),
                  r->action);
         reject(o, OE_ERR_NOT_ALLOWED, detail);
-        return 0;
+        return OE_OK;
     }
     int store_failed = 0;
     if (e->clawshield && check_approval(e, r, o, now, err, errlen, &store_failed) != 0)
-        return store_failed ? -1 : 0;
+        return store_failed ? OE_ESTORE : OE_OK;
 
     const oe_action *action = oe_action_find(r->action);
     if (!action) {
         snprintf(detail, sizeof detail, "Unknown action: %.*s", utf8_prefix(r->action, 200),
                  r->action);
         reject(o, OE_ERR_UNKNOWN_ACTION, detail);
-        return 0;
+        return OE_OK;
     }
     oe_buf_reset(&o->result_json);
     /* The result buffer is capped at OE_RESULT_MAX_BYTES: a result too
      * large to travel in a receipt is refused here, before anything is
-     * stored, rather than stored and then unpublishable. */
+     * stored, rather than stored and then unpublishable. Running out of
+     * memory on the way is no verdict on the request. */
     if (action->run(r->payload, &o->result_json, detail, sizeof detail) != 0) {
+        if (oe_buf_failed(&o->result_json) == OE_ENOMEM) {
+            snprintf(err, errlen, "out of memory while running %s", action->name);
+            return OE_ENOMEM;
+        }
         reject(o, OE_ERR_INVALID_REQUEST, detail);
-        return 0;
+        return OE_OK;
     }
     oe_execution_id(e->tenant, r->nonce, o->request_hash, o->id);
     oe_receipt_hash(o->id, o->result_json.data, o->result_json.len, o->receipt);
@@ -313,7 +358,7 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
     o->approved = 1;
     if (e->clawshield && !(o->approval_id = strdup(r->artifact.approval_id))) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     oe_execution ex = {
         .nonce = r->nonce,
@@ -330,42 +375,42 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
     int rc = oe_store_insert_execution(e->store, &ex, err, errlen);
     if (rc == OE_STORE_DUP_APPROVAL) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
-        return 0;
+        return OE_OK;
     }
     if (rc == OE_STORE_DUP_NONCE) {
         /* Cannot happen while the lookup above and this insert share one
          * transaction; treat it as the store failing rather than guessing. */
         snprintf(err, errlen, "nonce appeared during the transaction");
-        return -1;
+        return OE_ESTORE;
     }
-    return rc;
+    return rc == 0 ? OE_OK : OE_ESTORE;
 }
 
-int oe_engine_process(oe_engine *e, oe_request *reqs, const oe_error_code *decode_errors,
-                      const char *const *decode_details, size_t n, double now,
-                      oe_outcome *outcomes, char *err, size_t errlen)
+int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
+                      size_t errlen)
 {
     pthread_mutex_lock(&e->lock);
-    int rc = oe_store_begin(e->store, err, errlen);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        oe_outcome *o = &outcomes[i];
-        oe_request *r = &reqs[i];
+    int rc = oe_store_begin(e->store, err, errlen) == 0 ? OE_OK : OE_ESTORE;
+    for (size_t i = 0; rc == OE_OK && i < n; i++) {
+        oe_batch_item *it = items[i];
+        oe_outcome *o = &it->out;
+        oe_request *r = &it->req;
         outcome_reset(o);
-        if (decode_errors && decode_errors[i] != OE_ERR_NONE) {
-            reject(o, decode_errors[i], decode_details && decode_details[i] ? decode_details[i] : "malformed request");
-        } else if (process_one(e, r, o, now, err, errlen) != 0) {
-            rc = -1;
+        if (it->decode_error != OE_ERR_NONE) {
+            reject(o, it->decode_error, it->decode_detail ? it->decode_detail : "malformed request");
+        } else if ((rc = process_one(e, r, o, now, err, errlen)) != OE_OK) {
             break;
         }
-        if (o->status == OE_STATUS_REJECTED)
-            rc = oe_store_insert_rejection(e->store, r->nonce, r->action,
-                                           o->request_hash[0] ? o->request_hash : NULL,
-                                           oe_error_code_name(o->error), o->detail, now, err,
-                                           errlen);
+        if (o->status == OE_STATUS_REJECTED &&
+            oe_store_insert_rejection(e->store, r->nonce, r->action,
+                                      o->request_hash[0] ? o->request_hash : NULL,
+                                      oe_error_code_name(o->error), o->detail, now, err,
+                                      errlen) != 0)
+            rc = OE_ESTORE;
     }
-    if (rc == 0)
-        rc = oe_store_commit(e->store, err, errlen);
-    if (rc != 0)
+    if (rc == OE_OK && oe_store_commit(e->store, err, errlen) != 0)
+        rc = OE_ESTORE;
+    if (rc != OE_OK)
         oe_store_rollback(e->store);
     pthread_mutex_unlock(&e->lock);
     return rc;

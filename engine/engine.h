@@ -59,16 +59,24 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
                   size_t errlen);
 void oe_engine_free(oe_engine *e);
 
-/* Answers n requests in one transaction. decode_errors[i] (may be NULL) is
- * a decoding failure of request i with its reason in decode_details[i]:
- * such a request is recorded as rejected without looking further. now is
- * the wall clock in seconds (for artifact age). outcomes[i] are filled.
- * Returns 0, or -1 when the store failed: then nothing of the batch is
- * stored and the outcomes must not be reported. Thread-safe: batches from
- * several threads are serialised. */
-int oe_engine_process(oe_engine *e, oe_request *reqs, const oe_error_code *decode_errors,
-                      const char *const *decode_details, size_t n, double now,
-                      oe_outcome *outcomes, char *err, size_t errlen);
+/* One request of a batch, as the engine sees it. The caller decodes into
+ * req (or sets decode_error when the decoder rejected it) and owns
+ * everything; the engine fills out. */
+typedef struct oe_batch_item {
+    oe_request req;
+    oe_error_code decode_error; /* OE_ERR_NONE, or the decoder's verdict */
+    const char *decode_detail;  /* its reason (borrowed), when decode_error */
+    oe_outcome out;             /* filled by oe_engine_process */
+} oe_batch_item;
+
+/* Answers n requests in one transaction. An item with a decode_error is
+ * recorded as rejected without looking further. now is the wall clock in
+ * seconds (for artifact age). Returns OE_OK (0), or a resource failure
+ * (status.h: OE_ESTORE, OE_ENOMEM) with a reason in err: then nothing of
+ * the batch is stored and no outcome may be reported (a transient failure
+ * never becomes a receipt). Thread-safe: batches are serialised. */
+int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
+                      size_t errlen);
 
 /* Read access for the admin server. */
 int oe_engine_clawshield(const oe_engine *e);

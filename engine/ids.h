@@ -21,4 +21,16 @@ void oe_execution_id(const char *tenant, const char *nonce, const char *request_
 /* Receipt hash: SHA-256 (hex) of id ":" result_json. */
 void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65]);
 
+/* Longest nonce, action or message key that a receipt or dead letter repeats
+ * as it came. Valid requests stay within it (SPEC §5: nonce <= 256 bytes);
+ * a rejected request's fields may be of any size, and are cut. */
+#define OE_ECHO_MAX_BYTES 256
+
+/* Copies s[0..len) into out when it is at most OE_ECHO_MAX_BYTES bytes;
+ * else writes a cut of it: its first bytes (whole UTF-8 characters), then
+ * "...sha256=" and the SHA-256 (hex) of all of s, so that different long
+ * values stay different and the same value always gives the same cut.
+ * Returns the length written; out is NUL-terminated. */
+size_t oe_echo_cut(const char *s, size_t len, char out[OE_ECHO_MAX_BYTES + 1]);
+
 #endif

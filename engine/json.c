@@ -7,6 +7,8 @@
  */
 #include "json.h"
 
+#include "status.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -246,6 +248,8 @@ typedef struct parser {
     size_t len;
     size_t pos;
     size_t max_depth;
+    size_t nodes; /* values created so far, against OE_JSON_MAX_NODES */
+    int oom;      /* the failure was memory, not the input */
     arena *mem;
     pending *pv;
     size_t pn, pcap;
@@ -273,7 +277,16 @@ static int fail(parser *p, size_t off, const char *fmt, ...)
 
 static int fail_oom(parser *p)
 {
+    p->oom = 1;
     return fail(p, p->pos, "out of memory");
+}
+
+/* Counts one more value against the document's node cap. */
+static int count_node(parser *p)
+{
+    if (++p->nodes > OE_JSON_MAX_NODES)
+        return fail(p, p->pos, "more than %d values in one document", OE_JSON_MAX_NODES);
+    return 0;
 }
 
 static void skip_ws(parser *p)
@@ -508,7 +521,7 @@ static int parse_number(parser *p, oe_json *v)
     txt[tlen] = '\0';
     v->type = OE_JSON_INT;
     v->str = txt;
-    v->len = tlen;
+    v->len = (uint32_t)tlen;
     if (ndigits <= 19) {
         uint64_t mag = 0;
         for (size_t k = (size_t)neg; k < tlen; k++)
@@ -521,8 +534,6 @@ static int parse_number(parser *p, oe_json *v)
             v->i64 = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
         }
     }
-    /* Approximate value; beyond the double range this is +-HUGE_VAL. */
-    v->num = v->fits_int64 ? (double)v->i64 : strtod(txt, NULL);
     p->pos = i;
     return 0;
 }
@@ -531,10 +542,18 @@ static int parse_scalar(parser *p, oe_json *v)
 {
     const char *s = p->s;
     char c = s[p->pos];
+    if (count_node(p) != 0)
+        return -1;
     if (c == '"') {
         memset(v, 0, sizeof *v);
         v->type = OE_JSON_STRING;
-        return parse_string(p, &v->str, &v->len);
+        const char *str;
+        size_t len;
+        if (parse_string(p, &str, &len) != 0)
+            return -1;
+        v->str = str;
+        v->len = (uint32_t)len;
+        return 0;
     }
     if (c == '-' || is_digit(c))
         return parse_number(p, v);
@@ -590,7 +609,7 @@ static int parse_key(parser *p)
         return -1;
     pending *e = &p->pv[p->pn - 1];
     e->m.key = key;
-    e->m.key_len = klen;
+    e->m.key_len = (uint32_t)klen;
     e->off = off;
     return 0;
 }
@@ -645,7 +664,7 @@ static int close_container(parser *p, oe_json *v)
     size_t n = p->pn - f->start;
     pending *e = p->pv + f->start;
     memset(v, 0, sizeof *v);
-    v->len = n;
+    v->len = (uint32_t)n;
     if (f->is_object) {
         v->type = OE_JSON_OBJECT;
         sort_pending(e, n);
@@ -680,6 +699,8 @@ static int open_container(parser *p, int is_object)
 {
     if (p->fn >= p->max_depth)
         return fail(p, p->pos, "nesting deeper than %zu levels", p->max_depth);
+    if (count_node(p) != 0)
+        return -1;
     if (p->fn == p->fcap) {
         size_t cap = p->fcap ? p->fcap * 2 : 16;
         frame *nv = realloc(p->fv, cap * sizeof *nv);
@@ -752,10 +773,17 @@ static int parse_value(parser *p, oe_json *root)
     }
 }
 
-oe_json_doc *oe_json_parse(const char *buf, size_t len, int max_depth, char *err, size_t errlen)
+int oe_json_parse(const char *buf, size_t len, int max_depth, oe_json_doc **out, char *err,
+                  size_t errlen)
 {
+    *out = NULL;
     if (err && errlen)
         err[0] = '\0';
+    if (buf && len > OE_JSON_MAX_TEXT) {
+        if (err && errlen)
+            snprintf(err, errlen, "invalid JSON: text longer than %zu bytes", OE_JSON_MAX_TEXT);
+        return OE_EINVAL;
+    }
     arena mem;
     /* Room for the text plus a node per few bytes covers typical inputs in
      * one block; larger ones add doubling blocks. */
@@ -780,10 +808,21 @@ oe_json_doc *oe_json_parse(const char *buf, size_t len, int max_depth, char *err
     free(p.fv);
     if (rc != 0) {
         arena_release(mem.head);
-        return NULL;
+        return p.oom ? OE_ENOMEM : OE_EINVAL;
     }
     doc->mem = mem;
-    return doc;
+    *out = doc;
+    return OE_OK;
+}
+
+double oe_json_number(const oe_json *v)
+{
+    if (v->type == OE_JSON_FLOAT)
+        return v->num;
+    if (v->type != OE_JSON_INT)
+        return 0;
+    /* Beyond the double range strtod gives +-HUGE_VAL, as documented. */
+    return v->fits_int64 ? (double)v->i64 : strtod(v->str, NULL);
 }
 
 void oe_json_doc_free(oe_json_doc *doc)

@@ -34,29 +34,36 @@ typedef enum oe_json_type {
 typedef struct oe_json oe_json;
 typedef struct oe_json_member oe_json_member;
 
-/* A parsed value. All nodes and strings belong to their document. */
+/* A parsed value: 24 bytes, so that a document of a million small values
+ * stays a few tens of MiB at most (and the node cap below keeps it far
+ * under that). All nodes and strings belong to their document. */
 struct oe_json {
-    oe_json_type type;
+    uint8_t type;       /* oe_json_type */
+    uint8_t fits_int64; /* INT: 1 if the integer is within int64 range */
     /* STRING: byte length (the text may contain NUL);
      * INT: length of the decimal text;
      * ARRAY: number of items; OBJECT: number of members. */
-    size_t len;
-    /* STRING: UTF-8 text, NUL-terminated. INT: canonical decimal text, as
-     * Python prints the integer ("-0" becomes "0"), NUL-terminated. */
-    const char *str;
-    /* FLOAT: the value. INT: the value when it fits (see fits_int64). */
-    double num;
-    int64_t i64;    /* INT: the value when fits_int64 */
-    int fits_int64; /* INT: 1 if the integer is within int64 range */
-    oe_json *items;           /* ARRAY: len items */
-    oe_json_member *members;  /* OBJECT: len members, sorted by key bytes */
+    uint32_t len;
+    union {
+        /* STRING: UTF-8 text, NUL-terminated. INT: canonical decimal text,
+         * as Python prints the integer ("-0" becomes "0"), NUL-terminated. */
+        const char *str;
+        double num;              /* FLOAT: the value */
+        oe_json *items;          /* ARRAY: len items */
+        oe_json_member *members; /* OBJECT: len members, sorted by key bytes */
+    };
+    int64_t i64; /* INT: the value when fits_int64 */
 };
 
 struct oe_json_member {
     const char *key; /* UTF-8, NUL-terminated (may contain NUL) */
-    size_t key_len;
+    uint32_t key_len;
     oe_json value;
 };
+
+/* The value of an INT or FLOAT as a double (beyond the double range an
+ * integer is +-HUGE_VAL); 0 for other types. */
+double oe_json_number(const oe_json *v);
 
 typedef struct oe_json_doc oe_json_doc;
 
@@ -64,13 +71,24 @@ typedef struct oe_json_doc oe_json_doc;
 #define OE_JSON_MAX_DEPTH 64
 /* Largest integer literal accepted, in digits (Python's own limit is 4300). */
 #define OE_JSON_MAX_INT_DIGITS 4300
+/* Most values (scalars and containers) in one document. Bounds the memory a
+ * document can take whatever its shape: at most about 24 bytes a value kept,
+ * plus 48 a value while parsing, on top of the text (so a 1 MiB body costs
+ * well under 16 MiB), instead of ~150 bytes a value for `[0,0,0,...]`. */
+#define OE_JSON_MAX_NODES 100000
+/* Largest input text (the lengths are 32-bit). */
+#define OE_JSON_MAX_TEXT ((size_t)UINT32_MAX - 1)
 
 /* Parses exactly one JSON value from buf[0..len), surrounded by optional
  * whitespace. buf need not be NUL-terminated. max_depth 0 means
- * OE_JSON_MAX_DEPTH. Returns a new document the caller frees with
- * oe_json_doc_free, or NULL with a one-line reason in err (which names the
- * byte offset of the problem). */
-oe_json_doc *oe_json_parse(const char *buf, size_t len, int max_depth, char *err, size_t errlen);
+ * OE_JSON_MAX_DEPTH. On success stores a new document in *out (the caller
+ * frees it with oe_json_doc_free) and returns OE_OK. Returns OE_EINVAL when
+ * the text is not acceptable JSON or passes a limit (a verdict on the
+ * input, with a one-line reason in err naming the byte offset), or
+ * OE_ENOMEM when memory ran out (no verdict: the same text may parse
+ * later). *out is NULL on failure. (Return values from status.h.) */
+int oe_json_parse(const char *buf, size_t len, int max_depth, oe_json_doc **out, char *err,
+                  size_t errlen);
 
 /* Frees a document and every node in it. NULL is allowed. */
 void oe_json_doc_free(oe_json_doc *doc);

@@ -10,12 +10,13 @@ void oe_metrics_init(oe_metrics *m)
     memset(m, 0, sizeof *m);
 }
 
-void oe_metrics_batch(oe_metrics *m, const oe_outcome *outcomes, size_t n, double seconds)
+void oe_metrics_batch(oe_metrics *m, oe_batch_item *const *items, size_t n, double seconds)
 {
     for (size_t i = 0; i < n; i++) {
-        atomic_fetch_add(&m->requests[outcomes[i].status], 1);
-        if (outcomes[i].status == OE_STATUS_REJECTED && outcomes[i].error < 8)
-            atomic_fetch_add(&m->rejections[outcomes[i].error], 1);
+        const oe_outcome *o = &items[i]->out;
+        atomic_fetch_add(&m->requests[o->status], 1);
+        if (o->status == OE_STATUS_REJECTED && o->error < 8)
+            atomic_fetch_add(&m->rejections[o->error], 1);
     }
     atomic_fetch_add(&m->batch_count, 1);
     atomic_fetch_add(&m->batch_items, n);

@@ -33,7 +33,7 @@ typedef struct oe_metrics {
 void oe_metrics_init(oe_metrics *m);
 
 /* Counts a processed batch: its outcomes and how long it took. */
-void oe_metrics_batch(oe_metrics *m, const oe_outcome *outcomes, size_t n, double seconds);
+void oe_metrics_batch(oe_metrics *m, oe_batch_item *const *items, size_t n, double seconds);
 
 /* Appends the Prometheus text exposition. ready is exported as a gauge. */
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out);

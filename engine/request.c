@@ -1,8 +1,14 @@
+/* Execution requests: the one decoder of SPEC §5 for JSON bodies and the
+ * builder the Avro codec uses. Pure functions, no shared state: a request
+ * belongs to the caller, who releases it with oe_request_clear. A failure to
+ * allocate is reported as OE_ENOMEM, never as a verdict on the request. */
 #include "request.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "status.h"
 
 static const oe_json empty_object = {.type = OE_JSON_OBJECT};
 
@@ -54,6 +60,13 @@ int oe_error_code_http_status(oe_error_code code)
     return 400;
 }
 
+void oe_request_drop_payload(oe_request *r)
+{
+    oe_json_doc_free(r->doc);
+    r->doc = NULL;
+    r->payload = NULL;
+}
+
 void oe_request_clear(oe_request *r)
 {
     free(r->action);
@@ -71,37 +84,38 @@ void oe_request_clear(oe_request *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Copies a JSON string that must not contain NUL (names, nonces, artifact
- * fields end up in C strings and SQL text). */
-static char *copy_text(const oe_json *v)
-{
-    if (memchr(v->str, '\0', v->len))
-        return NULL;
-    return strndup(v->str, v->len);
-}
-
-/* Reads a required (or optional) string field into *out. Returns
- * OE_ERR_NONE, or an error with the reason in err. */
-static oe_error_code string_field(const oe_json *obj, const char *where, const char *name,
-                                  int required, char **out, char *err, size_t errlen)
+/* Reads a required (or optional) string field into *out. Such strings must
+ * not contain NUL (names, nonces and artifact fields end up in C strings and
+ * SQL text). Returns OE_OK with *verdict OE_ERR_NONE or an error code and
+ * the reason in err, or OE_ENOMEM. */
+static int string_field(const oe_json *obj, const char *where, const char *name, int required,
+                        char **out, oe_error_code *verdict, char *err, size_t errlen)
 {
     const oe_json *v = oe_json_get(obj, name);
     *out = NULL;
+    *verdict = OE_ERR_NONE;
     if (!v || (!required && v->type == OE_JSON_NULL)) {
         if (!required)
-            return OE_ERR_NONE;
+            return OE_OK;
         snprintf(err, errlen, "%s%s: field required", where, name);
-        return OE_ERR_MALFORMED;
+        *verdict = OE_ERR_MALFORMED;
+        return OE_OK;
     }
     if (v->type != OE_JSON_STRING) {
         snprintf(err, errlen, "%s%s: must be a string", where, name);
-        return OE_ERR_MALFORMED;
+        *verdict = OE_ERR_MALFORMED;
+        return OE_OK;
     }
-    if (!(*out = copy_text(v))) {
+    if (memchr(v->str, '\0', v->len)) {
         snprintf(err, errlen, "%s%s: must not contain NUL characters", where, name);
-        return OE_ERR_INVALID_REQUEST;
+        *verdict = OE_ERR_INVALID_REQUEST;
+        return OE_OK;
     }
-    return OE_ERR_NONE;
+    if (!(*out = strndup(v->str, v->len))) {
+        snprintf(err, errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    return OE_OK;
 }
 
 static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
@@ -118,11 +132,35 @@ static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
         snprintf(err, errlen, "nonce: longer than %d bytes", OE_NONCE_MAX_BYTES);
         return OE_ERR_INVALID_REQUEST;
     }
+    if (!r->has_artifact)
+        return OE_ERR_NONE;
+    const oe_artifact *a = &r->artifact;
+    const struct {
+        const char *name, *value;
+        size_t max;
+    } fields[] = {
+        {"approval_id", a->approval_id, OE_APPROVAL_ID_MAX_BYTES},
+        {"action_hash", a->action_hash, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"signature", a->signature, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"issued_by", a->issued_by, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"issued_at", a->issued_at, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"tenant_id", a->tenant_id, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"expires_at", a->expires_at, OE_ARTIFACT_FIELD_MAX_BYTES},
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (fields[i].value && strlen(fields[i].value) > fields[i].max) {
+            snprintf(err, errlen, "approval_artifact.%s: longer than %zu bytes", fields[i].name,
+                     fields[i].max);
+            return OE_ERR_INVALID_REQUEST;
+        }
+    }
     return OE_ERR_NONE;
 }
 
-/* The artifact's fields, in the order SPEC §5 lists them. */
-static oe_error_code artifact_fields(const oe_json *obj, oe_artifact *a, char *err, size_t errlen)
+/* The artifact's fields, in the order SPEC §5 lists them. Returns as
+ * string_field. */
+static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *verdict, char *err,
+                           size_t errlen)
 {
     static const char *where = "approval_artifact.";
     struct {
@@ -137,41 +175,45 @@ static oe_error_code artifact_fields(const oe_json *obj, oe_artifact *a, char *e
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char *s;
-        oe_error_code rc = string_field(obj, where, fields[i].name, fields[i].required, &s, err,
-                                        errlen);
+        int rc = string_field(obj, where, fields[i].name, fields[i].required, &s, verdict, err,
+                              errlen);
         *fields[i].slot = s;
-        if (rc != OE_ERR_NONE)
+        if (rc != OE_OK || *verdict != OE_ERR_NONE)
             return rc;
     }
-    return OE_ERR_NONE;
+    return OE_OK;
 }
 
-oe_error_code oe_request_from_json(const char *buf, size_t len, oe_request *r, char *err,
-                                   size_t errlen)
+int oe_request_from_json(const char *buf, size_t len, oe_request *r, oe_error_code *verdict,
+                         char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     r->payload = &empty_object;
+    *verdict = OE_ERR_MALFORMED;
     if (len > OE_REQUEST_MAX_BYTES) {
         snprintf(err, errlen, "request larger than %zu bytes", OE_REQUEST_MAX_BYTES);
-        return OE_ERR_MALFORMED;
+        return OE_OK;
     }
-    r->doc = oe_json_parse(buf, len, 0, err, errlen);
-    if (!r->doc)
-        return OE_ERR_MALFORMED;
+    int rc = oe_json_parse(buf, len, 0, &r->doc, err, errlen);
+    if (rc != OE_OK)
+        return rc == OE_ENOMEM ? OE_ENOMEM : OE_OK;
     const oe_json *root = oe_json_root(r->doc);
     if (root->type != OE_JSON_OBJECT) {
         snprintf(err, errlen, "request body must be a JSON object");
-        return OE_ERR_MALFORMED;
+        return OE_OK;
     }
-    oe_error_code rc;
-    if ((rc = string_field(root, "", "action", 1, &r->action, err, errlen)) != OE_ERR_NONE ||
-        (rc = string_field(root, "", "nonce", 1, &r->nonce, err, errlen)) != OE_ERR_NONE)
+    if ((rc = string_field(root, "", "action", 1, &r->action, verdict, err, errlen)) != OE_OK ||
+        *verdict != OE_ERR_NONE)
+        return rc;
+    if ((rc = string_field(root, "", "nonce", 1, &r->nonce, verdict, err, errlen)) != OE_OK ||
+        *verdict != OE_ERR_NONE)
         return rc;
     const oe_json *payload = oe_json_get(root, "payload");
     if (payload && payload->type != OE_JSON_NULL) {
         if (payload->type != OE_JSON_OBJECT) {
             snprintf(err, errlen, "payload: must be an object");
-            return OE_ERR_MALFORMED;
+            *verdict = OE_ERR_MALFORMED;
+            return OE_OK;
         }
         r->payload = payload;
     }
@@ -179,62 +221,71 @@ oe_error_code oe_request_from_json(const char *buf, size_t len, oe_request *r, c
     if (art && art->type != OE_JSON_NULL) {
         if (art->type != OE_JSON_OBJECT) {
             snprintf(err, errlen, "approval_artifact: must be an object");
-            return OE_ERR_MALFORMED;
+            *verdict = OE_ERR_MALFORMED;
+            return OE_OK;
         }
         r->has_artifact = 1;
-        if ((rc = artifact_fields(art, &r->artifact, err, errlen)) != OE_ERR_NONE)
+        if ((rc = artifact_fields(art, &r->artifact, verdict, err, errlen)) != OE_OK ||
+            *verdict != OE_ERR_NONE)
             return rc;
     }
-    return check_values(r, err, errlen);
+    *verdict = check_values(r, err, errlen);
+    return OE_OK;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
-}
-
-oe_error_code oe_request_from_fields(const char *action, const char *nonce,
-                                     const char *payload_json, size_t payload_len,
-                                     const oe_artifact *artifact, oe_request *r, char *err,
-                                     size_t errlen)
+int oe_request_from_fields(const char *action, const char *nonce, const char *payload_json,
+                           size_t payload_len, const oe_artifact *artifact, oe_request *r,
+                           oe_error_code *verdict, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     r->payload = &empty_object;
+    *verdict = OE_ERR_MALFORMED;
     r->action = strdup(action ? action : "");
     r->nonce = strdup(nonce ? nonce : "");
+    if (!r->action || !r->nonce)
+        goto oom;
     if (artifact) {
         r->has_artifact = 1;
-        r->artifact.approval_id = dup_or_null(artifact->approval_id);
-        r->artifact.action_hash = dup_or_null(artifact->action_hash);
-        r->artifact.signature = dup_or_null(artifact->signature);
-        r->artifact.issued_by = dup_or_null(artifact->issued_by);
-        r->artifact.issued_at = dup_or_null(artifact->issued_at);
-        r->artifact.tenant_id = dup_or_null(artifact->tenant_id);
-        r->artifact.expires_at = dup_or_null(artifact->expires_at);
-        if (!r->artifact.approval_id || !r->artifact.action_hash || !r->artifact.signature ||
-            !r->artifact.issued_by || !r->artifact.issued_at || !r->artifact.tenant_id) {
-            snprintf(err, errlen, "approval_artifact: field missing");
-            return OE_ERR_MALFORMED;
+        const char *const *src[] = {&artifact->approval_id, &artifact->action_hash,
+                                    &artifact->signature,   &artifact->issued_by,
+                                    &artifact->issued_at,   &artifact->tenant_id,
+                                    &artifact->expires_at};
+        const char **dst[] = {&r->artifact.approval_id, &r->artifact.action_hash,
+                              &r->artifact.signature,   &r->artifact.issued_by,
+                              &r->artifact.issued_at,   &r->artifact.tenant_id,
+                              &r->artifact.expires_at};
+        for (size_t k = 0; k < sizeof src / sizeof src[0]; k++) {
+            if (*src[k] && !(*dst[k] = strdup(*src[k])))
+                goto oom;
         }
-    }
-    if (!r->action || !r->nonce) {
-        snprintf(err, errlen, "out of memory");
-        return OE_ERR_MALFORMED;
+        /* Every field but expires_at is required. */
+        for (size_t k = 0; k + 1 < sizeof src / sizeof src[0]; k++) {
+            if (!*dst[k]) {
+                snprintf(err, errlen, "approval_artifact: field missing");
+                return OE_OK;
+            }
+        }
     }
     if (payload_json && payload_len) {
         char perr[200];
-        r->doc = oe_json_parse(payload_json, payload_len, 0, perr, sizeof perr);
-        if (!r->doc) {
+        int rc = oe_json_parse(payload_json, payload_len, 0, &r->doc, perr, sizeof perr);
+        if (rc == OE_ENOMEM)
+            goto oom;
+        if (rc != OE_OK) {
             snprintf(err, errlen, "payload: %s", perr);
-            return OE_ERR_MALFORMED;
+            return OE_OK;
         }
         const oe_json *p = oe_json_root(r->doc);
         if (p->type == OE_JSON_OBJECT)
             r->payload = p;
         else if (p->type != OE_JSON_NULL) {
             snprintf(err, errlen, "payload: must be an object");
-            return OE_ERR_MALFORMED;
+            return OE_OK;
         }
     }
-    return check_values(r, err, errlen);
+    *verdict = check_values(r, err, errlen);
+    return OE_OK;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return OE_ENOMEM;
 }

@@ -16,6 +16,12 @@
 #define OE_REQUEST_MAX_BYTES ((size_t)1 << 20)
 /* Longest nonce in bytes (SPEC §5). */
 #define OE_NONCE_MAX_BYTES 256
+/* Longest approval_id, and longest other artifact field, in bytes: receipts
+ * repeat the approval id, so it is bounded like the nonce; genuine hashes,
+ * signatures, names and timestamps are far shorter than the other bound.
+ * Longer values are invalid_request (HTTP 400). */
+#define OE_APPROVAL_ID_MAX_BYTES 256
+#define OE_ARTIFACT_FIELD_MAX_BYTES 1024
 
 /* Why a request was rejected. The names are the Kafka receipts' error_code
  * values (SPEC §9); the HTTP status follows SPEC §10. */
@@ -49,21 +55,28 @@ typedef struct oe_request {
     oe_json_doc *doc;       /* owns payload */
 } oe_request;
 
-/* Decodes a JSON request body. On failure returns the error code
- * (OE_ERR_MALFORMED or OE_ERR_INVALID_REQUEST) with a reason in err, and
- * fills whatever it could read (action, nonce) so that a rejection receipt
- * can name them; the request must be released with oe_request_clear either
- * way. Returns OE_ERR_NONE on success. */
-oe_error_code oe_request_from_json(const char *buf, size_t len, oe_request *req, char *err,
-                                   size_t errlen);
+/* Decodes a JSON request body into req and a verdict. *verdict is
+ * OE_ERR_NONE for a well-formed request, else OE_ERR_MALFORMED or
+ * OE_ERR_INVALID_REQUEST with a reason in err; req is filled with whatever
+ * could be read (action, nonce) so that a rejection receipt can name them.
+ * Returns OE_OK when a verdict was reached, or OE_ENOMEM (status.h) when
+ * memory ran out: then there is no verdict, nothing may be recorded, and
+ * the same bytes must be tried again later. Release req with
+ * oe_request_clear either way. */
+int oe_request_from_json(const char *buf, size_t len, oe_request *req, oe_error_code *verdict,
+                         char *err, size_t errlen);
 
 /* Builds a request from separate fields (the Avro codec's path): payload_json
  * is the payload object as JSON text (NULL or "" = {}). Copies everything.
  * Same results as oe_request_from_json. */
-oe_error_code oe_request_from_fields(const char *action, const char *nonce,
-                                     const char *payload_json, size_t payload_len,
-                                     const oe_artifact *artifact, oe_request *req, char *err,
-                                     size_t errlen);
+int oe_request_from_fields(const char *action, const char *nonce, const char *payload_json,
+                           size_t payload_len, const oe_artifact *artifact, oe_request *req,
+                           oe_error_code *verdict, char *err, size_t errlen);
+
+/* Frees the request's JSON document (the bulk of its memory) once the
+ * engine has answered; action, nonce and artifact stay. payload becomes
+ * NULL. */
+void oe_request_drop_payload(oe_request *req);
 
 /* Releases everything the request owns and zeroes it. */
 void oe_request_clear(oe_request *req);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/request.h"
+
 static int oe_test_failed;  /* assertions that failed in the current test */
 static int oe_tests_passed; /* tests with no failed assertion */
 static int oe_tests_failed; /* tests with at least one failed assertion */
@@ -65,5 +67,37 @@ static int oe_tests_failed; /* tests with at least one failed assertion */
     (printf("%s: %d passed, %d failed\n", __FILE__, oe_tests_passed,            \
             oe_tests_failed),                                                  \
      oe_tests_failed ? 1 : 0)
+
+/* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)
+ * inside a test is a failed test, not a verdict on the input. */
+static inline oe_json_doc *test_json_parse(const char *buf, size_t len, int max_depth, char *err,
+                                           size_t errlen)
+{
+    oe_json_doc *doc;
+    oe_json_parse(buf, len, max_depth, &doc, err, errlen);
+    return doc;
+}
+
+/* The verdict, or -1 when the decoder ran out of memory. */
+static inline int test_request_from_json(const char *buf, size_t len, oe_request *r, char *err,
+                                         size_t errlen)
+{
+    oe_error_code verdict;
+    if (oe_request_from_json(buf, len, r, &verdict, err, errlen) != 0)
+        return -1;
+    return (int)verdict;
+}
+
+static inline int test_request_from_fields(const char *action, const char *nonce,
+                                           const char *payload, size_t payload_len,
+                                           const oe_artifact *artifact, oe_request *r, char *err,
+                                           size_t errlen)
+{
+    oe_error_code verdict;
+    if (oe_request_from_fields(action, nonce, payload, payload_len, artifact, r, &verdict, err,
+                               errlen) != 0)
+        return -1;
+    return (int)verdict;
+}
 
 #endif

@@ -364,8 +364,8 @@ int oe_avro_canonical_form(const char *schema_json, size_t len, oe_buf *out, cha
                            size_t errlen)
 {
     char perr[200];
-    oe_json_doc *doc = oe_json_parse(schema_json, len, 0, perr, sizeof perr);
-    if (!doc) {
+    oe_json_doc *doc;
+    if (oe_json_parse(schema_json, len, 0, &doc, perr, sizeof perr) != 0) {
         snprintf(err, errlen, "schema is not valid JSON: %s", perr);
         return -1;
     }

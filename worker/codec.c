@@ -14,6 +14,7 @@
 #include <avro.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,15 +530,18 @@ static oe_decode_result dead(oe_request *req, oe_error_code *code)
 static char *json_text(const oe_json *obj, const char *key)
 {
     const oe_json *v = oe_json_get(obj, key);
+    errno = 0;
     if (!v || v->type != OE_JSON_STRING || memchr(v->str, '\0', v->len))
         return NULL;
-    return strndup(v->str, v->len);
+    return strndup(v->str, v->len); /* NULL with errno ENOMEM */
 }
 
 static oe_decode_result decode_json_request(const char *buf, size_t len, oe_request *req,
                                             oe_error_code *code, char *detail, size_t detlen)
 {
-    oe_error_code rc = oe_request_from_json(buf, len, req, detail, detlen);
+    oe_error_code rc;
+    if (oe_request_from_json(buf, len, req, &rc, detail, detlen) != 0)
+        return OE_DECODE_NOMEM;
     if (rc == OE_ERR_NONE)
         return OE_DECODE_OK;
     /* A message in our JSON format whose text is not strict JSON
@@ -551,10 +555,9 @@ static oe_decode_result decode_json_request(const char *buf, size_t len, oe_requ
     /* oe_request_from_json stops at the first bad field: name what it did
      * not get to, for the rejection receipt. */
     const oe_json *root = oe_json_root(req->doc);
-    if (!req->action)
-        req->action = json_text(root, "action");
-    if (!req->nonce)
-        req->nonce = json_text(root, "nonce");
+    if ((!req->action && !(req->action = json_text(root, "action")) && errno == ENOMEM) ||
+        (!req->nonce && !(req->nonce = json_text(root, "nonce")) && errno == ENOMEM))
+        return OE_DECODE_NOMEM;
     *code = rc;
     return OE_DECODE_REJECTED;
 }
@@ -615,8 +618,10 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
     if (bad) {
         int action_ok = !text_problem(s[REQ_ACTION], n[REQ_ACTION]);
         int nonce_ok = !text_problem(s[REQ_NONCE], n[REQ_NONCE]);
-        oe_request_from_fields(action_ok ? s[REQ_ACTION] : "", nonce_ok ? s[REQ_NONCE] : "", NULL,
-                               0, NULL, req, detail, detlen);
+        oe_error_code ignored;
+        if (oe_request_from_fields(action_ok ? s[REQ_ACTION] : "", nonce_ok ? s[REQ_NONCE] : "",
+                                   NULL, 0, NULL, req, &ignored, detail, detlen) != 0)
+            return OE_DECODE_NOMEM;
         /* Unreadable fields are NULL, as oe_request_from_json leaves them. */
         if (!action_ok) {
             free(req->action);
@@ -640,9 +645,10 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
         a.tenant_id = as[5];
         a.expires_at = as[6];
     }
-    oe_error_code rc =
-        oe_request_from_fields(s[REQ_ACTION], s[REQ_NONCE], s[REQ_PAYLOAD], n[REQ_PAYLOAD],
-                               has_art ? &a : NULL, req, detail, detlen);
+    oe_error_code rc;
+    if (oe_request_from_fields(s[REQ_ACTION], s[REQ_NONCE], s[REQ_PAYLOAD], n[REQ_PAYLOAD],
+                               has_art ? &a : NULL, req, &rc, detail, detlen) != 0)
+        return OE_DECODE_NOMEM;
     if (rc == OE_ERR_NONE)
         return OE_DECODE_OK;
     *code = rc;
@@ -1038,8 +1044,8 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
                                size_t errlen)
 {
     char perr[200];
-    oe_json_doc *doc = oe_json_parse(buf, len, 0, perr, sizeof perr);
-    if (!doc) {
+    oe_json_doc *doc;
+    if (oe_json_parse(buf, len, 0, &doc, perr, sizeof perr) != 0) {
         set_err(err, errlen, "receipt is not valid JSON: %s", perr);
         return -1;
     }

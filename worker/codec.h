@@ -45,6 +45,8 @@ typedef enum oe_decode_result {
                            *code and detail say why; req holds what could be
                            read (action, nonce) for the rejection receipt */
     OE_DECODE_DEAD,     /* cannot be decoded at all: dead-letter it */
+    OE_DECODE_NOMEM,    /* memory ran out: no verdict at all; the message
+                           must be decoded again later, nothing recorded */
 } oe_decode_result;
 
 /* Decodes one request message of len bytes (at most OE_REQUEST_MAX_BYTES).

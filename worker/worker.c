@@ -1,3 +1,18 @@
+/* The Kafka worker (worker.h): one consumer-group member.
+ *
+ * Threads: everything here runs on the worker thread (worker_main), apart
+ * from oe_worker_new/start/stop/free (the caller's thread, before and after
+ * it runs), the rebalance and delivery callbacks (librdkafka calls them on
+ * the worker thread, inside poll and flush) and oe_worker_ready/failed
+ * (any thread; they read atomics and, once failed is set, fail_reason).
+ *
+ * Memory: the batch in hand is an array of slots, one per message, reused
+ * from batch to batch. A slot owns its librdkafka message until the batch
+ * ends and its decoded request; the request's JSON document (the bulk of a
+ * request's memory) is freed as soon as the engine has answered, and a
+ * batch stops growing at OE_WORKER_BATCH_BYTES of messages, so a batch's
+ * memory is bounded whatever its producers send.
+ */
 #include "worker.h"
 
 #include <errno.h>
@@ -10,10 +25,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/clock.h"
+#include "engine/ids.h"
+#include "engine/status.h"
 #include "worker/codec.h"
-
-/* What a message of the batch became after decoding. */
-enum { SLOT_REQUEST, SLOT_DEAD };
 
 /* Delivery state of a slot's receipt or dead letter. */
 enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
@@ -29,6 +44,17 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
  * before it is left uncommitted (it is re-delivered later). */
 #define STOP_GRACE_SECONDS 10
 
+/* One message of the batch in hand, from poll to commit. */
+typedef struct batch_slot {
+    rd_kafka_message_t *msg;  /* owned until the batch ends */
+    int dead;                 /* undecodable: published to the DLQ as it came */
+    oe_batch_item item;       /* !dead: the request and the engine's outcome */
+    char detail[512];         /* why decoding failed (dead letter or rejection) */
+    int delivery;             /* DELIVERY_* of its receipt or dead letter */
+    int truncate;             /* dead letter too large: send headers only */
+    rd_kafka_resp_err_t error; /* why its last delivery failed */
+} batch_slot;
+
 struct oe_worker {
     oe_worker_config cfg;
     rd_kafka_t *consumer;
@@ -41,48 +67,20 @@ struct oe_worker {
     char fail_reason[512];
     atomic_int assigned;      /* partitions currently assigned */
 
-    /* The batch in hand. Arrays of batch_max entries, reused. */
-    rd_kafka_message_t **msgs;
+    /* The batch in hand: batch_max slots, reused; n in use. */
+    batch_slot *slots;
     size_t n;
-    int *kind;                /* SLOT_REQUEST or SLOT_DEAD */
-    size_t *engine_index;     /* SLOT_REQUEST: index into the engine arrays */
-    int *delivery;            /* DELIVERY_* */
-    oe_request *reqs;         /* engine arrays: requests in batch order */
-    oe_error_code *codes;
-    char (*details)[512];
-    const char **detail_ptrs;
-    oe_outcome *outs;
+    size_t bytes;             /* message bytes in the batch */
+    oe_batch_item **todo;     /* the engine's view: items of the slots not dead */
     oe_buf encoded;           /* scratch for one encoded receipt */
     rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
     uintptr_t generation;     /* of the batch being published */
-    int *truncate;            /* dead letter too large: send headers only */
-    rd_kafka_resp_err_t *slot_error; /* why a slot's last delivery failed */
     rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
 };
 
-static double monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double wall_clock(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-__attribute__((format(printf, 2, 3))) static void fail(oe_worker *w, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, const char *fmt,
+                                                              ...)
 {
     if (atomic_load(&w->failed))
         return;
@@ -106,10 +104,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if ((tag >> SLOT_BITS) != (w->generation & (UINTPTR_MAX >> SLOT_BITS)) || slot >= w->n)
         return;
     if (m->err) {
-        w->delivery[slot] = DELIVERY_FAILED;
-        w->slot_error[slot] = w->delivery_error = m->err;
+        w->slots[slot].delivery = DELIVERY_FAILED;
+        w->slots[slot].error = w->delivery_error = m->err;
     } else {
-        w->delivery[slot] = DELIVERY_OK;
+        w->slots[slot].delivery = DELIVERY_OK;
     }
 }
 
@@ -120,15 +118,17 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
 {
     size_t keep = 0;
     for (size_t i = 0; i < w->n; i++) {
-        rd_kafka_message_t *m = w->msgs[i];
+        rd_kafka_message_t *m = w->slots[i].msg;
         int revoked = 0;
         for (int k = 0; k < parts->cnt && !revoked; k++)
             revoked = parts->elems[k].partition == m->partition &&
                       strcmp(parts->elems[k].topic, rd_kafka_topic_name(m->rkt)) == 0;
-        if (revoked)
+        if (revoked) {
+            w->bytes -= m->len;
             rd_kafka_message_destroy(m);
-        else
-            w->msgs[keep++] = m;
+        } else {
+            w->slots[keep++].msg = m;
+        }
     }
     w->n = keep;
 }
@@ -190,7 +190,7 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             continue;
         }
         rd_kafka_headers_destroy(headers);
-        w->slot_error[slot] = w->delivery_error = err;
+        w->slots[slot].error = w->delivery_error = err;
         return -1;
     }
 }
@@ -210,38 +210,45 @@ static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
     return out;
 }
 
-/* Produces the receipt (or dead letter) of slot i. */
+/* Produces the receipt (or dead letter) of slot i. Every field either is
+ * bounded by validation or is cut here (oe_echo_cut), so that a receipt of
+ * any request fits one Kafka message: a hostile 1 MB nonce must not make
+ * the receipt unpublishable and stop every worker that owns its partition. */
 static int produce_slot(oe_worker *w, size_t i)
 {
-    const rd_kafka_message_t *m = w->msgs[i];
+    batch_slot *sl = &w->slots[i];
+    const rd_kafka_message_t *m = sl->msg;
     const oe_kafka_settings *k = w->cfg.kafka;
-    if (w->kind[i] == SLOT_DEAD) {
+    char key[OE_ECHO_MAX_BYTES + 1];
+    if (sl->dead) {
         rd_kafka_headers_t *h = rd_kafka_headers_new(4);
         char num[32];
-        const char *reason = w->details[i];
-        rd_kafka_header_add(h, "openexec.error", -1, reason, -1);
+        rd_kafka_header_add(h, "openexec.error", -1, sl->detail, -1);
         rd_kafka_header_add(h, "openexec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
         snprintf(num, sizeof num, "%d", (int)m->partition);
         rd_kafka_header_add(h, "openexec.source.partition", -1, num, -1);
         snprintf(num, sizeof num, "%lld", (long long)m->offset);
         rd_kafka_header_add(h, "openexec.source.offset", -1, num, -1);
-        if (w->truncate[i]) {
+        size_t keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
+        if (sl->truncate) {
             /* Too large to publish again: the headers say where the
              * original still is. */
             snprintf(num, sizeof num, "%zu", m->len);
             rd_kafka_header_add(h, "openexec.truncated.size", -1, num, -1);
-            return produce(w, k->dlq_topic, m->key, m->key_len, NULL, 0, h, i);
+            return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, NULL, 0, h, i);
         }
-        return produce(w, k->dlq_topic, m->key, m->key_len, m->payload, m->len, h, i);
+        return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, m->payload, m->len, h, i);
     }
-    size_t j = w->engine_index[i];
-    const oe_request *r = &w->reqs[j];
-    const oe_outcome *o = &w->outs[j];
+    const oe_request *r = &sl->item.req;
+    const oe_outcome *o = &sl->item.out;
     int rejected = o->status == OE_STATUS_REJECTED;
+    char nonce[OE_ECHO_MAX_BYTES + 1], action[OE_ECHO_MAX_BYTES + 1];
+    oe_echo_cut(r->nonce ? r->nonce : "", r->nonce ? strlen(r->nonce) : 0, nonce);
+    oe_echo_cut(r->action ? r->action : "", r->action ? strlen(r->action) : 0, action);
     oe_receipt_fields f = {
         .id = rejected ? NULL : o->id,
-        .nonce = r->nonce ? r->nonce : "",
-        .action = r->action ? r->action : "",
+        .nonce = nonce,
+        .action = action,
         .request_hash = o->request_hash,
         .status = o->status,
         .approved = o->approved,
@@ -255,14 +262,20 @@ static int produce_slot(oe_worker *w, size_t i)
     oe_buf_reset(&w->encoded);
     if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) != 0) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
-        fail(w, "cannot encode the receipt of nonce %.64s: %s", f.nonce, err);
+        worker_fail(w, "cannot encode the receipt of nonce %.64s: %s", f.nonce, err);
         return -1;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
      * partition; a request without a readable nonce keeps its own key. */
-    const void *key = f.nonce[0] ? f.nonce : m->key;
-    size_t keylen = f.nonce[0] ? strlen(f.nonce) : m->key_len;
-    return produce(w, k->receipts_topic, key, keylen, w->encoded.data, w->encoded.len,
+    size_t keylen;
+    const void *kp = nonce;
+    if (nonce[0]) {
+        keylen = strlen(nonce);
+    } else {
+        keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
+        kp = m->key ? key : NULL;
+    }
+    return produce(w, k->receipts_topic, kp, keylen, w->encoded.data, w->encoded.len,
                    receipt_headers(m), i);
 }
 
@@ -287,17 +300,17 @@ static int permanent_error(rd_kafka_resp_err_t err)
  * worker stops and the grace period is over, or after max seconds. */
 static void wait_deliveries(oe_worker *w, double max, double *give_up)
 {
-    double end = monotonic() + max;
+    double end = oe_monotonic() + max;
     for (;;) {
         size_t pending = 0;
         for (size_t i = 0; i < w->n; i++)
-            pending += w->delivery[i] == DELIVERY_PENDING;
-        if (pending == 0 || monotonic() > end)
+            pending += w->slots[i].delivery == DELIVERY_PENDING;
+        if (pending == 0 || oe_monotonic() > end)
             return;
         if (!atomic_load(&w->running)) {
             if (*give_up == 0)
-                *give_up = monotonic() + STOP_GRACE_SECONDS;
-            else if (monotonic() > *give_up)
+                *give_up = oe_monotonic() + STOP_GRACE_SECONDS;
+            else if (oe_monotonic() > *give_up)
                 return;
         }
         rd_kafka_flush(w->producer, 200);
@@ -315,34 +328,35 @@ static int publish_batch(oe_worker *w, int once)
 {
     w->generation++;
     for (size_t i = 0; i < w->n; i++) {
-        w->delivery[i] = DELIVERY_PENDING;
-        w->truncate[i] = 0;
-        w->slot_error[i] = RD_KAFKA_RESP_ERR_NO_ERROR;
+        w->slots[i].delivery = DELIVERY_PENDING;
+        w->slots[i].truncate = 0;
+        w->slots[i].error = RD_KAFKA_RESP_ERR_NO_ERROR;
     }
     long backoff = 100;
     double give_up = 0;
     for (int attempt = 0;; attempt++) {
         for (size_t i = 0; i < w->n; i++) {
-            if (w->delivery[i] == DELIVERY_OK)
+            if (w->slots[i].delivery == DELIVERY_OK)
                 continue;
             if (attempt > 0)
                 atomic_fetch_add(&w->cfg.metrics->delivery_retries, 1);
-            w->delivery[i] = DELIVERY_PENDING;
+            w->slots[i].delivery = DELIVERY_PENDING;
             if (produce_slot(w, i) != 0)
-                w->delivery[i] = DELIVERY_FAILED;
+                w->slots[i].delivery = DELIVERY_FAILED;
             if (atomic_load(&w->failed))
                 return -1;
         }
         wait_deliveries(w, 60, &give_up);
         size_t ok = 0, permanent = 0;
         for (size_t i = 0; i < w->n; i++) {
-            ok += w->delivery[i] == DELIVERY_OK;
-            rd_kafka_resp_err_t e = w->slot_error[i];
-            if (w->delivery[i] == DELIVERY_FAILED && permanent_error(e)) {
-                if (w->kind[i] == SLOT_DEAD && !w->truncate[i] &&
+            batch_slot *sl = &w->slots[i];
+            ok += sl->delivery == DELIVERY_OK;
+            rd_kafka_resp_err_t e = sl->error;
+            if (sl->delivery == DELIVERY_FAILED && permanent_error(e)) {
+                if (sl->dead && !sl->truncate &&
                     (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
                      e == RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE))
-                    w->truncate[i] = 1;
+                    sl->truncate = 1;
                 else
                     permanent++;
             }
@@ -351,12 +365,12 @@ static int publish_batch(oe_worker *w, int once)
             return 0;
         char errstr[512];
         if (rd_kafka_fatal_error(w->producer, errstr, sizeof errstr)) {
-            fail(w, "fatal producer error: %s", errstr);
+            worker_fail(w, "fatal producer error: %s", errstr);
             return -1;
         }
         if (permanent) {
-            fail(w, "%zu receipts cannot be published: %s", permanent,
-                 rd_kafka_err2str(w->delivery_error));
+            worker_fail(w, "%zu receipts cannot be published: %s", permanent,
+                        rd_kafka_err2str(w->delivery_error));
             return -1;
         }
         if (once)
@@ -365,13 +379,13 @@ static int publish_batch(oe_worker *w, int once)
          * uncommitted: it is re-delivered and answered from the store. */
         if (!atomic_load(&w->running)) {
             if (give_up == 0)
-                give_up = monotonic() + STOP_GRACE_SECONDS;
-            else if (monotonic() > give_up)
+                give_up = oe_monotonic() + STOP_GRACE_SECONDS;
+            else if (oe_monotonic() > give_up)
                 return -1;
         }
         fprintf(stderr, "openexec: worker: %zu of %zu deliveries failed (%s); retrying in %ld ms\n",
                 w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
-        sleep_ms(backoff);
+        oe_sleep_ms(backoff);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
 }
@@ -381,7 +395,7 @@ static rd_kafka_topic_partition_list_t *batch_offsets(oe_worker *w)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
     for (size_t i = 0; i < w->n; i++) {
-        const rd_kafka_message_t *m = w->msgs[i];
+        const rd_kafka_message_t *m = w->slots[i].msg;
         rd_kafka_topic_partition_t *p =
             rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(m->rkt), m->partition);
         if (!p)
@@ -407,9 +421,41 @@ static void commit_offsets(oe_worker *w)
             err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
             err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE)
             break;
-        sleep_ms(100L << attempt);
+        oe_sleep_ms(100L << attempt);
     }
     rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* What to do after a transactional call, as librdkafka documents it:
+ * retriable errors call the same function again (with backoff), abortable
+ * ones abort the transaction and publish the batch again in a new one, and
+ * fatal errors, or errors that are neither retriable nor abortable, stop the
+ * worker (the batch stays uncommitted). */
+typedef enum { TXN_OK, TXN_RETRY, TXN_ABORT, TXN_STOP } txn_action;
+
+/* Classifies e (NULL: success) and takes ownership of it; on TXN_RETRY it
+ * has already waited *delay ms. A stopping worker does not retry. */
+static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *e, long *delay)
+{
+    if (!e)
+        return TXN_OK;
+    txn_action a = rd_kafka_error_is_fatal(e)              ? TXN_STOP
+                   : rd_kafka_error_is_retriable(e)        ? TXN_RETRY
+                   : rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT
+                                                           : TXN_STOP;
+    if (a == TXN_RETRY && !atomic_load(&w->running))
+        a = TXN_ABORT;
+    fprintf(stderr, "openexec: worker: %s: %s (%s)\n", call, rd_kafka_error_string(e),
+            a == TXN_RETRY ? "retrying" : a == TXN_ABORT ? "aborting" : "stopping");
+    if (a == TXN_STOP)
+        worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
+                    rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
+    rd_kafka_error_destroy(e);
+    if (a == TXN_RETRY) {
+        oe_sleep_ms(*delay);
+        *delay = *delay * 2 > 5000 ? 5000 : *delay * 2;
+    }
+    return a;
 }
 
 /* Transactional publish: receipts and offsets commit atomically on brokers
@@ -419,112 +465,168 @@ static void commit_offsets(oe_worker *w)
  * consumers) or the worker must stop (w->failed). */
 static int publish_transactional(oe_worker *w)
 {
-    rd_kafka_error_t *e = rd_kafka_begin_transaction(w->producer);
-    if (e)
-        goto error;
-    if (publish_batch(w, 1) != 0)
+    txn_action a;
+    long delay = 100;
+    while ((a = txn_outcome(w, "begin transaction", rd_kafka_begin_transaction(w->producer),
+                            &delay)) == TXN_RETRY)
+        ;
+    if (a != TXN_OK)
+        return -1; /* nothing begun: stopping, or a begin that cannot succeed */
+    if (publish_batch(w, 1) != 0) {
+        if (atomic_load(&w->failed))
+            return -1;
         goto abort;
+    }
     rd_kafka_topic_partition_list_t *offsets = batch_offsets(w);
     rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(w->consumer);
-    e = rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta, 30000);
+    delay = 100;
+    while ((a = txn_outcome(w, "send offsets to transaction",
+                            rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta, 30000),
+                            &delay)) == TXN_RETRY)
+        ;
     rd_kafka_consumer_group_metadata_destroy(meta);
     rd_kafka_topic_partition_list_destroy(offsets);
-    if (e)
-        goto error;
-    e = rd_kafka_commit_transaction(w->producer, 60000);
-    if (e)
-        goto error;
-    return 0;
-error:
-    fprintf(stderr, "openexec: worker: transaction: %s\n", rd_kafka_error_string(e));
-    if (rd_kafka_error_is_fatal(e)) {
-        fail(w, "fatal transaction error: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return -1;
+    if (a == TXN_OK) {
+        delay = 100;
+        while ((a = txn_outcome(w, "commit transaction",
+                                rd_kafka_commit_transaction(w->producer, 60000), &delay)) ==
+               TXN_RETRY)
+            ;
+        if (a == TXN_OK)
+            return 0;
     }
-    rd_kafka_error_destroy(e);
+    if (a == TXN_STOP)
+        return -1;
 abort:
     fprintf(stderr, "openexec: worker: aborting the transaction of a batch of %zu (%s); "
                     "publishing it again\n",
             w->n, rd_kafka_err2str(w->delivery_error));
-    e = rd_kafka_abort_transaction(w->producer, 30000);
-    if (e) {
-        fail(w, "cannot abort a transaction: %s", rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
-        return -1;
-    }
+    delay = 100;
+    while ((a = txn_outcome(w, "abort transaction", rd_kafka_abort_transaction(w->producer, 30000),
+                            &delay)) == TXN_RETRY)
+        ;
+    /* Abortable while aborting cannot go on; while stopping, the broker
+     * aborts the open transaction when the producer is gone. */
+    if (a == TXN_ABORT && atomic_load(&w->running))
+        worker_fail(w, "cannot abort a transaction");
     return -1;
 }
 
-/* Decodes the batch, runs the engine (one SQLite transaction), publishes,
- * commits. */
-static void process_batch(oe_worker *w)
+/* Decodes every message of the batch into its slot. Returns OE_OK, or
+ * OE_ENOMEM when a decoder ran out of memory: there is then no verdict on
+ * that message, and none may be recorded or published. */
+static int decode_batch(oe_worker *w, size_t *ne)
 {
-    size_t ne = 0;
+    *ne = 0;
     for (size_t i = 0; i < w->n; i++) {
-        rd_kafka_message_t *m = w->msgs[i];
-        oe_error_code code = OE_ERR_NONE;
-        char *detail = w->details[i];
-        detail[0] = '\0';
-        oe_request *r = &w->reqs[ne];
-        oe_decode_result res =
-            oe_codec_decode_request(w->codec, m->payload, m->len, r, &code, detail, 512);
+        batch_slot *sl = &w->slots[i];
+        rd_kafka_message_t *m = sl->msg;
+        oe_batch_item *it = &sl->item;
+        sl->detail[0] = '\0';
+        sl->dead = 0;
+        it->decode_error = OE_ERR_NONE;
+        it->decode_detail = sl->detail;
+        oe_decode_result res = oe_codec_decode_request(w->codec, m->payload, m->len, &it->req,
+                                                       &it->decode_error, sl->detail,
+                                                       sizeof sl->detail);
+        if (res == OE_DECODE_NOMEM)
+            return OE_ENOMEM;
         if (res == OE_DECODE_DEAD) {
-            oe_request_clear(r);
-            w->kind[i] = SLOT_DEAD;
-            atomic_fetch_add(&w->cfg.metrics->dead_letters, 1);
+            oe_request_clear(&it->req);
+            sl->dead = 1;
             continue;
         }
-        w->kind[i] = SLOT_REQUEST;
-        w->engine_index[i] = ne;
-        w->codes[ne] = res == OE_DECODE_OK ? OE_ERR_NONE : code;
-        w->detail_ptrs[ne] = detail;
-        ne++;
+        if (res == OE_DECODE_OK)
+            it->decode_error = OE_ERR_NONE;
+        w->todo[(*ne)++] = it;
     }
+    return OE_OK;
+}
+
+static void clear_requests(oe_worker *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (!w->slots[i].dead)
+            oe_request_clear(&w->slots[i].item.req);
+}
+
+/* Decodes the batch and runs the engine (one store transaction), retrying
+ * resource failures (memory, the store) with backoff: they are no verdict,
+ * so nothing of the batch is recorded until they pass. Returns the number
+ * of requests for the engine, or -1 when the worker stops. */
+static long execute_batch(oe_worker *w)
+{
     char err[512];
-    double t0 = monotonic();
     long backoff = 100;
     for (int attempt = 0;; attempt++) {
-        if (oe_engine_process(w->cfg.engine, w->reqs, w->codes, w->detail_ptrs, ne, wall_clock(),
-                              w->outs, err, sizeof err) == 0)
-            break;
+        size_t ne = 0;
+        int rc = decode_batch(w, &ne);
+        if (rc == OE_ENOMEM)
+            snprintf(err, sizeof err, "out of memory while decoding");
+        else
+            rc = oe_engine_process(w->cfg.engine, w->todo, ne, oe_wall_clock(), err, sizeof err);
+        if (rc == OE_OK)
+            return (long)ne;
+        clear_requests(w);
         atomic_fetch_add(&w->cfg.metrics->store_errors, 1);
-        fprintf(stderr, "openexec: worker: store: %s\n", err);
-        if (attempt == 5) {
-            fail(w, "the store keeps failing: %s", err);
-            goto done;
+        fprintf(stderr, "openexec: worker: batch of %zu not executed (%s): %s\n", w->n,
+                oe_strerror(rc), err);
+        if (attempt == 5 || !atomic_load(&w->running)) {
+            if (atomic_load(&w->running))
+                worker_fail(w, "%s keeps failing: %s",
+                            rc == OE_ESTORE ? "the ledger" : "memory", err);
+            return -1;
         }
-        sleep_ms(backoff);
+        oe_sleep_ms(backoff);
         backoff *= 2;
     }
-    oe_metrics_batch(w->cfg.metrics, w->outs, ne, monotonic() - t0);
+}
+
+/* Decodes the batch, runs the engine, publishes, commits. */
+static void process_batch(oe_worker *w)
+{
+    double t0 = oe_monotonic();
+    long ne = execute_batch(w);
+    if (ne < 0)
+        return;
+    /* The documents are the bulk of a request's memory; receipts need only
+     * the names, the outcome and the message. Free them now. */
+    for (size_t i = 0; i < w->n; i++)
+        if (!w->slots[i].dead)
+            oe_request_drop_payload(&w->slots[i].item.req);
+    oe_metrics_batch(w->cfg.metrics, w->todo, (size_t)ne, oe_monotonic() - t0);
     atomic_store(&w->cfg.metrics->last_batch_size, (long long)w->n);
 
+    int published = 0;
     if (w->cfg.kafka->transactions) {
-        long delay = 100;
-        while (publish_transactional(w) != 0) {
+        for (long delay = 100;;) {
+            if (publish_transactional(w) == 0) {
+                published = 1;
+                break;
+            }
             /* Stopping or failed: leave the batch uncommitted. */
             if (atomic_load(&w->failed) || !atomic_load(&w->running))
-                goto done;
-            sleep_ms(delay);
+                break;
+            oe_sleep_ms(delay);
             delay = delay * 2 > 5000 ? 5000 : delay * 2;
         }
     } else {
-        if (publish_batch(w, 0) != 0)
-            goto done; /* not committed: re-delivered later */
-        commit_offsets(w);
+        published = publish_batch(w, 0) == 0;
+        if (published)
+            commit_offsets(w);
     }
-    atomic_fetch_add(&w->cfg.metrics->receipts_produced, w->n);
-done:
-    for (size_t j = 0; j < ne; j++)
-        oe_request_clear(&w->reqs[j]);
+    if (published) {
+        atomic_fetch_add(&w->cfg.metrics->receipts_produced, (unsigned long long)ne);
+        atomic_fetch_add(&w->cfg.metrics->dead_letters, w->n - (size_t)ne);
+    }
+    clear_requests(w);
 }
 
 /* Sums (high watermark - position) over the assignment, about once a
  * second. */
 static void update_lag(oe_worker *w)
 {
-    double now = monotonic();
+    double now = oe_monotonic();
     if (now - w->last_lag_update < 1.0)
         return;
     w->last_lag_update = now;
@@ -549,12 +651,15 @@ static void update_lag(oe_worker *w)
 }
 
 /* Gathers a batch: waits up to 100 ms for a first message, then takes
- * whatever is already fetched, up to batch_max. */
+ * whatever is already fetched, up to batch_max messages or
+ * OE_WORKER_BATCH_BYTES of them (the message that passes the budget is the
+ * last one taken). */
 static void gather(oe_worker *w)
 {
     w->n = 0;
+    w->bytes = 0;
     int timeout = 100;
-    while (w->n < w->cfg.batch_max) {
+    while (w->n < w->cfg.batch_max && w->bytes < OE_WORKER_BATCH_BYTES) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, timeout);
         if (!m)
             break;
@@ -563,14 +668,15 @@ static void gather(oe_worker *w)
             if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
                 char errstr[512];
                 rd_kafka_fatal_error(w->consumer, errstr, sizeof errstr);
-                fail(w, "fatal consumer error: %s", errstr);
+                worker_fail(w, "fatal consumer error: %s", errstr);
             } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 fprintf(stderr, "openexec: worker: consumer: %s\n", rd_kafka_message_errstr(m));
             }
             rd_kafka_message_destroy(m);
             continue;
         }
-        w->msgs[w->n++] = m;
+        w->bytes += m->len;
+        w->slots[w->n++].msg = m;
     }
 }
 
@@ -596,34 +702,27 @@ static void *worker_main(void *arg)
         gather(w);
         if (w->n > 0)
             process_batch(w);
-        for (size_t i = 0; i < w->n; i++)
-            rd_kafka_message_destroy(w->msgs[i]);
+        for (size_t i = 0; i < w->n; i++) {
+            rd_kafka_message_destroy(w->slots[i].msg);
+            w->slots[i].msg = NULL;
+        }
         w->n = 0;
         update_lag(w);
     }
     return NULL;
 }
 
-static void free_arrays(oe_worker *w)
+static void free_slots(oe_worker *w)
 {
-    if (w->outs)
+    if (w->slots)
         for (size_t i = 0; i < w->cfg.batch_max; i++)
-            oe_outcome_clear(&w->outs[i]);
-    free(w->msgs);
-    free(w->kind);
-    free(w->engine_index);
-    free(w->delivery);
-    free(w->truncate);
-    free(w->slot_error);
-    free(w->reqs);
-    free(w->codes);
-    free(w->details);
-    free(w->detail_ptrs);
-    free(w->outs);
+            oe_outcome_clear(&w->slots[i].item.out);
+    free(w->slots);
+    free(w->todo);
     oe_buf_free(&w->encoded);
 }
 
-int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
+int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
 {
     int rc = -1;
     oe_worker *w = calloc(1, sizeof *w);
@@ -636,33 +735,32 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         w->cfg.batch_max = 5000;
     size_t n = w->cfg.batch_max;
     oe_buf_init(&w->encoded, 0);
-    w->msgs = calloc(n, sizeof *w->msgs);
-    w->kind = calloc(n, sizeof *w->kind);
-    w->engine_index = calloc(n, sizeof *w->engine_index);
-    w->delivery = calloc(n, sizeof *w->delivery);
-    w->truncate = calloc(n, sizeof *w->truncate);
-    w->slot_error = calloc(n, sizeof *w->slot_error);
-    w->reqs = calloc(n, sizeof *w->reqs);
-    w->codes = calloc(n, sizeof *w->codes);
-    w->details = calloc(n, sizeof *w->details);
-    w->detail_ptrs = calloc(n, sizeof *w->detail_ptrs);
-    w->outs = calloc(n, sizeof *w->outs);
-    if (!w->msgs || !w->kind || !w->engine_index || !w->delivery || !w->truncate ||
-        !w->slot_error || !w->reqs || !w->codes || !w->details || !w->detail_ptrs || !w->outs) {
+    w->slots = calloc(n, sizeof *w->slots);
+    w->todo = calloc(n, sizeof *w->todo);
+    if (!w->slots || !w->todo) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
     for (size_t i = 0; i < n; i++)
-        oe_outcome_init(&w->outs[i]);
+        oe_outcome_init(&w->slots[i].item.out);
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
 
     const oe_kafka_settings *k = cfg->kafka;
+    /* The consumer's prefetch is bounded too: at most
+     * OE_WORKER_PREFETCH_KBYTES queued, fetched OE_WORKER_FETCH_BYTES at a
+     * time, so that with the batch budget a worker's memory has a ceiling
+     * whatever the size of the messages on the topic. */
+    char prefetch[32], fetch[32];
+    snprintf(prefetch, sizeof prefetch, "%d", OE_WORKER_PREFETCH_KBYTES);
+    snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
     const char *consumer_defaults[] = {
         "auto.offset.reset", "earliest",
         "partition.assignment.strategy", "cooperative-sticky",
         "fetch.wait.max.ms", "5", /* low latency for the HTTP bridge */
         "session.timeout.ms", "10000",
+        "queued.max.messages.kbytes", prefetch,
+        "fetch.max.bytes", fetch,
         NULL,
     };
     const char *consumer_forced[] = {
@@ -705,26 +803,32 @@ int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, siz
             goto error;
         }
     }
+    *out = w;
+    return 0;
+error:
+    oe_worker_free(w);
+    return rc;
+}
+
+int oe_worker_start(oe_worker *w, char *err, size_t errlen)
+{
+    const oe_kafka_settings *k = w->cfg.kafka;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, k->requests_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t rerr = rd_kafka_subscribe(w->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (rerr) {
         snprintf(err, errlen, "subscribe to %s: %s", k->requests_topic, rd_kafka_err2str(rerr));
-        goto error;
+        return -1;
     }
     atomic_store(&w->running, 1);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        atomic_store(&w->running, 0);
         snprintf(err, errlen, "cannot start the worker thread");
-        goto error;
+        return -1;
     }
     w->thread_started = 1;
-    *out = w;
     return 0;
-error:
-    atomic_store(&w->running, 0);
-    oe_worker_stop(w);
-    return rc;
 }
 
 int oe_worker_ready(oe_worker *w, char *reason, size_t len)
@@ -754,20 +858,29 @@ void oe_worker_stop(oe_worker *w)
     if (!w)
         return;
     atomic_store(&w->running, 0);
-    if (w->thread_started)
+    if (w->thread_started) {
         pthread_join(w->thread, NULL);
-    if (w->consumer) {
-        rd_kafka_consumer_close(w->consumer); /* leaves the group */
-        rd_kafka_destroy(w->consumer);
+        w->thread_started = 0;
     }
+    if (w->consumer)
+        rd_kafka_consumer_close(w->consumer); /* leaves the group */
+    if (w->producer)
+        rd_kafka_flush(w->producer, 10000);
+}
+
+void oe_worker_free(oe_worker *w)
+{
+    if (!w)
+        return;
+    oe_worker_stop(w);
+    if (w->consumer)
+        rd_kafka_destroy(w->consumer);
     for (size_t i = 0; i < 2; i++)
         if (w->out_topics[i])
             rd_kafka_topic_destroy(w->out_topics[i]);
-    if (w->producer) {
-        rd_kafka_flush(w->producer, 10000);
+    if (w->producer)
         rd_kafka_destroy(w->producer);
-    }
     oe_codec_free(w->codec);
-    free_arrays(w);
+    free_slots(w);
     free(w);
 }

@@ -28,13 +28,25 @@ typedef struct oe_worker_config {
 
 typedef struct oe_worker oe_worker;
 
-/* oe_worker_start's result when librdkafka refused the configuration. */
+/* Memory bounds of a worker (besides batch_max): a batch stops growing once
+ * its messages reach OE_WORKER_BATCH_BYTES, and librdkafka prefetches at
+ * most OE_WORKER_PREFETCH_KBYTES, OE_WORKER_FETCH_BYTES per fetch. With the
+ * JSON node cap (engine/json.h) a worker stays within a few hundred MiB
+ * whatever its producers send. */
+#define OE_WORKER_BATCH_BYTES ((size_t)16 << 20)
+#define OE_WORKER_PREFETCH_KBYTES 16384
+#define OE_WORKER_FETCH_BYTES (8 << 20)
+
+/* oe_worker_new's result when librdkafka refused the configuration. */
 #define OE_WORKER_CONFIG_ERROR (-2)
 
-/* Creates the consumer and producer and starts the worker thread. Returns 0,
- * OE_WORKER_CONFIG_ERROR, or -1 (a run-time failure, e.g. the transaction
- * coordinator did not answer), with a reason in err. */
-int oe_worker_start(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
+/* Creates the consumer and producer (and, with transactions, initialises
+ * them). Returns 0, OE_WORKER_CONFIG_ERROR, or -1 (a run-time failure, e.g.
+ * the transaction coordinator did not answer), with a reason in err. */
+int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
+
+/* Subscribes and starts the worker thread. Returns 0 or -1 with a reason. */
+int oe_worker_start(oe_worker *w, char *err, size_t errlen);
 
 /* 1 once the consumer has partitions assigned; else 0 with a reason. */
 int oe_worker_ready(oe_worker *w, char *reason, size_t len);
@@ -43,8 +55,11 @@ int oe_worker_ready(oe_worker *w, char *reason, size_t len);
  * err); the service should then exit 1. */
 int oe_worker_failed(oe_worker *w, char *err, size_t errlen);
 
-/* Drains: finishes the batch in hand, commits, leaves the group, joins the
- * thread and frees everything. NULL is allowed. */
+/* Drains: finishes the batch in hand (or leaves it uncommitted), joins the
+ * thread, leaves the group and flushes the producer. NULL is allowed. */
 void oe_worker_stop(oe_worker *w);
+
+/* Stops if needed and frees everything. NULL is allowed. */
+void oe_worker_free(oe_worker *w);
 
 #endif

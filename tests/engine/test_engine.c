@@ -45,13 +45,17 @@ static void close_fixture(fixture *f)
 /* Runs one JSON body at time now; fills o (initialised by the caller). */
 static void run_body(fixture *f, const char *body, double now, oe_outcome *o)
 {
-    oe_request r;
+    oe_batch_item item = {0};
+    oe_batch_item *items[1] = {&item};
     char reason[300], err[300];
-    oe_error_code code = oe_request_from_json(body, strlen(body), &r, reason, sizeof reason);
-    const char *details[1] = {reason};
-    if (oe_engine_process(f->engine, &r, &code, details, 1, now, o, err, sizeof err) != 0)
+    item.decode_error = (oe_error_code)test_request_from_json(body, strlen(body), &item.req,
+                                                              reason, sizeof reason);
+    item.decode_detail = reason;
+    item.out = *o; /* the caller's outcome, handed back below */
+    if (oe_engine_process(f->engine, items, 1, now, err, sizeof err) != 0)
         OE_FAIL_("process: %s", err);
-    oe_request_clear(&r);
+    *o = item.out;
+    oe_request_clear(&item.req);
 }
 
 static const oe_engine_config demo = {.tenant = "", .allowed_actions = ""};
@@ -124,10 +128,10 @@ static void test_allow_list(void)
     char path[128];
     db_path(path, sizeof path);
     oe_engine_config cfg = demo;
-    cfg.allowed_actions = " echo , ec";
+    cfg.allowed_actions = " echo ,, ";
     fixture f;
     open_fixture(&f, path, &cfg);
-    ASSERT_STREQ(oe_engine_allowed_actions(f.engine), " echo , ec");
+    ASSERT_STREQ(oe_engine_allowed_actions(f.engine), " echo ,, ");
     oe_outcome o;
     oe_outcome_init(&o);
     run_body(&f, "{\"action\":\"echo\",\"nonce\":\"a\"}", 1, &o);
@@ -135,13 +139,76 @@ static void test_allow_list(void)
     run_body(&f, "{\"action\":\"add\",\"nonce\":\"b\"}", 1, &o);
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     ASSERT_CONTAINS(o.detail, "not allowed");
-    /* Substrings of allowed names are not allowed. */
+    /* Substrings of allowed names are not allowed, nor unknown names (the
+     * allow-list comes before the action lookup, SPEC §7). */
     run_body(&f, "{\"action\":\"ech\",\"nonce\":\"c\"}", 1, &o);
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     run_body(&f, "{\"action\":\"ec\",\"nonce\":\"d\"}", 1, &o);
-    ASSERT_EQ(o.error, OE_ERR_UNKNOWN_ACTION);
+    ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     oe_outcome_clear(&o);
     close_fixture(&f);
+}
+
+/* Regression: the allow-list was a ",a,b," string searched with strstr, so
+ * ",add" read one byte before a heap block and "add,echo" passed it. */
+static void test_allow_list_exact(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    oe_engine_config cfg = demo;
+    cfg.allowed_actions = "add,echo";
+    fixture f;
+    open_fixture(&f, path, &cfg);
+    oe_outcome o;
+    oe_outcome_init(&o);
+    const char *names[] = {",add", "add,echo", "add,", ",", "echo ", " add", "add\\u0000"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char body[200];
+        snprintf(body, sizeof body, "{\"action\":\"%s\",\"nonce\":\"x%zu\"}", names[i], i);
+        run_body(&f, body, 1, &o);
+        if (i + 1 < sizeof names / sizeof names[0])
+            ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
+        else
+            ASSERT_EQ(o.error, OE_ERR_INVALID_REQUEST); /* NUL in a name */
+    }
+    run_body(&f, "{\"action\":\"add\",\"nonce\":\"ok\"}", 1, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+}
+
+/* Start-up refuses allow-lists that name no registered action exactly. */
+static void test_allow_list_refused(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    oe_store *store;
+    char err[300];
+    if (oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
+        OE_FAIL_("store: %s", err);
+        return;
+    }
+    const struct {
+        const char *list, *reason;
+    } bad[] = {
+        {"echo,ec", "\"ec\" is not a registered action"},
+        {"ad d", "\"ad d\" is not a registered action"},
+        {"add;echo", "\"add;echo\" is not a registered action"},
+        {"add\techo", "is not a registered action"},
+        {",", "names no action"},
+        {" , ,", "names no action"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        oe_engine_config cfg = demo;
+        cfg.allowed_actions = bad[i].list;
+        oe_engine *e = NULL;
+        err[0] = '\0';
+        ASSERT_EQ(oe_engine_new(&cfg, store, &e, err, sizeof err), -1);
+        ASSERT_TRUE(e == NULL);
+        ASSERT_CONTAINS(err, bad[i].reason);
+        ASSERT_CONTAINS(err, "OPENEXEC_ALLOWED_ACTIONS");
+    }
+    oe_store_close(store);
 }
 
 /* A request body with an HMAC artifact signed by secret. */
@@ -150,7 +217,7 @@ static void signed_body(char *out, size_t n, const char *nonce, const char *payl
                         const char *issuer, const char *issued_at, const char *hash_payload)
 {
     char err[200], hash[65], sig[65];
-    oe_json_doc *d = oe_json_parse(hash_payload, strlen(hash_payload), 0, err, sizeof err);
+    oe_json_doc *d = test_json_parse(hash_payload, strlen(hash_payload), 0, err, sizeof err);
     oe_request_hash("echo", 4, oe_json_root(d), hash);
     oe_json_doc_free(d);
     oe_artifact a = {.approval_id = approval_id, .action_hash = hash, .issued_by = issuer,
@@ -256,30 +323,33 @@ static void test_batch(void)
         "{\"action\":\"echo\",\"nonce\":\"b2\"}",
     };
     enum { N = 5 };
-    oe_request reqs[N];
-    oe_error_code codes[N];
+    oe_batch_item items[N];
+    oe_batch_item *ptrs[N];
+    oe_outcome *outs[N];
     char reasons[N][200];
-    const char *details[N];
-    oe_outcome outs[N];
     for (int i = 0; i < N; i++) {
-        codes[i] = oe_request_from_json(bodies[i], strlen(bodies[i]), &reqs[i], reasons[i], 200);
-        details[i] = reasons[i];
-        oe_outcome_init(&outs[i]);
+        memset(&items[i], 0, sizeof items[i]);
+        items[i].decode_error = (oe_error_code)test_request_from_json(
+            bodies[i], strlen(bodies[i]), &items[i].req, reasons[i], 200);
+        items[i].decode_detail = reasons[i];
+        oe_outcome_init(&items[i].out);
+        ptrs[i] = &items[i];
+        outs[i] = &items[i].out;
     }
     char err[300];
-    ASSERT_EQ(oe_engine_process(f.engine, reqs, codes, details, N, 5, outs, err, sizeof err), 0);
-    ASSERT_EQ(outs[0].status, OE_STATUS_EXECUTED);
-    ASSERT_EQ(outs[1].status, OE_STATUS_REPLAYED);
-    ASSERT_STREQ(outs[1].receipt, outs[0].receipt);
-    ASSERT_EQ(outs[2].error, OE_ERR_NONCE_CONFLICT);
-    ASSERT_EQ(outs[3].error, OE_ERR_MALFORMED);
-    ASSERT_CONTAINS(outs[3].detail, "invalid JSON");
-    ASSERT_EQ(outs[4].status, OE_STATUS_EXECUTED);
+    ASSERT_EQ(oe_engine_process(f.engine, ptrs, N, 5, err, sizeof err), 0);
+    ASSERT_EQ(outs[0]->status, OE_STATUS_EXECUTED);
+    ASSERT_EQ(outs[1]->status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(outs[1]->receipt, outs[0]->receipt);
+    ASSERT_EQ(outs[2]->error, OE_ERR_NONCE_CONFLICT);
+    ASSERT_EQ(outs[3]->error, OE_ERR_MALFORMED);
+    ASSERT_CONTAINS(outs[3]->detail, "invalid JSON");
+    ASSERT_EQ(outs[4]->status, OE_STATUS_EXECUTED);
     ASSERT_EQ(oe_store_count_executions(f.store), 2);
     ASSERT_EQ(oe_store_count_rejections(f.store), 2);
     for (int i = 0; i < N; i++) {
-        oe_request_clear(&reqs[i]);
-        oe_outcome_clear(&outs[i]);
+        oe_request_clear(&items[i].req);
+        oe_outcome_clear(&items[i].out);
     }
     close_fixture(&f);
 }
@@ -367,6 +437,8 @@ int main(void)
     }
     RUN_TEST(test_execute_replay_conflict);
     RUN_TEST(test_allow_list);
+    RUN_TEST(test_allow_list_exact);
+    RUN_TEST(test_allow_list_refused);
     RUN_TEST(test_clawshield_checks);
     RUN_TEST(test_batch);
     RUN_TEST(test_two_stores_agree);

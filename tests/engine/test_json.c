@@ -7,6 +7,7 @@
  *                                    COMPACT and DEFAULT dumps (or
  *                                    "ERROR <message>") for each
  */
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "engine/json.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 /* Parses in[0..len) and dumps it; returns a malloc'd string, or NULL with
@@ -30,7 +32,7 @@ static char *dup_exact(const char *in, size_t len)
 static char *canon_n(const char *in, size_t len, oe_json_style style, char *err, size_t errlen)
 {
     char *copy = dup_exact(in, len);
-    oe_json_doc *doc = oe_json_parse(copy, len, 0, err, errlen);
+    oe_json_doc *doc = test_json_parse(copy, len, 0, err, errlen);
     free(copy);
     if (!doc)
         return NULL;
@@ -179,7 +181,7 @@ static void test_prefixes(void)
         for (size_t k = 0; k < len; k++) {
             char *copy = dup_exact(in, k);
             err[0] = '\0';
-            oe_json_doc *doc = oe_json_parse(copy, k, 0, err, sizeof err);
+            oe_json_doc *doc = test_json_parse(copy, k, 0, err, sizeof err);
             if (doc) {
                 oe_buf b;
                 oe_buf_init(&b, 0);
@@ -303,7 +305,7 @@ static void test_reject_table(void)
         char err[256] = "";
         size_t len = c->len ? c->len : strlen(c->in);
         char *copy = dup_exact(c->in, len);
-        oe_json_doc *doc = oe_json_parse(copy, len, 0, err, sizeof err);
+        oe_json_doc *doc = test_json_parse(copy, len, 0, err, sizeof err);
         free(copy);
         if (doc)
             fprintf(stderr, "case %zu [%s] accepted\n", i, c->in);
@@ -319,27 +321,27 @@ static void test_errors_never_overflow(void)
 {
     char err[8];
     memset(err, 'x', sizeof err);
-    ASSERT_TRUE(oe_json_parse("[1,", 3, 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse("[1,", 3, 0, err, sizeof err) == NULL);
     ASSERT_EQ(strlen(err), 7);
-    ASSERT_TRUE(oe_json_parse("[1,", 3, 0, NULL, 0) == NULL);
-    ASSERT_TRUE(oe_json_parse("{\"a\":1,\"a\":1}", 13, 0, NULL, 0) == NULL);
+    ASSERT_TRUE(test_json_parse("[1,", 3, 0, NULL, 0) == NULL);
+    ASSERT_TRUE(test_json_parse("{\"a\":1,\"a\":1}", 13, 0, NULL, 0) == NULL);
     /* A long duplicate key is shown shortened, on one line. */
     char big[600], msg[512];
     int n = snprintf(big, sizeof big, "{\"%0200d\":1,\"%0200d\":2}", 0, 0);
-    ASSERT_TRUE(oe_json_parse(big, (size_t)n, 0, msg, sizeof msg) == NULL);
+    ASSERT_TRUE(test_json_parse(big, (size_t)n, 0, msg, sizeof msg) == NULL);
     ASSERT_CONTAINS(msg, "duplicate key \"0000");
     ASSERT_CONTAINS(msg, "...");
     ASSERT_TRUE(strlen(msg) < 150);
     /* The input need not be NUL-terminated: parse a prefix only. */
-    oe_json_doc *doc = oe_json_parse("[12]xyz", 4, 0, msg, sizeof msg);
+    oe_json_doc *doc = test_json_parse("[12]xyz", 4, 0, msg, sizeof msg);
     ASSERT_TRUE(doc != NULL);
     oe_json_doc_free(doc);
-    doc = oe_json_parse("1.5e3", 3, 0, msg, sizeof msg); /* "1.5" */
+    doc = test_json_parse("1.5e3", 3, 0, msg, sizeof msg); /* "1.5" */
     ASSERT_TRUE(doc != NULL);
     if (doc)
         ASSERT_TRUE(oe_json_root(doc)->num == 1.5);
     oe_json_doc_free(doc);
-    doc = oe_json_parse("12345", 2, 0, msg, sizeof msg); /* "12" */
+    doc = test_json_parse("12345", 2, 0, msg, sizeof msg); /* "12" */
     ASSERT_TRUE(doc != NULL);
     if (doc)
         ASSERT_STREQ(oe_json_root(doc)->str, "12");
@@ -379,7 +381,7 @@ static void test_depth(void)
 {
     char err[256];
     char *s = nested(OE_JSON_MAX_DEPTH, "[", "]");
-    oe_json_doc *doc = oe_json_parse(s, strlen(s), 0, err, sizeof err);
+    oe_json_doc *doc = test_json_parse(s, strlen(s), 0, err, sizeof err);
     ASSERT_TRUE(doc != NULL);
     oe_buf b;
     oe_buf_init(&b, 0);
@@ -390,48 +392,48 @@ static void test_depth(void)
     free(s);
 
     s = nested(OE_JSON_MAX_DEPTH + 1, "[", "]");
-    ASSERT_TRUE(oe_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "at byte 64: nesting deeper than 64 levels");
     free(s);
 
     /* Objects: {"a":{"a":...{}...}} with the empty object at depth 64. */
     s = nested_objects(OE_JSON_MAX_DEPTH);
-    doc = oe_json_parse(s, strlen(s), 0, err, sizeof err);
+    doc = test_json_parse(s, strlen(s), 0, err, sizeof err);
     ASSERT_TRUE(doc != NULL);
     oe_json_doc_free(doc);
-    ASSERT_TRUE(oe_json_parse(s, strlen(s) - 1, 0, err, sizeof err) == NULL); /* one '}' short */
+    ASSERT_TRUE(test_json_parse(s, strlen(s) - 1, 0, err, sizeof err) == NULL); /* one '}' short */
     ASSERT_CONTAINS(err, "unexpected end of input");
     free(s);
     s = nested_objects(OE_JSON_MAX_DEPTH + 1);
-    ASSERT_TRUE(oe_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "at byte 320: nesting deeper than 64 levels");
     free(s);
 
     /* Custom limits: exactly max accepted, max+1 rejected. */
-    ASSERT_TRUE((doc = oe_json_parse("[[[]]]", 6, 3, err, sizeof err)) != NULL);
+    ASSERT_TRUE((doc = test_json_parse("[[[]]]", 6, 3, err, sizeof err)) != NULL);
     oe_json_doc_free(doc);
-    ASSERT_TRUE(oe_json_parse("[[[[]]]]", 8, 3, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse("[[[[]]]]", 8, 3, err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "at byte 3: nesting deeper than 3 levels");
-    ASSERT_TRUE(oe_json_parse("[{\"a\":[]}]", 10, 2, err, sizeof err) == NULL);
-    ASSERT_TRUE((doc = oe_json_parse("[1]", 3, 1, err, sizeof err)) != NULL);
+    ASSERT_TRUE(test_json_parse("[{\"a\":[]}]", 10, 2, err, sizeof err) == NULL);
+    ASSERT_TRUE((doc = test_json_parse("[1]", 3, 1, err, sizeof err)) != NULL);
     oe_json_doc_free(doc);
-    ASSERT_TRUE((doc = oe_json_parse("1", 1, 1, err, sizeof err)) != NULL);
+    ASSERT_TRUE((doc = test_json_parse("1", 1, 1, err, sizeof err)) != NULL);
     oe_json_doc_free(doc);
 
     /* Pathological inputs: no crash, early rejection. */
     size_t big = 1000000;
     char *p = malloc(big);
     memset(p, '[', big);
-    ASSERT_TRUE(oe_json_parse(p, 100000, 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse(p, 100000, 0, err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "nesting deeper");
-    ASSERT_TRUE(oe_json_parse(p, big, 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse(p, big, 0, err, sizeof err) == NULL);
     /* Even a caller-chosen huge limit cannot overflow the stack: the parser
      * and the serializer are iterative. */
-    ASSERT_TRUE(oe_json_parse(p, big, 2000000, err, sizeof err) == NULL);
-    ASSERT_CONTAINS(err, "unexpected end of input");
+    ASSERT_TRUE(test_json_parse(p, big, 2000000, err, sizeof err) == NULL);
+    ASSERT_CONTAINS(err, "more than 100000 values");
     free(p);
-    s = nested(200000, "[", "]");
-    doc = oe_json_parse(s, strlen(s), 1000000, err, sizeof err);
+    s = nested(OE_JSON_MAX_NODES - 10, "[", "]");
+    doc = test_json_parse(s, strlen(s), 1000000, err, sizeof err);
     ASSERT_TRUE(doc != NULL);
     oe_buf_init(&b, 0);
     ASSERT_EQ(oe_json_dump(&b, oe_json_root(doc), OE_JSON_COMPACT), 0);
@@ -447,7 +449,7 @@ static void test_depth(void)
 static const oe_json *parse_root(oe_json_doc **doc, const char *in)
 {
     char err[256];
-    *doc = oe_json_parse(in, strlen(in), 0, err, sizeof err);
+    *doc = test_json_parse(in, strlen(in), 0, err, sizeof err);
     if (!*doc) {
         fprintf(stderr, "parse [%s]: %s\n", in, err);
         return NULL;
@@ -489,7 +491,7 @@ static void test_integers(void)
         ASSERT_EQ(v->fits_int64, cases[i].fits);
         if (cases[i].fits)
             ASSERT_EQ(v->i64, cases[i].i64);
-        ASSERT_TRUE(v->num == cases[i].num);
+        ASSERT_TRUE(oe_json_number(v) == cases[i].num);
         oe_json_doc_free(doc);
     }
 
@@ -504,7 +506,7 @@ static void test_integers(void)
     if (v) {
         ASSERT_STREQ(v->str, s);
         ASSERT_EQ(v->fits_int64, 0);
-        ASSERT_TRUE(isinf(v->num) && v->num < 0);
+        ASSERT_TRUE(isinf(oe_json_number(v)) && oe_json_number(v) < 0);
         oe_buf b;
         oe_buf_init(&b, 0);
         ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), 0);
@@ -515,7 +517,7 @@ static void test_integers(void)
     s[OE_JSON_MAX_INT_DIGITS + 1] = '7';
     s[OE_JSON_MAX_INT_DIGITS + 2] = '\0';
     char err[256];
-    ASSERT_TRUE(oe_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
+    ASSERT_TRUE(test_json_parse(s, strlen(s), 0, err, sizeof err) == NULL);
     ASSERT_CONTAINS(err, "at byte 0: integer has more than 4300 digits");
     free(s);
 }
@@ -654,6 +656,9 @@ static void test_dump_string(void)
     oe_buf_reset(&b);
     ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), -1); /* 22 bytes > 16 */
     oe_json_doc_free(doc);
+    /* The failure is sticky until the buffer is reset (buf.h). */
+    ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
+    oe_buf_reset(&b);
     v = parse_root(&doc, "[1,2,3,4,5,6,7]");
     ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), 0); /* exactly 15 */
     ASSERT_STREQ(b.data, "[1,2,3,4,5,6,7]");
@@ -876,7 +881,7 @@ static int canon_file(const char *path)
         if (n > 0 && line[n - 1] == '\n')
             line[--n] = '\0';
         char err[512];
-        oe_json_doc *doc = oe_json_parse(line, (size_t)n, 0, err, sizeof err);
+        oe_json_doc *doc = test_json_parse(line, (size_t)n, 0, err, sizeof err);
         if (!doc) {
             printf("ERROR %s\n", err);
             continue;
@@ -899,6 +904,62 @@ static int canon_file(const char *path)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* Bytes the allocator hands out now (glibc). */
+static size_t heap_in_use(void)
+{
+    return mallinfo2().uordblks;
+}
+
+/* Regression: a 1 MiB body of [0,0,0,...] took ~79 MiB to parse (64-byte
+ * nodes, no cap). Now a document holds at most OE_JSON_MAX_NODES values in
+ * 24-byte nodes, and the widest accepted document stays a few MiB. */
+static void test_node_budget(void)
+{
+    ASSERT_EQ(sizeof(oe_json), 24);
+    size_t len = (size_t)1 << 20;
+    char *s = malloc(len);
+    char err[200];
+    /* 1 MiB of [0,0,...]: about 524,000 values, over the cap. */
+    s[0] = '[';
+    size_t n = 1;
+    while (n + 3 < len) {
+        s[n++] = '0';
+        s[n++] = ',';
+    }
+    s[n++] = '0';
+    s[n++] = ']';
+    size_t before = heap_in_use();
+    oe_json_doc *doc;
+    ASSERT_EQ(oe_json_parse(s, n, 0, &doc, err, sizeof err), OE_EINVAL);
+    ASSERT_TRUE(doc == NULL);
+    ASSERT_CONTAINS(err, "more than 100000 values");
+    ASSERT_TRUE(heap_in_use() <= before + 4096); /* nothing kept */
+
+    /* Just under the cap, wide and nested: [[0,...],[0,...],...]. */
+    n = 0;
+    s[n++] = '[';
+    for (int row = 0; row < 99; row++) {
+        s[n++] = '[';
+        for (int k = 0; k < 1000; k++) {
+            memcpy(s + n, "1234567,", 8);
+            n += 8;
+        }
+        s[n - 1] = ']';
+        s[n++] = ',';
+    }
+    s[n - 1] = ']';
+    before = heap_in_use();
+    ASSERT_EQ(oe_json_parse(s, n, 0, &doc, err, sizeof err), OE_OK);
+    size_t kept = heap_in_use() - before;
+    /* 99,100 values of 24 bytes plus their text: about 3.3 MiB. */
+    ASSERT_TRUE(kept < ((size_t)6 << 20));
+    if (kept >= ((size_t)6 << 20))
+        fprintf(stderr, "document of %zu bytes kept %zu bytes\n", n, kept);
+    ASSERT_EQ(oe_json_root(doc)->len, 99);
+    oe_json_doc_free(doc);
+    free(s);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "--float-vectors") == 0)
@@ -915,6 +976,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_reject_table);
     RUN_TEST(test_errors_never_overflow);
     RUN_TEST(test_depth);
+    RUN_TEST(test_node_budget);
     RUN_TEST(test_integers);
     RUN_TEST(test_strings_and_types);
     RUN_TEST(test_get);

@@ -37,7 +37,7 @@ static void test_request_table(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         oe_request r;
         char err[300] = "";
-        oe_error_code code = oe_request_from_json(cases[i].body, strlen(cases[i].body), &r, err,
+        oe_error_code code = test_request_from_json(cases[i].body, strlen(cases[i].body), &r, err,
                                                   sizeof err);
         if (code != cases[i].code)
             OE_FAIL_("%s: code %d, expected %d (%s)", cases[i].body, code, cases[i].code, err);
@@ -55,12 +55,12 @@ static void test_nonce_length(void)
     snprintf(body, sizeof body, "{\"action\":\"echo\",\"nonce\":\"%s\"}", nonce);
     oe_request r;
     char err[200];
-    ASSERT_EQ(oe_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_NONE);
+    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_NONE);
     oe_request_clear(&r);
     nonce[256] = 'n';
     nonce[257] = '\0';
     snprintf(body, sizeof body, "{\"action\":\"echo\",\"nonce\":\"%s\"}", nonce);
-    ASSERT_EQ(oe_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_INVALID_REQUEST);
+    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_INVALID_REQUEST);
     ASSERT_CONTAINS(err, "256");
     oe_request_clear(&r);
 }
@@ -73,7 +73,7 @@ static void test_decoded_fields(void)
                        "\"tenant_id\":\"x\",\"expires_at\":null}}";
     oe_request r;
     char err[200];
-    ASSERT_EQ(oe_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_NONE);
+    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_NONE);
     ASSERT_STREQ(r.action, "echo");
     ASSERT_STREQ(r.nonce, "n-1");
     ASSERT_EQ(r.payload->type, OE_JSON_OBJECT);
@@ -85,15 +85,15 @@ static void test_decoded_fields(void)
     oe_request_clear(&r);
 
     /* The Avro path: fields given separately, payload as JSON text. */
-    ASSERT_EQ(oe_request_from_fields("add", "n-2", "{\"a\":1}", 7, NULL, &r, err, sizeof err),
+    ASSERT_EQ(test_request_from_fields("add", "n-2", "{\"a\":1}", 7, NULL, &r, err, sizeof err),
               OE_ERR_NONE);
     ASSERT_STREQ(r.action, "add");
     ASSERT_EQ(r.payload->len, 1);
     oe_request_clear(&r);
-    ASSERT_EQ(oe_request_from_fields("add", "n-2", "[1]", 3, NULL, &r, err, sizeof err),
+    ASSERT_EQ(test_request_from_fields("add", "n-2", "[1]", 3, NULL, &r, err, sizeof err),
               OE_ERR_MALFORMED);
     oe_request_clear(&r);
-    ASSERT_EQ(oe_request_from_fields("add", "", "", 0, NULL, &r, err, sizeof err),
+    ASSERT_EQ(test_request_from_fields("add", "", "", 0, NULL, &r, err, sizeof err),
               OE_ERR_INVALID_REQUEST);
     oe_request_clear(&r);
 }

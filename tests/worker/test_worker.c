@@ -136,7 +136,8 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
                                 .group_id = "test-workers"};
     oe_worker_config wcfg = {.kafka = &f->ks, .engine = f->engine, .metrics = &f->metrics,
                              .confluent_schema_id = -1, .batch_max = 100};
-    if (oe_worker_start(&wcfg, &f->w, err, sizeof err) != 0) {
+    if (oe_worker_new(&wcfg, &f->w, err, sizeof err) != 0 ||
+        oe_worker_start(f->w, err, sizeof err) != 0) {
         OE_FAIL_("worker: %s", err);
         return -1;
     }
@@ -150,7 +151,7 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
 
 static void stop_worker(worker_fixture *f)
 {
-    oe_worker_stop(f->w);
+    oe_worker_free(f->w);
     oe_engine_free(f->engine);
     oe_store_close(f->store);
 }
