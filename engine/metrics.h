@@ -28,6 +28,8 @@ typedef struct oe_metrics {
     atomic_llong assigned_partitions;
     atomic_llong last_batch_size;
     atomic_ullong bridge_timeouts;   /* /execute answered 504 */
+    atomic_ullong bridge_mismatches; /* receipts with a pending correlation id
+                                        but another nonce or request hash */
 } oe_metrics;
 
 void oe_metrics_init(oe_metrics *m);

@@ -1,3 +1,12 @@
+/* The /execute bridge (bridge.h). Threads: oe_bridge_submit runs on HTTP
+ * threads, everything else on the bridge thread; the waiters table is
+ * guarded by lock. A waiter is allocated by submit and freed by whoever
+ * answers it (receipt, delivery failure, timeout or close), exactly once.
+ *
+ * A receipt reaches a waiter only when it carries the waiter's correlation
+ * id (128 random bits, drawn per request, so that no producer can guess the
+ * id of a pending request) and its nonce and request hash are those of the
+ * request that was sent: a forged receipt cannot answer another client. */
 #include "bridge.h"
 
 #include <inttypes.h>
@@ -10,11 +19,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/clock.h"
+#include "engine/digest.h"
+#include "engine/ids.h"
+#include "engine/request.h"
+#include "engine/status.h"
+
 #define BUCKETS 4096
+
+/* Length of a correlation id: 16 random bytes in hex. */
+#define CORR_LEN 32
 
 /* One request waiting for its receipt. */
 typedef struct waiter {
-    uint64_t seq;              /* correlation number */
+    uint64_t tag;              /* the id's first 8 bytes: bucket and delivery opaque */
+    char corr[CORR_LEN + 1];   /* correlation id */
+    char nonce[OE_ECHO_MAX_BYTES + 1]; /* as the receipt repeats it ("" if unreadable) */
+    char request_hash[65];     /* "" when the request cannot be hashed */
     double deadline;           /* monotonic seconds */
     oe_bridge_reply_fn reply;
     void *ctx;
@@ -29,7 +50,7 @@ struct oe_bridge {
     rd_kafka_t *producer;
     rd_kafka_t *consumer;
     oe_codec *codec;           /* decodes receipts, bridge thread only */
-    char instance[17];         /* random hex: this bridge's correlation prefix */
+    char instance[17];         /* random hex: names this bridge's consumer group */
     pthread_t thread;
     int thread_started;
     atomic_int running;
@@ -38,22 +59,14 @@ struct oe_bridge {
 
     pthread_mutex_t lock;      /* guards everything below */
     int closed;
-    uint64_t next_seq;
     waiter *buckets[BUCKETS];
     waiter *oldest, *newest;
 };
 
-static double monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Unlinks a waiter; the lock is held. */
 static void unlink_waiter(oe_bridge *b, waiter *w)
 {
-    waiter **p = &b->buckets[w->seq % BUCKETS];
+    waiter **p = &b->buckets[w->tag % BUCKETS];
     while (*p && *p != w)
         p = &(*p)->bucket_next;
     if (*p)
@@ -68,15 +81,33 @@ static void unlink_waiter(oe_bridge *b, waiter *w)
         b->newest = w->prev;
 }
 
-/* Finds and unlinks the waiter with this number; the lock is held. */
-static waiter *take_waiter(oe_bridge *b, uint64_t seq)
+/* Finds the waiter with this tag (and, when corr is not NULL, this id);
+ * the lock is held. */
+static waiter *find_waiter(oe_bridge *b, uint64_t tag, const char *corr)
 {
-    for (waiter *w = b->buckets[seq % BUCKETS]; w; w = w->bucket_next)
-        if (w->seq == seq) {
-            unlink_waiter(b, w);
+    for (waiter *w = b->buckets[tag % BUCKETS]; w; w = w->bucket_next)
+        if (w->tag == tag && (!corr || memcmp(w->corr, corr, CORR_LEN) == 0))
             return w;
-        }
     return NULL;
+}
+
+static waiter *take_waiter(oe_bridge *b, uint64_t tag, const char *corr)
+{
+    waiter *w = find_waiter(b, tag, corr);
+    if (w)
+        unlink_waiter(b, w);
+    return w;
+}
+
+/* The tag of a correlation id: its first 16 hex digits. */
+static uint64_t corr_tag(const char *corr)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = corr[i];
+        t = t << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return t;
 }
 
 /* Delivery reports of request messages: a failed one is answered 503. */
@@ -86,9 +117,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     oe_bridge *b = opaque;
     if (!m->err)
         return;
-    uint64_t seq = (uint64_t)(uintptr_t)m->_private;
+    uint64_t tag = (uint64_t)(uintptr_t)m->_private;
     pthread_mutex_lock(&b->lock);
-    waiter *w = take_waiter(b, seq);
+    waiter *w = take_waiter(b, tag, NULL);
     pthread_mutex_unlock(&b->lock);
     if (w) {
         char reason[256];
@@ -115,54 +146,68 @@ static int position_consumer(oe_bridge *b)
     return 0;
 }
 
-/* Reads the correlation number of a receipt addressed to this bridge. */
-static int correlation_of(oe_bridge *b, const rd_kafka_message_t *m, uint64_t *seq)
+/* Reads a receipt's correlation id: CORR_LEN lowercase hex digits into
+ * corr. Returns 0, or -1 when it has none of that form. */
+static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
 {
     rd_kafka_headers_t *h;
     const void *val;
     size_t size;
     if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        size != CORR_LEN)
         return -1;
-    char text[64];
-    if (size < 18 || size >= sizeof text)
-        return -1;
-    memcpy(text, val, size);
-    text[size] = '\0';
-    if (memcmp(text, b->instance, 16) != 0 || text[16] != '-')
-        return -1;
-    char *end;
-    *seq = strtoull(text + 17, &end, 10);
-    return *end == '\0' ? 0 : -1;
+    memcpy(corr, val, CORR_LEN);
+    corr[CORR_LEN] = '\0';
+    return strspn(corr, "0123456789abcdef") == CORR_LEN ? 0 : -1;
+}
+
+/* 1 when the receipt answers the request the waiter sent. */
+static int receipt_matches(const waiter *w, const oe_receipt *r)
+{
+    if (strcmp(r->nonce ? r->nonce : "", w->nonce) != 0)
+        return 0;
+    if (w->request_hash[0])
+        return r->request_hash && strcmp(r->request_hash, w->request_hash) == 0;
+    /* A request that cannot be hashed can only have been rejected. */
+    return r->status == OE_STATUS_REJECTED && (!r->request_hash || !r->request_hash[0]);
 }
 
 static void handle_receipt(oe_bridge *b, const rd_kafka_message_t *m)
 {
-    uint64_t seq;
-    if (correlation_of(b, m, &seq) != 0)
+    char corr[CORR_LEN + 1];
+    if (correlation_of(m, corr) != 0)
         return;
+    uint64_t tag = corr_tag(corr);
     pthread_mutex_lock(&b->lock);
-    waiter *w = take_waiter(b, seq);
+    int pending = find_waiter(b, tag, corr) != NULL;
     pthread_mutex_unlock(&b->lock);
-    if (!w)
-        return; /* answered already (timeout), or a duplicate receipt */
+    if (!pending)
+        return; /* not ours, answered already (timeout), or a duplicate */
     oe_receipt r;
     char err[256];
-    if (oe_codec_decode_receipt(b->codec, m->payload, m->len, &r, err, sizeof err) == 0) {
+    if (oe_codec_decode_receipt(b->codec, m->payload, m->len, &r, err, sizeof err) != 0)
+        return; /* not a receipt: the genuine one may still come */
+    pthread_mutex_lock(&b->lock);
+    waiter *w = find_waiter(b, tag, corr);
+    if (w && receipt_matches(w, &r))
+        unlink_waiter(b, w);
+    else
+        w = NULL;
+    pthread_mutex_unlock(&b->lock);
+    if (w) {
         w->reply(w->ctx, &r, 200, NULL);
-        oe_receipt_clear(&r);
+        free(w);
     } else {
-        char reason[320];
-        snprintf(reason, sizeof reason, "undecodable receipt: %s", err);
-        w->reply(w->ctx, NULL, 502, reason);
+        atomic_fetch_add(&b->metrics->bridge_mismatches, 1);
     }
-    free(w);
+    oe_receipt_clear(&r);
 }
 
 /* Answers the waiters whose time is up with 504. */
 static void expire(oe_bridge *b)
 {
-    double now = monotonic();
+    double now = oe_monotonic();
     for (;;) {
         pthread_mutex_lock(&b->lock);
         waiter *w = b->oldest;
@@ -184,9 +229,9 @@ static void *bridge_main(void *arg)
     oe_bridge *b = arg;
     double next_try = 0;
     while (atomic_load(&b->running)) {
-        if (!atomic_load(&b->positioned) && monotonic() >= next_try) {
+        if (!atomic_load(&b->positioned) && oe_monotonic() >= next_try) {
             if (position_consumer(b) != 0)
-                next_try = monotonic() + 0.5;
+                next_try = oe_monotonic() + 0.5;
         }
         rd_kafka_poll(b->producer, 0);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(b->consumer, 20);
@@ -265,6 +310,30 @@ int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
     return 0;
 }
 
+/* Fills what the receipt of this request must repeat: its nonce (as a
+ * receipt repeats it) and its request hash. Returns 0, or -1 when memory
+ * ran out. */
+static int expect_receipt(waiter *w, const char *body, size_t len)
+{
+    /* The workers decode it the same way (a JSON message). */
+    oe_request req;
+    oe_error_code verdict = OE_ERR_NONE;
+    char err[256];
+    int rc = 0;
+    oe_decode_result res = oe_codec_decode_json_request(body, len, &req, &verdict, err, sizeof err);
+    if (res == OE_DECODE_NOMEM) {
+        rc = -1;
+    } else {
+        oe_echo_cut(req.nonce ? req.nonce : "", req.nonce ? strlen(req.nonce) : 0, w->nonce);
+        w->request_hash[0] = '\0';
+        if (res == OE_DECODE_OK &&
+            oe_request_hash(req.action, strlen(req.action), req.payload, w->request_hash) != 0)
+            rc = -1;
+    }
+    oe_request_clear(&req);
+    return rc;
+}
+
 void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *key,
                       oe_bridge_reply_fn reply, void *ctx)
 {
@@ -275,7 +344,20 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
     }
     w->reply = reply;
     w->ctx = ctx;
-    w->deadline = monotonic() + b->timeout;
+    w->deadline = oe_monotonic() + b->timeout;
+    if (expect_receipt(w, body, len) != 0) {
+        free(w);
+        reply(ctx, NULL, 503, "out of memory");
+        return;
+    }
+    unsigned char rnd[CORR_LEN / 2];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(w);
+        reply(ctx, NULL, 503, "no randomness for a correlation id");
+        return;
+    }
+    oe_hex_encode(rnd, sizeof rnd, w->corr);
+    w->tag = corr_tag(w->corr);
     pthread_mutex_lock(&b->lock);
     if (b->closed) {
         pthread_mutex_unlock(&b->lock);
@@ -283,31 +365,30 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
         reply(ctx, NULL, 503, "shutting down");
         return;
     }
-    w->seq = ++b->next_seq;
-    w->bucket_next = b->buckets[w->seq % BUCKETS];
-    b->buckets[w->seq % BUCKETS] = w;
+    w->bucket_next = b->buckets[w->tag % BUCKETS];
+    b->buckets[w->tag % BUCKETS] = w;
     w->prev = b->newest;
     if (b->newest)
         b->newest->next = w;
     else
         b->oldest = w;
     b->newest = w;
-    uint64_t seq = w->seq;
+    uint64_t tag = w->tag;
+    char corr[CORR_LEN + 1];
+    memcpy(corr, w->corr, sizeof corr);
     pthread_mutex_unlock(&b->lock);
 
-    char corr[64];
-    snprintf(corr, sizeof corr, "%s-%" PRIu64, b->instance, seq);
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OE_HEADER_CORRELATION, -1, corr, -1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         b->producer, RD_KAFKA_V_TOPIC(b->kafka->requests_topic),
         RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)body, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         pthread_mutex_lock(&b->lock);
-        waiter *mine = take_waiter(b, seq);
+        waiter *mine = take_waiter(b, tag, corr);
         pthread_mutex_unlock(&b->lock);
         if (mine) {
             char reason[256];

@@ -536,8 +536,8 @@ static char *json_text(const oe_json *obj, const char *key)
     return strndup(v->str, v->len); /* NULL with errno ENOMEM */
 }
 
-static oe_decode_result decode_json_request(const char *buf, size_t len, oe_request *req,
-                                            oe_error_code *code, char *detail, size_t detlen)
+oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
+                                              oe_error_code *code, char *detail, size_t detlen)
 {
     oe_error_code rc;
     if (oe_request_from_json(buf, len, req, &rc, detail, detlen) != 0)
@@ -681,7 +681,7 @@ oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t le
         return dead(req, code);
     }
     if (p[0] == '{')
-        return decode_json_request(buf, len, req, code, detail, detlen);
+        return oe_codec_decode_json_request(buf, len, req, code, detail, detlen);
     if (p[0] == 0xC3) {
         if (len < 2 || p[1] != 0x01) {
             set_err(detail, detlen,

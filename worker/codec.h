@@ -55,6 +55,11 @@ oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t le
                                          oe_request *req, oe_error_code *code, char *detail,
                                          size_t detlen);
 
+/* The JSON part of oe_codec_decode_request (a message whose first byte is
+ * '{'): needs no codec, so any thread may call it. Never OE_DECODE_DEAD. */
+oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
+                                              oe_error_code *code, char *detail, size_t detlen);
+
 /* Encodes a request in Avro single-object encoding (for `openexec produce`
  * and tests). payload is serialised compactly as its JSON text. */
 int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, char *err,

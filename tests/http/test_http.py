@@ -89,12 +89,29 @@ class Endpoints(ServiceTest):
         self.assertExecuted(s.execute("echo", {}, "al-2"), "echo", {}, "al-2")
 
     def test_allow_list_exact_names(self):
-        # "ech" and "echo2" must not match "echo" by substring; spaces trimmed.
-        s = self.server(env={"OPENEXEC_ALLOWED_ACTIONS": " ech , echo2,add "})
-        self.assertEqual(s.get("/health").json["allow_list"], ["ech", "echo2", "add"])
-        self.assertDetail(s.execute("echo", {}, "ex-1"), 403)
+        # Regression: the allow-list was matched with strstr on ",a,b,": with
+        # "add,echo", action ",add" read before a heap block and "add,echo"
+        # passed it. Names are compared exactly; blanks around items trimmed.
+        s = self.server(env={"OPENEXEC_ALLOWED_ACTIONS": " add , echo"})
+        self.assertEqual(s.get("/health").json["allow_list"], ["add", "echo"])
+        for i, name in enumerate([",add", "add,echo", "add,", ",", "echo ", "ech", "echo2"]):
+            r = s.execute(name, {}, "ex-bad-%d" % i)
+            self.assertDetail(r, 403)
+            self.assertIn("not allowed", r.json["detail"])
         self.assertExecuted(s.execute("add", {"a": 1}, "ex-2"), "add", {"a": 1}, "ex-2",
                             result={"sum": 1})
+
+    def test_allow_list_refused_at_start(self):
+        # Names that are not registered actions, or hold separators or
+        # blanks, stop start-up with exit 2 naming the item.
+        for value, item in [(" ech , echo2,add ", '"ech"'), ("add;echo", '"add;echo"'),
+                            ("a d d", '"a d d"'), (",", "names no action")]:
+            p = cli(["run", "--http-port", str(free_port()), "--execute", "local",
+                     "--db", self.path("al.db")],
+                    env={"OPENEXEC_ALLOWED_ACTIONS": value})
+            self.assertEqual(p.returncode, 2, (value, p.stderr))
+            self.assertIn("OPENEXEC_ALLOWED_ACTIONS", p.stderr)
+            self.assertIn(item, p.stderr)
 
     def test_ready(self):
         s = self.server()
