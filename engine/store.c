@@ -69,6 +69,7 @@ static const char *const statements[ST_COUNT] = {
 struct oe_store {
     sqlite3 *db;
     int readonly;
+    char path[512];             /* as opened, for messages */
     sqlite3_stmt *st[ST_COUNT]; /* prepared once, reset after each use */
     pthread_mutex_t lock;       /* serialises use of the statements */
 };
@@ -87,6 +88,24 @@ static int fail(oe_store *s, char *err, size_t errlen, const char *what)
 {
     snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no database");
     return -1;
+}
+
+/* PRAGMA quick_check at start-up: a damaged ledger is refused before the
+ * service says it is ready, not found by the first batch that touches the
+ * damaged page. Linear in the size of the file (about a second per GB). */
+static int check_integrity(oe_store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, errlen, "checking the ledger");
+    int rc = sqlite3_step(q);
+    const char *text = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
+    int ok = text && strcmp(text, "ok") == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s: the ledger is damaged (quick_check: %.200s)", s->path,
+                 text ? text : sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    return ok ? 0 : -1;
 }
 
 static int migrate(oe_store *s, char *err, size_t errlen)
@@ -139,6 +158,7 @@ int oe_store_open(const char *path, int readonly, oe_store_sync sync, oe_store *
     }
     pthread_mutex_init(&s->lock, NULL);
     s->readonly = readonly;
+    snprintf(s->path, sizeof s->path, "%s", path);
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     flags |= SQLITE_OPEN_NOMUTEX; /* our own mutex serialises every call */
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
@@ -156,6 +176,8 @@ int oe_store_open(const char *path, int readonly, oe_store_sync sync, oe_store *
         sqlite3_free(msg);
         goto error;
     }
+    if (!readonly && check_integrity(s, err, errlen) != 0)
+        goto error;
     if (migrate(s, err, errlen) != 0)
         goto error;
     for (int i = 0; i < ST_COUNT; i++) {
@@ -197,6 +219,20 @@ static int run_simple(oe_store *s, int which, char *err, size_t errlen)
 
 int oe_store_begin(oe_store *s, char *err, size_t errlen)
 {
+    /* A ledger deleted or replaced under a running writer would take this
+     * batch's records into an unlinked file: after a restart its nonces
+     * would execute again. SQLite compares the path's inode with the open
+     * file's (one stat per batch). */
+    int moved = 0;
+    if (!s->readonly &&
+        (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+         moved)) {
+        snprintf(err, errlen,
+                 "the ledger %s was deleted or replaced while open: nothing more is recorded "
+                 "in it; restart on the intended file",
+                 s->path);
+        return -1;
+    }
     return run_simple(s, ST_BEGIN, err, errlen);
 }
 

@@ -7,6 +7,7 @@
 #include "engine/approval.h"
 #include "engine/engine.h"
 #include "engine/ids.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 static char dir[64];
@@ -428,6 +429,80 @@ static void test_store_schema_guard(void)
     ASSERT_CONTAINS(err, "x.db");
 }
 
+/* Regression: a ledger deleted or replaced under a running writer went
+ * unnoticed (records went into the unlinked file). */
+static void test_ledger_replaced(void)
+{
+    char path[128], other[140];
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &demo);
+    oe_outcome o;
+    oe_outcome_init(&o);
+    run_body(&f, "{\"action\":\"echo\",\"nonce\":\"r-1\"}", 1, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    /* Replace the file by another database, as a careless restore would. */
+    snprintf(other, sizeof other, "%s.new", path);
+    oe_store *fresh;
+    char err[400];
+    ASSERT_EQ(oe_store_open(other, 0, OE_STORE_SYNC_NORMAL, &fresh, err, sizeof err), 0);
+    oe_store_close(fresh);
+    ASSERT_EQ(rename(other, path), 0);
+    oe_batch_item item = {0};
+    oe_batch_item *items[1] = {&item};
+    char reason[200];
+    item.decode_error = (oe_error_code)test_request_from_json(
+        "{\"action\":\"echo\",\"nonce\":\"r-2\"}", 34, &item.req, reason, sizeof reason);
+    oe_outcome_init(&item.out);
+    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 2, err, sizeof err), OE_ESTORE);
+    ASSERT_CONTAINS(err, "deleted or replaced");
+    /* Deleted outright: the same. */
+    ASSERT_EQ(unlink(path), 0);
+    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 3, err, sizeof err), OE_ESTORE);
+    ASSERT_CONTAINS(err, "deleted or replaced");
+    oe_request_clear(&item.req);
+    oe_outcome_clear(&item.out);
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+}
+
+/* Regression: a damaged ledger passed start-up; now quick_check refuses it. */
+static void test_ledger_damaged(void)
+{
+    char path[128];
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &demo);
+    oe_outcome o;
+    oe_outcome_init(&o);
+    /* Enough rows for several pages. */
+    for (int i = 0; i < 300; i++) {
+        char body[200];
+        snprintf(body, sizeof body,
+                 "{\"action\":\"echo\",\"nonce\":\"d-%d\",\"payload\":{\"pad\":\"%0100d\"}}", i, i);
+        run_body(&f, body, 1, &o);
+    }
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+    /* Scribble over the middle of the file (past the header page). */
+    FILE *fp = fopen(path, "r+b");
+    ASSERT_TRUE(fp != NULL);
+    if (!fp)
+        return;
+    fseek(fp, 0, SEEK_END);
+    long size = ftell(fp);
+    ASSERT_TRUE(size > 3 * 4096);
+    fseek(fp, 4096 + 100, SEEK_SET);
+    for (int i = 0; i < 2 * 4096; i++)
+        fputc(0x5a, fp);
+    fclose(fp);
+    oe_store *s = NULL;
+    char err[400];
+    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_TRUE(s == NULL);
+    ASSERT_CONTAINS(err, "damaged");
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-test-XXXXXX");
@@ -439,6 +514,8 @@ int main(void)
     RUN_TEST(test_allow_list);
     RUN_TEST(test_allow_list_exact);
     RUN_TEST(test_allow_list_refused);
+    RUN_TEST(test_ledger_replaced);
+    RUN_TEST(test_ledger_damaged);
     RUN_TEST(test_clawshield_checks);
     RUN_TEST(test_batch);
     RUN_TEST(test_two_stores_agree);
