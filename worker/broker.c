@@ -1,14 +1,20 @@
+/* The embedded broker (broker.h): librdkafka's mock cluster in this
+ * process. Threads: the mock's own thread serves clients; a sweeper thread
+ * of ours sets TCP_NODELAY on the mock's accepted sockets. Everything is
+ * created by oe_broker_start and released by oe_broker_stop. */
 #include "broker.h"
 
 #include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -17,19 +23,25 @@
 struct oe_broker {
     rd_kafka_t *owner;             /* the mock cluster lives in this handle */
     rd_kafka_mock_cluster_t *mock;
-    pthread_t sweeper;             /* sets TCP_NODELAY on new sockets */
+    int port;                      /* the mock broker's listening port */
+    pthread_t sweeper;             /* sets TCP_NODELAY on the broker's sockets */
     int sweeper_started;
     atomic_int running;
 };
 
 /* The mock cluster writes its responses without TCP_NODELAY. When a client
  * has several requests in flight (one per partition), each response after
- * the first waits for the client's delayed ACK: about 40 ms per round, which
- * caps a worker at a few batches per second. The mock's sockets live in
- * this process, so a sweeper sets TCP_NODELAY on every TCP socket here, the
- * mock's accepted connections among them (clients set it themselves:
- * socket.nagle.disable). Real brokers set TCP_NODELAY on their own. */
-static void set_nodelay_everywhere(void)
+ * the first waits for the client's delayed ACK: about 40 ms per round,
+ * which caps a worker at a few batches per second (clients set TCP_NODELAY
+ * themselves, socket.nagle.disable; that does not help the server side).
+ * The mock's accepted connections live in this process but are not ours to
+ * reach, so a sweeper sets TCP_NODELAY on the sockets whose local port is
+ * the mock broker's own listening port: its accepted connections, and
+ * nothing else (not the admin server's sockets, not client sockets, whose
+ * local ports are ephemeral). A descriptor reused for another socket no
+ * longer has that local port and is left alone. Real brokers set
+ * TCP_NODELAY on their own. */
+static void set_nodelay_on_broker_sockets(int port)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -44,8 +56,16 @@ static void set_nodelay_everywhere(void)
         struct sockaddr_storage addr;
         socklen_t alen = sizeof addr;
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
-            getsockname(fd, (struct sockaddr *)&addr, &alen) != 0 ||
-            (addr.ss_family != AF_INET && addr.ss_family != AF_INET6))
+            getsockname(fd, (struct sockaddr *)&addr, &alen) != 0)
+            continue;
+        int local;
+        if (addr.ss_family == AF_INET)
+            local = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+        else if (addr.ss_family == AF_INET6)
+            local = ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+        else
+            continue;
+        if (local != port)
             continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -57,7 +77,7 @@ static void *sweeper_main(void *arg)
 {
     oe_broker *b = arg;
     while (atomic_load(&b->running)) {
-        set_nodelay_everywhere();
+        set_nodelay_on_broker_sockets(b->port);
         struct timespec ts = {0, 20 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
@@ -96,8 +116,10 @@ int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, o
             return -1;
         }
     }
+    const char *colon = strrchr(rd_kafka_mock_cluster_bootstraps(b->mock), ':');
+    b->port = colon ? atoi(colon + 1) : 0;
     atomic_store(&b->running, 1);
-    b->sweeper_started = pthread_create(&b->sweeper, NULL, sweeper_main, b) == 0;
+    b->sweeper_started = b->port > 0 && pthread_create(&b->sweeper, NULL, sweeper_main, b) == 0;
     *out = b;
     return 0;
 }

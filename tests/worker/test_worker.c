@@ -4,7 +4,11 @@
  * lose none). */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,6 +251,72 @@ static void test_permanent_produce_error_stops_the_worker(void)
     oe_broker_stop(b);
 }
 
+/* TCP_NODELAY of a socket: 1, 0, or -1 when it cannot be read. */
+static int nodelay(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    return getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) == 0 ? v != 0 : -1;
+}
+
+/* Regression: a background thread set TCP_NODELAY on every TCP socket of
+ * the process every 20 ms (the admin server's client sockets, descriptors
+ * being reused). It must touch the embedded broker's own sockets only. */
+static void test_nodelay_only_on_broker_sockets(void)
+{
+    oe_broker *b = NULL;
+    const char *topics[] = {"t"};
+    char err[256];
+    if (oe_broker_start(1, topics, 1, &b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        return;
+    }
+    /* A connection of our own on loopback, unrelated to the broker. */
+    int srv = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    ASSERT_EQ(bind(srv, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(srv, 1), 0);
+    ASSERT_EQ(getsockname(srv, (struct sockaddr *)&a, &alen), 0);
+    int cli = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(connect(cli, (struct sockaddr *)&a, sizeof a), 0);
+    int acc = accept(srv, NULL, NULL);
+    ASSERT_TRUE(acc >= 0);
+    /* A client of the broker, so that the broker has an accepted socket. */
+    const char *bs = oe_broker_bootstraps(b);
+    int port = atoi(strrchr(bs, ':') + 1);
+    int bcli = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in ba = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(connect(bcli, (struct sockaddr *)&ba, sizeof ba), 0);
+    sleep_ms(200); /* ten sweeps */
+    ASSERT_EQ(nodelay(acc), 0);
+    ASSERT_EQ(nodelay(cli), 0);
+    ASSERT_EQ(nodelay(bcli), 0);
+    /* The broker's accepted end of bcli does get it. */
+    int found = 0;
+    for (int fd = 3; fd < 1024; fd++) {
+        struct sockaddr_in l;
+        socklen_t ll = sizeof l;
+        if (fd == srv || fd == cli || fd == acc || fd == bcli ||
+            getsockname(fd, (struct sockaddr *)&l, &ll) != 0 || l.sin_family != AF_INET ||
+            ntohs(l.sin_port) != port)
+            continue;
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof peer;
+        if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0)
+            continue; /* the listening socket */
+        found++;
+        ASSERT_EQ(nodelay(fd), 1);
+    }
+    ASSERT_TRUE(found >= 1);
+    close(bcli);
+    close(acc);
+    close(cli);
+    close(srv);
+    oe_broker_stop(b);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-worker-XXXXXX");
@@ -254,6 +324,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    RUN_TEST(test_nodelay_only_on_broker_sockets);
     RUN_TEST(test_transient_produce_errors);
     RUN_TEST(test_permanent_produce_error_stops_the_worker);
     char cmd[128];

@@ -1,0 +1,138 @@
+"""Hardening tests of the Kafka path against hostile producers (issue
+"Hardening"): bounded memory under huge wide documents, receipts that
+cannot be hijacked through a forged correlation header.
+
+Each test names the defect it guards against; each fails on the code
+before its fix."""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (RECEIPTS_TOPIC, kafka_producer, run_tests)  # noqa: E402
+from test_kafka import KafkaCase, jreq  # noqa: E402
+
+# Peak resident memory allowed to a worker that is fed 200 one-megabyte
+# documents of 100,000+ values each (the README states the same bound).
+RSS_BOUND_MIB = 256
+
+
+def peak_rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    raise AssertionError("no VmHWM for pid %d" % pid)
+
+
+def wide_zeros(nonce, size):
+    """A request whose payload is one flat array of zeros: about size/2
+    values (over the 100,000-value cap of a document)."""
+    head = '{"action":"echo","nonce":"%s","payload":{"a":[' % nonce
+    n = (size - len(head) - 4) // 2
+    return head + ",".join(["0"] * n) + "]}}"
+
+
+def wide_rows(nonce, rows=99, cols=1000):
+    """A request just under the value cap: rows x cols integers. Its echo
+    result is far over the 256 KiB result cap (rejected invalid_request)."""
+    row = "[" + ",".join(["1234567"] * cols) + "]"
+    return ('{"action":"echo","nonce":"%s","payload":{"a":[%s]}}'
+            % (nonce, ",".join([row] * rows)))
+
+
+class Hostile(KafkaCase):
+    def test_wide_documents_bounded_memory(self):
+        # Regression: a 1 MiB body of [0,0,0,...] raised peak RSS by ~79 MiB,
+        # and a batch kept every document alive until published: 200 of them
+        # took gigabytes and an OOM kill, and the uncommitted batch killed
+        # the next worker too. Now every message gets a receipt, the worker
+        # keeps running, and its peak RSS stays under RSS_BOUND_MIB.
+        partitions = 50  # 4 messages of ~1 MB per partition: within the
+        # embedded broker's 5 MiB per partition (NOTES.md)
+        b = self.broker(partitions=partitions)
+        w = self.worker(b.bootstrap)
+        reader = self.reader(b.bootstrap)
+        p = kafka_producer(b.bootstrap, **{"message.max.bytes": 2000000,
+                                           "linger.ms": 50})
+        tag = "%x" % int(time.time() * 1000)
+        keys = []
+        errors = []
+        for i in range(200):
+            nonce = "wide-%s-%d" % (tag, i)
+            value = wide_zeros(nonce, 1000000) if i % 2 == 0 else wide_rows(nonce)
+            assert len(value) < 1 << 20, len(value)
+            keys.append(nonce)
+            while True:
+                try:
+                    p.produce("openexec.requests", value.encode(), nonce.encode(),
+                              partition=i % partitions,
+                              on_delivery=lambda err, msg: err and errors.append(err))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+        self.assertEqual(p.flush(60), 0)
+        self.assertEqual(errors, [])
+        got = self.receipts_for(reader, keys, timeout=120)
+        for i, k in enumerate(keys):
+            rec = self.only(got, k)
+            self.assertEqual(rec["status"], "rejected", rec)
+            if i % 2 == 0:
+                self.assertEqual(rec["error_code"], "malformed", rec)
+                self.assertIn("more than 100000 values", rec["detail"])
+            else:
+                self.assertEqual(rec["error_code"], "invalid_request", rec)
+        self.assertTrue(w.alive(), w.log())
+        rss = peak_rss_mib(w.proc.pid)
+        sys.stderr.write("    peak RSS of the worker: %.0f MiB (bound %d)\n"
+                         % (rss, RSS_BOUND_MIB))
+        self.assertLess(rss, RSS_BOUND_MIB)
+
+    def test_forged_receipt_cannot_answer(self):
+        # Regression: correlation ids were <instance>-<counter>, visible on
+        # every receipt, so a producer could publish requests carrying the
+        # next ids and 12 of 30 /execute calls got the attacker's result.
+        # Now ids are 128 random bits, and even a receipt carrying a pending
+        # id (read off the requests topic) answers the waiter only if it
+        # repeats that request's nonce and request hash.
+        b = self.broker()
+        bridge = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000"])
+        requests = self.reader(b.bootstrap, topic="openexec.requests")
+        import threading
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(
+            r=bridge.execute("echo", {"v": "genuine"}, "victim-1", timeout=60)))
+        t.start()
+        requests.wait_count(1)
+        corr = requests.messages[0].header("openexec.correlation")
+        self.assertRegex(corr or "", r"^[0-9a-f]{32}$")
+        p = kafka_producer(b.bootstrap)
+        forged = {"id": "6f3e5109-03e2-87b5-85d1-a9c98360dc73", "action": "echo",
+                  "status": "executed", "approved": True,
+                  "result": '{"echo": {"v": "stolen"}}', "receipt": "0" * 64,
+                  "error_code": None, "detail": None, "approval_id": None}
+        genuine_hash = __import__("harness").request_hash("echo", {"v": "genuine"})
+        for nonce, rhash in [("someone-else", genuine_hash), ("victim-1", "0" * 64)]:
+            body = dict(forged, nonce=nonce, request_hash=rhash)
+            p.produce(RECEIPTS_TOPIC, json.dumps(body).encode(), nonce.encode(),
+                      headers=[("openexec.correlation", corr.encode())])
+        p.flush(10)
+        time.sleep(1.0)
+        self.assertEqual(answer, {}, "a forged receipt answered the waiter")
+        m = bridge.metrics()
+        self.assertGreaterEqual(m.get("openexec_bridge_mismatched_receipts_total", 0), 2, m)
+        # A worker joins: the genuine receipt answers.
+        self.worker(b.bootstrap)
+        t.join(60)
+        r = answer.get("r")
+        self.assertIsNotNone(r)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json["result"], {"echo": {"v": "genuine"}})
+
+
+if __name__ == "__main__":
+    run_tests()
