@@ -99,6 +99,10 @@ int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_bu
                         "# HELP openexec_bridge_timeouts_total /execute requests answered 504.\n"
                         "# TYPE openexec_bridge_timeouts_total counter\n"
                         "openexec_bridge_timeouts_total %llu\n"
+                        "# HELP openexec_data_loss_events_total Partitions whose committed offset "
+                        "was no longer on the broker (requests lost before they were read).\n"
+                        "# TYPE openexec_data_loss_events_total counter\n"
+                        "openexec_data_loss_events_total %llu\n"
                         "# HELP openexec_bridge_mismatched_receipts_total Receipts carrying a "
                         "pending correlation id but another request's nonce or hash (ignored).\n"
                         "# TYPE openexec_bridge_mismatched_receipts_total counter\n"
@@ -106,7 +110,8 @@ int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_bu
                         atomic_load(&m->receipts_produced), atomic_load(&m->dead_letters),
                         atomic_load(&m->delivery_retries), atomic_load(&m->consumer_lag),
                         atomic_load(&m->assigned_partitions), atomic_load(&m->last_batch_size),
-                        atomic_load(&m->bridge_timeouts), atomic_load(&m->bridge_mismatches));
+                        atomic_load(&m->bridge_timeouts), atomic_load(&m->data_loss_events),
+                        atomic_load(&m->bridge_mismatches));
     rc |= oe_buf_puts(out, "# HELP openexec_http_responses_total HTTP responses, by status class.\n"
                            "# TYPE openexec_http_responses_total counter\n");
     for (int k = 1; k <= 5; k++)

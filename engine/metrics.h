@@ -28,6 +28,7 @@ typedef struct oe_metrics {
     atomic_llong assigned_partitions;
     atomic_llong last_batch_size;
     atomic_ullong bridge_timeouts;   /* /execute answered 504 */
+    atomic_ullong data_loss_events;  /* committed offsets no longer on the broker */
     atomic_ullong bridge_mismatches; /* receipts with a pending correlation id
                                         but another nonce or request hash */
 } oe_metrics;

@@ -65,6 +65,8 @@ struct oe_worker {
     atomic_int running;       /* cleared by oe_worker_stop */
     atomic_int failed;        /* set when the worker stopped on a fatal error */
     char fail_reason[512];
+    atomic_int data_lost;     /* set once a committed offset was found gone */
+    char data_loss_reason[512]; /* written by the worker thread before data_lost */
     atomic_int assigned;      /* partitions currently assigned */
 
     /* The batch in hand: batch_max slots, reused; n in use. */
@@ -141,6 +143,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* Start where the group committed; a partition without a commit
+         * starts at its beginning (auto.offset.reset is "error", so that
+         * only a lost committed position is reported, handle_offset_reset). */
+        if (rd_kafka_committed(rk, parts, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int k = 0; k < parts->cnt; k++)
+                if (parts->elems[k].offset < 0)
+                    parts->elems[k].offset = RD_KAFKA_OFFSET_BEGINNING;
         if (cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
             if (!error)
@@ -650,6 +659,50 @@ static void update_lag(oe_worker *w)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* The consumer reads with auto.offset.reset=error, so that a partition
+ * whose position is no longer on the broker is reported instead of being
+ * silently moved. Without a committed offset (a new group or partition)
+ * that is the normal start: read from the beginning. With one, requests
+ * between the committed offset and the broker's log start are gone unread
+ * (retention, or the embedded broker's per-partition cap): that is data
+ * loss, logged as an error, counted, and kept as a /ready reason. */
+static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
+{
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, topic, m->partition);
+    rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, list, 5000);
+    int64_t committed = err ? RD_KAFKA_OFFSET_INVALID : list->elems[0].offset;
+    if (committed >= 0) {
+        int64_t lo = -1, hi = -1;
+        rd_kafka_query_watermark_offsets(w->consumer, topic, m->partition, &lo, &hi, 5000);
+        char reason[512];
+        snprintf(reason, sizeof reason,
+                 "data loss on %s [%d]: committed offset %lld is no longer on the broker "
+                 "(log now %lld..%lld): %lld requests were dropped unread",
+                 topic, (int)m->partition, (long long)committed, (long long)lo, (long long)hi,
+                 (long long)(lo > committed ? lo - committed : 0));
+        fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+        atomic_fetch_add(&w->cfg.metrics->data_loss_events, 1);
+        if (!atomic_load(&w->data_lost)) {
+            memcpy(w->data_loss_reason, reason, sizeof reason);
+            atomic_store(&w->data_lost, 1);
+        }
+    }
+    /* A partition stopped by the reset error does not fetch again after a
+     * seek (librdkafka 2.0): assign it anew, from its log start. */
+    list->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer, list);
+    if (!e)
+        e = rd_kafka_incremental_assign(w->consumer, list);
+    if (e) {
+        fprintf(stderr, "openexec: worker: restart %s [%d]: %s\n", topic, (int)m->partition,
+                rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
 /* Gathers a batch: waits up to 100 ms for a first message, then takes
  * whatever is already fetched, up to batch_max messages or
  * OE_WORKER_BATCH_BYTES of them (the message that passes the budget is the
@@ -669,6 +722,8 @@ static void gather(oe_worker *w)
                 char errstr[512];
                 rd_kafka_fatal_error(w->consumer, errstr, sizeof errstr);
                 worker_fail(w, "fatal consumer error: %s", errstr);
+            } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
+                handle_offset_reset(w, m);
             } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 fprintf(stderr, "openexec: worker: consumer: %s\n", rd_kafka_message_errstr(m));
             }
@@ -755,7 +810,6 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     snprintf(prefetch, sizeof prefetch, "%d", OE_WORKER_PREFETCH_KBYTES);
     snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
     const char *consumer_defaults[] = {
-        "auto.offset.reset", "earliest",
         "partition.assignment.strategy", "cooperative-sticky",
         "fetch.wait.max.ms", "5", /* low latency for the HTTP bridge */
         "session.timeout.ms", "10000",
@@ -768,6 +822,7 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
         "enable.auto.commit", "false",
         "enable.auto.offset.store", "false",
         "enable.partition.eof", "false",
+        "auto.offset.reset", "error", /* see handle_offset_reset */
         NULL,
     };
     oe_kafka_hooks consumer_hooks = {.opaque = w, .on_rebalance = on_rebalance};
@@ -835,6 +890,10 @@ int oe_worker_ready(oe_worker *w, char *reason, size_t len)
 {
     if (atomic_load(&w->failed)) {
         snprintf(reason, len, "worker stopped: %s", w->fail_reason);
+        return 0;
+    }
+    if (atomic_load(&w->data_lost)) {
+        snprintf(reason, len, "%s (restart the worker to acknowledge)", w->data_loss_reason);
         return 0;
     }
     if (atomic_load(&w->assigned) <= 0) {

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (RECEIPTS_TOPIC, kafka_producer, run_tests)  # noqa: E402
+from harness import (RECEIPTS_TOPIC, kafka_producer, produce, run_tests)  # noqa: E402
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
 # Peak resident memory allowed to a worker that is fed 200 one-megabyte
@@ -132,6 +132,43 @@ class Hostile(KafkaCase):
         self.assertIsNotNone(r)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.json["result"], {"echo": {"v": "genuine"}})
+
+    def test_committed_offset_gone_is_data_loss(self):
+        # Regression: the embedded broker keeps 100,000 messages per
+        # partition and drops older ones; requests dropped before a worker
+        # read them vanished with no receipt, no dead letter and no log line
+        # (auto.offset.reset moved the worker on). Now a committed offset
+        # that is no longer on the broker is reported: an error line, a
+        # metric and a /ready reason.
+        b = self.broker(partitions=1)
+        w = self.worker(b.bootstrap)
+        reader = self.reader(b.bootstrap)
+        first = [("dl-first-%d" % i, jreq("echo", {}, "dl-first-%d" % i)) for i in range(10)]
+        produce(b.bootstrap, first)
+        self.receipts_for(reader, [k for k, _ in first])
+        w.stop()
+        # 100,100 more while no worker runs: the oldest offsets, among them
+        # the committed one (10), are dropped by the embedded broker.
+        produce(b.bootstrap, [("dl-%d" % i, jreq("echo", {}, "dl-%d" % i))
+                              for i in range(100100)],
+                producer=kafka_producer(b.bootstrap, **{"linger.ms": 20}))
+        w2 = self.worker(b.bootstrap, db=w.db, start=False)
+        w2.start(wait_ready=False)
+        deadline = time.monotonic() + 60
+        reason = ""
+        while time.monotonic() < deadline:
+            r = w2.get("/ready")
+            reason = (r.json or {}).get("reason", "") if r.status == 503 else ""
+            if "data loss" in reason:
+                break
+            time.sleep(0.2)
+        self.assertIn("data loss on openexec.requests [0]: committed offset 10", reason)
+        # (The 5 MiB cap bites before the 100,000-message one here.)
+        self.assertRegex(reason, r"log now (\d+)\.\.100110\): \d+ requests were dropped unread")
+        self.assertGreaterEqual(w2.metrics().get("openexec_data_loss_events_total", 0), 1)
+        self.assertIn("ERROR data loss", w2.log())
+        # What is still on the broker is answered.
+        self.receipts_for(reader, ["dl-100099"], timeout=60)
 
 
 if __name__ == "__main__":
