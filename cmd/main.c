@@ -4,16 +4,12 @@
  * configuration). Everything here runs on the main thread; `run` owns every
  * module it starts (the service struct) and stops them in reverse order
  * before it returns. */
-#include <errno.h>
 #include <limits.h>
 #include <openssl/rand.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "admin-http/http.h"
