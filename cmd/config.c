@@ -1,43 +1,323 @@
+/* The table of settings and the one parser of flags and environment.
+ *
+ * Each setting is declared once below (like redis's src/config.c): flag,
+ * environment variable, the commands that take it, type, bounds or words,
+ * default and help. Parsing, checking and --help all come from the table, so
+ * a command accepts exactly the options its help lists, and a number is
+ * parsed once, as a number. Defaults go through the same checks as user
+ * values. Everything here runs on the main thread before any other starts;
+ * the table is constant and nothing is allocated.
+ */
 #include "config.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char **slot(oe_config *cfg, const oe_option *o)
+typedef enum setting_type {
+    T_TEXT,  /* any text (a const char * field) */
+    T_NAME,  /* non-empty text */
+    T_FLAG,  /* present or not, takes no value (an int field) */
+    T_BOOL,  /* 0 or 1 (an int field) */
+    T_INT,   /* a whole number in [lo, hi] (a long field) */
+    T_WORD,  /* one of words[] (an int field: its index) */
+    T_HOST,  /* a host name or an IP literal (a const char * field) */
+    T_PORT,  /* 0..65535 (a long field) */
+} setting_type;
+
+typedef struct setting {
+    const char *flag;
+    const char *env;      /* NULL: flag only */
+    unsigned commands;    /* OE_CMD_* bits of the commands that take it */
+    setting_type type;
+    size_t offset;        /* of the field in oe_config */
+    long lo, hi;          /* T_INT */
+    const char *const *words; /* T_WORD, NULL-terminated */
+    const char *def;      /* default as text, checked like a user value; NULL: none */
+    const char *help;
+} setting;
+
+/* offsetof(oe_config, field), refused by the compiler unless the field has
+ * the C type that the setting's type stores. */
+#define FIELD(field, ctype)                                                                   \
+    (offsetof(oe_config, field) + 0 * sizeof(&((oe_config *)0)->field - (ctype *)0))
+
+#define TEXT(flag, env, cmds, field, def, help)                                               \
+    {flag, env, cmds, T_TEXT, FIELD(field, const char *), 0, 0, NULL, def, help}
+#define NAME(flag, env, cmds, field, def, help)                                               \
+    {flag, env, cmds, T_NAME, FIELD(field, const char *), 0, 0, NULL, def, help}
+#define HOST(flag, env, cmds, field, def, help)                                               \
+    {flag, env, cmds, T_HOST, FIELD(field, const char *), 0, 0, NULL, def, help}
+#define FLAG(flag, cmds, field, help) {flag, NULL, cmds, T_FLAG, FIELD(field, int), 0, 0, NULL, NULL, help}
+#define BOOL(flag, env, cmds, field, def, help)                                               \
+    {flag, env, cmds, T_BOOL, FIELD(field, int), 0, 1, NULL, def, help}
+#define INT(flag, env, cmds, field, lo, hi, def, help)                                        \
+    {flag, env, cmds, T_INT, FIELD(field, long), lo, hi, NULL, def, help}
+#define PORT(flag, env, cmds, field, def, help)                                               \
+    {flag, env, cmds, T_PORT, FIELD(field, long), 0, 65535, NULL, def, help}
+#define WORD(flag, env, cmds, field, words, def, help)                                        \
+    {flag, env, cmds, T_WORD, FIELD(field, int), 0, 0, words, def, help}
+
+/* Word lists, in the order of the OE_* values of config.h. */
+static const char *const modes[] = {"demo", "clawshield", NULL};
+static const char *const syncs[] = {"full", "normal", NULL};
+static const char *const executes[] = {"kafka", "local", NULL};
+static const char *const formats[] = {"avro", "json", NULL};
+
+#define RUN OE_CMD_RUN
+#define BROKER OE_CMD_BROKER
+#define PRODUCE OE_CMD_PRODUCE
+#define RECEIPTS OE_CMD_RECEIPTS
+#define MINT OE_CMD_MINT
+#define VERIFY OE_CMD_VERIFY
+
+/* A flag may appear twice only for disjoint sets of commands, where its
+ * meaning or default differs (mint signs with the secret that run checks). */
+static const setting settings[] = {
+    /* governance */
+    WORD("--mode", "OPENEXEC_MODE", RUN, mode, modes, "demo", "demo or clawshield"),
+    TEXT("--secret", "CLAWSHIELD_SECRET_KEY", RUN, secret, NULL,
+         "HMAC-SHA256 shared secret of approval artifacts"),
+    TEXT("--secret", "CLAWSHIELD_SECRET_KEY", MINT, secret, NULL,
+         "sign with HMAC-SHA256 and this secret"),
+    TEXT("--public-key", "CLAWSHIELD_PUBLIC_KEY", RUN, public_key, NULL,
+         "Ed25519 public key of approval artifacts (PEM text)"),
+    TEXT("--tenant", "CLAWSHIELD_TENANT_ID", RUN, tenant, "", "tenant artifacts must name"),
+    TEXT("--tenant", "CLAWSHIELD_TENANT_ID", MINT, tenant, "default", "tenant id"),
+    TEXT("--allowed-actions", "OPENEXEC_ALLOWED_ACTIONS", RUN, allowed_actions, "",
+         "comma-separated allow-list (empty = all)"),
+    /* Kafka */
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
+         "bootstrap servers (empty = embedded broker)"),
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS, brokers, NULL,
+         "bootstrap servers (required)"),
+    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE, requests_topic,
+         "openexec.requests", "requests topic"),
+    NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS, receipts_topic,
+         "openexec.receipts", "receipts topic"),
+    NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER, dlq_topic, "openexec.requests.dlq",
+         "dead-letter topic"),
+    NAME("--group-id", "OPENEXEC_GROUP_ID", RUN, group_id, "openexec-workers", "consumer group"),
+    /* run */
+    WORD("--execute", "OPENEXEC_EXECUTE", RUN, execute, executes, "kafka",
+         "kafka: worker + /execute bridge; local: HTTP only, no Kafka"),
+    BOOL("--worker", "OPENEXEC_WORKER", RUN, worker, "1",
+         "1: consume requests here; 0: HTTP bridge only (workers run elsewhere)"),
+    WORD("--receipt-format", "OPENEXEC_RECEIPT_FORMAT", RUN, receipt_format, formats, "avro",
+         "avro or json"),
+    BOOL("--transactions", "OPENEXEC_KAFKA_TRANSACTIONS", RUN, transactions, "0",
+         "1 = transactional receipts and offsets"),
+    TEXT("--transactional-id", "OPENEXEC_TRANSACTIONAL_ID", RUN, transactional_id, NULL,
+         "transactional.id (default: derived from group, host and database)"),
+    /* 16 partitions hold a backlog of 80 MiB / 1.6 million requests on the
+     * embedded broker, which keeps at most 5 MiB or 100,000 messages each. */
+    INT("--partitions", "OPENEXEC_PARTITIONS", RUN, partitions, 1, 1000, "16",
+        "embedded broker: partitions of our topics"),
+    INT("--partitions", "OPENEXEC_PARTITIONS", BROKER, partitions, 1, 1000, "4",
+        "partitions of our topics"),
+    INT("--batch-max", "OPENEXEC_BATCH_MAX", RUN, batch_max, 1, 100000, "5000",
+        "most requests per batch"),
+    INT("--bridge-timeout-ms", "OPENEXEC_BRIDGE_TIMEOUT_MS", RUN, bridge_timeout_ms, 1, 3600000,
+        "10000", "/execute: wait this long for the receipt"),
+    INT("--confluent-schema-id", "OPENEXEC_CONFLUENT_SCHEMA_ID", RUN, confluent_schema_id, -1,
+        2147483647L, "-1", "read Confluent-framed Avro with this schema id (-1 = off)"),
+    NAME("--db", "OPENEXEC_DB_PATH", RUN, db_path, "openexec.db", "SQLite file"),
+    WORD("--db-sync", "OPENEXEC_DB_SYNC", RUN, db_sync, syncs, "full", "full or normal"),
+    HOST("--http-host", "OPENEXEC_HTTP_HOST", RUN, http_host, "127.0.0.1",
+         "admin HTTP address or host name"),
+    PORT("--http-port", "OPENEXEC_HTTP_PORT", RUN, http_port, "5000", "admin HTTP port, 0 = off"),
+    INT("--http-threads", "OPENEXEC_HTTP_THREADS", RUN, http_threads, 1, 256, "4",
+        "HTTP thread pool"),
+    /* broker */
+    NAME("--bootstrap-file", NULL, BROKER, bootstrap_file, NULL,
+         "also write the address to this file"),
+    /* produce */
+    WORD("--format", "OPENEXEC_REQUEST_FORMAT", PRODUCE, request_format, formats, "avro",
+         "avro, or json: publish each line untouched"),
+    /* receipts */
+    FLAG("--from-beginning", RECEIPTS, from_beginning,
+         "start at the oldest receipt (default: newest)"),
+    FLAG("--follow", RECEIPTS, follow, "keep waiting for new receipts until SIGINT/SIGTERM"),
+    INT("--max", NULL, RECEIPTS, max_count, 1, 1L << 40, NULL, "stop after this many receipts"),
+    INT("--timeout-ms", NULL, RECEIPTS, timeout_ms, 1, 1L << 40, "30000",
+        "with --max: give up after this long"),
+    /* mint */
+    NAME("--action", NULL, MINT, action, NULL, "action to approve (required)"),
+    TEXT("--payload", NULL, MINT, payload, "{}", "payload as a JSON object"),
+    NAME("--ed25519-key", "CLAWSHIELD_PRIVATE_KEY_FILE", MINT, ed25519_key, NULL,
+         "sign with Ed25519: private key PEM file"),
+    TEXT("--approval-id", NULL, MINT, approval_id, NULL, "approval id (default: random UUID)"),
+    TEXT("--issued-at", NULL, MINT, issued_at, NULL, "ISO 8601 issue time (default: now)"),
+    INT("--ttl", NULL, MINT, ttl, 1, 10L * 365 * 86400, "300", "seconds until expires_at"),
+    TEXT("--nonce", NULL, MINT, nonce, NULL, "print a whole request with this nonce"),
+    /* verify-receipt */
+    TEXT("--id", NULL, VERIFY, id, NULL, "execution id"),
+    TEXT("--result", NULL, VERIFY, result, NULL, "result as JSON"),
+    TEXT("--receipt", NULL, VERIFY, receipt, NULL, "receipt hash (hex)"),
+};
+
+#define NSETTINGS (sizeof settings / sizeof settings[0])
+_Static_assert(NSETTINGS <= OE_CONFIG_MAX_SETTINGS, "raise OE_CONFIG_MAX_SETTINGS");
+
+static void *field(oe_config *cfg, const setting *s)
 {
-    return (const char **)((char *)cfg + o->offset);
+    return (char *)cfg + s->offset;
 }
 
-int oe_config_parse(oe_config *cfg, const oe_option *opts, size_t nopts, int argc, char **argv,
-                    int *help, char *err, size_t errlen)
+/* The index in words of a word equal to value, or -1. */
+static int word_index(const char *const *words, const char *value)
 {
-    char given[64] = {0};
-    *help = 0;
+    for (int i = 0; words[i]; i++)
+        if (strcmp(words[i], value) == 0)
+            return i;
+    return -1;
+}
+
+/* A whole number with nothing around it, in [lo, hi]. Leading zeros are
+ * just zeros: "00" is 0, as a number should be. */
+static int parse_long(const char *text, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || isspace((unsigned char)text[0]) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A host name (RFC 1123: labels of letters, digits and '-', not starting or
+ * ending with '-', at most 63 bytes each and 253 in all, the last one not
+ * all digits) or an IPv4 or IPv6 literal. Only the syntax: the admin HTTP
+ * server resolves and binds it. */
+int oe_config_check_host(const char *host)
+{
+    unsigned char addr[16];
+    if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
+        return 0;
+    size_t n = strlen(host);
+    if (n == 0 || n > 253)
+        return -1;
+    const char *label = host;
+    for (;;) {
+        size_t len = strcspn(label, ".");
+        if (len == 0 || len > 63 || label[0] == '-' || label[len - 1] == '-')
+            return -1;
+        int digits = 1;
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)label[i];
+            if (!isalnum(c) && c != '-')
+                return -1;
+            if (!isdigit(c))
+                digits = 0;
+        }
+        if (!label[len])
+            return digits ? -1 : 0; /* "1.2.3.400" is no name and no address */
+        label += len + 1;
+    }
+}
+
+/* Stores value into the setting's field, or says why it cannot, naming
+ * the value as the user gave it (source: "--http-port 70000" or
+ * "OPENEXEC_HTTP_PORT=70000"). */
+static int set_value(oe_config *cfg, const setting *s, const char *value, const char *source,
+                     char *err, size_t errlen)
+{
+    long number;
+    int index;
+    switch (s->type) {
+    case T_TEXT:
+        *(const char **)field(cfg, s) = value;
+        return 0;
+    case T_NAME:
+        if (!value[0]) {
+            snprintf(err, errlen, "%s: must not be empty", source);
+            return -1;
+        }
+        *(const char **)field(cfg, s) = value;
+        return 0;
+    case T_HOST:
+        if (oe_config_check_host(value) != 0) {
+            snprintf(err, errlen, "%s: not a host name or an IP address", source);
+            return -1;
+        }
+        *(const char **)field(cfg, s) = value;
+        return 0;
+    case T_FLAG:
+        *(int *)field(cfg, s) = 1;
+        return 0;
+    case T_BOOL:
+        if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
+            snprintf(err, errlen, "%s: must be 0 or 1", source);
+            return -1;
+        }
+        *(int *)field(cfg, s) = value[0] == '1';
+        return 0;
+    case T_INT:
+        if (parse_long(value, s->lo, s->hi, &number) != 0) {
+            snprintf(err, errlen, "%s: not a whole number from %ld to %ld", source, s->lo,
+                     s->hi);
+            return -1;
+        }
+        *(long *)field(cfg, s) = number;
+        return 0;
+    case T_PORT:
+        if (parse_long(value, 0, 65535, &number) != 0) {
+            snprintf(err, errlen, "%s: not a port (0-65535)", source);
+            return -1;
+        }
+        *(long *)field(cfg, s) = number;
+        return 0;
+    case T_WORD:
+        index = word_index(s->words, value);
+        if (index < 0) {
+            int len = snprintf(err, errlen, "%s: must be", source);
+            for (int i = 0; s->words[i] && len >= 0 && (size_t)len < errlen; i++)
+                len += snprintf(err + len, errlen - (size_t)len, "%s %s",
+                                i == 0 ? "" : s->words[i + 1] ? "," : " or", s->words[i]);
+            return -1;
+        }
+        *(int *)field(cfg, s) = index;
+        return 0;
+    }
+    return -1;
+}
+
+/* The setting of command whose flag is the first namelen bytes of name. */
+static const setting *find(const oe_command *command, const char *name, size_t namelen)
+{
+    for (size_t k = 0; k < NSETTINGS; k++)
+        if ((settings[k].commands & command->bit) && strlen(settings[k].flag) == namelen &&
+            strncmp(settings[k].flag, name, namelen) == 0)
+            return &settings[k];
+    return NULL;
+}
+
+/* One pass over argv: sets the flags given. */
+static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char **argv,
+                       char *err, size_t errlen)
+{
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            *help = 1;
-            return 0;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument: %s", arg);
+        if (arg[0] != '-') {
+            snprintf(err, errlen, "unexpected argument: %.200s", arg);
             return -1;
         }
         const char *eq = strchr(arg, '=');
         size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
-        size_t k;
-        for (k = 0; k < nopts; k++)
-            if (strlen(opts[k].flag) == namelen && strncmp(opts[k].flag, arg, namelen) == 0)
-                break;
-        if (k == nopts) {
-            snprintf(err, errlen, "unknown option: %.*s", (int)namelen, arg);
+        const setting *s = find(command, arg, namelen);
+        if (!s || strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unknown option: %.*s", (int)(namelen > 200 ? 200 : namelen),
+                     arg);
             return -1;
         }
         const char *value;
-        if (opts[k].boolean) {
+        if (s->type == T_FLAG) {
             if (eq) {
-                snprintf(err, errlen, "option %s takes no value", opts[k].flag);
+                snprintf(err, errlen, "option %s takes no value", s->flag);
                 return -1;
             }
             value = "1";
@@ -46,29 +326,73 @@ int oe_config_parse(oe_config *cfg, const oe_option *opts, size_t nopts, int arg
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
-            snprintf(err, errlen, "option %s needs a value", opts[k].flag);
+            snprintf(err, errlen, "option %s needs a value", s->flag);
             return -1;
         }
-        *slot(cfg, &opts[k]) = value;
-        if (k < sizeof given)
-            given[k] = 1;
-    }
-    for (size_t k = 0; k < nopts; k++) {
-        if (k < sizeof given && given[k])
-            continue;
-        const char *v = opts[k].env ? getenv(opts[k].env) : NULL;
-        if (v)
-            *slot(cfg, &opts[k]) = v;
+        char source[160];
+        snprintf(source, sizeof source, "%s %.100s%s", s->flag, value[0] ? value : "''",
+                 strlen(value) > 100 ? "..." : "");
+        if (set_value(cfg, s, value, source, err, errlen) != 0)
+            return -1;
+        cfg->origin[s - settings] = OE_FROM_FLAG;
     }
     return 0;
 }
 
-void oe_config_usage(const char *command, const char *summary, const oe_option *opts,
-                     size_t nopts)
+int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
+                    size_t errlen)
 {
-    printf("usage: openexec %s [options]\n\n%s\n\noptions:\n", command, summary);
-    for (size_t k = 0; k < nopts; k++)
-        printf("  %-22s %s%s%s%s\n", opts[k].flag, opts[k].help, opts[k].env ? " [env " : "",
-               opts[k].env ? opts[k].env : "", opts[k].env ? "]" : "");
-    printf("  %-22s this text\n", "--help");
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    if (parse_flags(cfg, command, argc, argv, err, errlen) != 0)
+        return -1;
+    for (size_t k = 0; k < NSETTINGS; k++) {
+        const setting *s = &settings[k];
+        if (!(s->commands & command->bit) || cfg->origin[k] == OE_FROM_FLAG)
+            continue;
+        const char *env = s->env ? getenv(s->env) : NULL;
+        char source[160];
+        if (env) {
+            snprintf(source, sizeof source, "%s=%.100s%s", s->env, env,
+                     strlen(env) > 100 ? "..." : "");
+            cfg->origin[k] = OE_FROM_ENV;
+        } else if (s->def) {
+            snprintf(source, sizeof source, "default %s %s", s->flag, s->def);
+        } else {
+            continue;
+        }
+        if (set_value(cfg, s, env ? env : s->def, source, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+oe_origin oe_config_origin(const oe_config *cfg, const oe_command *command, const char *flag)
+{
+    const setting *s = find(command, flag, strlen(flag));
+    return s ? (oe_origin)cfg->origin[s - settings] : OE_FROM_DEFAULT;
+}
+
+void oe_config_usage(const oe_command *command)
+{
+    printf("usage: openexec %s [options]\n\n%s\n\noptions:\n", command->name, command->summary);
+    for (size_t k = 0; k < NSETTINGS; k++) {
+        const setting *s = &settings[k];
+        if (!(s->commands & command->bit))
+            continue;
+        char name[40];
+        snprintf(name, sizeof name, "%s%s", s->flag,
+                 s->type == T_FLAG ? "" : s->type == T_INT || s->type == T_PORT ? " N" : " V");
+        printf("  %-24s %s", name, s->help);
+        if (s->def && s->def[0])
+            printf(" [%s]", s->def);
+        if (s->env)
+            printf(" (env %s)", s->env);
+        putchar('\n');
+    }
+    if (command->kafka_props)
+        printf("  %-24s any librdkafka property (env OPENEXEC_KAFKA_<PROP>)\n", "-X prop=value");
+    printf("  %-24s this text\n", "--help");
 }

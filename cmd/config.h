@@ -1,78 +1,119 @@
-/* The one configuration struct: filled once at start-up from flags, the
- * environment and defaults (in that order of precedence), then read-only. */
+/* The one configuration struct and the one table of settings.
+ *
+ * Every setting of every command is declared once in the table of config.c:
+ * its flag, its environment variable, its type (text, on/off, whole number
+ * with bounds, one of a list of words, host, port), its default and a line of
+ * help. oe_config_parse fills the typed fields of oe_config from the flags,
+ * then the environment, then the defaults, checking every value as it goes;
+ * the rest of the program reads typed fields and never parses text again.
+ * The struct is filled once on the main thread at start-up and read-only
+ * afterwards; its strings point into argv, the environment or the table and
+ * are never freed.
+ */
 #ifndef OE_CONFIG_H
 #define OE_CONFIG_H
 
 #include <stddef.h>
 
+/* Values of the word-list settings: the index of the word in its list. */
+enum { OE_MODE_DEMO, OE_MODE_CLAWSHIELD };
+enum { OE_SYNC_FULL, OE_SYNC_NORMAL };
+enum { OE_EXECUTE_KAFKA, OE_EXECUTE_LOCAL };
+enum { OE_FORMAT_AVRO, OE_FORMAT_JSON }; /* receipt and request formats */
+
+/* The commands, as bits: a setting names the commands that take it. */
+enum {
+    OE_CMD_RUN = 1 << 0,
+    OE_CMD_BROKER = 1 << 1,
+    OE_CMD_PRODUCE = 1 << 2,
+    OE_CMD_RECEIPTS = 1 << 3,
+    OE_CMD_MINT = 1 << 4,
+    OE_CMD_VERIFY = 1 << 5,
+    OE_CMD_VERSION = 1 << 6,
+};
+
+/* Where a setting's value came from; error messages name that source. */
+typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_ENV, OE_FROM_FLAG } oe_origin;
+
+/* Most settings the table may hold (the size of oe_config.origin). */
+#define OE_CONFIG_MAX_SETTINGS 64
+
 typedef struct oe_config {
     /* governance */
-    const char *mode;            /* "demo" or "clawshield" */
+    int mode;                    /* OE_MODE_* */
     const char *secret;          /* CLAWSHIELD_SECRET_KEY */
     const char *public_key;      /* CLAWSHIELD_PUBLIC_KEY (PEM text) */
     const char *tenant;          /* CLAWSHIELD_TENANT_ID */
     const char *allowed_actions; /* OPENEXEC_ALLOWED_ACTIONS */
     /* storage */
     const char *db_path;         /* OPENEXEC_DB_PATH (or OPENEXEC_DB_URL) */
-    const char *db_sync;         /* "full" or "normal" */
+    int db_sync;                 /* OE_SYNC_* */
     /* admin HTTP */
     const char *http_host;
-    const char *http_port;       /* kept as text until validated */
-    const char *http_threads;
-    const char *execute;         /* "kafka" or "local" */
-    const char *worker;          /* "1": consume requests here; "0": bridge only */
+    long http_port;              /* 0: no admin HTTP */
+    long http_threads;
+    int execute;                 /* OE_EXECUTE_* */
+    int worker;                  /* 1: consume requests here; 0: bridge only */
     /* Kafka */
-    const char *brokers;
+    const char *brokers;         /* NULL: none given (run: embedded broker) */
     const char *requests_topic;
     const char *receipts_topic;
     const char *dlq_topic;
     const char *group_id;
-    const char *receipt_format;  /* "avro" or "json" */
-    const char *transactions;    /* "1" to enable */
+    int receipt_format;          /* OE_FORMAT_* */
+    int transactions;
     const char *transactional_id;
-    const char *partitions;      /* embedded broker */
-    const char *batch_max;
-    const char *bridge_timeout_ms;
-    const char *confluent_schema_id;
+    long partitions;             /* embedded broker */
+    long batch_max;
+    long bridge_timeout_ms;
+    long confluent_schema_id;    /* -1: off */
     const char *bootstrap_file;  /* broker */
-    const char *format;          /* produce: avro or json */
-    const char *from_beginning;  /* receipts: flag */
-    const char *follow;          /* receipts: flag */
-    const char *max_count;       /* receipts: stop after this many */
-    const char *timeout_ms;      /* receipts: give up after this long */
+    int request_format;          /* produce: OE_FORMAT_* */
+    int from_beginning;          /* receipts */
+    int follow;                  /* receipts */
+    long max_count;              /* receipts: stop after this many; 0: no limit */
+    long timeout_ms;             /* receipts: give up after this long */
     /* mint */
     const char *action;
     const char *payload;
     const char *ed25519_key;     /* path of a private key PEM file */
     const char *approval_id;
     const char *issued_at;
-    const char *ttl;
+    long ttl;
     const char *nonce;
     /* verify-receipt */
     const char *id;
     const char *result;
     const char *receipt;
+    /* Where each setting of the table came from, by table index. */
+    unsigned char origin[OE_CONFIG_MAX_SETTINGS];
 } oe_config;
 
-/* One option: its flag, its environment variable (or NULL), the field it
- * fills, and a line of help. */
-typedef struct oe_option {
-    const char *flag;
-    const char *env;
-    size_t offset; /* offsetof(oe_config, field) */
-    const char *help;
-    int boolean;   /* a flag without a value: sets the field to "1" */
-} oe_option;
+/* A command as the parser and the help text see it. */
+typedef struct oe_command {
+    const char *name;    /* "run" */
+    unsigned bit;        /* OE_CMD_RUN */
+    const char *summary; /* a paragraph for --help */
+    int kafka_props;     /* 1: takes -X prop=value and OPENEXEC_KAFKA_<PROP> */
+} oe_command;
 
-/* Fills cfg from argv (flags "--name value" or "--name=value"), then from
- * the environment for the options not given as flags. Returns 0, or -1 with
- * a one-line reason in err (unknown flag, missing value). "--help" sets
- * *help. */
-int oe_config_parse(oe_config *cfg, const oe_option *opts, size_t nopts, int argc, char **argv,
-                    int *help, char *err, size_t errlen);
+/* Fills cfg for command: the flags of argv ("--name value", "--name=value"),
+ * then the environment for the settings not given as flags, then the
+ * defaults, each value checked against its type. Returns 0; 1 when argv
+ * asks for help (nothing else is checked); -1 with a one-line reason in err
+ * (unknown option, missing value, bad value naming the flag or variable it
+ * came from and the value). */
+int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
+                    size_t errlen);
 
-/* Prints the options of a command as help text. */
-void oe_config_usage(const char *command, const char *summary, const oe_option *opts,
-                     size_t nopts);
+/* Prints command's usage and exactly the options it takes, from the table. */
+void oe_config_usage(const oe_command *command);
+
+/* Where the setting with this flag came from, for command. */
+oe_origin oe_config_origin(const oe_config *cfg, const oe_command *command, const char *flag);
+
+/* Checks a host for the admin HTTP bind: an IPv4 or IPv6 literal, or a
+ * host name (letters, digits, '-' and '.'). Returns 0 or -1. */
+int oe_config_check_host(const char *host);
 
 #endif

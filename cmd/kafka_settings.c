@@ -1,8 +1,9 @@
-/* Kafka settings from flags, -X properties and the environment. */
+/* Kafka settings of the command line: the pass-through librdkafka properties
+ * (-X prop=value and OPENEXEC_KAFKA_<PROP>) and the fields that come from
+ * the typed configuration. Runs on the main thread at start-up; the
+ * property strings are copied into the oe_kafka_settings and freed by
+ * oe_kafka_settings_clear. */
 #include <ctype.h>
-#include <errno.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,58 +12,48 @@
 
 extern char **environ;
 
-volatile int oe_stop_requested;
+/* Properties that the worker, the bridge and the command-line clients set
+ * themselves (the "forced" lists given to oe_kafka_new), because a
+ * guarantee depends on them. A user value would be replaced without a word,
+ * so it is refused instead, with the reason. Aliases librdkafka accepts for
+ * the same property are listed too. */
+static const struct reserved {
+    const char *name;
+    const char *why;
+} reserved[] = {
+    {"bootstrap.servers", "set by --brokers or OPENEXEC_KAFKA_BROKERS"},
+    {"metadata.broker.list", "set by --brokers or OPENEXEC_KAFKA_BROKERS"},
+    {"group.id", "set by --group-id or OPENEXEC_GROUP_ID"},
+    {"enable.auto.commit",
+     "offsets are committed only after the ledger write is durable; auto commit would break that"},
+    {"auto.commit.enable",
+     "offsets are committed only after the ledger write is durable; auto commit would break that"},
+    {"enable.auto.offset.store",
+     "offsets are stored only after the ledger write is durable; auto store would break that"},
+    {"enable.partition.eof", "set by openexec for each client"},
+    {"enable.idempotence",
+     "receipts and dead letters are published idempotently (no duplicates, in order)"},
+    {"acks", "receipts and dead letters wait for all in-sync replicas (acks=all)"},
+    {"request.required.acks", "receipts and dead letters wait for all in-sync replicas (acks=all)"},
+    {"transactional.id", "set by --transactional-id or OPENEXEC_TRANSACTIONAL_ID"},
+};
 
-static void on_signal(int sig)
+/* Why name may not be set by the user, or NULL. librdkafka also takes
+ * topic properties with a "topic." prefix. */
+static const char *reserved_why(const char *name)
 {
-    (void)sig;
-    oe_stop_requested = 1;
+    if (strncmp(name, "topic.", 6) == 0)
+        name += 6;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strcmp(reserved[i].name, name) == 0)
+            return reserved[i].why;
+    return NULL;
 }
 
-void oe_install_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-int oe_die(int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("openexec: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return status;
-}
-
-int oe_parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-void oe_config_kafka_defaults(oe_config *cfg)
-{
-    cfg->brokers = "";
-    cfg->requests_topic = "openexec.requests";
-    cfg->receipts_topic = "openexec.receipts";
-    cfg->dlq_topic = "openexec.requests.dlq";
-    cfg->group_id = "openexec-workers";
-}
-
-/* Adds or replaces a property; the strings are copied. */
+/* Adds or replaces a property; the strings are copied. source names the
+ * argument or variable it came from, for the refusal. */
 static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, const char *value,
-                    char *err, size_t errlen)
+                    const char *source, char *err, size_t errlen)
 {
     char *n = strndup(name, namelen);
     char *v = strdup(value);
@@ -70,6 +61,13 @@ static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, cons
         free(n);
         free(v);
         snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *why = reserved_why(n);
+    if (why) {
+        snprintf(err, errlen, "%.200s: refused: %s", source, why);
+        free(n);
+        free(v);
         return -1;
     }
     for (size_t i = 0; i < s->nprops; i++)
@@ -98,16 +96,14 @@ void oe_kafka_settings_fill(oe_kafka_settings *s, const oe_config *cfg)
     s->receipts_topic = cfg->receipts_topic;
     s->dlq_topic = cfg->dlq_topic;
     s->group_id = cfg->group_id;
-    s->transactions = cfg->transactions && strcmp(cfg->transactions, "1") == 0;
+    s->transactions = cfg->transactions;
     s->transactional_id = cfg->transactional_id;
 }
 
-int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen)
+/* OPENEXEC_KAFKA_SECURITY_PROTOCOL=ssl -> security.protocol=ssl. BROKERS
+ * and TRANSACTIONS are settings of ours (config.c). */
+static int props_from_environment(oe_kafka_settings *s, char *err, size_t errlen)
 {
-    memset(s, 0, sizeof *s);
-
-    /* OPENEXEC_KAFKA_SECURITY_PROTOCOL=ssl -> security.protocol=ssl. BROKERS,
-     * TRANSACTIONS and DEBUG are ours. */
     static const char prefix[] = "OPENEXEC_KAFKA_";
     for (char **e = environ; *e; e++) {
         if (strncmp(*e, prefix, sizeof prefix - 1) != 0)
@@ -118,20 +114,25 @@ int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err,
             continue;
         size_t n = (size_t)(eq - name);
         if ((n == 7 && strncmp(name, "BROKERS", 7) == 0) ||
-            (n == 12 && strncmp(name, "TRANSACTIONS", 12) == 0) ||
-            (n == 5 && strncmp(name, "DEBUG", 5) == 0))
+            (n == 12 && strncmp(name, "TRANSACTIONS", 12) == 0))
             continue;
         char prop[128];
         if (n >= sizeof prop) {
             snprintf(err, errlen, "environment variable name too long: %.40s...", *e);
-            goto error;
+            return -1;
         }
         for (size_t i = 0; i < n; i++)
             prop[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
-        if (add_prop(s, prop, n, eq + 1, err, errlen) != 0)
-            goto error;
+        if (add_prop(s, prop, n, eq + 1, *e, err, errlen) != 0)
+            return -1;
     }
-    /* -X prop=value, removed from argv. */
+    return 0;
+}
+
+/* -X prop=value and -Xprop=value, removed from argv. */
+static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, char *err,
+                                size_t errlen)
+{
     int out = 0;
     for (int i = 0; i < *argc; i++) {
         const char *arg = argv[i];
@@ -139,7 +140,7 @@ int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err,
         if (strcmp(arg, "-X") == 0) {
             if (i + 1 >= *argc) {
                 snprintf(err, errlen, "-X needs prop=value");
-                goto error;
+                return -1;
             }
             pv = argv[++i];
         } else if (strncmp(arg, "-X", 2) == 0) {
@@ -150,17 +151,40 @@ int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err,
         }
         const char *eq = strchr(pv, '=');
         if (!eq || eq == pv) {
-            snprintf(err, errlen, "-X needs prop=value, not %s", pv);
-            goto error;
+            snprintf(err, errlen, "-X needs prop=value, not %.200s", pv);
+            return -1;
         }
-        if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, err, errlen) != 0)
-            goto error;
+        char source[256];
+        snprintf(source, sizeof source, "-X %.200s", pv);
+        if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, err, errlen) != 0)
+            return -1;
     }
     *argc = out;
     return 0;
-error:
-    oe_kafka_settings_clear(s);
-    return -1;
+}
+
+int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    if (props_from_environment(s, err, errlen) != 0 ||
+        props_from_arguments(s, argc, argv, err, errlen) != 0) {
+        oe_kafka_settings_clear(s);
+        return -1;
+    }
+    /* librdkafka writes its debug lines through the log callback of
+     * worker/kafka.c, which prints lines below warning level only when
+     * OPENEXEC_KAFKA_DEBUG is set: the environment form of this same
+     * property. A debug setting given with -X is exported under that name so
+     * that what the user asked for is printed either way. No other thread
+     * runs yet, so setenv is safe here. */
+    for (size_t i = 0; i < s->nprops; i++)
+        if (strcmp(s->prop_names[i], "debug") == 0 && s->prop_values[i][0] &&
+            setenv("OPENEXEC_KAFKA_DEBUG", s->prop_values[i], 1) != 0) {
+            snprintf(err, errlen, "cannot set OPENEXEC_KAFKA_DEBUG");
+            oe_kafka_settings_clear(s);
+            return -1;
+        }
+    return 0;
 }
 
 void oe_kafka_settings_clear(oe_kafka_settings *s)

@@ -1,0 +1,79 @@
+/* What every subcommand of openexec shares: the one-line failure message,
+ * the stop signals, the clocks, and the parsing of a command's options and
+ * Kafka properties. All of it runs on the main thread; the signal handler
+ * only sets oe_stop_requested, which the main loops poll. */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd/commands.h"
+
+volatile int oe_stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    oe_stop_requested = 1;
+}
+
+void oe_install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int oe_die(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("openexec: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+long long oe_monotonic_ms(void)
+{
+    return (long long)(oe_monotonic() * 1000.0);
+}
+
+/* Help wins over everything else on the line, even a bad -X property. */
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_settings *ks, int argc,
+                     char **argv)
+{
+    char err[512];
+    if (wants_help(argc, argv)) {
+        oe_config_usage(command);
+        return 0;
+    }
+    if (command->kafka_props && oe_kafka_props_from(ks, &argc, argv, err, sizeof err) != 0)
+        return oe_die(2, "%s", err);
+    int rc = oe_config_parse(cfg, command, argc, argv, err, sizeof err);
+    if (rc != 0) {
+        if (command->kafka_props)
+            oe_kafka_settings_clear(ks);
+        if (rc > 0) {
+            oe_config_usage(command);
+            return 0;
+        }
+        return oe_die(2, "%s (see openexec %s --help)", err, command->name);
+    }
+    if (command->kafka_props)
+        oe_kafka_settings_fill(ks, cfg);
+    return -1;
+}

@@ -1,0 +1,374 @@
+"""Black-box tests of the configuration of the command line (SPEC §3, §4):
+numbers parsed as numbers, bad values refused with exit 2 and a reason that
+names the flag or the environment variable actually used, Kafka properties
+that a guarantee depends on refused rather than silently replaced, options a
+command does not take refused, each command's help listing its own options,
+and a librdkafka `debug` setting that prints.
+
+Every test runs the real build/openexec; the Kafka ones use its embedded
+broker."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import BIN, ServiceTest, clean_env, cli, free_port, run_tests  # noqa: E402
+
+# What each command takes (SPEC §3 and the command's purpose); --help is
+# every command's.
+OPTIONS = {
+    "run": {"--mode", "--secret", "--public-key", "--tenant", "--allowed-actions", "--brokers",
+            "--requests-topic", "--receipts-topic", "--dlq-topic", "--group-id", "--execute",
+            "--worker", "--receipt-format", "--transactions", "--transactional-id",
+            "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
+            "--db", "--db-sync", "--http-host", "--http-port", "--http-threads", "-X",
+            "--help"},
+    "broker": {"--partitions", "--bootstrap-file", "--requests-topic", "--receipts-topic",
+               "--dlq-topic", "--help"},
+    "produce": {"--brokers", "--requests-topic", "--format", "-X", "--help"},
+    "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--max",
+                 "--timeout-ms", "-X", "--help"},
+    "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
+             "--issued-at", "--ttl", "--nonce", "--help"},
+    "verify-receipt": {"--id", "--result", "--receipt", "--help"},
+    "version": {"--help"},
+}
+
+# librdkafka properties that openexec sets itself for its clients (the
+# forced lists of worker.c, bridge.c and kafka_cmds.c), with a value a user
+# might try; "topic." is librdkafka's prefix for topic properties.
+FORCED = [("group.id", "mine"), ("enable.auto.commit", "true"),
+          ("enable.auto.offset.store", "true"), ("enable.partition.eof", "true"),
+          ("enable.idempotence", "false"), ("acks", "1"), ("topic.acks", "1"),
+          ("request.required.acks", "0"), ("transactional.id", "x"),
+          ("bootstrap.servers", "127.0.0.1:1")]
+
+
+def env_name(prop):
+    """SPEC §4: OPENEXEC_KAFKA_<PROP>, upper case, dots as underscores."""
+    return "OPENEXEC_KAFKA_" + prop.upper().replace(".", "_")
+
+
+def listening_ports(pid):
+    """The TCP ports process pid listens on, read from /proc (its socket
+    inodes matched against the LISTEN entries of its network namespace)."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]$", link)
+        if m:
+            inodes.add(m.group(1))
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                next(f)
+                for line in f:
+                    cols = line.split()
+                    if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except OSError:
+            pass
+    return ports
+
+
+class Process:
+    """`openexec ARGS` in the background, its stderr collected in a file."""
+
+    def __init__(self, workdir, args, env=None):
+        self.log_path = os.path.join(workdir, "proc-%d.log" % time.monotonic_ns())
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([BIN] + list(args), env=clean_env(env),
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=workdir)
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_log(self, pattern, timeout=15.0):
+        """The first match of pattern in the output, or None once the
+        process has exited or the time is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.log())
+            if m or self.proc.poll() is not None:
+                return m or re.search(pattern, self.log())
+            time.sleep(0.05)
+        return None
+
+    def stop(self):
+        """SIGTERM; returns the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class ConfigTest(ServiceTest):
+    def setUp(self):
+        super().setUp()
+        self._procs = []
+
+    def tearDown(self):
+        for p in self._procs:
+            p.stop()
+        super().tearDown()
+
+    def start(self, args, env=None):
+        p = Process(self.tmp, args, env)
+        self._procs.append(p)
+        return p
+
+    def local_run(self, *extra):
+        """`run` with in-process execution (no Kafka) on a database of the
+        test's directory."""
+        return ["run", "--execute", "local", "--db", self.path("x.db")] + list(extra)
+
+    def assertRefused(self, p, *names, what=None):
+        """Exit 2 with one line "openexec: ..." that names each of names."""
+        what = what or " ".join(names)
+        self.assertEqual(p.returncode, 2, "%s: exit %d, stderr %r" % (what, p.returncode,
+                                                                        p.stderr))
+        err = p.stderr.strip()
+        self.assertNotIn("\n", err, "%s: not a one-line reason: %r" % (what, p.stderr))
+        self.assertTrue(err.startswith("openexec: "), "%s: %r" % (what, err))
+        for n in names:
+            self.assertIn(n, err, "%s: the reason does not name %r: %r" % (what, n, err))
+        return err
+
+
+class Numbers(ConfigTest):
+    def test_port_00_is_port_0_http_off(self):
+        # "00" is the number 0: HTTP off, as with "0" (it used to bind a
+        # random port because the text was compared with "0").
+        for args, env in ((["--http-port", "00"], None), ([], {"OPENEXEC_HTTP_PORT": "00"}),
+                          (["--http-port=000"], None)):
+            p = self.start(self.local_run(*args), env)
+            self.assertTrue(p.wait_log(r"admin HTTP off|admin http://"),
+                            "%s %s: no start-up line: %s" % (args, env, p.log()))
+            self.assertIn("admin HTTP off", p.log(), "%s %s" % (args, env))
+            self.assertIsNone(p.proc.poll(), p.log())
+            self.assertEqual(listening_ports(p.proc.pid), set(),
+                             "%s %s: listens although HTTP is off" % (args, env))
+            self.assertEqual(p.stop(), 0, p.log())
+
+    def test_bad_ports_exit_2_naming_flag_or_variable(self):
+        for value in ("5000x", "-1", "65536", "70000", "", " 80", "0x10", "1e3"):
+            err = self.assertRefused(cli(self.local_run("--http-port", value)),
+                                     "--http-port %s" % (value or "''"))
+            self.assertNotIn("OPENEXEC_HTTP_PORT", err)
+            err = self.assertRefused(cli(self.local_run(), env={"OPENEXEC_HTTP_PORT": value}),
+                                     "OPENEXEC_HTTP_PORT=%s" % value)
+            self.assertNotIn("--http-port", err)
+        # Refused before the database is created.
+        self.assertFalse(os.path.exists(self.path("x.db")))
+        # A flag wins over the environment: the variable is not even read.
+        port = free_port()
+        p = self.start(self.local_run("--http-port", str(port)),
+                       env={"OPENEXEC_HTTP_PORT": "junk"})
+        self.assertTrue(p.wait_log(r"admin http://127\.0\.0\.1:%d" % port), p.log())
+        self.assertEqual(p.stop(), 0, p.log())
+
+    def test_other_settings_name_their_source(self):
+        cases = [
+            (["run", "--http-threads", "0"], None, "--http-threads 0"),
+            (["run"], {"OPENEXEC_HTTP_THREADS": "4 "}, "OPENEXEC_HTTP_THREADS=4 "),
+            (["run"], {"OPENEXEC_BATCH_MAX": "many"}, "OPENEXEC_BATCH_MAX=many"),
+            (["run", "--bridge-timeout-ms", "99999999999999999999"], None,
+             "--bridge-timeout-ms 99999999999999999999"),
+            (["run"], {"OPENEXEC_RECEIPT_FORMAT": "xml"}, "OPENEXEC_RECEIPT_FORMAT=xml"),
+            (["run", "--worker", "yes"], None, "--worker yes"),
+            (["run"], {"OPENEXEC_KAFKA_TRANSACTIONS": "2"}, "OPENEXEC_KAFKA_TRANSACTIONS=2"),
+            (["run"], {"OPENEXEC_DB_SYNC": "off"}, "OPENEXEC_DB_SYNC=off"),
+            (["broker", "--partitions", "1001"], None, "--partitions 1001"),
+            (["broker"], {"OPENEXEC_PARTITIONS": "0"}, "OPENEXEC_PARTITIONS=0"),
+            (["receipts", "--brokers", "127.0.0.1:1", "--max", "0"], None, "--max 0"),
+            (["produce", "--brokers", "127.0.0.1:1"], {"OPENEXEC_REQUEST_FORMAT": "xml"},
+             "OPENEXEC_REQUEST_FORMAT=xml"),
+            (["mint", "--action", "echo", "--secret", "s", "--ttl", "1h"], None, "--ttl 1h"),
+        ]
+        for args, env, source in cases:
+            if args[0] == "run":
+                args = args + ["--db", self.path("n.db")]
+            self.assertRefused(cli(args, env=env, timeout=5), source, what=" ".join(args))
+        self.assertFalse(os.path.exists(self.path("n.db")))
+
+    def test_db_url_and_db_path_together_refused(self):
+        # SPEC §4: setting both is an error (the path used to win silently).
+        env = {"OPENEXEC_DB_PATH": self.path("a.db"),
+               "OPENEXEC_DB_URL": "sqlite:///" + self.path("b.db")}
+        self.assertRefused(cli(["run", "--execute", "local", "--http-port", "0"], env=env,
+                               timeout=5), "OPENEXEC_DB_URL", "OPENEXEC_DB_PATH")
+        self.assertFalse(os.path.exists(self.path("a.db")))
+        self.assertFalse(os.path.exists(self.path("b.db")))
+        # A --db flag wins over both variables.
+        p = self.start(["run", "--execute", "local", "--http-port", "0", "--db",
+                        self.path("c.db")], env=env)
+        self.assertTrue(p.wait_log(r"admin HTTP off"), p.log())
+        self.assertIn("database %s" % self.path("c.db"), p.log())
+        self.assertEqual(p.stop(), 0, p.log())
+
+
+class Hosts(ConfigTest):
+    def test_bad_hosts_exit_2_naming_flag_or_variable(self):
+        for value in ("bad_host", "a b", "-lead", "trail-", "1.2.3.999", "", "a..b",
+                      "x" * 64 + ".example", "[::1]"):
+            shown = value or "''"
+            err = self.assertRefused(cli(self.local_run("--http-host", value,
+                                                        "--http-port", "0")),
+                                     "--http-host %s" % shown, what="--http-host %r" % value)
+            self.assertNotIn("OPENEXEC_HTTP_HOST", err)
+            err = self.assertRefused(cli(self.local_run("--http-port", "0"),
+                                         env={"OPENEXEC_HTTP_HOST": value}),
+                                     "OPENEXEC_HTTP_HOST=%s" % value,
+                                     what="OPENEXEC_HTTP_HOST=%r" % value)
+            self.assertNotIn("--http-host", err)
+        self.assertFalse(os.path.exists(self.path("x.db")))
+
+    def test_host_names_and_ipv6_pass_configuration(self):
+        # The configuration accepts host names and IPv6 literals; binding
+        # them is the admin HTTP server's part. Where it starts, /health
+        # must answer there; where the server cannot bind such a host yet,
+        # the failure must be a run-time one (not exit 2, not a refusal of
+        # the value).
+        import http.client
+        for host, connect in (("localhost", "localhost"), ("::1", "::1"),
+                              ("127.0.0.1", "127.0.0.1")):
+            for via_env in (False, True):
+                port = free_port()
+                if via_env:
+                    p = self.start(self.local_run("--http-port", str(port)),
+                                   env={"OPENEXEC_HTTP_HOST": host})
+                else:
+                    p = self.start(self.local_run("--http-host", host, "--http-port", str(port)))
+                what = "%s via %s" % (host, "env" if via_env else "flag")
+                started = p.wait_log(r"admin http://")
+                if started:
+                    c = http.client.HTTPConnection(connect, port, timeout=5)
+                    try:
+                        c.request("GET", "/health")
+                        self.assertEqual(c.getresponse().status, 200, what)
+                    finally:
+                        c.close()
+                    self.assertEqual(p.stop(), 0, p.log())
+                    continue
+                self.assertNotEqual(host, "127.0.0.1", "%s: did not start: %s" % (what, p.log()))
+                code = p.stop()
+                self.assertNotEqual(code, 2, "%s: refused as configuration: %s" % (what, p.log()))
+                self.assertNotEqual(code, 0, "%s: exited 0 without serving: %s" % (what, p.log()))
+                for word in ("invalid", "not a host name"):
+                    self.assertNotIn(word, p.log().lower(), what)
+                print("    %s: the admin HTTP server cannot bind it yet: %s"
+                      % (what, p.log().strip().splitlines()[-1]))
+
+
+class KafkaProperties(ConfigTest):
+    def test_forced_properties_refused(self):
+        # Each used to be replaced by openexec's own value without a word.
+        for prop, value in FORCED:
+            for cmd in (["produce"], ["receipts"]):
+                args = cmd + ["--brokers", "127.0.0.1:1"]
+                self.assertRefused(cli(args + ["-X", "%s=%s" % (prop, value)], timeout=5),
+                                   "-X %s=%s" % (prop, value), "refused")
+                name = env_name(prop)
+                self.assertRefused(cli(args, env={name: value}, timeout=5),
+                                   "%s=%s" % (name, value), "refused")
+        # The reasons say what to do or what would break.
+        err = self.assertRefused(cli(["produce", "--brokers", "127.0.0.1:1", "-Xgroup.id=g"]),
+                                 "-X group.id=g")
+        self.assertIn("--group-id", err)
+        err = self.assertRefused(cli(["receipts", "--brokers", "127.0.0.1:1"],
+                                     env={"OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT": "true"}),
+                                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT=true")
+        self.assertIn("durable", err)
+        # `run` refuses them before it touches the disk or starts a broker.
+        db = self.path("k.db")
+        for args, env, source in (
+                (["-X", "group.id=mine"], None, "-X group.id=mine"),
+                ([], {"OPENEXEC_KAFKA_GROUP_ID": "mine"}, "OPENEXEC_KAFKA_GROUP_ID=mine"),
+                (["-X", "enable.auto.commit=true"], None, "-X enable.auto.commit=true"),
+                ([], {"OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT": "true"},
+                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT=true")):
+            self.assertRefused(cli(["run", "--http-port", "0", "--db", db] + args, env=env,
+                                   timeout=5), source)
+        self.assertFalse(os.path.exists(db))
+        # Other properties still pass through, "topic."-prefixed ones too.
+        p = subprocess.run([BIN, "produce", "--brokers", "127.0.0.1:1", "-X", "client.id=abc",
+                            "-X", "topic.metadata.refresh.interval.ms=1000"],
+                           env=clean_env({"OPENEXEC_KAFKA_LINGER_MS": "1"}), input="",
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_broker_refuses_client_options(self):
+        # broker takes no brokers and no client properties (both used to be
+        # accepted and ignored).
+        for args, shown in ((["--brokers", "127.0.0.1:9092"], "--brokers"),
+                            (["--brokers=127.0.0.1:9092"], "--brokers"),
+                            (["-X", "debug=all"], "-X"), (["-Xdebug=all"], "-X"),
+                            (["--group-id", "g"], "--group-id"),
+                            (["--http-port", "0"], "--http-port")):
+            self.assertRefused(cli(["broker"] + args, timeout=5), "unknown option", shown)
+
+    def test_debug_property_prints_librdkafka_debug(self):
+        # -X debug=cgrp alone prints the consumer group's debug lines (it
+        # used to need an undocumented variable as well).
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka"}, args=["-X", "debug=cgrp"])
+        deadline = time.monotonic() + 10
+        while not re.search(r"openexec: kafka: CGRP\w*: ", s.log()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertRegex(s.log(), r"openexec: kafka: CGRP\w*: ")
+        s.stop()
+        # Without it, no debug lines.
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka"})
+        s.stop()
+        self.assertNotRegex(s.log(), r"openexec: kafka: CGRP\w*: ")
+
+
+class Help(ConfigTest):
+    def listed(self, command):
+        p = cli([command, "--help"])
+        self.assertEqual(p.returncode, 0, "%s --help: %r" % (command, p.stderr))
+        self.assertTrue(p.stdout.startswith("usage: openexec %s" % command),
+                        "%s --help: %r" % (command, p.stdout[:200]))
+        return set(re.findall(r"^  (--[a-z0-9-]+|-X)\b", p.stdout, re.M))
+
+    def test_each_command_lists_its_own_options(self):
+        for command, expected in sorted(OPTIONS.items()):
+            self.assertEqual(self.listed(command), expected, command)
+        self.assertNotIn("--mode", self.listed("produce"))
+        self.assertNotIn("--secret", self.listed("produce"))
+        # version --help is help, not the version.
+        p = cli(["version", "--help"])
+        self.assertNotEqual(p.stdout.strip(), cli(["version"]).stdout.strip())
+        self.assertRefused(cli(["version", "--bogus"]), "--bogus")
+
+    def test_options_of_other_commands_refused(self):
+        for command, expected in sorted(OPTIONS.items()):
+            others = set().union(*OPTIONS.values()) - expected - {"-X"}
+            for flag in sorted(others):
+                args = [command, flag, "1"]
+                if command in ("produce", "receipts"):
+                    args += ["--brokers", "127.0.0.1:1"]
+                if command == "run":
+                    args += ["--http-port", "0", "--db", self.path("o.db")]
+                self.assertRefused(cli(args, timeout=5), "unknown option", flag,
+                                   what=" ".join(args))
+
+
+if __name__ == "__main__":
+    run_tests()
