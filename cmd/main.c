@@ -295,8 +295,11 @@ static int cmd_run(int argc, char **argv)
             .ready = local ? NULL : service_ready,
             .ready_ctx = &ready,
         };
-        if (oe_http_start(&hcfg, &http, err, sizeof err) != 0) {
-            oe_die(1, "%s", err);
+        oe_rc hrc = oe_http_new(&hcfg, &http, err, sizeof err);
+        if (hrc == OE_OK)
+            hrc = oe_http_start(http, err, sizeof err);
+        if (hrc != OE_OK) {
+            status = oe_die(hrc == OE_EINVAL ? 2 : 1, "%s", err);
             goto done;
         }
     }
@@ -325,8 +328,8 @@ done:
      * would hold up the server's stop), then the worker drains its batch. */
     if (bridge)
         oe_bridge_close(bridge);
-    oe_http_quiesce(http, 1000); /* let the 503 answers go out */
-    oe_http_stop(http);
+    oe_http_stop(http); /* lets the 503 answers go out */
+    oe_http_free(http);
     oe_worker_stop(worker);
     oe_bridge_free(bridge);
     oe_engine_free(engine);
