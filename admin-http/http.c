@@ -1159,13 +1159,20 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
      * descriptor number another thread may have been given). */
     MHD_socket fd = h->listen_fd;
     h->listen_fd = MHD_INVALID_SOCKET;
-    h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, threads,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_NOTIFY_CONNECTION,
-        notify_connection, h, MHD_OPTION_CONNECTION_TIMEOUT, OE_HTTP_IDLE_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, h->connection_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        OE_HTTP_PER_IP_CONNECTIONS, MHD_OPTION_END);
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, h},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, h},
+        {MHD_OPTION_CONNECTION_TIMEOUT, OE_HTTP_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, h->connection_limit, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, OE_HTTP_PER_IP_CONNECTIONS, NULL},
+        /* One thread polls by itself; libmicrohttpd warns about a pool of 1. */
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, h, MHD_OPTION_ARRAY, options,
+                                 MHD_OPTION_END);
     if (!h->daemon) {
         sweeper_stop(h);
         snprintf(err, errlen, "cannot start the HTTP server on port %d", h->port);
