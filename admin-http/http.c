@@ -1,17 +1,43 @@
+/* The admin HTTP server (http.h) on libmicrohttpd: routing, rendering, and
+ * the limits that keep one client from taking the server down.
+ *
+ * Threads: libmicrohttpd's pool threads run the access handler and the
+ * connection notifications; our deadline thread (sweeper_main) shuts down
+ * connections that take too long to send their headers or body; the
+ * bridge's thread fills a suspended request's answer and resumes it. They
+ * share only the connection registry (under conns_lock), the body budget
+ * and the counters (atomics); everything else belongs to the one thread
+ * serving a connection at a time.
+ *
+ * Ownership: oe_http owns its listening socket until oe_http_start hands it
+ * to libmicrohttpd (and again after quiescing, until it is closed in
+ * oe_http_stop). A conn_rec lives from libmicrohttpd's "started" to its
+ * "closed" notification. A request_ctx lives from the first handler call of
+ * a request to the "completed" notification and owns the request body (and
+ * its share of the body budget) and the answer. Every answer body is built
+ * in a capped oe_buf and checked with oe_buf_failed before it is sent.
+ */
 #include "http.h"
 
-#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "engine/approval.h"
+#include "engine/clock.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/request.h"
@@ -30,60 +56,282 @@
 /* A body of unannounced size is drained up to this much before the
  * connection is closed without an answer. */
 #define OE_HTTP_DRAIN_LIMIT ((size_t)8 << 20)
+/* How often the deadline thread looks at the connections. */
+#define OE_HTTP_SWEEP_MS 250
+/* Results are validated with room for actions that nest their payload. */
+#define OE_HTTP_RESULT_MAX_DEPTH (2 * OE_JSON_MAX_DEPTH)
+
+/* Sent when an answer could not be rendered (its cap or memory ran out):
+ * small and static, so that sending it cannot fail the same way. */
+static const char answer_failed_body[] =
+    "{\"detail\": \"the answer could not be rendered (too large or out of memory)\"}";
+
+/* What a connection is doing, for the deadlines. */
+typedef enum conn_phase {
+    PHASE_HEADERS,  /* receiving the request line and headers, or idle between requests */
+    PHASE_BODY,     /* headers complete, receiving the body */
+    PHASE_HANDLING  /* the request is complete: executing or answering */
+} conn_phase;
+
+/* One open connection, registered while libmicrohttpd holds it. */
+typedef struct conn_rec {
+    struct conn_rec *prev, *next; /* the registry list, under conns_lock */
+    int fd;                       /* the client socket (libmicrohttpd's) */
+    atomic_int phase;             /* conn_phase */
+    atomic_llong since_ms;        /* monotonic ms when the phase began */
+    int shut;                     /* the deadline thread shut it down (conns_lock) */
+} conn_rec;
 
 struct oe_http {
-    struct MHD_Daemon *daemon;
-    oe_http_config cfg;
-    int port;
-    MHD_socket quiesced_fd; /* listening socket after oe_http_quiesce */
+    struct MHD_Daemon *daemon; /* NULL until started and after stopped */
+    oe_http_config cfg;        /* copied; its pointers are borrowed */
+    int port;                  /* the port bound */
+    int ipv6;                  /* the listening socket is IPv6 */
+    MHD_socket listen_fd;      /* ours before start and after quiesce */
+    unsigned connection_limit; /* OE_HTTP_MAX_CONNECTIONS or fewer (descriptors) */
+
+    pthread_mutex_t conns_lock; /* guards conns, shut flags and sweeper_stop */
+    pthread_cond_t sweeper_wake;
+    conn_rec *conns;            /* every open connection with a known socket */
+    pthread_t sweeper;
+    int sweeper_running;
+    int sweeper_stop;
+
+    atomic_size_t body_bytes;          /* body budget in use, bytes */
+    atomic_ullong budget_refused;      /* requests refused for the budget */
+    atomic_ullong deadline_closed[2];  /* connections shut: [0] headers, [1] body */
+    atomic_ullong framing_refused;     /* requests refused for ambiguous framing */
 };
 
-/* Per-connection state, created on the first call of the handler. */
+/* Per-request state, created on the first call of the handler. */
 typedef struct request_ctx {
     struct MHD_Connection *connection;
+    conn_rec *conn;         /* the connection's record, or NULL */
     oe_buf body;
+    size_t reserved;        /* bytes of the body budget held */
     oe_http_answer answer;  /* filled by the bridge's reply */
     atomic_int replied;     /* the answer is ready */
     int submitted;          /* handed to the bridge, connection suspended */
-    int too_large;   /* the body passed the limit: answer 413 */
-    int answered;    /* a response is already queued */
-    size_t received; /* body bytes seen, kept or not */
+    int refuse_status;      /* drain the body, then answer this (413, 503) */
+    const char *refuse_detail;
+    int answered;           /* a response is already queued */
+    size_t received;        /* body bytes seen, kept or not */
 } request_ctx;
 
-static double wall_clock(void)
+
+static long long monotonic_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Queues a JSON response; the body is copied. */
-static MHD_RESULT send_json(oe_http *h, struct MHD_Connection *c, int status, const char *body,
-                            size_t len)
+/* ------------------------------------------------------------------------
+ * Deadlines: the registry of connections and the thread that enforces them.
+ */
+
+static void conn_set_phase(conn_rec *r, conn_phase phase)
+{
+    if (!r)
+        return;
+    /* The time first: a reader that sees the new phase sees its start. */
+    atomic_store(&r->since_ms, monotonic_ms());
+    atomic_store(&r->phase, (int)phase);
+}
+
+static conn_rec *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* libmicrohttpd reports each connection's start and end. The record is
+ * removed before libmicrohttpd closes the socket (it notifies first), so a
+ * socket the deadline thread finds in the registry is still this
+ * connection's. */
+static void notify_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    oe_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_rec *r = ci ? calloc(1, sizeof *r) : NULL;
+        if (!r)
+            return; /* no deadline for this one; the idle timeout still holds */
+        r->fd = ci->connect_fd;
+        conn_set_phase(r, PHASE_HEADERS);
+        pthread_mutex_lock(&h->conns_lock);
+        r->next = h->conns;
+        if (h->conns)
+            h->conns->prev = r;
+        h->conns = r;
+        pthread_mutex_unlock(&h->conns_lock);
+        *socket_context = r;
+        return;
+    }
+    conn_rec *r = *socket_context;
+    if (!r)
+        return;
+    pthread_mutex_lock(&h->conns_lock);
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->conns = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    pthread_mutex_unlock(&h->conns_lock);
+    free(r);
+    *socket_context = NULL;
+}
+
+/* Shuts down the sockets of connections past their phase's deadline.
+ * libmicrohttpd then reads end-of-file and closes the connection itself
+ * (it offers no call to close a connection from another thread). */
+static void *sweeper_main(void *arg)
+{
+    oe_http *h = arg;
+    pthread_mutex_lock(&h->conns_lock);
+    while (!h->sweeper_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)OE_HTTP_SWEEP_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&h->sweeper_wake, &h->conns_lock, &until);
+        long long now = monotonic_ms();
+        for (conn_rec *r = h->conns; r && !h->sweeper_stop; r = r->next) {
+            if (r->shut)
+                continue;
+            int phase = atomic_load(&r->phase);
+            long long age = now - atomic_load(&r->since_ms);
+            if ((phase == PHASE_HEADERS && age > OE_HTTP_HEADER_DEADLINE_MS) ||
+                (phase == PHASE_BODY && age > OE_HTTP_BODY_DEADLINE_MS)) {
+                shutdown(r->fd, SHUT_RDWR);
+                r->shut = 1;
+                atomic_fetch_add(&h->deadline_closed[phase == PHASE_BODY], 1);
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->conns_lock);
+    return NULL;
+}
+
+static void sweeper_stop(oe_http *h)
+{
+    if (!h->sweeper_running)
+        return;
+    pthread_mutex_lock(&h->conns_lock);
+    h->sweeper_stop = 1;
+    pthread_cond_signal(&h->sweeper_wake);
+    pthread_mutex_unlock(&h->conns_lock);
+    pthread_join(h->sweeper, NULL);
+    h->sweeper_running = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The body budget.
+ */
+
+/* Reserves budget for the request's body to grow to total bytes. Returns 0,
+ * or -1 when the budget is spent (nothing is reserved then). */
+static int body_reserve(oe_http *h, request_ctx *ctx, size_t total)
+{
+    if (total <= ctx->reserved)
+        return 0;
+    size_t more = total - ctx->reserved;
+    size_t limit = total <= OE_HTTP_SMALL_BODY ? OE_HTTP_BODY_BUDGET + OE_HTTP_SMALL_BODY_RESERVE
+                                               : OE_HTTP_BODY_BUDGET;
+    size_t before = atomic_fetch_add(&h->body_bytes, more);
+    if (before + more > limit) {
+        atomic_fetch_sub(&h->body_bytes, more);
+        atomic_fetch_add(&h->budget_refused, 1);
+        return -1;
+    }
+    ctx->reserved = total;
+    return 0;
+}
+
+/* Frees the request's body and gives its budget back. */
+static void body_release(oe_http *h, request_ctx *ctx)
+{
+    oe_buf_free(&ctx->body);
+    if (ctx->reserved) {
+        atomic_fetch_sub(&h->body_bytes, ctx->reserved);
+        ctx->reserved = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Sending answers. Every path ends in send_json with text that is complete.
+ */
+
+static void count_response(oe_http *h, int status)
+{
+    if (status >= 100 && status < 600)
+        atomic_fetch_add(&h->cfg.metrics->http_responses[status / 100], 1);
+}
+
+/* Queues a JSON response; the body is copied. close_after adds
+ * "Connection: close" (libmicrohttpd then closes after sending). */
+static MHD_RESULT send_json_ex(oe_http *h, struct MHD_Connection *c, int status, const char *body,
+                               size_t len, int close_after)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+        (close_after &&
+         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
     MHD_RESULT ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
-    if (status >= 100 && status < 600)
-        atomic_fetch_add(&h->cfg.metrics->http_responses[status / 100], 1);
+    count_response(h, status);
     return ret;
 }
 
+static MHD_RESULT send_json(oe_http *h, struct MHD_Connection *c, int status, const char *body,
+                            size_t len)
+{
+    return send_json_ex(h, c, status, body, len, 0);
+}
+
+/* Sends a rendered buffer, or the fixed 500 when its rendering failed. */
+static MHD_RESULT send_buf(oe_http *h, struct MHD_Connection *c, int status, const oe_buf *b)
+{
+    if (oe_buf_failed(b) || !b->data)
+        return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
+    return send_json(h, c, status, b->data, b->len);
+}
+
+static int put_detail(oe_buf *b, const char *detail)
+{
+    oe_buf_puts(b, "{\"detail\": ");
+    oe_json_dump_string(b, detail, strlen(detail));
+    return oe_buf_putc(b, '}');
+}
+
 /* {"detail": reason} with the given status. */
-static MHD_RESULT send_detail(oe_http *h, struct MHD_Connection *c, int status, const char *detail)
+static MHD_RESULT send_detail_ex(oe_http *h, struct MHD_Connection *c, int status,
+                                 const char *detail, int close_after)
 {
     oe_buf b;
-    oe_buf_init(&b, 0);
-    oe_buf_puts(&b, "{\"detail\": ");
-    oe_json_dump_string(&b, detail, strlen(detail));
-    oe_buf_putc(&b, '}');
-    MHD_RESULT ret = send_json(h, c, status, b.data, b.len);
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
+    put_detail(&b, detail);
+    MHD_RESULT ret = oe_buf_failed(&b)
+                         ? send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1)
+                         : send_json_ex(h, c, status, b.data, b.len, close_after);
     oe_buf_free(&b);
     return ret;
+}
+
+static MHD_RESULT send_detail(oe_http *h, struct MHD_Connection *c, int status, const char *detail)
+{
+    return send_detail_ex(h, c, status, detail, 0);
 }
 
 static MHD_RESULT send_method_not_allowed(oe_http *h, struct MHD_Connection *c, const char *allow)
@@ -93,14 +341,18 @@ static MHD_RESULT send_method_not_allowed(oe_http *h, struct MHD_Connection *c, 
         MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
     if (!r)
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
     MHD_RESULT ret = MHD_queue_response(c, 405, r);
     MHD_destroy_response(r);
-    atomic_fetch_add(&h->cfg.metrics->http_responses[4], 1);
+    count_response(h, 405);
     return ret;
 }
 
+/* Appends "key": "value" (or null). Failures stick to the buffer. */
 static void put_key_string(oe_buf *b, const char *key, const char *value)
 {
     oe_json_dump_string(b, key, strlen(key));
@@ -110,6 +362,20 @@ static void put_key_string(oe_buf *b, const char *key, const char *value)
     else
         oe_buf_puts(b, "null");
 }
+
+/* 1 when text is one valid JSON value (the engine's strict parser). */
+static int json_valid(const char *text, size_t len)
+{
+    char err[160];
+    oe_json_doc *doc;
+    int rc = oe_json_parse(text, len, OE_HTTP_RESULT_MAX_DEPTH, &doc, err, sizeof err);
+    oe_json_doc_free(doc);
+    return rc == OE_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Handlers and renderers.
+ */
 
 /* GET / */
 static MHD_RESULT handle_root(oe_http *h, struct MHD_Connection *c)
@@ -124,7 +390,7 @@ static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
 {
     oe_engine *e = h->cfg.engine;
     oe_buf b;
-    oe_buf_init(&b, 0);
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     oe_buf_puts(&b, "{\"status\": \"healthy\", ");
     put_key_string(&b, "mode", oe_engine_clawshield(e) ? "clawshield" : "demo");
     oe_buf_puts(&b, ", ");
@@ -162,7 +428,7 @@ static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
     oe_buf_puts(&b, ", ");
     put_key_string(&b, "version", OE_VERSION);
     oe_buf_putc(&b, '}');
-    MHD_RESULT ret = send_json(h, c, 200, b.data, b.len);
+    MHD_RESULT ret = send_buf(h, c, 200, &b);
     oe_buf_free(&b);
     return ret;
 }
@@ -185,11 +451,11 @@ static MHD_RESULT handle_ready(oe_http *h, struct MHD_Connection *c)
         return send_json(h, c, 200, body, sizeof body - 1);
     }
     oe_buf b;
-    oe_buf_init(&b, 0);
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     oe_buf_puts(&b, "{\"ready\": false, ");
     put_key_string(&b, "reason", reason);
     oe_buf_putc(&b, '}');
-    MHD_RESULT ret = send_json(h, c, 503, b.data, b.len);
+    MHD_RESULT ret = send_buf(h, c, 503, &b);
     oe_buf_free(&b);
     return ret;
 }
@@ -198,9 +464,37 @@ static MHD_RESULT handle_ready(oe_http *h, struct MHD_Connection *c)
 static MHD_RESULT handle_version(oe_http *h, struct MHD_Connection *c)
 {
     char ts[64], body[160];
-    oe_time_format_iso8601(wall_clock(), ts, sizeof ts);
+    oe_time_format_iso8601(oe_wall_clock(), ts, sizeof ts);
     int n = snprintf(body, sizeof body, "{\"version\": \"%s\", \"timestamp\": \"%s\"}", OE_VERSION, ts);
+    if (n < 0 || (size_t)n >= sizeof body)
+        return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
     return send_json(h, c, 200, body, (size_t)n);
+}
+
+/* The server's own counters, after the shared ones (Prometheus text). */
+static void render_http_metrics(oe_http *h, oe_buf *b)
+{
+    oe_buf_printf(b,
+                  "# HELP openexec_http_deadline_closed_total Connections closed for not sending "
+                  "their headers or body in time, by phase.\n"
+                  "# TYPE openexec_http_deadline_closed_total counter\n"
+                  "openexec_http_deadline_closed_total{phase=\"headers\"} %llu\n"
+                  "openexec_http_deadline_closed_total{phase=\"body\"} %llu\n",
+                  atomic_load(&h->deadline_closed[0]), atomic_load(&h->deadline_closed[1]));
+    oe_buf_printf(b,
+                  "# HELP openexec_http_body_budget_refused_total Requests refused because the "
+                  "buffered request bodies reached their budget.\n"
+                  "# TYPE openexec_http_body_budget_refused_total counter\n"
+                  "openexec_http_body_budget_refused_total %llu\n"
+                  "# HELP openexec_http_body_bytes Request body bytes buffered now.\n"
+                  "# TYPE openexec_http_body_bytes gauge\n"
+                  "openexec_http_body_bytes %zu\n"
+                  "# HELP openexec_http_framing_refused_total Requests refused for ambiguous "
+                  "framing (Content-Length and Transfer-Encoding).\n"
+                  "# TYPE openexec_http_framing_refused_total counter\n"
+                  "openexec_http_framing_refused_total %llu\n",
+                  atomic_load(&h->budget_refused), atomic_load(&h->body_bytes),
+                  atomic_load(&h->framing_refused));
 }
 
 /* GET /metrics: Prometheus text format. */
@@ -208,28 +502,55 @@ static MHD_RESULT handle_metrics(oe_http *h, struct MHD_Connection *c)
 {
     char reason[200];
     oe_buf b;
-    oe_buf_init(&b, 0);
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     oe_metrics_render(h->cfg.metrics, is_ready(h, reason, sizeof reason), OE_VERSION, &b);
+    render_http_metrics(h, &b);
+    if (oe_buf_failed(&b) || !b.data) {
+        oe_buf_free(&b);
+        return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
+    }
     struct MHD_Response *r =
         MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     oe_buf_free(&b);
     if (!r)
         return MHD_NO;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4");
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4") !=
+        MHD_YES) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
     MHD_RESULT ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
-    atomic_fetch_add(&h->cfg.metrics->http_responses[2], 1);
+    count_response(h, 200);
     return ret;
+}
+
+/* The answer becomes {"detail": detail} with the status. */
+static void answer_detail(oe_http_answer *a, int status, const char *detail)
+{
+    a->status = status;
+    oe_buf_reset(&a->body);
+    put_detail(&a->body, detail);
+}
+
+/* Replaces an answer whose rendering failed by the fixed 500. If even that
+ * does not fit the cap the buffer stays failed, and the sender falls back
+ * to the same text (send_buf). */
+static void answer_check(oe_http_answer *a)
+{
+    if (!oe_buf_failed(&a->body))
+        return;
+    a->status = 500;
+    oe_buf_reset(&a->body);
+    oe_buf_puts(&a->body, answer_failed_body);
 }
 
 void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_http_answer *a)
 {
     oe_buf_reset(&a->body);
     if (o->status == OE_STATUS_REJECTED) {
-        a->status = oe_error_code_http_status(o->error);
-        oe_buf_puts(&a->body, "{\"detail\": ");
-        oe_json_dump_string(&a->body, o->detail, strlen(o->detail));
-        oe_buf_putc(&a->body, '}');
+        answer_detail(a, oe_error_code_http_status(o->error), o->detail);
+        answer_check(a);
         return;
     }
     a->status = 200;
@@ -244,6 +565,7 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
     oe_buf_puts(&a->body, ", ");
     put_key_string(&a->body, "status", oe_status_name(o->status));
     oe_buf_putc(&a->body, '}');
+    answer_check(a);
 }
 
 void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http_answer *a)
@@ -265,19 +587,16 @@ void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http
     char err[256];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = oe_engine_process(x->engine, items, 1, wall_clock(), err, sizeof err);
+    int rc = oe_engine_process(x->engine, items, 1, oe_wall_clock(), err, sizeof err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc != OE_OK) {
         atomic_fetch_add(&x->metrics->store_errors, 1);
         /* A resource failure is no answer to the request: 503, try again. */
-        a->status = rc == OE_ENOMEM ? 503 : 500;
-        oe_buf_reset(&a->body);
-        oe_buf_puts(&a->body, "{\"detail\": ");
         char msg[320];
         snprintf(msg, sizeof msg, "%s: %s", rc == OE_ENOMEM ? "out of memory" : "store failure",
                  err);
-        oe_json_dump_string(&a->body, msg, strlen(msg));
-        oe_buf_putc(&a->body, '}');
+        answer_detail(a, rc == OE_ENOMEM ? 503 : 500, msg);
+        answer_check(a);
     } else {
         oe_metrics_batch(x->metrics, items, 1,
                          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
@@ -288,21 +607,21 @@ done:
     oe_request_clear(&item.req);
 }
 
-static void answer_detail(oe_http_answer *a, int status, const char *detail)
-{
-    a->status = status;
-    oe_buf_reset(&a->body);
-    oe_buf_puts(&a->body, "{\"detail\": ");
-    oe_json_dump_string(&a->body, detail, strlen(detail));
-    oe_buf_putc(&a->body, '}');
-}
-
 void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
 {
     if (r->status == OE_STATUS_REJECTED || !r->id || !r->result || !r->receipt) {
         oe_error_code code = oe_error_code_from_name(r->error_code);
         answer_detail(a, code == OE_ERR_NONE ? 400 : oe_error_code_http_status(code),
                       r->detail ? r->detail : "rejected");
+        answer_check(a);
+        return;
+    }
+    /* The result is pasted into the answer as a JSON value: anything on the
+     * receipts topic can claim to be a receipt, so it is checked first. */
+    size_t result_len = strlen(r->result);
+    if (!json_valid(r->result, result_len)) {
+        answer_detail(a, 502, "receipt carries an invalid result");
+        answer_check(a);
         return;
     }
     a->status = 200;
@@ -312,22 +631,26 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
     oe_buf_puts(&a->body, ", ");
     put_key_string(&a->body, "action", r->action);
     oe_buf_puts(&a->body, ", \"result\": ");
-    oe_buf_puts(&a->body, r->result);
+    oe_buf_append(&a->body, r->result, result_len);
     oe_buf_printf(&a->body, ", \"approved\": %s, ", r->approved ? "true" : "false");
     put_key_string(&a->body, "receipt", r->receipt);
     oe_buf_puts(&a->body, ", ");
     put_key_string(&a->body, "status", oe_status_name(r->status));
     oe_buf_putc(&a->body, '}');
+    answer_check(a);
 }
 
-/* The bridge's reply: keep the answer and wake the suspended connection. */
+/* The bridge's reply (on the bridge's thread): keep the answer and wake the
+ * suspended connection. */
 static void bridge_reply(void *cls, const oe_receipt *r, int status, const char *reason)
 {
     request_ctx *ctx = cls;
-    if (r)
+    if (r) {
         oe_http_answer_from_receipt(r, &ctx->answer);
-    else
+    } else {
         answer_detail(&ctx->answer, status, reason);
+        answer_check(&ctx->answer);
+    }
     atomic_store(&ctx->replied, 1);
     MHD_resume_connection(ctx->connection);
 }
@@ -340,7 +663,7 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     if (ctx->submitted) {
         if (!atomic_load(&ctx->replied))
             return MHD_YES;
-        return send_json(h, c, ctx->answer.status, ctx->answer.body.data, ctx->answer.body.len);
+        return send_buf(h, c, ctx->answer.status, &ctx->answer.body);
     }
     char err[200];
     const char *body = ctx->body.data ? ctx->body.data : "";
@@ -354,7 +677,14 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
         return send_detail(h, c, 422, "request body must be a JSON object");
     }
     const oe_json *nonce = oe_json_get(root, "nonce");
-    char *key = nonce && nonce->type == OE_JSON_STRING ? strndup(nonce->str, nonce->len) : NULL;
+    char *key = NULL;
+    if (nonce && nonce->type == OE_JSON_STRING) {
+        key = strndup(nonce->str, nonce->len);
+        if (!key) {
+            oe_json_doc_free(doc);
+            return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
+        }
+    }
     oe_json_doc_free(doc);
     /* Workers recognise JSON by its first byte: publish from the '{'. */
     size_t skip = 0;
@@ -365,9 +695,9 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     MHD_suspend_connection(c);
     oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, key, bridge_reply, ctx);
     free(key);
-    /* The producer copied the body: do not hold it while waiting (the
-     * bridge thread writes only ctx->answer). */
-    oe_buf_free(&ctx->body);
+    /* The producer copied the body: do not hold it (or its budget) while
+     * waiting (the bridge thread writes only ctx->answer). */
+    body_release(h, ctx);
     return MHD_YES;
 }
 
@@ -382,9 +712,9 @@ static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_c
     if (h->cfg.bridge)
         return execute_via_bridge(h, c, rc);
     oe_http_answer a = {0};
-    oe_buf_init(&a.body, 0);
+    oe_buf_init(&a.body, OE_HTTP_MAX_ANSWER);
     h->cfg.execute(h->cfg.execute_ctx, rc->body.data ? rc->body.data : "", rc->body.len, &a);
-    MHD_RESULT ret = send_json(h, c, a.status, a.body.data ? a.body.data : "", a.body.len);
+    MHD_RESULT ret = send_buf(h, c, a.status, &a.body);
     oe_buf_free(&a.body);
     return ret;
 }
@@ -438,8 +768,12 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, const cha
         return send_detail(h, c, 500, err);
     if (!found)
         return send_detail(h, c, 404, "Receipt not found");
+    if (!e.result_json || !json_valid(e.result_json, strlen(e.result_json))) {
+        oe_execution_clear(&e);
+        return send_detail(h, c, 500, "stored receipt carries an invalid result");
+    }
     oe_buf b;
-    oe_buf_init(&b, 0);
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     char ts[64];
     oe_time_format_iso8601(e.created_at, ts, sizeof ts);
     oe_buf_puts(&b, "{");
@@ -461,11 +795,15 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, const cha
     oe_buf_puts(&b, ", ");
     put_key_string(&b, "created_at", ts);
     oe_buf_putc(&b, '}');
-    MHD_RESULT ret = send_json(h, c, 200, b.data, b.len);
+    MHD_RESULT ret = send_buf(h, c, 200, &b);
     oe_buf_free(&b);
     oe_execution_clear(&e);
     return ret;
 }
+
+/* ------------------------------------------------------------------------
+ * Routing and the access handler.
+ */
 
 /* The routes: path, allowed method, and whether a body is read. */
 typedef enum { R_ROOT, R_HEALTH, R_READY, R_VERSION, R_METRICS, R_EXECUTE, R_VERIFY, R_RECEIPT, R_NONE } route;
@@ -494,6 +832,119 @@ static route find_route(const char *url, const char **allow)
     return R_NONE;
 }
 
+/* Every instance of the headers that frame a body (libmicrohttpd looks at
+ * the first Content-Length only, and ignores it when Transfer-Encoding is
+ * present). */
+typedef struct framing {
+    unsigned cl_count;    /* Content-Length header lines */
+    const char *cl;       /* the first one's value */
+    int cl_conflict;      /* another one differs from it */
+    unsigned te_count;    /* Transfer-Encoding header lines */
+    const char *te;       /* the last one's value */
+} framing;
+
+static MHD_RESULT framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    value = value ? value : "";
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->cl_count++ == 0)
+            f->cl = value;
+        else if (strcmp(f->cl, value) != 0)
+            f->cl_conflict = 1;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        f->te_count++;
+        f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* RFC 9112 §6.1 and §6.3: a body whose length the peers could read
+ * differently (request smuggling) is refused, and the connection closed
+ * since where the next request starts is unknown. Returns 0 or the status
+ * to answer with, and the reason. */
+static int framing_check(struct MHD_Connection *c, const char **reason)
+{
+    framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
+    if (f.te_count && f.cl_count) {
+        *reason = "Content-Length and Transfer-Encoding together are not allowed";
+        return 400;
+    }
+    if (f.cl_conflict) {
+        *reason = "conflicting Content-Length values";
+        return 400;
+    }
+    if (f.te_count > 1 || (f.te_count && strcasecmp(f.te, "chunked") != 0)) {
+        *reason = "only Transfer-Encoding: chunked is supported";
+        return 400;
+    }
+    return 0;
+}
+
+/* The first call for a request (headers complete, no body read yet):
+ * refuse what can be refused before the body is read. */
+static MHD_RESULT begin_request(oe_http *h, struct MHD_Connection *c, request_ctx *ctx, route r,
+                                const char *method, const char *allow, int is_head)
+{
+    const char *reason;
+    int status = framing_check(c, &reason);
+    if (status) {
+        atomic_fetch_add(&h->framing_refused, 1);
+        ctx->answered = 1;
+        return send_detail_ex(h, c, status, reason, 1);
+    }
+    if (r == R_NONE) {
+        ctx->answered = 1;
+        return send_detail(h, c, 404, "Not Found");
+    }
+    if (strcmp(method, allow) != 0 && !is_head) {
+        ctx->answered = 1;
+        return send_method_not_allowed(h, c, allow);
+    }
+    /* Refuse an announced oversized body before reading any of it, and
+     * reserve the budget for an announced body in one step. */
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        unsigned long long announced = strtoull(cl, NULL, 10);
+        if (announced > OE_HTTP_MAX_BODY) {
+            ctx->answered = 1;
+            return send_detail(h, c, 413, "Request body larger than 1 MiB");
+        }
+        if (body_reserve(h, ctx, (size_t)announced) != 0) {
+            ctx->answered = 1;
+            return send_detail(h, c, 503, "Too many request bodies in flight; try again later");
+        }
+    }
+    return MHD_YES;
+}
+
+/* A chunk of the body. Past a limit nothing more is kept: libmicrohttpd
+ * cannot answer in the middle of an upload, so the rest is drained and
+ * answered at its end (the body deadline bounds how long that takes), and a
+ * sender that goes on far beyond the limit is disconnected. */
+static MHD_RESULT receive_body(oe_http *h, request_ctx *ctx, const char *data, size_t len)
+{
+    ctx->received += len;
+    if (!ctx->refuse_status) {
+        if (ctx->received > OE_HTTP_MAX_BODY) {
+            ctx->refuse_status = 413;
+            ctx->refuse_detail = "Request body larger than 1 MiB";
+        } else if (body_reserve(h, ctx, ctx->body.len + len) != 0) {
+            ctx->refuse_status = 503;
+            ctx->refuse_detail = "Too many request bodies in flight; try again later";
+        } else if (oe_buf_append(&ctx->body, data, len) != 0) {
+            ctx->refuse_status = 503;
+            ctx->refuse_detail = "Out of memory for the request body";
+        }
+        if (ctx->refuse_status)
+            body_release(h, ctx);
+    }
+    return ctx->received > OE_HTTP_DRAIN_LIMIT ? MHD_NO : MHD_YES;
+}
+
 static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
                           const char *method, const char *version, const char *upload_data,
                           size_t *upload_size, void **con_cls)
@@ -509,40 +960,28 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
         if (!ctx)
             return MHD_NO;
         oe_buf_init(&ctx->body, OE_HTTP_MAX_BODY);
-        oe_buf_init(&ctx->answer.body, 0);
+        oe_buf_init(&ctx->answer.body, OE_HTTP_MAX_ANSWER);
+        ctx->conn = conn_of(c);
         *con_cls = ctx;
-        if (r == R_NONE)
-            return send_detail(h, c, 404, "Not Found");
-        if (strcmp(method, allow) != 0 && !is_head)
-            return send_method_not_allowed(h, c, allow);
-        /* Refuse an announced oversized body before reading any of it. */
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > OE_HTTP_MAX_BODY) {
-            ctx->too_large = 1;
-            ctx->answered = 1;
-            return send_detail(h, c, 413, "Request body larger than 1 MiB");
-        }
-        return MHD_YES;
+        conn_set_phase(ctx->conn, PHASE_BODY);
+        MHD_RESULT ret = begin_request(h, c, ctx, r, method, allow, is_head);
+        if (ctx->answered)
+            conn_set_phase(ctx->conn, PHASE_HANDLING);
+        return ret;
     }
     request_ctx *ctx = *con_cls;
     if (*upload_size) {
-        /* Count the bytes as they arrive. Past the limit nothing more is
-         * kept; libmicrohttpd cannot answer in the middle of an upload, so
-         * the rest is drained and answered 413 at its end, and a sender that
-         * goes on far beyond the limit is disconnected. */
-        ctx->received += *upload_size;
-        if (!ctx->too_large && oe_buf_append(&ctx->body, upload_data, *upload_size) != 0) {
-            ctx->too_large = 1;
-            oe_buf_free(&ctx->body);
-        }
+        MHD_RESULT ret = receive_body(h, ctx, upload_data, *upload_size);
         *upload_size = 0;
-        return ctx->received > OE_HTTP_DRAIN_LIMIT ? MHD_NO : MHD_YES;
+        return ret;
     }
-    if (ctx->too_large) {
+    /* The request is complete: the deadlines stop here. */
+    conn_set_phase(ctx->conn, PHASE_HANDLING);
+    if (ctx->refuse_status) {
         if (ctx->answered)
             return MHD_YES;
         ctx->answered = 1;
-        return send_detail(h, c, 413, "Request body larger than 1 MiB");
+        return send_detail(h, c, ctx->refuse_status, ctx->refuse_detail);
     }
 
     switch (r) {
@@ -568,19 +1007,21 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
     return send_detail(h, c, 404, "Not Found");
 }
 
+/* A request ended (answered, or its connection closed): free its state. A
+ * kept-alive connection now waits for the next request's headers. */
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
-    (void)c;
     (void)toe;
+    oe_http *h = cls;
     request_ctx *ctx = *con_cls;
     if (ctx) {
-        oe_buf_free(&ctx->body);
+        body_release(h, ctx);
         oe_buf_free(&ctx->answer.body);
         free(ctx);
         *con_cls = NULL;
     }
+    conn_set_phase(conn_of(c), PHASE_HEADERS);
 }
 
 /* libmicrohttpd's own diagnostics go to stderr with a prefix. */
@@ -591,40 +1032,167 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     vfprintf(stderr, fmt, ap);
 }
 
-int oe_http_start(const oe_http_config *cfg, oe_http **out, char *err, size_t errlen)
+/* ------------------------------------------------------------------------
+ * Lifecycle.
+ */
+
+/* host:port for messages, with brackets around an IPv6 literal. */
+static void format_endpoint(const char *host, int port, char *out, size_t len)
 {
+    snprintf(out, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+}
+
+/* Binds and listens on the first of the host's addresses that works.
+ * Returns the socket, or -1 with the errno of the last attempt. */
+static int bind_first(const struct addrinfo *list, int *ipv6, int *last_errno)
+{
+    *last_errno = EADDRNOTAVAIL;
+    for (const struct addrinfo *ai = list; ai; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            *last_errno = errno;
+            continue;
+        }
+        int one = 1;
+        /* A restarted server rebinds at once despite connections of its
+         * previous run in TIME_WAIT; two live servers still conflict. */
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, OE_HTTP_LISTEN_BACKLOG) == 0) {
+            *ipv6 = ai->ai_family == AF_INET6;
+            return fd;
+        }
+        *last_errno = errno;
+        close(fd);
+    }
+    return -1;
+}
+
+/* Connections are capped below the descriptor limit, so that accepting
+ * them never starves the ledger or Kafka of descriptors. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    unsigned limit = OE_HTTP_MAX_CONNECTIONS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        rlim_t usable = rl.rlim_cur > 2 * OE_HTTP_FD_RESERVE ? rl.rlim_cur - OE_HTTP_FD_RESERVE
+                                                             : rl.rlim_cur / 2;
+        if (usable < limit)
+            limit = (unsigned)usable;
+    }
+    return limit ? limit : 1;
+}
+
+oe_rc oe_http_new(const oe_http_config *cfg, oe_http **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!cfg->host || !cfg->host[0]) {
+        snprintf(err, errlen, "HTTP host is empty");
+        return OE_EINVAL;
+    }
+    if (cfg->port < 0 || cfg->port > 65535) {
+        snprintf(err, errlen, "HTTP port %d is not in 0..65535", cfg->port);
+        return OE_EINVAL;
+    }
+    if (!cfg->engine || !cfg->metrics || (!cfg->bridge && !cfg->execute)) {
+        snprintf(err, errlen, "HTTP server needs an engine, metrics and an executor");
+        return OE_EINVAL;
+    }
+    char endpoint[320];
+    format_endpoint(cfg->host, cfg->port, endpoint, sizeof endpoint);
+    char service[16];
+    snprintf(service, sizeof service, "%d", cfg->port);
+    struct addrinfo hints = {0}, *list = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gai = getaddrinfo(cfg->host, service, &hints, &list);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", endpoint,
+                 gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+        return gai == EAI_AGAIN || gai == EAI_SYSTEM || gai == EAI_MEMORY ? OE_EIO : OE_EINVAL;
+    }
+    int ipv6 = 0, last_errno = 0;
+    int fd = bind_first(list, &ipv6, &last_errno);
+    freeaddrinfo(list);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", endpoint, strerror(last_errno));
+        return OE_EIO;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", endpoint, strerror(errno));
+        close(fd);
+        return OE_EIO;
+    }
     oe_http *h = calloc(1, sizeof *h);
     if (!h) {
+        close(fd);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     h->cfg = *cfg;
-    h->quiesced_fd = MHD_INVALID_SOCKET;
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)cfg->port);
-    if (inet_pton(AF_INET, cfg->host, &addr.sin_addr) != 1) {
-        snprintf(err, errlen, "OPENEXEC_HTTP_HOST %s is not an IPv4 address", cfg->host);
-        free(h);
-        return -1;
-    }
-    unsigned threads = cfg->threads ? cfg->threads : 4;
-    h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-            MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL,
-        handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        threads, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096, MHD_OPTION_END);
-    if (!h->daemon) {
-        snprintf(err, errlen, "cannot listen on %s:%d (port in use?)", cfg->host, cfg->port);
-        free(h);
-        return -1;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : cfg->port;
+    h->listen_fd = fd;
+    h->ipv6 = ipv6;
+    h->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                             : ((struct sockaddr_in *)&ss)->sin_port);
+    h->connection_limit = connection_limit();
+    pthread_mutex_init(&h->conns_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->sweeper_wake, &ca);
+    pthread_condattr_destroy(&ca);
     *out = h;
-    return 0;
+    return OE_OK;
+}
+
+void oe_http_set_bridge(oe_http *h, oe_bridge *bridge)
+{
+    h->cfg.bridge = bridge;
+}
+
+oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
+{
+    if (h->daemon || h->listen_fd == MHD_INVALID_SOCKET) {
+        snprintf(err, errlen, "HTTP server already started");
+        return OE_EINVAL;
+    }
+    h->sweeper_stop = 0;
+    if (pthread_create(&h->sweeper, NULL, sweeper_main, h) != 0) {
+        snprintf(err, errlen, "cannot start the HTTP deadline thread");
+        return OE_EIO;
+    }
+    h->sweeper_running = 1;
+    unsigned threads = h->cfg.threads ? h->cfg.threads : 4;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME | (h->ipv6 ? MHD_USE_IPv6 : 0);
+    /* The socket is handed over: libmicrohttpd closes it when it stops,
+     * and on nearly every failure path too, so it is not ours to close in
+     * either case (a leak on a failed start is better than closing a
+     * descriptor number another thread may have been given). */
+    MHD_socket fd = h->listen_fd;
+    h->listen_fd = MHD_INVALID_SOCKET;
+    struct MHD_OptionItem options[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, h},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, h},
+        {MHD_OPTION_CONNECTION_TIMEOUT, OE_HTTP_IDLE_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, h->connection_limit, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, OE_HTTP_PER_IP_CONNECTIONS, NULL},
+        /* One thread polls by itself; libmicrohttpd warns about a pool of 1. */
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, h, MHD_OPTION_ARRAY, options,
+                                 MHD_OPTION_END);
+    if (!h->daemon) {
+        sweeper_stop(h);
+        snprintf(err, errlen, "cannot start the HTTP server on port %d", h->port);
+        return OE_EIO;
+    }
+    return OE_OK;
 }
 
 int oe_http_port(const oe_http *h)
@@ -632,30 +1200,36 @@ int oe_http_port(const oe_http *h)
     return h->port;
 }
 
-void oe_http_quiesce(oe_http *h, int max_ms)
+void oe_http_stop(oe_http *h)
 {
     if (!h || !h->daemon)
         return;
-    /* The listening socket is ours to close, but only after the daemon's
-     * threads stopped using it (oe_http_stop). */
-    h->quiesced_fd = MHD_quiesce_daemon(h->daemon);
-    for (int waited = 0; waited < max_ms; waited += 10) {
+    /* The listening socket is ours again after quiescing, but only to close
+     * after the daemon's threads stopped using it (below). */
+    MHD_socket quiesced = MHD_quiesce_daemon(h->daemon);
+    for (int waited = 0; waited < OE_HTTP_STOP_GRACE_MS; waited += 10) {
         const union MHD_DaemonInfo *info =
             MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
         if (!info || info->num_connections == 0)
-            return;
+            break;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    MHD_stop_daemon(h->daemon);
+    h->daemon = NULL;
+    if (quiesced != MHD_INVALID_SOCKET)
+        close(quiesced);
+    sweeper_stop(h);
 }
 
-void oe_http_stop(oe_http *h)
+void oe_http_free(oe_http *h)
 {
     if (!h)
         return;
-    if (h->daemon)
-        MHD_stop_daemon(h->daemon);
-    if (h->quiesced_fd != MHD_INVALID_SOCKET)
-        close(h->quiesced_fd);
+    oe_http_stop(h);
+    if (h->listen_fd != MHD_INVALID_SOCKET)
+        close(h->listen_fd);
+    pthread_cond_destroy(&h->sweeper_wake);
+    pthread_mutex_destroy(&h->conns_lock);
     free(h);
 }

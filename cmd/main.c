@@ -196,14 +196,13 @@ static int run_start_kafka(service *s)
     return 0;
 }
 
-/* The admin HTTP server (port 0: none). Returns 0 or an exit status. */
-static int run_start_http(service *s)
+/* Binds the admin HTTP port (port 0: none), before the broker and worker
+ * start, so that a port in use fails fast. Returns 0 or an exit status. */
+static int run_bind_http(service *s)
 {
     const oe_config *cfg = &s->cfg;
     if (cfg->http_port == 0)
         return 0;
-    s->ready.bridge = s->bridge;
-    s->ready.worker = s->worker;
     oe_http_config hcfg = {
         .host = cfg->http_host,
         .port = (int)cfg->http_port,
@@ -211,13 +210,27 @@ static int run_start_http(service *s)
         .engine = s->engine,
         .reader = s->reader,
         .metrics = &s->metrics,
-        .bridge = s->bridge,
+        .bridge = NULL, /* set by run_start_http, once it exists */
         .execute = oe_http_execute_in_process,
         .execute_ctx = &s->in_process,
         .ready = s->local ? NULL : service_ready,
         .ready_ctx = &s->ready,
     };
-    if (oe_http_start(&hcfg, &s->http, s->err, sizeof s->err) != 0)
+    oe_rc rc = oe_http_new(&hcfg, &s->http, s->err, sizeof s->err);
+    if (rc != OE_OK)
+        return oe_die(rc == OE_EINVAL ? 2 : 1, "%s", s->err);
+    return 0;
+}
+
+/* Serves the bound admin HTTP port. Returns 0 or an exit status. */
+static int run_start_http(service *s)
+{
+    if (!s->http)
+        return 0;
+    s->ready.bridge = s->bridge;
+    s->ready.worker = s->worker;
+    oe_http_set_bridge(s->http, s->bridge);
+    if (oe_http_start(s->http, s->err, sizeof s->err) != OE_OK)
         return oe_die(1, "%s", s->err);
     return 0;
 }
@@ -261,8 +274,8 @@ static void run_stop(service *s)
      * would hold up the server's stop), then the worker drains its batch. */
     if (s->bridge)
         oe_bridge_close(s->bridge);
-    oe_http_quiesce(http, 1000); /* let the 503 answers go out */
-    oe_http_stop(http);
+    oe_http_stop(http); /* lets the 503 answers go out */
+    oe_http_free(http);
     oe_worker_free(s->worker);
     oe_bridge_free(s->bridge);
     oe_engine_free(s->engine);
@@ -273,10 +286,8 @@ static void run_stop(service *s)
 }
 
 /* Start order: configuration (exit 2 before the disk is touched), the
- * ledger, the admin HTTP port, the broker, the worker, the bridge, then the
- * admin HTTP server serves. Binding the port before the broker starts makes
- * a port in use fail fast; it waits for the admin HTTP module to bind and
- * serve in two steps (today oe_http_start does both, after the bridge). */
+ * ledger, the admin HTTP port (bound: a port in use fails fast), the broker,
+ * the worker, the bridge, then the admin HTTP server serves. */
 static int cmd_run(int argc, char **argv)
 {
     service *s = calloc(1, sizeof *s);
@@ -290,8 +301,8 @@ static int cmd_run(int argc, char **argv)
     oe_metrics_init(&s->metrics);
     oe_install_signals();
     status = run_open_store(s);
-    /* Here: bind the admin HTTP port (a port in use is exit 1, before the
-     * broker starts). */
+    if (status == 0)
+        status = run_bind_http(s);
     if (status == 0 && !s->local)
         status = run_start_kafka(s);
     if (status == 0)
