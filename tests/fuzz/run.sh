@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets of tests/fuzz/ one after the other (the
+# machines are shared: never two at once), each for SECONDS seconds.
+#   tests/fuzz/run.sh SECONDS TARGET...
+# Each target starts from its seed corpus tests/fuzz/corpus/<target>/ (read
+# only) plus what earlier runs found in build/fuzz/corpus/<target>/, where
+# new inputs go; crash files go to build/fuzz/artifacts/, never into the
+# source tree. Prints one line per target with libFuzzer's final counts and
+# a closing line "N passed, N failed" (a target fails when libFuzzer reports
+# a crash, leak, timeout or broken property, or cannot run at all).
+set -u
+cd "$(dirname "$0")/../.."
+seconds=${1:?usage: tests/fuzz/run.sh SECONDS TARGET...}
+shift
+passed=0
+failed=0
+mkdir -p build/fuzz/artifacts build/fuzz/logs
+for t in "$@"; do
+    bin=build/fuzz/fuzz_$t
+    work=build/fuzz/corpus/$t
+    log=build/fuzz/logs/$t.log
+    mkdir -p "$work"
+    # -rss_limit_mb and -malloc_limit_mb make a huge allocation a finding
+    # (avro-c allocates declared lengths before checking them); -timeout
+    # catches a decoder that hangs on one input.
+    "$bin" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+        -rss_limit_mb=1024 -malloc_limit_mb=512 -max_len=16384 \
+        -artifact_prefix="build/fuzz/artifacts/$t-" \
+        "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1
+    status=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -n 1)
+    if [ "$status" -eq 0 ] && [ -n "$execs" ]; then
+        passed=$((passed + 1))
+        echo "fuzz_$t: ok, ${execs} executions (${rate}/s) in ${seconds} s, ${cov:-cov: ?}"
+    else
+        failed=$((failed + 1))
+        echo "fuzz_$t: FAILED (exit status $status), log $log:"
+        grep -E 'ERROR|SUMMARY|property violated|runtime error|Test unit written' "$log" | head -n 20
+    fi
+done
+echo "fuzz: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
