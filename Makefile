@@ -113,7 +113,7 @@ test: deps
 # `deps` installed the Python packages).
 check:
 	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka and avro: run make deps"; exit 1; }
-	tests/run.sh "$(PYTHON)"
+	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:
 	rm -rf build
@@ -129,7 +129,7 @@ FUZZ_CC       ?= clang
 FUZZ_BUILD     = build/fuzz
 FUZZ_SECONDS  ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
-FUZZ_TARGETS   = json request approval avro_request avro_receipt canonical
+FUZZ_TARGETS   = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS    = $(CFLAGS_BASE) -O1 $(FUZZ_SAN) $(PKG_CFLAGS)
 FUZZ_LIB_OBJ   = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(WORKER_SRC)) \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the libFuzzer targets of tests/fuzz/ one after the other (the
 # machines are shared: never two at once), each for SECONDS seconds.
-#   tests/fuzz/run.sh SECONDS TARGET...
+#   tests/fuzz/run.sh SECONDS [TARGET...]
+# Without targets it runs every tests/fuzz/fuzz_<target>.c.
 # Each target starts from its seed corpus tests/fuzz/corpus/<target>/ (read
 # only) plus what earlier runs found in build/fuzz/corpus/<target>/, where
 # new inputs go; crash files go to build/fuzz/artifacts/, never into the
@@ -10,8 +11,14 @@
 # a crash, leak, timeout or broken property, or cannot run at all).
 set -u
 cd "$(dirname "$0")/../.."
-seconds=${1:?usage: tests/fuzz/run.sh SECONDS TARGET...}
+seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
 shift
+if [ $# -eq 0 ]; then
+    for f in tests/fuzz/fuzz_*.c; do
+        t=${f#tests/fuzz/fuzz_}
+        set -- "$@" "${t%.c}"
+    done
+fi
 passed=0
 failed=0
 mkdir -p build/fuzz/artifacts build/fuzz/logs
