@@ -7,7 +7,7 @@ CC      ?= cc
 PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
-           python3-avro kcat curl
+           python3-avro kcat curl clang libclang-rt-14-dev
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -43,7 +43,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
             $$p -c 'import cryptography, confluent_kafka, avro' 2>/dev/null \
             && { echo $$p; break; }; done)
 
-.PHONY: all deps run test check unit unit-san clean bench format
+.PHONY: all deps run test check unit unit-san clean bench format fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/openexec
 
@@ -85,7 +85,7 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h
 deps:
 	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
 	    && command -v kcat >/dev/null \
-	    && [ -n "$(PYTHON)" ]; then :; else \
+	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
@@ -106,16 +106,63 @@ unit-san:
 test: deps
 	$(MAKE) all unit
 	$(MAKE) SANITIZE=1 unit
+	$(MAKE) fuzz-build
 	$(MAKE) check
 
 # The runner alone (a separate make, so that PYTHON is looked up after
 # `deps` installed the Python packages).
 check:
 	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka and avro: run make deps"; exit 1; }
-	tests/run.sh "$(PYTHON)"
+	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:
 	rm -rf build
+
+# ---- Fuzzing (tests/fuzz/) ----
+# libFuzzer harnesses for every decoder, built with clang, coverage, ASan
+# and UBSan into build/fuzz (apart from build/ and build/san). Only the
+# engine and worker sources are needed; the archive lets the linker take
+# just the objects a harness uses. `make fuzz` runs each target for
+# FUZZ_SECONDS, one after the other; `make test` runs each for
+# FUZZ_SMOKE_SECONDS so that a broken harness fails the suite.
+FUZZ_CC       ?= clang
+FUZZ_BUILD     = build/fuzz
+FUZZ_SECONDS  ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_TARGETS   = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS    = $(CFLAGS_BASE) -O1 $(FUZZ_SAN) $(PKG_CFLAGS)
+FUZZ_LIB_OBJ   = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(WORKER_SRC)) \
+                 $(FUZZ_BUILD)/obj/gen/schemas.o
+FUZZ_BIN       = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+# True when clang can link a libFuzzer binary (libclang-rt-14-dev is there).
+FUZZ_RUNTIME_OK = command -v $(FUZZ_CC) >/dev/null \
+    && [ -e "$$($(FUZZ_CC) -print-file-name=libclang_rt.fuzzer-$$(uname -m).a)" ]
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/obj/gen/schemas.o: $(BUILD)/gen/schemas.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libopenexec.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_BUILD)/libopenexec.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libopenexec.a $(PKG_LIBS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 format:
 	clang-format -i engine/*.[ch] admin-http/*.[ch] cmd/*.[ch] tests/engine/*.c

@@ -662,7 +662,9 @@ static int close_container(parser *p, oe_json *v)
 {
     frame *f = &p->fv[p->fn - 1];
     size_t n = p->pn - f->start;
-    pending *e = p->pv + f->start;
+    /* No member was pushed yet when the first container to close is empty:
+     * pv is still NULL, and even NULL + 0 is undefined behaviour. */
+    pending *e = n ? p->pv + f->start : NULL;
     memset(v, 0, sizeof *v);
     v->len = (uint32_t)n;
     if (f->is_object) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole suite after `make all unit` and the sanitizer build:
-# unit tests (normal and ASan+UBSan), float and canonical-JSON vectors
-# compared with Python, then the black-box tests of the real binary.
+# Runs the whole suite after `make all unit`, the sanitizer build and
+# `make fuzz-build`: unit tests (normal and ASan+UBSan), a short run of every
+# fuzz target, float and canonical-JSON vectors compared with Python, then
+# the black-box tests of the real binary.
 # Prints one closing line "total: N passed, N failed"; exits non-zero on
 # any failure.
 set -u
@@ -47,6 +48,11 @@ done
 for t in build/san/tests/test_*; do
     step "unit (asan+ubsan) $(basename "$t")" "$t"
 done
+
+# Every libFuzzer target for a few seconds (FUZZ_SMOKE_SECONDS, default 5)
+# on its seed corpus and more: a broken harness, or a seed that crashes
+# again (the regress-* seeds), fails the suite. `make fuzz` runs them longer.
+step "fuzz smoke (libFuzzer, ASan+UBSan)" tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}"
 
 # Python's own float repr and json.dumps, compared byte for byte.
 "$PYTHON" tests/engine/gen_json_vectors.py floats 200000 7 >"$work/floats"

@@ -296,6 +296,12 @@ static const reject_case reject_cases[] = {
     {"\xef\xbb\xbf{}", 0, "unexpected byte 0xef"}, /* BOM */
     {"[1]\0", 4, "at byte 3: unexpected data"},
     {"\0", 1, "unexpected byte 0x00"},
+    /* Found by tests/fuzz/fuzz_json.c: the innermost container closed before
+     * any member existed, and the parser computed NULL + 0. Only clang's
+     * UBSan reports that (the fuzz build; the gcc builds cannot), so the
+     * same input is also the seed regress-empty-container-null-offset, which
+     * the fuzz smoke run of `make test` replays. */
+    {"[[[[[]\xab\0", 8, "at byte 6: unexpected byte 0xab, expected ',' or ']'"},
 };
 
 static void test_reject_table(void)
