@@ -120,7 +120,7 @@ static void from_request(int mode, int sign_check, const char *body, size_t len)
 {
     oe_request r;
     char err[300];
-    if (oe_request_from_json(body, len, &r, err, sizeof err) == OE_ERR_NONE && r.has_artifact)
+    if (fuzz_request_from_json(body, len, &r, err, sizeof err) == OE_ERR_NONE && r.has_artifact)
         check_artifact(mode, sign_check, &r.artifact);
     oe_request_clear(&r);
 }

@@ -113,6 +113,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                  sizeof detail);
     free(msg);
     switch (r) {
+    case OE_DECODE_NOMEM:
+        /* Under the fuzzer's memory limit, running out is a finding. */
+        abort();
     case OE_DECODE_DEAD:
         /* A dead letter keeps nothing and says why. */
         FUZZ_CHECK(code == OE_ERR_MALFORMED && detail[0] != '\0');

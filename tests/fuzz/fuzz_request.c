@@ -107,7 +107,7 @@ static void cross_check_json(const oe_request *r)
     FUZZ_CHECK(!oe_buf_failed(&b));
     oe_request j;
     char err[300] = "";
-    oe_error_code rc = oe_request_from_json(b.data, b.len, &j, err, sizeof err);
+    oe_error_code rc = fuzz_request_from_json(b.data, b.len, &j, err, sizeof err);
     if (rc != OE_ERR_NONE)
         fprintf(stderr, "JSON door refused %s: %s\n", b.data, err);
     FUZZ_CHECK(rc == OE_ERR_NONE);
@@ -126,7 +126,7 @@ static void cross_check_fields(const oe_request *r)
     FUZZ_CHECK(oe_json_dump(&payload, r->payload, OE_JSON_COMPACT) == 0);
     oe_request f;
     char err[300] = "";
-    oe_error_code rc = oe_request_from_fields(r->action, r->nonce, payload.data, payload.len,
+    oe_error_code rc = fuzz_request_from_fields(r->action, r->nonce, payload.data, payload.len,
                                               r->has_artifact ? &r->artifact : NULL, &f, err,
                                               sizeof err);
     if (rc != OE_ERR_NONE)
@@ -147,7 +147,7 @@ static void from_json(const uint8_t *data, size_t size)
     oe_request r;
     char err[300];
     err[0] = '\0';
-    oe_error_code rc = oe_request_from_json(in, size, &r, err, sizeof err);
+    oe_error_code rc = fuzz_request_from_json(in, size, &r, err, sizeof err);
     free(in);
     /* Every rejection is one of the two decoding codes, with a reason. */
     FUZZ_CHECK(rc == OE_ERR_NONE || rc == OE_ERR_MALFORMED || rc == OE_ERR_INVALID_REQUEST);
@@ -200,7 +200,7 @@ static void from_fields(const uint8_t *data, size_t size)
     char *payload = NULL;
     if (f[F_PAYLOAD] && (payload = malloc(flen[F_PAYLOAD] ? flen[F_PAYLOAD] : 1)))
         memcpy(payload, f[F_PAYLOAD], flen[F_PAYLOAD]);
-    oe_error_code rc = oe_request_from_fields(f[F_ACTION], f[F_NONCE], payload,
+    oe_error_code rc = fuzz_request_from_fields(f[F_ACTION], f[F_NONCE], payload,
                                               payload ? flen[F_PAYLOAD] : 0,
                                               has_art ? &art : NULL, &r, err, sizeof err);
     free(payload);
