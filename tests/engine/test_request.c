@@ -1,6 +1,10 @@
 /* Tests engine/request.c: which bodies are malformed (422), which are
  * invalid (400), and what a valid one decodes to. */
+#include <stdlib.h>
+#include <sys/resource.h>
+
 #include "engine/request.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 typedef struct {
@@ -110,11 +114,93 @@ static void test_http_status(void)
     ASSERT_STREQ(oe_error_code_name(OE_ERR_APPROVAL_INVALID), "approval_invalid");
 }
 
+/* Artifact fields are bounded: approval_id like the nonce (receipts repeat
+ * it), the others at 1,024 bytes. */
+static void test_artifact_field_limits(void)
+{
+    const char *names[] = {"approval_id", "action_hash", "signature", "issued_by",
+                           "issued_at",   "tenant_id",   "expires_at"};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        size_t limit = k == 0 ? OE_APPROVAL_ID_MAX_BYTES : OE_ARTIFACT_FIELD_MAX_BYTES;
+        for (size_t extra = 0; extra < 2; extra++) {
+            char *big = malloc(limit + extra + 1);
+            memset(big, 'x', limit + extra);
+            big[limit + extra] = '\0';
+            char body[4096];
+            int n = snprintf(body, sizeof body, "{\"action\":\"echo\",\"nonce\":\"n\","
+                                                "\"approval_artifact\":{");
+            for (size_t f = 0; f < sizeof names / sizeof names[0]; f++)
+                n += snprintf(body + n, sizeof body - (size_t)n, "%s\"%s\":\"%s\"", f ? "," : "",
+                              names[f], f == k ? big : "v");
+            snprintf(body + n, sizeof body - (size_t)n, "}}");
+            oe_request r;
+            char err[300] = "";
+            int code = test_request_from_json(body, strlen(body), &r, err, sizeof err);
+            if (extra == 0) {
+                ASSERT_EQ(code, OE_ERR_NONE);
+            } else {
+                ASSERT_EQ(code, OE_ERR_INVALID_REQUEST);
+                ASSERT_CONTAINS(err, names[k]);
+                ASSERT_CONTAINS(err, "longer than");
+            }
+            oe_request_clear(&r);
+            free(big);
+        }
+    }
+}
+
+/* Regression: running out of memory while decoding was reported as a
+ * malformed request, and so stored and published as a permanent answer.
+ * With the address space capped just above what is in use, a large body
+ * cannot be parsed: the decoder must say OE_ENOMEM, not give a verdict.
+ * (Skipped under AddressSanitizer, which reserves terabytes of address
+ * space up front.) */
+static void test_out_of_memory_is_no_verdict(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#else
+    size_t len = 900000;
+    char *body = malloc(len + 64);
+    size_t n = (size_t)sprintf(body, "{\"action\":\"echo\",\"nonce\":\"n\",\"payload\":{\"s\":\"");
+    memset(body + n, 'a', len - n - 3);
+    memcpy(body + len - 3, "\"}}", 4);
+    struct rlimit old;
+    getrlimit(RLIMIT_AS, &old);
+    /* Current usage, from /proc/self/statm (pages of address space). */
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (f) {
+        if (fscanf(f, "%lu", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    ASSERT_TRUE(pages > 0);
+    struct rlimit tight = {(rlim_t)pages * 4096 + ((rlim_t)256 << 10), old.rlim_max};
+    ASSERT_EQ(setrlimit(RLIMIT_AS, &tight), 0);
+    oe_request r;
+    oe_error_code verdict = OE_ERR_NONE;
+    char err[300] = "";
+    int rc = oe_request_from_json(body, len, &r, &verdict, err, sizeof err);
+    setrlimit(RLIMIT_AS, &old);
+    ASSERT_EQ(rc, OE_ENOMEM);
+    ASSERT_CONTAINS(err, "out of memory");
+    oe_request_clear(&r);
+    /* With memory back, the same bytes decode. */
+    ASSERT_EQ(oe_request_from_json(body, len, &r, &verdict, err, sizeof err), OE_OK);
+    ASSERT_EQ(verdict, OE_ERR_NONE);
+    oe_request_clear(&r);
+    free(body);
+#endif
+}
+
 int main(void)
 {
     RUN_TEST(test_request_table);
     RUN_TEST(test_nonce_length);
     RUN_TEST(test_decoded_fields);
     RUN_TEST(test_http_status);
+    RUN_TEST(test_artifact_field_limits);
+    RUN_TEST(test_out_of_memory_is_no_verdict);
     return TEST_REPORT();
 }

@@ -840,9 +840,35 @@ static void test_random_bodies(void)
         oe_request req;
         oe_error_code code;
         char detail[300];
+        detail[0] = '\0';
+        code = OE_ERR_NONE;
         oe_decode_result r =
             oe_codec_decode_request(c, m.b, m.n, &req, &code, detail, sizeof detail);
-        ASSERT_TRUE(r == OE_DECODE_OK || r == OE_DECODE_REJECTED || r == OE_DECODE_DEAD);
+        /* The decoder's promises, whatever the bytes: */
+        switch (r) {
+        case OE_DECODE_OK:
+            /* a valid request, with text fields and an object payload; */
+            ASSERT_EQ(code, OE_ERR_NONE);
+            ASSERT_TRUE(req.action && req.action[0] && req.nonce && req.nonce[0]);
+            ASSERT_TRUE(strlen(req.nonce) <= OE_NONCE_MAX_BYTES);
+            ASSERT_TRUE(oe_utf8_valid(req.action, strlen(req.action)));
+            ASSERT_TRUE(req.payload && req.payload->type == OE_JSON_OBJECT);
+            break;
+        case OE_DECODE_REJECTED:
+            /* a verdict with its reason, and only text to repeat; */
+            ASSERT_TRUE(code != OE_ERR_NONE && detail[0]);
+            ASSERT_TRUE(!req.action || oe_utf8_valid(req.action, strlen(req.action)));
+            ASSERT_TRUE(!req.nonce || oe_utf8_valid(req.nonce, strlen(req.nonce)));
+            break;
+        case OE_DECODE_DEAD:
+            /* a dead letter keeps nothing and says why; */
+            ASSERT_TRUE(detail[0]);
+            ASSERT_TRUE(!req.action && !req.nonce && !req.doc);
+            break;
+        default:
+            /* and 64 bytes never run out of memory. */
+            ASSERT_TRUE(0);
+        }
         oe_request_clear(&req);
     }
     oe_codec_free(c);
