@@ -101,6 +101,7 @@ struct oe_http {
     atomic_ullong budget_refused;      /* requests refused for the budget */
     atomic_ullong deadline_closed[2];  /* connections shut: [0] headers, [1] body */
     atomic_ullong framing_refused;     /* requests refused for ambiguous framing */
+    atomic_ullong responses[6];        /* by status class: 1xx..5xx, index 1..5 */
 };
 
 /* Per-request state, created on the first call of the handler. */
@@ -270,7 +271,7 @@ static void body_release(oe_http *h, request_ctx *ctx)
 static void count_response(oe_http *h, int status)
 {
     if (status >= 100 && status < 600)
-        atomic_fetch_add(&h->cfg.metrics->http_responses[status / 100], 1);
+        atomic_fetch_add(&h->responses[status / 100], 1);
 }
 
 /* Queues a JSON response; the body is copied. close_after adds
@@ -474,6 +475,11 @@ static MHD_RESULT handle_version(oe_http *h, struct MHD_Connection *c)
 /* The server's own counters, after the shared ones (Prometheus text). */
 static void render_http_metrics(oe_http *h, oe_buf *b)
 {
+    oe_buf_puts(b, "# HELP openexec_http_responses_total HTTP responses, by status class.\n"
+                   "# TYPE openexec_http_responses_total counter\n");
+    for (int k = 1; k <= 5; k++)
+        oe_buf_printf(b, "openexec_http_responses_total{code=\"%dxx\"} %llu\n", k,
+                      atomic_load(&h->responses[k]));
     oe_buf_printf(b,
                   "# HELP openexec_http_deadline_closed_total Connections closed for not sending "
                   "their headers or body in time, by phase.\n"
@@ -504,6 +510,8 @@ static MHD_RESULT handle_metrics(oe_http *h, struct MHD_Connection *c)
     oe_buf b;
     oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     oe_metrics_render(h->cfg.metrics, is_ready(h, reason, sizeof reason), OE_VERSION, &b);
+    if (h->cfg.kafka_metrics)
+        oe_kafka_metrics_render(h->cfg.kafka_metrics, &b);
     render_http_metrics(h, &b);
     if (oe_buf_failed(&b) || !b.data) {
         oe_buf_free(&b);

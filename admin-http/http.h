@@ -16,6 +16,7 @@
 #include "engine/buf.h"
 #include "engine/engine.h"
 #include "engine/metrics.h"
+#include "worker/kafka_metrics.h"
 #include "engine/status.h"
 #include "engine/store.h"
 #include "worker/bridge.h"
@@ -76,7 +77,8 @@ typedef struct oe_http_config {
     unsigned threads;     /* libmicrohttpd thread pool size */
     oe_engine *engine;    /* for /health (mode, allow-list) */
     oe_store *reader;     /* read-only store for /receipts/{id} */
-    oe_metrics *metrics;  /* shared counters */
+    oe_metrics *metrics;  /* the engine's counters */
+    oe_kafka_metrics *kafka_metrics; /* the worker's and bridge's, NULL without Kafka */
     oe_bridge *bridge;    /* /execute through Kafka; NULL: use execute below */
     oe_http_execute_fn execute;
     void *execute_ctx;

@@ -62,7 +62,8 @@ typedef struct service {
     char txn_id[128];
     int local; /* --execute local: no Kafka at all */
     oe_engine_config ecfg;
-    oe_metrics metrics;
+    oe_metrics metrics;              /* the engine's counters */
+    oe_kafka_metrics kafka_metrics;  /* the worker's and bridge's */
     oe_store *writer, *reader;
     oe_engine *engine;
     oe_local_executor in_process;
@@ -178,6 +179,7 @@ static int run_start_kafka(service *s)
         .kafka = ks,
         .engine = s->engine,
         .metrics = &s->metrics,
+        .kafka_metrics = &s->kafka_metrics,
         .receipt_json = s->cfg.receipt_format == OE_FORMAT_JSON,
         .confluent_schema_id = s->cfg.confluent_schema_id,
         .batch_max = (size_t)s->cfg.batch_max,
@@ -190,7 +192,7 @@ static int run_start_kafka(service *s)
             return oe_die(wrc == OE_WORKER_CONFIG_ERROR ? 2 : 1, "worker: %s", s->err);
     }
     if (s->cfg.http_port > 0 &&
-        oe_bridge_start(ks, &s->metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
+        oe_bridge_start(ks, &s->kafka_metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
                         sizeof s->err) != 0)
         return oe_die(2, "bridge: %s", s->err);
     return 0;
@@ -210,6 +212,7 @@ static int run_bind_http(service *s)
         .engine = s->engine,
         .reader = s->reader,
         .metrics = &s->metrics,
+        .kafka_metrics = s->local ? NULL : &s->kafka_metrics,
         .bridge = NULL, /* set by run_start_http, once it exists */
         .execute = oe_http_execute_in_process,
         .execute_ctx = &s->in_process,
@@ -299,6 +302,7 @@ static int cmd_run(int argc, char **argv)
         return status;
     }
     oe_metrics_init(&s->metrics);
+    oe_kafka_metrics_init(&s->kafka_metrics);
     oe_install_signals();
     status = run_open_store(s);
     if (status == 0)

@@ -1,5 +1,7 @@
-/* Counters for /metrics: lock-free, updated from any thread, rendered in
- * the Prometheus text format. Every name is prefixed openexec_. */
+/* The engine's counters for /metrics: lock-free, updated from any thread,
+ * rendered in the Prometheus text format. Every name is prefixed
+ * openexec_. The Kafka side's counters are worker/kafka_metrics.h's, the
+ * HTTP server's its own. */
 #ifndef OE_METRICS_H
 #define OE_METRICS_H
 
@@ -20,17 +22,6 @@ typedef struct oe_metrics {
     atomic_ullong batch_count;      /* engine batches */
     atomic_ullong batch_items;      /* requests in them */
     atomic_ullong store_errors;     /* batches the store failed */
-    atomic_ullong http_responses[6]; /* by status class: 1xx..5xx, index 1..5 */
-    atomic_ullong receipts_produced; /* receipts acknowledged by the broker */
-    atomic_ullong dead_letters;      /* undecodable messages sent to the DLQ */
-    atomic_ullong delivery_retries;  /* receipts produced again after a failure */
-    atomic_llong consumer_lag;       /* messages behind the high watermark */
-    atomic_llong assigned_partitions;
-    atomic_llong last_batch_size;
-    atomic_ullong bridge_timeouts;   /* /execute answered 504 */
-    atomic_ullong data_loss_events;  /* committed offsets no longer on the broker */
-    atomic_ullong bridge_mismatches; /* receipts with a pending correlation id
-                                        but another nonce or request hash */
 } oe_metrics;
 
 void oe_metrics_init(oe_metrics *m);

@@ -45,7 +45,7 @@ typedef struct waiter {
 
 struct oe_bridge {
     const oe_kafka_settings *kafka;
-    oe_metrics *metrics;
+    oe_kafka_metrics *metrics;
     double timeout;            /* seconds */
     rd_kafka_t *producer;
     rd_kafka_t *consumer;
@@ -246,7 +246,7 @@ static void *bridge_main(void *arg)
     return NULL;
 }
 
-int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeout_ms,
+int oe_bridge_start(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
                     oe_bridge **out, char *err, size_t errlen)
 {
     oe_bridge *b = calloc(1, sizeof *b);

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "engine/metrics.h"
+#include "worker/kafka_metrics.h"
 #include "worker/codec.h"
 #include "worker/kafka.h"
 
@@ -27,7 +27,7 @@ typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int sta
 
 /* Starts the bridge: a producer for requests and a consumer that reads the
  * receipts topic from its end. timeout_ms bounds each wait. */
-int oe_bridge_start(const oe_kafka_settings *k, oe_metrics *metrics, long timeout_ms,
+int oe_bridge_start(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
                     oe_bridge **out, char *err, size_t errlen);
 
 /* 1 once the receipts consumer is positioned; else 0 with a reason. */

@@ -178,7 +178,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else if (rerr) {
         fprintf(stderr, "openexec: worker: rebalance: %s\n", rd_kafka_err2str(rerr));
     }
-    atomic_store(&w->cfg.metrics->assigned_partitions, atomic_load(&w->assigned));
+    atomic_store(&w->cfg.kafka_metrics->assigned_partitions, atomic_load(&w->assigned));
 }
 
 /* Produces one message, waiting while the local queue is full. */
@@ -348,7 +348,7 @@ static int publish_batch(oe_worker *w, int once)
             if (w->slots[i].delivery == DELIVERY_OK)
                 continue;
             if (attempt > 0)
-                atomic_fetch_add(&w->cfg.metrics->delivery_retries, 1);
+                atomic_fetch_add(&w->cfg.kafka_metrics->delivery_retries, 1);
             w->slots[i].delivery = DELIVERY_PENDING;
             if (produce_slot(w, i) != 0)
                 w->slots[i].delivery = DELIVERY_FAILED;
@@ -604,7 +604,7 @@ static void process_batch(oe_worker *w)
         if (!w->slots[i].dead)
             oe_request_drop_payload(&w->slots[i].item.req);
     oe_metrics_batch(w->cfg.metrics, w->todo, (size_t)ne, oe_monotonic() - t0);
-    atomic_store(&w->cfg.metrics->last_batch_size, (long long)w->n);
+    atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->n);
 
     int published = 0;
     if (w->cfg.kafka->transactions) {
@@ -625,8 +625,8 @@ static void process_batch(oe_worker *w)
             commit_offsets(w);
     }
     if (published) {
-        atomic_fetch_add(&w->cfg.metrics->receipts_produced, (unsigned long long)ne);
-        atomic_fetch_add(&w->cfg.metrics->dead_letters, w->n - (size_t)ne);
+        atomic_fetch_add(&w->cfg.kafka_metrics->receipts_produced, (unsigned long long)ne);
+        atomic_fetch_add(&w->cfg.kafka_metrics->dead_letters, w->n - (size_t)ne);
     }
     clear_requests(w);
 }
@@ -655,7 +655,7 @@ static void update_lag(oe_worker *w)
                 lag += hi - pos;
         }
     }
-    atomic_store(&w->cfg.metrics->consumer_lag, lag);
+    atomic_store(&w->cfg.kafka_metrics->consumer_lag, lag);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -683,7 +683,7 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
                  topic, (int)m->partition, (long long)committed, (long long)lo, (long long)hi,
                  (long long)(lo > committed ? lo - committed : 0));
         fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
-        atomic_fetch_add(&w->cfg.metrics->data_loss_events, 1);
+        atomic_fetch_add(&w->cfg.kafka_metrics->data_loss_events, 1);
         if (!atomic_load(&w->data_lost)) {
             memcpy(w->data_loss_reason, reason, sizeof reason);
             atomic_store(&w->data_lost, 1);

@@ -117,6 +117,7 @@ typedef struct {
     oe_store *store;
     oe_engine *engine;
     oe_metrics metrics;
+    oe_kafka_metrics kafka_metrics;
     oe_kafka_settings ks;
     oe_worker *w;
 } worker_fixture;
@@ -135,10 +136,12 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
         return -1;
     }
     oe_metrics_init(&f->metrics);
+    oe_kafka_metrics_init(&f->kafka_metrics);
     f->ks = (oe_kafka_settings){.brokers = brokers, .requests_topic = "req",
                                 .receipts_topic = "rcp", .dlq_topic = "dlq",
                                 .group_id = "test-workers"};
     oe_worker_config wcfg = {.kafka = &f->ks, .engine = f->engine, .metrics = &f->metrics,
+                               .kafka_metrics = &f->kafka_metrics,
                              .confluent_schema_id = -1, .batch_max = 100};
     if (oe_worker_new(&wcfg, &f->w, err, sizeof err) != 0 ||
         oe_worker_start(f->w, err, sizeof err) != 0) {
@@ -195,8 +198,10 @@ static void test_transient_produce_errors(void)
         int header_ok = 0;
         ASSERT_EQ(read_topic(brokers, "dlq", 1, 10, NULL, NULL, NULL, 0, &header_ok), 1);
         ASSERT_EQ(header_ok, 1);
-        ASSERT_TRUE(atomic_load(&f.metrics.delivery_retries) > 0);
-        ASSERT_EQ(atomic_load(&f.metrics.dead_letters), 1);
+        ASSERT_TRUE(atomic_load(&f.kafka_metrics.delivery_retries) > 0);
+        ASSERT_EQ(atomic_load(&f.kafka_metrics.dead_letters), 1);
+        /* Receipts count requests only, not dead letters. */
+        ASSERT_EQ(atomic_load(&f.kafka_metrics.receipts_produced), N);
         ASSERT_EQ(oe_store_count_executions(f.store), N);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
         oe_codec_free(codec);

@@ -1,0 +1,29 @@
+/* Counters of the Kafka side (worker and /execute bridge) for /metrics:
+ * lock-free, updated from any thread, rendered in the Prometheus text
+ * format after the engine's own (engine/metrics.h). */
+#ifndef OE_KAFKA_METRICS_H
+#define OE_KAFKA_METRICS_H
+
+#include <stdatomic.h>
+
+#include "engine/buf.h"
+
+typedef struct oe_kafka_metrics {
+    atomic_ullong receipts_produced; /* receipts acknowledged by the broker */
+    atomic_ullong dead_letters;      /* undecodable messages acknowledged on the DLQ */
+    atomic_ullong delivery_retries;  /* receipts produced again after a failure */
+    atomic_llong consumer_lag;       /* messages behind the high watermark */
+    atomic_llong assigned_partitions;
+    atomic_llong last_batch_size;
+    atomic_ullong data_loss_events;  /* committed offsets no longer on the broker */
+    atomic_ullong bridge_timeouts;   /* /execute answered 504 */
+    atomic_ullong bridge_mismatches; /* receipts with a pending correlation id
+                                        but another nonce or request hash */
+} oe_kafka_metrics;
+
+void oe_kafka_metrics_init(oe_kafka_metrics *m);
+
+/* Appends the Prometheus text exposition (a failure shows in oe_buf_failed). */
+void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out);
+
+#endif
