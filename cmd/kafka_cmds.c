@@ -44,19 +44,19 @@ int oe_cmd_broker(int argc, char **argv)
     oe_broker *b;
     char err[512];
     oe_install_signals();
-    if (oe_broker_start((int)cfg.partitions, topics, 3, &b, err, sizeof err) != 0)
+    if (oe_broker_new((int)cfg.partitions, topics, 3, &b, err, sizeof err) != 0)
         return oe_die(1, "%s", err);
     /* The file first: whoever reads the stdout line may read the file
      * right after it. */
     if (cfg.bootstrap_file && write_bootstrap_file(cfg.bootstrap_file, oe_broker_bootstraps(b))) {
-        oe_broker_stop(b);
+        oe_broker_free(b);
         return oe_die(1, "cannot write %s", cfg.bootstrap_file);
     }
     printf("bootstrap.servers=%s\n", oe_broker_bootstraps(b));
     fflush(stdout);
     while (!oe_stop_requested)
         oe_sleep_ms(100);
-    oe_broker_stop(b);
+    oe_broker_free(b);
     return 0;
 }
 

@@ -151,9 +151,9 @@ static int run_open_store(service *s)
 {
     oe_store_sync sync = s->cfg.db_sync == OE_SYNC_NORMAL ? OE_STORE_SYNC_NORMAL
                                                           : OE_STORE_SYNC_FULL;
-    if (oe_store_open(s->cfg.db_path, 0, sync, &s->writer, s->err, sizeof s->err) != 0)
+    if (oe_store_new(s->cfg.db_path, 0, sync, &s->writer, s->err, sizeof s->err) != 0)
         return oe_die(1, "database: %s", s->err);
-    if (oe_store_open(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
+    if (oe_store_new(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
         return oe_die(1, "database (read-only): %s", s->err);
     if (oe_engine_new(&s->ecfg, s->writer, &s->engine, s->err, sizeof s->err) != 0)
         return oe_die(2, "%s", s->err);
@@ -169,7 +169,7 @@ static int run_start_kafka(service *s)
     oe_kafka_settings *ks = &s->ks;
     if (!ks->brokers) {
         const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
-        if (oe_broker_start((int)s->cfg.partitions, topics, 3, &s->broker, s->err,
+        if (oe_broker_new((int)s->cfg.partitions, topics, 3, &s->broker, s->err,
                             sizeof s->err) != 0)
             return oe_die(1, "%s", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
@@ -191,10 +191,13 @@ static int run_start_kafka(service *s)
         if (wrc != 0)
             return oe_die(wrc == OE_WORKER_CONFIG_ERROR ? 2 : 1, "worker: %s", s->err);
     }
-    if (s->cfg.http_port > 0 &&
-        oe_bridge_start(ks, &s->kafka_metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
-                        sizeof s->err) != 0)
+    if (s->cfg.http_port == 0)
+        return 0;
+    if (oe_bridge_new(ks, &s->kafka_metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
+                      sizeof s->err) != 0)
         return oe_die(2, "bridge: %s", s->err);
+    if (oe_bridge_start(s->bridge, s->err, sizeof s->err) != 0)
+        return oe_die(1, "bridge: %s", s->err);
     return 0;
 }
 
@@ -276,15 +279,15 @@ static void run_stop(service *s)
     /* Waiting HTTP requests are answered 503 first (a suspended connection
      * would hold up the server's stop), then the worker drains its batch. */
     if (s->bridge)
-        oe_bridge_close(s->bridge);
+        oe_bridge_stop(s->bridge);
     oe_http_stop(http); /* lets the 503 answers go out */
     oe_http_free(http);
     oe_worker_free(s->worker);
     oe_bridge_free(s->bridge);
     oe_engine_free(s->engine);
-    oe_store_close(s->reader);
-    oe_store_close(s->writer);
-    oe_broker_stop(s->broker);
+    oe_store_free(s->reader);
+    oe_store_free(s->writer);
+    oe_broker_free(s->broker);
     oe_kafka_settings_clear(&s->ks);
 }
 

@@ -148,7 +148,7 @@ static int migrate(oe_store *s, char *err, size_t errlen)
     return 0;
 }
 
-int oe_store_open(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
+int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
                   size_t errlen)
 {
     oe_store *s = calloc(1, sizeof *s);
@@ -190,11 +190,11 @@ int oe_store_open(const char *path, int readonly, oe_store_sync sync, oe_store *
     *out = s;
     return 0;
 error:
-    oe_store_close(s);
+    oe_store_free(s);
     return -1;
 }
 
-void oe_store_close(oe_store *s)
+void oe_store_free(oe_store *s)
 {
     if (!s)
         return;

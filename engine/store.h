@@ -41,9 +41,9 @@ typedef enum oe_store_sync { OE_STORE_SYNC_FULL, OE_STORE_SYNC_NORMAL } oe_store
 /* Opens (and for a writer creates or migrates) the database at path.
  * readonly opens an existing database for lookups only. Returns 0 or -1
  * with a reason in err. */
-int oe_store_open(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
+int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
                   size_t errlen);
-void oe_store_close(oe_store *s);
+void oe_store_free(oe_store *s);
 
 /* Transactions, for one batch of outcomes. */
 int oe_store_begin(oe_store *s, char *err, size_t errlen);

@@ -246,8 +246,8 @@ static void *bridge_main(void *arg)
     return NULL;
 }
 
-int oe_bridge_start(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
-                    oe_bridge **out, char *err, size_t errlen)
+int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
+                  oe_bridge **out, char *err, size_t errlen)
 {
     oe_bridge *b = calloc(1, sizeof *b);
     if (!b) {
@@ -287,12 +287,6 @@ int oe_bridge_start(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long 
                                "bridge consumer", err, errlen);
     if (!b->consumer)
         goto error;
-    atomic_store(&b->running, 1);
-    if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
-        snprintf(err, errlen, "cannot start the bridge thread");
-        goto error;
-    }
-    b->thread_started = 1;
     *out = b;
     return 0;
 error:
@@ -400,7 +394,19 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
     }
 }
 
-void oe_bridge_close(oe_bridge *b)
+int oe_bridge_start(oe_bridge *b, char *err, size_t errlen)
+{
+    atomic_store(&b->running, 1);
+    if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
+        atomic_store(&b->running, 0);
+        snprintf(err, errlen, "cannot start the bridge thread");
+        return -1;
+    }
+    b->thread_started = 1;
+    return 0;
+}
+
+void oe_bridge_stop(oe_bridge *b)
 {
     /* Stop the thread first: no reply may be on its way once this returns,
      * because the HTTP server is stopped next and must find no suspended
@@ -428,7 +434,7 @@ void oe_bridge_free(oe_bridge *b)
 {
     if (!b)
         return;
-    oe_bridge_close(b);
+    oe_bridge_stop(b);
     atomic_store(&b->running, 0);
     if (b->thread_started)
         pthread_join(b->thread, NULL);

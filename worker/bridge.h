@@ -25,10 +25,13 @@ typedef struct oe_bridge oe_bridge;
 typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int status,
                                    const char *reason);
 
-/* Starts the bridge: a producer for requests and a consumer that reads the
- * receipts topic from its end. timeout_ms bounds each wait. */
-int oe_bridge_start(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
-                    oe_bridge **out, char *err, size_t errlen);
+/* Creates the bridge: a producer for requests and a consumer that will
+ * read the receipts topic from its end. timeout_ms bounds each wait. */
+int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
+                  oe_bridge **out, char *err, size_t errlen);
+
+/* Starts the bridge thread. Returns 0 or -1 with a reason. */
+int oe_bridge_start(oe_bridge *b, char *err, size_t errlen);
 
 /* 1 once the receipts consumer is positioned; else 0 with a reason. */
 int oe_bridge_ready(oe_bridge *b, char *reason, size_t len);
@@ -39,9 +42,9 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
 
 /* Answers every waiting request with 503 and refuses new ones; call before
  * stopping the HTTP server. */
-void oe_bridge_close(oe_bridge *b);
+void oe_bridge_stop(oe_bridge *b);
 
-/* Stops the thread and frees the bridge (closes it first if needed). */
+/* Stops the bridge if needed and frees it. NULL is allowed. */
 void oe_bridge_free(oe_bridge *b);
 
 #endif

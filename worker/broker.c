@@ -1,7 +1,7 @@
 /* The embedded broker (broker.h): librdkafka's mock cluster in this
  * process. Threads: the mock's own thread serves clients; a sweeper thread
  * of ours sets TCP_NODELAY on the mock's accepted sockets. Everything is
- * created by oe_broker_start and released by oe_broker_stop. */
+ * created by oe_broker_new and released by oe_broker_free. */
 #include "broker.h"
 
 #include <dirent.h>
@@ -84,7 +84,7 @@ static void *sweeper_main(void *arg)
     return NULL;
 }
 
-int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
+int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                     char *err, size_t errlen)
 {
     oe_broker *b = calloc(1, sizeof *b);
@@ -105,14 +105,14 @@ int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, o
     b->mock = rd_kafka_mock_cluster_new(b->owner, 1);
     if (!b->mock) {
         snprintf(err, errlen, "embedded broker: cannot create the mock cluster");
-        oe_broker_stop(b);
+        oe_broker_free(b);
         return -1;
     }
     for (size_t i = 0; i < ntopics; i++) {
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(b->mock, topics[i], partitions, 1);
         if (e) {
             snprintf(err, errlen, "embedded broker: topic %s: %s", topics[i], rd_kafka_err2str(e));
-            oe_broker_stop(b);
+            oe_broker_free(b);
             return -1;
         }
     }
@@ -134,7 +134,7 @@ void *oe_broker_mock(oe_broker *b)
     return b->mock;
 }
 
-void oe_broker_stop(oe_broker *b)
+void oe_broker_free(oe_broker *b)
 {
     if (!b)
         return;

@@ -11,7 +11,7 @@ typedef struct oe_broker oe_broker;
 /* Starts a one-broker cluster and creates the given topics with the given
  * number of partitions (other topics auto-create with 4). Returns 0 or -1
  * with a reason in err. */
-int oe_broker_start(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
+int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                     char *err, size_t errlen);
 
 /* "127.0.0.1:PORT" (owned by the broker). */
@@ -21,6 +21,6 @@ const char *oe_broker_bootstraps(const oe_broker *b);
  * inject errors or take the broker down. */
 void *oe_broker_mock(oe_broker *b);
 
-void oe_broker_stop(oe_broker *b);
+void oe_broker_free(oe_broker *b);
 
 #endif

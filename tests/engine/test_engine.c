@@ -29,7 +29,7 @@ static void open_fixture(fixture *f, const char *path, const oe_engine_config *c
     char err[300];
     f->store = NULL;
     f->engine = NULL;
-    if (oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
+    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
         OE_FAIL_("store: %s", err);
         return;
     }
@@ -40,7 +40,7 @@ static void open_fixture(fixture *f, const char *path, const oe_engine_config *c
 static void close_fixture(fixture *f)
 {
     oe_engine_free(f->engine);
-    oe_store_close(f->store);
+    oe_store_free(f->store);
 }
 
 /* Runs one JSON body at time now; fills o (initialised by the caller). */
@@ -185,7 +185,7 @@ static void test_allow_list_refused(void)
     db_path(path, sizeof path);
     oe_store *store;
     char err[300];
-    if (oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
+    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
         OE_FAIL_("store: %s", err);
         return;
     }
@@ -209,7 +209,7 @@ static void test_allow_list_refused(void)
         ASSERT_CONTAINS(err, bad[i].reason);
         ASSERT_CONTAINS(err, "OPENEXEC_ALLOWED_ACTIONS");
     }
-    oe_store_close(store);
+    oe_store_free(store);
 }
 
 /* A request body with an HMAC artifact signed by secret. */
@@ -303,10 +303,10 @@ static void test_clawshield_checks(void)
     oe_engine *e;
     char err[300];
     db_path(path, sizeof path);
-    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
     ASSERT_EQ(oe_engine_new(&nokey, s, &e, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "CLAWSHIELD_SECRET_KEY");
-    oe_store_close(s);
+    oe_store_free(s);
 }
 
 /* A batch is one transaction; duplicates inside it see each other. */
@@ -422,10 +422,10 @@ static void test_store_schema_guard(void)
     char path[128], err[300];
     db_path(path, sizeof path);
     oe_store *s;
-    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
-    oe_store_close(s);
+    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
+    oe_store_free(s);
     /* A read-only store of a missing file fails cleanly. */
-    ASSERT_EQ(oe_store_open("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "x.db");
 }
 
@@ -445,8 +445,8 @@ static void test_ledger_replaced(void)
     snprintf(other, sizeof other, "%s.new", path);
     oe_store *fresh;
     char err[400];
-    ASSERT_EQ(oe_store_open(other, 0, OE_STORE_SYNC_NORMAL, &fresh, err, sizeof err), 0);
-    oe_store_close(fresh);
+    ASSERT_EQ(oe_store_new(other, 0, OE_STORE_SYNC_NORMAL, &fresh, err, sizeof err), 0);
+    oe_store_free(fresh);
     ASSERT_EQ(rename(other, path), 0);
     oe_batch_item item = {0};
     oe_batch_item *items[1] = {&item};
@@ -498,7 +498,7 @@ static void test_ledger_damaged(void)
     fclose(fp);
     oe_store *s = NULL;
     char err[400];
-    ASSERT_EQ(oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
     ASSERT_TRUE(s == NULL);
     ASSERT_CONTAINS(err, "damaged");
 }

@@ -197,7 +197,7 @@ static int open_fixture(fixture *f, const char *host, int port)
     memset(f, 0, sizeof *f);
     oe_metrics_init(&f->metrics);
     oe_engine_config ecfg = {.tenant = "", .allowed_actions = ""};
-    if (oe_store_open(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0 ||
+    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0 ||
         oe_engine_new(&ecfg, f->store, &f->engine, err, sizeof err) != 0) {
         OE_FAIL_("fixture: %s", err);
         return -1;
@@ -213,7 +213,7 @@ static int open_fixture(fixture *f, const char *host, int port)
 static void close_fixture(fixture *f)
 {
     oe_engine_free(f->engine);
-    oe_store_close(f->store);
+    oe_store_free(f->store);
 }
 
 /* 1 when this machine has the IPv6 loopback address. */
