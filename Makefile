@@ -7,7 +7,7 @@ CC      ?= cc
 PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
-           python3-avro kcat curl clang libclang-rt-14-dev
+           python3-avro kcat curl clang libclang-rt-14-dev clang-format
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -43,7 +43,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
             $$p -c 'import cryptography, confluent_kafka, avro' 2>/dev/null \
             && { echo $$p; break; }; done)
 
-.PHONY: all deps run test check unit unit-san clean bench format fuzz fuzz-build fuzz-smoke
+.PHONY: all deps run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/openexec
 
@@ -84,7 +84,7 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h
 # missing (so it is quick and needs no network on a ready machine).
 deps:
 	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
-	    && command -v kcat >/dev/null \
+	    && command -v kcat >/dev/null && command -v clang-format >/dev/null \
 	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -104,6 +104,7 @@ unit-san:
 # The whole suite: unit tests, the same under ASan+UBSan, then black-box
 # tests of the real binary over HTTP and interop with independent clients.
 test: deps
+	$(MAKE) format-check
 	$(MAKE) all unit
 	$(MAKE) SANITIZE=1 unit
 	$(MAKE) fuzz-build
@@ -164,8 +165,17 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
+# Every C file of the project; `make test` refuses unformatted code.
+FORMAT_SRC = $(wildcard engine/*.[ch] admin-http/*.[ch] cmd/*.[ch] worker/*.[ch] tests/*.h \
+                        tests/engine/*.c tests/worker/*.c tests/fuzz/*.[ch])
+
 format:
-	clang-format -i engine/*.[ch] admin-http/*.[ch] cmd/*.[ch] tests/engine/*.c
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_SRC) 2>&1 | head -n 20; \
+	 clang-format --dry-run -Werror $(FORMAT_SRC) >/dev/null 2>&1 \
+	 || { echo "unformatted C code: run make format"; exit 1; }
 
 # Benchmarks (not part of `make test`): see bench/run.sh.
 bench: all

@@ -68,9 +68,9 @@ static const char answer_failed_body[] =
 
 /* What a connection is doing, for the deadlines. */
 typedef enum conn_phase {
-    PHASE_HEADERS,  /* receiving the request line and headers, or idle between requests */
-    PHASE_BODY,     /* headers complete, receiving the body */
-    PHASE_HANDLING  /* the request is complete: executing or answering */
+    PHASE_HEADERS, /* receiving the request line and headers, or idle between requests */
+    PHASE_BODY,    /* headers complete, receiving the body */
+    PHASE_HANDLING /* the request is complete: executing or answering */
 } conn_phase;
 
 /* One open connection, registered while libmicrohttpd holds it. */
@@ -92,33 +92,32 @@ struct oe_http {
 
     pthread_mutex_t conns_lock; /* guards conns, shut flags and sweeper_stop */
     pthread_cond_t sweeper_wake;
-    conn_rec *conns;            /* every open connection with a known socket */
+    conn_rec *conns; /* every open connection with a known socket */
     pthread_t sweeper;
     int sweeper_running;
     int sweeper_stop;
 
-    atomic_size_t body_bytes;          /* body budget in use, bytes */
-    atomic_ullong budget_refused;      /* requests refused for the budget */
-    atomic_ullong deadline_closed[2];  /* connections shut: [0] headers, [1] body */
-    atomic_ullong framing_refused;     /* requests refused for ambiguous framing */
-    atomic_ullong responses[6];        /* by status class: 1xx..5xx, index 1..5 */
+    atomic_size_t body_bytes;         /* body budget in use, bytes */
+    atomic_ullong budget_refused;     /* requests refused for the budget */
+    atomic_ullong deadline_closed[2]; /* connections shut: [0] headers, [1] body */
+    atomic_ullong framing_refused;    /* requests refused for ambiguous framing */
+    atomic_ullong responses[6];       /* by status class: 1xx..5xx, index 1..5 */
 };
 
 /* Per-request state, created on the first call of the handler. */
 typedef struct request_ctx {
     struct MHD_Connection *connection;
-    conn_rec *conn;         /* the connection's record, or NULL */
+    conn_rec *conn; /* the connection's record, or NULL */
     oe_buf body;
-    size_t reserved;        /* bytes of the body budget held */
-    oe_http_answer answer;  /* filled by the bridge's reply */
-    atomic_int replied;     /* the answer is ready */
-    int submitted;          /* handed to the bridge, connection suspended */
-    int refuse_status;      /* drain the body, then answer this (413, 503) */
+    size_t reserved;       /* bytes of the body budget held */
+    oe_http_answer answer; /* filled by the bridge's reply */
+    atomic_int replied;    /* the answer is ready */
+    int submitted;         /* handed to the bridge, connection suspended */
+    int refuse_status;     /* drain the body, then answer this (413, 503) */
     const char *refuse_detail;
-    int answered;           /* a response is already queued */
-    size_t received;        /* body bytes seen, kept or not */
+    int answered;    /* a response is already queued */
+    size_t received; /* body bytes seen, kept or not */
 } request_ctx;
-
 
 static long long monotonic_ms(void)
 {
@@ -381,7 +380,8 @@ static int json_valid(const char *text, size_t len)
 /* GET / */
 static MHD_RESULT handle_root(oe_http *h, struct MHD_Connection *c)
 {
-    static const char body[] = "{\"service\": \"OpenExec\", \"status\": \"running\", \"version\": \"" OE_VERSION "\"}";
+    static const char body[] =
+        "{\"service\": \"OpenExec\", \"status\": \"running\", \"version\": \"" OE_VERSION "\"}";
     return send_json(h, c, 200, body, sizeof body - 1);
 }
 
@@ -466,7 +466,8 @@ static MHD_RESULT handle_version(oe_http *h, struct MHD_Connection *c)
 {
     char ts[64], body[160];
     oe_time_format_iso8601(oe_wall_clock(), ts, sizeof ts);
-    int n = snprintf(body, sizeof body, "{\"version\": \"%s\", \"timestamp\": \"%s\"}", OE_VERSION, ts);
+    int n =
+        snprintf(body, sizeof body, "{\"version\": \"%s\", \"timestamp\": \"%s\"}", OE_VERSION, ts);
     if (n < 0 || (size_t)n >= sizeof body)
         return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
     return send_json(h, c, 200, body, (size_t)n);
@@ -517,8 +518,7 @@ static MHD_RESULT handle_metrics(oe_http *h, struct MHD_Connection *c)
         oe_buf_free(&b);
         return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
     oe_buf_free(&b);
     if (!r)
         return MHD_NO;
@@ -734,8 +734,8 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
 {
     char err[200];
     oe_json_doc *doc;
-    int prc = oe_json_parse(rc->body.data ? rc->body.data : "", rc->body.len, 0, &doc, err,
-                            sizeof err);
+    int prc =
+        oe_json_parse(rc->body.data ? rc->body.data : "", rc->body.len, 0, &doc, err, sizeof err);
     if (prc != OE_OK)
         return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
     const oe_json *root = oe_json_root(doc);
@@ -745,8 +745,9 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
     if (!id || id->type != OE_JSON_STRING || !receipt || receipt->type != OE_JSON_STRING ||
         !result || memchr(id->str, 0, id->len)) {
         oe_json_doc_free(doc);
-        return send_detail(h, c, 422,
-                           "body must be {\"exec_id\": string, \"result\": value, \"receipt\": string}");
+        return send_detail(
+            h, c, 422,
+            "body must be {\"exec_id\": string, \"result\": value, \"receipt\": string}");
     }
     int valid = 0;
     char hash[65];
@@ -814,7 +815,17 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, const cha
  */
 
 /* The routes: path, allowed method, and whether a body is read. */
-typedef enum { R_ROOT, R_HEALTH, R_READY, R_VERSION, R_METRICS, R_EXECUTE, R_VERIFY, R_RECEIPT, R_NONE } route;
+typedef enum {
+    R_ROOT,
+    R_HEALTH,
+    R_READY,
+    R_VERSION,
+    R_METRICS,
+    R_EXECUTE,
+    R_VERIFY,
+    R_RECEIPT,
+    R_NONE
+} route;
 
 static route find_route(const char *url, const char **allow)
 {
@@ -823,9 +834,12 @@ static route find_route(const char *url, const char **allow)
         const char *method;
         route r;
     } routes[] = {
-        {"/", "GET", R_ROOT},           {"/health", "GET", R_HEALTH},
-        {"/ready", "GET", R_READY},     {"/version", "GET", R_VERSION},
-        {"/metrics", "GET", R_METRICS}, {"/execute", "POST", R_EXECUTE},
+        {"/", "GET", R_ROOT},
+        {"/health", "GET", R_HEALTH},
+        {"/ready", "GET", R_READY},
+        {"/version", "GET", R_VERSION},
+        {"/metrics", "GET", R_METRICS},
+        {"/execute", "POST", R_EXECUTE},
         {"/receipts/verify", "POST", R_VERIFY},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
@@ -844,11 +858,11 @@ static route find_route(const char *url, const char **allow)
  * the first Content-Length only, and ignores it when Transfer-Encoding is
  * present). */
 typedef struct framing {
-    unsigned cl_count;    /* Content-Length header lines */
-    const char *cl;       /* the first one's value */
-    int cl_conflict;      /* another one differs from it */
-    unsigned te_count;    /* Transfer-Encoding header lines */
-    const char *te;       /* the last one's value */
+    unsigned cl_count; /* Content-Length header lines */
+    const char *cl;    /* the first one's value */
+    int cl_conflict;   /* another one differs from it */
+    unsigned te_count; /* Transfer-Encoding header lines */
+    const char *te;    /* the last one's value */
 } framing;
 
 static MHD_RESULT framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -914,7 +928,8 @@ static MHD_RESULT begin_request(oe_http *h, struct MHD_Connection *c, request_ct
     }
     /* Refuse an announced oversized body before reading any of it, and
      * reserve the budget for an announced body in one step. */
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         unsigned long long announced = strtoull(cl, NULL, 10);
         if (announced > OE_HTTP_MAX_BODY) {
@@ -953,9 +968,9 @@ static MHD_RESULT receive_body(oe_http *h, request_ctx *ctx, const char *data, s
     return ctx->received > OE_HTTP_DRAIN_LIMIT ? MHD_NO : MHD_YES;
 }
 
-static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url,
-                          const char *method, const char *version, const char *upload_data,
-                          size_t *upload_size, void **con_cls)
+static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                          const char *version, const char *upload_data, size_t *upload_size,
+                          void **con_cls)
 {
     (void)version;
     oe_http *h = cls;

@@ -16,10 +16,10 @@
 #include "engine/buf.h"
 #include "engine/engine.h"
 #include "engine/metrics.h"
-#include "worker/kafka_metrics.h"
 #include "engine/status.h"
 #include "engine/store.h"
 #include "worker/bridge.h"
+#include "worker/kafka_metrics.h"
 
 #define OE_VERSION "0.1.0"
 
@@ -68,18 +68,17 @@ typedef struct oe_http_answer {
 /* Runs one /execute request body and fills the answer without Kafka
  * (`--execute local`: oe_http_execute_in_process). Used when the config has
  * no bridge. Must be thread-safe. */
-typedef void (*oe_http_execute_fn)(void *ctx, const char *body, size_t len,
-                                   oe_http_answer *answer);
+typedef void (*oe_http_execute_fn)(void *ctx, const char *body, size_t len, oe_http_answer *answer);
 
 typedef struct oe_http_config {
-    const char *host;     /* bind address or host name: "127.0.0.1", "::1", "localhost" */
-    int port;             /* 0 = ephemeral (tests read it back) */
-    unsigned threads;     /* libmicrohttpd thread pool size */
-    oe_engine *engine;    /* for /health (mode, allow-list) */
-    oe_store *reader;     /* read-only store for /receipts/{id} */
-    oe_metrics *metrics;  /* the engine's counters */
+    const char *host;    /* bind address or host name: "127.0.0.1", "::1", "localhost" */
+    int port;            /* 0 = ephemeral (tests read it back) */
+    unsigned threads;    /* libmicrohttpd thread pool size */
+    oe_engine *engine;   /* for /health (mode, allow-list) */
+    oe_store *reader;    /* read-only store for /receipts/{id} */
+    oe_metrics *metrics; /* the engine's counters */
     oe_kafka_metrics *kafka_metrics; /* the worker's and bridge's, NULL without Kafka */
-    oe_bridge *bridge;    /* /execute through Kafka; NULL: use execute below */
+    oe_bridge *bridge;               /* /execute through Kafka; NULL: use execute below */
     oe_http_execute_fn execute;
     void *execute_ctx;
     int (*ready)(void *ctx, char *reason, size_t len); /* 1 when ready */

@@ -18,48 +18,65 @@
 #include <string.h>
 
 typedef enum setting_type {
-    T_TEXT,  /* any text (a const char * field) */
-    T_NAME,  /* non-empty text */
-    T_FLAG,  /* present or not, takes no value (an int field) */
-    T_BOOL,  /* 0 or 1 (an int field) */
-    T_INT,   /* a whole number in [lo, hi] (a long field) */
-    T_WORD,  /* one of words[] (an int field: its index) */
-    T_HOST,  /* a host name or an IP literal (a const char * field) */
-    T_PORT,  /* 0..65535 (a long field) */
+    T_TEXT, /* any text (a const char * field) */
+    T_NAME, /* non-empty text */
+    T_FLAG, /* present or not, takes no value (an int field) */
+    T_BOOL, /* 0 or 1 (an int field) */
+    T_INT,  /* a whole number in [lo, hi] (a long field) */
+    T_WORD, /* one of words[] (an int field: its index) */
+    T_HOST, /* a host name or an IP literal (a const char * field) */
+    T_PORT, /* 0..65535 (a long field) */
 } setting_type;
 
 typedef struct setting {
     const char *flag;
-    const char *env;      /* NULL: flag only */
-    unsigned commands;    /* OE_CMD_* bits of the commands that take it */
+    const char *env;   /* NULL: flag only */
+    unsigned commands; /* OE_CMD_* bits of the commands that take it */
     setting_type type;
-    size_t offset;        /* of the field in oe_config */
-    long lo, hi;          /* T_INT */
+    size_t offset;            /* of the field in oe_config */
+    long lo, hi;              /* T_INT */
     const char *const *words; /* T_WORD, NULL-terminated */
-    const char *def;      /* default as text, checked like a user value; NULL: none */
+    const char *def;          /* default as text, checked like a user value; NULL: none */
     const char *help;
 } setting;
 
 /* offsetof(oe_config, field), refused by the compiler unless the field has
  * the C type that the setting's type stores. */
-#define FIELD(field, ctype)                                                                   \
+#define FIELD(field, ctype)                                                                        \
     (offsetof(oe_config, field) + 0 * sizeof(&((oe_config *)0)->field - (ctype *)0))
 
-#define TEXT(flag, env, cmds, field, def, help)                                               \
-    {flag, env, cmds, T_TEXT, FIELD(field, const char *), 0, 0, NULL, def, help}
-#define NAME(flag, env, cmds, field, def, help)                                               \
-    {flag, env, cmds, T_NAME, FIELD(field, const char *), 0, 0, NULL, def, help}
-#define HOST(flag, env, cmds, field, def, help)                                               \
-    {flag, env, cmds, T_HOST, FIELD(field, const char *), 0, 0, NULL, def, help}
-#define FLAG(flag, cmds, field, help) {flag, NULL, cmds, T_FLAG, FIELD(field, int), 0, 0, NULL, NULL, help}
-#define BOOL(flag, env, cmds, field, def, help)                                               \
-    {flag, env, cmds, T_BOOL, FIELD(field, int), 0, 1, NULL, def, help}
-#define INT(flag, env, cmds, field, lo, hi, def, help)                                        \
-    {flag, env, cmds, T_INT, FIELD(field, long), lo, hi, NULL, def, help}
-#define PORT(flag, env, cmds, field, def, help)                                               \
-    {flag, env, cmds, T_PORT, FIELD(field, long), 0, 65535, NULL, def, help}
-#define WORD(flag, env, cmds, field, words, def, help)                                        \
-    {flag, env, cmds, T_WORD, FIELD(field, int), 0, 0, words, def, help}
+#define TEXT(flag, env, cmds, field, def, help)                                                    \
+    {                                                                                              \
+        flag, env, cmds, T_TEXT, FIELD(field, const char *), 0, 0, NULL, def, help                 \
+    }
+#define NAME(flag, env, cmds, field, def, help)                                                    \
+    {                                                                                              \
+        flag, env, cmds, T_NAME, FIELD(field, const char *), 0, 0, NULL, def, help                 \
+    }
+#define HOST(flag, env, cmds, field, def, help)                                                    \
+    {                                                                                              \
+        flag, env, cmds, T_HOST, FIELD(field, const char *), 0, 0, NULL, def, help                 \
+    }
+#define FLAG(flag, cmds, field, help)                                                              \
+    {                                                                                              \
+        flag, NULL, cmds, T_FLAG, FIELD(field, int), 0, 0, NULL, NULL, help                        \
+    }
+#define BOOL(flag, env, cmds, field, def, help)                                                    \
+    {                                                                                              \
+        flag, env, cmds, T_BOOL, FIELD(field, int), 0, 1, NULL, def, help                          \
+    }
+#define INT(flag, env, cmds, field, lo, hi, def, help)                                             \
+    {                                                                                              \
+        flag, env, cmds, T_INT, FIELD(field, long), lo, hi, NULL, def, help                        \
+    }
+#define PORT(flag, env, cmds, field, def, help)                                                    \
+    {                                                                                              \
+        flag, env, cmds, T_PORT, FIELD(field, long), 0, 65535, NULL, def, help                     \
+    }
+#define WORD(flag, env, cmds, field, words, def, help)                                             \
+    {                                                                                              \
+        flag, env, cmds, T_WORD, FIELD(field, int), 0, 0, words, def, help                         \
+    }
 
 /* Word lists, in the order of the OE_* values of config.h. */
 static const char *const modes[] = {"demo", "clawshield", NULL};
@@ -258,8 +275,7 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
         return 0;
     case T_INT:
         if (parse_long(value, s->lo, s->hi, &number) != 0) {
-            snprintf(err, errlen, "%s: not a whole number from %ld to %ld", source, s->lo,
-                     s->hi);
+            snprintf(err, errlen, "%s: not a whole number from %ld to %ld", source, s->lo, s->hi);
             return -1;
         }
         *(long *)field(cfg, s) = number;
@@ -277,7 +293,10 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
             int len = snprintf(err, errlen, "%s: must be", source);
             for (int i = 0; s->words[i] && len >= 0 && (size_t)len < errlen; i++)
                 len += snprintf(err + len, errlen - (size_t)len, "%s %s",
-                                i == 0 ? "" : s->words[i + 1] ? "," : " or", s->words[i]);
+                                i == 0            ? ""
+                                : s->words[i + 1] ? ","
+                                                  : " or",
+                                s->words[i]);
             return -1;
         }
         *(int *)field(cfg, s) = index;
@@ -297,8 +316,8 @@ static const setting *find(const oe_command *command, const char *name, size_t n
 }
 
 /* One pass over argv: sets the flags given. */
-static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char **argv,
-                       char *err, size_t errlen)
+static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
+                       size_t errlen)
 {
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
@@ -384,7 +403,9 @@ void oe_config_usage(const oe_command *command)
             continue;
         char name[40];
         snprintf(name, sizeof name, "%s%s", s->flag,
-                 s->type == T_FLAG ? "" : s->type == T_INT || s->type == T_PORT ? " N" : " V");
+                 s->type == T_FLAG                       ? ""
+                 : s->type == T_INT || s->type == T_PORT ? " N"
+                                                         : " V");
         printf("  %-24s %s", name, s->help);
         if (s->def && s->def[0])
             printf(" [%s]", s->def);

@@ -46,37 +46,37 @@ typedef struct oe_config {
     const char *tenant;          /* CLAWSHIELD_TENANT_ID */
     const char *allowed_actions; /* OPENEXEC_ALLOWED_ACTIONS */
     /* storage */
-    const char *db_path;         /* OPENEXEC_DB_PATH (or OPENEXEC_DB_URL) */
-    int db_sync;                 /* OE_SYNC_* */
+    const char *db_path; /* OPENEXEC_DB_PATH (or OPENEXEC_DB_URL) */
+    int db_sync;         /* OE_SYNC_* */
     /* admin HTTP */
     const char *http_host;
-    long http_port;              /* 0: no admin HTTP */
+    long http_port; /* 0: no admin HTTP */
     long http_threads;
-    int execute;                 /* OE_EXECUTE_* */
-    int worker;                  /* 1: consume requests here; 0: bridge only */
+    int execute; /* OE_EXECUTE_* */
+    int worker;  /* 1: consume requests here; 0: bridge only */
     /* Kafka */
-    const char *brokers;         /* NULL: none given (run: embedded broker) */
+    const char *brokers; /* NULL: none given (run: embedded broker) */
     const char *requests_topic;
     const char *receipts_topic;
     const char *dlq_topic;
     const char *group_id;
-    int receipt_format;          /* OE_FORMAT_* */
+    int receipt_format; /* OE_FORMAT_* */
     int transactions;
     const char *transactional_id;
-    long partitions;             /* embedded broker */
+    long partitions; /* embedded broker */
     long batch_max;
     long bridge_timeout_ms;
-    long confluent_schema_id;    /* -1: off */
-    const char *bootstrap_file;  /* broker */
-    int request_format;          /* produce: OE_FORMAT_* */
-    int from_beginning;          /* receipts */
-    int follow;                  /* receipts */
-    long max_count;              /* receipts: stop after this many; 0: no limit */
-    long timeout_ms;             /* receipts: give up after this long */
+    long confluent_schema_id;   /* -1: off */
+    const char *bootstrap_file; /* broker */
+    int request_format;         /* produce: OE_FORMAT_* */
+    int from_beginning;         /* receipts */
+    int follow;                 /* receipts */
+    long max_count;             /* receipts: stop after this many; 0: no limit */
+    long timeout_ms;            /* receipts: give up after this long */
     /* mint */
     const char *action;
     const char *payload;
-    const char *ed25519_key;     /* path of a private key PEM file */
+    const char *ed25519_key; /* path of a private key PEM file */
     const char *approval_id;
     const char *issued_at;
     long ttl;

@@ -13,7 +13,8 @@
 #include "worker/codec.h"
 
 static const oe_command broker_command = {
-    "broker", OE_CMD_BROKER,
+    "broker",
+    OE_CMD_BROKER,
     "Runs an embedded Kafka-protocol broker (librdkafka's mock cluster) until\n"
     "SIGINT/SIGTERM. Prints bootstrap.servers=HOST:PORT on stdout.",
     0,
@@ -61,7 +62,8 @@ int oe_cmd_broker(int argc, char **argv)
 }
 
 static const oe_command produce_command = {
-    "produce", OE_CMD_PRODUCE,
+    "produce",
+    OE_CMD_PRODUCE,
     "Reads execution requests as JSON lines on stdin, encodes them (Avro\n"
     "single-object encoding, or the JSON line untouched with --format json)\n"
     "and publishes them to the requests topic, keyed by nonce.",
@@ -166,8 +168,8 @@ int oe_cmd_produce(int argc, char **argv)
     const char *defaults[] = {"linger.ms", "5", NULL};
     const char *forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     oe_kafka_hooks hooks = {.opaque = &p, .on_delivery = produce_delivery};
-    p.rk = oe_kafka_new(RD_KAFKA_PRODUCER, &ks, defaults, forced, &hooks, "producer", err,
-                        sizeof err);
+    p.rk =
+        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, defaults, forced, &hooks, "producer", err, sizeof err);
     if (!p.rk) {
         oe_codec_free(p.codec);
         oe_kafka_settings_clear(&ks);
@@ -200,7 +202,8 @@ int oe_cmd_produce(int argc, char **argv)
 }
 
 static const oe_command receipts_command = {
-    "receipts", OE_CMD_RECEIPTS,
+    "receipts",
+    OE_CMD_RECEIPTS,
     "Prints receipts from the receipts topic as JSON lines. Without --follow\n"
     "it stops at the end of the topic (or after --max receipts).",
     1,
@@ -302,8 +305,9 @@ int oe_cmd_receipts(int argc, char **argv)
         oe_kafka_settings_clear(&ks);
         return oe_die(1, "%s", err);
     }
-    const char *forced[] = {"group.id", "openexec-receipts-cli", "enable.auto.commit", "false",
-                            "enable.partition.eof", "true", NULL};
+    const char *forced[] = {"group.id", "openexec-receipts-cli", "enable.auto.commit",
+                            "false",    "enable.partition.eof",  "true",
+                            NULL};
     r.rk = oe_kafka_new(RD_KAFKA_CONSUMER, &ks, NULL, forced, NULL, "consumer", err, sizeof err);
     if (!r.rk) {
         oe_codec_free(r.codec);
@@ -311,9 +315,10 @@ int oe_cmd_receipts(int argc, char **argv)
         return oe_die(2, "%s", err);
     }
     int status = 1;
-    r.nparts = oe_kafka_assign_all(
-        r.rk, ks.receipts_topic, cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END,
-        10000, err, sizeof err);
+    r.nparts =
+        oe_kafka_assign_all(r.rk, ks.receipts_topic,
+                            cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END,
+                            10000, err, sizeof err);
     if (r.nparts < 0) {
         oe_die(1, "%s", err);
     } else if (!(r.eof_seen = calloc((size_t)r.nparts, 1))) {

@@ -28,7 +28,8 @@
 #include "worker/worker.h"
 
 static const oe_command run_command = {
-    "run", OE_CMD_RUN,
+    "run",
+    OE_CMD_RUN,
     "Runs the service: Kafka worker, SQLite store and admin HTTP. With no\n"
     "brokers configured it starts an embedded broker in this process.",
     1,
@@ -62,8 +63,8 @@ typedef struct service {
     char txn_id[128];
     int local; /* --execute local: no Kafka at all */
     oe_engine_config ecfg;
-    oe_metrics metrics;              /* the engine's counters */
-    oe_kafka_metrics kafka_metrics;  /* the worker's and bridge's */
+    oe_metrics metrics;             /* the engine's counters */
+    oe_kafka_metrics kafka_metrics; /* the worker's and bridge's */
     oe_store *writer, *reader;
     oe_engine *engine;
     oe_local_executor in_process;
@@ -149,8 +150,8 @@ static int run_configure(service *s, int argc, char **argv)
  * Returns 0 or an exit status. */
 static int run_open_store(service *s)
 {
-    oe_store_sync sync = s->cfg.db_sync == OE_SYNC_NORMAL ? OE_STORE_SYNC_NORMAL
-                                                          : OE_STORE_SYNC_FULL;
+    oe_store_sync sync =
+        s->cfg.db_sync == OE_SYNC_NORMAL ? OE_STORE_SYNC_NORMAL : OE_STORE_SYNC_FULL;
     if (oe_store_new(s->cfg.db_path, 0, sync, &s->writer, s->err, sizeof s->err) != 0)
         return oe_die(1, "database: %s", s->err);
     if (oe_store_new(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
@@ -169,8 +170,8 @@ static int run_start_kafka(service *s)
     oe_kafka_settings *ks = &s->ks;
     if (!ks->brokers) {
         const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
-        if (oe_broker_new((int)s->cfg.partitions, topics, 3, &s->broker, s->err,
-                            sizeof s->err) != 0)
+        if (oe_broker_new((int)s->cfg.partitions, topics, 3, &s->broker, s->err, sizeof s->err) !=
+            0)
             return oe_die(1, "%s", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
         fprintf(stderr, "openexec: embedded broker bootstrap.servers=%s\n", ks->brokers);
@@ -352,7 +353,8 @@ static char *read_file(const char *path, size_t max)
 }
 
 static const oe_command mint_command = {
-    "mint", OE_CMD_MINT,
+    "mint",
+    OE_CMD_MINT,
     "Prints a signed approval artifact (JSON) for an action and payload.",
     0,
 };
@@ -472,7 +474,8 @@ static int cmd_mint(int argc, char **argv)
 }
 
 static const oe_command verify_command = {
-    "verify-receipt", OE_CMD_VERIFY,
+    "verify-receipt",
+    OE_CMD_VERIFY,
     "Checks a receipt: sha256(id + \":\" + json.dumps(result, sort_keys=True)).\n"
     "Exit 0 and 'valid', or exit 1 and 'invalid'.",
     0,
@@ -508,7 +511,10 @@ static int cmd_verify_receipt(int argc, char **argv)
 }
 
 static const oe_command version_command = {
-    "version", OE_CMD_VERSION, "Prints the version of openexec.", 0,
+    "version",
+    OE_CMD_VERSION,
+    "Prints the version of openexec.",
+    0,
 };
 
 static int cmd_version(int argc, char **argv)
@@ -558,7 +564,8 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(command, commands[i].name) == 0)
             return commands[i].run(argc - 2, argv + 2);
-    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ||
+        strcmp(command, "-h") == 0) {
         usage(stdout);
         return 0;
     }

@@ -21,8 +21,7 @@
 /* payload is never NULL (a missing payload is passed as an empty object).
  * Returns 0 with the result appended to result_json, or -1 with a one-line
  * reason in err. */
-typedef int (*oe_action_fn)(const oe_json *payload, oe_buf *result_json, char *err,
-                            size_t errlen);
+typedef int (*oe_action_fn)(const oe_json *payload, oe_buf *result_json, char *err, size_t errlen);
 
 typedef struct oe_action {
     const char *name; /* as requests name it */

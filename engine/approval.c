@@ -14,7 +14,7 @@
 #include "digest.h"
 
 struct oe_approval_keys {
-    char *secret;    /* HMAC secret, or NULL */
+    char *secret;     /* HMAC secret, or NULL */
     EVP_PKEY *ed_pub; /* Ed25519 public key, or NULL */
 };
 
@@ -98,8 +98,8 @@ static int is_hex64(const char *s)
     return n == 64;
 }
 
-int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a,
-                                int *used_ed25519, char *detail, size_t detlen)
+int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a, int *used_ed25519,
+                                char *detail, size_t detlen)
 {
     *used_ed25519 = 0;
     oe_buf m;
@@ -219,8 +219,7 @@ int oe_time_parse_iso8601(const char *s, double *epoch)
 {
     const char *p = s;
     int y, mo, d, h, mi, sec;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
         return -1;
     if (*p != 'T' && *p != 't' && *p != ' ')
         return -1;
@@ -287,8 +286,8 @@ int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double
         return -1;
     }
     if (now - issued > max_age) {
-        snprintf(detail, detlen, "Approval expired: issued %.0f s ago (limit %.0f s)",
-                 now - issued, max_age);
+        snprintf(detail, detlen, "Approval expired: issued %.0f s ago (limit %.0f s)", now - issued,
+                 max_age);
         return -1;
     }
     if (issued - now > max_skew) {
@@ -301,7 +300,8 @@ int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double
     if (a->expires_at) {
         double expires;
         if (oe_time_parse_iso8601(a->expires_at, &expires) != 0) {
-            snprintf(detail, detlen, "Approval expired or invalid: expires_at is not an ISO 8601 time");
+            snprintf(detail, detlen,
+                     "Approval expired or invalid: expires_at is not an ISO 8601 time");
             return -1;
         }
         if (now >= expires) {
@@ -309,7 +309,8 @@ int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double
             return -1;
         }
     } else if (ed25519) {
-        snprintf(detail, detlen, "Approval expired or invalid: Ed25519 artifacts require expires_at");
+        snprintf(detail, detlen,
+                 "Approval expired or invalid: Ed25519 artifacts require expires_at");
         return -1;
     }
     return 0;

@@ -18,11 +18,11 @@
 #include <stddef.h>
 
 typedef struct oe_buf {
-    char *data;  /* owned; NULL until the first append */
-    size_t len;  /* bytes in use, not counting the terminating NUL */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* hard limit on len; 0 means the default (16 MiB) */
-    int failed;  /* an append failed: OE_ENOMEM or OE_ELIMIT, else 0 */
+    char *data; /* owned; NULL until the first append */
+    size_t len; /* bytes in use, not counting the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* hard limit on len; 0 means the default (16 MiB) */
+    int failed; /* an append failed: OE_ENOMEM or OE_ELIMIT, else 0 */
 } oe_buf;
 
 /* Initialises an empty buffer with the given limit (0 = default). */

@@ -89,7 +89,8 @@ int oe_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen
                     return -1;
             }
         }
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        unsigned w =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         size_t bytes = 3 - (size_t)pad;
         if (o + bytes > outlen)
             return -1;

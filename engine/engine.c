@@ -20,13 +20,13 @@
 struct oe_engine {
     int clawshield;
     char *tenant;
-    int restricted;           /* an allow-list is configured */
-    unsigned char *allowed;   /* restricted: allowed[i] for registry entry i */
-    char *allowed_text;       /* as configured, for /health */
+    int restricted;         /* an allow-list is configured */
+    unsigned char *allowed; /* restricted: allowed[i] for registry entry i */
+    char *allowed_text;     /* as configured, for /health */
     double max_age, max_skew;
     oe_approval_keys *keys;
-    oe_store *store;          /* borrowed */
-    pthread_mutex_t lock;     /* one batch at a time on the writer */
+    oe_store *store;      /* borrowed */
+    pthread_mutex_t lock; /* one batch at a time on the writer */
 };
 
 const char *oe_status_name(oe_status s)
@@ -119,8 +119,9 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
         p = comma + 1;
     }
     if (items == 0) {
-        snprintf(err, errlen, "OPENEXEC_ALLOWED_ACTIONS: \"%s\" names no action (leave it empty "
-                              "to allow every registered action)",
+        snprintf(err, errlen,
+                 "OPENEXEC_ALLOWED_ACTIONS: \"%s\" names no action (leave it empty "
+                 "to allow every registered action)",
                  list);
         return -1;
     }
@@ -245,13 +246,14 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
 
 /* The checks of SPEC §7 from 3 on (artifact present and allowed are done by
  * the caller). Returns 0 when approved, else -1 with o rejected. */
-static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, double now,
-                          char *err, size_t errlen, int *store_failed)
+static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, double now, char *err,
+                          size_t errlen, int *store_failed)
 {
     const oe_artifact *a = &r->artifact;
     char detail[256];
     if (strcmp(a->action_hash, o->request_hash) != 0) {
-        reject(o, OE_ERR_APPROVAL_INVALID, "Action hash mismatch: the artifact approves another request");
+        reject(o, OE_ERR_APPROVAL_INVALID,
+               "Action hash mismatch: the artifact approves another request");
         return -1;
     }
     int ed25519 = 0;
@@ -269,7 +271,8 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }
-    if (oe_approval_check_time(a, ed25519, now, e->max_age, e->max_skew, detail, sizeof detail) != 0) {
+    if (oe_approval_check_time(a, ed25519, now, e->max_age, e->max_skew, detail, sizeof detail) !=
+        0) {
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }
@@ -397,15 +400,15 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
         oe_request *r = &it->req;
         outcome_reset(o);
         if (it->decode_error != OE_ERR_NONE) {
-            reject(o, it->decode_error, it->decode_detail ? it->decode_detail : "malformed request");
+            reject(o, it->decode_error,
+                   it->decode_detail ? it->decode_detail : "malformed request");
         } else if ((rc = process_one(e, r, o, now, err, errlen)) != OE_OK) {
             break;
         }
         if (o->status == OE_STATUS_REJECTED &&
-            oe_store_insert_rejection(e->store, r->nonce, r->action,
-                                      o->request_hash[0] ? o->request_hash : NULL,
-                                      oe_error_code_name(o->error), o->detail, now, err,
-                                      errlen) != 0)
+            oe_store_insert_rejection(
+                e->store, r->nonce, r->action, o->request_hash[0] ? o->request_hash : NULL,
+                oe_error_code_name(o->error), o->detail, now, err, errlen) != 0)
             rc = OE_ESTORE;
     }
     if (rc == OE_OK && oe_store_commit(e->store, err, errlen) != 0)

@@ -26,26 +26,26 @@ const char *oe_status_name(oe_status s);
 
 /* How the engine decides. Filled once at start-up; the engine copies it. */
 typedef struct oe_engine_config {
-    int clawshield;             /* 1: approval artifacts required */
-    const char *secret;         /* HMAC secret or NULL */
-    const char *public_key_pem; /* Ed25519 public key (PEM) or NULL */
-    const char *tenant;         /* CLAWSHIELD_TENANT_ID, "" when unset */
+    int clawshield;              /* 1: approval artifacts required */
+    const char *secret;          /* HMAC secret or NULL */
+    const char *public_key_pem;  /* Ed25519 public key (PEM) or NULL */
+    const char *tenant;          /* CLAWSHIELD_TENANT_ID, "" when unset */
     const char *allowed_actions; /* comma-separated allow-list, "" = all */
-    double max_age;             /* seconds an artifact stays valid [300] */
-    double max_skew;            /* seconds issued_at may lie ahead [30] */
+    double max_age;              /* seconds an artifact stays valid [300] */
+    double max_skew;             /* seconds issued_at may lie ahead [30] */
 } oe_engine_config;
 
 /* What became of one request. Reused across batches: oe_outcome_clear. */
 typedef struct oe_outcome {
     oe_status status;
-    oe_error_code error;       /* OE_ERR_NONE unless rejected */
-    char detail[512];          /* reason when rejected */
-    char id[37];               /* execution id, "" when rejected */
-    char request_hash[65];     /* "" when the request could not be read */
-    char receipt[65];          /* receipt hash, "" when rejected */
+    oe_error_code error;   /* OE_ERR_NONE unless rejected */
+    char detail[512];      /* reason when rejected */
+    char id[37];           /* execution id, "" when rejected */
+    char request_hash[65]; /* "" when the request could not be read */
+    char receipt[65];      /* receipt hash, "" when rejected */
     int approved;
-    char *approval_id;         /* owned; NULL in demo mode or when rejected */
-    oe_buf result_json;        /* json.dumps(result, sort_keys=True) */
+    char *approval_id;  /* owned; NULL in demo mode or when rejected */
+    oe_buf result_json; /* json.dumps(result, sort_keys=True) */
 } oe_outcome;
 
 void oe_outcome_init(oe_outcome *o);

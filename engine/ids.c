@@ -26,8 +26,7 @@ int oe_request_hash(const char *action, size_t action_len, const oe_json *payloa
     return rc;
 }
 
-void oe_execution_id(const char *tenant, const char *nonce, const char *request_hash,
-                     char out[37])
+void oe_execution_id(const char *tenant, const char *nonce, const char *request_hash, char out[37])
 {
     static const char prefix[] = "openexec.exec.v1";
     unsigned char md[SHA256_DIGEST_LENGTH];

@@ -15,8 +15,7 @@ int oe_request_hash(const char *action, size_t action_len, const oe_json *payloa
 /* The execution id: SHA-256 of "openexec.exec.v1\0" tenant "\0" nonce "\0"
  * request_hash, first 16 bytes, version 8 and RFC 4122 variant, printed as a
  * lowercase 8-4-4-4-12 UUID into out (37 bytes). tenant may be "". */
-void oe_execution_id(const char *tenant, const char *nonce, const char *request_hash,
-                     char out[37]);
+void oe_execution_id(const char *tenant, const char *nonce, const char *request_hash, char out[37]);
 
 /* Receipt hash: SHA-256 (hex) of id ":" result_json. */
 void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65]);

@@ -24,8 +24,8 @@ typedef enum oe_json_type {
     OE_JSON_NULL,
     OE_JSON_FALSE,
     OE_JSON_TRUE,
-    OE_JSON_INT,    /* integer literal (no '.', no exponent), any size */
-    OE_JSON_FLOAT,  /* number with '.' or exponent, finite double */
+    OE_JSON_INT,   /* integer literal (no '.', no exponent), any size */
+    OE_JSON_FLOAT, /* number with '.' or exponent, finite double */
     OE_JSON_STRING,
     OE_JSON_ARRAY,
     OE_JSON_OBJECT

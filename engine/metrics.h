@@ -14,14 +14,14 @@
 #define OE_METRICS_LATENCY_BUCKETS 12
 
 typedef struct oe_metrics {
-    atomic_ullong requests[3];      /* by oe_status */
-    atomic_ullong rejections[8];    /* by oe_error_code */
+    atomic_ullong requests[3];                                /* by oe_status */
+    atomic_ullong rejections[8];                              /* by oe_error_code */
     atomic_ullong latency_bucket[OE_METRICS_LATENCY_BUCKETS]; /* cumulative on render */
     atomic_ullong latency_count;
     atomic_ullong latency_sum_ns;
-    atomic_ullong batch_count;      /* engine batches */
-    atomic_ullong batch_items;      /* requests in them */
-    atomic_ullong store_errors;     /* batches the store failed */
+    atomic_ullong batch_count;  /* engine batches */
+    atomic_ullong batch_items;  /* requests in them */
+    atomic_ullong store_errors; /* batches the store failed */
 } oe_metrics;
 
 void oe_metrics_init(oe_metrics *m);

@@ -175,8 +175,8 @@ static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *ve
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char *s;
-        int rc = string_field(obj, where, fields[i].name, fields[i].required, &s, verdict, err,
-                              errlen);
+        int rc =
+            string_field(obj, where, fields[i].name, fields[i].required, &s, verdict, err, errlen);
         *fields[i].slot = s;
         if (rc != OE_OK || *verdict != OE_ERR_NONE)
             return rc;

@@ -51,8 +51,8 @@ typedef struct oe_request {
     char *nonce;
     const oe_json *payload; /* never NULL after decoding: {} when absent */
     int has_artifact;
-    oe_artifact artifact;   /* fields owned by the request when has_artifact */
-    oe_json_doc *doc;       /* owns payload */
+    oe_artifact artifact; /* fields owned by the request when has_artifact */
+    oe_json_doc *doc;     /* owns payload */
 } oe_request;
 
 /* Decodes a JSON request body into req and a verdict. *verdict is

@@ -9,30 +9,29 @@
 /* The schema version this binary writes (PRAGMA user_version). */
 #define OE_SCHEMA_VERSION 1
 
-static const char schema_v1[] =
-    "CREATE TABLE executions ("
-    "  id TEXT PRIMARY KEY,"
-    "  nonce TEXT NOT NULL UNIQUE,"
-    "  action TEXT NOT NULL,"
-    "  request_hash TEXT NOT NULL,"
-    "  tenant_id TEXT NOT NULL,"
-    "  approval_id TEXT UNIQUE,"
-    "  approved INTEGER NOT NULL,"
-    "  result_json TEXT NOT NULL,"
-    "  receipt TEXT NOT NULL,"
-    "  created_at REAL NOT NULL"
-    ") WITHOUT ROWID;"
-    "CREATE TABLE rejections ("
-    "  seq INTEGER PRIMARY KEY,"
-    "  nonce TEXT,"
-    "  action TEXT,"
-    "  request_hash TEXT,"
-    "  error_code TEXT NOT NULL,"
-    "  detail TEXT NOT NULL,"
-    "  created_at REAL NOT NULL"
-    ");"
-    "CREATE INDEX rejections_nonce ON rejections(nonce);"
-    "PRAGMA user_version = 1;";
+static const char schema_v1[] = "CREATE TABLE executions ("
+                                "  id TEXT PRIMARY KEY,"
+                                "  nonce TEXT NOT NULL UNIQUE,"
+                                "  action TEXT NOT NULL,"
+                                "  request_hash TEXT NOT NULL,"
+                                "  tenant_id TEXT NOT NULL,"
+                                "  approval_id TEXT UNIQUE,"
+                                "  approved INTEGER NOT NULL,"
+                                "  result_json TEXT NOT NULL,"
+                                "  receipt TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL"
+                                ") WITHOUT ROWID;"
+                                "CREATE TABLE rejections ("
+                                "  seq INTEGER PRIMARY KEY,"
+                                "  nonce TEXT,"
+                                "  action TEXT,"
+                                "  request_hash TEXT,"
+                                "  error_code TEXT NOT NULL,"
+                                "  detail TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL"
+                                ");"
+                                "CREATE INDEX rejections_nonce ON rejections(nonce);"
+                                "PRAGMA user_version = 1;";
 
 enum {
     ST_BEGIN,
@@ -149,7 +148,7 @@ static int migrate(oe_store *s, char *err, size_t errlen)
 }
 
 int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
-                  size_t errlen)
+                 size_t errlen)
 {
     oe_store *s = calloc(1, sizeof *s);
     if (!s) {
@@ -313,7 +312,9 @@ int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size
     sqlite3_stmt *q = s->st[ST_APPROVAL_USED];
     sqlite3_bind_text(q, 1, approval_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
-    int result = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : fail(s, err, errlen, "approval lookup");
+    int result = rc == SQLITE_ROW    ? 1
+                 : rc == SQLITE_DONE ? 0
+                                     : fail(s, err, errlen, "approval lookup");
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
     pthread_mutex_unlock(&s->lock);
@@ -354,8 +355,8 @@ int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, siz
 }
 
 int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action,
-                              const char *request_hash, const char *error_code,
-                              const char *detail, double created_at, char *err, size_t errlen)
+                              const char *request_hash, const char *error_code, const char *detail,
+                              double created_at, char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[ST_INSERT_REJ];

@@ -42,7 +42,7 @@ typedef enum oe_store_sync { OE_STORE_SYNC_FULL, OE_STORE_SYNC_NORMAL } oe_store
  * readonly opens an existing database for lookups only. Returns 0 or -1
  * with a reason in err. */
 int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
-                  size_t errlen);
+                 size_t errlen);
 void oe_store_free(oe_store *s);
 
 /* Transactions, for one batch of outcomes. */
@@ -66,8 +66,8 @@ int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, siz
 
 /* Records a rejected attempt. nonce, action and request_hash may be NULL. */
 int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action,
-                              const char *request_hash, const char *error_code,
-                              const char *detail, double created_at, char *err, size_t errlen);
+                              const char *request_hash, const char *error_code, const char *detail,
+                              double created_at, char *err, size_t errlen);
 
 /* Row counts, for tests and metrics. Returns -1 on error. */
 long long oe_store_count_executions(oe_store *s);

@@ -14,58 +14,57 @@ static int oe_test_failed;  /* assertions that failed in the current test */
 static int oe_tests_passed; /* tests with no failed assertion */
 static int oe_tests_failed; /* tests with at least one failed assertion */
 
-#define OE_FAIL_(...)                                                          \
-    do {                                                                       \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                       \
-        fprintf(stderr, __VA_ARGS__);                                          \
-        fputc('\n', stderr);                                                   \
-        oe_test_failed++;                                                      \
+#define OE_FAIL_(...)                                                                              \
+    do {                                                                                           \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        oe_test_failed++;                                                                          \
     } while (0)
 
-#define ASSERT_TRUE(c)                                                         \
-    do {                                                                       \
-        if (!(c))                                                              \
-            OE_FAIL_("expected true: %s", #c);                                 \
+#define ASSERT_TRUE(c)                                                                             \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            OE_FAIL_("expected true: %s", #c);                                                     \
     } while (0)
 
-#define ASSERT_EQ(a, b)                                                        \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_)                                                          \
-            OE_FAIL_("%s == %s: %lld != %lld", #a, #b, a_, b_);                \
+#define ASSERT_EQ(a, b)                                                                            \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            OE_FAIL_("%s == %s: %lld != %lld", #a, #b, a_, b_);                                    \
     } while (0)
 
-#define ASSERT_STREQ(a, b)                                                     \
-    do {                                                                       \
-        const char *a_ = (a), *b_ = (b);                                       \
-        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                 \
-            OE_FAIL_("%s == %s:\n    got      [%s]\n    expected [%s]", #a, #b, \
-                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                  \
+#define ASSERT_STREQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (!a_ || !b_ || strcmp(a_, b_) != 0)                                                     \
+            OE_FAIL_("%s == %s:\n    got      [%s]\n    expected [%s]", #a, #b,                    \
+                     a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                      \
     } while (0)
 
 /* Substring check, for error details that must contain given words. */
-#define ASSERT_CONTAINS(hay, needle)                                           \
-    do {                                                                       \
-        const char *h_ = (hay), *n_ = (needle);                                \
-        if (!h_ || !strstr(h_, n_))                                            \
-            OE_FAIL_("[%s] does not contain [%s]", h_ ? h_ : "(null)", n_);     \
+#define ASSERT_CONTAINS(hay, needle)                                                               \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (!h_ || !strstr(h_, n_))                                                                \
+            OE_FAIL_("[%s] does not contain [%s]", h_ ? h_ : "(null)", n_);                        \
     } while (0)
 
-#define RUN_TEST(fn)                                                           \
-    do {                                                                       \
-        oe_test_failed = 0;                                                    \
-        fn();                                                                  \
-        if (oe_test_failed) {                                                  \
-            oe_tests_failed++;                                                 \
-            fprintf(stderr, "FAIL %s\n", #fn);                                 \
-        } else {                                                               \
-            oe_tests_passed++;                                                 \
-        }                                                                      \
+#define RUN_TEST(fn)                                                                               \
+    do {                                                                                           \
+        oe_test_failed = 0;                                                                        \
+        fn();                                                                                      \
+        if (oe_test_failed) {                                                                      \
+            oe_tests_failed++;                                                                     \
+            fprintf(stderr, "FAIL %s\n", #fn);                                                     \
+        } else {                                                                                   \
+            oe_tests_passed++;                                                                     \
+        }                                                                                          \
     } while (0)
 
-#define TEST_REPORT()                                                          \
-    (printf("%s: %d passed, %d failed\n", __FILE__, oe_tests_passed,            \
-            oe_tests_failed),                                                  \
+#define TEST_REPORT()                                                                              \
+    (printf("%s: %d passed, %d failed\n", __FILE__, oe_tests_passed, oe_tests_failed),             \
      oe_tests_failed ? 1 : 0)
 
 /* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)

@@ -32,32 +32,32 @@
 
 /* One request waiting for its receipt. */
 typedef struct waiter {
-    uint64_t tag;              /* the id's first 8 bytes: bucket and delivery opaque */
-    char corr[CORR_LEN + 1];   /* correlation id */
+    uint64_t tag;                      /* the id's first 8 bytes: bucket and delivery opaque */
+    char corr[CORR_LEN + 1];           /* correlation id */
     char nonce[OE_ECHO_MAX_BYTES + 1]; /* as the receipt repeats it ("" if unreadable) */
-    char request_hash[65];     /* "" when the request cannot be hashed */
-    double deadline;           /* monotonic seconds */
+    char request_hash[65];             /* "" when the request cannot be hashed */
+    double deadline;                   /* monotonic seconds */
     oe_bridge_reply_fn reply;
     void *ctx;
-    struct waiter *bucket_next;     /* hash chain */
-    struct waiter *prev, *next;     /* in deadline (= submission) order */
+    struct waiter *bucket_next; /* hash chain */
+    struct waiter *prev, *next; /* in deadline (= submission) order */
 } waiter;
 
 struct oe_bridge {
     const oe_kafka_settings *kafka;
     oe_kafka_metrics *metrics;
-    double timeout;            /* seconds */
+    double timeout; /* seconds */
     rd_kafka_t *producer;
     rd_kafka_t *consumer;
-    oe_codec *codec;           /* decodes receipts, bridge thread only */
-    char instance[17];         /* random hex: names this bridge's consumer group */
+    oe_codec *codec;   /* decodes receipts, bridge thread only */
+    char instance[17]; /* random hex: names this bridge's consumer group */
     pthread_t thread;
     int thread_started;
     atomic_int running;
-    atomic_int positioned;     /* receipts consumer assigned at the end */
+    atomic_int positioned; /* receipts consumer assigned at the end */
     char not_ready[320];
 
-    pthread_mutex_t lock;      /* guards everything below */
+    pthread_mutex_t lock; /* guards everything below */
     int closed;
     waiter *buckets[BUCKETS];
     waiter *oldest, *newest;
@@ -154,7 +154,8 @@ static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
     const void *val;
     size_t size;
     if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
         size != CORR_LEN)
         return -1;
     memcpy(corr, val, CORR_LEN);
@@ -270,8 +271,8 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
         goto error;
 
     /* message.max.bytes: a 1 MiB body plus headers must fit. */
-    const char *producer_defaults[] = {"linger.ms", "0", "message.timeout.ms", "10000",
-                                       "message.max.bytes", "2097152", NULL};
+    const char *producer_defaults[] = {
+        "linger.ms", "0", "message.timeout.ms", "10000", "message.max.bytes", "2097152", NULL};
     const char *producer_forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     oe_kafka_hooks hooks = {.opaque = b, .on_delivery = on_delivery};
     b->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced, &hooks,
@@ -281,8 +282,8 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
     const char *consumer_defaults[] = {"fetch.wait.max.ms", "5", NULL};
-    const char *consumer_forced[] = {"group.id", group, "enable.auto.commit", "false",
-                                     "enable.partition.eof", "false", NULL};
+    const char *consumer_forced[] = {
+        "group.id", group, "enable.auto.commit", "false", "enable.partition.eof", "false", NULL};
     b->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced, NULL,
                                "bridge consumer", err, errlen);
     if (!b->consumer)

@@ -4,10 +4,10 @@
  * created by oe_broker_new and released by oe_broker_free. */
 #include "broker.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -21,10 +21,10 @@
 #include "kafka.h"
 
 struct oe_broker {
-    rd_kafka_t *owner;             /* the mock cluster lives in this handle */
+    rd_kafka_t *owner; /* the mock cluster lives in this handle */
     rd_kafka_mock_cluster_t *mock;
-    int port;                      /* the mock broker's listening port */
-    pthread_t sweeper;             /* sets TCP_NODELAY on the broker's sockets */
+    int port;          /* the mock broker's listening port */
+    pthread_t sweeper; /* sets TCP_NODELAY on the broker's sockets */
     int sweeper_started;
     atomic_int running;
 };
@@ -85,7 +85,7 @@ static void *sweeper_main(void *arg)
 }
 
 int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
-                    char *err, size_t errlen)
+                  char *err, size_t errlen)
 {
     oe_broker *b = calloc(1, sizeof *b);
     if (!b) {

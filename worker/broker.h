@@ -12,7 +12,7 @@ typedef struct oe_broker oe_broker;
  * number of partitions (other topics auto-create with 4). Returns 0 or -1
  * with a reason in err. */
 int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
-                    char *err, size_t errlen);
+                  char *err, size_t errlen);
 
 /* "127.0.0.1:PORT" (owned by the broker). */
 const char *oe_broker_bootstraps(const oe_broker *b);

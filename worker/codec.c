@@ -12,9 +12,9 @@
 #include "worker/codec.h"
 
 #include <avro.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

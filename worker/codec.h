@@ -51,9 +51,8 @@ typedef enum oe_decode_result {
 
 /* Decodes one request message of len bytes (at most OE_REQUEST_MAX_BYTES).
  * req must be released with oe_request_clear whatever the result. */
-oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len,
-                                         oe_request *req, oe_error_code *code, char *detail,
-                                         size_t detlen);
+oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
+                                         oe_error_code *code, char *detail, size_t detlen);
 
 /* The JSON part of oe_codec_decode_request (a message whose first byte is
  * '{'): needs no codec, so any thread may call it. Never OE_DECODE_DEAD. */
@@ -75,9 +74,9 @@ typedef struct oe_receipt_fields {
     const char *request_hash;
     oe_status status;
     int approved;
-    const char *result;     /* result_json text */
+    const char *result; /* result_json text */
     const char *receipt;
-    oe_error_code error;    /* OE_ERR_NONE -> error_code null */
+    oe_error_code error; /* OE_ERR_NONE -> error_code null */
     const char *detail;
     const char *approval_id;
 } oe_receipt_fields;

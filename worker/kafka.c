@@ -29,9 +29,8 @@ rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *de
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char errstr[512];
-    if (s->brokers &&
-        rd_kafka_conf_set(conf, "bootstrap.servers", s->brokers, errstr, sizeof errstr) !=
-            RD_KAFKA_CONF_OK)
+    if (s->brokers && rd_kafka_conf_set(conf, "bootstrap.servers", s->brokers, errstr,
+                                        sizeof errstr) != RD_KAFKA_CONF_OK)
         goto refused;
     /* Small requests and acknowledgements must not wait for Nagle's
      * algorithm to meet the peer's delayed ACK (about 40 ms a round). */
@@ -86,8 +85,8 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *t = rd_kafka_topic_new(consumer, topic, NULL);
-    rd_kafka_resp_err_t e = t ? rd_kafka_metadata(consumer, 0, t, &md, timeout_ms)
-                              : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    rd_kafka_resp_err_t e =
+        t ? rd_kafka_metadata(consumer, 0, t, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
     if (t)
         rd_kafka_topic_destroy(t);
     if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))

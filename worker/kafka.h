@@ -10,12 +10,12 @@
 #define OE_KAFKA_MAX_PROPS 64
 
 typedef struct oe_kafka_settings {
-    const char *brokers;        /* bootstrap.servers */
+    const char *brokers; /* bootstrap.servers */
     const char *requests_topic;
     const char *receipts_topic;
     const char *dlq_topic;
     const char *group_id;
-    int transactions;           /* 1: transactional receipts + offsets */
+    int transactions;             /* 1: transactional receipts + offsets */
     const char *transactional_id; /* used when transactions is set */
     /* Properties passed to every client untouched, as name/value pairs. */
     const char *prop_names[OE_KAFKA_MAX_PROPS];

@@ -11,39 +11,41 @@ void oe_kafka_metrics_init(oe_kafka_metrics *m)
 
 void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
 {
-    oe_buf_printf(out,
-                        "# HELP openexec_receipts_produced_total Receipts acknowledged by the broker.\n"
-                        "# TYPE openexec_receipts_produced_total counter\n"
-                        "openexec_receipts_produced_total %llu\n"
-                        "# HELP openexec_dead_letters_total Undecodable messages sent to the dead-letter topic.\n"
-                        "# TYPE openexec_dead_letters_total counter\n"
-                        "openexec_dead_letters_total %llu\n"
-                        "# HELP openexec_delivery_retries_total Messages produced again after a failed delivery.\n"
-                        "# TYPE openexec_delivery_retries_total counter\n"
-                        "openexec_delivery_retries_total %llu\n"
-                        "# HELP openexec_consumer_lag Messages between the consumer position and the high watermark, summed over assigned partitions.\n"
-                        "# TYPE openexec_consumer_lag gauge\n"
-                        "openexec_consumer_lag %lld\n"
-                        "# HELP openexec_assigned_partitions Partitions assigned to this worker.\n"
-                        "# TYPE openexec_assigned_partitions gauge\n"
-                        "openexec_assigned_partitions %lld\n"
-                        "# HELP openexec_last_batch_size Messages in the most recent batch.\n"
-                        "# TYPE openexec_last_batch_size gauge\n"
-                        "openexec_last_batch_size %lld\n"
-                        "# HELP openexec_bridge_timeouts_total /execute requests answered 504.\n"
-                        "# TYPE openexec_bridge_timeouts_total counter\n"
-                        "openexec_bridge_timeouts_total %llu\n"
-                        "# HELP openexec_data_loss_events_total Partitions whose committed offset "
-                        "was no longer on the broker (requests lost before they were read).\n"
-                        "# TYPE openexec_data_loss_events_total counter\n"
-                        "openexec_data_loss_events_total %llu\n"
-                        "# HELP openexec_bridge_mismatched_receipts_total Receipts carrying a "
-                        "pending correlation id but another request's nonce or hash (ignored).\n"
-                        "# TYPE openexec_bridge_mismatched_receipts_total counter\n"
-                        "openexec_bridge_mismatched_receipts_total %llu\n",
-                        atomic_load(&m->receipts_produced), atomic_load(&m->dead_letters),
-                        atomic_load(&m->delivery_retries), atomic_load(&m->consumer_lag),
-                        atomic_load(&m->assigned_partitions), atomic_load(&m->last_batch_size),
-                        atomic_load(&m->bridge_timeouts), atomic_load(&m->data_loss_events),
-                        atomic_load(&m->bridge_mismatches));
+    oe_buf_printf(
+        out,
+        "# HELP openexec_receipts_produced_total Receipts acknowledged by the broker.\n"
+        "# TYPE openexec_receipts_produced_total counter\n"
+        "openexec_receipts_produced_total %llu\n"
+        "# HELP openexec_dead_letters_total Undecodable messages sent to the dead-letter topic.\n"
+        "# TYPE openexec_dead_letters_total counter\n"
+        "openexec_dead_letters_total %llu\n"
+        "# HELP openexec_delivery_retries_total Messages produced again after a failed delivery.\n"
+        "# TYPE openexec_delivery_retries_total counter\n"
+        "openexec_delivery_retries_total %llu\n"
+        "# HELP openexec_consumer_lag Messages between the consumer position and the high "
+        "watermark, summed over assigned partitions.\n"
+        "# TYPE openexec_consumer_lag gauge\n"
+        "openexec_consumer_lag %lld\n"
+        "# HELP openexec_assigned_partitions Partitions assigned to this worker.\n"
+        "# TYPE openexec_assigned_partitions gauge\n"
+        "openexec_assigned_partitions %lld\n"
+        "# HELP openexec_last_batch_size Messages in the most recent batch.\n"
+        "# TYPE openexec_last_batch_size gauge\n"
+        "openexec_last_batch_size %lld\n"
+        "# HELP openexec_bridge_timeouts_total /execute requests answered 504.\n"
+        "# TYPE openexec_bridge_timeouts_total counter\n"
+        "openexec_bridge_timeouts_total %llu\n"
+        "# HELP openexec_data_loss_events_total Partitions whose committed offset "
+        "was no longer on the broker (requests lost before they were read).\n"
+        "# TYPE openexec_data_loss_events_total counter\n"
+        "openexec_data_loss_events_total %llu\n"
+        "# HELP openexec_bridge_mismatched_receipts_total Receipts carrying a "
+        "pending correlation id but another request's nonce or hash (ignored).\n"
+        "# TYPE openexec_bridge_mismatched_receipts_total counter\n"
+        "openexec_bridge_mismatched_receipts_total %llu\n",
+        atomic_load(&m->receipts_produced), atomic_load(&m->dead_letters),
+        atomic_load(&m->delivery_retries), atomic_load(&m->consumer_lag),
+        atomic_load(&m->assigned_partitions), atomic_load(&m->last_batch_size),
+        atomic_load(&m->bridge_timeouts), atomic_load(&m->data_loss_events),
+        atomic_load(&m->bridge_mismatches));
 }

@@ -46,12 +46,12 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
 
 /* One message of the batch in hand, from poll to commit. */
 typedef struct batch_slot {
-    rd_kafka_message_t *msg;  /* owned until the batch ends */
-    int dead;                 /* undecodable: published to the DLQ as it came */
-    oe_batch_item item;       /* !dead: the request and the engine's outcome */
-    char detail[512];         /* why decoding failed (dead letter or rejection) */
-    int delivery;             /* DELIVERY_* of its receipt or dead letter */
-    int truncate;             /* dead letter too large: send headers only */
+    rd_kafka_message_t *msg;   /* owned until the batch ends */
+    int dead;                  /* undecodable: published to the DLQ as it came */
+    oe_batch_item item;        /* !dead: the request and the engine's outcome */
+    char detail[512];          /* why decoding failed (dead letter or rejection) */
+    int delivery;              /* DELIVERY_* of its receipt or dead letter */
+    int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
 } batch_slot;
 
@@ -62,27 +62,26 @@ struct oe_worker {
     oe_codec *codec;
     pthread_t thread;
     int thread_started;
-    atomic_int running;       /* cleared by oe_worker_stop */
-    atomic_int failed;        /* set when the worker stopped on a fatal error */
+    atomic_int running; /* cleared by oe_worker_stop */
+    atomic_int failed;  /* set when the worker stopped on a fatal error */
     char fail_reason[512];
-    atomic_int data_lost;     /* set once a committed offset was found gone */
+    atomic_int data_lost;       /* set once a committed offset was found gone */
     char data_loss_reason[512]; /* written by the worker thread before data_lost */
-    atomic_int assigned;      /* partitions currently assigned */
+    atomic_int assigned;        /* partitions currently assigned */
 
     /* The batch in hand: batch_max slots, reused; n in use. */
     batch_slot *slots;
     size_t n;
-    size_t bytes;             /* message bytes in the batch */
-    oe_batch_item **todo;     /* the engine's view: items of the slots not dead */
-    oe_buf encoded;           /* scratch for one encoded receipt */
+    size_t bytes;                       /* message bytes in the batch */
+    oe_batch_item **todo;               /* the engine's view: items of the slots not dead */
+    oe_buf encoded;                     /* scratch for one encoded receipt */
     rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
-    uintptr_t generation;     /* of the batch being published */
-    rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
+    uintptr_t generation;               /* of the batch being published */
+    rd_kafka_topic_t *out_topics[2];    /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
 };
 
-__attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, const char *fmt,
-                                                              ...)
+__attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, const char *fmt, ...)
 {
     if (atomic_load(&w->failed))
         return;
@@ -269,7 +268,8 @@ static int produce_slot(oe_worker *w, size_t i)
     };
     char err[256];
     oe_buf_reset(&w->encoded);
-    if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) != 0) {
+    if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) !=
+        0) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
         worker_fail(w, "cannot encode the receipt of nonce %.64s: %s", f.nonce, err);
         return -1;
@@ -448,14 +448,16 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
 {
     if (!e)
         return TXN_OK;
-    txn_action a = rd_kafka_error_is_fatal(e)              ? TXN_STOP
-                   : rd_kafka_error_is_retriable(e)        ? TXN_RETRY
+    txn_action a = rd_kafka_error_is_fatal(e)             ? TXN_STOP
+                   : rd_kafka_error_is_retriable(e)       ? TXN_RETRY
                    : rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT
-                                                           : TXN_STOP;
+                                                          : TXN_STOP;
     if (a == TXN_RETRY && !atomic_load(&w->running))
         a = TXN_ABORT;
     fprintf(stderr, "openexec: worker: %s: %s (%s)\n", call, rd_kafka_error_string(e),
-            a == TXN_RETRY ? "retrying" : a == TXN_ABORT ? "aborting" : "stopping");
+            a == TXN_RETRY   ? "retrying"
+            : a == TXN_ABORT ? "aborting"
+                             : "stopping");
     if (a == TXN_STOP)
         worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
                     rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
@@ -507,8 +509,9 @@ static int publish_transactional(oe_worker *w)
     if (a == TXN_STOP)
         return -1;
 abort:
-    fprintf(stderr, "openexec: worker: aborting the transaction of a batch of %zu (%s); "
-                    "publishing it again\n",
+    fprintf(stderr,
+            "openexec: worker: aborting the transaction of a batch of %zu (%s); "
+            "publishing it again\n",
             w->n, rd_kafka_err2str(w->delivery_error));
     delay = 100;
     while ((a = txn_outcome(w, "abort transaction", rd_kafka_abort_transaction(w->producer, 30000),
@@ -535,9 +538,9 @@ static int decode_batch(oe_worker *w, size_t *ne)
         sl->dead = 0;
         it->decode_error = OE_ERR_NONE;
         it->decode_detail = sl->detail;
-        oe_decode_result res = oe_codec_decode_request(w->codec, m->payload, m->len, &it->req,
-                                                       &it->decode_error, sl->detail,
-                                                       sizeof sl->detail);
+        oe_decode_result res =
+            oe_codec_decode_request(w->codec, m->payload, m->len, &it->req, &it->decode_error,
+                                    sl->detail, sizeof sl->detail);
         if (res == OE_DECODE_NOMEM)
             return OE_ENOMEM;
         if (res == OE_DECODE_DEAD) {
@@ -582,8 +585,8 @@ static long execute_batch(oe_worker *w)
                 oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
-                worker_fail(w, "%s keeps failing: %s",
-                            rc == OE_ESTORE ? "the ledger" : "memory", err);
+                worker_fail(w, "%s keeps failing: %s", rc == OE_ESTORE ? "the ledger" : "memory",
+                            err);
             return -1;
         }
         oe_sleep_ms(backoff);
@@ -647,8 +650,8 @@ static void update_lag(oe_worker *w)
     for (int i = 0; i < list->cnt; i++) {
         int64_t lo, hi;
         if (rd_kafka_get_watermark_offsets(w->consumer, list->elems[i].topic,
-                                           list->elems[i].partition, &lo, &hi) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
+                                           list->elems[i].partition, &lo,
+                                           &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
             hi >= 0) {
             int64_t pos = list->elems[i].offset >= 0 ? list->elems[i].offset : lo;
             if (hi > pos)
@@ -810,19 +813,29 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     snprintf(prefetch, sizeof prefetch, "%d", OE_WORKER_PREFETCH_KBYTES);
     snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
     const char *consumer_defaults[] = {
-        "partition.assignment.strategy", "cooperative-sticky",
-        "fetch.wait.max.ms", "5", /* low latency for the HTTP bridge */
-        "session.timeout.ms", "10000",
-        "queued.max.messages.kbytes", prefetch,
-        "fetch.max.bytes", fetch,
+        "partition.assignment.strategy",
+        "cooperative-sticky",
+        "fetch.wait.max.ms",
+        "5", /* low latency for the HTTP bridge */
+        "session.timeout.ms",
+        "10000",
+        "queued.max.messages.kbytes",
+        prefetch,
+        "fetch.max.bytes",
+        fetch,
         NULL,
     };
     const char *consumer_forced[] = {
-        "group.id", k->group_id,
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "enable.partition.eof", "false",
-        "auto.offset.reset", "error", /* see handle_offset_reset */
+        "group.id",
+        k->group_id,
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "enable.partition.eof",
+        "false",
+        "auto.offset.reset",
+        "error", /* see handle_offset_reset */
         NULL,
     };
     oe_kafka_hooks consumer_hooks = {.opaque = w, .on_rebalance = on_rebalance};
@@ -834,13 +847,11 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
 
     /* message.max.bytes: a dead letter is as large as the request it
      * carries, up to what the broker accepted on the requests topic. */
-    const char *producer_defaults[] = {"linger.ms", "1", "message.timeout.ms", "30000",
-                                       "message.max.bytes", "4194304", NULL};
+    const char *producer_defaults[] = {
+        "linger.ms", "1", "message.timeout.ms", "30000", "message.max.bytes", "4194304", NULL};
     const char *producer_forced[] = {
-        "enable.idempotence", "true",
-        "acks", "all",
-        k->transactions ? "transactional.id" : NULL, k->transactional_id,
-        NULL,
+        "enable.idempotence", "true", "acks", "all", k->transactions ? "transactional.id" : NULL,
+        k->transactional_id,  NULL,
     };
     oe_kafka_hooks producer_hooks = {.opaque = w, .on_delivery = on_delivery};
     w->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced,

@@ -15,17 +15,17 @@
 
 #include "engine/engine.h"
 #include "engine/metrics.h"
-#include "worker/kafka_metrics.h"
 #include "worker/kafka.h"
+#include "worker/kafka_metrics.h"
 
 typedef struct oe_worker_config {
-    const oe_kafka_settings *kafka; /* borrowed */
-    oe_engine *engine;              /* borrowed; the worker thread is its writer */
-    oe_metrics *metrics;            /* borrowed: the engine's counters */
+    const oe_kafka_settings *kafka;  /* borrowed */
+    oe_engine *engine;               /* borrowed; the worker thread is its writer */
+    oe_metrics *metrics;             /* borrowed: the engine's counters */
     oe_kafka_metrics *kafka_metrics; /* borrowed: the Kafka side's */
-    int receipt_json;               /* 1: JSON receipts, 0: Avro */
-    long confluent_schema_id;       /* -1: Confluent framing not configured */
-    size_t batch_max;               /* most messages per batch [5000] */
+    int receipt_json;                /* 1: JSON receipts, 0: Avro */
+    long confluent_schema_id;        /* -1: Confluent framing not configured */
+    size_t batch_max;                /* most messages per batch [5000] */
 } oe_worker_config;
 
 typedef struct oe_worker oe_worker;

@@ -106,10 +106,15 @@ static void test_ed25519(void)
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), 0);
     ASSERT_EQ(oe_approval_check_time(&a, 1, 1795611601, 300, 30, detail, sizeof detail), -1);
     ASSERT_CONTAINS(detail, "expired");
-    ASSERT_EQ(oe_approval_sign_ed25519(priv, &(oe_artifact){.approval_id = base.approval_id,
-              .action_hash = base.action_hash, .issued_by = base.issued_by,
-              .issued_at = base.issued_at, .tenant_id = base.tenant_id,
-              .expires_at = "2026-11-25T13:05:00+00:00"}, sig, sizeof sig, err, sizeof err), 0);
+    ASSERT_EQ(oe_approval_sign_ed25519(priv,
+                                       &(oe_artifact){.approval_id = base.approval_id,
+                                                      .action_hash = base.action_hash,
+                                                      .issued_by = base.issued_by,
+                                                      .issued_at = base.issued_at,
+                                                      .tenant_id = base.tenant_id,
+                                                      .expires_at = "2026-11-25T13:05:00+00:00"},
+                                       sig, sizeof sig, err, sizeof err),
+              0);
     a.expires_at = "2026-11-25T13:05:00+00:00";
     a.signature = "not base64";
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), -1);
@@ -128,8 +133,10 @@ static void test_ed25519(void)
 
     /* A private key or garbage is not accepted as the public key. */
     oe_approval_keys *bad;
-    ASSERT_EQ(oe_approval_keys_new(NULL, "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n",
-                                   &bad, err, sizeof err), -1);
+    ASSERT_EQ(oe_approval_keys_new(NULL,
+                                   "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n",
+                                   &bad, err, sizeof err),
+              -1);
     ASSERT_CONTAINS(err, "Ed25519");
     oe_approval_keys_free(k);
     free(priv);

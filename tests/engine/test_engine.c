@@ -49,8 +49,8 @@ static void run_body(fixture *f, const char *body, double now, oe_outcome *o)
     oe_batch_item item = {0};
     oe_batch_item *items[1] = {&item};
     char reason[300], err[300];
-    item.decode_error = (oe_error_code)test_request_from_json(body, strlen(body), &item.req,
-                                                              reason, sizeof reason);
+    item.decode_error =
+        (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
     item.decode_detail = reason;
     item.out = *o; /* the caller's outcome, handed back below */
     if (oe_engine_process(f->engine, items, 1, now, err, sizeof err) != 0)
@@ -115,7 +115,9 @@ static void test_execute_replay_conflict(void)
     ASSERT_STREQ(o.receipt, "cbbd2992eef15b2d3b33eeef7e1451a3785f2437028b3c851943a4745eb28d6e");
     oe_execution e;
     char err[200];
-    ASSERT_EQ(oe_store_find_by_id(f.store, "6f3e5109-03e2-87b5-85d1-a9c98360dc73", &e, err, sizeof err), 1);
+    ASSERT_EQ(
+        oe_store_find_by_id(f.store, "6f3e5109-03e2-87b5-85d1-a9c98360dc73", &e, err, sizeof err),
+        1);
     ASSERT_STREQ(e.nonce, "n-1");
     ASSERT_TRUE(e.created_at == 1000);
     oe_execution_clear(&e);
@@ -221,8 +223,11 @@ static void signed_body(char *out, size_t n, const char *nonce, const char *payl
     oe_json_doc *d = test_json_parse(hash_payload, strlen(hash_payload), 0, err, sizeof err);
     oe_request_hash("echo", 4, oe_json_root(d), hash);
     oe_json_doc_free(d);
-    oe_artifact a = {.approval_id = approval_id, .action_hash = hash, .issued_by = issuer,
-                     .issued_at = issued_at, .tenant_id = tenant};
+    oe_artifact a = {.approval_id = approval_id,
+                     .action_hash = hash,
+                     .issued_by = issuer,
+                     .issued_at = issued_at,
+                     .tenant_id = tenant};
     oe_approval_sign_hmac(secret, &a, sig);
     snprintf(out, n,
              "{\"action\":\"echo\",\"payload\":%s,\"nonce\":\"%s\",\"approval_artifact\":{"
@@ -235,8 +240,8 @@ static void test_clawshield_checks(void)
 {
     char path[128], body[2048];
     db_path(path, sizeof path);
-    oe_engine_config cfg = {.clawshield = 1, .secret = "s3cret", .tenant = "t1",
-                            .allowed_actions = "echo"};
+    oe_engine_config cfg = {
+        .clawshield = 1, .secret = "s3cret", .tenant = "t1", .allowed_actions = "echo"};
     fixture f;
     open_fixture(&f, path, &cfg);
     ASSERT_EQ(oe_engine_signature_verification(f.engine), 1);
@@ -249,23 +254,28 @@ static void test_clawshield_checks(void)
     ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
     ASSERT_CONTAINS(o.detail, "artifact required");
 
-    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":2}");
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at,
+                "{\"m\":2}");
     run_body(&f, body, now, &o);
     ASSERT_CONTAINS(o.detail, "hash mismatch");
 
-    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "wrong", "t1", "clawshield", at, "{\"m\":1}");
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "wrong", "t1", "clawshield", at,
+                "{\"m\":1}");
     run_body(&f, body, now, &o);
     ASSERT_CONTAINS(o.detail, "Invalid signature");
 
-    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t2", "clawshield", at, "{\"m\":1}");
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t2", "clawshield", at,
+                "{\"m\":1}");
     run_body(&f, body, now, &o);
     ASSERT_CONTAINS(o.detail, "Tenant mismatch");
 
-    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "someone", at, "{\"m\":1}");
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "someone", at,
+                "{\"m\":1}");
     run_body(&f, body, now, &o);
     ASSERT_CONTAINS(o.detail, "Unknown issuer");
 
-    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":1}");
+    signed_body(body, sizeof body, "n1", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at,
+                "{\"m\":1}");
     run_body(&f, body, now + 300, &o);
     ASSERT_CONTAINS(o.detail, "expired");
     run_body(&f, body, now - 50, &o);
@@ -284,15 +294,18 @@ static void test_clawshield_checks(void)
     ASSERT_STREQ(o.approval_id, "ap1");
 
     /* The same approval under another nonce: already used. */
-    signed_body(body, sizeof body, "n2", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at, "{\"m\":1}");
+    signed_body(body, sizeof body, "n2", "{\"m\":1}", "ap1", "s3cret", "t1", "clawshield", at,
+                "{\"m\":1}");
     run_body(&f, body, now, &o);
     ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
     ASSERT_CONTAINS(o.detail, "already used");
 
     /* Not allowed comes before the artifact checks. */
-    run_body(&f, "{\"action\":\"add\",\"nonce\":\"n3\",\"approval_artifact\":{\"approval_id\":\"a\","
-                 "\"action_hash\":\"h\",\"signature\":\"s\",\"issued_by\":\"clawshield\","
-                 "\"issued_at\":\"t\",\"tenant_id\":\"t1\"}}", now, &o);
+    run_body(&f,
+             "{\"action\":\"add\",\"nonce\":\"n3\",\"approval_artifact\":{\"approval_id\":\"a\","
+             "\"action_hash\":\"h\",\"signature\":\"s\",\"issued_by\":\"clawshield\","
+             "\"issued_at\":\"t\",\"tenant_id\":\"t1\"}}",
+             now, &o);
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     oe_outcome_clear(&o);
     close_fixture(&f);
@@ -367,7 +380,8 @@ static void test_two_stores_agree(void)
     oe_outcome x, y;
     oe_outcome_init(&x);
     oe_outcome_init(&y);
-    const char *body = "{\"action\":\"echo\",\"payload\":{\"n\":[1e16,1e-07,-0.0]},\"nonce\":\"z\"}";
+    const char *body =
+        "{\"action\":\"echo\",\"payload\":{\"n\":[1e16,1e-07,-0.0]},\"nonce\":\"z\"}";
     run_body(&a, body, 1, &x);
     run_body(&b, body, 99, &y);
     ASSERT_STREQ(x.id, y.id);
@@ -425,7 +439,8 @@ static void test_store_schema_guard(void)
     ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
     oe_store_free(s);
     /* A read-only store of a missing file fails cleanly. */
-    ASSERT_EQ(oe_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
+              -1);
     ASSERT_CONTAINS(err, "x.db");
 }
 

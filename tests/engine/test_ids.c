@@ -12,8 +12,10 @@ typedef struct {
 } hash_case;
 
 static const hash_case hash_cases[] = {
-    {"echo", "{\"msg\": \"hi\"}", "7291f2ca88baf3bbf1169d4a0705b285f4d0bd7877d768bf1c3a29aab9403592"},
-    {"add", "{\"b\": 3, \"a\": 2}", "8264f143d219f1fbc6364c523434b214fcd0c6c7f9ec1e2f8692a40d29f27a50"},
+    {"echo", "{\"msg\": \"hi\"}",
+     "7291f2ca88baf3bbf1169d4a0705b285f4d0bd7877d768bf1c3a29aab9403592"},
+    {"add", "{\"b\": 3, \"a\": 2}",
+     "8264f143d219f1fbc6364c523434b214fcd0c6c7f9ec1e2f8692a40d29f27a50"},
     {"echo", "{}", "4d9b97d6e60f36b9c5d3107933b358b55c858aa5814c742b4783ce871e2ca981"},
     {"echo", NULL, "4d9b97d6e60f36b9c5d3107933b358b55c858aa5814c742b4783ce871e2ca981"},
     {"echo", "{\"z\": 1, \"a\": [1.5, \"\\u00e9\\ud83d\\ude00\", null, true]}",
@@ -79,16 +81,17 @@ static void test_hmac_and_base64(void)
     for (size_t i = 0; i < sizeof b / sizeof b[0]; i++) {
         char enc[16];
         unsigned char dec[16];
-        ASSERT_EQ(oe_base64_encode((const unsigned char *)b[i].raw, strlen(b[i].raw), enc, sizeof enc),
-                  (long long)strlen(b[i].b64));
+        ASSERT_EQ(
+            oe_base64_encode((const unsigned char *)b[i].raw, strlen(b[i].raw), enc, sizeof enc),
+            (long long)strlen(b[i].b64));
         ASSERT_STREQ(enc, b[i].b64);
         int n = oe_base64_decode(b[i].b64, strlen(b[i].b64), dec, sizeof dec);
         ASSERT_EQ(n, (long long)strlen(b[i].raw));
         ASSERT_TRUE(n >= 0 && memcmp(dec, b[i].raw, (size_t)n) == 0);
     }
     unsigned char dec[16];
-    ASSERT_EQ(oe_base64_decode("Zm9", 3, dec, sizeof dec), -1);     /* not a multiple of 4 */
-    ASSERT_EQ(oe_base64_decode("Zm=v", 4, dec, sizeof dec), -1);    /* data after padding */
+    ASSERT_EQ(oe_base64_decode("Zm9", 3, dec, sizeof dec), -1);      /* not a multiple of 4 */
+    ASSERT_EQ(oe_base64_decode("Zm=v", 4, dec, sizeof dec), -1);     /* data after padding */
     ASSERT_EQ(oe_base64_decode("Zm9v!!!!", 8, dec, sizeof dec), -1); /* bad characters */
 }
 

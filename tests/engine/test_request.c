@@ -41,8 +41,8 @@ static void test_request_table(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         oe_request r;
         char err[300] = "";
-        oe_error_code code = test_request_from_json(cases[i].body, strlen(cases[i].body), &r, err,
-                                                  sizeof err);
+        oe_error_code code =
+            test_request_from_json(cases[i].body, strlen(cases[i].body), &r, err, sizeof err);
         if (code != cases[i].code)
             OE_FAIL_("%s: code %d, expected %d (%s)", cases[i].body, code, cases[i].code, err);
         if (cases[i].words)
@@ -64,7 +64,8 @@ static void test_nonce_length(void)
     nonce[256] = 'n';
     nonce[257] = '\0';
     snprintf(body, sizeof body, "{\"action\":\"echo\",\"nonce\":\"%s\"}", nonce);
-    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_INVALID_REQUEST);
+    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err),
+              OE_ERR_INVALID_REQUEST);
     ASSERT_CONTAINS(err, "256");
     oe_request_clear(&r);
 }
@@ -127,8 +128,9 @@ static void test_artifact_field_limits(void)
             memset(big, 'x', limit + extra);
             big[limit + extra] = '\0';
             char body[4096];
-            int n = snprintf(body, sizeof body, "{\"action\":\"echo\",\"nonce\":\"n\","
-                                                "\"approval_artifact\":{");
+            int n = snprintf(body, sizeof body,
+                             "{\"action\":\"echo\",\"nonce\":\"n\","
+                             "\"approval_artifact\":{");
             for (size_t f = 0; f < sizeof names / sizeof names[0]; f++)
                 n += snprintf(body + n, sizeof body - (size_t)n, "%s\"%s\":\"%s\"", f ? "," : "",
                               names[f], f == k ? big : "v");

@@ -23,9 +23,10 @@
 #include "tests/fuzz/fuzz.h"
 
 static const char hmac_secret[] = "fuzz-secret";
-static const char ed_private[] = "-----BEGIN PRIVATE KEY-----\n"
-                                 "MC4CAQAwBQYDK2VwBCIEIBbfS0H9IojZeAK1RckBHksZtpIutT81S9zjDyxVz6UF\n"
-                                 "-----END PRIVATE KEY-----\n";
+static const char ed_private[] =
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MC4CAQAwBQYDK2VwBCIEIBbfS0H9IojZeAK1RckBHksZtpIutT81S9zjDyxVz6UF\n"
+    "-----END PRIVATE KEY-----\n";
 static const char ed_public[] = "-----BEGIN PUBLIC KEY-----\n"
                                 "MCowBQYDK2VwAyEAhgrivlDq5DW8T5IzcJeK4RQX6C8Pd7oDm8OByKTKulM=\n"
                                 "-----END PUBLIC KEY-----\n";

@@ -96,8 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0) {
         /* A refusal says why and leaves nothing behind. */
         FUZZ_CHECK(rc == -1 && err[0] != '\0');
-        FUZZ_CHECK(!r.id && !r.nonce && !r.action && !r.request_hash && !r.result &&
-                   !r.receipt && !r.detail && !r.approval_id && !r.error_code);
+        FUZZ_CHECK(!r.id && !r.nonce && !r.action && !r.request_hash && !r.result && !r.receipt &&
+                   !r.detail && !r.approval_id && !r.error_code);
         return 0;
     }
     /* The three fields the schema does not let be null. */

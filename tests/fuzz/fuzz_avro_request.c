@@ -109,8 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oe_request req;
     oe_error_code code = OE_ERR_NONE;
     char detail[300];
-    oe_decode_result r = oe_codec_decode_request(codec, msg, len, &req, &code, detail,
-                                                 sizeof detail);
+    oe_decode_result r =
+        oe_codec_decode_request(codec, msg, len, &req, &code, detail, sizeof detail);
     free(msg);
     switch (r) {
     case OE_DECODE_NOMEM:

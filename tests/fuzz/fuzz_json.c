@@ -109,7 +109,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     oe_json_doc *d2 = reparse(&compact);
     FUZZ_CHECK(same_tree(r1, oe_json_root(d2)));
     dump(&compact2, oe_json_root(d2), OE_JSON_COMPACT);
-    FUZZ_CHECK(compact2.len == compact.len && memcmp(compact2.data, compact.data, compact.len) == 0);
+    FUZZ_CHECK(compact2.len == compact.len &&
+               memcmp(compact2.data, compact.data, compact.len) == 0);
 
     /* parse -> DEFAULT -> parse: the same tree and the same texts in both
      * styles. */
@@ -119,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     dump(&deflt2, oe_json_root(d3), OE_JSON_DEFAULT);
     FUZZ_CHECK(deflt2.len == deflt.len && memcmp(deflt2.data, deflt.data, deflt.len) == 0);
     dump(&compact2, oe_json_root(d3), OE_JSON_COMPACT);
-    FUZZ_CHECK(compact2.len == compact.len && memcmp(compact2.data, compact.data, compact.len) == 0);
+    FUZZ_CHECK(compact2.len == compact.len &&
+               memcmp(compact2.data, compact.data, compact.len) == 0);
 
     /* The canonical text is printable ASCII: ensure_ascii escapes all
      * else, DEL and control characters included, as Python does. */

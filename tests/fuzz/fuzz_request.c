@@ -79,10 +79,9 @@ static void cross_check_json(const oe_request *r)
 {
     const oe_artifact *a = &r->artifact;
     if (!utf8(r->action) || !utf8(r->nonce) ||
-        (r->has_artifact &&
-         (!utf8(a->approval_id) || !utf8(a->action_hash) || !utf8(a->signature) ||
-          !utf8(a->issued_by) || !utf8(a->issued_at) || !utf8(a->tenant_id) ||
-          !utf8(a->expires_at))))
+        (r->has_artifact && (!utf8(a->approval_id) || !utf8(a->action_hash) ||
+                             !utf8(a->signature) || !utf8(a->issued_by) || !utf8(a->issued_at) ||
+                             !utf8(a->tenant_id) || !utf8(a->expires_at))))
         return;
     oe_buf b;
     oe_buf_init(&b, 0);
@@ -126,9 +125,9 @@ static void cross_check_fields(const oe_request *r)
     FUZZ_CHECK(oe_json_dump(&payload, r->payload, OE_JSON_COMPACT) == 0);
     oe_request f;
     char err[300] = "";
-    oe_error_code rc = fuzz_request_from_fields(r->action, r->nonce, payload.data, payload.len,
-                                              r->has_artifact ? &r->artifact : NULL, &f, err,
-                                              sizeof err);
+    oe_error_code rc =
+        fuzz_request_from_fields(r->action, r->nonce, payload.data, payload.len,
+                                 r->has_artifact ? &r->artifact : NULL, &f, err, sizeof err);
     if (rc != OE_ERR_NONE)
         fprintf(stderr, "fields door refused: %s\n", err);
     FUZZ_CHECK(rc == OE_ERR_NONE);
@@ -200,9 +199,9 @@ static void from_fields(const uint8_t *data, size_t size)
     char *payload = NULL;
     if (f[F_PAYLOAD] && (payload = malloc(flen[F_PAYLOAD] ? flen[F_PAYLOAD] : 1)))
         memcpy(payload, f[F_PAYLOAD], flen[F_PAYLOAD]);
-    oe_error_code rc = fuzz_request_from_fields(f[F_ACTION], f[F_NONCE], payload,
-                                              payload ? flen[F_PAYLOAD] : 0,
-                                              has_art ? &art : NULL, &r, err, sizeof err);
+    oe_error_code rc =
+        fuzz_request_from_fields(f[F_ACTION], f[F_NONCE], payload, payload ? flen[F_PAYLOAD] : 0,
+                                 has_art ? &art : NULL, &r, err, sizeof err);
     free(payload);
     FUZZ_CHECK(rc == OE_ERR_NONE || rc == OE_ERR_MALFORMED || rc == OE_ERR_INVALID_REQUEST);
     FUZZ_CHECK(r.payload != NULL);

@@ -711,7 +711,7 @@ static void test_request_roundtrip(void)
             oe_request a, b;
             char err[300] = "";
             ASSERT_EQ(test_request_from_json(roundtrip_json[i], strlen(roundtrip_json[i]), &a, err,
-                                           sizeof err),
+                                             sizeof err),
                       OE_ERR_NONE);
             oe_buf_reset(&enc);
             ASSERT_EQ(oe_codec_encode_request(c, &a, &enc, err, sizeof err), 0);
@@ -1214,7 +1214,7 @@ static int mode_encode_requests(const char *path)
         oe_request req;
         char err[300];
         if (test_request_from_json(roundtrip_json[i], strlen(roundtrip_json[i]), &req, err,
-                                 sizeof err) != OE_ERR_NONE) {
+                                   sizeof err) != OE_ERR_NONE) {
             fprintf(stderr, "%s\n", err);
             rc = 2;
         } else {

@@ -64,12 +64,12 @@ static void test_receipt_answer_valid(void)
 static void test_receipt_answer_invalid_result(void)
 {
     static const char *bad[] = {
-        "{\"echo\": ",             /* cut short */
-        "1, \"approved\": false",  /* splices fields into the answer */
-        "{\"a\": 1, \"a\": 2}",    /* duplicate key */
+        "{\"echo\": ",            /* cut short */
+        "1, \"approved\": false", /* splices fields into the answer */
+        "{\"a\": 1, \"a\": 2}",   /* duplicate key */
         "NaN",
         "",
-        "\"\xff\"",                /* invalid UTF-8 */
+        "\"\xff\"", /* invalid UTF-8 */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *text = strdup(bad[i]);
@@ -203,8 +203,12 @@ static int open_fixture(fixture *f, const char *host, int port)
         return -1;
     }
     f->executor = (oe_local_executor){.engine = f->engine, .metrics = &f->metrics};
-    f->cfg = (oe_http_config){.host = host, .port = port, .threads = 1, .engine = f->engine,
-                              .reader = f->store, .metrics = &f->metrics,
+    f->cfg = (oe_http_config){.host = host,
+                              .port = port,
+                              .threads = 1,
+                              .engine = f->engine,
+                              .reader = f->store,
+                              .metrics = &f->metrics,
                               .execute = oe_http_execute_in_process,
                               .execute_ctx = &f->executor};
     return 0;

@@ -2,9 +2,9 @@
  * one receipt per request out, dead letters, and produce errors injected
  * into the broker (the worker must produce the failed receipts again and
  * lose none). */
+#include <arpa/inet.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -44,10 +44,11 @@ static void produce_requests(const char *brokers, const char *topic, int first, 
         char key[32], body[128];
         snprintf(key, sizeof key, "w-%d", i);
         int len = snprintf(body, sizeof body,
-                           "{\"action\":\"add\",\"payload\":{\"a\":%d,\"b\":1},\"nonce\":\"%s\"}", i, key);
+                           "{\"action\":\"add\",\"payload\":{\"a\":%d,\"b\":1},\"nonce\":\"%s\"}",
+                           i, key);
         rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                          RD_KAFKA_V_VALUE(body, (size_t)len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END);
+                          RD_KAFKA_V_VALUE(body, (size_t)len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     }
     if (garbage)
         rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE("garbage", 7),
@@ -137,12 +138,17 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
     }
     oe_metrics_init(&f->metrics);
     oe_kafka_metrics_init(&f->kafka_metrics);
-    f->ks = (oe_kafka_settings){.brokers = brokers, .requests_topic = "req",
-                                .receipts_topic = "rcp", .dlq_topic = "dlq",
+    f->ks = (oe_kafka_settings){.brokers = brokers,
+                                .requests_topic = "req",
+                                .receipts_topic = "rcp",
+                                .dlq_topic = "dlq",
                                 .group_id = "test-workers"};
-    oe_worker_config wcfg = {.kafka = &f->ks, .engine = f->engine, .metrics = &f->metrics,
+    oe_worker_config wcfg = {.kafka = &f->ks,
+                             .engine = f->engine,
+                             .metrics = &f->metrics,
                              .kafka_metrics = &f->kafka_metrics,
-                             .confluent_schema_id = -1, .batch_max = 100};
+                             .confluent_schema_id = -1,
+                             .batch_max = 100};
     if (oe_worker_new(&wcfg, &f->w, err, sizeof err) != 0 ||
         oe_worker_start(f->w, err, sizeof err) != 0) {
         OE_FAIL_("worker: %s", err);
@@ -185,10 +191,9 @@ static void test_transient_produce_errors(void)
 
     /* The worker's first Produce requests fail (an error librdkafka does
      * not retry by itself and we do not count as permanent). */
-    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 0 /* Produce */, 3,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
-                                      RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
+    rd_kafka_mock_push_request_errors(
+        oe_broker_mock(b), 0 /* Produce */, 3, RD_KAFKA_RESP_ERR_POLICY_VIOLATION,
+        RD_KAFKA_RESP_ERR_POLICY_VIOLATION, RD_KAFKA_RESP_ERR_POLICY_VIOLATION);
     char db[128];
     snprintf(db, sizeof db, "%s/transient.db", dir);
     worker_fixture f;
@@ -295,7 +300,8 @@ static void test_nodelay_only_on_broker_sockets(void)
     const char *bs = oe_broker_bootstraps(b);
     int port = atoi(strrchr(bs, ':') + 1);
     int bcli = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in ba = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in ba = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(connect(bcli, (struct sockaddr *)&ba, sizeof ba), 0);
     sleep_ms(200); /* ten sweeps */
