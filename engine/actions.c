@@ -1,3 +1,6 @@
+/* The action registry and the built-in actions (actions.h): pure functions
+ * of the payload, no state, safe from any thread. An action appends its
+ * result to the caller's capped buffer; the caller owns everything. */
 #include "actions.h"
 
 #include <stdio.h>

@@ -1,3 +1,7 @@
+/* Approval artifacts (approval.h): HMAC-SHA256 and Ed25519 signature
+ * checks (constant-time compares), ISO 8601 times and the age window. The
+ * keys (oe_approval_keys) are created once at start-up, read-only after,
+ * shared by every thread, and freed by their creator. */
 #include "approval.h"
 
 #include <ctype.h>

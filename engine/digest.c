@@ -1,3 +1,5 @@
+/* SHA-256, HMAC and hex helpers over OpenSSL (digest.h). No state; the
+ * caller owns every buffer. */
 #include "digest.h"
 
 #include <openssl/evp.h>

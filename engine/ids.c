@@ -1,3 +1,5 @@
+/* Derived identifiers (ids.h): request hash, execution id, receipt hash,
+ * and the bounded echo of long fields. Pure functions, no state. */
 #include "ids.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,8 @@
+/* The SQLite ledger (store.h). A store is one connection with its prepared
+ * statements, guarded by its own mutex, so any thread may use it; the
+ * engine's writer and the admin server's reader are separate stores. The
+ * creator frees it with oe_store_free. Records returned by look-ups belong
+ * to the caller (oe_execution_clear). */
 #include "store.h"
 
 #include <pthread.h>

@@ -1,3 +1,7 @@
+/* Kafka clients for every part of the binary (kafka.h): one function makes
+ * producers and consumers from our settings, defaults, forced properties
+ * and hooks, and routes librdkafka's log to stderr. The settings belong to
+ * the caller; the client returned belongs to the caller too. */
 #include "kafka.h"
 
 #include <stdio.h>
