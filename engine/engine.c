@@ -288,6 +288,46 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
     return 0;
 }
 
+/* Completes an executed outcome (id, receipt hash) and records it.
+ * Returns OE_OK (the approval may turn out used: then o is rejected), or a
+ * resource failure with a reason in err. */
+static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, double now, char *err,
+                            size_t errlen)
+{
+    oe_execution_id(e->tenant, r->nonce, o->request_hash, o->id);
+    oe_receipt_hash(o->id, o->result_json.data, o->result_json.len, o->receipt);
+    o->status = OE_STATUS_EXECUTED;
+    o->approved = 1;
+    if (e->clawshield && !(o->approval_id = strdup(r->artifact.approval_id))) {
+        snprintf(err, errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    oe_execution ex = {
+        .nonce = r->nonce,
+        .action = r->action,
+        .tenant_id = e->tenant,
+        .approval_id = o->approval_id,
+        .result_json = o->result_json.data,
+        .approved = 1,
+        .created_at = now,
+    };
+    memcpy(ex.id, o->id, sizeof ex.id);
+    memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
+    memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
+    int rc = oe_store_insert_execution(e->store, &ex, err, errlen);
+    if (rc == OE_STORE_DUP_APPROVAL) {
+        reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
+        return OE_OK;
+    }
+    if (rc == OE_STORE_DUP_NONCE) {
+        /* Cannot happen while the lookup above and this insert share one
+         * transaction; treat it as the store failing rather than guessing. */
+        snprintf(err, errlen, "nonce appeared during the transaction");
+        return OE_ESTORE;
+    }
+    return rc == 0 ? OE_OK : OE_ESTORE;
+}
+
 /* Answers one request inside the open transaction. Returns OE_OK with the
  * verdict in o, or a resource failure (OE_ENOMEM, OE_ESTORE) with a reason
  * in err. */
@@ -355,38 +395,7 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
         reject(o, OE_ERR_INVALID_REQUEST, detail);
         return OE_OK;
     }
-    oe_execution_id(e->tenant, r->nonce, o->request_hash, o->id);
-    oe_receipt_hash(o->id, o->result_json.data, o->result_json.len, o->receipt);
-    o->status = OE_STATUS_EXECUTED;
-    o->approved = 1;
-    if (e->clawshield && !(o->approval_id = strdup(r->artifact.approval_id))) {
-        snprintf(err, errlen, "out of memory");
-        return OE_ENOMEM;
-    }
-    oe_execution ex = {
-        .nonce = r->nonce,
-        .action = r->action,
-        .tenant_id = e->tenant,
-        .approval_id = o->approval_id,
-        .result_json = o->result_json.data,
-        .approved = 1,
-        .created_at = now,
-    };
-    memcpy(ex.id, o->id, sizeof ex.id);
-    memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
-    memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
-    int rc = oe_store_insert_execution(e->store, &ex, err, errlen);
-    if (rc == OE_STORE_DUP_APPROVAL) {
-        reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
-        return OE_OK;
-    }
-    if (rc == OE_STORE_DUP_NONCE) {
-        /* Cannot happen while the lookup above and this insert share one
-         * transaction; treat it as the store failing rather than guessing. */
-        snprintf(err, errlen, "nonce appeared during the transaction");
-        return OE_ESTORE;
-    }
-    return rc == 0 ? OE_OK : OE_ESTORE;
+    return record_execution(e, r, o, now, err, errlen);
 }
 
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,

@@ -780,6 +780,63 @@ static void free_slots(oe_worker *w)
     oe_buf_free(&w->encoded);
 }
 
+/* The consumer. Its prefetch is bounded too: at most
+ * OE_WORKER_PREFETCH_KBYTES queued, fetched OE_WORKER_FETCH_BYTES at a time,
+ * so that with the batch budget a worker's memory has a ceiling whatever
+ * the size of the messages on the topic. */
+static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
+{
+    const oe_kafka_settings *k = w->cfg.kafka;
+    char prefetch[32], fetch[32];
+    snprintf(prefetch, sizeof prefetch, "%d", OE_WORKER_PREFETCH_KBYTES);
+    snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
+    /* clang-format off */
+    const char *defaults[] = {
+        "partition.assignment.strategy", "cooperative-sticky",
+        "fetch.wait.max.ms",             "5", /* low latency for the HTTP bridge */
+        "session.timeout.ms",            "10000",
+        "queued.max.messages.kbytes",    prefetch,
+        "fetch.max.bytes",               fetch,
+        NULL,
+    };
+    const char *forced[] = {
+        "group.id",                 k->group_id,
+        "enable.auto.commit",       "false",
+        "enable.auto.offset.store", "false",
+        "enable.partition.eof",     "false",
+        "auto.offset.reset",        "error", /* see handle_offset_reset */
+        NULL,
+    };
+    /* clang-format on */
+    oe_kafka_hooks hooks = {.opaque = w, .on_rebalance = on_rebalance};
+    return oe_kafka_new(RD_KAFKA_CONSUMER, k, defaults, forced, &hooks, "consumer", err, errlen);
+}
+
+/* The producer of receipts and dead letters: idempotent, acks=all, and
+ * transactional when configured. message.max.bytes: a dead letter is as
+ * large as the request it carries, up to what the broker accepted on the
+ * requests topic. */
+static rd_kafka_t *new_producer(oe_worker *w, char *err, size_t errlen)
+{
+    const oe_kafka_settings *k = w->cfg.kafka;
+    /* clang-format off */
+    const char *defaults[] = {
+        "linger.ms",          "1",
+        "message.timeout.ms", "30000",
+        "message.max.bytes",  "4194304",
+        NULL,
+    };
+    const char *forced[] = {
+        "enable.idempotence", "true",
+        "acks",               "all",
+        k->transactions ? "transactional.id" : NULL, k->transactional_id,
+        NULL,
+    };
+    /* clang-format on */
+    oe_kafka_hooks hooks = {.opaque = w, .on_delivery = on_delivery};
+    return oe_kafka_new(RD_KAFKA_PRODUCER, k, defaults, forced, &hooks, "producer", err, errlen);
+}
+
 int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
 {
     int rc = -1;
@@ -804,61 +861,12 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
 
-    const oe_kafka_settings *k = cfg->kafka;
-    /* The consumer's prefetch is bounded too: at most
-     * OE_WORKER_PREFETCH_KBYTES queued, fetched OE_WORKER_FETCH_BYTES at a
-     * time, so that with the batch budget a worker's memory has a ceiling
-     * whatever the size of the messages on the topic. */
-    char prefetch[32], fetch[32];
-    snprintf(prefetch, sizeof prefetch, "%d", OE_WORKER_PREFETCH_KBYTES);
-    snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
-    const char *consumer_defaults[] = {
-        "partition.assignment.strategy",
-        "cooperative-sticky",
-        "fetch.wait.max.ms",
-        "5", /* low latency for the HTTP bridge */
-        "session.timeout.ms",
-        "10000",
-        "queued.max.messages.kbytes",
-        prefetch,
-        "fetch.max.bytes",
-        fetch,
-        NULL,
-    };
-    const char *consumer_forced[] = {
-        "group.id",
-        k->group_id,
-        "enable.auto.commit",
-        "false",
-        "enable.auto.offset.store",
-        "false",
-        "enable.partition.eof",
-        "false",
-        "auto.offset.reset",
-        "error", /* see handle_offset_reset */
-        NULL,
-    };
-    oe_kafka_hooks consumer_hooks = {.opaque = w, .on_rebalance = on_rebalance};
     rc = OE_WORKER_CONFIG_ERROR; /* a refused property or client set-up */
-    w->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced,
-                               &consumer_hooks, "consumer", err, errlen);
-    if (!w->consumer)
-        goto error;
-
-    /* message.max.bytes: a dead letter is as large as the request it
-     * carries, up to what the broker accepted on the requests topic. */
-    const char *producer_defaults[] = {
-        "linger.ms", "1", "message.timeout.ms", "30000", "message.max.bytes", "4194304", NULL};
-    const char *producer_forced[] = {
-        "enable.idempotence", "true", "acks", "all", k->transactions ? "transactional.id" : NULL,
-        k->transactional_id,  NULL,
-    };
-    oe_kafka_hooks producer_hooks = {.opaque = w, .on_delivery = on_delivery};
-    w->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced,
-                               &producer_hooks, "producer", err, errlen);
-    if (!w->producer)
+    if (!(w->consumer = new_consumer(w, err, errlen)) ||
+        !(w->producer = new_producer(w, err, errlen)))
         goto error;
     rc = -1; /* from here on, failures are of the run time */
+    const oe_kafka_settings *k = cfg->kafka;
     w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
     if (k->transactions) {
