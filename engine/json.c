@@ -259,9 +259,10 @@ typedef struct parser {
     size_t errlen;
 } parser;
 
-static int fail(parser *p, size_t off, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int parse_error(parser *p, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static int fail(parser *p, size_t off, const char *fmt, ...)
+static int parse_error(parser *p, size_t off, const char *fmt, ...)
 {
     if (p->err && p->errlen) {
         int n = snprintf(p->err, p->errlen, "invalid JSON at byte %zu: ", off);
@@ -278,14 +279,14 @@ static int fail(parser *p, size_t off, const char *fmt, ...)
 static int fail_oom(parser *p)
 {
     p->oom = 1;
-    return fail(p, p->pos, "out of memory");
+    return parse_error(p, p->pos, "out of memory");
 }
 
 /* Counts one more value against the document's node cap. */
 static int count_node(parser *p)
 {
     if (++p->nodes > OE_JSON_MAX_NODES)
-        return fail(p, p->pos, "more than %d values in one document", OE_JSON_MAX_NODES);
+        return parse_error(p, p->pos, "more than %d values in one document", OE_JSON_MAX_NODES);
     return 0;
 }
 
@@ -301,11 +302,11 @@ static void skip_ws(parser *p)
 static int fail_unexpected(parser *p, const char *what)
 {
     if (p->pos >= p->len)
-        return fail(p, p->pos, "unexpected end of input, %s", what);
+        return parse_error(p, p->pos, "unexpected end of input, %s", what);
     unsigned char c = (unsigned char)p->s[p->pos];
     if (c > 0x20 && c < 0x7f && c != '\'')
-        return fail(p, p->pos, "unexpected character '%c', %s", c, what);
-    return fail(p, p->pos, "unexpected byte 0x%02x, %s", c, what);
+        return parse_error(p, p->pos, "unexpected character '%c', %s", c, what);
+    return parse_error(p, p->pos, "unexpected byte 0x%02x, %s", c, what);
 }
 
 static int hex4(const char *s, uint32_t *out)
@@ -342,7 +343,7 @@ static int parse_string(parser *p, const char **out, size_t *out_len)
         end += c == '\\' ? 2 : 1;
     }
     if (end >= p->len)
-        return fail(p, open, "unterminated string");
+        return parse_error(p, open, "unterminated string");
     size_t cap = end - start + 1;
     char *dst = arena_alloc(p->mem, cap, 1);
     if (!dst)
@@ -364,11 +365,11 @@ static int parse_string(parser *p, const char **out, size_t *out_len)
             continue;
         }
         if (c < 0x20)
-            return fail(p, i, "control character 0x%02x in string must be escaped", c);
+            return parse_error(p, i, "control character 0x%02x in string must be escaped", c);
         if (c >= 0x80) {
             size_t n = utf8_seq((const unsigned char *)s + i, end - i);
             if (!n)
-                return fail(p, i, "invalid UTF-8 in string");
+                return parse_error(p, i, "invalid UTF-8 in string");
             memcpy(dst + o, s + i, n);
             o += n;
             i += n;
@@ -406,18 +407,18 @@ static int parse_string(parser *p, const char **out, size_t *out_len)
         case 'u':
             break;
         default:
-            return fail(p, i, "invalid escape in string");
+            return parse_error(p, i, "invalid escape in string");
         }
         uint32_t cp;
         if (end - i < 6 || hex4(s + i + 2, &cp) != 0)
-            return fail(p, i, "invalid \\u escape in string");
+            return parse_error(p, i, "invalid \\u escape in string");
         if (cp >= 0xDC00 && cp <= 0xDFFF)
-            return fail(p, i, "lone surrogate \\u%04x in string", (unsigned)cp);
+            return parse_error(p, i, "lone surrogate \\u%04x in string", (unsigned)cp);
         if (cp >= 0xD800 && cp <= 0xDBFF) {
             uint32_t lo;
             if (end - i < 12 || s[i + 6] != '\\' || s[i + 7] != 'u' || hex4(s + i + 8, &lo) != 0 ||
                 lo < 0xDC00 || lo > 0xDFFF)
-                return fail(p, i, "lone surrogate \\u%04x in string", (unsigned)cp);
+                return parse_error(p, i, "lone surrogate \\u%04x in string", (unsigned)cp);
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             i += 12;
         } else {
@@ -456,7 +457,7 @@ static int parse_number(parser *p, oe_json *v)
     if (s[i] == '0') {
         i++;
         if (i < n && is_digit(s[i]))
-            return fail(p, i - 1, "leading zeros are not allowed");
+            return parse_error(p, i - 1, "leading zeros are not allowed");
     } else {
         while (i < n && is_digit(s[i]))
             i++;
@@ -499,7 +500,7 @@ static int parse_number(parser *p, oe_json *v)
         if (tmp != local)
             arena_shrink(p->mem, tmp, tlen + 1, 0);
         if (isinf(d))
-            return fail(p, start, "number out of range");
+            return parse_error(p, start, "number out of range");
         v->type = OE_JSON_FLOAT;
         v->num = d;
         p->pos = i;
@@ -507,7 +508,7 @@ static int parse_number(parser *p, oe_json *v)
     }
     size_t ndigits = int_end - start - (size_t)neg;
     if (ndigits > OE_JSON_MAX_INT_DIGITS)
-        return fail(p, start, "integer has more than %d digits", OE_JSON_MAX_INT_DIGITS);
+        return parse_error(p, start, "integer has more than %d digits", OE_JSON_MAX_INT_DIGITS);
     int zero = ndigits == 1 && s[int_end - 1] == '0';
     if (zero) {
         neg = 0; /* "-0" is the integer 0 */
@@ -566,7 +567,7 @@ static int parse_scalar(parser *p, oe_json *v)
         if (c != lits[k].word[0])
             continue;
         if (p->len - p->pos < lits[k].len || memcmp(s + p->pos, lits[k].word, lits[k].len) != 0)
-            return fail(p, p->pos, "invalid literal (expected '%s')", lits[k].word);
+            return parse_error(p, p->pos, "invalid literal (expected '%s')", lits[k].word);
         memset(v, 0, sizeof *v);
         v->type = lits[k].type;
         p->pos += lits[k].len;
@@ -652,7 +653,7 @@ static int fail_duplicate(parser *p, const pending *e)
         }
         shown = b.data;
     }
-    fail(p, e->off, "duplicate key %s", shown);
+    parse_error(p, e->off, "duplicate key %s", shown);
     oe_buf_free(&b);
     return -1;
 }
@@ -700,7 +701,7 @@ static int close_container(parser *p, oe_json *v)
 static int open_container(parser *p, int is_object)
 {
     if (p->fn >= p->max_depth)
-        return fail(p, p->pos, "nesting deeper than %zu levels", p->max_depth);
+        return parse_error(p, p->pos, "nesting deeper than %zu levels", p->max_depth);
     if (count_node(p) != 0)
         return -1;
     if (p->fn == p->fcap) {
@@ -804,7 +805,7 @@ int oe_json_parse(const char *buf, size_t len, int max_depth, oe_json_doc **out,
     if (rc == 0) {
         skip_ws(&p);
         if (p.pos < p.len)
-            rc = fail(&p, p.pos, "unexpected data after the JSON value");
+            rc = parse_error(&p, p.pos, "unexpected data after the JSON value");
     }
     free(p.pv);
     free(p.fv);

@@ -88,7 +88,7 @@ void oe_execution_clear(oe_execution *e)
     memset(e, 0, sizeof *e);
 }
 
-static int fail(oe_store *s, char *err, size_t errlen, const char *what)
+static int store_error(oe_store *s, char *err, size_t errlen, const char *what)
 {
     snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no database");
     return -1;
@@ -101,7 +101,7 @@ static int check_integrity(oe_store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, errlen, "checking the ledger");
+        return store_error(s, err, errlen, "checking the ledger");
     int rc = sqlite3_step(q);
     const char *text = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
     int ok = text && strcmp(text, "ok") == 0;
@@ -116,7 +116,7 @@ static int migrate(oe_store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, errlen, "reading schema version");
+        return store_error(s, err, errlen, "reading schema version");
     int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
     sqlite3_finalize(q);
     if (version == OE_SCHEMA_VERSION)
@@ -166,7 +166,7 @@ int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     flags |= SQLITE_OPEN_NOMUTEX; /* our own mutex serialises every call */
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        fail(s, err, errlen, path);
+        store_error(s, err, errlen, path);
         goto error;
     }
     sqlite3_busy_timeout(s->db, 5000);
@@ -187,7 +187,7 @@ int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
                                NULL) != SQLITE_OK) {
-            fail(s, err, errlen, "preparing statements");
+            store_error(s, err, errlen, "preparing statements");
             goto error;
         }
     }
@@ -216,7 +216,7 @@ static int run_simple(oe_store *s, int which, char *err, size_t errlen)
     sqlite3_stmt *q = s->st[which];
     int rc = sqlite3_step(q);
     sqlite3_reset(q);
-    int result = rc == SQLITE_DONE ? 0 : fail(s, err, errlen, statements[which]);
+    int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, statements[which]);
     pthread_mutex_unlock(&s->lock);
     return result;
 }
@@ -292,7 +292,7 @@ static int find(oe_store *s, int which, const char *key, oe_execution *e, char *
     } else if (rc == SQLITE_DONE) {
         result = 0;
     } else {
-        result = fail(s, err, errlen, "looking up an execution");
+        result = store_error(s, err, errlen, "looking up an execution");
     }
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
@@ -319,7 +319,7 @@ int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_ROW    ? 1
                  : rc == SQLITE_DONE ? 0
-                                     : fail(s, err, errlen, "approval lookup");
+                                     : store_error(s, err, errlen, "approval lookup");
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
     pthread_mutex_unlock(&s->lock);
@@ -351,7 +351,7 @@ int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, siz
             sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
             result = strstr(msg, "approval_id") ? OE_STORE_DUP_APPROVAL : OE_STORE_DUP_NONCE;
         else
-            result = fail(s, err, errlen, "storing an execution");
+            result = store_error(s, err, errlen, "storing an execution");
     }
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
@@ -374,7 +374,7 @@ int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action
     }
     sqlite3_bind_double(q, 6, created_at);
     int rc = sqlite3_step(q);
-    int result = rc == SQLITE_DONE ? 0 : fail(s, err, errlen, "storing a rejection");
+    int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
     pthread_mutex_unlock(&s->lock);

@@ -3,7 +3,7 @@
  * for Schemas"). avro-c 1.11.1 has neither: avro_schema_to_json keeps
  * attributes and whitespace the canonical form strips.
  */
-#include "worker/codec.h"
+#include "worker/avro_canonical.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -113,9 +113,9 @@ static int is_primitive(const char *s)
     return 0;
 }
 
-static int fail(canon_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int canon_error(canon_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static int fail(canon_ctx *c, const char *fmt, ...)
+static int canon_error(canon_ctx *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -210,7 +210,7 @@ static int canon(canon_ctx *c, const oe_json *v, const char *ns);
 static int canon_name_ref(canon_ctx *c, const oe_json *v, const char *ns)
 {
     if (!name_ok(v))
-        return fail(c, "invalid type name");
+        return canon_error(c, "invalid type name");
     if (is_primitive(v->str))
         return put_string(c, v->str, v->len);
     char *full = full_name(v->str, ns);
@@ -226,12 +226,12 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
 {
     const oe_json *name = oe_json_get(v, "name");
     if (!name_ok(name))
-        return fail(c, "%s schema without a valid \"name\"", type);
+        return canon_error(c, "%s schema without a valid \"name\"", type);
     const oe_json *space = oe_json_get(v, "namespace");
     const char *own_ns = ns;
     if (space && space->type != OE_JSON_NULL) {
         if (space->type != OE_JSON_STRING || memchr(space->str, '\0', space->len))
-            return fail(c, "%s schema with an invalid \"namespace\"", type);
+            return canon_error(c, "%s schema with an invalid \"namespace\"", type);
         own_ns = space->str;
     }
     char *full = full_name(name->str, own_ns);
@@ -264,7 +264,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
     if (strcmp(kind, "record") == 0) {
         const oe_json *fields = oe_json_get(v, "fields");
         if (!fields || fields->type != OE_JSON_ARRAY) {
-            fail(c, "record %s without a \"fields\" array", full);
+            canon_error(c, "record %s without a \"fields\" array", full);
             goto out;
         }
         if (put(c, ",\"fields\":["))
@@ -274,7 +274,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
             const oe_json *fname = oe_json_get(f, "name");
             const oe_json *ftype = oe_json_get(f, "type");
             if (!name_ok(fname) || !ftype) {
-                fail(c, "record %s has a field without a valid \"name\" and \"type\"", full);
+                canon_error(c, "record %s has a field without a valid \"name\" and \"type\"", full);
                 goto out;
             }
             if ((i && put(c, ",")) || put(c, "{\"name\":") ||
@@ -287,7 +287,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
     } else if (strcmp(kind, "enum") == 0) {
         const oe_json *symbols = oe_json_get(v, "symbols");
         if (!symbols || symbols->type != OE_JSON_ARRAY) {
-            fail(c, "enum %s without a \"symbols\" array", full);
+            canon_error(c, "enum %s without a \"symbols\" array", full);
             goto out;
         }
         if (put(c, ",\"symbols\":["))
@@ -295,7 +295,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
         for (size_t i = 0; i < symbols->len; i++) {
             const oe_json *s = &symbols->items[i];
             if (!name_ok(s)) {
-                fail(c, "enum %s has an invalid symbol", full);
+                canon_error(c, "enum %s has an invalid symbol", full);
                 goto out;
             }
             if ((i && put(c, ",")) || put_string(c, s->str, s->len))
@@ -307,7 +307,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
         const oe_json *size = oe_json_get(v, "size");
         /* [INTEGERS] the parser keeps integers as canonical decimal text */
         if (!size || size->type != OE_JSON_INT || size->str[0] == '-') {
-            fail(c, "fixed %s without a valid \"size\"", full);
+            canon_error(c, "fixed %s without a valid \"size\"", full);
             goto out;
         }
         if (put(c, ",\"size\":") || put(c, size->str))
@@ -334,13 +334,13 @@ static int canon(canon_ctx *c, const oe_json *v, const char *ns)
     case OE_JSON_OBJECT:
         break;
     default:
-        return fail(c, "not a schema: expected a string, array or object");
+        return canon_error(c, "not a schema: expected a string, array or object");
     }
     const oe_json *type = oe_json_get(v, "type");
     if (!type)
-        return fail(c, "schema object without \"type\"");
+        return canon_error(c, "schema object without \"type\"");
     if (!name_ok(type))
-        return fail(c, "schema object whose \"type\" is not a type name");
+        return canon_error(c, "schema object whose \"type\" is not a type name");
     const char *t = type->str;
     if (is_primitive(t)) /* [PRIMITIVES] {"type":"int"} -> "int" */
         return put_string(c, t, type->len);
@@ -350,7 +350,7 @@ static int canon(canon_ctx *c, const oe_json *v, const char *ns)
         const char *key = t[0] == 'a' ? "items" : "values";
         const oe_json *sub = oe_json_get(v, key);
         if (!sub)
-            return fail(c, "%s schema without its element type", t);
+            return canon_error(c, "%s schema without its element type", t);
         if (put(c, "{\"type\":") || put_string(c, t, type->len) || put(c, ",\"") || put(c, key) ||
             put(c, "\":") || canon(c, sub, ns))
             return -1;

@@ -11,6 +11,8 @@
  */
 #include "worker/codec.h"
 
+#include "worker/avro_canonical.h"
+
 #include <avro.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -105,13 +105,4 @@ void oe_receipt_clear(oe_receipt *r);
  * output), same field names, DEFAULT style, result as a string. */
 int oe_receipt_to_json(const oe_receipt *r, oe_buf *out);
 
-/* CRC-64-AVRO (the Rabin fingerprint of the Avro specification). */
-uint64_t oe_avro_crc64(const void *data, size_t len);
-
-/* Writes the Parsing Canonical Form of an Avro schema given as JSON text
- * into out (Avro specification, "Parsing Canonical Form for Schemas").
- * Returns 0 or -1 with a reason in err. */
-int oe_avro_canonical_form(const char *schema_json, size_t len, oe_buf *out, char *err,
-                           size_t errlen);
-
 #endif

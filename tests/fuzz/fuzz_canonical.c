@@ -13,6 +13,7 @@
 
 #include "engine/json.h"
 #include "tests/fuzz/fuzz.h"
+#include "worker/avro_canonical.h"
 #include "worker/codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

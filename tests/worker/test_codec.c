@@ -21,6 +21,7 @@
 #include "engine/json.h"
 #include "engine/request.h"
 #include "tests/test.h"
+#include "worker/avro_canonical.h"
 #include "worker/codec.h"
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
