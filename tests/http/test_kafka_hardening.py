@@ -7,12 +7,14 @@ before its fix."""
 
 import json
 import os
+import sqlite3
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (RECEIPTS_TOPIC, kafka_producer, produce, run_tests)  # noqa: E402
+from harness import (RECEIPTS_TOPIC, cli, free_port, kafka_producer, produce,  # noqa: E402
+                     run_tests)
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
 # Peak resident memory allowed to a worker that is fed 200 one-megabyte
@@ -42,6 +44,82 @@ def wide_rows(nonce, rows=99, cols=1000):
     row = "[" + ",".join(["1234567"] * cols) + "]"
     return ('{"action":"echo","nonce":"%s","payload":{"a":[%s]}}'
             % (nonce, ",".join([row] * rows)))
+
+
+def wait_exit(server, timeout):
+    """Waits for a server that must stop on its own; returns its exit
+    status and its log, and detaches it (tearDown does not stop it)."""
+    deadline = time.monotonic() + timeout
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    status = server.proc.poll()
+    if status is None:
+        raise AssertionError("still running after %.0f s; log: %s" % (timeout, server.log()))
+    server.proc = None
+    server._log.close()
+    return status, server.log()
+
+
+class Operator(KafkaCase):
+    def test_ledger_replaced_under_a_running_worker(self):
+        # Regression: the ledger deleted or replaced under a running worker
+        # went unnoticed: it wrote into the unlinked file, /ready stayed 200,
+        # offsets were committed, and after a restart a used nonce executed
+        # again. Now the next batch fails, nothing is committed, and the
+        # worker stops (exit 1) naming the reason.
+        b = self.broker()
+        w = self.worker(b.bootstrap)
+        r = w.execute("echo", {"n": 1}, "lr-1")
+        self.assertEqual(r.status, 200, r.body)
+        other = w.db + ".other"
+        con = sqlite3.connect(other)
+        con.execute("CREATE TABLE t (x)")
+        con.commit()
+        con.close()
+        os.rename(other, w.db)
+        produce(b.bootstrap, [("lr-2", jreq("echo", {"n": 2}, "lr-2"))])
+        status, log = wait_exit(w, 60)
+        self.assertEqual(status, 1, log)
+        self.assertIn("was deleted or replaced while open", log)
+        # lr-2 was recorded nowhere. (The file at the path may even read as
+        # the old ledger: SQLite applies the write-ahead log left beside it
+        # to whatever file has the name; one more reason to stop at once.)
+        con = sqlite3.connect(w.db)
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        if "executions" in tables:
+            self.assertEqual(con.execute("SELECT count(*) FROM executions WHERE nonce='lr-2'")
+                             .fetchone()[0], 0)
+        con.close()
+        # Its offset was not committed: a worker on the intended ledger
+        # answers lr-2 (executed there for the first time).
+        reader = self.reader(b.bootstrap)
+        self.worker(b.bootstrap, db=self.path("fresh.db"))
+        got = self.receipts_for(reader, ["lr-2"])
+        self.assertEqual(got["lr-2"][-1][1]["status"], "executed")
+
+    def test_damaged_ledger_refused_at_start(self):
+        # Regression: a damaged ledger passed start-up, /ready turned 200 and
+        # the worker exited 3 s later. PRAGMA quick_check now refuses it.
+        s = self.server()
+        for i in range(300):
+            s.execute("echo", {"pad": "x" * 200}, "dmg-%d" % i)
+        s.stop()
+        with open(s.db, "r+b") as f:
+            f.seek(4096 + 100)
+            f.write(b"\x5a" * 8192)
+        p = cli(["run", "--http-port", str(free_port()), "--execute", "local", "--db", s.db])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("the ledger is damaged", p.stderr)
+
+    def test_port_in_use_found_before_the_broker_starts(self):
+        # Regression: a port in use was reported as "Failed to bind to port
+        # 0", and in Kafka mode only after the embedded broker had started.
+        s = self.server()
+        p = cli(["run", "--http-port", str(s.port), "--db", self.path("other.db")], timeout=10)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % s.port, p.stderr)
+        self.assertIn("Address already in use", p.stderr)
+        self.assertNotIn("embedded broker", p.stderr)
 
 
 class Hostile(KafkaCase):
