@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/actions.h"
 #include "engine/approval.h"
 #include "engine/clock.h"
 #include "engine/ids.h"
@@ -398,25 +399,20 @@ static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
     put_key_string(&b, "signature_verification",
                    oe_engine_signature_verification(e) ? "enabled" : "disabled");
     oe_buf_puts(&b, ", ");
-    const char *allowed = oe_engine_allowed_actions(e);
-    if (allowed[0]) {
+    if (oe_engine_allowed_actions(e)[0]) {
+        /* The engine's own set, in the registry's order. */
         put_key_string(&b, "restriction", "restricted");
         oe_buf_puts(&b, ", \"allow_list\": [");
-        const char *p = allowed;
+        size_t count;
+        const oe_action *actions = oe_actions(&count);
         int first = 1;
-        while (*p) {
-            p += strspn(p, ", ");
-            size_t n = strcspn(p, ",");
-            size_t m = n;
-            while (m > 0 && p[m - 1] == ' ')
-                m--;
-            if (m > 0) {
-                if (!first)
-                    oe_buf_puts(&b, ", ");
-                oe_json_dump_string(&b, p, m);
-                first = 0;
-            }
-            p += n;
+        for (size_t k = 0; k < count; k++) {
+            if (!oe_engine_action_allowed(e, actions[k].name))
+                continue;
+            if (!first)
+                oe_buf_puts(&b, ", ");
+            oe_json_dump_string(&b, actions[k].name, strlen(actions[k].name));
+            first = 0;
         }
         oe_buf_putc(&b, ']');
     } else {

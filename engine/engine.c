@@ -130,7 +130,7 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
 }
 
 /* Exact membership: the name must be a registered action in the set. */
-static int action_allowed(const oe_engine *e, const char *action)
+int oe_engine_action_allowed(const oe_engine *e, const char *action)
 {
     if (!e->restricted)
         return 1;
@@ -365,7 +365,7 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval artifact required in clawshield mode");
         return OE_OK;
     }
-    if (!action_allowed(e, r->action)) {
+    if (!oe_engine_action_allowed(e, r->action)) {
         snprintf(detail, sizeof detail, "Action not allowed: %.*s", utf8_prefix(r->action, 200),
                  r->action);
         reject(o, OE_ERR_NOT_ALLOWED, detail);

@@ -81,6 +81,9 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
 /* Read access for the admin server. */
 int oe_engine_clawshield(const oe_engine *e);
 int oe_engine_signature_verification(const oe_engine *e);
+/* 1 when the allow-list lets this action run (always, when open). */
+int oe_engine_action_allowed(const oe_engine *e, const char *action);
+
 /* The allow-list as given, "" when open. */
 const char *oe_engine_allowed_actions(const oe_engine *e);
 
