@@ -120,6 +120,14 @@ static void produce_line(producer *p, const char *line, size_t len, long lineno)
     oe_request req;
     char reason[512];
     oe_error_code code;
+    if (len > OE_REQUEST_MAX_BYTES) {
+        /* Workers would only dead-letter it, and on the embedded broker one
+         * such message pushes earlier ones out of the partition. */
+        fprintf(stderr, "openexec: produce: line %ld not sent: %zu bytes, larger than %zu\n",
+                lineno, len, OE_REQUEST_MAX_BYTES);
+        p->bad_lines++;
+        return;
+    }
     if (oe_request_from_json(line, len, &req, &code, reason, sizeof reason) != OE_OK) {
         /* Out of memory: no verdict on the line; count it as not sent. */
         oe_request_clear(&req);

@@ -8,12 +8,13 @@ before its fix."""
 import json
 import os
 import sqlite3
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (RECEIPTS_TOPIC, cli, free_port, kafka_producer, produce,  # noqa: E402
+from harness import (BIN, RECEIPTS_TOPIC, cli, free_port, kafka_producer, produce,  # noqa: E402
                      run_tests)
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
@@ -120,6 +121,27 @@ class Operator(KafkaCase):
         self.assertIn("cannot listen on 127.0.0.1:%d" % s.port, p.stderr)
         self.assertIn("Address already in use", p.stderr)
         self.assertNotIn("embedded broker", p.stderr)
+
+    def test_produce_refuses_lines_over_the_request_limit(self):
+        # Regression: `produce` published messages of any size; one 10 MB
+        # message wiped 15 earlier offsets on the embedded broker. Lines over
+        # 1 MiB are refused (exit 1, named), the others are published.
+        b = self.broker()
+        big = jreq("echo", {"pad": "x" * (1 << 20)}, "too-big")
+        ok = jreq("echo", {}, "fits")
+        for fmt in ("json", "avro"):
+            p = subprocess.run([BIN, "produce", "--brokers", b.bootstrap, "--format", fmt],
+                               input=big + b"\n" + ok + b"\n", capture_output=True,
+                               timeout=60)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"line 1 not sent", p.stderr)
+            self.assertIn(b"larger than 1048576", p.stderr)
+            self.assertIn(b"1 sent, 0 failed, 1 invalid lines", p.stderr)
+        reader = self.reader(b.bootstrap, topic="openexec.requests")
+        reader.wait_count(2)
+        time.sleep(0.3)
+        reader.poll(0.2)
+        self.assertEqual([m.skey for m in reader.messages], ["fits", "fits"])
 
 
 class Hostile(KafkaCase):
