@@ -564,67 +564,83 @@ oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_re
     return OE_DECODE_REJECTED;
 }
 
-static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *msg, size_t start,
-                                            size_t len, oe_request *req, oe_error_code *code,
-                                            char *detail, size_t detlen)
-{
-    if (read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen) != 0)
-        return dead(req, code);
-    avro_value_t *rec = &c->req.value;
+/* The string fields of a decoded ExecutionRequest, borrowed from the
+ * codec's value (valid until the next decode). */
+typedef struct avro_fields {
     const char *s[REQ_NFIELDS];
     size_t n[REQ_NFIELDS];
-    const char *as[ART_NFIELDS] = {0};
-    size_t an[ART_NFIELDS] = {0};
-    int has_art = 0;
+    const char *as[ART_NFIELDS]; /* artifact fields; expires_at may be NULL */
+    size_t an[ART_NFIELDS];
+    int has_art;
+} avro_fields;
+
+/* Reads every string of the record into f. Returns 0, or -1 with a reason
+ * in detail when the record lacks one (a dead letter). */
+static int read_avro_fields(avro_value_t *rec, avro_fields *f, char *detail, size_t detlen)
+{
+    memset(f, 0, sizeof *f);
     for (size_t i = 0; i < REQ_NFIELDS; i++) {
         if (i == REQ_ARTIFACT)
             continue;
-        if (field_str(rec, i, &s[i], &n[i]) != 0 || !s[i]) {
+        if (field_str(rec, i, &f->s[i], &f->n[i]) != 0 || !f->s[i]) {
             set_err(detail, detlen, "Avro body: cannot read field %s", req_fields[i]);
-            return dead(req, code);
+            return -1;
         }
     }
     avro_value_t u, art;
     int disc;
     if (avro_value_get_by_index(rec, REQ_ARTIFACT, &u, NULL) != 0 ||
-        avro_value_get_discriminant(&u, &disc) != 0) {
+        avro_value_get_discriminant(&u, &disc) != 0 ||
+        (disc == 1 && avro_value_get_current_branch(&u, &art) != 0)) {
         set_err(detail, detlen, "Avro body: cannot read field approval_artifact");
-        return dead(req, code);
+        return -1;
     }
-    if (disc == 1) {
-        has_art = 1;
-        if (avro_value_get_current_branch(&u, &art) != 0) {
-            set_err(detail, detlen, "Avro body: cannot read field approval_artifact");
-            return dead(req, code);
-        }
-        for (size_t i = 0; i < ART_NFIELDS; i++) {
-            if (field_str(&art, i, &as[i], &an[i]) != 0 || (!as[i] && i != ART_EXPIRES_AT)) {
-                set_err(detail, detlen, "Avro body: cannot read field approval_artifact.%s",
-                        art_fields[i]);
-                return dead(req, code);
-            }
+    if (disc != 1)
+        return 0;
+    f->has_art = 1;
+    for (size_t i = 0; i < ART_NFIELDS; i++) {
+        if (field_str(&art, i, &f->as[i], &f->an[i]) != 0 || (!f->as[i] && i != ART_EXPIRES_AT)) {
+            set_err(detail, detlen, "Avro body: cannot read field approval_artifact.%s",
+                    art_fields[i]);
+            return -1;
         }
     }
+    return 0;
+}
 
-    /* Every string becomes a C string of UTF-8 text, or the request is
-     * malformed (keeping action and nonce when they are clean). */
-    const char *bad = NULL, *why = NULL, *prefix = "";
-    for (size_t i = 0; i < REQ_NFIELDS && !bad; i++)
-        if (i != REQ_ARTIFACT && (why = text_problem(s[i], n[i])))
-            bad = req_fields[i];
-    for (size_t i = 0; i < ART_NFIELDS && has_art && !bad; i++)
-        if (as[i] && (why = text_problem(as[i], an[i]))) {
-            bad = art_fields[i];
-            prefix = "approval_artifact.";
-        }
+/* Every string must become a C string of UTF-8 text. Returns the first
+ * field that cannot (with why and its prefix), or NULL. */
+static const char *unclean_field(const avro_fields *f, const char **why, const char **prefix)
+{
+    *prefix = "";
+    for (size_t i = 0; i < REQ_NFIELDS; i++)
+        if (i != REQ_ARTIFACT && (*why = text_problem(f->s[i], f->n[i])))
+            return req_fields[i];
+    *prefix = "approval_artifact.";
+    for (size_t i = 0; i < ART_NFIELDS && f->has_art; i++)
+        if (f->as[i] && (*why = text_problem(f->as[i], f->an[i])))
+            return art_fields[i];
+    return NULL;
+}
+
+static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *msg, size_t start,
+                                            size_t len, oe_request *req, oe_error_code *code,
+                                            char *detail, size_t detlen)
+{
+    avro_fields f;
+    if (read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen) != 0 ||
+        read_avro_fields(&c->req.value, &f, detail, detlen) != 0)
+        return dead(req, code);
+    const char *why, *prefix, *bad = unclean_field(&f, &why, &prefix);
     if (bad) {
-        int action_ok = !text_problem(s[REQ_ACTION], n[REQ_ACTION]);
-        int nonce_ok = !text_problem(s[REQ_NONCE], n[REQ_NONCE]);
+        /* Malformed, keeping action and nonce when they are clean; the
+         * others are NULL, as oe_request_from_json leaves them. */
+        int action_ok = !text_problem(f.s[REQ_ACTION], f.n[REQ_ACTION]);
+        int nonce_ok = !text_problem(f.s[REQ_NONCE], f.n[REQ_NONCE]);
         oe_error_code ignored;
-        if (oe_request_from_fields(action_ok ? s[REQ_ACTION] : "", nonce_ok ? s[REQ_NONCE] : "",
+        if (oe_request_from_fields(action_ok ? f.s[REQ_ACTION] : "", nonce_ok ? f.s[REQ_NONCE] : "",
                                    NULL, 0, NULL, req, &ignored, detail, detlen) != 0)
             return OE_DECODE_NOMEM;
-        /* Unreadable fields are NULL, as oe_request_from_json leaves them. */
         if (!action_ok) {
             free(req->action);
             req->action = NULL;
@@ -637,19 +653,18 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
         *code = OE_ERR_MALFORMED;
         return OE_DECODE_REJECTED;
     }
-    oe_artifact a = {0};
-    if (has_art) {
-        a.approval_id = as[0];
-        a.action_hash = as[1];
-        a.signature = as[2];
-        a.issued_by = as[3];
-        a.issued_at = as[4];
-        a.tenant_id = as[5];
-        a.expires_at = as[6];
-    }
+    oe_artifact a = {
+        .approval_id = f.as[0],
+        .action_hash = f.as[1],
+        .signature = f.as[2],
+        .issued_by = f.as[3],
+        .issued_at = f.as[4],
+        .tenant_id = f.as[5],
+        .expires_at = f.as[6],
+    };
     oe_error_code rc;
-    if (oe_request_from_fields(s[REQ_ACTION], s[REQ_NONCE], s[REQ_PAYLOAD], n[REQ_PAYLOAD],
-                               has_art ? &a : NULL, req, &rc, detail, detlen) != 0)
+    if (oe_request_from_fields(f.s[REQ_ACTION], f.s[REQ_NONCE], f.s[REQ_PAYLOAD], f.n[REQ_PAYLOAD],
+                               f.has_art ? &a : NULL, req, &rc, detail, detlen) != 0)
         return OE_DECODE_NOMEM;
     if (rc == OE_ERR_NONE)
         return OE_DECODE_OK;
