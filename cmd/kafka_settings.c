@@ -36,6 +36,10 @@ static const struct reserved {
     {"acks", "receipts and dead letters wait for all in-sync replicas (acks=all)"},
     {"request.required.acks", "receipts and dead letters wait for all in-sync replicas (acks=all)"},
     {"transactional.id", "set by --transactional-id or OPENEXEC_TRANSACTIONAL_ID"},
+    {"auto.offset.reset",
+     "a committed offset no longer on the broker is reported as data loss, never skipped"},
+    {"partition.assignment.strategy",
+     "the worker relies on cooperative rebalancing (cooperative-sticky)"},
 };
 
 /* Why name may not be set by the user, or NULL. librdkafka also takes

@@ -27,8 +27,8 @@
 
 #define BUCKETS 4096
 
-/* Length of a correlation id: 16 random bytes in hex. */
-#define CORR_LEN 32
+/* Length of a correlation id: 16 random bytes in hex (kafka.h). */
+#define CORR_LEN OE_CORRELATION_LEN
 
 /* One request waiting for its receipt. */
 typedef struct waiter {
@@ -156,11 +156,11 @@ static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
     if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR ||
         rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) !=
             RD_KAFKA_RESP_ERR_NO_ERROR ||
-        size != CORR_LEN)
+        !oe_correlation_valid(val, size))
         return -1;
     memcpy(corr, val, CORR_LEN);
     corr[CORR_LEN] = '\0';
-    return strspn(corr, "0123456789abcdef") == CORR_LEN ? 0 : -1;
+    return 0;
 }
 
 /* 1 when the receipt answers the request the waiter sent. */

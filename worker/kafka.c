@@ -123,3 +123,14 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
     }
     return n;
 }
+
+int oe_correlation_valid(const void *val, size_t size)
+{
+    if (!val || size != OE_CORRELATION_LEN)
+        return 0;
+    const unsigned char *p = val;
+    for (size_t i = 0; i < size; i++)
+        if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+            return 0;
+    return 1;
+}

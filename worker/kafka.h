@@ -24,8 +24,15 @@ typedef struct oe_kafka_settings {
 } oe_kafka_settings;
 
 /* The header that ties a receipt to the request message it answers: the
- * worker copies it from a request to its receipt. */
+ * worker copies it from a request to its receipt. Its value is
+ * OE_CORRELATION_LEN lowercase hex digits (128 random bits drawn by the
+ * bridge); anything else is not copied, so that no producer can make a
+ * receipt carry an arbitrary (e.g. megabyte-sized) header. */
 #define OE_HEADER_CORRELATION "openexec.correlation"
+#define OE_CORRELATION_LEN 32
+
+/* 1 when val[0..size) is a correlation id of that form. */
+int oe_correlation_valid(const void *val, size_t size);
 
 /* A new configuration: bootstrap.servers, then the defaults (name/value
  * pairs, NULL-terminated; tunables the user may override), then the

@@ -134,48 +134,37 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
     w->n = keep;
 }
 
+/* Rebalances are cooperative (partition.assignment.strategy is forced to
+ * cooperative-sticky): partitions come and go incrementally. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     oe_worker *w = opaque;
-    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
-    rd_kafka_error_t *error = NULL;
-    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_error_t *error;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         /* Start where the group committed; a partition without a commit
          * starts at its beginning (auto.offset.reset is "error", so that
-         * only a lost committed position is reported, handle_offset_reset). */
+         * only a lost committed position is reported, handle_offset_reset).
+         * A partition whose commit cannot be read is left to that check. */
         if (rd_kafka_committed(rk, parts, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
             for (int k = 0; k < parts->cnt; k++)
-                if (parts->elems[k].offset < 0)
+                if (parts->elems[k].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    parts->elems[k].offset == RD_KAFKA_OFFSET_INVALID)
                     parts->elems[k].offset = RD_KAFKA_OFFSET_BEGINNING;
-        if (cooperative) {
-            error = rd_kafka_incremental_assign(rk, parts);
-            if (!error)
-                atomic_fetch_add(&w->assigned, parts->cnt);
-        } else {
-            rerr = rd_kafka_assign(rk, parts);
-            if (!rerr)
-                atomic_store(&w->assigned, parts->cnt);
-        }
+        error = rd_kafka_incremental_assign(rk, parts);
+        if (!error)
+            atomic_fetch_add(&w->assigned, parts->cnt);
         fprintf(stderr, "openexec: worker: assigned %d partition(s)\n", parts->cnt);
     } else {
         drop_revoked(w, parts);
-        if (cooperative) {
-            error = rd_kafka_incremental_unassign(rk, parts);
-            atomic_fetch_sub(&w->assigned, parts->cnt);
-        } else {
-            rerr = rd_kafka_assign(rk, NULL);
-            atomic_store(&w->assigned, 0);
-        }
+        error = rd_kafka_incremental_unassign(rk, parts);
+        atomic_fetch_sub(&w->assigned, parts->cnt);
         fprintf(stderr, "openexec: worker: revoked %d partition(s)%s\n", parts->cnt,
                 rd_kafka_assignment_lost(rk) ? " (lost)" : "");
     }
     if (error) {
         fprintf(stderr, "openexec: worker: rebalance: %s\n", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
-    } else if (rerr) {
-        fprintf(stderr, "openexec: worker: rebalance: %s\n", rd_kafka_err2str(rerr));
     }
     atomic_store(&w->cfg.kafka_metrics->assigned_partitions, atomic_load(&w->assigned));
 }
@@ -204,7 +193,8 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
 }
 
 /* Copies the request's correlation header (set by the HTTP bridge) so that
- * the receipt finds its waiter. */
+ * the receipt finds its waiter; only a well-formed one, so that the
+ * receipt's size stays bounded (oe_correlation_valid). */
 static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *in = NULL;
@@ -213,7 +203,8 @@ static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
     rd_kafka_headers_t *out = rd_kafka_headers_new(1);
     if (rd_kafka_message_headers(m, &in) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(in, OE_HEADER_CORRELATION, &val, &size) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR)
+            RD_KAFKA_RESP_ERR_NO_ERROR &&
+        oe_correlation_valid(val, size))
         rd_kafka_header_add(out, OE_HEADER_CORRELATION, -1, val, (ssize_t)size);
     return out;
 }
@@ -338,7 +329,6 @@ static int publish_batch(oe_worker *w, int once)
     w->generation++;
     for (size_t i = 0; i < w->n; i++) {
         w->slots[i].delivery = DELIVERY_PENDING;
-        w->slots[i].truncate = 0;
         w->slots[i].error = RD_KAFKA_RESP_ERR_NO_ERROR;
     }
     long backoff = 100;
@@ -536,6 +526,7 @@ static int decode_batch(oe_worker *w, size_t *ne)
         oe_batch_item *it = &sl->item;
         sl->detail[0] = '\0';
         sl->dead = 0;
+        sl->truncate = 0; /* kept across publishing attempts of this batch */
         it->decode_error = OE_ERR_NONE;
         it->decode_detail = sl->detail;
         oe_decode_result res =
@@ -548,8 +539,6 @@ static int decode_batch(oe_worker *w, size_t *ne)
             sl->dead = 1;
             continue;
         }
-        if (res == OE_DECODE_OK)
-            it->decode_error = OE_ERR_NONE;
         w->todo[(*ne)++] = it;
     }
     return OE_OK;
@@ -675,8 +664,23 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(list, topic, m->partition);
     rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, list, 5000);
-    int64_t committed = err ? RD_KAFKA_OFFSET_INVALID : list->elems[0].offset;
-    if (committed >= 0) {
+    if (!err)
+        err = list->elems[0].err;
+    int64_t committed = list->elems[0].offset;
+    if (err) {
+        /* Cannot tell a new partition from a lost position: fail closed. */
+        char reason[512];
+        snprintf(reason, sizeof reason,
+                 "possible data loss on %s [%d]: its position is no longer on the broker and "
+                 "the committed offset cannot be read (%s)",
+                 topic, (int)m->partition, rd_kafka_err2str(err));
+        fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+        atomic_fetch_add(&w->cfg.kafka_metrics->data_loss_events, 1);
+        if (!atomic_load(&w->data_lost)) {
+            memcpy(w->data_loss_reason, reason, sizeof reason);
+            atomic_store(&w->data_lost, 1);
+        }
+    } else if (committed >= 0) {
         int64_t lo = -1, hi = -1;
         rd_kafka_query_watermark_offsets(w->consumer, topic, m->partition, &lo, &hi, 5000);
         char reason[512];
@@ -792,7 +796,6 @@ static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
     snprintf(fetch, sizeof fetch, "%d", OE_WORKER_FETCH_BYTES);
     /* clang-format off */
     const char *defaults[] = {
-        "partition.assignment.strategy", "cooperative-sticky",
         "fetch.wait.max.ms",             "5", /* low latency for the HTTP bridge */
         "session.timeout.ms",            "10000",
         "queued.max.messages.kbytes",    prefetch,
@@ -805,6 +808,7 @@ static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
         "enable.auto.offset.store", "false",
         "enable.partition.eof",     "false",
         "auto.offset.reset",        "error", /* see handle_offset_reset */
+        "partition.assignment.strategy", "cooperative-sticky", /* handle_offset_reset */
         NULL,
     };
     /* clang-format on */

@@ -32,10 +32,14 @@ typedef struct oe_worker oe_worker;
 
 /* Memory bounds of a worker (besides batch_max): a batch stops growing once
  * its messages reach OE_WORKER_BATCH_BYTES, and librdkafka prefetches at
- * most OE_WORKER_PREFETCH_KBYTES, OE_WORKER_FETCH_BYTES per fetch. With the
- * JSON node cap (engine/json.h) a worker stays within a few hundred MiB
- * whatever its producers send. */
-#define OE_WORKER_BATCH_BYTES ((size_t)16 << 20)
+ * most OE_WORKER_PREFETCH_KBYTES, OE_WORKER_FETCH_BYTES per fetch. Every
+ * document of a batch is alive while the engine runs, and a document costs
+ * up to about 14 times its text (24-byte nodes for 2-byte values such as
+ * "0,"), so 4 MiB of messages are at most ~60 MiB of documents; with the
+ * JSON node cap (engine/json.h) a worker stays well under 256 MiB whatever
+ * its producers send. Batches of ordinary requests (a few hundred bytes)
+ * reach batch_max long before this. */
+#define OE_WORKER_BATCH_BYTES ((size_t)4 << 20)
 #define OE_WORKER_PREFETCH_KBYTES 16384
 #define OE_WORKER_FETCH_BYTES (8 << 20)
 

@@ -187,10 +187,58 @@ class Hostile(KafkaCase):
             else:
                 self.assertEqual(rec["error_code"], "invalid_request", rec)
         self.assertTrue(w.alive(), w.log())
+        # Small wide documents: 5,000 of 3.3 KiB, each ~1,650 values (under
+        # the cap, executed), in batches that are all documents: the batch
+        # budget must bound what they expand to, not only their bytes.
+        keys = []
+        for i in range(5000):
+            nonce = "small-%s-%d" % (tag, i)
+            value = wide_zeros(nonce, 3400)
+            keys.append(nonce)
+            while True:
+                try:
+                    p.produce("openexec.requests", value.encode(), nonce.encode(),
+                              partition=i % partitions,
+                              on_delivery=lambda err, msg: err and errors.append(err))
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            p.poll(0)
+        self.assertEqual(p.flush(60), 0)
+        self.assertEqual(errors, [])
+        got = self.receipts_for(reader, keys, timeout=120)
+        self.assertEqual(self.only(got, keys[0])["status"], "executed")
+        self.assertTrue(w.alive(), w.log())
         rss = peak_rss_mib(w.proc.pid)
         sys.stderr.write("    peak RSS of the worker: %.0f MiB (bound %d)\n"
                          % (rss, RSS_BOUND_MIB))
         self.assertLess(rss, RSS_BOUND_MIB)
+
+    def test_huge_correlation_header_not_repeated(self):
+        # Regression: the worker copied a request's openexec.correlation
+        # header to its receipt at any size, so a request with a ~1 MB
+        # header made a receipt over the broker's limit: "Message size too
+        # large", and every worker owning the partition stopped. Only a
+        # well-formed id (32 lowercase hex digits) is copied now.
+        b = self.broker()
+        w = self.worker(b.bootstrap)
+        reader = self.reader(b.bootstrap)
+        p = kafka_producer(b.bootstrap, **{"message.max.bytes": 2000000})
+        p.produce("openexec.requests", jreq("echo", {}, "hdr-big"), b"hdr-big",
+                  headers=[("openexec.correlation", b"a" * 900000)])
+        p.produce("openexec.requests", jreq("echo", {}, "hdr-odd"), b"hdr-odd",
+                  headers=[("openexec.correlation", b"not-an-id")])
+        p.produce("openexec.requests", jreq("echo", {}, "hdr-ok"), b"hdr-ok",
+                  headers=[("openexec.correlation", b"0123456789abcdef" * 2)])
+        self.assertEqual(p.flush(30), 0)
+        got = self.receipts_for(reader, ["hdr-big", "hdr-odd", "hdr-ok"])
+        for k in ("hdr-big", "hdr-odd"):
+            m, rec = got[k][0]
+            self.assertEqual(rec["status"], "executed")
+            self.assertIsNone(m.header("openexec.correlation"))
+        self.assertEqual(got["hdr-ok"][0][0].header("openexec.correlation"),
+                         "0123456789abcdef" * 2)
+        self.assertTrue(w.alive(), w.log())
 
     def test_forged_receipt_cannot_answer(self):
         # Regression: correlation ids were <instance>-<counter>, visible on
