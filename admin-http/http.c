@@ -98,8 +98,9 @@ struct oe_http {
     int sweeper_running;
     int sweeper_stop;
 
-    atomic_size_t body_bytes;         /* body budget in use, bytes */
-    atomic_ullong budget_refused;     /* requests refused for the budget */
+    atomic_size_t body_bytes;                             /* body budget in use, bytes */
+    atomic_size_t address_bytes[OE_HTTP_ADDRESS_BUCKETS]; /* by hashed client address */
+    atomic_ullong budget_refused;                         /* requests refused for the budget */
     atomic_ullong deadline_closed[2]; /* connections shut: [0] headers, [1] body */
     atomic_ullong framing_refused;    /* requests refused for ambiguous framing */
     atomic_ullong responses[6];       /* by status class: 1xx..5xx, index 1..5 */
@@ -111,6 +112,7 @@ typedef struct request_ctx {
     conn_rec *conn; /* the connection's record, or NULL */
     oe_buf body;
     size_t reserved;       /* bytes of the body budget held */
+    size_t bucket;         /* the client address's counter in address_bytes */
     oe_http_answer answer; /* filled by the bridge's reply */
     atomic_int replied;    /* the answer is ready */
     int submitted;         /* handed to the bridge, connection suspended */
@@ -235,8 +237,29 @@ static void sweeper_stop(oe_http *h)
  * The body budget.
  */
 
-/* Reserves budget for the request's body to grow to total bytes. Returns 0,
- * or -1 when the budget is spent (nothing is reserved then). */
+/* The counter of the connection's client address (FNV-1a of its IP). */
+static size_t address_bucket(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const unsigned char *p = NULL;
+    size_t n = 0;
+    if (info && info->client_addr && info->client_addr->sa_family == AF_INET) {
+        p = (const unsigned char *)&((const struct sockaddr_in *)info->client_addr)->sin_addr;
+        n = 4;
+    } else if (info && info->client_addr && info->client_addr->sa_family == AF_INET6) {
+        p = (const unsigned char *)&((const struct sockaddr_in6 *)info->client_addr)->sin6_addr;
+        n = 16;
+    }
+    uint32_t hash = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        hash = (hash ^ p[i]) * 16777619u;
+    return hash % OE_HTTP_ADDRESS_BUCKETS;
+}
+
+/* Reserves budget for the request's body to grow to total bytes: within the
+ * global budget and the client address's share. Returns 0, or -1 when
+ * either is spent (nothing is reserved then). */
 static int body_reserve(oe_http *h, request_ctx *ctx, size_t total)
 {
     if (total <= ctx->reserved)
@@ -244,9 +267,12 @@ static int body_reserve(oe_http *h, request_ctx *ctx, size_t total)
     size_t more = total - ctx->reserved;
     size_t limit = total <= OE_HTTP_SMALL_BODY ? OE_HTTP_BODY_BUDGET + OE_HTTP_SMALL_BODY_RESERVE
                                                : OE_HTTP_BODY_BUDGET;
+    atomic_size_t *mine = &h->address_bytes[ctx->bucket];
     size_t before = atomic_fetch_add(&h->body_bytes, more);
-    if (before + more > limit) {
+    size_t mine_before = atomic_fetch_add(mine, more);
+    if (before + more > limit || mine_before + more > OE_HTTP_BODY_PER_ADDRESS) {
         atomic_fetch_sub(&h->body_bytes, more);
+        atomic_fetch_sub(mine, more);
         atomic_fetch_add(&h->budget_refused, 1);
         return -1;
     }
@@ -260,6 +286,7 @@ static void body_release(oe_http *h, request_ctx *ctx)
     oe_buf_free(&ctx->body);
     if (ctx->reserved) {
         atomic_fetch_sub(&h->body_bytes, ctx->reserved);
+        atomic_fetch_sub(&h->address_bytes[ctx->bucket], ctx->reserved);
         ctx->reserved = 0;
     }
 }
@@ -922,8 +949,9 @@ static MHD_RESULT begin_request(oe_http *h, struct MHD_Connection *c, request_ct
         ctx->answered = 1;
         return send_method_not_allowed(h, c, allow);
     }
-    /* Refuse an announced oversized body before reading any of it, and
-     * reserve the budget for an announced body in one step. */
+    /* Refuse an announced oversized body before reading any of it, and one
+     * that cannot fit the budget left now; budget itself is taken only as
+     * the bytes arrive (receive_body). */
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -932,7 +960,12 @@ static MHD_RESULT begin_request(oe_http *h, struct MHD_Connection *c, request_ct
             ctx->answered = 1;
             return send_detail(h, c, 413, "Request body larger than 1 MiB");
         }
-        if (body_reserve(h, ctx, (size_t)announced) != 0) {
+        size_t limit = announced <= OE_HTTP_SMALL_BODY
+                           ? OE_HTTP_BODY_BUDGET + OE_HTTP_SMALL_BODY_RESERVE
+                           : OE_HTTP_BODY_BUDGET;
+        if (atomic_load(&h->body_bytes) + announced > limit ||
+            atomic_load(&h->address_bytes[ctx->bucket]) + announced > OE_HTTP_BODY_PER_ADDRESS) {
+            atomic_fetch_add(&h->budget_refused, 1);
             ctx->answered = 1;
             return send_detail(h, c, 503, "Too many request bodies in flight; try again later");
         }
@@ -981,6 +1014,7 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
         oe_buf_init(&ctx->body, OE_HTTP_MAX_BODY);
         oe_buf_init(&ctx->answer.body, OE_HTTP_MAX_ANSWER);
         ctx->conn = conn_of(c);
+        ctx->bucket = address_bucket(c);
         *con_cls = ctx;
         conn_set_phase(ctx->conn, PHASE_BODY);
         MHD_RESULT ret = begin_request(h, c, ctx, r, method, allow, is_head);

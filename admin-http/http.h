@@ -51,6 +51,13 @@
 #define OE_HTTP_BODY_BUDGET ((size_t)64 << 20)
 #define OE_HTTP_SMALL_BODY ((size_t)64 << 10)
 #define OE_HTTP_SMALL_BODY_RESERVE ((size_t)8 << 20)
+/* One client address holds at most this much of the budget (addresses are
+ * hashed into OE_HTTP_ADDRESS_BUCKETS counters; two addresses that share a
+ * counter share the limit). Budget is taken as body bytes arrive, not when
+ * a Content-Length is announced, so a connection that sends nothing holds
+ * nothing: one address cannot block every other client's /execute. */
+#define OE_HTTP_BODY_PER_ADDRESS (OE_HTTP_BODY_BUDGET / 8)
+#define OE_HTTP_ADDRESS_BUCKETS 4096
 /* Largest answer body; an answer that would be larger is replaced by a 500
  * (never sent truncated). */
 #define OE_HTTP_MAX_ANSWER ((size_t)16 << 20)

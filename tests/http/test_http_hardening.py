@@ -28,6 +28,7 @@ HEADER_DEADLINE = 10.0             # OE_HTTP_HEADER_DEADLINE_MS, seconds
 BODY_DEADLINE = 30.0               # OE_HTTP_BODY_DEADLINE_MS, seconds
 BODY_BUDGET = 64 * ONE_MIB         # OE_HTTP_BODY_BUDGET
 SMALL_RESERVE = 8 * ONE_MIB        # OE_HTTP_SMALL_BODY_RESERVE
+PER_ADDRESS = BODY_BUDGET // 8     # OE_HTTP_BODY_PER_ADDRESS
 PROBE_LIMIT = 1.0                  # seconds /health may take under attack
 RSS_LIMIT_MIB = 200                # server RSS bound while bodies are stalled
 
@@ -291,8 +292,9 @@ class BodyBudget(ServiceTest):
                 b"Content-Length: %d\r\n\r\n" % announced)
         socks = []
         try:
+            # Ten addresses: more than the global budget at 1/8 each.
             for i in range(600):
-                c = connect_from("127.0.0.%d" % (2 + i % 3), s.port, timeout=10)
+                c = connect_from("127.0.0.%d" % (2 + i % 10), s.port, timeout=10)
                 socks.append(c)
                 try:
                     c.sendall(head)
@@ -335,6 +337,48 @@ class BodyBudget(ServiceTest):
                           "payload": {"pad": "a" * (200 * 1000)}})
         r = s.execute(raw=big)
         self.assertEqual(r.status, 200, r)
+
+    def test_one_address_cannot_block_others(self):
+        # Regression: the budget was reserved for the announced length before
+        # any byte came, so one address with 64 connections announcing 1 MiB
+        # and 129 announcing 64 KiB, sending nothing, made every other
+        # client's /execute 503 at no cost. Now budget is taken as bytes
+        # arrive, and one address holds at most 1/8 of it.
+        raise_fd_limit(2048)
+        s = self.server()
+        socks = []
+        try:
+            for size, count in ((ONE_MIB - 1000, 64), (64 * 1024, 129)):
+                for _ in range(count):
+                    c = connect_from("127.0.0.2", s.port, timeout=10)
+                    c.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Content-Length: %d\r\n\r\n" % size)
+                    socks.append(c)
+            # The same address also sends real bytes and stalls: its share
+            # fills, the rest of the budget stays for others.
+            for _ in range(20):
+                c = connect_from("127.0.0.2", s.port, timeout=10)
+                try:
+                    c.sendall(b"POST /execute HTTP/1.1\r\nHost: x\r\n"
+                              b"Content-Type: application/json\r\n"
+                              b"Content-Length: %d\r\n\r\n" % (ONE_MIB - 1000))
+                    c.sendall(b"x" * (1000 * 1000))
+                except OSError:
+                    pass  # refused: its share is spent
+                socks.append(c)
+            time.sleep(1.0)
+            m = s.metrics()
+            self.assertLessEqual(m["openexec_http_body_bytes"], PER_ADDRESS)
+            big = json.dumps({"action": "echo", "nonce": "other-1",
+                              "payload": {"pad": "a" * (200 * 1000)}})
+            r = s.execute(raw=big)
+            self.assertEqual(r.status, 200, r)
+            r = s.execute("echo", {"small": True}, "other-2")
+            self.assertEqual(r.status, 200, r)
+        finally:
+            for c in socks:
+                c.close()
 
     def test_chunked_bodies_over_budget_refused(self):
         s = self.server()
