@@ -4,6 +4,8 @@
  * shared by every thread, and freed by their creator. */
 #include "approval.h"
 
+#include "status.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <openssl/crypto.h>
@@ -108,11 +110,13 @@ int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a,
     *used_ed25519 = 0;
     oe_buf m;
     oe_buf_init(&m, 0);
-    int rc = -1;
+    int rc = 1;
     if (k->secret && (is_hex64(a->signature) || !k->ed_pub)) {
         char expect[65];
+        /* Fields are at most a few KiB (request.h): failing is memory. */
         if (hmac_message(a, &m) != 0) {
-            snprintf(detail, detlen, "Invalid signature: artifact too large");
+            snprintf(detail, detlen, "out of memory while checking a signature");
+            rc = OE_ENOMEM;
             goto done;
         }
         oe_hmac_sha256_hex(k->secret, strlen(k->secret), m.data, m.len, expect);
@@ -139,16 +143,17 @@ int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a,
             snprintf(detail, detlen, "Invalid signature: not a base64 Ed25519 signature");
             goto done;
         }
-        if (ed25519_message(a, &m) != 0) {
-            snprintf(detail, detlen, "Invalid signature: artifact too large");
-            goto done;
-        }
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        if (ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->ed_pub) == 1 &&
-            EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)m.data, m.len) == 1)
+        EVP_MD_CTX *ctx = NULL;
+        if (ed25519_message(a, &m) != 0 || !(ctx = EVP_MD_CTX_new()) ||
+            EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->ed_pub) != 1) {
+            /* No verdict: OpenSSL could not even start (memory). */
+            snprintf(detail, detlen, "out of memory while checking a signature");
+            rc = OE_ENOMEM;
+        } else if (EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)m.data, m.len) == 1) {
             rc = 0;
-        else
+        } else {
             snprintf(detail, detlen, "Invalid signature: Ed25519 verification failed");
+        }
         EVP_MD_CTX_free(ctx);
         goto done;
     }

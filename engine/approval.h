@@ -39,8 +39,10 @@ int oe_approval_keys_present(const oe_approval_keys *keys);
  * (constant-time compare); otherwise, with a public key, Ed25519 over
  * approval_id + tenant_id + action_hash + issued_at + expires_at (base64;
  * a missing expires_at counts as "", and oe_approval_check_time refuses it).
- * Returns 0 when authentic, else -1 with a detail containing
- * "Invalid signature". *used_ed25519 tells which scheme was checked. */
+ * Returns 0 when authentic, 1 when not (with a detail containing
+ * "Invalid signature"), or OE_ENOMEM (status.h) when it could not be
+ * checked for lack of memory: no verdict. *used_ed25519 tells which scheme
+ * was checked. */
 int oe_approval_check_signature(const oe_approval_keys *keys, const oe_artifact *a,
                                 int *used_ed25519, char *detail, size_t detlen);
 

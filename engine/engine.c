@@ -245,9 +245,11 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
 }
 
 /* The checks of SPEC §7 from 3 on (artifact present and allowed are done by
- * the caller). Returns 0 when approved, else -1 with o rejected. */
+ * the caller). Returns 0 when approved, -1 with o rejected, or -1 with
+ * *failure set (OE_ENOMEM, OE_ESTORE; reason in err) when there is no
+ * verdict. */
 static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, double now, char *err,
-                          size_t errlen, int *store_failed)
+                          size_t errlen, int *failure)
 {
     const oe_artifact *a = &r->artifact;
     char detail[256];
@@ -257,7 +259,13 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
         return -1;
     }
     int ed25519 = 0;
-    if (oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail) != 0) {
+    int sig = oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail);
+    if (sig == OE_ENOMEM) {
+        snprintf(err, errlen, "%s", detail);
+        *failure = OE_ENOMEM;
+        return -1;
+    }
+    if (sig != 0) {
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }
@@ -278,7 +286,7 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
     }
     int used = oe_store_approval_used(e->store, a->approval_id, err, errlen);
     if (used < 0) {
-        *store_failed = 1;
+        *failure = OE_ESTORE;
         return -1;
     }
     if (used) {
@@ -371,9 +379,9 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
         reject(o, OE_ERR_NOT_ALLOWED, detail);
         return OE_OK;
     }
-    int store_failed = 0;
-    if (e->clawshield && check_approval(e, r, o, now, err, errlen, &store_failed) != 0)
-        return store_failed ? OE_ESTORE : OE_OK;
+    int failure = OE_OK;
+    if (e->clawshield && check_approval(e, r, o, now, err, errlen, &failure) != 0)
+        return failure;
 
     const oe_action *action = oe_action_find(r->action);
     if (!action) {

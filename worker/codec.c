@@ -450,8 +450,12 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
     }
 }
 
+/* read_body's result when avro-c failed on bytes the walk accepted. */
+#define READ_NOMEM (-2)
+
 /* Walks the body msg[start..len) against schema, then has avro-c read it
- * into p->value. Returns 0 or -1 with a reason in err. */
+ * into p->value. Returns 0, -1 with a reason in err (the bytes are not a
+ * valid body), or READ_NOMEM. */
 static int read_body(oe_codec *c, avro_part *p, const unsigned char *msg, size_t start, size_t len,
                      const char *root, char *err, size_t errlen)
 {
@@ -465,8 +469,10 @@ static int read_body(oe_codec *c, avro_part *p, const unsigned char *msg, size_t
     }
     avro_reader_memory_set_source(c->reader, (const char *)msg + start, (int64_t)(len - start));
     if (avro_value_read(c->reader, &p->value) != 0) {
+        /* The walk above accepted every byte, so avro-c can only have run
+         * out of memory: no verdict on the message. */
         set_err(err, errlen, "Avro body: avro-c: %s", avro_err());
-        return -1;
+        return READ_NOMEM;
     }
     return 0;
 }
@@ -628,8 +634,10 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
                                             char *detail, size_t detlen)
 {
     avro_fields f;
-    if (read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen) != 0 ||
-        read_avro_fields(&c->req.value, &f, detail, detlen) != 0)
+    int read = read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen);
+    if (read == READ_NOMEM)
+        return OE_DECODE_NOMEM;
+    if (read != 0 || read_avro_fields(&c->req.value, &f, detail, detlen) != 0)
         return dead(req, code);
     const char *why, *prefix, *bad = unclean_field(&f, &why, &prefix);
     if (bad) {
