@@ -696,36 +696,32 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
             return MHD_YES;
         return send_buf(h, c, ctx->answer.status, &ctx->answer.body);
     }
-    char err[200];
     const char *body = ctx->body.data ? ctx->body.data : "";
-    oe_json_doc *doc;
-    int prc = oe_json_parse(body, ctx->body.len, 0, &doc, err, sizeof err);
-    if (prc != OE_OK)
-        return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
-    const oe_json *root = oe_json_root(doc);
-    if (root->type != OE_JSON_OBJECT) {
-        oe_json_doc_free(doc);
-        return send_detail(h, c, 422, "request body must be a JSON object");
+    /* Decoded once, as the workers will decode it: a body that is not a
+     * JSON object is answered here; the rest is published, and the decoded
+     * request tells the bridge which receipt answers it. */
+    oe_request req;
+    oe_error_code verdict;
+    char err[200];
+    oe_decode_result res =
+        oe_codec_decode_json_request(body, ctx->body.len, &req, &verdict, err, sizeof err);
+    if (res == OE_DECODE_NOMEM || !req.doc || oe_json_root(req.doc)->type != OE_JSON_OBJECT) {
+        oe_request_clear(&req);
+        if (res == OE_DECODE_NOMEM)
+            return send_detail(h, c, 503, "out of memory, try again");
+        return send_detail(h, c, 422, err[0] ? err : "request body must be a JSON object");
     }
-    const oe_json *nonce = oe_json_get(root, "nonce");
-    char *key = NULL;
-    if (nonce && nonce->type == OE_JSON_STRING) {
-        key = strndup(nonce->str, nonce->len);
-        if (!key) {
-            oe_json_doc_free(doc);
-            return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
-        }
-    }
-    oe_json_doc_free(doc);
-    /* Workers recognise JSON by its first byte: publish from the '{'. */
+    /* Workers recognise JSON by its first byte: publish from the '{' (only
+     * whitespace can come before it in a JSON object). */
     size_t skip = 0;
     while (skip < ctx->body.len && body[skip] != '{')
         skip++;
     ctx->connection = c;
     ctx->submitted = 1;
     MHD_suspend_connection(c);
-    oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, key, bridge_reply, ctx);
-    free(key);
+    oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, &req, res == OE_DECODE_OK,
+                     bridge_reply, ctx);
+    oe_request_clear(&req);
     /* The producer copied the body: do not hold it (or its budget) while
      * waiting (the bridge thread writes only ctx->answer). */
     body_release(h, ctx);

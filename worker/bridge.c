@@ -306,30 +306,19 @@ int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
 }
 
 /* Fills what the receipt of this request must repeat: its nonce (as a
- * receipt repeats it) and its request hash. Returns 0, or -1 when memory
- * ran out. */
-static int expect_receipt(waiter *w, const char *body, size_t len)
+ * receipt repeats it) and, for a valid request, its request hash. Returns
+ * 0, or -1 when memory ran out. */
+static int expect_receipt(waiter *w, const oe_request *req, int valid)
 {
-    /* The workers decode it the same way (a JSON message). */
-    oe_request req;
-    oe_error_code verdict = OE_ERR_NONE;
-    char err[256];
-    int rc = 0;
-    oe_decode_result res = oe_codec_decode_json_request(body, len, &req, &verdict, err, sizeof err);
-    if (res == OE_DECODE_NOMEM) {
-        rc = -1;
-    } else {
-        oe_echo_cut(req.nonce ? req.nonce : "", req.nonce ? strlen(req.nonce) : 0, w->nonce);
-        w->request_hash[0] = '\0';
-        if (res == OE_DECODE_OK &&
-            oe_request_hash(req.action, strlen(req.action), req.payload, w->request_hash) != 0)
-            rc = -1;
-    }
-    oe_request_clear(&req);
-    return rc;
+    oe_echo_cut(req->nonce ? req->nonce : "", req->nonce ? strlen(req->nonce) : 0, w->nonce);
+    w->request_hash[0] = '\0';
+    if (valid &&
+        oe_request_hash(req->action, strlen(req->action), req->payload, w->request_hash) != 0)
+        return -1;
+    return 0;
 }
 
-void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *key,
+void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_request *req, int valid,
                       oe_bridge_reply_fn reply, void *ctx)
 {
     waiter *w = calloc(1, sizeof *w);
@@ -340,7 +329,7 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
     w->reply = reply;
     w->ctx = ctx;
     w->deadline = oe_monotonic() + b->timeout;
-    if (expect_receipt(w, body, len) != 0) {
+    if (expect_receipt(w, req, valid) != 0) {
         free(w);
         reply(ctx, NULL, 503, "out of memory");
         return;
@@ -368,16 +357,19 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *ke
     else
         b->oldest = w;
     b->newest = w;
+    /* Once unlocked, w may be answered and freed by the bridge thread. */
     uint64_t tag = w->tag;
-    char corr[CORR_LEN + 1];
+    char corr[CORR_LEN + 1], key[OE_ECHO_MAX_BYTES + 1];
     memcpy(corr, w->corr, sizeof corr);
+    memcpy(key, w->nonce, sizeof key);
     pthread_mutex_unlock(&b->lock);
 
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OE_HEADER_CORRELATION, -1, corr, -1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
         b->producer, RD_KAFKA_V_TOPIC(b->kafka->requests_topic),
-        RD_KAFKA_V_KEY(key, key ? strlen(key) : 0), RD_KAFKA_V_VALUE((void *)body, len),
+        /* Keyed by the nonce as receipts repeat it (at most 256 bytes). */
+        RD_KAFKA_V_KEY(key[0] ? key : NULL, strlen(key)), RD_KAFKA_V_VALUE((void *)body, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
         RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
     if (err) {

@@ -36,8 +36,12 @@ int oe_bridge_start(oe_bridge *b, char *err, size_t errlen);
 /* 1 once the receipts consumer is positioned; else 0 with a reason. */
 int oe_bridge_ready(oe_bridge *b, char *reason, size_t len);
 
-/* Publishes a JSON request (key may be NULL) and arranges for reply. */
-void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const char *key,
+/* Publishes a JSON request body and arranges for reply. req is the body as
+ * the workers will decode it (oe_codec_decode_json_request; valid: it
+ * decoded as a valid request), borrowed for the call: its nonce keys the
+ * message and, with its request hash, names the only receipt that may
+ * answer. */
+void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_request *req, int valid,
                       oe_bridge_reply_fn reply, void *ctx);
 
 /* Answers every waiting request with 503 and refuses new ones; call before

@@ -214,6 +214,17 @@ class Hostile(KafkaCase):
                          % (rss, RSS_BOUND_MIB))
         self.assertLess(rss, RSS_BOUND_MIB)
 
+    def test_long_nonce_through_the_bridge_is_400(self):
+        # Regression: /execute used the whole nonce (up to ~1 MiB) as the
+        # Kafka key, so a long nonce failed to publish (503) instead of
+        # being answered 400 like any invalid request. The key is the nonce
+        # as receipts repeat it (at most 256 bytes).
+        b = self.broker()
+        w = self.worker(b.bootstrap)
+        r = w.execute("echo", {}, "n" * 300000)
+        self.assertEqual(r.status, 400, r.body[:300])
+        self.assertIn("nonce", r.json["detail"])
+
     def test_huge_correlation_header_not_repeated(self):
         # Regression: the worker copied a request's openexec.correlation
         # header to its receipt at any size, so a request with a ~1 MB
