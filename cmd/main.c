@@ -21,6 +21,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/metrics.h"
+#include "engine/request.h"
 #include "engine/status.h"
 #include "engine/store.h"
 #include "worker/bridge.h"
@@ -363,7 +364,8 @@ static const oe_command mint_command = {
  * or into the configuration. */
 typedef struct minted {
     oe_artifact a;
-    char hash[65], approval_id[37], issued_at[64], expires_at[64], signature[128];
+    char hash[65], approval_id[OE_APPROVAL_ID_MAX_BYTES + 1], issued_at[64], expires_at[64],
+        signature[128];
 } minted;
 
 /* Fills m for the action and payload of cfg: hash, id, times, signature.
@@ -372,6 +374,8 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
 {
     char err[256];
     oe_request_hash(cfg->action, strlen(cfg->action), payload, m->hash);
+    if (cfg->approval_id && strlen(cfg->approval_id) > OE_APPROVAL_ID_MAX_BYTES)
+        return oe_die(2, "--approval-id: longer than %d bytes", OE_APPROVAL_ID_MAX_BYTES);
     if (cfg->approval_id)
         snprintf(m->approval_id, sizeof m->approval_id, "%s", cfg->approval_id);
     else if (random_uuid(m->approval_id) != 0)

@@ -8,6 +8,7 @@ and a librdkafka `debug` setting that prints.
 Every test runs the real build/openexec; the Kafka ones use its embedded
 broker."""
 
+import json
 import os
 import re
 import signal
@@ -222,6 +223,17 @@ class Numbers(ConfigTest):
         self.assertTrue(p.wait_log(r"admin HTTP off"), p.log())
         self.assertIn("database %s" % self.path("c.db"), p.log())
         self.assertEqual(p.stop(), 0, p.log())
+
+
+    def test_mint_approval_id_kept_whole_or_refused(self):
+        # Regression: --approval-id was cut to 36 bytes without a word and
+        # the shorter id signed. Ids up to 256 bytes are kept; longer exit 2.
+        p = cli(["mint", "--action", "echo", "--secret", "s", "--approval-id", "a" * 100])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["approval_id"], "a" * 100)
+        p = cli(["mint", "--action", "echo", "--secret", "s", "--approval-id", "a" * 257])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--approval-id: longer than 256 bytes", p.stderr)
 
 
 class Hosts(ConfigTest):
