@@ -210,39 +210,61 @@ void oe_store_free(oe_store *s)
 }
 
 /* Runs a statement without results. */
-static int run_simple(oe_store *s, int which, char *err, size_t errlen)
+/* Runs a statement without results; the lock is held. */
+static int step_simple(oe_store *s, int which, char *err, size_t errlen)
 {
-    pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[which];
     int rc = sqlite3_step(q);
     sqlite3_reset(q);
-    int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, statements[which]);
+    return rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, statements[which]);
+}
+
+static int run_simple(oe_store *s, int which, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->lock);
+    int result = step_simple(s, which, err, errlen);
     pthread_mutex_unlock(&s->lock);
     return result;
 }
 
+/* A ledger deleted or replaced under a running writer would take records
+ * into an unlinked file: after a restart their nonces would execute again.
+ * SQLite compares the path's inode with the open file's (one stat). Checked
+ * before a batch and after its commit (a file replaced during the batch:
+ * the commit went to the unlinked file, so it must not count). The lock is
+ * held. Returns 0, or -1 with a reason in err. */
+static int check_not_moved(oe_store *s, char *err, size_t errlen)
+{
+    int moved = 0;
+    if (s->readonly ||
+        (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+         !moved))
+        return 0;
+    snprintf(err, errlen,
+             "the ledger %s was deleted or replaced while open: nothing more is recorded "
+             "in it; restart on the intended file",
+             s->path);
+    return -1;
+}
+
 int oe_store_begin(oe_store *s, char *err, size_t errlen)
 {
-    /* A ledger deleted or replaced under a running writer would take this
-     * batch's records into an unlinked file: after a restart its nonces
-     * would execute again. SQLite compares the path's inode with the open
-     * file's (one stat per batch). */
-    int moved = 0;
-    if (!s->readonly &&
-        (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
-         moved)) {
-        snprintf(err, errlen,
-                 "the ledger %s was deleted or replaced while open: nothing more is recorded "
-                 "in it; restart on the intended file",
-                 s->path);
-        return -1;
-    }
-    return run_simple(s, ST_BEGIN, err, errlen);
+    pthread_mutex_lock(&s->lock);
+    int rc = check_not_moved(s, err, errlen);
+    if (rc == 0)
+        rc = step_simple(s, ST_BEGIN, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 int oe_store_commit(oe_store *s, char *err, size_t errlen)
 {
-    return run_simple(s, ST_COMMIT, err, errlen);
+    pthread_mutex_lock(&s->lock);
+    int rc = step_simple(s, ST_COMMIT, err, errlen);
+    if (rc == 0)
+        rc = check_not_moved(s, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 void oe_store_rollback(oe_store *s)
