@@ -275,7 +275,8 @@ static int nodelay(int fd)
 
 /* Regression: a background thread set TCP_NODELAY on every TCP socket of
  * the process every 20 ms (the admin server's client sockets, descriptors
- * being reused). It must touch the embedded broker's own sockets only. */
+ * being reused). Only the embedded broker's own sockets may have it (set
+ * once on its listener, inherited by what it accepts). */
 static void test_nodelay_only_on_broker_sockets(void)
 {
     oe_broker *b = NULL;
@@ -304,7 +305,7 @@ static void test_nodelay_only_on_broker_sockets(void)
                              .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(connect(bcli, (struct sockaddr *)&ba, sizeof ba), 0);
-    sleep_ms(200); /* ten sweeps */
+    sleep_ms(200); /* the old sweeper ran every 20 ms */
     ASSERT_EQ(nodelay(acc), 0);
     ASSERT_EQ(nodelay(cli), 0);
     ASSERT_EQ(nodelay(bcli), 0);
