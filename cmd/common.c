@@ -63,14 +63,9 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
     }
     if (command->kafka_props && oe_kafka_props_from(ks, &argc, argv, err, sizeof err) != 0)
         return oe_die(2, "%s", err);
-    int rc = oe_config_parse(cfg, command, argc, argv, err, sizeof err);
-    if (rc != 0) {
+    if (oe_config_parse(cfg, command, argc, argv, err, sizeof err) != 0) {
         if (command->kafka_props)
             oe_kafka_settings_clear(ks);
-        if (rc > 0) {
-            oe_config_usage(command);
-            return 0;
-        }
         return oe_die(2, "%s (see openexec %s --help)", err, command->name);
     }
     if (command->kafka_props)

@@ -362,9 +362,6 @@ int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **
                     size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return 1;
     if (parse_flags(cfg, command, argc, argv, err, errlen) != 0)
         return -1;
     for (size_t k = 0; k < NSETTINGS; k++) {

@@ -99,10 +99,10 @@ typedef struct oe_command {
 
 /* Fills cfg for command: the flags of argv ("--name value", "--name=value"),
  * then the environment for the settings not given as flags, then the
- * defaults, each value checked against its type. Returns 0; 1 when argv
- * asks for help (nothing else is checked); -1 with a one-line reason in err
- * (unknown option, missing value, bad value naming the flag or variable it
- * came from and the value). */
+ * defaults, each value checked against its type. Returns 0, or -1 with a
+ * one-line reason in err (unknown option, missing value, bad value naming
+ * the flag or variable it came from and the value). --help is the caller's
+ * (oe_command_parse looks for it first). */
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                     size_t errlen);
 

@@ -98,6 +98,9 @@ static void arena_shrink(arena *a, void *p, size_t old_n, size_t new_n)
         b->used = a->last_off + new_n;
 }
 
+/* The node size json.h promises (and OE_JSON_MAX_NODES's memory bound). */
+_Static_assert(sizeof(oe_json) == 24, "oe_json is 24 bytes");
+
 struct oe_json_doc {
     oe_json root;
     arena mem;
@@ -218,12 +221,6 @@ const oe_json *oe_json_get(const oe_json *v, const char *key)
             lo = mid + 1;
         else
             hi = mid;
-    }
-    /* Members built by hand may be unsorted: fall back to a scan. */
-    for (size_t i = 0; i < v->len; i++) {
-        const oe_json_member *m = &v->members[i];
-        if (m->key_len == klen && memcmp(m->key, key, klen) == 0)
-            return &m->value;
     }
     return NULL;
 }

@@ -427,10 +427,7 @@ void oe_bridge_free(oe_bridge *b)
 {
     if (!b)
         return;
-    oe_bridge_stop(b);
-    atomic_store(&b->running, 0);
-    if (b->thread_started)
-        pthread_join(b->thread, NULL);
+    oe_bridge_stop(b); /* joins the thread */
     if (b->consumer) {
         rd_kafka_consumer_close(b->consumer);
         rd_kafka_destroy(b->consumer);
