@@ -159,24 +159,31 @@ class Hostile(KafkaCase):
         p = kafka_producer(b.bootstrap, **{"message.max.bytes": 2000000,
                                            "linger.ms": 50})
         tag = "%x" % int(time.time() * 1000)
-        keys = []
-        errors = []
-        for i in range(200):
-            nonce = "wide-%s-%d" % (tag, i)
-            value = wide_zeros(nonce, 1000000) if i % 2 == 0 else wide_rows(nonce)
-            assert len(value) < 1 << 20, len(value)
-            keys.append(nonce)
-            while True:
-                try:
-                    p.produce("openexec.requests", value.encode(), nonce.encode(),
-                              partition=i % partitions,
-                              on_delivery=lambda err, msg: err and errors.append(err))
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            p.poll(0)
-        self.assertEqual(p.flush(60), 0)
-        self.assertEqual(errors, [])
+
+        def spread(make, count, prefix):
+            """Produces count requests round-robin over the partitions;
+            returns their nonces."""
+            keys, errors = [], []
+            for i in range(count):
+                nonce = "%s-%s-%d" % (prefix, tag, i)
+                value = make(i, nonce)
+                assert len(value) < 1 << 20, len(value)
+                keys.append(nonce)
+                while True:
+                    try:
+                        p.produce("openexec.requests", value.encode(), nonce.encode(),
+                                  partition=i % partitions,
+                                  on_delivery=lambda err, msg: err and errors.append(err))
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                p.poll(0)
+            self.assertEqual(p.flush(60), 0)
+            self.assertEqual(errors, [])
+            return keys
+
+        keys = spread(lambda i, n: wide_zeros(n, 1000000) if i % 2 == 0 else wide_rows(n),
+                      200, "wide")
         got = self.receipts_for(reader, keys, timeout=120)
         for i, k in enumerate(keys):
             rec = self.only(got, k)
@@ -190,22 +197,7 @@ class Hostile(KafkaCase):
         # Small wide documents: 5,000 of 3.3 KiB, each ~1,650 values (under
         # the cap, executed), in batches that are all documents: the batch
         # budget must bound what they expand to, not only their bytes.
-        keys = []
-        for i in range(5000):
-            nonce = "small-%s-%d" % (tag, i)
-            value = wide_zeros(nonce, 3400)
-            keys.append(nonce)
-            while True:
-                try:
-                    p.produce("openexec.requests", value.encode(), nonce.encode(),
-                              partition=i % partitions,
-                              on_delivery=lambda err, msg: err and errors.append(err))
-                    break
-                except BufferError:
-                    p.poll(0.05)
-            p.poll(0)
-        self.assertEqual(p.flush(60), 0)
-        self.assertEqual(errors, [])
+        keys = spread(lambda i, n: wide_zeros(n, 3400), 5000, "small")
         got = self.receipts_for(reader, keys, timeout=120)
         self.assertEqual(self.only(got, keys[0])["status"], "executed")
         self.assertTrue(w.alive(), w.log())
