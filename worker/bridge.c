@@ -364,14 +364,14 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_reque
     memcpy(key, w->nonce, sizeof key);
     pthread_mutex_unlock(&b->lock);
 
+    /* Keyed by the nonce as receipts repeat it (at most 256 bytes). */
+    const char *kp = key[0] ? key : NULL;
     rd_kafka_headers_t *h = rd_kafka_headers_new(1);
     rd_kafka_header_add(h, OE_HEADER_CORRELATION, -1, corr, -1);
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        b->producer, RD_KAFKA_V_TOPIC(b->kafka->requests_topic),
-        /* Keyed by the nonce as receipts repeat it (at most 256 bytes). */
-        RD_KAFKA_V_KEY(key[0] ? key : NULL, strlen(key)), RD_KAFKA_V_VALUE((void *)body, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
+        b->producer, RD_KAFKA_V_TOPIC(b->kafka->requests_topic), RD_KAFKA_V_KEY(kp, strlen(key)),
+        RD_KAFKA_V_VALUE((void *)body, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tag), RD_KAFKA_V_END);
     if (err) {
         rd_kafka_headers_destroy(h);
         pthread_mutex_lock(&b->lock);
