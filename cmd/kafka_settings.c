@@ -175,19 +175,6 @@ int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err,
         oe_kafka_settings_clear(s);
         return -1;
     }
-    /* librdkafka writes its debug lines through the log callback of
-     * worker/kafka.c, which prints lines below warning level only when
-     * OPENEXEC_KAFKA_DEBUG is set: the environment form of this same
-     * property. A debug setting given with -X is exported under that name so
-     * that what the user asked for is printed either way. No other thread
-     * runs yet, so setenv is safe here. */
-    for (size_t i = 0; i < s->nprops; i++)
-        if (strcmp(s->prop_names[i], "debug") == 0 && s->prop_values[i][0] &&
-            setenv("OPENEXEC_KAFKA_DEBUG", s->prop_values[i], 1) != 0) {
-            snprintf(err, errlen, "cannot set OPENEXEC_KAFKA_DEBUG");
-            oe_kafka_settings_clear(s);
-            return -1;
-        }
     return 0;
 }
 

@@ -7,10 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* librdkafka's log: warnings and worse (syslog levels 0-4) always, and its
+ * debug lines (7), which it sends only when the user set the `debug`
+ * property (-X debug=... or OPENEXEC_KAFKA_DEBUG); its routine notices and
+ * informational lines (5-6) are left out. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4 || getenv("OPENEXEC_KAFKA_DEBUG"))
+    if (level <= 4 || level == 7)
         fprintf(stderr, "openexec: kafka: %s: %s\n", fac, buf);
 }
 
