@@ -73,7 +73,7 @@ struct oe_worker {
     batch_slot *slots;
     size_t n;
     size_t bytes;                       /* message bytes in the batch */
-    oe_batch_item **todo;               /* the engine's view: items of the slots not dead */
+    oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
     oe_buf encoded;                     /* scratch for one encoded receipt */
     rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
     uintptr_t generation;               /* of the batch being published */
@@ -539,7 +539,7 @@ static int decode_batch(oe_worker *w, size_t *ne)
             sl->dead = 1;
             continue;
         }
-        w->todo[(*ne)++] = it;
+        w->engine_items[(*ne)++] = it;
     }
     return OE_OK;
 }
@@ -565,7 +565,8 @@ static long execute_batch(oe_worker *w)
         if (rc == OE_ENOMEM)
             snprintf(err, sizeof err, "out of memory while decoding");
         else
-            rc = oe_engine_process(w->cfg.engine, w->todo, ne, oe_wall_clock(), err, sizeof err);
+            rc = oe_engine_process(w->cfg.engine, w->engine_items, ne, oe_wall_clock(), err,
+                                   sizeof err);
         if (rc == OE_OK)
             return (long)ne;
         clear_requests(w);
@@ -595,7 +596,7 @@ static void process_batch(oe_worker *w)
     for (size_t i = 0; i < w->n; i++)
         if (!w->slots[i].dead)
             oe_request_drop_payload(&w->slots[i].item.req);
-    oe_metrics_batch(w->cfg.metrics, w->todo, (size_t)ne, oe_monotonic() - t0);
+    oe_metrics_batch(w->cfg.metrics, w->engine_items, (size_t)ne, oe_monotonic() - t0);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->n);
 
     int published = 0;
@@ -780,7 +781,7 @@ static void free_slots(oe_worker *w)
         for (size_t i = 0; i < w->cfg.batch_max; i++)
             oe_outcome_clear(&w->slots[i].item.out);
     free(w->slots);
-    free(w->todo);
+    free(w->engine_items);
     oe_buf_free(&w->encoded);
 }
 
@@ -855,8 +856,8 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     size_t n = w->cfg.batch_max;
     oe_buf_init(&w->encoded, 0);
     w->slots = calloc(n, sizeof *w->slots);
-    w->todo = calloc(n, sizeof *w->todo);
-    if (!w->slots || !w->todo) {
+    w->engine_items = calloc(n, sizeof *w->engine_items);
+    if (!w->slots || !w->engine_items) {
         snprintf(err, errlen, "out of memory");
         goto error;
     }
