@@ -16,8 +16,6 @@ const char *oe_strerror(int rc)
         return "system call failed";
     case OE_EINVAL:
         return "invalid argument";
-    case OE_EKAFKA:
-        return "Kafka failure";
     }
     return "unknown error";
 }

@@ -19,7 +19,6 @@ typedef enum oe_rc {
     OE_ESTORE = -3, /* the ledger failed (I/O, corruption, replaced) */
     OE_EIO = -4,    /* another system call failed */
     OE_EINVAL = -5, /* bad configuration or argument from the operator */
-    OE_EKAFKA = -6, /* the Kafka client or broker failed */
 } oe_rc;
 
 /* A short constant description of rc ("out of memory", ...). */
