@@ -123,7 +123,9 @@ typedef struct {
     oe_worker *w;
 } worker_fixture;
 
-static int start_worker(worker_fixture *f, const char *brokers, const char *path)
+/* txn_id: transactional.id, or NULL for a plain idempotent producer. */
+static int start_worker_txn(worker_fixture *f, const char *brokers, const char *path,
+                            const char *txn_id)
 {
     char err[512];
     memset(f, 0, sizeof *f);
@@ -142,7 +144,9 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
                                 .requests_topic = "req",
                                 .receipts_topic = "rcp",
                                 .dlq_topic = "dlq",
-                                .group_id = "test-workers"};
+                                .group_id = "test-workers",
+                                .transactions = txn_id != NULL,
+                                .transactional_id = txn_id};
     oe_worker_config wcfg = {.kafka = &f->ks,
                              .engine = f->engine,
                              .metrics = &f->metrics,
@@ -164,6 +168,11 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
     ASSERT_TRUE(oe_worker_ready(f->w, reason, sizeof reason) ||
                 oe_worker_failed(f->w, reason, sizeof reason));
     return 0;
+}
+
+static int start_worker(worker_fixture *f, const char *brokers, const char *path)
+{
+    return start_worker_txn(f, brokers, path, NULL);
 }
 
 static void stop_worker(worker_fixture *f)
@@ -265,6 +274,76 @@ static void test_permanent_produce_error_stops_the_worker(void)
     oe_broker_free(b);
 }
 
+/* librdkafka's classes of transactional errors (worker.c txn_outcome). The
+ * embedded broker ignores what transactions mean, but it answers their
+ * requests, and errors can be injected into them. */
+
+/* A fatal error (the transactional id is refused at commit) stops the
+ * worker with the reason; nothing is committed. */
+static void test_transaction_fatal_error_stops_the_worker(void)
+{
+    const char *topics[] = {"req", "rcp", "dlq"};
+    oe_broker *b;
+    char err[512];
+    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        return;
+    }
+    const char *brokers = oe_broker_bootstraps(b);
+    produce_requests(brokers, "req", 0, 20, 0);
+    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 26 /* EndTxn */, 1,
+                                      RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    char db[128];
+    snprintf(db, sizeof db, "%s/txn-fatal.db", dir);
+    worker_fixture f;
+    if (start_worker_txn(&f, brokers, db, "txn-fatal") == 0) {
+        double end = now_s() + 30;
+        while (!oe_worker_failed(f.w, err, sizeof err) && now_s() < end)
+            sleep_ms(50);
+        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 1);
+        ASSERT_CONTAINS(err, "commit transaction");
+    }
+    stop_worker(&f);
+    oe_broker_free(b);
+}
+
+/* An abortable error (a partition cannot join the transaction) aborts the
+ * transaction and publishes the batch again in a new one: every request
+ * is answered and the worker runs on. */
+static void test_transaction_abortable_error_republishes(void)
+{
+    const char *topics[] = {"req", "rcp", "dlq"};
+    oe_broker *b;
+    char err[512];
+    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        return;
+    }
+    const char *brokers = oe_broker_bootstraps(b);
+    enum { N = 30 };
+    produce_requests(brokers, "req", 0, N, 0);
+    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 24 /* AddPartitionsToTxn */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    char db[128];
+    snprintf(db, sizeof db, "%s/txn-abort.db", dir);
+    worker_fixture f;
+    if (start_worker_txn(&f, brokers, db, "txn-abort") == 0) {
+        oe_codec *codec;
+        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
+        static char seen[N];
+        int executed = 0;
+        /* read_uncommitted: the aborted copies are there too. */
+        int got = read_topic(brokers, "rcp", N, 30, codec, &executed, seen, N, NULL);
+        ASSERT_TRUE(got >= N);
+        ASSERT_EQ(executed, N);
+        ASSERT_EQ(oe_store_count_executions(f.store), N);
+        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
+        oe_codec_free(codec);
+    }
+    stop_worker(&f);
+    oe_broker_free(b);
+}
+
 /* TCP_NODELAY of a socket: 1, 0, or -1 when it cannot be read. */
 static int nodelay(int fd)
 {
@@ -341,6 +420,8 @@ int main(void)
         return 1;
     }
     RUN_TEST(test_nodelay_only_on_broker_sockets);
+    RUN_TEST(test_transaction_fatal_error_stops_the_worker);
+    RUN_TEST(test_transaction_abortable_error_republishes);
     RUN_TEST(test_transient_produce_errors);
     RUN_TEST(test_permanent_produce_error_stops_the_worker);
     char cmd[128];
