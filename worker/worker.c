@@ -482,7 +482,8 @@ static int publish_transactional(oe_worker *w)
     rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(w->consumer);
     delay = 100;
     while ((a = txn_outcome(w, "send offsets to transaction",
-                            rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta, 30000),
+                            rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta,
+                                                                 w->cfg.txn_timeout_ms),
                             &delay)) == TXN_RETRY)
         ;
     rd_kafka_consumer_group_metadata_destroy(meta);
@@ -490,8 +491,8 @@ static int publish_transactional(oe_worker *w)
     if (a == TXN_OK) {
         delay = 100;
         while ((a = txn_outcome(w, "commit transaction",
-                                rd_kafka_commit_transaction(w->producer, 60000), &delay)) ==
-               TXN_RETRY)
+                                rd_kafka_commit_transaction(w->producer, w->cfg.txn_timeout_ms),
+                                &delay)) == TXN_RETRY)
             ;
         if (a == TXN_OK)
             return 0;
@@ -504,7 +505,8 @@ abort:
             "publishing it again\n",
             w->n, rd_kafka_err2str(w->delivery_error));
     delay = 100;
-    while ((a = txn_outcome(w, "abort transaction", rd_kafka_abort_transaction(w->producer, 30000),
+    while ((a = txn_outcome(w, "abort transaction",
+                            rd_kafka_abort_transaction(w->producer, w->cfg.txn_timeout_ms),
                             &delay)) == TXN_RETRY)
         ;
     /* Abortable while aborting cannot go on; while stopping, the broker
@@ -853,6 +855,8 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     w->cfg = *cfg;
     if (!w->cfg.batch_max)
         w->cfg.batch_max = 5000;
+    if (w->cfg.txn_timeout_ms <= 0)
+        w->cfg.txn_timeout_ms = 60000;
     size_t n = w->cfg.batch_max;
     oe_buf_init(&w->encoded, 0);
     w->slots = calloc(n, sizeof *w->slots);
@@ -875,7 +879,7 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
     if (k->transactions) {
-        rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, 30000);
+        rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, w->cfg.txn_timeout_ms);
         if (e) {
             snprintf(err, errlen, "init transactions: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);

@@ -26,6 +26,8 @@ typedef struct oe_worker_config {
     int receipt_json;                /* 1: JSON receipts, 0: Avro */
     long confluent_schema_id;        /* -1: Confluent framing not configured */
     size_t batch_max;                /* most messages per batch [5000] */
+    int txn_timeout_ms;              /* each transactional call waits at most
+                                        this long before it is retried [60000] */
 } oe_worker_config;
 
 typedef struct oe_worker oe_worker;

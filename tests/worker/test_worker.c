@@ -152,7 +152,8 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
                              .metrics = &f->metrics,
                              .kafka_metrics = &f->kafka_metrics,
                              .confluent_schema_id = -1,
-                             .batch_max = 100};
+                             .batch_max = 100,
+                             .txn_timeout_ms = txn_id ? 2000 : 0};
     if (oe_worker_new(&wcfg, &f->w, err, sizeof err) != 0 ||
         oe_worker_start(f->w, err, sizeof err) != 0) {
         OE_FAIL_("worker: %s", err);
@@ -344,6 +345,43 @@ static void test_transaction_abortable_error_republishes(void)
     oe_broker_free(b);
 }
 
+/* Regression: a retriable commit error (the commit timed out but goes on
+ * in the background) made the worker abort and publish the batch again.
+ * Now the commit is called again: every receipt is published once. */
+static void test_transaction_retriable_commit_is_retried(void)
+{
+    const char *topics[] = {"req", "rcp", "dlq"};
+    oe_broker *b;
+    char err[512];
+    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        return;
+    }
+    const char *brokers = oe_broker_bootstraps(b);
+    enum { N = 20 };
+    produce_requests(brokers, "req", 0, N, 0);
+    /* The first EndTxn answers after 5 s; the worker waits 2 s per call. */
+    rd_kafka_mock_broker_push_request_error_rtts(oe_broker_mock(b), 1, 26 /* EndTxn */, 1,
+                                                 RD_KAFKA_RESP_ERR_NO_ERROR, 5000);
+    char db[128];
+    snprintf(db, sizeof db, "%s/txn-retry.db", dir);
+    worker_fixture f;
+    if (start_worker_txn(&f, brokers, db, "txn-retry") == 0) {
+        oe_codec *codec;
+        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
+        static char seen[N];
+        int executed = 0;
+        /* read_uncommitted: republished copies would show. */
+        int got = read_topic(brokers, "rcp", N + 1, 15, codec, &executed, seen, N, NULL);
+        ASSERT_EQ(got, N);
+        ASSERT_EQ(executed, N);
+        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
+        oe_codec_free(codec);
+    }
+    stop_worker(&f);
+    oe_broker_free(b);
+}
+
 /* TCP_NODELAY of a socket: 1, 0, or -1 when it cannot be read. */
 static int nodelay(int fd)
 {
@@ -422,6 +460,7 @@ int main(void)
     RUN_TEST(test_nodelay_only_on_broker_sockets);
     RUN_TEST(test_transaction_fatal_error_stops_the_worker);
     RUN_TEST(test_transaction_abortable_error_republishes);
+    RUN_TEST(test_transaction_retriable_commit_is_retried);
     RUN_TEST(test_transient_produce_errors);
     RUN_TEST(test_permanent_produce_error_stops_the_worker);
     char cmd[128];
