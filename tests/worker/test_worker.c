@@ -183,19 +183,58 @@ static void stop_worker(worker_fixture *f)
     oe_store_free(f->store);
 }
 
-/* Transient produce errors: the worker produces the failed receipts again
- * (with backoff) and every request gets its receipt; the undecodable
- * message becomes a dead letter with its headers. */
-static void test_transient_produce_errors(void)
+/* An embedded broker with the topics the worker tests use, or NULL (the
+ * test has failed). */
+static oe_broker *test_broker(void)
 {
     const char *topics[] = {"req", "rcp", "dlq"};
     oe_broker *b;
     char err[512];
     if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
         OE_FAIL_("broker: %s", err);
-        return;
+        return NULL;
     }
+    return b;
+}
+
+/* Waits up to timeout seconds for the worker to stop on an error; returns
+ * oe_worker_failed (1 with the reason in err). */
+static int wait_failed(worker_fixture *f, double timeout, char *err, size_t errlen)
+{
+    double end = now_s() + timeout;
+    while (!oe_worker_failed(f->w, err, errlen) && now_s() < end)
+        sleep_ms(50);
+    return oe_worker_failed(f->w, err, errlen);
+}
+
+/* Reads up to want receipts of requests 0..n-1 from "rcp" (read
+ * uncommitted), for at most timeout seconds; *answered counts the distinct
+ * requests answered. Returns the receipts read. */
+static int read_receipts(const char *brokers, int want, double timeout, int n, int *answered)
+{
+    char err[256];
+    oe_codec *codec;
+    if (oe_codec_new(-1, &codec, err, sizeof err) != 0) {
+        OE_FAIL_("codec: %s", err);
+        return -1;
+    }
+    char *seen = calloc((size_t)n, 1);
+    int got = read_topic(brokers, "rcp", want, timeout, codec, answered, seen, n, NULL);
+    free(seen);
+    oe_codec_free(codec);
+    return got;
+}
+
+/* Transient produce errors: the worker produces the failed receipts again
+ * (with backoff) and every request gets its receipt; the undecodable
+ * message becomes a dead letter with its headers. */
+static void test_transient_produce_errors(void)
+{
+    oe_broker *b = test_broker();
+    if (!b)
+        return;
     const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
     enum { N = 300 };
     produce_requests(brokers, "req", 0, N, 1);
 
@@ -208,11 +247,8 @@ static void test_transient_produce_errors(void)
     snprintf(db, sizeof db, "%s/transient.db", dir);
     worker_fixture f;
     if (start_worker(&f, brokers, db) == 0) {
-        oe_codec *codec;
-        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
-        static char seen[N];
         int executed = 0;
-        ASSERT_EQ(read_topic(brokers, "rcp", N, 30, codec, &executed, seen, N, NULL), N);
+        ASSERT_EQ(read_receipts(brokers, N, 30, N, &executed), N);
         ASSERT_EQ(executed, N);
         int header_ok = 0;
         ASSERT_EQ(read_topic(brokers, "dlq", 1, 10, NULL, NULL, NULL, 0, &header_ok), 1);
@@ -223,7 +259,6 @@ static void test_transient_produce_errors(void)
         ASSERT_EQ(atomic_load(&f.kafka_metrics.receipts_produced), N);
         ASSERT_EQ(oe_store_count_executions(f.store), N);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-        oe_codec_free(codec);
     }
     stop_worker(&f);
     oe_broker_free(b);
@@ -234,14 +269,11 @@ static void test_transient_produce_errors(void)
  * answers every request (the stored ones as replays). */
 static void test_permanent_produce_error_stops_the_worker(void)
 {
-    const char *topics[] = {"req", "rcp", "dlq"};
-    oe_broker *b;
-    char err[512];
-    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
-        OE_FAIL_("broker: %s", err);
+    oe_broker *b = test_broker();
+    if (!b)
         return;
-    }
     const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
     enum { N = 50 };
     produce_requests(brokers, "req", 0, N, 0);
     rd_kafka_mock_push_request_errors(oe_broker_mock(b), 0 /* Produce */, 1,
@@ -250,26 +282,19 @@ static void test_permanent_produce_error_stops_the_worker(void)
     snprintf(db, sizeof db, "%s/permanent.db", dir);
     worker_fixture f;
     if (start_worker(&f, brokers, db) == 0) {
-        double end = now_s() + 20;
-        while (!oe_worker_failed(f.w, err, sizeof err) && now_s() < end)
-            sleep_ms(50);
-        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 1);
+        ASSERT_EQ(wait_failed(&f, 20, err, sizeof err), 1);
         ASSERT_CONTAINS(err, "cannot be published");
     }
     stop_worker(&f);
 
     /* The error is gone: a new worker on the same store finishes the job. */
     if (start_worker(&f, brokers, db) == 0) {
-        oe_codec *codec;
-        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
-        static char seen[N];
         int executed = 0;
-        int got = read_topic(brokers, "rcp", N, 20, codec, &executed, seen, N, NULL);
+        int got = read_receipts(brokers, N, 20, N, &executed);
         ASSERT_TRUE(got >= N);
         ASSERT_EQ(executed, N); /* every nonce answered, executed or replayed */
         ASSERT_EQ(oe_store_count_executions(f.store), N);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-        oe_codec_free(codec);
     }
     stop_worker(&f);
     oe_broker_free(b);
@@ -283,14 +308,11 @@ static void test_permanent_produce_error_stops_the_worker(void)
  * worker with the reason; nothing is committed. */
 static void test_transaction_fatal_error_stops_the_worker(void)
 {
-    const char *topics[] = {"req", "rcp", "dlq"};
-    oe_broker *b;
-    char err[512];
-    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
-        OE_FAIL_("broker: %s", err);
+    oe_broker *b = test_broker();
+    if (!b)
         return;
-    }
     const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
     produce_requests(brokers, "req", 0, 20, 0);
     rd_kafka_mock_push_request_errors(oe_broker_mock(b), 26 /* EndTxn */, 1,
                                       RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
@@ -298,10 +320,7 @@ static void test_transaction_fatal_error_stops_the_worker(void)
     snprintf(db, sizeof db, "%s/txn-fatal.db", dir);
     worker_fixture f;
     if (start_worker_txn(&f, brokers, db, "txn-fatal") == 0) {
-        double end = now_s() + 30;
-        while (!oe_worker_failed(f.w, err, sizeof err) && now_s() < end)
-            sleep_ms(50);
-        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 1);
+        ASSERT_EQ(wait_failed(&f, 30, err, sizeof err), 1);
         ASSERT_CONTAINS(err, "commit transaction");
     }
     stop_worker(&f);
@@ -313,14 +332,11 @@ static void test_transaction_fatal_error_stops_the_worker(void)
  * is answered and the worker runs on. */
 static void test_transaction_abortable_error_republishes(void)
 {
-    const char *topics[] = {"req", "rcp", "dlq"};
-    oe_broker *b;
-    char err[512];
-    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
-        OE_FAIL_("broker: %s", err);
+    oe_broker *b = test_broker();
+    if (!b)
         return;
-    }
     const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
     enum { N = 30 };
     produce_requests(brokers, "req", 0, N, 0);
     rd_kafka_mock_push_request_errors(oe_broker_mock(b), 24 /* AddPartitionsToTxn */, 1,
@@ -329,17 +345,13 @@ static void test_transaction_abortable_error_republishes(void)
     snprintf(db, sizeof db, "%s/txn-abort.db", dir);
     worker_fixture f;
     if (start_worker_txn(&f, brokers, db, "txn-abort") == 0) {
-        oe_codec *codec;
-        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
-        static char seen[N];
         int executed = 0;
         /* read_uncommitted: the aborted copies are there too. */
-        int got = read_topic(brokers, "rcp", N, 30, codec, &executed, seen, N, NULL);
+        int got = read_receipts(brokers, N, 30, N, &executed);
         ASSERT_TRUE(got >= N);
         ASSERT_EQ(executed, N);
         ASSERT_EQ(oe_store_count_executions(f.store), N);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-        oe_codec_free(codec);
     }
     stop_worker(&f);
     oe_broker_free(b);
@@ -350,14 +362,11 @@ static void test_transaction_abortable_error_republishes(void)
  * Now the commit is called again: every receipt is published once. */
 static void test_transaction_retriable_commit_is_retried(void)
 {
-    const char *topics[] = {"req", "rcp", "dlq"};
-    oe_broker *b;
-    char err[512];
-    if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
-        OE_FAIL_("broker: %s", err);
+    oe_broker *b = test_broker();
+    if (!b)
         return;
-    }
     const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
     enum { N = 20 };
     produce_requests(brokers, "req", 0, N, 0);
     /* The first EndTxn answers after 5 s; the worker waits 2 s per call. */
@@ -367,16 +376,12 @@ static void test_transaction_retriable_commit_is_retried(void)
     snprintf(db, sizeof db, "%s/txn-retry.db", dir);
     worker_fixture f;
     if (start_worker_txn(&f, brokers, db, "txn-retry") == 0) {
-        oe_codec *codec;
-        ASSERT_EQ(oe_codec_new(-1, &codec, err, sizeof err), 0);
-        static char seen[N];
         int executed = 0;
         /* read_uncommitted: republished copies would show. */
-        int got = read_topic(brokers, "rcp", N + 1, 15, codec, &executed, seen, N, NULL);
+        int got = read_receipts(brokers, N + 1, 15, N, &executed);
         ASSERT_EQ(got, N);
         ASSERT_EQ(executed, N);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-        oe_codec_free(codec);
     }
     stop_worker(&f);
     oe_broker_free(b);
