@@ -4,10 +4,11 @@
 
 CC      ?= cc
 # Debian -dev packages the build links against, and the tools the tests use.
-PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c
+PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
-           python3-avro kcat curl clang libclang-rt-14-dev clang-format
+           python3-avro kcat curl clang libclang-rt-14-dev clang-format \
+           python3-psycopg2 postgresql libpq-dev
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -31,8 +32,9 @@ LDFLAGS = $(SANFLAGS)
 ENGINE_SRC = $(wildcard engine/*.c)
 HTTP_SRC   = $(wildcard admin-http/*.c)
 WORKER_SRC = $(wildcard worker/*.c)
+LEDGER_SRC = $(wildcard ledger/*.c)
 CMD_SRC    = $(wildcard cmd/*.c)
-LIB_SRC    = $(ENGINE_SRC) $(HTTP_SRC) $(WORKER_SRC)
+LIB_SRC    = $(ENGINE_SRC) $(LEDGER_SRC) $(HTTP_SRC) $(WORKER_SRC)
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o
 CMD_OBJ    = $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   = $(wildcard tests/engine/test_*.c tests/worker/test_*.c)
@@ -40,7 +42,7 @@ UNIT_BIN   = $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
 
 # The first python3 on PATH that sees Debian's python3-* packages.
 PYTHON ?= $(shell for p in $$(which -a python3); do \
-            $$p -c 'import cryptography, confluent_kafka, avro' 2>/dev/null \
+            $$p -c 'import cryptography, confluent_kafka, avro, psycopg2' 2>/dev/null \
             && { echo $$p; break; }; done)
 
 .PHONY: all deps run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
@@ -85,6 +87,7 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h
 deps:
 	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
 	    && command -v kcat >/dev/null && command -v clang-format >/dev/null \
+	    && command -v pg_config >/dev/null && [ -d /usr/lib/postgresql ] \
 	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \

@@ -624,9 +624,12 @@ void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http
         atomic_fetch_add(&x->metrics->store_errors, 1);
         /* A resource failure is no answer to the request: 503, try again. */
         char msg[320];
-        snprintf(msg, sizeof msg, "%s: %s", rc == OE_ENOMEM ? "out of memory" : "store failure",
+        snprintf(msg, sizeof msg, "%s: %s",
+                 rc == OE_ENOMEM     ? "out of memory"
+                 : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
+                                     : "store failure",
                  err);
-        answer_detail(a, rc == OE_ENOMEM ? 503 : 500, msg);
+        answer_detail(a, rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500, msg);
         answer_check(a);
     } else {
         oe_metrics_batch(x->metrics, items, 1,
@@ -786,14 +789,23 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
                      valid ? 15 : 16);
 }
 
-/* GET /receipts/{id} */
-static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, const char *id)
+/* GET /receipts/{id}, and GET /receipts?nonce=N (by_nonce). A key longer
+ * than any stored one is simply not found. A ledger that cannot be reached
+ * answers 503 (try again), any other failure 500. */
+static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_nonce,
+                                 const char *key)
 {
     oe_execution e;
     char err[200];
-    int found = strlen(id) <= 64 ? oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err) : 0;
+    if (by_nonce && !key)
+        return send_detail(h, c, 400, "query parameter nonce is required");
+    int found = 0;
+    if (by_nonce && strlen(key) <= OE_NONCE_MAX_BYTES)
+        found = oe_store_find_by_nonce(h->cfg.reader, key, &e, err, sizeof err);
+    else if (!by_nonce && strlen(key) <= 64)
+        found = oe_store_find_by_id(h->cfg.reader, key, &e, err, sizeof err);
     if (found < 0)
-        return send_detail(h, c, 500, err);
+        return send_detail(h, c, found == OE_STORE_UNAVAILABLE ? 503 : 500, err);
     if (!found)
         return send_detail(h, c, 404, "Receipt not found");
     if (!e.result_json || !json_valid(e.result_json, strlen(e.result_json))) {
@@ -843,6 +855,7 @@ typedef enum {
     R_EXECUTE,
     R_VERIFY,
     R_RECEIPT,
+    R_RECEIPT_BY_NONCE,
     R_NONE
 } route;
 
@@ -860,6 +873,7 @@ static route find_route(const char *url, const char **allow)
         {"/metrics", "GET", R_METRICS},
         {"/execute", "POST", R_EXECUTE},
         {"/receipts/verify", "POST", R_VERIFY},
+        {"/receipts", "GET", R_RECEIPT_BY_NONCE},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(url, routes[i].path) == 0) {
@@ -1049,7 +1063,10 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
     case R_VERIFY:
         return handle_verify(h, c, ctx);
     case R_RECEIPT:
-        return handle_receipt(h, c, url + 10);
+        return handle_receipt(h, c, 0, url + 10);
+    case R_RECEIPT_BY_NONCE:
+        return handle_receipt(h, c, 1,
+                              MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "nonce"));
     case R_NONE:
         break;
     }

@@ -18,6 +18,7 @@
 #include "engine/approval.h"
 #include "engine/digest.h"
 #include "engine/engine.h"
+#include "ledger/ledger.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/metrics.h"
@@ -77,39 +78,61 @@ typedef struct service {
     char err[512];
 } service;
 
-/* A transactional.id that stays the same for the same worker (group, host
- * and database file), so that a restarted worker fences its predecessor. */
-static void derive_transactional_id(const char *group, const char *db_path, char *out, size_t n)
+/* A transactional.id that stays the same for the same worker (group, host,
+ * ledger and admin port: two workers on one host sharing a ledger differ
+ * by their port), so that a restarted worker fences its predecessor. */
+static void derive_transactional_id(const char *group, const char *ledger, long port, char *out,
+                                    size_t n)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     char abs[PATH_MAX];
-    const char *path = realpath(db_path, abs) ? abs : db_path;
+    const char *path = realpath(ledger, abs) ? abs : ledger;
     char seed[PATH_MAX + 300], hash[65];
-    int len = snprintf(seed, sizeof seed, "%s:%s", host, path);
+    int len = snprintf(seed, sizeof seed, "%s:%s:%ld", host, path, port);
     oe_sha256_hex(seed, (size_t)len, hash);
     snprintf(out, n, "openexec-%s-%.12s", group, hash);
 }
 
-/* OPENEXEC_DB_URL=sqlite:///PATH names the database like OPENEXEC_DB_PATH
- * (SPEC §4). A --db flag wins over both; the two variables together are
- * an error rather than one silently winning. Returns 0 or -1 with a reason. */
+/* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
+ * OPENEXEC_DB_URL a URL (SPEC §4). A flag wins over the environment; two
+ * flags, or the two variables together, are an error rather than one
+ * silently winning. A sqlite:/// URL becomes db_path; a PostgreSQL one
+ * stays in db_url. Returns 0 or -1 with a reason. */
 static int apply_db_url(oe_config *cfg, char *err, size_t errlen)
 {
-    const char *url = getenv("OPENEXEC_DB_URL");
-    oe_origin db = oe_config_origin(cfg, &run_command, "--db");
-    if (!url || db == OE_FROM_FLAG)
-        return 0;
-    if (db == OE_FROM_ENV) {
+    oe_origin path = oe_config_origin(cfg, &run_command, "--db");
+    oe_origin url = oe_config_origin(cfg, &run_command, "--db-url");
+    if (path == OE_FROM_FLAG && url == OE_FROM_FLAG) {
+        snprintf(err, errlen, "--db and --db-url are both given; give one");
+        return -1;
+    }
+    if (path == OE_FROM_ENV && url == OE_FROM_ENV) {
         snprintf(err, errlen, "OPENEXEC_DB_URL and OPENEXEC_DB_PATH are both set; set one");
         return -1;
     }
-    if (strncmp(url, "sqlite:///", 10) != 0 || !url[10]) {
-        snprintf(err, errlen, "OPENEXEC_DB_URL=%.200s: must look like sqlite:///PATH", url);
-        return -1;
+    if (!cfg->db_url || path == OE_FROM_FLAG) {
+        cfg->db_url = NULL;
+        return 0;
     }
-    cfg->db_path = url + 10;
-    return 0;
+    const char *file = NULL;
+    switch (oe_ledger_parse_url(cfg->db_url, &file, err, errlen)) {
+    case OE_LEDGER_SQLITE:
+        cfg->db_path = file;
+        cfg->db_url = NULL;
+        return 0;
+    case OE_LEDGER_POSTGRESQL:
+        if (cfg->ledger_shared) {
+            snprintf(err, errlen,
+                     "OPENEXEC_LEDGER_SHARED is for a SQLite file; a PostgreSQL ledger is "
+                     "always shared");
+            return -1;
+        }
+        return 0;
+    case OE_LEDGER_INVALID:
+        break;
+    }
+    return -1;
 }
 
 /* The checks that span settings (exit 2), before anything touches the disk
@@ -141,7 +164,8 @@ static int run_configure(service *s, int argc, char **argv)
         return oe_die(2, "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
     }
     if (s->ks.transactions && !s->ks.transactional_id) {
-        derive_transactional_id(s->ks.group_id, cfg->db_path, s->txn_id, sizeof s->txn_id);
+        derive_transactional_id(s->ks.group_id, cfg->db_url ? cfg->db_url : cfg->db_path,
+                                cfg->http_port, s->txn_id, sizeof s->txn_id);
         s->ks.transactional_id = s->txn_id;
     }
     return -1;
@@ -153,10 +177,18 @@ static int run_open_store(service *s)
 {
     oe_store_sync sync =
         s->cfg.db_sync == OE_SYNC_NORMAL ? OE_STORE_SYNC_NORMAL : OE_STORE_SYNC_FULL;
-    if (oe_store_new(s->cfg.db_path, 0, sync, &s->writer, s->err, sizeof s->err) != 0)
-        return oe_die(1, "database: %s", s->err);
-    if (oe_store_new(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
-        return oe_die(1, "database (read-only): %s", s->err);
+    const char *url = s->cfg.db_url;
+    if (url) {
+        if (oe_pg_store_new(url, 0, &s->writer, s->err, sizeof s->err) != 0)
+            return oe_die(1, "ledger: %s", s->err);
+        if (oe_pg_store_new(url, 1, &s->reader, s->err, sizeof s->err) != 0)
+            return oe_die(1, "ledger (read-only): %s", s->err);
+    } else {
+        if (oe_sqlite_store_new(s->cfg.db_path, 0, sync, &s->writer, s->err, sizeof s->err) != 0)
+            return oe_die(1, "database: %s", s->err);
+        if (oe_sqlite_store_new(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
+            return oe_die(1, "database (read-only): %s", s->err);
+    }
     if (oe_engine_new(&s->ecfg, s->writer, &s->engine, s->err, sizeof s->err) != 0)
         return oe_die(2, "%s", s->err);
     s->in_process = (oe_local_executor){.engine = s->engine, .metrics = &s->metrics};
@@ -185,6 +217,7 @@ static int run_start_kafka(service *s)
         .receipt_json = s->cfg.receipt_format == OE_FORMAT_JSON,
         .confluent_schema_id = s->cfg.confluent_schema_id,
         .batch_max = (size_t)s->cfg.batch_max,
+        .ledger_shared = oe_store_shared(s->writer) || s->cfg.ledger_shared,
     };
     if (s->cfg.worker) {
         int wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);
@@ -243,16 +276,24 @@ static int run_start_http(service *s)
     return 0;
 }
 
-/* One line of what runs where. */
+/* One line of what runs where (a ledger URL with its password masked). */
 static void run_announce(const service *s)
 {
     const char *mode = s->cfg.mode == OE_MODE_CLAWSHIELD ? "clawshield" : "demo";
+    char ledger[600];
+    if (s->cfg.db_url) {
+        char masked[512];
+        oe_ledger_mask_url(s->cfg.db_url, masked, sizeof masked);
+        snprintf(ledger, sizeof ledger, "ledger %s (shared)", masked);
+    } else {
+        snprintf(ledger, sizeof ledger, "database %s%s", s->cfg.db_path,
+                 s->cfg.ledger_shared ? " (shared on this host)" : "");
+    }
     if (s->local)
-        fprintf(stderr, "openexec: %s mode, database %s, local execution (no Kafka), ", mode,
-                s->cfg.db_path);
+        fprintf(stderr, "openexec: %s mode, %s, local execution (no Kafka), ", mode, ledger);
     else
-        fprintf(stderr, "openexec: %s mode, database %s, requests %s, receipts %s (%s), ", mode,
-                s->cfg.db_path, s->ks.requests_topic, s->ks.receipts_topic,
+        fprintf(stderr, "openexec: %s mode, %s, requests %s, receipts %s (%s), ", mode, ledger,
+                s->ks.requests_topic, s->ks.receipts_topic,
                 s->cfg.receipt_format == OE_FORMAT_JSON ? "json" : "avro");
     if (s->http)
         fprintf(stderr, "admin http://%s:%d\n", s->cfg.http_host, oe_http_port(s->http));

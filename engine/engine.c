@@ -229,6 +229,17 @@ static void reject(oe_outcome *o, oe_error_code code, const char *detail)
     o->approved = 0;
 }
 
+/* A store failure as the engine reports it. OE_STORE_RETRY stays apart
+ * (oe_engine_process runs the batch again); a ledger that cannot be reached
+ * is OE_EUNAVAIL; anything else is OE_ESTORE. */
+#define OE_ERETRY (-100)
+static int store_failure(int rc)
+{
+    return rc == OE_STORE_RETRY         ? OE_ERETRY
+           : rc == OE_STORE_UNAVAILABLE ? OE_EUNAVAIL
+                                        : OE_ESTORE;
+}
+
 /* Fills o from a stored execution (a replay). */
 static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
 {
@@ -286,7 +297,7 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
     }
     int used = oe_store_approval_used(e->store, a->approval_id, err, errlen);
     if (used < 0) {
-        *failure = OE_ESTORE;
+        *failure = store_failure(used);
         return -1;
     }
     if (used) {
@@ -294,6 +305,30 @@ static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, doub
         return -1;
     }
     return 0;
+}
+
+/* Answers from the ledger when the nonce is recorded there: the original
+ * outcome (a replay) for the same request, a nonce_conflict for another.
+ * Returns 1 when answered, 0 when the nonce is unused, or a failure. */
+static int answer_from_ledger(oe_engine *e, const oe_request *r, oe_outcome *o, char *err,
+                              size_t errlen)
+{
+    oe_execution rec;
+    int found = oe_store_find_by_nonce(e->store, r->nonce, &rec, err, errlen);
+    if (found < 0)
+        return store_failure(found);
+    if (found == 0)
+        return 0;
+    int same = strcmp(rec.request_hash, o->request_hash) == 0;
+    int rc = same ? outcome_from_record(o, &rec) : 0;
+    oe_execution_clear(&rec);
+    if (rc != 0) {
+        snprintf(err, errlen, "out of memory while reading a replay");
+        return OE_ENOMEM;
+    }
+    if (!same)
+        reject(o, OE_ERR_NONCE_CONFLICT, "Nonce already used by a different request");
+    return 1;
 }
 
 /* Completes an executed outcome (id, receipt hash) and records it.
@@ -328,12 +363,20 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
         return OE_OK;
     }
     if (rc == OE_STORE_DUP_NONCE) {
-        /* Cannot happen while the lookup above and this insert share one
-         * transaction; treat it as the store failing rather than guessing. */
-        snprintf(err, errlen, "nonce appeared during the transaction");
-        return OE_ESTORE;
+        /* On a shared ledger another worker recorded this nonce after our
+         * look-up and committed first: its record is the answer. */
+        oe_buf_reset(&o->result_json);
+        free(o->approval_id);
+        o->approval_id = NULL;
+        int answered = answer_from_ledger(e, r, o, err, errlen);
+        if (answered == 0) {
+            snprintf(err, errlen, "nonce %.100s conflicts with a record that cannot be read",
+                     r->nonce);
+            return OE_ESTORE;
+        }
+        return answered == 1 ? OE_OK : answered;
     }
-    return rc == 0 ? OE_OK : OE_ESTORE;
+    return rc == 0 ? OE_OK : store_failure(rc);
 }
 
 /* Answers one request inside the open transaction. Returns OE_OK with the
@@ -352,22 +395,9 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
 
     /* Replay or conflict: answered from the store before any other check,
      * so that a re-delivered request gets its original receipt. */
-    oe_execution rec;
-    int found = oe_store_find_by_nonce(e->store, r->nonce, &rec, err, errlen);
-    if (found < 0)
-        return OE_ESTORE;
-    if (found) {
-        int same = strcmp(rec.request_hash, o->request_hash) == 0;
-        int rc = same ? outcome_from_record(o, &rec) : 0;
-        oe_execution_clear(&rec);
-        if (rc != 0) {
-            snprintf(err, errlen, "out of memory while reading a replay");
-            return OE_ENOMEM;
-        }
-        if (!same)
-            reject(o, OE_ERR_NONCE_CONFLICT, "Nonce already used by a different request");
-        return OE_OK;
-    }
+    int found = answer_from_ledger(e, r, o, err, errlen);
+    if (found != 0)
+        return found == 1 ? OE_OK : found;
 
     if (e->clawshield && !r->has_artifact) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval artifact required in clawshield mode");
@@ -406,11 +436,12 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
     return record_execution(e, r, o, now, err, errlen);
 }
 
-int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
-                      size_t errlen)
+/* One attempt at a batch: one transaction. */
+static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
+                         char *err, size_t errlen)
 {
-    pthread_mutex_lock(&e->lock);
-    int rc = oe_store_begin(e->store, err, errlen) == 0 ? OE_OK : OE_ESTORE;
+    int rc = oe_store_begin(e->store, err, errlen);
+    rc = rc == 0 ? OE_OK : store_failure(rc);
     for (size_t i = 0; rc == OE_OK && i < n; i++) {
         oe_batch_item *it = items[i];
         oe_outcome *o = &it->out;
@@ -422,16 +453,37 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
         } else if ((rc = process_one(e, r, o, now, err, errlen)) != OE_OK) {
             break;
         }
-        if (o->status == OE_STATUS_REJECTED &&
-            oe_store_insert_rejection(
+        if (o->status == OE_STATUS_REJECTED) {
+            int src = oe_store_insert_rejection(
                 e->store, r->nonce, r->action, o->request_hash[0] ? o->request_hash : NULL,
-                oe_error_code_name(o->error), o->detail, now, err, errlen) != 0)
-            rc = OE_ESTORE;
+                oe_error_code_name(o->error), o->detail, now, err, errlen);
+            if (src != 0)
+                rc = store_failure(src);
+        }
     }
-    if (rc == OE_OK && oe_store_commit(e->store, err, errlen) != 0)
-        rc = OE_ESTORE;
+    if (rc == OE_OK) {
+        int src = oe_store_commit(e->store, err, errlen);
+        if (src != 0)
+            rc = store_failure(src);
+    }
     if (rc != OE_OK)
         oe_store_rollback(e->store);
+    return rc;
+}
+
+/* Times a batch the ledger aborted (deadlock, serialization failure) is run
+ * again at once before the failure is reported as the ledger's. */
+#define OE_ENGINE_RETRIES 20
+
+int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
+                      size_t errlen)
+{
+    pthread_mutex_lock(&e->lock);
+    int rc = OE_ERETRY;
+    for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++)
+        rc = process_batch(e, items, n, now, err, errlen);
+    if (rc == OE_ERETRY)
+        rc = OE_EUNAVAIL;
     pthread_mutex_unlock(&e->lock);
     return rc;
 }

@@ -16,6 +16,8 @@ const char *oe_strerror(int rc)
         return "system call failed";
     case OE_EINVAL:
         return "invalid argument";
+    case OE_EUNAVAIL:
+        return "ledger unavailable";
     }
     return "unknown error";
 }

@@ -19,6 +19,7 @@ typedef enum oe_rc {
     OE_ESTORE = -3, /* the ledger failed (I/O, corruption, replaced) */
     OE_EIO = -4,    /* another system call failed */
     OE_EINVAL = -5, /* bad configuration or argument from the operator */
+    OE_EUNAVAIL = -6, /* the ledger cannot be reached now: try again later */
 } oe_rc;
 
 /* A short constant description of rc ("out of memory", ...). */

@@ -1,10 +1,16 @@
-/* The SQLite store: executions (unique nonce, unique approval id) and
- * rejected attempts. The database, not the code, is the last line against
- * double execution: both uniqueness rules are constraints.
+/* The ledger interface: what the engine asks of a ledger (look up by nonce
+ * or id, is this approval used, record a batch of outcomes atomically,
+ * record rejections). Its backends live in ledger/: SQLite (one file, one
+ * host) and PostgreSQL (one database shared by a whole group). The
+ * database, not the code, is the last line against double execution: nonce
+ * and approval id are unique constraints in both.
  *
- * One writer connection (the engine's) and any number of read-only ones
- * (HTTP lookups). Each connection is safe to share between threads: calls
- * are serialised by a mutex inside the store.
+ * A store is one connection. Each is safe to share between threads: calls
+ * are serialised by a mutex inside the backend. The engine's writer and the
+ * admin server's reader are separate stores.
+ *
+ * Results: 0 (or a count, or 1/0 for found/absent) on success; negative
+ * codes below otherwise, with a reason in err.
  */
 #ifndef OE_STORE_H
 #define OE_STORE_H
@@ -30,20 +36,58 @@ typedef struct oe_execution {
 /* Releases the record's strings and zeroes it. */
 void oe_execution_clear(oe_execution *e);
 
-/* Results of oe_store_insert_execution besides 0 and -1. */
-#define OE_STORE_DUP_NONCE (-2)
-#define OE_STORE_DUP_APPROVAL (-3)
+/* Failures. OE_STORE_ERROR is permanent as far as the store can tell (a
+ * damaged or replaced file, a refused statement); OE_STORE_RETRY says the
+ * database aborted the transaction for a transient reason (deadlock,
+ * serialization): roll back and run the same batch again at once;
+ * OE_STORE_UNAVAILABLE says the database cannot be reached (or the outcome
+ * of a commit could not be read back yet): nothing of the transaction is
+ * recorded, try the batch again later. */
+#define OE_STORE_ERROR (-1)
+#define OE_STORE_DUP_NONCE (-2)    /* oe_store_insert_execution only */
+#define OE_STORE_DUP_APPROVAL (-3) /* oe_store_insert_execution only */
+#define OE_STORE_RETRY (-4)
+#define OE_STORE_UNAVAILABLE (-5)
 
 /* Durability of commits: FULL survives power loss, NORMAL survives a crash
  * of the process (kill -9) but may lose the last commits on power loss. */
 typedef enum oe_store_sync { OE_STORE_SYNC_FULL, OE_STORE_SYNC_NORMAL } oe_store_sync;
 
-/* Opens (and for a writer creates or migrates) the database at path.
- * readonly opens an existing database for lookups only. Returns 0 or -1
- * with a reason in err. */
-int oe_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out, char *err,
-                 size_t errlen);
+/* A backend's operations (ledger/). Every store starts with the base. */
+typedef struct oe_store_ops {
+    const char *name; /* "sqlite" or "postgresql" */
+    void (*free)(oe_store *s);
+    int (*begin)(oe_store *s, char *err, size_t errlen);
+    int (*commit)(oe_store *s, char *err, size_t errlen);
+    void (*rollback)(oe_store *s);
+    int (*find)(oe_store *s, int by_id, const char *key, oe_execution *e, char *err,
+                size_t errlen);
+    int (*approval_used)(oe_store *s, const char *approval_id, char *err, size_t errlen);
+    int (*insert_execution)(oe_store *s, const oe_execution *e, char *err, size_t errlen);
+    int (*insert_rejection)(oe_store *s, const char *nonce, const char *action,
+                            const char *request_hash, const char *error_code, const char *detail,
+                            double created_at, char *err, size_t errlen);
+    long long (*count)(oe_store *s, int rejections);
+} oe_store_ops;
+
+struct oe_store {
+    const oe_store_ops *ops;
+    int shared; /* 1: every worker of a group may use this ledger at once */
+};
+
+/* The schema version this binary writes, in both backends. A ledger of an
+ * older version is upgraded in place when a writer opens it; a newer one
+ * is refused. */
+#define OE_SCHEMA_VERSION 2
+
 void oe_store_free(oe_store *s);
+
+/* "sqlite" or "postgresql". */
+const char *oe_store_backend(const oe_store *s);
+
+/* 1 when the ledger is shared by every worker that opens it, whatever host
+ * it runs on (PostgreSQL); 0 for a SQLite file. */
+int oe_store_shared(const oe_store *s);
 
 /* Transactions, for one batch of outcomes. */
 int oe_store_begin(oe_store *s, char *err, size_t errlen);
@@ -51,17 +95,19 @@ int oe_store_commit(oe_store *s, char *err, size_t errlen);
 void oe_store_rollback(oe_store *s);
 
 /* Looks up an execution by nonce or by id. Returns 1 and fills e when
- * found, 0 when not, -1 on error. */
+ * found, 0 when not, negative on failure. */
 int oe_store_find_by_nonce(oe_store *s, const char *nonce, oe_execution *e, char *err,
                            size_t errlen);
 int oe_store_find_by_id(oe_store *s, const char *id, oe_execution *e, char *err, size_t errlen);
 
-/* 1 when an execution already used this approval id, 0 when not, -1 on
- * error. */
+/* 1 when an execution already used this approval id, 0 when not, negative
+ * on failure. */
 int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size_t errlen);
 
 /* Inserts an execution. Returns 0, OE_STORE_DUP_NONCE, OE_STORE_DUP_APPROVAL
- * or -1 with a reason in err. */
+ * (another execution holds the nonce or the approval id: on a shared ledger
+ * it may have committed after this transaction's look-ups; read the winner)
+ * or a failure. */
 int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, size_t errlen);
 
 /* Records a rejected attempt. nonce, action and request_hash may be NULL. */
@@ -69,7 +115,7 @@ int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action
                               const char *request_hash, const char *error_code, const char *detail,
                               double created_at, char *err, size_t errlen);
 
-/* Row counts, for tests and metrics. Returns -1 on error. */
+/* Row counts, for tests and metrics. Negative on failure. */
 long long oe_store_count_executions(oe_store *s);
 long long oe_store_count_rejections(oe_store *s);
 

@@ -42,10 +42,23 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         "# HELP openexec_bridge_mismatched_receipts_total Receipts carrying a "
         "pending correlation id but another request's nonce or hash (ignored).\n"
         "# TYPE openexec_bridge_mismatched_receipts_total counter\n"
-        "openexec_bridge_mismatched_receipts_total %llu\n",
+        "openexec_bridge_mismatched_receipts_total %llu\n"
+        "# HELP openexec_ledger_unavailable 1 while the ledger cannot be reached "
+        "(consumption paused, batch retried).\n"
+        "# TYPE openexec_ledger_unavailable gauge\n"
+        "openexec_ledger_unavailable %lld\n"
+        "# HELP openexec_ledger_unshared 1 while this worker has stopped consuming: "
+        "other members in its group and a private SQLite ledger.\n"
+        "# TYPE openexec_ledger_unshared gauge\n"
+        "openexec_ledger_unshared %lld\n"
+        "# HELP openexec_ledger_unshared_events_total Times this worker stopped consuming "
+        "because its group has other members and its ledger is private.\n"
+        "# TYPE openexec_ledger_unshared_events_total counter\n"
+        "openexec_ledger_unshared_events_total %llu\n",
         atomic_load(&m->receipts_produced), atomic_load(&m->dead_letters),
         atomic_load(&m->delivery_retries), atomic_load(&m->consumer_lag),
         atomic_load(&m->assigned_partitions), atomic_load(&m->last_batch_size),
         atomic_load(&m->bridge_timeouts), atomic_load(&m->data_loss_events),
-        atomic_load(&m->bridge_mismatches));
+        atomic_load(&m->bridge_mismatches), atomic_load(&m->ledger_unavailable),
+        atomic_load(&m->ledger_unshared), atomic_load(&m->ledger_unshared_events));
 }

@@ -69,6 +69,20 @@ struct oe_worker {
     char data_loss_reason[512]; /* written by the worker thread before data_lost */
     atomic_int assigned;        /* partitions currently assigned */
 
+    /* Consumption stops (the assignment is paused) while the ledger cannot
+     * be reached (the batch in hand is retried) or while the group has
+     * other members and the ledger is private (fail closed). */
+    atomic_int ledger_down;
+    atomic_int unshared;
+    pthread_mutex_t reason_lock; /* guards the two reasons below */
+    char ledger_reason[512];
+    char unshared_reason[512];
+    int paused;             /* worker thread: the assignment is paused */
+    int sharing_dirty;      /* worker thread: the assignment changed */
+    double last_sharing_check;
+    double last_ledger_log;
+    rd_kafka_topic_t *requests_topic; /* for its partition count */
+
     /* The batch in hand: batch_max slots, reused; n in use. */
     batch_slot *slots;
     size_t n;
@@ -154,6 +168,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         error = rd_kafka_incremental_assign(rk, parts);
         if (!error)
             atomic_fetch_add(&w->assigned, parts->cnt);
+        if (!error && w->paused)
+            rd_kafka_pause_partitions(rk, parts);
         fprintf(stderr, "openexec: worker: assigned %d partition(s)\n", parts->cnt);
     } else {
         drop_revoked(w, parts);
@@ -167,6 +183,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_destroy(error);
     }
     atomic_store(&w->cfg.kafka_metrics->assigned_partitions, atomic_load(&w->assigned));
+    w->sharing_dirty = 1;
 }
 
 /* Produces one message, waiting while the local queue is full. */
@@ -553,10 +570,17 @@ static void clear_requests(oe_worker *w)
             oe_request_clear(&w->slots[i].item.req);
 }
 
+static void ledger_unavailable(oe_worker *w, const char *why);
+static void ledger_available(oe_worker *w);
+static int wait_polling(oe_worker *w, long ms);
+
 /* Decodes the batch and runs the engine (one store transaction), retrying
- * resource failures (memory, the store) with backoff: they are no verdict,
- * so nothing of the batch is recorded until they pass. Returns the number
- * of requests for the engine, or -1 when the worker stops. */
+ * resource failures with backoff: they are no verdict, so nothing of the
+ * batch is recorded until they pass. A ledger that cannot be reached is
+ * waited for as long as it takes, consumption paused (the group is served
+ * meanwhile); memory and other ledger failures are tried a few times, then
+ * the worker stops. Returns the number of requests for the engine, or -1
+ * when the batch is given up (the worker stops, or it was rewound). */
 static long execute_batch(oe_worker *w)
 {
     char err[512];
@@ -569,10 +593,20 @@ static long execute_batch(oe_worker *w)
         else
             rc = oe_engine_process(w->cfg.engine, w->engine_items, ne, oe_wall_clock(), err,
                                    sizeof err);
-        if (rc == OE_OK)
+        if (rc == OE_OK) {
+            ledger_available(w);
             return (long)ne;
+        }
         clear_requests(w);
         atomic_fetch_add(&w->cfg.metrics->store_errors, 1);
+        if (rc == OE_EUNAVAIL) {
+            ledger_unavailable(w, err);
+            if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->n == 0)
+                return -1;
+            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+            attempt = -1;
+            continue;
+        }
         fprintf(stderr, "openexec: worker: batch of %zu not executed (%s): %s\n", w->n,
                 oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
@@ -713,6 +747,26 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Handles a consumer event that is not a message (an error, an offset
+ * reset). Returns 1 when m was such an event (and is destroyed), 0 when it
+ * is a message. */
+static int consumer_event(oe_worker *w, rd_kafka_message_t *m)
+{
+    if (!m->err)
+        return 0;
+    if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+        char errstr[512];
+        rd_kafka_fatal_error(w->consumer, errstr, sizeof errstr);
+        worker_fail(w, "fatal consumer error: %s", errstr);
+    } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
+        handle_offset_reset(w, m);
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        fprintf(stderr, "openexec: worker: consumer: %s\n", rd_kafka_message_errstr(m));
+    }
+    rd_kafka_message_destroy(m);
+    return 1;
+}
+
 /* Gathers a batch: waits up to 100 ms for a first message, then takes
  * whatever is already fetched, up to batch_max messages or
  * OE_WORKER_BATCH_BYTES of them (the message that passes the budget is the
@@ -727,22 +781,165 @@ static void gather(oe_worker *w)
         if (!m)
             break;
         timeout = 0;
-        if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                char errstr[512];
-                rd_kafka_fatal_error(w->consumer, errstr, sizeof errstr);
-                worker_fail(w, "fatal consumer error: %s", errstr);
-            } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
-                handle_offset_reset(w, m);
-            } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                fprintf(stderr, "openexec: worker: consumer: %s\n", rd_kafka_message_errstr(m));
-            }
-            rd_kafka_message_destroy(m);
+        if (consumer_event(w, m))
             continue;
-        }
         w->bytes += m->len;
         w->slots[w->n++].msg = m;
     }
+}
+
+/* Pauses the whole assignment while the ledger is down or not shared by
+ * the group, and resumes it when neither holds. Paused partitions fetch
+ * nothing; on resume they go on from the last message handed to us. */
+static void update_pause(oe_worker *w)
+{
+    int want = atomic_load(&w->ledger_down) || atomic_load(&w->unshared);
+    if (want == w->paused)
+        return;
+    rd_kafka_topic_partition_list_t *list = NULL;
+    if (rd_kafka_assignment(w->consumer, &list) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_resp_err_t err = want ? rd_kafka_pause_partitions(w->consumer, list)
+                                   : rd_kafka_resume_partitions(w->consumer, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        w->paused = want;
+}
+
+/* Sets the consumer of each partition in the batch back to its first
+ * message there and drops the batch: nothing of it was processed, and it
+ * is fetched again once consumption resumes. */
+static void rewind_batch(oe_worker *w)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->n);
+    for (size_t i = 0; i < w->n; i++) {
+        rd_kafka_message_t *m = w->slots[i].msg;
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        if (!rd_kafka_topic_partition_list_find(list, topic, m->partition))
+            rd_kafka_topic_partition_list_add(list, topic, m->partition)->offset = m->offset;
+        rd_kafka_message_destroy(m);
+        w->slots[i].msg = NULL;
+    }
+    w->n = 0;
+    w->bytes = 0;
+    if (list->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, list, 5000);
+        if (e) {
+            /* The position cannot be set back: stop rather than skip. */
+            worker_fail(w, "cannot rewind the consumer: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Serves the group (rebalances, errors) for ms while consumption is
+ * paused. A message that still arrives joins the batch in hand when there
+ * is room (it is the next of its partition); otherwise the batch in hand
+ * is given up and rewound with it. Returns 0, or -1 when the batch in hand
+ * was given up. */
+static int wait_polling(oe_worker *w, long ms)
+{
+    double end = oe_monotonic() + (double)ms / 1000.0;
+    while (atomic_load(&w->running) && oe_monotonic() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+        if (!m || consumer_event(w, m))
+            continue;
+        w->slots[w->n++].msg = m;
+        w->bytes += m->len;
+        if (w->n == w->cfg.batch_max) {
+            rewind_batch(w);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The ledger could not be reached: pause, say why (in /ready, a metric,
+ * and a log line at the start and every 30 s). */
+static void ledger_unavailable(oe_worker *w, const char *why)
+{
+    pthread_mutex_lock(&w->reason_lock);
+    snprintf(w->ledger_reason, sizeof w->ledger_reason, "%s", why);
+    pthread_mutex_unlock(&w->reason_lock);
+    double now = oe_monotonic();
+    if (!atomic_exchange(&w->ledger_down, 1) || now - w->last_ledger_log > 30) {
+        fprintf(stderr,
+                "openexec: worker: ERROR ledger unavailable, consumption paused, retrying: %s\n",
+                why);
+        w->last_ledger_log = now;
+    }
+    atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 1);
+    update_pause(w);
+}
+
+static void ledger_available(oe_worker *w)
+{
+    if (!atomic_exchange(&w->ledger_down, 0))
+        return;
+    fprintf(stderr, "openexec: worker: ledger available again, consumption resumed\n");
+    atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 0);
+    update_pause(w);
+}
+
+/* Partitions of the requests topic, from the brokers; -1 when unknown. */
+static int requests_partitions(oe_worker *w)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(w->consumer, 0, w->requests_topic, &md, 5000) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : -1;
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+/* Fails closed on a private ledger: nonce and approval single use hold
+ * across the workers that share a ledger, and only there. A worker whose
+ * ledger is not shared (a SQLite file, OPENEXEC_LEDGER_SHARED unset) that
+ * owns fewer than all partitions of the requests topic has other members
+ * in its group, which would answer from other ledgers: it stops consuming
+ * until it is alone again. Checked after every assignment change and every
+ * few seconds (a topic may grow). */
+static void check_sharing(oe_worker *w)
+{
+    if (w->cfg.ledger_shared)
+        return;
+    double now = oe_monotonic();
+    if (!w->sharing_dirty && now - w->last_sharing_check < 5.0)
+        return;
+    w->sharing_dirty = 0;
+    w->last_sharing_check = now;
+    int assigned = atomic_load(&w->assigned);
+    int total = assigned > 0 ? requests_partitions(w) : 0;
+    char reason[512] = "";
+    if (assigned > 0 && total < 0)
+        snprintf(reason, sizeof reason,
+                 "cannot read the partition count of %s to tell whether this worker is alone in "
+                 "group %s; its ledger is a private SQLite file",
+                 w->cfg.kafka->requests_topic, w->cfg.kafka->group_id);
+    else if (assigned > 0 && assigned < total)
+        snprintf(reason, sizeof reason,
+                 "group %s has other members (this worker owns %d of %d partitions of %s) but "
+                 "its ledger is a private SQLite file: nonces and approvals would not be single "
+                 "use across them; consumption stopped (use a PostgreSQL ledger, or set "
+                 "OPENEXEC_LEDGER_SHARED=1 if every member opens this same file)",
+                 w->cfg.kafka->group_id, assigned, total, w->cfg.kafka->requests_topic);
+    if (reason[0]) {
+        pthread_mutex_lock(&w->reason_lock);
+        snprintf(w->unshared_reason, sizeof w->unshared_reason, "%s", reason);
+        pthread_mutex_unlock(&w->reason_lock);
+        if (!atomic_exchange(&w->unshared, 1)) {
+            fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+            atomic_fetch_add(&w->cfg.kafka_metrics->ledger_unshared_events, 1);
+        }
+        atomic_store(&w->cfg.kafka_metrics->ledger_unshared, 1);
+    } else if (atomic_exchange(&w->unshared, 0)) {
+        fprintf(stderr, "openexec: worker: alone in group %s again, consumption resumed\n",
+                w->cfg.kafka->group_id);
+        atomic_store(&w->cfg.kafka_metrics->ledger_unshared, 0);
+    }
+    update_pause(w);
 }
 
 /* Learns where receipts and dead letters go before the first batch, not at
@@ -764,7 +961,12 @@ static void *worker_main(void *arg)
     oe_worker *w = arg;
     warm_up_metadata(w);
     while (atomic_load(&w->running)) {
+        check_sharing(w);
         gather(w);
+        /* The assignment may have changed while gathering. */
+        check_sharing(w);
+        if (w->n > 0 && atomic_load(&w->unshared))
+            rewind_batch(w);
         if (w->n > 0)
             process_batch(w);
         for (size_t i = 0; i < w->n; i++) {
@@ -853,6 +1055,7 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
         return -1;
     }
     w->cfg = *cfg;
+    pthread_mutex_init(&w->reason_lock, NULL);
     if (!w->cfg.batch_max)
         w->cfg.batch_max = 5000;
     if (w->cfg.txn_timeout_ms <= 0)
@@ -878,6 +1081,7 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     const oe_kafka_settings *k = cfg->kafka;
     w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
+    w->requests_topic = rd_kafka_topic_new(w->consumer, k->requests_topic, NULL);
     if (k->transactions) {
         rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, w->cfg.txn_timeout_ms);
         if (e) {
@@ -924,6 +1128,15 @@ int oe_worker_ready(oe_worker *w, char *reason, size_t len)
         snprintf(reason, len, "%s (restart the worker to acknowledge)", w->data_loss_reason);
         return 0;
     }
+    if (atomic_load(&w->ledger_down) || atomic_load(&w->unshared)) {
+        pthread_mutex_lock(&w->reason_lock);
+        if (atomic_load(&w->ledger_down))
+            snprintf(reason, len, "ledger unavailable: %s", w->ledger_reason);
+        else
+            snprintf(reason, len, "%s", w->unshared_reason);
+        pthread_mutex_unlock(&w->reason_lock);
+        return 0;
+    }
     if (atomic_load(&w->assigned) <= 0) {
         snprintf(reason, len, "waiting for a partition assignment of %s",
                  w->cfg.kafka->requests_topic);
@@ -960,6 +1173,8 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
+    if (w->requests_topic)
+        rd_kafka_topic_destroy(w->requests_topic);
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
     for (size_t i = 0; i < 2; i++)
@@ -969,5 +1184,6 @@ void oe_worker_free(oe_worker *w)
         rd_kafka_destroy(w->producer);
     oe_codec_free(w->codec);
     free_slots(w);
+    pthread_mutex_destroy(&w->reason_lock);
     free(w);
 }

@@ -28,6 +28,10 @@ typedef struct oe_worker_config {
     size_t batch_max;                /* most messages per batch [5000] */
     int txn_timeout_ms;              /* each transactional call waits at most
                                         this long before it is retried [60000] */
+    int ledger_shared;               /* 1: every member of the group shares this
+                                        ledger (PostgreSQL, or a SQLite file the
+                                        operator says is shared); 0: the worker
+                                        stops consuming while it is not alone */
 } oe_worker_config;
 
 typedef struct oe_worker oe_worker;
@@ -56,7 +60,9 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
 /* Subscribes and starts the worker thread. Returns 0 or -1 with a reason. */
 int oe_worker_start(oe_worker *w, char *err, size_t errlen);
 
-/* 1 once the consumer has partitions assigned; else 0 with a reason. */
+/* 1 once the consumer has partitions assigned and consumes; else 0 with a
+ * reason (also while the ledger cannot be reached, or while other members
+ * share the group but not the ledger). */
 int oe_worker_ready(oe_worker *w, char *reason, size_t len);
 
 /* 1 when the worker stopped on its own because of a fatal error (reason in

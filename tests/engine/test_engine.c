@@ -6,6 +6,7 @@
 
 #include "engine/approval.h"
 #include "engine/engine.h"
+#include "ledger/ledger.h"
 #include "engine/ids.h"
 #include "engine/status.h"
 #include "tests/test.h"
@@ -29,7 +30,7 @@ static void open_fixture(fixture *f, const char *path, const oe_engine_config *c
     char err[300];
     f->store = NULL;
     f->engine = NULL;
-    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
         OE_FAIL_("store: %s", err);
         return;
     }
@@ -187,7 +188,7 @@ static void test_allow_list_refused(void)
     db_path(path, sizeof path);
     oe_store *store;
     char err[300];
-    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
         OE_FAIL_("store: %s", err);
         return;
     }
@@ -316,7 +317,7 @@ static void test_clawshield_checks(void)
     oe_engine *e;
     char err[300];
     db_path(path, sizeof path);
-    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
     ASSERT_EQ(oe_engine_new(&nokey, s, &e, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "CLAWSHIELD_SECRET_KEY");
     oe_store_free(s);
@@ -436,10 +437,10 @@ static void test_store_schema_guard(void)
     char path[128], err[300];
     db_path(path, sizeof path);
     oe_store *s;
-    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
     oe_store_free(s);
     /* A read-only store of a missing file fails cleanly. */
-    ASSERT_EQ(oe_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
+    ASSERT_EQ(oe_sqlite_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
               -1);
     ASSERT_CONTAINS(err, "x.db");
 }
@@ -460,7 +461,7 @@ static void test_ledger_replaced(void)
     snprintf(other, sizeof other, "%s.new", path);
     oe_store *fresh;
     char err[400];
-    ASSERT_EQ(oe_store_new(other, 0, OE_STORE_SYNC_NORMAL, &fresh, err, sizeof err), 0);
+    ASSERT_EQ(oe_sqlite_store_new(other, 0, OE_STORE_SYNC_NORMAL, &fresh, err, sizeof err), 0);
     oe_store_free(fresh);
     ASSERT_EQ(rename(other, path), 0);
     oe_batch_item item = {0};
@@ -513,7 +514,7 @@ static void test_ledger_damaged(void)
     fclose(fp);
     oe_store *s = NULL;
     char err[400];
-    ASSERT_EQ(oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
     ASSERT_TRUE(s == NULL);
     ASSERT_CONTAINS(err, "damaged");
 }

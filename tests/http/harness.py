@@ -52,6 +52,13 @@ ONE_MIB = 1 << 20
 # Variables that would make a test depend on the caller's environment.
 _ENV_PREFIXES = ("OPENEXEC_", "CLAWSHIELD_")
 
+# The ledger backend the services under test use: "sqlite" (a file per
+# Server) or "postgresql" (a database per Server on one throw-away cluster,
+# tests/http/pgcluster.py). tests/run.sh runs the suites with both.
+LEDGER = os.environ.get("OPENEXEC_TEST_LEDGER", "sqlite")
+if LEDGER not in ("sqlite", "postgresql"):
+    raise SystemExit("OPENEXEC_TEST_LEDGER=%s: sqlite or postgresql" % LEDGER)
+
 
 # ---------------------------------------------------------------------------
 # Reference formulas (SPEC §6, §7, §8), independent of the implementation.
@@ -293,12 +300,21 @@ class Server:
             # The HTTP behaviour is tested with in-process execution (fast
             # start); tests of the Kafka path pass OPENEXEC_EXECUTE=kafka.
             env.setdefault("OPENEXEC_EXECUTE", "local")
+            # With LEDGER=postgresql the ledger that stands for self.db, unless
+            # the test names its own ledger.
+            own = ("OPENEXEC_DB_PATH" in env or "OPENEXEC_DB_URL" in env or
+                   "--db" in self.args or "--db-url" in self.args)
+            pg = LEDGER == "postgresql" and not own
             if self.flags:
-                argv = [BIN, "run", "--http-port", str(self.port), "--db", self.db]
+                argv = [BIN, "run", "--http-port", str(self.port)]
+                argv += ["--db-url", ledger_url(self.db)] if pg else ["--db", self.db]
             else:
                 argv = [BIN, "run"]
                 env["OPENEXEC_HTTP_PORT"] = str(self.port)
-                env.setdefault("OPENEXEC_DB_PATH", self.db)
+                if pg:
+                    env["OPENEXEC_DB_URL"] = ledger_url(self.db)
+                else:
+                    env.setdefault("OPENEXEC_DB_PATH", self.db)
             self.proc = subprocess.Popen(
                 argv + self.args,
                 env=clean_env(env), stdin=subprocess.DEVNULL,
@@ -999,6 +1015,33 @@ def sqlite_query(db, sql, args=()):
         return conn.execute(sql, args).fetchall()
     finally:
         conn.close()
+
+
+def pg_database_for(db):
+    """The PostgreSQL database that stands for the SQLite path db when
+    LEDGER is postgresql: named after the path, so that a Server restarted
+    on the same path finds its ledger again. Created on first use."""
+    import pgcluster
+    name = "l" + sha256_hex(os.path.abspath(db))[:20]
+    pgcluster.shared_cluster().create_database(name)
+    return name
+
+
+def ledger_url(db):
+    """The URL of the ledger that stands for path db in this run."""
+    import pgcluster
+    return pgcluster.shared_cluster().url(pg_database_for(db))
+
+
+def ledger_query(db, sql, args=()):
+    """Rows of a query on the ledger of the Server whose database path is
+    db, whatever the backend (write ? for parameters)."""
+    if LEDGER == "sqlite":
+        return sqlite_query(db, sql, args)
+    import pgcluster
+    rows = pgcluster.shared_cluster().query(pg_database_for(db), sql.replace("?", "%s"),
+                                            tuple(args))
+    return [tuple(r) for r in rows]
 
 
 class KafkaTest(ServiceTest):

@@ -3,7 +3,6 @@ approval artifacts, the order of the checks of SPEC §7, and replay."""
 
 import json
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -12,7 +11,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (ServiceTest, cli, ed25519_artifact, ed25519_keypair, execution_id,  # noqa: E402
-                     free_port, hmac_artifact, iso_in, mint, request_hash, run_tests)
+                     free_port, hmac_artifact, iso_in, ledger_query, mint, request_hash,
+                     run_tests)
 
 SECRET = "test-shared-secret"
 TENANT = "tenant-a"
@@ -168,11 +168,10 @@ class Hmac(ServiceTest):
         self.assertEqual((again.json["id"], again.json["receipt"]),
                          (first["id"], first["receipt"]))
         self.assertEqual(again.json.get("status"), "replayed")
-        with sqlite3.connect(s.db, timeout=10) as db:
-            n = db.execute("SELECT count(*) FROM executions WHERE approval_id = ?",
-                           (art["approval_id"],)).fetchone()[0]
-            codes = [r[0] for r in db.execute(
-                "SELECT error_code FROM rejections WHERE nonce = 're-2'")]
+        n = ledger_query(s.db, "SELECT count(*) FROM executions WHERE approval_id = ?",
+                         (art["approval_id"],))[0][0]
+        codes = [r[0] for r in ledger_query(
+            s.db, "SELECT error_code FROM rejections WHERE nonce = 're-2'")]
         self.assertEqual(n, 1)
         self.assertEqual(codes, ["approval_invalid"])
 
@@ -265,8 +264,7 @@ class Hmac(ServiceTest):
         for r in results:
             if r.status == 403:
                 self.assertIn("already used", r.json["detail"])
-        with sqlite3.connect(s.db, timeout=10) as db:
-            self.assertEqual(db.execute("SELECT count(*) FROM executions").fetchone()[0], 1)
+        self.assertEqual(ledger_query(s.db, "SELECT count(*) FROM executions")[0][0], 1)
 
     def test_no_tenant_configured(self):
         # Without CLAWSHIELD_TENANT_ID any tenant is accepted and the id uses "".

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (ONE_MIB, ServiceTest, canonical, cli, execution_id, free_port,  # noqa: E402
                      is_uuid_v8, raw_http, receipt_hash, request_hash, result_json,
-                     run_tests, sha256_hex)
+                     ledger_query, run_tests, sha256_hex)
 
 
 def sized_body(size, nonce, action="echo"):
@@ -209,9 +209,11 @@ class Endpoints(ServiceTest):
     def test_404(self):
         s = self.server()
         for method, path in (("GET", "/nope"), ("POST", "/nope"), ("GET", "/execute/x"),
-                             ("GET", "/healthz"), ("GET", "/receipts")):
+                             ("GET", "/healthz"), ("GET", "/receipts/a/b")):
             r = s.request(method, path)
             self.assertDetail(r, 404)
+        # /receipts is the look-up by nonce: without one it is a bad request.
+        self.assertDetail(s.request("GET", "/receipts"), 400, contains="nonce")
 
     def test_405(self):
         s = self.server()
@@ -556,10 +558,9 @@ class Durability(ServiceTest):
         self.assertEqual(statuses.count("replayed"), n - 1, statuses)
         self.assertEqual(len({(b["id"], b["receipt"], canonical(b["result"])) for b in bodies}), 1)
         self.assertExecuted(results[0], "echo", payload, "race-1", status=None)
-        with sqlite3.connect(s.db, timeout=10) as db:
-            rows = db.execute("SELECT count(*) FROM executions WHERE nonce = ?",
-                              ("race-1",)).fetchone()[0]
-            total = db.execute("SELECT count(*) FROM executions").fetchone()[0]
+        rows = ledger_query(s.db, "SELECT count(*) FROM executions WHERE nonce = ?",
+                            ("race-1",))[0][0]
+        total = ledger_query(s.db, "SELECT count(*) FROM executions")[0][0]
         self.assertEqual(rows, 1)
         self.assertEqual(total, 1)
 
@@ -571,9 +572,8 @@ class Durability(ServiceTest):
         self.assertDetail(s.execute("echo", {"x": 1}, "rej-3"), 409)              # nonce_conflict
         self.assertDetail(s.post("/execute", b'{"action": "echo"'), 422)         # malformed
         self.assertDetail(s.execute("echo", {}, ""), 400)                         # invalid_request
-        with sqlite3.connect(s.db, timeout=10) as db:
-            rows = db.execute("SELECT nonce, error_code, detail FROM rejections").fetchall()
-            execs = db.execute("SELECT nonce FROM executions").fetchall()
+        rows = ledger_query(s.db, "SELECT nonce, error_code, detail FROM rejections")
+        execs = ledger_query(s.db, "SELECT nonce FROM executions")
         self.assertEqual(execs, [("rej-3",)])
         codes = [r[1] for r in rows]
         self.assertEqual(len(rows), 5, rows)
@@ -609,8 +609,7 @@ class Durability(ServiceTest):
         for i, r in enumerate(results):
             self.assertTrue(hasattr(r, "status"), r)
             self.assertExecuted(r, "add", {"a": i, "b": 1}, "many-%d" % i, result={"sum": i + 1})
-        with sqlite3.connect(s.db, timeout=10) as db:
-            self.assertEqual(db.execute("SELECT count(*) FROM executions").fetchone()[0], n)
+        self.assertEqual(ledger_query(s.db, "SELECT count(*) FROM executions")[0][0], n)
 
     def test_shutdown_under_load(self):
         # SIGTERM while requests are in flight: exit 0, and every request
@@ -647,9 +646,8 @@ class Durability(ServiceTest):
             for t in threads:
                 t.join(timeout=30)
         self.assertGreaterEqual(len(answered), 50)
-        with sqlite3.connect(db_path, timeout=10) as db:
-            rows = {n: (i, r) for n, i, r in
-                    db.execute("SELECT nonce, id, receipt FROM executions")}
+        rows = {n: (i, r) for n, i, r in
+                ledger_query(db_path, "SELECT nonce, id, receipt FROM executions")}
         for nonce, got in answered.items():
             self.assertEqual(rows.get(nonce), got, "answered %s but stored %r"
                              % (nonce, rows.get(nonce)))
@@ -699,8 +697,16 @@ class CommandLine(ServiceTest):
         self.assertTrue(p.stderr.strip())
         # A malformed OPENEXEC_DB_URL is a configuration error.
         p = cli(["run", "--http-port", str(free_port())],
-                env={"OPENEXEC_DB_URL": "postgres://x/y"})
+                env={"OPENEXEC_DB_URL": "mysql://x/y"})
         self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("postgresql://", p.stderr)
+        # A PostgreSQL ledger that cannot be reached at start-up: exit 1,
+        # with the password masked in the reason.
+        p = cli(["run", "--http-port", str(free_port())],
+                env={"OPENEXEC_DB_URL": "postgresql://u:s3cret@127.0.0.1:%d/db" % free_port()})
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot connect", p.stderr)
+        self.assertNotIn("s3cret", p.stderr)
 
     def test_port_in_use_exit_1(self):
         # The second instance must not start: with SO_REUSEPORT both would

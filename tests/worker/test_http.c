@@ -14,6 +14,7 @@
 #include "admin-http/http.h"
 #include "engine/json.h"
 #include "engine/status.h"
+#include "ledger/ledger.h"
 #include "tests/test.h"
 #include "worker/codec.h"
 
@@ -197,7 +198,7 @@ static int open_fixture(fixture *f, const char *host, int port)
     memset(f, 0, sizeof *f);
     oe_metrics_init(&f->metrics);
     oe_engine_config ecfg = {.tenant = "", .allowed_actions = ""};
-    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0 ||
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0 ||
         oe_engine_new(&ecfg, f->store, &f->engine, err, sizeof err) != 0) {
         OE_FAIL_("fixture: %s", err);
         return -1;

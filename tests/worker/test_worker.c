@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "ledger/ledger.h"
 #include "tests/test.h"
 #include "worker/broker.h"
 #include "worker/codec.h"
@@ -129,7 +130,7 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
 {
     char err[512];
     memset(f, 0, sizeof *f);
-    if (oe_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f->store, err, sizeof err) != 0) {
         OE_FAIL_("store: %s", err);
         return -1;
     }

@@ -1,0 +1,39 @@
+/* The ledger backends behind engine/store.h, and how a location picks one.
+ *
+ *   sqlite:///relative.db, sqlite:////absolute/path.db  a SQLite file
+ *     (SQLAlchemy's convention, as the original service used it);
+ *   postgresql://user:pass@host:port/db?sslmode=...  (or postgres://)
+ *     a PostgreSQL database through libpq (its URI syntax and parameters).
+ *
+ * A writer creates the schema, or upgrades an older one in place (a version
+ * table records each step); a reader only looks up.
+ */
+#ifndef OE_LEDGER_H
+#define OE_LEDGER_H
+
+#include <stddef.h>
+
+#include "engine/store.h"
+
+/* A SQLite file at path. Returns 0 or -1 with a reason in err. */
+int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out,
+                        char *err, size_t errlen);
+
+/* A PostgreSQL database at a libpq URI. The first connection must succeed
+ * (a wrong address or password is reported at start-up); later losses
+ * are reconnected on the next call and reported as OE_STORE_UNAVAILABLE
+ * meanwhile. Returns 0 or -1 with a reason in err (the password masked). */
+int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen);
+
+/* What a ledger URL names. */
+typedef enum oe_ledger_kind { OE_LEDGER_INVALID, OE_LEDGER_SQLITE, OE_LEDGER_POSTGRESQL } oe_ledger_kind;
+
+/* Classifies url; for SQLite, *path points into url at the file's path.
+ * OE_LEDGER_INVALID with a reason in err for anything else. */
+oe_ledger_kind oe_ledger_parse_url(const char *url, const char **path, char *err, size_t errlen);
+
+/* Copies url into out with any password replaced by "***", for messages
+ * and logs. */
+void oe_ledger_mask_url(const char *url, char *out, size_t outlen);
+
+#endif

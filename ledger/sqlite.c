@@ -1,0 +1,468 @@
+/* The SQLite ledger (ledger.h, engine/store.h). A store is one connection
+ * with its prepared statements, guarded by its own mutex, so any thread may
+ * use it; the engine's writer and the admin server's reader are separate
+ * stores. The creator frees it with oe_store_free. Records returned by
+ * look-ups belong to the caller (oe_execution_clear). */
+#include "ledger.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The schema, as steps from version 0 (an empty file). PRAGMA user_version
+ * holds the version reached; from version 2 on, schema_migrations records
+ * when each step was applied. Steps are never edited once released: a
+ * change is a new step. */
+static const char schema_v1[] = "CREATE TABLE executions ("
+                                "  id TEXT PRIMARY KEY,"
+                                "  nonce TEXT NOT NULL UNIQUE,"
+                                "  action TEXT NOT NULL,"
+                                "  request_hash TEXT NOT NULL,"
+                                "  tenant_id TEXT NOT NULL,"
+                                "  approval_id TEXT UNIQUE,"
+                                "  approved INTEGER NOT NULL,"
+                                "  result_json TEXT NOT NULL,"
+                                "  receipt TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL"
+                                ") WITHOUT ROWID;"
+                                "CREATE TABLE rejections ("
+                                "  seq INTEGER PRIMARY KEY,"
+                                "  nonce TEXT,"
+                                "  action TEXT,"
+                                "  request_hash TEXT,"
+                                "  error_code TEXT NOT NULL,"
+                                "  detail TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL"
+                                ");"
+                                "CREATE INDEX rejections_nonce ON rejections(nonce);";
+
+/* Version 2: the version table, and executions in the order they were
+ * recorded (for audit exports). */
+static const char schema_v2[] =
+    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL);"
+    "INSERT INTO schema_migrations VALUES (1, NULL);"
+    "CREATE INDEX executions_created ON executions(created_at);";
+
+static const char *const schema_steps[OE_SCHEMA_VERSION] = {schema_v1, schema_v2};
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_BY_NONCE,
+    ST_BY_ID,
+    ST_APPROVAL_USED,
+    ST_INSERT_EXEC,
+    ST_INSERT_REJ,
+    ST_COUNT_EXEC,
+    ST_COUNT_REJ,
+    ST_COUNT
+};
+
+static const char *const statements[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_BY_NONCE] = "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
+                    " result_json, approved, created_at FROM executions WHERE nonce = ?1",
+    [ST_BY_ID] = "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
+                 " result_json, approved, created_at FROM executions WHERE id = ?1",
+    [ST_APPROVAL_USED] = "SELECT 1 FROM executions WHERE approval_id = ?1",
+    [ST_INSERT_EXEC] = "INSERT INTO executions (id, request_hash, receipt, nonce, action,"
+                       " tenant_id, approval_id, result_json, approved, created_at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_INSERT_REJ] = "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
+                      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_COUNT_EXEC] = "SELECT count(*) FROM executions",
+    [ST_COUNT_REJ] = "SELECT count(*) FROM rejections",
+};
+
+typedef struct sqlite_store {
+    oe_store base;
+    sqlite3 *db;
+    int readonly;
+    char path[512];             /* as opened, for messages */
+    sqlite3_stmt *st[ST_COUNT]; /* prepared once, reset after each use */
+    pthread_mutex_t lock;       /* serialises use of the statements */
+} sqlite_store;
+
+/* A failure with its reason; a file locked by another process past the
+ * busy timeout is transient (OE_STORE_UNAVAILABLE), the rest is not. */
+static int store_error(sqlite_store *s, char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no database");
+    int code = s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? OE_STORE_UNAVAILABLE : OE_STORE_ERROR;
+}
+
+/* PRAGMA quick_check at start-up: a damaged ledger is refused before the
+ * service says it is ready, not found by the first batch that touches the
+ * damaged page. Linear in the size of the file (about a second per GB). */
+static int check_integrity(sqlite_store *s, char *err, size_t errlen)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check(1)", -1, &q, NULL) != SQLITE_OK)
+        return store_error(s, err, errlen, "checking the ledger");
+    int rc = sqlite3_step(q);
+    const char *text = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 0) : NULL;
+    int ok = text && strcmp(text, "ok") == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s: the ledger is damaged (quick_check: %.200s)", s->path,
+                 text ? text : sqlite3_errmsg(s->db));
+    sqlite3_finalize(q);
+    return ok ? 0 : -1;
+}
+
+static int schema_version(sqlite_store *s)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    return version;
+}
+
+/* Brings the schema to OE_SCHEMA_VERSION, one step per transaction (a crash
+ * between steps leaves a consistent older version, upgraded on the next
+ * start). Several processes opening one new file at once: the write lock
+ * (BEGIN IMMEDIATE) serialises them, and each re-reads the version under
+ * it. */
+static int migrate(sqlite_store *s, char *err, size_t errlen)
+{
+    int version = schema_version(s);
+    if (version < 0)
+        return store_error(s, err, errlen, "reading the schema version");
+    if (version == OE_SCHEMA_VERSION)
+        return 0;
+    if (version > OE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s: ledger schema version %d is newer than this binary's (%d): run a newer "
+                 "openexec",
+                 s->path, version, OE_SCHEMA_VERSION);
+        return -1;
+    }
+    if (s->readonly) {
+        snprintf(err, errlen, "%s: ledger schema version %d is older than %d: start a writer first",
+                 s->path, version, OE_SCHEMA_VERSION);
+        return -1;
+    }
+    for (;;) {
+        char *msg = NULL;
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+            goto failed;
+        version = schema_version(s);
+        if (version < 0 || version >= OE_SCHEMA_VERSION) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            return version < 0 ? store_error(s, err, errlen, "reading the schema version") : 0;
+        }
+        char bump[200];
+        if (version + 1 >= 2)
+            snprintf(bump, sizeof bump,
+                     "INSERT INTO schema_migrations VALUES (%d, strftime('%%s','now'));"
+                     "PRAGMA user_version = %d;",
+                     version + 1, version + 1);
+        else
+            snprintf(bump, sizeof bump, "PRAGMA user_version = %d;", version + 1);
+        if (sqlite3_exec(s->db, schema_steps[version], NULL, NULL, &msg) != SQLITE_OK ||
+            sqlite3_exec(s->db, bump, NULL, NULL, &msg) != SQLITE_OK) {
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            goto failed;
+        }
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+            goto failed;
+        continue;
+    failed:
+        snprintf(err, errlen, "%s: upgrading the ledger schema from version %d: %s", s->path,
+                 version, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+}
+
+static const oe_store_ops sqlite_ops;
+static void sqlite_free(oe_store *base);
+
+int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out,
+                        char *err, size_t errlen)
+{
+    sqlite_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->base.ops = &sqlite_ops;
+    pthread_mutex_init(&s->lock, NULL);
+    s->readonly = readonly;
+    snprintf(s->path, sizeof s->path, "%s", path);
+    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    flags |= SQLITE_OPEN_NOMUTEX; /* our own mutex serialises every call */
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
+        store_error(s, err, errlen, path);
+        goto error;
+    }
+    sqlite3_busy_timeout(s->db, 5000);
+    char *msg = NULL;
+    char pragmas[200];
+    snprintf(pragmas, sizeof pragmas, "%s PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             readonly ? "" : "PRAGMA journal_mode=WAL;",
+             sync == OE_STORE_SYNC_FULL ? "FULL" : "NORMAL");
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, msg ? msg : "cannot configure");
+        sqlite3_free(msg);
+        goto error;
+    }
+    if (!readonly && check_integrity(s, err, errlen) != 0)
+        goto error;
+    if (migrate(s, err, errlen) != 0)
+        goto error;
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            store_error(s, err, errlen, "preparing statements");
+            goto error;
+        }
+    }
+    *out = &s->base;
+    return 0;
+error:
+    sqlite_free(&s->base);
+    return -1;
+}
+
+static void sqlite_free(oe_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* Runs a statement without results; the lock is held. */
+static int step_simple(sqlite_store *s, int which, char *err, size_t errlen)
+{
+    sqlite3_stmt *q = s->st[which];
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    return rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, statements[which]);
+}
+
+static int run_simple(sqlite_store *s, int which, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->lock);
+    int result = step_simple(s, which, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+/* A ledger deleted or replaced under a running writer would take records
+ * into an unlinked file: after a restart their nonces would execute again.
+ * SQLite compares the path's inode with the open file's (one stat). Checked
+ * before a batch and after its commit (a file replaced during the batch:
+ * the commit went to the unlinked file, so it must not count). The lock is
+ * held. Returns 0, or -1 with a reason in err. */
+static int check_not_moved(sqlite_store *s, char *err, size_t errlen)
+{
+    int moved = 0;
+    if (s->readonly ||
+        (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+         !moved))
+        return 0;
+    snprintf(err, errlen,
+             "the ledger %s was deleted or replaced while open: nothing more is recorded "
+             "in it; restart on the intended file",
+             s->path);
+    return -1;
+}
+
+static int sqlite_begin(oe_store *base, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = check_not_moved(s, err, errlen);
+    if (rc == 0)
+        rc = step_simple(s, ST_BEGIN, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int sqlite_commit(oe_store *base, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = step_simple(s, ST_COMMIT, err, errlen);
+    if (rc == 0)
+        rc = check_not_moved(s, err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static void sqlite_rollback(oe_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    char err[256];
+    if (sqlite3_get_autocommit(s->db) == 0)
+        run_simple(s, ST_ROLLBACK, err, sizeof err);
+}
+
+static char *column_text(sqlite3_stmt *q, int col)
+{
+    const unsigned char *t = sqlite3_column_text(q, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void copy_fixed(char *dst, size_t size, sqlite3_stmt *q, int col)
+{
+    const unsigned char *t = sqlite3_column_text(q, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static int find(sqlite_store *s, int which, const char *key, oe_execution *e, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[which];
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int result;
+    if (rc == SQLITE_ROW) {
+        memset(e, 0, sizeof *e);
+        copy_fixed(e->id, sizeof e->id, q, 0);
+        copy_fixed(e->request_hash, sizeof e->request_hash, q, 1);
+        copy_fixed(e->receipt, sizeof e->receipt, q, 2);
+        e->nonce = column_text(q, 3);
+        e->action = column_text(q, 4);
+        e->tenant_id = column_text(q, 5);
+        e->approval_id = column_text(q, 6);
+        e->result_json = column_text(q, 7);
+        e->approved = sqlite3_column_int(q, 8);
+        e->created_at = sqlite3_column_double(q, 9);
+        result = 1;
+        if (!e->nonce || !e->action || !e->tenant_id || !e->result_json) {
+            oe_execution_clear(e);
+            snprintf(err, errlen, "out of memory reading an execution");
+            result = -1;
+        }
+    } else if (rc == SQLITE_DONE) {
+        result = 0;
+    } else {
+        result = store_error(s, err, errlen, "looking up an execution");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static int sqlite_find(oe_store *base, int by_id, const char *key, oe_execution *e, char *err,
+                       size_t errlen)
+{
+    return find((sqlite_store *)base, by_id ? ST_BY_ID : ST_BY_NONCE, key, e, err, errlen);
+}
+
+static int sqlite_approval_used(oe_store *base, const char *approval_id, char *err,
+                                size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_APPROVAL_USED];
+    sqlite3_bind_text(q, 1, approval_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int result = rc == SQLITE_ROW    ? 1
+                 : rc == SQLITE_DONE ? 0
+                                     : store_error(s, err, errlen, "approval lookup");
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *err,
+                                   size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_INSERT_EXEC];
+    sqlite3_bind_text(q, 1, e->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, e->request_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, e->receipt, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, e->nonce, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 5, e->action, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, e->tenant_id ? e->tenant_id : "", -1, SQLITE_STATIC);
+    if (e->approval_id)
+        sqlite3_bind_text(q, 7, e->approval_id, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(q, 7);
+    sqlite3_bind_text(q, 8, e->result_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 9, e->approved);
+    sqlite3_bind_double(q, 10, e->created_at);
+    int rc = sqlite3_step(q);
+    int result = 0;
+    if (rc != SQLITE_DONE) {
+        const char *msg = sqlite3_errmsg(s->db);
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE ||
+            sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            result = strstr(msg, "approval_id") ? OE_STORE_DUP_APPROVAL : OE_STORE_DUP_NONCE;
+        else
+            result = store_error(s, err, errlen, "storing an execution");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static int sqlite_insert_rejection(oe_store *base, const char *nonce, const char *action,
+                                   const char *request_hash, const char *error_code,
+                                   const char *detail, double created_at, char *err,
+                                   size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_INSERT_REJ];
+    const char *vals[] = {nonce, action, request_hash, error_code, detail};
+    for (int i = 0; i < 5; i++) {
+        if (vals[i])
+            sqlite3_bind_text(q, i + 1, vals[i], -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(q, i + 1);
+    }
+    sqlite3_bind_double(q, 6, created_at);
+    int rc = sqlite3_step(q);
+    int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static long long count(sqlite_store *s, int which)
+{
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[which];
+    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    sqlite3_reset(q);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static long long sqlite_count(oe_store *base, int rejections)
+{
+    return count((sqlite_store *)base, rejections ? ST_COUNT_REJ : ST_COUNT_EXEC);
+}
+
+static const oe_store_ops sqlite_ops = {
+    .name = "sqlite",
+    .free = sqlite_free,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .find = sqlite_find,
+    .approval_used = sqlite_approval_used,
+    .insert_execution = sqlite_insert_execution,
+    .insert_rejection = sqlite_insert_rejection,
+    .count = sqlite_count,
+};
