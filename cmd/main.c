@@ -121,13 +121,7 @@ static int apply_db_url(oe_config *cfg, char *err, size_t errlen)
         cfg->db_path = file;
         cfg->db_url = NULL;
         return 0;
-    case OE_LEDGER_POSTGRESQL:
-        if (cfg->ledger_shared) {
-            snprintf(err, errlen,
-                     "OPENEXEC_LEDGER_SHARED is for a SQLite file; a PostgreSQL ledger is "
-                     "always shared");
-            return -1;
-        }
+    case OE_LEDGER_POSTGRESQL: /* always shared: OPENEXEC_LEDGER_SHARED changes nothing */
         return 0;
     case OE_LEDGER_INVALID:
         break;
