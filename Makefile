@@ -116,7 +116,7 @@ test: deps
 # The runner alone (a separate make, so that PYTHON is looked up after
 # `deps` installed the Python packages).
 check:
-	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka and avro: run make deps"; exit 1; }
+	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka, avro and psycopg2: run make deps"; exit 1; }
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:

@@ -454,9 +454,18 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             break;
         }
         if (o->status == OE_STATUS_REJECTED) {
+            /* A rejected request's nonce and action may be as long as the
+             * request (1 MiB): the record keeps them cut as receipts do
+             * (ids.h), so that indexes and rows stay bounded. */
+            char nonce[OE_ECHO_MAX_BYTES + 1], action[OE_ECHO_MAX_BYTES + 1];
+            if (r->nonce)
+                oe_echo_cut(r->nonce, strlen(r->nonce), nonce);
+            if (r->action)
+                oe_echo_cut(r->action, strlen(r->action), action);
             int src = oe_store_insert_rejection(
-                e->store, r->nonce, r->action, o->request_hash[0] ? o->request_hash : NULL,
-                oe_error_code_name(o->error), o->detail, now, err, errlen);
+                e->store, r->nonce ? nonce : NULL, r->action ? action : NULL,
+                o->request_hash[0] ? o->request_hash : NULL, oe_error_code_name(o->error),
+                o->detail, now, err, errlen);
             if (src != 0)
                 rc = store_failure(src);
         }

@@ -81,5 +81,18 @@ for t in tests/http/test_*.py; do
     step "black-box $(basename "$t")" "$PYTHON" "$t"
 done
 
+# The same black-box suites with every service's ledger on PostgreSQL (a
+# throw-away server the tests start, tests/http/pgcluster.py): each Server
+# gets a database instead of a SQLite file. Left out: the command-line
+# tests (no ledger), and test_ledger / test_shared_ledger, which choose
+# their backends themselves.
+for t in tests/http/test_*.py; do
+    case $(basename "$t") in
+        test_cli_config.py | test_ledger.py | test_shared_ledger.py) continue ;;
+    esac
+    step "black-box $(basename "$t") [postgresql ledger]" \
+        env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"
+done
+
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

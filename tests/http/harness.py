@@ -305,15 +305,17 @@ class Server:
             own = ("OPENEXEC_DB_PATH" in env or "OPENEXEC_DB_URL" in env or
                    "--db" in self.args or "--db-url" in self.args)
             pg = LEDGER == "postgresql" and not own
+            named = "--db" in self.args or "--db-url" in self.args
             if self.flags:
                 argv = [BIN, "run", "--http-port", str(self.port)]
-                argv += ["--db-url", ledger_url(self.db)] if pg else ["--db", self.db]
+                if not named:
+                    argv += ["--db-url", ledger_url(self.db)] if pg else ["--db", self.db]
             else:
                 argv = [BIN, "run"]
                 env["OPENEXEC_HTTP_PORT"] = str(self.port)
                 if pg:
                     env["OPENEXEC_DB_URL"] = ledger_url(self.db)
-                else:
+                elif not named:
                     env.setdefault("OPENEXEC_DB_PATH", self.db)
             self.proc = subprocess.Popen(
                 argv + self.args,

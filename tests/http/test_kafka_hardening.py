@@ -68,8 +68,10 @@ class Operator(KafkaCase):
         # offsets were committed, and after a restart a used nonce executed
         # again. Now the next batch fails, nothing is committed, and the
         # worker stops (exit 1) naming the reason.
+        # A SQLite file whatever the suite's ledger (--db keeps it).
         b = self.broker()
-        w = self.worker(b.bootstrap)
+        db = self.path("replaced.db")
+        w = self.worker(b.bootstrap, db=db, args=["--db", db])
         r = w.execute("echo", {"n": 1}, "lr-1")
         self.assertEqual(r.status, 200, r.body)
         other = w.db + ".other"
@@ -101,7 +103,9 @@ class Operator(KafkaCase):
     def test_damaged_ledger_refused_at_start(self):
         # Regression: a damaged ledger passed start-up, /ready turned 200 and
         # the worker exited 3 s later. PRAGMA quick_check now refuses it.
-        s = self.server()
+        # A SQLite file whatever the suite's ledger (--db keeps it).
+        db = self.path("damaged.db")
+        s = self.server(db=db, args=["--db", db])
         for i in range(300):
             s.execute("echo", {"pad": "x" * 200}, "dmg-%d" % i)
         s.stop()

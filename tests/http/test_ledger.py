@@ -1,0 +1,308 @@
+"""Black-box tests of the ledger itself: URLs, schema upgrades, and a
+PostgreSQL ledger shared by several HTTP-only nodes (`--execute local`).
+
+The nodes here run no Kafka: they are the stateless replicas of SPEC §1
+behind a load balancer, racing on one database. The Kafka groups on a
+shared ledger are in test_shared_ledger.py.
+"""
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import pgcluster  # noqa: E402
+from harness import (Server, ServiceTest, cli, execution_id, free_port,  # noqa: E402
+                     hmac_artifact, receipt_hash, request_hash, result_json, run_tests)
+
+SECRET = "ledger-test-secret"
+TENANT = "acme"
+
+# The schema of version 1 exactly as the first release wrote it (SQLite).
+SQLITE_V1 = """
+CREATE TABLE executions (
+  id TEXT PRIMARY KEY, nonce TEXT NOT NULL UNIQUE, action TEXT NOT NULL,
+  request_hash TEXT NOT NULL, tenant_id TEXT NOT NULL, approval_id TEXT UNIQUE,
+  approved INTEGER NOT NULL, result_json TEXT NOT NULL, receipt TEXT NOT NULL,
+  created_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE rejections (
+  seq INTEGER PRIMARY KEY, nonce TEXT, action TEXT, request_hash TEXT,
+  error_code TEXT NOT NULL, detail TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX rejections_nonce ON rejections(nonce);
+PRAGMA user_version = 1;
+"""
+
+# Version 1 on PostgreSQL: the same tables, and the version table.
+PG_V1 = """
+CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at double precision);
+INSERT INTO schema_migrations VALUES (1, 0);
+CREATE TABLE executions (
+  id text PRIMARY KEY, nonce text NOT NULL UNIQUE, action text NOT NULL,
+  request_hash text NOT NULL, tenant_id text NOT NULL, approval_id text UNIQUE,
+  approved boolean NOT NULL, result_json text NOT NULL, receipt text NOT NULL,
+  created_at double precision NOT NULL);
+CREATE TABLE rejections (
+  seq bigserial PRIMARY KEY, nonce text, action text, request_hash text,
+  error_code text NOT NULL, detail text NOT NULL, created_at double precision NOT NULL);
+CREATE INDEX rejections_nonce ON rejections(nonce);
+"""
+
+
+def stored_row(nonce, payload):
+    """An execution of echo(payload) under nonce, as version 1 stored it."""
+    h = request_hash("echo", payload)
+    i = execution_id("", nonce, h)
+    result = {"echo": payload}
+    return (i, nonce, "echo", h, "", None, 1, result_json(result), receipt_hash(i, result),
+            1700000000.0)
+
+
+class Urls(ServiceTest):
+    def test_sqlite_url_forms(self):
+        # sqlite:///relative.db is relative to the working directory,
+        # sqlite:////absolute/path.db absolute (SQLAlchemy's convention).
+        cwd = self.path("cwd")
+        os.mkdir(cwd)
+        s = Server(cwd, env={"OPENEXEC_DB_PATH": None, "OPENEXEC_DB_URL": "sqlite:///rel.db"},
+                   flags=False)
+        self._servers.append(s)
+        s.start()
+        self.assertEqual(s.execute("echo", {}, "u-1").status, 200)
+        s.stop()
+        with sqlite3.connect(os.path.join(cwd, "rel.db")) as c:
+            self.assertEqual(c.execute("SELECT nonce FROM executions").fetchall(), [("u-1",)])
+        absolute = self.path("abs.db")
+        self.assertTrue(absolute.startswith("/"))
+        s = self.server(flags=False, env={"OPENEXEC_DB_PATH": None,
+                                          "OPENEXEC_DB_URL": "sqlite:///" + absolute})
+        self.assertEqual(s.execute("echo", {}, "u-2").status, 200)
+        s.stop()
+        with sqlite3.connect(absolute) as c:
+            self.assertEqual(c.execute("SELECT nonce FROM executions").fetchall(), [("u-2",)])
+
+    def test_postgres_scheme_and_masked_password(self):
+        url = pgcluster.fresh_database()
+        short = url.replace("postgresql://", "postgres://", 1)
+        s = self.server(args=["--db-url", short])
+        self.assertEqual(s.execute("echo", {}, "pg-1").status, 200)
+        s.stop()
+        self.assertIn("postgres://openexec:***@", s.log())
+        self.assertNotIn("openexec-pw", s.log())
+        # --db and --db-url together: which one is meant is unclear.
+        p = cli(["run", "--http-port", "0", "--db", self.path("x.db"), "--db-url", url])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        # A wrong password is refused at start-up, without showing it.
+        bad = url.replace("openexec-pw", "wrong-pw")
+        p = cli(["run", "--execute", "local", "--http-port", str(free_port()), "--db-url", bad])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("password authentication failed", p.stderr)
+        self.assertNotIn("wrong-pw", p.stderr)
+
+
+class Migrations(ServiceTest):
+    def test_sqlite_version_1_upgraded_in_place(self):
+        db = self.path("v1.db")
+        with sqlite3.connect(db) as c:
+            c.executescript(SQLITE_V1)
+            c.execute("INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
+                      " approval_id, approved, result_json, receipt, created_at)"
+                      " VALUES (?,?,?,?,?,?,?,?,?,?)", stored_row("old-1", {"v": 1}))
+        s = self.server(args=["--db", db])
+        r = s.execute("echo", {"v": 1}, "old-1")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json.get("status"), "replayed")
+        self.assertEqual(r.json["receipt"], stored_row("old-1", {"v": 1})[8])
+        self.assertEqual(s.execute("echo", {"v": 2}, "old-1").status, 409)
+        self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
+        s.stop()
+        with sqlite3.connect(db) as c:
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 2)
+            self.assertEqual([v for (v,) in c.execute(
+                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2])
+            self.assertEqual(c.execute("SELECT count(*) FROM executions").fetchone()[0], 2)
+            names = {n for (n,) in c.execute("SELECT name FROM sqlite_master")}
+            self.assertIn("executions_created", names)
+        # Opening it again changes nothing.
+        s = self.server(args=["--db", db])
+        self.assertEqual(s.execute("echo", {"v": 2}, "new-1").json.get("status"), "replayed")
+
+    def test_sqlite_newer_schema_refused(self):
+        db = self.path("v99.db")
+        with sqlite3.connect(db) as c:
+            c.executescript(SQLITE_V1.replace("user_version = 1", "user_version = 99"))
+        p = cli(["run", "--execute", "local", "--http-port", "0", "--db", db])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("newer than this binary", p.stderr)
+
+    def test_postgresql_version_1_upgraded_in_place(self):
+        url = pgcluster.fresh_database("v1")
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        cluster = pgcluster.shared_cluster()
+        for stmt in PG_V1.split(";"):
+            if stmt.strip():
+                cluster.query(name, stmt)
+        cluster.query(name, "ALTER TABLE executions OWNER TO openexec")
+        cluster.query(name, "ALTER TABLE rejections OWNER TO openexec")
+        cluster.query(name, "ALTER TABLE schema_migrations OWNER TO openexec")
+        row = list(stored_row("old-1", {"v": 1}))
+        row[6] = True
+        cluster.query(name, "INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
+                      " approval_id, approved, result_json, receipt, created_at)"
+                      " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", tuple(row))
+        s = self.server(args=["--db-url", url])
+        r = s.execute("echo", {"v": 1}, "old-1")
+        self.assertEqual(r.json.get("status"), "replayed", r)
+        self.assertEqual(r.json["receipt"], row[8])
+        self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
+        self.assertEqual([v for (v,) in cluster.query(
+            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2])
+        self.assertEqual(cluster.query(
+            name, "SELECT count(*) FROM pg_indexes WHERE indexname = 'executions_created'"),
+            [(1,)])
+
+    def test_postgresql_newer_schema_refused(self):
+        url = pgcluster.fresh_database("v99")
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        cluster = pgcluster.shared_cluster()
+        cluster.query(name, "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+                      " applied_at double precision)")
+        cluster.query(name, "ALTER TABLE schema_migrations OWNER TO openexec")
+        cluster.query(name, "INSERT INTO schema_migrations VALUES (99, 0)")
+        p = cli(["run", "--execute", "local", "--http-port", "0", "--db-url", url])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("newer than this binary", p.stderr)
+
+    def test_postgresql_writers_starting_together(self):
+        # Four nodes created on one empty database at once: the schema is
+        # created once (the advisory lock), every node starts.
+        url = pgcluster.fresh_database("race")
+        nodes = [self.server(args=["--db-url", url], start=False) for _ in range(4)]
+        threads = [threading.Thread(target=n.start) for n in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, n in enumerate(nodes):
+            self.assertEqual(n.execute("echo", {}, "start-%d" % i).status, 200, n.log())
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        self.assertEqual(pgcluster.shared_cluster().query(
+            name, "SELECT version FROM schema_migrations ORDER BY version"), [(1,), (2,)])
+
+
+class Replicas(ServiceTest):
+    """HTTP-only nodes on one PostgreSQL ledger answer as one node would."""
+
+    def nodes(self, n, clawshield=False):
+        url = pgcluster.fresh_database("rep")
+        env = {}
+        if clawshield:
+            env = {"OPENEXEC_MODE": "clawshield", "CLAWSHIELD_SECRET_KEY": SECRET,
+                   "CLAWSHIELD_TENANT_ID": TENANT}
+        return url, [self.server(env=env, args=["--db-url", url, "--http-threads", "8"])
+                     for _ in range(n)]
+
+    def race(self, calls):
+        """Runs the calls (functions) at once; their results in order."""
+        results = [None] * len(calls)
+        barrier = threading.Barrier(len(calls))
+
+        def run(i):
+            barrier.wait()
+            results[i] = calls[i]()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    def test_one_approval_one_execution_across_nodes(self):
+        # One artifact presented under 4 nonces on 2 nodes at once, 60
+        # times: every time exactly one execution, three "already used".
+        url, (a, b) = self.nodes(2, clawshield=True)
+        for round_ in range(60):
+            art = hmac_artifact(SECRET, TENANT, "echo", {"r": round_})
+            calls = [lambda n=n, node=node: node.execute("echo", {"r": round_},
+                                                         "ap-%d-%d" % (round_, n), art)
+                     for n, node in enumerate([a, b, a, b])]
+            got = self.race(calls)
+            ok = [r for r in got if r.status == 200]
+            self.assertEqual(len(ok), 1, [(r.status, r.body[:100]) for r in got])
+            for r in got:
+                if r.status != 200:
+                    self.assertEqual(r.status, 403, r)
+                    self.assertIn("already used", r.json["detail"])
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        self.assertEqual(pgcluster.shared_cluster().query(
+            name, "SELECT count(*), count(DISTINCT approval_id) FROM executions"), [(60, 60)])
+
+    def test_one_nonce_one_execution_across_nodes(self):
+        # One nonce sent at once by 4 clients on 2 nodes, two of them with
+        # another payload: one execution; the same request is a replay of
+        # it, the other a conflict (409), whichever won.
+        url, (a, b) = self.nodes(2)
+        for round_ in range(60):
+            nonce = "n-%d" % round_
+            calls = [lambda p=p, node=node: node.execute("add", {"a": p, "b": 0}, nonce)
+                     for p, node in ((1, a), (2, b), (1, b), (2, a))]
+            got = self.race(calls)
+            executed = [r for r in got if r.status == 200 and r.json.get("status") != "replayed"]
+            self.assertEqual(len(executed), 1, [(r.status, r.body[:120]) for r in got])
+            winner = executed[0].json["result"]["sum"]
+            for p, r in zip((1, 2, 1, 2), got):
+                if p == winner:
+                    self.assertEqual(r.status, 200, r)
+                    self.assertEqual(r.json["receipt"], executed[0].json["receipt"])
+                else:
+                    self.assertEqual(r.status, 409, r)
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        self.assertEqual(pgcluster.shared_cluster().query(
+            name, "SELECT count(*), count(DISTINCT nonce) FROM executions"), [(60, 60)])
+
+    def test_receipts_on_every_node(self):
+        url, (a, b) = self.nodes(2)
+        r = a.execute("echo", {"x": 1}, "rc-1")
+        self.assertEqual(r.status, 200)
+        for node in (a, b):
+            by_id = node.get("/receipts/" + r.json["id"])
+            by_nonce = node.get("/receipts?nonce=rc-1")
+            self.assertEqual(by_id.status, 200, by_id)
+            self.assertEqual(by_id.json, by_nonce.json)
+            self.assertEqual(by_id.json["receipt"], r.json["receipt"])
+            self.assertEqual(by_id.json["nonce"], "rc-1")
+            self.assertEqual(node.get("/receipts?nonce=none-such").status, 404)
+
+    def test_ledger_restart_is_a_pause_not_an_answer(self):
+        # PostgreSQL goes away: requests are answered 503 (no verdict, no
+        # record), look-ups 503; when it is back the same node carries on
+        # (it reconnects) and nothing was recorded meanwhile.
+        url, (a,) = self.nodes(1)
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        cluster = pgcluster.shared_cluster()
+        self.assertEqual(a.execute("echo", {}, "before").status, 200)
+        cluster.stop()
+        try:
+            r = a.execute("echo", {}, "during")
+            self.assertEqual(r.status, 503, r)
+            self.assertIn("ledger unavailable", r.json["detail"])
+            self.assertEqual(a.get("/receipts?nonce=before").status, 503)
+        finally:
+            cluster.restart()
+        deadline = time.monotonic() + 30
+        while True:
+            r = a.execute("echo", {}, "during")
+            if r.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json.get("status"), "executed")
+        self.assertEqual(a.get("/receipts?nonce=before").status, 200)
+        self.assertEqual(cluster.query(name, "SELECT count(*) FROM executions"), [(2,)])
+
+
+if __name__ == "__main__":
+    run_tests()
