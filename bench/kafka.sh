@@ -2,8 +2,9 @@
 # Kafka-path benchmark: N requests already on a 16-partition embedded
 # broker; measures (1) kcat consuming them raw, the transport baseline, and
 # (2) one worker taking them from the topic to durable receipts (decode,
-# execute, SQLite commit per batch, receipts acknowledged, offsets
-# committed). Same broker, same run. Loopback only; bounded.
+# execute, ledger commit per batch, receipts acknowledged, offsets
+# committed), once on a SQLite ledger and once on PostgreSQL. Same broker,
+# same run. Loopback only; bounded.
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -30,26 +31,66 @@ got=$(kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" 2>/dev/nul
 t1=$(now)
 [ "$got" -eq "$N" ] || { echo "kcat read $got of $N requests"; exit 1; }
 
-port=$((20000 + RANDOM % 20000))
-build/openexec run --brokers "$B" --http-port "$port" --db "$work/w.db" --db-sync "$SYNC" \
-    --group-id bench 2>"$work/worker.log" &
-pids+=($!)
-# Start the clock when the worker is ready (its group join is not work).
-for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
-t2=$(now)
-deadline=$(( $(date +%s) + 300 ))
-while :; do
-    done_n=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
-    [ "${done_n:-0}" -ge "$N" ] && break
-    [ "$(date +%s)" -gt "$deadline" ] && { echo "timed out at $done_n of $N"; exit 1; }
-    sleep 0.05
+# One worker per ledger, each its own group reading the same N requests
+# from the beginning: SQLite, then PostgreSQL (a throw-away server started
+# here, as in the tests) unless LEDGERS says otherwise.
+LEDGERS=${LEDGERS:-sqlite postgresql}
+PYTHON=${PYTHON:-/usr/bin/python3}
+results=()
+for ledger in $LEDGERS; do
+    if [ "$ledger" = postgresql ]; then
+        "$PYTHON" -u -c '
+import signal, sys
+sys.path.insert(0, "tests/http")
+import pgcluster
+url = pgcluster.fresh_database("bench")
+# The test server runs with fsync=off; a durable ledger here, as SQLite.
+c = pgcluster.shared_cluster()
+c.query("postgres", "ALTER SYSTEM SET fsync = on")
+c.query("postgres", "SELECT pg_reload_conf()")
+print(url, flush=True)
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
+        pids+=($!)
+        for _ in $(seq 300); do [ -s "$work/pg.url" ] && break; sleep 0.1; done
+        [ -s "$work/pg.url" ] || { echo "PostgreSQL did not start: $(cat "$work/pg.log")"; exit 1; }
+        where=(--db-url "$(cat "$work/pg.url")")
+    else
+        where=(--db "$work/w.db" --db-sync "$SYNC")
+    fi
+    port=$((20000 + RANDOM % 20000))
+    build/openexec run --brokers "$B" --http-port "$port" "${where[@]}" \
+        --group-id "bench-$ledger" 2>"$work/worker-$ledger.log" &
+    wpid=$!
+    pids+=($wpid)
+    # Start the clock when the worker is ready (its group join is not work).
+    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
+    t2=$(now)
+    deadline=$(( $(date +%s) + 300 ))
+    while :; do
+        done_n=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
+        [ "${done_n:-0}" -ge "$N" ] && break
+        [ "$(date +%s)" -gt "$deadline" ] && { echo "$ledger: timed out at $done_n of $N"; exit 1; }
+        sleep 0.05
+    done
+    t3=$(now)
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+    kill "$wpid"
+    wait "$wpid" 2>/dev/null || true
+    results+=("$ledger $t2 $t3 $rss")
 done
-t3=$(now)
-rss=$(awk '/VmHWM/ {print $2}' "/proc/${pids[1]}/status")
-awk -v n="$N" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v rss="$rss" -v sync="$SYNC" -v fmt="$FORMAT" 'BEGIN {
-    raw = n / (b - a); worker = n / (d - c);
+
+printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SYNC" -v fmt="$FORMAT" '
+BEGIN {
+    raw = n / (b - a);
     printf "%-52s %10s\n", "case (" n " requests, 16 partitions, " fmt ")", "msg/s";
     printf "%-52s %10.0f\n", "kcat consume (transport baseline)", raw;
-    printf "%-52s %10.0f   ratio %.3f\n", "worker to durable receipts, db-sync " sync, worker, worker / raw;
-    printf "%-52s %10d KiB\n", "worker peak RSS", rss;
+}
+{
+    rate = n / ($3 - $2);
+    if ($1 == "sqlite") { label = "worker to durable receipts, SQLite db-sync " sync; base = rate }
+    else label = "worker to durable receipts, PostgreSQL (fsync on)";
+    extra = ($1 != "sqlite" && base > 0) ? sprintf("   vs SQLite %.2f", rate / base) : "";
+    printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
+    printf "%-52s %10d KiB\n", "  peak RSS", $4;
 }'

@@ -1,0 +1,116 @@
+/* Tests ledger/ledger.c (which URL names which backend, and passwords
+ * masked in messages) and the SQLite backend's schema steps. */
+#include "ledger/ledger.h"
+#include "tests/test.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_url_kinds(void)
+{
+    char err[256];
+    const char *path = NULL;
+    ASSERT_EQ(oe_ledger_parse_url("sqlite:///rel.db", &path, err, sizeof err), OE_LEDGER_SQLITE);
+    ASSERT_STREQ(path, "rel.db");
+    ASSERT_EQ(oe_ledger_parse_url("sqlite:////abs/x.db", &path, err, sizeof err),
+              OE_LEDGER_SQLITE);
+    ASSERT_STREQ(path, "/abs/x.db");
+    ASSERT_EQ(oe_ledger_parse_url("postgresql://u:p@h:5432/d", &path, err, sizeof err),
+              OE_LEDGER_POSTGRESQL);
+    ASSERT_EQ(oe_ledger_parse_url("postgres://h/d", &path, err, sizeof err),
+              OE_LEDGER_POSTGRESQL);
+    ASSERT_EQ(oe_ledger_parse_url("sqlite:///", &path, err, sizeof err), OE_LEDGER_INVALID);
+    ASSERT_EQ(oe_ledger_parse_url("sqlite://rel.db", &path, err, sizeof err), OE_LEDGER_INVALID);
+    ASSERT_EQ(oe_ledger_parse_url("mysql://u:hunter2@h/d", &path, err, sizeof err),
+              OE_LEDGER_INVALID);
+    /* The reason names the accepted forms and never the password. */
+    ASSERT_CONTAINS(err, "postgresql://");
+    ASSERT_TRUE(strstr(err, "hunter2") == NULL);
+}
+
+static void test_mask(void)
+{
+    char out[256];
+    oe_ledger_mask_url("postgresql://user:secret@db:5432/x?sslmode=require", out, sizeof out);
+    ASSERT_STREQ(out, "postgresql://user:***@db:5432/x?sslmode=require");
+    /* An '@' inside the password: the authority ends at the last one. */
+    oe_ledger_mask_url("postgres://u:p@ss@h/d", out, sizeof out);
+    ASSERT_STREQ(out, "postgres://u:***@h/d");
+    oe_ledger_mask_url("postgresql://h/d?user=u&password=pw&sslmode=disable", out, sizeof out);
+    ASSERT_STREQ(out, "postgresql://h/d?user=u&password=***&sslmode=disable");
+    oe_ledger_mask_url("postgresql://u@h/d", out, sizeof out);
+    ASSERT_STREQ(out, "postgresql://u@h/d");
+    /* A short buffer stays terminated. */
+    oe_ledger_mask_url("postgresql://user:secret@db/x", out, 12);
+    ASSERT_EQ(strlen(out), 11);
+}
+
+static int user_version(const char *path)
+{
+    sqlite3 *db;
+    sqlite3_stmt *q;
+    int v = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            v = sqlite3_column_int(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+/* A new file gets every step; a reader refuses an older schema; a newer
+ * one is refused by both. */
+static void test_sqlite_schema_versions(void)
+{
+    char dir[] = "/tmp/oe-ledger-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/l.db", dir);
+    oe_store *s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    ASSERT_STREQ(oe_store_backend(s), "sqlite");
+    ASSERT_EQ(oe_store_shared(s), 0);
+    oe_store_free(s);
+    ASSERT_EQ(user_version(path), OE_SCHEMA_VERSION);
+
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "newer than this binary");
+    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_TRUE(s == NULL);
+
+    /* An empty file opened read-only first: refused, not created. */
+    char empty[128];
+    snprintf(empty, sizeof empty, "%s/e.db", dir);
+    FILE *f = fopen(empty, "w");
+    ASSERT_TRUE(f != NULL);
+    if (f)
+        fclose(f);
+    ASSERT_EQ(oe_sqlite_store_new(empty, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_CONTAINS(err, "start a writer first");
+    unlink(path);
+    unlink(empty);
+    char side[160];
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    RUN_TEST(test_url_kinds);
+    RUN_TEST(test_mask);
+    RUN_TEST(test_sqlite_schema_versions);
+    return TEST_REPORT();
+}
