@@ -436,12 +436,43 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
     return record_execution(e, r, o, now, err, errlen);
 }
 
+/* Tells the store the batch's nonces and approval ids (oe_store_prefetch).
+ * keys has room for 2 * n strings. */
+static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const char **keys,
+                    char *err, size_t errlen)
+{
+    size_t nn = 0, na = 0;
+    for (size_t i = 0; i < n; i++) {
+        const oe_request *r = &items[i]->req;
+        if (items[i]->decode_error != OE_ERR_NONE || !r->nonce)
+            continue;
+        keys[nn++] = r->nonce;
+    }
+    for (size_t i = 0; e->clawshield && i < n; i++) {
+        const oe_request *r = &items[i]->req;
+        if (items[i]->decode_error == OE_ERR_NONE && r->has_artifact && r->artifact.approval_id)
+            keys[n + na++] = r->artifact.approval_id;
+    }
+    int rc = oe_store_prefetch(e->store, keys, nn, keys + n, na, err, errlen);
+    return rc == 0 ? OE_OK : store_failure(rc);
+}
+
 /* One attempt at a batch: one transaction. */
 static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                          char *err, size_t errlen)
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
+    if (rc == OE_OK && n > 1) {
+        const char **keys = malloc(2 * n * sizeof *keys);
+        if (!keys) {
+            snprintf(err, errlen, "out of memory");
+            rc = OE_ENOMEM;
+        } else {
+            rc = prefetch(e, items, n, keys, err, errlen);
+            free(keys);
+        }
+    }
     for (size_t i = 0; rc == OE_OK && i < n; i++) {
         oe_batch_item *it = items[i];
         oe_outcome *o = &it->out;

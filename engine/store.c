@@ -83,3 +83,11 @@ long long oe_store_count_rejections(oe_store *s)
 {
     return s->ops->count(s, 1);
 }
+
+int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
+                      const char *const *approvals, size_t n_approvals, char *err, size_t errlen)
+{
+    if (!s->ops->prefetch)
+        return 0;
+    return s->ops->prefetch(s, nonces, n_nonces, approvals, n_approvals, err, errlen);
+}

@@ -68,6 +68,10 @@ typedef struct oe_store_ops {
                             const char *request_hash, const char *error_code, const char *detail,
                             double created_at, char *err, size_t errlen);
     long long (*count)(oe_store *s, int rejections);
+    /* Optional: learns in one round trip which of a batch's nonces and
+     * approval ids are already recorded (see oe_store_prefetch). */
+    int (*prefetch)(oe_store *s, const char *const *nonces, size_t n_nonces,
+                    const char *const *approvals, size_t n_approvals, char *err, size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -93,6 +97,17 @@ int oe_store_shared(const oe_store *s);
 int oe_store_begin(oe_store *s, char *err, size_t errlen);
 int oe_store_commit(oe_store *s, char *err, size_t errlen);
 void oe_store_rollback(oe_store *s);
+
+/* Inside a transaction, before a batch's look-ups: tells the store which
+ * nonces and approval ids the batch will ask about (the strings must stay
+ * valid until the transaction ends), so that a store across a network can
+ * answer "not recorded" without a round trip per request. An answer may be
+ * stale by the time of the insert (another worker commits first): the
+ * insert's uniqueness check still decides (OE_STORE_DUP_*). A no-op for
+ * stores without it. */
+int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
+                      const char *const *approvals, size_t n_approvals, char *err,
+                      size_t errlen);
 
 /* Looks up an execution by nonce or by id. Returns 1 and fills e when
  * found, 0 when not, negative on failure. */

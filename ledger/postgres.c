@@ -60,7 +60,7 @@ static const char *const schema_steps[OE_SCHEMA_VERSION] = {
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"    \
     " created_at"
 
-enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_INSERT_EXEC, PS_INSERT_REJ, PS_COUNT };
+enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_FLUSH_EXEC, PS_FLUSH_REJ, PS_COUNT };
 
 static const struct {
     const char *name, *sql;
@@ -70,17 +70,120 @@ static const struct {
     [PS_BY_ID] = {"oe_by_id", "SELECT " COLUMNS " FROM executions WHERE id = $1", 1},
     [PS_APPROVAL_USED] = {"oe_approval_used", "SELECT 1 FROM executions WHERE approval_id = $1",
                           1},
-    [PS_INSERT_EXEC] = {"oe_insert_exec",
-                        "INSERT INTO executions (" COLUMNS ") VALUES"
-                        " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
-                        10},
-    [PS_INSERT_REJ] = {"oe_insert_rej",
-                       "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                       " created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                       6},
+    /* A batch's rows in one statement, one array per column. */
+    [PS_FLUSH_EXEC] = {"oe_flush_exec",
+                       "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
+                       " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                       " $8::text[], $9::boolean[], $10::float8[]) ON CONFLICT DO NOTHING",
+                       10},
+    [PS_FLUSH_REJ] = {"oe_flush_rej",
+                      "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
+                      " created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
+                      " $4::text[], $5::text[], $6::float8[])",
+                      6},
 };
 
-typedef struct pg_store {
+/* A set of borrowed strings (open addressing, linear probing), each with
+ * a value. An entry is never removed, only marked gone. */
+typedef struct key_entry {
+    const char *key;
+    int gone;
+    size_t value;
+} key_entry;
+
+typedef struct key_set {
+    key_entry *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t used;
+} key_set;
+
+static size_t key_hash(const char *k)
+{
+    size_t h = 1469598103934665603ULL;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
+    return h;
+}
+
+static key_entry *key_find(const key_set *set, const char *k)
+{
+    if (!set->used || !k)
+        return NULL;
+    for (size_t i = key_hash(k) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slots[i].key)
+            return NULL;
+        if (strcmp(set->slots[i].key, k) == 0)
+            return &set->slots[i];
+    }
+}
+
+static void key_insert(key_set *set, const char *k, size_t value)
+{
+    size_t i = key_hash(k) & (set->cap - 1);
+    while (set->slots[i].key)
+        i = (i + 1) & (set->cap - 1);
+    set->slots[i] = (key_entry){.key = k, .value = value};
+    set->used++;
+}
+
+/* Adds k (once) with value, growing the table past half full. Returns 0 or
+ * -1 (memory). */
+static int key_add(key_set *set, const char *k, size_t value)
+{
+    if (key_find(set, k))
+        return 0;
+    if (2 * (set->used + 1) > set->cap) {
+        size_t cap = set->cap ? 2 * set->cap : 64;
+        key_entry *slots = calloc(cap, sizeof *slots), *old = set->slots;
+        if (!slots)
+            return -1;
+        size_t oldcap = set->cap;
+        set->slots = slots;
+        set->cap = cap;
+        set->used = 0;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[i].key) {
+                key_insert(set, old[i].key, old[i].value);
+                key_find(set, old[i].key)->gone = old[i].gone;
+            }
+        free(old);
+    }
+    key_insert(set, k, value);
+    return 0;
+}
+
+static void key_set_clear(key_set *set)
+{
+    if (set->used)
+        memset(set->slots, 0, set->cap * sizeof *set->slots);
+    set->used = 0;
+}
+
+/* 1 when k is in the set and not gone. */
+static int key_absent(const key_set *set, const char *k)
+{
+    const key_entry *e = key_find(set, k);
+    return e && !e->gone;
+}
+
+static void key_gone(key_set *set, const char *k)
+{
+    key_entry *e = key_find(set, k);
+    if (e)
+        e->gone = 1;
+}
+
+/* A rejected attempt waiting for the batch's COMMIT (owned strings). */
+typedef struct pending_rejection {
+    char *nonce, *action, *request_hash, *error_code, *detail;
+    double created_at;
+} pending_rejection;
+
+typedef struct pg_store pg_store;
+static int flush(pg_store *s, char *err, size_t errlen);
+static int copy_execution(const oe_execution *src, oe_execution *e, char *err, size_t errlen);
+
+struct pg_store {
     oe_store base;
     PGconn *conn;
     int readonly;
@@ -88,9 +191,19 @@ typedef struct pg_store {
     int in_txn;   /* BEGIN done, COMMIT/ROLLBACK not yet */
     char xid[32]; /* the open transaction's id (txid_current) */
     char *url;    /* as given, for reconnecting */
+    /* The open transaction's batch. Rows are written at COMMIT, all in
+     * one statement per table (a round trip per batch, not per request);
+     * until then look-ups answer from them. */
+    key_set absent_nonces, absent_approvals; /* prefetched: not recorded */
+    oe_execution *execs;                     /* owned copies, in order */
+    size_t n_execs, cap_execs;
+    key_set queued_nonces;    /* nonce -> index in execs */
+    key_set queued_approvals; /* approval ids in execs */
+    pending_rejection *rejs;
+    size_t n_rejs, cap_rejs;
     char shown[512];
     pthread_mutex_t lock;
-} pg_store;
+};
 
 /* libpq's messages end with a newline; one line reads better in logs. */
 static void copy_message(char *dst, size_t len, const char *what, const char *msg)
@@ -267,12 +380,40 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     return rc;
 }
 
+/* Forgets the open transaction's batch. */
+static void clear_batch(pg_store *s)
+{
+    key_set_clear(&s->absent_nonces);
+    key_set_clear(&s->absent_approvals);
+    key_set_clear(&s->queued_nonces);
+    key_set_clear(&s->queued_approvals);
+    for (size_t i = 0; i < s->n_execs; i++)
+        oe_execution_clear(&s->execs[i]);
+    s->n_execs = 0;
+    for (size_t i = 0; i < s->n_rejs; i++) {
+        pending_rejection *p = &s->rejs[i];
+        free(p->nonce);
+        free(p->action);
+        free(p->request_hash);
+        free(p->error_code);
+        free(p->detail);
+    }
+    s->n_rejs = 0;
+}
+
 static void pg_free(oe_store *base)
 {
     pg_store *s = (pg_store *)base;
     if (s->conn)
         PQfinish(s->conn);
     pthread_mutex_destroy(&s->lock);
+    clear_batch(s);
+    free(s->absent_nonces.slots);
+    free(s->absent_approvals.slots);
+    free(s->queued_nonces.slots);
+    free(s->queued_approvals.slots);
+    free(s->execs);
+    free(s->rejs);
     free(s->url);
     free(s);
 }
@@ -312,6 +453,7 @@ static int pg_begin(oe_store *base, char *err, size_t errlen)
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
     s->in_txn = 0;
+    clear_batch(s);
     int rc = ensure_connected(s, err, errlen);
     if (rc == 0) {
         PGresult *r = PQexec(s->conn, "BEGIN ISOLATION LEVEL READ COMMITTED;"
@@ -381,7 +523,16 @@ static int pg_commit(oe_store *base, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
-    int rc;
+    int rc = flush(s, err, errlen);
+    clear_batch(s);
+    if (rc != 0) {
+        /* Nothing is committed: roll back what the flush left open. */
+        if (PQstatus(s->conn) == CONNECTION_OK)
+            PQclear(PQexec(s->conn, "ROLLBACK"));
+        s->in_txn = 0;
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
     PGresult *r = PQexec(s->conn, "COMMIT");
     if (PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0) {
         s->in_txn = 0;
@@ -405,6 +556,7 @@ static void pg_rollback(oe_store *base)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
+    clear_batch(s);
     if (s->in_txn && s->conn && PQstatus(s->conn) == CONNECTION_OK)
         PQclear(PQexec(s->conn, "ROLLBACK"));
     s->in_txn = 0;
@@ -444,6 +596,12 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, 
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
+    const key_entry *q = !by_id && s->in_txn ? key_find(&s->queued_nonces, key) : NULL;
+    if (q || (!by_id && s->in_txn && key_absent(&s->absent_nonces, key))) {
+        int rc = q ? copy_execution(&s->execs[q->value], e, err, errlen) : 0;
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
     const char *params[] = {key};
     int rc;
     PGresult *r = run(s, by_id ? PS_BY_ID : PS_BY_NONCE, params, PGRES_TUPLES_OK, &rc, err, errlen);
@@ -478,6 +636,12 @@ static int pg_approval_used(oe_store *base, const char *approval_id, char *err, 
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
+    if (s->in_txn && (key_find(&s->queued_approvals, approval_id) ||
+                      key_absent(&s->absent_approvals, approval_id))) {
+        int used = key_find(&s->queued_approvals, approval_id) != NULL;
+        pthread_mutex_unlock(&s->lock);
+        return used;
+    }
     const char *params[] = {approval_id};
     int rc;
     PGresult *r = run(s, PS_APPROVAL_USED, params, PGRES_TUPLES_OK, &rc, err, errlen);
@@ -488,52 +652,107 @@ static int pg_approval_used(oe_store *base, const char *approval_id, char *err, 
     return rc;
 }
 
+static char *dup_or_null(const char *v, int *failed)
+{
+    char *d = v ? strdup(v) : NULL;
+    if (v && !d)
+        *failed = 1;
+    return d;
+}
+
+/* Copies a queued record for a look-up. Returns 1, or a failure. */
+static int copy_execution(const oe_execution *src, oe_execution *e, char *err, size_t errlen)
+{
+    int failed = 0;
+    *e = *src;
+    e->nonce = dup_or_null(src->nonce, &failed);
+    e->action = dup_or_null(src->action, &failed);
+    e->tenant_id = dup_or_null(src->tenant_id, &failed);
+    e->approval_id = dup_or_null(src->approval_id, &failed);
+    e->result_json = dup_or_null(src->result_json, &failed);
+    if (!failed)
+        return 1;
+    oe_execution_clear(e);
+    snprintf(err, errlen, "out of memory");
+    return OE_STORE_ERROR;
+}
+
+/* Queues an execution for the batch's COMMIT. A nonce or approval id
+ * already queued in this batch is a duplicate at once; one recorded by
+ * another worker meanwhile is found by the flush. */
 static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
-    char created[40];
-    snprintf(created, sizeof created, "%.17g", e->created_at);
-    const char *params[] = {e->id,          e->request_hash,
-                            e->receipt,     e->nonce,
-                            e->action,      e->tenant_id ? e->tenant_id : "",
-                            e->approval_id, e->result_json,
-                            e->approved ? "t" : "f", created};
-    int rc;
-    PGresult *r = run(s, PS_INSERT_EXEC, params, PGRES_COMMAND_OK, &rc, err, errlen);
-    if (r && strcmp(PQcmdTuples(r), "1") != 0) {
-        /* Nothing inserted: another execution holds the nonce or the
-         * approval (committed now, or the insert would still wait). */
-        PQclear(r);
-        const char *key[] = {e->nonce};
-        r = run(s, PS_BY_NONCE, key, PGRES_TUPLES_OK, &rc, err, errlen);
-        if (r && PQntuples(r) > 0) {
-            rc = OE_STORE_DUP_NONCE;
-        } else if (r && e->approval_id) {
-            rc = OE_STORE_DUP_APPROVAL;
-        } else if (r) {
-            snprintf(err, errlen, "%.200s: execution %s conflicts with a row that cannot be read",
-                     s->shown, e->id);
+    int rc = 0;
+    if (!s->in_txn) {
+        snprintf(err, errlen, "an execution is recorded only inside a transaction");
+        rc = OE_STORE_ERROR;
+    } else if (key_find(&s->queued_nonces, e->nonce)) {
+        rc = OE_STORE_DUP_NONCE;
+    } else if (e->approval_id && key_find(&s->queued_approvals, e->approval_id)) {
+        rc = OE_STORE_DUP_APPROVAL;
+    } else if (s->n_execs == s->cap_execs) {
+        size_t cap = s->cap_execs ? 2 * s->cap_execs : 256;
+        oe_execution *grown = realloc(s->execs, cap * sizeof *grown);
+        if (grown) {
+            s->execs = grown;
+            s->cap_execs = cap;
+        } else {
             rc = OE_STORE_ERROR;
         }
     }
-    PQclear(r);
+    if (rc == 0) {
+        oe_execution *q = &s->execs[s->n_execs];
+        if (copy_execution(e, q, err, errlen) != 1) {
+            rc = OE_STORE_ERROR;
+        } else {
+            s->n_execs++;
+            if (key_add(&s->queued_nonces, q->nonce, s->n_execs - 1) != 0 ||
+                (q->approval_id && key_add(&s->queued_approvals, q->approval_id, 0) != 0))
+                rc = OE_STORE_ERROR;
+        }
+    }
+    if (rc == OE_STORE_ERROR && !err[0])
+        snprintf(err, errlen, "out of memory");
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
+/* Queues a rejected attempt for the batch's COMMIT. */
 static int pg_insert_rejection(oe_store *base, const char *nonce, const char *action,
                                const char *request_hash, const char *error_code,
                                const char *detail, double created_at, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
-    char created[40];
-    snprintf(created, sizeof created, "%.17g", created_at);
-    const char *params[] = {nonce, action, request_hash, error_code, detail, created};
-    int rc;
-    PGresult *r = run(s, PS_INSERT_REJ, params, PGRES_COMMAND_OK, &rc, err, errlen);
-    PQclear(r);
+    int rc = 0, failed = 0;
+    if (!s->in_txn) {
+        snprintf(err, errlen, "a rejection is recorded only inside a transaction");
+        rc = OE_STORE_ERROR;
+    } else if (s->n_rejs == s->cap_rejs) {
+        size_t cap = s->cap_rejs ? 2 * s->cap_rejs : 64;
+        pending_rejection *grown = realloc(s->rejs, cap * sizeof *grown);
+        if (grown) {
+            s->rejs = grown;
+            s->cap_rejs = cap;
+        } else {
+            failed = 1;
+        }
+    }
+    if (rc == 0 && !failed) {
+        pending_rejection *p = &s->rejs[s->n_rejs++];
+        p->nonce = dup_or_null(nonce, &failed);
+        p->action = dup_or_null(action, &failed);
+        p->request_hash = dup_or_null(request_hash, &failed);
+        p->error_code = dup_or_null(error_code, &failed);
+        p->detail = dup_or_null(detail, &failed);
+        p->created_at = created_at;
+    }
+    if (failed) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_STORE_ERROR;
+    }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -555,6 +774,175 @@ static long long pg_count(oe_store *base, int rejections)
     return n;
 }
 
+/* keys as a PostgreSQL array literal: {"k1","k2"} with " and \ escaped.
+ * Returns a malloc'd string or NULL. */
+static char *array_literal(const char *const *keys, size_t n)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += keys[i] ? 2 * strlen(keys[i]) + 3 : 5;
+    char *out = malloc(len), *p = out;
+    if (!out)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        if (!keys[i]) {
+            memcpy(p, "NULL", 4);
+            p += 4;
+            continue;
+        }
+        *p++ = '"';
+        for (const char *k = keys[i]; *k; k++) {
+            if (*k == '"' || *k == '\\')
+                *p++ = '\\';
+            *p++ = *k;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+/* Runs a flush statement with one array literal per column (cols[c][i]
+ * for row i). Returns the rows inserted, or a failure. */
+static long long flush_rows(pg_store *s, int which, const char **cols[], int ncols, size_t n,
+                            char *err, size_t errlen)
+{
+    char *params[10] = {0};
+    int failed = 0;
+    for (int c = 0; c < ncols; c++)
+        failed |= !(params[c] = array_literal(cols[c], n));
+    long long rows = OE_STORE_ERROR;
+    if (failed) {
+        snprintf(err, errlen, "out of memory");
+    } else {
+        PGresult *r = PQexecPrepared(s->conn, prepared[which].name, ncols,
+                                     (const char *const *)params, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK)
+            rows = strtoll(PQcmdTuples(r), NULL, 10);
+        else
+            rows = pg_fail(s, r, prepared[which].name, err, errlen);
+        PQclear(r);
+    }
+    for (int c = 0; c < ncols; c++)
+        free(params[c]);
+    return rows;
+}
+
+/* Writes the batch's queued rows, before COMMIT. Rows another worker
+ * recorded first (a nonce or approval id committed, or committing, since
+ * this batch looked) are skipped by ON CONFLICT DO NOTHING; then the batch
+ * is run again (OE_STORE_RETRY), and its look-ups find the winners. */
+static int flush(pg_store *s, char *err, size_t errlen)
+{
+    size_t n = s->n_execs > s->n_rejs ? s->n_execs : s->n_rejs;
+    if (n == 0)
+        return 0;
+    const char **cols[10] = {0};
+    char(*num)[32] = malloc(n * sizeof *num);
+    int failed = !num;
+    for (int c = 0; c < 10 && !failed; c++)
+        failed = !(cols[c] = malloc(n * sizeof **cols));
+    int rc = 0;
+    if (failed) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_STORE_ERROR;
+    }
+    if (rc == 0 && s->n_execs) {
+        for (size_t i = 0; i < s->n_execs; i++) {
+            const oe_execution *e = &s->execs[i];
+            snprintf(num[i], sizeof num[i], "%.17g", e->created_at);
+            const char *row[10] = {e->id,        e->request_hash,          e->receipt,
+                                   e->nonce,     e->action,                e->tenant_id,
+                                   e->approval_id, e->result_json,         e->approved ? "t" : "f",
+                                   num[i]};
+            for (int c = 0; c < 10; c++)
+                cols[c][i] = row[c];
+        }
+        long long rows = flush_rows(s, PS_FLUSH_EXEC, cols, 10, s->n_execs, err, errlen);
+        if (rows < 0) {
+            rc = (int)rows;
+        } else if ((size_t)rows != s->n_execs) {
+            snprintf(err, errlen,
+                     "%zu of the batch's %zu executions were recorded by another worker first",
+                     s->n_execs - (size_t)rows, s->n_execs);
+            rc = OE_STORE_RETRY;
+        }
+    }
+    if (rc == 0 && s->n_rejs) {
+        for (size_t i = 0; i < s->n_rejs; i++) {
+            const pending_rejection *p = &s->rejs[i];
+            snprintf(num[i], sizeof num[i], "%.17g", p->created_at);
+            const char *row[6] = {p->nonce,      p->action, p->request_hash,
+                                  p->error_code, p->detail, num[i]};
+            for (int c = 0; c < 6; c++)
+                cols[c][i] = row[c];
+        }
+        long long rows = flush_rows(s, PS_FLUSH_REJ, cols, 6, s->n_rejs, err, errlen);
+        if (rows < 0)
+            rc = (int)rows;
+    }
+    for (int c = 0; c < 10; c++)
+        free(cols[c]);
+    free(num);
+    return rc;
+}
+
+/* One round trip: which of the batch's nonces and approval ids are
+ * recorded. The others are answered "not recorded" by find and
+ * approval_used until the transaction ends. */
+static int pg_prefetch(oe_store *base, const char *const *nonces, size_t n_nonces,
+                       const char *const *approvals, size_t n_approvals, char *err,
+                       size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = 0;
+    char *a = array_literal(nonces, n_nonces);
+    char *b = array_literal(approvals, n_approvals);
+    key_set_clear(&s->absent_nonces);
+    key_set_clear(&s->absent_approvals);
+    int failed = !a || !b;
+    for (size_t i = 0; i < n_nonces && !failed; i++)
+        failed = key_add(&s->absent_nonces, nonces[i], 0) != 0;
+    for (size_t i = 0; i < n_approvals && !failed; i++)
+        failed = key_add(&s->absent_approvals, approvals[i], 0) != 0;
+    if (failed) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_STORE_ERROR;
+    }
+    PGresult *r = NULL;
+    if (rc == 0 && s->in_txn) {
+        const char *params[] = {a, b};
+        r = PQexecParams(s->conn,
+                         "SELECT 0, nonce FROM executions WHERE nonce = ANY($1::text[])"
+                         " UNION ALL"
+                         " SELECT 1, approval_id FROM executions"
+                         " WHERE approval_id = ANY($2::text[])",
+                         2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = pg_fail(s, r, "looking up a batch", err, errlen);
+        } else {
+            for (int i = 0; i < PQntuples(r); i++)
+                key_gone(PQgetvalue(r, i, 0)[0] == '0' ? &s->absent_nonces
+                                                       : &s->absent_approvals,
+                         PQgetvalue(r, i, 1));
+        }
+    }
+    if (rc != 0 || !s->in_txn) {
+        key_set_clear(&s->absent_nonces);
+        key_set_clear(&s->absent_approvals);
+    }
+    PQclear(r);
+    free(a);
+    free(b);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
     .name = "postgresql",
     .free = pg_free,
@@ -566,4 +954,5 @@ static const oe_store_ops pg_ops = {
     .insert_execution = pg_insert_execution,
     .insert_rejection = pg_insert_rejection,
     .count = pg_count,
+    .prefetch = pg_prefetch,
 };
