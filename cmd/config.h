@@ -46,10 +46,10 @@ typedef struct oe_config {
     const char *tenant;          /* CLAWSHIELD_TENANT_ID */
     const char *allowed_actions; /* OPENEXEC_ALLOWED_ACTIONS */
     /* storage */
-    const char *db_path;  /* OPENEXEC_DB_PATH (or a sqlite:/// OPENEXEC_DB_URL) */
-    const char *db_url;   /* OPENEXEC_DB_URL; NULL: the SQLite file db_path */
-    int db_sync;          /* OE_SYNC_* */
-    int ledger_shared;    /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
+    const char *db_path; /* OPENEXEC_DB_PATH (or a sqlite:/// OPENEXEC_DB_URL) */
+    const char *db_url;  /* OPENEXEC_DB_URL; NULL: the SQLite file db_path */
+    int db_sync;         /* OE_SYNC_* */
+    int ledger_shared;   /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
     /* admin HTTP */
     const char *http_host;
     long http_port; /* 0: no admin HTTP */

@@ -235,9 +235,7 @@ static void reject(oe_outcome *o, oe_error_code code, const char *detail)
 #define OE_ERETRY (-100)
 static int store_failure(int rc)
 {
-    return rc == OE_STORE_RETRY         ? OE_ERETRY
-           : rc == OE_STORE_UNAVAILABLE ? OE_EUNAVAIL
-                                        : OE_ESTORE;
+    return rc == OE_STORE_RETRY ? OE_ERETRY : rc == OE_STORE_UNAVAILABLE ? OE_EUNAVAIL : OE_ESTORE;
 }
 
 /* Fills o from a stored execution (a replay). */
@@ -458,8 +456,8 @@ static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const c
 }
 
 /* One attempt at a batch: one transaction. */
-static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
-                         char *err, size_t errlen)
+static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
+                         size_t errlen)
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);

@@ -14,11 +14,11 @@
 
 typedef enum oe_rc {
     OE_OK = 0,
-    OE_ENOMEM = -1, /* out of memory */
-    OE_ELIMIT = -2, /* a stated limit was reached (buffer cap, budget) */
-    OE_ESTORE = -3, /* the ledger failed (I/O, corruption, replaced) */
-    OE_EIO = -4,    /* another system call failed */
-    OE_EINVAL = -5, /* bad configuration or argument from the operator */
+    OE_ENOMEM = -1,   /* out of memory */
+    OE_ELIMIT = -2,   /* a stated limit was reached (buffer cap, budget) */
+    OE_ESTORE = -3,   /* the ledger failed (I/O, corruption, replaced) */
+    OE_EIO = -4,      /* another system call failed */
+    OE_EINVAL = -5,   /* bad configuration or argument from the operator */
     OE_EUNAVAIL = -6, /* the ledger cannot be reached now: try again later */
 } oe_rc;
 

@@ -60,8 +60,7 @@ typedef struct oe_store_ops {
     int (*begin)(oe_store *s, char *err, size_t errlen);
     int (*commit)(oe_store *s, char *err, size_t errlen);
     void (*rollback)(oe_store *s);
-    int (*find)(oe_store *s, int by_id, const char *key, oe_execution *e, char *err,
-                size_t errlen);
+    int (*find)(oe_store *s, int by_id, const char *key, oe_execution *e, char *err, size_t errlen);
     int (*approval_used)(oe_store *s, const char *approval_id, char *err, size_t errlen);
     int (*insert_execution)(oe_store *s, const oe_execution *e, char *err, size_t errlen);
     int (*insert_rejection)(oe_store *s, const char *nonce, const char *action,
@@ -106,8 +105,7 @@ void oe_store_rollback(oe_store *s);
  * insert's uniqueness check still decides (OE_STORE_DUP_*). A no-op for
  * stores without it. */
 int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
-                      const char *const *approvals, size_t n_approvals, char *err,
-                      size_t errlen);
+                      const char *const *approvals, size_t n_approvals, char *err, size_t errlen);
 
 /* Looks up an execution by nonce or by id. Returns 1 and fills e when
  * found, 0 when not, negative on failure. */

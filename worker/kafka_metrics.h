@@ -15,13 +15,13 @@ typedef struct oe_kafka_metrics {
     atomic_llong consumer_lag;       /* messages behind the high watermark */
     atomic_llong assigned_partitions;
     atomic_llong last_batch_size;
-    atomic_ullong data_loss_events;  /* committed offsets no longer on the broker */
-    atomic_ullong bridge_timeouts;   /* /execute answered 504 */
-    atomic_ullong bridge_mismatches; /* receipts with a pending correlation id
-                                        but another nonce or request hash */
-    atomic_llong ledger_unavailable; /* 1 while the ledger cannot be reached */
-    atomic_llong ledger_unshared;    /* 1 while consumption is stopped: other
-                                        group members, a private ledger */
+    atomic_ullong data_loss_events;       /* committed offsets no longer on the broker */
+    atomic_ullong bridge_timeouts;        /* /execute answered 504 */
+    atomic_ullong bridge_mismatches;      /* receipts with a pending correlation id
+                                             but another nonce or request hash */
+    atomic_llong ledger_unavailable;      /* 1 while the ledger cannot be reached */
+    atomic_llong ledger_unshared;         /* 1 while consumption is stopped: other
+                                             group members, a private ledger */
     atomic_ullong ledger_unshared_events; /* times that stop began */
 } oe_kafka_metrics;
 

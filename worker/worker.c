@@ -77,8 +77,8 @@ struct oe_worker {
     pthread_mutex_t reason_lock; /* guards the two reasons below */
     char ledger_reason[512];
     char unshared_reason[512];
-    int paused;             /* worker thread: the assignment is paused */
-    int sharing_dirty;      /* worker thread: the assignment changed */
+    int paused;        /* worker thread: the assignment is paused */
+    int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     double last_ledger_log;
     rd_kafka_topic_t *requests_topic; /* for its partition count */

@@ -6,9 +6,9 @@
 
 #include "engine/approval.h"
 #include "engine/engine.h"
-#include "ledger/ledger.h"
 #include "engine/ids.h"
 #include "engine/status.h"
+#include "ledger/ledger.h"
 #include "tests/test.h"
 
 static char dir[64];
@@ -440,8 +440,9 @@ static void test_store_schema_guard(void)
     ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &s, err, sizeof err), 0);
     oe_store_free(s);
     /* A read-only store of a missing file fails cleanly. */
-    ASSERT_EQ(oe_sqlite_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
-              -1);
+    ASSERT_EQ(
+        oe_sqlite_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
+        -1);
     ASSERT_CONTAINS(err, "x.db");
 }
 

@@ -15,13 +15,11 @@ static void test_url_kinds(void)
     const char *path = NULL;
     ASSERT_EQ(oe_ledger_parse_url("sqlite:///rel.db", &path, err, sizeof err), OE_LEDGER_SQLITE);
     ASSERT_STREQ(path, "rel.db");
-    ASSERT_EQ(oe_ledger_parse_url("sqlite:////abs/x.db", &path, err, sizeof err),
-              OE_LEDGER_SQLITE);
+    ASSERT_EQ(oe_ledger_parse_url("sqlite:////abs/x.db", &path, err, sizeof err), OE_LEDGER_SQLITE);
     ASSERT_STREQ(path, "/abs/x.db");
     ASSERT_EQ(oe_ledger_parse_url("postgresql://u:p@h:5432/d", &path, err, sizeof err),
               OE_LEDGER_POSTGRESQL);
-    ASSERT_EQ(oe_ledger_parse_url("postgres://h/d", &path, err, sizeof err),
-              OE_LEDGER_POSTGRESQL);
+    ASSERT_EQ(oe_ledger_parse_url("postgres://h/d", &path, err, sizeof err), OE_LEDGER_POSTGRESQL);
     ASSERT_EQ(oe_ledger_parse_url("sqlite:///", &path, err, sizeof err), OE_LEDGER_INVALID);
     ASSERT_EQ(oe_ledger_parse_url("sqlite://rel.db", &path, err, sizeof err), OE_LEDGER_INVALID);
     ASSERT_EQ(oe_ledger_parse_url("mysql://u:hunter2@h/d", &path, err, sizeof err),

@@ -138,6 +138,27 @@ class SharedLedger(KafkaCase):
                 last, last_t = len(reader.messages), time.monotonic()
         return len(reader.messages) - n0
 
+    def describe(self, bootstrap, reader, requests, workers):
+        """The state of the group when requests stay unanswered: which
+        partitions hold them, each worker's /ready, metrics and log tail."""
+        by = reader.by_key()
+        missing = [n for n in requests if n not in by]
+        parts = {}
+        for n in missing:
+            parts[partition_of(n)] = parts.get(partition_of(n), 0) + 1
+        out = ["%d unanswered, by partition %s; committed lag %s"
+               % (len(missing), sorted(parts.items()), committed_lag(bootstrap))]
+        for i, w in enumerate(workers):
+            if not w.alive():
+                out.append("worker %d: not running" % (i + 1))
+                continue
+            m = w.metrics()
+            out.append("worker %d: /ready %r; %s; log tail:\n%s" % (
+                i + 1, ready(w), {k: v for k, v in m.items() if "ledger" in k or "assigned" in k
+                                  or "lag" in k or "store_errors" in k},
+                "\n".join(w.log().splitlines()[-15:])))
+        return "\n".join(out)
+
     def assertNoFatalExceptPg(self, server):
         """assertNoFatal, but PostgreSQL's own "FATAL:  terminating
         connection ..." (libpq prints the server's message when the server
@@ -552,7 +573,11 @@ class SharedLedger(KafkaCase):
         spread = sum(1 for _, ns in groups.values()
                      if len({partition_of(n) for n in ns}) > 1)
         self.assertGreaterEqual(spread, 290, "shared artifacts not spread over partitions")
-        got = self.receipts_for(reader, list(requests), timeout=120, settle=1.0)
+        try:
+            got = self.receipts_for(reader, list(requests), timeout=120, settle=1.0)
+        except AssertionError as e:
+            self.fail("%s\n%s" % (str(e)[:300], self.describe(b.bootstrap, reader, requests,
+                                                                workers)))
         print("    %d requests (%d ordinary, %d artifacts under 3 nonces each) answered %.1f s "
               "after PostgreSQL came back; %d receipts in all, %d nonces answered more than once"
               % (len(requests), waves * ordinary_per_wave, len(groups), time.monotonic() - t_up,
