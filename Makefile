@@ -169,7 +169,7 @@ fuzz-smoke: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Every C file of the project; `make test` refuses unformatted code.
-FORMAT_SRC = $(wildcard engine/*.[ch] admin-http/*.[ch] cmd/*.[ch] worker/*.[ch] tests/*.h \
+FORMAT_SRC = $(wildcard engine/*.[ch] ledger/*.[ch] admin-http/*.[ch] cmd/*.[ch] worker/*.[ch] tests/*.h \
                         tests/engine/*.c tests/worker/*.c tests/fuzz/*.[ch])
 
 format:

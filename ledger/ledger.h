@@ -26,7 +26,11 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
 int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen);
 
 /* What a ledger URL names. */
-typedef enum oe_ledger_kind { OE_LEDGER_INVALID, OE_LEDGER_SQLITE, OE_LEDGER_POSTGRESQL } oe_ledger_kind;
+typedef enum oe_ledger_kind {
+    OE_LEDGER_INVALID,
+    OE_LEDGER_SQLITE,
+    OE_LEDGER_POSTGRESQL
+} oe_ledger_kind;
 
 /* Classifies url; for SQLite, *path points into url at the file's path.
  * OE_LEDGER_INVALID with a reason in err for anything else. */

@@ -57,7 +57,7 @@ static const char *const schema_steps[OE_SCHEMA_VERSION] = {
 #define MIGRATION_LOCK "7310585448129816419" /* "openexec" as a 64-bit number */
 
 #define COLUMNS                                                                                    \
-    "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"    \
+    "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
     " created_at"
 
 enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_FLUSH_EXEC, PS_FLUSH_REJ, PS_COUNT };
@@ -68,8 +68,7 @@ static const struct {
 } prepared[PS_COUNT] = {
     [PS_BY_NONCE] = {"oe_by_nonce", "SELECT " COLUMNS " FROM executions WHERE nonce = $1", 1},
     [PS_BY_ID] = {"oe_by_id", "SELECT " COLUMNS " FROM executions WHERE id = $1", 1},
-    [PS_APPROVAL_USED] = {"oe_approval_used", "SELECT 1 FROM executions WHERE approval_id = $1",
-                          1},
+    [PS_APPROVAL_USED] = {"oe_approval_used", "SELECT 1 FROM executions WHERE approval_id = $1", 1},
     /* A batch's rows in one statement, one array per column. */
     [PS_FLUSH_EXEC] = {"oe_flush_exec",
                        "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
@@ -253,9 +252,15 @@ static PGconn *connect_to(const pg_store *s)
     const char *options =
         s->readonly ? "-c statement_timeout=30000 -c default_transaction_read_only=on"
                     : "-c statement_timeout=30000 -c idle_in_transaction_session_timeout=60000";
-    const char *keys[] = {"connect_timeout",    "application_name", "keepalives_idle",
-                          "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                          "options",            "dbname",           NULL};
+    const char *keys[] = {"connect_timeout",
+                          "application_name",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "options",
+                          "dbname",
+                          NULL};
     const char *values[] = {"5", "openexec", "5", "2", "3", "15000", options, s->url, NULL};
     return PQconnectdbParams(keys, values, 1);
 }
@@ -292,8 +297,8 @@ static int ensure_connected(pg_store *s, char *err, size_t errlen)
     if (s->prepared)
         return 0;
     for (int i = 0; i < PS_COUNT; i++) {
-        PGresult *r = PQprepare(s->conn, prepared[i].name, prepared[i].sql, prepared[i].nparams,
-                                NULL);
+        PGresult *r =
+            PQprepare(s->conn, prepared[i].name, prepared[i].sql, prepared[i].nparams, NULL);
         int rc = PQresultStatus(r) == PGRES_COMMAND_OK
                      ? 0
                      : pg_fail(s, r, "preparing statements", err, errlen);
@@ -484,12 +489,12 @@ static int resolve_commit(pg_store *s, char *err, size_t errlen)
     for (double deadline = oe_monotonic() + 20;;) {
         if (ensure_connected(s, why, sizeof why) == 0) {
             const char *params[] = {s->xid};
-            PGresult *r = PQexecParams(s->conn, "SELECT txid_status($1::bigint)", 1, NULL,
-                                       params, NULL, NULL, 0);
-            const char *status = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                                         !PQgetisnull(r, 0, 0)
-                                     ? PQgetvalue(r, 0, 0)
-                                     : "";
+            PGresult *r = PQexecParams(s->conn, "SELECT txid_status($1::bigint)", 1, NULL, params,
+                                       NULL, NULL, 0);
+            const char *status =
+                PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)
+                    ? PQgetvalue(r, 0, 0)
+                    : "";
             int committed = strcmp(status, "committed") == 0;
             int aborted = strcmp(status, "aborted") == 0;
             if (!committed && !aborted && PQresultStatus(r) != PGRES_TUPLES_OK)
@@ -544,7 +549,8 @@ static int pg_commit(oe_store *base, char *err, size_t errlen)
         rc = PQresultStatus(r) == PGRES_COMMAND_OK ? OE_STORE_ERROR
                                                    : pg_fail(s, r, "COMMIT", err, errlen);
         if (PQresultStatus(r) == PGRES_COMMAND_OK)
-            snprintf(err, errlen, "%.200s: the transaction was rolled back by the server", s->shown);
+            snprintf(err, errlen, "%.200s: the transaction was rolled back by the server",
+                     s->shown);
         s->in_txn = 0;
     }
     PQclear(r);
@@ -721,8 +727,8 @@ static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err,
 
 /* Queues a rejected attempt for the batch's COMMIT. */
 static int pg_insert_rejection(oe_store *base, const char *nonce, const char *action,
-                               const char *request_hash, const char *error_code,
-                               const char *detail, double created_at, char *err, size_t errlen)
+                               const char *request_hash, const char *error_code, const char *detail,
+                               double created_at, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -855,9 +861,9 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_execs; i++) {
             const oe_execution *e = &s->execs[i];
             snprintf(num[i], sizeof num[i], "%.17g", e->created_at);
-            const char *row[10] = {e->id,        e->request_hash,          e->receipt,
-                                   e->nonce,     e->action,                e->tenant_id,
-                                   e->approval_id, e->result_json,         e->approved ? "t" : "f",
+            const char *row[10] = {e->id,          e->request_hash, e->receipt,
+                                   e->nonce,       e->action,       e->tenant_id,
+                                   e->approval_id, e->result_json,  e->approved ? "t" : "f",
                                    num[i]};
             for (int c = 0; c < 10; c++)
                 cols[c][i] = row[c];
@@ -895,8 +901,7 @@ static int flush(pg_store *s, char *err, size_t errlen)
  * recorded. The others are answered "not recorded" by find and
  * approval_used until the transaction ends. */
 static int pg_prefetch(oe_store *base, const char *const *nonces, size_t n_nonces,
-                       const char *const *approvals, size_t n_approvals, char *err,
-                       size_t errlen)
+                       const char *const *approvals, size_t n_approvals, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -927,8 +932,7 @@ static int pg_prefetch(oe_store *base, const char *const *nonces, size_t n_nonce
             rc = pg_fail(s, r, "looking up a batch", err, errlen);
         } else {
             for (int i = 0; i < PQntuples(r); i++)
-                key_gone(PQgetvalue(r, i, 0)[0] == '0' ? &s->absent_nonces
-                                                       : &s->absent_approvals,
+                key_gone(PQgetvalue(r, i, 0)[0] == '0' ? &s->absent_nonces : &s->absent_approvals,
                          PQgetvalue(r, i, 1));
         }
     }

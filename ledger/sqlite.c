@@ -321,7 +321,8 @@ static void copy_fixed(char *dst, size_t size, sqlite3_stmt *q, int col)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
-static int find(sqlite_store *s, int which, const char *key, oe_execution *e, char *err, size_t errlen)
+static int find(sqlite_store *s, int which, const char *key, oe_execution *e, char *err,
+                size_t errlen)
 {
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[which];
@@ -363,8 +364,7 @@ static int sqlite_find(oe_store *base, int by_id, const char *key, oe_execution 
     return find((sqlite_store *)base, by_id ? ST_BY_ID : ST_BY_NONCE, key, e, err, errlen);
 }
 
-static int sqlite_approval_used(oe_store *base, const char *approval_id, char *err,
-                                size_t errlen)
+static int sqlite_approval_used(oe_store *base, const char *approval_id, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -380,8 +380,7 @@ static int sqlite_approval_used(oe_store *base, const char *approval_id, char *e
     return result;
 }
 
-static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *err,
-                                   size_t errlen)
+static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -417,8 +416,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
 
 static int sqlite_insert_rejection(oe_store *base, const char *nonce, const char *action,
                                    const char *request_hash, const char *error_code,
-                                   const char *detail, double created_at, char *err,
-                                   size_t errlen)
+                                   const char *detail, double created_at, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
