@@ -11,9 +11,12 @@
  * breaks by aborting one: OE_STORE_RETRY, the engine runs it again.
  *
  * A lost connection is reconnected on the next call; until then calls
- * return OE_STORE_UNAVAILABLE. A connection lost during COMMIT is resolved
- * by asking the server what became of the transaction (txid_status of the
- * id read at BEGIN), never by guessing.
+ * return OE_STORE_UNAVAILABLE. A connection lost during COMMIT leaves the
+ * outcome unknown here: OE_STORE_UNAVAILABLE, and the batch run again reads
+ * back whatever was committed (its rows answer as replays), never a guess.
+ * (Asking txid_status about the transaction id is not safe: after a crash
+ * the server may hand out again an id whose transaction left no durable
+ * trace, and report another transaction's commit for it.)
  *
  * One connection per store, guarded by its own mutex. Statements are
  * prepared once per connection.
@@ -24,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/clock.h"
 #include "ledger.h"
 
 /* Schema steps from version 0; schema_migrations records each one. Steps
@@ -188,7 +190,6 @@ struct pg_store {
     int readonly;
     int prepared; /* the statements exist on this connection */
     int in_txn;   /* BEGIN done, COMMIT/ROLLBACK not yet */
-    char xid[32]; /* the open transaction's id (txid_current) */
     char *url;    /* as given, for reconnecting */
     /* The open transaction's batch. Rows are written at COMMIT, all in
      * one statement per table (a round trip per batch, not per request);
@@ -461,10 +462,8 @@ static int pg_begin(oe_store *base, char *err, size_t errlen)
     clear_batch(s);
     int rc = ensure_connected(s, err, errlen);
     if (rc == 0) {
-        PGresult *r = PQexec(s->conn, "BEGIN ISOLATION LEVEL READ COMMITTED;"
-                                      " SELECT txid_current()::text");
-        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-            snprintf(s->xid, sizeof s->xid, "%s", PQgetvalue(r, 0, 0));
+        PGresult *r = PQexec(s->conn, "BEGIN ISOLATION LEVEL READ COMMITTED");
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
             s->in_txn = 1;
         } else {
             rc = pg_fail(s, r, "beginning a transaction", err, errlen);
@@ -476,51 +475,18 @@ static int pg_begin(oe_store *base, char *err, size_t errlen)
     return rc;
 }
 
-/* The connection went during COMMIT: reconnect and ask the server what
- * became of the transaction. Committed: success. Aborted: nothing was
- * recorded (OE_STORE_UNAVAILABLE: run the batch again). Still in progress
- * (the server has not noticed the lost connection yet): ask again. No
- * answer within the time: OE_STORE_UNAVAILABLE, and the batch run again
- * later reads its own rows back if they were committed. */
+/* The connection went during COMMIT: the transaction may or may not have
+ * committed. Not a guess either way: the batch is run again (after the
+ * ledger is back), and its look-ups find its rows if they were committed
+ * (replays, same ids and receipts) or record them now if they were not. A
+ * rejection of a batch that did commit is then recorded twice. */
 static int resolve_commit(pg_store *s, char *err, size_t errlen)
 {
-    char why[512];
     s->in_txn = 0;
-    for (double deadline = oe_monotonic() + 20;;) {
-        if (ensure_connected(s, why, sizeof why) == 0) {
-            const char *params[] = {s->xid};
-            PGresult *r = PQexecParams(s->conn, "SELECT txid_status($1::bigint)", 1, NULL, params,
-                                       NULL, NULL, 0);
-            const char *status =
-                PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)
-                    ? PQgetvalue(r, 0, 0)
-                    : "";
-            int committed = strcmp(status, "committed") == 0;
-            int aborted = strcmp(status, "aborted") == 0;
-            if (!committed && !aborted && PQresultStatus(r) != PGRES_TUPLES_OK)
-                copy_message(why, sizeof why, "reading the transaction status",
-                             PQresultErrorMessage(r));
-            else
-                snprintf(why, sizeof why, "transaction %s is %s", s->xid,
-                         *status ? status : "unknown");
-            PQclear(r);
-            if (committed)
-                return 0;
-            if (aborted) {
-                snprintf(err, errlen,
-                         "%s: the connection was lost during COMMIT and the transaction was "
-                         "rolled back; nothing of the batch is recorded",
-                         s->shown);
-                return OE_STORE_UNAVAILABLE;
-            }
-        }
-        if (oe_monotonic() > deadline)
-            break;
-        oe_sleep_ms(500);
-    }
     snprintf(err, errlen,
-             "%s: the connection was lost during COMMIT and its outcome cannot be read yet (%s)",
-             s->shown, why);
+             "%.200s: the connection was lost during COMMIT; the batch runs again and reads "
+             "back what was committed",
+             s->shown);
     return OE_STORE_UNAVAILABLE;
 }
 

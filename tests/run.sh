@@ -83,12 +83,13 @@ done
 
 # The same black-box suites with every service's ledger on PostgreSQL (a
 # throw-away server the tests start, tests/http/pgcluster.py): each Server
-# gets a database instead of a SQLite file. Left out: the command-line
-# tests (no ledger), and test_ledger / test_shared_ledger, which choose
-# their backends themselves.
+# gets a database instead of a SQLite file. Left out: the command-line and
+# HTTP framing tests (the ledger plays no part in them), and test_ledger /
+# test_shared_ledger, which choose their backends themselves.
 for t in tests/http/test_*.py; do
     case $(basename "$t") in
-        test_cli_config.py | test_ledger.py | test_shared_ledger.py) continue ;;
+        test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py)
+            continue ;;
     esac
     step "black-box $(basename "$t") [postgresql ledger]" \
         env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"

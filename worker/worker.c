@@ -168,8 +168,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         error = rd_kafka_incremental_assign(rk, parts);
         if (!error)
             atomic_fetch_add(&w->assigned, parts->cnt);
+        /* librdkafka keeps a partition's pause across an unassign: one
+         * paused here before, revoked and now back would stay paused for
+         * ever. Its state is ours. */
         if (!error && w->paused)
             rd_kafka_pause_partitions(rk, parts);
+        else if (!error)
+            rd_kafka_resume_partitions(rk, parts);
         fprintf(stderr, "openexec: worker: assigned %d partition(s)\n", parts->cnt);
     } else {
         drop_revoked(w, parts);
@@ -573,6 +578,7 @@ static void clear_requests(oe_worker *w)
 static void ledger_unavailable(oe_worker *w, const char *why);
 static void ledger_available(oe_worker *w);
 static int wait_polling(oe_worker *w, long ms);
+static void update_pause(oe_worker *w);
 
 /* Decodes the batch and runs the engine (one store transaction), retrying
  * resource failures with backoff: they are no verdict, so nothing of the
@@ -601,8 +607,17 @@ static long execute_batch(oe_worker *w)
         atomic_fetch_add(&w->cfg.metrics->store_errors, 1);
         if (rc == OE_EUNAVAIL) {
             ledger_unavailable(w, err);
-            if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->n == 0)
+            if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->n == 0) {
+                /* The batch was given up (rewound, or its partitions
+                 * revoked), and only a batch tries the ledger again:
+                 * consume again, so that the next batch (these messages
+                 * again, from where they were rewound or committed) does;
+                 * it pauses once more if the ledger is still unavailable. */
+                atomic_store(&w->ledger_down, 0);
+                atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 0);
+                update_pause(w);
                 return -1;
+            }
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
             attempt = -1;
             continue;

@@ -98,6 +98,16 @@ def processed(server):
 
 
 class SharedLedger(KafkaCase):
+    def setUp(self):
+        super().setUp()
+        self._members = []  # plain Kafka members of the workers' group (join_group)
+
+    def tearDown(self):
+        for c in self._members:
+            c.close()
+        self._members = []
+        super().tearDown()
+
     # -- helpers
 
     def wait_until(self, pred, timeout, what, logs=()):
@@ -190,7 +200,7 @@ class SharedLedger(KafkaCase):
         b = self.broker(partitions=PARTITIONS)
         reader = self.reader(b.bootstrap)
         a_db, b_db = self.path("a.db"), self.path("b.db")
-        wa = self.worker(b.bootstrap, args=["--db", a_db])
+        wa = self.worker(b.bootstrap, args=["--db", a_db] + FAST_FAILOVER)
         self.assertEqual(self.shares([wa]), [PARTITIONS])
         t = tag()
         first = ["fc1-%s-%d" % (t, i) for i in range(20)]
@@ -206,7 +216,7 @@ class SharedLedger(KafkaCase):
 
         # Worker B, another private ledger, same group: it never becomes
         # ready; both stop consuming once the partitions are split.
-        wb = self.worker(b.bootstrap, args=["--db", b_db], start=False)
+        wb = self.worker(b.bootstrap, args=["--db", b_db] + FAST_FAILOVER, start=False)
         wb.start(wait_ready=False)
         t0 = time.monotonic()
 
@@ -612,7 +622,11 @@ class SharedLedger(KafkaCase):
         winners = {}
         for g, (approval_id, ns) in groups.items():
             won = [n for n in ns if n in executed]
-            self.assertEqual(len(won), 1, "artifact %d executed under %s" % (g, won))
+            if len(won) != 1:
+                self.fail("artifact %d executed under %s; receipts %r; the ledger's executions "
+                          "of it: %r" % (g, won, {n: [r for _, r in got[n]] for n in ns},
+                                         pgq(dbname, "SELECT nonce, id, receipt FROM executions "
+                                                     "WHERE approval_id = %s", (approval_id,))))
             winners[g] = won[0]
         self.assertEqual(len(executed), waves * ordinary_per_wave + len(groups))
         # The ledger: each of those once, one execution per approval.
@@ -727,7 +741,130 @@ class SharedLedger(KafkaCase):
         r = w.get("/receipts?nonce=" + nonces[7])
         self.assertStatus(r, 200)
         self.assertStoredReceipt(r.json, "add", {"a": 7, "b": 3}, nonces[7], {"sum": 10})
-        self.assertNoFatal(w)
+        self.assertNoFatalExceptPg(w)
+
+    # -- 8. a rebalance during a ledger outage
+
+    def join_group(self, bootstrap, worker):
+        """A plain Kafka member (confluent_kafka, cooperative-sticky) joins
+        the workers' group and takes partitions from `worker`; it pauses
+        them and never commits. Returns (consumer, its partitions) once the
+        two own all partitions between them."""
+        import confluent_kafka
+        c = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "openexec-workers",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+        self._members.append(c)
+        c.subscribe([REQUESTS_TOPIC])
+        deadline = time.monotonic() + 40
+        mine = set()
+        while True:
+            c.poll(0.2)  # what it reads is never committed
+            a = c.assignment()
+            if a:
+                c.pause(a)
+                mine = {tp.partition for tp in a}
+            if mine and len(mine) + self.shares([worker])[0] == PARTITIONS:
+                return c, mine
+            self.assertLess(time.monotonic(), deadline, "the member got no partitions (%s)"
+                            % mine)
+
+    def leave_group(self, consumer, worker):
+        consumer.close()
+        self._members.remove(consumer)
+        self.wait_until(lambda: self.shares([worker]) == [PARTITIONS], 40,
+                        "the worker owning every partition again", [worker])
+
+    def outage_worker(self):
+        b = self.broker(partitions=PARTITIONS)
+        url, dbname = pg_ledger()
+        reader = self.reader(b.bootstrap)
+        w = self.pg_worker(b.bootstrap, url)
+        self.assertEqual(self.shares([w]), [PARTITIONS])
+        return b, dbname, reader, w
+
+    def wait_unavailable(self, w):
+        def unavailable():
+            st, reason = ready(w)
+            return st == 503 and reason and reason.startswith("ledger unavailable")
+        self.wait_until(unavailable, 30, "/ready 503 'ledger unavailable'", [w])
+
+    def test_outage_batch_revoked_is_retried(self):
+        # PostgreSQL is down; the worker holds a batch of one request and
+        # waits for the ledger, consumption paused. A member joins and takes
+        # that request's partition (the batch in hand is dropped), then
+        # leaves again. Once PostgreSQL is back the request is answered.
+        # Regression: the worker stayed paused for ever ("ledger
+        # unavailable" in /ready) because only a batch in hand retried the
+        # ledger, and its batch was gone.
+        b, dbname, reader, w = self.outage_worker()
+        # Partition 0: a cooperative-sticky newcomer here takes 0-7 (checked
+        # below).
+        n = next("rv-%s-%d" % (t, i) for t in [tag()] for i in range(1000)
+                 if partition_of("rv-%s-%d" % (t, i)) == 0)
+        try:
+            pgcluster.shared_cluster().stop()
+            ((p, _),) = produce(b.bootstrap, [(n, jreq("add", {"a": 1, "b": 2}, n))])
+            self.assertEqual(p, 0)
+            self.wait_unavailable(w)
+            member, mine = self.join_group(b.bootstrap, w)
+            print("    the member took partitions %s" % sorted(mine))
+            self.assertIn(p, mine, "precondition: the member did not take the request's "
+                          "partition")
+        finally:
+            ensure_pg_running()
+        self.leave_group(member, w)
+        got = self.receipts_for(reader, [n], timeout=30, settle=1.0)
+        self.assertExecutedReceipt(self.only(got, n), "add", {"a": 1, "b": 2}, n, {"sum": 3})
+        self.wait_until(lambda: ready(w) == (200, None), 30, "/ready 200", [w])
+        self.assertEqual(w.metrics()["openexec_ledger_unavailable"], 0)
+        self.assertEqual(pgq(dbname, "SELECT nonce FROM executions"), [(n,)])
+        self.assertNoFatalExceptPg(w)
+
+    def test_outage_partitions_back_after_rebalance(self):
+        # PostgreSQL is down with one request on each partition; a member
+        # joins and takes half of the partitions; PostgreSQL comes back (the
+        # worker answers its half), then the member leaves and its half
+        # returns to the worker, which must answer it too.
+        # Regression: partitions paused during the outage, revoked, and
+        # assigned again after the worker had resumed stayed paused for ever
+        # (librdkafka keeps a partition's pause across an unassign), with
+        # /ready 200.
+        b, dbname, reader, w = self.outage_worker()
+        t = tag()
+        keys = {}
+        i = 0
+        while len(keys) < PARTITIONS:
+            k = "pb-%s-%d" % (t, i)
+            keys.setdefault(partition_of(k), k)
+            i += 1
+        nonces = [keys[p] for p in range(PARTITIONS)]
+        try:
+            pgcluster.shared_cluster().stop()
+            sent = produce(b.bootstrap, [(n, jreq("add", {"a": p, "b": 1}, n))
+                                         for p, n in enumerate(nonces)])
+            self.assertEqual([p for p, _ in sent], list(range(PARTITIONS)))
+            self.wait_unavailable(w)
+            member, mine = self.join_group(b.bootstrap, w)
+            print("    the member took partitions %s" % sorted(mine))
+        finally:
+            ensure_pg_running()
+        theirs = [nonces[p] for p in sorted(mine)]
+        ours = [nonces[p] for p in range(PARTITIONS) if p not in mine]
+        self.receipts_for(reader, ours, timeout=30)
+        self.wait_until(lambda: ready(w) == (200, None), 30, "/ready 200", [w])
+        self.leave_group(member, w)
+        got = self.receipts_for(reader, nonces, timeout=30, settle=1.0)
+        for p, n in enumerate(nonces):
+            self.assertExecutedReceipt(self.only(got, n), "add", {"a": p, "b": 1}, n,
+                                       {"sum": p + 1})
+        self.assertEqual(len(reader.messages), PARTITIONS)
+        self.assertEqual(len(theirs), len(mine))
+        self.assertEqual(pgq(dbname, "SELECT count(*) FROM executions"), [(PARTITIONS,)])
+        self.assertEqual(ready(w), (200, None))
+        self.assertNoFatalExceptPg(w)
 
 
 if __name__ == "__main__":
