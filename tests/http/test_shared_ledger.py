@@ -24,9 +24,9 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (REQUESTS_TOPIC, committed_offsets, execution_id,  # noqa: E402
-                     hmac_artifact, produce, receipt_hash, request_hash, result_json, run_tests,
-                     sqlite_query)
+from harness import (REQUESTS_TOPIC, committed_offsets, decode_receipt,  # noqa: E402
+                     execution_id, hmac_artifact, produce, receipt_hash, request_hash,
+                     result_json, run_tests, sqlite_query)
 from test_kafka import KafkaCase, jreq  # noqa: E402
 from test_kafka_faults import FAST_FAILOVER  # noqa: E402
 import pgcluster  # noqa: E402
@@ -211,8 +211,8 @@ class SharedLedger(KafkaCase):
                                        {"sum": i + 1})
         self.assertEqual(sqlite_query(a_db, "SELECT count(*) FROM executions"), [(20,)])
         m = wa.metrics()
-        self.assertEqual((m["openexec_ledger_unshared"], m["openexec_ledger_unshared_events_total"]),
-                         (0, 0))
+        self.assertEqual((m["openexec_ledger_unshared"],
+                          m["openexec_ledger_unshared_events_total"]), (0, 0))
 
         # Worker B, another private ledger, same group: it never becomes
         # ready; both stop consuming once the partitions are split.
@@ -490,7 +490,7 @@ class SharedLedger(KafkaCase):
     # -- 6. three workers, clawshield, a worker crash and a ledger crash
 
     def test_three_workers_clawshield_under_faults(self):
-        ordinary_per_wave, shared_per_wave, waves = 10000, 100, 3
+        ordinary_per_wave, shared_per_wave, waves = 9000, 334, 3
         t_test = time.monotonic()
         b = self.broker(partitions=PARTITIONS)
         url, dbname = pg_ledger()
@@ -582,7 +582,9 @@ class SharedLedger(KafkaCase):
         self.assertEqual(len(sent), len(requests))
         spread = sum(1 for _, ns in groups.values()
                      if len({partition_of(n) for n in ns}) > 1)
-        self.assertGreaterEqual(spread, 290, "shared artifacts not spread over partitions")
+        # Three random keys share a partition with odds 1/256.
+        self.assertGreaterEqual(spread, len(groups) - 15,
+                                "shared artifacts not spread over partitions")
         try:
             got = self.receipts_for(reader, list(requests), timeout=120, settle=1.0)
         except AssertionError as e:
@@ -647,7 +649,7 @@ class SharedLedger(KafkaCase):
         workers[0].stop()
         print("    after worker 1 left: partitions %s" % self.wait_sharing(workers[1:]))
         # Receipts the rebalance re-published (replays from the committed
-        # offsets) are counted before the re-sends, once nothing more comes.
+        # offsets): counted once nothing more comes for a while.
         replays = self.quiet(reader)
         lag = committed_lag(b.bootstrap)
         print("    idle group: %d receipts re-published after worker 1 left; committed offsets "
@@ -656,25 +658,47 @@ class SharedLedger(KafkaCase):
         used = [n for n in requests if requests[n][3] is None][:90] + \
                [winners[g] for g in sorted(winners)[:10]]
         self.assertEqual(len(set(used)), 100)
-        by = reader.by_key()
-        before = {n: len(by[n]) for n in used}
-        before_total = len(reader.messages)
-        resend = []
+        resent = {}  # nonce -> request hash of the re-send
+        msgs = []
         for i, n in enumerate(used):
             payload = {"a": i, "b": 10 ** 6}
-            art = hmac_artifact(SECRET, TENANT, "add", payload)
-            resend.append((n, jreq("add", payload, n, approval_artifact=art)))
-        produce(b.bootstrap, resend)
-        reader.wait_for(lambda r: len(r.messages) >= before_total + 100, 30,
-                        "receipts of the 100 re-sends")
+            resent[n] = request_hash("add", payload)
+            msgs.append((n, jreq("add", payload, n,
+                                 approval_artifact=hmac_artifact(SECRET, TENANT, "add", payload))))
+        start = len(reader.messages)
+        produce(b.bootstrap, msgs)
+        answers, late = {}, []
+
+        def sort_new(_r):
+            # Receipts of the re-sends, and any other receipt that still
+            # comes (a replay the rebalance caused).
+            for m in reader.messages[start + len(late) + sum(map(len, answers.values())):]:
+                rec = decode_receipt(m.value)
+                if m.skey in resent and rec["request_hash"] == resent[m.skey]:
+                    answers.setdefault(m.skey, []).append(rec)
+                else:
+                    late.append((m.skey, rec))
+            return len(answers) == len(resent)
+
+        reader.wait_for(sort_new, 30, "receipts of the 100 re-sends")
         self.quiet(reader, 1.0)
-        got2 = self.receipts_for(reader, used, settle=0)
-        for i, n in enumerate(used):
-            self.assertEqual(len(got2[n]), before[n] + 1, (n, [r for _, r in got2[n]]))
-            rec = got2[n][-1][1]
+        sort_new(reader)
+        for n in used:
+            self.assertEqual(len(answers[n]), 1, (n, answers[n]))
+            rec = answers[n][0]
             self.assertRejectedReceipt(rec, "nonce_conflict", nonce=n, action="add")
-            self.assertEqual(rec["request_hash"], request_hash("add", {"a": i, "b": 10 ** 6}))
-        self.assertEqual(len(reader.messages), before_total + 100)
+        # Anything else is a copy of an earlier answer (SPEC §9), never a new
+        # verdict.
+        for n, rec in late:
+            if n in executed:
+                self.assertEqual((rec["status"], rec["id"], rec["receipt"]),
+                                 ("replayed",) + executed[n][:2], rec)
+            else:
+                self.assertIn(n, losers, rec)
+                self.assertRejectedReceipt(rec, "approval_invalid", nonce=n,
+                                           detail_contains="already used")
+        print("    100 re-sends: 100 nonce_conflict; %d other receipts (replays) came meanwhile"
+              % len(late))
         self.assertEqual(pgq(dbname, "SELECT count(*) FROM executions"), [(len(executed),)])
         self.assertEqual(pgq(dbname, "SELECT count(*), count(DISTINCT nonce) FROM rejections "
                                      "WHERE error_code = 'nonce_conflict'"), [(100, 100)])
