@@ -210,7 +210,7 @@ static void copy_message(char *dst, size_t len, const char *what, const char *ms
 {
     snprintf(dst, len, "%s: %s", what, msg && *msg ? msg : "no reason given");
     for (char *p = dst; *p; p++)
-        if (*p == '\n')
+        if (*p == '\n' || *p == '\t' || *p == '\r')
             *p = *(p + 1) ? ' ' : '\0';
 }
 
@@ -245,6 +245,15 @@ static int exec_simple(pg_store *s, const char *sql, ExecStatusType want, char *
     return rc;
 }
 
+/* Server notices (e.g. "relation ... already exists, skipping" from the
+ * idempotent migration) are not events of ours: libpq would print them on
+ * stderr, past our log lines. Errors reach us as results. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static PGconn *connect_to(const pg_store *s)
 {
     /* Ours first: the URL's own parameters override them. A hung server
@@ -263,7 +272,10 @@ static PGconn *connect_to(const pg_store *s)
                           "dbname",
                           NULL};
     const char *values[] = {"5", "openexec", "5", "2", "3", "15000", options, s->url, NULL};
-    return PQconnectdbParams(keys, values, 1);
+    PGconn *conn = PQconnectdbParams(keys, values, 1);
+    if (conn)
+        PQsetNoticeProcessor(conn, ignore_notice, NULL);
+    return conn;
 }
 
 /* (Re)connects; the lock is held. */
@@ -549,13 +561,20 @@ static PGresult *run(pg_store *s, int which, const char *const *params, int want
         *rc = OE_STORE_UNAVAILABLE;
         return NULL;
     }
-    PGresult *r = PQexecPrepared(s->conn, prepared[which].name, prepared[which].nparams, params,
-                                 NULL, NULL, 0);
-    if (PQresultStatus(r) == (ExecStatusType)want)
-        return r;
-    *rc = pg_fail(s, r, prepared[which].sql, err, errlen);
-    PQclear(r);
-    return NULL;
+    for (int attempt = 0;; attempt++) {
+        PGresult *r = PQexecPrepared(s->conn, prepared[which].name, prepared[which].nparams, params,
+                                     NULL, NULL, 0);
+        if (PQresultStatus(r) == (ExecStatusType)want)
+            return r;
+        *rc = pg_fail(s, r, prepared[which].name, err, errlen);
+        PQclear(r);
+        /* Outside a transaction (a look-up of the admin server), a
+         * connection found dead by this call (the server restarted while
+         * it was idle) is reconnected and the look-up tried once more. */
+        if (s->in_txn || attempt > 0 || PQstatus(s->conn) == CONNECTION_OK ||
+            ensure_connected(s, err, errlen) != 0)
+            return NULL;
+    }
 }
 
 static char *dup_value(PGresult *r, int col)

@@ -280,10 +280,11 @@ class Replicas(ServiceTest):
         # PostgreSQL goes away: requests are answered 503 (no verdict, no
         # record), look-ups 503; when it is back the same node carries on
         # (it reconnects) and nothing was recorded meanwhile.
-        url, (a,) = self.nodes(1)
+        url, (a, idle) = self.nodes(2)
         name = url.rsplit("/", 1)[1].split("?")[0]
         cluster = pgcluster.shared_cluster()
         self.assertEqual(a.execute("echo", {}, "before").status, 200)
+        self.assertEqual(idle.get("/receipts?nonce=before").status, 200)
         cluster.stop()
         try:
             r = a.execute("echo", {}, "during")
@@ -301,6 +302,11 @@ class Replicas(ServiceTest):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json.get("status"), "executed")
         self.assertEqual(a.get("/receipts?nonce=before").status, 200)
+        # A node whose connections sat idle through the restart: its first
+        # look-up finds the connection dead, reconnects and answers.
+        r = idle.get("/receipts?nonce=during")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["receipt"], a.get("/receipts?nonce=during").json["receipt"])
         self.assertEqual(cluster.query(name, "SELECT count(*) FROM executions"), [(2,)])
 
 
