@@ -461,7 +461,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
-    if (rc == OE_OK && n > 1) {
+    /* A store without prefetch (SQLite) looks up locally: no key list. */
+    if (rc == OE_OK && n > 1 && e->store->ops->prefetch) {
         const char **keys = malloc(2 * n * sizeof *keys);
         if (!keys) {
             snprintf(err, errlen, "out of memory");

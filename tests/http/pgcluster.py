@@ -30,13 +30,14 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import uuid
+
+from harness import free_port
 
 START_TIMEOUT = 30.0  # seconds until the server must accept a connection
 STOP_TIMEOUT = 30.0   # seconds a shutdown, or the end of a killed server, may take
@@ -84,15 +85,6 @@ def pg_bindir():
                                      for x in d.split("/")[-2].split(".")])
 
 
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
-
-
 class PgCluster:
     def __init__(self, workdir=None):
         self.bindir = pg_bindir()
@@ -135,7 +127,7 @@ class PgCluster:
         if p.returncode != 0:
             raise RuntimeError("initdb: exit %d: %s" % (p.returncode, p.stdout + p.stderr))
         for attempt in range(3):  # another process may take the free port first
-            self.port = _free_port()
+            self.port = free_port()
             try:
                 self.restart()
                 break
