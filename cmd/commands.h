@@ -45,5 +45,6 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
 int oe_cmd_broker(int argc, char **argv);
 int oe_cmd_produce(int argc, char **argv);
 int oe_cmd_receipts(int argc, char **argv);
+int oe_cmd_topics(int argc, char **argv);
 
 #endif

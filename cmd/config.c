@@ -90,6 +90,7 @@ static const char *const formats[] = {"avro", "json", NULL};
 #define RECEIPTS OE_CMD_RECEIPTS
 #define MINT OE_CMD_MINT
 #define VERIFY OE_CMD_VERIFY
+#define TOPICS OE_CMD_TOPICS
 
 /* A flag may appear twice only for disjoint sets of commands, where its
  * meaning or default differs (mint signs with the secret that run checks). */
@@ -109,15 +110,17 @@ static const setting settings[] = {
     /* Kafka */
     TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
          "bootstrap servers (empty = embedded broker)"),
-    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS, brokers, NULL,
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS | TOPICS, brokers, NULL,
          "bootstrap servers (required)"),
-    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE, requests_topic,
-         "openexec.requests", "requests topic"),
-    NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS, receipts_topic,
-         "openexec.receipts", "receipts topic"),
-    NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER, dlq_topic, "openexec.requests.dlq",
-         "dead-letter topic"),
+    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE | TOPICS,
+         requests_topic, "openexec.requests", "requests topic"),
+    NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS | TOPICS,
+         receipts_topic, "openexec.receipts", "receipts topic"),
+    NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER | TOPICS, dlq_topic,
+         "openexec.requests.dlq", "dead-letter topic"),
     NAME("--group-id", "OPENEXEC_GROUP_ID", RUN, group_id, "openexec-workers", "consumer group"),
+    TEXT("--group-instance-id", "OPENEXEC_GROUP_INSTANCE_ID", RUN, group_instance_id, NULL,
+         "static group membership: a stable name per worker (e.g. the pod name)"),
     /* run */
     WORD("--execute", "OPENEXEC_EXECUTE", RUN, execute, executes, "kafka",
          "kafka: worker + /execute bridge; local: HTTP only, no Kafka"),
@@ -135,6 +138,10 @@ static const setting settings[] = {
         "embedded broker: partitions of our topics"),
     INT("--partitions", "OPENEXEC_PARTITIONS", BROKER, partitions, 1, 1000, "4",
         "partitions of our topics"),
+    INT("--partitions", "OPENEXEC_PARTITIONS", TOPICS, partitions, 1, 10000, "16",
+        "partitions of each topic (requests and receipts alike)"),
+    INT("--replication-factor", "OPENEXEC_REPLICATION_FACTOR", TOPICS, replication_factor, -1,
+        32767, "-1", "replicas of each partition (-1 = the cluster's default.replication.factor)"),
     INT("--batch-max", "OPENEXEC_BATCH_MAX", RUN, batch_max, 1, 100000, "5000",
         "most requests per batch"),
     INT("--bridge-timeout-ms", "OPENEXEC_BRIDGE_TIMEOUT_MS", RUN, bridge_timeout_ms, 1, 3600000,

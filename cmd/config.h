@@ -30,6 +30,7 @@ enum {
     OE_CMD_MINT = 1 << 4,
     OE_CMD_VERIFY = 1 << 5,
     OE_CMD_VERSION = 1 << 6,
+    OE_CMD_TOPICS = 1 << 7,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -65,7 +66,9 @@ typedef struct oe_config {
     int receipt_format; /* OE_FORMAT_* */
     int transactions;
     const char *transactional_id;
-    long partitions; /* embedded broker */
+    const char *group_instance_id; /* static membership; NULL: none */
+    long partitions;               /* embedded broker; topics */
+    long replication_factor;       /* topics: -1 = the cluster's default */
     long batch_max;
     long bridge_timeout_ms;
     long confluent_schema_id;   /* -1: off */

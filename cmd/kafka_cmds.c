@@ -12,6 +12,9 @@
 #include "worker/broker.h"
 #include "worker/codec.h"
 
+/* How long produce and receipts wait for unreachable brokers at start. */
+#define CLI_CLUSTER_WAIT_MS 15000
+
 static const oe_command broker_command = {
     "broker",
     OE_CMD_BROKER,
@@ -183,6 +186,14 @@ int oe_cmd_produce(int argc, char **argv)
         oe_kafka_settings_clear(&ks);
         return oe_die(2, "%s", err);
     }
+    /* The brokers answer and the topic exists, before stdin is read. */
+    if (oe_kafka_check_cluster(p.rk, &p.topic, 1, CLI_CLUSTER_WAIT_MS, NULL, NULL, err,
+                               sizeof err) != 0) {
+        rd_kafka_destroy(p.rk);
+        oe_codec_free(p.codec);
+        oe_kafka_settings_clear(&ks);
+        return oe_die(1, "produce: %s", err);
+    }
     oe_buf_init(&p.out, 0);
     char *line = NULL;
     size_t cap = 0;
@@ -286,7 +297,7 @@ static int read_receipts(receipts_reader *r)
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
             stop = at_end(r, m->partition);
         else if (m->err)
-            fprintf(stderr, "openexec: receipts: %s\n", rd_kafka_message_errstr(m));
+            oe_kafka_consumer_error("receipts", m);
         else if (print_receipt(r, m) != 0)
             stop = -1;
         rd_kafka_message_destroy(m);
@@ -323,6 +334,11 @@ int oe_cmd_receipts(int argc, char **argv)
         return oe_die(2, "%s", err);
     }
     int status = 1;
+    if (oe_kafka_check_cluster(r.rk, &ks.receipts_topic, 1, CLI_CLUSTER_WAIT_MS, NULL, NULL, err,
+                               sizeof err) != 0) {
+        oe_die(1, "receipts: %s", err);
+        goto out;
+    }
     r.nparts =
         oe_kafka_assign_all(r.rk, ks.receipts_topic,
                             cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END,
@@ -339,6 +355,7 @@ int oe_cmd_receipts(int argc, char **argv)
         oe_buf_free(&r.line);
         free(r.eof_seen);
     }
+out:
     rd_kafka_consumer_close(r.rk);
     rd_kafka_destroy(r.rk);
     oe_codec_free(r.codec);

@@ -24,6 +24,8 @@ static const struct reserved {
     {"bootstrap.servers", "set by --brokers or OPENEXEC_KAFKA_BROKERS"},
     {"metadata.broker.list", "set by --brokers or OPENEXEC_KAFKA_BROKERS"},
     {"group.id", "set by --group-id or OPENEXEC_GROUP_ID"},
+    {"group.instance.id",
+     "set by --group-instance-id or OPENEXEC_GROUP_INSTANCE_ID (the worker's consumer only)"},
     {"enable.auto.commit",
      "offsets are committed only after the ledger write is durable; auto commit would break that"},
     {"auto.commit.enable",
@@ -100,6 +102,8 @@ void oe_kafka_settings_fill(oe_kafka_settings *s, const oe_config *cfg)
     s->receipts_topic = cfg->receipts_topic;
     s->dlq_topic = cfg->dlq_topic;
     s->group_id = cfg->group_id;
+    s->group_instance_id =
+        cfg->group_instance_id && cfg->group_instance_id[0] ? cfg->group_instance_id : NULL;
     s->transactions = cfg->transactions;
     s->transactional_id = cfg->transactional_id;
 }

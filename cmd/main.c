@@ -52,6 +52,17 @@ static int service_ready(void *ctx, char *reason, size_t len)
         snprintf(reason, len, "starting");
         return 0;
     }
+    char why[400];
+    switch (oe_kafka_health(why, sizeof why)) {
+    case OE_KAFKA_DOWN:
+        snprintf(reason, len, "brokers unreachable: %s", why);
+        return 0;
+    case OE_KAFKA_REFUSED:
+        snprintf(reason, len, "brokers refused the connection: %s", why);
+        return 0;
+    case OE_KAFKA_UP:
+        break;
+    }
     if (r->worker && !oe_worker_ready(r->worker, reason, len))
         return 0;
     return oe_bridge_ready(r->bridge, reason, len);
@@ -189,6 +200,30 @@ static int run_open_store(service *s)
     return 0;
 }
 
+/* Before the clients of a configured cluster start: the brokers answer
+ * (an authentication or TLS refusal fails at once; unreachable brokers
+ * after RUN_CLUSTER_WAIT_MS) and our topics exist, since production
+ * clusters do not create them on first use. Returns 0, or -1 after
+ * printing the reason. */
+#define RUN_CLUSTER_WAIT_MS 30000
+static int run_check_cluster(service *s)
+{
+    const oe_kafka_settings *ks = &s->ks;
+    rd_kafka_t *rk =
+        oe_kafka_new(RD_KAFKA_PRODUCER, ks, NULL, NULL, NULL, "admin", s->err, sizeof s->err);
+    if (!rk) {
+        oe_die(1, "%s", s->err);
+        return -1;
+    }
+    const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
+    int rc = oe_kafka_check_cluster(rk, topics, 3, RUN_CLUSTER_WAIT_MS, NULL, NULL, s->err,
+                                    sizeof s->err);
+    rd_kafka_destroy(rk);
+    if (rc != 0)
+        oe_die(1, "%s", s->err);
+    return rc;
+}
+
 /* The embedded broker when no brokers are configured, then the worker
  * (unless --worker 0), then the /execute bridge (when HTTP is on).
  * Returns 0 or an exit status. */
@@ -202,6 +237,8 @@ static int run_start_kafka(service *s)
             return oe_die(1, "%s", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
         fprintf(stderr, "openexec: embedded broker bootstrap.servers=%s\n", ks->brokers);
+    } else if (run_check_cluster(s) != 0) {
+        return 1;
     }
     oe_worker_config wcfg = {
         .kafka = ks,
@@ -574,6 +611,7 @@ static void usage(FILE *f)
                "  broker           an embedded Kafka-protocol broker for development and tests\n"
                "  produce          publish JSON-lines requests (Avro by default)\n"
                "  receipts         print receipts as JSON lines\n"
+               "  topics           create our topics on a cluster (Admin API)\n"
                "  mint             print a signed approval artifact\n"
                "  verify-receipt   check a receipt hash\n"
                "  version          print the version\n\n"
@@ -591,6 +629,7 @@ int main(int argc, char **argv)
         {"broker", oe_cmd_broker},
         {"produce", oe_cmd_produce},
         {"receipts", oe_cmd_receipts},
+        {"topics", oe_cmd_topics},
         {"verify-receipt", cmd_verify_receipt},
         {"version", cmd_version},
         {"--version", cmd_version},

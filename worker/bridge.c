@@ -239,10 +239,13 @@ static void *bridge_main(void *arg)
         while (m) {
             if (!m->err)
                 handle_receipt(b, m);
+            else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                oe_kafka_consumer_error("bridge: consumer", m);
             rd_kafka_message_destroy(m);
             m = rd_kafka_consumer_poll(b->consumer, 0);
         }
         expire(b);
+        oe_kafka_probe(b->consumer);
     }
     return NULL;
 }

@@ -4,18 +4,237 @@
  * the caller; the client returned belongs to the caller too. */
 #include "kafka.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-/* librdkafka's log: warnings and worse (syslog levels 0-4) always, and its
- * debug lines (7), which it sends only when the user set the `debug`
- * property (-X debug=... or OPENEXEC_KAFKA_DEBUG); its routine notices and
- * informational lines (5-6) are left out. */
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Lines logged lately, to drop repeats: every client of the process (the
+ * worker's consumer and producer, the bridge's) reports the same broker
+ * failure, each about once a second. A line is compared without its
+ * "(after N ms in state ...)" tail and printed again after
+ * LOG_REPEAT_SECONDS at the earliest. */
+#define LOG_RECENT 16
+#define LOG_REPEAT_SECONDS 30.0
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char text[160];
+    double at;
+} log_recent[LOG_RECENT];
+static unsigned log_next;
+
+/* 1 when the line was printed within LOG_REPEAT_SECONDS (else records it). */
+static int log_repeated(const char *fac, const char *buf)
+{
+    char key[160];
+    (void)fac;
+    /* The same failure comes as a log line "[thrd:NAME]: TEXT" and as an
+     * error event "TEXT": compared without the thread's name. */
+    if (strncmp(buf, "[thrd:", 6) == 0) {
+        const char *end = strstr(buf, "]: ");
+        if (end)
+            buf = end + 3;
+    }
+    const char *tail = strstr(buf, " (after ");
+    int n = tail ? (int)(tail - buf) : (int)strlen(buf);
+    snprintf(key, sizeof key, "%.*s", n, buf);
+    double now = now_seconds();
+    int seen = 0;
+    pthread_mutex_lock(&log_lock);
+    for (unsigned i = 0; i < LOG_RECENT && !seen; i++)
+        if (log_recent[i].at > 0 && now - log_recent[i].at < LOG_REPEAT_SECONDS &&
+            strcmp(log_recent[i].text, key) == 0)
+            seen = 1;
+    if (!seen) {
+        snprintf(log_recent[log_next].text, sizeof log_recent[0].text, "%s", key);
+        log_recent[log_next].at = now;
+        log_next = (log_next + 1) % LOG_RECENT;
+    }
+    pthread_mutex_unlock(&log_lock);
+    return seen;
+}
+
+/* librdkafka's log: warnings and worse (syslog levels 0-4) always, each
+ * distinct line at most once per LOG_REPEAT_SECONDS, and its debug lines
+ * (7), which it sends only when the user set the `debug` property (-X
+ * debug=... or OPENEXEC_KAFKA_DEBUG); its routine notices and informational
+ * lines (5-6) are left out. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level <= 4 || level == 7)
+    if (level == 7 || (level <= 4 && !log_repeated(fac, buf)))
         fprintf(stderr, "openexec: kafka: %s: %s\n", fac, buf);
+}
+
+/* The process-wide broker state (oe_kafka_health). */
+static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int health_state;
+static atomic_int health_ever_up;
+static char health_reason[400];
+
+/* Errors that retrying cannot cure: the brokers refused our credentials or
+ * we refused their certificate. */
+static int refused_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+           err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED || err == RD_KAFKA_RESP_ERR__SSL;
+}
+
+/* Copies reason into health_reason as one line (no tabs or newlines). */
+static void set_reason(const char *reason)
+{
+    size_t i = 0;
+    for (; reason[i] && i + 1 < sizeof health_reason; i++)
+        health_reason[i] = reason[i] == '\n' || reason[i] == '\t' ? ' ' : reason[i];
+    health_reason[i] = '\0';
+}
+
+void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
+{
+    int state;
+    if (refused_error(err))
+        state = OE_KAFKA_REFUSED;
+    else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        state = OE_KAFKA_DOWN;
+    else
+        return;
+    pthread_mutex_lock(&health_lock);
+    /* A refusal says more than "all brokers down", which follows it. */
+    int was = atomic_load(&health_state);
+    if (!(was == OE_KAFKA_REFUSED && state == OE_KAFKA_DOWN)) {
+        int changed = was != state || strncmp(health_reason, reason, sizeof health_reason - 1);
+        set_reason(reason);
+        atomic_store(&health_state, state);
+        if (changed && !log_repeated("state", health_reason))
+            fprintf(stderr, "openexec: kafka: %s: %s\n",
+                    state == OE_KAFKA_REFUSED ? "brokers refused the connection"
+                                              : "brokers unreachable",
+                    health_reason);
+    }
+    pthread_mutex_unlock(&health_lock);
+}
+
+void oe_kafka_note_up(void)
+{
+    atomic_store(&health_ever_up, 1);
+    if (atomic_load(&health_state) == OE_KAFKA_UP)
+        return;
+    pthread_mutex_lock(&health_lock);
+    if (atomic_exchange(&health_state, OE_KAFKA_UP) != OE_KAFKA_UP)
+        fprintf(stderr, "openexec: kafka: brokers reachable again\n");
+    pthread_mutex_unlock(&health_lock);
+}
+
+oe_kafka_state oe_kafka_health(char *reason, size_t len)
+{
+    if (atomic_load(&health_state) == OE_KAFKA_UP)
+        return OE_KAFKA_UP;
+    pthread_mutex_lock(&health_lock);
+    int state = atomic_load(&health_state);
+    snprintf(reason, len, "%s", health_reason);
+    pthread_mutex_unlock(&health_lock);
+    return (oe_kafka_state)state;
+}
+
+int oe_kafka_ever_up(void)
+{
+    return atomic_load(&health_ever_up);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
+    if (refused_error(e) || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        oe_kafka_note_error(e, reason);
+    else if (!log_repeated("error", reason))
+        fprintf(stderr, "openexec: kafka: %s: %s\n", rd_kafka_err2name(e), reason);
+}
+
+void oe_kafka_consumer_error(const char *who, const rd_kafka_message_t *m)
+{
+    const char *text = rd_kafka_message_errstr(m);
+    if (refused_error(m->err) || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        oe_kafka_note_error(m->err, text);
+    else if (!log_repeated("error", text))
+        fprintf(stderr, "openexec: %s: %s\n", who, text);
+}
+
+static _Atomic double last_probe;
+
+void oe_kafka_probe(rd_kafka_t *rk)
+{
+    if (atomic_load(&health_state) == OE_KAFKA_UP)
+        return;
+    double now = now_seconds();
+    if (now - atomic_load(&last_probe) < 1.0)
+        return;
+    atomic_store(&last_probe, now);
+    const struct rd_kafka_metadata *md = NULL;
+    if (rd_kafka_metadata(rk, 0, NULL, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        oe_kafka_note_up();
+    }
+}
+
+int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
+                           int *parts, int *rf, char *err, size_t errlen)
+{
+    double end = now_seconds() + timeout_ms / 1000.0;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    char why[400];
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            oe_kafka_note_up();
+            int rc = 0;
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                const struct rd_kafka_metadata_topic *t = NULL;
+                for (int j = 0; j < md->topic_cnt && !t; j++)
+                    if (strcmp(md->topics[j].topic, topics[i]) == 0)
+                        t = &md->topics[j];
+                if (!t || t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                    snprintf(err, errlen,
+                             "topic %s does not exist on the cluster (create it with "
+                             "`openexec topics`)",
+                             topics[i]);
+                    rc = -1;
+                } else if (t->err) {
+                    snprintf(err, errlen, "topic %s: %s", topics[i], rd_kafka_err2str(t->err));
+                    rc = -1;
+                } else {
+                    if (parts)
+                        parts[i] = t->partition_cnt;
+                    if (rf)
+                        rf[i] = t->partition_cnt > 0 ? t->partitions[0].replica_cnt : 0;
+                }
+            }
+            rd_kafka_metadata_destroy(md);
+            return rc;
+        }
+        rd_kafka_poll(rk, 0); /* serves error_cb: a refusal is known now */
+        if (oe_kafka_health(why, sizeof why) == OE_KAFKA_REFUSED) {
+            snprintf(err, errlen, "brokers refused the connection: %s", why);
+            return -1;
+        }
+        if (now_seconds() > end)
+            break;
+    }
+    if (oe_kafka_health(why, sizeof why) == OE_KAFKA_UP)
+        snprintf(why, sizeof why, "%s", rd_kafka_err2str(e));
+    snprintf(err, errlen, "brokers unreachable after %d s: %s", timeout_ms / 1000, why);
+    return -1;
 }
 
 void oe_kafka_conf_logging(rd_kafka_conf_t *conf)
@@ -70,6 +289,7 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
         snprintf(err, errlen, "%s: %s", what, reason);
         return NULL;
     }
+    rd_kafka_conf_set_error_cb(conf, error_cb);
     if (hooks) {
         rd_kafka_conf_set_opaque(conf, hooks->opaque);
         if (hooks->on_delivery)

@@ -15,8 +15,9 @@ typedef struct oe_kafka_settings {
     const char *receipts_topic;
     const char *dlq_topic;
     const char *group_id;
-    int transactions;             /* 1: transactional receipts + offsets */
-    const char *transactional_id; /* used when transactions is set */
+    const char *group_instance_id; /* the worker consumer's group.instance.id; NULL: none */
+    int transactions;              /* 1: transactional receipts + offsets */
+    const char *transactional_id;  /* used when transactions is set */
     /* Properties passed to every client untouched, as name/value pairs. */
     const char *prop_names[OE_KAFKA_MAX_PROPS];
     const char *prop_values[OE_KAFKA_MAX_PROPS];
@@ -67,6 +68,41 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
  * or -1 with a reason in err. */
 int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
                         char *err, size_t errlen);
+
+/* The brokers as this process sees them, fed by every client's errors
+ * (oe_kafka_new installs an error callback; consumers pass the errors they
+ * poll to oe_kafka_note_error) and by requests that succeed
+ * (oe_kafka_note_up). Thread-safe. */
+typedef enum oe_kafka_state {
+    OE_KAFKA_UP = 0,      /* nothing wrong known */
+    OE_KAFKA_DOWN = 1,    /* no broker reachable (all brokers down) */
+    OE_KAFKA_REFUSED = 2, /* authentication or TLS verification failed */
+} oe_kafka_state;
+
+void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason);
+void oe_kafka_note_up(void);
+/* The state, with its one-line reason in reason (when not UP). */
+oe_kafka_state oe_kafka_health(char *reason, size_t len);
+/* 1 once a request to the brokers has succeeded in this process. */
+int oe_kafka_ever_up(void);
+
+/* An error a consumer polled (a message with err set, other than the end
+ * of a partition): fed to the health state, or logged as "openexec: WHO:
+ * TEXT" at most once per 30 s for the same text. */
+void oe_kafka_consumer_error(const char *who, const rd_kafka_message_t *m);
+
+/* While the state is not UP: at most once a second, a metadata request
+ * through rk (up to 500 ms); its success sets the state UP again. */
+void oe_kafka_probe(rd_kafka_t *rk);
+
+/* Checks that the brokers answer and that each of the n topics exists,
+ * trying a metadata request of all topics until timeout_ms: returns 0, or -1
+ * with a one-line reason: authentication or TLS refused (at once), a topic
+ * missing, or the brokers unreachable until the deadline. Serves rk's
+ * events meanwhile. If parts is not NULL, parts[i] receives topic i's
+ * partition count and rf[i] (if not NULL) its replication factor. */
+int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
+                           int *parts, int *rf, char *err, size_t errlen);
 
 /* Sets a librdkafka log callback that writes "openexec: kafka: ..." lines to
  * stderr (errors and warnings only, unless OPENEXEC_KAFKA_DEBUG is set). */

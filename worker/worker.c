@@ -776,7 +776,7 @@ static int consumer_event(oe_worker *w, rd_kafka_message_t *m)
     } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
         handle_offset_reset(w, m);
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        fprintf(stderr, "openexec: worker: consumer: %s\n", rd_kafka_message_errstr(m));
+        oe_kafka_consumer_error("worker: consumer", m);
     }
     rd_kafka_message_destroy(m);
     return 1;
@@ -990,6 +990,7 @@ static void *worker_main(void *arg)
         }
         w->n = 0;
         update_lag(w);
+        oe_kafka_probe(w->consumer);
     }
     return NULL;
 }
@@ -1029,6 +1030,7 @@ static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
         "enable.partition.eof",     "false",
         "auto.offset.reset",        "error", /* see handle_offset_reset */
         "partition.assignment.strategy", "cooperative-sticky", /* handle_offset_reset */
+        k->group_instance_id ? "group.instance.id" : NULL, k->group_instance_id,
         NULL,
     };
     /* clang-format on */
