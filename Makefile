@@ -8,7 +8,7 @@ PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
            python3-avro kcat curl clang libclang-rt-14-dev clang-format \
-           python3-psycopg2 postgresql libpq-dev
+           python3-psycopg2 postgresql libpq-dev default-jdk-headless maven
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -45,6 +45,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
             $$p -c 'import cryptography, confluent_kafka, avro, psycopg2' 2>/dev/null \
             && { echo $$p; break; }; done)
 
+.PHONY: kafka kafka-down
 .PHONY: all deps run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
 
 all: $(BUILD)/openexec
@@ -88,6 +89,7 @@ deps:
 	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
 	    && command -v kcat >/dev/null && command -v clang-format >/dev/null \
 	    && command -v pg_config >/dev/null && [ -d /usr/lib/postgresql ] \
+	    && command -v java >/dev/null && command -v mvn >/dev/null \
 	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -98,6 +100,23 @@ deps:
 run: deps
 	$(MAKE) all
 	./build/openexec run
+
+# A one-node Apache Kafka (KRaft) for development, from the broker's jars on
+# Maven Central (fetched once into build/kafka/), with our topics; it runs
+# in the background until `make kafka-down`.
+KAFKA_DEV = build/kafka-dev
+kafka: deps
+	$(MAKE) all
+	@if [ -f $(KAFKA_DEV)/nodes ] && tests/kafka/kafka.sh wait --dir $(KAFKA_DEV) --timeout 5 2>/dev/null; then \
+	  echo "already running"; else \
+	  tests/kafka/kafka.sh down --dir $(KAFKA_DEV) 2>/dev/null; rm -rf $(KAFKA_DEV); \
+	  tests/kafka/kafka.sh up --dir $(KAFKA_DEV) >/dev/null || exit 1; fi
+	@B=$$(cat $(KAFKA_DEV)/bootstrap); ./build/openexec topics --brokers $$B --partitions 16 && \
+	  echo "Apache Kafka: bootstrap.servers=$$B (stop it with: make kafka-down)" && \
+	  echo "run a worker on it:  ./build/openexec run --brokers $$B"
+
+kafka-down:
+	tests/kafka/kafka.sh down --dir $(KAFKA_DEV)
 
 unit: $(UNIT_BIN)
 

@@ -200,28 +200,29 @@ static int run_open_store(service *s)
     return 0;
 }
 
-/* Before the clients of a configured cluster start: the brokers answer
- * (an authentication or TLS refusal fails at once; unreachable brokers
- * after RUN_CLUSTER_WAIT_MS) and our topics exist, since production
- * clusters do not create them on first use. Returns 0, or -1 after
- * printing the reason. */
-#define RUN_CLUSTER_WAIT_MS 30000
+/* Before the clients of a configured cluster start: an authentication or
+ * TLS refusal, or one of our topics missing (production clusters do not
+ * create them on first use), fails at once. Brokers that do not answer
+ * within RUN_CLUSTER_WAIT_MS are not an error: the service starts, /ready
+ * says why it is not ready, and the worker checks again once they answer.
+ * Returns 0, or an exit status after printing the reason. */
+#define RUN_CLUSTER_WAIT_MS 3000
 static int run_check_cluster(service *s)
 {
     const oe_kafka_settings *ks = &s->ks;
     rd_kafka_t *rk =
         oe_kafka_new(RD_KAFKA_PRODUCER, ks, NULL, NULL, NULL, "admin", s->err, sizeof s->err);
-    if (!rk) {
-        oe_die(1, "%s", s->err);
-        return -1;
-    }
+    if (!rk)
+        return oe_die(2, "%s", s->err);
     const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
     int rc = oe_kafka_check_cluster(rk, topics, 3, RUN_CLUSTER_WAIT_MS, NULL, NULL, s->err,
                                     sizeof s->err);
     rd_kafka_destroy(rk);
-    if (rc != 0)
-        oe_die(1, "%s", s->err);
-    return rc;
+    if (rc == OE_KAFKA_CHECK_UNREACHABLE) {
+        fprintf(stderr, "openexec: %s; starting anyway (not ready until they answer)\n", s->err);
+        return 0;
+    }
+    return rc == OE_KAFKA_CHECK_OK ? 0 : oe_die(1, "%s", s->err);
 }
 
 /* The embedded broker when no brokers are configured, then the worker
@@ -237,8 +238,10 @@ static int run_start_kafka(service *s)
             return oe_die(1, "%s", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
         fprintf(stderr, "openexec: embedded broker bootstrap.servers=%s\n", ks->brokers);
-    } else if (run_check_cluster(s) != 0) {
-        return 1;
+    } else {
+        int rc = run_check_cluster(s);
+        if (rc != 0)
+            return rc;
     }
     oe_worker_config wcfg = {
         .kafka = ks,

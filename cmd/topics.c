@@ -72,16 +72,20 @@ out:
     return rc;
 }
 
-/* Looks up which of the three topics exist; sets exists[i], parts[i] and
- * rf[i]. Returns 0, or -1 with a reason (brokers unreachable or refused). */
+/* Looks up which of the three topics exist (and have their partitions'
+ * leaders); sets exists[i], parts[i] and rf[i]. Returns 0, or -1 with a reason (brokers unreachable
+ * or refused). */
 static int look_up(rd_kafka_t *rk, const char *const *names, int *exists, int *parts, int *rf,
                    char *err, size_t errlen)
 {
     for (size_t i = 0; i < 3; i++) {
         char why[512];
-        exists[i] = oe_kafka_check_cluster(rk, &names[i], 1, 15000, &parts[i], &rf[i], why,
-                                           sizeof why) == 0;
-        if (!exists[i] && !strstr(why, "does not exist")) {
+        int rc =
+            oe_kafka_check_cluster(rk, &names[i], 1, 15000, &parts[i], &rf[i], why, sizeof why);
+        exists[i] = rc == OE_KAFKA_CHECK_OK;
+        /* A topic in error (e.g. no leader yet, just after its creation)
+         * counts as missing for now. */
+        if (rc == OE_KAFKA_CHECK_UNREACHABLE || rc == OE_KAFKA_CHECK_REFUSED) {
             snprintf(err, errlen, "%s", why);
             return -1;
         }
@@ -122,11 +126,20 @@ int oe_cmd_topics(int argc, char **argv)
             missing[nmissing++] = names[i];
             created[i] = 1;
         }
-    if (nmissing > 0 &&
-        (create_topics(rk, missing, nmissing, want_p, want_rf, err, sizeof err) != 0 ||
-         look_up(rk, names, exists, parts, rf, err, sizeof err) != 0)) {
+    if (nmissing > 0 && create_topics(rk, missing, nmissing, want_p, want_rf, err, sizeof err)) {
         status = oe_die(1, "topics: %s", err);
         goto done;
+    }
+    /* The brokers' metadata lists a new topic a moment after CreateTopics
+     * returned. */
+    for (long long end = oe_monotonic_ms() + TOPICS_TIMEOUT_MS; nmissing > 0;) {
+        if (look_up(rk, names, exists, parts, rf, err, sizeof err) != 0) {
+            status = oe_die(1, "topics: %s", err);
+            goto done;
+        }
+        if ((exists[0] && exists[1] && exists[2]) || oe_monotonic_ms() > end)
+            break;
+        oe_sleep_ms(100);
     }
     for (size_t i = 0; i < 3; i++) {
         if (!exists[i]) {

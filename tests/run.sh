@@ -11,7 +11,8 @@ PYTHON=${1:-python3}
 passed=0
 failed=0
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+kafka_dir=$work/kafka
+trap 'tests/kafka/kafka.sh down --dir "$kafka_dir" >/dev/null 2>&1; rm -rf "$work"' EXIT
 
 # Adds the counts of a "... N passed, N failed" line from a step's output.
 count() {
@@ -81,14 +82,36 @@ for t in tests/http/test_*.py; do
     step "black-box $(basename "$t")" "$PYTHON" "$t"
 done
 
+# The Kafka suites again on Apache Kafka itself (KRaft, one node from the
+# broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the three
+# files; each test makes topics of its own there with `openexec topics`.
+# A broker that cannot be fetched or started fails the step with kafka.sh's
+# reason. test_real_kafka and test_kafka_secure (in the loop above) start
+# clusters of their own (three nodes, SASL_SSL).
+echo "== Apache Kafka for the suites"
+if out=$(tests/kafka/kafka.sh up --dir "$kafka_dir" --nodes 1 2>&1); then
+    echo "$out"
+    export OPENEXEC_TEST_KAFKA_BOOTSTRAP=${out#bootstrap.servers=}
+    for t in test_kafka test_kafka_faults test_kafka_hardening; do
+        step "black-box $t.py [apache kafka]" env OPENEXEC_TEST_BROKER=kafka "$PYTHON" "tests/http/$t.py"
+    done
+    tests/kafka/kafka.sh down --dir "$kafka_dir"
+    unset OPENEXEC_TEST_KAFKA_BOOTSTRAP
+else
+    echo "   $out"
+    failed=$((failed + 1))
+fi
+
 # The same black-box suites with every service's ledger on PostgreSQL (a
 # throw-away server the tests start, tests/http/pgcluster.py): each Server
 # gets a database instead of a SQLite file. Left out: the command-line and
 # HTTP framing tests (the ledger plays no part in them), and test_ledger /
-# test_shared_ledger, which choose their backends themselves.
+# test_shared_ledger, which choose their backends themselves, and the
+# Apache Kafka suites (their subject is the broker, not the ledger).
 for t in tests/http/test_*.py; do
     case $(basename "$t") in
-        test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py)
+        test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
+            test_real_kafka.py | test_kafka_secure.py)
             continue ;;
     esac
     step "black-box $(basename "$t") [postgresql ledger]" \

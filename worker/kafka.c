@@ -198,8 +198,8 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
         e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             oe_kafka_note_up();
-            int rc = 0;
-            for (size_t i = 0; i < n && rc == 0; i++) {
+            int rc = OE_KAFKA_CHECK_OK;
+            for (size_t i = 0; i < n && rc == OE_KAFKA_CHECK_OK; i++) {
                 const struct rd_kafka_metadata_topic *t = NULL;
                 for (int j = 0; j < md->topic_cnt && !t; j++)
                     if (strcmp(md->topics[j].topic, topics[i]) == 0)
@@ -209,10 +209,10 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
                              "topic %s does not exist on the cluster (create it with "
                              "`openexec topics`)",
                              topics[i]);
-                    rc = -1;
+                    rc = OE_KAFKA_CHECK_TOPIC;
                 } else if (t->err) {
                     snprintf(err, errlen, "topic %s: %s", topics[i], rd_kafka_err2str(t->err));
-                    rc = -1;
+                    rc = OE_KAFKA_CHECK_TOPIC;
                 } else {
                     if (parts)
                         parts[i] = t->partition_cnt;
@@ -223,18 +223,19 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
             rd_kafka_metadata_destroy(md);
             return rc;
         }
-        rd_kafka_poll(rk, 0); /* serves error_cb: a refusal is known now */
+        if (rd_kafka_type(rk) == RD_KAFKA_PRODUCER)
+            rd_kafka_poll(rk, 0); /* serves error_cb: a refusal is known now */
         if (oe_kafka_health(why, sizeof why) == OE_KAFKA_REFUSED) {
             snprintf(err, errlen, "brokers refused the connection: %s", why);
-            return -1;
+            return OE_KAFKA_CHECK_REFUSED;
         }
         if (now_seconds() > end)
             break;
     }
     if (oe_kafka_health(why, sizeof why) == OE_KAFKA_UP)
         snprintf(why, sizeof why, "%s", rd_kafka_err2str(e));
-    snprintf(err, errlen, "brokers unreachable after %d s: %s", timeout_ms / 1000, why);
-    return -1;
+    snprintf(err, errlen, "brokers unreachable after %.1f s: %s", timeout_ms / 1000.0, why);
+    return OE_KAFKA_CHECK_UNREACHABLE;
 }
 
 void oe_kafka_conf_logging(rd_kafka_conf_t *conf)

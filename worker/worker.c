@@ -77,7 +77,9 @@ struct oe_worker {
     pthread_mutex_t reason_lock; /* guards the two reasons below */
     char ledger_reason[512];
     char unshared_reason[512];
-    int paused;        /* worker thread: the assignment is paused */
+    int paused;     /* worker thread: the assignment is paused */
+    int cluster_ok; /* worker thread: the cluster answered and our topics exist */
+    double next_cluster_check;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     double last_ledger_log;
@@ -971,11 +973,31 @@ static void warm_up_metadata(oe_worker *w)
     }
 }
 
+/* Until the cluster has answered once (start-up found it unreachable): a
+ * refusal of our credentials or certificate, or a topic of ours missing,
+ * stops the worker with the reason; unreachable brokers are tried again
+ * each second. */
+static void check_cluster(oe_worker *w)
+{
+    if (w->cluster_ok || oe_monotonic() < w->next_cluster_check)
+        return;
+    w->next_cluster_check = oe_monotonic() + 1.0;
+    const oe_kafka_settings *k = w->cfg.kafka;
+    const char *topics[] = {k->requests_topic, k->receipts_topic, k->dlq_topic};
+    char why[512];
+    int rc = oe_kafka_check_cluster(w->consumer, topics, 3, 1, NULL, NULL, why, sizeof why);
+    if (rc == OE_KAFKA_CHECK_OK)
+        w->cluster_ok = 1;
+    else if (rc != OE_KAFKA_CHECK_UNREACHABLE)
+        worker_fail(w, "%s", why);
+}
+
 static void *worker_main(void *arg)
 {
     oe_worker *w = arg;
     warm_up_metadata(w);
     while (atomic_load(&w->running)) {
+        check_cluster(w);
         check_sharing(w);
         gather(w);
         /* The assignment may have changed while gathering. */

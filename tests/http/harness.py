@@ -188,8 +188,11 @@ def is_uuid_v8(s):
 # Processes.
 
 def clean_env(extra=None):
-    """The caller's environment without OPENEXEC_* / CLAWSHIELD_*, plus extra."""
+    """The caller's environment without OPENEXEC_* / CLAWSHIELD_*, plus the
+    current test's topic and group names on Apache Kafka (names_env()),
+    plus extra."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_ENV_PREFIXES)}
+    env.update(names_env())
     for k, v in (extra or {}).items():
         if v is None:
             env.pop(k, None)
@@ -602,6 +605,12 @@ def run_tests(module_name=None):
     passed = failed = 0
     t_all = time.monotonic()
     for cls, m, full in cases:
+        why = getattr(getattr(cls, m), "embedded_only", None)
+        if why and BROKER == "kafka":
+            # Named, not counted: what the test needs exists only in the
+            # embedded broker; the same file runs it there.
+            print("n/a  %s (embedded broker only: %s)" % (full, why))
+            continue
         t0 = time.monotonic()
         errors = []
         test = cls(m)
@@ -648,7 +657,78 @@ def run_tests(module_name=None):
 REQUESTS_TOPIC = "openexec.requests"
 RECEIPTS_TOPIC = "openexec.receipts"
 DLQ_TOPIC = "openexec.requests.dlq"
+GROUP_ID = "openexec-workers"
 KAFKA_TIMEOUT = 30.0  # seconds for one Kafka round trip in a test
+
+# The broker the Kafka suites run against: "embedded" (a fresh `openexec
+# broker`, librdkafka's mock cluster, per KafkaTest.broker()) or "kafka"
+# (Apache Kafka: one KRaft node shared by the whole run, started by
+# tests/run.sh or on first use, tests/http/kafkacluster.py). On Kafka each
+# KafkaTest.broker() creates topics of its own with `openexec topics`, and
+# the names above (and the group) are switched to them for that test: read
+# them as harness.REQUESTS_TOPIC etc. at call time. tests/run.sh runs the
+# Kafka suites with both.
+BROKER = os.environ.get("OPENEXEC_TEST_BROKER", "embedded")
+if BROKER not in ("embedded", "kafka"):
+    raise SystemExit("OPENEXEC_TEST_BROKER=%s: embedded or kafka" % BROKER)
+_DEFAULT_NAMES = (REQUESTS_TOPIC, RECEIPTS_TOPIC, DLQ_TOPIC, GROUP_ID)
+
+
+def embedded_only(why):
+    """Marks a Kafka test that needs the embedded broker (e.g. its silent
+    retention drop, or `run` without --brokers): with
+    OPENEXEC_TEST_BROKER=kafka, run_tests lists it with the reason and does
+    not run it."""
+    def mark(f):
+        f.embedded_only = why
+        return f
+    return mark
+
+
+def _set_names(requests, receipts, dlq, group):
+    global REQUESTS_TOPIC, RECEIPTS_TOPIC, DLQ_TOPIC, GROUP_ID
+    REQUESTS_TOPIC, RECEIPTS_TOPIC, DLQ_TOPIC, GROUP_ID = requests, receipts, dlq, group
+
+
+def names_env():
+    """The topic and group variables of the current test's names (empty
+    while they are the defaults)."""
+    if (REQUESTS_TOPIC, RECEIPTS_TOPIC, DLQ_TOPIC, GROUP_ID) == _DEFAULT_NAMES:
+        return {}
+    return {"OPENEXEC_REQUESTS_TOPIC": REQUESTS_TOPIC, "OPENEXEC_RECEIPTS_TOPIC": RECEIPTS_TOPIC,
+            "OPENEXEC_DLQ_TOPIC": DLQ_TOPIC, "OPENEXEC_GROUP_ID": GROUP_ID}
+
+
+class RealKafkaTopics:
+    """KafkaTest.broker() on Apache Kafka: fresh topics (`openexec topics
+    --partitions N`) on the shared cluster, named after a random prefix, and
+    a group of the same prefix; bootstrap is the cluster's."""
+
+    def __init__(self, partitions):
+        from kafkacluster import shared_cluster
+        self.bootstrap = shared_cluster().bootstrap
+        self.partitions = partitions
+        prefix = "t%s" % uuid.uuid4().hex[:10]
+        self.names = (prefix + ".requests", prefix + ".receipts", prefix + ".requests.dlq",
+                      prefix + "-workers")
+
+    def start(self):
+        p = subprocess.run([BIN, "topics", "--brokers", self.bootstrap, "--partitions",
+                            str(self.partitions), "--replication-factor", "1",
+                            "--requests-topic", self.names[0], "--receipts-topic", self.names[1],
+                            "--dlq-topic", self.names[2]], env=clean_env(),
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("openexec topics failed (%d): %s"
+                                 % (p.returncode, p.stderr.decode("utf-8", "replace")))
+        _set_names(*self.names)
+        return self
+
+    def stop(self):
+        pass
+
+    def kill(self):
+        pass
 
 _WORKER_TESTS = os.path.join(ROOT, "tests", "worker")
 
@@ -814,10 +894,11 @@ def kafka_producer(bootstrap, **conf):
     return confluent_kafka.Producer(c)
 
 
-def produce(bootstrap, messages, topic=REQUESTS_TOPIC, timeout=KAFKA_TIMEOUT, producer=None):
+def produce(bootstrap, messages, topic=None, timeout=KAFKA_TIMEOUT, producer=None):
     """Publishes (key, value[, headers]) tuples with confluent_kafka and
     waits until the broker acknowledged all of them. Returns their
     (partition, offset) in order; a failed delivery is an AssertionError."""
+    topic = topic or REQUESTS_TOPIC
     p = producer or kafka_producer(bootstrap)
     results = []
     errors = []
@@ -856,9 +937,10 @@ def produce(bootstrap, messages, topic=REQUESTS_TOPIC, timeout=KAFKA_TIMEOUT, pr
     return results
 
 
-def kcat_produce(bootstrap, key, value, topic=REQUESTS_TOPIC, tmpdir=None):
+def kcat_produce(bootstrap, key, value, topic=None, tmpdir=None):
     """Publishes one message with kcat (`kcat -P -b B -t T -k KEY FILE`;
     a file argument is sent as one message, bytes unchanged)."""
+    topic = topic or REQUESTS_TOPIC
     if isinstance(value, str):
         value = value.encode("utf-8")
     fd, path = tempfile.mkstemp(dir=tmpdir, prefix="kcat-")
@@ -988,10 +1070,12 @@ def avro_request(action, payload, nonce, artifact=None, payload_text=None):
     return ai.single_object(ai.REQ_FP, ai.REQ_SCHEMA, datum)
 
 
-def committed_offsets(bootstrap, group, topic=REQUESTS_TOPIC):
+def committed_offsets(bootstrap, group=None, topic=None):
     """{partition: committed offset} of a consumer group (OffsetFetch, no
     group join); partitions without a commit are left out."""
     import confluent_kafka
+    group = group or GROUP_ID
+    topic = topic or REQUESTS_TOPIC
     c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                   "enable.auto.commit": False})
     try:
@@ -1053,6 +1137,8 @@ class KafkaTest(ServiceTest):
         super().setUp()
         self._brokers = []
         self._readers = []
+        _set_names(*_DEFAULT_NAMES)
+
 
     def tearDown(self):
         errors = []
@@ -1085,12 +1171,17 @@ class KafkaTest(ServiceTest):
             raise AssertionError("; ".join(errors))
 
     def broker(self, partitions=4, args=None):
-        b = Broker(self.tmp, partitions=partitions, args=args)
+        """A fresh `openexec broker` (embedded), or fresh topics on the
+        shared Apache Kafka node (OPENEXEC_TEST_BROKER=kafka)."""
+        if BROKER == "kafka" and not args:
+            b = RealKafkaTopics(partitions)
+        else:
+            b = Broker(self.tmp, partitions=partitions, args=args)
         self._brokers.append(b)
         return b.start()
 
-    def reader(self, bootstrap, topic=RECEIPTS_TOPIC):
-        r = TopicReader(bootstrap, topic)
+    def reader(self, bootstrap, topic=None):
+        r = TopicReader(bootstrap, topic or RECEIPTS_TOPIC)
         self._readers.append(r)
         return r
 

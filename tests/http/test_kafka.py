@@ -19,11 +19,12 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (BIN, DLQ_TOPIC, KAFKA_TIMEOUT, REQUESTS_TOPIC, KafkaTest,  # noqa: E402
+from harness import (BIN, KAFKA_TIMEOUT, KafkaTest,  # noqa: E402
                      kafka_producer, avro_interop, avro_request, canonical, clean_env, cli, committed_offsets, decode_receipt,
                      embedded_bootstrap, execution_id, free_port, hmac_artifact, is_uuid_v8,
                      kcat_produce, produce, receipt_hash, request_hash, result_json, run_tests,
                      sha256_hex, ledger_query)
+import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 
 RECEIPT_FIELDS = ("id", "nonce", "action", "request_hash", "status", "approved", "result",
                   "receipt", "error_code", "detail", "approval_id")
@@ -241,7 +242,7 @@ class Requests(KafkaCase):
         # `produce` encodes Avro single-object requests python3-avro reads,
         # keyed by nonce; --format json publishes the line unchanged.
         ai = avro_interop()
-        req_reader = self.reader(b.bootstrap, REQUESTS_TOPIC)
+        req_reader = self.reader(b.bootstrap, h.REQUESTS_TOPIC)
         req_reader.wait_count(5)
         by = req_reader.by_key()
         for a, p_, n in reqs:
@@ -393,7 +394,7 @@ class Outcomes(KafkaCase):
         # cannot be read. SPEC §5 says "rejected as malformed", §9 sends
         # what "cannot be decoded at all" to the dead-letter topic; either
         # answer is accepted here, but exactly one, and never silence.
-        dlq = self.reader(b.bootstrap, DLQ_TOPIC)
+        dlq = self.reader(b.bootstrap, h.DLQ_TOPIC)
         unparsable = []
         for i, text in enumerate(['{"action": "echo", "payload": {"a": 1, "a": 2}, "nonce": "%s"}',
                                   '{"action": "echo", "payload": {}, "nonce": "%s"',
@@ -474,7 +475,7 @@ class Outcomes(KafkaCase):
         b = self.broker()
         w = self.worker(b.bootstrap)
         reader = self.reader(b.bootstrap)
-        dlq = self.reader(b.bootstrap, DLQ_TOPIC)
+        dlq = self.reader(b.bootstrap, h.DLQ_TOPIC)
         ai = avro_interop()
         n = uniq("after-poison")
         good_avro = avro_request("echo", {"a": 1}, n)
@@ -502,7 +503,7 @@ class Outcomes(KafkaCase):
             m = by_value[value]
             self.assertEqual(m.key, n.encode())
             self.assertTrue(m.header("openexec.error"), m)
-            self.assertEqual(m.header("openexec.source.topic"), REQUESTS_TOPIC, m)
+            self.assertEqual(m.header("openexec.source.topic"), h.REQUESTS_TOPIC, m)
             self.assertEqual(m.header("openexec.source.partition"), str(part), m)
             self.assertEqual(m.header("openexec.source.offset"), str(off), m)
         self.assertEqual(w.metrics()["openexec_dead_letters_total"], len(poison))
@@ -520,6 +521,7 @@ class Outcomes(KafkaCase):
 
 
 class Bridge(KafkaCase):
+    @h.embedded_only("`run` without --brokers starts an embedded broker of its own")
     def test_execute_through_embedded_broker(self):
         # No --brokers: `run` starts an embedded broker and prints its address.
         w = self.worker(None, env={"OPENEXEC_ALLOWED_ACTIONS": "echo"})
@@ -605,7 +607,7 @@ class Bridge(KafkaCase):
         self.assertGreaterEqual(dt, 0.45, "answered 504 before the timeout")
         self.assertLess(dt, 5.0)
         # The request was published, keyed by nonce, with a correlation header.
-        req = self.reader(b.bootstrap, REQUESTS_TOPIC).wait_count(1)
+        req = self.reader(b.bootstrap, h.REQUESTS_TOPIC).wait_count(1)
         (m,) = req.messages
         self.assertEqual(m.skey, n)
         self.assertEqual(json.loads(m.value), {"action": "echo", "payload": {"a": 1}, "nonce": n})
@@ -712,7 +714,7 @@ class Operations(KafkaCase):
         reader.poll(0.5)
         answered = set(reader.by_key())
         stored = dict(ledger_query(w.db, "SELECT nonce, id FROM executions"))
-        committed = committed_offsets(b.bootstrap, "openexec-workers")
+        committed = committed_offsets(b.bootstrap, h.GROUP_ID)
         below = [n for n, (p, o) in zip(nonces, sent) if o < committed.get(p, 0)]
         print("    SIGTERM after %d receipts: exit 0 in %.2f s; %d executions stored, "
               "%d requests below the committed offsets"

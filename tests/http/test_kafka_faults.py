@@ -21,9 +21,10 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (REQUESTS_TOPIC, avro_request, committed_offsets,  # noqa: E402
+from harness import (avro_request, committed_offsets,  # noqa: E402
                      execution_id, produce, receipt_hash, request_hash, result_json,
                      run_tests, ledger_query)
+import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
 # A killed member's partitions move after session.timeout.ms; lowered from
@@ -113,7 +114,7 @@ class Faults(KafkaCase):
         answered = set(reader.by_key())
         stored = dict(ledger_query(db, "SELECT nonce, id FROM executions"))
         covered = self.assertCommittedCovered(sent, requests, answered, stored, bootstrap,
-                                              "openexec-workers")
+                                              h.GROUP_ID)
         if len(stored) > len(answered):
             where = "after a SQLite commit, before all its receipts were acknowledged"
         elif len(answered) > covered:
@@ -242,7 +243,7 @@ class Faults(KafkaCase):
         covered = self.assertCommittedCovered(
             sent, requests, set(reader.by_key()),
             lambda: {n for (n,) in ledger_query(db, "SELECT nonce FROM executions")},
-            b.bootstrap, "openexec-workers", reader=reader)
+            b.bootstrap, h.GROUP_ID, reader=reader)
         print("    worker 1 killed with %d executions in the ledger, %d receipts on the topic, "
               "%d requests below the committed offsets"
               % (len(stored), len(reader.messages), covered))
@@ -298,7 +299,7 @@ def time_kcat(bootstrap, total):
     """Seconds kcat takes to consume `total` request messages (one
     process, from the beginning), and how many it printed."""
     t0 = time.monotonic()
-    p = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", REQUESTS_TOPIC, "-o", "beginning",
+    p = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", h.REQUESTS_TOPIC, "-o", "beginning",
                         "-c", str(total), "-e", "-q", "-f", "%k\n"],
                        capture_output=True, timeout=120)
     dt = time.monotonic() - t0
@@ -315,9 +316,9 @@ def time_confluent(bootstrap, total):
     c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "raw-%d" % os.getpid(),
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
     try:
-        md = c.list_topics(REQUESTS_TOPIC, timeout=10)
-        c.assign([confluent_kafka.TopicPartition(REQUESTS_TOPIC, p, confluent_kafka.OFFSET_BEGINNING)
-                  for p in md.topics[REQUESTS_TOPIC].partitions])
+        md = c.list_topics(h.REQUESTS_TOPIC, timeout=10)
+        c.assign([confluent_kafka.TopicPartition(h.REQUESTS_TOPIC, p, confluent_kafka.OFFSET_BEGINNING)
+                  for p in md.topics[h.REQUESTS_TOPIC].partitions])
         n = 0
         deadline = t0 + 120
         while n < total:
