@@ -79,6 +79,7 @@ step "avro interop with python3-avro" "$PYTHON" tests/worker/avro_interop.py sel
 # Black-box tests of the binary: real HTTP, real SQLite files, python3
 # clients (Debian's interpreter, for python3-cryptography).
 for t in tests/http/test_*.py; do
+    [ "$(basename "$t")" != test_kafka_cluster.py ] || continue
     step "black-box $(basename "$t")" "$PYTHON" "$t"
 done
 
@@ -86,12 +87,14 @@ done
 # broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the three
 # files; each test makes topics of its own there with `openexec topics`.
 # A broker that cannot be fetched or started fails the step with kafka.sh's
-# reason. test_real_kafka and test_kafka_secure (in the loop above) start
-# clusters of their own (three nodes, SASL_SSL).
+# reason. test_kafka_cluster (topics, readiness) uses the node too;
+# test_real_kafka and test_kafka_secure start clusters of their own (three
+# nodes, SASL_SSL), and run with the other files below.
 echo "== Apache Kafka for the suites"
 if out=$(tests/kafka/kafka.sh up --dir "$kafka_dir" --nodes 1 2>&1); then
     echo "$out"
     export OPENEXEC_TEST_KAFKA_BOOTSTRAP=${out#bootstrap.servers=}
+    step "black-box test_kafka_cluster.py [apache kafka]" "$PYTHON" tests/http/test_kafka_cluster.py
     for t in test_kafka test_kafka_faults test_kafka_hardening; do
         step "black-box $t.py [apache kafka]" env OPENEXEC_TEST_BROKER=kafka "$PYTHON" "tests/http/$t.py"
     done
@@ -111,7 +114,7 @@ fi
 for t in tests/http/test_*.py; do
     case $(basename "$t") in
         test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
-            test_real_kafka.py | test_kafka_secure.py)
+            test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py)
             continue ;;
     esac
     step "black-box $(basename "$t") [postgresql ledger]" \

@@ -111,10 +111,9 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
     /* A refusal says more than "all brokers down", which follows it. */
     int was = atomic_load(&health_state);
     if (!(was == OE_KAFKA_REFUSED && state == OE_KAFKA_DOWN)) {
-        int changed = was != state || strncmp(health_reason, reason, sizeof health_reason - 1);
         set_reason(reason);
         atomic_store(&health_state, state);
-        if (changed && !log_repeated("state", health_reason))
+        if (was != state && !log_repeated("state", health_reason))
             fprintf(stderr, "openexec: kafka: %s: %s\n",
                     state == OE_KAFKA_REFUSED ? "brokers refused the connection"
                                               : "brokers unreachable",

@@ -18,13 +18,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BIN, ServiceTest, clean_env, cli, free_port, run_tests  # noqa: E402
+from harness import BIN, Broker, ServiceTest, clean_env, cli, free_port, run_tests  # noqa: E402
 
 # What each command takes (SPEC §3 and the command's purpose); --help is
 # every command's.
 OPTIONS = {
     "run": {"--mode", "--secret", "--public-key", "--tenant", "--allowed-actions", "--brokers",
-            "--requests-topic", "--receipts-topic", "--dlq-topic", "--group-id", "--execute",
+            "--requests-topic", "--receipts-topic", "--dlq-topic", "--group-id",
+            "--group-instance-id", "--execute",
             "--worker", "--receipt-format", "--transactions", "--transactional-id",
             "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
             "--db", "--db-url", "--ledger-shared", "--db-sync", "--http-host", "--http-port",
@@ -35,6 +36,8 @@ OPTIONS = {
     "produce": {"--brokers", "--requests-topic", "--format", "-X", "--help"},
     "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--max",
                  "--timeout-ms", "-X", "--help"},
+    "topics": {"--brokers", "--requests-topic", "--receipts-topic", "--dlq-topic",
+               "--partitions", "--replication-factor", "-X", "--help"},
     "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
              "--issued-at", "--ttl", "--nonce", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--help"},
@@ -48,7 +51,7 @@ FORCED = [("group.id", "mine"), ("enable.auto.commit", "true"),
           ("enable.auto.offset.store", "true"), ("enable.partition.eof", "true"),
           ("enable.idempotence", "false"), ("acks", "1"), ("topic.acks", "1"),
           ("request.required.acks", "0"), ("transactional.id", "x"),
-          ("bootstrap.servers", "127.0.0.1:1")]
+          ("bootstrap.servers", "127.0.0.1:1"), ("group.instance.id", "w1")]
 
 
 def env_name(prop):
@@ -320,11 +323,16 @@ class KafkaProperties(ConfigTest):
             self.assertRefused(cli(["run", "--http-port", "0", "--db", db] + args, env=env,
                                    timeout=5), source)
         self.assertFalse(os.path.exists(db))
-        # Other properties still pass through, "topic."-prefixed ones too.
-        p = subprocess.run([BIN, "produce", "--brokers", "127.0.0.1:1", "-X", "client.id=abc",
-                            "-X", "topic.metadata.refresh.interval.ms=1000"],
-                           env=clean_env({"OPENEXEC_KAFKA_LINGER_MS": "1"}), input="",
-                           capture_output=True, text=True, timeout=10)
+        # Other properties still pass through, "topic."-prefixed ones too
+        # (produce checks the cluster and the topic before it reads stdin).
+        b = Broker(self.tmp).start()
+        try:
+            p = subprocess.run([BIN, "produce", "--brokers", b.bootstrap, "-X", "client.id=abc",
+                                "-X", "topic.metadata.refresh.interval.ms=1000"],
+                               env=clean_env({"OPENEXEC_KAFKA_LINGER_MS": "1"}), input="",
+                               capture_output=True, text=True, timeout=10)
+        finally:
+            b.stop()
         self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_broker_refuses_client_options(self):

@@ -1,0 +1,136 @@
+"""Black-box tests of what a real cluster asks of the program (SPEC §3
+`openexec topics`, §10 readiness), on Apache Kafka (tests/kafka/kafka.sh):
+topics are created through the Admin API, idempotently, and never changed
+when they exist with other settings; `run` refuses to start without its
+topics; /ready follows the brokers going away and coming back.
+
+The topic tests use the node tests/run.sh shares (OPENEXEC_TEST_KAFKA_BOOTSTRAP)
+or one of their own; the outage test starts a node of its own, since it
+kills it."""
+
+import os
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import KafkaTest, cli, produce, run_tests  # noqa: E402
+import harness as h  # noqa: E402
+from kafkacluster import KafkaCluster, shared_cluster  # noqa: E402
+
+
+def names():
+    p = "c%s" % uuid.uuid4().hex[:10]
+    return p + ".requests", p + ".receipts", p + ".requests.dlq"
+
+
+def topic_args(n):
+    return ["--requests-topic", n[0], "--receipts-topic", n[1], "--dlq-topic", n[2]]
+
+
+class Topics(KafkaTest):
+    def test_created_once_then_left_alone(self):
+        b = shared_cluster().bootstrap
+        n = names()
+        p = cli(["topics", "--brokers", b, "--partitions", "6", "--replication-factor", "1"]
+                + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines(),
+                         ["%s: created, 6 partitions, replication factor 1" % t for t in n])
+        from confluent_kafka.admin import AdminClient
+        md = AdminClient({"bootstrap.servers": b}).list_topics(timeout=10)
+        for t in n:
+            self.assertEqual(len(md.topics[t].partitions), 6, t)
+        # Again, as asked: exit 0, nothing created.
+        p = cli(["topics", "--brokers", b, "--partitions", "6"] + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines(),
+                         ["%s: exists, 6 partitions, replication factor 1" % t for t in n])
+        # Other settings: exit 1, each topic named, nothing changed.
+        p = cli(["topics", "--brokers", b, "--partitions", "8"] + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 1, p)
+        for t in n:
+            self.assertIn("topics: %s exists with 6 partitions, replication factor 1; asked for 8 "
+                          "partitions" % t, p.stderr)
+        md = AdminClient({"bootstrap.servers": b}).list_topics(timeout=10)
+        self.assertEqual(len(md.topics[n[0]].partitions), 6)
+
+    def test_impossible_request_is_refused_with_the_brokers_reason(self):
+        b = shared_cluster().bootstrap
+        n = names()
+        p = cli(["topics", "--brokers", b, "--partitions", "2", "--replication-factor", "3"]
+                + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertRegex(p.stderr, r"cannot create topic c\w+\.\S+: .*replication factor")
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+    def test_bad_usage(self):
+        p = cli(["topics"])
+        self.assertEqual(p.returncode, 2, p)
+        self.assertIn("topics needs --brokers", p.stderr)
+        p = cli(["topics", "--brokers", "127.0.0.1:1", "--partitions", "0"])
+        self.assertEqual(p.returncode, 2, p)
+
+    def test_run_refuses_a_missing_topic(self):
+        b = shared_cluster().bootstrap
+        n = names()
+        t0 = time.monotonic()
+        p = cli(["run", "--brokers", b, "--http-port", "0", "--db", self.path("x.db")]
+                + topic_args(n), timeout=30)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertIn("topic %s does not exist on the cluster (create it with `openexec topics`)"
+                      % n[0], p.stderr)
+
+
+class Outage(KafkaTest):
+    def test_ready_follows_the_brokers(self):
+        c = KafkaCluster(nodes=1).up()
+        try:
+            cli(["topics", "--brokers", c.bootstrap, "--partitions", "4"], timeout=60)
+            w = self.worker(c.bootstrap)
+            reader = self.reader(c.bootstrap, h.RECEIPTS_TOPIC)
+            produce(c.bootstrap, [("o-1", b'{"action": "echo", "payload": {}, "nonce": "o-1"}')])
+            reader.wait_count(1)
+            self.assertEqual(w.get("/ready").status, 200)
+            c.kill(1)
+            t0 = time.monotonic()
+            reason = ""
+            while time.monotonic() - t0 < 30:
+                r = w.get("/ready")
+                if r.status == 503:
+                    reason = r.json.get("reason", "")
+                    break
+                time.sleep(0.2)
+            print("    /ready 503 %.1f s after kill -9 of the only broker: %r"
+                  % (time.monotonic() - t0, reason))
+            self.assertTrue(reason.startswith("brokers unreachable: "), reason)
+            self.assertEqual(w.get("/health").status, 200)
+            self.assertEqual(w.metrics()["openexec_ready"], 0)
+            c.start(1)
+            c.wait()
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 60 and w.get("/ready").status != 200:
+                time.sleep(0.2)
+            print("    /ready 200 again %.1f s after the broker answered"
+                  % (time.monotonic() - t0))
+            self.assertEqual(w.get("/ready").status, 200, w.get("/ready").json)
+            produce(c.bootstrap, [("o-2", b'{"action": "echo", "payload": {}, "nonce": "o-2"}')])
+            reader.wait_for(lambda r: any(m.skey == "o-2" for m in r.messages), 60, "o-2")
+            # A line when the state changes, not one per client per second
+            # (a client's late report after the probe succeeded may make a
+            # second).
+            self.assertIn(w.log().count("kafka: brokers unreachable"), (1, 2), w.log())
+            self.assertLess(w.log().count("Connection refused"), 8, w.log())
+            self.assertIn("kafka: brokers reachable again", w.log())
+            w.stop()
+        finally:
+            for r in self._readers:
+                r.close()
+            self._readers = []
+            c.down()
+
+
+if __name__ == "__main__":
+    run_tests()
