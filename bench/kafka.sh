@@ -4,7 +4,8 @@
 # (2) one worker taking them from the topic to durable receipts (decode,
 # execute, ledger commit per batch, receipts acknowledged, offsets
 # committed), once on a SQLite ledger and once on PostgreSQL. Same broker,
-# same run. Loopback only; bounded.
+# same run. Then the same on real Apache Kafka (bench/real_kafka.sh: one
+# KRaft node, SQLite ledger) unless REAL_KAFKA=0. Loopback only; bounded.
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-100000}
@@ -20,10 +21,8 @@ pids+=($!)
 for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
 B=$(cat "$work/bs")
 
-# The requests: JSON lines, produced keyed by nonce.
-awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++)
-    printf "{\"action\":\"add\",\"payload\":{\"a\":%d,\"b\":2},\"nonce\":\"bench-%d\"}\n", i, i }' \
-    >"$work/requests.jsonl"
+# The requests: JSON lines (bench/requests.sh), produced keyed by nonce.
+bench/requests.sh "$N" >"$work/requests.jsonl"
 build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" 2>"$work/produce.log"
 
 t0=$(now)
@@ -94,3 +93,11 @@ BEGIN {
     printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
     printf "%-52s %10d KiB\n", "  peak RSS", $4;
 }'
+
+# The same requests through real Apache Kafka (one KRaft node), with this
+# run's N, SYNC and FORMAT; the embedded broker and workers are stopped first.
+if [ "${REAL_KAFKA:-1}" != 0 ]; then
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    pids=()
+    N=$N SYNC=$SYNC FORMAT=$FORMAT bench/real_kafka.sh
+fi

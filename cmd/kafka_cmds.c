@@ -334,11 +334,18 @@ int oe_cmd_receipts(int argc, char **argv)
         return oe_die(2, "%s", err);
     }
     int status = 1;
-    if (oe_kafka_check_cluster(r.rk, &ks.receipts_topic, 1, CLI_CLUSTER_WAIT_MS, NULL, NULL, err,
-                               sizeof err) != 0) {
+    /* Checked through a producer handle: a consumer's errors (a refused
+     * password, say) wait in its queue until it is polled. */
+    rd_kafka_t *admin =
+        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
+    if (!admin || oe_kafka_check_cluster(admin, &ks.receipts_topic, 1, CLI_CLUSTER_WAIT_MS, NULL,
+                                         NULL, err, sizeof err) != 0) {
+        if (admin)
+            rd_kafka_destroy(admin);
         oe_die(1, "receipts: %s", err);
         goto out;
     }
+    rd_kafka_destroy(admin);
     r.nparts =
         oe_kafka_assign_all(r.rk, ks.receipts_topic,
                             cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END,

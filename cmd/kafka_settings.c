@@ -159,7 +159,8 @@ static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, ch
         }
         const char *eq = strchr(pv, '=');
         if (!eq || eq == pv) {
-            snprintf(err, errlen, "-X needs prop=value, not %.200s", pv);
+            /* Not echoed: it may be a secret with its '=' missing. */
+            snprintf(err, errlen, "-X needs prop=value (an argument of -X has no '=')");
             return -1;
         }
         char source[256];

@@ -183,7 +183,14 @@ logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 EOF
     local id
-    id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # URL-safe base64 of 16 random bytes, not starting with '-' (the
+    # storage tool would read it as an option).
+    id=$(python3 -c 'import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"):
+        break
+print(i)')
     for i in $(seq 1 "$nodes"); do
         local nd=$DIR/node$i listeners advertised protomap
         mkdir -p "$nd/data"
