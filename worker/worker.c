@@ -43,6 +43,7 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
 /* Seconds a batch may spend failing to publish while the worker stops,
  * before it is left uncommitted (it is re-delivered later). */
 #define STOP_GRACE_SECONDS 10
+#define STALL_SECONDS 10
 
 /* One message of the batch in hand, from poll to commit. */
 typedef struct batch_slot {
@@ -74,11 +75,16 @@ struct oe_worker {
      * other members and the ledger is private (fail closed). */
     atomic_int ledger_down;
     atomic_int unshared;
-    pthread_mutex_t reason_lock; /* guards the two reasons below */
+    pthread_mutex_t reason_lock; /* guards the reasons below */
     char ledger_reason[512];
     char unshared_reason[512];
-    int paused;     /* worker thread: the assignment is paused */
-    int cluster_ok; /* worker thread: the cluster answered and our topics exist */
+    /* Set while a batch's receipts have waited over STALL_SECONDS for the
+     * brokers' acknowledgement (e.g. too few in-sync replicas). */
+    atomic_int stalled;
+    char stall_reason[512];
+    double publish_started; /* worker thread */
+    int paused;             /* worker thread: the assignment is paused */
+    int cluster_ok;         /* worker thread: the cluster answered and our topics exist */
     double next_cluster_check;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
@@ -319,6 +325,28 @@ static int permanent_error(rd_kafka_resp_err_t err)
     }
 }
 
+/* Marks the worker not ready once a batch's receipts have waited
+ * STALL_SECONDS (the batch keeps being retried), and ready again when they
+ * are acknowledged (stalled = 0). */
+static void note_stall(oe_worker *w, int stalled)
+{
+    if (!stalled) {
+        if (atomic_exchange(&w->stalled, 0))
+            fprintf(stderr, "openexec: worker: receipts acknowledged again\n");
+        return;
+    }
+    double waited = oe_monotonic() - w->publish_started;
+    if (atomic_load(&w->stalled) || waited < STALL_SECONDS)
+        return;
+    pthread_mutex_lock(&w->reason_lock);
+    snprintf(w->stall_reason, sizeof w->stall_reason,
+             "receipts not acknowledged by the brokers for %.0f s (%s)", waited,
+             w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "no answer");
+    pthread_mutex_unlock(&w->reason_lock);
+    atomic_store(&w->stalled, 1);
+    fprintf(stderr, "openexec: worker: %s; still trying\n", w->stall_reason);
+}
+
 /* Waits until every slot has its delivery report, serving reports in short
  * slices so that a stop is noticed. Returns when all are in, or when the
  * worker stops and the grace period is over, or after max seconds. */
@@ -337,6 +365,7 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
             else if (oe_monotonic() > *give_up)
                 return;
         }
+        note_stall(w, 1);
         rd_kafka_flush(w->producer, 200);
     }
 }
@@ -357,6 +386,7 @@ static int publish_batch(oe_worker *w, int once)
     }
     long backoff = 100;
     double give_up = 0;
+    w->publish_started = oe_monotonic();
     for (int attempt = 0;; attempt++) {
         for (size_t i = 0; i < w->n; i++) {
             if (w->slots[i].delivery == DELIVERY_OK)
@@ -384,8 +414,10 @@ static int publish_batch(oe_worker *w, int once)
                     permanent++;
             }
         }
-        if (ok == w->n)
+        if (ok == w->n) {
+            note_stall(w, 0);
             return 0;
+        }
         char errstr[512];
         if (rd_kafka_fatal_error(w->producer, errstr, sizeof errstr)) {
             worker_fail(w, "fatal producer error: %s", errstr);
@@ -408,6 +440,7 @@ static int publish_batch(oe_worker *w, int once)
         }
         fprintf(stderr, "openexec: worker: %zu of %zu deliveries failed (%s); retrying in %ld ms\n",
                 w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
+        note_stall(w, 1);
         oe_sleep_ms(backoff);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
@@ -1173,6 +1206,12 @@ int oe_worker_ready(oe_worker *w, char *reason, size_t len)
             snprintf(reason, len, "ledger unavailable: %s", w->ledger_reason);
         else
             snprintf(reason, len, "%s", w->unshared_reason);
+        pthread_mutex_unlock(&w->reason_lock);
+        return 0;
+    }
+    if (atomic_load(&w->stalled)) {
+        pthread_mutex_lock(&w->reason_lock);
+        snprintf(reason, len, "%s", w->stall_reason);
         pthread_mutex_unlock(&w->reason_lock);
         return 0;
     }
