@@ -97,7 +97,7 @@ struct oe_worker {
     size_t bytes;                       /* message bytes in the batch */
     oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
     oe_buf encoded;                     /* scratch for one encoded receipt */
-    rd_kafka_resp_err_t delivery_error; /* the last failed delivery's error */
+    rd_kafka_resp_err_t delivery_error; /* the first failed delivery's error of this round */
     uintptr_t generation;               /* of the batch being published */
     rd_kafka_topic_t *out_topics[2];    /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
@@ -128,7 +128,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     if (m->err) {
         w->slots[slot].delivery = DELIVERY_FAILED;
-        w->slots[slot].error = w->delivery_error = m->err;
+        w->slots[slot].error = m->err;
+        /* The first failure of the batch is its cause; in a transaction
+         * the rest are often "purged" after it. */
+        if (!w->delivery_error)
+            w->delivery_error = m->err;
     } else {
         w->slots[slot].delivery = DELIVERY_OK;
     }
@@ -217,7 +221,9 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             continue;
         }
         rd_kafka_headers_destroy(headers);
-        w->slots[slot].error = w->delivery_error = err;
+        w->slots[slot].error = err;
+        if (!w->delivery_error)
+            w->delivery_error = err;
         return -1;
     }
 }
@@ -388,6 +394,7 @@ static int publish_batch(oe_worker *w, int once)
     double give_up = 0;
     w->publish_started = oe_monotonic();
     for (int attempt = 0;; attempt++) {
+        w->delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR; /* the first failure of this round */
         for (size_t i = 0; i < w->n; i++) {
             if (w->slots[i].delivery == DELIVERY_OK)
                 continue;
@@ -471,11 +478,16 @@ static void commit_offsets(oe_worker *w)
             break;
         /* After a rebalance the partitions belong to another member, which
          * re-processes from the last commit: its receipts are replays. */
+        int rebalanced = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+                         err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+                         err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+                         err == RD_KAFKA_RESP_ERR__STATE;
         fprintf(stderr, "openexec: worker: offset commit: %s%s\n", rd_kafka_err2str(err),
-                attempt < 4 ? " (retrying)" : " (giving up: the batch will be re-delivered)");
-        if (err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
-            err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-            err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE)
+                attempt < 4 && !rebalanced
+                    ? " (retrying)"
+                    : " (not committed: the batch will be re-delivered and answered from the "
+                      "ledger)");
+        if (rebalanced)
             break;
         oe_sleep_ms(100L << attempt);
     }
@@ -560,7 +572,7 @@ abort:
     fprintf(stderr,
             "openexec: worker: aborting the transaction of a batch of %zu (%s); "
             "publishing it again\n",
-            w->n, rd_kafka_err2str(w->delivery_error));
+            w->n, w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "see the line above");
     delay = 100;
     while ((a = txn_outcome(w, "abort transaction",
                             rd_kafka_abort_transaction(w->producer, w->cfg.txn_timeout_ms),
