@@ -86,6 +86,10 @@ struct oe_worker {
     int paused;             /* worker thread: the assignment is paused */
     int cluster_ok;         /* worker thread: the cluster answered and our topics exist */
     double next_cluster_check;
+    /* Offsets of published batches whose commit a rebalance refused
+     * (worker thread: commit_offsets, retry_pending_commit, on_rebalance). */
+    rd_kafka_topic_partition_list_t *pending_commit;
+    double pending_since, next_pending_try;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     double last_ledger_log;
@@ -162,6 +166,9 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
 
 /* Rebalances are cooperative (partition.assignment.strategy is forced to
  * cooperative-sticky): partitions come and go incrementally. */
+static void drop_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                         const rd_kafka_topic_partition_list_t *parts);
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -190,6 +197,24 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         fprintf(stderr, "openexec: worker: assigned %d partition(s)\n", parts->cnt);
     } else {
         drop_revoked(w, parts);
+        /* Offsets a rebalance refused, of partitions leaving us: committed
+         * now if the group still takes them (a lost assignment cannot). */
+        if (w->pending_commit && !rd_kafka_assignment_lost(rk)) {
+            rd_kafka_topic_partition_list_t *leaving = rd_kafka_topic_partition_list_new(1);
+            for (int k = 0; k < w->pending_commit->cnt; k++) {
+                const rd_kafka_topic_partition_t *e = &w->pending_commit->elems[k];
+                if (rd_kafka_topic_partition_list_find(parts, e->topic, e->partition))
+                    rd_kafka_topic_partition_list_add(leaving, e->topic, e->partition)->offset =
+                        e->offset;
+            }
+            if (leaving->cnt > 0) {
+                rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
+                fprintf(stderr, "openexec: worker: offsets of %d revoked partition(s): %s\n",
+                        leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
+            }
+            rd_kafka_topic_partition_list_destroy(leaving);
+        }
+        drop_offsets(w, &w->pending_commit, parts);
         error = rd_kafka_incremental_unassign(rk, parts);
         atomic_fetch_sub(&w->assigned, parts->cnt);
         fprintf(stderr, "openexec: worker: revoked %d partition(s)%s\n", parts->cnt,
@@ -469,29 +494,142 @@ static rd_kafka_topic_partition_list_t *batch_offsets(oe_worker *w)
     return list;
 }
 
+/* Errors of a commit refused because the group is rebalancing or has
+ * moved on to a new generation: the same offsets may be committed once the
+ * rebalance is over, for the partitions still ours. */
+static int rebalance_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE;
+}
+
+/* Adds src's offsets to *dst (created when NULL), keeping the larger
+ * offset of a partition in both. */
+static void merge_offsets(rd_kafka_topic_partition_list_t **dst,
+                          const rd_kafka_topic_partition_list_t *src)
+{
+    if (!*dst)
+        *dst = rd_kafka_topic_partition_list_new(src->cnt > 0 ? src->cnt : 1);
+    for (int i = 0; i < src->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &src->elems[i];
+        rd_kafka_topic_partition_t *d =
+            rd_kafka_topic_partition_list_find(*dst, e->topic, e->partition);
+        if (!d)
+            rd_kafka_topic_partition_list_add(*dst, e->topic, e->partition)->offset = e->offset;
+        else if (e->offset > d->offset)
+            d->offset = e->offset;
+    }
+}
+
+/* Removes from *list the partitions of parts or, with parts NULL, those
+ * not in the current assignment (nothing when it cannot be read). Frees
+ * *list when it ends up empty. */
+static void drop_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                         const rd_kafka_topic_partition_list_t *parts)
+{
+    if (!*list)
+        return;
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    if (!parts && rd_kafka_assignment(w->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    rd_kafka_topic_partition_list_t *out = rd_kafka_topic_partition_list_new((*list)->cnt);
+    for (int i = 0; i < (*list)->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &(*list)->elems[i];
+        int drop = parts
+                       ? rd_kafka_topic_partition_list_find(parts, e->topic, e->partition) != NULL
+                       : rd_kafka_topic_partition_list_find(owned, e->topic, e->partition) == NULL;
+        if (!drop)
+            rd_kafka_topic_partition_list_add(out, e->topic, e->partition)->offset = e->offset;
+    }
+    if (owned)
+        rd_kafka_topic_partition_list_destroy(owned);
+    rd_kafka_topic_partition_list_destroy(*list);
+    *list = out;
+    if (out->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(out);
+        *list = NULL;
+    }
+}
+
+/* Commits list synchronously: 0, or the error of the last attempt (a
+ * rebalance error at once, other errors after 5 attempts with backoff). */
+static rd_kafka_resp_err_t commit_list(oe_worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        err = rd_kafka_commit(w->consumer, list, 0);
+        if (!err || rebalance_error(err))
+            return err;
+        fprintf(stderr, "openexec: worker: offset commit: %s%s\n", rd_kafka_err2str(err),
+                attempt < 4 ? " (retrying)" : "");
+        if (attempt < 4)
+            oe_sleep_ms(100L << attempt);
+    }
+    return err;
+}
+
+/* Commits the batch's offsets, with any left over from a commit that a
+ * rebalance refused. Refused again by a rebalance, they wait in
+ * pending_commit for retry_pending_commit (after the rebalance, for the
+ * partitions still ours; the others are re-processed by their new owner
+ * and answered from the ledger). */
 static void commit_offsets(oe_worker *w)
 {
     rd_kafka_topic_partition_list_t *list = batch_offsets(w);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        rd_kafka_resp_err_t err = rd_kafka_commit(w->consumer, list, 0);
-        if (!err)
-            break;
-        /* After a rebalance the partitions belong to another member, which
-         * re-processes from the last commit: its receipts are replays. */
-        int rebalanced = err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
-                         err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
-                         err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
-                         err == RD_KAFKA_RESP_ERR__STATE;
-        fprintf(stderr, "openexec: worker: offset commit: %s%s\n", rd_kafka_err2str(err),
-                attempt < 4 && !rebalanced
-                    ? " (retrying)"
-                    : " (not committed: the batch will be re-delivered and answered from the "
-                      "ledger)");
-        if (rebalanced)
-            break;
-        oe_sleep_ms(100L << attempt);
+    if (w->pending_commit) {
+        merge_offsets(&w->pending_commit, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        list = w->pending_commit;
+        w->pending_commit = NULL;
+        drop_offsets(w, &list, NULL);
+        if (!list)
+            return;
     }
+    rd_kafka_resp_err_t err = commit_list(w, list);
+    if (err && rebalance_error(err)) {
+        fprintf(stderr, "openexec: worker: offset commit: %s (committed after the rebalance)\n",
+                rd_kafka_err2str(err));
+        w->pending_commit = list;
+        w->pending_since = oe_monotonic();
+        w->next_pending_try = oe_monotonic() + 0.2;
+        return;
+    }
+    if (err)
+        fprintf(stderr,
+                "openexec: worker: offset commit: %s (not committed: the batch will be "
+                "re-delivered and answered from the ledger)\n",
+                rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Commits offsets a rebalance refused, for the partitions still ours, every
+ * 200 ms for up to PENDING_COMMIT_SECONDS (force: now, when stopping; what
+ * is still refused is tried by the revoke of consumer_close). */
+#define PENDING_COMMIT_SECONDS 30.0
+static void retry_pending_commit(oe_worker *w, int force)
+{
+    if (!w->pending_commit || (!force && oe_monotonic() < w->next_pending_try))
+        return;
+    drop_offsets(w, &w->pending_commit, NULL);
+    if (!w->pending_commit)
+        return;
+    rd_kafka_resp_err_t err = commit_list(w, w->pending_commit);
+    /* When stopping, the revoke of consumer_close tries once more. */
+    if (err && rebalance_error(err) &&
+        (force || oe_monotonic() - w->pending_since < PENDING_COMMIT_SECONDS)) {
+        w->next_pending_try = oe_monotonic() + 0.2;
+        return;
+    }
+    if (err)
+        fprintf(stderr,
+                "openexec: worker: offset commit after the rebalance: %s (not committed: "
+                "re-delivered and answered from the ledger)\n",
+                rd_kafka_err2str(err));
+    else
+        fprintf(stderr, "openexec: worker: offsets committed after the rebalance\n");
+    rd_kafka_topic_partition_list_destroy(w->pending_commit);
+    w->pending_commit = NULL;
 }
 
 /* What to do after a transactional call, as librdkafka documents it:
@@ -1045,6 +1183,7 @@ static void *worker_main(void *arg)
         check_cluster(w);
         check_sharing(w);
         gather(w);
+        retry_pending_commit(w, 0);
         /* The assignment may have changed while gathering. */
         check_sharing(w);
         if (w->n > 0 && atomic_load(&w->unshared))
@@ -1059,6 +1198,7 @@ static void *worker_main(void *arg)
         update_lag(w);
         oe_kafka_probe(w->consumer);
     }
+    retry_pending_commit(w, 1); /* stopping: before the group is left */
     return NULL;
 }
 
@@ -1272,6 +1412,8 @@ void oe_worker_free(oe_worker *w)
             rd_kafka_topic_destroy(w->out_topics[i]);
     if (w->producer)
         rd_kafka_destroy(w->producer);
+    if (w->pending_commit)
+        rd_kafka_topic_partition_list_destroy(w->pending_commit);
     oe_codec_free(w->codec);
     free_slots(w);
     pthread_mutex_destroy(&w->reason_lock);

@@ -755,6 +755,27 @@ class Rebalances(RealKafka):
         print("    final partitions %s" % self.wait_sharing(live, parts))
         counts, statuses = self.check_receipts(tr, reqs)
         self.check_ledger(db, reqs)
+        # Every offset processed is committed while the workers run, also
+        # those whose commit a rebalance refused (committed once it is
+        # over), so that the next restart re-publishes nothing.
+        import confluent_kafka
+        c = confluent_kafka.Consumer({"bootstrap.servers": self.c.bootstrap,
+                                      "group.id": "rk-ends-%s" % tag()})
+        try:
+            ends = {p: c.get_watermark_offsets(confluent_kafka.TopicPartition(topics.requests, p),
+                                               timeout=10)[1] for p in range(parts)}
+        finally:
+            c.close()
+        t0 = time.monotonic()
+        while True:
+            committed = committed_offsets(self.c.bootstrap, group, topics.requests)
+            if committed == ends or time.monotonic() - t0 > 40:
+                break
+            time.sleep(0.5)
+        self.assertEqual(committed, ends, "committed offsets of the group vs the ends of %s"
+                         % topics.requests)
+        print("    committed offsets at the end of every partition %.1f s after the last answer"
+              % (time.monotonic() - t0))
         hist = {}
         for c in counts.values():
             hist[c] = hist.get(c, 0) + 1
