@@ -34,12 +34,13 @@ count() {
 }
 
 step() {
-    local name=$1
+    local name=$1 t0=$SECONDS
     shift
     echo "== $name"
     "$@" >"$work/out" 2>&1
     local status=$?
     if [ "$status" -ne 0 ]; then cat "$work/out"; else tail -n 1 "$work/out"; fi
+    echo "   ($((SECONDS - t0)) s)"
     count "$work/out" "$status"
 }
 
@@ -121,5 +122,5 @@ for t in tests/http/test_*.py; do
         env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"
 done
 
-echo "total: $passed passed, $failed failed"
+echo "total: $passed passed, $failed failed ($SECONDS s)"
 [ "$failed" -eq 0 ]
