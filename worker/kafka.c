@@ -33,10 +33,9 @@ static struct {
 static unsigned log_next;
 
 /* 1 when the line was printed within LOG_REPEAT_SECONDS (else records it). */
-static int log_repeated(const char *fac, const char *buf)
+static int log_repeated(const char *buf)
 {
     char key[160];
-    (void)fac;
     /* The same failure comes as a log line "[thrd:NAME]: TEXT" and as an
      * error event "TEXT": compared without the thread's name. */
     if (strncmp(buf, "[thrd:", 6) == 0) {
@@ -71,14 +70,13 @@ static int log_repeated(const char *fac, const char *buf)
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
-    if (level == 7 || (level <= 4 && !log_repeated(fac, buf)))
+    if (level == 7 || (level <= 4 && !log_repeated(buf)))
         fprintf(stderr, "openexec: kafka: %s: %s\n", fac, buf);
 }
 
 /* The process-wide broker state (oe_kafka_health). */
 static pthread_mutex_t health_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int health_state;
-static atomic_int health_ever_up;
 static char health_reason[400];
 
 /* Errors that retrying cannot cure: the brokers refused our credentials or
@@ -113,7 +111,7 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
     if (!(was == OE_KAFKA_REFUSED && state == OE_KAFKA_DOWN)) {
         set_reason(reason);
         atomic_store(&health_state, state);
-        if (was != state && !log_repeated("state", health_reason))
+        if (was != state && !log_repeated(health_reason))
             fprintf(stderr, "openexec: kafka: %s: %s\n",
                     state == OE_KAFKA_REFUSED ? "brokers refused the connection"
                                               : "brokers unreachable",
@@ -124,7 +122,6 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
 
 void oe_kafka_note_up(void)
 {
-    atomic_store(&health_ever_up, 1);
     if (atomic_load(&health_state) == OE_KAFKA_UP)
         return;
     pthread_mutex_lock(&health_lock);
@@ -144,11 +141,6 @@ oe_kafka_state oe_kafka_health(char *reason, size_t len)
     return (oe_kafka_state)state;
 }
 
-int oe_kafka_ever_up(void)
-{
-    return atomic_load(&health_ever_up);
-}
-
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     (void)rk;
@@ -156,7 +148,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
     if (refused_error(e) || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         oe_kafka_note_error(e, reason);
-    else if (!log_repeated("error", reason))
+    else if (!log_repeated(reason))
         fprintf(stderr, "openexec: kafka: %s: %s\n", rd_kafka_err2name(e), reason);
 }
 
@@ -165,7 +157,7 @@ void oe_kafka_consumer_error(const char *who, const rd_kafka_message_t *m)
     const char *text = rd_kafka_message_errstr(m);
     if (refused_error(m->err) || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         oe_kafka_note_error(m->err, text);
-    else if (!log_repeated("error", text))
+    else if (!log_repeated(text))
         fprintf(stderr, "openexec: %s: %s\n", who, text);
 }
 
@@ -194,6 +186,7 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
     char why[400];
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
+        double t0 = now_seconds();
         e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             oe_kafka_note_up();
@@ -230,6 +223,8 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
         }
         if (now_seconds() > end)
             break;
+        if (now_seconds() - t0 < 0.1) /* failed at once: no busy loop */
+            nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
     }
     if (oe_kafka_health(why, sizeof why) == OE_KAFKA_UP)
         snprintf(why, sizeof why, "%s", rd_kafka_err2str(e));

@@ -83,8 +83,6 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason);
 void oe_kafka_note_up(void);
 /* The state, with its one-line reason in reason (when not UP). */
 oe_kafka_state oe_kafka_health(char *reason, size_t len);
-/* 1 once a request to the brokers has succeeded in this process. */
-int oe_kafka_ever_up(void);
 
 /* An error a consumer polled (a message with err set, other than the end
  * of a partition): fed to the health state, or logged as "openexec: WHO:
