@@ -112,14 +112,15 @@ fi
 # HTTP framing tests (the ledger plays no part in them), and test_ledger /
 # test_shared_ledger, which choose their backends themselves, the Apache
 # Kafka suites (their subject is the broker, not the ledger), and, to keep
-# the suite under 20 minutes, test_kafka_faults and test_kafka_hardening:
-# kill -9 on a PostgreSQL ledger is test_shared_ledger's (three workers, a
-# PostgreSQL restart), and the hostile inputs stop before the ledger.
+# the suite under 20 minutes, the embedded-broker Kafka suites: workers on
+# a PostgreSQL ledger are test_shared_ledger's (replays, conflicts, used
+# approvals across workers, three workers under kill -9 and a PostgreSQL
+# restart), and the hostile inputs stop before the ledger.
 for t in tests/http/test_*.py; do
     case $(basename "$t") in
         test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
             test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
-            test_kafka_faults.py | test_kafka_hardening.py)
+            test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py)
             continue ;;
     esac
     step "black-box $(basename "$t") [postgresql ledger]" \
