@@ -96,7 +96,9 @@ static void set_reason(const char *reason)
     health_reason[i] = '\0';
 }
 
-void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
+/* Feeds a refusal or "all brokers down" to the state; returns 0 for any
+ * other error (left to the caller). */
+static int note_error(rd_kafka_resp_err_t err, const char *reason)
 {
     int state;
     if (refused_error(err))
@@ -104,7 +106,7 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
     else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         state = OE_KAFKA_DOWN;
     else
-        return;
+        return 0;
     pthread_mutex_lock(&health_lock);
     /* A refusal says more than "all brokers down", which follows it. */
     int was = atomic_load(&health_state);
@@ -118,9 +120,10 @@ void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason)
                     health_reason);
     }
     pthread_mutex_unlock(&health_lock);
+    return 1;
 }
 
-void oe_kafka_note_up(void)
+static void note_up(void)
 {
     if (atomic_load(&health_state) == OE_KAFKA_UP)
         return;
@@ -146,18 +149,14 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     (void)opaque;
     rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
-    if (refused_error(e) || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        oe_kafka_note_error(e, reason);
-    else if (!log_repeated(reason))
+    if (!note_error(e, reason) && !log_repeated(reason))
         fprintf(stderr, "openexec: kafka: %s: %s\n", rd_kafka_err2name(e), reason);
 }
 
 void oe_kafka_consumer_error(const char *who, const rd_kafka_message_t *m)
 {
     const char *text = rd_kafka_message_errstr(m);
-    if (refused_error(m->err) || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        oe_kafka_note_error(m->err, text);
-    else if (!log_repeated(text))
+    if (!note_error(m->err, text) && !log_repeated(text))
         fprintf(stderr, "openexec: %s: %s\n", who, text);
 }
 
@@ -174,7 +173,7 @@ void oe_kafka_probe(rd_kafka_t *rk)
     const struct rd_kafka_metadata *md = NULL;
     if (rd_kafka_metadata(rk, 0, NULL, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_metadata_destroy(md);
-        oe_kafka_note_up();
+        note_up();
     }
 }
 
@@ -189,7 +188,7 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
         double t0 = now_seconds();
         e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            oe_kafka_note_up();
+            note_up();
             int rc = OE_KAFKA_CHECK_OK;
             for (size_t i = 0; i < n && rc == OE_KAFKA_CHECK_OK; i++) {
                 const struct rd_kafka_metadata_topic *t = NULL;

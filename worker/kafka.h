@@ -71,16 +71,14 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
 
 /* The brokers as this process sees them, fed by every client's errors
  * (oe_kafka_new installs an error callback; consumers pass the errors they
- * poll to oe_kafka_note_error) and by requests that succeed
- * (oe_kafka_note_up). Thread-safe. */
+ * poll to oe_kafka_consumer_error) and by metadata requests that succeed
+ * (oe_kafka_check_cluster, oe_kafka_probe). Thread-safe. */
 typedef enum oe_kafka_state {
     OE_KAFKA_UP = 0,      /* nothing wrong known */
     OE_KAFKA_DOWN = 1,    /* no broker reachable (all brokers down) */
     OE_KAFKA_REFUSED = 2, /* authentication or TLS verification failed */
 } oe_kafka_state;
 
-void oe_kafka_note_error(rd_kafka_resp_err_t err, const char *reason);
-void oe_kafka_note_up(void);
 /* The state, with its one-line reason in reason (when not UP). */
 oe_kafka_state oe_kafka_health(char *reason, size_t len);
 

@@ -166,8 +166,8 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
 
 /* Rebalances are cooperative (partition.assignment.strategy is forced to
  * cooperative-sticky): partitions come and go incrementally. */
-static void drop_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
-                         const rd_kafka_topic_partition_list_t *parts);
+static void filter_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                           const rd_kafka_topic_partition_list_t *parts, int keep);
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -200,21 +200,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         /* Offsets a rebalance refused, of partitions leaving us: committed
          * now if the group still takes them (a lost assignment cannot). */
         if (w->pending_commit && !rd_kafka_assignment_lost(rk)) {
-            rd_kafka_topic_partition_list_t *leaving = rd_kafka_topic_partition_list_new(1);
-            for (int k = 0; k < w->pending_commit->cnt; k++) {
-                const rd_kafka_topic_partition_t *e = &w->pending_commit->elems[k];
-                if (rd_kafka_topic_partition_list_find(parts, e->topic, e->partition))
-                    rd_kafka_topic_partition_list_add(leaving, e->topic, e->partition)->offset =
-                        e->offset;
-            }
-            if (leaving->cnt > 0) {
+            rd_kafka_topic_partition_list_t *leaving =
+                rd_kafka_topic_partition_list_copy(w->pending_commit);
+            filter_offsets(w, &leaving, parts, 1);
+            if (leaving) {
                 rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
                 fprintf(stderr, "openexec: worker: offsets of %d revoked partition(s): %s\n",
                         leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
+                rd_kafka_topic_partition_list_destroy(leaving);
             }
-            rd_kafka_topic_partition_list_destroy(leaving);
         }
-        drop_offsets(w, &w->pending_commit, parts);
+        filter_offsets(w, &w->pending_commit, parts, 0);
         error = rd_kafka_incremental_unassign(rk, parts);
         atomic_fetch_sub(&w->assigned, parts->cnt);
         fprintf(stderr, "openexec: worker: revoked %d partition(s)%s\n", parts->cnt,
@@ -522,24 +518,24 @@ static void merge_offsets(rd_kafka_topic_partition_list_t **dst,
     }
 }
 
-/* Removes from *list the partitions of parts or, with parts NULL, those
- * not in the current assignment (nothing when it cannot be read). Frees
- * *list when it ends up empty. */
-static void drop_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
-                         const rd_kafka_topic_partition_list_t *parts)
+/* Keeps in *list the partitions of parts (keep = 1) or all but those
+ * (keep = 0); parts NULL is the current assignment (nothing changes when it
+ * cannot be read). Frees *list when it ends up empty. */
+static void filter_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                           const rd_kafka_topic_partition_list_t *parts, int keep)
 {
     if (!*list)
         return;
     rd_kafka_topic_partition_list_t *owned = NULL;
-    if (!parts && rd_kafka_assignment(w->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return;
+    if (!parts) {
+        if (rd_kafka_assignment(w->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        parts = owned;
+    }
     rd_kafka_topic_partition_list_t *out = rd_kafka_topic_partition_list_new((*list)->cnt);
     for (int i = 0; i < (*list)->cnt; i++) {
         const rd_kafka_topic_partition_t *e = &(*list)->elems[i];
-        int drop = parts
-                       ? rd_kafka_topic_partition_list_find(parts, e->topic, e->partition) != NULL
-                       : rd_kafka_topic_partition_list_find(owned, e->topic, e->partition) == NULL;
-        if (!drop)
+        if ((rd_kafka_topic_partition_list_find(parts, e->topic, e->partition) != NULL) == keep)
             rd_kafka_topic_partition_list_add(out, e->topic, e->partition)->offset = e->offset;
     }
     if (owned)
@@ -569,6 +565,14 @@ static rd_kafka_resp_err_t commit_list(oe_worker *w, const rd_kafka_topic_partit
     return err;
 }
 
+static void not_committed(rd_kafka_resp_err_t err)
+{
+    fprintf(stderr,
+            "openexec: worker: offset commit: %s (not committed: re-delivered and answered "
+            "from the ledger)\n",
+            rd_kafka_err2str(err));
+}
+
 /* Commits the batch's offsets, with any left over from a commit that a
  * rebalance refused. Refused again by a rebalance, they wait in
  * pending_commit for retry_pending_commit (after the rebalance, for the
@@ -582,7 +586,7 @@ static void commit_offsets(oe_worker *w)
         rd_kafka_topic_partition_list_destroy(list);
         list = w->pending_commit;
         w->pending_commit = NULL;
-        drop_offsets(w, &list, NULL);
+        filter_offsets(w, &list, NULL, 1);
         if (!list)
             return;
     }
@@ -596,10 +600,7 @@ static void commit_offsets(oe_worker *w)
         return;
     }
     if (err)
-        fprintf(stderr,
-                "openexec: worker: offset commit: %s (not committed: the batch will be "
-                "re-delivered and answered from the ledger)\n",
-                rd_kafka_err2str(err));
+        not_committed(err);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -611,7 +612,7 @@ static void retry_pending_commit(oe_worker *w, int force)
 {
     if (!w->pending_commit || (!force && oe_monotonic() < w->next_pending_try))
         return;
-    drop_offsets(w, &w->pending_commit, NULL);
+    filter_offsets(w, &w->pending_commit, NULL, 1);
     if (!w->pending_commit)
         return;
     rd_kafka_resp_err_t err = commit_list(w, w->pending_commit);
@@ -622,10 +623,7 @@ static void retry_pending_commit(oe_worker *w, int force)
         return;
     }
     if (err)
-        fprintf(stderr,
-                "openexec: worker: offset commit after the rebalance: %s (not committed: "
-                "re-delivered and answered from the ledger)\n",
-                rd_kafka_err2str(err));
+        not_committed(err);
     else
         fprintf(stderr, "openexec: worker: offsets committed after the rebalance\n");
     rd_kafka_topic_partition_list_destroy(w->pending_commit);

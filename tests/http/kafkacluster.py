@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 
 from harness import ROOT
 
@@ -78,10 +77,6 @@ class KafkaCluster:
             raise RuntimeError("kafka.sh up printed no bootstrap.servers line: %r" % out)
         return self
 
-    def address(self, node):
-        """HOST:PORT of one node's PLAINTEXT listener."""
-        return self.bootstrap.split(",")[node - 1]
-
     def kill(self, node):
         """kill -9 one node."""
         _run(["kill", "--dir", self.dir, "--node", str(node)], timeout=60)
@@ -93,13 +88,6 @@ class KafkaCluster:
     def wait(self, timeout=UP_TIMEOUT):
         """Until a metadata request lists every node."""
         _run(["wait", "--dir", self.dir, "--timeout", str(int(timeout))], timeout=timeout + 30)
-
-    def log(self, node=1):
-        try:
-            with open(os.path.join(self.dir, "node%d" % node, "log"), "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
 
     def down(self):
         if self._up:
@@ -140,14 +128,3 @@ def shared_cluster():
         else:
             _shared = KafkaCluster(nodes=1).up()
     return _shared
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.2)
