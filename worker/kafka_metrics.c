@@ -22,6 +22,10 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         "# HELP openexec_delivery_retries_total Messages produced again after a failed delivery.\n"
         "# TYPE openexec_delivery_retries_total counter\n"
         "openexec_delivery_retries_total %llu\n"
+        "# HELP openexec_producer_renewals_total Receipt producers replaced after a fatal "
+        "error (the batch is published again by the new one).\n"
+        "# TYPE openexec_producer_renewals_total counter\n"
+        "openexec_producer_renewals_total %llu\n"
         "# HELP openexec_consumer_lag Messages between the consumer position and the high "
         "watermark, summed over assigned partitions.\n"
         "# TYPE openexec_consumer_lag gauge\n"
@@ -56,9 +60,10 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         "# TYPE openexec_ledger_unshared_events_total counter\n"
         "openexec_ledger_unshared_events_total %llu\n",
         atomic_load(&m->receipts_produced), atomic_load(&m->dead_letters),
-        atomic_load(&m->delivery_retries), atomic_load(&m->consumer_lag),
-        atomic_load(&m->assigned_partitions), atomic_load(&m->last_batch_size),
-        atomic_load(&m->bridge_timeouts), atomic_load(&m->data_loss_events),
-        atomic_load(&m->bridge_mismatches), atomic_load(&m->ledger_unavailable),
-        atomic_load(&m->ledger_unshared), atomic_load(&m->ledger_unshared_events));
+        atomic_load(&m->delivery_retries), atomic_load(&m->producer_renewals),
+        atomic_load(&m->consumer_lag), atomic_load(&m->assigned_partitions),
+        atomic_load(&m->last_batch_size), atomic_load(&m->bridge_timeouts),
+        atomic_load(&m->data_loss_events), atomic_load(&m->bridge_mismatches),
+        atomic_load(&m->ledger_unavailable), atomic_load(&m->ledger_unshared),
+        atomic_load(&m->ledger_unshared_events));
 }

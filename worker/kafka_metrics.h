@@ -12,6 +12,7 @@ typedef struct oe_kafka_metrics {
     atomic_ullong receipts_produced; /* receipts acknowledged by the broker */
     atomic_ullong dead_letters;      /* undecodable messages acknowledged on the DLQ */
     atomic_ullong delivery_retries;  /* receipts produced again after a failure */
+    atomic_ullong producer_renewals; /* producers replaced after a fatal error */
     atomic_llong consumer_lag;       /* messages behind the high watermark */
     atomic_llong assigned_partitions;
     atomic_llong last_batch_size;

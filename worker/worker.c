@@ -105,6 +105,9 @@ struct oe_worker {
     uintptr_t generation;               /* of the batch being published */
     rd_kafka_topic_t *out_topics[2];    /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
+    /* Producers replaced after fatal errors (renew_producer), per window. */
+    double renew_window;
+    int renewals, fenced_renewals;
 };
 
 __attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, const char *fmt, ...)
@@ -120,6 +123,8 @@ __attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, cons
     fprintf(stderr, "openexec: worker stopped: %s\n", w->fail_reason);
     atomic_store(&w->running, 0);
 }
+
+static int renew_producer(oe_worker *w);
 
 /* Delivery reports arrive on the worker thread, inside rd_kafka_flush. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -446,10 +451,13 @@ static int publish_batch(oe_worker *w, int once)
             note_stall(w, 0);
             return 0;
         }
-        char errstr[512];
-        if (rd_kafka_fatal_error(w->producer, errstr, sizeof errstr)) {
-            worker_fail(w, "fatal producer error: %s", errstr);
-            return -1;
+        /* A fatal error: in a transaction, the abort finds it and the
+         * batch is published by a new producer; otherwise replace the
+         * producer here and produce what is not acknowledged again. */
+        if (rd_kafka_fatal_error(w->producer, NULL, 0)) {
+            if (once || renew_producer(w) != 0)
+                return -1;
+            continue;
         }
         if (permanent) {
             worker_fail(w, "%zu receipts cannot be published: %s", permanent,
@@ -632,10 +640,12 @@ static void retry_pending_commit(oe_worker *w, int force)
 
 /* What to do after a transactional call, as librdkafka documents it:
  * retriable errors call the same function again (with backoff), abortable
- * ones abort the transaction and publish the batch again in a new one, and
- * fatal errors, or errors that are neither retriable nor abortable, stop the
- * worker (the batch stays uncommitted). */
-typedef enum { TXN_OK, TXN_RETRY, TXN_ABORT, TXN_STOP } txn_action;
+ * ones abort the transaction and publish the batch again in a new one,
+ * fatal ones leave the producer unusable: a new producer with the same
+ * transactional.id (its init fences the old epoch and aborts what it left
+ * open) publishes the batch again (renew_producer). Errors that are neither
+ * stop the worker (the batch stays uncommitted). */
+typedef enum { TXN_OK, TXN_RETRY, TXN_ABORT, TXN_RENEW, TXN_STOP } txn_action;
 
 /* Classifies e (NULL: success) and takes ownership of it; on TXN_RETRY it
  * has already waited *delay ms. A stopping worker does not retry. */
@@ -643,7 +653,7 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
 {
     if (!e)
         return TXN_OK;
-    txn_action a = rd_kafka_error_is_fatal(e)             ? TXN_STOP
+    txn_action a = rd_kafka_error_is_fatal(e)             ? TXN_RENEW
                    : rd_kafka_error_is_retriable(e)       ? TXN_RETRY
                    : rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT
                                                           : TXN_STOP;
@@ -652,10 +662,10 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
     fprintf(stderr, "openexec: worker: %s: %s (%s)\n", call, rd_kafka_error_string(e),
             a == TXN_RETRY   ? "retrying"
             : a == TXN_ABORT ? "aborting"
+            : a == TXN_RENEW ? "fatal: replacing the producer"
                              : "stopping");
     if (a == TXN_STOP)
-        worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
-                    rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
+        worker_fail(w, "%s: %s", call, rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     if (a == TXN_RETRY) {
         oe_sleep_ms(*delay);
@@ -676,6 +686,8 @@ static int publish_transactional(oe_worker *w)
     while ((a = txn_outcome(w, "begin transaction", rd_kafka_begin_transaction(w->producer),
                             &delay)) == TXN_RETRY)
         ;
+    if (a == TXN_RENEW)
+        renew_producer(w);
     if (a != TXN_OK)
         return -1; /* nothing begun: stopping, or a begin that cannot succeed */
     if (publish_batch(w, 1) != 0) {
@@ -702,6 +714,10 @@ static int publish_transactional(oe_worker *w)
         if (a == TXN_OK)
             return 0;
     }
+    if (a == TXN_RENEW) {
+        renew_producer(w);
+        return -1;
+    }
     if (a == TXN_STOP)
         return -1;
 abort:
@@ -718,6 +734,8 @@ abort:
      * aborts the open transaction when the producer is gone. */
     if (a == TXN_ABORT && atomic_load(&w->running))
         worker_fail(w, "cannot abort a transaction");
+    if (a == TXN_RENEW)
+        renew_producer(w);
     return -1;
 }
 
@@ -1268,6 +1286,97 @@ static rd_kafka_t *new_producer(oe_worker *w, char *err, size_t errlen)
     return oe_kafka_new(RD_KAFKA_PRODUCER, k, defaults, forced, &hooks, "producer", err, errlen);
 }
 
+/* Creates the producer's topic handles and, with transactions, its
+ * transactional state. Returns 0, or -1 with err. */
+static int producer_ready(oe_worker *w, char *err, size_t errlen)
+{
+    const oe_kafka_settings *k = w->cfg.kafka;
+    w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
+    w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
+    if (!w->out_topics[0] || !w->out_topics[1]) {
+        snprintf(err, errlen, "cannot create the producer's topic handles");
+        return -1;
+    }
+    if (!k->transactions)
+        return 0;
+    for (long delay = 100;;) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, w->cfg.txn_timeout_ms);
+        if (!e)
+            return 0;
+        int retry = rd_kafka_error_is_retriable(e) && atomic_load(&w->running);
+        snprintf(err, errlen, "init transactions: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        if (!retry)
+            return -1;
+        fprintf(stderr, "openexec: worker: %s (retrying)\n", err);
+        oe_sleep_ms(delay);
+        delay = delay * 2 > 5000 ? 5000 : delay * 2;
+    }
+}
+
+static void producer_free(oe_worker *w)
+{
+    for (size_t i = 0; i < 2; i++)
+        if (w->out_topics[i]) {
+            rd_kafka_topic_destroy(w->out_topics[i]);
+            w->out_topics[i] = NULL;
+        }
+    if (w->producer) {
+        rd_kafka_destroy(w->producer);
+        w->producer = NULL;
+    }
+}
+
+/* librdkafka: after a fatal error the producer can do nothing more and
+ * must be replaced. The new one has the same transactional.id, so its
+ * init fences the old epoch and aborts the transaction left open; the
+ * caller publishes the batch again (its outcomes are in the ledger). A
+ * producer fenced by another instance of the same transactional.id is
+ * replaced once a minute at most: fenced again within the minute, this
+ * worker stops and leaves the partitions to the other. Other fatal errors
+ * are answered up to RENEWALS_PER_MINUTE times a minute. Returns 0, or -1
+ * once the worker stopped (w->failed). */
+#define RENEWALS_PER_MINUTE 5
+static int renew_producer(oe_worker *w)
+{
+    char why[512];
+    rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, why, sizeof why);
+    if (!code)
+        snprintf(why, sizeof why, "%s", "fatal error");
+    int fenced = code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED;
+    double now = oe_monotonic();
+    if (w->renew_window == 0 || now - w->renew_window > 60) {
+        w->renew_window = now;
+        w->renewals = w->fenced_renewals = 0;
+    }
+    if (fenced && ++w->fenced_renewals > 1) {
+        worker_fail(w,
+                    "fenced twice within a minute: another worker uses transactional.id %s "
+                    "(%s)",
+                    w->cfg.kafka->transactional_id, why);
+        return -1;
+    }
+    if (++w->renewals > RENEWALS_PER_MINUTE) {
+        worker_fail(w,
+                    "fatal producer error: %s (the producer was replaced %d times within a "
+                    "minute)",
+                    why, RENEWALS_PER_MINUTE);
+        return -1;
+    }
+    fprintf(stderr, "openexec: worker: fatal producer error: %s; replacing the producer\n", why);
+    atomic_fetch_add(&w->cfg.kafka_metrics->producer_renewals, 1);
+    w->generation++; /* the old producer's delivery reports are ignored */
+    rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(w->producer, 0);
+    producer_free(w);
+    char err[512];
+    if (!(w->producer = new_producer(w, err, sizeof err)) || producer_ready(w, err, sizeof err)) {
+        worker_fail(w, "cannot replace the producer: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
 {
     int rc = -1;
@@ -1300,18 +1409,9 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
         !(w->producer = new_producer(w, err, errlen)))
         goto error;
     rc = -1; /* from here on, failures are of the run time */
-    const oe_kafka_settings *k = cfg->kafka;
-    w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
-    w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
-    w->requests_topic = rd_kafka_topic_new(w->consumer, k->requests_topic, NULL);
-    if (k->transactions) {
-        rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, w->cfg.txn_timeout_ms);
-        if (e) {
-            snprintf(err, errlen, "init transactions: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-            goto error;
-        }
-    }
+    w->requests_topic = rd_kafka_topic_new(w->consumer, cfg->kafka->requests_topic, NULL);
+    if (producer_ready(w, err, errlen) != 0)
+        goto error;
     *out = w;
     return 0;
 error:
@@ -1405,11 +1505,7 @@ void oe_worker_free(oe_worker *w)
         rd_kafka_topic_destroy(w->requests_topic);
     if (w->consumer)
         rd_kafka_destroy(w->consumer);
-    for (size_t i = 0; i < 2; i++)
-        if (w->out_topics[i])
-            rd_kafka_topic_destroy(w->out_topics[i]);
-    if (w->producer)
-        rd_kafka_destroy(w->producer);
+    producer_free(w);
     if (w->pending_commit)
         rd_kafka_topic_partition_list_destroy(w->pending_commit);
     oe_codec_free(w->codec);

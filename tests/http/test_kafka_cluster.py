@@ -132,5 +132,60 @@ class Outage(KafkaTest):
             c.down()
 
 
+class Fencing(KafkaTest):
+    def test_a_transactional_id_taken_over_stops_one_worker(self):
+        """Two workers (two groups, two ledgers) given one transactional.id:
+        each start fences the other's producer. A fenced producer is
+        replaced once a minute (a fatal error may be our own epoch bump);
+        fenced again within the minute, the worker stops with exit 1 and
+        the reason, and the other carries on answering."""
+        b = shared_cluster().bootstrap
+        n = names()
+        p = cli(["topics", "--brokers", b, "--partitions", "2"] + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        txn = "fence-%s" % uuid.uuid4().hex[:8]
+        common = topic_args(n) + ["--transactions", "1", "--transactional-id", txn]
+        a = self.worker(b, db=self.path("a.db"), args=common + ["--group-id", txn + "-a"])
+        reader = h.TopicReader(b, n[1], **{"isolation.level": "read_committed"})
+        self._readers.append(reader)
+        seq = iter(range(1_000_000))
+
+        def send(k=5):
+            msgs = []
+            for _ in range(k):
+                i = next(seq)
+                msgs.append(("f-%d" % i, b'{"action": "echo", "payload": {}, "nonce": "f-%d"}' % i))
+            produce(b, msgs, topic=n[0])
+
+        send()
+        reader.wait_count(5)
+        bw = self.worker(b, db=self.path("b.db"), args=common + ["--group-id", txn + "-b"])
+        # Requests keep coming: every transaction of a fenced producer
+        # fails, its replacement fences the other, until one is fenced a
+        # second time within the minute.
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 90 and a.alive() and bw.alive():
+            send()
+            time.sleep(0.3)
+        stopped = [w for w in (a, bw) if not w.alive()]
+        self.assertEqual(len(stopped), 1, (a.log()[-3000:], bw.log()[-3000:]))
+        gone = stopped[0]
+        left = bw if gone is a else a
+        print("    one worker stopped %.1f s after the second start" % (time.monotonic() - t0))
+        self.assertEqual(gone.proc.returncode, 1, gone.log()[-2000:])
+        self.assertIn("worker stopped: fenced twice within a minute: another worker uses "
+                      "transactional.id %s" % txn, gone.log())
+        self.assertEqual(gone.log().count("; replacing the producer"), 1, gone.log()[-3000:])
+        gone.proc = None
+        # The other answers what comes next, read_committed.
+        before = {m.skey for m in reader.messages}
+        send(3)
+        last = "f-%d" % (next(seq) - 1)
+        reader.wait_for(lambda r: any(m.skey == last for m in r.messages), 60, last)
+        self.assertGreaterEqual(left.metrics()["openexec_producer_renewals_total"], 1)
+        self.assertEqual(left.get("/ready").status, 200, left.get("/ready").json)
+        self.assertNotIn(last, before)
+
+
 if __name__ == "__main__":
     run_tests()

@@ -531,6 +531,10 @@ class Transactions(RealKafka):
               % (failover, len(aborts), aborts[:1]))
         self.assertTrue(aborts, "no transaction aborted after the broker kill; log: %s"
                         % bw.log()[-4000:])
+        # A fatal error (e.g. the epoch bumped while the broker was gone)
+        # replaces the producer instead of stopping the worker.
+        print("    producers replaced after a fatal error: %d"
+              % sum(len(self.lines(x, "; replacing the producer")) for x in workers))
         for x in workers:
             self.assertClean(x)
         print("    test body %.1f s" % (time.monotonic() - t_test))
