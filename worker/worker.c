@@ -126,6 +126,22 @@ __attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, cons
 
 static int renew_producer(oe_worker *w);
 
+/* Fatal errors a new producer cannot cure: the cluster refuses us. */
+static int renewable(rd_kafka_resp_err_t code)
+{
+    switch (code) {
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 /* Delivery reports arrive on the worker thread, inside rd_kafka_flush. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -454,7 +470,13 @@ static int publish_batch(oe_worker *w, int once)
         /* A fatal error: in a transaction, the abort finds it and the
          * batch is published by a new producer; otherwise replace the
          * producer here and produce what is not acknowledged again. */
-        if (rd_kafka_fatal_error(w->producer, NULL, 0)) {
+        char fatal[512];
+        rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, fatal, sizeof fatal);
+        if (code && !renewable(code)) {
+            worker_fail(w, "fatal producer error: %s", fatal);
+            return -1;
+        }
+        if (code) {
             if (once || renew_producer(w) != 0)
                 return -1;
             continue;
@@ -653,7 +675,8 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
 {
     if (!e)
         return TXN_OK;
-    txn_action a = rd_kafka_error_is_fatal(e)             ? TXN_RENEW
+    txn_action a = rd_kafka_error_is_fatal(e)
+                       ? (renewable(rd_kafka_error_code(e)) ? TXN_RENEW : TXN_STOP)
                    : rd_kafka_error_is_retriable(e)       ? TXN_RETRY
                    : rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT
                                                           : TXN_STOP;
@@ -665,7 +688,8 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
             : a == TXN_RENEW ? "fatal: replacing the producer"
                              : "stopping");
     if (a == TXN_STOP)
-        worker_fail(w, "%s: %s", call, rd_kafka_error_string(e));
+        worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
+                    rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
     rd_kafka_error_destroy(e);
     if (a == TXN_RETRY) {
         oe_sleep_ms(*delay);
