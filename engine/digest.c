@@ -16,10 +16,32 @@ void oe_hex_encode(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* SHA-256 is on every request's path several times (request hash,
+ * execution id, receipt hash, ledger keys). OpenSSL 3's one-shot SHA256()
+ * and EVP_Digest* look the algorithm up in the provider store on each call
+ * (a read lock and allocations); the direct SHA256_* functions, deprecated
+ * in favour of EVP but computing the same digest, take neither. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+void oe_sha256_parts(const void *const *parts, const size_t *lens, size_t n, unsigned char md[32])
+{
+    SHA256_CTX c;
+    SHA256_Init(&c);
+    for (size_t i = 0; i < n; i++)
+        SHA256_Update(&c, parts[i], lens[i]);
+    SHA256_Final(md, &c);
+}
+#pragma GCC diagnostic pop
+
+void oe_sha256(const void *data, size_t len, unsigned char md[32])
+{
+    oe_sha256_parts(&data, &len, 1, md);
+}
+
 void oe_sha256_hex(const void *data, size_t len, char out[65])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
+    oe_sha256(data, len, md);
     oe_hex_encode(md, sizeof md, out);
 }
 

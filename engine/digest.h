@@ -4,6 +4,12 @@
 
 #include <stddef.h>
 
+/* SHA-256 of data[0..len) into md (32 bytes). */
+void oe_sha256(const void *data, size_t len, unsigned char md[32]);
+
+/* SHA-256 of the concatenation of n parts into md (32 bytes). */
+void oe_sha256_parts(const void *const *parts, const size_t *lens, size_t n, unsigned char md[32]);
+
 /* Lowercase hex SHA-256 of data[0..len) into out (65 bytes with NUL). */
 void oe_sha256_hex(const void *data, size_t len, char out[65]);
 

@@ -2,7 +2,6 @@
  * and the bounded echo of long fields. Pure functions, no state. */
 #include "ids.h"
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
 
@@ -32,14 +31,10 @@ void oe_execution_id(const char *tenant, const char *nonce, const char *request_
 {
     static const char prefix[] = "openexec.exec.v1";
     unsigned char md[SHA256_DIGEST_LENGTH];
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, prefix, sizeof prefix); /* includes the NUL separator */
-    EVP_DigestUpdate(c, tenant, strlen(tenant) + 1);
-    EVP_DigestUpdate(c, nonce, strlen(nonce) + 1);
-    EVP_DigestUpdate(c, request_hash, strlen(request_hash));
-    EVP_DigestFinal_ex(c, md, NULL);
-    EVP_MD_CTX_free(c);
+    /* NUL-separated: the prefix's and each field's terminator included. */
+    const void *parts[] = {prefix, tenant, nonce, request_hash};
+    size_t lens[] = {sizeof prefix, strlen(tenant) + 1, strlen(nonce) + 1, strlen(request_hash)};
+    oe_sha256_parts(parts, lens, 4, md);
     md[6] = (unsigned char)((md[6] & 0x0f) | 0x80);
     md[8] = (unsigned char)((md[8] & 0x3f) | 0x80);
     char hex[33];
@@ -79,12 +74,8 @@ size_t oe_echo_cut(const char *s, size_t len, char out[OE_ECHO_MAX_BYTES + 1])
 void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-    EVP_DigestUpdate(c, id, strlen(id));
-    EVP_DigestUpdate(c, ":", 1);
-    EVP_DigestUpdate(c, result_json, result_len);
-    EVP_DigestFinal_ex(c, md, NULL);
-    EVP_MD_CTX_free(c);
+    const void *parts[] = {id, ":", result_json};
+    size_t lens[] = {strlen(id), 1, result_len};
+    oe_sha256_parts(parts, lens, 3, md);
     oe_hex_encode(md, sizeof md, out);
 }

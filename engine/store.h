@@ -78,10 +78,12 @@ struct oe_store {
     int shared; /* 1: every worker of a group may use this ledger at once */
 };
 
-/* The schema version this binary writes, in both backends. A ledger of an
+/* The schema version this binary writes, per backend. A ledger of an
  * older version is upgraded in place when a writer opens it; a newer one
- * is refused. */
-#define OE_SCHEMA_VERSION 2
+ * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c);
+ * PostgreSQL is at version 2. */
+#define OE_SQLITE_SCHEMA_VERSION 3
+#define OE_POSTGRES_SCHEMA_VERSION 2
 
 void oe_store_free(oe_store *s);
 

@@ -31,7 +31,7 @@
 
 /* Schema steps from version 0; schema_migrations records each one. Steps
  * are never edited once released: a change is a new step. */
-static const char *const schema_steps[OE_SCHEMA_VERSION] = {
+static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "CREATE TABLE executions ("
     "  id text PRIMARY KEY,"
     "  nonce text NOT NULL UNIQUE,"
@@ -356,10 +356,10 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     int version = 0;
     if (s->readonly) {
         int rc = read_version(s, &version, err, errlen);
-        if (rc == 0 && version != OE_SCHEMA_VERSION) {
+        if (rc == 0 && version != OE_POSTGRES_SCHEMA_VERSION) {
             snprintf(err, errlen, "%.200s: ledger schema version %d is not %d (this binary's)%s",
-                     s->shown, version, OE_SCHEMA_VERSION,
-                     version < OE_SCHEMA_VERSION ? ": start a writer first" : "");
+                     s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
+                     version < OE_POSTGRES_SCHEMA_VERSION ? ": start a writer first" : "");
             rc = OE_STORE_ERROR;
         }
         return rc;
@@ -375,14 +375,14 @@ static int migrate(pg_store *s, char *err, size_t errlen)
                          PGRES_COMMAND_OK, err, errlen);
     if (rc == 0)
         rc = read_version(s, &version, err, errlen);
-    if (rc == 0 && version > OE_SCHEMA_VERSION) {
+    if (rc == 0 && version > OE_POSTGRES_SCHEMA_VERSION) {
         snprintf(err, errlen,
                  "%.200s: ledger schema version %d is newer than this binary's (%d): run a newer "
                  "openexec",
-                 s->shown, version, OE_SCHEMA_VERSION);
+                 s->shown, version, OE_POSTGRES_SCHEMA_VERSION);
         rc = OE_STORE_ERROR;
     }
-    for (; rc == 0 && version < OE_SCHEMA_VERSION; version++) {
+    for (; rc == 0 && version < OE_POSTGRES_SCHEMA_VERSION; version++) {
         char record[160];
         snprintf(record, sizeof record,
                  "INSERT INTO schema_migrations VALUES (%d, extract(epoch from now()))",

@@ -74,7 +74,7 @@ static void test_sqlite_schema_versions(void)
     ASSERT_STREQ(oe_store_backend(s), "sqlite");
     ASSERT_EQ(oe_store_shared(s), 0);
     oe_store_free(s);
-    ASSERT_EQ(user_version(path), OE_SCHEMA_VERSION);
+    ASSERT_EQ(user_version(path), OE_SQLITE_SCHEMA_VERSION);
 
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);

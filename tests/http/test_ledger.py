@@ -6,6 +6,7 @@ behind a load balancer, racing on one database. The Kafka groups on a
 shared ledger are in test_shared_ledger.py.
 """
 
+import hashlib
 import os
 import sqlite3
 import sys
@@ -119,12 +120,45 @@ class Migrations(ServiceTest):
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 2)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 3)
             self.assertEqual([v for (v,) in c.execute(
-                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2])
-            self.assertEqual(c.execute("SELECT count(*) FROM executions").fetchone()[0], 2)
+                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3])
+            # Version 3: in the order recorded (the migrated row first),
+            # with keys the program found them by.
+            self.assertEqual([n for (n,) in c.execute(
+                "SELECT nonce FROM executions ORDER BY seq")], ["old-1", "new-1"])
             names = {n for (n,) in c.execute("SELECT name FROM sqlite_master")}
-            self.assertIn("executions_created", names)
+            self.assertTrue({"executions_nonce_key", "executions_id_key",
+                             "executions_approval_key", "executions_unique"} <= names, names)
+            self.assertNotIn("executions_created", names)
+            # The keys: the first 8 bytes of SHA-256, big-endian, signed.
+            def key(t):
+                if t is None:
+                    return None
+                return int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big",
+                                      signed=True)
+            for nonce, nk, i, ik in c.execute("SELECT nonce, nonce_key, id, id_key"
+                                              " FROM executions"):
+                self.assertEqual((nk, ik), (key(nonce), key(i)), nonce)
+            # Nonces stay unique in the file itself, whoever writes to it
+            # (the trigger needs openexec_key(); without it nothing is
+            # written at all).
+            c.create_function("openexec_key", 1, key, deterministic=True)
+            with self.assertRaisesRegex(sqlite3.DatabaseError,
+                                        "UNIQUE constraint failed: executions.nonce"):
+                c.execute("INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
+                          " approved, result_json, receipt, created_at, nonce_key, id_key)"
+                          " SELECT id || 'x', nonce, action, request_hash, tenant_id, approved,"
+                          " result_json, receipt, created_at, nonce_key, id_key"
+                          " FROM executions WHERE nonce = 'old-1'")
+            # A row whose key is not its text's would never be found:
+            # refused.
+            with self.assertRaisesRegex(sqlite3.DatabaseError, "a key does not match its text"):
+                c.execute("INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
+                          " approved, result_json, receipt, created_at, nonce_key, id_key)"
+                          " SELECT id || 'x', 'other', action, request_hash, tenant_id, approved,"
+                          " result_json, receipt, created_at, 0, id_key"
+                          " FROM executions WHERE nonce = 'old-1'")
         # Opening it again changes nothing.
         s = self.server(args=["--db", db])
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").json.get("status"), "replayed")

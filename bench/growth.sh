@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Cost with growth: one SQLite ledger (db-sync full) filled in ROUNDS rounds
+# of N requests (default 5 x 200,000: to a million rows), each round on a
+# fresh 16-partition embedded broker (it keeps at most 5 MiB a partition)
+# and a fresh worker, timed from ready to the last receipt acknowledged.
+# Prints each round's rate, its ratio to the first round's and the
+# worker's peak RSS. Loopback only.
+set -eu
+cd "$(dirname "$0")/.."
+N=${N:-200000}
+ROUNDS=${ROUNDS:-5}
+SYNC=${SYNC:-full}
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+now() { date +%s.%N; }
+
+printf '%-52s %10s\n' "growth (one ledger, rounds of $N, db-sync $SYNC)" "msg/s"
+first=
+for r in $(seq 0 $((ROUNDS - 1))); do
+    rm -f "$work/bs"
+    build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
+    bpid=$!
+    pids+=($bpid)
+    for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
+    B=$(cat "$work/bs")
+    bench/requests.sh "$N" $((r * N)) |
+        build/openexec produce --brokers "$B" 2>"$work/produce.log"
+    port=$((20000 + RANDOM % 20000))
+    build/openexec run --brokers "$B" --http-port "$port" --db "$work/g.db" --db-sync "$SYNC" \
+        2>"$work/worker.log" &
+    wpid=$!
+    pids+=($wpid)
+    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
+    t0=$(now)
+    deadline=$(( $(date +%s) + 300 ))
+    while :; do
+        d=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
+        [ "${d:-0}" -ge "$N" ] && break
+        [ "$(date +%s)" -gt "$deadline" ] && { echo "round $r: timed out at $d of $N"; exit 1; }
+        sleep 0.05
+    done
+    t1=$(now)
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+    kill "$wpid"; wait "$wpid" 2>/dev/null || true
+    kill "$bpid"; wait "$bpid" 2>/dev/null || true
+    rate=$(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+    first=${first:-$rate}
+    printf '%-52s %10d   ratio %.3f   peak RSS %d KiB\n' \
+        "  rows $((r * N)) to $(((r + 1) * N))" "$rate" \
+        "$(awk -v a="$rate" -v b="$first" 'BEGIN { print a / b }')" "$rss"
+done
+rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from executions").fetchone()[0])' "$work/g.db")
+echo "  ledger: $rows executions, $(du -k "$work/g.db" | cut -f1) KiB"
