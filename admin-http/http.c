@@ -104,6 +104,16 @@ struct oe_http {
     atomic_ullong deadline_closed[2]; /* connections shut: [0] headers, [1] body */
     atomic_ullong framing_refused;    /* requests refused for ambiguous framing */
     atomic_ullong responses[6];       /* by status class: 1xx..5xx, index 1..5 */
+
+    /* Group commit of /execute without a bridge: the handler queues the
+     * request and suspends its connection; the committer thread runs what
+     * is queued as one batch (cfg.execute) and resumes each connection. */
+    pthread_mutex_t group_lock; /* guards the queue and group_stop */
+    pthread_cond_t group_wake;
+    struct request_ctx *group_head, *group_tail;
+    pthread_t committer;
+    int committer_running;
+    int group_stop;
 };
 
 /* Per-request state, created on the first call of the handler. */
@@ -118,8 +128,9 @@ typedef struct request_ctx {
     int submitted;         /* handed to the bridge, connection suspended */
     int refuse_status;     /* drain the body, then answer this (413, 503) */
     const char *refuse_detail;
-    int answered;    /* a response is already queued */
-    size_t received; /* body bytes seen, kept or not */
+    int answered;             /* a response is already queued */
+    size_t received;          /* body bytes seen, kept or not */
+    struct request_ctx *next; /* in the group commit queue */
 } request_ctx;
 
 static long long monotonic_ms(void)
@@ -599,46 +610,63 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
     answer_check(a);
 }
 
-void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http_answer *a)
+void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size_t *lens,
+                                oe_http_answer *const *answers, size_t n)
 {
     oe_local_executor *x = ctx;
-    oe_batch_item item = {0};
-    oe_batch_item *items[1] = {&item};
-    char reason[512];
-    oe_outcome_init(&item.out);
-    if (oe_request_from_json(body, len, &item.req, &item.decode_error, reason, sizeof reason) !=
-        OE_OK) {
-        /* No verdict: nothing is recorded, the client may try again. */
-        a->status = 503;
-        oe_buf_reset(&a->body);
-        oe_buf_puts(&a->body, "{\"detail\": \"out of memory, try again\"}");
+    oe_batch_item *all = calloc(n, sizeof *all);
+    oe_batch_item **items = calloc(n, sizeof *items);
+    char(*reasons)[256] = calloc(n, sizeof *reasons);
+    size_t ne = 0;
+    if (!all || !items || !reasons) {
+        for (size_t i = 0; i < n; i++)
+            answer_detail(answers[i], 503, "out of memory, try again");
         goto done;
     }
-    item.decode_detail = reason;
+    for (size_t i = 0; i < n; i++) {
+        oe_outcome_init(&all[i].out);
+        if (oe_request_from_json(bodies[i], lens[i], &all[i].req, &all[i].decode_error, reasons[i],
+                                 sizeof reasons[i]) != OE_OK) {
+            /* No verdict: nothing is recorded, the client may try again. */
+            answer_detail(answers[i], 503, "out of memory, try again");
+            continue;
+        }
+        all[i].decode_detail = reasons[i];
+        items[ne++] = &all[i];
+    }
     char err[256];
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = oe_engine_process(x->engine, items, 1, oe_wall_clock(), err, sizeof err);
+    int rc = ne ? oe_engine_process(x->engine, items, ne, oe_wall_clock(), err, sizeof err) : OE_OK;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc != OE_OK) {
         atomic_fetch_add(&x->metrics->store_errors, 1);
-        /* A resource failure is no answer to the request: 503, try again. */
+        /* A resource failure is no answer to the requests: 503, try again. */
         char msg[320];
         snprintf(msg, sizeof msg, "%s: %s",
                  rc == OE_ENOMEM     ? "out of memory"
                  : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
                                      : "store failure",
                  err);
-        answer_detail(a, rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500, msg);
-        answer_check(a);
-    } else {
-        oe_metrics_batch(x->metrics, items, 1,
+        for (size_t i = 0; i < ne; i++)
+            answer_detail(answers[items[i] - all], rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500,
+                          msg);
+    } else if (ne) {
+        oe_metrics_batch(x->metrics, items, ne,
                          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        oe_http_answer_from_outcome(&item.req, &item.out, a);
+        for (size_t i = 0; i < ne; i++)
+            oe_http_answer_from_outcome(&items[i]->req, &items[i]->out, answers[items[i] - all]);
     }
 done:
-    oe_outcome_clear(&item.out);
-    oe_request_clear(&item.req);
+    for (size_t i = 0; all && i < n; i++) {
+        oe_outcome_clear(&all[i].out);
+        oe_request_clear(&all[i].req);
+    }
+    for (size_t i = 0; i < n; i++)
+        answer_check(answers[i]);
+    free(all);
+    free(items);
+    free(reasons);
 }
 
 void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
@@ -731,22 +759,100 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     return MHD_YES;
 }
 
+/* The most requests one group commit takes. */
+#define OE_HTTP_GROUP_MAX 1024
+
+/* Runs what the queue holds, OE_HTTP_GROUP_MAX at a time, until stopped
+ * with the queue empty. The request contexts stay valid while their
+ * connections are suspended; once resumed they are not touched again. */
+static void *committer_main(void *arg)
+{
+    oe_http *h = arg;
+    const char *bodies[OE_HTTP_GROUP_MAX];
+    size_t lens[OE_HTTP_GROUP_MAX];
+    oe_http_answer *answers[OE_HTTP_GROUP_MAX];
+    request_ctx *taken[OE_HTTP_GROUP_MAX];
+    for (;;) {
+        pthread_mutex_lock(&h->group_lock);
+        while (!h->group_head && !h->group_stop)
+            pthread_cond_wait(&h->group_wake, &h->group_lock);
+        size_t n = 0;
+        while (h->group_head && n < OE_HTTP_GROUP_MAX) {
+            taken[n++] = h->group_head;
+            h->group_head = h->group_head->next;
+        }
+        if (!h->group_head)
+            h->group_tail = NULL;
+        pthread_mutex_unlock(&h->group_lock);
+        if (n == 0)
+            break; /* stopping, nothing queued */
+        for (size_t i = 0; i < n; i++) {
+            bodies[i] = taken[i]->body.data ? taken[i]->body.data : "";
+            lens[i] = taken[i]->body.len;
+            answers[i] = &taken[i]->answer;
+        }
+        h->cfg.execute(h->cfg.execute_ctx, bodies, lens, answers, n);
+        for (size_t i = 0; i < n; i++) {
+            struct MHD_Connection *c = taken[i]->connection;
+            atomic_store(&taken[i]->replied, 1);
+            MHD_resume_connection(c);
+        }
+    }
+    return NULL;
+}
+
+/* Stops the committer once it has answered everything queued. */
+static void committer_stop(oe_http *h)
+{
+    if (!h->committer_running)
+        return;
+    pthread_mutex_lock(&h->group_lock);
+    h->group_stop = 1;
+    pthread_cond_signal(&h->group_wake);
+    pthread_mutex_unlock(&h->group_lock);
+    pthread_join(h->committer, NULL);
+    h->committer_running = 0;
+}
+
+/* POST /execute without a bridge: queued for the next group commit, the
+ * connection suspended until its answer is ready. */
+static MHD_RESULT execute_grouped(oe_http *h, struct MHD_Connection *c, request_ctx *ctx)
+{
+    if (ctx->submitted) {
+        if (!atomic_load(&ctx->replied))
+            return MHD_YES;
+        return send_buf(h, c, ctx->answer.status, &ctx->answer.body);
+    }
+    pthread_mutex_lock(&h->group_lock);
+    if (h->group_stop || !h->committer_running) {
+        pthread_mutex_unlock(&h->group_lock);
+        return send_detail(h, c, 503, "shutting down");
+    }
+    ctx->connection = c;
+    ctx->submitted = 1;
+    ctx->next = NULL;
+    MHD_suspend_connection(c);
+    if (h->group_tail)
+        h->group_tail->next = ctx;
+    else
+        h->group_head = ctx;
+    h->group_tail = ctx;
+    pthread_cond_signal(&h->group_wake);
+    pthread_mutex_unlock(&h->group_lock);
+    return MHD_YES;
+}
+
 /* POST /execute */
 static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
     if (rc->submitted)
-        return execute_via_bridge(h, c, rc);
+        return h->cfg.bridge ? execute_via_bridge(h, c, rc) : execute_grouped(h, c, rc);
     char reason[200];
     if (!is_ready(h, reason, sizeof reason))
         return send_detail(h, c, 503, reason);
     if (h->cfg.bridge)
         return execute_via_bridge(h, c, rc);
-    oe_http_answer a = {0};
-    oe_buf_init(&a.body, OE_HTTP_MAX_ANSWER);
-    h->cfg.execute(h->cfg.execute_ctx, rc->body.data ? rc->body.data : "", rc->body.len, &a);
-    MHD_RESULT ret = send_buf(h, c, a.status, &a.body);
-    oe_buf_free(&a.body);
-    return ret;
+    return execute_grouped(h, c, rc);
 }
 
 /* POST /receipts/verify: {"exec_id", "result", "receipt"} -> {"valid"}.
@@ -1209,6 +1315,8 @@ oe_rc oe_http_new(const oe_http_config *cfg, oe_http **out, char *err, size_t er
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&h->sweeper_wake, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&h->group_lock, NULL);
+    pthread_cond_init(&h->group_wake, NULL);
     *out = h;
     return OE_OK;
 }
@@ -1230,6 +1338,15 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
         return OE_EIO;
     }
     h->sweeper_running = 1;
+    h->group_stop = 0;
+    if (h->cfg.execute) {
+        if (pthread_create(&h->committer, NULL, committer_main, h) != 0) {
+            sweeper_stop(h);
+            snprintf(err, errlen, "cannot start the HTTP committer thread");
+            return OE_EIO;
+        }
+        h->committer_running = 1;
+    }
     unsigned threads = h->cfg.threads ? h->cfg.threads : 4;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME | (h->ipv6 ? MHD_USE_IPv6 : 0);
@@ -1254,6 +1371,7 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, h, MHD_OPTION_ARRAY, options,
                                  MHD_OPTION_END);
     if (!h->daemon) {
+        committer_stop(h);
         sweeper_stop(h);
         snprintf(err, errlen, "cannot start the HTTP server on port %d", h->port);
         return OE_EIO;
@@ -1281,6 +1399,9 @@ void oe_http_stop(oe_http *h)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
+    /* Everything queued is answered (and its connection resumed) before
+     * the daemon closes connections and frees their contexts. */
+    committer_stop(h);
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
     if (quiesced != MHD_INVALID_SOCKET)
@@ -1297,5 +1418,7 @@ void oe_http_free(oe_http *h)
         close(h->listen_fd);
     pthread_cond_destroy(&h->sweeper_wake);
     pthread_mutex_destroy(&h->conns_lock);
+    pthread_cond_destroy(&h->group_wake);
+    pthread_mutex_destroy(&h->group_lock);
     free(h);
 }

@@ -72,10 +72,13 @@ typedef struct oe_http_answer {
     oe_buf body;
 } oe_http_answer;
 
-/* Runs one /execute request body and fills the answer without Kafka
- * (`--execute local`: oe_http_execute_in_process). Used when the config has
- * no bridge. Must be thread-safe. */
-typedef void (*oe_http_execute_fn)(void *ctx, const char *body, size_t len, oe_http_answer *answer);
+/* Runs n /execute request bodies as one group and fills each answer,
+ * without Kafka (`--execute local`: oe_http_execute_in_process). Used when
+ * the config has no bridge, from the server's one committer thread:
+ * requests that arrive together share one ledger transaction and one sync
+ * (group commit), and each is answered only after that commit. */
+typedef void (*oe_http_execute_fn)(void *ctx, const char *const *bodies, const size_t *lens,
+                                   oe_http_answer *const *answers, size_t n);
 
 typedef struct oe_http_config {
     const char *host;    /* bind address or host name: "127.0.0.1", "::1", "localhost" */
@@ -128,8 +131,11 @@ typedef struct oe_local_executor {
     oe_metrics *metrics;
 } oe_local_executor;
 
-/* Executes in this process through the engine (ctx is an oe_local_executor). */
-void oe_http_execute_in_process(void *ctx, const char *body, size_t len, oe_http_answer *answer);
+/* Executes in this process through the engine, the n requests in one batch
+ * (one ledger transaction), as the worker does a Kafka batch (ctx is an
+ * oe_local_executor). */
+void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size_t *lens,
+                                oe_http_answer *const *answers, size_t n);
 
 /* Renders a receipt from the receipts topic as SPEC §10's /execute answer.
  * The receipt's result text is parsed first: one that is not valid JSON is

@@ -11,13 +11,16 @@ N=${N:-200000}
 ROUNDS=${ROUNDS:-5}
 SYNC=${SYNC:-full}
 work=$(mktemp -d)
+# LEDGER=path keeps the ledger (and goes on from its size: FIRST=round).
+LEDGER=${LEDGER:-$work/g.db}
+FIRST=${FIRST:-0}
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 now() { date +%s.%N; }
 
 printf '%-52s %10s\n' "growth (one ledger, rounds of $N, db-sync $SYNC)" "msg/s"
 first=
-for r in $(seq 0 $((ROUNDS - 1))); do
+for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
     rm -f "$work/bs"
     build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
     bpid=$!
@@ -27,7 +30,7 @@ for r in $(seq 0 $((ROUNDS - 1))); do
     bench/requests.sh "$N" $((r * N)) |
         build/openexec produce --brokers "$B" 2>"$work/produce.log"
     port=$((20000 + RANDOM % 20000))
-    build/openexec run --brokers "$B" --http-port "$port" --db "$work/g.db" --db-sync "$SYNC" \
+    build/openexec run --brokers "$B" --http-port "$port" --db "$LEDGER" --db-sync "$SYNC" \
         2>"$work/worker.log" &
     wpid=$!
     pids+=($wpid)
@@ -50,5 +53,5 @@ for r in $(seq 0 $((ROUNDS - 1))); do
         "  rows $((r * N)) to $(((r + 1) * N))" "$rate" \
         "$(awk -v a="$rate" -v b="$first" 'BEGIN { print a / b }')" "$rss"
 done
-rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from executions").fetchone()[0])' "$work/g.db")
-echo "  ledger: $rows executions, $(du -k "$work/g.db" | cut -f1) KiB"
+rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from executions").fetchone()[0])' "$LEDGER")
+echo "  ledger: $rows executions, $(du -k "$LEDGER" | cut -f1) KiB"

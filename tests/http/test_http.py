@@ -1,6 +1,7 @@
 """Black-box tests of `openexec run` in demo mode over real HTTP, and of the
 command line (SPEC §3, §4, §5, §8, §10)."""
 
+import http.client
 import json
 import os
 import re
@@ -610,6 +611,38 @@ class Durability(ServiceTest):
             self.assertTrue(hasattr(r, "status"), r)
             self.assertExecuted(r, "add", {"a": i, "b": 1}, "many-%d" % i, result={"sum": i + 1})
         self.assertEqual(ledger_query(s.db, "SELECT count(*) FROM executions")[0][0], n)
+
+    def test_group_commit(self):
+        # Requests that arrive together share ledger transactions (one
+        # batch each, db-sync full), and each answer is its own: all 200
+        # requests are on the wire before any answer is read.
+        s = self.server(args=["--db-sync", "full"])
+        n = 200
+        conns = [http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for _ in range(n)]
+        try:
+            for i, c in enumerate(conns):
+                c.request("POST", "/execute", json.dumps(
+                    {"action": "add", "payload": {"a": i, "b": 1}, "nonce": "group-%d" % (i % 150)}),
+                    {"Content-Type": "application/json"})
+            answers = []
+            for c in conns:
+                r = c.getresponse()
+                answers.append((r.status, json.loads(r.read())))
+        finally:
+            for c in conns:
+                c.close()
+        for i, (status, body) in enumerate(answers):
+            if i < 150:
+                self.assertEqual((status, body.get("result")), (200, {"sum": i + 1}), body)
+            else:
+                # The same nonce with another payload, in the same or a
+                # later group: a conflict, never a second execution.
+                self.assertEqual(status, 409, body)
+        self.assertEqual(ledger_query(s.db, "SELECT count(*) FROM executions")[0][0], 150)
+        m = s.metrics()
+        print("    %d requests in %d ledger transactions"
+              % (n, m["openexec_batch_duration_seconds_count"]))
+        self.assertLess(m["openexec_batch_duration_seconds_count"], n / 2)
 
     def test_shutdown_under_load(self):
         # SIGTERM while requests are in flight: exit 0, and every request
