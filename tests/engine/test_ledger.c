@@ -105,10 +105,76 @@ static void test_sqlite_schema_versions(void)
     rmdir(dir);
 }
 
+/* Schema version 3: rows are found by their nonce and id keys, and the
+ * file itself refuses a second row for a nonce. */
+static void test_sqlite_keys(void)
+{
+    char dir[] = "/tmp/oe-ledger-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/k.db", dir);
+    oe_store *s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    if (!s)
+        return;
+    char result[201];
+    memset(result, 'x', 200);
+    result[0] = '"';
+    result[199] = '"';
+    result[200] = '\0';
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    for (int i = 0; i < 300; i++) {
+        char nonce[32];
+        snprintf(nonce, sizeof nonce, "key-%d", i);
+        oe_execution e = {.nonce = nonce,
+                          .action = "echo",
+                          .tenant_id = "t",
+                          .result_json = result,
+                          .approved = 1,
+                          .created_at = 1.0};
+        snprintf(e.id, sizeof e.id, "00000000-0000-4000-8000-%012d", i);
+        memset(e.request_hash, 'a', 64);
+        memset(e.receipt, 'b', 64);
+        ASSERT_EQ(oe_store_insert_execution(s, &e, err, sizeof err), 0);
+    }
+    ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
+    oe_execution found;
+    ASSERT_EQ(oe_store_find_by_nonce(s, "key-299", &found, err, sizeof err), 1);
+    ASSERT_STREQ(found.id, "00000000-0000-4000-8000-000000000299");
+    oe_execution_clear(&found);
+    ASSERT_EQ(
+        oe_store_find_by_id(s, "00000000-0000-4000-8000-000000000007", &found, err, sizeof err), 1);
+    ASSERT_STREQ(found.nonce, "key-7");
+    oe_execution_clear(&found);
+    ASSERT_EQ(oe_store_find_by_nonce(s, "key-300", &found, err, sizeof err), 0);
+    /* The same nonce again: refused by the file itself. */
+    oe_execution dup = {.nonce = "key-3",
+                        .action = "echo",
+                        .tenant_id = "t",
+                        .result_json = "1",
+                        .approved = 1,
+                        .created_at = 2.0};
+    snprintf(dup.id, sizeof dup.id, "%s", "00000000-0000-4000-8000-999999999999");
+    memset(dup.request_hash, 'c', 64);
+    memset(dup.receipt, 'd', 64);
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
+    oe_store_rollback(s);
+    oe_store_free(s);
+    char side[160];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_url_kinds);
     RUN_TEST(test_mask);
     RUN_TEST(test_sqlite_schema_versions);
+    RUN_TEST(test_sqlite_keys);
     return TEST_REPORT();
 }
