@@ -201,6 +201,4 @@ format-check:
 
 # Benchmarks (not part of `make test`): see bench/run.sh.
 bench: all
-	bench/run.sh
-	bench/kafka.sh
-	SYNC=normal FORMAT=avro bench/kafka.sh
+	bench/all.sh

@@ -23,6 +23,11 @@ B=$(cat "$work/bs")
 
 # The requests: JSON lines (bench/requests.sh), produced keyed by nonce.
 bench/requests.sh "$N" >"$work/requests.jsonl"
+# The transport's produce rate: kcat writing the same lines to a topic of
+# their own (auto-created by the embedded broker).
+tp0=$(now)
+kcat -P -b "$B" -t bench.kcat -l "$work/requests.jsonl" 2>"$work/kcat-produce.log"
+tp1=$(now)
 build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" 2>"$work/produce.log"
 
 t0=$(now)
@@ -79,10 +84,12 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
     results+=("$ledger $t2 $t3 $rss")
 done
 
-printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SYNC" -v fmt="$FORMAT" '
+printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SYNC" -v fmt="$FORMAT" \
+    -v pa="$tp0" -v pb="$tp1" '
 BEGIN {
     raw = n / (b - a);
     printf "%-52s %10s\n", "case (" n " requests, 16 partitions, " fmt ")", "msg/s";
+    printf "%-52s %10.0f\n", "kcat produce (transport)", n / (pb - pa);
     printf "%-52s %10.0f\n", "kcat consume (transport baseline)", raw;
 }
 {

@@ -74,6 +74,15 @@ static void test_hmac_and_base64(void)
                       "2026-11-25T13:00:00+00:00";
     oe_hmac_sha256_hex("s3cret", 6, msg, strlen(msg), out);
     ASSERT_STREQ(out, "8dda986282d5b48f7b56a7bed663755bf34f6df69a961ddf28c4fefb6891e800");
+    /* RFC 4231 test cases 1 and 6 (a key longer than the block is hashed). */
+    unsigned char key[131];
+    memset(key, 0x0b, 20);
+    oe_hmac_sha256_hex(key, 20, "Hi There", 8, out);
+    ASSERT_STREQ(out, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    memset(key, 0xaa, sizeof key);
+    const char *long_key = "Test Using Larger Than Block-Size Key - Hash Key First";
+    oe_hmac_sha256_hex(key, sizeof key, long_key, strlen(long_key), out);
+    ASSERT_STREQ(out, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 
     static const struct {
         const char *raw, *b64;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The worker in each mode on the same footing: N `add` requests (default
+# 100,000) on a fresh 16-partition embedded broker, one worker (SQLite,
+# db-sync full), timed from ready to the last receipt acknowledged: demo,
+# clawshield with HMAC-SHA256 artifacts, clawshield with Ed25519 artifacts
+# (signed by bench/signed_requests.py). Beside them, the single-core
+# Ed25519 verify rate of `openssl speed` in the same run: the baseline of
+# the Ed25519 row. Loopback only.
+set -eu
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+PYTHON=${PYTHON:-/usr/bin/python3}
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+now() { date +%s.%N; }
+
+bench/requests.sh "$N" >"$work/demo.jsonl"
+"$PYTHON" bench/signed_requests.py "$N" hmac bench-secret >"$work/hmac.jsonl"
+"$PYTHON" bench/signed_requests.py "$N" ed25519 "$work/pub.pem" >"$work/ed25519.jsonl"
+verify=$(openssl speed -seconds 2 ed25519 2>/dev/null | awk '$1 == "253" && $4 == "(Ed25519)" {print $NF}')
+
+rate_of() { # mode args...: prints msg/s and peak RSS
+    local mode=$1; shift
+    rm -f "$work/bs"
+    build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
+    local bpid=$!
+    pids+=($bpid)
+    for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
+    local B
+    B=$(cat "$work/bs")
+    build/openexec produce --brokers "$B" <"$work/$mode.jsonl" 2>"$work/produce.log"
+    local port=$((20000 + RANDOM % 20000))
+    build/openexec run --brokers "$B" --http-port "$port" --db "$work/$mode.db" --db-sync full \
+        "$@" 2>"$work/worker-$mode.log" &
+    local wpid=$!
+    pids+=($wpid)
+    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
+    local t0 t1 d
+    t0=$(now)
+    local deadline=$(( $(date +%s) + 300 ))
+    while :; do
+        d=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
+        [ "${d:-0}" -ge "$N" ] && break
+        [ "$(date +%s)" -gt "$deadline" ] && { echo "$mode: timed out at $d of $N" >&2; exit 1; }
+        sleep 0.05
+    done
+    t1=$(now)
+    local executed
+    executed=$(curl -s "localhost:$port/metrics" |
+        awk '/^openexec_requests_total\{status="executed"\}/ {print $2}')
+    [ "${executed:-0}" -ge "$N" ] || { echo "$mode: only ${executed:-0} of $N executed" >&2; exit 1; }
+    local rss
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+    kill "$wpid"; wait "$wpid" 2>/dev/null || true
+    kill "$bpid"; wait "$bpid" 2>/dev/null || true
+    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.0f %d", n / (b - a), r }'
+}
+
+read -r demo demo_rss <<<"$(rate_of demo)"
+read -r hmac hmac_rss <<<"$(rate_of hmac --mode clawshield --secret bench-secret --tenant bench)"
+read -r ed ed_rss <<<"$(rate_of ed25519 --mode clawshield --public-key "$(cat "$work/pub.pem")" --tenant bench)"
+printf '%-52s %10s\n' "worker by mode ($N requests, 16 partitions, db-sync full)" "msg/s"
+printf '%-52s %10d   peak RSS %d KiB\n' "  demo" "$demo" "$demo_rss"
+printf '%-52s %10d   ratio to demo %.3f   peak RSS %d KiB\n' "  clawshield, HMAC-SHA256" "$hmac" \
+    "$(awk -v a="$hmac" -v b="$demo" 'BEGIN { print a / b }')" "$hmac_rss"
+printf '%-52s %10.0f\n' "  openssl speed ed25519 verify, one core" "${verify:-0}"
+printf '%-52s %10d   ratio to openssl verify %.3f   peak RSS %d KiB\n' "  clawshield, Ed25519" "$ed" \
+    "$(awk -v a="$ed" -v b="${verify:-0}" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$ed_rss"
