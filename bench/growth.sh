@@ -16,7 +16,7 @@ LEDGER=${LEDGER:-$work/g.db}
 FIRST=${FIRST:-0}
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-now() { date +%s.%N; }
+. bench/lib.sh
 
 printf '%-52s %10s\n' "growth (one ledger, rounds of $N, db-sync $SYNC)" "msg/s"
 first=
@@ -34,17 +34,8 @@ for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
         2>"$work/worker.log" &
     wpid=$!
     pids+=($wpid)
-    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
-    t0=$(now)
-    deadline=$(( $(date +%s) + 300 ))
-    while :; do
-        d=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
-        [ "${d:-0}" -ge "$N" ] && break
-        [ "$(date +%s)" -gt "$deadline" ] && { echo "round $r: timed out at $d of $N"; exit 1; }
-        sleep 0.05
-    done
-    t1=$(now)
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+    timing=$(time_worker "$port" "$wpid" "$N" "round $r")
+    read -r t0 t1 rss <<<"$timing"
     kill "$wpid"; wait "$wpid" 2>/dev/null || true
     kill "$bpid"; wait "$bpid" 2>/dev/null || true
     rate=$(awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')

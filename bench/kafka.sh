@@ -14,7 +14,7 @@ FORMAT=${FORMAT:-json}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-now() { date +%s.%N; }
+. bench/lib.sh
 
 build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
 pids+=($!)
@@ -67,18 +67,8 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
         --group-id "bench-$ledger" 2>"$work/worker-$ledger.log" &
     wpid=$!
     pids+=($wpid)
-    # Start the clock when the worker is ready (its group join is not work).
-    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
-    t2=$(now)
-    deadline=$(( $(date +%s) + 300 ))
-    while :; do
-        done_n=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
-        [ "${done_n:-0}" -ge "$N" ] && break
-        [ "$(date +%s)" -gt "$deadline" ] && { echo "$ledger: timed out at $done_n of $N"; exit 1; }
-        sleep 0.05
-    done
-    t3=$(now)
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+    timing=$(time_worker "$port" "$wpid" "$N" "$ledger")
+    read -r t2 t3 rss <<<"$timing"
     kill "$wpid"
     wait "$wpid" 2>/dev/null || true
     results+=("$ledger $t2 $t3 $rss")

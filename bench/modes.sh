@@ -13,7 +13,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-now() { date +%s.%N; }
+. bench/lib.sh
 
 bench/requests.sh "$N" >"$work/demo.jsonl"
 "$PYTHON" bench/signed_requests.py "$N" hmac bench-secret >"$work/hmac.jsonl"
@@ -35,23 +35,13 @@ rate_of() { # mode args...: prints msg/s and peak RSS
         "$@" 2>"$work/worker-$mode.log" &
     local wpid=$!
     pids+=($wpid)
-    for _ in $(seq 200); do curl -sf "localhost:$port/ready" >/dev/null && break; sleep 0.05; done
-    local t0 t1 d
-    t0=$(now)
-    local deadline=$(( $(date +%s) + 300 ))
-    while :; do
-        d=$(curl -s "localhost:$port/metrics" | awk '/^openexec_receipts_produced_total/ {print $2}')
-        [ "${d:-0}" -ge "$N" ] && break
-        [ "$(date +%s)" -gt "$deadline" ] && { echo "$mode: timed out at $d of $N" >&2; exit 1; }
-        sleep 0.05
-    done
-    t1=$(now)
+    local timing t0 t1 rss
+    timing=$(time_worker "$port" "$wpid" "$N" "$mode")
+    read -r t0 t1 rss <<<"$timing"
     local executed
     executed=$(curl -s "localhost:$port/metrics" |
         awk '/^openexec_requests_total\{status="executed"\}/ {print $2}')
     [ "${executed:-0}" -ge "$N" ] || { echo "$mode: only ${executed:-0} of $N executed" >&2; exit 1; }
-    local rss
-    rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
     kill "$wpid"; wait "$wpid" 2>/dev/null || true
     kill "$bpid"; wait "$bpid" 2>/dev/null || true
     awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.0f %d", n / (b - a), r }'

@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-now() { date +%s.%N; }
+. bench/lib.sh
 fail() { echo "real_kafka.sh: $*" >&2; exit 1; }
 
 mkdir -p "$kdir"
@@ -57,25 +57,9 @@ build/openexec run --brokers "$B" --http-port "$port" --db "$work/w.db" --db-syn
     --group-id bench-real-kafka 2>"$work/worker.log" &
 wpid=$!
 # Start the clock when the worker is ready (its group join is not work).
-ready=0
-for _ in $(seq 600); do
-    if curl -sf "localhost:$port/ready" >/dev/null; then ready=1; break; fi
-    kill -0 "$wpid" 2>/dev/null || fail "the worker exited: $(tail -n3 "$work/worker.log")"
-    sleep 0.05
-done
-[ "$ready" = 1 ] || fail "the worker was not ready within 30 s: $(tail -n3 "$work/worker.log")"
-t2=$(now)
-deadline=$(($(date +%s) + 300))
-while :; do
-    done_n=$(curl -s "localhost:$port/metrics" |
-        awk '/^openexec_receipts_produced_total/ {print $2}')
-    [ "${done_n:-0}" -ge "$N" ] && break
-    [ "$(date +%s)" -gt "$deadline" ] && fail "the worker timed out at $done_n of $N"
-    kill -0 "$wpid" 2>/dev/null || fail "the worker exited: $(tail -n3 "$work/worker.log")"
-    sleep 0.05
-done
-t3=$(now)
-rss=$(awk '/VmHWM/ {print $2}' "/proc/$wpid/status")
+timing=$(time_worker "$port" "$wpid" "$N" "real Kafka") ||
+    fail "$(tail -n3 "$work/worker.log")"
+read -r t2 t3 rss <<<"$timing"
 kill "$wpid"
 wait "$wpid" 2>/dev/null || true
 wpid=
