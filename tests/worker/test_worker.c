@@ -328,6 +328,37 @@ static void test_transaction_fatal_error_stops_the_worker(void)
     oe_broker_free(b);
 }
 
+/* A fatal error a new producer can cure (fenced once, e.g. after the
+ * coordinator bumped the epoch) replaces the producer: the batch is
+ * published again by the new one, every request is answered, and the
+ * worker runs on. */
+static void test_transaction_fatal_error_replaces_the_producer(void)
+{
+    oe_broker *b = test_broker();
+    if (!b)
+        return;
+    const char *brokers = oe_broker_bootstraps(b);
+    char err[512];
+    enum { N = 20 };
+    produce_requests(brokers, "req", 0, N, 0);
+    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 26 /* EndTxn */, 1,
+                                      RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+    char db[128];
+    snprintf(db, sizeof db, "%s/txn-renew.db", dir);
+    worker_fixture f;
+    if (start_worker_txn(&f, brokers, db, "txn-renew") == 0) {
+        int executed = 0;
+        int got = read_receipts(brokers, N, 30, N, &executed);
+        ASSERT_TRUE(got >= N);
+        ASSERT_EQ(executed, N);
+        ASSERT_EQ(oe_store_count_executions(f.store), N);
+        ASSERT_EQ(atomic_load(&f.kafka_metrics.producer_renewals), 1);
+        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
+    }
+    stop_worker(&f);
+    oe_broker_free(b);
+}
+
 /* An abortable error (a partition cannot join the transaction) aborts the
  * transaction and publishes the batch again in a new one: every request
  * is answered and the worker runs on. */
@@ -465,6 +496,7 @@ int main(void)
     }
     RUN_TEST(test_nodelay_only_on_broker_sockets);
     RUN_TEST(test_transaction_fatal_error_stops_the_worker);
+    RUN_TEST(test_transaction_fatal_error_replaces_the_producer);
     RUN_TEST(test_transaction_abortable_error_republishes);
     RUN_TEST(test_transaction_retriable_commit_is_retried);
     RUN_TEST(test_transient_produce_errors);
