@@ -328,65 +328,52 @@ static void test_transaction_fatal_error_stops_the_worker(void)
     oe_broker_free(b);
 }
 
-/* A fatal error a new producer can cure (fenced once, e.g. after the
- * coordinator bumped the epoch) replaces the producer: the batch is
- * published again by the new one, every request is answered, and the
- * worker runs on. */
-static void test_transaction_fatal_error_replaces_the_producer(void)
+/* Runs a transactional worker on n requests with `error` answered once to
+ * the request api_key, and checks that the worker recovered: every request
+ * answered (read_uncommitted: aborted copies may be there too), executed
+ * once, the producer replaced `renewals` times, the worker still running. */
+static void transaction_error_recovers(int api_key, rd_kafka_resp_err_t error, int n,
+                                       const char *name, unsigned long long renewals)
 {
     oe_broker *b = test_broker();
     if (!b)
         return;
     const char *brokers = oe_broker_bootstraps(b);
     char err[512];
-    enum { N = 20 };
-    produce_requests(brokers, "req", 0, N, 0);
-    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 26 /* EndTxn */, 1,
-                                      RD_KAFKA_RESP_ERR_PRODUCER_FENCED);
+    produce_requests(brokers, "req", 0, n, 0);
+    rd_kafka_mock_push_request_errors(oe_broker_mock(b), api_key, 1, error);
     char db[128];
-    snprintf(db, sizeof db, "%s/txn-renew.db", dir);
+    snprintf(db, sizeof db, "%s/%s.db", dir, name);
     worker_fixture f;
-    if (start_worker_txn(&f, brokers, db, "txn-renew") == 0) {
+    if (start_worker_txn(&f, brokers, db, name) == 0) {
         int executed = 0;
-        int got = read_receipts(brokers, N, 30, N, &executed);
-        ASSERT_TRUE(got >= N);
-        ASSERT_EQ(executed, N);
-        ASSERT_EQ(oe_store_count_executions(f.store), N);
-        ASSERT_EQ(atomic_load(&f.kafka_metrics.producer_renewals), 1);
+        int got = read_receipts(brokers, n, 30, n, &executed);
+        ASSERT_TRUE(got >= n);
+        ASSERT_EQ(executed, n);
+        ASSERT_EQ(oe_store_count_executions(f.store), n);
+        ASSERT_EQ(atomic_load(&f.kafka_metrics.producer_renewals), renewals);
         ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
     }
     stop_worker(&f);
     oe_broker_free(b);
 }
 
+/* A fatal error a new producer can cure (fenced once, e.g. after the
+ * coordinator bumped the epoch) replaces the producer: the batch is
+ * published again by the new one. */
+static void test_transaction_fatal_error_replaces_the_producer(void)
+{
+    transaction_error_recovers(26 /* EndTxn */, RD_KAFKA_RESP_ERR_PRODUCER_FENCED, 20, "txn-renew",
+                               1);
+}
+
 /* An abortable error (a partition cannot join the transaction) aborts the
- * transaction and publishes the batch again in a new one: every request
- * is answered and the worker runs on. */
+ * transaction and publishes the batch again in a new one, with the same
+ * producer. */
 static void test_transaction_abortable_error_republishes(void)
 {
-    oe_broker *b = test_broker();
-    if (!b)
-        return;
-    const char *brokers = oe_broker_bootstraps(b);
-    char err[512];
-    enum { N = 30 };
-    produce_requests(brokers, "req", 0, N, 0);
-    rd_kafka_mock_push_request_errors(oe_broker_mock(b), 24 /* AddPartitionsToTxn */, 1,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-    char db[128];
-    snprintf(db, sizeof db, "%s/txn-abort.db", dir);
-    worker_fixture f;
-    if (start_worker_txn(&f, brokers, db, "txn-abort") == 0) {
-        int executed = 0;
-        /* read_uncommitted: the aborted copies are there too. */
-        int got = read_receipts(brokers, N, 30, N, &executed);
-        ASSERT_TRUE(got >= N);
-        ASSERT_EQ(executed, N);
-        ASSERT_EQ(oe_store_count_executions(f.store), N);
-        ASSERT_EQ(oe_worker_failed(f.w, err, sizeof err), 0);
-    }
-    stop_worker(&f);
-    oe_broker_free(b);
+    transaction_error_recovers(24 /* AddPartitionsToTxn */,
+                               RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, 30, "txn-abort", 0);
 }
 
 /* Regression: a retriable commit error (the commit timed out but goes on
