@@ -811,7 +811,9 @@ static void committer_stop(oe_http *h)
     pthread_cond_signal(&h->group_wake);
     pthread_mutex_unlock(&h->group_lock);
     pthread_join(h->committer, NULL);
+    pthread_mutex_lock(&h->group_lock); /* handlers read it under the lock */
     h->committer_running = 0;
+    pthread_mutex_unlock(&h->group_lock);
 }
 
 /* POST /execute without a bridge: queued for the next group commit, the
