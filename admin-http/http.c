@@ -41,6 +41,7 @@
 #include "engine/clock.h"
 #include "engine/ids.h"
 #include "engine/json.h"
+#include "engine/log.h"
 #include "engine/request.h"
 #include "engine/status.h"
 
@@ -74,6 +75,29 @@ typedef enum conn_phase {
     PHASE_HANDLING /* the request is complete: executing or answering */
 } conn_phase;
 
+/* The routes: path, allowed method, and whether a body is read. */
+typedef enum {
+    R_ROOT,
+    R_HEALTH,
+    R_READY,
+    R_VERSION,
+    R_METRICS,
+    R_EXECUTE,
+    R_VERIFY,
+    R_RECEIPT,
+    R_RECEIPT_BY_NONCE,
+    R_NONE
+} route;
+
+/* The route labels of openexec_http_requests_total, by route. */
+static const char *const route_labels[R_NONE + 1] = {
+    "/",        "/health",          "/ready",         "/version",  "/metrics",
+    "/execute", "/receipts/verify", "/receipts/{id}", "/receipts", "other"};
+
+/* The status codes counted one by one; the rest count as "other". */
+static const int counted_codes[] = {200, 400, 403, 404, 405, 409, 413, 422, 431, 500, 503, 504};
+#define N_CODES (sizeof counted_codes / sizeof counted_codes[0] + 1)
+
 /* One open connection, registered while libmicrohttpd holds it. */
 typedef struct conn_rec {
     struct conn_rec *prev, *next; /* the registry list, under conns_lock */
@@ -81,6 +105,7 @@ typedef struct conn_rec {
     atomic_int phase;             /* conn_phase */
     atomic_llong since_ms;        /* monotonic ms when the phase began */
     int shut;                     /* the deadline thread shut it down (conns_lock) */
+    atomic_int route;             /* of the request in hand, for the counters */
 } conn_rec;
 
 struct oe_http {
@@ -101,9 +126,10 @@ struct oe_http {
     atomic_size_t body_bytes;                             /* body budget in use, bytes */
     atomic_size_t address_bytes[OE_HTTP_ADDRESS_BUCKETS]; /* by hashed client address */
     atomic_ullong budget_refused;                         /* requests refused for the budget */
-    atomic_ullong deadline_closed[2]; /* connections shut: [0] headers, [1] body */
-    atomic_ullong framing_refused;    /* requests refused for ambiguous framing */
-    atomic_ullong responses[6];       /* by status class: 1xx..5xx, index 1..5 */
+    atomic_ullong deadline_closed[2];            /* connections shut: [0] headers, [1] body */
+    atomic_ullong framing_refused;               /* requests refused for ambiguous framing */
+    atomic_ullong responses[6];                  /* by status class: 1xx..5xx, index 1..5 */
+    atomic_ullong by_route[R_NONE + 1][N_CODES]; /* by route and status code */
 
     /* Group commit of /execute without a bridge: the handler queues the
      * request and suspends its connection; the committer thread runs what
@@ -175,6 +201,7 @@ static void notify_connection(void *cls, struct MHD_Connection *c, void **socket
         if (!r)
             return; /* no deadline for this one; the idle timeout still holds */
         r->fd = ci->connect_fd;
+        atomic_init(&r->route, R_NONE);
         conn_set_phase(r, PHASE_HEADERS);
         pthread_mutex_lock(&h->conns_lock);
         r->next = h->conns;
@@ -306,10 +333,18 @@ static void body_release(oe_http *h, request_ctx *ctx)
  * Sending answers. Every path ends in send_json with text that is complete.
  */
 
-static void count_response(oe_http *h, int status)
+static conn_rec *conn_of(struct MHD_Connection *c);
+
+static void count_response(oe_http *h, struct MHD_Connection *c, int status)
 {
     if (status >= 100 && status < 600)
         atomic_fetch_add(&h->responses[status / 100], 1);
+    conn_rec *rec = conn_of(c);
+    int r = rec ? atomic_load(&rec->route) : R_NONE;
+    size_t k = 0;
+    while (k < N_CODES - 1 && counted_codes[k] != status)
+        k++;
+    atomic_fetch_add(&h->by_route[r >= 0 && r <= R_NONE ? r : R_NONE][k], 1);
 }
 
 /* Queues a JSON response; the body is copied. close_after adds
@@ -329,7 +364,7 @@ static MHD_RESULT send_json_ex(oe_http *h, struct MHD_Connection *c, int status,
     }
     MHD_RESULT ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
-    count_response(h, status);
+    count_response(h, c, status);
     return ret;
 }
 
@@ -387,7 +422,7 @@ static MHD_RESULT send_method_not_allowed(oe_http *h, struct MHD_Connection *c, 
     }
     MHD_RESULT ret = MHD_queue_response(c, 405, r);
     MHD_destroy_response(r);
-    count_response(h, 405);
+    count_response(h, c, 405);
     return ret;
 }
 
@@ -498,10 +533,12 @@ static MHD_RESULT handle_ready(oe_http *h, struct MHD_Connection *c)
 /* GET /version */
 static MHD_RESULT handle_version(oe_http *h, struct MHD_Connection *c)
 {
-    char ts[64], body[160];
+    char ts[64], body[400];
     oe_time_format_iso8601(oe_wall_clock(), ts, sizeof ts);
-    int n =
-        snprintf(body, sizeof body, "{\"version\": \"%s\", \"timestamp\": \"%s\"}", OE_VERSION, ts);
+    int n = snprintf(body, sizeof body,
+                     "{\"version\": \"%s\", \"timestamp\": \"%s\", \"commit\": \"%.64s\", "
+                     "\"commit_date\": \"%.64s\"}",
+                     OE_VERSION, ts, oe_build_commit, oe_build_date);
     if (n < 0 || (size_t)n >= sizeof body)
         return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
     return send_json(h, c, 200, body, (size_t)n);
@@ -515,6 +552,22 @@ static void render_http_metrics(oe_http *h, oe_buf *b)
     for (int k = 1; k <= 5; k++)
         oe_buf_printf(b, "openexec_http_responses_total{code=\"%dxx\"} %llu\n", k,
                       atomic_load(&h->responses[k]));
+    /* By route and code, so that a dashboard tells /ready's 503s while
+     * starting from errors of /execute. Series appear once counted. */
+    oe_buf_puts(b, "# HELP openexec_http_requests_total HTTP responses, by route and status code.\n"
+                   "# TYPE openexec_http_requests_total counter\n");
+    for (int r = 0; r <= R_NONE; r++)
+        for (size_t k = 0; k < N_CODES; k++) {
+            unsigned long long n = atomic_load(&h->by_route[r][k]);
+            char code[8];
+            if (k < N_CODES - 1)
+                snprintf(code, sizeof code, "%d", counted_codes[k]);
+            else
+                snprintf(code, sizeof code, "other");
+            if (n)
+                oe_buf_printf(b, "openexec_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+                              route_labels[r], code, n);
+        }
     oe_buf_printf(b,
                   "# HELP openexec_http_deadline_closed_total Connections closed for not sending "
                   "their headers or body in time, by phase.\n"
@@ -563,7 +616,7 @@ static MHD_RESULT handle_metrics(oe_http *h, struct MHD_Connection *c)
     }
     MHD_RESULT ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);
-    count_response(h, 200);
+    count_response(h, c, 200);
     return ret;
 }
 
@@ -953,20 +1006,6 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
  * Routing and the access handler.
  */
 
-/* The routes: path, allowed method, and whether a body is read. */
-typedef enum {
-    R_ROOT,
-    R_HEALTH,
-    R_READY,
-    R_VERSION,
-    R_METRICS,
-    R_EXECUTE,
-    R_VERIFY,
-    R_RECEIPT,
-    R_RECEIPT_BY_NONCE,
-    R_NONE
-} route;
-
 static route find_route(const char *url, const char **allow)
 {
     static const struct {
@@ -1124,6 +1163,9 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
     const char *allow = NULL;
     route r = find_route(url, &allow);
     int is_head = strcmp(method, "HEAD") == 0 && strcmp(allow ? allow : "", "GET") == 0;
+    conn_rec *rec = conn_of(c);
+    if (rec)
+        atomic_store(&rec->route, (int)r);
 
     if (*con_cls == NULL) {
         request_ctx *ctx = calloc(1, sizeof *ctx);
@@ -1198,12 +1240,16 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     conn_set_phase(conn_of(c), PHASE_HEADERS);
 }
 
-/* libmicrohttpd's own diagnostics go to stderr with a prefix. */
+/* libmicrohttpd's own diagnostics, through our logger (one line each). */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
-    fputs("openexec: http: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char text[1024];
+    int n = vsnprintf(text, sizeof text, fmt, ap);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    oe_log(OE_LOG_WARN, "http", NULL, "%.*s", (int)len, text);
 }
 
 /* ------------------------------------------------------------------------

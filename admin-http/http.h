@@ -23,6 +23,12 @@
 
 #define OE_VERSION "0.1.0"
 
+/* The commit this binary was built from (short hash, "+changes" when the
+ * tree had uncommitted changes, "unknown" without git) and that commit's
+ * date (ISO 8601), written by make (build/gen/build_info.c). */
+extern const char oe_build_commit[];
+extern const char oe_build_date[];
+
 /* The server's limits. Each one bounds what a client (or many clients) can
  * make the server hold; all are enforced in http.c.
  *

@@ -16,9 +16,17 @@ trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))
 
 start() {
+    local t0
+    t0=$(date +%s%N)
     OPENEXEC_EXECUTE=${OPENEXEC_EXECUTE:-local} build/openexec run --http-port $port --db "$work/$1.db" --db-sync "$1" 2>"$work/log" &
     pid=$!
-    for _ in $(seq 100); do curl -sf localhost:$port/ready >/dev/null && return; sleep 0.1; done
+    for _ in $(seq 1000); do
+        if curl -sf localhost:$port/ready >/dev/null; then
+            ready_ms=$((($(date +%s%N) - t0) / 1000000))
+            return
+        fi
+        sleep 0.01
+    done
     echo "server did not start"; cat "$work/log"; exit 1
 }
 stop() { kill $pid; wait $pid || true; pid=; }
@@ -41,6 +49,7 @@ read -r full256 g50 g99 <<<"$(BENCH_RUN=g measure 256 -s bench/execute.lua "http
 stop
 # Through Kafka: the /execute bridge with the embedded broker.
 OPENEXEC_EXECUTE=kafka start normal
+kafka_ready_ms=$ready_ms
 read -r b64 b64_50 b64_99 <<<"$(BENCH_RUN=k measure 64 -s bench/execute.lua "http://127.0.0.1:$port/execute")"
 read -r b256 b256_50 b256_99 <<<"$(BENCH_RUN=k2 measure 256 -s bench/execute.lua "http://127.0.0.1:$port/execute")"
 stop
@@ -56,3 +65,4 @@ for row in "GET /health, $CONNS conns (baseline):$base:$base50:$base99" \
     printf '%-44s %10.0f %8.3f %10s %10s\n' "$name" "$r" \
         "$(awk -v a="$r" -v b="$base" 'BEGIN{print a/b}')" "$p50" "$p99"
 done
+echo "/ready after start, embedded broker: $kafka_ready_ms ms (target 1000 ms)"

@@ -20,29 +20,43 @@ void oe_install_signals(void);
  * are engine/clock.h's. */
 long long oe_monotonic_ms(void);
 
-/* Zeroes s, then collects the pass-through librdkafka properties: the
- * OPENEXEC_KAFKA_<PROP> environment, then every "-X prop=value" of argv
- * (which wins), removing those from argv and updating *argc. Properties that
- * openexec sets itself because a guarantee depends on them are refused, as
- * are malformed ones. Call before parsing the other options. Returns 0, or
- * -1 with a one-line reason in err naming the -X argument or variable. */
-int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen);
+/* Zeroes s, then collects the pass-through librdkafka properties of argv
+ * ("-X prop=value"), removing those from argv and updating *argc. Call
+ * before parsing the other options. oe_kafka_props_from_env then adds the
+ * OPENEXEC_KAFKA_<PROP> environment (a configuration file's lines
+ * included) for the properties -X did not give. Properties that openexec
+ * sets itself because a guarantee depends on them are refused, as are
+ * malformed ones. Each returns 0, or -1 with a one-line reason in err
+ * naming the -X argument or variable. */
+int oe_kafka_props_from_args(oe_kafka_settings *s, int *argc, char **argv, char *err,
+                             size_t errlen);
+int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen);
 
 /* Sets the brokers, topics, group and transaction fields of s from cfg. */
 void oe_kafka_settings_fill(oe_kafka_settings *s, const oe_config *cfg);
 
-/* Frees the property strings oe_kafka_props_from allocated. */
+/* Frees the property strings oe_kafka_props_from_* allocated. */
 void oe_kafka_settings_clear(oe_kafka_settings *s);
 
-/* Parses a command's options into cfg, and for a command that takes Kafka
- * properties first the -X properties and the environment into ks
- * (oe_kafka_props_from; ks may be NULL otherwise), then fills ks from cfg.
+/* Parses a command's options into cfg (with its configuration file), and
+ * for a command that takes Kafka properties the -X properties and the
+ * environment into ks (ks may be NULL otherwise), then fills ks from cfg.
  * Returns -1 to go on, or an exit status (help printed: 0; bad usage or
  * configuration: 2, with a one-line reason on stderr), having released ks. */
 int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_settings *ks, int argc,
                      char **argv);
 
+/* The ledger of cfg for command (run, ledger): --db / OPENEXEC_DB_PATH name
+ * a SQLite file, --db-url / OPENEXEC_DB_URL a URL (SPEC §4). A flag wins
+ * over the environment; two flags, or the two variables together, are an
+ * error rather than one silently winning. A sqlite:/// URL becomes
+ * db_path; a PostgreSQL one stays in db_url. Returns 0 or -1 with a
+ * reason. */
+int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen);
+
 int oe_cmd_broker(int argc, char **argv);
+int oe_cmd_ledger(int argc, char **argv);
+int oe_cmd_dlq(int argc, char **argv);
 int oe_cmd_produce(int argc, char **argv);
 int oe_cmd_receipts(int argc, char **argv);
 int oe_cmd_topics(int argc, char **argv);

@@ -9,6 +9,8 @@
 #include <time.h>
 
 #include "cmd/commands.h"
+#include "engine/log.h"
+#include "ledger/ledger.h"
 
 volatile int oe_stop_requested;
 
@@ -61,14 +63,56 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
         oe_config_usage(command);
         return 0;
     }
-    if (command->kafka_props && oe_kafka_props_from(ks, &argc, argv, err, sizeof err) != 0)
+    if (command->kafka_props && oe_kafka_props_from_args(ks, &argc, argv, err, sizeof err) != 0)
         return oe_die(2, "%s", err);
     if (oe_config_parse(cfg, command, argc, argv, err, sizeof err) != 0) {
         if (command->kafka_props)
             oe_kafka_settings_clear(ks);
         return oe_die(2, "%s (see openexec %s --help)", err, command->name);
     }
+    /* After the configuration file, whose OPENEXEC_KAFKA_ lines are now
+     * in the environment. */
+    if (command->kafka_props && oe_kafka_props_from_env(ks, err, sizeof err) != 0) {
+        oe_kafka_settings_clear(ks);
+        return oe_die(2, "%s", err);
+    }
+    oe_log_setup((oe_log_level)cfg->log_level, (oe_log_format)cfg->log_format);
     if (command->kafka_props)
         oe_kafka_settings_fill(ks, cfg);
+    return -1;
+}
+
+/* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
+ * OPENEXEC_DB_URL a URL (SPEC §4). A flag wins over the environment; two
+ * flags, or the two variables together, are an error rather than one
+ * silently winning. A sqlite:/// URL becomes db_path; a PostgreSQL one
+ * stays in db_url. Returns 0 or -1 with a reason. */
+int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen)
+{
+    oe_origin path = oe_config_origin(cfg, command, "--db");
+    oe_origin url = oe_config_origin(cfg, command, "--db-url");
+    if (path == OE_FROM_FLAG && url == OE_FROM_FLAG) {
+        snprintf(err, errlen, "--db and --db-url are both given; give one");
+        return -1;
+    }
+    if (path == OE_FROM_ENV && url == OE_FROM_ENV) {
+        snprintf(err, errlen, "OPENEXEC_DB_URL and OPENEXEC_DB_PATH are both set; set one");
+        return -1;
+    }
+    if (!cfg->db_url || path == OE_FROM_FLAG) {
+        cfg->db_url = NULL;
+        return 0;
+    }
+    const char *file = NULL;
+    switch (oe_ledger_parse_url(cfg->db_url, &file, err, errlen)) {
+    case OE_LEDGER_SQLITE:
+        cfg->db_path = file;
+        cfg->db_url = NULL;
+        return 0;
+    case OE_LEDGER_POSTGRESQL: /* always shared: OPENEXEC_LEDGER_SHARED changes nothing */
+        return 0;
+    case OE_LEDGER_INVALID:
+        break;
+    }
     return -1;
 }

@@ -6,7 +6,10 @@
  * a command accepts exactly the options its help lists, and a number is
  * parsed once, as a number. Defaults go through the same checks as user
  * values. Everything here runs on the main thread before any other starts;
- * the table is constant and nothing is allocated.
+ * the table is constant. A configuration file (--config) is read into the
+ * environment, below the variables already set there, and then parsed
+ * with them: one parser, and the precedence flag > environment > file >
+ * default by construction.
  */
 #include "config.h"
 
@@ -16,6 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "engine/log.h"
+#include "ledger/ledger.h"
+
+/* Longest variable name a configuration file may set. */
+#define OE_CONFIG_NAME_MAX 100
 
 typedef enum setting_type {
     T_TEXT, /* any text (a const char * field) */
@@ -83,6 +92,8 @@ static const char *const modes[] = {"demo", "clawshield", NULL};
 static const char *const syncs[] = {"full", "normal", NULL};
 static const char *const executes[] = {"kafka", "local", NULL};
 static const char *const formats[] = {"avro", "json", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}; /* oe_log_level */
+static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_format */
 
 #define RUN OE_CMD_RUN
 #define BROKER OE_CMD_BROKER
@@ -91,6 +102,8 @@ static const char *const formats[] = {"avro", "json", NULL};
 #define MINT OE_CMD_MINT
 #define VERIFY OE_CMD_VERIFY
 #define TOPICS OE_CMD_TOPICS
+#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT)
+#define REPLAY OE_CMD_DLQ_REPLAY
 
 /* A flag may appear twice only for disjoint sets of commands, where its
  * meaning or default differs (mint signs with the secret that run checks). */
@@ -110,13 +123,13 @@ static const setting settings[] = {
     /* Kafka */
     TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
          "bootstrap servers (empty = embedded broker)"),
-    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS | TOPICS, brokers, NULL,
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS | TOPICS | REPLAY, brokers, NULL,
          "bootstrap servers (required)"),
-    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE | TOPICS,
+    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE | TOPICS | REPLAY,
          requests_topic, "openexec.requests", "requests topic"),
     NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS | TOPICS,
          receipts_topic, "openexec.receipts", "receipts topic"),
-    NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER | TOPICS, dlq_topic,
+    NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER | TOPICS | REPLAY, dlq_topic,
          "openexec.requests.dlq", "dead-letter topic"),
     NAME("--group-id", "OPENEXEC_GROUP_ID", RUN, group_id, "openexec-workers", "consumer group"),
     TEXT("--group-instance-id", "OPENEXEC_GROUP_INSTANCE_ID", RUN, group_instance_id, NULL,
@@ -148,8 +161,8 @@ static const setting settings[] = {
         "10000", "/execute: wait this long for the receipt"),
     INT("--confluent-schema-id", "OPENEXEC_CONFLUENT_SCHEMA_ID", RUN, confluent_schema_id, -1,
         2147483647L, "-1", "read Confluent-framed Avro with this schema id (-1 = off)"),
-    NAME("--db", "OPENEXEC_DB_PATH", RUN, db_path, "openexec.db", "SQLite file"),
-    TEXT("--db-url", "OPENEXEC_DB_URL", RUN, db_url, NULL,
+    NAME("--db", "OPENEXEC_DB_PATH", RUN | LEDGER, db_path, "openexec.db", "SQLite file"),
+    TEXT("--db-url", "OPENEXEC_DB_URL", RUN | LEDGER, db_url, NULL,
          "the ledger as a URL: sqlite:///FILE or postgresql://user:pass@host:port/db"),
     BOOL("--ledger-shared", "OPENEXEC_LEDGER_SHARED", RUN, ledger_shared, "0",
          "1: every worker of the group opens this same SQLite file (one host)"),
@@ -159,6 +172,15 @@ static const setting settings[] = {
     PORT("--http-port", "OPENEXEC_HTTP_PORT", RUN, http_port, "5000", "admin HTTP port, 0 = off"),
     INT("--http-threads", "OPENEXEC_HTTP_THREADS", RUN, http_threads, 1, 256, "4",
         "HTTP thread pool"),
+    /* logs and the configuration file */
+    WORD("--log-level", "OPENEXEC_LOG_LEVEL", RUN | BROKER, log_level, log_levels, "info",
+         "error, warn, info or debug"),
+    WORD("--log-format", "OPENEXEC_LOG_FORMAT", RUN | BROKER, log_format, log_formats, "text",
+         "text (key=value) or json (one object per line)"),
+    NAME("--config", "OPENEXEC_CONFIG",
+         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY, config_file, NULL,
+         "read NAME = value lines (the environment's names) from this file; flags and the "
+         "environment win over it"),
     /* broker */
     NAME("--bootstrap-file", NULL, BROKER, bootstrap_file, NULL,
          "also write the address to this file"),
@@ -181,6 +203,18 @@ static const setting settings[] = {
     TEXT("--issued-at", NULL, MINT, issued_at, NULL, "ISO 8601 issue time (default: now)"),
     INT("--ttl", NULL, MINT, ttl, 1, 10L * 365 * 86400, "300", "seconds until expires_at"),
     TEXT("--nonce", NULL, MINT, nonce, NULL, "print a whole request with this nonce"),
+    /* dlq replay */
+    FLAG("--dry-run", REPLAY, dry_run, "list the dead letters that would go; publish nothing"),
+    NAME("--replay-group", "OPENEXEC_REPLAY_GROUP", REPLAY, replay_group, "openexec-dlq-replay",
+         "consumer group that keeps where the last replay stopped"),
+    FLAG("--from-beginning", REPLAY, from_beginning,
+         "every dead letter, not only those after the last replay"),
+    INT("--timeout-ms", NULL, REPLAY, timeout_ms, 1, 1L << 40, "30000",
+        "give up when the end is not reached after this long"),
+    /* ledger show */
+    TEXT("--nonce", NULL, OE_CMD_LEDGER_SHOW, nonce, NULL,
+         "the execution and rejected attempts of this nonce"),
+    TEXT("--id", NULL, OE_CMD_LEDGER_SHOW, id, NULL, "the execution with this id"),
     /* verify-receipt */
     TEXT("--id", NULL, VERIFY, id, NULL, "execution id"),
     TEXT("--result", NULL, VERIFY, result, NULL, "result as JSON"),
@@ -369,19 +403,163 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
     return 0;
 }
 
+/* The variables the configuration file set (those the environment did not
+ * have already), for error messages and oe_config_origin. */
+#define FILE_VARS_MAX 256
+static struct {
+    char name[OE_CONFIG_NAME_MAX + 1];
+    int line;
+} file_vars[FILE_VARS_MAX];
+static int nfile_vars;
+static char file_path[256];
+
+/* The line of the configuration file that set name, or 0. */
+static int file_line(const char *name)
+{
+    for (int i = 0; i < nfile_vars; i++)
+        if (strcmp(file_vars[i].name, name) == 0)
+            return file_vars[i].line;
+    return 0;
+}
+
+int oe_config_file_line(const char *name, const char **path)
+{
+    *path = file_path;
+    return file_line(name);
+}
+
+/* 1 when name is a variable some command reads: a setting's, or a Kafka
+ * property's (OPENEXEC_KAFKA_<PROP>). */
+static int known_name(const char *name)
+{
+    static const char kafka[] = "OPENEXEC_KAFKA_";
+    if (strncmp(name, kafka, sizeof kafka - 1) == 0 && name[sizeof kafka - 1])
+        return 1;
+    for (size_t k = 0; k < NSETTINGS; k++)
+        if (settings[k].env && strcmp(settings[k].env, name) == 0)
+            return 1;
+    return 0;
+}
+
+static char *trim(char *a, char *b)
+{
+    while (a < b && isspace((unsigned char)*a))
+        a++;
+    while (b > a && isspace((unsigned char)b[-1]))
+        b--;
+    *b = '\0';
+    return a;
+}
+
+/* One "NAME = value" line (text is the line without its newline). */
+static int file_line_parse(char *text, int lineno, char *err, size_t errlen)
+{
+    char *end = text + strlen(text);
+    char *t = trim(text, end);
+    if (!*t || *t == '#')
+        return 0;
+    char *eq = strchr(t, '=');
+    if (!eq) {
+        snprintf(err, errlen, "%s:%d: not NAME = value", file_path, lineno);
+        return -1;
+    }
+    char *name = trim(t, eq);
+    char *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
+    size_t vlen = strlen(value);
+    if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+        value[vlen - 1] = '\0';
+        value++;
+    }
+    if (strlen(name) > OE_CONFIG_NAME_MAX || !known_name(name) ||
+        strcmp(name, "OPENEXEC_CONFIG") == 0) {
+        snprintf(err, errlen, "%s:%d: unknown setting %.80s%s", file_path, lineno, name,
+                 strcmp(name, "OPENEXEC_CONFIG") == 0 ? " (a file names no other file)" : "");
+        return -1;
+    }
+    for (int i = 0; i < nfile_vars; i++)
+        if (strcmp(file_vars[i].name, name) == 0) {
+            snprintf(err, errlen, "%s:%d: %s is set twice (first on line %d)", file_path, lineno,
+                     name, file_vars[i].line);
+            return -1;
+        }
+    if (getenv(name))
+        return 0; /* the environment wins; the file's value is not used */
+    if (nfile_vars == FILE_VARS_MAX) {
+        snprintf(err, errlen, "%s:%d: more than %d settings", file_path, lineno, FILE_VARS_MAX);
+        return -1;
+    }
+    if (setenv(name, value, 0) != 0) {
+        snprintf(err, errlen, "%s:%d: cannot set %s: %s", file_path, lineno, name, strerror(errno));
+        return -1;
+    }
+    snprintf(file_vars[nfile_vars].name, sizeof file_vars[0].name, "%s", name);
+    file_vars[nfile_vars++].line = lineno;
+    return 0;
+}
+
+/* Reads the configuration file into the environment (see oe_config_parse). */
+static int load_file(const char *path, char *err, size_t errlen)
+{
+    snprintf(file_path, sizeof file_path, "%s", path);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
+        return -1;
+    }
+    char text[OE_CONFIG_LINE_MAX + 2];
+    size_t total = 0;
+    int rc = 0;
+    for (int lineno = 1; rc == 0 && fgets(text, sizeof text, f); lineno++) {
+        size_t n = strlen(text);
+        total += n;
+        if (total > OE_CONFIG_FILE_MAX) {
+            snprintf(err, errlen, "%s: larger than %zu bytes", file_path, OE_CONFIG_FILE_MAX);
+            rc = -1;
+        } else if (n > OE_CONFIG_LINE_MAX && text[n - 1] != '\n') {
+            snprintf(err, errlen, "%s:%d: line longer than %d bytes", file_path, lineno,
+                     OE_CONFIG_LINE_MAX);
+            rc = -1;
+        } else if (memchr(text, '\0', n) != NULL || (n && text[n - 1] != '\n' && !feof(f))) {
+            snprintf(err, errlen, "%s:%d: not a text line", file_path, lineno);
+            rc = -1;
+        } else {
+            if (n && text[n - 1] == '\n')
+                text[--n] = '\0';
+            rc = file_line_parse(text, lineno, err, errlen);
+        }
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
+}
+
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                     size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = OE_LOG_INFO; /* of the commands without --log-level */
     if (parse_flags(cfg, command, argc, argv, err, errlen) != 0)
         return -1;
+    if (find(command, "--config", 8)) {
+        const char *path = cfg->config_file ? cfg->config_file : getenv("OPENEXEC_CONFIG");
+        if (path && path[0] && load_file(path, err, errlen) != 0)
+            return -1;
+    }
     for (size_t k = 0; k < NSETTINGS; k++) {
         const setting *s = &settings[k];
         if (!(s->commands & command->bit) || cfg->origin[k] == OE_FROM_FLAG)
             continue;
         const char *env = s->env ? getenv(s->env) : NULL;
-        char source[160];
-        if (env) {
+        char source[400];
+        int line = env ? file_line(s->env) : 0;
+        if (env && line) {
+            snprintf(source, sizeof source, "%.200s:%d: %s = %.100s%s", file_path, line, s->env,
+                     env, strlen(env) > 100 ? "..." : "");
+            cfg->origin[k] = OE_FROM_FILE;
+        } else if (env) {
             snprintf(source, sizeof source, "%s=%.100s%s", s->env, env,
                      strlen(env) > 100 ? "..." : "");
             cfg->origin[k] = OE_FROM_ENV;
@@ -424,4 +602,81 @@ void oe_config_usage(const oe_command *command)
     if (command->kafka_props)
         printf("  %-24s any librdkafka property (env OPENEXEC_KAFKA_<PROP>)\n", "-X prop=value");
     printf("  %-24s this text\n", "--help");
+}
+
+int oe_config_secret_name(const char *name)
+{
+    static const char *const secret_parts[] = {"SECRET",  "PASSWORD",           "PRIVATE",
+                                               "KEY_PEM", "OAUTHBEARER_CONFIG", "JAAS"};
+    char upper[OE_CONFIG_NAME_MAX + 1];
+    size_t n = 0;
+    for (; name[n] && n < OE_CONFIG_NAME_MAX; n++)
+        upper[n] = name[n] == '.' ? '_' : (char)toupper((unsigned char)name[n]);
+    upper[n] = '\0';
+    for (size_t i = 0; i < sizeof secret_parts / sizeof secret_parts[0]; i++)
+        if (strstr(upper, secret_parts[i]))
+            return 1;
+    return 0;
+}
+
+/* The effective value of a setting as text (buf holds numbers). */
+static const char *value_text(const oe_config *cfg, const setting *s, char *buf, size_t len)
+{
+    const void *f = (const char *)cfg + s->offset;
+    switch (s->type) {
+    case T_TEXT:
+    case T_NAME:
+    case T_HOST:
+        return *(const char *const *)f;
+    case T_FLAG:
+    case T_BOOL:
+        return *(const int *)f ? "1" : "0";
+    case T_INT:
+    case T_PORT:
+        snprintf(buf, len, "%ld", *(const long *)f);
+        return buf;
+    case T_WORD:
+        return s->words[*(const int *)f];
+    }
+    return NULL;
+}
+
+void oe_config_log(const oe_config *cfg, const oe_command *command, const char *const *extra)
+{
+    static const char *const origins[] = {"default", "file", "env", "flag"};
+    const char *fields[4 * NSETTINGS + 2 * OE_CONFIG_EXTRA_MAX + 1];
+    char numbers[NSETTINGS][24];
+    char masked_url[512];
+    char sources[NSETTINGS][48];
+    size_t nf = 0;
+    for (size_t k = 0; k < NSETTINGS; k++) {
+        const setting *s = &settings[k];
+        if (!(s->commands & command->bit))
+            continue;
+        const char *name = s->env ? s->env : s->flag;
+        const char *v = value_text(cfg, s, numbers[k], sizeof numbers[k]);
+        if (!v)
+            continue; /* not set, no default */
+        if (oe_config_secret_name(name))
+            v = v[0] ? "***" : "";
+        else if (s->offset == offsetof(oe_config, db_url)) {
+            oe_ledger_mask_url(v, masked_url, sizeof masked_url);
+            v = masked_url;
+        } else if (s->offset == offsetof(oe_config, public_key) && v[0]) {
+            v = "(PEM)";
+        }
+        fields[nf++] = name;
+        fields[nf++] = v;
+        if (cfg->origin[k] != OE_FROM_DEFAULT) {
+            snprintf(sources[k], sizeof sources[k], "%s.from", name);
+            fields[nf++] = sources[k];
+            fields[nf++] = origins[cfg->origin[k]];
+        }
+    }
+    for (size_t i = 0; extra && extra[i] && extra[i + 1] && i < 2 * OE_CONFIG_EXTRA_MAX; i += 2) {
+        fields[nf++] = extra[i];
+        fields[nf++] = extra[i + 1];
+    }
+    fields[nf] = NULL;
+    oe_log(OE_LOG_INFO, "config", fields, "effective configuration of %s", command->name);
 }

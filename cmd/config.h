@@ -31,10 +31,13 @@ enum {
     OE_CMD_VERIFY = 1 << 5,
     OE_CMD_VERSION = 1 << 6,
     OE_CMD_TOPICS = 1 << 7,
+    OE_CMD_LEDGER_SHOW = 1 << 8,
+    OE_CMD_LEDGER_EXPORT = 1 << 9,
+    OE_CMD_DLQ_REPLAY = 1 << 10,
 };
 
 /* Where a setting's value came from; error messages name that source. */
-typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_ENV, OE_FROM_FLAG } oe_origin;
+typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLAG } oe_origin;
 
 /* Most settings the table may hold (the size of oe_config.origin). */
 #define OE_CONFIG_MAX_SETTINGS 64
@@ -77,7 +80,9 @@ typedef struct oe_config {
     int from_beginning;         /* receipts */
     int follow;                 /* receipts */
     long max_count;             /* receipts: stop after this many; 0: no limit */
-    long timeout_ms;            /* receipts: give up after this long */
+    long timeout_ms;            /* receipts, dlq replay: give up after this long */
+    int dry_run;                /* dlq replay: list, publish nothing */
+    const char *replay_group;   /* dlq replay: where the last replay stopped */
     /* mint */
     const char *action;
     const char *payload;
@@ -86,6 +91,10 @@ typedef struct oe_config {
     const char *issued_at;
     long ttl;
     const char *nonce;
+    /* logs and the configuration file */
+    int log_level;           /* oe_log_level (engine/log.h) */
+    int log_format;          /* oe_log_format */
+    const char *config_file; /* --config / OPENEXEC_CONFIG; NULL: none */
     /* verify-receipt */
     const char *id;
     const char *result;
@@ -104,12 +113,37 @@ typedef struct oe_command {
 
 /* Fills cfg for command: the flags of argv ("--name value", "--name=value"),
  * then the environment for the settings not given as flags, then the
- * defaults, each value checked against its type. Returns 0, or -1 with a
+ * configuration file (--config FILE or OPENEXEC_CONFIG: "NAME = value"
+ * lines with the environment's names, loaded into the environment where a
+ * variable is not set, so that OPENEXEC_KAFKA_<PROP> lines reach
+ * oe_kafka_props_from_env too), then the defaults, each value checked
+ * against its type. Returns 0, or -1 with a
  * one-line reason in err (unknown option, missing value, bad value naming
  * the flag or variable it came from and the value). --help is the caller's
  * (oe_command_parse looks for it first). */
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                     size_t errlen);
+
+/* The line of the configuration file that set the environment variable
+ * name (and the file's path in *path), or 0 when the file did not. */
+int oe_config_file_line(const char *name, const char **path);
+
+/* Largest configuration file read, and longest line in it. */
+#define OE_CONFIG_FILE_MAX ((size_t)1 << 20)
+#define OE_CONFIG_LINE_MAX 8192
+
+/* Masks a secret for the start-up log: "***" when set, "" when not. 1 when
+ * the environment name holds a secret (secrets, passwords, private keys). */
+int oe_config_secret_name(const char *name);
+
+/* Writes the effective configuration of command, one log line with a
+ * field per setting it takes (by environment name, or by flag for those
+ * without one) and NAME.from (file, env or flag) for those not defaulted,
+ * secrets masked; then the fields of extra (NULL or a NULL-terminated
+ * key, value list of at most OE_CONFIG_EXTRA_MAX pairs, masked by the
+ * caller). */
+#define OE_CONFIG_EXTRA_MAX 64
+void oe_config_log(const oe_config *cfg, const oe_command *command, const char *const *extra);
 
 /* Prints command's usage and exactly the options it takes, from the table. */
 void oe_config_usage(const oe_command *command);

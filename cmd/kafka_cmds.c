@@ -186,20 +186,30 @@ int oe_cmd_produce(int argc, char **argv)
         oe_kafka_settings_clear(&ks);
         return oe_die(2, "%s", err);
     }
-    /* The brokers answer and the topic exists, before stdin is read. */
-    if (oe_kafka_check_cluster(p.rk, &p.topic, 1, CLI_CLUSTER_WAIT_MS, NULL, NULL, err,
-                               sizeof err) != 0) {
+    /* The brokers answer and the topic exists, before stdin is read:
+     * checked in short rounds, so that Ctrl-C (SIGINT) or SIGTERM stops the
+     * wait at once. */
+    oe_install_signals();
+    long long deadline = oe_monotonic_ms() + CLI_CLUSTER_WAIT_MS;
+    int check;
+    do
+        check = oe_kafka_check_cluster(p.rk, &p.topic, 1, 500, NULL, NULL, err, sizeof err);
+    while (check == OE_KAFKA_CHECK_UNREACHABLE && !oe_stop_requested &&
+           oe_monotonic_ms() < deadline);
+    if (check != OE_KAFKA_CHECK_OK || oe_stop_requested) {
         rd_kafka_destroy(p.rk);
         oe_codec_free(p.codec);
         oe_kafka_settings_clear(&ks);
-        return oe_die(1, "produce: %s", err);
+        return oe_die(1, "produce: %s", oe_stop_requested ? "interrupted; nothing sent" : err);
     }
     oe_buf_init(&p.out, 0);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     long lineno = 0;
-    while ((len = getline(&line, &cap, stdin)) >= 0) {
+    /* A signal ends the reading (getline returns on EINTR: the handlers
+     * do not restart calls), then what was sent is delivered. */
+    while (!oe_stop_requested && (len = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
@@ -208,16 +218,31 @@ int oe_cmd_produce(int argc, char **argv)
     }
     free(line);
     oe_buf_free(&p.out);
-    if (rd_kafka_flush(p.rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fprintf(stderr, "openexec: produce: some messages were not delivered in time\n");
-        p.failed++;
+    int interrupted = oe_stop_requested;
+    if (interrupted)
+        fprintf(stderr,
+                "openexec: produce: interrupted after %ld lines; delivering what was "
+                "sent (interrupt again to give up)\n",
+                lineno);
+    oe_stop_requested = 0;
+    /* Delivered within the time librdkafka allows, or given up on a second
+     * signal: messages still queued then count as failed. */
+    deadline = oe_monotonic_ms() + 60000;
+    while (rd_kafka_outq_len(p.rk) > 0 && !oe_stop_requested && oe_monotonic_ms() < deadline)
+        rd_kafka_flush(p.rk, 100);
+    if (rd_kafka_outq_len(p.rk) > 0) {
+        long left = (long)rd_kafka_outq_len(p.rk);
+        fprintf(stderr, "openexec: produce: %ld messages not delivered%s\n", left,
+                oe_stop_requested ? " (interrupted)" : " in time");
+        rd_kafka_purge(p.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p.rk, 0); /* the purged messages' reports count them as failed */
     }
     rd_kafka_destroy(p.rk);
     oe_codec_free(p.codec);
     oe_kafka_settings_clear(&ks);
     fprintf(stderr, "openexec: produce: %ld sent, %ld failed, %ld invalid lines\n",
             p.sent - p.failed, p.failed, p.bad_lines);
-    return p.failed || p.bad_lines ? 1 : 0;
+    return p.failed || p.bad_lines || interrupted ? 1 : 0;
 }
 
 static const oe_command receipts_command = {

@@ -59,7 +59,7 @@ static const char *reserved_why(const char *name)
 /* Adds or replaces a property; the strings are copied. source names the
  * argument or variable it came from, for the refusal. */
 static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, const char *value,
-                    const char *source, char *err, size_t errlen)
+                    const char *source, int replace, char *err, size_t errlen)
 {
     char *n = strndup(name, namelen);
     char *v = strdup(value);
@@ -78,8 +78,12 @@ static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, cons
     }
     for (size_t i = 0; i < s->nprops; i++)
         if (strcmp(s->prop_names[i], n) == 0) {
-            free((char *)s->prop_values[i]);
             free(n);
+            if (!replace) {
+                free(v);
+                return 0;
+            }
+            free((char *)s->prop_values[i]);
             s->prop_values[i] = v;
             return 0;
         }
@@ -109,8 +113,9 @@ void oe_kafka_settings_fill(oe_kafka_settings *s, const oe_config *cfg)
 }
 
 /* OPENEXEC_KAFKA_SECURITY_PROTOCOL=ssl -> security.protocol=ssl. BROKERS
- * and TRANSACTIONS are settings of ours (config.c). */
-static int props_from_environment(oe_kafka_settings *s, char *err, size_t errlen)
+ * and TRANSACTIONS are settings of ours (config.c). A property given with
+ * -X already is kept. */
+int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen)
 {
     static const char prefix[] = "OPENEXEC_KAFKA_";
     for (char **e = environ; *e; e++) {
@@ -131,7 +136,16 @@ static int props_from_environment(oe_kafka_settings *s, char *err, size_t errlen
         }
         for (size_t i = 0; i < n; i++)
             prop[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
-        if (add_prop(s, prop, n, eq + 1, *e, err, errlen) != 0)
+        /* A line of the configuration file is named as such. */
+        char var[160], source[512];
+        snprintf(var, sizeof var, "%.*s", (int)(eq - *e), *e);
+        const char *file;
+        int line = oe_config_file_line(var, &file);
+        if (line)
+            snprintf(source, sizeof source, "%.200s:%d: %.150s", file, line, *e);
+        else
+            snprintf(source, sizeof source, "%.300s", *e);
+        if (add_prop(s, prop, n, eq + 1, source, 0, err, errlen) != 0)
             return -1;
     }
     return 0;
@@ -165,18 +179,17 @@ static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, ch
         }
         char source[256];
         snprintf(source, sizeof source, "-X %.200s", pv);
-        if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, err, errlen) != 0)
+        if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, 1, err, errlen) != 0)
             return -1;
     }
     *argc = out;
     return 0;
 }
 
-int oe_kafka_props_from(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen)
+int oe_kafka_props_from_args(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
-    if (props_from_environment(s, err, errlen) != 0 ||
-        props_from_arguments(s, argc, argv, err, errlen) != 0) {
+    if (props_from_arguments(s, argc, argv, err, errlen) != 0) {
         oe_kafka_settings_clear(s);
         return -1;
     }

@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "engine/ids.h"
 #include "engine/json.h"
+#include "engine/log.h"
 #include "engine/metrics.h"
 #include "engine/request.h"
 #include "engine/status.h"
@@ -105,39 +106,20 @@ static void derive_transactional_id(const char *group, const char *ledger, long 
     snprintf(out, n, "openexec-%s-%.12s", group, hash);
 }
 
-/* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
- * OPENEXEC_DB_URL a URL (SPEC §4). A flag wins over the environment; two
- * flags, or the two variables together, are an error rather than one
- * silently winning. A sqlite:/// URL becomes db_path; a PostgreSQL one
- * stays in db_url. Returns 0 or -1 with a reason. */
-static int apply_db_url(oe_config *cfg, char *err, size_t errlen)
+/* The effective configuration, once (SPEC §4), with the Kafka properties
+ * as kafka.<prop> fields; secrets masked. */
+static void run_log_config(const service *s)
 {
-    oe_origin path = oe_config_origin(cfg, &run_command, "--db");
-    oe_origin url = oe_config_origin(cfg, &run_command, "--db-url");
-    if (path == OE_FROM_FLAG && url == OE_FROM_FLAG) {
-        snprintf(err, errlen, "--db and --db-url are both given; give one");
-        return -1;
+    const char *extra[2 * OE_CONFIG_EXTRA_MAX + 1];
+    char names[OE_CONFIG_EXTRA_MAX][160];
+    size_t n = 0;
+    for (size_t i = 0; i < s->ks.nprops && i < OE_CONFIG_EXTRA_MAX; i++) {
+        snprintf(names[i], sizeof names[i], "kafka.%.150s", s->ks.prop_names[i]);
+        extra[n++] = names[i];
+        extra[n++] = oe_config_secret_name(s->ks.prop_names[i]) ? "***" : s->ks.prop_values[i];
     }
-    if (path == OE_FROM_ENV && url == OE_FROM_ENV) {
-        snprintf(err, errlen, "OPENEXEC_DB_URL and OPENEXEC_DB_PATH are both set; set one");
-        return -1;
-    }
-    if (!cfg->db_url || path == OE_FROM_FLAG) {
-        cfg->db_url = NULL;
-        return 0;
-    }
-    const char *file = NULL;
-    switch (oe_ledger_parse_url(cfg->db_url, &file, err, errlen)) {
-    case OE_LEDGER_SQLITE:
-        cfg->db_path = file;
-        cfg->db_url = NULL;
-        return 0;
-    case OE_LEDGER_POSTGRESQL: /* always shared: OPENEXEC_LEDGER_SHARED changes nothing */
-        return 0;
-    case OE_LEDGER_INVALID:
-        break;
-    }
-    return -1;
+    extra[n] = NULL;
+    oe_config_log(&s->cfg, &run_command, extra);
 }
 
 /* The checks that span settings (exit 2), before anything touches the disk
@@ -155,9 +137,10 @@ static int run_configure(service *s, int argc, char **argv)
         .public_key_pem = cfg->public_key,
         .tenant = cfg->tenant,
         .allowed_actions = cfg->allowed_actions,
+        .metrics = &s->metrics,
     };
     oe_approval_keys *keys;
-    if (apply_db_url(&s->cfg, s->err, sizeof s->err) != 0 ||
+    if (oe_apply_db_url(&s->cfg, &run_command, s->err, sizeof s->err) != 0 ||
         oe_approval_keys_new(cfg->secret, cfg->public_key, &keys, s->err, sizeof s->err) != 0) {
         oe_kafka_settings_clear(&s->ks);
         return oe_die(2, "%s", s->err);
@@ -173,6 +156,17 @@ static int run_configure(service *s, int argc, char **argv)
                                 cfg->http_port, s->txn_id, sizeof s->txn_id);
         s->ks.transactional_id = s->txn_id;
     }
+    /* The -X properties are checked now, so that a refused one is the one
+     * line of an exit 2, before anything is logged or opened. */
+    if (!s->local) {
+        rd_kafka_conf_t *conf = oe_kafka_conf(&s->ks, NULL, NULL, s->err, sizeof s->err);
+        if (!conf) {
+            oe_kafka_settings_clear(&s->ks);
+            return oe_die(2, "%s", s->err);
+        }
+        rd_kafka_conf_destroy(conf);
+    }
+    run_log_config(s);
     return -1;
 }
 
@@ -219,7 +213,8 @@ static int run_check_cluster(service *s)
                                     sizeof s->err);
     rd_kafka_destroy(rk);
     if (rc == OE_KAFKA_CHECK_UNREACHABLE) {
-        fprintf(stderr, "openexec: %s; starting anyway (not ready until they answer)\n", s->err);
+        oe_log(OE_LOG_WARN, "main", NULL, "%s; starting anyway (not ready until they answer)",
+               s->err);
         return 0;
     }
     return rc == OE_KAFKA_CHECK_OK ? 0 : oe_die(1, "%s", s->err);
@@ -237,7 +232,8 @@ static int run_start_kafka(service *s)
             0)
             return oe_die(1, "%s", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
-        fprintf(stderr, "openexec: embedded broker bootstrap.servers=%s\n", ks->brokers);
+        oe_log(OE_LOG_INFO, "broker", OE_LOG_FIELDS("bootstrap.servers", ks->brokers),
+               "embedded broker");
     } else {
         int rc = run_check_cluster(s);
         if (rc != 0)
@@ -252,6 +248,7 @@ static int run_start_kafka(service *s)
         .confluent_schema_id = s->cfg.confluent_schema_id,
         .batch_max = (size_t)s->cfg.batch_max,
         .ledger_shared = oe_store_shared(s->writer) || s->cfg.ledger_shared,
+        .own_broker = s->broker != NULL,
     };
     if (s->cfg.worker) {
         int wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);
@@ -323,16 +320,19 @@ static void run_announce(const service *s)
         snprintf(ledger, sizeof ledger, "database %s%s", s->cfg.db_path,
                  s->cfg.ledger_shared ? " (shared on this host)" : "");
     }
-    if (s->local)
-        fprintf(stderr, "openexec: %s mode, %s, local execution (no Kafka), ", mode, ledger);
-    else
-        fprintf(stderr, "openexec: %s mode, %s, requests %s, receipts %s (%s), ", mode, ledger,
-                s->ks.requests_topic, s->ks.receipts_topic,
-                s->cfg.receipt_format == OE_FORMAT_JSON ? "json" : "avro");
+    char where[1400];
+    int n = s->local ? snprintf(where, sizeof where, "%s mode, %s, local execution (no Kafka), ",
+                                mode, ledger)
+                     : snprintf(where, sizeof where, "%s mode, %s, requests %s, receipts %s (%s), ",
+                                mode, ledger, s->ks.requests_topic, s->ks.receipts_topic,
+                                s->cfg.receipt_format == OE_FORMAT_JSON ? "json" : "avro");
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof where ? (size_t)n : sizeof where - 1;
     if (s->http)
-        fprintf(stderr, "admin http://%s:%d\n", s->cfg.http_host, oe_http_port(s->http));
+        snprintf(where + used, sizeof where - used, "admin http://%s:%d", s->cfg.http_host,
+                 oe_http_port(s->http));
     else
-        fprintf(stderr, "admin HTTP off\n");
+        snprintf(where + used, sizeof where - used, "admin HTTP off");
+    oe_log(OE_LOG_INFO, "main", NULL, "%s", where);
 }
 
 /* Waits for SIGINT/SIGTERM or a failed worker; returns the exit status. */
@@ -346,7 +346,7 @@ static int run_wait(service *s)
         }
         oe_sleep_ms(100);
     }
-    fprintf(stderr, "openexec: stopping\n");
+    oe_log(OE_LOG_INFO, "main", NULL, "stopping");
     return status;
 }
 
@@ -602,7 +602,7 @@ static int cmd_version(int argc, char **argv)
     int rc = oe_command_parse(&version_command, &cfg, NULL, argc, argv);
     if (rc >= 0)
         return rc;
-    puts(OE_VERSION);
+    printf("%s (commit %s, %s)\n", OE_VERSION, oe_build_commit, oe_build_date);
     return 0;
 }
 
@@ -615,6 +615,8 @@ static void usage(FILE *f)
                "  produce          publish JSON-lines requests (Avro by default)\n"
                "  receipts         print receipts as JSON lines\n"
                "  topics           create our topics on a cluster (Admin API)\n"
+               "  ledger           look up (show) or export the records of a ledger\n"
+               "  dlq replay       republish dead letters after a fix\n"
                "  mint             print a signed approval artifact\n"
                "  verify-receipt   check a receipt hash\n"
                "  version          print the version\n\n"
@@ -633,6 +635,8 @@ int main(int argc, char **argv)
         {"produce", oe_cmd_produce},
         {"receipts", oe_cmd_receipts},
         {"topics", oe_cmd_topics},
+        {"ledger", oe_cmd_ledger},
+        {"dlq", oe_cmd_dlq},
         {"verify-receipt", cmd_verify_receipt},
         {"version", cmd_version},
         {"--version", cmd_version},

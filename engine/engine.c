@@ -8,13 +8,17 @@
 #include "engine.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "actions.h"
 #include "approval.h"
+#include "clock.h"
 #include "ids.h"
+#include "metrics.h"
 #include "status.h"
 
 struct oe_engine {
@@ -27,6 +31,8 @@ struct oe_engine {
     oe_approval_keys *keys;
     oe_store *store;      /* borrowed */
     pthread_mutex_t lock; /* one batch at a time on the writer */
+    int threads;          /* for the checks before a batch: cores, at most OE_ENGINE_THREADS */
+    oe_metrics *metrics;  /* borrowed; NULL: commit times not counted */
 };
 
 const char *oe_status_name(oe_status s)
@@ -151,8 +157,11 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
         return -1;
     }
     pthread_mutex_init(&e->lock, NULL);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    e->threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
     e->clawshield = cfg->clawshield;
     e->store = store;
+    e->metrics = cfg->metrics;
     e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
     e->max_skew = cfg->max_skew > 0 ? cfg->max_skew : 30;
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
@@ -257,18 +266,22 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
  * the caller). Returns 0 when approved, -1 with o rejected, or -1 with
  * *failure set (OE_ENOMEM, OE_ESTORE; reason in err) when there is no
  * verdict. */
-static int check_approval(oe_engine *e, const oe_request *r, oe_outcome *o, double now, char *err,
-                          size_t errlen, int *failure)
+static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, double now,
+                          char *err, size_t errlen, int *failure)
 {
-    const oe_artifact *a = &r->artifact;
+    const oe_artifact *a = &it->req.artifact;
     char detail[256];
     if (strcmp(a->action_hash, o->request_hash) != 0) {
         reject(o, OE_ERR_APPROVAL_INVALID,
                "Action hash mismatch: the artifact approves another request");
         return -1;
     }
-    int ed25519 = 0;
-    int sig = oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail);
+    int ed25519 = it->pre.ed25519;
+    int sig = it->pre.sig;
+    if (sig >= 0)
+        snprintf(detail, sizeof detail, "%s", it->pre.detail);
+    else
+        sig = oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail);
     if (sig == OE_ENOMEM) {
         snprintf(err, errlen, "%s", detail);
         *failure = OE_ENOMEM;
@@ -380,13 +393,16 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
 /* Answers one request inside the open transaction. Returns OE_OK with the
  * verdict in o, or a resource failure (OE_ENOMEM, OE_ESTORE) with a reason
  * in err. */
-static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, char *err,
-                       size_t errlen)
+static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, size_t errlen)
 {
+    oe_request *r = &it->req;
+    oe_outcome *o = &it->out;
     char detail[256];
     /* Hashing dumps the payload into a buffer far larger than any request
      * (16 MiB for at most 1 MiB of text), so failing here is memory. */
-    if (oe_request_hash(r->action, strlen(r->action), r->payload, o->request_hash) != 0) {
+    if (it->pre.hashed)
+        memcpy(o->request_hash, it->pre.hash, sizeof o->request_hash);
+    else if (oe_request_hash(r->action, strlen(r->action), r->payload, o->request_hash) != 0) {
         snprintf(err, errlen, "out of memory while hashing a request");
         return OE_ENOMEM;
     }
@@ -408,7 +424,7 @@ static int process_one(oe_engine *e, oe_request *r, oe_outcome *o, double now, c
         return OE_OK;
     }
     int failure = OE_OK;
-    if (e->clawshield && check_approval(e, r, o, now, err, errlen, &failure) != 0)
+    if (e->clawshield && check_approval(e, it, o, now, err, errlen, &failure) != 0)
         return failure;
 
     const oe_action *action = oe_action_find(r->action);
@@ -480,7 +496,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
         if (it->decode_error != OE_ERR_NONE) {
             reject(o, it->decode_error,
                    it->decode_detail ? it->decode_detail : "malformed request");
-        } else if ((rc = process_one(e, r, o, now, err, errlen)) != OE_OK) {
+        } else if ((rc = process_one(e, it, now, err, errlen)) != OE_OK) {
             break;
         }
         if (o->status == OE_STATUS_REJECTED) {
@@ -501,13 +517,84 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
         }
     }
     if (rc == OE_OK) {
+        double t0 = oe_monotonic();
         int src = oe_store_commit(e->store, err, errlen);
+        if (src == 0 && e->metrics)
+            oe_metrics_commit(e->metrics, oe_monotonic() - t0);
         if (src != 0)
             rc = store_failure(src);
     }
     if (rc != OE_OK)
         oe_store_rollback(e->store);
     return rc;
+}
+
+/* The pure part of a request's checks, ahead of the transaction: its hash
+ * and, for an allowed action whose artifact names that hash, the signature's
+ * verdict. Anything not done here (no verdict for lack of memory included)
+ * is done again in order inside the transaction. */
+static void precheck_one(const oe_engine *e, oe_batch_item *it)
+{
+    struct oe_batch_pre *p = &it->pre;
+    p->hashed = 0;
+    p->sig = -1;
+    p->ed25519 = 0;
+    p->detail[0] = '\0';
+    const oe_request *r = &it->req;
+    if (it->decode_error != OE_ERR_NONE ||
+        oe_request_hash(r->action, strlen(r->action), r->payload, p->hash) != 0)
+        return;
+    p->hashed = 1;
+    if (!e->clawshield || !r->has_artifact || strcmp(r->artifact.action_hash, p->hash) != 0 ||
+        !oe_engine_action_allowed(e, r->action))
+        return;
+    p->sig = oe_approval_check_signature(e->keys, &r->artifact, &p->ed25519, p->detail,
+                                         sizeof p->detail);
+    if (p->sig != 0 && p->sig != 1)
+        p->sig = -1;
+}
+
+typedef struct precheck_job {
+    const oe_engine *e;
+    oe_batch_item *const *items;
+    size_t n;
+    atomic_size_t next; /* the next item nobody has taken */
+} precheck_job;
+
+#define PRECHECK_CHUNK 8
+
+static void precheck_run(precheck_job *j)
+{
+    for (;;) {
+        size_t i = atomic_fetch_add(&j->next, PRECHECK_CHUNK);
+        if (i >= j->n)
+            return;
+        size_t end = j->n - i > PRECHECK_CHUNK ? i + PRECHECK_CHUNK : j->n;
+        for (; i < end; i++)
+            precheck_one(j->e, j->items[i]);
+    }
+}
+
+static void *precheck_thread(void *arg)
+{
+    precheck_run(arg);
+    return NULL;
+}
+
+/* Items are shared out in chunks; a helper that cannot be started leaves
+ * its share to the others. */
+static void precheck(const oe_engine *e, oe_batch_item *const *items, size_t n)
+{
+    precheck_job j = {.e = e, .items = items, .n = n};
+    atomic_init(&j.next, 0);
+    pthread_t helpers[OE_ENGINE_THREADS];
+    int want = n >= OE_ENGINE_PARALLEL_MIN ? e->threads - 1 : 0, started = 0;
+    for (int k = 0; k < want; k++)
+        if (pthread_create(&helpers[started], NULL, precheck_thread, &j) == 0)
+            started++;
+    precheck_run(&j);
+    for (int k = 0; k < started; k++)
+        pthread_join(helpers[k], NULL);
 }
 
 /* Times a batch the ledger aborted (deadlock, serialization failure) is run
@@ -517,6 +604,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
                       size_t errlen)
 {
+    precheck(e, items, n);
     pthread_mutex_lock(&e->lock);
     int rc = OE_ERETRY;
     for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++)

@@ -7,6 +7,20 @@
 static const double latency_bounds[OE_METRICS_LATENCY_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0};
 
+/* One observation of a latency histogram (bucket counts not cumulative;
+ * render_histogram sums them). */
+static void observe(atomic_ullong *buckets, atomic_ullong *count, atomic_ullong *sum_ns,
+                    double seconds)
+{
+    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++)
+        if (seconds <= latency_bounds[b]) {
+            atomic_fetch_add(&buckets[b], 1);
+            break;
+        }
+    atomic_fetch_add(count, 1);
+    atomic_fetch_add(sum_ns, (unsigned long long)(seconds * 1e9));
+}
+
 void oe_metrics_init(oe_metrics *m)
 {
     memset(m, 0, sizeof *m);
@@ -22,13 +36,29 @@ void oe_metrics_batch(oe_metrics *m, oe_batch_item *const *items, size_t n, doub
     }
     atomic_fetch_add(&m->batch_count, 1);
     atomic_fetch_add(&m->batch_items, n);
-    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++)
-        if (seconds <= latency_bounds[b]) {
-            atomic_fetch_add(&m->latency_bucket[b], 1);
-            break;
-        }
-    atomic_fetch_add(&m->latency_count, 1);
-    atomic_fetch_add(&m->latency_sum_ns, (unsigned long long)(seconds * 1e9));
+    observe(m->latency_bucket, &m->latency_count, &m->latency_sum_ns, seconds);
+}
+
+void oe_metrics_commit(oe_metrics *m, double seconds)
+{
+    observe(m->commit_bucket, &m->commit_count, &m->commit_sum_ns, seconds);
+}
+
+/* One histogram of latency_bounds buckets. */
+static int render_histogram(oe_buf *out, const char *name, const char *help,
+                            const atomic_ullong *buckets, unsigned long long count,
+                            unsigned long long sum_ns)
+{
+    int rc = oe_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    unsigned long long cumulative = 0;
+    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++) {
+        cumulative += atomic_load(&buckets[b]);
+        rc |=
+            oe_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[b], cumulative);
+    }
+    rc |= oe_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
+                        count, name, (double)sum_ns / 1e9, name, count);
+    return rc;
 }
 
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out)
@@ -52,21 +82,13 @@ int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_bu
     for (int c = OE_ERR_MALFORMED; c <= OE_ERR_NONCE_CONFLICT; c++)
         rc |= oe_buf_printf(out, "openexec_rejections_total{error_code=\"%s\"} %llu\n",
                             oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
-    rc |= oe_buf_puts(out, "# HELP openexec_batch_duration_seconds Time to validate, execute "
-                           "and persist one batch.\n"
-                           "# TYPE openexec_batch_duration_seconds histogram\n");
-    unsigned long long cumulative = 0;
-    for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++) {
-        cumulative += atomic_load(&m->latency_bucket[b]);
-        rc |= oe_buf_printf(out, "openexec_batch_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                            latency_bounds[b], cumulative);
-    }
-    unsigned long long count = atomic_load(&m->latency_count);
-    rc |= oe_buf_printf(out,
-                        "openexec_batch_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-                        "openexec_batch_duration_seconds_sum %.9f\n"
-                        "openexec_batch_duration_seconds_count %llu\n",
-                        count, (double)atomic_load(&m->latency_sum_ns) / 1e9, count);
+    rc |= render_histogram(out, "openexec_batch_duration_seconds",
+                           "Time to validate, execute and persist one batch.", m->latency_bucket,
+                           atomic_load(&m->latency_count), atomic_load(&m->latency_sum_ns));
+    rc |= render_histogram(out, "openexec_ledger_commit_seconds",
+                           "Time of the ledger's COMMIT of one batch (its fsync included).",
+                           m->commit_bucket, atomic_load(&m->commit_count),
+                           atomic_load(&m->commit_sum_ns));
     rc |= oe_buf_printf(out,
                         "# HELP openexec_batches_total Batches processed.\n"
                         "# TYPE openexec_batches_total counter\n"

@@ -22,12 +22,19 @@ typedef struct oe_metrics {
     atomic_ullong batch_count;  /* engine batches */
     atomic_ullong batch_items;  /* requests in them */
     atomic_ullong store_errors; /* batches the store failed */
+    /* Ledger commits (one per batch): the time of the COMMIT alone. */
+    atomic_ullong commit_bucket[OE_METRICS_LATENCY_BUCKETS]; /* cumulative on render */
+    atomic_ullong commit_count;
+    atomic_ullong commit_sum_ns;
 } oe_metrics;
 
 void oe_metrics_init(oe_metrics *m);
 
 /* Counts a processed batch: its outcomes and how long it took. */
 void oe_metrics_batch(oe_metrics *m, oe_batch_item *const *items, size_t n, double seconds);
+
+/* Counts a ledger commit that took seconds. */
+void oe_metrics_commit(oe_metrics *m, double seconds);
 
 /* Appends the Prometheus text exposition. ready is exported as a gauge. */
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out);

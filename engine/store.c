@@ -91,3 +91,15 @@ int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
         return 0;
     return s->ops->prefetch(s, nonces, n_nonces, approvals, n_approvals, err, errlen);
 }
+
+int oe_store_each_execution(oe_store *s, oe_store_execution_fn fn, void *ctx, char *err,
+                            size_t errlen)
+{
+    return s->ops->each_execution(s, fn, ctx, err, errlen);
+}
+
+int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
+                            char *err, size_t errlen)
+{
+    return s->ops->each_rejection(s, nonce, fn, ctx, err, errlen);
+}

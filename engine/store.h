@@ -36,6 +36,23 @@ typedef struct oe_execution {
 /* Releases the record's strings and zeroes it. */
 void oe_execution_clear(oe_execution *e);
 
+/* A rejected attempt as recorded. nonce, action and request_hash may be
+ * NULL (a request that could not be read). */
+typedef struct oe_rejection {
+    const char *nonce;
+    const char *action;
+    const char *request_hash;
+    const char *error_code;
+    const char *detail;
+    double created_at;
+} oe_rejection;
+
+/* Called for each record of an iteration (oe_store_each_*). The record and
+ * its strings are borrowed for the call only (never oe_execution_clear
+ * it). A non-zero return stops the iteration and is returned by it. */
+typedef int (*oe_store_execution_fn)(void *ctx, const oe_execution *e);
+typedef int (*oe_store_rejection_fn)(void *ctx, const oe_rejection *r);
+
 /* Failures. OE_STORE_ERROR is permanent as far as the store can tell (a
  * damaged or replaced file, a refused statement); OE_STORE_RETRY says the
  * database aborted the transaction for a transient reason (deadlock,
@@ -71,6 +88,10 @@ typedef struct oe_store_ops {
      * approval ids are already recorded (see oe_store_prefetch). */
     int (*prefetch)(oe_store *s, const char *const *nonces, size_t n_nonces,
                     const char *const *approvals, size_t n_approvals, char *err, size_t errlen);
+    int (*each_execution)(oe_store *s, oe_store_execution_fn fn, void *ctx, char *err,
+                          size_t errlen);
+    int (*each_rejection)(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
+                          char *err, size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -129,6 +150,19 @@ int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, siz
 int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action,
                               const char *request_hash, const char *error_code, const char *detail,
                               double created_at, char *err, size_t errlen);
+
+/* Every execution, in the order recorded (SQLite: as appended;
+ * PostgreSQL: by created_at, then id), streamed: memory does not grow with
+ * the ledger. Returns 0, fn's non-zero return, or a failure (negative, with
+ * a reason in err). For audits (`openexec ledger export`), outside the
+ * engine's transactions. */
+int oe_store_each_execution(oe_store *s, oe_store_execution_fn fn, void *ctx, char *err,
+                            size_t errlen);
+
+/* Every rejected attempt in the order recorded, or only those of nonce
+ * when it is not NULL. Returns as oe_store_each_execution. */
+int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
+                            char *err, size_t errlen);
 
 /* Row counts, for tests and metrics. Negative on failure. */
 long long oe_store_count_executions(oe_store *s);

@@ -932,6 +932,107 @@ static int pg_prefetch(oe_store *base, const char *const *nonces, size_t n_nonce
     return rc;
 }
 
+/* Streams the rows of one query (single-row mode: memory does not grow with
+ * the ledger) to row(ctx, result, row number); the lock is held. Returns 0, row's
+ * non-zero return, or a failure. */
+static int each_row(pg_store *s, const char *sql, const char *param,
+                    int (*row)(void *ctx, PGresult *r, int i), void *ctx, const char *what,
+                    char *err, size_t errlen)
+{
+    int rc = ensure_connected(s, err, errlen);
+    if (rc != 0)
+        return rc;
+    const char *params[] = {param};
+    if (!PQsendQueryParams(s->conn, sql, param ? 1 : 0, NULL, param ? params : NULL, NULL, NULL, 0))
+        return pg_fail(s, NULL, what, err, errlen);
+    (void)PQsetSingleRowMode(s->conn); /* refused: the rows come at once, as one result */
+    PGresult *r;
+    while ((r = PQgetResult(s->conn)) != NULL) {
+        ExecStatusType st = PQresultStatus(r);
+        for (int i = 0; st == PGRES_TUPLES_OK && rc == 0 && i < PQntuples(r); i++)
+            rc = row(ctx, r, i);
+        if (st == PGRES_SINGLE_TUPLE && rc == 0)
+            rc = row(ctx, r, 0);
+        else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && rc == 0)
+            rc = pg_fail(s, r, what, err, errlen);
+        PQclear(r); /* the rest of the results are read and dropped after a stop */
+    }
+    return rc;
+}
+
+typedef struct each_ctx {
+    oe_store_execution_fn exec_fn;
+    oe_store_rejection_fn rej_fn;
+    void *ctx;
+} each_ctx;
+
+static const char *value_or_null(PGresult *r, int i, int col)
+{
+    return PQgetisnull(r, i, col) ? NULL : PQgetvalue(r, i, col);
+}
+
+static int execution_row(void *arg, PGresult *r, int i)
+{
+    each_ctx *c = arg;
+    oe_execution e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.id, sizeof e.id, "%s", PQgetvalue(r, i, 0));
+    snprintf(e.request_hash, sizeof e.request_hash, "%s", PQgetvalue(r, i, 1));
+    snprintf(e.receipt, sizeof e.receipt, "%s", PQgetvalue(r, i, 2));
+    e.nonce = PQgetvalue(r, i, 3);
+    e.action = PQgetvalue(r, i, 4);
+    e.tenant_id = PQgetvalue(r, i, 5);
+    e.approval_id = (char *)value_or_null(r, i, 6);
+    e.result_json = PQgetvalue(r, i, 7);
+    e.approved = PQgetvalue(r, i, 8)[0] == 't';
+    e.created_at = strtod(PQgetvalue(r, i, 9), NULL);
+    return c->exec_fn(c->ctx, &e);
+}
+
+static int rejection_row(void *arg, PGresult *r, int i)
+{
+    each_ctx *c = arg;
+    oe_rejection j = {
+        .nonce = value_or_null(r, i, 0),
+        .action = value_or_null(r, i, 1),
+        .request_hash = value_or_null(r, i, 2),
+        .error_code = PQgetvalue(r, i, 3),
+        .detail = PQgetvalue(r, i, 4),
+        .created_at = strtod(PQgetvalue(r, i, 5), NULL),
+    };
+    return c->rej_fn(c->ctx, &j);
+}
+
+static int pg_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx, char *err,
+                             size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    each_ctx c = {.exec_fn = fn, .ctx = ctx};
+    pthread_mutex_lock(&s->lock);
+    int rc = each_row(s,
+                      "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
+                      " result_json, approved, created_at FROM executions ORDER BY created_at, id",
+                      NULL, execution_row, &c, "reading the executions", err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+static int pg_each_rejection(oe_store *base, const char *nonce, oe_store_rejection_fn fn, void *ctx,
+                             char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    each_ctx c = {.rej_fn = fn, .ctx = ctx};
+    pthread_mutex_lock(&s->lock);
+    int rc = each_row(s,
+                      nonce ? "SELECT nonce, action, request_hash, error_code, detail, created_at"
+                              " FROM rejections WHERE nonce = $1 ORDER BY seq"
+                            : "SELECT nonce, action, request_hash, error_code, detail, created_at"
+                              " FROM rejections ORDER BY seq",
+                      nonce, rejection_row, &c, "reading the rejections", err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
     .name = "postgresql",
     .free = pg_free,
@@ -944,4 +1045,6 @@ static const oe_store_ops pg_ops = {
     .insert_rejection = pg_insert_rejection,
     .count = pg_count,
     .prefetch = pg_prefetch,
+    .each_execution = pg_each_execution,
+    .each_rejection = pg_each_rejection,
 };

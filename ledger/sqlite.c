@@ -585,6 +585,95 @@ static long long sqlite_count(oe_store *base, int rejections)
     return count((sqlite_store *)base, rejections ? ST_COUNT_REJ : ST_COUNT_EXEC);
 }
 
+/* The statements of an iteration are prepared for it: audits are rare. The
+ * lock is held throughout (a reader store, not the engine's writer). */
+static int sqlite_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx, char *err,
+                                 size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q;
+    int result = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, request_hash, receipt, nonce, action, tenant_id, "
+                           "approval_id, result_json, approved, created_at FROM executions "
+                           "ORDER BY seq",
+                           -1, &q, NULL) != SQLITE_OK) {
+        result = store_error(s, err, errlen, "reading the executions");
+        pthread_mutex_unlock(&s->lock);
+        return result;
+    }
+    int rc;
+    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        oe_execution e;
+        memset(&e, 0, sizeof e);
+        copy_fixed(e.id, sizeof e.id, q, 0);
+        copy_fixed(e.request_hash, sizeof e.request_hash, q, 1);
+        copy_fixed(e.receipt, sizeof e.receipt, q, 2);
+        e.nonce = (char *)sqlite3_column_text(q, 3);
+        e.action = (char *)sqlite3_column_text(q, 4);
+        e.tenant_id = (char *)sqlite3_column_text(q, 5);
+        e.approval_id = (char *)sqlite3_column_text(q, 6);
+        e.result_json = (char *)sqlite3_column_text(q, 7);
+        e.approved = sqlite3_column_int(q, 8);
+        e.created_at = sqlite3_column_double(q, 9);
+        if (!e.nonce || !e.action || !e.tenant_id || !e.result_json) {
+            snprintf(err, errlen, "an execution with a missing field, or out of memory");
+            result = OE_STORE_ERROR;
+        } else {
+            result = fn(ctx, &e);
+        }
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = store_error(s, err, errlen, "reading the executions");
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static int sqlite_each_rejection(oe_store *base, const char *nonce, oe_store_rejection_fn fn,
+                                 void *ctx, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q;
+    int result = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           nonce ? "SELECT nonce, action, request_hash, error_code, detail, "
+                                   "created_at FROM rejections WHERE nonce = ?1 ORDER BY seq"
+                                 : "SELECT nonce, action, request_hash, error_code, detail, "
+                                   "created_at FROM rejections ORDER BY seq",
+                           -1, &q, NULL) != SQLITE_OK) {
+        result = store_error(s, err, errlen, "reading the rejections");
+        pthread_mutex_unlock(&s->lock);
+        return result;
+    }
+    if (nonce)
+        sqlite3_bind_text(q, 1, nonce, -1, SQLITE_STATIC);
+    int rc;
+    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        oe_rejection r = {
+            .nonce = (const char *)sqlite3_column_text(q, 0),
+            .action = (const char *)sqlite3_column_text(q, 1),
+            .request_hash = (const char *)sqlite3_column_text(q, 2),
+            .error_code = (const char *)sqlite3_column_text(q, 3),
+            .detail = (const char *)sqlite3_column_text(q, 4),
+            .created_at = sqlite3_column_double(q, 5),
+        };
+        if (!r.error_code || !r.detail) {
+            snprintf(err, errlen, "a rejection with a missing field, or out of memory");
+            result = OE_STORE_ERROR;
+        } else {
+            result = fn(ctx, &r);
+        }
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = store_error(s, err, errlen, "reading the rejections");
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
 static const oe_store_ops sqlite_ops = {
     .name = "sqlite",
     .free = sqlite_free,
@@ -596,4 +685,6 @@ static const oe_store_ops sqlite_ops = {
     .insert_execution = sqlite_insert_execution,
     .insert_rejection = sqlite_insert_rejection,
     .count = sqlite_count,
+    .each_execution = sqlite_each_execution,
+    .each_rejection = sqlite_each_rejection,
 };

@@ -240,7 +240,7 @@ static void *bridge_main(void *arg)
             if (!m->err)
                 handle_receipt(b, m);
             else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                oe_kafka_consumer_error("bridge: consumer", m);
+                oe_kafka_consumer_error("bridge", m);
             rd_kafka_message_destroy(m);
             m = rd_kafka_consumer_poll(b->consumer, 0);
         }

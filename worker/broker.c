@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "engine/log.h"
 #include "kafka.h"
 
 struct oe_broker {
@@ -106,7 +107,7 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
     }
     const char *colon = strrchr(rd_kafka_mock_cluster_bootstraps(b->mock), ':');
     if (!colon || set_nodelay_on_listener(atoi(colon + 1)) != 0)
-        fprintf(stderr, "openexec: embedded broker: listener not found; TCP_NODELAY not set\n");
+        oe_log(OE_LOG_WARN, "broker", NULL, "listener not found; TCP_NODELAY not set");
     *out = b;
     return 0;
 }

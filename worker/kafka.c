@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/log.h"
+
 static double now_seconds(void)
 {
     struct timespec ts;
@@ -62,16 +64,25 @@ static int log_repeated(const char *buf)
     return seen;
 }
 
-/* librdkafka's log: warnings and worse (syslog levels 0-4) always, each
- * distinct line at most once per LOG_REPEAT_SECONDS, and its debug lines
- * (7), which it sends only when the user set the `debug` property (-X
- * debug=... or OPENEXEC_KAFKA_DEBUG); its routine notices and informational
- * lines (5-6) are left out. */
+/* librdkafka's log, through ours (component "kafka", its facility as a
+ * field): warnings and worse (syslog levels 0-4) always, each distinct line
+ * at most once per LOG_REPEAT_SECONDS, and its debug lines (7), which it
+ * sends only when the user set the `debug` property (-X debug=... or
+ * OPENEXEC_KAFKA_DEBUG), at info: asked for, so shown; its routine notices
+ * and informational lines (5-6) are left out. */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    /* A client being destroyed by us reports its connections failing
+     * ("Local: Broker handle destroyed"): noise after the last word, e.g.
+     * after a command's one-line reason. */
+    if (level != 7 && strstr(buf, "Broker handle destroyed"))
+        return;
     if (level == 7 || (level <= 4 && !log_repeated(buf)))
-        fprintf(stderr, "openexec: kafka: %s: %s\n", fac, buf);
+        oe_log(level <= 3   ? OE_LOG_ERROR
+               : level == 4 ? OE_LOG_WARN
+                            : OE_LOG_INFO,
+               "kafka", OE_LOG_FIELDS("facility", fac), "%s", buf);
 }
 
 /* The process-wide broker state (oe_kafka_health). */
@@ -114,10 +125,10 @@ static int note_error(rd_kafka_resp_err_t err, const char *reason)
         set_reason(reason);
         atomic_store(&health_state, state);
         if (was != state && !log_repeated(health_reason))
-            fprintf(stderr, "openexec: kafka: %s: %s\n",
-                    state == OE_KAFKA_REFUSED ? "brokers refused the connection"
-                                              : "brokers unreachable",
-                    health_reason);
+            oe_log(state == OE_KAFKA_REFUSED ? OE_LOG_ERROR : OE_LOG_WARN, "kafka", NULL, "%s: %s",
+                   state == OE_KAFKA_REFUSED ? "brokers refused the connection"
+                                             : "brokers unreachable",
+                   health_reason);
     }
     pthread_mutex_unlock(&health_lock);
     return 1;
@@ -129,7 +140,7 @@ static void note_up(void)
         return;
     pthread_mutex_lock(&health_lock);
     if (atomic_exchange(&health_state, OE_KAFKA_UP) != OE_KAFKA_UP)
-        fprintf(stderr, "openexec: kafka: brokers reachable again\n");
+        oe_log(OE_LOG_INFO, "kafka", NULL, "brokers reachable again");
     pthread_mutex_unlock(&health_lock);
 }
 
@@ -149,15 +160,17 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     (void)opaque;
     rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
+    if (e == RD_KAFKA_RESP_ERR__DESTROY || strstr(reason, "Broker handle destroyed"))
+        return; /* our own teardown (see log_cb) */
     if (!note_error(e, reason) && !log_repeated(reason))
-        fprintf(stderr, "openexec: kafka: %s: %s\n", rd_kafka_err2name(e), reason);
+        oe_log(OE_LOG_WARN, "kafka", OE_LOG_FIELDS("error", rd_kafka_err2name(e)), "%s", reason);
 }
 
 void oe_kafka_consumer_error(const char *who, const rd_kafka_message_t *m)
 {
     const char *text = rd_kafka_message_errstr(m);
     if (!note_error(m->err, text) && !log_repeated(text))
-        fprintf(stderr, "openexec: %s: %s\n", who, text);
+        oe_log(OE_LOG_WARN, who, NULL, "consumer: %s", text);
 }
 
 static _Atomic double last_probe;
@@ -302,28 +315,36 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
     return rk;
 }
 
-int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
-                        char *err, size_t errlen)
+int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                             size_t errlen)
 {
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(consumer, topic, NULL);
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_resp_err_t e =
-        t ? rd_kafka_metadata(consumer, 0, t, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        t ? rd_kafka_metadata(rk, 0, t, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
     if (t)
         rd_kafka_topic_destroy(t);
     if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
         e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
                                                     : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-    if (e) {
+    int n = e ? -1 : md->topics[0].partition_cnt;
+    if (e)
         snprintf(err, errlen, "topic %s not available: %s", topic, rd_kafka_err2str(e));
-        if (md)
-            rd_kafka_metadata_destroy(md);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
+                        char *err, size_t errlen)
+{
+    int n = oe_kafka_partition_count(consumer, topic, timeout_ms, err, errlen);
+    if (n < 0)
         return -1;
-    }
-    int n = md->topics[0].partition_cnt;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n && !e; i++) {
-        int32_t part = md->topics[0].partitions[i].id;
+        int32_t part = i;
         int64_t at = offset, lo, hi;
         if (offset == OE_KAFKA_OFFSET_HIGH_NOW) {
             e = rd_kafka_query_watermark_offsets(consumer, topic, part, &lo, &hi, timeout_ms);
@@ -331,7 +352,6 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
         }
         rd_kafka_topic_partition_list_add(list, topic, part)->offset = at;
     }
-    rd_kafka_metadata_destroy(md);
     if (!e)
         e = rd_kafka_assign(consumer, list);
     rd_kafka_topic_partition_list_destroy(list);

@@ -58,6 +58,11 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
                          const char *const *defaults, const char *const *forced,
                          const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen);
 
+/* The number of partitions of topic (partitions are numbered 0..n-1), or
+ * -1 with a reason in err when the topic is not available. */
+int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
+                             size_t errlen);
+
 /* For oe_kafka_assign_all: each partition's high watermark, queried now. */
 #define OE_KAFKA_OFFSET_HIGH_NOW ((int64_t)-100)
 

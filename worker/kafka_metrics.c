@@ -4,9 +4,52 @@
 
 #include <string.h>
 
+static const unsigned long batch_bounds[OE_KAFKA_METRICS_BATCH_BUCKETS] = {1,    10,   100,  500,
+                                                                           1000, 2500, 5000, 10000};
+
 void oe_kafka_metrics_init(oe_kafka_metrics *m)
 {
     memset(m, 0, sizeof *m);
+    for (int p = 0; p < OE_KAFKA_METRICS_LAG_PARTITIONS; p++)
+        atomic_init(&m->partition_lag[p], -1);
+}
+
+void oe_kafka_metrics_batch(oe_kafka_metrics *m, size_t n)
+{
+    for (int b = 0; b < OE_KAFKA_METRICS_BATCH_BUCKETS; b++)
+        if (n <= batch_bounds[b]) {
+            atomic_fetch_add(&m->batch_size_bucket[b], 1);
+            break;
+        }
+    atomic_fetch_add(&m->batch_size_count, 1);
+    atomic_fetch_add(&m->batch_size_sum, n);
+}
+
+/* The per-partition lag and the batch size histogram. */
+static void render_more(const oe_kafka_metrics *m, oe_buf *out)
+{
+    oe_buf_puts(out, "# HELP openexec_consumer_partition_lag Messages between the consumer "
+                     "position and the high watermark, by assigned partition of the requests "
+                     "topic.\n"
+                     "# TYPE openexec_consumer_partition_lag gauge\n");
+    for (int p = 0; p < OE_KAFKA_METRICS_LAG_PARTITIONS; p++) {
+        long long lag = atomic_load(&m->partition_lag[p]);
+        if (lag >= 0)
+            oe_buf_printf(out, "openexec_consumer_partition_lag{partition=\"%d\"} %lld\n", p, lag);
+    }
+    oe_buf_puts(out, "# HELP openexec_batch_size Messages per batch of the worker.\n"
+                     "# TYPE openexec_batch_size histogram\n");
+    unsigned long long cum = 0;
+    for (int b = 0; b < OE_KAFKA_METRICS_BATCH_BUCKETS; b++) {
+        cum += atomic_load(&m->batch_size_bucket[b]);
+        oe_buf_printf(out, "openexec_batch_size_bucket{le=\"%lu\"} %llu\n", batch_bounds[b], cum);
+    }
+    oe_buf_printf(out,
+                  "openexec_batch_size_bucket{le=\"+Inf\"} %llu\n"
+                  "openexec_batch_size_sum %llu\n"
+                  "openexec_batch_size_count %llu\n",
+                  atomic_load(&m->batch_size_count), atomic_load(&m->batch_size_sum),
+                  atomic_load(&m->batch_size_count));
 }
 
 void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
@@ -66,4 +109,5 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         atomic_load(&m->data_loss_events), atomic_load(&m->bridge_mismatches),
         atomic_load(&m->ledger_unavailable), atomic_load(&m->ledger_unshared),
         atomic_load(&m->ledger_unshared_events));
+    render_more(m, out);
 }

@@ -8,6 +8,11 @@
 
 #include "engine/buf.h"
 
+/* Partitions whose lag is exported one by one (the first ones; the sum
+ * covers all), and the upper bounds of the batch size histogram. */
+#define OE_KAFKA_METRICS_LAG_PARTITIONS 1024
+#define OE_KAFKA_METRICS_BATCH_BUCKETS 8
+
 typedef struct oe_kafka_metrics {
     atomic_ullong receipts_produced; /* receipts acknowledged by the broker */
     atomic_ullong dead_letters;      /* undecodable messages acknowledged on the DLQ */
@@ -24,7 +29,15 @@ typedef struct oe_kafka_metrics {
     atomic_llong ledger_unshared;         /* 1 while consumption is stopped: other
                                              group members, a private ledger */
     atomic_ullong ledger_unshared_events; /* times that stop began */
+    /* Lag of each assigned partition of the requests topic; -1: not ours. */
+    atomic_llong partition_lag[OE_KAFKA_METRICS_LAG_PARTITIONS];
+    atomic_ullong batch_size_bucket[OE_KAFKA_METRICS_BATCH_BUCKETS]; /* cumulative on render */
+    atomic_ullong batch_size_count;
+    atomic_ullong batch_size_sum;
 } oe_kafka_metrics;
+
+/* Counts a batch of n messages in the size histogram. */
+void oe_kafka_metrics_batch(oe_kafka_metrics *m, size_t n);
 
 void oe_kafka_metrics_init(oe_kafka_metrics *m);
 

@@ -27,6 +27,7 @@
 
 #include "engine/clock.h"
 #include "engine/ids.h"
+#include "engine/log.h"
 #include "engine/status.h"
 #include "worker/codec.h"
 
@@ -105,6 +106,9 @@ struct oe_worker {
     uintptr_t generation;               /* of the batch being published */
     rd_kafka_topic_t *out_topics[2];    /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
+    long long part_lag[OE_KAFKA_METRICS_LAG_PARTITIONS]; /* update_lag's scratch */
+    int stopped;                                         /* oe_worker_stop ran */
+    int consumer_abandoned; /* it did not close in time: never destroyed */
     /* Producers replaced after fatal errors (renew_producer), per window. */
     double renew_window;
     int renewals, fenced_renewals;
@@ -120,7 +124,7 @@ __attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, cons
     vsnprintf(w->fail_reason, sizeof w->fail_reason, fmt, ap);
     va_end(ap);
     atomic_store(&w->failed, 1);
-    fprintf(stderr, "openexec: worker stopped: %s\n", w->fail_reason);
+    oe_log(OE_LOG_ERROR, "worker", NULL, "worker stopped: %s", w->fail_reason);
     atomic_store(&w->running, 0);
 }
 
@@ -215,7 +219,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_pause_partitions(rk, parts);
         else if (!error)
             rd_kafka_resume_partitions(rk, parts);
-        fprintf(stderr, "openexec: worker: assigned %d partition(s)\n", parts->cnt);
+        oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s)", parts->cnt);
     } else {
         drop_revoked(w, parts);
         /* Offsets a rebalance refused, of partitions leaving us: committed
@@ -226,19 +230,19 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             filter_offsets(w, &leaving, parts, 1);
             if (leaving) {
                 rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
-                fprintf(stderr, "openexec: worker: offsets of %d revoked partition(s): %s\n",
-                        leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
+                oe_log(OE_LOG_INFO, "worker", NULL, "offsets of %d revoked partition(s): %s",
+                       leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
                 rd_kafka_topic_partition_list_destroy(leaving);
             }
         }
         filter_offsets(w, &w->pending_commit, parts, 0);
         error = rd_kafka_incremental_unassign(rk, parts);
         atomic_fetch_sub(&w->assigned, parts->cnt);
-        fprintf(stderr, "openexec: worker: revoked %d partition(s)%s\n", parts->cnt,
-                rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+        oe_log(OE_LOG_INFO, "worker", NULL, "revoked %d partition(s)%s", parts->cnt,
+               rd_kafka_assignment_lost(rk) ? " (lost)" : "");
     }
     if (error) {
-        fprintf(stderr, "openexec: worker: rebalance: %s\n", rd_kafka_error_string(error));
+        oe_log(OE_LOG_WARN, "worker", NULL, "rebalance: %s", rd_kafka_error_string(error));
         rd_kafka_error_destroy(error);
     }
     atomic_store(&w->cfg.kafka_metrics->assigned_partitions, atomic_load(&w->assigned));
@@ -380,7 +384,7 @@ static void note_stall(oe_worker *w, int stalled)
 {
     if (!stalled) {
         if (atomic_exchange(&w->stalled, 0))
-            fprintf(stderr, "openexec: worker: receipts acknowledged again\n");
+            oe_log(OE_LOG_INFO, "worker", NULL, "receipts acknowledged again");
         return;
     }
     double waited = oe_monotonic() - w->publish_started;
@@ -392,7 +396,7 @@ static void note_stall(oe_worker *w, int stalled)
              w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "no answer");
     pthread_mutex_unlock(&w->reason_lock);
     atomic_store(&w->stalled, 1);
-    fprintf(stderr, "openexec: worker: %s; still trying\n", w->stall_reason);
+    oe_log(OE_LOG_WARN, "worker", NULL, "%s; still trying", w->stall_reason);
 }
 
 /* Waits until every slot has its delivery report, serving reports in short
@@ -496,8 +500,8 @@ static int publish_batch(oe_worker *w, int once)
             else if (oe_monotonic() > give_up)
                 return -1;
         }
-        fprintf(stderr, "openexec: worker: %zu of %zu deliveries failed (%s); retrying in %ld ms\n",
-                w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
+        oe_log(OE_LOG_WARN, "worker", NULL, "%zu of %zu deliveries failed (%s); retrying in %ld ms",
+               w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
         note_stall(w, 1);
         oe_sleep_ms(backoff);
         backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -587,8 +591,8 @@ static rd_kafka_resp_err_t commit_list(oe_worker *w, const rd_kafka_topic_partit
         err = rd_kafka_commit(w->consumer, list, 0);
         if (!err || rebalance_error(err))
             return err;
-        fprintf(stderr, "openexec: worker: offset commit: %s%s\n", rd_kafka_err2str(err),
-                attempt < 4 ? " (retrying)" : "");
+        oe_log(OE_LOG_WARN, "worker", NULL, "offset commit: %s%s", rd_kafka_err2str(err),
+               attempt < 4 ? " (retrying)" : "");
         if (attempt < 4)
             oe_sleep_ms(100L << attempt);
     }
@@ -597,10 +601,9 @@ static rd_kafka_resp_err_t commit_list(oe_worker *w, const rd_kafka_topic_partit
 
 static void not_committed(rd_kafka_resp_err_t err)
 {
-    fprintf(stderr,
-            "openexec: worker: offset commit: %s (not committed: re-delivered and answered "
-            "from the ledger)\n",
-            rd_kafka_err2str(err));
+    oe_log(OE_LOG_WARN, "worker", NULL,
+           "offset commit: %s (not committed: re-delivered and answered from the ledger)",
+           rd_kafka_err2str(err));
 }
 
 /* Commits the batch's offsets, with any left over from a commit that a
@@ -621,9 +624,21 @@ static void commit_offsets(oe_worker *w)
             return;
     }
     rd_kafka_resp_err_t err = commit_list(w, list);
+    if (err && rebalance_error(err) && w->cfg.own_broker) {
+        /* This worker is no member of the group: its broker refuses its
+         * offsets only once another consumer has joined the group there,
+         * and that consumer is taking the same partitions. */
+        worker_fail(w,
+                    "offset commit refused (%s): another consumer joined group %s on this "
+                    "worker's own embedded broker and reads the same partitions; workers that "
+                    "form a group need `openexec broker` or Apache Kafka",
+                    rd_kafka_err2str(err), w->cfg.kafka->group_id);
+        rd_kafka_topic_partition_list_destroy(list);
+        return;
+    }
     if (err && rebalance_error(err)) {
-        fprintf(stderr, "openexec: worker: offset commit: %s (committed after the rebalance)\n",
-                rd_kafka_err2str(err));
+        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (committed after the rebalance)",
+               rd_kafka_err2str(err));
         w->pending_commit = list;
         w->pending_since = oe_monotonic();
         w->next_pending_try = oe_monotonic() + 0.2;
@@ -655,7 +670,7 @@ static void retry_pending_commit(oe_worker *w, int force)
     if (err)
         not_committed(err);
     else
-        fprintf(stderr, "openexec: worker: offsets committed after the rebalance\n");
+        oe_log(OE_LOG_INFO, "worker", NULL, "offsets committed after the rebalance");
     rd_kafka_topic_partition_list_destroy(w->pending_commit);
     w->pending_commit = NULL;
 }
@@ -682,11 +697,11 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
                                                           : TXN_STOP;
     if (a == TXN_RETRY && !atomic_load(&w->running))
         a = TXN_ABORT;
-    fprintf(stderr, "openexec: worker: %s: %s (%s)\n", call, rd_kafka_error_string(e),
-            a == TXN_RETRY   ? "retrying"
-            : a == TXN_ABORT ? "aborting"
-            : a == TXN_RENEW ? "fatal: replacing the producer"
-                             : "stopping");
+    oe_log(OE_LOG_WARN, "worker", NULL, "%s: %s (%s)", call, rd_kafka_error_string(e),
+           a == TXN_RETRY   ? "retrying"
+           : a == TXN_ABORT ? "aborting"
+           : a == TXN_RENEW ? "fatal: replacing the producer"
+                            : "stopping");
     if (a == TXN_STOP)
         worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
                     rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
@@ -745,10 +760,9 @@ static int publish_transactional(oe_worker *w)
     if (a == TXN_STOP)
         return -1;
 abort:
-    fprintf(stderr,
-            "openexec: worker: aborting the transaction of a batch of %zu (%s); "
-            "publishing it again\n",
-            w->n, w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "see the line above");
+    oe_log(OE_LOG_WARN, "worker", NULL,
+           "aborting the transaction of a batch of %zu (%s); publishing it again", w->n,
+           w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "see the line above");
     delay = 100;
     while ((a = txn_outcome(w, "abort transaction",
                             rd_kafka_abort_transaction(w->producer, w->cfg.txn_timeout_ms),
@@ -847,8 +861,8 @@ static long execute_batch(oe_worker *w)
             attempt = -1;
             continue;
         }
-        fprintf(stderr, "openexec: worker: batch of %zu not executed (%s): %s\n", w->n,
-                oe_strerror(rc), err);
+        oe_log(OE_LOG_WARN, "worker", NULL, "batch of %zu not executed (%s): %s", w->n,
+               oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
                 worker_fail(w, "%s keeps failing: %s", rc == OE_ESTORE ? "the ledger" : "memory",
@@ -858,6 +872,24 @@ static long execute_batch(oe_worker *w)
         oe_sleep_ms(backoff);
         backoff *= 2;
     }
+}
+
+/* The info line of a published batch (SPEC §11): its messages by outcome
+ * and its time from decoding to the commit. */
+static void log_batch(oe_worker *w, size_t ne, double seconds)
+{
+    if (!oe_log_enabled(OE_LOG_INFO))
+        return;
+    size_t count[3] = {0, 0, 0};
+    for (size_t i = 0; i < ne; i++)
+        count[w->engine_items[i]->out.status]++;
+    oe_log(OE_LOG_INFO, "worker",
+           OE_LOG_FIELDS("messages", OE_LOG_INT(w->n), "executed",
+                         OE_LOG_INT(count[OE_STATUS_EXECUTED]), "replayed",
+                         OE_LOG_INT(count[OE_STATUS_REPLAYED]), "rejected",
+                         OE_LOG_INT(count[OE_STATUS_REJECTED]), "dead_lettered",
+                         OE_LOG_INT(w->n - ne), "ms", OE_LOG_INT((long long)(seconds * 1000))),
+           "batch");
 }
 
 /* Decodes the batch, runs the engine, publishes, commits. */
@@ -874,6 +906,7 @@ static void process_batch(oe_worker *w)
             oe_request_drop_payload(&w->slots[i].item.req);
     oe_metrics_batch(w->cfg.metrics, w->engine_items, (size_t)ne, oe_monotonic() - t0);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->n);
+    oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->n);
 
     int published = 0;
     if (w->cfg.kafka->transactions) {
@@ -896,6 +929,7 @@ static void process_batch(oe_worker *w)
     if (published) {
         atomic_fetch_add(&w->cfg.kafka_metrics->receipts_produced, (unsigned long long)ne);
         atomic_fetch_add(&w->cfg.kafka_metrics->dead_letters, w->n - (size_t)ne);
+        log_batch(w, (size_t)ne, oe_monotonic() - t0);
     }
     clear_requests(w);
 }
@@ -913,18 +947,25 @@ static void update_lag(oe_worker *w)
         return;
     rd_kafka_position(w->consumer, list);
     long long lag = 0;
+    long long *part_lag = w->part_lag;
+    for (int p = 0; p < OE_KAFKA_METRICS_LAG_PARTITIONS; p++)
+        part_lag[p] = -1;
     for (int i = 0; i < list->cnt; i++) {
         int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(w->consumer, list->elems[i].topic,
-                                           list->elems[i].partition, &lo,
-                                           &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        int32_t part = list->elems[i].partition;
+        if (rd_kafka_get_watermark_offsets(w->consumer, list->elems[i].topic, part, &lo, &hi) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
             hi >= 0) {
             int64_t pos = list->elems[i].offset >= 0 ? list->elems[i].offset : lo;
-            if (hi > pos)
-                lag += hi - pos;
+            long long behind = hi > pos ? hi - pos : 0;
+            lag += behind;
+            if (part >= 0 && part < OE_KAFKA_METRICS_LAG_PARTITIONS)
+                part_lag[part] = behind;
         }
     }
     atomic_store(&w->cfg.kafka_metrics->consumer_lag, lag);
+    for (int p = 0; p < OE_KAFKA_METRICS_LAG_PARTITIONS; p++)
+        atomic_store(&w->cfg.kafka_metrics->partition_lag[p], part_lag[p]);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
@@ -951,7 +992,7 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
                  "possible data loss on %s [%d]: its position is no longer on the broker and "
                  "the committed offset cannot be read (%s)",
                  topic, (int)m->partition, rd_kafka_err2str(err));
-        fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+        oe_log(OE_LOG_ERROR, "worker", NULL, "%s", reason);
         atomic_fetch_add(&w->cfg.kafka_metrics->data_loss_events, 1);
         if (!atomic_load(&w->data_lost)) {
             memcpy(w->data_loss_reason, reason, sizeof reason);
@@ -966,7 +1007,7 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
                  "(log now %lld..%lld): %lld requests were dropped unread",
                  topic, (int)m->partition, (long long)committed, (long long)lo, (long long)hi,
                  (long long)(lo > committed ? lo - committed : 0));
-        fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+        oe_log(OE_LOG_ERROR, "worker", NULL, "%s", reason);
         atomic_fetch_add(&w->cfg.kafka_metrics->data_loss_events, 1);
         if (!atomic_load(&w->data_lost)) {
             memcpy(w->data_loss_reason, reason, sizeof reason);
@@ -980,8 +1021,8 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
     if (!e)
         e = rd_kafka_incremental_assign(w->consumer, list);
     if (e) {
-        fprintf(stderr, "openexec: worker: restart %s [%d]: %s\n", topic, (int)m->partition,
-                rd_kafka_error_string(e));
+        oe_log(OE_LOG_WARN, "worker", NULL, "restart %s [%d]: %s", topic, (int)m->partition,
+               rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
     }
     rd_kafka_topic_partition_list_destroy(list);
@@ -1001,7 +1042,7 @@ static int consumer_event(oe_worker *w, rd_kafka_message_t *m)
     } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
         handle_offset_reset(w, m);
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-        oe_kafka_consumer_error("worker: consumer", m);
+        oe_kafka_consumer_error("worker", m);
     }
     rd_kafka_message_destroy(m);
     return 1;
@@ -1104,9 +1145,8 @@ static void ledger_unavailable(oe_worker *w, const char *why)
     pthread_mutex_unlock(&w->reason_lock);
     double now = oe_monotonic();
     if (!atomic_exchange(&w->ledger_down, 1) || now - w->last_ledger_log > 30) {
-        fprintf(stderr,
-                "openexec: worker: ERROR ledger unavailable, consumption paused, retrying: %s\n",
-                why);
+        oe_log(OE_LOG_ERROR, "worker", NULL, "ledger unavailable, consumption paused, retrying: %s",
+               why);
         w->last_ledger_log = now;
     }
     atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 1);
@@ -1117,7 +1157,7 @@ static void ledger_available(oe_worker *w)
 {
     if (!atomic_exchange(&w->ledger_down, 0))
         return;
-    fprintf(stderr, "openexec: worker: ledger available again, consumption resumed\n");
+    oe_log(OE_LOG_INFO, "worker", NULL, "ledger available again, consumption resumed");
     atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 0);
     update_pause(w);
 }
@@ -1170,13 +1210,13 @@ static void check_sharing(oe_worker *w)
         snprintf(w->unshared_reason, sizeof w->unshared_reason, "%s", reason);
         pthread_mutex_unlock(&w->reason_lock);
         if (!atomic_exchange(&w->unshared, 1)) {
-            fprintf(stderr, "openexec: worker: ERROR %s\n", reason);
+            oe_log(OE_LOG_ERROR, "worker", NULL, "%s", reason);
             atomic_fetch_add(&w->cfg.kafka_metrics->ledger_unshared_events, 1);
         }
         atomic_store(&w->cfg.kafka_metrics->ledger_unshared, 1);
     } else if (atomic_exchange(&w->unshared, 0)) {
-        fprintf(stderr, "openexec: worker: alone in group %s again, consumption resumed\n",
-                w->cfg.kafka->group_id);
+        oe_log(OE_LOG_INFO, "worker", NULL, "alone in group %s again, consumption resumed",
+               w->cfg.kafka->group_id);
         atomic_store(&w->cfg.kafka_metrics->ledger_unshared, 0);
     }
     update_pause(w);
@@ -1332,7 +1372,7 @@ static int producer_ready(oe_worker *w, char *err, size_t errlen)
         rd_kafka_error_destroy(e);
         if (!retry)
             return -1;
-        fprintf(stderr, "openexec: worker: %s (retrying)\n", err);
+        oe_log(OE_LOG_WARN, "worker", NULL, "%s (retrying)", err);
         oe_sleep_ms(delay);
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
     }
@@ -1387,7 +1427,7 @@ static int renew_producer(oe_worker *w)
                     why, RENEWALS_PER_MINUTE);
         return -1;
     }
-    fprintf(stderr, "openexec: worker: fatal producer error: %s; replacing the producer\n", why);
+    oe_log(OE_LOG_WARN, "worker", NULL, "fatal producer error: %s; replacing the producer", why);
     atomic_fetch_add(&w->cfg.kafka_metrics->producer_renewals, 1);
     w->generation++; /* the old producer's delivery reports are ignored */
     rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -1443,12 +1483,40 @@ error:
     return rc;
 }
 
+/* The embedded broker of this process: every partition of the requests
+ * topic is this worker's, taken at once with the group's committed offsets
+ * (as a rebalance would give them) instead of waiting out the broker's
+ * first join. Offsets are still committed to the group. */
+static int assign_all(oe_worker *w, char *err, size_t errlen)
+{
+    int n = requests_partitions(w);
+    if (n <= 0) {
+        snprintf(err, errlen, "cannot read the partitions of %s on the embedded broker",
+                 w->cfg.kafka->requests_topic);
+        return -1;
+    }
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(parts, w->cfg.kafka->requests_topic, i);
+    on_rebalance(w->consumer, RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, parts, w);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (atomic_load(&w->assigned) != n) {
+        snprintf(err, errlen, "cannot assign the partitions of %s on the embedded broker",
+                 w->cfg.kafka->requests_topic);
+        return -1;
+    }
+    return 0;
+}
+
 int oe_worker_start(oe_worker *w, char *err, size_t errlen)
 {
     const oe_kafka_settings *k = w->cfg.kafka;
+    if (w->cfg.own_broker && assign_all(w, err, errlen) != 0)
+        return -1;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, k->requests_topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(w->consumer, topics);
+    rd_kafka_resp_err_t rerr =
+        w->cfg.own_broker ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_subscribe(w->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (rerr) {
         snprintf(err, errlen, "subscribe to %s: %s", k->requests_topic, rd_kafka_err2str(rerr));
@@ -1505,19 +1573,89 @@ int oe_worker_failed(oe_worker *w, char *err, size_t errlen)
     return 1;
 }
 
+/* Seconds for each step of leaving the group at stop. */
+#define LEAVE_SECONDS 4.0
+
+typedef struct closing {
+    rd_kafka_t *consumer;
+    atomic_int done;
+} closing;
+
+static void *close_thread(void *arg)
+{
+    closing *c = arg;
+    rd_kafka_consumer_close(c->consumer);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+/* Leaves the group, bounded in time. librdkafka 2.0 can hang in
+ * rd_kafka_consumer_close when an assignment arrives while it closes
+ * during a cooperative rebalance (librdkafka#4527, fixed upstream in 2.4;
+ * seen here when a worker is stopped as another joins). So: give the
+ * partitions back first (unsubscribe, serving the rebalance until nothing
+ * is assigned; polled messages are dropped, uncommitted, for their next
+ * owner), then close in a thread of its own, waited for at most
+ * LEAVE_SECONDS. A consumer that still does not close is left as it is
+ * (never destroyed) and the stop goes on: the group sees the member's
+ * session expire, as after a crash; every outcome is already committed. */
+static void leave_group(oe_worker *w)
+{
+    if (w->cfg.own_broker)
+        rd_kafka_assign(w->consumer, NULL);
+    else
+        rd_kafka_unsubscribe(w->consumer);
+    double deadline = oe_monotonic() + LEAVE_SECONDS;
+    for (;;) {
+        rd_kafka_topic_partition_list_t *owned = NULL;
+        int left = rd_kafka_assignment(w->consumer, &owned) == RD_KAFKA_RESP_ERR_NO_ERROR && owned
+                       ? owned->cnt
+                       : 0;
+        if (owned)
+            rd_kafka_topic_partition_list_destroy(owned);
+        if (left == 0 || oe_monotonic() > deadline)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    closing *c = calloc(1, sizeof *c);
+    pthread_t t;
+    if (!c || (c->consumer = w->consumer, pthread_create(&t, NULL, close_thread, c) != 0)) {
+        free(c);
+        rd_kafka_consumer_close(w->consumer);
+        return;
+    }
+    deadline = oe_monotonic() + LEAVE_SECONDS;
+    while (!atomic_load(&c->done) && oe_monotonic() < deadline)
+        oe_sleep_ms(10);
+    if (atomic_load(&c->done)) {
+        pthread_join(t, NULL);
+        free(c);
+        return;
+    }
+    pthread_detach(t); /* c is the thread's now, and leaks with the consumer */
+    oe_log(OE_LOG_WARN, "worker", NULL,
+           "the consumer did not leave the group within %.0f s (a rebalance in progress?); "
+           "stopping without it: the group sees its session expire",
+           LEAVE_SECONDS);
+    w->consumer_abandoned = 1;
+}
+
 void oe_worker_stop(oe_worker *w)
 {
-    if (!w)
+    if (!w || w->stopped)
         return;
+    w->stopped = 1;
     atomic_store(&w->running, 0);
     if (w->thread_started) {
         pthread_join(w->thread, NULL);
         w->thread_started = 0;
     }
     if (w->consumer)
-        rd_kafka_consumer_close(w->consumer); /* leaves the group */
+        leave_group(w);
     if (w->producer)
-        rd_kafka_flush(w->producer, 10000);
+        rd_kafka_flush(w->producer, 5000);
 }
 
 void oe_worker_free(oe_worker *w)
@@ -1525,9 +1663,9 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
-    if (w->requests_topic)
+    if (w->requests_topic && !w->consumer_abandoned)
         rd_kafka_topic_destroy(w->requests_topic);
-    if (w->consumer)
+    if (w->consumer && !w->consumer_abandoned)
         rd_kafka_destroy(w->consumer);
     producer_free(w);
     if (w->pending_commit)

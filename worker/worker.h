@@ -32,6 +32,12 @@ typedef struct oe_worker_config {
                                         ledger (PostgreSQL, or a SQLite file the
                                         operator says is shared); 0: the worker
                                         stops consuming while it is not alone */
+    int own_broker;                  /* 1: the brokers are the embedded broker of
+                                        this process, which no other worker joins:
+                                        the worker takes every partition of the
+                                        requests topic with assign() instead of
+                                        joining the group (the embedded broker's
+                                        first group join waits 3 s) */
 } oe_worker_config;
 
 typedef struct oe_worker oe_worker;
@@ -57,7 +63,8 @@ typedef struct oe_worker oe_worker;
  * the transaction coordinator did not answer), with a reason in err. */
 int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
 
-/* Subscribes and starts the worker thread. Returns 0 or -1 with a reason. */
+/* Subscribes (or, with own_broker, assigns every partition of the requests
+ * topic) and starts the worker thread. Returns 0 or -1 with a reason. */
 int oe_worker_start(oe_worker *w, char *err, size_t errlen);
 
 /* 1 once the consumer has partitions assigned and consumes; else 0 with a

@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 
 #include "engine/approval.h"
+#include "tests/keys.h"
 #include "tests/test.h"
 
 static const oe_artifact base = {
@@ -56,32 +57,10 @@ static void test_hmac(void)
     oe_approval_keys_free(k);
 }
 
-/* Makes an Ed25519 key pair as PEM texts (caller frees). */
-static void make_ed25519(char **priv, char **pub)
-{
-    EVP_PKEY *key = NULL;
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
-    EVP_PKEY_keygen_init(ctx);
-    EVP_PKEY_keygen(ctx, &key);
-    EVP_PKEY_CTX_free(ctx);
-    BIO *b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL);
-    char *data;
-    long n = BIO_get_mem_data(b, &data);
-    *priv = strndup(data, (size_t)n);
-    BIO_free(b);
-    b = BIO_new(BIO_s_mem());
-    PEM_write_bio_PUBKEY(b, key);
-    n = BIO_get_mem_data(b, &data);
-    *pub = strndup(data, (size_t)n);
-    BIO_free(b);
-    EVP_PKEY_free(key);
-}
-
 static void test_ed25519(void)
 {
     char *priv, *pub, err[200], detail[200], sig[128];
-    make_ed25519(&priv, &pub);
+    test_make_ed25519(&priv, &pub);
     oe_approval_keys *k;
     ASSERT_EQ(oe_approval_keys_new(NULL, pub, &k, err, sizeof err), 0);
     oe_artifact a = base;

@@ -9,6 +9,7 @@
 #include "engine/ids.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
+#include "tests/keys.h"
 #include "tests/test.h"
 
 static char dir[64];
@@ -323,6 +324,113 @@ static void test_clawshield_checks(void)
     oe_store_free(s);
 }
 
+/* Request i of test_parallel_checks_agree: by i % 8, signed with HMAC,
+ * signed with Ed25519, HMAC with the wrong secret, an Ed25519 signature of
+ * other fields, an artifact of another request, an Ed25519 approval used by
+ * request i - 4 already, request i - 6 again (a replay), and an action not
+ * allowed. */
+static void mixed_body(char *out, size_t n, int i, const char *priv)
+{
+    char nonce[32], approval[32], payload[64], hash[65], sig[128], err[200];
+    int kind = i % 8;
+    snprintf(nonce, sizeof nonce, "pn-%d", kind == 6 ? i - 6 : i);
+    snprintf(approval, sizeof approval, "pa-%d", kind == 5 ? i - 4 : kind == 6 ? i - 6 : i);
+    snprintf(payload, sizeof payload, "{\"i\":%d}", kind == 6 ? i - 6 : i);
+    const char *action = kind == 7 ? "add" : "echo";
+    oe_json_doc *d = test_json_parse(payload, strlen(payload), 0, err, sizeof err);
+    oe_request_hash(action, strlen(action), oe_json_root(d), hash);
+    oe_json_doc_free(d);
+    if (kind == 4)
+        hash[0] = hash[0] == 'a' ? 'b' : 'a';
+    int ed = kind == 1 || kind == 3 || kind == 5;
+    oe_artifact a = {.approval_id = kind == 3 ? "other" : approval,
+                     .action_hash = hash,
+                     .issued_by = "clawshield",
+                     .issued_at = "2026-11-25T13:00:00Z",
+                     .tenant_id = "t1",
+                     .expires_at = ed ? "2026-11-25T13:05:00Z" : NULL};
+    if (ed)
+        ASSERT_EQ(oe_approval_sign_ed25519(priv, &a, sig, sizeof sig, err, sizeof err), 0);
+    else
+        oe_approval_sign_hmac(kind == 2 ? "wrong" : "s3cret", &a, sig);
+    snprintf(out, n,
+             "{\"action\":\"%s\",\"payload\":%s,\"nonce\":\"%s\",\"approval_artifact\":{"
+             "\"approval_id\":\"%s\",\"action_hash\":\"%s\",\"signature\":\"%s\","
+             "\"issued_by\":\"clawshield\",\"issued_at\":\"%s\",\"tenant_id\":\"t1\"%s%s%s}}",
+             action, payload, nonce, approval, hash, sig, a.issued_at,
+             ed ? ",\"expires_at\":\"" : "", ed ? a.expires_at : "", ed ? "\"" : "");
+}
+
+/* A large batch is hashed and its signatures checked by several threads
+ * before its transaction (OE_ENGINE_PARALLEL_MIN): every outcome equals the
+ * one of the same requests answered one by one on the caller's thread. */
+static void test_parallel_checks_agree(void)
+{
+    char *priv, *pub;
+    test_make_ed25519(&priv, &pub);
+    oe_engine_config cfg = {.clawshield = 1,
+                            .secret = "s3cret",
+                            .public_key_pem = pub,
+                            .tenant = "t1",
+                            .allowed_actions = "echo"};
+    char p1[128], p2[128], err[300];
+    db_path(p1, sizeof p1);
+    db_path(p2, sizeof p2);
+    fixture par, one;
+    open_fixture(&par, p1, &cfg);
+    open_fixture(&one, p2, &cfg);
+    enum { N = 3 * OE_ENGINE_PARALLEL_MIN };
+    static char bodies[N][2048];
+    static oe_batch_item items[N];
+    static oe_batch_item *ptrs[N];
+    for (int i = 0; i < N; i++) {
+        mixed_body(bodies[i], sizeof bodies[i], i, priv);
+        memset(&items[i], 0, sizeof items[i]);
+        ASSERT_EQ(
+            test_request_from_json(bodies[i], strlen(bodies[i]), &items[i].req, err, sizeof err),
+            0);
+        oe_outcome_init(&items[i].out);
+        ptrs[i] = &items[i];
+    }
+    const double now = 1795611600 + 10;
+    ASSERT_EQ(oe_engine_process(par.engine, ptrs, N, now, err, sizeof err), 0);
+    int by_kind[8][3] = {{0}};
+    oe_outcome o;
+    oe_outcome_init(&o);
+    for (int i = 0; i < N; i++) {
+        run_body(&one, bodies[i], now, &o);
+        const oe_outcome *p = &items[i].out;
+        ASSERT_EQ(p->status, o.status);
+        ASSERT_EQ(p->error, o.error);
+        ASSERT_STREQ(p->detail, o.detail);
+        ASSERT_STREQ(p->id, o.id);
+        ASSERT_STREQ(p->receipt, o.receipt);
+        ASSERT_STREQ(p->request_hash, o.request_hash);
+        by_kind[i % 8][p->status]++;
+        if (i % 8 == 3)
+            ASSERT_CONTAINS(p->detail, "Ed25519 verification failed");
+        if (i % 8 == 5)
+            ASSERT_CONTAINS(p->detail, "already used");
+    }
+    /* Each kind came out as it should, so the comparison compared verdicts. */
+    const int per = N / 8;
+    const oe_status expect[8] = {OE_STATUS_EXECUTED, OE_STATUS_EXECUTED, OE_STATUS_REJECTED,
+                                 OE_STATUS_REJECTED, OE_STATUS_REJECTED, OE_STATUS_REJECTED,
+                                 OE_STATUS_REPLAYED, OE_STATUS_REJECTED};
+    for (int k = 0; k < 8; k++)
+        ASSERT_EQ(by_kind[k][expect[k]], per);
+    ASSERT_EQ(oe_store_count_executions(par.store), 2 * per);
+    for (int i = 0; i < N; i++) {
+        oe_request_clear(&items[i].req);
+        oe_outcome_clear(&items[i].out);
+    }
+    oe_outcome_clear(&o);
+    close_fixture(&par);
+    close_fixture(&one);
+    free(priv);
+    free(pub);
+}
+
 /* A batch is one transaction; duplicates inside it see each other. */
 static void test_batch(void)
 {
@@ -534,6 +642,7 @@ int main(void)
     RUN_TEST(test_ledger_replaced);
     RUN_TEST(test_ledger_damaged);
     RUN_TEST(test_clawshield_checks);
+    RUN_TEST(test_parallel_checks_agree);
     RUN_TEST(test_batch);
     RUN_TEST(test_two_stores_agree);
     RUN_TEST(test_limits);

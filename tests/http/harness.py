@@ -349,8 +349,8 @@ class Server:
                              % (self.proc.returncode, last))
 
     def wait_ready(self, deadline):
-        """Waits for /ready (the worker has its partitions: the embedded
-        broker's first group join takes about 3 s)."""
+        """Waits for /ready (the worker has its partitions: a group join on
+        an embedded `openexec broker` takes about 3 s)."""
         while time.monotonic() < deadline:
             try:
                 if self.request("GET", "/ready", timeout=1.0).status == 200:
@@ -387,8 +387,9 @@ class Server:
                 proc.kill()
                 proc.wait()
                 self._log.close()
-                raise AssertionError("openexec run did not stop within %.0f s of SIGTERM"
-                                     % STOP_TIMEOUT)
+                raise AssertionError("openexec run did not stop within %.0f s of SIGTERM; "
+                                     "the end of its log:\n%s"
+                                     % (STOP_TIMEOUT, self.log()[-3000:]))
         self._log.close()
         if proc.returncode != 0:
             raise AssertionError("openexec run exited with status %d after SIGTERM; log: %s"
@@ -850,11 +851,11 @@ def embedded_bootstrap(server, timeout=STARTUP_TIMEOUT):
     import re
     deadline = time.monotonic() + timeout
     while True:
-        m = re.search(r"embedded broker bootstrap\.servers=(\S+)", server.log())
+        m = re.search(r"embedded broker\"? bootstrap\.servers=(\S+)", server.log())
         if m:
             return m.group(1)
         if time.monotonic() > deadline:
-            raise AssertionError("no 'embedded broker bootstrap.servers=' line in the log: %s"
+            raise AssertionError("no 'embedded broker ... bootstrap.servers=' line in the log: %s"
                                  % server.log())
         time.sleep(0.05)
 

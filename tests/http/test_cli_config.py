@@ -3,7 +3,8 @@ numbers parsed as numbers, bad values refused with exit 2 and a reason that
 names the flag or the environment variable actually used, Kafka properties
 that a guarantee depends on refused rather than silently replaced, options a
 command does not take refused, each command's help listing its own options,
-and a librdkafka `debug` setting that prints.
+a librdkafka `debug` setting that prints, the configuration file and the
+logs (SPEC §11).
 
 Every test runs the real build/openexec; the Kafka ones use its embedded
 broker."""
@@ -29,19 +30,23 @@ OPTIONS = {
             "--worker", "--receipt-format", "--transactions", "--transactional-id",
             "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
             "--db", "--db-url", "--ledger-shared", "--db-sync", "--http-host", "--http-port",
-            "--http-threads", "-X",
+            "--http-threads", "--log-level", "--log-format", "--config", "-X",
             "--help"},
     "broker": {"--partitions", "--bootstrap-file", "--requests-topic", "--receipts-topic",
-               "--dlq-topic", "--help"},
-    "produce": {"--brokers", "--requests-topic", "--format", "-X", "--help"},
+               "--dlq-topic", "--log-level", "--log-format", "--config", "--help"},
+    "produce": {"--brokers", "--requests-topic", "--format", "--config", "-X", "--help"},
     "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--max",
-                 "--timeout-ms", "-X", "--help"},
+                 "--timeout-ms", "--config", "-X", "--help"},
     "topics": {"--brokers", "--requests-topic", "--receipts-topic", "--dlq-topic",
-               "--partitions", "--replication-factor", "-X", "--help"},
+               "--partitions", "--replication-factor", "--config", "-X", "--help"},
     "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
-             "--issued-at", "--ttl", "--nonce", "--help"},
+             "--issued-at", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--help"},
     "version": {"--help"},
+    "ledger show": {"--db", "--db-url", "--config", "--nonce", "--id", "--help"},
+    "ledger export": {"--db", "--db-url", "--config", "--help"},
+    "dlq replay": {"--brokers", "--requests-topic", "--dlq-topic", "--config", "--dry-run",
+                   "--replay-group", "--from-beginning", "--timeout-ms", "-X", "--help"},
 }
 
 # librdkafka properties that openexec sets itself for its clients (the
@@ -350,19 +355,149 @@ class KafkaProperties(ConfigTest):
         # used to need an undocumented variable as well).
         s = self.server(env={"OPENEXEC_EXECUTE": "kafka"}, args=["-X", "debug=cgrp"])
         deadline = time.monotonic() + 10
-        while not re.search(r"openexec: kafka: CGRP\w*: ", s.log()) and time.monotonic() < deadline:
+        while not re.search(r"component=kafka .*facility=CGRP\w*", s.log()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        self.assertRegex(s.log(), r"openexec: kafka: CGRP\w*: ")
+        self.assertRegex(s.log(), r"component=kafka .*facility=CGRP\w*")
         s.stop()
         # Without it, no debug lines.
         s = self.server(env={"OPENEXEC_EXECUTE": "kafka"})
         s.stop()
-        self.assertNotRegex(s.log(), r"openexec: kafka: CGRP\w*: ")
+        self.assertNotRegex(s.log(), r"component=kafka .*facility=CGRP\w*")
+
+
+class ConfigFile(ConfigTest):
+    """SPEC §4: --config FILE (or OPENEXEC_CONFIG) reads NAME = value lines
+    with the environment's names; flag > environment > file > default."""
+
+    def write(self, name, text):
+        path = self.path(name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_precedence_flag_env_file_default(self):
+        file_port, flag_port = free_port(), free_port()
+        conf = self.write("openexec.conf", "\n".join([
+            "# the service of this test",
+            "OPENEXEC_EXECUTE = local",
+            "OPENEXEC_HTTP_PORT = %d" % file_port,          # a flag wins
+            "OPENEXEC_ALLOWED_ACTIONS = echo",              # the environment wins
+            'OPENEXEC_DB_PATH = "%s"' % self.path("file.db"),  # from the file, unquoted
+            "   OPENEXEC_HTTP_THREADS=3   ",
+            "OPENEXEC_KAFKA_SOCKET_TIMEOUT_MS = 12345",     # a Kafka property
+            "",
+        ]))
+        p = self.start(["run", "--config", conf, "--http-port", str(flag_port)],
+                       env={"OPENEXEC_ALLOWED_ACTIONS": "add"})
+        self.assertTrue(p.wait_log(r"admin http://127\.0\.0\.1:%d" % flag_port), p.log())
+        self.assertIn("database %s" % self.path("file.db"), p.log())
+        self.assertTrue(os.path.exists(self.path("file.db")))
+        self.assertEqual(listening_ports(p.proc.pid), {flag_port})
+        # The effective configuration, once, with where each value came from.
+        lines = [line for line in p.log().splitlines() if "effective configuration" in line]
+        self.assertEqual(len(lines), 1, p.log())
+        conf_line = lines[0]
+        for field in ("OPENEXEC_HTTP_PORT=%d OPENEXEC_HTTP_PORT.from=flag" % flag_port,
+                      "OPENEXEC_ALLOWED_ACTIONS=add OPENEXEC_ALLOWED_ACTIONS.from=env",
+                      "OPENEXEC_HTTP_THREADS=3 OPENEXEC_HTTP_THREADS.from=file",
+                      "OPENEXEC_DB_SYNC=full ", "kafka.socket.timeout.ms=12345"):
+            self.assertIn(field, conf_line)
+        self.assertNotIn("OPENEXEC_DB_SYNC.from", conf_line)  # a default
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", flag_port, timeout=10)
+        c.request("POST", "/execute", body=json.dumps(
+            {"action": "echo", "payload": {}, "nonce": "cf-1"}))
+        self.assertEqual(c.getresponse().status, 403)  # echo: not in the environment's list
+        c.close()
+        self.assertEqual(p.stop(), 0, p.log())
+        # OPENEXEC_CONFIG names the file as the flag does.
+        p = self.start(["run", "--http-port", "0"], env={"OPENEXEC_CONFIG": conf})
+        self.assertTrue(p.wait_log(r"admin HTTP off"), p.log())
+        self.assertIn("database %s" % self.path("file.db"), p.log())
+        self.assertEqual(p.stop(), 0, p.log())
+
+    def test_bad_files_exit_2_naming_file_and_line(self):
+        def refused(text, *words):
+            conf = self.write("bad.conf", text)
+            err = self.assertRefused(cli(["run", "--config", conf, "--db", self.path("b.db")],
+                                         timeout=5), *words, what=text)
+            return err
+        refused("OPENEXEC_MODE = demo\nOPENEXEC_NO_SUCH = 1\n", "bad.conf:2:",
+                "unknown setting OPENEXEC_NO_SUCH")
+        refused("just words\n", "bad.conf:1:", "NAME = value")
+        refused("OPENEXEC_MODE = demo\n\nOPENEXEC_MODE = clawshield\n", "bad.conf:3:",
+                "set twice (first on line 1)")
+        refused("OPENEXEC_HTTP_PORT = 99999\n", "bad.conf:1:", "OPENEXEC_HTTP_PORT",
+                "not a port")
+        refused("OPENEXEC_MODE = sometimes\n", "bad.conf:1:", "OPENEXEC_MODE")
+        refused("OPENEXEC_CONFIG = other.conf\n", "bad.conf:1:", "OPENEXEC_CONFIG")
+        refused("OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT = true\n", "bad.conf:1:",
+                "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT", "refused")
+        refused("OPENEXEC_HTTP_PORT = 1\n" + "x" * 9000 + "\n", "bad.conf:2:", "longer than")
+        self.assertRefused(cli(["run", "--config", self.path("missing.conf")], timeout=5),
+                           "--config", "missing.conf", "cannot read it")
+        self.assertFalse(os.path.exists(self.path("b.db")))
+        # Other commands read the same file and skip what they do not take.
+        conf = self.write("shared.conf", "OPENEXEC_HTTP_PORT = 1\n"
+                                         "CLAWSHIELD_SECRET_KEY = from-file\n"
+                                         "CLAWSHIELD_TENANT_ID = t-file\n")
+        p = cli(["mint", "--config", conf, "--action", "echo"], timeout=5)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["tenant_id"], "t-file")
+
+
+class Logs(ConfigTest):
+    """SPEC §11: one line per event; key=value text or JSON objects; the
+    level filters; secrets never written."""
+
+    def test_json_lines(self):
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka", "OPENEXEC_LOG_FORMAT": "json",
+                             "OPENEXEC_MODE": "clawshield",
+                             "CLAWSHIELD_SECRET_KEY": "very-secret-value"},
+                        args=["-X", "sasl.password=hunter2-secret"])
+        r = s.execute("add", {"a": 1, "b": 2}, "log-1")
+        self.assertEqual(r.status, 403, r)  # no artifact: rejected, and logged in a batch
+        s.stop()
+        events = []
+        for line in s.log().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                self.fail("not a JSON line: %r" % line)
+        for e in events:
+            self.assertTrue({"ts", "level", "component", "msg"} <= set(e), e)
+            self.assertRegex(e["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            self.assertIn(e["level"], ("error", "warn", "info", "debug"))
+        conf = [e for e in events if e["msg"] == "effective configuration of run"]
+        self.assertEqual(len(conf), 1, events)
+        self.assertEqual(conf[0]["CLAWSHIELD_SECRET_KEY"], "***")
+        self.assertEqual(conf[0]["kafka.sasl.password"], "***")
+        self.assertEqual(conf[0]["OPENEXEC_LOG_FORMAT"], "json")
+        batches = [e for e in events if e["msg"] == "batch"]
+        self.assertTrue(batches, events)
+        self.assertEqual(sum(int(b["rejected"]) for b in batches), 1, batches)
+        for key in ("messages", "executed", "replayed", "dead_lettered", "ms"):
+            self.assertIn(key, batches[0])
+        self.assertNotIn("very-secret-value", s.log())
+        self.assertNotIn("hunter2-secret", s.log())
+
+    def test_level_error_keeps_only_errors(self):
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka"}, args=["--log-level", "error"])
+        self.assertEqual(s.execute("add", {"a": 1, "b": 2}, "log-2").status, 200)
+        s.stop()
+        self.assertNotIn("level=info", s.log())
+        self.assertNotIn("level=warn", s.log())
+        # And at info (the default) the same run says what it did.
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka"})
+        self.assertEqual(s.execute("add", {"a": 1, "b": 2}, "log-3").status, 200)
+        s.stop()
+        self.assertRegex(s.log(), r"level=info component=worker msg=batch messages=1 "
+                                  r"executed=1 replayed=0 rejected=0 dead_lettered=0 ms=\d+")
 
 
 class Help(ConfigTest):
     def listed(self, command):
-        p = cli([command, "--help"])
+        p = cli(command.split() + ["--help"])
         self.assertEqual(p.returncode, 0, "%s --help: %r" % (command, p.stderr))
         self.assertTrue(p.stdout.startswith("usage: openexec %s" % command),
                         "%s --help: %r" % (command, p.stdout[:200]))
@@ -382,8 +517,8 @@ class Help(ConfigTest):
         for command, expected in sorted(OPTIONS.items()):
             others = set().union(*OPTIONS.values()) - expected - {"-X"}
             for flag in sorted(others):
-                args = [command, flag, "1"]
-                if command in ("produce", "receipts"):
+                args = command.split() + [flag, "1"]
+                if command in ("produce", "receipts", "dlq replay"):
                     args += ["--brokers", "127.0.0.1:1"]
                 if command == "run":
                     args += ["--http-port", "0", "--db", self.path("o.db")]

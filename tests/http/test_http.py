@@ -130,6 +130,13 @@ class Endpoints(ServiceTest):
         self.assertIsInstance(v["version"], str)
         self.assertTrue(v["version"])
         self.assertEqual(v["version"], s.get("/").json["version"])
+        # The build: the commit of this checkout (as `git` says) and its date.
+        import subprocess
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+        if head.returncode == 0:
+            self.assertTrue(v["commit"].startswith(head.stdout.strip()), v)
+        self.assertRegex(v["commit_date"], r"^\d{4}-\d{2}-\d{2}T|^unknown$")
         ts = v["timestamp"]
         self.assertRegex(ts, r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
         t = datetime.fromisoformat(ts.replace("Z", "+00:00"))

@@ -283,6 +283,37 @@ class Requests(KafkaCase):
         self.assertEqual(p.returncode, 1, p)
         self.assertNoFatal(w)
 
+    def test_produce_stops_on_a_signal(self):
+        # SIGINT (Ctrl-C) while waiting for brokers that do not answer: out
+        # at once, nothing sent, exit 1. SIGTERM with stdin still open: the
+        # lines read so far are delivered, then exit 1.
+        import signal
+        p = subprocess.Popen([BIN, "produce", "--brokers", "127.0.0.1:%d" % free_port()],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=h.clean_env(None))
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=10)
+        self.assertLess(time.monotonic() - t0, 3, err)
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn(b"interrupted; nothing sent", err)
+        b = self.broker()
+        reader = self.reader(b.bootstrap, h.REQUESTS_TOPIC)
+        p = subprocess.Popen([BIN, "produce", "--brokers", b.bootstrap, "--requests-topic",
+                              h.REQUESTS_TOPIC], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=h.clean_env(None))
+        n1, n2 = uniq("sig-1"), uniq("sig-2")
+        p.stdin.write(jreq("echo", {}, n1) + b"\n" + jreq("echo", {}, n2) + b"\n")
+        p.stdin.flush()
+        reader.wait_count(2)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+        self.assertEqual(p.returncode, 1, err)
+        self.assertIn(b"interrupted after 2 lines", err)
+        self.assertIn(b"2 sent, 0 failed", err)
+        self.assertEqual(sorted(m.skey for m in reader.messages), sorted([n1, n2]))
+
 
 class Outcomes(KafkaCase):
     def test_replay_and_conflict(self):
@@ -520,11 +551,81 @@ class Outcomes(KafkaCase):
         self.assertNoFatal(w)
 
 
+class DeadLetters(KafkaCase):
+    def test_dlq_replay_after_a_fix(self):
+        # A Confluent-framed request reaches a worker not configured for it:
+        # a dead letter. After the fix (the worker restarted with the schema
+        # id), `openexec dlq replay` republishes it with its key and headers
+        # and it executes; a dead letter still unreadable is dead-lettered
+        # again. Each replay starts where the last stopped; nothing is
+        # executed twice, even when replayed again from the beginning.
+        b = self.broker()
+        db = self.path("w.db")
+        w = self.worker(b.bootstrap, db=db)
+        reader = self.reader(b.bootstrap)
+        dlq = self.reader(b.bootstrap, h.DLQ_TOPIC)
+        requests = self.reader(b.bootstrap, h.REQUESTS_TOPIC)
+        n = uniq("replayed")
+        framed = b"\x00\x00\x00\x00\x07" + avro_request("add", {"a": 2, "b": 3}, n)[10:]
+        produce(b.bootstrap, [(n, framed), ("junk-key", b"garbage")])
+        dlq.wait_count(2)
+        w.stop()
+        w = self.worker(b.bootstrap, db=db, args=["--confluent-schema-id", "7"])
+        base = ["--brokers", b.bootstrap, "--requests-topic", h.REQUESTS_TOPIC,
+                "--dlq-topic", h.DLQ_TOPIC, "--replay-group", uniq("replay")]
+
+        p = cli(["dlq", "replay", "--dry-run"] + base)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        listed = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual(sorted((x["key"], x["published"]) for x in listed),
+                         [("junk-key", False), (n, False)])
+        self.assertTrue(all(x["error"] for x in listed), listed)
+        time.sleep(0.5)
+        requests.poll(0.2)
+        self.assertEqual(len(requests.messages), 2, "a dry run published")
+
+        p = cli(["dlq", "replay"] + base)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("2 dead letters republished", p.stderr)
+        requests.wait_count(4)
+        again = [m for m in requests.messages if m.header("openexec.replay.of")]
+        self.assertEqual(sorted(m.skey for m in again), ["junk-key", n])
+        for m in again:
+            self.assertTrue(m.header("openexec.error"), m)  # the dead letter's headers kept
+            self.assertTrue(m.header("openexec.replay.of").startswith(h.DLQ_TOPIC + "/"), m)
+        self.assertEqual(next(m.value for m in again if m.skey == n), framed)
+        rec = self.only(self.receipts_for(reader, [n]), n)
+        self.assertExecutedReceipt(rec, "add", {"a": 2, "b": 3}, n, {"sum": 5})
+        dlq.wait_count(3)  # the garbage, dead-lettered again
+
+        # The next replay starts after the last: only the new dead letter.
+        p = cli(["dlq", "replay"] + base)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([json.loads(x)["key"] for x in p.stdout.splitlines()], ["junk-key"])
+        # From the beginning: the request again, answered from the ledger.
+        p = cli(["dlq", "replay", "--from-beginning"] + base)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = self.receipts_for(reader, [n], count=2)
+        self.assertEqual([r["status"] for _, r in got[n]], ["executed", "replayed"])
+        self.assertEqual(ledger_query(db, "SELECT count(*) FROM executions"), [(1,)])
+        # Usage.
+        for bad in (["dlq"], ["dlq", "nope"], ["dlq", "replay"],
+                    ["dlq", "replay", "--brokers", b.bootstrap, "--dlq-topic", "t",
+                     "--requests-topic", "t"]):
+            p = cli(bad)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+        self.assertNoFatal(w)
+
+
 class Bridge(KafkaCase):
     @h.embedded_only("`run` without --brokers starts an embedded broker of its own")
     def test_execute_through_embedded_broker(self):
         # No --brokers: `run` starts an embedded broker and prints its address.
+        # That broker is this worker's alone: it takes every partition at once
+        # instead of waiting out the broker's first group join (3 s).
+        t0 = time.monotonic()
         w = self.worker(None, env={"OPENEXEC_ALLOWED_ACTIONS": "echo"})
+        self.assertLess(time.monotonic() - t0, 2.5, "not ready within 2.5 s: %s" % w.log())
         bootstrap = embedded_bootstrap(w)
         reader = self.reader(bootstrap)
         n = uniq("bridge")
@@ -573,7 +674,48 @@ class Bridge(KafkaCase):
         self.assertEqual(m["openexec_assigned_partitions"], 16)  # embedded: 16 partitions
         self.assertEqual(m["openexec_dead_letters_total"], 0)
         self.assertGreaterEqual(m["openexec_consumer_lag"], 0)
+        # For dashboards: lag by partition, batch sizes, ledger commit
+        # latency, HTTP answers by route and code (/ready's start-up 503s
+        # apart from /execute's errors).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                k.startswith("openexec_consumer_partition_lag{") for k in m):
+            time.sleep(0.2)
+            m = w.metrics()
+        lags = {k: v for k, v in m.items() if k.startswith("openexec_consumer_partition_lag{")}
+        self.assertEqual(len(lags), 16, lags)
+        self.assertTrue(all(v >= 0 for v in lags.values()), lags)
+        self.assertGreaterEqual(m["openexec_batch_size_count"], 10)
+        self.assertEqual(m["openexec_batch_size_bucket{le=\"+Inf\"}"],
+                         m["openexec_batch_size_count"])
+        self.assertGreaterEqual(m["openexec_ledger_commit_seconds_count"], 1)
+        self.assertGreater(m["openexec_ledger_commit_seconds_sum"], 0)
+        self.assertGreaterEqual(m['openexec_http_requests_total{route="/execute",code="200"}'], 3)
+        self.assertGreaterEqual(m['openexec_http_requests_total{route="/execute",code="409"}'], 1)
+        self.assertGreaterEqual(m['openexec_http_requests_total{route="/execute",code="422"}'], 5)
+        self.assertGreaterEqual(m['openexec_http_requests_total{route="/ready",code="200"}'], 1)
         self.assertNoFatal(w)
+
+    @h.embedded_only("`run` without --brokers starts an embedded broker of its own")
+    def test_consumer_joining_the_own_broker_stops_the_worker(self):
+        # `run`'s embedded broker is its worker's own: the worker takes every
+        # partition without joining the group. A consumer that joins the group
+        # there reads the same partitions; the broker then refuses the first
+        # worker's offsets, and the worker stops with the reason (exit 1)
+        # instead of answering beside it.
+        w = self.worker(None)
+        bootstrap = embedded_bootstrap(w)
+        other = self.worker(bootstrap, db=self.path("other.db"))
+        n = uniq("own-broker")
+        kcat_produce(bootstrap, n, jreq("add", {"a": 1, "b": 2}, n), tmpdir=self.tmp)
+        deadline = time.monotonic() + KAFKA_TIMEOUT
+        while w.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(w.kill9(), 1, w.log())
+        self.assertIn("another consumer joined group %s on this worker's own embedded broker"
+                      % h.GROUP_ID, w.log())
+        self.assertTrue(other.alive(), other.log())
+        other.kill9()  # its broker is gone with the first process
 
     def test_execute_with_standalone_broker_and_producers(self):
         # The bridge may be answered while other producers use the topic,

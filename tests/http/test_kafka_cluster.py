@@ -121,9 +121,9 @@ class Outage(KafkaTest):
             # A line when the state changes, not one per client per second
             # (a client's late report after the probe succeeded may make a
             # second).
-            self.assertIn(w.log().count("kafka: brokers unreachable"), (1, 2), w.log())
+            self.assertIn(w.log().count("component=kafka msg=\"brokers unreachable"), (1, 2), w.log())
             self.assertLess(w.log().count("Connection refused"), 8, w.log())
-            self.assertIn("kafka: brokers reachable again", w.log())
+            self.assertIn("component=kafka msg=\"brokers reachable again", w.log())
             w.stop()
         finally:
             for r in self._readers:

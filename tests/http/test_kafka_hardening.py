@@ -323,7 +323,7 @@ class Hostile(KafkaCase):
         # (The 5 MiB cap bites before the 100,000-message one here.)
         self.assertRegex(reason, r"log now (\d+)\.\.100110\): \d+ requests were dropped unread")
         self.assertGreaterEqual(w2.metrics().get("openexec_data_loss_events_total", 0), 1)
-        self.assertIn("ERROR data loss", w2.log())
+        self.assertIn("level=error component=worker msg=\"data loss", w2.log())
         # What is still on the broker is answered.
         self.receipts_for(reader, ["dl-100099"], timeout=60)
 

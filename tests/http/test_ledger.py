@@ -1,5 +1,6 @@
-"""Black-box tests of the ledger itself: URLs, schema upgrades, and a
-PostgreSQL ledger shared by several HTTP-only nodes (`--execute local`).
+"""Black-box tests of the ledger itself: URLs, schema upgrades, the offline
+`ledger show` / `ledger export` commands, and a PostgreSQL ledger shared by
+several HTTP-only nodes (`--execute local`).
 
 The nodes here run no Kafka: they are the stateless replicas of SPEC §1
 behind a load balancer, racing on one database. The Kafka groups on a
@@ -224,6 +225,89 @@ class Migrations(ServiceTest):
         name = url.rsplit("/", 1)[1].split("?")[0]
         self.assertEqual(pgcluster.shared_cluster().query(
             name, "SELECT version FROM schema_migrations ORDER BY version"), [(1,), (2,)])
+
+
+class Inspect(ServiceTest):
+    """`openexec ledger show` and `ledger export` (SPEC §3): offline, read-only,
+    JSON lines that an auditor can check (each receipt is the SHA-256 of
+    id ":" result_json), on both backends, beside a running node."""
+
+    def fill(self, args):
+        """Executions, a replay, a conflict and a malformed body, through a
+        running node (left running: the commands read beside it)."""
+        s = self.server(args=args)
+        bodies = {}
+        for i in range(3):
+            r = s.execute("add", {"a": i, "b": 10}, "in-%d" % i)
+            self.assertEqual(r.status, 200, r)
+            bodies["in-%d" % i] = r.json
+        self.assertEqual(s.execute("add", {"a": 0, "b": 10}, "in-0").json["status"], "replayed")
+        self.assertEqual(s.execute("add", {"a": 5, "b": 10}, "in-0").status, 409)
+        self.assertEqual(s.execute("add", {"a": "x"}, "in-bad").status, 400)
+        return s, bodies
+
+    def check(self, args):
+        import json
+        s, bodies = self.fill(args)
+        # export: the executions in the order recorded, then the rejections.
+        p = cli(["ledger", "export"] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = [json.loads(x) for x in p.stdout.splitlines()]
+        execs = [x for x in lines if x["record"] == "execution"]
+        rejs = [x for x in lines if x["record"] == "rejection"]
+        self.assertEqual([x["record"] for x in lines], ["execution"] * 3 + ["rejection"] * 2)
+        self.assertEqual([x["nonce"] for x in execs], ["in-0", "in-1", "in-2"])
+        for x in execs:
+            body = bodies[x["nonce"]]
+            self.assertEqual((x["id"], x["receipt"]), (body["id"], body["receipt"]))
+            self.assertEqual(json.loads(x["result_json"]), body["result"])
+            # The receipt, checked from the exported line alone.
+            self.assertEqual(x["receipt"], hashlib.sha256(
+                (x["id"] + ":" + x["result_json"]).encode()).hexdigest())
+            self.assertEqual(x["request_hash"], request_hash("add", {"a": int(x["nonce"][3:]),
+                                                                     "b": 10}))
+            self.assertIs(x["approved"], True)
+            self.assertIsNone(x["approval_id"])
+            self.assertRegex(x["created_at"], r"^\d{4}-\d\d-\d\dT")
+        self.assertEqual([(x["nonce"], x["error_code"]) for x in rejs],
+                         [("in-0", "nonce_conflict"), ("in-bad", "invalid_request")])
+        self.assertIn("3 executions, 2 rejected attempts", p.stderr)
+        # show --nonce: the execution and the rejected attempts of the nonce.
+        p = cli(["ledger", "show", "--nonce", "in-0"] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        shown = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual([(x["record"], x["nonce"]) for x in shown],
+                         [("execution", "in-0"), ("rejection", "in-0")])
+        self.assertEqual(shown[0], execs[0])
+        # show --id: the same execution.
+        p = cli(["ledger", "show", "--id", bodies["in-1"]["id"]] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([json.loads(x) for x in p.stdout.splitlines()], [execs[1]])
+        # Only rejected attempts: shown, exit 0.
+        p = cli(["ledger", "show", "--nonce", "in-bad"] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([json.loads(x)["record"] for x in p.stdout.splitlines()], ["rejection"])
+        # Nothing: exit 1 with the reason.
+        p = cli(["ledger", "show", "--nonce", "never"] + args)
+        self.assertEqual((p.returncode, p.stdout), (1, ""), p.stderr)
+        self.assertIn("no execution or rejected attempt with nonce never", p.stderr)
+        # Usage errors: exit 2.
+        for bad in (["show"], ["show", "--nonce", "a", "--id", "b"], ["nope"], []):
+            p = cli(["ledger"] + bad + args)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+        self.assertTrue(s.alive())
+        return s
+
+    def test_sqlite(self):
+        db = self.path("audit.db")
+        self.check(["--db", db])
+        # Read-only: a missing file is an error, not a new ledger.
+        p = cli(["ledger", "export", "--db", self.path("missing.db")])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertFalse(os.path.exists(self.path("missing.db")))
+
+    def test_postgresql(self):
+        self.check(["--db-url", pgcluster.fresh_database("audit")])
 
 
 class Replicas(ServiceTest):

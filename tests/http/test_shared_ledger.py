@@ -232,7 +232,8 @@ class SharedLedger(KafkaCase):
         print("    both workers stopped %.1f s after B started; partitions A %d, B %d"
               % ((time.monotonic() - t0,) + tuple(self.shares([wa, wb]))))
         for w in (wa, wb):
-            self.assertIn("ERROR group openexec-workers has other members", w.log())
+            self.assertIn("level=error component=worker msg=\"group openexec-workers has other members",
+                          w.log())
             st, reason = ready(w)
             self.assertEqual(st, 503)
             self.assertIn("other members", reason)

@@ -1,0 +1,226 @@
+/* `openexec ledger show` and `openexec ledger export`: offline look-ups and
+ * audits on a ledger (SQLite file or PostgreSQL), opened read-only beside
+ * any running worker. Records are printed as JSON lines on stdout:
+ *
+ *   {"record": "execution", "id", "nonce", "action", "tenant_id",
+ *    "approval_id", "request_hash", "approved", "result_json", "receipt",
+ *    "created_at"}
+ *   {"record": "rejection", "nonce", "action", "request_hash", "error_code",
+ *    "detail", "created_at"}
+ *
+ * result_json is the text the receipt hash covers (receipt = SHA-256 of
+ * id ":" result_json), so that `openexec verify-receipt` or any SHA-256
+ * tool checks an exported line. created_at is ISO 8601 (UTC). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "engine/approval.h"
+#include "engine/buf.h"
+#include "engine/json.h"
+#include "engine/status.h"
+#include "engine/store.h"
+#include "ledger/ledger.h"
+
+static const oe_command show_command = {
+    "ledger show",
+    OE_CMD_LEDGER_SHOW,
+    "Prints the execution recorded for a nonce (--nonce) or an execution id (--id), and the\n"
+    "rejected attempts of that nonce, as JSON lines. Exit 1 when the ledger holds neither.\n"
+    "The ledger is opened read-only; a running worker may go on using it.",
+    0,
+};
+
+static const oe_command export_command = {
+    "ledger export",
+    OE_CMD_LEDGER_EXPORT,
+    "Prints every execution in the order recorded, then every rejected attempt, as JSON\n"
+    "lines (an audit trail; each receipt can be checked with verify-receipt). The ledger\n"
+    "is opened read-only; a running worker may go on using it.",
+    0,
+};
+
+/* Appends "key": "value" (a JSON string, or null), after a comma unless
+ * first. Text that is not valid UTF-8 (none is recorded, but an audit tool
+ * must not print broken JSON) is written as null. */
+static void put_string(oe_buf *b, const char *key, const char *value, int first)
+{
+    oe_buf_printf(b, "%s\"%s\": ", first ? "" : ", ", key);
+    size_t mark = b->len;
+    if (!value || oe_json_dump_string(b, value, strlen(value)) != 0) {
+        b->len = mark;
+        oe_buf_puts(b, "null");
+    }
+}
+
+static void put_time(oe_buf *b, double epoch)
+{
+    char ts[64];
+    oe_time_format_iso8601(epoch, ts, sizeof ts);
+    put_string(b, "created_at", ts, 0);
+}
+
+/* Writes the line; 0, or -1 when stdout failed (a closed pipe). */
+static int emit(oe_buf *b)
+{
+    int rc = oe_buf_failed(b) ? -1 : 0;
+    if (rc == 0 && (fwrite(b->data, 1, b->len, stdout) != b->len || putchar('\n') == EOF))
+        rc = -1;
+    oe_buf_reset(b);
+    return rc;
+}
+
+typedef struct printer {
+    oe_buf line;
+    long long executions, rejections;
+} printer;
+
+static int print_execution(void *ctx, const oe_execution *e)
+{
+    printer *p = ctx;
+    oe_buf *b = &p->line;
+    oe_buf_puts(b, "{");
+    put_string(b, "record", "execution", 1);
+    put_string(b, "id", e->id, 0);
+    put_string(b, "nonce", e->nonce, 0);
+    put_string(b, "action", e->action, 0);
+    put_string(b, "tenant_id", e->tenant_id, 0);
+    put_string(b, "approval_id", e->approval_id, 0);
+    put_string(b, "request_hash", e->request_hash, 0);
+    oe_buf_printf(b, ", \"approved\": %s", e->approved ? "true" : "false");
+    put_string(b, "result_json", e->result_json, 0);
+    put_string(b, "receipt", e->receipt, 0);
+    put_time(b, e->created_at);
+    oe_buf_puts(b, "}");
+    p->executions++;
+    return emit(b) == 0 ? 0 : 1;
+}
+
+static int print_rejection(void *ctx, const oe_rejection *r)
+{
+    printer *p = ctx;
+    oe_buf *b = &p->line;
+    oe_buf_puts(b, "{");
+    put_string(b, "record", "rejection", 1);
+    put_string(b, "nonce", r->nonce, 0);
+    put_string(b, "action", r->action, 0);
+    put_string(b, "request_hash", r->request_hash, 0);
+    put_string(b, "error_code", r->error_code, 0);
+    put_string(b, "detail", r->detail, 0);
+    put_time(b, r->created_at);
+    oe_buf_puts(b, "}");
+    p->rejections++;
+    return emit(b) == 0 ? 0 : 1;
+}
+
+/* Opens the ledger of cfg read-only. Returns the store, or NULL after
+ * printing the reason (*status: the exit status). */
+static oe_store *open_ledger(oe_config *cfg, const oe_command *command, int *status)
+{
+    char err[512];
+    oe_store *store = NULL;
+    if (oe_apply_db_url(cfg, command, err, sizeof err) != 0) {
+        *status = oe_die(2, "%s", err);
+        return NULL;
+    }
+    int rc = cfg->db_url ? oe_pg_store_new(cfg->db_url, 1, &store, err, sizeof err)
+                         : oe_sqlite_store_new(cfg->db_path, 1, OE_STORE_SYNC_NORMAL, &store, err,
+                                               sizeof err);
+    if (rc != 0) {
+        *status = oe_die(1, "ledger: %s", err);
+        return NULL;
+    }
+    return store;
+}
+
+/* The end of an iteration: 0, or the exit status after the reason. */
+static int iteration_status(int rc, const char *err)
+{
+    if (rc == 0)
+        return 0;
+    if (rc > 0)
+        return oe_die(1, "ledger: cannot write to stdout");
+    return oe_die(1, "ledger: %s", err);
+}
+
+static int ledger_show(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&show_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    if (!cfg.nonce == !cfg.id)
+        return oe_die(2, "ledger show: give --nonce N or --id ID (one of them)");
+    oe_store *store = open_ledger(&cfg, &show_command, &status);
+    if (!store)
+        return status;
+    char err[512] = "";
+    printer p = {.executions = 0};
+    oe_buf_init(&p.line, 0);
+    oe_execution e;
+    int found = cfg.nonce ? oe_store_find_by_nonce(store, cfg.nonce, &e, err, sizeof err)
+                          : oe_store_find_by_id(store, cfg.id, &e, err, sizeof err);
+    int rc = found < 0 ? found : 0;
+    const char *nonce = cfg.nonce;
+    if (found == 1) {
+        rc = print_execution(&p, &e);
+        nonce = e.nonce;
+    }
+    if (rc == 0 && nonce)
+        rc = oe_store_each_rejection(store, nonce, print_rejection, &p, err, sizeof err);
+    status = iteration_status(rc, err);
+    if (status == 0 && p.executions + p.rejections == 0)
+        status = oe_die(1, "ledger: no execution or rejected attempt with %s %s",
+                        cfg.nonce ? "nonce" : "id", cfg.nonce ? cfg.nonce : cfg.id);
+    if (found == 1)
+        oe_execution_clear(&e);
+    oe_buf_free(&p.line);
+    oe_store_free(store);
+    if (status == 0 && fflush(stdout) != 0)
+        status = oe_die(1, "ledger: cannot write to stdout");
+    return status;
+}
+
+static int ledger_export(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&export_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    oe_store *store = open_ledger(&cfg, &export_command, &status);
+    if (!store)
+        return status;
+    char err[512] = "";
+    printer p = {.executions = 0};
+    oe_buf_init(&p.line, 0);
+    int rc = oe_store_each_execution(store, print_execution, &p, err, sizeof err);
+    if (rc == 0)
+        rc = oe_store_each_rejection(store, NULL, print_rejection, &p, err, sizeof err);
+    status = iteration_status(rc, err);
+    if (status == 0 && fflush(stdout) != 0)
+        status = oe_die(1, "ledger: cannot write to stdout");
+    if (status == 0)
+        fprintf(stderr, "openexec: ledger export: %lld executions, %lld rejected attempts\n",
+                p.executions, p.rejections);
+    oe_buf_free(&p.line);
+    oe_store_free(store);
+    return status;
+}
+
+int oe_cmd_ledger(int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "show") == 0)
+        return ledger_show(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "export") == 0)
+        return ledger_export(argc - 1, argv + 1);
+    if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+        printf("usage: openexec ledger show (--nonce N | --id ID) [options]\n"
+               "       openexec ledger export [options]\n\n"
+               "Offline look-ups and audits on a ledger (read-only).\n"
+               "openexec ledger show --help and openexec ledger export --help list the "
+               "options.\n");
+        return 0;
+    }
+    return oe_die(2, "ledger: %s%s (use show or export; see openexec ledger --help)",
+                  argc >= 1 ? "unknown action " : "an action is needed", argc >= 1 ? argv[0] : "");
+}

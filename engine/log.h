@@ -1,0 +1,60 @@
+/* The logger (SPEC §11): one line per event on stderr, with the time (ISO
+ * 8601, UTC, milliseconds), the level, the component, the message and
+ * key=value fields. Two formats:
+ *
+ *   text (default, logfmt):
+ *     ts=2026-11-30T01:02:03.456Z level=info component=worker msg="batch" messages=12
+ *   json (one object per line, every value a string):
+ *     {"ts":"2026-11-30T01:02:03.456Z","level":"info","component":"worker",
+ *      "msg":"batch","messages":"12"}
+ *
+ * A text value is quoted when it is empty or holds a space, '=', '"' or a
+ * control character; quotes, backslashes and control characters are escaped
+ * in both formats, so that one event is always one line. Messages and
+ * values longer than OE_LOG_VALUE_MAX bytes are cut. Lines below the level
+ * set by oe_log_setup are not written. Thread-safe: each line is written
+ * with one write(2).
+ *
+ * Callers never pass secrets: keys, secrets, signatures and passwords are
+ * not logged (the effective configuration masks them, cmd/config.c).
+ */
+#ifndef OE_LOG_H
+#define OE_LOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+typedef enum oe_log_level { OE_LOG_ERROR, OE_LOG_WARN, OE_LOG_INFO, OE_LOG_DEBUG } oe_log_level;
+typedef enum oe_log_format { OE_LOG_TEXT, OE_LOG_JSON } oe_log_format;
+
+/* Longest message or field value written; longer ones end in "...". */
+#define OE_LOG_VALUE_MAX 2048
+
+/* Sets the level and format (before other threads log; default info, text). */
+void oe_log_setup(oe_log_level level, oe_log_format format);
+
+/* 1 when lines of this level are written. */
+int oe_log_enabled(oe_log_level level);
+
+/* "error", "warn", "info", "debug". */
+const char *oe_log_level_name(oe_log_level level);
+
+/* Writes one event. fields is NULL or a NULL-terminated list of key,
+ * value, key, value ... (a NULL value ends it: pass OE_LOG_STR(s) for a
+ * string that may be NULL); fmt is the
+ * message, printf-style. Build fields with OE_LOG_FIELDS and numbers with
+ * OE_LOG_INT: oe_log(OE_LOG_INFO, "worker", OE_LOG_FIELDS("partition",
+ * OE_LOG_INT(p)), "assigned"). */
+__attribute__((format(printf, 4, 5))) void oe_log(oe_log_level level, const char *component,
+                                                  const char *const *fields, const char *fmt, ...);
+void oe_logv(oe_log_level level, const char *component, const char *const *fields, const char *fmt,
+             va_list ap);
+
+#define OE_LOG_FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* A whole number as text, in a buffer that lives until the end of the
+ * enclosing block. */
+#define OE_LOG_INT(v) oe_log_int((long long)(v), (char[24]){0})
+const char *oe_log_int(long long v, char buf[24]);
+#define OE_LOG_STR(s) ((s) ? (s) : "")
+
+#endif
