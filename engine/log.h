@@ -47,8 +47,9 @@ const char *oe_log_level_name(oe_log_level level);
  * OE_LOG_INT(p)), "assigned"). */
 __attribute__((format(printf, 4, 5))) void oe_log(oe_log_level level, const char *component,
                                                   const char *const *fields, const char *fmt, ...);
-void oe_logv(oe_log_level level, const char *component, const char *const *fields, const char *fmt,
-             va_list ap);
+__attribute__((format(printf, 4, 0))) void oe_logv(oe_log_level level, const char *component,
+                                                   const char *const *fields, const char *fmt,
+                                                   va_list ap);
 
 #define OE_LOG_FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
 /* A whole number as text, in a buffer that lives until the end of the
