@@ -9,6 +9,9 @@ DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
            python3-avro kcat curl clang libclang-rt-14-dev clang-format \
            python3-psycopg2 postgresql libpq-dev default-jdk-headless maven
+# The validators of deploy/ (tests/http/test_deploy.py), without their
+# recommendations (prometheus would bring a node exporter along).
+DEB_TOOLS = yamllint docker-compose prometheus systemd
 
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
               -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -g -I.
@@ -110,11 +113,15 @@ deps:
 	    && command -v kcat >/dev/null && command -v clang-format >/dev/null \
 	    && command -v pg_config >/dev/null && [ -d /usr/lib/postgresql ] \
 	    && command -v java >/dev/null && command -v mvn >/dev/null \
+	    && command -v yamllint >/dev/null && command -v docker-compose >/dev/null \
+	    && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null \
 	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
-	  echo "installing Debian packages: $(DEB_PKGS)"; \
+	  echo "installing Debian packages: $(DEB_PKGS) $(DEB_TOOLS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS); \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    $(DEB_TOOLS); \
 	fi
 
 run: deps

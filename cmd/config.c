@@ -116,6 +116,8 @@ static const setting settings[] = {
          "sign with HMAC-SHA256 and this secret"),
     TEXT("--public-key", "CLAWSHIELD_PUBLIC_KEY", RUN, public_key, NULL,
          "Ed25519 public key of approval artifacts (PEM text)"),
+    NAME("--public-key-file", "CLAWSHIELD_PUBLIC_KEY_FILE", RUN, public_key_file, NULL,
+         "Ed25519 public key of approval artifacts (a PEM file; instead of --public-key)"),
     TEXT("--tenant", "CLAWSHIELD_TENANT_ID", RUN, tenant, "", "tenant artifacts must name"),
     TEXT("--tenant", "CLAWSHIELD_TENANT_ID", MINT, tenant, "default", "tenant id"),
     TEXT("--allowed-actions", "OPENEXEC_ALLOWED_ACTIONS", RUN, allowed_actions, "",

@@ -47,6 +47,7 @@ typedef struct oe_config {
     int mode;                    /* OE_MODE_* */
     const char *secret;          /* CLAWSHIELD_SECRET_KEY */
     const char *public_key;      /* CLAWSHIELD_PUBLIC_KEY (PEM text) */
+    const char *public_key_file; /* CLAWSHIELD_PUBLIC_KEY_FILE (a PEM file) */
     const char *tenant;          /* CLAWSHIELD_TENANT_ID */
     const char *allowed_actions; /* OPENEXEC_ALLOWED_ACTIONS */
     /* storage */

@@ -75,7 +75,8 @@ typedef struct service {
     oe_config cfg;
     oe_kafka_settings ks;
     char txn_id[128];
-    int local; /* --execute local: no Kafka at all */
+    char *public_key; /* read from CLAWSHIELD_PUBLIC_KEY_FILE, or NULL */
+    int local;        /* --execute local: no Kafka at all */
     oe_engine_config ecfg;
     oe_metrics metrics;             /* the engine's counters */
     oe_kafka_metrics kafka_metrics; /* the worker's and bridge's */
@@ -104,6 +105,23 @@ static void derive_transactional_id(const char *group, const char *ledger, long 
     int len = snprintf(seed, sizeof seed, "%s:%s:%ld", host, path, port);
     oe_sha256_hex(seed, (size_t)len, hash);
     snprintf(out, n, "openexec-%s-%.12s", group, hash);
+}
+
+/* Largest key file read (a PEM public key is a few hundred bytes). */
+#define OE_PUBLIC_KEY_FILE_MAX (64 * 1024)
+
+/* The first max bytes of a file, NUL-terminated (caller frees), or NULL. */
+static char *read_file(const char *path, size_t max)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max, f) : 0;
+    fclose(f);
+    if (buf)
+        buf[n] = '\0';
+    return buf;
 }
 
 /* The effective configuration, once (SPEC §4), with the Kafka properties
@@ -139,6 +157,18 @@ static int run_configure(service *s, int argc, char **argv)
         .allowed_actions = cfg->allowed_actions,
         .metrics = &s->metrics,
     };
+    if (cfg->public_key_file) {
+        if (cfg->public_key) {
+            oe_kafka_settings_clear(&s->ks);
+            return oe_die(2, "CLAWSHIELD_PUBLIC_KEY and CLAWSHIELD_PUBLIC_KEY_FILE are both given; "
+                             "give one");
+        }
+        if (!(s->public_key = read_file(cfg->public_key_file, OE_PUBLIC_KEY_FILE_MAX))) {
+            oe_kafka_settings_clear(&s->ks);
+            return oe_die(2, "--public-key-file %s: cannot read it", cfg->public_key_file);
+        }
+        s->cfg.public_key = s->ecfg.public_key_pem = s->public_key;
+    }
     oe_approval_keys *keys;
     if (oe_apply_db_url(&s->cfg, &run_command, s->err, sizeof s->err) != 0 ||
         oe_approval_keys_new(cfg->secret, cfg->public_key, &keys, s->err, sizeof s->err) != 0) {
@@ -378,6 +408,7 @@ static int cmd_run(int argc, char **argv)
         return oe_die(1, "out of memory");
     int status = run_configure(s, argc, argv);
     if (status >= 0) {
+        free(s->public_key);
         free(s);
         return status;
     }
@@ -396,6 +427,7 @@ static int cmd_run(int argc, char **argv)
         status = run_wait(s);
     }
     run_stop(s);
+    free(s->public_key);
     free(s);
     return status;
 }
@@ -413,19 +445,6 @@ static int random_uuid(char out[37])
     oe_hex_encode(b, 16, hex);
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
     return 0;
-}
-
-static char *read_file(const char *path, size_t max)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    return buf;
 }
 
 static const oe_command mint_command = {

@@ -1598,14 +1598,19 @@ static void *close_thread(void *arg)
  * owner), then close in a thread of its own, waited for at most
  * LEAVE_SECONDS. A consumer that still does not close is left as it is
  * (never destroyed) and the stop goes on: the group sees the member's
- * session expire, as after a crash; every outcome is already committed. */
+ * session expire, as after a crash; every outcome is already committed.
+ * A static member keeps its partitions instead (no unsubscribe: that
+ * would rejoin with an empty subscription and rebalance the group), so
+ * that its restart within the session timeout moves nothing. */
 static void leave_group(oe_worker *w)
 {
+    double deadline = oe_monotonic() + LEAVE_SECONDS;
     if (w->cfg.own_broker)
         rd_kafka_assign(w->consumer, NULL);
-    else
+    else if (!w->cfg.kafka->group_instance_id)
         rd_kafka_unsubscribe(w->consumer);
-    double deadline = oe_monotonic() + LEAVE_SECONDS;
+    else
+        deadline = 0; /* straight to the close */
     for (;;) {
         rd_kafka_topic_partition_list_t *owned = NULL;
         int left = rd_kafka_assignment(w->consumer, &owned) == RD_KAFKA_RESP_ERR_NO_ERROR && owned

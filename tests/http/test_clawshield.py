@@ -303,6 +303,31 @@ class Ed25519(ServiceTest):
         self.assertEqual(s.get("/receipts/" + b["id"]).json["approval_id"], art["approval_id"])
         self.assertDetail(s.execute("echo", payload, "ed-2", art), 403, contains="already used")
 
+    def test_public_key_from_a_file(self):
+        # CLAWSHIELD_PUBLIC_KEY_FILE (--public-key-file): the PEM in a file,
+        # as mint takes the private key; with the text as well: exit 2.
+        pub_file = self.path("ed25519.pub.pem")
+        with open(pub_file, "w" if isinstance(self.pub, str) else "wb") as f:
+            f.write(self.pub)
+        s = self.server(env={"OPENEXEC_MODE": "clawshield", "CLAWSHIELD_TENANT_ID": TENANT,
+                             "CLAWSHIELD_PUBLIC_KEY_FILE": pub_file})
+        self.assertEqual(s.get("/health").json["signature_verification"], "enabled")
+        art = mint("echo", {"f": 1}, ed25519_key=self.key_file, tenant=TENANT)
+        self.assertExecuted(s.execute("echo", {"f": 1}, "edf-1", art), "echo", {"f": 1}, "edf-1",
+                            tenant=TENANT, result={"echo": {"f": 1}})
+        forged = ed25519_artifact(ed25519_keypair()[0], TENANT, "echo", {"f": 2})
+        self.assertDetail(s.execute("echo", {"f": 2}, "edf-2", forged), 403,
+                          contains="Invalid signature")
+        for extra, words in (({"CLAWSHIELD_PUBLIC_KEY": self.pub}, "both given"),
+                             ({"CLAWSHIELD_PUBLIC_KEY_FILE": self.path("none.pem")},
+                              "cannot read it")):
+            env = {"OPENEXEC_MODE": "clawshield", "CLAWSHIELD_PUBLIC_KEY_FILE": pub_file}
+            env.update(extra)
+            p = cli(["run", "--execute", "local", "--http-port", "0", "--db", self.path("k.db")],
+                    env=env)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(words, p.stderr)
+
     def test_python_artifact_accepted(self):
         s = self.ed_server()
         payload = {"from": "python", "x": [1, 2.5]}

@@ -24,7 +24,7 @@ from harness import BIN, Broker, ServiceTest, clean_env, cli, free_port, run_tes
 # What each command takes (SPEC §3 and the command's purpose); --help is
 # every command's.
 OPTIONS = {
-    "run": {"--mode", "--secret", "--public-key", "--tenant", "--allowed-actions", "--brokers",
+    "run": {"--mode", "--secret", "--public-key", "--public-key-file", "--tenant", "--allowed-actions", "--brokers",
             "--requests-topic", "--receipts-topic", "--dlq-topic", "--group-id",
             "--group-instance-id", "--execute",
             "--worker", "--receipt-format", "--transactions", "--transactional-id",

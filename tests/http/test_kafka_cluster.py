@@ -9,6 +9,7 @@ or one of their own; the outage test starts a node of its own, since it
 kills it."""
 
 import os
+import re
 import sys
 import time
 import uuid
@@ -82,6 +83,77 @@ class Topics(KafkaTest):
         self.assertLess(time.monotonic() - t0, 15)
         self.assertIn("topic %s does not exist on the cluster (create it with `openexec topics`)"
                       % n[0], p.stderr)
+
+
+class ComposeTopology(KafkaTest):
+    """deploy/docker-compose.yml without containers: its `topics` service and
+    its three workers run with the compose file's own commands and
+    environment, the container addresses replaced by loopback ones (this
+    Kafka node, a PostgreSQL database of the test cluster, a port per
+    worker) and the names shared on this node (topics, group) made the
+    test's own. They form one group on one shared ledger, as deployed."""
+
+    def test_compose_processes_on_loopback(self):
+        import yaml
+        import pgcluster
+        with open(os.path.join(h.ROOT, "deploy", "docker-compose.yml")) as f:
+            services = yaml.safe_load(f)["services"]  # anchors and merges resolved
+        b = shared_cluster().bootstrap
+        url = pgcluster.fresh_database("compose")
+        n = names()
+        own = {"OPENEXEC_REQUESTS_TOPIC": n[0], "OPENEXEC_RECEIPTS_TOPIC": n[1],
+               "OPENEXEC_DLQ_TOPIC": n[2], "OPENEXEC_GROUP_ID": "compose-%s" % n[0][:11]}
+
+        def env_of(service):
+            env = {}
+            for k, v in (service.get("environment") or {}).items():
+                v = re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: m.group(2), str(v))
+                env[k] = url if k == "OPENEXEC_DB_URL" else v.replace("kafka:9092", b)
+            env.update(own)
+            return env
+
+        t = services["topics"]
+        self.assertEqual(t["entrypoint"][0], "openexec")
+        p = cli(t["entrypoint"][1:] + t["command"], env=env_of(t), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(p.stdout.splitlines()), 3, p.stdout)
+        workers = {}
+        for name in ("worker-1", "worker-2", "worker-3"):
+            env = env_of(services[name])
+            self.assertEqual(env["OPENEXEC_GROUP_INSTANCE_ID"], name)
+            self.assertEqual(env["OPENEXEC_HTTP_HOST"], "0.0.0.0")
+            env["OPENEXEC_EXECUTE"] = "kafka"  # the image's default (the harness's is local)
+            # The port is the harness's (--http-port wins over the file's
+            # 5000, as a container's port is its own); the ledger the URL.
+            workers[name] = self.server(env=env, args=["--db-url", url], start=False)
+        for w in workers.values():
+            w.start(wait_ready=False)
+        deadline = time.monotonic() + 60
+        while True:
+            shares = [w.metrics()["openexec_assigned_partitions"] for w in workers.values()]
+            if sum(shares) == 12 and all(shares):
+                break
+            self.assertLess(time.monotonic(), deadline, "partitions never shared: %s" % shares)
+            time.sleep(0.2)
+        for w in workers.values():
+            w.wait_ready(time.monotonic() + 30)
+        print("    three workers of the compose file, one group: partitions %s" % shares)
+        # One shared ledger: executed through one worker, looked up on another.
+        w1, w3 = workers["worker-1"], workers["worker-3"]
+        r = w1.execute("add", {"a": 20, "b": 22}, "compose-1")
+        self.assertEqual((r.status, r.json.get("result")), (200, {"sum": 42}), r)
+        got = w3.get("/receipts/%s" % r.json["id"])
+        self.assertEqual((got.status, got.json.get("receipt")), (200, r.json["receipt"]))
+        # What Prometheus scrapes there (deploy/prometheus/prometheus.yml).
+        with open(os.path.join(h.ROOT, "deploy", "prometheus", "prometheus.yml")) as f:
+            scrape = yaml.safe_load(f)["scrape_configs"][0]
+        self.assertEqual(len(scrape["static_configs"][0]["targets"]), len(workers))
+        for w in workers.values():
+            m = w.metrics()
+            self.assertEqual(m["openexec_ready"], 1)
+            self.assertEqual(m["openexec_ledger_unshared"], 0)
+        for w in workers.values():
+            w.stop()
 
 
 class Outage(KafkaTest):
