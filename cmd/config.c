@@ -192,7 +192,12 @@ static const setting settings[] = {
     /* receipts */
     FLAG("--from-beginning", RECEIPTS, from_beginning,
          "start at the oldest receipt (default: newest)"),
-    FLAG("--follow", RECEIPTS, follow, "keep waiting for new receipts until SIGINT/SIGTERM"),
+    FLAG("--follow", RECEIPTS, follow,
+         "keep waiting for new receipts until SIGINT/SIGTERM (the default without "
+         "--from-beginning)"),
+    FLAG("--meta", RECEIPTS, meta,
+         "add \"kafka\": the receipt's partition, offset, key and time, and the topic, "
+         "partition and offset of the request it answers"),
     INT("--max", NULL, RECEIPTS, max_count, 1, 1L << 40, NULL, "stop after this many receipts"),
     INT("--timeout-ms", NULL, RECEIPTS, timeout_ms, 1, 1L << 40, "30000",
         "with --max: give up after this long"),

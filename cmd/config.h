@@ -80,6 +80,7 @@ typedef struct oe_config {
     int request_format;         /* produce: OE_FORMAT_* */
     int from_beginning;         /* receipts */
     int follow;                 /* receipts */
+    int meta;                   /* receipts: add where each receipt is and what it answers */
     long max_count;             /* receipts: stop after this many; 0: no limit */
     long timeout_ms;            /* receipts, dlq replay: give up after this long */
     int dry_run;                /* dlq replay: list, publish nothing */

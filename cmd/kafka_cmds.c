@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "engine/request.h"
@@ -48,6 +49,10 @@ int oe_cmd_broker(int argc, char **argv)
     oe_broker *b;
     char err[512];
     oe_install_signals();
+    /* A file left by an earlier broker names a dead address: gone before
+     * this one's is written (atomically), and gone again at exit. */
+    if (cfg.bootstrap_file)
+        unlink(cfg.bootstrap_file);
     if (oe_broker_new((int)cfg.partitions, topics, 3, &b, err, sizeof err) != 0)
         return oe_die(1, "%s", err);
     /* The file first: whoever reads the stdout line may read the file
@@ -60,6 +65,8 @@ int oe_cmd_broker(int argc, char **argv)
     fflush(stdout);
     while (!oe_stop_requested)
         oe_sleep_ms(100);
+    if (cfg.bootstrap_file)
+        unlink(cfg.bootstrap_file);
     oe_broker_free(b);
     return 0;
 }
@@ -248,8 +255,10 @@ int oe_cmd_produce(int argc, char **argv)
 static const oe_command receipts_command = {
     "receipts",
     OE_CMD_RECEIPTS,
-    "Prints receipts from the receipts topic as JSON lines. Without --follow\n"
-    "it stops at the end of the topic (or after --max receipts).",
+    "Prints receipts from the receipts topic as JSON lines. With --from-beginning\n"
+    "it prints those on the topic and stops at its end (or after --max receipts;\n"
+    "--follow: keeps waiting); without it, it waits for new receipts until\n"
+    "SIGINT/SIGTERM (or --max).",
     1,
 };
 
@@ -261,9 +270,51 @@ typedef struct receipts_reader {
     int nparts;
     char *eof_seen; /* by partition: its end was reached */
     int eofs;
+    int follow; /* --follow, or no --from-beginning and no --max */
     long printed;
     oe_buf line;
 } receipts_reader;
+
+/* Appends a header's value as a JSON string (null when absent or not
+ * text). */
+static void put_header(oe_buf *b, const rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *h;
+    const void *v;
+    size_t n;
+    size_t mark = b->len;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n) || !v ||
+        oe_json_dump_string(b, v, n) != 0) {
+        b->len = mark;
+        oe_buf_puts(b, "null");
+    }
+}
+
+/* --meta: the receipt's line gets "kafka": {partition, offset, key,
+ * timestamp (ms), source: the request's topic, partition and offset}. */
+static void put_meta(oe_buf *b, const rd_kafka_message_t *m)
+{
+    if (b->len == 0 || b->data[b->len - 1] != '}')
+        return;
+    b->len--;
+    rd_kafka_timestamp_type_t tstype;
+    long long ts = (long long)rd_kafka_message_timestamp(m, &tstype);
+    oe_buf_printf(b,
+                  ", \"kafka\": {\"partition\": %d, \"offset\": %lld, \"key\": ", (int)m->partition,
+                  (long long)m->offset);
+    size_t mark = b->len;
+    if (!m->key || oe_json_dump_string(b, m->key, m->key_len) != 0) {
+        b->len = mark;
+        oe_buf_puts(b, "null");
+    }
+    oe_buf_printf(b, ", \"timestamp\": %lld, \"source\": {\"topic\": ", ts);
+    put_header(b, m, "openexec.source.topic");
+    oe_buf_puts(b, ", \"partition\": ");
+    put_header(b, m, "openexec.source.partition");
+    oe_buf_puts(b, ", \"offset\": ");
+    put_header(b, m, "openexec.source.offset");
+    oe_buf_puts(b, "}}}");
+}
 
 /* Prints one receipt message as a JSON line. Returns 0, or -1 when it
  * cannot be printed whole (a failed append of the capped buffer). */
@@ -279,6 +330,8 @@ static int print_receipt(receipts_reader *r, const rd_kafka_message_t *m)
     oe_buf_reset(&r->line);
     int rc = oe_receipt_to_json(&rec, &r->line);
     oe_receipt_clear(&rec);
+    if (rc == 0 && r->cfg->meta)
+        put_meta(&r->line, m);
     if (rc != 0 || oe_buf_failed(&r->line)) {
         oe_die(1, "receipts: partition %d offset %lld: cannot print the receipt: %s",
                (int)m->partition, (long long)m->offset,
@@ -298,7 +351,7 @@ static int at_end(receipts_reader *r, int32_t partition)
         r->eof_seen[partition] = 1;
         r->eofs++;
     }
-    return r->eofs >= r->nparts && !r->cfg->follow && r->cfg->max_count == 0;
+    return r->eofs >= r->nparts && !r->follow && r->cfg->max_count == 0;
 }
 
 /* Reads until the end, --max, the deadline or a signal; returns the exit
@@ -382,6 +435,14 @@ int oe_cmd_receipts(int argc, char **argv)
     } else {
         oe_install_signals();
         oe_buf_init(&r.line, 0);
+        r.follow = cfg.follow || (!cfg.from_beginning && cfg.max_count == 0);
+        if (r.follow) /* each receipt as it comes, also into a pipe */
+            setvbuf(stdout, NULL, _IOLBF, 0);
+        if (r.follow && !cfg.follow)
+            fprintf(stderr,
+                    "openexec: receipts: waiting for new receipts on %s (--from-beginning "
+                    "for those already there; Ctrl-C to stop)\n",
+                    ks.receipts_topic);
         status = read_receipts(&r);
         fflush(stdout);
         oe_buf_free(&r.line);

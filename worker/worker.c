@@ -277,12 +277,26 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
 /* Copies the request's correlation header (set by the HTTP bridge) so that
  * the receipt finds its waiter; only a well-formed one, so that the
  * receipt's size stays bounded (oe_correlation_valid). */
+/* Where a receipt's or dead letter's request was read: topic, partition
+ * and offset, as headers (a receipt of an unreadable request has no nonce:
+ * these say which message it answers). */
+static void add_source_headers(rd_kafka_headers_t *h, const rd_kafka_message_t *m)
+{
+    char num[32];
+    rd_kafka_header_add(h, "openexec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+    snprintf(num, sizeof num, "%d", (int)m->partition);
+    rd_kafka_header_add(h, "openexec.source.partition", -1, num, -1);
+    snprintf(num, sizeof num, "%lld", (long long)m->offset);
+    rd_kafka_header_add(h, "openexec.source.offset", -1, num, -1);
+}
+
 static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *in = NULL;
     const void *val;
     size_t size;
-    rd_kafka_headers_t *out = rd_kafka_headers_new(1);
+    rd_kafka_headers_t *out = rd_kafka_headers_new(4);
+    add_source_headers(out, m);
     if (rd_kafka_message_headers(m, &in) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         rd_kafka_header_get_last(in, OE_HEADER_CORRELATION, &val, &size) ==
             RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -302,14 +316,10 @@ static int produce_slot(oe_worker *w, size_t i)
     const oe_kafka_settings *k = w->cfg.kafka;
     char key[OE_ECHO_MAX_BYTES + 1];
     if (sl->dead) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
         char num[32];
         rd_kafka_header_add(h, "openexec.error", -1, sl->detail, -1);
-        rd_kafka_header_add(h, "openexec.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-        snprintf(num, sizeof num, "%d", (int)m->partition);
-        rd_kafka_header_add(h, "openexec.source.partition", -1, num, -1);
-        snprintf(num, sizeof num, "%lld", (long long)m->offset);
-        rd_kafka_header_add(h, "openexec.source.offset", -1, num, -1);
+        add_source_headers(h, m);
         size_t keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
         if (sl->truncate) {
             /* Too large to publish again: the headers say where the

@@ -35,7 +35,7 @@ OPTIONS = {
     "broker": {"--partitions", "--bootstrap-file", "--requests-topic", "--receipts-topic",
                "--dlq-topic", "--log-level", "--log-format", "--config", "--help"},
     "produce": {"--brokers", "--requests-topic", "--format", "--config", "-X", "--help"},
-    "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--max",
+    "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--meta", "--max",
                  "--timeout-ms", "--config", "-X", "--help"},
     "topics": {"--brokers", "--requests-topic", "--receipts-topic", "--dlq-topic",
                "--partitions", "--replication-factor", "--config", "-X", "--help"},
@@ -339,6 +339,21 @@ class KafkaProperties(ConfigTest):
         finally:
             b.stop()
         self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_broker_bootstrap_file_is_never_stale(self):
+        # A file left by an earlier broker is removed before the new address
+        # is written (whole, by rename), and the file is removed at exit: a
+        # script waiting for the file never reads a dead address.
+        bs = self.path("bs")
+        with open(bs, "w") as f:
+            f.write("127.0.0.1:1\n")
+        p = self.start(["broker", "--partitions", "2", "--bootstrap-file", bs])
+        m = p.wait_log(r"bootstrap\.servers=(\S+)")
+        self.assertTrue(m, p.log())
+        with open(bs) as f:
+            self.assertEqual(f.read(), m.group(1) + "\n")
+        self.assertEqual(p.stop(), 0, p.log())
+        self.assertFalse(os.path.exists(bs))
 
     def test_broker_refuses_client_options(self):
         # broker takes no brokers and no client properties (both used to be

@@ -281,6 +281,44 @@ class Requests(KafkaCase):
         # A line that is not a request is not sent: exit 1.
         p = run_cli(["produce", "--brokers", b.bootstrap], b'{"action": "echo"}\n')
         self.assertEqual(p.returncode, 1, p)
+        # --meta: where each receipt is, and which message it answers; a
+        # receipt of an unreadable request (no nonce) is told by its source.
+        (bad_part, bad_off), = produce(b.bootstrap, [("bad-key", b'{"action": ')])
+        p = run_cli(["receipts", "--brokers", b.bootstrap, "--from-beginning", "--meta",
+                     "--max", "6", "--timeout-ms", "30000"], timeout=40)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = [json.loads(line) for line in p.stdout.decode("utf-8").splitlines()]
+        for rec in lines:
+            k = rec["kafka"]
+            self.assertEqual(k["source"]["topic"], h.REQUESTS_TOPIC, rec)
+            self.assertGreaterEqual(k["offset"], 0)
+            self.assertGreater(k["timestamp"], 0)
+            if rec["nonce"]:
+                self.assertEqual(k["key"], rec["nonce"])
+        (bad,) = [rec for rec in lines if not rec["nonce"]]
+        self.assertEqual(bad["status"], "rejected")
+        self.assertEqual((int(bad["kafka"]["source"]["partition"]),
+                          int(bad["kafka"]["source"]["offset"])), (bad_part, bad_off))
+        # Without --from-beginning: waits for new receipts (as a Kafka
+        # console consumer does) until SIGTERM, instead of printing nothing.
+        import signal
+        follow = subprocess.Popen([BIN, "receipts", "--brokers", b.bootstrap],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=clean_env(None))
+        time.sleep(1.0)
+        n = uniq("cli-follow")
+        produce(b.bootstrap, [(n, jreq("echo", {"f": 1}, n))])
+        import threading
+        guard = threading.Timer(KAFKA_TIMEOUT, follow.kill)  # no line: the read ends
+        guard.start()
+        out = follow.stdout.readline()
+        guard.cancel()
+        line = json.loads(out or b"{}")
+        self.assertEqual(line["nonce"], n)
+        follow.send_signal(signal.SIGTERM)
+        _, err = follow.communicate(timeout=10)
+        self.assertEqual(follow.returncode, 0, err)
+        self.assertIn(b"waiting for new receipts", err)
         self.assertNoFatal(w)
 
     def test_produce_stops_on_a_signal(self):
