@@ -79,6 +79,10 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
     oe_log_setup((oe_log_level)cfg->log_level, (oe_log_format)cfg->log_format);
     if (command->kafka_props)
         oe_kafka_settings_fill(ks, cfg);
+    if (command->needs_brokers && !ks->brokers) {
+        oe_kafka_settings_clear(ks);
+        return oe_die(2, "%s needs --brokers or OPENEXEC_KAFKA_BROKERS", command->name);
+    }
     return -1;
 }
 

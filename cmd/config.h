@@ -111,6 +111,7 @@ typedef struct oe_command {
     unsigned bit;        /* OE_CMD_RUN */
     const char *summary; /* a paragraph for --help */
     int kafka_props;     /* 1: takes -X prop=value and OPENEXEC_KAFKA_<PROP> */
+    int needs_brokers;   /* 1: --brokers (or OPENEXEC_KAFKA_BROKERS) is required */
 } oe_command;
 
 /* Fills cfg for command: the flags of argv ("--name value", "--name=value"),

@@ -28,6 +28,7 @@ static const oe_command replay_command = {
     "dead letter as a JSON line. --dry-run lists them and publishes nothing. Requests already\n"
     "executed are answered from the ledger (a replay), never executed twice.",
     1,
+    1,
 };
 
 typedef struct replay {
@@ -223,10 +224,6 @@ static int dlq_replay(int argc, char **argv)
     int status = oe_command_parse(&replay_command, &cfg, &ks, argc, argv);
     if (status >= 0)
         return status;
-    if (!ks.brokers) {
-        oe_kafka_settings_clear(&ks);
-        return oe_die(2, "dlq replay needs --brokers or OPENEXEC_KAFKA_BROKERS");
-    }
     if (strcmp(cfg.dlq_topic, cfg.requests_topic) == 0) {
         oe_kafka_settings_clear(&ks);
         return oe_die(2, "dlq replay: the dead-letter topic and the requests topic are both %s",

@@ -29,6 +29,7 @@ static const oe_command show_command = {
     "rejected attempts of that nonce, as JSON lines. Exit 1 when the ledger holds neither.\n"
     "The ledger is opened read-only; a running worker may go on using it.",
     0,
+    0,
 };
 
 static const oe_command export_command = {
@@ -37,6 +38,7 @@ static const oe_command export_command = {
     "Prints every execution in the order recorded, then every rejected attempt, as JSON\n"
     "lines (an audit trail; each receipt can be checked with verify-receipt). The ledger\n"
     "is opened read-only; a running worker may go on using it.",
+    0,
     0,
 };
 

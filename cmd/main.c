@@ -36,6 +36,7 @@ static const oe_command run_command = {
     "Runs the service: Kafka worker, SQLite store and admin HTTP. With no\n"
     "brokers configured it starts an embedded broker in this process.",
     1,
+    0,
 };
 
 /* What /ready checks: the worker (if this process runs one) has
@@ -448,10 +449,8 @@ static int random_uuid(char out[37])
 }
 
 static const oe_command mint_command = {
-    "mint",
-    OE_CMD_MINT,
-    "Prints a signed approval artifact (JSON) for an action and payload.",
-    0,
+    "mint", OE_CMD_MINT, "Prints a signed approval artifact (JSON) for an action and payload.",
+    0,      0,
 };
 
 /* The texts an artifact is made of; the strings of oe_artifact point here
@@ -577,6 +576,7 @@ static const oe_command verify_command = {
     "Checks a receipt: sha256(id + \":\" + json.dumps(result, sort_keys=True)).\n"
     "Exit 0 and 'valid', or exit 1 and 'invalid'.",
     0,
+    0,
 };
 
 static int cmd_verify_receipt(int argc, char **argv)
@@ -609,10 +609,7 @@ static int cmd_verify_receipt(int argc, char **argv)
 }
 
 static const oe_command version_command = {
-    "version",
-    OE_CMD_VERSION,
-    "Prints the version of openexec.",
-    0,
+    "version", OE_CMD_VERSION, "Prints the version of openexec.", 0, 0,
 };
 
 static int cmd_version(int argc, char **argv)
