@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -625,19 +626,28 @@ class Durability(ServiceTest):
         # requests are on the wire before any answer is read.
         s = self.server(args=["--db-sync", "full"])
         n = 200
-        conns = [http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for _ in range(n)]
+        # Connected first, then every request written in one tight loop (a
+        # few ms for all 200): the requests arrive together whatever the
+        # speed of the client, so that the groups do not depend on it.
+        socks = [socket.create_connection(("127.0.0.1", s.port), timeout=30) for _ in range(n)]
         try:
-            for i, c in enumerate(conns):
-                c.request("POST", "/execute", json.dumps(
-                    {"action": "add", "payload": {"a": i, "b": 1}, "nonce": "group-%d" % (i % 150)}),
-                    {"Content-Type": "application/json"})
+            raw = []
+            for i in range(n):
+                body = json.dumps({"action": "add", "payload": {"a": i, "b": 1},
+                                   "nonce": "group-%d" % (i % 150)}).encode()
+                raw.append(b"POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                           % (len(body), body))
+            for sock, data in zip(socks, raw):
+                sock.sendall(data)
             answers = []
-            for c in conns:
-                r = c.getresponse()
+            for sock in socks:
+                r = http.client.HTTPResponse(sock)
+                r.begin()
                 answers.append((r.status, json.loads(r.read())))
         finally:
-            for c in conns:
-                c.close()
+            for sock in socks:
+                sock.close()
         for i, (status, body) in enumerate(answers):
             if i < 150:
                 self.assertEqual((status, body.get("result")), (200, {"sum": i + 1}), body)
