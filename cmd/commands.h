@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "engine/buf.h"
 #include "engine/clock.h"
 
 #include "cmd/config.h"
@@ -53,6 +54,14 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
  * db_path; a PostgreSQL one stays in db_url. Returns 0 or -1 with a
  * reason. */
 int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen);
+
+/* Appends text[0..len) as a JSON string, or null when text is NULL or not
+ * valid UTF-8 (oe_json_dump_string leaves nothing behind when it fails). */
+void oe_put_json_text(oe_buf *b, const void *text, size_t len);
+
+/* Appends the value of message m's header name as a JSON string, or null
+ * when it has none (or it is not text). */
+void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name);
 
 int oe_cmd_broker(int argc, char **argv);
 int oe_cmd_ledger(int argc, char **argv);

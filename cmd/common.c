@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "cmd/commands.h"
+#include "engine/json.h"
 #include "engine/log.h"
 #include "ledger/ledger.h"
 
@@ -119,4 +120,20 @@ int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t
         break;
     }
     return -1;
+}
+
+void oe_put_json_text(oe_buf *b, const void *text, size_t len)
+{
+    if (!text || oe_json_dump_string(b, text, len) != 0)
+        oe_buf_puts(b, "null");
+}
+
+void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *h;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
+        v = NULL;
+    oe_put_json_text(b, v, n);
 }

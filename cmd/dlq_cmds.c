@@ -51,19 +51,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
-/* The value of a header as text, or NULL. */
-static const char *header_text(const rd_kafka_message_t *m, const char *name, char *out,
-                               size_t outlen)
-{
-    rd_kafka_headers_t *h;
-    const void *v;
-    size_t n;
-    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n) || !v)
-        return NULL;
-    snprintf(out, outlen, "%.*s", (int)(n < outlen ? n : outlen - 1), (const char *)v);
-    return out;
-}
-
 /* {"partition", "offset", "key", "error", "bytes", "published"} */
 static void print_letter(replay *r, const rd_kafka_message_t *m, int published)
 {
@@ -71,19 +58,9 @@ static void print_letter(replay *r, const rd_kafka_message_t *m, int published)
     oe_buf_reset(b);
     oe_buf_printf(b, "{\"partition\": %d, \"offset\": %lld, \"key\": ", (int)m->partition,
                   (long long)m->offset);
-    size_t mark = b->len;
-    if (!m->key || oe_json_dump_string(b, m->key, m->key_len) != 0) {
-        b->len = mark;
-        oe_buf_puts(b, "null");
-    }
-    char error[1024];
+    oe_put_json_text(b, m->key, m->key_len);
     oe_buf_puts(b, ", \"error\": ");
-    mark = b->len;
-    const char *e = header_text(m, "openexec.error", error, sizeof error);
-    if (!e || oe_json_dump_string(b, e, strlen(e)) != 0) {
-        b->len = mark;
-        oe_buf_puts(b, "null");
-    }
+    oe_put_json_header(b, m, "openexec.error");
     oe_buf_printf(b, ", \"bytes\": %zu, \"published\": %s}", m->len, published ? "true" : "false");
     if (!oe_buf_failed(b))
         puts(b->data);

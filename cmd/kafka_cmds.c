@@ -274,21 +274,6 @@ typedef struct receipts_reader {
     oe_buf line;
 } receipts_reader;
 
-/* Appends a header's value as a JSON string (null when absent or not
- * text). */
-static void put_header(oe_buf *b, const rd_kafka_message_t *m, const char *name)
-{
-    rd_kafka_headers_t *h;
-    const void *v;
-    size_t n;
-    size_t mark = b->len;
-    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n) || !v ||
-        oe_json_dump_string(b, v, n) != 0) {
-        b->len = mark;
-        oe_buf_puts(b, "null");
-    }
-}
-
 /* --meta: the receipt's line gets "kafka": {partition, offset, key,
  * timestamp (ms), source: the request's topic, partition and offset}. */
 static void put_meta(oe_buf *b, const rd_kafka_message_t *m)
@@ -301,17 +286,13 @@ static void put_meta(oe_buf *b, const rd_kafka_message_t *m)
     oe_buf_printf(b,
                   ", \"kafka\": {\"partition\": %d, \"offset\": %lld, \"key\": ", (int)m->partition,
                   (long long)m->offset);
-    size_t mark = b->len;
-    if (!m->key || oe_json_dump_string(b, m->key, m->key_len) != 0) {
-        b->len = mark;
-        oe_buf_puts(b, "null");
-    }
+    oe_put_json_text(b, m->key, m->key_len);
     oe_buf_printf(b, ", \"timestamp\": %lld, \"source\": {\"topic\": ", ts);
-    put_header(b, m, "openexec.source.topic");
+    oe_put_json_header(b, m, "openexec.source.topic");
     oe_buf_puts(b, ", \"partition\": ");
-    put_header(b, m, "openexec.source.partition");
+    oe_put_json_header(b, m, "openexec.source.partition");
     oe_buf_puts(b, ", \"offset\": ");
-    put_header(b, m, "openexec.source.offset");
+    oe_put_json_header(b, m, "openexec.source.offset");
     oe_buf_puts(b, "}}}");
 }
 

@@ -48,11 +48,7 @@ static const oe_command export_command = {
 static void put_string(oe_buf *b, const char *key, const char *value, int first)
 {
     oe_buf_printf(b, "%s\"%s\": ", first ? "" : ", ", key);
-    size_t mark = b->len;
-    if (!value || oe_json_dump_string(b, value, strlen(value)) != 0) {
-        b->len = mark;
-        oe_buf_puts(b, "null");
-    }
+    oe_put_json_text(b, value, value ? strlen(value) : 0);
 }
 
 static void put_time(oe_buf *b, double epoch)

@@ -94,7 +94,6 @@ struct oe_worker {
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     double last_ledger_log;
-    rd_kafka_topic_t *requests_topic; /* for its partition count */
 
     /* The batch in hand: batch_max slots, reused; n in use. */
     batch_slot *slots;
@@ -1175,13 +1174,9 @@ static void ledger_available(oe_worker *w)
 /* Partitions of the requests topic, from the brokers; -1 when unknown. */
 static int requests_partitions(oe_worker *w)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    if (rd_kafka_metadata(w->consumer, 0, w->requests_topic, &md, 5000) !=
-        RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : -1;
-    rd_kafka_metadata_destroy(md);
-    return n;
+    char err[256];
+    return oe_kafka_partition_count(w->consumer, w->cfg.kafka->requests_topic, 5000, err,
+                                    sizeof err);
 }
 
 /* Fails closed on a private ledger: nonce and approval single use hold
@@ -1483,7 +1478,6 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
         !(w->producer = new_producer(w, err, errlen)))
         goto error;
     rc = -1; /* from here on, failures are of the run time */
-    w->requests_topic = rd_kafka_topic_new(w->consumer, cfg->kafka->requests_topic, NULL);
     if (producer_ready(w, err, errlen) != 0)
         goto error;
     *out = w;
@@ -1678,8 +1672,6 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
-    if (w->requests_topic && !w->consumer_abandoned)
-        rd_kafka_topic_destroy(w->requests_topic);
     if (w->consumer && !w->consumer_abandoned)
         rd_kafka_destroy(w->consumer);
     producer_free(w);
