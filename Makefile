@@ -124,9 +124,16 @@ deps:
 	    $(DEB_TOOLS); \
 	fi
 
+# `make run`'s embedded broker also takes clients on a fixed port, so that
+# produce, receipts or kcat reach it as localhost:9092 (0: none; a value in
+# the environment wins). Not set with brokers or local execution given in
+# the environment: there is no embedded broker then.
+OPENEXEC_BROKER_PORT ?= 9092
+RUN_BROKER_PORT = $(if $(OPENEXEC_KAFKA_BROKERS)$(filter local,$(OPENEXEC_EXECUTE)),,\
+                    OPENEXEC_BROKER_PORT=$(OPENEXEC_BROKER_PORT))
 run: deps
 	$(MAKE) all
-	./build/openexec run
+	$(RUN_BROKER_PORT) ./build/openexec run
 
 # A one-node Apache Kafka (KRaft) for development, from the broker's jars on
 # Maven Central (fetched once into build/kafka/), with our topics; it runs

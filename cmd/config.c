@@ -155,6 +155,9 @@ static const setting settings[] = {
         "partitions of our topics"),
     INT("--partitions", "OPENEXEC_PARTITIONS", TOPICS, partitions, 1, 10000, "16",
         "partitions of each topic (requests and receipts alike)"),
+    PORT("--broker-port", "OPENEXEC_BROKER_PORT", RUN | BROKER, broker_port, "0",
+         "embedded broker: also take clients on this fixed loopback port (0 = only the "
+         "port the system picks)"),
     INT("--replication-factor", "OPENEXEC_REPLICATION_FACTOR", TOPICS, replication_factor, -1,
         32767, "-1", "replicas of each partition (-1 = the cluster's default.replication.factor)"),
     INT("--batch-max", "OPENEXEC_BATCH_MAX", RUN, batch_max, 1, 100000, "5000",

@@ -72,6 +72,7 @@ typedef struct oe_config {
     const char *transactional_id;
     const char *group_instance_id; /* static membership; NULL: none */
     long partitions;               /* embedded broker; topics */
+    long broker_port;              /* embedded broker: a fixed port; 0: none */
     long replication_factor;       /* topics: -1 = the cluster's default */
     long batch_max;
     long bridge_timeout_ms;

@@ -56,6 +56,10 @@ int oe_cmd_broker(int argc, char **argv)
         unlink(cfg.bootstrap_file);
     if (oe_broker_new((int)cfg.partitions, topics, 3, &b, err, sizeof err) != 0)
         return oe_die(1, "%s", err);
+    if (cfg.broker_port && oe_broker_listen(b, (int)cfg.broker_port, err, sizeof err) != 0) {
+        oe_broker_free(b);
+        return oe_die(1, "%s (choose another with --broker-port)", err);
+    }
     /* The file first: whoever reads the stdout line may read the file
      * right after it. */
     if (cfg.bootstrap_file && write_bootstrap_file(cfg.bootstrap_file, oe_broker_bootstraps(b))) {

@@ -182,6 +182,11 @@ static int run_configure(service *s, int argc, char **argv)
         oe_kafka_settings_clear(&s->ks);
         return oe_die(2, "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
     }
+    if (cfg->broker_port && (cfg->brokers || s->local)) {
+        oe_kafka_settings_clear(&s->ks);
+        return oe_die(2, "--broker-port is the embedded broker's; it has none with %s",
+                      s->local ? "--execute local" : "--brokers");
+    }
     if (s->ks.transactions && !s->ks.transactional_id) {
         derive_transactional_id(s->ks.group_id, cfg->db_url ? cfg->db_url : cfg->db_path,
                                 cfg->http_port, s->txn_id, sizeof s->txn_id);
@@ -262,6 +267,9 @@ static int run_start_kafka(service *s)
         if (oe_broker_new((int)s->cfg.partitions, topics, 3, &s->broker, s->err, sizeof s->err) !=
             0)
             return oe_die(1, "%s", s->err);
+        if (s->cfg.broker_port &&
+            oe_broker_listen(s->broker, (int)s->cfg.broker_port, s->err, sizeof s->err) != 0)
+            return oe_die(1, "%s (choose another with --broker-port)", s->err);
         ks->brokers = oe_broker_bootstraps(s->broker);
         oe_log(OE_LOG_INFO, "broker", OE_LOG_FIELDS("bootstrap.servers", ks->brokers),
                "embedded broker");

@@ -1,6 +1,6 @@
 /* The embedded broker (broker.h): librdkafka's mock cluster in this
- * process. Threads: the mock's own thread serves clients; no thread of
- * ours. Everything is created by oe_broker_new and released by
+ * process. Threads: the mock's own thread serves clients; the relay's
+ * thread when a fixed port is asked for. Everything is created by oe_broker_new and released by
  * oe_broker_free. */
 #include "broker.h"
 
@@ -17,10 +17,13 @@
 
 #include "engine/log.h"
 #include "kafka.h"
+#include "relay.h"
 
 struct oe_broker {
     rd_kafka_t *owner; /* the mock cluster lives in this handle */
     rd_kafka_mock_cluster_t *mock;
+    oe_relay *relay; /* the fixed port; NULL: none */
+    char fixed[32];  /* "127.0.0.1:PORT" of the relay */
 };
 
 /* The mock cluster writes its responses without TCP_NODELAY. When a client
@@ -73,6 +76,13 @@ static int set_nodelay_on_listener(int port)
     return found;
 }
 
+/* The mock's own port, from its "127.0.0.1:PORT". */
+static int mock_port(const oe_broker *b)
+{
+    const char *colon = strrchr(rd_kafka_mock_cluster_bootstraps(b->mock), ':');
+    return colon ? atoi(colon + 1) : 0;
+}
+
 int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                   char *err, size_t errlen)
 {
@@ -105,16 +115,31 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
             return -1;
         }
     }
-    const char *colon = strrchr(rd_kafka_mock_cluster_bootstraps(b->mock), ':');
-    if (!colon || set_nodelay_on_listener(atoi(colon + 1)) != 0)
+    if (set_nodelay_on_listener(mock_port(b)) != 0)
         oe_log(OE_LOG_WARN, "broker", NULL, "listener not found; TCP_NODELAY not set");
     *out = b;
     return 0;
 }
 
+int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen)
+{
+    char why[256];
+    if (b->relay || port < 1 || port > 65535) {
+        snprintf(err, errlen, "embedded broker: port %d: %s", port,
+                 b->relay ? "a fixed port is set already" : "out of range 1-65535");
+        return -1;
+    }
+    if (oe_relay_new(port, mock_port(b), &b->relay, why, sizeof why) != 0) {
+        snprintf(err, errlen, "embedded broker: %s", why);
+        return -1;
+    }
+    snprintf(b->fixed, sizeof b->fixed, "127.0.0.1:%d", oe_relay_port(b->relay));
+    return 0;
+}
+
 const char *oe_broker_bootstraps(const oe_broker *b)
 {
-    return rd_kafka_mock_cluster_bootstraps(b->mock);
+    return b->relay ? b->fixed : rd_kafka_mock_cluster_bootstraps(b->mock);
 }
 
 void *oe_broker_mock(oe_broker *b)
@@ -126,6 +151,7 @@ void oe_broker_free(oe_broker *b)
 {
     if (!b)
         return;
+    oe_relay_free(b->relay); /* its connections to the broker first */
     if (b->mock)
         rd_kafka_mock_cluster_destroy(b->mock);
     if (b->owner)

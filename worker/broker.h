@@ -14,7 +14,14 @@ typedef struct oe_broker oe_broker;
 int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                   char *err, size_t errlen);
 
-/* "127.0.0.1:PORT" (owned by the broker). */
+/* Also takes connections on 127.0.0.1:port (1-65535), a fixed bootstrap
+ * address, through a relay (relay.h) to the broker's own port: a client
+ * bootstrapping there learns the broker's own address from its metadata.
+ * Returns 0, or -1 with a reason in err (the port is taken, ...). */
+int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen);
+
+/* "127.0.0.1:PORT" (owned by the broker): the fixed port once
+ * oe_broker_listen succeeded, else the broker's own. */
 const char *oe_broker_bootstraps(const oe_broker *b);
 
 /* The mock cluster itself (an rd_kafka_mock_cluster_t *), for tests that

@@ -31,8 +31,8 @@ OPTIONS = {
             "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
             "--db", "--db-url", "--ledger-shared", "--db-sync", "--http-host", "--http-port",
             "--http-threads", "--log-level", "--log-format", "--config", "-X",
-            "--help"},
-    "broker": {"--partitions", "--bootstrap-file", "--requests-topic", "--receipts-topic",
+            "--broker-port", "--help"},
+    "broker": {"--partitions", "--bootstrap-file", "--broker-port", "--requests-topic", "--receipts-topic",
                "--dlq-topic", "--log-level", "--log-format", "--config", "--help"},
     "produce": {"--brokers", "--requests-topic", "--format", "--config", "-X", "--help"},
     "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--meta", "--max",
@@ -354,6 +354,49 @@ class KafkaProperties(ConfigTest):
             self.assertEqual(f.read(), m.group(1) + "\n")
         self.assertEqual(p.stop(), 0, p.log())
         self.assertFalse(os.path.exists(bs))
+
+    def test_broker_port(self):
+        # --broker-port P: the embedded broker also takes clients on
+        # 127.0.0.1:P (a relay to its own port), for `broker` and for `run`'s
+        # own broker, so produce and receipts need no address from a log.
+        port = free_port()
+        b = self.start(["broker", "--partitions", "2", "--broker-port", str(port)])
+        m = b.wait_log(r"bootstrap\.servers=(\S+)")
+        self.assertTrue(m, b.log())
+        self.assertEqual(m.group(1), "127.0.0.1:%d" % port)
+        meta = subprocess.run(["kcat", "-L", "-b", "127.0.0.1:%d" % port, "-t",
+                               "openexec.requests"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(meta.returncode, 0, meta.stderr)
+        self.assertIn("2 partitions", meta.stdout)
+        # Taken: exit 1, one line naming the address, why, and the flag.
+        again = cli(["broker", "--broker-port", str(port)], timeout=10)
+        self.assertEqual(again.returncode, 1, again.stderr)
+        self.assertRegex(again.stderr.strip(), r"^openexec: embedded broker: cannot listen on "
+                         r"127\.0\.0\.1:%d: Address already in use \(choose another with "
+                         r"--broker-port\)$" % port)
+        self.assertEqual(b.stop(), 0, b.log())
+        # Only for the embedded broker.
+        self.assertRefused(cli(["run", "--brokers", "127.0.0.1:1", "--broker-port", "9"],
+                               timeout=5), "--broker-port", "--brokers")
+        self.assertRefused(cli(self.local_run("--broker-port", "9"), timeout=5),
+                           "--broker-port", "--execute local")
+        self.assertRefused(cli(["broker", "--broker-port", "65536"], timeout=5), "--broker-port")
+        # run's own broker, by the variable; a request through the fixed
+        # port is executed and its receipt read back through it.
+        port = free_port()
+        s = self.server(env={"OPENEXEC_EXECUTE": "kafka", "OPENEXEC_BROKER_PORT": str(port)})
+        self.assertIn("bootstrap.servers=127.0.0.1:%d" % port, s.log())
+        brokers = ["--brokers", "127.0.0.1:%d" % port]
+        sent = subprocess.run([BIN, "produce"] + brokers, input='{"action": "add", "payload": '
+                              '{"a": 2, "b": 3}, "nonce": "fixed-1"}\n', capture_output=True,
+                              text=True, timeout=30, env=clean_env({}))
+        self.assertEqual(sent.returncode, 0, sent.stderr)
+        got = cli(["receipts"] + brokers + ["--from-beginning", "--max", "1", "--timeout-ms",
+                                            "15000"], timeout=30)
+        self.assertEqual(got.returncode, 0, got.stderr)
+        receipt = json.loads(got.stdout)
+        self.assertEqual((receipt["nonce"], receipt["status"], receipt["result"]),
+                         ("fixed-1", "executed", '{"sum": 5}'))
 
     def test_broker_refuses_client_options(self):
         # broker takes no brokers and no client properties (both used to be

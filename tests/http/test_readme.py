@@ -1,16 +1,21 @@
 """The README as a newcomer pastes it: every ```sh block carries a marker
-comment on the line before it, `<!-- test: run -->`, `<!-- test: run, with
-make run's service -->` (the block talks to `make run`'s service on port
-5000, which this test starts and stops around it), or `<!-- test: skip,
-REASON -->`. The blocks to run are run in README order in one bash (set
--euo pipefail, so that their variables carry over as in a terminal), from
-the repository's root; a block that fails, or a block without a marker,
-fails the test. What the blocks print is checked against what the README
-says they print."""
+comment on the line before it:
+- `<!-- test: run -->` (or `run, WHY`): run as it is;
+- `<!-- test: run, as make run's service -->`: the `make run` block; it runs
+  in the background (its ledger in a temp dir) while the blocks marked
+- `<!-- test: run, with make run's service -->` run, and is stopped (its
+  process group: make and the service) before any other block;
+- `<!-- test: skip, REASON -->`.
+The blocks to run are run in README order in one bash (set -euo pipefail,
+so that their variables carry over as in a terminal), from the
+repository's root, with L naming a database of a throw-away PostgreSQL
+server; a block that fails, or a block without a marker, fails the test.
+What the blocks print is checked against what the README says they print."""
 
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -18,9 +23,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import ROOT, ServiceTest, clean_env, run_tests  # noqa: E402
+import pgcluster  # noqa: E402
 
 README = os.path.join(ROOT, "README.md")
-MARKER = re.compile(r"^<!-- test: (run|run, with make run's service|skip, .+) -->$")
+MARKER = re.compile(r"^<!-- test: (run|run, .+|skip, .+) -->$")
+SERVICE = "run, as make run's service"
+WITH_SERVICE = "run, with make run's service"
 
 
 def blocks():
@@ -76,32 +84,46 @@ class Readme(ServiceTest):
         self.assertGreaterEqual(len(found), 8)
         unmarked = [n for n, marker, _ in found if marker is None]
         self.assertEqual(unmarked, [], "README lines with a ```sh block and no test marker")
-        self.assertTrue(port_free(5000), "port 5000 is taken: the README's examples use it")
+        for port in (5000, 5001, 5002, 5003, 9092):
+            self.assertTrue(port_free(port), "port %d is taken: the README's examples use it"
+                            % port)
+        services = [text for _, marker, text in found if marker == SERVICE]
+        self.assertEqual(len(services), 1, "one block is make run's service")
+        self.assertEqual(services[0].split("#")[0].strip(), "make run")
         script = ["set -euo pipefail", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT",
                   'T="$(mktemp -d)"']
+        # make run in a process group of its own (stopped as Ctrl-C would:
+        # make and the service), its ledger in the temp dir.
+        start = ('OPENEXEC_DB_PATH="$T/make-run.db" setsid bash -c %s > "$T/make-run.log" 2>&1 & '
+                 'SVC=$!' % shlex.quote(services[0]))
+        stop = 'kill -TERM -- -$SVC; wait $SVC || true'
         ran = skipped = 0
         service = False
         for n, marker, text in found:
             if marker.startswith("skip"):
                 skipped += 1
                 continue
-            wants = marker.endswith("service")
+            if marker == SERVICE:
+                continue
+            wants = marker == WITH_SERVICE
             if wants and not service:
-                # `make run`: the service with the embedded broker on 5000.
-                script.append('build/openexec run --db "$T/make-run.db" 2>"$T/make-run.log" & '
-                              'SVC=$!')
+                script.append(start)
                 service = True
             if not wants and service:
-                script.append("kill $SVC; wait $SVC")
+                script.append(stop)
                 service = False
             script.append("echo '=== README line %d'" % n)
             script.append(text)
             ran += 1
         if service:
-            script.append("kill $SVC; wait $SVC")
+            script.append(stop)
         script.append("echo '=== README done'")
+        # The PostgreSQL group example's L; make's own variables of an outer
+        # make (make test) are not the newcomer's.
+        env = clean_env({"L": pgcluster.fresh_database("readme"), "MAKEFLAGS": None,
+                         "MAKELEVEL": None, "MFLAGS": None})
         p = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=300, env=clean_env({}))
+                           text=True, timeout=300, env=env)
         out = p.stdout
         self.assertEqual(p.returncode, 0, "a README block failed (exit %d); output:\n%s\n%s"
                          % (p.returncode, out[-4000:], p.stderr[-4000:]))
@@ -122,6 +144,13 @@ class Readme(ServiceTest):
         self.assertTrue(any(o.get("record") == "execution" and o.get("nonce") == "k-1"
                             for o in objs))
         self.assertIn("\nvalid\n", out)
+        # make run's broker on 9092; Apache Kafka; the PostgreSQL group.
+        self.assertTrue(any(o.get("nonce") == "cli-1" and o.get("result") == {"sum": 2}
+                            for o in objs), out[-3000:])
+        self.assertTrue(any(o.get("result") == {"echo": {"on": "kafka"}} and
+                            o.get("status") == "executed" for o in objs), out[-3000:])
+        pg = [o for o in objs if o.get("result") == {"echo": {"shared": True}}]
+        self.assertEqual([o.get("status") for o in pg], ["executed", None], out[-3000:])
 
 
 if __name__ == "__main__":
