@@ -39,7 +39,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import BIN, clean_env, free_port, run_tests  # noqa: E402
+from harness import BIN, ROOT, clean_env, free_port, run_tests  # noqa: E402
 import kafkacluster  # noqa: E402
 from kafkacluster import SASL_PASSWORD, SASL_USER, KafkaCluster  # noqa: E402
 from test_kafka import KafkaCase, jreq, run_cli  # noqa: E402
@@ -356,6 +356,31 @@ class SecureCase(KafkaCase):
     def test_sasl_ssl_round_trip_environment(self):
         self.round_trip(env_mode=True)
 
+    def test_readme_example(self):
+        # The README's SASL_SSL block, as pasted, with this cluster's
+        # listener, CA and password in the variables it reads: the worker
+        # authenticates, finds its topics (the default names, made here)
+        # and turns ready; the block stops it.
+        from test_readme import blocks
+        found = [text for _, marker, text in blocks()
+                 if marker and "test_kafka_secure.py runs this block" in marker]
+        self.assertEqual(len(found), 1, "the README's SASL_SSL block")
+        c = self.cluster
+        create_topics(c.bootstrap, {"requests": "openexec.requests",
+                                    "receipts": "openexec.receipts",
+                                    "dlq": "openexec.requests.dlq"})
+        env = clean_env({"BROKERS": c.sasl_bootstrap, "KAFKA_CA": c.ca_path,
+                         "KAFKA_PASSWORD": SASL_PASSWORD,
+                         "OPENEXEC_DB_PATH": os.path.join(self.tmp, "readme.db")})
+        t0 = time.monotonic()
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", found[0]], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, "the README's SASL_SSL block: %s %s"
+                         % (p.stdout[-2000:], p.stderr[-2000:]))
+        self.assertIn("SASL_SSL", p.stderr)  # the worker's configuration line
+        self.assertNoSecret("the README block's output", p.stdout + p.stderr)
+        print("    ready and stopped in %.1f s" % (time.monotonic() - t0))
+
     # -- b, c. refused connections fail fast
 
     def refused(self, props_run, props_clients, keyword, what, extra=()):
@@ -468,6 +493,7 @@ class Kafka4(SecureCase):
     the README's caveat goes."""
     VERSION = "4.1.1"
     MECHANISM = "PLAIN"
+    test_readme_example = None  # SCRAM, as the README shows: SecureCase runs it
 
     def test_scram_refused_by_kafka4_fails_fast(self):
         props = sasl_props(self.cluster.ca_path, mechanism="SCRAM-SHA-512")
