@@ -585,93 +585,102 @@ static long long sqlite_count(oe_store *base, int rejections)
     return count((sqlite_store *)base, rejections ? ST_COUNT_REJ : ST_COUNT_EXEC);
 }
 
-/* The statements of an iteration are prepared for it: audits are rare. The
- * lock is held throughout (a reader store, not the engine's writer). */
-static int sqlite_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx, char *err,
-                                 size_t errlen)
-{
-    sqlite_store *s = (sqlite_store *)base;
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *q;
-    int result = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, request_hash, receipt, nonce, action, tenant_id, "
-                           "approval_id, result_json, approved, created_at FROM executions "
-                           "ORDER BY seq",
-                           -1, &q, NULL) != SQLITE_OK) {
-        result = store_error(s, err, errlen, "reading the executions");
-        pthread_mutex_unlock(&s->lock);
-        return result;
-    }
-    int rc;
-    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        oe_execution e;
-        memset(&e, 0, sizeof e);
-        copy_fixed(e.id, sizeof e.id, q, 0);
-        copy_fixed(e.request_hash, sizeof e.request_hash, q, 1);
-        copy_fixed(e.receipt, sizeof e.receipt, q, 2);
-        e.nonce = (char *)sqlite3_column_text(q, 3);
-        e.action = (char *)sqlite3_column_text(q, 4);
-        e.tenant_id = (char *)sqlite3_column_text(q, 5);
-        e.approval_id = (char *)sqlite3_column_text(q, 6);
-        e.result_json = (char *)sqlite3_column_text(q, 7);
-        e.approved = sqlite3_column_int(q, 8);
-        e.created_at = sqlite3_column_double(q, 9);
-        if (!e.nonce || !e.action || !e.tenant_id || !e.result_json) {
-            snprintf(err, errlen, "an execution with a missing field, or out of memory");
-            result = OE_STORE_ERROR;
-        } else {
-            result = fn(ctx, &e);
-        }
-    }
-    if (result == 0 && rc != SQLITE_DONE)
-        result = store_error(s, err, errlen, "reading the executions");
-    sqlite3_finalize(q);
-    pthread_mutex_unlock(&s->lock);
-    return result;
-}
+/* Where the rows of an iteration go: the caller's function (one of the
+ * two) and its context. */
+typedef struct {
+    oe_store_execution_fn execution;
+    oe_store_rejection_fn rejection;
+    void *ctx;
+} row_sink;
 
-static int sqlite_each_rejection(oe_store *base, const char *nonce, oe_store_rejection_fn fn,
-                                 void *ctx, char *err, size_t errlen)
+/* One row of an iteration: converts it and hands it to the sink. Returns
+ * what the sink returns, or OE_STORE_ERROR with err set. */
+typedef int (*row_fn)(sqlite3_stmt *q, const row_sink *to, char *err, size_t errlen);
+
+/* Runs sql (binding nonce to ?1 when given) and hands each row to row.
+ * The statement is prepared for it: audits are rare. The lock is held
+ * throughout (a reader store, not the engine's writer). */
+static int each_row(sqlite_store *s, const char *sql, const char *nonce, const char *what,
+                    row_fn row, const row_sink *to, char *err, size_t errlen)
 {
-    sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q;
     int result = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           nonce ? "SELECT nonce, action, request_hash, error_code, detail, "
-                                   "created_at FROM rejections WHERE nonce = ?1 ORDER BY seq"
-                                 : "SELECT nonce, action, request_hash, error_code, detail, "
-                                   "created_at FROM rejections ORDER BY seq",
-                           -1, &q, NULL) != SQLITE_OK) {
-        result = store_error(s, err, errlen, "reading the rejections");
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        result = store_error(s, err, errlen, what);
         pthread_mutex_unlock(&s->lock);
         return result;
     }
     if (nonce)
         sqlite3_bind_text(q, 1, nonce, -1, SQLITE_STATIC);
     int rc;
-    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
-        oe_rejection r = {
-            .nonce = (const char *)sqlite3_column_text(q, 0),
-            .action = (const char *)sqlite3_column_text(q, 1),
-            .request_hash = (const char *)sqlite3_column_text(q, 2),
-            .error_code = (const char *)sqlite3_column_text(q, 3),
-            .detail = (const char *)sqlite3_column_text(q, 4),
-            .created_at = sqlite3_column_double(q, 5),
-        };
-        if (!r.error_code || !r.detail) {
-            snprintf(err, errlen, "a rejection with a missing field, or out of memory");
-            result = OE_STORE_ERROR;
-        } else {
-            result = fn(ctx, &r);
-        }
-    }
+    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        result = row(q, to, err, errlen);
     if (result == 0 && rc != SQLITE_DONE)
-        result = store_error(s, err, errlen, "reading the rejections");
+        result = store_error(s, err, errlen, what);
     sqlite3_finalize(q);
     pthread_mutex_unlock(&s->lock);
     return result;
+}
+
+static int execution_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t errlen)
+{
+    oe_execution e;
+    memset(&e, 0, sizeof e);
+    copy_fixed(e.id, sizeof e.id, q, 0);
+    copy_fixed(e.request_hash, sizeof e.request_hash, q, 1);
+    copy_fixed(e.receipt, sizeof e.receipt, q, 2);
+    e.nonce = (char *)sqlite3_column_text(q, 3);
+    e.action = (char *)sqlite3_column_text(q, 4);
+    e.tenant_id = (char *)sqlite3_column_text(q, 5);
+    e.approval_id = (char *)sqlite3_column_text(q, 6);
+    e.result_json = (char *)sqlite3_column_text(q, 7);
+    e.approved = sqlite3_column_int(q, 8);
+    e.created_at = sqlite3_column_double(q, 9);
+    if (!e.nonce || !e.action || !e.tenant_id || !e.result_json) {
+        snprintf(err, errlen, "an execution with a missing field, or out of memory");
+        return OE_STORE_ERROR;
+    }
+    return to->execution(to->ctx, &e);
+}
+
+static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t errlen)
+{
+    oe_rejection r = {
+        .nonce = (const char *)sqlite3_column_text(q, 0),
+        .action = (const char *)sqlite3_column_text(q, 1),
+        .request_hash = (const char *)sqlite3_column_text(q, 2),
+        .error_code = (const char *)sqlite3_column_text(q, 3),
+        .detail = (const char *)sqlite3_column_text(q, 4),
+        .created_at = sqlite3_column_double(q, 5),
+    };
+    if (!r.error_code || !r.detail) {
+        snprintf(err, errlen, "a rejection with a missing field, or out of memory");
+        return OE_STORE_ERROR;
+    }
+    return to->rejection(to->ctx, &r);
+}
+
+static int sqlite_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx, char *err,
+                                 size_t errlen)
+{
+    return each_row((sqlite_store *)base,
+                    "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id, "
+                    "result_json, approved, created_at FROM executions ORDER BY seq",
+                    NULL, "reading the executions", execution_row,
+                    &(row_sink){.execution = fn, .ctx = ctx}, err, errlen);
+}
+
+static int sqlite_each_rejection(oe_store *base, const char *nonce, oe_store_rejection_fn fn,
+                                 void *ctx, char *err, size_t errlen)
+{
+    return each_row((sqlite_store *)base,
+                    nonce ? "SELECT nonce, action, request_hash, error_code, detail, created_at "
+                            "FROM rejections WHERE nonce = ?1 ORDER BY seq"
+                          : "SELECT nonce, action, request_hash, error_code, detail, created_at "
+                            "FROM rejections ORDER BY seq",
+                    nonce, "reading the rejections", rejection_row,
+                    &(row_sink){.rejection = fn, .ctx = ctx}, err, errlen);
 }
 
 static const oe_store_ops sqlite_ops = {
