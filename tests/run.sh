@@ -44,10 +44,10 @@ step() {
     count "$work/out" "$status"
 }
 
-# test_worker runs once, in the sanitizer build below: its minute is mostly
-# the mock broker's timeouts, the same in both builds, and the black-box
-# suites run the normal build's worker throughout (keeps `make test` under
-# 20 minutes with the deploy/ checks).
+# test_worker runs once, in the sanitizer build below: its half minute is
+# mostly the worker's backoffs against injected broker errors, the same in
+# both builds, and the black-box suites run the normal build's worker
+# throughout (keeps `make test` under 20 minutes).
 for t in build/tests/test_*; do
     [ "$(basename "$t")" != test_worker ] || continue
     step "unit $(basename "$t")" "$t"
@@ -55,9 +55,8 @@ done
 # Every libFuzzer target for a few seconds (FUZZ_SMOKE_SECONDS, default 5)
 # on its seed corpus and more: a broken harness, or a seed that crashes
 # again (the regress-* seeds), fails the suite. `make fuzz` runs them longer.
-# It runs on one core beside the sanitizer unit tests, whose minute is
-# mostly test_worker waiting on the mock broker's timeouts; its result is
-# printed and counted after them.
+# It runs on one core beside the sanitizer unit tests, which mostly wait
+# (test_worker's backoffs); its result is printed and counted after them.
 fuzz_t0=$SECONDS
 tests/fuzz/run.sh "${FUZZ_SMOKE_SECONDS:-5}" >"$work/fuzz.out" 2>&1 &
 fuzz_pid=$!
