@@ -63,6 +63,12 @@ void oe_put_json_text(oe_buf *b, const void *text, size_t len);
  * when it has none (or it is not text). */
 void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name);
 
+/* The embedded broker of cfg (`broker`, or `run` without brokers): its
+ * three topics with cfg's partitions, and the fixed port when cfg asks for
+ * one. Returns 0, or an exit status after printing the reason. */
+struct oe_broker;
+int oe_start_embedded_broker(const oe_config *cfg, struct oe_broker **out);
+
 int oe_cmd_broker(int argc, char **argv);
 int oe_cmd_ledger(int argc, char **argv);
 int oe_cmd_dlq(int argc, char **argv);

@@ -12,6 +12,7 @@
 #include "engine/json.h"
 #include "engine/log.h"
 #include "ledger/ledger.h"
+#include "worker/broker.h"
 
 volatile int oe_stop_requested;
 
@@ -136,4 +137,18 @@ void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name
     if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
         v = NULL;
     oe_put_json_text(b, v, n);
+}
+
+int oe_start_embedded_broker(const oe_config *cfg, oe_broker **out)
+{
+    const char *topics[] = {cfg->requests_topic, cfg->receipts_topic, cfg->dlq_topic};
+    char err[512];
+    if (oe_broker_new((int)cfg->partitions, topics, 3, out, err, sizeof err) != 0)
+        return oe_die(1, "%s", err);
+    if (cfg->broker_port && oe_broker_listen(*out, (int)cfg->broker_port, err, sizeof err) != 0) {
+        oe_broker_free(*out);
+        *out = NULL;
+        return oe_die(1, "%s (choose another with --broker-port)", err);
+    }
+    return 0;
 }

@@ -46,20 +46,14 @@ int oe_cmd_broker(int argc, char **argv)
     int rc = oe_command_parse(&broker_command, &cfg, NULL, argc, argv);
     if (rc >= 0)
         return rc;
-    const char *topics[] = {cfg.requests_topic, cfg.receipts_topic, cfg.dlq_topic};
     oe_broker *b;
-    char err[512];
     oe_install_signals();
     /* A file left by an earlier broker names a dead address: gone before
      * this one's is written (atomically), and gone again at exit. */
     if (cfg.bootstrap_file)
         unlink(cfg.bootstrap_file);
-    if (oe_broker_new((int)cfg.partitions, topics, 3, &b, err, sizeof err) != 0)
-        return oe_die(1, "%s", err);
-    if (cfg.broker_port && oe_broker_listen(b, (int)cfg.broker_port, err, sizeof err) != 0) {
-        oe_broker_free(b);
-        return oe_die(1, "%s (choose another with --broker-port)", err);
-    }
+    if ((rc = oe_start_embedded_broker(&cfg, &b)) != 0)
+        return rc;
     /* The file first: whoever reads the stdout line may read the file
      * right after it. */
     if (cfg.bootstrap_file && write_bootstrap_file(cfg.bootstrap_file, oe_broker_bootstraps(b))) {

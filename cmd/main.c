@@ -263,13 +263,9 @@ static int run_start_kafka(service *s)
 {
     oe_kafka_settings *ks = &s->ks;
     if (!ks->brokers) {
-        const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
-        if (oe_broker_new((int)s->cfg.partitions, topics, 3, &s->broker, s->err, sizeof s->err) !=
-            0)
-            return oe_die(1, "%s", s->err);
-        if (s->cfg.broker_port &&
-            oe_broker_listen(s->broker, (int)s->cfg.broker_port, s->err, sizeof s->err) != 0)
-            return oe_die(1, "%s (choose another with --broker-port)", s->err);
+        int rc = oe_start_embedded_broker(&s->cfg, &s->broker);
+        if (rc != 0)
+            return rc;
         ks->brokers = oe_broker_bootstraps(s->broker);
         oe_log(OE_LOG_INFO, "broker", OE_LOG_FIELDS("bootstrap.servers", ks->brokers),
                "embedded broker");

@@ -1,7 +1,7 @@
 /* The embedded broker (broker.h): librdkafka's mock cluster in this
- * process. Threads: the mock's own thread serves clients; the relay's
- * thread when a fixed port is asked for. Everything is created by oe_broker_new and released by
- * oe_broker_free. */
+ * process. Threads: the mock's own thread serves clients, and the relay's
+ * when a fixed port is asked for. Everything is created by oe_broker_new
+ * (and oe_broker_listen) and released by oe_broker_free. */
 #include "broker.h"
 
 #include <arpa/inet.h>
