@@ -472,6 +472,20 @@ class Server:
             out[name] = float(value)
         return out
 
+    def wait_metric(self, name, predicate, timeout=30.0):
+        """Polls /metrics until predicate(value of name) holds and returns
+        the value; AssertionError with the last value after timeout. For
+        counters a worker updates after the effect a test can see (e.g.
+        after the receipts are published and the offsets committed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.metrics().get(name)
+            if value is not None and predicate(value):
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError("%s: still %r after %.0f s" % (name, value, timeout))
+            time.sleep(0.05)
+
 
 def raw_http(port, data_chunks, timeout=HTTP_TIMEOUT):
     """Sends raw bytes (an iterable of chunks) on one connection and reads

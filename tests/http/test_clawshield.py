@@ -218,9 +218,12 @@ class Hmac(ServiceTest):
                             issued_at=iso_in(-1000))
         self.assertDetail(s.execute("add", {}, "o-6", art), 403, contains="Unknown issuer")
         # 7 before 8: an used approval that has also expired.
-        art = mint("add", {}, secret=SECRET, tenant=TENANT, issued_at=iso_in(-1), ttl=2)
+        # (It expires 3 s from now: time for mint and the first use on a
+        # loaded machine; then the wait passes its expiry.)
+        t0 = time.monotonic()
+        art = mint("add", {}, secret=SECRET, tenant=TENANT, issued_at=iso_in(-1), ttl=4)
         self.assertStatus(s.execute("add", {}, "o-7", art), 200)
-        time.sleep(1.2)
+        time.sleep(max(0.0, t0 + 3.3 - time.monotonic()))
         self.assertDetail(s.execute("add", {}, "o-8", art), 403, contains="expired")
         # 8: used, not expired.
         art = mint("add", {}, secret=SECRET, tenant=TENANT)

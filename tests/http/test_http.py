@@ -771,7 +771,7 @@ class CommandLine(ServiceTest):
         # The second instance must not start: with SO_REUSEPORT both would
         # listen on the port and share its connections between two databases.
         s = self.server()
-        p = cli(["run", "--http-port", str(s.port), "--db", self.path("other.db")], timeout=3)
+        p = cli(["run", "--http-port", str(s.port), "--db", self.path("other.db")], timeout=10)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertTrue(p.stderr.strip())
         self.assertTrue(s.alive())

@@ -167,7 +167,7 @@ class Outage(KafkaTest):
             reader.wait_count(1)
             self.assertEqual(w.get("/ready").status, 200)
             c.kill(1)
-            t0 = time.monotonic()
+            t_kill = t0 = time.monotonic()
             reason = ""
             while time.monotonic() - t0 < 30:
                 r = w.get("/ready")
@@ -182,6 +182,7 @@ class Outage(KafkaTest):
             self.assertEqual(w.metrics()["openexec_ready"], 0)
             c.start(1)
             c.wait()
+            outage = time.monotonic() - t_kill
             t0 = time.monotonic()
             while time.monotonic() - t0 < 60 and w.get("/ready").status != 200:
                 time.sleep(0.2)
@@ -194,7 +195,10 @@ class Outage(KafkaTest):
             # (a client's late report after the probe succeeded may make a
             # second).
             self.assertIn(w.log().count("component=kafka msg=\"brokers unreachable"), (1, 2), w.log())
-            self.assertLess(w.log().count("Connection refused"), 8, w.log())
+            # librdkafka's lines: each text at most once per 30 s (a longer
+            # outage on a loaded machine may repeat them).
+            self.assertLess(w.log().count("Connection refused"), 8 * (1 + int(outage // 30)),
+                            "%.0f s outage: %s" % (outage, w.log()))
             self.assertIn("component=kafka msg=\"brokers reachable again", w.log())
             w.stop()
         finally:

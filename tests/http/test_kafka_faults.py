@@ -129,7 +129,7 @@ class Faults(KafkaCase):
         return kill_ms, on_topic, stored
 
     def test_kill9_mid_stream_and_restart(self):
-        total = 20000
+        total = 40000
         b = self.broker(partitions=16)
         requests = make_requests("k9", total)
         t0 = time.monotonic()
@@ -138,10 +138,13 @@ class Faults(KafkaCase):
               % (total, time.monotonic() - t0))
         reader = self.reader(b.bootstrap)
         db = self.path("k9.db")
-        # 1. Default settings: killed after about a third of the backlog.
+        # 1. Default settings: killed after its first batches. (Its batches
+        # are of 5,000 and it runs at ~90,000 requests/s: seven batches
+        # left are ~0.4 s for the reader to see the first and the kill to
+        # land before the worker is done.)
         w1 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER, start=False)
         w1.start(wait_ready=False)
-        kill_ms, before, stored1 = self.kill_mid_stream(w1, reader, total // 3, total, sent,
+        kill_ms, before, stored1 = self.kill_mid_stream(w1, reader, total // 8, total, sent,
                                                         requests, b.bootstrap, db)
         # 2. Restarted on the same database with small batches, so that a
         # second kill -9 is likely to land inside a batch (between its
@@ -259,7 +262,9 @@ class Faults(KafkaCase):
         for n, _, _, _ in requests:
             ex = [r["status"] for _, r in got[n]].count("executed")
             self.assertLessEqual(ex, 1, (n, [r for _, r in got[n]]))
-        self.assertEqual(w2.metrics()["openexec_assigned_partitions"], 16)
+        # Worker 1's partitions come to worker 2 when its session expires,
+        # which may be after the last receipt arrived.
+        w2.wait_metric("openexec_assigned_partitions", lambda v: v == 16)
         print("    worker 1 killed after %d receipts seen; all %d answered %.1f s later; "
               "%d nonces with more than one receipt"
               % (killed_after, total, took, sum(1 for c in counts.values() if c > 1)))

@@ -271,10 +271,17 @@ static void test_connection_limit(void)
     /* Room again once one leaves. */
     close(fds[0]);
     close(fds[OE_RELAY_MAX_CONNECTIONS]);
+    /* Until the relay has seen the leaving ones, a new connection is
+     * refused (closed: end of file here); each is waited on until it is
+     * either taken or refused, so that no two are pending at once. */
     for (int i = 0; i < 100 && oe_relay_accepted(r) == OE_RELAY_MAX_CONNECTIONS; i++) {
         fds[0] = connect_to(oe_relay_port(r));
-        usleep(20000);
-        if (oe_relay_accepted(r) == OE_RELAY_MAX_CONNECTIONS)
+        struct pollfd q = {.fd = fds[0], .events = POLLIN};
+        int refused = 0;
+        for (int w = 0; w < 500 && !refused && oe_relay_accepted(r) == OE_RELAY_MAX_CONNECTIONS;
+             w++)
+            refused = poll(&q, 1, 10) == 1;
+        if (refused)
             close(fds[0]);
     }
     ASSERT_EQ(oe_relay_accepted(r), OE_RELAY_MAX_CONNECTIONS + 1);
