@@ -604,6 +604,25 @@ class ServiceTest(unittest.TestCase):
         return body
 
 
+def _log_tails(test, lines=20, width=400):
+    """The last lines of the log of every process the failed test started
+    (servers, workers, brokers): what CI output keeps of them."""
+    out = []
+    for proc in getattr(test, "_servers", []) + getattr(test, "_brokers", []):
+        log = getattr(proc, "log", None)
+        if not callable(log):
+            continue
+        try:
+            text = log()
+        except Exception as e:  # pragma: no cover - defensive
+            text = "(log unreadable: %r)" % e
+        tail = [x[:width] for x in text.splitlines()[-lines:]]
+        out.append("log of %s %s, last %d lines:\n  %s"
+                   % (type(proc).__name__, getattr(getattr(proc, "proc", None), "pid", "?"),
+                      len(tail), "\n  ".join(tail) or "(empty)"))
+    return "\n".join(out) + "\n" if out else ""
+
+
 def run_tests(module_name=None):
     """Runs the test methods of the calling module's TestCase classes."""
     mod = sys.modules[module_name or "__main__"]
@@ -640,6 +659,7 @@ def run_tests(module_name=None):
                 errors.append("skipped: %s (a skip counts as a failure)\n" % e)
             except Exception:
                 errors.append(traceback.format_exc())
+                errors.append(_log_tails(test))  # before tearDown removes them
             try:
                 test.tearDown()
             except Exception:
@@ -649,7 +669,8 @@ def run_tests(module_name=None):
             failed += 1
             print("FAIL %s (%.2fs)" % (full, dt))
             for e in errors:
-                print("    " + e.rstrip().replace("\n", "\n    "))
+                if e:
+                    print("    " + e.rstrip().replace("\n", "\n    "))
         else:
             passed += 1
             print("ok   %s (%.2fs)" % (full, dt))
