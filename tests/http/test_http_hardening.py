@@ -340,12 +340,8 @@ class BodyBudget(ServiceTest):
                 c.sendall(head)
                 c.sendall(chunk)
                 extra += 1
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    held = s.metrics()["openexec_http_body_bytes"]
-                    if BODY_BUDGET - held < left:
-                        break
-                    time.sleep(0.05)
+                held = s.wait_metric("openexec_http_body_bytes",
+                                     lambda v: BODY_BUDGET - v < left, timeout=5)
                 left = BODY_BUDGET - held
             print("    %d bytes of budget left (%d more bodies sent)" % (left, extra))
             self.assertLess(left, sent)
