@@ -688,6 +688,33 @@ class Logs(ConfigTest):
         self.assertNotIn("very-secret-value", s.log())
         self.assertNotIn("hunter2-secret", s.log())
 
+    def test_json_lines_parse_whatever_the_values(self):
+        # A line used to be cut at 9 KiB without its closing brace, and bytes
+        # that are not UTF-8 were copied as they came: both made lines that
+        # are not JSON. Values are cut now ("..."), never lines, and each
+        # byte that is not UTF-8 becomes U+FFFD. The tenant is logged in the
+        # effective configuration: here 2 bytes that are not UTF-8, then
+        # 6,000 bytes that escaping makes 21,000.
+        tenant = "\udcff\udcc3" + "\x01\"\\\n\x85\u2028" * 1000
+        s = self.server(env={"OPENEXEC_EXECUTE": "local", "OPENEXEC_LOG_FORMAT": "json",
+                             "CLAWSHIELD_TENANT_ID": tenant})
+        self.assertEqual(s.execute("add", {"a": 1, "b": 2}, "log-u").status, 200)
+        s.stop()
+        with open(s.log_path, "rb") as f:
+            raw = f.read()
+        events = []
+        for line in raw.split(b"\n")[:-1]:
+            try:
+                events.append(json.loads(line.decode("utf-8")))
+            except ValueError:
+                self.fail("not a JSON line: %r" % line[-200:])
+        conf = [e for e in events if e["msg"] == "effective configuration of run"]
+        self.assertEqual(len(conf), 1, events)
+        value = conf[0]["CLAWSHIELD_TENANT_ID"]
+        self.assertTrue(value.startswith("\ufffd\ufffd\x01\"\\\n\x85\u2028"), value[:20])
+        self.assertTrue(value.endswith("..."), value[-20:])
+        self.assertEqual(conf[0]["OPENEXEC_LOG_FORMAT"], "json")  # after the long value
+
     def test_level_error_keeps_only_errors(self):
         s = self.server(env={"OPENEXEC_EXECUTE": "kafka"}, args=["--log-level", "error"])
         self.assertEqual(s.execute("add", {"a": 1, "b": 2}, "log-2").status, 200)
