@@ -456,16 +456,20 @@ static int known_name(const char *name)
     return 0;
 }
 
-/* 1 when an unknown name may be repeated in an error: it has the shape of
- * our variables (OPENEXEC_ or CLAWSHIELD_, then capitals, digits and '_').
- * Anything else may be a value on a line that lost its '=' or its name
- * ("CLAWSHIELD_SECRET_KEY: c2VjcmV0=="), and is not repeated. */
+/* 1 when a name may be repeated in an error: it has the shape of our
+ * variables (OPENEXEC_ or CLAWSHIELD_, then capitals, digits and '_'; a
+ * Kafka property's part of OPENEXEC_KAFKA_<PROP> in small letters too, as
+ * the environment takes it). Anything else may be a value on a line that
+ * lost its '=' or its name ("CLAWSHIELD_SECRET_KEY: c2VjcmV0=="), and is
+ * not repeated. */
 static int name_shaped(const char *name)
 {
     if (strncmp(name, "OPENEXEC_", 9) != 0 && strncmp(name, "CLAWSHIELD_", 11) != 0)
         return 0;
+    int lower = strncmp(name, "OPENEXEC_KAFKA_", 15) == 0;
     for (const char *c = name; *c; c++)
-        if (!isupper((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '_')
+        if (!isupper((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '_' &&
+            !(lower && islower((unsigned char)*c)))
             return 0;
     return strlen(name) <= OE_CONFIG_NAME_MAX;
 }

@@ -77,17 +77,21 @@ static size_t utf8_char(const unsigned char *s, size_t n)
     return k && k <= n && oe_utf8_valid((const char *)s, k) ? k : 0;
 }
 
-/* Whether a text value can go without quotes: non-empty printable ASCII
- * without space, '=' or '"'. */
+/* Whether a byte can stand unquoted in text (logfmt): printable ASCII
+ * other than space, '=' and '"'. */
+static int text_safe(unsigned char c)
+{
+    return c > ' ' && c != '=' && c != '"' && c < 0x7f;
+}
+
+/* Whether a text value can go without quotes: non-empty, all text_safe. */
 static int plain(const char *s, size_t n)
 {
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == '=' || c == '"' || c >= 0x7f)
+    for (size_t i = 0; i < n; i++)
+        if (!text_safe((unsigned char)s[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -147,8 +151,7 @@ static void put_key(line *l, int json, const char *key)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)key[i];
-        char ch = c <= ' ' || c == '=' || c == '"' || c >= 0x7f ? '_' : (char)c;
+        char ch = text_safe((unsigned char)key[i]) ? key[i] : '_';
         put(l, &ch, 1);
     }
 }
