@@ -89,23 +89,13 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
 }
 
 /* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
- * OPENEXEC_DB_URL a URL (SPEC §4). A flag wins over the environment; two
- * flags, or the two variables together, are an error rather than one
- * silently winning. A sqlite:/// URL becomes db_path; a PostgreSQL one
- * stays in db_url. Returns 0 or -1 with a reason. */
+ * OPENEXEC_DB_URL a URL (SPEC §4); oe_config_parse has refused the two
+ * together, from any sources. A sqlite:/// URL becomes db_path; a
+ * PostgreSQL one stays in db_url. Returns 0 or -1 with a reason. */
 int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen)
 {
-    oe_origin path = oe_config_origin(cfg, command, "--db");
-    oe_origin url = oe_config_origin(cfg, command, "--db-url");
-    if (path == OE_FROM_FLAG && url == OE_FROM_FLAG) {
-        snprintf(err, errlen, "--db and --db-url are both given; give one");
-        return -1;
-    }
-    if (path == OE_FROM_ENV && url == OE_FROM_ENV) {
-        snprintf(err, errlen, "OPENEXEC_DB_URL and OPENEXEC_DB_PATH are both set; set one");
-        return -1;
-    }
-    if (!cfg->db_url || path == OE_FROM_FLAG) {
+    (void)command;
+    if (!cfg->db_url) {
         cfg->db_url = NULL;
         return 0;
     }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/log.h"
 #include "ledger/ledger.h"
@@ -413,29 +414,33 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
     return 0;
 }
 
-/* The variables the configuration file set (those the environment did not
- * have already), for error messages and oe_config_origin. */
+/* The names the configuration file gives, with their lines; applied: the
+ * file's value is the one in the environment (the environment did not have
+ * the variable already). For error messages, oe_config_origin and the
+ * groups of alternatives below. */
 #define FILE_VARS_MAX 256
 static struct {
     char name[OE_CONFIG_NAME_MAX + 1];
     int line;
+    int applied;
 } file_vars[FILE_VARS_MAX];
 static int nfile_vars;
 static char file_path[256];
 
-/* The line of the configuration file that set name, or 0. */
-static int file_line(const char *name)
+/* The line of the configuration file that gives name, or 0; with
+ * applied_only, only when the file's value is the one used. */
+static int file_line(const char *name, int applied_only)
 {
     for (int i = 0; i < nfile_vars; i++)
         if (strcmp(file_vars[i].name, name) == 0)
-            return file_vars[i].line;
+            return applied_only && !file_vars[i].applied ? 0 : file_vars[i].line;
     return 0;
 }
 
 int oe_config_file_line(const char *name, const char **path)
 {
     *path = file_path;
-    return file_line(name);
+    return file_line(name, 1);
 }
 
 /* 1 when name is a variable some command reads: a setting's, or a Kafka
@@ -451,6 +456,40 @@ static int known_name(const char *name)
     return 0;
 }
 
+/* 1 when a name may be repeated in an error: it has the shape of our
+ * variables (OPENEXEC_ or CLAWSHIELD_, then capitals, digits and '_'; a
+ * Kafka property's part of OPENEXEC_KAFKA_<PROP> in small letters too, as
+ * the environment takes it). Anything else may be a value on a line that
+ * lost its '=' or its name ("CLAWSHIELD_SECRET_KEY: c2VjcmV0=="), and is
+ * not repeated. */
+static int name_shaped(const char *name)
+{
+    if (strncmp(name, "OPENEXEC_", 9) != 0 && strncmp(name, "CLAWSHIELD_", 11) != 0)
+        return 0;
+    int lower = strncmp(name, "OPENEXEC_KAFKA_", 15) == 0;
+    for (const char *c = name; *c; c++)
+        if (!isupper((unsigned char)*c) && !isdigit((unsigned char)*c) && *c != '_' &&
+            !(lower && islower((unsigned char)*c)))
+            return 0;
+    return strlen(name) <= OE_CONFIG_NAME_MAX;
+}
+
+/* 1 when the line NAME = value puts a secret in the file: a secret's name
+ * (oe_config_secret_name; a *_FILE names a file, not its text), or a
+ * ledger URL with a password (one that masking changes). */
+static int holds_secret(const char *name, const char *value)
+{
+    if (!value[0])
+        return 0;
+    if (strcmp(name, "OPENEXEC_DB_URL") == 0) {
+        char masked[2048];
+        oe_ledger_mask_url(value, masked, sizeof masked);
+        return strcmp(masked, value) != 0;
+    }
+    size_t n = strlen(name);
+    return oe_config_secret_name(name) && !(n > 5 && strcmp(name + n - 5, "_FILE") == 0);
+}
+
 static char *trim(char *a, char *b)
 {
     while (a < b && isspace((unsigned char)*a))
@@ -461,8 +500,11 @@ static char *trim(char *a, char *b)
     return a;
 }
 
-/* One "NAME = value" line (text is the line without its newline). */
-static int file_line_parse(char *text, int lineno, char *err, size_t errlen)
+/* One "NAME = value" line (text is the line without its newline). Errors
+ * name the file, the line and at most the setting, never the value: the
+ * line may hold a secret. *secret_line is set to the line when it holds a
+ * secret (and was 0). */
+static int file_line_parse(char *text, int lineno, int *secret_line, char *err, size_t errlen)
 {
     char *end = text + strlen(text);
     char *t = trim(text, end);
@@ -480,10 +522,19 @@ static int file_line_parse(char *text, int lineno, char *err, size_t errlen)
         value[vlen - 1] = '\0';
         value++;
     }
-    if (strlen(name) > OE_CONFIG_NAME_MAX || !known_name(name) ||
-        strcmp(name, "OPENEXEC_CONFIG") == 0) {
-        snprintf(err, errlen, "%s:%d: unknown setting %.80s%s", file_path, lineno, name,
-                 strcmp(name, "OPENEXEC_CONFIG") == 0 ? " (a file names no other file)" : "");
+    if (strcmp(name, "OPENEXEC_CONFIG") == 0) {
+        snprintf(err, errlen, "%s:%d: unknown setting OPENEXEC_CONFIG (a file names no other file)",
+                 file_path, lineno);
+        return -1;
+    }
+    if (!name_shaped(name) || !known_name(name)) {
+        if (name_shaped(name))
+            snprintf(err, errlen, "%s:%d: unknown setting %s", file_path, lineno, name);
+        else
+            snprintf(err, errlen,
+                     "%s:%d: unknown setting (not a variable's name; the text is not repeated "
+                     "here, it may hold a value)",
+                     file_path, lineno);
         return -1;
     }
     for (int i = 0; i < nfile_vars; i++)
@@ -492,58 +543,138 @@ static int file_line_parse(char *text, int lineno, char *err, size_t errlen)
                      name, file_vars[i].line);
             return -1;
         }
-    if (getenv(name))
-        return 0; /* the environment wins; the file's value is not used */
     if (nfile_vars == FILE_VARS_MAX) {
         snprintf(err, errlen, "%s:%d: more than %d settings", file_path, lineno, FILE_VARS_MAX);
         return -1;
     }
-    if (setenv(name, value, 0) != 0) {
+    if (!*secret_line && holds_secret(name, value))
+        *secret_line = lineno;
+    int applied = !getenv(name); /* the environment wins; the file's value is not used */
+    if (applied && setenv(name, value, 0) != 0) {
         snprintf(err, errlen, "%s:%d: cannot set %s: %s", file_path, lineno, name, strerror(errno));
         return -1;
     }
     snprintf(file_vars[nfile_vars].name, sizeof file_vars[0].name, "%s", name);
-    file_vars[nfile_vars++].line = lineno;
+    file_vars[nfile_vars].line = lineno;
+    file_vars[nfile_vars++].applied = applied;
     return 0;
 }
 
-/* Reads the configuration file into the environment (see oe_config_parse). */
+/* The lines of text[0..n): each checked (length, no NUL byte) and parsed. */
+static int file_lines_parse(char *text, size_t n, int *secret_line, char *err, size_t errlen)
+{
+    char line[OE_CONFIG_LINE_MAX + 1];
+    int lineno = 1;
+    for (size_t at = 0; at < n; lineno++) {
+        const char *nl = memchr(text + at, '\n', n - at);
+        size_t len = nl ? (size_t)(nl - (text + at)) : n - at;
+        if (len > OE_CONFIG_LINE_MAX) {
+            snprintf(err, errlen, "%s:%d: line longer than %d bytes", file_path, lineno,
+                     OE_CONFIG_LINE_MAX);
+            return -1;
+        }
+        if (memchr(text + at, '\0', len)) {
+            snprintf(err, errlen, "%s:%d: a NUL byte (not a text file)", file_path, lineno);
+            return -1;
+        }
+        memcpy(line, text + at, len);
+        line[len] = '\0';
+        if (file_line_parse(line, lineno, secret_line, err, errlen) != 0)
+            return -1;
+        at += len + (nl != NULL);
+    }
+    return 0;
+}
+
+/* Reads the configuration file into the environment (see oe_config_parse).
+ * A file that holds a secret must not be readable by its group or others
+ * (as ssh treats private keys). */
 static int load_file(const char *path, char *err, size_t errlen)
 {
     snprintf(file_path, sizeof file_path, "%s", path);
-    FILE *f = fopen(path, "r");
+    nfile_vars = 0;
+    FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
         return -1;
     }
-    char text[OE_CONFIG_LINE_MAX + 2];
-    size_t total = 0;
-    int rc = 0;
-    for (int lineno = 1; rc == 0 && fgets(text, sizeof text, f); lineno++) {
-        size_t n = strlen(text);
-        total += n;
-        if (total > OE_CONFIG_FILE_MAX) {
-            snprintf(err, errlen, "%s: larger than %zu bytes", file_path, OE_CONFIG_FILE_MAX);
-            rc = -1;
-        } else if (n > OE_CONFIG_LINE_MAX && text[n - 1] != '\n') {
-            snprintf(err, errlen, "%s:%d: line longer than %d bytes", file_path, lineno,
-                     OE_CONFIG_LINE_MAX);
-            rc = -1;
-        } else if (memchr(text, '\0', n) != NULL || (n && text[n - 1] != '\n' && !feof(f))) {
-            snprintf(err, errlen, "%s:%d: not a text line", file_path, lineno);
-            rc = -1;
-        } else {
-            if (n && text[n - 1] == '\n')
-                text[--n] = '\0';
-            rc = file_line_parse(text, lineno, err, errlen);
-        }
-    }
-    if (rc == 0 && ferror(f)) {
+    struct stat st;
+    char *text = malloc(OE_CONFIG_FILE_MAX + 1);
+    size_t n = text ? fread(text, 1, OE_CONFIG_FILE_MAX + 1, f) : 0;
+    int rc = -1, secret_line = 0;
+    if (!text)
+        snprintf(err, errlen, "--config %.200s: out of memory", path);
+    else if (ferror(f) || fstat(fileno(f), &st) != 0)
         snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
+    else if (n > OE_CONFIG_FILE_MAX)
+        snprintf(err, errlen, "%s: larger than %zu bytes", file_path, OE_CONFIG_FILE_MAX);
+    else if (file_lines_parse(text, n, &secret_line, err, errlen) == 0)
+        rc = 0;
+    if (rc == 0 && secret_line && (st.st_mode & (S_IRGRP | S_IROTH))) {
+        snprintf(err, errlen,
+                 "%s:%d: holds a secret and the file is readable by others (mode %04o); "
+                 "chmod 600 %s",
+                 file_path, secret_line, (unsigned)(st.st_mode & 07777), file_path);
         rc = -1;
     }
+    if (text)
+        memset(text, 0, n < OE_CONFIG_FILE_MAX + 1 ? n : OE_CONFIG_FILE_MAX + 1);
+    free(text);
     fclose(f);
     return rc;
+}
+
+/* Settings that are alternatives to each other: giving two of a group,
+ * from any sources (flag, environment, file; the same one or two), is an
+ * error naming both, where otherwise one would silently win. The same
+ * setting at two levels is ordinary precedence. By environment name. */
+static const struct group {
+    const char *what;
+    const char *names[3];
+} groups[] = {
+    {"a ledger location", {"OPENEXEC_DB_PATH", "OPENEXEC_DB_URL", NULL}},
+    {"an Ed25519 public key", {"CLAWSHIELD_PUBLIC_KEY", "CLAWSHIELD_PUBLIC_KEY_FILE", NULL}},
+    {"a signing key (mint)", {"CLAWSHIELD_SECRET_KEY", "CLAWSHIELD_PRIVATE_KEY_FILE", NULL}},
+};
+
+/* Where the setting s of the table (index k) is given, the strongest
+ * source first, into buf; 0 when it is given nowhere. */
+static int given_at(const oe_config *cfg, size_t k, char *buf, size_t len)
+{
+    const setting *s = &settings[k];
+    int line = file_line(s->env, 0);
+    if (cfg->origin[k] == OE_FROM_FLAG)
+        snprintf(buf, len, "%s (flag)", s->flag);
+    else if (getenv(s->env) && !file_line(s->env, 1))
+        snprintf(buf, len, "%s (environment)", s->env);
+    else if (line)
+        snprintf(buf, len, "%s (config file %.200s line %d)", s->env, file_path, line);
+    else
+        return 0;
+    return 1;
+}
+
+static int check_groups(const oe_config *cfg, const oe_command *command, char *err, size_t errlen)
+{
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        char first[300], second[300];
+        int count = 0;
+        for (size_t k = 0; k < NSETTINGS; k++) {
+            const setting *s = &settings[k];
+            int member = 0;
+            for (size_t i = 0; s->env && groups[g].names[i]; i++)
+                member |= strcmp(s->env, groups[g].names[i]) == 0;
+            if (!member || !(s->commands & command->bit) ||
+                !given_at(cfg, k, count ? second : first, sizeof first))
+                continue;
+            if (++count == 2) {
+                snprintf(err, errlen, "%s and %s are both given, each %s; give one", first, second,
+                         groups[g].what);
+                return -1;
+            }
+        }
+    }
+    return 0;
 }
 
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
@@ -558,16 +689,17 @@ int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **
         if (path && path[0] && load_file(path, err, errlen) != 0)
             return -1;
     }
+    if (check_groups(cfg, command, err, errlen) != 0)
+        return -1;
     for (size_t k = 0; k < NSETTINGS; k++) {
         const setting *s = &settings[k];
         if (!(s->commands & command->bit) || cfg->origin[k] == OE_FROM_FLAG)
             continue;
         const char *env = s->env ? getenv(s->env) : NULL;
         char source[400];
-        int line = env ? file_line(s->env) : 0;
-        if (env && line) {
-            snprintf(source, sizeof source, "%.200s:%d: %s = %.100s%s", file_path, line, s->env,
-                     env, strlen(env) > 100 ? "..." : "");
+        int line = env ? file_line(s->env, 1) : 0;
+        if (env && line) { /* the value is not repeated: the line may hold a secret */
+            snprintf(source, sizeof source, "%.200s:%d: %s", file_path, line, s->env);
             cfg->origin[k] = OE_FROM_FILE;
         } else if (env) {
             snprintf(source, sizeof source, "%s=%.100s%s", s->env, env,

@@ -121,9 +121,14 @@ typedef struct oe_command {
  * lines with the environment's names, loaded into the environment where a
  * variable is not set, so that OPENEXEC_KAFKA_<PROP> lines reach
  * oe_kafka_props_from_env too), then the defaults, each value checked
- * against its type. Returns 0, or -1 with a
- * one-line reason in err (unknown option, missing value, bad value naming
- * the flag or variable it came from and the value). --help is the caller's
+ * against its type. Settings that are alternatives (two ledger locations,
+ * the public key as text and as a file, mint's two signing keys) given
+ * together from any sources are refused naming both and their sources. The
+ * file must hold no NUL byte, and must not be readable by group or others
+ * when it holds a secret. Returns 0, or -1 with a one-line reason in err
+ * (unknown option, missing value, bad value naming the flag or variable it
+ * came from and, from a flag or the environment, the value; from the file
+ * FILE:LINE and the name only, never the value). --help is the caller's
  * (oe_command_parse looks for it first). */
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                     size_t errlen);

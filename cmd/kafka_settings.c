@@ -42,6 +42,14 @@ static const struct reserved {
      "a committed offset no longer on the broker is reported as data loss, never skipped"},
     {"partition.assignment.strategy",
      "the worker relies on cooperative rebalancing (cooperative-sticky)"},
+    /* Properties that load or run code: a configuration value must never
+     * become code running as openexec (librdkafka 2.0.2 CONFIGURATION.md;
+     * interceptors come only through plugins). */
+    {"plugin.library.paths", "it loads shared libraries (plugins, interceptors) into openexec"},
+    {"ssl.engine.location", "it loads an OpenSSL engine library into openexec"},
+    {"ssl.providers", "it loads OpenSSL provider modules into openexec"},
+    {"sasl.kerberos.kinit.cmd",
+     "it is a shell command openexec would run; librdkafka's default kinit command is kept"},
 };
 
 /* Why name may not be set by the user, or NULL. librdkafka also takes
@@ -57,7 +65,8 @@ static const char *reserved_why(const char *name)
 }
 
 /* Adds or replaces a property; the strings are copied. source names the
- * argument or variable it came from, for the refusal. */
+ * argument or variable it came from, for the refusal (never the value: it
+ * may be a secret). */
 static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, const char *value,
                     const char *source, int replace, char *err, size_t errlen)
 {
@@ -71,7 +80,7 @@ static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, cons
     }
     const char *why = reserved_why(n);
     if (why) {
-        snprintf(err, errlen, "%.200s: refused: %s", source, why);
+        snprintf(err, errlen, "%.200s: property %.100s refused: %s", source, n, why);
         free(n);
         free(v);
         return -1;
@@ -142,9 +151,9 @@ int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen)
         const char *file;
         int line = oe_config_file_line(var, &file);
         if (line)
-            snprintf(source, sizeof source, "%.200s:%d: %.150s", file, line, *e);
+            snprintf(source, sizeof source, "%.200s:%d: %.150s", file, line, var);
         else
-            snprintf(source, sizeof source, "%.300s", *e);
+            snprintf(source, sizeof source, "%.150s (environment)", var);
         if (add_prop(s, prop, n, eq + 1, source, 0, err, errlen) != 0)
             return -1;
     }
@@ -178,7 +187,7 @@ static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, ch
             return -1;
         }
         char source[256];
-        snprintf(source, sizeof source, "-X %.200s", pv);
+        snprintf(source, sizeof source, "-X %.*s", (int)((eq - pv) > 200 ? 200 : eq - pv), pv);
         if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, 1, err, errlen) != 0)
             return -1;
     }

@@ -158,12 +158,7 @@ static int run_configure(service *s, int argc, char **argv)
         .allowed_actions = cfg->allowed_actions,
         .metrics = &s->metrics,
     };
-    if (cfg->public_key_file) {
-        if (cfg->public_key) {
-            oe_kafka_settings_clear(&s->ks);
-            return oe_die(2, "CLAWSHIELD_PUBLIC_KEY and CLAWSHIELD_PUBLIC_KEY_FILE are both given; "
-                             "give one");
-        }
+    if (cfg->public_key_file) { /* not with public_key: oe_config_parse refuses the two */
         if (!(s->public_key = read_file(cfg->public_key_file, OE_PUBLIC_KEY_FILE_MAX))) {
             oe_kafka_settings_clear(&s->ks);
             return oe_die(2, "--public-key-file %s: cannot read it", cfg->public_key_file);

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
+
 static atomic_int log_level = OE_LOG_INFO;
 static atomic_int log_format = OE_LOG_TEXT;
 
@@ -37,18 +39,28 @@ const char *oe_log_int(long long v, char buf[24])
     return buf;
 }
 
-/* A line under construction: text is cut (never overrun) at the end. */
+/* A line under construction. Every append is checked against the room
+ * left (OE_LOG_LINE_MAX, less what closes the line), so a line is never
+ * cut: values are, and fields that find no room are dropped and counted. */
 typedef struct line {
-    char data[4 * OE_LOG_VALUE_MAX + 1024];
+    char data[OE_LOG_LINE_MAX];
     size_t len;
+    size_t dropped; /* fields left out for want of room */
 } line;
+
+/* Room kept for the end of the line: ,"dropped_fields":"N"} and '\n'. */
+#define LINE_TAIL 48
+/* Longest key written (keys of Kafka properties come from the user). */
+#define KEY_MAX 128
+
+static size_t room(const line *l)
+{
+    return sizeof l->data - LINE_TAIL - l->len;
+}
 
 static void put(line *l, const char *s, size_t n)
 {
-    size_t room = sizeof l->data - 1 - l->len; /* one byte kept for '\n' */
-    if (n > room)
-        n = room;
-    memcpy(l->data + l->len, s, n);
+    memcpy(l->data + l->len, s, n); /* callers checked room() */
     l->len += n;
 }
 
@@ -57,83 +69,120 @@ static void puts_(line *l, const char *s)
     put(l, s, strlen(s));
 }
 
-/* Whether a text value needs quotes. */
-static int needs_quotes(const char *s, size_t n)
+/* The length of the valid UTF-8 character at s[0..n) (oe_utf8_valid's
+ * rules: no overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_char(const unsigned char *s, size_t n)
+{
+    size_t k = s[0] < 0x80 ? 1 : s[0] < 0xC2 ? 0 : s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+    return k && k <= n && oe_utf8_valid((const char *)s, k) ? k : 0;
+}
+
+/* Whether a byte can stand unquoted in text (logfmt): printable ASCII
+ * other than space, '=' and '"'. */
+static int text_safe(unsigned char c)
+{
+    return c > ' ' && c != '=' && c != '"' && c < 0x7f;
+}
+
+/* Whether a text value can go without quotes: non-empty, all text_safe. */
+static int plain(const char *s, size_t n)
 {
     if (n == 0)
-        return 1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c == '=' || c == '"' || c == 0x7f)
-            return 1;
-    }
-    return 0;
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!text_safe((unsigned char)s[i]))
+            return 0;
+    return 1;
 }
 
-/* Appends s (n bytes, cut at OE_LOG_VALUE_MAX) escaped for a JSON string
- * or a quoted logfmt value: the same escapes serve both. */
-static void put_escaped(line *l, const char *s, size_t n)
+/* Appends s (n bytes) escaped for a JSON string or a quoted logfmt value
+ * (the same escapes serve both): '"' and '\\' escaped, control characters
+ * (C0, DEL, C1) and U+2028/U+2029 as \uXXXX, each byte that is not part
+ * of valid UTF-8 as \ufffd; so the result is valid UTF-8 on one line.
+ * Cut, with "..." after the last whole character, after OE_LOG_VALUE_MAX
+ * bytes of s or where the room left (at least limit) would be passed. */
+static void put_escaped(line *l, const char *s, size_t n, size_t limit)
 {
-    int cut = n > OE_LOG_VALUE_MAX;
-    if (cut) {
-        n = OE_LOG_VALUE_MAX;
-        /* Never end inside a UTF-8 character. */
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7f)
-            continue;
-        put(l, s + start, i - start);
+    const unsigned char *u = (const unsigned char *)s;
+    if (limit > room(l))
+        limit = room(l);
+    size_t end = l->len + limit;
+    for (size_t i = 0; i < n;) {
         char esc[8];
-        switch (c) {
-        case '"':
-            puts_(l, "\\\"");
-            break;
-        case '\\':
-            puts_(l, "\\\\");
-            break;
-        case '\n':
-            puts_(l, "\\n");
-            break;
-        case '\r':
-            puts_(l, "\\r");
-            break;
-        case '\t':
-            puts_(l, "\\t");
-            break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            puts_(l, esc);
+        const char *out = esc;
+        size_t k = utf8_char(u + i, n - i), outlen;
+        unsigned cp = k == 1 ? u[i] : k == 2 ? ((u[i] & 0x1Fu) << 6 | (u[i + 1] & 0x3Fu)) : 0;
+        if (k == 3)
+            cp = (u[i] & 0x0Fu) << 12 | (u[i + 1] & 0x3Fu) << 6 | (u[i + 2] & 0x3Fu);
+        if (k == 0) {
+            out = "\\ufffd";
+            k = 1;
+        } else if (cp == '"' || cp == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)cp;
+            esc[2] = '\0';
+        } else if (cp == '\n' || cp == '\r' || cp == '\t') {
+            out = cp == '\n' ? "\\n" : cp == '\r' ? "\\r" : "\\t";
+        } else if (k <= 3 &&
+                   (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029)) {
+            snprintf(esc, sizeof esc, "\\u%04x", cp);
+        } else {
+            out = s + i;
         }
-        start = i + 1;
+        outlen = out == s + i ? k : strlen(out);
+        size_t tail = i + k < n ? 3 : 0; /* "..." if more follows */
+        if (i + k > OE_LOG_VALUE_MAX || l->len + outlen + tail > end) {
+            put(l, "...", 3); /* end - l->len >= 3: kept by the previous step */
+            return;
+        }
+        put(l, out, outlen);
+        i += k;
     }
-    put(l, s + start, n - start);
-    if (cut)
-        puts_(l, "...");
 }
 
+/* Appends a key as given, or made safe: cut at KEY_MAX, and in text keys
+ * any byte that is not printable ASCII, or is a space, '=' or '"', as
+ * '_'; JSON keys are escaped like values. */
+static void put_key(line *l, int json, const char *key)
+{
+    size_t n = strnlen(key, KEY_MAX);
+    if (json) {
+        put_escaped(l, key, n, KEY_MAX * 6 + 3);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = text_safe((unsigned char)key[i]) ? key[i] : '_';
+        put(l, &ch, 1);
+    }
+}
+
+/* Appends one field, its value cut to the room left; when not even the
+ * key and a cut value fit, the field is dropped (and counted). */
 static void put_field(line *l, int json, const char *key, const char *value, size_t vlen)
 {
+    /* " key=" or ,"key":" with a key escaped at most 6 bytes to a byte,
+     * then at least "...". */
+    if (room(l) < 6 * KEY_MAX + 16) {
+        l->dropped++;
+        return;
+    }
     if (json) {
         puts_(l, ",\"");
-        put_escaped(l, key, strlen(key));
+        put_key(l, json, key);
         puts_(l, "\":\"");
-        put_escaped(l, value, vlen);
+        put_escaped(l, value, vlen, room(l) - 1);
         puts_(l, "\"");
         return;
     }
     puts_(l, " ");
-    puts_(l, key);
+    put_key(l, json, key);
     puts_(l, "=");
-    if (vlen <= OE_LOG_VALUE_MAX && !needs_quotes(value, vlen)) {
+    if (vlen <= OE_LOG_VALUE_MAX && vlen <= room(l) && plain(value, vlen)) {
         put(l, value, vlen);
         return;
     }
     puts_(l, "\"");
-    put_escaped(l, value, vlen);
+    put_escaped(l, value, vlen, room(l) - 1);
     puts_(l, "\"");
 }
 
@@ -144,7 +193,7 @@ void oe_logv(oe_log_level level, const char *component, const char *const *field
         return;
     int saved = errno;
     int json = atomic_load(&log_format) == OE_LOG_JSON;
-    char msg[OE_LOG_VALUE_MAX + 1];
+    char msg[OE_LOG_VALUE_MAX + 2]; /* one byte more than is written: the cut is marked */
     int mlen = vsnprintf(msg, sizeof msg, fmt, ap);
     size_t msglen = mlen < 0 ? 0 : (size_t)mlen;
     if (msglen > sizeof msg - 1)
@@ -160,6 +209,7 @@ void oe_logv(oe_log_level level, const char *component, const char *const *field
 
     line l;
     l.len = 0;
+    l.dropped = 0;
     if (json) {
         puts_(&l, "{\"ts\":\"");
         puts_(&l, ts);
@@ -174,6 +224,14 @@ void oe_logv(oe_log_level level, const char *component, const char *const *field
     put_field(&l, json, "msg", msg, msglen);
     for (size_t i = 0; fields && fields[i] && fields[i + 1]; i += 2)
         put_field(&l, json, fields[i], fields[i + 1], strlen(fields[i + 1]));
+    if (l.dropped) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", l.dropped);
+        puts_(&l, json ? ",\"dropped_fields\":\"" : " dropped_fields=");
+        puts_(&l, n);
+        if (json)
+            puts_(&l, "\"");
+    }
     if (json)
         puts_(&l, "}");
     l.data[l.len++] = '\n';

@@ -8,10 +8,18 @@
  *     {"ts":"2026-11-30T01:02:03.456Z","level":"info","component":"worker",
  *      "msg":"batch","messages":"12"}
  *
- * A text value is quoted when it is empty or holds a space, '=', '"' or a
- * control character; quotes, backslashes and control characters are escaped
- * in both formats, so that one event is always one line. Messages and
- * values longer than OE_LOG_VALUE_MAX bytes are cut. Lines below the level
+ * A text value is quoted unless it is non-empty printable ASCII without
+ * space, '=' or '"'. In both formats quotes and backslashes are escaped,
+ * control characters (U+0000-U+001F, U+007F-U+009F) and U+2028/U+2029
+ * written as \uXXXX (\n, \r, \t for those three), and each byte that is
+ * not part of valid UTF-8 written as \ufffd (the replacement character;
+ * the byte itself is not kept), so that every line is valid UTF-8, one
+ * event is one line and every JSON line parses. Values are cut, never
+ * lines: a message or value longer than OE_LOG_VALUE_MAX bytes, or one that
+ * would take the line past OE_LOG_LINE_MAX bytes, ends in "..." after its
+ * last whole character; a field that finds no room at all is left out and
+ * counted in a last field dropped_fields=N. Text keys are cut at 128 bytes
+ * and bytes that would break key=value become '_'. Lines below the level
  * set by oe_log_setup are not written. Thread-safe: each line is written
  * with one write(2).
  *
@@ -27,8 +35,11 @@
 typedef enum oe_log_level { OE_LOG_ERROR, OE_LOG_WARN, OE_LOG_INFO, OE_LOG_DEBUG } oe_log_level;
 typedef enum oe_log_format { OE_LOG_TEXT, OE_LOG_JSON } oe_log_format;
 
-/* Longest message or field value written; longer ones end in "...". */
+/* Longest message or field value written, in bytes of the value; longer
+ * ones end in "...". */
 #define OE_LOG_VALUE_MAX 2048
+/* Longest line written, its newline included. */
+#define OE_LOG_LINE_MAX 16384
 
 /* Sets the level and format (before other threads log; default info, text). */
 void oe_log_setup(oe_log_level level, oe_log_format format);

@@ -226,12 +226,13 @@ class Numbers(ConfigTest):
                                timeout=5), "OPENEXEC_DB_URL", "OPENEXEC_DB_PATH")
         self.assertFalse(os.path.exists(self.path("a.db")))
         self.assertFalse(os.path.exists(self.path("b.db")))
-        # A --db flag wins over both variables.
+        # A --db flag over OPENEXEC_DB_PATH alone is ordinary precedence.
         p = self.start(["run", "--execute", "local", "--http-port", "0", "--db",
-                        self.path("c.db")], env=env)
+                        self.path("c.db")], env={"OPENEXEC_DB_PATH": self.path("a.db")})
         self.assertTrue(p.wait_log(r"admin HTTP off"), p.log())
         self.assertIn("database %s" % self.path("c.db"), p.log())
         self.assertEqual(p.stop(), 0, p.log())
+        self.assertFalse(os.path.exists(self.path("a.db")))
 
 
     def test_mint_approval_id_kept_whole_or_refused(self):
@@ -305,26 +306,26 @@ class KafkaProperties(ConfigTest):
             for cmd in (["produce"], ["receipts"]):
                 args = cmd + ["--brokers", "127.0.0.1:1"]
                 self.assertRefused(cli(args + ["-X", "%s=%s" % (prop, value)], timeout=5),
-                                   "-X %s=%s" % (prop, value), "refused")
+                                   "-X %s" % prop, "refused")
                 name = env_name(prop)
                 self.assertRefused(cli(args, env={name: value}, timeout=5),
-                                   "%s=%s" % (name, value), "refused")
+                                   name, "refused")
         # The reasons say what to do or what would break.
         err = self.assertRefused(cli(["produce", "--brokers", "127.0.0.1:1", "-Xgroup.id=g"]),
-                                 "-X group.id=g")
+                                 "-X group.id")
         self.assertIn("--group-id", err)
         err = self.assertRefused(cli(["receipts", "--brokers", "127.0.0.1:1"],
                                      env={"OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT": "true"}),
-                                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT=true")
+                                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT")
         self.assertIn("durable", err)
         # `run` refuses them before it touches the disk or starts a broker.
         db = self.path("k.db")
         for args, env, source in (
-                (["-X", "group.id=mine"], None, "-X group.id=mine"),
-                ([], {"OPENEXEC_KAFKA_GROUP_ID": "mine"}, "OPENEXEC_KAFKA_GROUP_ID=mine"),
-                (["-X", "enable.auto.commit=true"], None, "-X enable.auto.commit=true"),
+                (["-X", "group.id=mine"], None, "-X group.id"),
+                ([], {"OPENEXEC_KAFKA_GROUP_ID": "mine"}, "OPENEXEC_KAFKA_GROUP_ID"),
+                (["-X", "enable.auto.commit=true"], None, "-X enable.auto.commit"),
                 ([], {"OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT": "true"},
-                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT=true")):
+                 "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT")):
             self.assertRefused(cli(["run", "--http-port", "0", "--db", db] + args, env=env,
                                    timeout=5), source)
         self.assertFalse(os.path.exists(db))
@@ -339,6 +340,31 @@ class KafkaProperties(ConfigTest):
         finally:
             b.stop()
         self.assertEqual(p.returncode, 0, p.stderr)
+
+    def test_code_loading_properties_refused_from_every_source(self):
+        # librdkafka 2.0.2 loads shared libraries for plugin.library.paths
+        # (plugins and their interceptors), ssl.engine.location and
+        # ssl.providers, and runs sasl.kerberos.kinit.cmd in a shell: a
+        # configuration value would become code running as openexec.
+        so = self.path("evil.so")
+        for prop, value in (("plugin.library.paths", so), ("ssl.engine.location", so),
+                            ("ssl.providers", so), ("sasl.kerberos.kinit.cmd", "touch pwned"),
+                            ("topic.plugin.library.paths", so)):
+            conf = self.path("k.conf")
+            with open(conf, "w") as f:
+                f.write("%s = %s\n" % (env_name(prop), value))
+            sources = ((["-X", "%s=%s" % (prop, value)], None, "-X " + prop),
+                       ([], {env_name(prop): value}, env_name(prop)),
+                       (["--config", conf], None, "k.conf:1:"))
+            for args, env, source in sources:
+                for cmd in (["produce", "--brokers", "127.0.0.1:1"],
+                            ["run", "--http-port", "0", "--db", self.path("k.db")]):
+                    err = self.assertRefused(cli(cmd + args, env=env, timeout=5), source,
+                                             "property %s refused" % prop,
+                                             what="%s %s" % (cmd[0], source))
+                    self.assertNotIn(value, err)
+        self.assertFalse(os.path.exists(self.path("k.db")))
+        self.assertFalse(os.path.exists(self.path("pwned")))
 
     def test_broker_bootstrap_file_is_never_stale(self):
         # A file left by an earlier broker is removed before the new address
@@ -427,10 +453,11 @@ class ConfigFile(ConfigTest):
     """SPEC §4: --config FILE (or OPENEXEC_CONFIG) reads NAME = value lines
     with the environment's names; flag > environment > file > default."""
 
-    def write(self, name, text):
+    def write(self, name, text, mode=0o600):
         path = self.path(name)
-        with open(path, "w") as f:
+        with open(path, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
+        os.chmod(path, mode)
         return path
 
     def test_precedence_flag_env_file_default(self):
@@ -503,6 +530,128 @@ class ConfigFile(ConfigTest):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["tenant_id"], "t-file")
 
+    def test_two_ledger_locations_refused_from_any_sources(self):
+        # SPEC §4: OPENEXEC_DB_PATH / --db and OPENEXEC_DB_URL / --db-url
+        # from any sources, the same one or two, are an error naming both
+        # and where each came from. It used to be accepted: a file's URL
+        # beat the environment's path, and a file could hold both.
+        a, b = self.path("a.db"), "sqlite:///" + self.path("b.db")
+        cases = [
+            ({"OPENEXEC_DB_PATH": a}, "OPENEXEC_DB_URL = %s\n" % b, [],
+             "OPENEXEC_DB_PATH (environment) and OPENEXEC_DB_URL (config file %s line 1)"),
+            ({}, "OPENEXEC_DB_PATH = %s\nOPENEXEC_MODE = demo\nOPENEXEC_DB_URL = %s\n" % (a, b),
+             [], "OPENEXEC_DB_PATH (config file %s line 1) and OPENEXEC_DB_URL "
+                 "(config file %s line 3)"),
+            ({"OPENEXEC_DB_URL": b}, None, ["--db", a],
+             "--db (flag) and OPENEXEC_DB_URL (environment)"),
+            ({}, "OPENEXEC_DB_PATH = %s\n" % a, ["--db-url", b],
+             "OPENEXEC_DB_PATH (config file %s line 1) and --db-url (flag)"),
+            ({}, None, ["--db", a, "--db-url", b], "--db (flag) and --db-url (flag)"),
+            # A variable the environment overrides is still given by the file.
+            ({"OPENEXEC_DB_PATH": a}, "OPENEXEC_DB_PATH = %s\nOPENEXEC_DB_URL = %s\n" % (a, b),
+             [], "OPENEXEC_DB_PATH (environment) and OPENEXEC_DB_URL (config file %s line 2)"),
+        ]
+        for env, text, args, words in cases:
+            conf = self.write("two.conf", text) if text else None
+            for cmd in (["run", "--execute", "local", "--http-port", "0"], ["ledger", "show",
+                                                                            "--nonce", "n"]):
+                argv = cmd + args + (["--config", conf] if conf else [])
+                err = self.assertRefused(cli(argv, env=env, timeout=5),
+                                         words.replace("%s", conf or ""),
+                                         "each a ledger location; give one", what=words)
+                self.assertEqual(err.count(conf or "\0"), words.count("%s"), err)
+        self.assertFalse(os.path.exists(a))
+        self.assertFalse(os.path.exists(self.path("b.db")))
+        # The same variable at two levels is precedence, not an error: the
+        # flag wins over the environment, the environment over the file.
+        conf = self.write("one.conf", "OPENEXEC_DB_PATH = %s\n" % self.path("file.db"))
+        p = self.start(["run", "--execute", "local", "--http-port", "0", "--config", conf],
+                       env={"OPENEXEC_DB_PATH": self.path("env.db")})
+        self.assertTrue(p.wait_log(r"admin HTTP off"), p.log())
+        self.assertIn("database %s" % self.path("env.db"), p.log())
+        self.assertEqual(p.stop(), 0, p.log())
+        self.assertFalse(os.path.exists(self.path("file.db")))
+
+    def test_other_alternatives_refused_from_any_sources(self):
+        # The Ed25519 public key as text or as a file, and mint's two
+        # signing keys: one silently won over the other from a file.
+        with open(self.path("pub.pem"), "w") as f:
+            f.write("not read\n")
+        conf = self.write("k.conf", "CLAWSHIELD_PUBLIC_KEY_FILE = %s\n" % self.path("pub.pem"))
+        self.assertRefused(cli(["run", "--http-port", "0", "--db", self.path("k.db"),
+                                "--config", conf], env={"CLAWSHIELD_PUBLIC_KEY": "x"}, timeout=5),
+                           "CLAWSHIELD_PUBLIC_KEY (environment) and CLAWSHIELD_PUBLIC_KEY_FILE "
+                           "(config file %s line 1)" % conf, "give one")
+        self.assertFalse(os.path.exists(self.path("k.db")))
+        conf = self.write("m.conf", "CLAWSHIELD_SECRET_KEY = s\n")
+        err = self.assertRefused(cli(["mint", "--action", "echo", "--config", conf,
+                                      "--ed25519-key", self.path("none.pem")], timeout=5),
+                                 "CLAWSHIELD_SECRET_KEY (config file %s line 1)" % conf,
+                                 "--ed25519-key (flag)", "give one")
+        self.assertNotIn("cannot read", err)
+
+    def test_nul_byte_refused_naming_file_and_line(self):
+        # A line starting with NUL used to be skipped, and a NUL inside a
+        # value cut it ("a\0b" read as "a"): the check could not fire.
+        for text, line in ((b"\0CLAWSHIELD_TENANT_ID = t\n", 1),
+                           (b"CLAWSHIELD_SECRET_KEY = s\nCLAWSHIELD_TENANT_ID = a\0b\n", 2),
+                           (b"CLAWSHIELD_SECRET_KEY = s\n\0", 2),
+                           (b"# comment\0\n", 1)):
+            conf = self.write("nul.conf", text)
+            self.assertRefused(cli(["mint", "--action", "echo", "--secret", "s", "--config", conf],
+                                   timeout=5), "nul.conf:%d:" % line, "NUL byte", what=repr(text))
+
+    def test_errors_never_echo_a_value(self):
+        # A secret on a line that lost its '=' or its name used to be
+        # echoed whole as the "name"; bad values and refused properties
+        # were echoed too. Errors name FILE:LINE and at most the setting.
+        secret = "c2VjcmV0LXZhbHVl"
+        for text, words in (
+                ("CLAWSHIELD_SECRET_KEY: %s==\n" % secret, ["e.conf:1:", "unknown setting"]),
+                ("%s = 1\n" % secret, ["e.conf:1:", "unknown setting"]),
+                ("OPENEXEC_MODE = demo\nOPENEXEC_HTTP_PORT = %s\n" % secret,
+                 ["e.conf:2:", "OPENEXEC_HTTP_PORT", "not a port"]),
+                ("OPENEXEC_MODE = %s\n" % secret, ["e.conf:1:", "OPENEXEC_MODE"]),
+                ("OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT = %s\n" % secret,
+                 ["e.conf:1:", "OPENEXEC_KAFKA_ENABLE_AUTO_COMMIT", "refused"])):
+            conf = self.write("e.conf", text)
+            err = self.assertRefused(cli(["run", "--config", conf, "--db", self.path("e.db")],
+                                         timeout=5), *words, what=text)
+            self.assertNotIn(secret, err)
+        self.assertFalse(os.path.exists(self.path("e.db")))
+
+    def test_file_with_a_secret_readable_by_others_refused(self):
+        # As ssh does with private keys: a file holding a secret must not be
+        # readable by its group or others (the mode is given, not the value).
+        secret = "s3cr3t-value-of-the-test"
+        for text, line in (("CLAWSHIELD_SECRET_KEY = %s\n" % secret, 1),
+                           ("OPENEXEC_MODE = demo\nOPENEXEC_KAFKA_SASL_PASSWORD = %s\n" % secret,
+                            2),
+                           ("OPENEXEC_KAFKA_SSL_KEY_PASSWORD = %s\n" % secret, 1),
+                           ("OPENEXEC_DB_URL = postgresql://u:%s@127.0.0.1:1/db\n" % secret, 1),
+                           ("OPENEXEC_DB_URL = postgresql://u@127.0.0.1:1/db?password=%s\n"
+                            % secret, 1)):
+            for mode in (0o644, 0o640, 0o604):
+                conf = self.write("s.conf", text, mode)
+                err = self.assertRefused(cli(["run", "--config", conf, "--http-port", "0"],
+                                             timeout=5, cwd=self.tmp),
+                                         "s.conf:%d:" % line, "chmod 600 %s" % conf,
+                                         "%04o" % mode, what="%s %o" % (text, mode))
+                self.assertNotIn(secret, err)
+        self.assertFalse(os.path.exists(self.path("openexec.db")))
+        # 0600 (and 0400) are fine; so is a readable file without secrets
+        # (a private key's file name is no secret).
+        for text, mode in (("CLAWSHIELD_SECRET_KEY = %s\n" % secret, 0o600),
+                           ("CLAWSHIELD_SECRET_KEY = %s\n" % secret, 0o400),
+                           ("CLAWSHIELD_TENANT_ID = t\nOPENEXEC_DB_URL = sqlite:///x.db\n", 0o644)):
+            conf = self.write("ok%o.conf" % mode, text, mode)
+            p = cli(["mint", "--action", "echo", "--config", conf] +
+                    (["--secret", "s"] if "SECRET" not in text else []), timeout=5)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        conf = self.write("pk.conf", "CLAWSHIELD_PRIVATE_KEY_FILE = %s\n" % self.path("no.pem"),
+                          0o644)
+        self.assertRefused(cli(["mint", "--action", "echo", "--config", conf], timeout=5),
+                           "--ed25519-key", "cannot read it")
 
 class Logs(ConfigTest):
     """SPEC §11: one line per event; key=value text or JSON objects; the
@@ -538,6 +687,33 @@ class Logs(ConfigTest):
             self.assertIn(key, batches[0])
         self.assertNotIn("very-secret-value", s.log())
         self.assertNotIn("hunter2-secret", s.log())
+
+    def test_json_lines_parse_whatever_the_values(self):
+        # A line used to be cut at 9 KiB without its closing brace, and bytes
+        # that are not UTF-8 were copied as they came: both made lines that
+        # are not JSON. Values are cut now ("..."), never lines, and each
+        # byte that is not UTF-8 becomes U+FFFD. The tenant is logged in the
+        # effective configuration: here 2 bytes that are not UTF-8, then
+        # 6,000 bytes that escaping makes 21,000.
+        tenant = "\udcff\udcc3" + "\x01\"\\\n\x85\u2028" * 1000
+        s = self.server(env={"OPENEXEC_EXECUTE": "local", "OPENEXEC_LOG_FORMAT": "json",
+                             "CLAWSHIELD_TENANT_ID": tenant})
+        self.assertEqual(s.execute("add", {"a": 1, "b": 2}, "log-u").status, 200)
+        s.stop()
+        with open(s.log_path, "rb") as f:
+            raw = f.read()
+        events = []
+        for line in raw.split(b"\n")[:-1]:
+            try:
+                events.append(json.loads(line.decode("utf-8")))
+            except ValueError:
+                self.fail("not a JSON line: %r" % line[-200:])
+        conf = [e for e in events if e["msg"] == "effective configuration of run"]
+        self.assertEqual(len(conf), 1, events)
+        value = conf[0]["CLAWSHIELD_TENANT_ID"]
+        self.assertTrue(value.startswith("\ufffd\ufffd\x01\"\\\n\x85\u2028"), value[:20])
+        self.assertTrue(value.endswith("..."), value[-20:])
+        self.assertEqual(conf[0]["OPENEXEC_LOG_FORMAT"], "json")  # after the long value
 
     def test_level_error_keeps_only_errors(self):
         s = self.server(env={"OPENEXEC_EXECUTE": "kafka"}, args=["--log-level", "error"])
