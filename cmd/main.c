@@ -65,8 +65,9 @@ typedef struct readiness {
 #define LEDGER_PROBE_INTERVAL_S 1.0
 #define LEDGER_PROBE_ID "00000000-0000-0000-0000-000000000000"
 
-static int ledger_ready(readiness *r, char *reason, size_t len)
+static int ledger_ready(void *ctx, char *reason, size_t len)
 {
+    readiness *r = ctx;
     int idle = 0;
     if (oe_monotonic() - atomic_load(&r->probed_at) >= LEDGER_PROBE_INTERVAL_S &&
         atomic_compare_exchange_strong(&r->probing, &idle, 1)) {
@@ -88,11 +89,6 @@ static int ledger_ready(readiness *r, char *reason, size_t len)
     return 0;
 }
 
-static int local_ready(void *ctx, char *reason, size_t len)
-{
-    return ledger_ready(ctx, reason, len);
-}
-
 static int service_ready(void *ctx, char *reason, size_t len)
 {
     readiness *r = ctx;
@@ -100,7 +96,7 @@ static int service_ready(void *ctx, char *reason, size_t len)
         snprintf(reason, len, "starting");
         return 0;
     }
-    char why[400];
+    char why[400]; /* librdkafka's text, logged by worker/kafka.c, not shown */
     switch (oe_kafka_health(why, sizeof why)) {
     case OE_KAFKA_DOWN:
         snprintf(reason, len, "brokers unreachable");
@@ -366,7 +362,7 @@ static int run_bind_http(service *s)
         .bridge = NULL, /* set by run_start_http, once it exists */
         .execute = oe_http_execute_in_process,
         .execute_ctx = &s->in_process,
-        .ready = s->local ? local_ready : service_ready,
+        .ready = s->local ? ledger_ready : service_ready,
         .ready_ctx = &s->ready,
     };
     oe_rc rc = oe_http_new(&hcfg, &s->http, s->err, sizeof s->err);

@@ -873,7 +873,7 @@ static long execute_batch(oe_worker *w)
                oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
-                worker_fail(w, "%s keeps failing (see the lines above)",
+                worker_fail(w, "%s keeps failing (reasons in the log)",
                             rc == OE_ESTORE ? "the ledger" : "memory");
             return -1;
         }
@@ -1144,8 +1144,8 @@ static int wait_polling(oe_worker *w, long ms)
     return 0;
 }
 
-/* The ledger could not be reached: pause, say why (in /ready, a metric,
- * and a log line at the start and every 30 s). */
+/* The ledger could not be reached: pause, and say so (/ready's "ledger
+ * unavailable", a metric) and why (a log line at the start and every 30 s). */
 static void ledger_unavailable(oe_worker *w, const char *why)
 {
     double now = oe_monotonic();
