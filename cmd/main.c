@@ -43,9 +43,9 @@ static const oe_command run_command = {
 
 /* What /ready checks: the worker (if this process runs one) has
  * partitions and the bridge is positioned on the receipts topic; the store
- * is open before either starts. With --execute local, the ledger answers
- * (ledger_ready). Reasons are our words: the backends' own texts (host
- * names, addresses, server messages) go to the log only (SPEC §10). */
+ * is open before either starts. Without a worker (--execute local,
+ * --worker 0), the ledger answers (ledger_ready). Reasons are our words: the backends' own texts
+ * (host names, addresses, server messages) go to the log only (SPEC §10). */
 typedef struct readiness {
     oe_worker *worker; /* NULL with --worker 0 */
     oe_bridge *bridge;
@@ -55,8 +55,9 @@ typedef struct readiness {
     atomic_int ledger_down;   /* the last probe failed */
 } readiness;
 
-/* --execute local has no worker to learn from its batches that the ledger
- * is gone (Kafka mode: oe_worker_ready), and a quiet service has no batches:
+/* --execute local and a bridge-only node have no worker to learn from its
+ * batches that the ledger is gone (oe_worker_ready), and a quiet service
+ * has no batches:
  * /ready looks the ledger up itself, one cheap indexed read of an id that
  * never exists, at most once per LEDGER_PROBE_INTERVAL_S whatever the
  * number of callers (the others take the last answer; nothing is added to
@@ -108,6 +109,9 @@ static int service_ready(void *ctx, char *reason, size_t len)
         break;
     }
     if (r->worker && !oe_worker_ready(r->worker, reason, len))
+        return 0;
+    /* A bridge-only node (--worker 0) runs no batches to learn it from. */
+    if (!r->worker && !ledger_ready(r, reason, len))
         return 0;
     return oe_bridge_ready(r->bridge, reason, len);
 }
