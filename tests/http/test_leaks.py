@@ -101,6 +101,9 @@ class Secrets(ServiceTest):
                 answers.append(("GET " + path, 503, s.get(path)))
             answers.append(("POST /execute", 503, s.execute("echo", {}, "leak-2")))
             answers.append(("GET /metrics", 200, s.get("/metrics")))
+            # Clients asking during an outage do not flood the log.
+            for _ in range(50):
+                s.get("/receipts?nonce=flood")
             # A start while the database is down: exit 1, "cannot connect",
             # the address for the operator, the password nowhere.
             p = cli(["run", "--execute", "local", "--http-port", str(free_port()),
@@ -136,6 +139,10 @@ class Secrets(ServiceTest):
         self.assertIn(":***@127.0.0.1:%d/%s" % (self.cluster.port, self.db), log)
         self.assertIn("ledger unavailable", log)
         self.assertIn("ledger available again", log)
+        lines = [x for x in log.splitlines()
+                 if "component=http" in x and "ledger unavailable" in x]
+        self.assertEqual(len(lines), 1, "one line per 30 s: %r" % lines)
+        self.assertIn("similar_not_logged=0", lines[0])
 
     def base(self):
         return "127.0.0.1:%d/%s" % (self.cluster.port, self.db)
