@@ -663,6 +663,27 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
     answer_check(a);
 }
 
+/* Logs a ledger failure behind an HTTP answer, for the operator (the answer
+ * itself says only "ledger unavailable"): the first one, then at most one
+ * line per LEDGER_LOG_INTERVAL_S with the number left out meanwhile, so
+ * that clients asking during an outage cannot flood the log. err is the
+ * backend's reason, connection strings already masked (ledger/). */
+#define LEDGER_LOG_INTERVAL_S 30.0
+static void log_ledger_failure(const char *what, const char *err)
+{
+    static _Atomic double last_logged = -1e9;
+    static atomic_ullong unlogged;
+    double now = oe_monotonic(), last = atomic_load(&last_logged);
+    if (now - last < LEDGER_LOG_INTERVAL_S ||
+        !atomic_compare_exchange_strong(&last_logged, &last, now)) {
+        atomic_fetch_add(&unlogged, 1);
+        return;
+    }
+    oe_log(OE_LOG_ERROR, "http",
+           OE_LOG_FIELDS("similar_not_logged", OE_LOG_INT(atomic_exchange(&unlogged, 0))),
+           "%s: ledger unavailable: %s", what, err);
+}
+
 void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size_t *lens,
                                 oe_http_answer *const *answers, size_t n)
 {
@@ -694,13 +715,15 @@ void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc != OE_OK) {
         atomic_fetch_add(&x->metrics->store_errors, 1);
-        /* A resource failure is no answer to the requests: 503, try again. */
-        char msg[320];
-        snprintf(msg, sizeof msg, "%s: %s",
-                 rc == OE_ENOMEM     ? "out of memory"
-                 : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
-                                     : "store failure",
-                 err);
+        /* A resource failure is no answer to the requests: 503, try again.
+         * The ledger's own reason is logged, not sent (SPEC §10). */
+        const char *msg = rc == OE_ENOMEM     ? "out of memory, try again"
+                          : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
+                                              : "store failure";
+        if (rc == OE_ENOMEM)
+            oe_log(OE_LOG_ERROR, "http", NULL, "POST /execute: %s", err);
+        else
+            log_ledger_failure("POST /execute", err);
         for (size_t i = 0; i < ne; i++)
             answer_detail(answers[items[i] - all], rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500,
                           msg);
@@ -950,9 +973,36 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
                      valid ? 15 : 16);
 }
 
-/* GET /receipts/{id}, and GET /receipts?nonce=N (by_nonce). A key longer
- * than any stored one is simply not found. A ledger that cannot be reached
- * answers 503 (try again), any other failure 500. */
+/* Whether key can name a stored receipt: a nonce of 1 to
+ * OE_NONCE_MAX_BYTES bytes of valid UTF-8 (what a request may carry, SPEC
+ * §5), or an execution id in its 8-4-4-4-12 hex form, copied lowered into
+ * id. Anything else cannot exist: it is answered 404 without asking the
+ * ledger (PostgreSQL would refuse invalid UTF-8 with its own error text). */
+static int receipt_nonce_valid(const char *key)
+{
+    size_t len = strlen(key);
+    return len > 0 && len <= OE_NONCE_MAX_BYTES && oe_utf8_valid(key, len);
+}
+
+static int receipt_id_valid(const char *key, char id[37])
+{
+    if (strlen(key) != 36)
+        return 0;
+    for (size_t i = 0; i < 36; i++) {
+        char c = key[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        int hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+        if (dash ? c != '-' : !hex)
+            return 0;
+        id[i] = c >= 'A' && c <= 'F' ? (char)(c - 'A' + 'a') : c;
+    }
+    id[36] = '\0';
+    return 1;
+}
+
+/* GET /receipts/{id}, and GET /receipts?nonce=N (by_nonce). A key that
+ * cannot exist is not found; a ledger that cannot answer is 503 "ledger
+ * unavailable", its reason logged, never sent (SPEC §10). */
 static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_nonce,
                                  const char *key)
 {
@@ -960,13 +1010,15 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
     char err[200];
     if (by_nonce && !key)
         return send_detail(h, c, 400, "query parameter nonce is required");
-    int found = 0;
-    if (by_nonce && strlen(key) <= OE_NONCE_MAX_BYTES)
-        found = oe_store_find_by_nonce(h->cfg.reader, key, &e, err, sizeof err);
-    else if (!by_nonce && strlen(key) <= 64)
-        found = oe_store_find_by_id(h->cfg.reader, key, &e, err, sizeof err);
-    if (found < 0)
-        return send_detail(h, c, found == OE_STORE_UNAVAILABLE ? 503 : 500, err);
+    char id[37];
+    if (by_nonce ? !receipt_nonce_valid(key) : !receipt_id_valid(key, id))
+        return send_detail(h, c, 404, "Receipt not found");
+    int found = by_nonce ? oe_store_find_by_nonce(h->cfg.reader, key, &e, err, sizeof err)
+                         : oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err);
+    if (found < 0) {
+        log_ledger_failure(by_nonce ? "GET /receipts?nonce" : "GET /receipts/{id}", err);
+        return send_detail(h, c, 503, "ledger unavailable");
+    }
     if (!found)
         return send_detail(h, c, 404, "Receipt not found");
     if (!e.result_json || !json_valid(e.result_json, strlen(e.result_json))) {

@@ -6,6 +6,7 @@
  * before it returns. */
 #include <limits.h>
 #include <openssl/rand.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "cmd/commands.h"
 #include "cmd/config.h"
 #include "engine/approval.h"
+#include "engine/clock.h"
 #include "engine/digest.h"
 #include "engine/engine.h"
 #include "engine/ids.h"
@@ -41,11 +43,52 @@ static const oe_command run_command = {
 
 /* What /ready checks: the worker (if this process runs one) has
  * partitions and the bridge is positioned on the receipts topic; the store
- * is open before either starts. */
+ * is open before either starts. Without a worker (--execute local,
+ * --worker 0), the ledger answers (ledger_ready). Reasons are our words: the backends' own texts
+ * (host names, addresses, server messages) go to the log only (SPEC §10). */
 typedef struct readiness {
     oe_worker *worker; /* NULL with --worker 0 */
     oe_bridge *bridge;
+    oe_store *reader;         /* probed by ledger_ready */
+    _Atomic double probed_at; /* oe_monotonic() of the last probe's end */
+    atomic_int probing;       /* a /ready call is probing now */
+    atomic_int ledger_down;   /* the last probe failed */
 } readiness;
+
+/* --execute local and a bridge-only node have no worker to learn from its
+ * batches that the ledger is gone (oe_worker_ready), and a quiet service
+ * has no batches:
+ * /ready looks the ledger up itself, one cheap indexed read of an id that
+ * never exists, at most once per LEDGER_PROBE_INTERVAL_S whatever the
+ * number of callers (the others take the last answer; nothing is added to
+ * /execute or /receipts). A probe of an unreachable host takes up to
+ * libpq's connect timeout (5 s, ledger/postgres.c). */
+#define LEDGER_PROBE_INTERVAL_S 1.0
+#define LEDGER_PROBE_ID "00000000-0000-0000-0000-000000000000"
+
+static int ledger_ready(void *ctx, char *reason, size_t len)
+{
+    readiness *r = ctx;
+    int idle = 0;
+    if (oe_monotonic() - atomic_load(&r->probed_at) >= LEDGER_PROBE_INTERVAL_S &&
+        atomic_compare_exchange_strong(&r->probing, &idle, 1)) {
+        oe_execution e;
+        char err[512];
+        int rc = oe_store_find_by_id(r->reader, LEDGER_PROBE_ID, &e, err, sizeof err);
+        if (rc == 1)
+            oe_execution_clear(&e);
+        if (rc < 0 && !atomic_exchange(&r->ledger_down, 1))
+            oe_log(OE_LOG_ERROR, "main", NULL, "ledger unavailable: %s", err);
+        else if (rc >= 0 && atomic_exchange(&r->ledger_down, 0))
+            oe_log(OE_LOG_INFO, "main", NULL, "ledger available again");
+        atomic_store(&r->probed_at, oe_monotonic());
+        atomic_store(&r->probing, 0);
+    }
+    if (!atomic_load(&r->ledger_down))
+        return 1;
+    snprintf(reason, len, "ledger unavailable");
+    return 0;
+}
 
 static int service_ready(void *ctx, char *reason, size_t len)
 {
@@ -54,18 +97,21 @@ static int service_ready(void *ctx, char *reason, size_t len)
         snprintf(reason, len, "starting");
         return 0;
     }
-    char why[400];
+    char why[400]; /* librdkafka's text, logged by worker/kafka.c, not shown */
     switch (oe_kafka_health(why, sizeof why)) {
     case OE_KAFKA_DOWN:
-        snprintf(reason, len, "brokers unreachable: %s", why);
+        snprintf(reason, len, "brokers unreachable");
         return 0;
     case OE_KAFKA_REFUSED:
-        snprintf(reason, len, "brokers refused the connection: %s", why);
+        snprintf(reason, len, "brokers refused the connection");
         return 0;
     case OE_KAFKA_UP:
         break;
     }
     if (r->worker && !oe_worker_ready(r->worker, reason, len))
+        return 0;
+    /* A bridge-only node (--worker 0) runs no batches to learn it from. */
+    if (!r->worker && !ledger_ready(r, reason, len))
         return 0;
     return oe_bridge_ready(r->bridge, reason, len);
 }
@@ -315,7 +361,7 @@ static int run_bind_http(service *s)
         .bridge = NULL, /* set by run_start_http, once it exists */
         .execute = oe_http_execute_in_process,
         .execute_ctx = &s->in_process,
-        .ready = s->local ? NULL : service_ready,
+        .ready = s->local ? ledger_ready : service_ready,
         .ready_ctx = &s->ready,
     };
     oe_rc rc = oe_http_new(&hcfg, &s->http, s->err, sizeof s->err);
@@ -331,6 +377,7 @@ static int run_start_http(service *s)
         return 0;
     s->ready.bridge = s->bridge;
     s->ready.worker = s->worker;
+    s->ready.reader = s->reader;
     oe_http_set_bridge(s->http, s->bridge);
     if (oe_http_start(s->http, s->err, sizeof s->err) != OE_OK)
         return oe_die(1, "%s", s->err);

@@ -36,8 +36,12 @@ typedef enum oe_ledger_kind {
  * OE_LEDGER_INVALID with a reason in err for anything else. */
 oe_ledger_kind oe_ledger_parse_url(const char *url, const char **path, char *err, size_t errlen);
 
-/* Copies url into out with any password replaced by "***", for messages
- * and logs. */
+/* The display form of a ledger location, for messages and logs (never for
+ * HTTP answers, which name no host, user or database): a sqlite: URL as it
+ * is; anything else parsed as libpq parses it (PQconninfoParse: a URI or a
+ * key=value string) and rebuilt as a postgresql:// URI with every secret
+ * (password, sslpassword) replaced by "***"; input libpq cannot parse is
+ * "***" whole. out is always terminated (truncated to outlen). */
 void oe_ledger_mask_url(const char *url, char *out, size_t outlen);
 
 #endif

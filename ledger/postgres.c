@@ -452,7 +452,19 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
     pthread_mutex_init(&s->lock, NULL);
     oe_ledger_mask_url(url, s->shown, sizeof s->shown);
     char why[512];
-    int rc = connect_now(s, why, sizeof why);
+    /* libpq's own reason for a string it cannot parse may quote the
+     * password (an invalid %-escape in it): parse first, and say only that. */
+    char *parse_error = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(url, &parse_error);
+    PQfreemem(parse_error);
+    PQconninfoFree(parsed);
+    int rc = 0;
+    if (!parsed) {
+        snprintf(why, sizeof why, "%.400s: not a connection string libpq can read", s->shown);
+        rc = OE_STORE_ERROR;
+    }
+    if (rc == 0)
+        rc = connect_now(s, why, sizeof why);
     if (rc == 0)
         rc = migrate(s, why, sizeof why);
     if (rc == 0)

@@ -77,7 +77,6 @@ struct oe_worker {
     atomic_int ledger_down;
     atomic_int unshared;
     pthread_mutex_t reason_lock; /* guards the reasons below */
-    char ledger_reason[512];
     char unshared_reason[512];
     /* Set while a batch's receipts have waited over STALL_SECONDS for the
      * brokers' acknowledgement (e.g. too few in-sync replicas). */
@@ -874,8 +873,8 @@ static long execute_batch(oe_worker *w)
                oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
-                worker_fail(w, "%s keeps failing: %s", rc == OE_ESTORE ? "the ledger" : "memory",
-                            err);
+                worker_fail(w, "%s keeps failing (reasons in the log)",
+                            rc == OE_ESTORE ? "the ledger" : "memory");
             return -1;
         }
         oe_sleep_ms(backoff);
@@ -1145,13 +1144,10 @@ static int wait_polling(oe_worker *w, long ms)
     return 0;
 }
 
-/* The ledger could not be reached: pause, say why (in /ready, a metric,
- * and a log line at the start and every 30 s). */
+/* The ledger could not be reached: pause, and say so (/ready's "ledger
+ * unavailable", a metric) and why (a log line at the start and every 30 s). */
 static void ledger_unavailable(oe_worker *w, const char *why)
 {
-    pthread_mutex_lock(&w->reason_lock);
-    snprintf(w->ledger_reason, sizeof w->ledger_reason, "%s", why);
-    pthread_mutex_unlock(&w->reason_lock);
     double now = oe_monotonic();
     if (!atomic_exchange(&w->ledger_down, 1) || now - w->last_ledger_log > 30) {
         oe_log(OE_LOG_ERROR, "worker", NULL, "ledger unavailable, consumption paused, retrying: %s",
@@ -1546,12 +1542,14 @@ int oe_worker_ready(oe_worker *w, char *reason, size_t len)
         snprintf(reason, len, "%s (restart the worker to acknowledge)", w->data_loss_reason);
         return 0;
     }
-    if (atomic_load(&w->ledger_down) || atomic_load(&w->unshared)) {
+    /* The ledger's own reason (host, server message) is in the log only. */
+    if (atomic_load(&w->ledger_down)) {
+        snprintf(reason, len, "ledger unavailable");
+        return 0;
+    }
+    if (atomic_load(&w->unshared)) {
         pthread_mutex_lock(&w->reason_lock);
-        if (atomic_load(&w->ledger_down))
-            snprintf(reason, len, "ledger unavailable: %s", w->ledger_reason);
-        else
-            snprintf(reason, len, "%s", w->unshared_reason);
+        snprintf(reason, len, "%s", w->unshared_reason);
         pthread_mutex_unlock(&w->reason_lock);
         return 0;
     }

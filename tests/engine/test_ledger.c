@@ -29,21 +29,60 @@ static void test_url_kinds(void)
     ASSERT_TRUE(strstr(err, "hunter2") == NULL);
 }
 
+/* The display form of ledger URLs: parsed as libpq parses them, secrets
+ * replaced by ***, whatever their spelling. */
 static void test_mask(void)
 {
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"postgresql://user:secret@db:5432/x?sslmode=require",
+         "postgresql://user:***@db:5432/x?sslmode=require"},
+        {"postgres://u:secret@h/d", "postgres://u:***@h/d"},
+        /* libpq ends the user info at the first '@': "p" is the password
+         * and "ss@h" the host. */
+        {"postgres://u:p@ss@h/d", "postgres://u:***@ss%40h/d"},
+        /* '#' and '?' are part of a password for libpq (its URI parser
+         * stops the user info only at '@' or '/'). */
+        {"postgresql://u:Pa#ss?wd@h/db", "postgresql://u:***@h/db"},
+        {"postgresql://u:Pa%23ss%3Fwd@h:5433/db", "postgresql://u:***@h:5433/db"},
+        /* A password in the query string, by name or %-encoded name. */
+        {"postgresql://h/d?user=u&password=pw&sslmode=disable",
+         "postgresql://u:***@h/d?sslmode=disable"},
+        {"postgresql://h/d?password=pw", "postgresql://h/d?password=***"},
+        {"postgresql://u@h/d?pass%77ord=p%77", "postgresql://u:***@h/d"},
+        {"postgresql://u:pw@h/d?sslpassword=k", "postgresql://u:***@h/d?sslpassword=***"},
+        /* No password: nothing to hide. */
+        {"postgresql://u@h/d", "postgresql://u@h/d"},
+        {"postgresql://h", "postgresql://h"},
+        /* IPv6, several hosts, a socket directory. */
+        {"postgresql://u:pw@[::1]:5432/d", "postgresql://u:***@[::1]:5432/d"},
+        {"postgresql://u:pw@h1:5432,h2:5433/d",
+         "postgresql://u:***@/d?host=h1%2Ch2&port=5432%2C5433"},
+        {"postgresql://%2Ftmp/d", "postgresql://%2Ftmp/d"},
+        /* key=value strings. */
+        {"host=h port=5 dbname=x user=u password=secret", "postgresql://u:***@h:5/x"},
+        {"host=h password='a b'", "postgresql://h?password=***"},
+        /* A database name that is itself a connection string. */
+        {"dbname='postgresql://u:hidden@h/d'", "postgresql:///***"},
+        /* Unparsable: libpq's reason may quote the password, so nothing is
+         * shown. */
+        {"postgresql://u:pw%zz@h/d", "***"},
+        {"mysql://u:hunter2@h/d", "***"},
+        {"host=h password='unterminated", "***"},
+        /* SQLite file names are shown as they are. */
+        {"sqlite:///rel.db", "sqlite:///rel.db"},
+    };
     char out[256];
-    oe_ledger_mask_url("postgresql://user:secret@db:5432/x?sslmode=require", out, sizeof out);
-    ASSERT_STREQ(out, "postgresql://user:***@db:5432/x?sslmode=require");
-    /* An '@' inside the password: the authority ends at the last one. */
-    oe_ledger_mask_url("postgres://u:p@ss@h/d", out, sizeof out);
-    ASSERT_STREQ(out, "postgres://u:***@h/d");
-    oe_ledger_mask_url("postgresql://h/d?user=u&password=pw&sslmode=disable", out, sizeof out);
-    ASSERT_STREQ(out, "postgresql://h/d?user=u&password=***&sslmode=disable");
-    oe_ledger_mask_url("postgresql://u@h/d", out, sizeof out);
-    ASSERT_STREQ(out, "postgresql://u@h/d");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        oe_ledger_mask_url(cases[i].url, out, sizeof out);
+        ASSERT_STREQ(out, cases[i].shown);
+    }
     /* A short buffer stays terminated. */
     oe_ledger_mask_url("postgresql://user:secret@db/x", out, 12);
     ASSERT_EQ(strlen(out), 11);
+    oe_ledger_mask_url("postgresql://user:secret@db/x", out, 1);
+    ASSERT_EQ(strlen(out), 0);
 }
 
 static int user_version(const char *path)
