@@ -64,13 +64,16 @@ $(BUILD)/libopenexec.a: $(LIB_OBJ)
 $(BUILD)/openexec: $(CMD_OBJ) $(BUILD)/libopenexec.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# The Avro schemas are compiled into the binary as C strings.
-$(BUILD)/gen/schemas.c: schemas/execution_request.avsc schemas/receipt.avsc
+# Data compiled into the binary as C strings, byte for byte (NAME:FILE
+# becomes oe_NAME[]): the Avro schemas and the OpenAPI document.
+GEN_STRINGS = schema_execution_request:schemas/execution_request.avsc \
+              schema_receipt:schemas/receipt.avsc openapi_json:admin-http/openapi.json
+$(BUILD)/gen/schemas.c: $(foreach s,$(GEN_STRINGS),$(lastword $(subst :, ,$(s))))
 	@mkdir -p $(dir $@)
-	{ printf '/* Generated from schemas/ by make. */\n'; \
-	  for f in execution_request receipt; do \
-	    printf 'const char oe_schema_%s[] =\n' $$f; \
-	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' schemas/$$f.avsc; \
+	{ printf '/* Generated from $^ by make. */\n'; \
+	  for s in $(GEN_STRINGS); do \
+	    printf 'const char oe_%s[] =\n' $${s%%:*}; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $${s#*:}; \
 	    printf ';\n'; \
 	  done; } > $@
 
