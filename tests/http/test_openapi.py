@@ -22,14 +22,12 @@ import os
 import re
 import sys
 import threading
-import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (LEDGER, ROOT, HTTP_TIMEOUT, KafkaTest, Response,  # noqa: E402
-                     free_port, kafka_producer, pg_database_for, request_hash,
-                     run_tests)
+from harness import (LEDGER, ROOT, KafkaTest, free_port, kafka_producer,  # noqa: E402
+                     pg_database_for, raw_http, request_hash, run_tests)
 import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 
 SOURCE = os.path.join(ROOT, "admin-http", "openapi.json")
@@ -104,41 +102,9 @@ def concrete(path):
             }.get(path, path)
 
 
-def raw(port, data, timeout=HTTP_TIMEOUT):
-    """Sends raw bytes on one connection; returns the answer as a Response
-    (read until the server closes or Content-Length bytes arrived)."""
-    import socket
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    buf = b""
-    try:
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        while True:
-            try:
-                part = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not part:
-                break
-            buf += part
-            head, sep, rest = buf.partition(b"\r\n\r\n")
-            if sep:
-                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                if m and len(rest) >= int(m.group(1)):
-                    break
-    finally:
-        s.close()
-    head, _, body = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    if not lines[0].startswith("HTTP/1."):
-        raise AssertionError("no HTTP response (got %r)" % buf[:200])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return Response(int(lines[0].split(" ", 2)[1]), headers, body)
+def raw(port, data):
+    """The answer to raw bytes, headers and all."""
+    return raw_http(port, [data], full=True)
 
 
 class OpenAPI(KafkaTest):
@@ -234,6 +200,10 @@ class OpenAPI(KafkaTest):
         r = s.request("HEAD", "/openapi.json")
         self.assertStatus(r, 200)
         self.assertEqual(r.body, b"")
+        # Counted under its own route, as the other routes are.
+        s.get("/openapi.json")
+        self.assertEqual(s.metrics().get(
+            'openexec_http_requests_total{route="/openapi.json",code="200"}'), 3)
 
     # -- (c): every documented answer, live
 
