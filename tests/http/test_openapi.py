@@ -4,10 +4,12 @@
 - the served document is the source file byte for byte, and a valid
   OpenAPI 3.1 document (openapi-spec-validator);
 - every documented (path, method, status) is produced against real
-  servers (local execution, a Kafka bridge without a worker, a bridge whose
-  brokers cannot be reached), and each answer's Content-Type and body match
-  what the document says (JSON Schema 2020-12, jsonschema); the few answers
-  no test can bring about are exempted below, each with its reason;
+  servers (local execution in demo and clawshield mode, a ledger edited or
+  deleted behind the service, stalled bodies that fill this address's
+  budget, a Kafka bridge without a worker, a forged receipt, brokers that
+  cannot be reached), and each answer's Content-Type and body match what
+  the document says (JSON Schema 2020-12, formats checked, jsonschema); the
+  few answers no test can bring about are exempted below, with the reason;
 - conversely every path and method the server answers is documented:
   other methods on a documented path are 405 with Allow, other paths 404.
 
