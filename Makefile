@@ -8,7 +8,7 @@ PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev python3 python3-cryptography python3-confluent-kafka \
            python3-avro kcat curl clang libclang-rt-14-dev clang-format \
-           python3-psycopg2 postgresql libpq-dev default-jdk-headless maven
+           python3-psycopg2 postgresql libpq-dev default-jdk-headless maven python3-venv
 # The validators of deploy/ (tests/http/test_deploy.py), without their
 # recommendations (prometheus would bring a node exporter along).
 DEB_TOOLS = yamllint docker-compose prometheus systemd
@@ -64,13 +64,16 @@ $(BUILD)/libopenexec.a: $(LIB_OBJ)
 $(BUILD)/openexec: $(CMD_OBJ) $(BUILD)/libopenexec.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# The Avro schemas are compiled into the binary as C strings.
-$(BUILD)/gen/schemas.c: schemas/execution_request.avsc schemas/receipt.avsc
+# Data compiled into the binary as C strings, byte for byte (NAME:FILE
+# becomes oe_NAME[]): the Avro schemas and the OpenAPI document.
+GEN_STRINGS = schema_execution_request:schemas/execution_request.avsc \
+              schema_receipt:schemas/receipt.avsc openapi_json:admin-http/openapi.json
+$(BUILD)/gen/schemas.c: $(foreach s,$(GEN_STRINGS),$(lastword $(subst :, ,$(s))))
 	@mkdir -p $(dir $@)
-	{ printf '/* Generated from schemas/ by make. */\n'; \
-	  for f in execution_request receipt; do \
-	    printf 'const char oe_schema_%s[] =\n' $$f; \
-	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' schemas/$$f.avsc; \
+	{ printf '/* Generated from $^ by make. */\n'; \
+	  for s in $(GEN_STRINGS); do \
+	    printf 'const char oe_%s[] =\n' $${s%%:*}; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $${s#*:}; \
 	    printf ';\n'; \
 	  done; } > $@
 
@@ -115,7 +118,8 @@ deps:
 	    && command -v java >/dev/null && command -v mvn >/dev/null \
 	    && command -v yamllint >/dev/null && command -v docker-compose >/dev/null \
 	    && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null \
-	    && [ -n "$(PYTHON)" ] && $(FUZZ_RUNTIME_OK); then :; else \
+	    && [ -n "$(PYTHON)" ] && $(PYTHON) -c "import ensurepip" 2>/dev/null \
+	    && $(FUZZ_RUNTIME_OK); then :; else \
 	  echo "installing Debian packages: $(DEB_PKGS) $(DEB_TOOLS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
@@ -123,6 +127,17 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    $(DEB_TOOLS); \
 	fi
+	@$(MAKE) -s --no-print-directory $(VENV)/.installed
+
+# Python packages that Debian lacks (tests/http/requirements.txt, exact
+# versions) in a virtual environment of Debian's Python; made again only
+# when the list changes.
+VENV = build/venv
+$(VENV)/.installed: tests/http/requirements.txt
+	@[ -n "$(PYTHON)" ] || { echo "no Debian python3 with its packages: run make deps"; exit 1; }
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r $< && \
+	  $(VENV)/bin/pip check -q --disable-pip-version-check && touch $@
 
 # `make run`'s embedded broker also takes clients on a fixed port, so that
 # produce, receipts or kcat reach it as localhost:9092 (0: none; a value in

@@ -86,13 +86,15 @@ typedef enum {
     R_VERIFY,
     R_RECEIPT,
     R_RECEIPT_BY_NONCE,
+    R_OPENAPI,
     R_NONE
 } route;
 
 /* The route labels of openexec_http_requests_total, by route. */
 static const char *const route_labels[R_NONE + 1] = {
     "/",        "/health",          "/ready",         "/version",  "/metrics",
-    "/execute", "/receipts/verify", "/receipts/{id}", "/receipts", "other"};
+    "/execute", "/receipts/verify", "/receipts/{id}", "/receipts", "/openapi.json",
+    "other"};
 
 /* The status codes counted one by one; the rest count as "other". */
 static const int counted_codes[] = {200, 400, 403, 404, 405, 409, 413, 422, 431, 500, 503, 504};
@@ -457,6 +459,16 @@ static MHD_RESULT handle_root(oe_http *h, struct MHD_Connection *c)
     static const char body[] =
         "{\"service\": \"OpenExec\", \"status\": \"running\", \"version\": \"" OE_VERSION "\"}";
     return send_json(h, c, 200, body, sizeof body - 1);
+}
+
+/* The OpenAPI 3.1 description of these routes, admin-http/openapi.json
+ * compiled in by make (build/gen/schemas.c). */
+extern const char oe_openapi_json[];
+
+/* GET /openapi.json: the document byte for byte. */
+static MHD_RESULT handle_openapi(oe_http *h, struct MHD_Connection *c)
+{
+    return send_json(h, c, 200, oe_openapi_json, strlen(oe_openapi_json));
 }
 
 /* GET /health: mode, signature verification, and the allow-list or a
@@ -1073,6 +1085,7 @@ static route find_route(const char *url, const char **allow)
         {"/execute", "POST", R_EXECUTE},
         {"/receipts/verify", "POST", R_VERIFY},
         {"/receipts", "GET", R_RECEIPT_BY_NONCE},
+        {"/openapi.json", "GET", R_OPENAPI},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(url, routes[i].path) == 0) {
@@ -1269,6 +1282,8 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
     case R_RECEIPT_BY_NONCE:
         return handle_receipt(h, c, 1,
                               MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "nonce"));
+    case R_OPENAPI:
+        return handle_openapi(h, c);
     case R_NONE:
         break;
     }

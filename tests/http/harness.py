@@ -487,11 +487,12 @@ class Server:
             time.sleep(0.05)
 
 
-def raw_http(port, data_chunks, timeout=HTTP_TIMEOUT):
+def raw_http(port, data_chunks, timeout=HTTP_TIMEOUT, full=False):
     """Sends raw bytes (an iterable of chunks) on one connection and reads
     the answer until the server closes or a full response has arrived.
-    Returns (status, body bytes). Errors while sending (the server may
-    answer and close early, e.g. 413) are tolerated."""
+    Returns (status, body bytes), or with full a Response (headers too).
+    Errors while sending (the server may answer and close early, e.g. 413)
+    are tolerated."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         for chunk in data_chunks:
@@ -518,7 +519,12 @@ def raw_http(port, data_chunks, timeout=HTTP_TIMEOUT):
     if not buf.startswith(b"HTTP/1."):
         raise AssertionError("no HTTP response (got %r)" % buf[:200])
     status = int(buf.split(b" ", 2)[1])
-    return status, buf.partition(b"\r\n\r\n")[2]
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if full:
+        lines = head.decode("latin-1").split("\r\n")[1:]
+        return Response(status, {k.strip().lower(): v.strip()
+                                 for k, _, v in (x.partition(":") for x in lines)}, body)
+    return status, body
 
 
 # ---------------------------------------------------------------------------
