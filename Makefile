@@ -127,11 +127,11 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    $(DEB_TOOLS); \
 	fi
-	@$(MAKE) -s --no-print-directory $(VENV)/.installed
 
-# Python packages that Debian lacks (tests/http/requirements.txt, exact
-# versions) in a virtual environment of Debian's Python; made again only
-# when the list changes.
+# Python packages that Debian lacks, for the tests only (the OpenAPI
+# validator: tests/http/requirements.txt, exact versions), in a virtual
+# environment of Debian's Python; made by `make check` (so by `make test`,
+# not by `make run`), again only when the list changes.
 VENV = build/venv
 $(VENV)/.installed: tests/http/requirements.txt
 	@[ -n "$(PYTHON)" ] || { echo "no Debian python3 with its packages: run make deps"; exit 1; }
@@ -185,6 +185,7 @@ test: deps
 # `deps` installed the Python packages).
 check:
 	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka, avro and psycopg2: run make deps"; exit 1; }
+	@$(MAKE) -s --no-print-directory $(VENV)/.installed
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:

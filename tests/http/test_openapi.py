@@ -13,7 +13,7 @@
 - conversely every path and method the server answers is documented:
   other methods on a documented path are 405 with Allow, other paths 404.
 
-The validator is not in Debian: `make deps` installs it, pinned, into
+The validator is not in Debian: `make test` (or `make check`) installs it, pinned, into
 build/venv (tests/http/requirements.txt); this file runs under Debian's
 Python and imports it from there. Without build/venv every test fails and
 says so.
@@ -51,7 +51,7 @@ try:
     if not os.path.abspath(jsonschema.__file__).startswith(VENV_SITE):
         raise ImportError("jsonschema was imported from %s, not build/venv" % jsonschema.__file__)
 except ImportError as e:
-    VENV_ERROR = ("the OpenAPI validator is not installed (%s): run `make deps`, which puts "
+    VENV_ERROR = ("the OpenAPI validator is not installed (%s): run `make check` (or `make test`), which puts "
                   "tests/http/requirements.txt into build/venv" % e)
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")
