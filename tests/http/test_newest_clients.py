@@ -253,6 +253,17 @@ class OverHttp(ServiceTest, FlowChecks):
         self.assertNotIn(SHORT, log)
         self.assertNotIn(SECRET, log)
 
+    def test_mint_signs_with_the_first_secret(self):
+        # `mint` given the list the workers hold signs with its first entry.
+        p = cli(["mint", "--action", "echo", "--payload", "{}", "--tenant", TENANT,
+                 "--nonce", "mint-first"], env={"CLAWSHIELD_SECRET_KEY": SECRET + "," + OLD_SECRET})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        only_old = self.claw(CLAWSHIELD_SECRET_KEY=OLD_SECRET)
+        self.assertDetail(only_old.post("/execute", p.stdout), 403, contains="Invalid signature")
+        only_new = self.claw(CLAWSHIELD_SECRET_KEY=SECRET)
+        self.assertExecuted(only_new.post("/execute", p.stdout), "echo", {}, "mint-first",
+                            tenant=TENANT)
+
     def test_refused_at_start(self):
         many = write_keys(self.path("nine.pem"), [new_key() for _ in range(9)])
         eight = write_keys(self.path("eight.pem"), [new_key() for _ in range(8)])
