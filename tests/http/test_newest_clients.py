@@ -350,6 +350,16 @@ class OverKafka(KafkaCase, FlowChecks):
         n = uniq("bridge-ok")
         self.assertExecuted(w.execute("echo", payload, n, fresh), "echo", payload, n,
                             tenant=TENANT)
+        # key_id travels with a JSON request through the bridge and Kafka.
+        picked = dict(mint_approval_artifact({"action": "echo", "payload": payload}, keys[1],
+                                             TENANT), key_id=key_id(keys[1]))
+        n = uniq("bridge-keyid")
+        self.assertExecuted(w.execute("echo", payload, n, picked), "echo", payload, n,
+                            tenant=TENANT)
+        wrong = dict(mint_approval_artifact({"action": "echo", "payload": payload}, keys[1],
+                                            TENANT), key_id=key_id(keys[0]))
+        self.assertDetail(w.execute("echo", payload, uniq("bridge-wrongid"), wrong), 403,
+                          contains="Invalid signature")
 
 
 if __name__ == "__main__":
