@@ -471,43 +471,49 @@ static MHD_RESULT handle_openapi(oe_http *h, struct MHD_Connection *c)
     return send_json(h, c, 200, oe_openapi_json, strlen(oe_openapi_json));
 }
 
-/* GET /health: mode, signature verification, and the allow-list or a
- * warning that every registered action is permitted. */
+/* GET /health: mode, signature verification, the allow-list as configured
+ * (or a warning that every registered action is permitted) and the
+ * approval keys: Ed25519 key ids, and HMAC secrets only counted (SPEC §10:
+ * not even a hash of a secret, which could be guessed offline). */
 static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
 {
     oe_engine *e = h->cfg.engine;
+    const char *mode = oe_engine_clawshield(e) ? "clawshield" : "demo";
     oe_buf b;
     oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
     oe_buf_puts(&b, "{\"status\": \"healthy\", ");
-    put_key_string(&b, "mode", oe_engine_clawshield(e) ? "clawshield" : "demo");
+    put_key_string(&b, "mode", mode);
+    oe_buf_puts(&b, ", ");
+    put_key_string(&b, "exec_mode", mode);
     oe_buf_puts(&b, ", ");
     put_key_string(&b, "signature_verification",
                    oe_engine_signature_verification(e) ? "enabled" : "disabled");
     oe_buf_puts(&b, ", ");
-    if (oe_engine_allowed_actions(e)[0]) {
-        /* The engine's own set, in the registry's order. */
+    const char *const *names;
+    size_t n = oe_engine_allow_list(e, &names);
+    if (n) {
         put_key_string(&b, "restriction", "restricted");
         oe_buf_puts(&b, ", \"allow_list\": [");
-        size_t count;
-        const oe_action *actions = oe_actions(&count);
-        int first = 1;
-        for (size_t k = 0; k < count; k++) {
-            if (!oe_engine_action_allowed(e, actions[k].name))
-                continue;
-            if (!first)
+        for (size_t k = 0; k < n; k++) {
+            if (k)
                 oe_buf_puts(&b, ", ");
-            oe_json_dump_string(&b, actions[k].name, strlen(actions[k].name));
-            first = 0;
+            oe_json_dump_string(&b, names[k], strlen(names[k]));
         }
         oe_buf_putc(&b, ']');
     } else {
         put_key_string(&b, "restriction", "open");
         oe_buf_puts(&b, ", ");
-        put_key_string(&b, "warning",
-                       "No allow-list configured (OPENEXEC_ALLOWED_ACTIONS): every registered "
-                       "action may run");
+        put_key_string(&b, "warning", "No execution allow-list configured");
     }
-    oe_buf_puts(&b, ", ");
+    const oe_approval_keys *keys = oe_engine_approval_keys(e);
+    oe_buf_puts(&b, ", \"approval_keys\": {\"ed25519\": [");
+    for (size_t k = 0; k < oe_approval_keys_ed25519_count(keys); k++) {
+        if (k)
+            oe_buf_puts(&b, ", ");
+        const char *id = oe_approval_keys_ed25519_id(keys, k);
+        oe_json_dump_string(&b, id, strlen(id));
+    }
+    oe_buf_printf(&b, "], \"hmac_secrets\": %zu}, ", oe_approval_keys_hmac_count(keys));
     put_key_string(&b, "version", OE_VERSION);
     oe_buf_putc(&b, '}');
     MHD_RESULT ret = send_buf(h, c, 200, &b);

@@ -5,6 +5,7 @@
  * module it starts (the service struct) and stops them in reverse order
  * before it returns. */
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -247,6 +248,23 @@ static int run_configure(service *s, int argc, char **argv)
     return -1;
 }
 
+/* HMAC secrets shorter than the hash's output are accepted (the original's
+ * clients may hold such) but named once at start, by position, never by
+ * value. */
+#define OE_SECRET_MIN_BYTES 32
+static void warn_short_secrets(const oe_approval_keys *keys)
+{
+    size_t n = oe_approval_keys_hmac_count(keys);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = oe_approval_keys_hmac_length(keys, i);
+        if (len < OE_SECRET_MIN_BYTES)
+            oe_log(OE_LOG_WARN, "main", NULL,
+                   "CLAWSHIELD_SECRET_KEY secret %zu of %zu is %zu bytes; at least %d are "
+                   "recommended (RFC 2104)",
+                   i + 1, n, len, OE_SECRET_MIN_BYTES);
+    }
+}
+
 /* The ledger (a writer and a reader connection) and the engine on it.
  * Returns 0 or an exit status. */
 static int run_open_store(service *s)
@@ -267,6 +285,7 @@ static int run_open_store(service *s)
     }
     if (oe_engine_new(&s->ecfg, s->writer, &s->engine, s->err, sizeof s->err) != 0)
         return oe_die(2, "%s", s->err);
+    warn_short_secrets(oe_engine_approval_keys(s->engine));
     s->in_process = (oe_local_executor){.engine = s->engine, .metrics = &s->metrics};
     return 0;
 }
@@ -547,7 +566,14 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
         if (rc != 0)
             return oe_die(2, "%s", err);
     } else {
-        oe_approval_sign_hmac(cfg->secret, &m->a, m->signature);
+        /* Several secrets (rotation, "," between): the first one signs. */
+        size_t n = strcspn(cfg->secret, ",");
+        char *first = strndup(cfg->secret, n);
+        if (!first)
+            return oe_die(1, "mint: out of memory");
+        oe_approval_sign_hmac(first, &m->a, m->signature);
+        OPENSSL_cleanse(first, n);
+        free(first);
     }
     m->a.signature = m->signature;
     return 0;

@@ -9,64 +9,211 @@
 #include <ctype.h>
 #include <math.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "buf.h"
 #include "digest.h"
 
 struct oe_approval_keys {
-    char *secret;     /* HMAC secret, or NULL */
-    EVP_PKEY *ed_pub; /* Ed25519 public key, or NULL */
+    char *secrets[OE_APPROVAL_KEYS_MAX]; /* HMAC secrets, in configured order */
+    size_t nsecrets;
+    EVP_PKEY *ed[OE_APPROVAL_KEYS_MAX]; /* Ed25519 public keys, in configured order */
+    char ed_id[OE_APPROVAL_KEYS_MAX][65];
+    size_t ned;
 };
+
+/* Splits the comma-separated secrets. Empty entries and more than
+ * OE_APPROVAL_KEYS_MAX are refused; bytes are kept as given (no blanks are
+ * removed: a secret is compared byte for byte). */
+static int secrets_parse(oe_approval_keys *k, const char *list, char *err, size_t errlen)
+{
+    size_t total = 1;
+    for (const char *p = list; *p; p++)
+        total += *p == ',';
+    if (total > OE_APPROVAL_KEYS_MAX) {
+        snprintf(err, errlen,
+                 "CLAWSHIELD_SECRET_KEY holds %zu secrets; at most %d are accepted (separated "
+                 "by \",\")",
+                 total, OE_APPROVAL_KEYS_MAX);
+        return -1;
+    }
+    const char *p = list;
+    for (size_t i = 0; i < total; i++) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0) {
+            snprintf(err, errlen, "CLAWSHIELD_SECRET_KEY: secret %zu of %zu is empty", i + 1,
+                     total);
+            return -1;
+        }
+        if (!(k->secrets[i] = strndup(p, n))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        k->nsecrets++;
+        p = comma ? comma + 1 : p + n;
+    }
+    return 0;
+}
+
+/* The key id: lowercase hex SHA-256 of the raw 32-byte public key. */
+static int ed25519_key_id(EVP_PKEY *key, char out[65])
+{
+    unsigned char raw[32];
+    size_t n = sizeof raw;
+    if (EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != sizeof raw)
+        return -1;
+    oe_sha256_hex(raw, n, out);
+    return 0;
+}
+
+static int only_blanks(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return 0;
+    return 1;
+}
+
+#define PEM_WHERE "CLAWSHIELD_PUBLIC_KEY(_FILE)"
+
+/* Reads every PEM block of the text: each must be an Ed25519 public key
+ * ("PUBLIC KEY"), at most OE_APPROVAL_KEYS_MAX of them, none twice. Text
+ * outside the blocks is ignored, as OpenSSL does. */
+static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, size_t errlen)
+{
+    BIO *bio = BIO_new_mem_buf(pem, -1);
+    if (!bio) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    size_t block = 0;
+    for (;;) {
+        char *name = NULL, *header = NULL;
+        unsigned char *data = NULL;
+        long len = 0;
+        ERR_clear_error();
+        if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) {
+            unsigned long e = ERR_peek_last_error();
+            if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
+                rc = 0; /* no further block */
+                if (block == 0 && !only_blanks(pem)) {
+                    snprintf(err, errlen, PEM_WHERE " holds no PEM block");
+                    rc = -1;
+                }
+            } else {
+                snprintf(
+                    err, errlen,
+                    PEM_WHERE
+                    ": PEM block %zu cannot be read (broken PEM; expected an Ed25519 public key)",
+                    block + 1);
+            }
+            break;
+        }
+        block++;
+        EVP_PKEY *key = NULL;
+        if (block <= OE_APPROVAL_KEYS_MAX && strcmp(name, "PUBLIC KEY") == 0) {
+            const unsigned char *p = data;
+            key = d2i_PUBKEY(NULL, &p, len);
+            if (key && (EVP_PKEY_id(key) != EVP_PKEY_ED25519 || p != data + len)) {
+                EVP_PKEY_free(key);
+                key = NULL;
+            }
+        }
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(data);
+        if (block > OE_APPROVAL_KEYS_MAX) {
+            snprintf(err, errlen, PEM_WHERE " holds more than %d PEM blocks; at most %d keys",
+                     OE_APPROVAL_KEYS_MAX, OE_APPROVAL_KEYS_MAX);
+            break;
+        }
+        if (!key) {
+            snprintf(err, errlen, PEM_WHERE ": PEM block %zu is not an Ed25519 public key", block);
+            break;
+        }
+        k->ed[k->ned] = key;
+        if (ed25519_key_id(key, k->ed_id[k->ned]) != 0) {
+            snprintf(err, errlen, PEM_WHERE ": PEM block %zu: cannot read its raw key", block);
+            k->ned++;
+            break;
+        }
+        k->ned++;
+        size_t dup = 0;
+        while (dup + 1 < k->ned && strcmp(k->ed_id[dup], k->ed_id[k->ned - 1]) != 0)
+            dup++;
+        if (dup + 1 < k->ned) {
+            snprintf(err, errlen, PEM_WHERE ": PEM block %zu repeats the key of block %zu", block,
+                     dup + 1);
+            break;
+        }
+    }
+    ERR_clear_error();
+    BIO_free(bio);
+    return rc;
+}
 
 int oe_approval_keys_new(const char *secret, const char *public_pem, oe_approval_keys **out,
                          char *err, size_t errlen)
 {
     oe_approval_keys *k = calloc(1, sizeof *k);
-    if (!k)
-        goto oom;
-    if (secret && *secret && !(k->secret = strdup(secret)))
-        goto oom;
-    if (public_pem && *public_pem) {
-        BIO *bio = BIO_new_mem_buf(public_pem, -1);
-        if (!bio)
-            goto oom;
-        k->ed_pub = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
-        BIO_free(bio);
-        if (!k->ed_pub || EVP_PKEY_id(k->ed_pub) != EVP_PKEY_ED25519) {
-            snprintf(err, errlen, "CLAWSHIELD_PUBLIC_KEY is not an Ed25519 public key in PEM form");
-            oe_approval_keys_free(k);
-            return -1;
-        }
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if ((secret && *secret && secrets_parse(k, secret, err, errlen) != 0) ||
+        (public_pem && public_keys_parse(k, public_pem, err, errlen) != 0)) {
+        oe_approval_keys_free(k);
+        return -1;
     }
     *out = k;
     return 0;
-oom:
-    snprintf(err, errlen, "out of memory");
-    oe_approval_keys_free(k);
-    return -1;
 }
 
 void oe_approval_keys_free(oe_approval_keys *k)
 {
     if (!k)
         return;
-    if (k->secret) {
-        OPENSSL_cleanse(k->secret, strlen(k->secret));
-        free(k->secret);
+    for (size_t i = 0; i < k->nsecrets; i++) {
+        OPENSSL_cleanse(k->secrets[i], strlen(k->secrets[i]));
+        free(k->secrets[i]);
     }
-    EVP_PKEY_free(k->ed_pub);
+    for (size_t i = 0; i < k->ned; i++)
+        EVP_PKEY_free(k->ed[i]);
     free(k);
 }
 
 int oe_approval_keys_present(const oe_approval_keys *k)
 {
-    return k && (k->secret || k->ed_pub);
+    return k && (k->nsecrets || k->ned);
+}
+
+size_t oe_approval_keys_ed25519_count(const oe_approval_keys *k)
+{
+    return k ? k->ned : 0;
+}
+
+const char *oe_approval_keys_ed25519_id(const oe_approval_keys *k, size_t i)
+{
+    return k && i < k->ned ? k->ed_id[i] : NULL;
+}
+
+size_t oe_approval_keys_hmac_count(const oe_approval_keys *k)
+{
+    return k ? k->nsecrets : 0;
+}
+
+size_t oe_approval_keys_hmac_length(const oe_approval_keys *k, size_t i)
+{
+    return k && i < k->nsecrets ? strlen(k->secrets[i]) : 0;
 }
 
 /* The HMAC message of the seed: approval_id:action_hash:tenant_id:issued_at. */
@@ -104,61 +251,108 @@ static int is_hex64(const char *s)
     return n == 64;
 }
 
+/* HMAC-SHA256: every secret is tried, each compare in constant time, and
+ * the loop does not stop at a match, so the time taken does not tell which
+ * secret (or whether any) matched. */
+static int check_hmac(const oe_approval_keys *k, const oe_artifact *a, oe_buf *m, char *detail,
+                      size_t detlen)
+{
+    /* Fields are at most a few KiB (request.h): failing is memory. */
+    if (hmac_message(a, m) != 0) {
+        snprintf(detail, detlen, "out of memory while checking a signature");
+        return OE_ENOMEM;
+    }
+    /* Compare case-insensitively but in constant time: lower-case a copy. */
+    char got[65] = {0};
+    size_t n = strlen(a->signature);
+    if (n == 64)
+        for (size_t i = 0; i < 64; i++)
+            got[i] = (char)tolower((unsigned char)a->signature[i]);
+    int match = 0;
+    for (size_t i = 0; i < k->nsecrets; i++) {
+        char expect[65];
+        oe_hmac_sha256_hex(k->secrets[i], strlen(k->secrets[i]), m->data, m->len, expect);
+        match |= CRYPTO_memcmp(got, expect, 64) == 0;
+        OPENSSL_cleanse(expect, sizeof expect);
+    }
+    if (n == 64 && match)
+        return 0;
+    snprintf(detail, detlen, "Invalid signature: HMAC-SHA256 does not match");
+    return 1;
+}
+
+/* 1 when the signature verifies with key, 0 when not, OE_ENOMEM when
+ * OpenSSL could not even start. */
+static int ed25519_verify(EVP_PKEY *key, const unsigned char sig[64], const oe_buf *m)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int rc;
+    if (!ctx || EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) != 1)
+        rc = OE_ENOMEM;
+    else
+        rc = EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)m->data, m->len) == 1;
+    EVP_MD_CTX_free(ctx);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Ed25519: the key named by key_id, or each configured key in turn. */
+static int check_ed25519(const oe_approval_keys *k, const oe_artifact *a, oe_buf *m, char *detail,
+                         size_t detlen)
+{
+    /* A missing expires_at is signed as "" here and refused by the time
+     * check (step 7 of SPEC §7), which requires it for Ed25519. */
+    size_t first = 0, end = k->ned;
+    if (a->key_id) {
+        while (first < k->ned && strcasecmp(k->ed_id[first], a->key_id) != 0)
+            first++;
+        if (first == k->ned) {
+            snprintf(detail, detlen,
+                     "Invalid signature: key_id is unknown (no configured Ed25519 key has it)");
+            return 1;
+        }
+        end = first + 1;
+    }
+    unsigned char sig[96];
+    size_t siglen = strlen(a->signature);
+    int n = siglen <= 128 ? oe_base64_decode(a->signature, siglen, sig, sizeof sig) : -1;
+    if (n != 64) {
+        snprintf(detail, detlen, "Invalid signature: not a base64 Ed25519 signature");
+        return 1;
+    }
+    if (ed25519_message(a, m) != 0) {
+        snprintf(detail, detlen, "out of memory while checking a signature");
+        return OE_ENOMEM;
+    }
+    for (size_t i = first; i < end; i++) {
+        int v = ed25519_verify(k->ed[i], sig, m);
+        if (v == OE_ENOMEM) {
+            snprintf(detail, detlen, "out of memory while checking a signature");
+            return OE_ENOMEM;
+        }
+        if (v == 1)
+            return 0;
+    }
+    snprintf(detail, detlen, "Invalid signature: Ed25519 verification failed");
+    return 1;
+}
+
 int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a, int *used_ed25519,
                                 char *detail, size_t detlen)
 {
     *used_ed25519 = 0;
     oe_buf m;
     oe_buf_init(&m, 0);
-    int rc = 1;
-    if (k->secret && (is_hex64(a->signature) || !k->ed_pub)) {
-        char expect[65];
-        /* Fields are at most a few KiB (request.h): failing is memory. */
-        if (hmac_message(a, &m) != 0) {
-            snprintf(detail, detlen, "out of memory while checking a signature");
-            rc = OE_ENOMEM;
-            goto done;
-        }
-        oe_hmac_sha256_hex(k->secret, strlen(k->secret), m.data, m.len, expect);
-        /* Compare case-insensitively but in constant time: lower-case a copy. */
-        char got[65] = {0};
-        size_t n = strlen(a->signature);
-        if (n == 64)
-            for (size_t i = 0; i < 64; i++)
-                got[i] = (char)tolower((unsigned char)a->signature[i]);
-        if (n == 64 && CRYPTO_memcmp(got, expect, 64) == 0)
-            rc = 0;
-        else
-            snprintf(detail, detlen, "Invalid signature: HMAC-SHA256 does not match");
-        goto done;
-    }
-    if (k->ed_pub) {
-        /* A missing expires_at is signed as "" here and refused by the time
-         * check (step 7 of SPEC §7), which requires it for Ed25519. */
+    int rc;
+    if (k->nsecrets && (is_hex64(a->signature) || !k->ned)) {
+        rc = check_hmac(k, a, &m, detail, detlen);
+    } else if (k->ned) {
         *used_ed25519 = 1;
-        unsigned char sig[96];
-        size_t siglen = strlen(a->signature);
-        int n = siglen <= 128 ? oe_base64_decode(a->signature, siglen, sig, sizeof sig) : -1;
-        if (n != 64) {
-            snprintf(detail, detlen, "Invalid signature: not a base64 Ed25519 signature");
-            goto done;
-        }
-        EVP_MD_CTX *ctx = NULL;
-        if (ed25519_message(a, &m) != 0 || !(ctx = EVP_MD_CTX_new()) ||
-            EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, k->ed_pub) != 1) {
-            /* No verdict: OpenSSL could not even start (memory). */
-            snprintf(detail, detlen, "out of memory while checking a signature");
-            rc = OE_ENOMEM;
-        } else if (EVP_DigestVerify(ctx, sig, 64, (const unsigned char *)m.data, m.len) == 1) {
-            rc = 0;
-        } else {
-            snprintf(detail, detlen, "Invalid signature: Ed25519 verification failed");
-        }
-        EVP_MD_CTX_free(ctx);
-        goto done;
+        rc = check_ed25519(k, a, &m, detail, detlen);
+    } else {
+        snprintf(detail, detlen, "Invalid signature: no verification key configured");
+        rc = 1;
     }
-    snprintf(detail, detlen, "Invalid signature: no verification key configured");
-done:
     oe_buf_free(&m);
     return rc;
 }
@@ -294,7 +488,7 @@ int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double
         snprintf(detail, detlen, "Approval expired or invalid: issued_at is not an ISO 8601 time");
         return -1;
     }
-    if (now - issued > max_age) {
+    if (!ed25519 && now - issued > max_age) {
         snprintf(detail, detlen, "Approval expired: issued %.0f s ago (limit %.0f s)", now - issued,
                  max_age);
         return -1;

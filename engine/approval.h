@@ -9,24 +9,33 @@
 
 #include <stddef.h>
 
-/* The fields of an artifact, as strings. All but expires_at are required;
- * pointers are borrowed from the request that carries them. */
+/* The fields of an artifact, as strings. approval_id, action_hash,
+ * signature, issued_at and tenant_id are required; issued_by (HMAC
+ * artifacts need it, Ed25519 ones do not), expires_at and key_id are NULL
+ * when absent. Pointers are borrowed from the request that carries them. */
 typedef struct oe_artifact {
     const char *approval_id;
     const char *action_hash;
     const char *signature;
-    const char *issued_by;
+    const char *issued_by; /* NULL when absent */
     const char *issued_at;
     const char *tenant_id;
     const char *expires_at; /* NULL when absent */
+    const char *key_id;     /* NULL when absent: picks one Ed25519 key */
 } oe_artifact;
 
-/* Verification keys: a shared HMAC secret, an Ed25519 public key, or both. */
+/* Most HMAC secrets, and most Ed25519 public keys, of one key set. */
+#define OE_APPROVAL_KEYS_MAX 8
+
+/* Verification keys: HMAC secrets, Ed25519 public keys, or both, each up
+ * to OE_APPROVAL_KEYS_MAX (several for rotation without downtime). */
 typedef struct oe_approval_keys oe_approval_keys;
 
-/* Creates the key set. secret and public_pem may be NULL or empty; a
- * public_pem that is not an Ed25519 public key is an error. Returns 0 or -1
- * with a reason in err. */
+/* Creates the key set. secret is NULL, empty, or up to 8 secrets separated
+ * by "," (none empty; bytes kept as given). public_pem is NULL, blank, or
+ * up to 8 PEM blocks, each an Ed25519 public key ("PUBLIC KEY"), none
+ * twice. Returns 0, or -1 with a reason in err that names the offending
+ * secret or block by position and never shows a secret. */
 int oe_approval_keys_new(const char *secret, const char *public_pem, oe_approval_keys **out,
                          char *err, size_t errlen);
 void oe_approval_keys_free(oe_approval_keys *keys);
@@ -34,11 +43,23 @@ void oe_approval_keys_free(oe_approval_keys *keys);
 /* 1 when at least one verification key is configured. */
 int oe_approval_keys_present(const oe_approval_keys *keys);
 
+/* The Ed25519 keys, in configured order: how many, and the id of the i-th
+ * (lowercase hex SHA-256 of the raw 32-byte public key; NULL past the end). */
+size_t oe_approval_keys_ed25519_count(const oe_approval_keys *keys);
+const char *oe_approval_keys_ed25519_id(const oe_approval_keys *keys, size_t i);
+
+/* The HMAC secrets: how many, and the length in bytes of the i-th (for the
+ * start-up warning on short secrets; the secrets themselves never leave). */
+size_t oe_approval_keys_hmac_count(const oe_approval_keys *keys);
+size_t oe_approval_keys_hmac_length(const oe_approval_keys *keys, size_t i);
+
 /* Checks the signature. With a secret configured and a 64-hex-digit
  * signature, HMAC-SHA256 over approval_id:action_hash:tenant_id:issued_at
- * (constant-time compare); otherwise, with a public key, Ed25519 over
- * approval_id + tenant_id + action_hash + issued_at + expires_at (base64;
- * a missing expires_at counts as "", and oe_approval_check_time refuses it).
+ * with every secret (constant-time compares, all of them made); otherwise,
+ * with public keys, Ed25519 over approval_id + tenant_id + action_hash +
+ * issued_at + expires_at (base64; a missing expires_at counts as "", and
+ * oe_approval_check_time refuses it), with the key whose id is key_id when
+ * the artifact names one (unknown: not authentic), else with each key.
  * Returns 0 when authentic, 1 when not (with a detail containing
  * "Invalid signature"), or OE_ENOMEM (status.h) when it could not be
  * checked for lack of memory: no verdict. *used_ed25519 tells which scheme
@@ -46,9 +67,11 @@ int oe_approval_keys_present(const oe_approval_keys *keys);
 int oe_approval_check_signature(const oe_approval_keys *keys, const oe_artifact *a,
                                 int *used_ed25519, char *detail, size_t detlen);
 
-/* Time window: issued_at at most max_age seconds old and at most max_skew
- * seconds in the future; expires_at (required when ed25519) not passed.
- * Returns 0, or -1 with a detail containing "expired". */
+/* Time window: issued_at at most max_skew seconds in the future and, for
+ * HMAC artifacts (ed25519 0), at most max_age seconds old; expires_at not
+ * passed when present. Ed25519 artifacts (ed25519 1) require expires_at
+ * and have no age rule beyond it (any TTL the issuer chose). Returns 0, or
+ * -1 with a detail containing "expired". */
 int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double max_age,
                            double max_skew, char *detail, size_t detlen);
 

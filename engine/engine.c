@@ -24,9 +24,10 @@
 struct oe_engine {
     int clawshield;
     char *tenant;
-    int restricted;         /* an allow-list is configured */
-    unsigned char *allowed; /* restricted: allowed[i] for registry entry i */
-    char *allowed_text;     /* as configured, for /health */
+    int restricted;           /* an allow-list is configured */
+    unsigned char *allowed;   /* restricted: allowed[i] for registry entry i */
+    const char **allow_order; /* restricted: the names as configured, no repeats */
+    size_t nallow;
     double max_age, max_skew;
     oe_approval_keys *keys;
     oe_store *store;      /* borrowed */
@@ -87,7 +88,7 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
 {
     size_t count;
     const oe_action *actions = oe_actions(&count);
-    if (!(e->allowed = calloc(count, 1))) {
+    if (!(e->allowed = calloc(count, 1)) || !(e->allow_order = calloc(count, sizeof(char *)))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -117,6 +118,8 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
                          (int)(n > 64 ? 64 : n), start, known);
                 return -1;
             }
+            if (!e->allowed[k])
+                e->allow_order[e->nallow++] = actions[k].name;
             e->allowed[k] = 1;
             items++;
         }
@@ -165,10 +168,10 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
     e->max_skew = cfg->max_skew > 0 ? cfg->max_skew : 30;
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
-    e->allowed_text = strdup(cfg->allowed_actions ? cfg->allowed_actions : "");
-    if (!e->tenant || !e->allowed_text)
+    if (!e->tenant)
         goto oom;
-    if (e->allowed_text[0] && allow_list_parse(e, e->allowed_text, err, errlen) != 0)
+    if (cfg->allowed_actions && cfg->allowed_actions[0] &&
+        allow_list_parse(e, cfg->allowed_actions, err, errlen) != 0)
         goto error;
     if (oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen) != 0)
         goto error;
@@ -193,7 +196,7 @@ void oe_engine_free(oe_engine *e)
     oe_approval_keys_free(e->keys);
     free(e->tenant);
     free(e->allowed);
-    free(e->allowed_text);
+    free(e->allow_order);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -208,9 +211,15 @@ int oe_engine_signature_verification(const oe_engine *e)
     return e->clawshield && oe_approval_keys_present(e->keys);
 }
 
-const char *oe_engine_allowed_actions(const oe_engine *e)
+size_t oe_engine_allow_list(const oe_engine *e, const char *const **names)
 {
-    return e->restricted ? e->allowed_text : "";
+    *names = e->allow_order;
+    return e->restricted ? e->nallow : 0;
+}
+
+const oe_approval_keys *oe_engine_approval_keys(const oe_engine *e)
+{
+    return e->keys;
 }
 
 /* The length of the longest prefix of s of at most max bytes that does not
@@ -295,9 +304,14 @@ static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, 
         reject(o, OE_ERR_APPROVAL_INVALID, "Tenant mismatch");
         return -1;
     }
-    if (strcmp(a->issued_by, "clawshield") != 0) {
-        snprintf(detail, sizeof detail, "Unknown issuer: %.*s", utf8_prefix(a->issued_by, 100),
-                 a->issued_by);
+    /* HMAC artifacts only: the newer clients' Ed25519 artifacts carry no
+     * issued_by, and it is not signed, so checking it would prove nothing. */
+    if (!ed25519 && (!a->issued_by || strcmp(a->issued_by, "clawshield") != 0)) {
+        if (a->issued_by)
+            snprintf(detail, sizeof detail, "Unknown issuer: %.*s", utf8_prefix(a->issued_by, 100),
+                     a->issued_by);
+        else
+            snprintf(detail, sizeof detail, "Unknown issuer: issued_by is missing");
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }

@@ -27,11 +27,11 @@ const char *oe_status_name(oe_status s);
 /* How the engine decides. Filled once at start-up; the engine copies it. */
 typedef struct oe_engine_config {
     int clawshield;              /* 1: approval artifacts required */
-    const char *secret;          /* HMAC secret or NULL */
-    const char *public_key_pem;  /* Ed25519 public key (PEM) or NULL */
+    const char *secret;          /* HMAC secrets ("," between, up to 8) or NULL */
+    const char *public_key_pem;  /* Ed25519 public keys (PEM blocks, up to 8) or NULL */
     const char *tenant;          /* CLAWSHIELD_TENANT_ID, "" when unset */
     const char *allowed_actions; /* comma-separated allow-list, "" = all */
-    double max_age;              /* seconds an artifact stays valid [300] */
+    double max_age;              /* seconds an HMAC artifact stays valid [300] */
     double max_skew;             /* seconds issued_at may lie ahead [30] */
     struct oe_metrics *metrics;  /* NULL, or where commit times are counted */
 } oe_engine_config;
@@ -102,7 +102,11 @@ int oe_engine_signature_verification(const oe_engine *e);
 /* 1 when the allow-list lets this action run (always, when open). */
 int oe_engine_action_allowed(const oe_engine *e, const char *action);
 
-/* The allow-list as given, "" when open. */
-const char *oe_engine_allowed_actions(const oe_engine *e);
+/* The allow-list as configured: sets *names to its action names in their
+ * configured order, repeats removed, and returns how many (0 when open). */
+size_t oe_engine_allow_list(const oe_engine *e, const char *const **names);
+
+/* The verification keys (for /health's key ids and the start-up warnings). */
+const oe_approval_keys *oe_engine_approval_keys(const oe_engine *e);
 
 #endif

@@ -79,6 +79,7 @@ void oe_request_clear(oe_request *r)
         free((char *)r->artifact.issued_at);
         free((char *)r->artifact.tenant_id);
         free((char *)r->artifact.expires_at);
+        free((char *)r->artifact.key_id);
     }
     oe_json_doc_free(r->doc);
     memset(r, 0, sizeof *r);
@@ -146,6 +147,7 @@ static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
         {"issued_at", a->issued_at, OE_ARTIFACT_FIELD_MAX_BYTES},
         {"tenant_id", a->tenant_id, OE_ARTIFACT_FIELD_MAX_BYTES},
         {"expires_at", a->expires_at, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"key_id", a->key_id, OE_ARTIFACT_FIELD_MAX_BYTES},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (fields[i].value && strlen(fields[i].value) > fields[i].max) {
@@ -157,8 +159,10 @@ static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
     return OE_ERR_NONE;
 }
 
-/* The artifact's fields, in the order SPEC §5 lists them. Returns as
- * string_field. */
+/* The artifact's fields, in the order SPEC §5 lists them, then key_id.
+ * issued_by is optional: the original service's newer clients sign Ed25519
+ * artifacts without it, and an HMAC artifact without it is refused later
+ * as "Unknown issuer" (SPEC §7 step 6). Returns as string_field. */
 static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *verdict, char *err,
                            size_t errlen)
 {
@@ -169,9 +173,9 @@ static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *ve
         int required;
     } fields[] = {
         {"approval_id", &a->approval_id, 1}, {"action_hash", &a->action_hash, 1},
-        {"signature", &a->signature, 1},     {"issued_by", &a->issued_by, 1},
+        {"signature", &a->signature, 1},     {"issued_by", &a->issued_by, 0},
         {"issued_at", &a->issued_at, 1},     {"tenant_id", &a->tenant_id, 1},
-        {"expires_at", &a->expires_at, 0},
+        {"expires_at", &a->expires_at, 0},   {"key_id", &a->key_id, 0},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char *s;
@@ -246,20 +250,21 @@ int oe_request_from_fields(const char *action, const char *nonce, const char *pa
         goto oom;
     if (artifact) {
         r->has_artifact = 1;
+        /* The required fields first, then the optional ones. */
         const char *const *src[] = {&artifact->approval_id, &artifact->action_hash,
-                                    &artifact->signature,   &artifact->issued_by,
-                                    &artifact->issued_at,   &artifact->tenant_id,
-                                    &artifact->expires_at};
+                                    &artifact->signature,   &artifact->issued_at,
+                                    &artifact->tenant_id,   &artifact->issued_by,
+                                    &artifact->expires_at,  &artifact->key_id};
         const char **dst[] = {&r->artifact.approval_id, &r->artifact.action_hash,
-                              &r->artifact.signature,   &r->artifact.issued_by,
-                              &r->artifact.issued_at,   &r->artifact.tenant_id,
-                              &r->artifact.expires_at};
+                              &r->artifact.signature,   &r->artifact.issued_at,
+                              &r->artifact.tenant_id,   &r->artifact.issued_by,
+                              &r->artifact.expires_at,  &r->artifact.key_id};
+        const size_t required = 5;
         for (size_t k = 0; k < sizeof src / sizeof src[0]; k++) {
             if (*src[k] && !(*dst[k] = strdup(*src[k])))
                 goto oom;
         }
-        /* Every field but expires_at is required. */
-        for (size_t k = 0; k + 1 < sizeof src / sizeof src[0]; k++) {
+        for (size_t k = 0; k < required; k++) {
             if (!*dst[k]) {
                 snprintf(err, errlen, "approval_artifact: field missing");
                 return OE_OK;

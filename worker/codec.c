@@ -665,7 +665,8 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
         .approval_id = f.as[0],
         .action_hash = f.as[1],
         .signature = f.as[2],
-        .issued_by = f.as[3],
+        /* The schema's issued_by is a plain string: "" says absent. */
+        .issued_by = f.as[3] && f.as[3][0] ? f.as[3] : NULL,
         .issued_at = f.as[4],
         .tenant_id = f.as[5],
         .expires_at = f.as[6],
@@ -843,8 +844,12 @@ int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, cha
         goto avro_fail;
     if (req->has_artifact) {
         const oe_artifact *a = &req->artifact;
-        const char *f[ART_NFIELDS] = {a->approval_id, a->action_hash, a->signature, a->issued_by,
-                                      a->issued_at,   a->tenant_id,   a->expires_at};
+        /* The schema's issued_by is a plain string: an artifact without one
+         * (the newer clients' Ed25519 artifacts) travels with "". key_id
+         * has no field: Avro artifacts are checked with each key. */
+        const char *f[ART_NFIELDS] = {
+            a->approval_id, a->action_hash, a->signature, a->issued_by ? a->issued_by : "",
+            a->issued_at,   a->tenant_id,   a->expires_at};
         if (avro_value_set_branch(&u, 1, &art) != 0)
             goto avro_fail;
         for (size_t i = 0; i < ART_NFIELDS; i++) {

@@ -136,7 +136,9 @@ static void test_allow_list(void)
     cfg.allowed_actions = " echo ,, ";
     fixture f;
     open_fixture(&f, path, &cfg);
-    ASSERT_STREQ(oe_engine_allowed_actions(f.engine), " echo ,, ");
+    const char *const *names;
+    ASSERT_EQ(oe_engine_allow_list(f.engine, &names), 1);
+    ASSERT_STREQ(names[0], "echo");
     oe_outcome o;
     oe_outcome_init(&o);
     run_body(&f, "{\"action\":\"echo\",\"nonce\":\"a\"}", 1, &o);
@@ -151,6 +153,18 @@ static void test_allow_list(void)
     run_body(&f, "{\"action\":\"ec\",\"nonce\":\"d\"}", 1, &o);
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     oe_outcome_clear(&o);
+    close_fixture(&f);
+
+    /* The list keeps its configured order (not the registry's), without
+     * repeats; an open engine has none. */
+    cfg.allowed_actions = "echo, add,echo ,add";
+    open_fixture(&f, path, &cfg);
+    ASSERT_EQ(oe_engine_allow_list(f.engine, &names), 2);
+    ASSERT_STREQ(names[0], "echo");
+    ASSERT_STREQ(names[1], "add");
+    close_fixture(&f);
+    open_fixture(&f, path, &demo);
+    ASSERT_EQ(oe_engine_allow_list(f.engine, &names), 0);
     close_fixture(&f);
 }
 
@@ -236,6 +250,126 @@ static void signed_body(char *out, size_t n, const char *nonce, const char *payl
              "\"approval_id\":\"%s\",\"action_hash\":\"%s\",\"signature\":\"%s\","
              "\"issued_by\":\"%s\",\"issued_at\":\"%s\",\"tenant_id\":\"%s\"}}",
              payload, nonce, approval_id, hash, sig, issuer, issued_at, tenant);
+}
+
+/* A request body with an Ed25519 artifact as the original service's newest
+ * clients mint it: no issued_by, naive UTC times, any TTL; key_id when
+ * given (NULL: none). */
+static void ed25519_body(char *out, size_t n, const char *nonce, const char *approval_id,
+                         const char *priv, const char *issued_at, const char *expires_at,
+                         const char *key_id)
+{
+    char err[200], hash[65], sig[128];
+    oe_json_doc *d = test_json_parse("{\"m\":1}", 7, 0, err, sizeof err);
+    oe_request_hash("echo", 4, oe_json_root(d), hash);
+    oe_json_doc_free(d);
+    oe_artifact a = {.approval_id = approval_id,
+                     .action_hash = hash,
+                     .issued_at = issued_at,
+                     .tenant_id = "t1",
+                     .expires_at = expires_at};
+    ASSERT_EQ(oe_approval_sign_ed25519(priv, &a, sig, sizeof sig, err, sizeof err), 0);
+    snprintf(out, n,
+             "{\"action\":\"echo\",\"payload\":{\"m\":1},\"nonce\":\"%s\",\"approval_artifact\":{"
+             "\"approval_id\":\"%s\",\"tenant_id\":\"t1\",\"action_hash\":\"%s\","
+             "\"issued_at\":\"%s\",\"expires_at\":\"%s\",\"signature\":\"%s\"%s%s%s}}",
+             nonce, approval_id, hash, issued_at, expires_at, sig, key_id ? ",\"key_id\":\"" : "",
+             key_id ? key_id : "", key_id ? "\"" : "");
+}
+
+/* Part of SPEC §7 for the newest clients and rotation: Ed25519 artifacts
+ * need no issued_by and are bounded by expires_at alone; HMAC ones still
+ * need issued_by "clawshield" and the 300 s age; several keys and secrets
+ * are each tried; key_id picks one key. */
+static void test_newest_clients_and_rotation(void)
+{
+    char *priv[4], *pub[4], pems[4096], path[128], body[2048], err[300];
+    for (int i = 0; i < 4; i++)
+        test_make_ed25519(&priv[i], &pub[i]);
+    snprintf(pems, sizeof pems, "%s%s%s", pub[0], pub[1], pub[2]);
+    oe_engine_config cfg = {.clawshield = 1,
+                            .secret = "retired-secret-000000000000000000,s3cret",
+                            .public_key_pem = pems,
+                            .tenant = "t1",
+                            .allowed_actions = "echo"};
+    db_path(path, sizeof path);
+    fixture f;
+    open_fixture(&f, path, &cfg);
+    const oe_approval_keys *keys = oe_engine_approval_keys(f.engine);
+    ASSERT_EQ(oe_approval_keys_ed25519_count(keys), 3);
+    ASSERT_EQ(oe_approval_keys_hmac_count(keys), 2);
+    const double issued = 1795611600; /* 2026-11-25T13:00:00 */
+    const char *at = "2026-11-25T13:00:00.123456", *hour = "2026-11-25T14:00:00.123456";
+    oe_outcome o;
+    oe_outcome_init(&o);
+
+    /* Signed by key 2 of 3, one-hour TTL, 50 minutes later: executed. */
+    ed25519_body(body, sizeof body, "e1", "ea1", priv[1], at, hour, NULL);
+    run_body(&f, body, issued + 3000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.detail, "");
+    /* Replayed, and its approval refused under another nonce. */
+    run_body(&f, body, issued + 3000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_REPLAYED);
+    ed25519_body(body, sizeof body, "e2", "ea1", priv[1], at, hour, NULL);
+    run_body(&f, body, issued + 3001, &o);
+    ASSERT_CONTAINS(o.detail, "already used");
+    /* By a key that is not configured: refused. */
+    ed25519_body(body, sizeof body, "e3", "ea3", priv[3], at, hour, NULL);
+    run_body(&f, body, issued + 10, &o);
+    ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
+    ASSERT_CONTAINS(o.detail, "Invalid signature");
+    /* key_id of key 3: that key checks it. */
+    char id[65];
+    snprintf(id, sizeof id, "%s", oe_approval_keys_ed25519_id(keys, 2));
+    ed25519_body(body, sizeof body, "e4", "ea4", priv[2], at, hour, id);
+    run_body(&f, body, issued + 10, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    /* An unknown key_id: refused, saying so. */
+    ed25519_body(body, sizeof body, "e5", "ea5", priv[2], at, hour,
+                 "0000000000000000000000000000000000000000000000000000000000000000");
+    run_body(&f, body, issued + 10, &o);
+    ASSERT_CONTAINS(o.detail, "Invalid signature");
+    ASSERT_CONTAINS(o.detail, "key_id is unknown");
+    /* Expired; issued 60 s in the future. */
+    ed25519_body(body, sizeof body, "e6", "ea6", priv[0], at, hour, NULL);
+    run_body(&f, body, issued + 3601, &o);
+    ASSERT_CONTAINS(o.detail, "expired");
+    run_body(&f, body, issued - 60, &o);
+    ASSERT_CONTAINS(o.detail, "expired");
+    ASSERT_CONTAINS(o.detail, "future");
+
+    /* HMAC with the second secret: executed when 10 s old, refused when
+     * 301 s old, refused without issued_by (step 6). */
+    signed_body(body, sizeof body, "h1", "{\"m\":1}", "ha1", "s3cret", "t1", "clawshield",
+                "2026-11-25T13:00:00", "{\"m\":1}");
+    run_body(&f, body, issued + 301, &o);
+    ASSERT_CONTAINS(o.detail, "expired");
+    run_body(&f, body, issued + 10, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    char hash[65], sig[65];
+    oe_json_doc *d = test_json_parse("{\"m\":1}", 7, 0, err, sizeof err);
+    oe_request_hash("echo", 4, oe_json_root(d), hash);
+    oe_json_doc_free(d);
+    oe_artifact a = {.approval_id = "ha2",
+                     .action_hash = hash,
+                     .issued_at = "2026-11-25T13:00:00",
+                     .tenant_id = "t1"};
+    oe_approval_sign_hmac("s3cret", &a, sig);
+    snprintf(body, sizeof body,
+             "{\"action\":\"echo\",\"payload\":{\"m\":1},\"nonce\":\"h2\",\"approval_artifact\":{"
+             "\"approval_id\":\"ha2\",\"action_hash\":\"%s\",\"signature\":\"%s\","
+             "\"issued_at\":\"2026-11-25T13:00:00\",\"tenant_id\":\"t1\"}}",
+             hash, sig);
+    run_body(&f, body, issued + 10, &o);
+    ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
+    ASSERT_CONTAINS(o.detail, "Unknown issuer");
+    oe_outcome_clear(&o);
+    close_fixture(&f);
+    for (int i = 0; i < 4; i++) {
+        free(priv[i]);
+        free(pub[i]);
+    }
 }
 
 static void test_clawshield_checks(void)
@@ -642,6 +776,7 @@ int main(void)
     RUN_TEST(test_ledger_replaced);
     RUN_TEST(test_ledger_damaged);
     RUN_TEST(test_clawshield_checks);
+    RUN_TEST(test_newest_clients_and_rotation);
     RUN_TEST(test_parallel_checks_agree);
     RUN_TEST(test_batch);
     RUN_TEST(test_two_stores_agree);

@@ -115,12 +115,60 @@ static void test_http_status(void)
     ASSERT_STREQ(oe_error_code_name(OE_ERR_APPROVAL_INVALID), "approval_invalid");
 }
 
+/* The original service's newer clients send Ed25519 artifacts without
+ * issued_by: the decoder accepts that (the engine refuses it for HMAC
+ * artifacts), and reads the optional key_id; the Avro path likewise. */
+static void test_artifact_optional_fields(void)
+{
+    const char *body = "{\"action\":\"echo\",\"nonce\":\"n-1\",\"approval_artifact\":{"
+                       "\"approval_id\":\"a\",\"action_hash\":\"h\",\"signature\":\"s\","
+                       "\"issued_at\":\"t\",\"tenant_id\":\"x\",\"expires_at\":\"e\","
+                       "\"key_id\":\"k1\"}}";
+    oe_request r;
+    char err[200];
+    ASSERT_EQ(test_request_from_json(body, strlen(body), &r, err, sizeof err), OE_ERR_NONE);
+    ASSERT_TRUE(r.artifact.issued_by == NULL);
+    ASSERT_STREQ(r.artifact.key_id, "k1");
+    ASSERT_STREQ(r.artifact.expires_at, "e");
+    oe_request_clear(&r);
+    /* key_id, when present, must be a string. */
+    const char *bad = "{\"action\":\"echo\",\"nonce\":\"n-1\",\"approval_artifact\":{"
+                      "\"approval_id\":\"a\",\"action_hash\":\"h\",\"signature\":\"s\","
+                      "\"issued_at\":\"t\",\"tenant_id\":\"x\",\"key_id\":7}}";
+    ASSERT_EQ(test_request_from_json(bad, strlen(bad), &r, err, sizeof err), OE_ERR_MALFORMED);
+    ASSERT_CONTAINS(err, "approval_artifact.key_id: must be a string");
+    oe_request_clear(&r);
+    /* A required field is still required. */
+    const char *missing = "{\"action\":\"echo\",\"nonce\":\"n-1\",\"approval_artifact\":{"
+                          "\"approval_id\":\"a\",\"action_hash\":\"h\",\"signature\":\"s\","
+                          "\"tenant_id\":\"x\"}}";
+    ASSERT_EQ(test_request_from_json(missing, strlen(missing), &r, err, sizeof err),
+              OE_ERR_MALFORMED);
+    ASSERT_CONTAINS(err, "approval_artifact.issued_at: field required");
+    oe_request_clear(&r);
+
+    oe_artifact a = {.approval_id = "a",
+                     .action_hash = "h",
+                     .signature = "s",
+                     .issued_at = "t",
+                     .tenant_id = "x",
+                     .expires_at = "e"};
+    ASSERT_EQ(test_request_from_fields("echo", "n-2", NULL, 0, &a, &r, err, sizeof err),
+              OE_ERR_NONE);
+    ASSERT_TRUE(r.artifact.issued_by == NULL);
+    oe_request_clear(&r);
+    a.tenant_id = NULL;
+    ASSERT_EQ(test_request_from_fields("echo", "n-3", NULL, 0, &a, &r, err, sizeof err),
+              OE_ERR_MALFORMED);
+    oe_request_clear(&r);
+}
+
 /* Artifact fields are bounded: approval_id like the nonce (receipts repeat
  * it), the others at 1,024 bytes. */
 static void test_artifact_field_limits(void)
 {
-    const char *names[] = {"approval_id", "action_hash", "signature", "issued_by",
-                           "issued_at",   "tenant_id",   "expires_at"};
+    const char *names[] = {"approval_id", "action_hash", "signature",  "issued_by",
+                           "issued_at",   "tenant_id",   "expires_at", "key_id"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         size_t limit = k == 0 ? OE_APPROVAL_ID_MAX_BYTES : OE_ARTIFACT_FIELD_MAX_BYTES;
         for (size_t extra = 0; extra < 2; extra++) {
@@ -202,6 +250,7 @@ int main(void)
     RUN_TEST(test_nonce_length);
     RUN_TEST(test_decoded_fields);
     RUN_TEST(test_http_status);
+    RUN_TEST(test_artifact_optional_fields);
     RUN_TEST(test_artifact_field_limits);
     RUN_TEST(test_out_of_memory_is_no_verdict);
     return TEST_REPORT();

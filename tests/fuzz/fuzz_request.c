@@ -32,8 +32,9 @@ static void check_accepted(const oe_request *r)
     FUZZ_CHECK(r->payload && r->payload->type == OE_JSON_OBJECT);
     if (r->has_artifact) {
         const oe_artifact *a = &r->artifact;
-        FUZZ_CHECK(a->approval_id && a->action_hash && a->signature && a->issued_by &&
-                   a->issued_at && a->tenant_id);
+        /* issued_by, expires_at and key_id are optional. */
+        FUZZ_CHECK(a->approval_id && a->action_hash && a->signature && a->issued_at &&
+                   a->tenant_id);
     }
 }
 
@@ -48,7 +49,7 @@ static void check_same(const oe_request *x, const oe_request *y)
                    same_str(a->action_hash, b->action_hash) &&
                    same_str(a->signature, b->signature) && same_str(a->issued_by, b->issued_by) &&
                    same_str(a->issued_at, b->issued_at) && same_str(a->tenant_id, b->tenant_id) &&
-                   same_str(a->expires_at, b->expires_at));
+                   same_str(a->expires_at, b->expires_at) && same_str(a->key_id, b->key_id));
     }
     char hx[65], hy[65];
     int rx = oe_request_hash(x->action, strlen(x->action), x->payload, hx);
@@ -81,7 +82,7 @@ static void cross_check_json(const oe_request *r)
     if (!utf8(r->action) || !utf8(r->nonce) ||
         (r->has_artifact && (!utf8(a->approval_id) || !utf8(a->action_hash) ||
                              !utf8(a->signature) || !utf8(a->issued_by) || !utf8(a->issued_at) ||
-                             !utf8(a->tenant_id) || !utf8(a->expires_at))))
+                             !utf8(a->tenant_id) || !utf8(a->expires_at) || !utf8(a->key_id))))
         return;
     oe_buf b;
     oe_buf_init(&b, 0);
@@ -95,11 +96,14 @@ static void cross_check_json(const oe_request *r)
         put_member(&b, "approval_id", a->approval_id, 1);
         put_member(&b, "action_hash", a->action_hash, 0);
         put_member(&b, "signature", a->signature, 0);
-        put_member(&b, "issued_by", a->issued_by, 0);
+        if (a->issued_by)
+            put_member(&b, "issued_by", a->issued_by, 0);
         put_member(&b, "issued_at", a->issued_at, 0);
         put_member(&b, "tenant_id", a->tenant_id, 0);
         if (a->expires_at)
             put_member(&b, "expires_at", a->expires_at, 0);
+        if (a->key_id)
+            put_member(&b, "key_id", a->key_id, 0);
         oe_buf_putc(&b, '}');
     }
     oe_buf_putc(&b, '}');
