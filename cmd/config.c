@@ -102,7 +102,7 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
 #define MINT OE_CMD_MINT
 #define VERIFY OE_CMD_VERIFY
 #define TOPICS OE_CMD_TOPICS
-#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT)
+#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE)
 #define REPLAY OE_CMD_DLQ_REPLAY
 
 /* A flag may appear twice only for disjoint sets of commands, where its

@@ -34,6 +34,7 @@ enum {
     OE_CMD_LEDGER_SHOW = 1 << 8,
     OE_CMD_LEDGER_EXPORT = 1 << 9,
     OE_CMD_DLQ_REPLAY = 1 << 10,
+    OE_CMD_LEDGER_MIGRATE = 1 << 11,
 };
 
 /* Where a setting's value came from; error messages name that source. */

@@ -1,6 +1,8 @@
 /* `openexec ledger show` and `openexec ledger export`: offline look-ups and
  * audits on a ledger (SQLite file or PostgreSQL), opened read-only beside
- * any running worker. Records are printed as JSON lines on stdout:
+ * any running worker; `openexec ledger migrate`: the schema upgrade, run
+ * with the role that owns the ledger (workers may hold only SELECT and
+ * INSERT). Records are printed as JSON lines on stdout:
  *
  *   {"record": "execution", "id", "nonce", "action", "tenant_id",
  *    "approval_id", "request_hash", "approved", "result_json", "receipt",
@@ -38,6 +40,17 @@ static const oe_command export_command = {
     "Prints every execution in the order recorded, then every rejected attempt, as JSON\n"
     "lines (an audit trail; each receipt can be checked with verify-receipt). The ledger\n"
     "is opened read-only; a running worker may go on using it.",
+    0,
+    0,
+};
+
+static const oe_command migrate_command = {
+    "ledger migrate",
+    OE_CMD_LEDGER_MIGRATE,
+    "Creates the ledger's schema, or upgrades it to this binary's version, and prints\n"
+    "\"ledger at version N (was M)\". Run it with the role that owns the ledger: workers\n"
+    "whose role may only read and insert (SECURITY.md) refuse to start on an older schema.\n"
+    "Safe beside running workers of the current version, and to run again.",
     0,
     0,
 };
@@ -205,20 +218,43 @@ static int ledger_export(int argc, char **argv)
     return status;
 }
 
+static int ledger_migrate(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&migrate_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    char err[512];
+    if (oe_apply_db_url(&cfg, &migrate_command, err, sizeof err) != 0)
+        return oe_die(2, "%s", err);
+    int was = 0, now = 0;
+    int rc = cfg.db_url ? oe_pg_migrate(cfg.db_url, &was, &now, err, sizeof err)
+                        : oe_sqlite_migrate(cfg.db_path, &was, &now, err, sizeof err);
+    if (rc != 0)
+        return oe_die(1, "ledger migrate: %s", err);
+    printf("ledger at version %d (was %d)\n", now, was);
+    if (fflush(stdout) != 0)
+        return oe_die(1, "ledger: cannot write to stdout");
+    return 0;
+}
+
 int oe_cmd_ledger(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "show") == 0)
         return ledger_show(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "export") == 0)
         return ledger_export(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "migrate") == 0)
+        return ledger_migrate(argc - 1, argv + 1);
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         printf("usage: openexec ledger show (--nonce N | --id ID) [options]\n"
-               "       openexec ledger export [options]\n\n"
-               "Offline look-ups and audits on a ledger (read-only).\n"
-               "openexec ledger show --help and openexec ledger export --help list the "
+               "       openexec ledger export [options]\n"
+               "       openexec ledger migrate [options]\n\n"
+               "Offline look-ups and audits on a ledger (read-only), and its schema upgrade\n"
+               "(with the role that owns it). openexec ledger ACTION --help lists the "
                "options.\n");
         return 0;
     }
-    return oe_die(2, "ledger: %s%s (use show or export; see openexec ledger --help)",
+    return oe_die(2, "ledger: %s%s (use show, export or migrate; see openexec ledger --help)",
                   argc >= 1 ? "unknown action " : "an action is needed", argc >= 1 ? argv[0] : "");
 }

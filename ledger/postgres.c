@@ -349,21 +349,33 @@ static int read_version(pg_store *s, int *version, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether this connection's role may change the schema, asked of the
+ * catalogue (no DDL is attempted): CREATE on the current schema, and
+ * membership in the owner role of every ledger table that exists (ALTER
+ * and CREATE INDEX need the owner). A worker given only the documented
+ * grants (SECURITY.md) may not. The lock is held. */
+static int may_migrate(pg_store *s, int *may, char *err, size_t errlen)
+{
+    PGresult *r =
+        PQexec(s->conn, "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+                        " AND coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), true)"
+                        " FROM pg_class c WHERE c.oid IN (to_regclass('executions'),"
+                        " to_regclass('rejections'), to_regclass('schema_migrations'))");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = pg_fail(s, r, "reading the role's privileges", err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    *may = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
 /* Creates or upgrades the schema in one transaction, under an advisory
  * lock so that workers starting together take turns. */
 static int migrate(pg_store *s, char *err, size_t errlen)
 {
     int version = 0;
-    if (s->readonly) {
-        int rc = read_version(s, &version, err, errlen);
-        if (rc == 0 && version != OE_POSTGRES_SCHEMA_VERSION) {
-            snprintf(err, errlen, "%.200s: ledger schema version %d is not %d (this binary's)%s",
-                     s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
-                     version < OE_POSTGRES_SCHEMA_VERSION ? ": start a writer first" : "");
-            rc = OE_STORE_ERROR;
-        }
-        return rc;
-    }
     int rc = exec_simple(s, "BEGIN", PGRES_COMMAND_OK, err, errlen);
     if (rc == 0)
         rc = exec_simple(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", PGRES_TUPLES_OK,
@@ -396,6 +408,36 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     else
         PQclear(PQexec(s->conn, "ROLLBACK"));
     return rc;
+}
+
+/* At start: a current schema is used as it is, with no DDL (a worker with
+ * the documented grants needs none). An older one is upgraded only when
+ * the role may (may_migrate: an owner's role, as `make run` and the tests
+ * use), else refused with what to run; a reader never upgrades. A newer
+ * one is refused. */
+static int check_schema(pg_store *s, char *err, size_t errlen)
+{
+    int version = 0, may = 0;
+    int rc = read_version(s, &version, err, errlen);
+    if (rc != 0 || version == OE_POSTGRES_SCHEMA_VERSION)
+        return rc;
+    if (version > OE_POSTGRES_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%.200s: ledger schema version %d is newer than this binary's (%d): run a newer "
+                 "openexec",
+                 s->shown, version, OE_POSTGRES_SCHEMA_VERSION);
+        return OE_STORE_ERROR;
+    }
+    if (!s->readonly && (rc = may_migrate(s, &may, err, errlen)) != 0)
+        return rc;
+    if (may)
+        return migrate(s, err, errlen);
+    snprintf(err, errlen,
+             "%.200s: ledger schema version %d is older than this binary's (%d)%s: run "
+             "`openexec ledger migrate` with the role that owns the ledger",
+             s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
+             s->readonly ? "" : " and this role may not change it");
+    return OE_STORE_ERROR;
 }
 
 /* Forgets the open transaction's batch. */
@@ -454,7 +496,7 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
     char why[512];
     int rc = connect_now(s, why, sizeof why);
     if (rc == 0)
-        rc = migrate(s, why, sizeof why);
+        rc = check_schema(s, why, sizeof why);
     if (rc == 0)
         rc = ensure_connected(s, why, sizeof why);
     if (rc != 0) {
@@ -464,6 +506,31 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
     }
     *out = &s->base;
     return 0;
+}
+
+int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
+{
+    pg_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->url = strdup(url))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->base.ops = &pg_ops;
+    pthread_mutex_init(&s->lock, NULL);
+    oe_ledger_mask_url(url, s->shown, sizeof s->shown);
+    char why[512];
+    int rc = connect_now(s, why, sizeof why);
+    if (rc == 0)
+        rc = read_version(s, was, why, sizeof why);
+    if (rc == 0 && *was != OE_POSTGRES_SCHEMA_VERSION)
+        rc = migrate(s, why, sizeof why);
+    if (rc == 0)
+        rc = read_version(s, now, why, sizeof why);
+    if (rc != 0)
+        snprintf(err, errlen, "%s", why);
+    pg_free(&s->base);
+    return rc == 0 ? 0 : -1;
 }
 
 static int pg_begin(oe_store *base, char *err, size_t errlen)

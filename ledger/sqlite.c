@@ -230,7 +230,9 @@ static int migrate(sqlite_store *s, char *err, size_t errlen)
         return -1;
     }
     if (s->readonly) {
-        snprintf(err, errlen, "%s: ledger schema version %d is older than %d: start a writer first",
+        snprintf(err, errlen,
+                 "%s: ledger schema version %d is older than %d: start a writer first "
+                 "(or run `openexec ledger migrate`)",
                  s->path, version, OE_SQLITE_SCHEMA_VERSION);
         return -1;
     }
@@ -354,6 +356,26 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
 error:
     sqlite_free(&s->base);
     return -1;
+}
+
+int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t errlen)
+{
+    oe_store *base = NULL;
+    sqlite3 *peek = NULL;
+    *was = 0;
+    /* The version before: a file that does not exist yet is version 0. */
+    if (sqlite3_open_v2(path, &peek, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite_store probe = {.db = peek};
+        *was = schema_version(&probe);
+    }
+    sqlite3_close(peek);
+    if (*was < 0)
+        *was = 0;
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &base, err, errlen) != 0)
+        return -1;
+    *now = schema_version((sqlite_store *)base);
+    oe_store_free(base);
+    return 0;
 }
 
 static void sqlite_free(oe_store *base)
