@@ -6,13 +6,17 @@
  *
  *   {"record": "execution", "id", "nonce", "action", "tenant_id",
  *    "approval_id", "request_hash", "approved", "result_json", "receipt",
- *    "created_at"}
+ *    "payload", "created_at"}
  *   {"record": "rejection", "nonce", "action", "request_hash", "error_code",
- *    "detail", "created_at"}
+ *    "detail", "payload", "created_at"}
  *
  * result_json is the text the receipt hash covers (receipt = SHA-256 of
  * id ":" result_json), so that `openexec verify-receipt` or any SHA-256
- * tool checks an exported line. created_at is ISO 8601 (UTC). */
+ * tool checks an exported line. payload is the request's payload object,
+ * the canonical text request_hash covers (SHA-256 of
+ * {"action":A,"payload":P}, SPEC §6); a string when the ledger kept it cut
+ * (oe_cut: its first bytes, "...sha256=" and the hash of the whole); null
+ * when it kept none. created_at is ISO 8601 (UTC). */
 #include <stdio.h>
 #include <string.h>
 
@@ -64,6 +68,23 @@ static void put_string(oe_buf *b, const char *key, const char *value, int first)
     oe_put_json_text(b, value, value ? strlen(value) : 0);
 }
 
+/* Appends "payload": the stored canonical text as the object it is when
+ * it reads as one (kept whole; written compact, so one line whatever the
+ * file holds), else as a string (a cut), or null. */
+static void put_payload(oe_buf *b, const char *payload)
+{
+    oe_json_doc *doc = NULL;
+    char err[64];
+    if (payload && oe_json_parse(payload, strlen(payload), 0, &doc, err, sizeof err) == OE_OK &&
+        oe_json_root(doc)->type == OE_JSON_OBJECT) {
+        oe_buf_puts(b, ", \"payload\": ");
+        oe_json_dump(b, oe_json_root(doc), OE_JSON_COMPACT);
+    } else {
+        put_string(b, "payload", payload, 0);
+    }
+    oe_json_doc_free(doc);
+}
+
 static void put_time(oe_buf *b, double epoch)
 {
     char ts[64];
@@ -101,6 +122,7 @@ static int print_execution(void *ctx, const oe_execution *e)
     oe_buf_printf(b, ", \"approved\": %s", e->approved ? "true" : "false");
     put_string(b, "result_json", e->result_json, 0);
     put_string(b, "receipt", e->receipt, 0);
+    put_payload(b, e->payload);
     put_time(b, e->created_at);
     oe_buf_puts(b, "}");
     p->executions++;
@@ -118,6 +140,7 @@ static int print_rejection(void *ctx, const oe_rejection *r)
     put_string(b, "request_hash", r->request_hash, 0);
     put_string(b, "error_code", r->error_code, 0);
     put_string(b, "detail", r->detail, 0);
+    put_payload(b, r->payload);
     put_time(b, r->created_at);
     oe_buf_puts(b, "}");
     p->rejections++;

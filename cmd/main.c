@@ -157,6 +157,7 @@ static int run_configure(service *s, int argc, char **argv)
         .tenant = cfg->tenant,
         .allowed_actions = cfg->allowed_actions,
         .metrics = &s->metrics,
+        .payload_hash_only = cfg->ledger_payloads == OE_PAYLOADS_HASH,
     };
     if (cfg->public_key_file) {
         if (cfg->public_key) {

@@ -53,6 +53,11 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "  created_at double precision NOT NULL);"
     "CREATE INDEX rejections_nonce ON rejections(nonce);",
     "CREATE INDEX executions_created ON executions(created_at);",
+    /* 3: the request's payload (canonical JSON, cut when longer than
+     * OE_LEDGER_PAYLOAD_MAX_BYTES); NULL in older rows and when only the
+     * hash is kept. */
+    "ALTER TABLE executions ADD COLUMN payload text;"
+    "ALTER TABLE rejections ADD COLUMN payload text;",
 };
 
 /* Serialises migrations of one database by concurrent writers. */
@@ -60,8 +65,16 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
 
 #define COLUMNS                                                                                    \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at"
+    " created_at, payload"
+#define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
+#define EXEC_COLUMNS 11
+#define REJ_COLUMNS 7
 
+/* Every statement a worker runs is a SELECT or an INSERT: the ledger is
+ * append-only, so the workers' role needs SELECT and INSERT on the tables
+ * and USAGE on the rejections' sequence (nextval) and nothing else
+ * (SECURITY.md). ON CONFLICT DO NOTHING needs only INSERT. DDL runs in
+ * migrate() alone, for a role that may (check_schema). */
 enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_FLUSH_EXEC, PS_FLUSH_REJ, PS_COUNT };
 
 static const struct {
@@ -75,13 +88,14 @@ static const struct {
     [PS_FLUSH_EXEC] = {"oe_flush_exec",
                        "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
                        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                       " $8::text[], $9::boolean[], $10::float8[]) ON CONFLICT DO NOTHING",
-                       10},
+                       " $8::text[], $9::boolean[], $10::float8[], $11::text[])"
+                       " ON CONFLICT DO NOTHING",
+                       EXEC_COLUMNS},
     [PS_FLUSH_REJ] = {"oe_flush_rej",
-                      "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-                      " $4::text[], $5::text[], $6::float8[])",
-                      6},
+                      "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
+                      " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                      " $6::float8[], $7::text[])",
+                      REJ_COLUMNS},
 };
 
 /* A set of borrowed strings (open addressing, linear probing), each with
@@ -176,7 +190,7 @@ static void key_gone(key_set *set, const char *k)
 
 /* A rejected attempt waiting for the batch's COMMIT (owned strings). */
 typedef struct pending_rejection {
-    char *nonce, *action, *request_hash, *error_code, *detail;
+    char *nonce, *action, *request_hash, *error_code, *detail, *payload;
     double created_at;
 } pending_rejection;
 
@@ -457,6 +471,7 @@ static void clear_batch(pg_store *s)
         free(p->request_hash);
         free(p->error_code);
         free(p->detail);
+        free(p->payload);
     }
     s->n_rejs = 0;
 }
@@ -677,9 +692,10 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, 
         e->result_json = dup_value(r, 7);
         e->approved = PQgetvalue(r, 0, 8)[0] == 't';
         e->created_at = strtod(PQgetvalue(r, 0, 9), NULL);
+        e->payload = dup_value(r, 10);
         rc = 1;
         if (!e->nonce || !e->action || !e->tenant_id || !e->result_json ||
-            (!PQgetisnull(r, 0, 6) && !e->approval_id)) {
+            (!PQgetisnull(r, 0, 6) && !e->approval_id) || (!PQgetisnull(r, 0, 10) && !e->payload)) {
             oe_execution_clear(e);
             snprintf(err, errlen, "out of memory reading an execution");
             rc = OE_STORE_ERROR;
@@ -721,16 +737,8 @@ static char *dup_or_null(const char *v, int *failed)
 /* Copies a queued record for a look-up. Returns 1, or a failure. */
 static int copy_execution(const oe_execution *src, oe_execution *e, char *err, size_t errlen)
 {
-    int failed = 0;
-    *e = *src;
-    e->nonce = dup_or_null(src->nonce, &failed);
-    e->action = dup_or_null(src->action, &failed);
-    e->tenant_id = dup_or_null(src->tenant_id, &failed);
-    e->approval_id = dup_or_null(src->approval_id, &failed);
-    e->result_json = dup_or_null(src->result_json, &failed);
-    if (!failed)
+    if (oe_execution_copy(e, src) == 0)
         return 1;
-    oe_execution_clear(e);
     snprintf(err, errlen, "out of memory");
     return OE_STORE_ERROR;
 }
@@ -778,9 +786,7 @@ static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err,
 }
 
 /* Queues a rejected attempt for the batch's COMMIT. */
-static int pg_insert_rejection(oe_store *base, const char *nonce, const char *action,
-                               const char *request_hash, const char *error_code, const char *detail,
-                               double created_at, char *err, size_t errlen)
+static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -800,12 +806,13 @@ static int pg_insert_rejection(oe_store *base, const char *nonce, const char *ac
     }
     if (rc == 0 && !failed) {
         pending_rejection *p = &s->rejs[s->n_rejs++];
-        p->nonce = dup_or_null(nonce, &failed);
-        p->action = dup_or_null(action, &failed);
-        p->request_hash = dup_or_null(request_hash, &failed);
-        p->error_code = dup_or_null(error_code, &failed);
-        p->detail = dup_or_null(detail, &failed);
-        p->created_at = created_at;
+        p->nonce = dup_or_null(r->nonce, &failed);
+        p->action = dup_or_null(r->action, &failed);
+        p->request_hash = dup_or_null(r->request_hash, &failed);
+        p->error_code = dup_or_null(r->error_code, &failed);
+        p->detail = dup_or_null(r->detail, &failed);
+        p->payload = dup_or_null(r->payload, &failed);
+        p->created_at = r->created_at;
     }
     if (failed) {
         snprintf(err, errlen, "out of memory");
@@ -869,7 +876,7 @@ static char *array_literal(const char *const *keys, size_t n)
 static long long flush_rows(pg_store *s, int which, const char **cols[], int ncols, size_t n,
                             char *err, size_t errlen)
 {
-    char *params[10] = {0};
+    char *params[EXEC_COLUMNS] = {0};
     int failed = 0;
     for (int c = 0; c < ncols; c++)
         failed |= !(params[c] = array_literal(cols[c], n));
@@ -899,10 +906,10 @@ static int flush(pg_store *s, char *err, size_t errlen)
     size_t n = s->n_execs > s->n_rejs ? s->n_execs : s->n_rejs;
     if (n == 0)
         return 0;
-    const char **cols[10] = {0};
+    const char **cols[EXEC_COLUMNS] = {0};
     char(*num)[32] = malloc(n * sizeof *num);
     int failed = !num;
-    for (int c = 0; c < 10 && !failed; c++)
+    for (int c = 0; c < EXEC_COLUMNS && !failed; c++)
         failed = !(cols[c] = malloc(n * sizeof **cols));
     int rc = 0;
     if (failed) {
@@ -913,14 +920,15 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_execs; i++) {
             const oe_execution *e = &s->execs[i];
             snprintf(num[i], sizeof num[i], "%.17g", e->created_at);
-            const char *row[10] = {e->id,          e->request_hash, e->receipt,
-                                   e->nonce,       e->action,       e->tenant_id,
-                                   e->approval_id, e->result_json,  e->approved ? "t" : "f",
-                                   num[i]};
-            for (int c = 0; c < 10; c++)
+            const char *row[EXEC_COLUMNS] = {
+                e->id,          e->request_hash, e->receipt,
+                e->nonce,       e->action,       e->tenant_id,
+                e->approval_id, e->result_json,  e->approved ? "t" : "f",
+                num[i],         e->payload};
+            for (int c = 0; c < EXEC_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
-        long long rows = flush_rows(s, PS_FLUSH_EXEC, cols, 10, s->n_execs, err, errlen);
+        long long rows = flush_rows(s, PS_FLUSH_EXEC, cols, EXEC_COLUMNS, s->n_execs, err, errlen);
         if (rows < 0) {
             rc = (int)rows;
         } else if ((size_t)rows != s->n_execs) {
@@ -934,16 +942,16 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_rejs; i++) {
             const pending_rejection *p = &s->rejs[i];
             snprintf(num[i], sizeof num[i], "%.17g", p->created_at);
-            const char *row[6] = {p->nonce,      p->action, p->request_hash,
-                                  p->error_code, p->detail, num[i]};
-            for (int c = 0; c < 6; c++)
+            const char *row[REJ_COLUMNS] = {p->nonce,  p->action, p->request_hash, p->error_code,
+                                            p->detail, num[i],    p->payload};
+            for (int c = 0; c < REJ_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
-        long long rows = flush_rows(s, PS_FLUSH_REJ, cols, 6, s->n_rejs, err, errlen);
+        long long rows = flush_rows(s, PS_FLUSH_REJ, cols, REJ_COLUMNS, s->n_rejs, err, errlen);
         if (rows < 0)
             rc = (int)rows;
     }
-    for (int c = 0; c < 10; c++)
+    for (int c = 0; c < EXEC_COLUMNS; c++)
         free(cols[c]);
     free(num);
     return rc;
@@ -1053,6 +1061,7 @@ static int execution_row(void *arg, PGresult *r, int i)
     e.result_json = PQgetvalue(r, i, 7);
     e.approved = PQgetvalue(r, i, 8)[0] == 't';
     e.created_at = strtod(PQgetvalue(r, i, 9), NULL);
+    e.payload = (char *)value_or_null(r, i, 10);
     return c->exec_fn(c->ctx, &e);
 }
 
@@ -1066,6 +1075,7 @@ static int rejection_row(void *arg, PGresult *r, int i)
         .error_code = PQgetvalue(r, i, 3),
         .detail = PQgetvalue(r, i, 4),
         .created_at = strtod(PQgetvalue(r, i, 5), NULL),
+        .payload = value_or_null(r, i, 6),
     };
     return c->rej_fn(c->ctx, &j);
 }
@@ -1076,10 +1086,8 @@ static int pg_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx
     pg_store *s = (pg_store *)base;
     each_ctx c = {.exec_fn = fn, .ctx = ctx};
     pthread_mutex_lock(&s->lock);
-    int rc = each_row(s,
-                      "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
-                      " result_json, approved, created_at FROM executions ORDER BY created_at, id",
-                      NULL, execution_row, &c, "reading the executions", err, errlen);
+    int rc = each_row(s, "SELECT " COLUMNS " FROM executions ORDER BY created_at, id", NULL,
+                      execution_row, &c, "reading the executions", err, errlen);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -1091,10 +1099,9 @@ static int pg_each_rejection(oe_store *base, const char *nonce, oe_store_rejecti
     each_ctx c = {.rej_fn = fn, .ctx = ctx};
     pthread_mutex_lock(&s->lock);
     int rc = each_row(s,
-                      nonce ? "SELECT nonce, action, request_hash, error_code, detail, created_at"
-                              " FROM rejections WHERE nonce = $1 ORDER BY seq"
-                            : "SELECT nonce, action, request_hash, error_code, detail, created_at"
-                              " FROM rejections ORDER BY seq",
+                      nonce ? "SELECT " REJECTION_COLUMNS " FROM rejections WHERE nonce = $1"
+                              " ORDER BY seq"
+                            : "SELECT " REJECTION_COLUMNS " FROM rejections ORDER BY seq",
                       nonce, rejection_row, &c, "reading the rejections", err, errlen);
     pthread_mutex_unlock(&s->lock);
     return rc;

@@ -29,6 +29,7 @@ from harness import (REQUESTS_TOPIC, cli, committed_offsets, decode_receipt,  # 
                      execution_id, hmac_artifact, produce, receipt_hash, request_hash,
                      result_json, run_tests, sqlite_query)
 from test_kafka import KafkaCase, jreq  # noqa: E402
+from test_ledger import PG_V1  # noqa: E402
 from test_kafka_faults import FAST_FAILOVER  # noqa: E402
 import pgcluster  # noqa: E402
 
@@ -72,21 +73,6 @@ def ensure_pg_running():
 # the grants README.md and SECURITY.md document (documented_grants).
 WORKER_ROLE, WORKER_PASSWORD = "openexec_worker", "openexec-worker-pw"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# A PostgreSQL ledger at schema version 1, as the first release created it
-# (ledger/postgres.c's first step, never edited since): a ledger to upgrade.
-PG_SCHEMA_V1 = (
-    "CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at double precision);"
-    "INSERT INTO schema_migrations VALUES (1, 0);"
-    "CREATE TABLE executions (id text PRIMARY KEY, nonce text NOT NULL UNIQUE,"
-    " action text NOT NULL, request_hash text NOT NULL, tenant_id text NOT NULL,"
-    " approval_id text UNIQUE, approved boolean NOT NULL, result_json text NOT NULL,"
-    " receipt text NOT NULL, created_at double precision NOT NULL);"
-    "CREATE TABLE rejections (seq bigserial PRIMARY KEY, nonce text, action text,"
-    " request_hash text, error_code text NOT NULL, detail text NOT NULL,"
-    " created_at double precision NOT NULL);"
-    "CREATE INDEX rejections_nonce ON rejections(nonce);")
-
 
 def documented_grants():
     """The SQL lines of the ```sql block after the "<!-- grants:" marker of
@@ -1016,6 +1002,11 @@ class SharedLedger(KafkaCase):
         self.assertDetail(bridge.execute("echo", {"m": 2}, n), 409)
         self.assertDetail(bridge.execute("no_such_action", {}, "lp-bridge-bad-%s" % t), 400)
         self.assertEqual(pgq(dbname, "SELECT count(*) FROM executions"), [(21,)])
+        # The payloads kept, canonical, from the Kafka path too.
+        self.assertEqual(pgq(dbname, "SELECT payload FROM executions WHERE nonce = %s",
+                             (nonces[3],)), [('{"a":3,"b":1}',)])
+        self.assertEqual(pgq(dbname, "SELECT payload FROM rejections WHERE nonce = %s",
+                             (nonces[7],)), [('{"a":2,"b":2}',)])
         self.assertEqual(pgq(dbname, "SELECT error_code, count(*) FROM rejections"
                                      " GROUP BY error_code ORDER BY error_code"),
                          [("malformed", 2), ("nonce_conflict", 6), ("unknown_action", 2)])
@@ -1028,7 +1019,7 @@ class SharedLedger(KafkaCase):
 
     def test_worker_role_refuses_an_older_schema(self):
         url, dbname = pg_ledger()
-        pgq(dbname, PG_SCHEMA_V1)
+        pgq(dbname, PG_V1)
         pgq(dbname, "ALTER TABLE executions OWNER TO openexec; ALTER TABLE rejections OWNER TO "
                     "openexec; ALTER TABLE schema_migrations OWNER TO openexec")
         h = request_hash("echo", {"old": 1})
@@ -1058,10 +1049,10 @@ class SharedLedger(KafkaCase):
         self.assertTrue(m and int(m.group(1)) > 1, r.stdout)
         self.assertEqual(pgq(dbname, "SELECT max(version) FROM schema_migrations"),
                          [(int(m.group(1)),)])
-        self.assertEqual(pgq(dbname, "SELECT id, nonce, request_hash FROM executions"),
-                         [(eid, "old-1", h)])
-        self.assertEqual(pgq(dbname, "SELECT nonce, error_code FROM rejections"),
-                         [("old-2", "malformed")])
+        self.assertEqual(pgq(dbname, "SELECT id, nonce, request_hash, payload FROM executions"),
+                         [(eid, "old-1", h, None)])
+        self.assertEqual(pgq(dbname, "SELECT nonce, error_code, payload FROM rejections"),
+                         [("old-2", "malformed", None)])
         # Now current: the worker role starts and answers from the old rows.
         w = self.server(args=["--db-url", wurl, "--execute", "local"])
         self.assertExecuted(w.execute("echo", {"old": 1}, "old-1"), "echo", {"old": 1}, "old-1",
