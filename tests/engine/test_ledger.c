@@ -49,6 +49,17 @@ static void test_mask(void)
     ASSERT_EQ(strlen(out), 11);
 }
 
+/* Removes a SQLite ledger file and its WAL and shared-memory files. */
+static void remove_ledger(const char *path)
+{
+    char side[160];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 static int user_version(const char *path)
 {
     sqlite3 *db;
@@ -98,13 +109,8 @@ static void test_sqlite_schema_versions(void)
         fclose(f);
     ASSERT_EQ(oe_sqlite_store_new(empty, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "start a writer first");
-    unlink(path);
     unlink(empty);
-    char side[160];
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    remove_ledger(path);
     rmdir(dir);
 }
 
@@ -164,12 +170,7 @@ static void test_sqlite_keys(void)
     ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
     oe_store_rollback(s);
     oe_store_free(s);
-    char side[160];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    remove_ledger(path);
     rmdir(dir);
 }
 
@@ -291,12 +292,7 @@ static void test_payloads_kept(void)
             free(r.payload[i]);
         oe_engine_free(e);
         oe_store_free(s);
-        char side[160];
-        unlink(path);
-        snprintf(side, sizeof side, "%s-wal", path);
-        unlink(side);
-        snprintf(side, sizeof side, "%s-shm", path);
-        unlink(side);
+        remove_ledger(path);
     }
     free(big);
     free(canon);
@@ -347,12 +343,7 @@ static void test_sqlite_migrate_keeps_rows(void)
     /* Again: nothing to do. */
     ASSERT_EQ(oe_sqlite_migrate(path, &was, &now, err, sizeof err), 0);
     ASSERT_EQ(was, OE_SQLITE_SCHEMA_VERSION);
-    char side[160];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    remove_ledger(path);
     rmdir(dir);
 }
 
