@@ -93,6 +93,7 @@ static const char *const modes[] = {"demo", "clawshield", NULL};
 static const char *const syncs[] = {"full", "normal", NULL};
 static const char *const executes[] = {"kafka", "local", NULL};
 static const char *const formats[] = {"avro", "json", NULL};
+static const char *const payloads[] = {"full", "hash", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}; /* oe_log_level */
 static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_format */
 
@@ -103,7 +104,7 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
 #define MINT OE_CMD_MINT
 #define VERIFY OE_CMD_VERIFY
 #define TOPICS OE_CMD_TOPICS
-#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT)
+#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE)
 #define REPLAY OE_CMD_DLQ_REPLAY
 
 /* A flag may appear twice only for disjoint sets of commands, where its
@@ -173,6 +174,8 @@ static const setting settings[] = {
     BOOL("--ledger-shared", "OPENEXEC_LEDGER_SHARED", RUN, ledger_shared, "0",
          "1: every worker of the group opens this same SQLite file (one host)"),
     WORD("--db-sync", "OPENEXEC_DB_SYNC", RUN, db_sync, syncs, "full", "full or normal"),
+    WORD("--ledger-payloads", "OPENEXEC_LEDGER_PAYLOADS", RUN, ledger_payloads, payloads, "full",
+         "full: rows keep each request's payload; hash: only its hash (request_hash)"),
     HOST("--http-host", "OPENEXEC_HTTP_HOST", RUN, http_host, "127.0.0.1",
          "admin HTTP address or host name"),
     PORT("--http-port", "OPENEXEC_HTTP_PORT", RUN, http_port, "5000", "admin HTTP port, 0 = off"),

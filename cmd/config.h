@@ -19,7 +19,8 @@
 enum { OE_MODE_DEMO, OE_MODE_CLAWSHIELD };
 enum { OE_SYNC_FULL, OE_SYNC_NORMAL };
 enum { OE_EXECUTE_KAFKA, OE_EXECUTE_LOCAL };
-enum { OE_FORMAT_AVRO, OE_FORMAT_JSON }; /* receipt and request formats */
+enum { OE_FORMAT_AVRO, OE_FORMAT_JSON };     /* receipt and request formats */
+enum { OE_PAYLOADS_FULL, OE_PAYLOADS_HASH }; /* what ledger rows keep of a payload */
 
 /* The commands, as bits: a setting names the commands that take it. */
 enum {
@@ -34,6 +35,7 @@ enum {
     OE_CMD_LEDGER_SHOW = 1 << 8,
     OE_CMD_LEDGER_EXPORT = 1 << 9,
     OE_CMD_DLQ_REPLAY = 1 << 10,
+    OE_CMD_LEDGER_MIGRATE = 1 << 11,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -55,6 +57,7 @@ typedef struct oe_config {
     const char *db_url;  /* OPENEXEC_DB_URL; NULL: the SQLite file db_path */
     int db_sync;         /* OE_SYNC_* */
     int ledger_shared;   /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
+    int ledger_payloads; /* OE_PAYLOADS_*: OPENEXEC_LEDGER_PAYLOADS */
     /* admin HTTP */
     const char *http_host;
     long http_port; /* 0: no admin HTTP */

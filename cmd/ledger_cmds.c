@@ -1,16 +1,22 @@
 /* `openexec ledger show` and `openexec ledger export`: offline look-ups and
  * audits on a ledger (SQLite file or PostgreSQL), opened read-only beside
- * any running worker. Records are printed as JSON lines on stdout:
+ * any running worker; `openexec ledger migrate`: the schema upgrade, run
+ * with the role that owns the ledger (workers may hold only SELECT and
+ * INSERT). Records are printed as JSON lines on stdout:
  *
  *   {"record": "execution", "id", "nonce", "action", "tenant_id",
  *    "approval_id", "request_hash", "approved", "result_json", "receipt",
- *    "created_at"}
+ *    "payload", "created_at"}
  *   {"record": "rejection", "nonce", "action", "request_hash", "error_code",
- *    "detail", "created_at"}
+ *    "detail", "payload", "created_at"}
  *
  * result_json is the text the receipt hash covers (receipt = SHA-256 of
  * id ":" result_json), so that `openexec verify-receipt` or any SHA-256
- * tool checks an exported line. created_at is ISO 8601 (UTC). */
+ * tool checks an exported line. payload is the request's payload object,
+ * the canonical text request_hash covers (SHA-256 of
+ * {"action":A,"payload":P}, SPEC §6); a string when the ledger kept it cut
+ * (oe_cut: its first bytes, "...sha256=" and the hash of the whole); null
+ * when it kept none. created_at is ISO 8601 (UTC). */
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +48,17 @@ static const oe_command export_command = {
     0,
 };
 
+static const oe_command migrate_command = {
+    "ledger migrate",
+    OE_CMD_LEDGER_MIGRATE,
+    "Creates the ledger's schema, or upgrades it to this binary's version, and prints\n"
+    "\"ledger at version N (was M)\". Run it with the role that owns the ledger: workers\n"
+    "whose role may only read and insert (SECURITY.md) refuse to start on an older schema.\n"
+    "Safe beside running workers of the current version, and to run again.",
+    0,
+    0,
+};
+
 /* Appends "key": "value" (a JSON string, or null), after a comma unless
  * first. Text that is not valid UTF-8 (none is recorded, but an audit tool
  * must not print broken JSON) is written as null. */
@@ -49,6 +66,23 @@ static void put_string(oe_buf *b, const char *key, const char *value, int first)
 {
     oe_buf_printf(b, "%s\"%s\": ", first ? "" : ", ", key);
     oe_put_json_text(b, value, value ? strlen(value) : 0);
+}
+
+/* Appends "payload": the stored canonical text as the object it is when
+ * it reads as one (kept whole; written compact, so one line whatever the
+ * file holds), else as a string (a cut), or null. */
+static void put_payload(oe_buf *b, const char *payload)
+{
+    oe_json_doc *doc = NULL;
+    char err[64];
+    if (payload && oe_json_parse(payload, strlen(payload), 0, &doc, err, sizeof err) == OE_OK &&
+        oe_json_root(doc)->type == OE_JSON_OBJECT) {
+        oe_buf_puts(b, ", \"payload\": ");
+        oe_json_dump(b, oe_json_root(doc), OE_JSON_COMPACT);
+    } else {
+        put_string(b, "payload", payload, 0);
+    }
+    oe_json_doc_free(doc);
 }
 
 static void put_time(oe_buf *b, double epoch)
@@ -88,6 +122,7 @@ static int print_execution(void *ctx, const oe_execution *e)
     oe_buf_printf(b, ", \"approved\": %s", e->approved ? "true" : "false");
     put_string(b, "result_json", e->result_json, 0);
     put_string(b, "receipt", e->receipt, 0);
+    put_payload(b, e->payload);
     put_time(b, e->created_at);
     oe_buf_puts(b, "}");
     p->executions++;
@@ -105,6 +140,7 @@ static int print_rejection(void *ctx, const oe_rejection *r)
     put_string(b, "request_hash", r->request_hash, 0);
     put_string(b, "error_code", r->error_code, 0);
     put_string(b, "detail", r->detail, 0);
+    put_payload(b, r->payload);
     put_time(b, r->created_at);
     oe_buf_puts(b, "}");
     p->rejections++;
@@ -205,20 +241,43 @@ static int ledger_export(int argc, char **argv)
     return status;
 }
 
+static int ledger_migrate(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&migrate_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    char err[512];
+    if (oe_apply_db_url(&cfg, &migrate_command, err, sizeof err) != 0)
+        return oe_die(2, "%s", err);
+    int was = 0, now = 0;
+    int rc = cfg.db_url ? oe_pg_migrate(cfg.db_url, &was, &now, err, sizeof err)
+                        : oe_sqlite_migrate(cfg.db_path, &was, &now, err, sizeof err);
+    if (rc != 0)
+        return oe_die(1, "ledger migrate: %s", err);
+    printf("ledger at version %d (was %d)\n", now, was);
+    if (fflush(stdout) != 0)
+        return oe_die(1, "ledger: cannot write to stdout");
+    return 0;
+}
+
 int oe_cmd_ledger(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "show") == 0)
         return ledger_show(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "export") == 0)
         return ledger_export(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "migrate") == 0)
+        return ledger_migrate(argc - 1, argv + 1);
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         printf("usage: openexec ledger show (--nonce N | --id ID) [options]\n"
-               "       openexec ledger export [options]\n\n"
-               "Offline look-ups and audits on a ledger (read-only).\n"
-               "openexec ledger show --help and openexec ledger export --help list the "
+               "       openexec ledger export [options]\n"
+               "       openexec ledger migrate [options]\n\n"
+               "Offline look-ups and audits on a ledger (read-only), and its schema upgrade\n"
+               "(with the role that owns it). openexec ledger ACTION --help lists the "
                "options.\n");
         return 0;
     }
-    return oe_die(2, "ledger: %s%s (use show or export; see openexec ledger --help)",
+    return oe_die(2, "ledger: %s%s (use show, export or migrate; see openexec ledger --help)",
                   argc >= 1 ? "unknown action " : "an action is needed", argc >= 1 ? argv[0] : "");
 }

@@ -204,6 +204,7 @@ static int run_configure(service *s, int argc, char **argv)
         .tenant = cfg->tenant,
         .allowed_actions = cfg->allowed_actions,
         .metrics = &s->metrics,
+        .payload_hash_only = cfg->ledger_payloads == OE_PAYLOADS_HASH,
     };
     if (cfg->public_key_file) { /* not with public_key: oe_config_parse refuses the two */
         if (!(s->public_key = read_file(cfg->public_key_file, OE_PUBLIC_KEY_FILE_MAX))) {
@@ -696,19 +697,20 @@ static int cmd_version(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: openexec COMMAND [options]\n\n"
-               "commands:\n"
-               "  run              the service: Kafka worker, SQLite store, admin HTTP\n"
-               "  broker           an embedded Kafka-protocol broker for development and tests\n"
-               "  produce          publish JSON-lines requests (Avro by default)\n"
-               "  receipts         print receipts as JSON lines\n"
-               "  topics           create our topics on a cluster (Admin API)\n"
-               "  ledger           look up (show) or export the records of a ledger\n"
-               "  dlq replay       republish dead letters after a fix\n"
-               "  mint             print a signed approval artifact\n"
-               "  verify-receipt   check a receipt hash\n"
-               "  version          print the version\n\n"
-               "openexec COMMAND --help shows a command's options.\n");
+    fprintf(f,
+            "usage: openexec COMMAND [options]\n\n"
+            "commands:\n"
+            "  run              the service: Kafka worker, SQLite store, admin HTTP\n"
+            "  broker           an embedded Kafka-protocol broker for development and tests\n"
+            "  produce          publish JSON-lines requests (Avro by default)\n"
+            "  receipts         print receipts as JSON lines\n"
+            "  topics           create our topics on a cluster (Admin API)\n"
+            "  ledger           look up (show) or export a ledger's records; migrate its schema\n"
+            "  dlq replay       republish dead letters after a fix\n"
+            "  mint             print a signed approval artifact\n"
+            "  verify-receipt   check a receipt hash\n"
+            "  version          print the version\n\n"
+            "openexec COMMAND --help shows a command's options.\n");
 }
 
 int main(int argc, char **argv)

@@ -34,6 +34,8 @@ struct oe_engine {
     pthread_mutex_t lock; /* one batch at a time on the writer */
     int threads;          /* for the checks before a batch: cores, at most OE_ENGINE_THREADS */
     oe_metrics *metrics;  /* borrowed; NULL: commit times not counted */
+    int keep_payloads;    /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
+    oe_buf payload;       /* the row being recorded's payload (under lock) */
 };
 
 const char *oe_status_name(oe_status s)
@@ -165,6 +167,8 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->clawshield = cfg->clawshield;
     e->store = store;
     e->metrics = cfg->metrics;
+    e->keep_payloads = !cfg->payload_hash_only;
+    oe_buf_init(&e->payload, 0);
     e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
     e->max_skew = cfg->max_skew > 0 ? cfg->max_skew : 30;
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
@@ -197,6 +201,7 @@ void oe_engine_free(oe_engine *e)
     free(e->tenant);
     free(e->allowed);
     free(e->allow_order);
+    oe_buf_free(&e->payload);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -356,6 +361,29 @@ static int answer_from_ledger(oe_engine *e, const oe_request *r, oe_outcome *o, 
     return 1;
 }
 
+/* The payload a row keeps: r's canonical payload (SPEC §6, as hashed),
+ * cut past OE_LEDGER_PAYLOAD_MAX_BYTES, in e->payload; NULL when rows keep
+ * none. Returns OE_OK, or OE_ENOMEM with a reason in err. */
+static int row_payload(oe_engine *e, const oe_request *r, const char **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    if (!e->keep_payloads)
+        return OE_OK;
+    oe_buf *b = &e->payload;
+    if (b->cap > 4 * OE_LEDGER_PAYLOAD_MAX_BYTES)
+        oe_buf_free(b); /* the memory of a rare huge payload is not kept */
+    oe_buf_reset(b);
+    if ((r->payload ? oe_json_dump(b, r->payload, OE_JSON_COMPACT) : oe_buf_puts(b, "{}")) != 0 ||
+        oe_buf_failed(b)) {
+        snprintf(err, errlen, "out of memory while keeping a payload");
+        return OE_ENOMEM;
+    }
+    b->len = oe_cut(b->data, b->len, OE_LEDGER_PAYLOAD_MAX_BYTES, b->data);
+    *out = b->data;
+    return OE_OK;
+}
+
 /* Completes an executed outcome (id, receipt hash) and records it.
  * Returns OE_OK (the approval may turn out used: then o is rejected), or a
  * resource failure with a reason in err. */
@@ -370,7 +398,12 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
         snprintf(err, errlen, "out of memory");
         return OE_ENOMEM;
     }
+    const char *payload;
+    int rc = row_payload(e, r, &payload, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     oe_execution ex = {
+        .payload = (char *)payload,
         .nonce = r->nonce,
         .action = r->action,
         .tenant_id = e->tenant,
@@ -382,7 +415,7 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
     memcpy(ex.id, o->id, sizeof ex.id);
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
     memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
-    int rc = oe_store_insert_execution(e->store, &ex, err, errlen);
+    rc = oe_store_insert_execution(e->store, &ex, err, errlen);
     if (rc == OE_STORE_DUP_APPROVAL) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
         return OE_OK;
@@ -522,10 +555,22 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
                 oe_echo_cut(r->nonce, strlen(r->nonce), nonce);
             if (r->action)
                 oe_echo_cut(r->action, strlen(r->action), action);
-            int src = oe_store_insert_rejection(
-                e->store, r->nonce ? nonce : NULL, r->action ? action : NULL,
-                o->request_hash[0] ? o->request_hash : NULL, oe_error_code_name(o->error),
-                o->detail, now, err, errlen);
+            /* The payload of a request decoded whole (the one its hash
+             * covers); a decoder's rejection may hold a default in its
+             * place. */
+            const char *payload = NULL;
+            if (it->decode_error == OE_ERR_NONE && o->request_hash[0])
+                rc = row_payload(e, r, &payload, err, errlen);
+            oe_rejection rej = {
+                .nonce = r->nonce ? nonce : NULL,
+                .action = r->action ? action : NULL,
+                .request_hash = o->request_hash[0] ? o->request_hash : NULL,
+                .error_code = oe_error_code_name(o->error),
+                .detail = o->detail,
+                .payload = payload,
+                .created_at = now,
+            };
+            int src = rc == OE_OK ? oe_store_insert_rejection(e->store, &rej, err, errlen) : 0;
             if (src != 0)
                 rc = store_failure(src);
         }

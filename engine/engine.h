@@ -34,6 +34,7 @@ typedef struct oe_engine_config {
     double max_age;              /* seconds an HMAC artifact stays valid [300] */
     double max_skew;             /* seconds issued_at may lie ahead [30] */
     struct oe_metrics *metrics;  /* NULL, or where commit times are counted */
+    int payload_hash_only;       /* OPENEXEC_LEDGER_PAYLOADS=hash: rows keep no payload */
 } oe_engine_config;
 
 /* What became of one request. Reused across batches: oe_outcome_clear. */

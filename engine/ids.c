@@ -51,24 +51,31 @@ void oe_execution_id(const char *tenant, const char *nonce, const char *request_
     out[36] = '\0';
 }
 
-size_t oe_echo_cut(const char *s, size_t len, char out[OE_ECHO_MAX_BYTES + 1])
+size_t oe_cut(const char *s, size_t len, size_t max, char *out)
 {
-    if (len <= OE_ECHO_MAX_BYTES) {
-        memcpy(out, s, len);
+    if (len <= max) {
+        memmove(out, s, len);
         out[len] = '\0';
         return len;
     }
     static const char mark[] = "...sha256=";
-    size_t keep = OE_ECHO_MAX_BYTES - (sizeof mark - 1) - 64;
+    char hex[65];
+    oe_sha256_hex(s, len, hex); /* before out (perhaps s) is written */
+    size_t keep = max - (sizeof mark - 1) - 64;
     /* Never end inside a UTF-8 character: back up over continuation bytes. */
     while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
         keep--;
-    memcpy(out, s, keep);
+    memmove(out, s, keep);
     memcpy(out + keep, mark, sizeof mark - 1);
-    oe_sha256_hex(s, len, out + keep + sizeof mark - 1);
+    memcpy(out + keep + sizeof mark - 1, hex, 64);
     size_t n = keep + sizeof mark - 1 + 64;
     out[n] = '\0';
     return n;
+}
+
+size_t oe_echo_cut(const char *s, size_t len, char out[OE_ECHO_MAX_BYTES + 1])
+{
+    return oe_cut(s, len, OE_ECHO_MAX_BYTES, out);
 }
 
 void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65])

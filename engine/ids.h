@@ -25,11 +25,18 @@ void oe_receipt_hash(const char *id, const char *result_json, size_t result_len,
  * a rejected request's fields may be of any size, and are cut. */
 #define OE_ECHO_MAX_BYTES 256
 
-/* Copies s[0..len) into out when it is at most OE_ECHO_MAX_BYTES bytes;
- * else writes a cut of it: its first bytes (whole UTF-8 characters), then
- * "...sha256=" and the SHA-256 (hex) of all of s, so that different long
- * values stay different and the same value always gives the same cut.
- * Returns the length written; out is NUL-terminated. */
+/* Copies s[0..len) into out when it is at most max bytes; else writes a
+ * cut of it, max bytes long at most: its first bytes (whole UTF-8
+ * characters), then "...sha256=" and the SHA-256 (hex) of all of s, so
+ * that different long values stay different and the same value always
+ * gives the same cut. out has room for max + 1 bytes (or len + 1 when
+ * shorter) and may be s itself (cut in place). max is at least
+ * OE_CUT_MIN_BYTES. Returns the length written; out is NUL-terminated. */
+#define OE_CUT_MIN_BYTES 80
+size_t oe_cut(const char *s, size_t len, size_t max, char *out);
+
+/* oe_cut at OE_ECHO_MAX_BYTES, the convention of receipts and dead
+ * letters. */
 size_t oe_echo_cut(const char *s, size_t len, char out[OE_ECHO_MAX_BYTES + 1]);
 
 #endif

@@ -11,7 +11,24 @@ void oe_execution_clear(oe_execution *e)
     free(e->tenant_id);
     free(e->approval_id);
     free(e->result_json);
+    free(e->payload);
     memset(e, 0, sizeof *e);
+}
+
+int oe_execution_copy(oe_execution *dst, const oe_execution *src)
+{
+    *dst = *src;
+    char **fields[] = {&dst->nonce,       &dst->action,      &dst->tenant_id,
+                       &dst->approval_id, &dst->result_json, &dst->payload};
+    int failed = 0;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const char *v = *fields[i];
+        *fields[i] = v ? strdup(v) : NULL;
+        failed |= v && !*fields[i];
+    }
+    if (failed)
+        oe_execution_clear(dst);
+    return failed ? -1 : 0;
 }
 
 void oe_store_free(oe_store *s)
@@ -66,12 +83,9 @@ int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, siz
     return s->ops->insert_execution(s, e, err, errlen);
 }
 
-int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action,
-                              const char *request_hash, const char *error_code, const char *detail,
-                              double created_at, char *err, size_t errlen)
+int oe_store_insert_rejection(oe_store *s, const oe_rejection *r, char *err, size_t errlen)
 {
-    return s->ops->insert_rejection(s, nonce, action, request_hash, error_code, detail, created_at,
-                                    err, errlen);
+    return s->ops->insert_rejection(s, r, err, errlen);
 }
 
 long long oe_store_count_executions(oe_store *s)

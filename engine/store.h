@@ -29,6 +29,9 @@ typedef struct oe_execution {
     char *tenant_id;
     char *approval_id; /* NULL in demo mode */
     char *result_json; /* json.dumps(result, sort_keys=True) */
+    char *payload;     /* the request's payload, canonical (SPEC §6), cut past
+                          OE_LEDGER_PAYLOAD_MAX_BYTES (oe_cut); NULL when not
+                          kept (OPENEXEC_LEDGER_PAYLOADS=hash, older rows) */
     int approved;
     double created_at; /* seconds since the epoch */
 } oe_execution;
@@ -36,16 +39,27 @@ typedef struct oe_execution {
 /* Releases the record's strings and zeroes it. */
 void oe_execution_clear(oe_execution *e);
 
-/* A rejected attempt as recorded. nonce, action and request_hash may be
- * NULL (a request that could not be read). */
+/* Copies src into dst with strings of its own. Returns 0, or -1 when
+ * memory ran out (dst is then cleared). */
+int oe_execution_copy(oe_execution *dst, const oe_execution *src);
+
+/* A rejected attempt as recorded. nonce, action, request_hash and payload
+ * may be NULL (a request that could not be read; payload as in
+ * oe_execution). */
 typedef struct oe_rejection {
     const char *nonce;
     const char *action;
     const char *request_hash;
     const char *error_code;
     const char *detail;
+    const char *payload;
     double created_at;
 } oe_rejection;
+
+/* Longest payload text a ledger row keeps whole: the largest request
+ * (OE_REQUEST_MAX_BYTES); a canonical payload can be longer than its
+ * request (escaped characters), and is then cut (engine/ids.h oe_cut). */
+#define OE_LEDGER_PAYLOAD_MAX_BYTES ((size_t)1 << 20)
 
 /* Called for each record of an iteration (oe_store_each_*). The record and
  * its strings are borrowed for the call only (never oe_execution_clear
@@ -80,9 +94,7 @@ typedef struct oe_store_ops {
     int (*find)(oe_store *s, int by_id, const char *key, oe_execution *e, char *err, size_t errlen);
     int (*approval_used)(oe_store *s, const char *approval_id, char *err, size_t errlen);
     int (*insert_execution)(oe_store *s, const oe_execution *e, char *err, size_t errlen);
-    int (*insert_rejection)(oe_store *s, const char *nonce, const char *action,
-                            const char *request_hash, const char *error_code, const char *detail,
-                            double created_at, char *err, size_t errlen);
+    int (*insert_rejection)(oe_store *s, const oe_rejection *r, char *err, size_t errlen);
     long long (*count)(oe_store *s, int rejections);
     /* Optional: learns in one round trip which of a batch's nonces and
      * approval ids are already recorded (see oe_store_prefetch). */
@@ -101,10 +113,10 @@ struct oe_store {
 
 /* The schema version this binary writes, per backend. A ledger of an
  * older version is upgraded in place when a writer opens it; a newer one
- * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c);
- * PostgreSQL is at version 2. */
-#define OE_SQLITE_SCHEMA_VERSION 3
-#define OE_POSTGRES_SCHEMA_VERSION 2
+ * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c),
+ * version 4 (PostgreSQL 3) adds the payload column to both tables. */
+#define OE_SQLITE_SCHEMA_VERSION 4
+#define OE_POSTGRES_SCHEMA_VERSION 3
 
 void oe_store_free(oe_store *s);
 
@@ -146,10 +158,9 @@ int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size
  * or a failure. */
 int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, size_t errlen);
 
-/* Records a rejected attempt. nonce, action and request_hash may be NULL. */
-int oe_store_insert_rejection(oe_store *s, const char *nonce, const char *action,
-                              const char *request_hash, const char *error_code, const char *detail,
-                              double created_at, char *err, size_t errlen);
+/* Records a rejected attempt (its strings are copied or written before
+ * the call returns). */
+int oe_store_insert_rejection(oe_store *s, const oe_rejection *r, char *err, size_t errlen);
 
 /* Every execution, in the order recorded (SQLite: as appended;
  * PostgreSQL: by created_at, then id), streamed: memory does not grow with

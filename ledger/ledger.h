@@ -6,7 +6,10 @@
  *     a PostgreSQL database through libpq (its URI syntax and parameters).
  *
  * A writer creates the schema, or upgrades an older one in place (a version
- * table records each step); a reader only looks up.
+ * table records each step) when it may: always on SQLite; on PostgreSQL only
+ * with a role that may change the schema (its owner), else it refuses an
+ * older schema and `openexec ledger migrate` upgrades it. A reader only
+ * looks up.
  */
 #ifndef OE_LEDGER_H
 #define OE_LEDGER_H
@@ -24,6 +27,14 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
  * are reconnected on the next call and reported as OE_STORE_UNAVAILABLE
  * meanwhile. Returns 0 or -1 with a reason in err (the password masked). */
 int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen);
+
+/* Brings the schema of a ledger to this binary's version (the owner's
+ * role runs it: `openexec ledger migrate`); *was and *now are the versions
+ * before and after. A worker whose role may not change the schema refuses
+ * to start on an older one (PostgreSQL); a SQLite writer upgrades it
+ * itself. Returns 0 or -1 with a reason in err. */
+int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen);
+int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t errlen);
 
 /* What a ledger URL names. */
 typedef enum oe_ledger_kind {

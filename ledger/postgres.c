@@ -53,6 +53,11 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "  created_at double precision NOT NULL);"
     "CREATE INDEX rejections_nonce ON rejections(nonce);",
     "CREATE INDEX executions_created ON executions(created_at);",
+    /* 3: the request's payload (canonical JSON, cut when longer than
+     * OE_LEDGER_PAYLOAD_MAX_BYTES); NULL in older rows and when only the
+     * hash is kept. */
+    "ALTER TABLE executions ADD COLUMN payload text;"
+    "ALTER TABLE rejections ADD COLUMN payload text;",
 };
 
 /* Serialises migrations of one database by concurrent writers. */
@@ -60,8 +65,16 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
 
 #define COLUMNS                                                                                    \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at"
+    " created_at, payload"
+#define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
+#define EXEC_COLUMNS 11
+#define REJ_COLUMNS 7
 
+/* Every statement a worker runs is a SELECT or an INSERT: the ledger is
+ * append-only, so the workers' role needs SELECT and INSERT on the tables
+ * and USAGE on the rejections' sequence (nextval) and nothing else
+ * (SECURITY.md). ON CONFLICT DO NOTHING needs only INSERT. DDL runs in
+ * migrate() alone, for a role that may (check_schema). */
 enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_FLUSH_EXEC, PS_FLUSH_REJ, PS_COUNT };
 
 static const struct {
@@ -75,13 +88,14 @@ static const struct {
     [PS_FLUSH_EXEC] = {"oe_flush_exec",
                        "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
                        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                       " $8::text[], $9::boolean[], $10::float8[]) ON CONFLICT DO NOTHING",
-                       10},
+                       " $8::text[], $9::boolean[], $10::float8[], $11::text[])"
+                       " ON CONFLICT DO NOTHING",
+                       EXEC_COLUMNS},
     [PS_FLUSH_REJ] = {"oe_flush_rej",
-                      "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-                      " $4::text[], $5::text[], $6::float8[])",
-                      6},
+                      "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
+                      " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                      " $6::float8[], $7::text[])",
+                      REJ_COLUMNS},
 };
 
 /* A set of borrowed strings (open addressing, linear probing), each with
@@ -176,7 +190,7 @@ static void key_gone(key_set *set, const char *k)
 
 /* A rejected attempt waiting for the batch's COMMIT (owned strings). */
 typedef struct pending_rejection {
-    char *nonce, *action, *request_hash, *error_code, *detail;
+    char *nonce, *action, *request_hash, *error_code, *detail, *payload;
     double created_at;
 } pending_rejection;
 
@@ -349,21 +363,33 @@ static int read_version(pg_store *s, int *version, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether this connection's role may change the schema, asked of the
+ * catalogue (no DDL is attempted): CREATE on the current schema, and
+ * membership in the owner role of every ledger table that exists (ALTER
+ * and CREATE INDEX need the owner). A worker given only the documented
+ * grants (SECURITY.md) may not. The lock is held. */
+static int may_migrate(pg_store *s, int *may, char *err, size_t errlen)
+{
+    PGresult *r =
+        PQexec(s->conn, "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+                        " AND coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), true)"
+                        " FROM pg_class c WHERE c.oid IN (to_regclass('executions'),"
+                        " to_regclass('rejections'), to_regclass('schema_migrations'))");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = pg_fail(s, r, "reading the role's privileges", err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    *may = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return 0;
+}
+
 /* Creates or upgrades the schema in one transaction, under an advisory
  * lock so that workers starting together take turns. */
 static int migrate(pg_store *s, char *err, size_t errlen)
 {
     int version = 0;
-    if (s->readonly) {
-        int rc = read_version(s, &version, err, errlen);
-        if (rc == 0 && version != OE_POSTGRES_SCHEMA_VERSION) {
-            snprintf(err, errlen, "%.200s: ledger schema version %d is not %d (this binary's)%s",
-                     s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
-                     version < OE_POSTGRES_SCHEMA_VERSION ? ": start a writer first" : "");
-            rc = OE_STORE_ERROR;
-        }
-        return rc;
-    }
     int rc = exec_simple(s, "BEGIN", PGRES_COMMAND_OK, err, errlen);
     if (rc == 0)
         rc = exec_simple(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", PGRES_TUPLES_OK,
@@ -398,6 +424,36 @@ static int migrate(pg_store *s, char *err, size_t errlen)
     return rc;
 }
 
+/* At start: a current schema is used as it is, with no DDL (a worker with
+ * the documented grants needs none). An older one is upgraded only when
+ * the role may (may_migrate: an owner's role, as `make run` and the tests
+ * use), else refused with what to run; a reader never upgrades. A newer
+ * one is refused. */
+static int check_schema(pg_store *s, char *err, size_t errlen)
+{
+    int version = 0, may = 0;
+    int rc = read_version(s, &version, err, errlen);
+    if (rc != 0 || version == OE_POSTGRES_SCHEMA_VERSION)
+        return rc;
+    if (version > OE_POSTGRES_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%.200s: ledger schema version %d is newer than this binary's (%d): run a newer "
+                 "openexec",
+                 s->shown, version, OE_POSTGRES_SCHEMA_VERSION);
+        return OE_STORE_ERROR;
+    }
+    if (!s->readonly && (rc = may_migrate(s, &may, err, errlen)) != 0)
+        return rc;
+    if (may)
+        return migrate(s, err, errlen);
+    snprintf(err, errlen,
+             "%.200s: ledger schema version %d is older than this binary's (%d)%s: run "
+             "`openexec ledger migrate` with the role that owns the ledger",
+             s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
+             s->readonly ? "" : " and this role may not change it");
+    return OE_STORE_ERROR;
+}
+
 /* Forgets the open transaction's batch. */
 static void clear_batch(pg_store *s)
 {
@@ -415,6 +471,7 @@ static void clear_batch(pg_store *s)
         free(p->request_hash);
         free(p->error_code);
         free(p->detail);
+        free(p->payload);
     }
     s->n_rejs = 0;
 }
@@ -466,7 +523,7 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
     if (rc == 0)
         rc = connect_now(s, why, sizeof why);
     if (rc == 0)
-        rc = migrate(s, why, sizeof why);
+        rc = check_schema(s, why, sizeof why);
     if (rc == 0)
         rc = ensure_connected(s, why, sizeof why);
     if (rc != 0) {
@@ -476,6 +533,31 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
     }
     *out = &s->base;
     return 0;
+}
+
+int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
+{
+    pg_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->url = strdup(url))) {
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->base.ops = &pg_ops;
+    pthread_mutex_init(&s->lock, NULL);
+    oe_ledger_mask_url(url, s->shown, sizeof s->shown);
+    char why[512];
+    int rc = connect_now(s, why, sizeof why);
+    if (rc == 0)
+        rc = read_version(s, was, why, sizeof why);
+    if (rc == 0 && *was != OE_POSTGRES_SCHEMA_VERSION)
+        rc = migrate(s, why, sizeof why);
+    if (rc == 0)
+        rc = read_version(s, now, why, sizeof why);
+    if (rc != 0)
+        snprintf(err, errlen, "%s", why);
+    pg_free(&s->base);
+    return rc == 0 ? 0 : -1;
 }
 
 static int pg_begin(oe_store *base, char *err, size_t errlen)
@@ -622,9 +704,10 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, 
         e->result_json = dup_value(r, 7);
         e->approved = PQgetvalue(r, 0, 8)[0] == 't';
         e->created_at = strtod(PQgetvalue(r, 0, 9), NULL);
+        e->payload = dup_value(r, 10);
         rc = 1;
         if (!e->nonce || !e->action || !e->tenant_id || !e->result_json ||
-            (!PQgetisnull(r, 0, 6) && !e->approval_id)) {
+            (!PQgetisnull(r, 0, 6) && !e->approval_id) || (!PQgetisnull(r, 0, 10) && !e->payload)) {
             oe_execution_clear(e);
             snprintf(err, errlen, "out of memory reading an execution");
             rc = OE_STORE_ERROR;
@@ -666,16 +749,8 @@ static char *dup_or_null(const char *v, int *failed)
 /* Copies a queued record for a look-up. Returns 1, or a failure. */
 static int copy_execution(const oe_execution *src, oe_execution *e, char *err, size_t errlen)
 {
-    int failed = 0;
-    *e = *src;
-    e->nonce = dup_or_null(src->nonce, &failed);
-    e->action = dup_or_null(src->action, &failed);
-    e->tenant_id = dup_or_null(src->tenant_id, &failed);
-    e->approval_id = dup_or_null(src->approval_id, &failed);
-    e->result_json = dup_or_null(src->result_json, &failed);
-    if (!failed)
+    if (oe_execution_copy(e, src) == 0)
         return 1;
-    oe_execution_clear(e);
     snprintf(err, errlen, "out of memory");
     return OE_STORE_ERROR;
 }
@@ -723,9 +798,7 @@ static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err,
 }
 
 /* Queues a rejected attempt for the batch's COMMIT. */
-static int pg_insert_rejection(oe_store *base, const char *nonce, const char *action,
-                               const char *request_hash, const char *error_code, const char *detail,
-                               double created_at, char *err, size_t errlen)
+static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err, size_t errlen)
 {
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
@@ -745,12 +818,13 @@ static int pg_insert_rejection(oe_store *base, const char *nonce, const char *ac
     }
     if (rc == 0 && !failed) {
         pending_rejection *p = &s->rejs[s->n_rejs++];
-        p->nonce = dup_or_null(nonce, &failed);
-        p->action = dup_or_null(action, &failed);
-        p->request_hash = dup_or_null(request_hash, &failed);
-        p->error_code = dup_or_null(error_code, &failed);
-        p->detail = dup_or_null(detail, &failed);
-        p->created_at = created_at;
+        p->nonce = dup_or_null(r->nonce, &failed);
+        p->action = dup_or_null(r->action, &failed);
+        p->request_hash = dup_or_null(r->request_hash, &failed);
+        p->error_code = dup_or_null(r->error_code, &failed);
+        p->detail = dup_or_null(r->detail, &failed);
+        p->payload = dup_or_null(r->payload, &failed);
+        p->created_at = r->created_at;
     }
     if (failed) {
         snprintf(err, errlen, "out of memory");
@@ -814,7 +888,7 @@ static char *array_literal(const char *const *keys, size_t n)
 static long long flush_rows(pg_store *s, int which, const char **cols[], int ncols, size_t n,
                             char *err, size_t errlen)
 {
-    char *params[10] = {0};
+    char *params[EXEC_COLUMNS] = {0};
     int failed = 0;
     for (int c = 0; c < ncols; c++)
         failed |= !(params[c] = array_literal(cols[c], n));
@@ -844,10 +918,10 @@ static int flush(pg_store *s, char *err, size_t errlen)
     size_t n = s->n_execs > s->n_rejs ? s->n_execs : s->n_rejs;
     if (n == 0)
         return 0;
-    const char **cols[10] = {0};
+    const char **cols[EXEC_COLUMNS] = {0};
     char(*num)[32] = malloc(n * sizeof *num);
     int failed = !num;
-    for (int c = 0; c < 10 && !failed; c++)
+    for (int c = 0; c < EXEC_COLUMNS && !failed; c++)
         failed = !(cols[c] = malloc(n * sizeof **cols));
     int rc = 0;
     if (failed) {
@@ -858,14 +932,15 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_execs; i++) {
             const oe_execution *e = &s->execs[i];
             snprintf(num[i], sizeof num[i], "%.17g", e->created_at);
-            const char *row[10] = {e->id,          e->request_hash, e->receipt,
-                                   e->nonce,       e->action,       e->tenant_id,
-                                   e->approval_id, e->result_json,  e->approved ? "t" : "f",
-                                   num[i]};
-            for (int c = 0; c < 10; c++)
+            const char *row[EXEC_COLUMNS] = {
+                e->id,          e->request_hash, e->receipt,
+                e->nonce,       e->action,       e->tenant_id,
+                e->approval_id, e->result_json,  e->approved ? "t" : "f",
+                num[i],         e->payload};
+            for (int c = 0; c < EXEC_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
-        long long rows = flush_rows(s, PS_FLUSH_EXEC, cols, 10, s->n_execs, err, errlen);
+        long long rows = flush_rows(s, PS_FLUSH_EXEC, cols, EXEC_COLUMNS, s->n_execs, err, errlen);
         if (rows < 0) {
             rc = (int)rows;
         } else if ((size_t)rows != s->n_execs) {
@@ -879,16 +954,16 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_rejs; i++) {
             const pending_rejection *p = &s->rejs[i];
             snprintf(num[i], sizeof num[i], "%.17g", p->created_at);
-            const char *row[6] = {p->nonce,      p->action, p->request_hash,
-                                  p->error_code, p->detail, num[i]};
-            for (int c = 0; c < 6; c++)
+            const char *row[REJ_COLUMNS] = {p->nonce,  p->action, p->request_hash, p->error_code,
+                                            p->detail, num[i],    p->payload};
+            for (int c = 0; c < REJ_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
-        long long rows = flush_rows(s, PS_FLUSH_REJ, cols, 6, s->n_rejs, err, errlen);
+        long long rows = flush_rows(s, PS_FLUSH_REJ, cols, REJ_COLUMNS, s->n_rejs, err, errlen);
         if (rows < 0)
             rc = (int)rows;
     }
-    for (int c = 0; c < 10; c++)
+    for (int c = 0; c < EXEC_COLUMNS; c++)
         free(cols[c]);
     free(num);
     return rc;
@@ -998,6 +1073,7 @@ static int execution_row(void *arg, PGresult *r, int i)
     e.result_json = PQgetvalue(r, i, 7);
     e.approved = PQgetvalue(r, i, 8)[0] == 't';
     e.created_at = strtod(PQgetvalue(r, i, 9), NULL);
+    e.payload = (char *)value_or_null(r, i, 10);
     return c->exec_fn(c->ctx, &e);
 }
 
@@ -1011,6 +1087,7 @@ static int rejection_row(void *arg, PGresult *r, int i)
         .error_code = PQgetvalue(r, i, 3),
         .detail = PQgetvalue(r, i, 4),
         .created_at = strtod(PQgetvalue(r, i, 5), NULL),
+        .payload = value_or_null(r, i, 6),
     };
     return c->rej_fn(c->ctx, &j);
 }
@@ -1021,10 +1098,8 @@ static int pg_each_execution(oe_store *base, oe_store_execution_fn fn, void *ctx
     pg_store *s = (pg_store *)base;
     each_ctx c = {.exec_fn = fn, .ctx = ctx};
     pthread_mutex_lock(&s->lock);
-    int rc = each_row(s,
-                      "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
-                      " result_json, approved, created_at FROM executions ORDER BY created_at, id",
-                      NULL, execution_row, &c, "reading the executions", err, errlen);
+    int rc = each_row(s, "SELECT " COLUMNS " FROM executions ORDER BY created_at, id", NULL,
+                      execution_row, &c, "reading the executions", err, errlen);
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
@@ -1036,10 +1111,9 @@ static int pg_each_rejection(oe_store *base, const char *nonce, oe_store_rejecti
     each_ctx c = {.rej_fn = fn, .ctx = ctx};
     pthread_mutex_lock(&s->lock);
     int rc = each_row(s,
-                      nonce ? "SELECT nonce, action, request_hash, error_code, detail, created_at"
-                              " FROM rejections WHERE nonce = $1 ORDER BY seq"
-                            : "SELECT nonce, action, request_hash, error_code, detail, created_at"
-                              " FROM rejections ORDER BY seq",
+                      nonce ? "SELECT " REJECTION_COLUMNS " FROM rejections WHERE nonce = $1"
+                              " ORDER BY seq"
+                            : "SELECT " REJECTION_COLUMNS " FROM rejections ORDER BY seq",
                       nonce, rejection_row, &c, "reading the rejections", err, errlen);
     pthread_mutex_unlock(&s->lock);
     return rc;

@@ -97,7 +97,14 @@ static const char schema_v3[] =
     "       OR NEW.approval_key IS NOT openexec_key(NEW.approval_id);"
     "END;";
 
-static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3};
+/* Version 4: the request's payload (canonical JSON, cut when longer than
+ * OE_LEDGER_PAYLOAD_MAX_BYTES), as the original's execution_log kept it;
+ * NULL in older rows and when only the hash is kept. */
+static const char schema_v4[] = "ALTER TABLE executions ADD COLUMN payload TEXT;"
+                                "ALTER TABLE rejections ADD COLUMN payload TEXT;";
+
+static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
+                                                                   schema_v4};
 
 enum {
     ST_BEGIN,
@@ -113,23 +120,26 @@ enum {
     ST_COUNT
 };
 
+/* An execution's columns as look-ups and exports read them (read_execution). */
+#define EXECUTION_COLUMNS                                                                          \
+    "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
+    " created_at, payload"
+#define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
+
 static const char *const statements[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    [ST_BY_NONCE] = "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
-                    " result_json, approved, created_at FROM executions"
-                    " WHERE nonce_key = ?1 AND nonce = ?2",
-    [ST_BY_ID] = "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id,"
-                 " result_json, approved, created_at FROM executions"
-                 " WHERE id_key = ?1 AND id = ?2",
+    [ST_BY_NONCE] =
+        "SELECT " EXECUTION_COLUMNS " FROM executions WHERE nonce_key = ?1 AND nonce = ?2",
+    [ST_BY_ID] = "SELECT " EXECUTION_COLUMNS " FROM executions WHERE id_key = ?1 AND id = ?2",
     [ST_APPROVAL_USED] = "SELECT 1 FROM executions WHERE approval_key = ?1 AND approval_id = ?2",
     [ST_INSERT_EXEC] = "INSERT INTO executions (id, request_hash, receipt, nonce, action,"
                        " tenant_id, approval_id, result_json, approved, created_at,"
-                       " nonce_key, id_key, approval_key)"
-                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                       " nonce_key, id_key, approval_key, payload)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     [ST_INSERT_REJ] = "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                      " created_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_COUNT_EXEC] = "SELECT count(*) FROM executions",
     [ST_COUNT_REJ] = "SELECT count(*) FROM rejections",
 };
@@ -230,7 +240,9 @@ static int migrate(sqlite_store *s, char *err, size_t errlen)
         return -1;
     }
     if (s->readonly) {
-        snprintf(err, errlen, "%s: ledger schema version %d is older than %d: start a writer first",
+        snprintf(err, errlen,
+                 "%s: ledger schema version %d is older than %d: start a writer first "
+                 "(or run `openexec ledger migrate`)",
                  s->path, version, OE_SQLITE_SCHEMA_VERSION);
         return -1;
     }
@@ -356,6 +368,26 @@ error:
     return -1;
 }
 
+int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t errlen)
+{
+    oe_store *base = NULL;
+    sqlite3 *peek = NULL;
+    *was = 0;
+    /* The version before: a file that does not exist yet is version 0. */
+    if (sqlite3_open_v2(path, &peek, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite_store probe = {.db = peek};
+        *was = schema_version(&probe);
+    }
+    sqlite3_close(peek);
+    if (*was < 0)
+        *was = 0;
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &base, err, errlen) != 0)
+        return -1;
+    *now = schema_version((sqlite_store *)base);
+    oe_store_free(base);
+    return 0;
+}
+
 static void sqlite_free(oe_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -433,16 +465,28 @@ static void sqlite_rollback(oe_store *base)
         run_simple(s, ST_ROLLBACK, err, sizeof err);
 }
 
-static char *column_text(sqlite3_stmt *q, int col)
-{
-    const unsigned char *t = sqlite3_column_text(q, col);
-    return t ? strdup((const char *)t) : NULL;
-}
-
 static void copy_fixed(char *dst, size_t size, sqlite3_stmt *q, int col)
 {
     const unsigned char *t = sqlite3_column_text(q, col);
     snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+/* The row of q (EXECUTION_COLUMNS) into e, its strings borrowed from q
+ * until the next step. */
+static void read_execution(sqlite3_stmt *q, oe_execution *e)
+{
+    memset(e, 0, sizeof *e);
+    copy_fixed(e->id, sizeof e->id, q, 0);
+    copy_fixed(e->request_hash, sizeof e->request_hash, q, 1);
+    copy_fixed(e->receipt, sizeof e->receipt, q, 2);
+    e->nonce = (char *)sqlite3_column_text(q, 3);
+    e->action = (char *)sqlite3_column_text(q, 4);
+    e->tenant_id = (char *)sqlite3_column_text(q, 5);
+    e->approval_id = (char *)sqlite3_column_text(q, 6);
+    e->result_json = (char *)sqlite3_column_text(q, 7);
+    e->approved = sqlite3_column_int(q, 8);
+    e->created_at = sqlite3_column_double(q, 9);
+    e->payload = (char *)sqlite3_column_text(q, 10);
 }
 
 static int find(sqlite_store *s, int which, const char *key, oe_execution *e, char *err,
@@ -455,20 +499,11 @@ static int find(sqlite_store *s, int which, const char *key, oe_execution *e, ch
     int rc = sqlite3_step(q);
     int result;
     if (rc == SQLITE_ROW) {
-        memset(e, 0, sizeof *e);
-        copy_fixed(e->id, sizeof e->id, q, 0);
-        copy_fixed(e->request_hash, sizeof e->request_hash, q, 1);
-        copy_fixed(e->receipt, sizeof e->receipt, q, 2);
-        e->nonce = column_text(q, 3);
-        e->action = column_text(q, 4);
-        e->tenant_id = column_text(q, 5);
-        e->approval_id = column_text(q, 6);
-        e->result_json = column_text(q, 7);
-        e->approved = sqlite3_column_int(q, 8);
-        e->created_at = sqlite3_column_double(q, 9);
+        oe_execution row;
+        read_execution(q, &row);
         result = 1;
-        if (!e->nonce || !e->action || !e->tenant_id || !e->result_json) {
-            oe_execution_clear(e);
+        if (!row.nonce || !row.action || !row.tenant_id || !row.result_json ||
+            oe_execution_copy(e, &row) != 0) {
             snprintf(err, errlen, "out of memory reading an execution");
             result = -1;
         }
@@ -506,6 +541,14 @@ static int sqlite_approval_used(oe_store *base, const char *approval_id, char *e
     return result;
 }
 
+static void bind_text_or_null(sqlite3_stmt *q, int i, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(q, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(q, i);
+}
+
 static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -517,10 +560,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
     sqlite3_bind_text(q, 4, e->nonce, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 5, e->action, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 6, e->tenant_id ? e->tenant_id : "", -1, SQLITE_STATIC);
-    if (e->approval_id)
-        sqlite3_bind_text(q, 7, e->approval_id, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(q, 7);
+    bind_text_or_null(q, 7, e->approval_id);
     sqlite3_bind_text(q, 8, e->result_json, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 9, e->approved);
     sqlite3_bind_double(q, 10, e->created_at);
@@ -530,6 +570,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
         sqlite3_bind_int64(q, 13, key_of(e->approval_id, strlen(e->approval_id)));
     else
         sqlite3_bind_null(q, 13);
+    bind_text_or_null(q, 14, e->payload);
     int rc = sqlite3_step(q);
     int result = 0;
     if (rc != SQLITE_DONE) {
@@ -547,21 +588,16 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
     return result;
 }
 
-static int sqlite_insert_rejection(oe_store *base, const char *nonce, const char *action,
-                                   const char *request_hash, const char *error_code,
-                                   const char *detail, double created_at, char *err, size_t errlen)
+static int sqlite_insert_rejection(oe_store *base, const oe_rejection *r, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[ST_INSERT_REJ];
-    const char *vals[] = {nonce, action, request_hash, error_code, detail};
-    for (int i = 0; i < 5; i++) {
-        if (vals[i])
-            sqlite3_bind_text(q, i + 1, vals[i], -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(q, i + 1);
-    }
-    sqlite3_bind_double(q, 6, created_at);
+    const char *vals[] = {r->nonce, r->action, r->request_hash, r->error_code, r->detail};
+    for (int i = 0; i < 5; i++)
+        bind_text_or_null(q, i + 1, vals[i]);
+    sqlite3_bind_double(q, 6, r->created_at);
+    bind_text_or_null(q, 7, r->payload);
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
     sqlite3_reset(q);
@@ -626,17 +662,7 @@ static int each_row(sqlite_store *s, const char *sql, const char *nonce, const c
 static int execution_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t errlen)
 {
     oe_execution e;
-    memset(&e, 0, sizeof e);
-    copy_fixed(e.id, sizeof e.id, q, 0);
-    copy_fixed(e.request_hash, sizeof e.request_hash, q, 1);
-    copy_fixed(e.receipt, sizeof e.receipt, q, 2);
-    e.nonce = (char *)sqlite3_column_text(q, 3);
-    e.action = (char *)sqlite3_column_text(q, 4);
-    e.tenant_id = (char *)sqlite3_column_text(q, 5);
-    e.approval_id = (char *)sqlite3_column_text(q, 6);
-    e.result_json = (char *)sqlite3_column_text(q, 7);
-    e.approved = sqlite3_column_int(q, 8);
-    e.created_at = sqlite3_column_double(q, 9);
+    read_execution(q, &e);
     if (!e.nonce || !e.action || !e.tenant_id || !e.result_json) {
         snprintf(err, errlen, "an execution with a missing field, or out of memory");
         return OE_STORE_ERROR;
@@ -653,6 +679,7 @@ static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
         .error_code = (const char *)sqlite3_column_text(q, 3),
         .detail = (const char *)sqlite3_column_text(q, 4),
         .created_at = sqlite3_column_double(q, 5),
+        .payload = (const char *)sqlite3_column_text(q, 6),
     };
     if (!r.error_code || !r.detail) {
         snprintf(err, errlen, "a rejection with a missing field, or out of memory");
@@ -665,9 +692,8 @@ static int sqlite_each_execution(oe_store *base, oe_store_execution_fn fn, void 
                                  size_t errlen)
 {
     return each_row((sqlite_store *)base,
-                    "SELECT id, request_hash, receipt, nonce, action, tenant_id, approval_id, "
-                    "result_json, approved, created_at FROM executions ORDER BY seq",
-                    NULL, "reading the executions", execution_row,
+                    "SELECT " EXECUTION_COLUMNS " FROM executions ORDER BY seq", NULL,
+                    "reading the executions", execution_row,
                     &(row_sink){.execution = fn, .ctx = ctx}, err, errlen);
 }
 
@@ -675,10 +701,9 @@ static int sqlite_each_rejection(oe_store *base, const char *nonce, oe_store_rej
                                  void *ctx, char *err, size_t errlen)
 {
     return each_row((sqlite_store *)base,
-                    nonce ? "SELECT nonce, action, request_hash, error_code, detail, created_at "
-                            "FROM rejections WHERE nonce = ?1 ORDER BY seq"
-                          : "SELECT nonce, action, request_hash, error_code, detail, created_at "
-                            "FROM rejections ORDER BY seq",
+                    nonce ? "SELECT " REJECTION_COLUMNS
+                            " FROM rejections WHERE nonce = ?1 ORDER BY seq"
+                          : "SELECT " REJECTION_COLUMNS " FROM rejections ORDER BY seq",
                     nonce, "reading the rejections", rejection_row,
                     &(row_sink){.rejection = fn, .ctx = ctx}, err, errlen);
 }

@@ -1,5 +1,8 @@
 /* Tests ledger/ledger.c (which URL names which backend, and passwords
- * masked in messages) and the SQLite backend's schema steps. */
+ * masked in messages), the SQLite backend's schema steps, and the payloads
+ * rows keep (OPENEXEC_LEDGER_PAYLOADS) through the engine. */
+#include "engine/digest.h"
+#include "engine/engine.h"
 #include "ledger/ledger.h"
 #include "tests/test.h"
 
@@ -85,6 +88,17 @@ static void test_mask(void)
     ASSERT_EQ(strlen(out), 0);
 }
 
+/* Removes a SQLite ledger file and its WAL and shared-memory files. */
+static void remove_ledger(const char *path)
+{
+    char side[160];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
+}
+
 static int user_version(const char *path)
 {
     sqlite3 *db;
@@ -134,13 +148,8 @@ static void test_sqlite_schema_versions(void)
         fclose(f);
     ASSERT_EQ(oe_sqlite_store_new(empty, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
     ASSERT_CONTAINS(err, "start a writer first");
-    unlink(path);
     unlink(empty);
-    char side[160];
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    remove_ledger(path);
     rmdir(dir);
 }
 
@@ -200,12 +209,180 @@ static void test_sqlite_keys(void)
     ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
     oe_store_rollback(s);
     oe_store_free(s);
-    char side[160];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    remove_ledger(path);
+    rmdir(dir);
+}
+
+/* Runs one JSON body through the engine; returns the outcome's status. */
+static int run_body(oe_engine *engine, const char *body)
+{
+    oe_batch_item item = {0};
+    oe_batch_item *items[1] = {&item};
+    char reason[300], err[300];
+    item.decode_error =
+        (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
+    item.decode_detail = reason;
+    oe_outcome_init(&item.out);
+    if (oe_engine_process(engine, items, 1, 5.0, err, sizeof err) != 0)
+        OE_FAIL_("process: %s", err);
+    int status = (int)item.out.status;
+    oe_outcome_clear(&item.out);
+    oe_request_clear(&item.req);
+    return status;
+}
+
+typedef struct rejections {
+    int n;
+    char *payload[8]; /* owned; NULL when none was kept */
+    char codes[8][32];
+} rejections;
+
+static int collect_rejection(void *ctx, const oe_rejection *r)
+{
+    rejections *c = ctx;
+    if (c->n < 8) {
+        c->payload[c->n] = r->payload ? strdup(r->payload) : NULL;
+        snprintf(c->codes[c->n], sizeof c->codes[c->n], "%s", r->error_code);
+    }
+    c->n++;
+    return 0;
+}
+
+/* The payloads rows keep: canonical JSON (SPEC §6, as hashed) on
+ * executions and on rejections of requests read whole; none for a request
+ * that could not be read; past OE_LEDGER_PAYLOAD_MAX_BYTES a cut carrying
+ * the hash of the whole; with payload_hash_only none at all. */
+static void test_payloads_kept(void)
+{
+    char dir[] = "/tmp/oe-ledger-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    /* A payload of 100,000 emoji: a 400 kB body, 1.2 MB canonical (each one
+     * escaped as \ud83d\ude00); echo's result is too large: rejected. */
+    enum { N = 100000 };
+    static const char emoji[] = "\xf0\x9f\x98\x80", escaped[] = "\\ud83d\\ude00";
+    size_t body_len = 64 + N * 4, canon_len = 16 + N * 12;
+    char *big = malloc(body_len), *canon = malloc(canon_len);
+    ASSERT_TRUE(big && canon);
+    if (!big || !canon)
+        return;
+    char *b = big + sprintf(big, "{\"action\":\"echo\",\"nonce\":\"p-4\",\"payload\":{\"s\":\"");
+    char *c = canon + sprintf(canon, "{\"s\":\"");
+    for (int i = 0; i < N; i++) {
+        memcpy(b, emoji, 4);
+        b += 4;
+        memcpy(c, escaped, 12);
+        c += 12;
+    }
+    strcpy(b, "\"}}");
+    strcpy(c, "\"}");
+    canon_len = strlen(canon);
+    ASSERT_TRUE(canon_len > OE_LEDGER_PAYLOAD_MAX_BYTES);
+    char whole[65];
+    oe_sha256_hex(canon, canon_len, whole);
+
+    for (int hash_only = 0; hash_only <= 1; hash_only++) {
+        char path[128], err[512];
+        snprintf(path, sizeof path, "%s/p%d.db", dir, hash_only);
+        oe_store *s = NULL;
+        oe_engine *e = NULL;
+        oe_engine_config cfg = {
+            .tenant = "", .allowed_actions = "", .payload_hash_only = hash_only};
+        ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+        ASSERT_EQ(oe_engine_new(&cfg, s, &e, err, sizeof err), 0);
+        if (!s || !e)
+            return;
+        ASSERT_EQ(run_body(e, "{\"action\":\"echo\",\"nonce\":\"p-1\","
+                              "\"payload\":{\"b\":1,\"a\":\"\xc3\xa9\",\"c\":[1.5,null]}}"),
+                  OE_STATUS_EXECUTED);
+        ASSERT_EQ(run_body(e, "{\"action\":\"nope\",\"nonce\":\"p-2\",\"payload\":{\"x\":[1,2]}}"),
+                  OE_STATUS_REJECTED);
+        ASSERT_EQ(run_body(e, "{\"action\":\"echo\",\"payload\":{\"z\":1}}"), OE_STATUS_REJECTED);
+        ASSERT_EQ(run_body(e, big), OE_STATUS_REJECTED);
+        oe_execution found;
+        ASSERT_EQ(oe_store_find_by_nonce(s, "p-1", &found, err, sizeof err), 1);
+        if (hash_only)
+            ASSERT_TRUE(found.payload == NULL);
+        else
+            ASSERT_STREQ(found.payload, "{\"a\":\"\\u00e9\",\"b\":1,\"c\":[1.5,null]}");
+        oe_execution_clear(&found);
+        rejections r = {0};
+        ASSERT_EQ(oe_store_each_rejection(s, NULL, collect_rejection, &r, err, sizeof err), 0);
+        ASSERT_EQ(r.n, 3);
+        ASSERT_STREQ(r.codes[0], "unknown_action");
+        ASSERT_STREQ(r.codes[1], "malformed");
+        ASSERT_STREQ(r.codes[2], "invalid_request");
+        ASSERT_TRUE(r.payload[1] == NULL); /* not read whole: none */
+        if (hash_only) {
+            ASSERT_TRUE(r.payload[0] == NULL && r.payload[2] == NULL);
+        } else {
+            ASSERT_STREQ(r.payload[0], "{\"x\":[1,2]}");
+            /* The cut: the first bytes, then ...sha256= and the whole's hash,
+             * OE_LEDGER_PAYLOAD_MAX_BYTES long. */
+            ASSERT_TRUE(r.payload[2] != NULL);
+            if (r.payload[2]) {
+                size_t n = strlen(r.payload[2]);
+                ASSERT_EQ(n, OE_LEDGER_PAYLOAD_MAX_BYTES);
+                ASSERT_TRUE(memcmp(r.payload[2], canon, n - 74) == 0);
+                ASSERT_TRUE(memcmp(r.payload[2] + n - 74, "...sha256=", 10) == 0);
+                ASSERT_STREQ(r.payload[2] + n - 64, whole);
+            }
+        }
+        for (int i = 0; i < 3; i++)
+            free(r.payload[i]);
+        oe_engine_free(e);
+        oe_store_free(s);
+        remove_ledger(path);
+    }
+    free(big);
+    free(canon);
+    rmdir(dir);
+}
+
+/* oe_sqlite_migrate: a file of version 3 (the layout before payloads) gets
+ * the payload column and keeps its rows, which read back with none. */
+static void test_sqlite_migrate_keeps_rows(void)
+{
+    char dir[] = "/tmp/oe-ledger-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/m.db", dir);
+    int was = -1, now = -1;
+    ASSERT_EQ(oe_sqlite_migrate(path, &was, &now, err, sizeof err), 0);
+    ASSERT_EQ(was, 0);
+    ASSERT_EQ(now, OE_SQLITE_SCHEMA_VERSION);
+    /* Back to version 3 by hand: a row as version 3 wrote it. */
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DROP TRIGGER executions_unique;"
+                           "ALTER TABLE executions DROP COLUMN payload;"
+                           "ALTER TABLE rejections DROP COLUMN payload;"
+                           "DELETE FROM schema_migrations WHERE version = 4;"
+                           "PRAGMA user_version = 3;"
+                           "INSERT INTO rejections (nonce, action, request_hash, error_code,"
+                           " detail, created_at) VALUES ('old-r', 'echo', NULL, 'malformed',"
+                           " 'x', 1.0);",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ(user_version(path), 3);
+    ASSERT_EQ(oe_sqlite_migrate(path, &was, &now, err, sizeof err), 0);
+    ASSERT_EQ(was, 3);
+    ASSERT_EQ(now, OE_SQLITE_SCHEMA_VERSION);
+    oe_store *s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    if (s) {
+        rejections r = {0};
+        ASSERT_EQ(oe_store_each_rejection(s, NULL, collect_rejection, &r, err, sizeof err), 0);
+        ASSERT_EQ(r.n, 1);
+        ASSERT_TRUE(r.payload[0] == NULL);
+        free(r.payload[0]);
+        oe_store_free(s);
+    }
+    /* Again: nothing to do. */
+    ASSERT_EQ(oe_sqlite_migrate(path, &was, &now, err, sizeof err), 0);
+    ASSERT_EQ(was, OE_SQLITE_SCHEMA_VERSION);
+    remove_ledger(path);
     rmdir(dir);
 }
 
@@ -215,5 +392,7 @@ int main(void)
     RUN_TEST(test_mask);
     RUN_TEST(test_sqlite_schema_versions);
     RUN_TEST(test_sqlite_keys);
+    RUN_TEST(test_payloads_kept);
+    RUN_TEST(test_sqlite_migrate_keeps_rows);
     return TEST_REPORT();
 }

@@ -29,7 +29,8 @@ OPTIONS = {
             "--group-instance-id", "--execute",
             "--worker", "--receipt-format", "--transactions", "--transactional-id",
             "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
-            "--db", "--db-url", "--ledger-shared", "--db-sync", "--http-host", "--http-port",
+            "--db", "--db-url", "--ledger-shared", "--ledger-payloads", "--db-sync",
+            "--http-host", "--http-port",
             "--http-threads", "--log-level", "--log-format", "--config", "-X",
             "--broker-port", "--help"},
     "broker": {"--partitions", "--bootstrap-file", "--broker-port", "--requests-topic", "--receipts-topic",
@@ -45,6 +46,7 @@ OPTIONS = {
     "version": {"--help"},
     "ledger show": {"--db", "--db-url", "--config", "--nonce", "--id", "--help"},
     "ledger export": {"--db", "--db-url", "--config", "--help"},
+    "ledger migrate": {"--db", "--db-url", "--config", "--help"},
     "dlq replay": {"--brokers", "--requests-topic", "--dlq-topic", "--config", "--dry-run",
                    "--replay-group", "--from-beginning", "--timeout-ms", "-X", "--help"},
 }

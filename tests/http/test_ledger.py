@@ -121,9 +121,12 @@ class Migrations(ServiceTest):
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 3)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 4)
             self.assertEqual([v for (v,) in c.execute(
-                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3])
+                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4])
+            # Version 4: the payload column; the migrated row has none.
+            self.assertEqual(c.execute("SELECT nonce, payload FROM executions ORDER BY seq")
+                             .fetchall(), [("old-1", None), ("new-1", '{"v":2}')])
             # Version 3: in the order recorded (the migrated row first),
             # with keys the program found them by.
             self.assertEqual([n for (n,) in c.execute(
@@ -193,7 +196,9 @@ class Migrations(ServiceTest):
         self.assertEqual(r.json["receipt"], row[8])
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         self.assertEqual([v for (v,) in cluster.query(
-            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2])
+            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3])
+        self.assertEqual(sorted(cluster.query(name, "SELECT nonce, payload FROM executions")),
+                         [("new-1", '{"v":2}'), ("old-1", None)])
         self.assertEqual(cluster.query(
             name, "SELECT count(*) FROM pg_indexes WHERE indexname = 'executions_created'"),
             [(1,)])
@@ -224,7 +229,7 @@ class Migrations(ServiceTest):
             self.assertEqual(n.execute("echo", {}, "start-%d" % i).status, 200, n.log())
         name = url.rsplit("/", 1)[1].split("?")[0]
         self.assertEqual(pgcluster.shared_cluster().query(
-            name, "SELECT version FROM schema_migrations ORDER BY version"), [(1,), (2,)])
+            name, "SELECT version FROM schema_migrations ORDER BY version"), [(1,), (2,), (3,)])
 
 
 class Inspect(ServiceTest):
@@ -269,8 +274,14 @@ class Inspect(ServiceTest):
             self.assertIs(x["approved"], True)
             self.assertIsNone(x["approval_id"])
             self.assertRegex(x["created_at"], r"^\d{4}-\d\d-\d\dT")
-        self.assertEqual([(x["nonce"], x["error_code"]) for x in rejs],
-                         [("in-0", "nonce_conflict"), ("in-bad", "invalid_request")])
+            # The payload, and the request hash checked from the line alone.
+            self.assertEqual(x["payload"], {"a": int(x["nonce"][3:]), "b": 10})
+            self.assertEqual(x["request_hash"], request_hash(x["action"], x["payload"]))
+        self.assertEqual([(x["nonce"], x["error_code"], x["payload"]) for x in rejs],
+                         [("in-0", "nonce_conflict", {"a": 5, "b": 10}),
+                          ("in-bad", "invalid_request", {"a": "x"})])
+        for x in rejs:
+            self.assertEqual(x["request_hash"], request_hash(x["action"], x["payload"]))
         self.assertIn("3 executions, 2 rejected attempts", p.stderr)
         # show --nonce: the execution and the rejected attempts of the nonce.
         p = cli(["ledger", "show", "--nonce", "in-0"] + args)
@@ -309,6 +320,76 @@ class Inspect(ServiceTest):
     def test_postgresql(self):
         self.check(["--db-url", pgcluster.fresh_database("audit")])
 
+    def payloads(self, args):
+        """OPENEXEC_LEDGER_PAYLOADS: full (the default) keeps each payload,
+        canonical, and cuts one longer than 1 MiB keeping the hash of the
+        whole; hash keeps none, request_hash only. Exported lines check on
+        their own."""
+        import json
+        full = self.server(args=args)
+        # 100,000 emoji: a 400 kB body, 1.2 MB of canonical payload (each
+        # escaped as \ud83d\ude00); echo's result is too large: rejected.
+        big = {"s": "\U0001F600" * 100000}
+        canon = json.dumps(big, sort_keys=True, separators=(",", ":"))
+        self.assertGreater(len(canon), 1 << 20)
+        self.assertEqual(full.execute("echo", {"k": "é", "n": [1, 2.5]}, "pl-1").status, 200)
+        self.assertEqual(full.execute("echo", {"k": 2}, "pl-1").status, 409)
+        body = json.dumps({"action": "echo", "payload": big, "nonce": "pl-big"},
+                          ensure_ascii=False).encode()
+        self.assertLess(len(body), 1 << 20)
+        self.assertEqual(full.execute(raw=body).status, 400)
+        self.assertEqual(full.execute(raw=b'{"action": "echo", "payload": {"a": 1}}').status, 422)
+        full.stop()
+        p = cli(["ledger", "export"] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual([(x["record"], x["nonce"]) for x in lines],
+                         [("execution", "pl-1"), ("rejection", "pl-1"), ("rejection", "pl-big"),
+                          ("rejection", None)])
+        ex, conflict, cut, unread = lines
+        self.assertEqual(ex["payload"], {"k": "é", "n": [1, 2.5]})
+        self.assertEqual(conflict["payload"], {"k": 2})
+        for x in (ex, conflict):
+            self.assertEqual(x["request_hash"], request_hash("echo", x["payload"]))
+        keep = (1 << 20) - len("...sha256=") - 64
+        self.assertEqual(cut["payload"], canon[:keep] + "...sha256=" +
+                         hashlib.sha256(canon.encode()).hexdigest())
+        self.assertEqual(cut["request_hash"], request_hash("echo", big))
+        self.assertIsNone(unread["payload"])
+        # show prints the same.
+        p = cli(["ledger", "show", "--nonce", "pl-1"] + args)
+        self.assertEqual([json.loads(x) for x in p.stdout.splitlines()], [ex, conflict])
+
+    def test_payloads_sqlite(self):
+        self.payloads(["--db", self.path("payloads.db")])
+        self.payloads_hash_only(["--db", self.path("hashed.db")])
+
+    def test_payloads_postgresql(self):
+        self.payloads(["--db-url", pgcluster.fresh_database("pl")])
+        self.payloads_hash_only(["--db-url", pgcluster.fresh_database("plh")])
+
+    def payloads_hash_only(self, args):
+        import json
+        for how in (["--ledger-payloads", "hash"], None):
+            extra = how or []
+            env = {"OPENEXEC_LEDGER_PAYLOADS": "hash"} if how is None else None
+            s = self.server(args=args + extra, env=env)
+            n = "ph-%d" % (how is None)
+            self.assertEqual(s.execute("echo", {"secret": "s3"}, n).status, 200)
+            self.assertEqual(s.execute("echo", {"secret": "s4"}, n).status, 409)
+            s.stop()
+        p = cli(["ledger", "export"] + args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual(len(lines), 4)
+        for x in lines:
+            self.assertIsNone(x["payload"], x)
+            self.assertEqual(x["request_hash"], request_hash(
+                "echo", {"secret": "s3" if x["record"] == "execution" else "s4"}))
+        # A bad value: exit 2, naming the setting.
+        p = cli(["run", "--http-port", "0", "--ledger-payloads", "some"] + args)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--ledger-payloads", p.stderr)
 
 class Replicas(ServiceTest):
     """HTTP-only nodes on one PostgreSQL ledger answer as one node would."""

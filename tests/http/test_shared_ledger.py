@@ -16,6 +16,7 @@ Ids, request hashes and receipt hashes are computed here in Python
 
 import os
 import random
+import re
 import sys
 import time
 import urllib.parse
@@ -24,10 +25,11 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (REQUESTS_TOPIC, committed_offsets, decode_receipt,  # noqa: E402
+from harness import (REQUESTS_TOPIC, cli, committed_offsets, decode_receipt,  # noqa: E402
                      execution_id, hmac_artifact, produce, receipt_hash, request_hash,
                      result_json, run_tests, sqlite_query)
 from test_kafka import KafkaCase, jreq  # noqa: E402
+from test_ledger import PG_V1  # noqa: E402
 from test_kafka_faults import FAST_FAILOVER  # noqa: E402
 import pgcluster  # noqa: E402
 
@@ -65,6 +67,47 @@ def ensure_pg_running():
     c = pgcluster.shared_cluster()
     if not c.running():
         c.restart()
+
+
+# The workers' role of the least-privilege tests: it logs in and holds only
+# the grants README.md and SECURITY.md document (documented_grants).
+WORKER_ROLE, WORKER_PASSWORD = "openexec_worker", "openexec-worker-pw"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+def documented_grants():
+    """The SQL lines of the ```sql block after the "<!-- grants:" marker of
+    README.md and of SECURITY.md; raises AssertionError unless both exist
+    and hold the same lines."""
+    blocks = []
+    for name in ("README.md", "SECURITY.md"):
+        with open(os.path.join(ROOT, name)) as f:
+            lines = [line.strip() for line in f.read().splitlines()]
+        starts = [i for i, line in enumerate(lines) if line.startswith("<!-- grants:")]
+        if len(starts) != 1 or lines[starts[0] + 1] != "```sql":
+            raise AssertionError("%s: one grants marker followed by a ```sql block expected"
+                                 % name)
+        end = lines.index("```", starts[0] + 2)
+        blocks.append([line for line in lines[starts[0] + 2:end] if line])
+    if blocks[0] != blocks[1] or not blocks[0]:
+        raise AssertionError("the grants of README.md and SECURITY.md differ: %r" % blocks)
+    return blocks[0]
+
+
+def worker_role_url(dbname):
+    """The URL of DBNAME for WORKER_ROLE (created once per cluster, with no
+    privilege of its own)."""
+    c = pgcluster.shared_cluster()
+    if not c.query("postgres", "SELECT 1 FROM pg_roles WHERE rolname = %s", (WORKER_ROLE,)):
+        c.query("postgres", "CREATE ROLE %s LOGIN PASSWORD '%s'" % (WORKER_ROLE, WORKER_PASSWORD))
+    return c.url(dbname, user=WORKER_ROLE, password=WORKER_PASSWORD)
+
+
+def grant_documented(dbname):
+    """Runs the documented grants in DBNAME; the URL for WORKER_ROLE."""
+    url = worker_role_url(dbname)
+    for line in documented_grants():
+        pgq(dbname, line)
+    return url
 
 
 def committed_lag(bootstrap):
@@ -900,6 +943,132 @@ class SharedLedger(KafkaCase):
         self.assertEqual(ready(w), (200, None))
         self.assertNoFatalExceptPg(w)
 
+
+    # -- 9. least privilege: workers with only the documented grants
+
+    def test_documented_grants_are_enough(self):
+        b = self.broker(partitions=PARTITIONS)
+        url, dbname = pg_ledger()
+        reader = self.reader(b.bootstrap)
+        # The owner creates the schema; a second run finds nothing to do.
+        r = cli(["ledger", "migrate", "--db-url", url])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.fullmatch(r"ledger at version (\d+) \(was 0\)\n", r.stdout)
+        self.assertTrue(m, r.stdout)
+        version = int(m.group(1))
+        r = cli(["ledger", "migrate", "--db-url", url])
+        self.assertEqual((r.returncode, r.stdout),
+                         (0, "ledger at version %d (was %d)\n" % (version, version)), r.stderr)
+        wurl = grant_documented(dbname)
+        # The role holds nothing more than the grants: no DDL, no UPDATE or
+        # DELETE, not the owner.
+        self.assertEqual(pgq(dbname, "SELECT has_schema_privilege(%s, 'public', 'CREATE'),"
+                                     " has_table_privilege(%s, 'executions', 'UPDATE'),"
+                                     " has_table_privilege(%s, 'rejections', 'DELETE'),"
+                                     " has_table_privilege(%s, 'schema_migrations', 'INSERT'),"
+                                     " pg_has_role(%s, (SELECT relowner FROM pg_class"
+                                     "  WHERE oid = 'executions'::regclass), 'USAGE')",
+                             [WORKER_ROLE] * 5), [(False, False, False, False, False)])
+        w1 = self.pg_worker(b.bootstrap, wurl)
+        w2 = self.pg_worker(b.bootstrap, wurl)
+        bridge = self.pg_worker(b.bootstrap, wurl, args=["--worker", "0"])
+        print("    partitions: %d / %d" % tuple(self.wait_sharing([w1, w2])))
+        t = tag()
+        nonces = ["lp-%s-%d" % (t, i) for i in range(20)]
+        produce(b.bootstrap, [(n, jreq("add", {"a": i, "b": 1}, n)) for i, n in enumerate(nonces)])
+        got = self.receipts_for(reader, nonces)
+        for i, n in enumerate(nonces):
+            self.assertExecutedReceipt(self.only(got, n), "add", {"a": i, "b": 1}, n,
+                                       {"sum": i + 1})
+        # Replays, conflicts and invalid requests, in Kafka mode: every one
+        # is answered, every rejection recorded, and the workers go on.
+        bad = {"lp-bad-json-%s" % t: b"{not json",
+               "lp-unknown-%s" % t: jreq("no_such_action", {}, "lp-unknown-%s" % t),
+               "lp-no-nonce-%s" % t: jreq("echo", {"x": 1}, None)}
+        msgs = [(n, jreq("add", {"a": i, "b": 1}, n)) for i, n in enumerate(nonces[:5])]
+        msgs += [(n, jreq("add", {"a": i, "b": 2}, n)) for i, n in enumerate(nonces[5:10])]
+        msgs += list(bad.items())
+        produce(b.bootstrap, msgs)
+        got = self.receipts_for(reader, nonces[:10], count=2)
+        got.update(self.receipts_for(reader, sorted(bad), settle=1.0))
+        got = {k: [r for _, r in v] for k, v in got.items()}
+        for i, n in enumerate(nonces[:5]):
+            self.assertEqual([r["status"] for r in got[n]], ["executed", "replayed"], n)
+            self.assertExecutedReceipt(got[n][1], "add", {"a": i, "b": 1}, n, {"sum": i + 1},
+                                       status="replayed")
+        for n in nonces[5:10]:
+            self.assertEqual([r["status"] for r in got[n]], ["executed", "rejected"], n)
+            self.assertRejectedReceipt(got[n][1], "nonce_conflict", nonce=n)
+        self.assertRejectedReceipt(got["lp-bad-json-%s" % t][0], "malformed")
+        self.assertRejectedReceipt(got["lp-unknown-%s" % t][0], "unknown_action")
+        self.assertRejectedReceipt(got["lp-no-nonce-%s" % t][0], "malformed")
+        # Through the bridge-only node: executed, replayed, conflict, invalid.
+        n = "lp-bridge-%s" % t
+        self.assertExecuted(bridge.execute("echo", {"m": 1}, n), "echo", {"m": 1}, n,
+                            result={"echo": {"m": 1}})
+        self.assertExecuted(bridge.execute("echo", {"m": 1}, n), "echo", {"m": 1}, n,
+                            result={"echo": {"m": 1}}, status="replayed")
+        self.assertDetail(bridge.execute("echo", {"m": 2}, n), 409)
+        self.assertDetail(bridge.execute("no_such_action", {}, "lp-bridge-bad-%s" % t), 400)
+        self.assertEqual(pgq(dbname, "SELECT count(*) FROM executions"), [(21,)])
+        # The payloads kept, canonical, from the Kafka path too.
+        self.assertEqual(pgq(dbname, "SELECT payload FROM executions WHERE nonce = %s",
+                             (nonces[3],)), [('{"a":3,"b":1}',)])
+        self.assertEqual(pgq(dbname, "SELECT payload FROM rejections WHERE nonce = %s",
+                             (nonces[7],)), [('{"a":2,"b":2}',)])
+        self.assertEqual(pgq(dbname, "SELECT error_code, count(*) FROM rejections"
+                                     " GROUP BY error_code ORDER BY error_code"),
+                         [("malformed", 2), ("nonce_conflict", 6), ("unknown_action", 2)])
+        for w in (w1, w2, bridge):
+            self.assertTrue(w.alive())
+            self.assertEqual(ready(w), (200, None))
+            self.assertNoFatal(w)
+            self.assertNotIn("permission denied", w.log())
+        self.assertEqual(processed(w1) + processed(w2), 20 + 13 + 4)
+
+    def test_worker_role_refuses_an_older_schema(self):
+        url, dbname = pg_ledger()
+        pgq(dbname, PG_V1)
+        pgq(dbname, "ALTER TABLE executions OWNER TO openexec; ALTER TABLE rejections OWNER TO "
+                    "openexec; ALTER TABLE schema_migrations OWNER TO openexec")
+        h = request_hash("echo", {"old": 1})
+        eid = execution_id("", "old-1", h)
+        pgq(dbname, "INSERT INTO executions VALUES (%s, 'old-1', 'echo', %s, '', NULL, true,"
+                    " %s, %s, 1.5)", (eid, h, result_json({"echo": {"old": 1}}),
+                                      receipt_hash(eid, {"echo": {"old": 1}})))
+        pgq(dbname, "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
+                    " created_at) VALUES ('old-2', 'echo', NULL, 'malformed', 'x', 2.5)")
+        wurl = grant_documented(dbname)
+        r = cli(["run", "--db-url", wurl, "--http-port", "0", "--execute", "local"],
+                timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("ledger schema version 1 is older than this binary's", r.stderr)
+        self.assertIn("run `openexec ledger migrate` with the role that owns the ledger",
+                      r.stderr)
+        self.assertNotIn(WORKER_PASSWORD, r.stderr)
+        # Nothing was attempted: still version 1.
+        self.assertEqual(pgq(dbname, "SELECT max(version) FROM schema_migrations"), [(1,)])
+        # The worker role may not migrate either; the owner may.
+        r = cli(["ledger", "migrate", "--db-url", wurl])
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("ledger migrate:", r.stderr)
+        r = cli(["ledger", "migrate", "--db-url", url])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.fullmatch(r"ledger at version (\d+) \(was 1\)\n", r.stdout)
+        self.assertTrue(m and int(m.group(1)) > 1, r.stdout)
+        self.assertEqual(pgq(dbname, "SELECT max(version) FROM schema_migrations"),
+                         [(int(m.group(1)),)])
+        self.assertEqual(pgq(dbname, "SELECT id, nonce, request_hash, payload FROM executions"),
+                         [(eid, "old-1", h, None)])
+        self.assertEqual(pgq(dbname, "SELECT nonce, error_code, payload FROM rejections"),
+                         [("old-2", "malformed", None)])
+        # Now current: the worker role starts and answers from the old rows.
+        w = self.server(args=["--db-url", wurl, "--execute", "local"])
+        self.assertExecuted(w.execute("echo", {"old": 1}, "old-1"), "echo", {"old": 1}, "old-1",
+                            result={"echo": {"old": 1}}, status="replayed")
+        self.assertExecuted(w.execute("echo", {"new": 1}, "new-1"), "echo", {"new": 1}, "new-1",
+                            result={"echo": {"new": 1}})
+        self.assertNoFatal(w)
 
 if __name__ == "__main__":
     run_tests()
