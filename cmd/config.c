@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -567,26 +568,26 @@ static int file_line_parse(char *text, int lineno, int *secret_line, char *err, 
 static int file_lines_parse(char *text, size_t n, int *secret_line, char *err, size_t errlen)
 {
     char line[OE_CONFIG_LINE_MAX + 1];
-    int lineno = 1;
-    for (size_t at = 0; at < n; lineno++) {
+    int lineno = 1, rc = 0;
+    for (size_t at = 0; at < n && rc == 0; lineno++) {
         const char *nl = memchr(text + at, '\n', n - at);
         size_t len = nl ? (size_t)(nl - (text + at)) : n - at;
         if (len > OE_CONFIG_LINE_MAX) {
             snprintf(err, errlen, "%s:%d: line longer than %d bytes", file_path, lineno,
                      OE_CONFIG_LINE_MAX);
-            return -1;
-        }
-        if (memchr(text + at, '\0', len)) {
+            rc = -1;
+        } else if (memchr(text + at, '\0', len)) {
             snprintf(err, errlen, "%s:%d: a NUL byte (not a text file)", file_path, lineno);
-            return -1;
+            rc = -1;
+        } else {
+            memcpy(line, text + at, len);
+            line[len] = '\0';
+            rc = file_line_parse(line, lineno, secret_line, err, errlen);
         }
-        memcpy(line, text + at, len);
-        line[len] = '\0';
-        if (file_line_parse(line, lineno, secret_line, err, errlen) != 0)
-            return -1;
         at += len + (nl != NULL);
     }
-    return 0;
+    OPENSSL_cleanse(line, sizeof line); /* the last line may have held a secret */
+    return rc;
 }
 
 /* Reads the configuration file into the environment (see oe_config_parse).
@@ -620,8 +621,8 @@ static int load_file(const char *path, char *err, size_t errlen)
                  file_path, secret_line, (unsigned)(st.st_mode & 07777), file_path);
         rc = -1;
     }
-    if (text)
-        memset(text, 0, n < OE_CONFIG_FILE_MAX + 1 ? n : OE_CONFIG_FILE_MAX + 1);
+    if (text) /* it may hold secrets (a plain memset before free may be left out) */
+        OPENSSL_cleanse(text, n < OE_CONFIG_FILE_MAX + 1 ? n : OE_CONFIG_FILE_MAX + 1);
     free(text);
     fclose(f);
     return rc;

@@ -52,15 +52,28 @@ static const struct reserved {
      "it is a shell command openexec would run; librdkafka's default kinit command is kept"},
 };
 
-/* Why name may not be set by the user, or NULL. librdkafka also takes
- * topic properties with a "topic." prefix. */
-static const char *reserved_why(const char *name)
+/* Properties librdkafka pastes into the default kinit command, which it
+ * runs with system() (`kinit ... -t "%{sasl.kerberos.keytab}" -k
+ * %{sasl.kerberos.principal}`): a value may hold only characters no shell
+ * interprets, or it would be code running as openexec. */
+static const char *const shell_pasted[] = {"sasl.kerberos.principal", "sasl.kerberos.keytab"};
+static const char shell_safe[] = "@._/+-:=,";
+
+/* Why name may not be set by the user (or not to value), or NULL.
+ * librdkafka also takes topic properties with a "topic." prefix. */
+static const char *reserved_why(const char *name, const char *value)
 {
     if (strncmp(name, "topic.", 6) == 0)
         name += 6;
     for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
         if (strcmp(reserved[i].name, name) == 0)
             return reserved[i].why;
+    for (size_t i = 0; i < sizeof shell_pasted / sizeof shell_pasted[0]; i++)
+        if (strcmp(shell_pasted[i], name) == 0)
+            for (const char *c = value; *c; c++)
+                if (!isalnum((unsigned char)*c) && !strchr(shell_safe, *c))
+                    return "librdkafka pastes it into a shell command (kinit); only letters, "
+                           "digits and @._/+-:=, are taken";
     return NULL;
 }
 
@@ -78,7 +91,7 @@ static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, cons
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const char *why = reserved_why(n);
+    const char *why = reserved_why(n, v);
     if (why) {
         snprintf(err, errlen, "%.200s: property %.100s refused: %s", source, n, why);
         free(n);

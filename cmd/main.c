@@ -567,14 +567,15 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
         if (rc != 0)
             return oe_die(2, "%s", err);
     } else {
-        /* Several secrets (rotation, "," between): the first one signs. */
-        size_t n = strcspn(cfg->secret, ",");
-        char *first = strndup(cfg->secret, n);
-        if (!first)
-            return oe_die(1, "mint: out of memory");
-        oe_approval_sign_hmac(first, &m->a, m->signature);
-        OPENSSL_cleanse(first, n);
-        free(first);
+        /* Several secrets (rotation, "," between), read as run reads them:
+         * the first one signs. */
+        oe_approval_keys *keys;
+        if (oe_approval_keys_new(cfg->secret, NULL, &keys, err, sizeof err) != 0)
+            return oe_die(2, "%s", err);
+        int rc = oe_approval_keys_sign_hmac(keys, &m->a, m->signature);
+        oe_approval_keys_free(keys);
+        if (rc != 0)
+            return oe_die(2, "mint: no HMAC secret given");
     }
     m->a.signature = m->signature;
     return 0;

@@ -130,7 +130,7 @@ static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, si
         }
         OPENSSL_free(name);
         OPENSSL_free(header);
-        OPENSSL_free(data);
+        OPENSSL_clear_free(data, (size_t)len); /* a private key pasted here by mistake */
         if (block > OE_APPROVAL_KEYS_MAX) {
             snprintf(err, errlen, PEM_WHERE " holds more than %d PEM blocks; at most %d keys",
                      OE_APPROVAL_KEYS_MAX, OE_APPROVAL_KEYS_MAX);
@@ -232,6 +232,14 @@ void oe_approval_sign_hmac(const char *secret, const oe_artifact *a, char out[65
     else
         out[0] = '\0';
     oe_buf_free(&m);
+}
+
+int oe_approval_keys_sign_hmac(const oe_approval_keys *k, const oe_artifact *a, char out[65])
+{
+    if (!k || k->nsecrets == 0)
+        return -1;
+    oe_approval_sign_hmac(k->secrets[0], a, out);
+    return 0;
 }
 
 /* The Ed25519 message: approval_id + tenant_id + action_hash + issued_at +

@@ -87,6 +87,10 @@ void oe_time_format_iso8601(double epoch, char *out, size_t outlen);
 /* Hex HMAC-SHA256 signature of an artifact (the minting side). */
 void oe_approval_sign_hmac(const char *secret, const oe_artifact *a, char out[65]);
 
+/* The same with the first secret of a key set (rotation: the newest secret
+ * is listed first). Returns 0, or -1 when the set holds no secret. */
+int oe_approval_keys_sign_hmac(const oe_approval_keys *keys, const oe_artifact *a, char out[65]);
+
 /* Base64 Ed25519 signature of an artifact with the private key in
  * private_pem (PEM text). Returns 0 or -1 with a reason in err. */
 int oe_approval_sign_ed25519(const char *private_pem, const oe_artifact *a, char *out,

@@ -193,7 +193,9 @@ void oe_logv(oe_log_level level, const char *component, const char *const *field
         return;
     int saved = errno;
     int json = atomic_load(&log_format) == OE_LOG_JSON;
-    char msg[OE_LOG_VALUE_MAX + 2]; /* one byte more than is written: the cut is marked */
+    /* Four bytes more than a value keeps: every character that starts
+     * within the limit is whole, so the cut comes after the last of them. */
+    char msg[OE_LOG_VALUE_MAX + 5];
     int mlen = vsnprintf(msg, sizeof msg, fmt, ap);
     size_t msglen = mlen < 0 ? 0 : (size_t)mlen;
     if (msglen > sizeof msg - 1)

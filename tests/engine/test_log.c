@@ -161,6 +161,34 @@ static void test_long_values_cut(void)
     free(big);
 }
 
+/* A message cut in the middle of a character loses the whole character,
+ * not its last byte to a U+FFFD: 2047 bytes, then a 3-byte character that
+ * crosses the limit, then more. */
+static void test_message_cut_before_a_split_character(void)
+{
+    oe_log_setup(OE_LOG_INFO, OE_LOG_JSON);
+    char msg[OE_LOG_VALUE_MAX + 16];
+    memset(msg, 'a', OE_LOG_VALUE_MAX - 1);
+    strcpy(msg + OE_LOG_VALUE_MAX - 1, "\xe2\x82\xac"
+                                       "bbb"); /* U+20AC */
+    capture();
+    oe_log(OE_LOG_INFO, "x", NULL, "%s", msg);
+    char *out = captured();
+    oe_log_setup(OE_LOG_INFO, OE_LOG_TEXT);
+    char err[200];
+    oe_json_doc *d = test_json_parse(out, strlen(out) - 1, 0, err, sizeof err);
+    ASSERT_TRUE(d != NULL);
+    const char *m = d ? jstr(oe_json_get(oe_json_root(d), "msg")) : NULL;
+    ASSERT_TRUE(m != NULL);
+    if (m) {
+        ASSERT_EQ(strlen(m), OE_LOG_VALUE_MAX - 1 + 3);
+        ASSERT_TRUE(strspn(m, "a") == OE_LOG_VALUE_MAX - 1);
+        ASSERT_STREQ(m + OE_LOG_VALUE_MAX - 1, "...");
+    }
+    oe_json_doc_free(d);
+    free(out);
+}
+
 /* The whole captured output (caller frees); *len its length. */
 static char *captured_all(size_t *len)
 {
@@ -425,6 +453,7 @@ int main(void)
     RUN_TEST(test_levels);
     RUN_TEST(test_json_format);
     RUN_TEST(test_long_values_cut);
+    RUN_TEST(test_message_cut_before_a_split_character);
     RUN_TEST(test_random_bytes_always_one_valid_line);
     RUN_TEST(test_full_line_cuts_values_not_the_line);
     RUN_TEST(test_invalid_utf8_replaced);

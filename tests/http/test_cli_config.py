@@ -351,7 +351,10 @@ class KafkaProperties(ConfigTest):
         so = self.path("evil.so")
         for prop, value in (("plugin.library.paths", so), ("ssl.engine.location", so),
                             ("ssl.providers", so), ("sasl.kerberos.kinit.cmd", "touch pwned"),
-                            ("topic.plugin.library.paths", so)):
+                            ("topic.plugin.library.paths", so),
+                            # pasted into librdkafka's default kinit command, run by a shell
+                            ("sasl.kerberos.principal", "x;touch pwned"),
+                            ("sasl.kerberos.keytab", "$(touch pwned)")):
             conf = self.path("k.conf")
             with open(conf, "w") as f:
                 f.write("%s = %s\n" % (env_name(prop), value))

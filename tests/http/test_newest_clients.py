@@ -263,6 +263,18 @@ class OverHttp(ServiceTest, FlowChecks):
         only_new = self.claw(CLAWSHIELD_SECRET_KEY=SECRET)
         self.assertExecuted(only_new.post("/execute", p.stdout), "echo", {}, "mint-first",
                             tenant=TENANT)
+        # The list is read as run reads it: an empty first entry or a ninth
+        # secret is refused (exit 2, no value echoed), never a signature
+        # made with an empty key.
+        for secrets, words in ((",abc", "secret 1 of 2 is empty"),
+                               (",".join(["s3cret-x"] * 9), "holds 9 secrets; at most 8")):
+            p = cli(["mint", "--action", "echo", "--payload", "{}", "--tenant", TENANT],
+                    env={"CLAWSHIELD_SECRET_KEY": secrets})
+            self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+            self.assertIn(words, p.stderr)
+            self.assertEqual(p.stdout, "")
+            self.assertNotIn("abc", p.stderr)
+            self.assertNotIn("s3cret-x", p.stderr)
 
     def test_refused_at_start(self):
         many = write_keys(self.path("nine.pem"), [new_key() for _ in range(9)])
