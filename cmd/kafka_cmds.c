@@ -86,10 +86,11 @@ typedef struct producer {
     oe_codec *codec;
     const char *topic;
     int avro;
-    oe_buf out;     /* the encoded value of the line in hand */
-    long sent;      /* accepted by librdkafka */
-    long failed;    /* refused, or failed delivery (counted by the callback) */
-    long bad_lines; /* not valid requests, not sent */
+    oe_buf out;      /* the encoded value of the line in hand */
+    long sent;       /* accepted by librdkafka */
+    long failed;     /* refused, or failed delivery (counted by the callback) */
+    long bad_lines;  /* not valid requests, not sent */
+    int key_id_told; /* the Avro form's dropped key_id was reported */
 } producer;
 
 /* Counts delivery failures of `produce`. */
@@ -155,6 +156,15 @@ static void produce_line(producer *p, const char *line, size_t len, long lineno)
             goto bad;
         value = p->out.data;
         vlen = p->out.len;
+        if (req.has_artifact && req.artifact.key_id && !p->key_id_told) {
+            /* The Avro schema has no key_id (its fingerprint is a wire
+             * contract): the request still goes, and every key is tried. */
+            fprintf(stderr,
+                    "openexec: produce: line %ld: key_id is not carried by the Avro form; "
+                    "workers try each key (--format json carries it)\n",
+                    lineno);
+            p->key_id_told = 1;
+        }
     }
     publish(p, req.nonce, value, vlen, lineno);
     rd_kafka_poll(p->rk, 0);

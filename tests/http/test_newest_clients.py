@@ -9,6 +9,7 @@ the fields /health reports."""
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import uuid
 from datetime import timedelta
@@ -18,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
-from harness import (ServiceTest, avro_request, cli, embedded_bootstrap,  # noqa: E402
-                     free_port, ledger_query, produce, run_tests)
+from harness import (BIN, ServiceTest, avro_request, clean_env, cli,  # noqa: E402
+                     embedded_bootstrap, free_port, ledger_query, produce, run_tests)
 from newest_client import (_utcnow, mint_approval_artifact, mint_hmac_artifact)  # noqa: E402
 from test_kafka import KafkaCase  # noqa: E402
 
@@ -372,6 +373,21 @@ class OverKafka(KafkaCase, FlowChecks):
                                             TENANT), key_id=key_id(keys[0]))
         self.assertDetail(w.execute("echo", payload, uniq("bridge-wrongid"), wrong), 403,
                           contains="Invalid signature")
+        # `openexec produce` (Avro by default) says once that the Avro form
+        # drops key_id; the requests still go and execute, each key tried.
+        arts = [dict(mint_approval_artifact({"action": "echo", "payload": payload}, keys[1],
+                                            TENANT), key_id=key_id(keys[1])) for _ in range(2)]
+        nonces = [uniq("cli-avro-keyid") for _ in arts]
+        lines = "".join(json.dumps(req("echo", payload, n, a)) + "\n" for n, a in zip(nonces, arts))
+        p = subprocess.run([BIN, "produce", "--brokers", bootstrap], input=lines, text=True,
+                           capture_output=True, env=clean_env(), timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        told = [ln for ln in p.stderr.splitlines() if "key_id is not carried" in ln]
+        self.assertEqual(len(told), 1, p.stderr)
+        got = self.receipts_for(reader, nonces)
+        for n, a in zip(nonces, arts):
+            self.check_receipt(self.only(got, n), req("echo", payload, n, a),
+                               ("executed", a["approval_id"]))
 
 
 if __name__ == "__main__":
