@@ -4,7 +4,8 @@
  * from oe_worker_new/start/stop/free (the caller's thread, before and after
  * it runs), the rebalance and delivery callbacks (librdkafka calls them on
  * the worker thread, inside poll and flush) and oe_worker_ready/failed
- * (any thread; they read atomics and, once failed is set, fail_reason).
+ * (any thread; they read atomics and, once failed is set, fail_reason and
+ * fail_public).
  *
  * Memory: the batch in hand is an array of slots, one per message, reused
  * from batch to batch. A slot owns its librdkafka message until the batch
