@@ -22,6 +22,7 @@
 #include "engine/clock.h"
 #include "engine/digest.h"
 #include "engine/ids.h"
+#include "engine/log.h"
 #include "engine/request.h"
 #include "engine/status.h"
 
@@ -54,8 +55,10 @@ struct oe_bridge {
     pthread_t thread;
     int thread_started;
     atomic_int running;
-    atomic_int positioned; /* receipts consumer assigned at the end */
-    char not_ready[320];
+    atomic_int positioned;  /* receipts consumer assigned at the end */
+    int position_failed;    /* the last attempt failed (logged once), bridge thread */
+    atomic_int last_error;  /* of the last publish failure logged */
+    _Atomic double last_at; /* oe_monotonic() of that line */
 
     pthread_mutex_t lock; /* guards everything below */
     int closed;
@@ -110,6 +113,25 @@ static uint64_t corr_tag(const char *corr)
     return t;
 }
 
+/* Seconds between two log lines of one publish error. */
+#define PUBLISH_ERROR_LOG_INTERVAL 10.0
+
+/* Answers a request that could not be published: 503 with our own words;
+ * librdkafka's text (it may name brokers) goes to the log, once per error
+ * per PUBLISH_ERROR_LOG_INTERVAL. Frees w. */
+static void publish_failed(oe_bridge *b, waiter *w, rd_kafka_resp_err_t err)
+{
+    double now = oe_monotonic();
+    if (atomic_exchange(&b->last_error, (int)err) != (int)err ||
+        now - atomic_load(&b->last_at) >= PUBLISH_ERROR_LOG_INTERVAL) {
+        atomic_store(&b->last_at, now);
+        oe_log(OE_LOG_WARN, "bridge", NULL, "could not publish a request: %s",
+               rd_kafka_err2str(err));
+    }
+    w->reply(w->ctx, NULL, 503, "could not publish the request");
+    free(w);
+}
+
 /* Delivery reports of request messages: a failed one is answered 503. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -121,27 +143,27 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     pthread_mutex_lock(&b->lock);
     waiter *w = take_waiter(b, tag, NULL);
     pthread_mutex_unlock(&b->lock);
-    if (w) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "could not publish the request: %s",
-                 rd_kafka_err2str(m->err));
-        w->reply(w->ctx, NULL, 503, reason);
-        free(w);
-    }
+    if (w)
+        publish_failed(b, w, m->err);
 }
 
 /* Assigns every partition of the receipts topic at its current end, so
- * that only receipts of requests published from now on are read. */
+ * that only receipts of requests published from now on are read. Until
+ * then /ready says "receipts consumer not positioned yet"; why (librdkafka's
+ * text) is logged at the first failure of a run of them. */
 static int position_consumer(oe_bridge *b)
 {
     char err[256];
     if (oe_kafka_assign_all(b->consumer, b->kafka->receipts_topic, OE_KAFKA_OFFSET_HIGH_NOW, 5000,
                             err, sizeof err) < 0) {
-        pthread_mutex_lock(&b->lock);
-        snprintf(b->not_ready, sizeof b->not_ready, "receipts consumer: %s", err);
-        pthread_mutex_unlock(&b->lock);
+        if (!b->position_failed)
+            oe_log(OE_LOG_WARN, "bridge", NULL, "receipts consumer not positioned: %s; retrying",
+                   err);
+        b->position_failed = 1;
         return -1;
     }
+    if (b->position_failed)
+        oe_log(OE_LOG_INFO, "bridge", NULL, "receipts consumer positioned");
     atomic_store(&b->positioned, 1);
     return 0;
 }
@@ -262,7 +284,6 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     b->kafka = k;
     b->metrics = metrics;
     b->timeout = (double)timeout_ms / 1000.0;
-    snprintf(b->not_ready, sizeof b->not_ready, "receipts consumer not positioned yet");
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         snprintf(err, errlen, "no randomness for correlation ids");
@@ -302,9 +323,7 @@ int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
 {
     if (atomic_load(&b->positioned))
         return 1;
-    pthread_mutex_lock(&b->lock);
-    snprintf(reason, len, "%s", b->not_ready);
-    pthread_mutex_unlock(&b->lock);
+    snprintf(reason, len, "receipts consumer not positioned yet");
     return 0;
 }
 
@@ -380,13 +399,8 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_reque
         pthread_mutex_lock(&b->lock);
         waiter *mine = take_waiter(b, tag, corr);
         pthread_mutex_unlock(&b->lock);
-        if (mine) {
-            char reason[256];
-            snprintf(reason, sizeof reason, "could not publish the request: %s",
-                     rd_kafka_err2str(err));
-            mine->reply(mine->ctx, NULL, 503, reason);
-            free(mine);
-        }
+        if (mine)
+            publish_failed(b, mine, err);
     }
 }
 

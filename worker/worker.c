@@ -4,7 +4,8 @@
  * from oe_worker_new/start/stop/free (the caller's thread, before and after
  * it runs), the rebalance and delivery callbacks (librdkafka calls them on
  * the worker thread, inside poll and flush) and oe_worker_ready/failed
- * (any thread; they read atomics and, once failed is set, fail_reason).
+ * (any thread; they read atomics and, once failed is set, fail_reason and
+ * fail_public).
  *
  * Memory: the batch in hand is an array of slots, one per message, reused
  * from batch to batch. A slot owns its librdkafka message until the batch
@@ -64,9 +65,10 @@ struct oe_worker {
     oe_codec *codec;
     pthread_t thread;
     int thread_started;
-    atomic_int running; /* cleared by oe_worker_stop */
-    atomic_int failed;  /* set when the worker stopped on a fatal error */
-    char fail_reason[512];
+    atomic_int running;         /* cleared by oe_worker_stop */
+    atomic_int failed;          /* set when the worker stopped on a fatal error */
+    char fail_reason[512];      /* the detail: logged, and the exit line */
+    char fail_public[160];      /* what /ready shows: our own words only */
     atomic_int data_lost;       /* set once a committed offset was found gone */
     char data_loss_reason[512]; /* written by the worker thread before data_lost */
     atomic_int assigned;        /* partitions currently assigned */
@@ -112,11 +114,16 @@ struct oe_worker {
     int renewals, fenced_renewals;
 };
 
-__attribute__((format(printf, 2, 3))) static void worker_fail(oe_worker *w, const char *fmt, ...)
+/* Stops the worker. public is the reason /ready shows: our own short
+ * words, never a broker's or librdkafka's text (addresses, principals);
+ * the detail (fmt), with that text, goes to the log and the exit line. */
+__attribute__((format(printf, 3, 4))) static void worker_fail(oe_worker *w, const char *public,
+                                                              const char *fmt, ...)
 {
     if (atomic_load(&w->failed))
         return;
-    /* Only the worker thread calls this: write the reason, then publish. */
+    /* Only the worker thread calls this: write the reasons, then publish. */
+    snprintf(w->fail_public, sizeof w->fail_public, "%s", public);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(w->fail_reason, sizeof w->fail_reason, fmt, ap);
@@ -352,7 +359,8 @@ static int produce_slot(oe_worker *w, size_t i)
     if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) !=
         0) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
-        worker_fail(w, "cannot encode the receipt of nonce %.64s: %s", f.nonce, err);
+        worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
+                    f.nonce, err);
         return -1;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
@@ -400,11 +408,12 @@ static void note_stall(oe_worker *w, int stalled)
         return;
     pthread_mutex_lock(&w->reason_lock);
     snprintf(w->stall_reason, sizeof w->stall_reason,
-             "receipts not acknowledged by the brokers for %.0f s (%s)", waited,
-             w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "no answer");
+             "receipts not acknowledged by the brokers for %.0f s", waited);
     pthread_mutex_unlock(&w->reason_lock);
     atomic_store(&w->stalled, 1);
-    oe_log(OE_LOG_WARN, "worker", NULL, "%s; still trying", w->stall_reason);
+    oe_log(OE_LOG_WARN, "worker", NULL,
+           "receipts not acknowledged by the brokers for %.0f s (%s); still trying", waited,
+           w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "no answer");
 }
 
 /* Waits until every slot has its delivery report, serving reports in short
@@ -485,7 +494,7 @@ static int publish_batch(oe_worker *w, int once)
         char fatal[512];
         rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, fatal, sizeof fatal);
         if (code && !renewable(code)) {
-            worker_fail(w, "fatal producer error: %s", fatal);
+            worker_fail(w, "fatal producer error", "fatal producer error: %s", fatal);
             return -1;
         }
         if (code) {
@@ -494,8 +503,8 @@ static int publish_batch(oe_worker *w, int once)
             continue;
         }
         if (permanent) {
-            worker_fail(w, "%zu receipts cannot be published: %s", permanent,
-                        rd_kafka_err2str(w->delivery_error));
+            worker_fail(w, "receipts cannot be published", "%zu receipts cannot be published: %s",
+                        permanent, rd_kafka_err2str(w->delivery_error));
             return -1;
         }
         if (once)
@@ -637,6 +646,8 @@ static void commit_offsets(oe_worker *w)
          * offsets only once another consumer has joined the group there,
          * and that consumer is taking the same partitions. */
         worker_fail(w,
+                    "offset commit refused: another consumer joined the group on this worker's "
+                    "own embedded broker",
                     "offset commit refused (%s): another consumer joined group %s on this "
                     "worker's own embedded broker and reads the same partitions; workers that "
                     "form a group need `openexec broker` or Apache Kafka",
@@ -710,9 +721,13 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
            : a == TXN_ABORT ? "aborting"
            : a == TXN_RENEW ? "fatal: replacing the producer"
                             : "stopping");
-    if (a == TXN_STOP)
-        worker_fail(w, "%s: %s%s", call, rd_kafka_error_string(e),
+    if (a == TXN_STOP) {
+        char public[96];
+        snprintf(public, sizeof public, "%s failed%s", call,
+                 rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
+        worker_fail(w, public, "%s: %s%s", call, rd_kafka_error_string(e),
                     rd_kafka_error_is_fatal(e) ? " (fatal)" : "");
+    }
     rd_kafka_error_destroy(e);
     if (a == TXN_RETRY) {
         oe_sleep_ms(*delay);
@@ -779,7 +794,7 @@ abort:
     /* Abortable while aborting cannot go on; while stopping, the broker
      * aborts the open transaction when the producer is gone. */
     if (a == TXN_ABORT && atomic_load(&w->running))
-        worker_fail(w, "cannot abort a transaction");
+        worker_fail(w, "cannot abort a transaction", "cannot abort a transaction");
     if (a == TXN_RENEW)
         renew_producer(w);
     return -1;
@@ -873,7 +888,9 @@ static long execute_batch(oe_worker *w)
                oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
-                worker_fail(w, "%s keeps failing (reasons in the log)",
+                worker_fail(w,
+                            rc == OE_ESTORE ? "the ledger keeps failing" : "memory keeps failing",
+                            "%s keeps failing (reasons in the log)",
                             rc == OE_ESTORE ? "the ledger" : "memory");
             return -1;
         }
@@ -998,9 +1015,9 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
         char reason[512];
         snprintf(reason, sizeof reason,
                  "possible data loss on %s [%d]: its position is no longer on the broker and "
-                 "the committed offset cannot be read (%s)",
-                 topic, (int)m->partition, rd_kafka_err2str(err));
-        oe_log(OE_LOG_ERROR, "worker", NULL, "%s", reason);
+                 "the committed offset cannot be read",
+                 topic, (int)m->partition);
+        oe_log(OE_LOG_ERROR, "worker", NULL, "%s (%s)", reason, rd_kafka_err2str(err));
         atomic_fetch_add(&w->cfg.kafka_metrics->data_loss_events, 1);
         if (!atomic_load(&w->data_lost)) {
             memcpy(w->data_loss_reason, reason, sizeof reason);
@@ -1046,7 +1063,7 @@ static int consumer_event(oe_worker *w, rd_kafka_message_t *m)
     if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
         char errstr[512];
         rd_kafka_fatal_error(w->consumer, errstr, sizeof errstr);
-        worker_fail(w, "fatal consumer error: %s", errstr);
+        worker_fail(w, "fatal consumer error", "fatal consumer error: %s", errstr);
     } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET && m->rkt) {
         handle_offset_reset(w, m);
     } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -1115,7 +1132,8 @@ static void rewind_batch(oe_worker *w)
         rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, list, 5000);
         if (e) {
             /* The position cannot be set back: stop rather than skip. */
-            worker_fail(w, "cannot rewind the consumer: %s", rd_kafka_error_string(e));
+            worker_fail(w, "cannot rewind the consumer", "cannot rewind the consumer: %s",
+                        rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
         }
     }
@@ -1253,7 +1271,10 @@ static void check_cluster(oe_worker *w)
     if (rc == OE_KAFKA_CHECK_OK)
         w->cluster_ok = 1;
     else if (rc != OE_KAFKA_CHECK_UNREACHABLE)
-        worker_fail(w, "%s", why);
+        worker_fail(w,
+                    rc == OE_KAFKA_CHECK_REFUSED ? "brokers refused the connection"
+                                                 : "a topic is missing or unavailable",
+                    "%s", why);
 }
 
 static void *worker_main(void *arg)
@@ -1416,13 +1437,15 @@ static int renew_producer(oe_worker *w)
     }
     if (fenced && ++w->fenced_renewals > 1) {
         worker_fail(w,
+                    "fenced twice within a minute: another worker uses the same "
+                    "transactional.id",
                     "fenced twice within a minute: another worker uses transactional.id %s "
                     "(%s)",
                     w->cfg.kafka->transactional_id, why);
         return -1;
     }
     if (++w->renewals > RENEWALS_PER_MINUTE) {
-        worker_fail(w,
+        worker_fail(w, "fatal producer error (the producer was replaced too often)",
                     "fatal producer error: %s (the producer was replaced %d times within a "
                     "minute)",
                     why, RENEWALS_PER_MINUTE);
@@ -1436,7 +1459,7 @@ static int renew_producer(oe_worker *w)
     producer_free(w);
     char err[512];
     if (!(w->producer = new_producer(w, err, sizeof err)) || producer_ready(w, err, sizeof err)) {
-        worker_fail(w, "cannot replace the producer: %s", err);
+        worker_fail(w, "cannot replace the producer", "cannot replace the producer: %s", err);
         return -1;
     }
     return 0;
@@ -1535,7 +1558,7 @@ int oe_worker_start(oe_worker *w, char *err, size_t errlen)
 int oe_worker_ready(oe_worker *w, char *reason, size_t len)
 {
     if (atomic_load(&w->failed)) {
-        snprintf(reason, len, "worker stopped: %s", w->fail_reason);
+        snprintf(reason, len, "worker stopped: %s", w->fail_public);
         return 0;
     }
     if (atomic_load(&w->data_lost)) {

@@ -69,11 +69,13 @@ int oe_worker_start(oe_worker *w, char *err, size_t errlen);
 
 /* 1 once the consumer has partitions assigned and consumes; else 0 with a
  * reason (also while the ledger cannot be reached, or while other members
- * share the group but not the ledger). */
+ * share the group but not the ledger). The reason is for HTTP answers: our
+ * own words, never librdkafka's or a backend's text (that is logged). */
 int oe_worker_ready(oe_worker *w, char *reason, size_t len);
 
-/* 1 when the worker stopped on its own because of a fatal error (reason in
- * err); the service should then exit 1. */
+/* 1 when the worker stopped on its own because of a fatal error (the
+ * detailed reason, librdkafka's text included, in err: for the log and the
+ * exit line, not for HTTP answers); the service should then exit 1. */
 int oe_worker_failed(oe_worker *w, char *err, size_t errlen);
 
 /* Drains: finishes the batch in hand (or leaves it uncommitted), joins the

@@ -795,6 +795,29 @@ class Bridge(KafkaCase):
                              (body["id"], result_json(body["result"]), body["receipt"]))
         self.assertEqual(w.metrics()["openexec_assigned_partitions"], 8)
 
+    def assertOwnWords(self, text, port=None):
+        """SPEC §10: an answer carries our own words, never a backend's
+        text: no address, no librdkafka wording."""
+        words = ["127.0.0.1", "ipv4#", "bootstrap", "Local:", "Broker:"]
+        if port is not None:
+            words.append(str(port))
+        for word in words:
+            self.assertNotIn(word, text)
+
+    def test_publish_failure_503_carries_no_librdkafka_text(self):
+        # A request the bridge's producer refuses (over a message.max.bytes
+        # set lower than the body limit): 503 in our words, librdkafka's
+        # text logged once for both requests.
+        b = self.broker()
+        w = self.worker(b.bootstrap, args=["-X", "message.max.bytes=10000"])
+        for i in range(2):
+            r = w.execute("echo", {"x": "a" * 20000}, uniq("big-%d" % i))
+            self.assertDetail(r, 503, equals="could not publish the request")
+            self.assertOwnWords(r.json["detail"])
+        self.assertEqual(w.log().count("could not publish a request: Broker: Message size too "
+                                       "large"), 1, w.log()[-3000:])
+        self.assertStatus(w.get("/ready"), 200)
+
     def test_504_without_worker(self):
         b = self.broker()
         w = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "500"])
@@ -828,8 +851,13 @@ class Bridge(KafkaCase):
             self.assertStatus(r, 503)
             self.assertIs(r.json.get("ready"), False, r)
             self.assertIsInstance(r.json.get("reason"), str, r)
-            self.assertDetail(w.execute("echo", {"a": 1}, uniq("nr")), 503)
+            self.assertOwnWords(r.json["reason"], port)
+            e = w.execute("echo", {"a": 1}, uniq("nr"))
+            self.assertDetail(e, 503)
+            self.assertOwnWords(e.json["detail"], port)
             time.sleep(0.5)
+        # librdkafka's text, with the address, is in the log.
+        self.assertIn("127.0.0.1:%d" % port, w.log())
         self.assertEqual(w.get("/health").status, 200)
         self.assertEqual(w.metrics()["openexec_ready"], 0)
         # SIGTERM still stops it cleanly (checked in tearDown: exit 0).

@@ -201,6 +201,17 @@ static oe_broker *test_broker(void)
     return b;
 }
 
+/* A stopped worker's /ready reason is our own words (SPEC §10: no
+ * backend's text); the detail, with librdkafka's text, is for the log and
+ * the exit line. */
+static void assert_public_reason(worker_fixture *f, const char *detail, const char *expected)
+{
+    ASSERT_CONTAINS(detail, "Broker:");
+    char reason[256];
+    ASSERT_EQ(oe_worker_ready(f->w, reason, sizeof reason), 0);
+    ASSERT_STREQ(reason, expected);
+}
+
 /* Waits up to timeout seconds for the worker to stop on an error; returns
  * oe_worker_failed (1 with the reason in err). */
 static int wait_failed(worker_fixture *f, double timeout, char *err, size_t errlen)
@@ -288,6 +299,7 @@ static void test_permanent_produce_error_stops_the_worker(void)
     if (start_worker(&f, brokers, db) == 0) {
         ASSERT_EQ(wait_failed(&f, 20, err, sizeof err), 1);
         ASSERT_CONTAINS(err, "cannot be published");
+        assert_public_reason(&f, err, "worker stopped: receipts cannot be published");
     }
     stop_worker(&f);
 
@@ -326,6 +338,7 @@ static void test_transaction_fatal_error_stops_the_worker(void)
     if (start_worker_txn(&f, brokers, db, "txn-fatal") == 0) {
         ASSERT_EQ(wait_failed(&f, 30, err, sizeof err), 1);
         ASSERT_CONTAINS(err, "commit transaction");
+        assert_public_reason(&f, err, "worker stopped: commit transaction failed (fatal)");
     }
     stop_worker(&f);
     oe_broker_free(b);
