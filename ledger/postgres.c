@@ -337,27 +337,40 @@ static int ensure_connected(pg_store *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Runs sql, which answers exactly one row, into *out (the caller clears
+ * it); what names the step in a failure. */
+static int query_row(pg_store *s, const char *sql, const char *what, PGresult **out, char *err,
+                     size_t errlen)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        int rc = pg_fail(s, r, what, err, errlen);
+        PQclear(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
 /* Reads the schema version; 0 when there is no version table. The lock is
  * held. */
 static int read_version(pg_store *s, int *version, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(s->conn, "SELECT to_regclass('schema_migrations') IS NOT NULL");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        int rc = pg_fail(s, r, "reading the schema version", err, errlen);
-        PQclear(r);
+    static const char what[] = "reading the schema version";
+    PGresult *r;
+    int rc =
+        query_row(s, "SELECT to_regclass('schema_migrations') IS NOT NULL", what, &r, err, errlen);
+    if (rc != 0)
         return rc;
-    }
     int exists = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     *version = 0;
     if (!exists)
         return 0;
-    r = PQexec(s->conn, "SELECT coalesce(max(version), 0) FROM schema_migrations");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        int rc = pg_fail(s, r, "reading the schema version", err, errlen);
-        PQclear(r);
+    rc = query_row(s, "SELECT coalesce(max(version), 0) FROM schema_migrations", what, &r, err,
+                   errlen);
+    if (rc != 0)
         return rc;
-    }
     *version = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
@@ -370,16 +383,15 @@ static int read_version(pg_store *s, int *version, char *err, size_t errlen)
  * grants (SECURITY.md) may not. The lock is held. */
 static int may_migrate(pg_store *s, int *may, char *err, size_t errlen)
 {
-    PGresult *r =
-        PQexec(s->conn, "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
-                        " AND coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), true)"
-                        " FROM pg_class c WHERE c.oid IN (to_regclass('executions'),"
-                        " to_regclass('rejections'), to_regclass('schema_migrations'))");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        int rc = pg_fail(s, r, "reading the role's privileges", err, errlen);
-        PQclear(r);
+    PGresult *r;
+    int rc = query_row(s,
+                       "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
+                       " AND coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), true)"
+                       " FROM pg_class c WHERE c.oid IN (to_regclass('executions'),"
+                       " to_regclass('rejections'), to_regclass('schema_migrations'))",
+                       "reading the role's privileges", &r, err, errlen);
+    if (rc != 0)
         return rc;
-    }
     *may = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return 0;
