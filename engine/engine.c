@@ -361,10 +361,10 @@ static int answer_from_ledger(oe_engine *e, const oe_request *r, oe_outcome *o, 
     return 1;
 }
 
-/* The payload a row keeps: r's canonical payload (SPEC §6, as hashed),
- * cut past OE_LEDGER_PAYLOAD_MAX_BYTES, in e->payload; NULL when rows keep
- * none. Returns OE_OK, or OE_ENOMEM with a reason in err. */
-static int row_payload(oe_engine *e, const oe_request *r, const char **out, char *err,
+/* The payload a row keeps: r's canonical payload (the text its request
+ * hash covers), cut past max bytes (oe_cut), in e->payload; NULL when rows
+ * keep none. Returns OE_OK, or OE_ENOMEM with a reason in err. */
+static int row_payload(oe_engine *e, const oe_request *r, size_t max, const char **out, char *err,
                        size_t errlen)
 {
     *out = NULL;
@@ -379,7 +379,7 @@ static int row_payload(oe_engine *e, const oe_request *r, const char **out, char
         snprintf(err, errlen, "out of memory while keeping a payload");
         return OE_ENOMEM;
     }
-    b->len = oe_cut(b->data, b->len, OE_LEDGER_PAYLOAD_MAX_BYTES, b->data);
+    b->len = oe_cut(b->data, b->len, max, b->data);
     *out = b->data;
     return OE_OK;
 }
@@ -399,7 +399,7 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
         return OE_ENOMEM;
     }
     const char *payload;
-    int rc = row_payload(e, r, &payload, err, errlen);
+    int rc = row_payload(e, r, OE_LEDGER_PAYLOAD_MAX_BYTES, &payload, err, errlen);
     if (rc != OE_OK)
         return rc;
     oe_execution ex = {
@@ -556,11 +556,13 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             if (r->action)
                 oe_echo_cut(r->action, strlen(r->action), action);
             /* The payload of a request decoded whole (the one its hash
-             * covers); a decoder's rejection may hold a default in its
-             * place. */
+             * covers; a decoder's rejection may hold a default in its
+             * place), cut small. None when the action was cut: the row
+             * could not be checked against its request hash. */
             const char *payload = NULL;
-            if (it->decode_error == OE_ERR_NONE && o->request_hash[0])
-                rc = row_payload(e, r, &payload, err, errlen);
+            if (it->decode_error == OE_ERR_NONE && o->request_hash[0] && r->action &&
+                strlen(r->action) <= OE_ECHO_MAX_BYTES)
+                rc = row_payload(e, r, OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES, &payload, err, errlen);
             oe_rejection rej = {
                 .nonce = r->nonce ? nonce : NULL,
                 .action = r->action ? action : NULL,

@@ -61,6 +61,11 @@ typedef struct oe_rejection {
  * request (escaped characters), and is then cut (engine/ids.h oe_cut). */
 #define OE_LEDGER_PAYLOAD_MAX_BYTES ((size_t)1 << 20)
 
+/* Longest payload text a rejection's row keeps whole: anyone who can send
+ * a request can have it rejected, without an approval, so these rows stay
+ * small; a longer payload is cut the same way. */
+#define OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES ((size_t)4096)
+
 /* Called for each record of an iteration (oe_store_each_*). The record and
  * its strings are borrowed for the call only (never oe_execution_clear
  * it). A non-zero return stops the iteration and is returned by it. */

@@ -398,11 +398,16 @@ static int may_migrate(pg_store *s, int *may, char *err, size_t errlen)
 }
 
 /* Creates or upgrades the schema in one transaction, under an advisory
- * lock so that workers starting together take turns. */
+ * lock so that workers starting together take turns. A step that must
+ * wait more than 5 s for a table lock (ALTER TABLE waits for every open
+ * transaction on the table, and every worker statement would queue behind
+ * it) fails instead, so running workers are never stalled: run it again. */
 static int migrate(pg_store *s, char *err, size_t errlen)
 {
     int version = 0;
     int rc = exec_simple(s, "BEGIN", PGRES_COMMAND_OK, err, errlen);
+    if (rc == 0)
+        rc = exec_simple(s, "SET LOCAL lock_timeout = 5000", PGRES_COMMAND_OK, err, errlen);
     if (rc == 0)
         rc = exec_simple(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", PGRES_TUPLES_OK,
                          err, errlen);
@@ -507,40 +512,51 @@ static void pg_free(oe_store *base)
 
 static const oe_store_ops pg_ops;
 
-int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen)
+/* A store for url, not connected yet (pg_free frees it), or NULL with the
+ * reason in why. The URL is parsed first and masked for every message:
+ * libpq's own reason for a string it cannot parse may quote the password
+ * (an invalid %-escape in it), so only "cannot read" is said of it. */
+static pg_store *pg_alloc(const char *url, char *why, size_t whylen)
 {
     pg_store *s = calloc(1, sizeof *s);
     if (!s || !(s->url = strdup(url))) {
         free(s);
-        snprintf(err, errlen, "out of memory");
-        return -1;
+        snprintf(why, whylen, "out of memory");
+        return NULL;
     }
     s->base.ops = &pg_ops;
-    s->base.shared = 1;
-    s->readonly = readonly;
     pthread_mutex_init(&s->lock, NULL);
     oe_ledger_mask_url(url, s->shown, sizeof s->shown);
-    char why[512];
-    /* libpq's own reason for a string it cannot parse may quote the
-     * password (an invalid %-escape in it): parse first, and say only that. */
     char *parse_error = NULL;
     PQconninfoOption *parsed = PQconninfoParse(url, &parse_error);
     PQfreemem(parse_error);
     PQconninfoFree(parsed);
-    int rc = 0;
     if (!parsed) {
-        snprintf(why, sizeof why, "%.400s: not a connection string libpq can read", s->shown);
-        rc = OE_STORE_ERROR;
+        snprintf(why, whylen, "%.400s: not a connection string libpq can read", s->shown);
+        pg_free(&s->base);
+        return NULL;
     }
-    if (rc == 0)
+    return s;
+}
+
+int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen)
+{
+    char why[512];
+    pg_store *s = pg_alloc(url, why, sizeof why);
+    int rc = s ? 0 : OE_STORE_ERROR;
+    if (s) {
+        s->base.shared = 1;
+        s->readonly = readonly;
         rc = connect_now(s, why, sizeof why);
+    }
     if (rc == 0)
         rc = check_schema(s, why, sizeof why);
     if (rc == 0)
         rc = ensure_connected(s, why, sizeof why);
     if (rc != 0) {
         snprintf(err, errlen, "%s", why);
-        pg_free(&s->base);
+        if (s)
+            pg_free(&s->base);
         return -1;
     }
     *out = &s->base;
@@ -549,17 +565,9 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
 
 int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
 {
-    pg_store *s = calloc(1, sizeof *s);
-    if (!s || !(s->url = strdup(url))) {
-        free(s);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    s->base.ops = &pg_ops;
-    pthread_mutex_init(&s->lock, NULL);
-    oe_ledger_mask_url(url, s->shown, sizeof s->shown);
     char why[512];
-    int rc = connect_now(s, why, sizeof why);
+    pg_store *s = pg_alloc(url, why, sizeof why);
+    int rc = s ? connect_now(s, why, sizeof why) : OE_STORE_ERROR;
     if (rc == 0)
         rc = read_version(s, was, why, sizeof why);
     if (rc == 0 && *was != OE_POSTGRES_SCHEMA_VERSION)
@@ -568,7 +576,8 @@ int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
         rc = read_version(s, now, why, sizeof why);
     if (rc != 0)
         snprintf(err, errlen, "%s", why);
-    pg_free(&s->base);
+    if (s)
+        pg_free(&s->base);
     return rc == 0 ? 0 : -1;
 }
 

@@ -248,24 +248,41 @@ static int collect_rejection(void *ctx, const oe_rejection *r)
     return 0;
 }
 
-/* The payloads rows keep: canonical JSON (SPEC §6, as hashed) on
- * executions and on rejections of requests read whole; none for a request
- * that could not be read; past OE_LEDGER_PAYLOAD_MAX_BYTES a cut carrying
- * the hash of the whole; with payload_hash_only none at all. */
+/* Checks a cut payload: the first bytes of canon, then ...sha256= and the
+ * hash of the whole, max bytes long. */
+static void assert_cut(const char *got, const char *canon, size_t max, const char *whole)
+{
+    ASSERT_TRUE(got != NULL);
+    if (!got)
+        return;
+    size_t n = strlen(got);
+    ASSERT_EQ(n, max);
+    ASSERT_TRUE(memcmp(got, canon, n - 74) == 0);
+    ASSERT_TRUE(memcmp(got + n - 74, "...sha256=", 10) == 0);
+    ASSERT_STREQ(got + n - 64, whole);
+}
+
+/* The payloads rows keep: canonical JSON (the text the request hash
+ * covers) on executions and on rejections of requests read whole; none for
+ * a request that could not be read or a rejection whose action was cut;
+ * past OE_LEDGER_PAYLOAD_MAX_BYTES (executions) or
+ * OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES (rejections) a cut carrying the hash
+ * of the whole; with payload_hash_only none at all. */
 static void test_payloads_kept(void)
 {
     char dir[] = "/tmp/oe-ledger-XXXXXX";
     ASSERT_TRUE(mkdtemp(dir) != NULL);
     /* A payload of 100,000 emoji: a 400 kB body, 1.2 MB canonical (each one
-     * escaped as \ud83d\ude00); echo's result is too large: rejected. */
+     * escaped as \ud83d\ude00). add ignores it and executes; an unknown
+     * action is rejected. */
     enum { N = 100000 };
     static const char emoji[] = "\xf0\x9f\x98\x80", escaped[] = "\\ud83d\\ude00";
     size_t body_len = 64 + N * 4, canon_len = 16 + N * 12;
-    char *big = malloc(body_len), *canon = malloc(canon_len);
-    ASSERT_TRUE(big && canon);
-    if (!big || !canon)
+    char *big = malloc(body_len), *canon = malloc(canon_len), *big_rejected = malloc(body_len);
+    ASSERT_TRUE(big && canon && big_rejected);
+    if (!big || !canon || !big_rejected)
         return;
-    char *b = big + sprintf(big, "{\"action\":\"echo\",\"nonce\":\"p-4\",\"payload\":{\"s\":\"");
+    char *b = big + sprintf(big, "{\"action\":\"add\",\"nonce\":\"p-4\",\"payload\":{\"s\":\"");
     char *c = canon + sprintf(canon, "{\"s\":\"");
     for (int i = 0; i < N; i++) {
         memcpy(b, emoji, 4);
@@ -279,6 +296,12 @@ static void test_payloads_kept(void)
     ASSERT_TRUE(canon_len > OE_LEDGER_PAYLOAD_MAX_BYTES);
     char whole[65];
     oe_sha256_hex(canon, canon_len, whole);
+    strcpy(big_rejected, big);
+    memcpy(big_rejected + strlen("{\"action\":\""), "nop", 3); /* "nop": unknown */
+    memcpy(big_rejected + strlen("{\"action\":\"nop\",\"nonce\":\"p-"), "5", 1);
+    char long_action[400];
+    snprintf(long_action, sizeof long_action,
+             "{\"action\":\"%0300d\",\"nonce\":\"p-6\",\"payload\":{\"y\":1}}", 7);
 
     for (int hash_only = 0; hash_only <= 1; hash_only++) {
         char path[128], err[512];
@@ -297,7 +320,9 @@ static void test_payloads_kept(void)
         ASSERT_EQ(run_body(e, "{\"action\":\"nope\",\"nonce\":\"p-2\",\"payload\":{\"x\":[1,2]}}"),
                   OE_STATUS_REJECTED);
         ASSERT_EQ(run_body(e, "{\"action\":\"echo\",\"payload\":{\"z\":1}}"), OE_STATUS_REJECTED);
-        ASSERT_EQ(run_body(e, big), OE_STATUS_REJECTED);
+        ASSERT_EQ(run_body(e, big), OE_STATUS_EXECUTED);
+        ASSERT_EQ(run_body(e, big_rejected), OE_STATUS_REJECTED);
+        ASSERT_EQ(run_body(e, long_action), OE_STATUS_REJECTED);
         oe_execution found;
         ASSERT_EQ(oe_store_find_by_nonce(s, "p-1", &found, err, sizeof err), 1);
         if (hash_only)
@@ -305,35 +330,35 @@ static void test_payloads_kept(void)
         else
             ASSERT_STREQ(found.payload, "{\"a\":\"\\u00e9\",\"b\":1,\"c\":[1.5,null]}");
         oe_execution_clear(&found);
+        ASSERT_EQ(oe_store_find_by_nonce(s, "p-4", &found, err, sizeof err), 1);
+        if (hash_only)
+            ASSERT_TRUE(found.payload == NULL);
+        else
+            assert_cut(found.payload, canon, OE_LEDGER_PAYLOAD_MAX_BYTES, whole);
+        oe_execution_clear(&found);
         rejections r = {0};
         ASSERT_EQ(oe_store_each_rejection(s, NULL, collect_rejection, &r, err, sizeof err), 0);
-        ASSERT_EQ(r.n, 3);
+        ASSERT_EQ(r.n, 4);
         ASSERT_STREQ(r.codes[0], "unknown_action");
         ASSERT_STREQ(r.codes[1], "malformed");
-        ASSERT_STREQ(r.codes[2], "invalid_request");
+        ASSERT_STREQ(r.codes[2], "unknown_action");
+        ASSERT_STREQ(r.codes[3], "unknown_action");
         ASSERT_TRUE(r.payload[1] == NULL); /* not read whole: none */
+        ASSERT_TRUE(r.payload[3] == NULL); /* action cut: the row could not be checked */
         if (hash_only) {
             ASSERT_TRUE(r.payload[0] == NULL && r.payload[2] == NULL);
         } else {
             ASSERT_STREQ(r.payload[0], "{\"x\":[1,2]}");
-            /* The cut: the first bytes, then ...sha256= and the whole's hash,
-             * OE_LEDGER_PAYLOAD_MAX_BYTES long. */
-            ASSERT_TRUE(r.payload[2] != NULL);
-            if (r.payload[2]) {
-                size_t n = strlen(r.payload[2]);
-                ASSERT_EQ(n, OE_LEDGER_PAYLOAD_MAX_BYTES);
-                ASSERT_TRUE(memcmp(r.payload[2], canon, n - 74) == 0);
-                ASSERT_TRUE(memcmp(r.payload[2] + n - 74, "...sha256=", 10) == 0);
-                ASSERT_STREQ(r.payload[2] + n - 64, whole);
-            }
+            assert_cut(r.payload[2], canon, OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES, whole);
         }
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             free(r.payload[i]);
         oe_engine_free(e);
         oe_store_free(s);
         remove_ledger(path);
     }
     free(big);
+    free(big_rejected);
     free(canon);
     rmdir(dir);
 }

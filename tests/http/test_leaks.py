@@ -165,10 +165,12 @@ class Secrets(ServiceTest):
     def test_unparsable_url_is_not_quoted(self):
         # libpq's own reason for a bad %-escape quotes the whole password.
         bad = "postgresql://%s:%s%%zz@%s" % (self.role, "Hunter2", self.base())
-        p = cli(["run", "--execute", "local", "--http-port", str(free_port()), "--db-url", bad])
-        self.assertEqual(p.returncode, 1, p.stderr)
-        self.assertNotIn("Hunter2", p.stdout + p.stderr)
-        self.assertIn("not a connection string libpq can read", p.stderr)
+        for args in (["run", "--execute", "local", "--http-port", str(free_port())],
+                     ["ledger", "migrate"], ["ledger", "export"]):
+            p = cli(args + ["--db-url", bad])
+            self.assertEqual(p.returncode, 1, (args, p.stderr))
+            self.assertNotIn("Hunter2", p.stdout + p.stderr)
+            self.assertIn("not a connection string libpq can read", p.stderr)
 
 
 class HostileKeys(ServiceTest):

@@ -328,33 +328,37 @@ class Inspect(ServiceTest):
         import json
         full = self.server(args=args)
         # 100,000 emoji: a 400 kB body, 1.2 MB of canonical payload (each
-        # escaped as \ud83d\ude00); echo's result is too large: rejected.
+        # escaped as \ud83d\ude00): add ignores it and executes (the row
+        # keeps 1 MiB of it); echo's result is too large: rejected (the
+        # row keeps 4 KiB: anyone may send rejected requests).
         big = {"s": "\U0001F600" * 100000}
         canon = json.dumps(big, sort_keys=True, separators=(",", ":"))
         self.assertGreater(len(canon), 1 << 20)
         self.assertEqual(full.execute("echo", {"k": "é", "n": [1, 2.5]}, "pl-1").status, 200)
         self.assertEqual(full.execute("echo", {"k": 2}, "pl-1").status, 409)
-        body = json.dumps({"action": "echo", "payload": big, "nonce": "pl-big"},
-                          ensure_ascii=False).encode()
-        self.assertLess(len(body), 1 << 20)
-        self.assertEqual(full.execute(raw=body).status, 400)
+        for action, nonce, status in (("add", "pl-big-ok", 200), ("echo", "pl-big", 400)):
+            body = json.dumps({"action": action, "payload": big, "nonce": nonce},
+                              ensure_ascii=False).encode()
+            self.assertLess(len(body), 1 << 20)
+            self.assertEqual(full.execute(raw=body).status, status)
         self.assertEqual(full.execute(raw=b'{"action": "echo", "payload": {"a": 1}}').status, 422)
         full.stop()
         p = cli(["ledger", "export"] + args)
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = [json.loads(x) for x in p.stdout.splitlines()]
         self.assertEqual([(x["record"], x["nonce"]) for x in lines],
-                         [("execution", "pl-1"), ("rejection", "pl-1"), ("rejection", "pl-big"),
-                          ("rejection", None)])
-        ex, conflict, cut, unread = lines
+                         [("execution", "pl-1"), ("execution", "pl-big-ok"),
+                          ("rejection", "pl-1"), ("rejection", "pl-big"), ("rejection", None)])
+        ex, cut_ex, conflict, cut, unread = lines
         self.assertEqual(ex["payload"], {"k": "é", "n": [1, 2.5]})
         self.assertEqual(conflict["payload"], {"k": 2})
         for x in (ex, conflict):
             self.assertEqual(x["request_hash"], request_hash("echo", x["payload"]))
-        keep = (1 << 20) - len("...sha256=") - 64
-        self.assertEqual(cut["payload"], canon[:keep] + "...sha256=" +
-                         hashlib.sha256(canon.encode()).hexdigest())
-        self.assertEqual(cut["request_hash"], request_hash("echo", big))
+        whole = hashlib.sha256(canon.encode()).hexdigest()
+        for row, limit, action in ((cut_ex, 1 << 20, "add"), (cut, 4096, "echo")):
+            keep = limit - len("...sha256=") - 64
+            self.assertEqual(row["payload"], canon[:keep] + "...sha256=" + whole)
+            self.assertEqual(row["request_hash"], request_hash(action, big))
         self.assertIsNone(unread["payload"])
         # show prints the same.
         p = cli(["ledger", "show", "--nonce", "pl-1"] + args)

@@ -1052,6 +1052,24 @@ class SharedLedger(KafkaCase):
         r = cli(["ledger", "migrate", "--db-url", wurl])
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("ledger migrate:", r.stderr)
+        # A migration that would wait for a table another transaction holds
+        # (every worker statement would queue behind its ALTER) gives up
+        # after its 5 s lock timeout instead, changing nothing.
+        holder = pgcluster.shared_cluster()._connect(dbname)
+        try:
+            holder.autocommit = False
+            with holder.cursor() as cur:
+                cur.execute("SELECT count(*) FROM executions")
+            t0 = time.monotonic()
+            r = cli(["ledger", "migrate", "--db-url", url], timeout=25)
+            waited = time.monotonic() - t0
+        finally:
+            holder.rollback()
+            holder.close()
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("lock timeout", r.stderr)
+        self.assertTrue(4 <= waited < 20, waited)
+        self.assertEqual(pgq(dbname, "SELECT max(version) FROM schema_migrations"), [(1,)])
         r = cli(["ledger", "migrate", "--db-url", url])
         self.assertEqual(r.returncode, 0, r.stderr)
         m = re.fullmatch(r"ledger at version (\d+) \(was 1\)\n", r.stdout)
