@@ -446,11 +446,44 @@ static int migrate(pg_store *s, char *err, size_t errlen)
  * the role may (may_migrate: an owner's role, as `make run` and the tests
  * use), else refused with what to run; a reader never upgrades. A newer
  * one is refused. */
+/* A writer's role holds every privilege a worker uses (the documented
+ * grants), asked of the catalogue at start: without one, the worker would
+ * fail only at its first such statement (a rejection's sequence, say),
+ * and stop. has_table_privilege is true when any privilege listed is
+ * held, hence one call per privilege. */
+static int check_grants(pg_store *s, char *err, size_t errlen)
+{
+    PGresult *r;
+    int rc = query_row(s,
+                       "SELECT has_table_privilege('executions', 'SELECT')"
+                       " AND has_table_privilege('executions', 'INSERT')"
+                       " AND has_table_privilege('rejections', 'SELECT')"
+                       " AND has_table_privilege('rejections', 'INSERT')"
+                       " AND has_table_privilege('schema_migrations', 'SELECT')"
+                       " AND has_sequence_privilege(pg_get_serial_sequence('rejections', 'seq'),"
+                       " 'USAGE')",
+                       "reading the role's privileges", &r, err, errlen);
+    if (rc != 0)
+        return rc;
+    int ok = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (ok)
+        return 0;
+    snprintf(err, errlen,
+             "%.200s: this role lacks a privilege workers use: SELECT and INSERT on executions "
+             "and rejections, SELECT on schema_migrations, USAGE on sequence rejections_seq_seq "
+             "(the grants of SECURITY.md)",
+             s->shown);
+    return OE_STORE_ERROR;
+}
+
 static int check_schema(pg_store *s, char *err, size_t errlen)
 {
     int version = 0, may = 0;
     int rc = read_version(s, &version, err, errlen);
-    if (rc != 0 || version == OE_POSTGRES_SCHEMA_VERSION)
+    if (rc == 0 && version == OE_POSTGRES_SCHEMA_VERSION)
+        return s->readonly ? 0 : check_grants(s, err, errlen);
+    if (rc != 0)
         return rc;
     if (version > OE_POSTGRES_SCHEMA_VERSION) {
         snprintf(err, errlen,
@@ -462,7 +495,7 @@ static int check_schema(pg_store *s, char *err, size_t errlen)
     if (!s->readonly && (rc = may_migrate(s, &may, err, errlen)) != 0)
         return rc;
     if (may)
-        return migrate(s, err, errlen);
+        return (rc = migrate(s, err, errlen)) != 0 ? rc : check_grants(s, err, errlen);
     snprintf(err, errlen,
              "%.200s: ledger schema version %d is older than this binary's (%d)%s: run "
              "`openexec ledger migrate` with the role that owns the ledger",

@@ -1087,6 +1087,15 @@ class SharedLedger(KafkaCase):
         self.assertExecuted(w.execute("echo", {"new": 1}, "new-1"), "echo", {"new": 1}, "new-1",
                             result={"echo": {"new": 1}})
         self.assertNoFatal(w)
+        # A role short of one documented grant is refused at start, naming
+        # them, instead of stopping at its first rejection.
+        pgq(dbname, "REVOKE USAGE ON SEQUENCE rejections_seq_seq FROM %s" % WORKER_ROLE)
+        r = cli(["run", "--db-url", wurl, "--http-port", "0", "--execute", "local"],
+                timeout=30)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("this role lacks a privilege workers use", r.stderr)
+        self.assertIn("USAGE on sequence rejections_seq_seq", r.stderr)
+        self.assertNotIn(WORKER_PASSWORD, r.stderr)
 
 if __name__ == "__main__":
     run_tests()
