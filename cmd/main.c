@@ -287,6 +287,7 @@ static int run_open_store(service *s)
     if (oe_engine_new(&s->ecfg, s->writer, &s->engine, s->err, sizeof s->err) != 0)
         return oe_die(2, "%s", s->err);
     warn_short_secrets(oe_engine_approval_keys(s->engine));
+    oe_engine_start(s->engine); /* its helper threads, made once */
     s->in_process = (oe_local_executor){.engine = s->engine, .metrics = &s->metrics};
     return 0;
 }

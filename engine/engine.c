@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "ids.h"
 #include "metrics.h"
+#include "pool.h"
 #include "status.h"
 
 struct oe_engine {
@@ -32,7 +33,8 @@ struct oe_engine {
     oe_approval_keys *keys;
     oe_store *store;      /* borrowed */
     pthread_mutex_t lock; /* one batch at a time on the writer */
-    int threads;          /* for the checks before a batch: cores, at most OE_ENGINE_THREADS */
+    oe_pool *pool;        /* helpers for the checks before a batch: cores - 1, at most
+                             OE_ENGINE_THREADS - 1 (oe_engine_start) */
     oe_metrics *metrics;  /* borrowed; NULL: commit times not counted */
     int keep_payloads;    /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
     oe_buf payload;       /* the row being recorded's payload (under lock) */
@@ -163,7 +165,9 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     }
     pthread_mutex_init(&e->lock, NULL);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    e->threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
+    int threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
+    if (!(e->pool = oe_pool_new(threads - 1)))
+        goto oom;
     e->clawshield = cfg->clawshield;
     e->store = store;
     e->metrics = cfg->metrics;
@@ -193,10 +197,22 @@ error:
     return -1;
 }
 
+int oe_engine_start(oe_engine *e)
+{
+    return oe_pool_start(e->pool);
+}
+
+void oe_engine_stop(oe_engine *e)
+{
+    if (e)
+        oe_pool_stop(e->pool);
+}
+
 void oe_engine_free(oe_engine *e)
 {
     if (!e)
         return;
+    oe_pool_free(e->pool);
     oe_approval_keys_free(e->keys);
     free(e->tenant);
     free(e->allowed);
@@ -636,26 +652,22 @@ static void precheck_run(precheck_job *j)
     }
 }
 
-static void *precheck_thread(void *arg)
+static void precheck_share(void *arg)
 {
     precheck_run(arg);
-    return NULL;
 }
 
-/* Items are shared out in chunks; a helper that cannot be started leaves
- * its share to the others. */
+/* Items are shared out in chunks between the caller and the engine's
+ * helpers (a small batch, or a pool busy with another caller's batch: the
+ * caller alone). */
 static void precheck(const oe_engine *e, oe_batch_item *const *items, size_t n)
 {
     precheck_job j = {.e = e, .items = items, .n = n};
     atomic_init(&j.next, 0);
-    pthread_t helpers[OE_ENGINE_THREADS];
-    int want = n >= OE_ENGINE_PARALLEL_MIN ? e->threads - 1 : 0, started = 0;
-    for (int k = 0; k < want; k++)
-        if (pthread_create(&helpers[started], NULL, precheck_thread, &j) == 0)
-            started++;
-    precheck_run(&j);
-    for (int k = 0; k < started; k++)
-        pthread_join(helpers[k], NULL);
+    if (n >= OE_ENGINE_PARALLEL_MIN)
+        oe_pool_run(e->pool, precheck_share, &j);
+    else
+        precheck_run(&j);
 }
 
 /* Times a batch the ledger aborted (deadlock, serialization failure) is run

@@ -61,6 +61,14 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
                   size_t errlen);
 void oe_engine_free(oe_engine *e);
 
+/* Starts the engine's helper threads (one per core beyond the first, at
+ * most OE_ENGINE_THREADS - 1), which check large batches with the caller;
+ * returns how many started. Without them every batch is checked on its
+ * caller's thread alone. oe_engine_stop joins them (no batch may be in
+ * flight); oe_engine_free stops them too. */
+int oe_engine_start(oe_engine *e);
+void oe_engine_stop(oe_engine *e);
+
 /* One request of a batch, as the engine sees it. The caller decodes into
  * req (or sets decode_error when the decoder rejected it) and owns
  * everything; the engine fills out. */

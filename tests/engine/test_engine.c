@@ -37,6 +37,8 @@ static void open_fixture(fixture *f, const char *path, const oe_engine_config *c
     }
     if (oe_engine_new(cfg, f->store, &f->engine, err, sizeof err) != 0)
         OE_FAIL_("engine: %s", err);
+    else
+        oe_engine_start(f->engine);
 }
 
 static void close_fixture(fixture *f)

@@ -1,0 +1,41 @@
+/* A fixed pool of helper threads that share out one job at a time with
+ * the thread that posts it (the checks before a batch: request hashes and
+ * signatures). No thread is made per job.
+ *
+ * Lifecycle: oe_pool_new allocates and starts nothing; oe_pool_start makes
+ * the threads; oe_pool_stop joins them; oe_pool_free releases (stopping
+ * first if needed). oe_pool_run may be called from any thread: while the
+ * pool is not started, or busy with another caller's job, the job runs on
+ * the caller's thread alone, so a caller never waits for another's job.
+ */
+#ifndef OE_POOL_H
+#define OE_POOL_H
+
+#include <stddef.h>
+
+typedef struct oe_pool oe_pool;
+
+/* Most helper threads a pool may have. */
+#define OE_POOL_MAX_THREADS 16
+
+/* A pool of at most `helpers` threads (0: every job runs on its caller).
+ * NULL when out of memory. */
+oe_pool *oe_pool_new(int helpers);
+
+/* Starts the helpers; returns how many started (fewer when the system
+ * refuses a thread: the pool then runs with those). */
+int oe_pool_start(oe_pool *p);
+
+/* Runs fn(arg) on the calling thread and, at the same time, on every
+ * helper of the pool; returns once all calls have returned. fn shares the
+ * work out itself (e.g. an atomic counter in arg). p may be NULL. */
+void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg);
+
+/* Stops and joins the helpers (no job may be in flight); idempotent. */
+void oe_pool_stop(oe_pool *p);
+void oe_pool_free(oe_pool *p);
+
+/* Helpers running now (for tests and metrics). */
+int oe_pool_threads(oe_pool *p);
+
+#endif

@@ -1,0 +1,127 @@
+/* Tests engine/pool.c: every job runs on its caller and on each helper once;
+ * the helpers are made once, not per job; a caller never waits for another
+ * caller's job; a pool not started (or stopped) runs jobs on the caller. */
+#include "engine/pool.h"
+#include "tests/test.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* Threads of this process, from /proc. */
+static int task_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+typedef struct job {
+    atomic_int calls;
+} job;
+
+static void count_call(void *arg)
+{
+    atomic_fetch_add(&((job *)arg)->calls, 1);
+}
+
+static void test_every_helper_once_per_job(void)
+{
+    int before = task_count();
+    oe_pool *p = oe_pool_new(3);
+    ASSERT_TRUE(p != NULL);
+    if (!p)
+        return;
+    ASSERT_EQ(task_count(), before); /* new makes no thread */
+    ASSERT_EQ(oe_pool_start(p), 3);
+    ASSERT_EQ(oe_pool_threads(p), 3);
+    ASSERT_EQ(task_count(), before + 3);
+    for (int i = 0; i < 2000; i++) {
+        job j;
+        atomic_init(&j.calls, 0);
+        oe_pool_run(p, count_call, &j);
+        if (atomic_load(&j.calls) != 4) {
+            ASSERT_EQ(atomic_load(&j.calls), 4);
+            break;
+        }
+    }
+    ASSERT_EQ(task_count(), before + 3); /* no thread per job */
+    oe_pool_stop(p);
+    ASSERT_EQ(task_count(), before);
+    job j;
+    atomic_init(&j.calls, 0);
+    oe_pool_run(p, count_call, &j); /* stopped: the caller alone */
+    ASSERT_EQ(atomic_load(&j.calls), 1);
+    oe_pool_free(p);
+}
+
+static void test_not_started_runs_on_the_caller(void)
+{
+    oe_pool *p = oe_pool_new(4);
+    job j;
+    atomic_init(&j.calls, 0);
+    oe_pool_run(p, count_call, &j);
+    ASSERT_EQ(atomic_load(&j.calls), 1);
+    oe_pool_run(NULL, count_call, &j);
+    ASSERT_EQ(atomic_load(&j.calls), 2);
+    oe_pool_free(p);
+    oe_pool *none = oe_pool_new(0);
+    ASSERT_EQ(oe_pool_start(none), 0);
+    oe_pool_run(none, count_call, &j);
+    ASSERT_EQ(atomic_load(&j.calls), 3);
+    oe_pool_free(none);
+}
+
+/* Callers on several threads at once: each job runs either with every
+ * helper (1 + 2 calls) or, while the pool is busy, on its caller alone
+ * (1 call); every job completes and the pool is used. */
+typedef struct caller {
+    oe_pool *pool;
+    int bad, helped;
+} caller;
+
+static void *caller_main(void *arg)
+{
+    caller *c = arg;
+    for (int i = 0; i < 3000; i++) {
+        job j;
+        atomic_init(&j.calls, 0);
+        oe_pool_run(c->pool, count_call, &j);
+        int n = atomic_load(&j.calls);
+        c->bad += n != 1 && n != 3;
+        c->helped += n == 3;
+    }
+    return NULL;
+}
+
+static void test_concurrent_callers(void)
+{
+    oe_pool *p = oe_pool_new(2);
+    ASSERT_EQ(oe_pool_start(p), 2);
+    caller c[3] = {{p, 0, 0}, {p, 0, 0}, {p, 0, 0}};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(pthread_create(&t[i], NULL, caller_main, &c[i]), 0);
+    int helped = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        ASSERT_EQ(c[i].bad, 0);
+        helped += c[i].helped;
+    }
+    ASSERT_TRUE(helped > 0);
+    oe_pool_free(p); /* stops the helpers too */
+}
+
+int main(void)
+{
+    RUN_TEST(test_every_helper_once_per_job);
+    RUN_TEST(test_not_started_runs_on_the_caller);
+    RUN_TEST(test_concurrent_callers);
+    return TEST_REPORT();
+}
