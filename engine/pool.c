@@ -5,13 +5,20 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
+
+typedef struct helper {
+    struct oe_pool *pool;
+    int cpu; /* the CPU it keeps to, or -1 */
+} helper;
 
 struct oe_pool {
     pthread_mutex_t lock;
     pthread_cond_t work; /* a new generation, or stopping */
     pthread_cond_t done; /* the last helper of a job finished */
     pthread_t threads[OE_POOL_MAX_THREADS];
+    helper helpers[OE_POOL_MAX_THREADS];
     int want;    /* helpers asked for */
     int started; /* helpers running */
     int stopping;
@@ -35,9 +42,41 @@ oe_pool *oe_pool_new(int helpers)
     return p;
 }
 
+/* Each helper keeps to its own CPU of those the process may use, from the
+ * second on (the poster's thread is free to run on the others). A woken
+ * thread is otherwise often queued on its waker's CPU, and the two share
+ * one core until the scheduler balances: measured as 8-10% less Ed25519
+ * throughput on two cores than a thread made per batch. A CPU refused is
+ * not an error: the helper then runs where the scheduler puts it. */
+static void keep_to_cpu(int cpu)
+{
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* The CPUs the process may use, in order, into cpus (at most max); their
+ * count, or 0 when unknown. */
+static int allowed_cpus(int *cpus, int max)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    int n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    return n;
+}
+
 static void *helper_main(void *arg)
 {
-    oe_pool *p = arg;
+    helper *me = arg;
+    oe_pool *p = me->pool;
+    keep_to_cpu(me->cpu);
     pthread_mutex_lock(&p->lock);
     /* Not the generation now: a job posted between this thread's creation
      * and this line counted it in, and must be run. */
@@ -68,9 +107,15 @@ int oe_pool_start(oe_pool *p)
     if (p->started == 0) { /* started once (again after a stop) */
         p->stopping = 0;
         p->born = p->generation;
-        while (p->started < p->want &&
-               pthread_create(&p->threads[p->started], NULL, helper_main, p) == 0)
-            p->started++;
+        int cpus[OE_POOL_MAX_THREADS + 1];
+        int ncpu = allowed_cpus(cpus, OE_POOL_MAX_THREADS + 1);
+        for (; p->started < p->want; p->started++) {
+            helper *h = &p->helpers[p->started];
+            h->pool = p;
+            h->cpu = ncpu > 1 ? cpus[(p->started + 1) % ncpu] : -1;
+            if (pthread_create(&p->threads[p->started], NULL, helper_main, h) != 0)
+                break;
+        }
     }
     int n = p->started;
     pthread_mutex_unlock(&p->lock);
