@@ -29,7 +29,7 @@ for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
     B=$(cat "$work/bs")
     bench/requests.sh "$N" $((r * N)) |
         build/openexec produce --brokers "$B" 2>"$work/produce.log"
-    port=$((20000 + RANDOM % 20000))
+    port=$(free_port)
     build/openexec run --brokers "$B" --http-port "$port" --db "$LEDGER" --db-sync "$SYNC" \
         2>"$work/worker.log" &
     wpid=$!

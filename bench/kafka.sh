@@ -62,7 +62,7 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
     else
         where=(--db "$work/w.db" --db-sync "$SYNC")
     fi
-    port=$((20000 + RANDOM % 20000))
+    port=$(free_port)
     build/openexec run --brokers "$B" --http-port "$port" "${where[@]}" \
         --group-id "bench-$ledger" 2>"$work/worker-$ledger.log" &
     wpid=$!

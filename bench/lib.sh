@@ -1,6 +1,13 @@
 # Shared by the benchmark scripts (sourced, not run).
 now() { date +%s.%N; }
 
+# A loopback port free now, chosen by the kernel (a random pick from a fixed
+# range could land on a port a broker connection holds: ephemeral ports
+# start at 32768 here).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # time_worker PORT PID N WHAT: waits until the worker on PORT (process PID)
 # is ready (its group join is not work; up to 30 s), then until it has had N
 # receipts acknowledged (up to 300 s). Prints "start end peak_rss_kib";

@@ -30,7 +30,7 @@ rate_of() { # mode args...: prints msg/s and peak RSS
     local B
     B=$(cat "$work/bs")
     build/openexec produce --brokers "$B" <"$work/$mode.jsonl" 2>"$work/produce.log"
-    local port=$((20000 + RANDOM % 20000))
+    local port=$(free_port)
     build/openexec run --brokers "$B" --http-port "$port" --db "$work/$mode.db" --db-sync full \
         "$@" 2>"$work/worker-$mode.log" &
     local wpid=$!

@@ -52,7 +52,7 @@ got=$(kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" 2>/dev/nul
 t1=$(now)
 [ "$got" -eq "$N" ] || fail "kcat read $got of $N requests"
 
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 build/openexec run --brokers "$B" --http-port "$port" --db "$work/w.db" --db-sync "$SYNC" \
     --group-id bench-real-kafka 2>"$work/worker.log" &
 wpid=$!

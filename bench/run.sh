@@ -13,7 +13,8 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 2
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
-port=$((20000 + RANDOM % 20000))
+. bench/lib.sh
+port=$(free_port)
 
 start() {
     local t0
