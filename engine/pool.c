@@ -84,8 +84,9 @@ static void *helper_main(void *arg)
     for (;;) {
         while (!p->stopping && p->generation == seen)
             pthread_cond_wait(&p->work, &p->lock);
-        if (p->stopping)
-            break;
+        if (p->generation == seen)
+            break; /* stopping; a job posted before the stop is run first, so
+                      that its poster, which counted this helper in, returns */
         seen = p->generation;
         void (*fn)(void *) = p->fn;
         void *a = p->arg;
