@@ -32,15 +32,15 @@ endif
 CFLAGS  = $(CFLAGS_BASE) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS = $(SANFLAGS)
 
+# The rooms of the library (README "Map of the code"); cmd/ is the binary.
+ROOMS      = engine ledger codec kafka worker bridge devbroker admin-http
 ENGINE_SRC = $(wildcard engine/*.c)
-HTTP_SRC   = $(wildcard admin-http/*.c)
-WORKER_SRC = $(wildcard worker/*.c)
-LEDGER_SRC = $(wildcard ledger/*.c)
+CODEC_SRC  = $(wildcard codec/*.c)
 CMD_SRC    = $(wildcard cmd/*.c)
-LIB_SRC    = $(ENGINE_SRC) $(LEDGER_SRC) $(HTTP_SRC) $(WORKER_SRC)
+LIB_SRC    = $(foreach r,$(ROOMS),$(wildcard $(r)/*.c))
 LIB_OBJ    = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/schemas.o $(BUILD)/obj/gen/build_info.o
 CMD_OBJ    = $(CMD_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_SRC   = $(wildcard tests/engine/test_*.c tests/worker/test_*.c)
+UNIT_SRC   = $(foreach r,$(ROOMS),$(wildcard tests/$(r)/test_*.c))
 UNIT_BIN   = $(patsubst %.c,$(BUILD)/tests/%,$(notdir $(UNIT_SRC)))
 
 # The first python3 on PATH that sees Debian's python3-* packages.
@@ -101,7 +101,7 @@ $(BUILD)/obj/gen/build_info.o: $(BUILD)/gen/build_info.c
 .PHONY: FORCE
 FORCE:
 
-vpath test_%.c tests/engine tests/worker
+vpath test_%.c $(ROOMS:%=tests/%)
 
 $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h tests/keys.h
 	@mkdir -p $(dir $@)
@@ -205,7 +205,7 @@ FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_TARGETS   = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SAN       = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS    = $(CFLAGS_BASE) -O1 $(FUZZ_SAN) $(PKG_CFLAGS)
-FUZZ_LIB_OBJ   = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(WORKER_SRC)) \
+FUZZ_LIB_OBJ   = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(ENGINE_SRC) $(CODEC_SRC)) \
                  $(FUZZ_BUILD)/obj/gen/schemas.o
 FUZZ_BIN       = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 # True when clang can link a libFuzzer binary (libclang-rt-14-dev is there).
@@ -238,8 +238,8 @@ fuzz-smoke: fuzz-build
 	tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # Every C file of the project; `make test` refuses unformatted code.
-FORMAT_SRC = $(wildcard engine/*.[ch] ledger/*.[ch] admin-http/*.[ch] cmd/*.[ch] worker/*.[ch] tests/*.h \
-                        tests/engine/*.c tests/worker/*.c tests/fuzz/*.[ch])
+FORMAT_SRC = $(wildcard $(ROOMS:%=%/*.[ch]) cmd/*.[ch] tests/*.h $(ROOMS:%=tests/%/*.c) \
+                        tests/fuzz/*.[ch])
 
 format:
 	clang-format -i $(FORMAT_SRC)

@@ -13,13 +13,13 @@
 
 #include <stddef.h>
 
+#include "bridge/bridge.h"
 #include "engine/buf.h"
 #include "engine/engine.h"
 #include "engine/metrics.h"
 #include "engine/status.h"
 #include "engine/store.h"
-#include "worker/bridge.h"
-#include "worker/kafka_metrics.h"
+#include "kafka/kafka_metrics.h"
 
 #define OE_VERSION "0.1.0"
 

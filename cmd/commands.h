@@ -8,7 +8,7 @@
 #include "engine/clock.h"
 
 #include "cmd/config.h"
-#include "worker/kafka.h"
+#include "kafka/kafka.h"
 
 /* Prints "openexec: reason" on stderr and returns status. */
 int oe_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -9,10 +9,10 @@
 #include <time.h>
 
 #include "cmd/commands.h"
+#include "devbroker/broker.h"
 #include "engine/json.h"
 #include "engine/log.h"
 #include "ledger/ledger.h"
-#include "worker/broker.h"
 
 volatile int oe_stop_requested;
 

@@ -8,10 +8,10 @@
 #include <unistd.h>
 
 #include "cmd/commands.h"
+#include "codec/codec.h"
+#include "devbroker/broker.h"
 #include "engine/request.h"
 #include "engine/status.h"
-#include "worker/broker.h"
-#include "worker/codec.h"
 
 /* How long produce and receipts wait for unreachable brokers at start. */
 #define CLI_CLUSTER_WAIT_MS 15000

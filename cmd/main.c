@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "admin-http/http.h"
+#include "bridge/bridge.h"
 #include "cmd/commands.h"
 #include "cmd/config.h"
+#include "devbroker/broker.h"
 #include "engine/approval.h"
 #include "engine/clock.h"
 #include "engine/digest.h"
@@ -29,8 +31,6 @@
 #include "engine/status.h"
 #include "engine/store.h"
 #include "ledger/ledger.h"
-#include "worker/bridge.h"
-#include "worker/broker.h"
 #include "worker/worker.h"
 
 static const oe_command run_command = {

@@ -89,7 +89,7 @@ fi
 
 # Avro interop: python3-avro encodes requests and decodes receipts from
 # schemas/ alone; the codec does the other directions.
-step "avro interop with python3-avro" "$PYTHON" tests/worker/avro_interop.py selftest
+step "avro interop with python3-avro" "$PYTHON" tests/codec/avro_interop.py selftest
 
 # Black-box tests of the binary: real HTTP, real SQLite files, python3
 # clients (Debian's interpreter, for python3-cryptography).

@@ -26,11 +26,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec/codec.h"
 #include "engine/clock.h"
 #include "engine/ids.h"
 #include "engine/log.h"
 #include "engine/status.h"
-#include "worker/codec.h"
 
 /* Delivery state of a slot's receipt or dead letter. */
 enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };

@@ -15,8 +15,8 @@
 
 #include "engine/engine.h"
 #include "engine/metrics.h"
-#include "worker/kafka.h"
-#include "worker/kafka_metrics.h"
+#include "kafka/kafka.h"
+#include "kafka/kafka_metrics.h"
 
 typedef struct oe_worker_config {
     const oe_kafka_settings *kafka;  /* borrowed */

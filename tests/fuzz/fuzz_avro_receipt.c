@@ -13,8 +13,8 @@
  */
 #include <string.h>
 
+#include "codec/codec.h"
 #include "tests/fuzz/fuzz.h"
-#include "worker/codec.h"
 
 static oe_codec *codec;
 

@@ -20,9 +20,9 @@
  */
 #include <string.h>
 
+#include "codec/codec.h"
 #include "engine/ids.h"
 #include "tests/fuzz/fuzz.h"
-#include "worker/codec.h"
 
 #define SCHEMA_ID 7
 

@@ -11,10 +11,10 @@
  */
 #include <string.h>
 
+#include "codec/avro_canonical.h"
+#include "codec/codec.h"
 #include "engine/json.h"
 #include "tests/fuzz/fuzz.h"
-#include "worker/avro_canonical.h"
-#include "worker/codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -693,7 +693,7 @@ def run_tests(module_name=None):
 # ---------------------------------------------------------------------------
 # The Kafka path: a standalone broker, producers, topic readers, receipt
 # decoding. confluent_kafka (python3-confluent-kafka) and avro (python3-avro,
-# through tests/worker/avro_interop.py) are imported lazily, so the HTTP-only
+# through tests/codec/avro_interop.py) are imported lazily, so the HTTP-only
 # tests need neither.
 
 REQUESTS_TOPIC = "openexec.requests"
@@ -772,15 +772,15 @@ class RealKafkaTopics:
     def kill(self):
         pass
 
-_WORKER_TESTS = os.path.join(ROOT, "tests", "worker")
+_CODEC_TESTS = os.path.join(ROOT, "tests", "codec")
 
 
 def avro_interop():
-    """tests/worker/avro_interop.py: python3-avro with the schemas of
+    """tests/codec/avro_interop.py: python3-avro with the schemas of
     schemas/, their canonical forms and CRC-64-AVRO fingerprints computed
     in Python."""
-    if _WORKER_TESTS not in sys.path:
-        sys.path.insert(0, _WORKER_TESTS)
+    if _CODEC_TESTS not in sys.path:
+        sys.path.insert(0, _CODEC_TESTS)
     import avro_interop as ai  # noqa: E402
     return ai
 

@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec/codec.h"
+#include "devbroker/broker.h"
 #include "engine/engine.h"
 #include "ledger/ledger.h"
 #include "tests/test.h"
-#include "worker/broker.h"
-#include "worker/codec.h"
 #include "worker/worker.h"
 
 static char dir[64];

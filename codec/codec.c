@@ -9,9 +9,9 @@
  * enum index against the schema, every varint for length and overflow, and
  * that the body ends exactly at the end of the message.
  */
-#include "worker/codec.h"
+#include "codec/codec.h"
 
-#include "worker/avro_canonical.h"
+#include "codec/avro_canonical.h"
 
 #include <avro.h>
 #include <errno.h>

@@ -11,9 +11,9 @@
 
 #include <stddef.h>
 
-#include "worker/codec.h"
-#include "worker/kafka.h"
-#include "worker/kafka_metrics.h"
+#include "codec/codec.h"
+#include "kafka/kafka.h"
+#include "kafka/kafka_metrics.h"
 
 typedef struct oe_bridge oe_bridge;
 

@@ -7,7 +7,7 @@
  * id (128 random bits, drawn per request, so that no producer can guess the
  * id of a pending request) and its nonce and request hash are those of the
  * request that was sent: a forged receipt cannot answer another client. */
-#include "bridge.h"
+#include "bridge/bridge.h"
 
 #include <inttypes.h>
 #include <openssl/rand.h>

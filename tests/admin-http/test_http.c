@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include "admin-http/http.h"
+#include "codec/codec.h"
 #include "engine/json.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
 #include "tests/test.h"
-#include "worker/codec.h"
 
 static char dir[64];
 

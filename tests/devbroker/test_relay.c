@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "devbroker/relay.h"
 #include "tests/test.h"
-#include "worker/relay.h"
 
 static struct sockaddr_in loopback(int port)
 {

@@ -3,7 +3,7 @@
  * for Schemas"). avro-c 1.11.1 has neither: avro_schema_to_json keeps
  * attributes and whitespace the canonical form strips.
  */
-#include "worker/avro_canonical.h"
+#include "codec/avro_canonical.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /* Renders the Kafka side's counters (kafka_metrics.h). No state of its
  * own: the caller owns the oe_kafka_metrics. */
-#include "worker/kafka_metrics.h"
+#include "kafka/kafka_metrics.h"
 
 #include <string.h>
 

@@ -16,13 +16,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/avro_canonical.h"
+#include "codec/codec.h"
 #include "engine/digest.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/request.h"
 #include "tests/test.h"
-#include "worker/avro_canonical.h"
-#include "worker/codec.h"
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
 #define REQUEST_FP 0xbb8686793197e1c8ULL

@@ -1,7 +1,7 @@
 /* The loopback TCP relay (relay.h). Threads: one, run_relay, owns every
  * socket and buffer after oe_relay_new returns; oe_relay_free wakes it
  * through a pipe, joins it, then releases everything. */
-#include "relay.h"
+#include "devbroker/relay.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
  * producers and consumers from our settings, defaults, forced properties
  * and hooks, and routes librdkafka's log to stderr. The settings belong to
  * the caller; the client returned belongs to the caller too. */
-#include "kafka.h"
+#include "kafka/kafka.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

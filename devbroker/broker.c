@@ -2,7 +2,7 @@
  * process. Threads: the mock's own thread serves clients, and the relay's
  * when a fixed port is asked for. Everything is created by oe_broker_new
  * (and oe_broker_listen) and released by oe_broker_free. */
-#include "broker.h"
+#include "devbroker/broker.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -15,9 +15,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "devbroker/relay.h"
 #include "engine/log.h"
-#include "kafka.h"
-#include "relay.h"
+#include "kafka/kafka.h"
 
 struct oe_broker {
     rd_kafka_t *owner; /* the mock cluster lives in this handle */
