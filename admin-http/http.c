@@ -39,6 +39,7 @@
 #include "engine/actions.h"
 #include "engine/approval.h"
 #include "engine/clock.h"
+#include "engine/executor.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/log.h"
@@ -133,15 +134,15 @@ struct oe_http {
     atomic_ullong responses[6];                  /* by status class: 1xx..5xx, index 1..5 */
     atomic_ullong by_route[R_NONE + 1][N_CODES]; /* by route and status code */
 
-    /* Group commit of /execute without a bridge: the handler queues the
-     * request and suspends its connection; the committer thread runs what
-     * is queued as one batch (cfg.execute) and resumes each connection. */
-    pthread_mutex_t group_lock; /* guards the queue and group_stop */
-    pthread_cond_t group_wake;
-    struct request_ctx *group_head, *group_tail;
-    pthread_t committer;
-    int committer_running;
-    int group_stop;
+    /* /execute without a bridge: each request is decoded on its
+     * connection's thread and queued with the executor (group commit),
+     * its connection suspended until the job's done resumes it. inflight
+     * counts those jobs, so that oe_http_stop lets them finish before the
+     * daemon frees their contexts. */
+    pthread_mutex_t jobs_lock; /* guards inflight and jobs_stop */
+    pthread_cond_t jobs_idle;
+    size_t inflight;
+    int jobs_stop;
 };
 
 /* Per-request state, created on the first call of the handler. */
@@ -156,9 +157,11 @@ typedef struct request_ctx {
     int submitted;         /* handed to the bridge, connection suspended */
     int refuse_status;     /* drain the body, then answer this (413, 503) */
     const char *refuse_detail;
-    int answered;             /* a response is already queued */
-    size_t received;          /* body bytes seen, kept or not */
-    struct request_ctx *next; /* in the group commit queue */
+    int answered;         /* a response is already queued */
+    size_t received;      /* body bytes seen, kept or not */
+    oe_exec_job job;      /* /execute without a bridge: the decoded request */
+    char job_detail[256]; /* the decoder's reason, when it rejected the request */
+    oe_http *server;      /* for the job's done */
 } request_ctx;
 
 static long long monotonic_ms(void)
@@ -681,86 +684,15 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
     answer_check(a);
 }
 
-/* Logs a ledger failure behind an HTTP answer, for the operator (the answer
- * itself says only "ledger unavailable"): the first one, then at most one
- * line per LEDGER_LOG_INTERVAL_S with the number left out meanwhile, so
+/* Logs a failure behind an HTTP answer, for the operator (the answer itself
+ * says only "ledger unavailable" or "out of memory"): rate-limited, so
  * that clients asking during an outage cannot flood the log. err is the
  * backend's reason, connection strings already masked (ledger/). */
-#define LEDGER_LOG_INTERVAL_S 30.0
-static void log_ledger_failure(const char *what, const char *err)
+static void log_failure(const char *what, oe_rc rc, const char *err)
 {
-    static _Atomic double last_logged = -1e9;
-    static atomic_ullong unlogged;
-    double now = oe_monotonic(), last = atomic_load(&last_logged);
-    if (now - last < LEDGER_LOG_INTERVAL_S ||
-        !atomic_compare_exchange_strong(&last_logged, &last, now)) {
-        atomic_fetch_add(&unlogged, 1);
-        return;
-    }
-    oe_log(OE_LOG_ERROR, "http",
-           OE_LOG_FIELDS("similar_not_logged", OE_LOG_INT(atomic_exchange(&unlogged, 0))),
-           "%s: ledger unavailable: %s", what, err);
-}
-
-void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size_t *lens,
-                                oe_http_answer *const *answers, size_t n)
-{
-    oe_local_executor *x = ctx;
-    oe_batch_item *all = calloc(n, sizeof *all);
-    oe_batch_item **items = calloc(n, sizeof *items);
-    char(*reasons)[256] = calloc(n, sizeof *reasons);
-    size_t ne = 0;
-    if (!all || !items || !reasons) {
-        for (size_t i = 0; i < n; i++)
-            answer_detail(answers[i], 503, "out of memory, try again");
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        oe_outcome_init(&all[i].out);
-        if (oe_request_from_json(bodies[i], lens[i], &all[i].req, &all[i].decode_error, reasons[i],
-                                 sizeof reasons[i]) != OE_OK) {
-            /* No verdict: nothing is recorded, the client may try again. */
-            answer_detail(answers[i], 503, "out of memory, try again");
-            continue;
-        }
-        all[i].decode_detail = reasons[i];
-        items[ne++] = &all[i];
-    }
-    char err[256];
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = ne ? oe_engine_process(x->engine, items, ne, oe_wall_clock(), err, sizeof err) : OE_OK;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    if (rc != OE_OK) {
-        atomic_fetch_add(&x->metrics->store_errors, 1);
-        /* A resource failure is no answer to the requests: 503, try again.
-         * The ledger's own reason is logged, not sent (SPEC §10). */
-        const char *msg = rc == OE_ENOMEM     ? "out of memory, try again"
-                          : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
-                                              : "store failure";
-        if (rc == OE_ENOMEM)
-            oe_log(OE_LOG_ERROR, "http", NULL, "POST /execute: %s", err);
-        else
-            log_ledger_failure("POST /execute", err);
-        for (size_t i = 0; i < ne; i++)
-            answer_detail(answers[items[i] - all], rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500,
-                          msg);
-    } else if (ne) {
-        oe_metrics_batch(x->metrics, items, ne,
-                         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
-        for (size_t i = 0; i < ne; i++)
-            oe_http_answer_from_outcome(&items[i]->req, &items[i]->out, answers[items[i] - all]);
-    }
-done:
-    for (size_t i = 0; all && i < n; i++) {
-        oe_outcome_clear(&all[i].out);
-        oe_request_clear(&all[i].req);
-    }
-    for (size_t i = 0; i < n; i++)
-        answer_check(answers[i]);
-    free(all);
-    free(items);
-    free(reasons);
+    static oe_log_limit limit = OE_LOG_LIMIT(30.0);
+    oe_log_limited(&limit, rc, OE_LOG_ERROR, "http", "%s: %s: %s", what,
+                   rc == OE_ENOMEM ? "out of memory" : "ledger unavailable", err);
 }
 
 void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
@@ -853,88 +785,78 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     return MHD_YES;
 }
 
-/* The most requests one group commit takes. */
-#define OE_HTTP_GROUP_MAX 1024
-
-/* Runs what the queue holds, OE_HTTP_GROUP_MAX at a time, until stopped
- * with the queue empty. The request contexts stay valid while their
- * connections are suspended; once resumed they are not touched again. */
-static void *committer_main(void *arg)
+/* A local job's end (the executor's thread): render the answer, release
+ * the request, wake the connection. */
+static void local_done(oe_exec_job *job, oe_rc rc, const char *err)
 {
-    oe_http *h = arg;
-    const char *bodies[OE_HTTP_GROUP_MAX];
-    size_t lens[OE_HTTP_GROUP_MAX];
-    oe_http_answer *answers[OE_HTTP_GROUP_MAX];
-    request_ctx *taken[OE_HTTP_GROUP_MAX];
-    for (;;) {
-        pthread_mutex_lock(&h->group_lock);
-        while (!h->group_head && !h->group_stop)
-            pthread_cond_wait(&h->group_wake, &h->group_lock);
-        size_t n = 0;
-        while (h->group_head && n < OE_HTTP_GROUP_MAX) {
-            taken[n++] = h->group_head;
-            h->group_head = h->group_head->next;
-        }
-        if (!h->group_head)
-            h->group_tail = NULL;
-        pthread_mutex_unlock(&h->group_lock);
-        if (n == 0)
-            break; /* stopping, nothing queued */
-        for (size_t i = 0; i < n; i++) {
-            bodies[i] = taken[i]->body.data ? taken[i]->body.data : "";
-            lens[i] = taken[i]->body.len;
-            answers[i] = &taken[i]->answer;
-        }
-        h->cfg.execute(h->cfg.execute_ctx, bodies, lens, answers, n);
-        for (size_t i = 0; i < n; i++) {
-            struct MHD_Connection *c = taken[i]->connection;
-            atomic_store(&taken[i]->replied, 1);
-            MHD_resume_connection(c);
-        }
+    request_ctx *ctx = job->ctx;
+    oe_http *h = ctx->server;
+    if (rc == OE_OK) {
+        oe_http_answer_from_outcome(&job->item.req, &job->item.out, &ctx->answer);
+    } else {
+        /* A resource failure is no answer to the request: 503, try again.
+         * The ledger's own reason is logged, not sent (SPEC §10). */
+        log_failure("POST /execute", rc, err);
+        answer_detail(&ctx->answer, rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500,
+                      rc == OE_ENOMEM     ? "out of memory, try again"
+                      : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
+                                          : "store failure");
+        answer_check(&ctx->answer);
     }
-    return NULL;
+    oe_outcome_clear(&job->item.out);
+    oe_request_clear(&job->item.req);
+    atomic_store(&ctx->replied, 1);
+    MHD_resume_connection(ctx->connection);
+    pthread_mutex_lock(&h->jobs_lock);
+    if (--h->inflight == 0)
+        pthread_cond_broadcast(&h->jobs_idle);
+    pthread_mutex_unlock(&h->jobs_lock);
 }
 
-/* Stops the committer once it has answered everything queued. */
-static void committer_stop(oe_http *h)
-{
-    if (!h->committer_running)
-        return;
-    pthread_mutex_lock(&h->group_lock);
-    h->group_stop = 1;
-    pthread_cond_signal(&h->group_wake);
-    pthread_mutex_unlock(&h->group_lock);
-    pthread_join(h->committer, NULL);
-    pthread_mutex_lock(&h->group_lock); /* handlers read it under the lock */
-    h->committer_running = 0;
-    pthread_mutex_unlock(&h->group_lock);
-}
-
-/* POST /execute without a bridge: queued for the next group commit, the
- * connection suspended until its answer is ready. */
-static MHD_RESULT execute_grouped(oe_http *h, struct MHD_Connection *c, request_ctx *ctx)
+/* POST /execute without a bridge: decoded here, once, and queued with the
+ * executor for the next group commit; the connection is suspended until
+ * its answer is ready. */
+static MHD_RESULT execute_local(oe_http *h, struct MHD_Connection *c, request_ctx *ctx)
 {
     if (ctx->submitted) {
         if (!atomic_load(&ctx->replied))
             return MHD_YES;
         return send_buf(h, c, ctx->answer.status, &ctx->answer.body);
     }
-    pthread_mutex_lock(&h->group_lock);
-    if (h->group_stop || !h->committer_running) {
-        pthread_mutex_unlock(&h->group_lock);
+    oe_batch_item *it = &ctx->job.item;
+    oe_outcome_init(&it->out);
+    it->decode_error = OE_ERR_NONE;
+    it->decode_detail = ctx->job_detail;
+    if (oe_request_from_json(ctx->body.data ? ctx->body.data : "", ctx->body.len, &it->req,
+                             &it->decode_error, ctx->job_detail, sizeof ctx->job_detail) != OE_OK) {
+        /* No verdict: nothing is recorded, the client may try again. */
+        oe_request_clear(&it->req);
+        return send_detail(h, c, 503, "out of memory, try again");
+    }
+    /* The request holds its own copy: the body (and its budget) goes now. */
+    body_release(h, ctx);
+    ctx->job.done = local_done;
+    ctx->job.ctx = ctx;
+    ctx->server = h;
+    ctx->connection = c;
+    pthread_mutex_lock(&h->jobs_lock);
+    oe_rc rc = h->jobs_stop ? OE_EUNAVAIL : OE_OK;
+    if (rc == OE_OK) {
+        ctx->submitted = 1;
+        h->inflight++;
+        MHD_suspend_connection(c);
+        rc = oe_executor_submit(h->cfg.executor, &ctx->job);
+        if (rc != OE_OK) {
+            h->inflight--;
+            ctx->submitted = 0;
+            MHD_resume_connection(c);
+        }
+    }
+    pthread_mutex_unlock(&h->jobs_lock);
+    if (rc != OE_OK) {
+        oe_request_clear(&it->req);
         return send_detail(h, c, 503, "shutting down");
     }
-    ctx->connection = c;
-    ctx->submitted = 1;
-    ctx->next = NULL;
-    MHD_suspend_connection(c);
-    if (h->group_tail)
-        h->group_tail->next = ctx;
-    else
-        h->group_head = ctx;
-    h->group_tail = ctx;
-    pthread_cond_signal(&h->group_wake);
-    pthread_mutex_unlock(&h->group_lock);
     return MHD_YES;
 }
 
@@ -942,13 +864,13 @@ static MHD_RESULT execute_grouped(oe_http *h, struct MHD_Connection *c, request_
 static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
     if (rc->submitted)
-        return h->cfg.bridge ? execute_via_bridge(h, c, rc) : execute_grouped(h, c, rc);
+        return h->cfg.bridge ? execute_via_bridge(h, c, rc) : execute_local(h, c, rc);
     char reason[200];
     if (!is_ready(h, reason, sizeof reason))
         return send_detail(h, c, 503, reason);
     if (h->cfg.bridge)
         return execute_via_bridge(h, c, rc);
-    return execute_grouped(h, c, rc);
+    return execute_local(h, c, rc);
 }
 
 /* POST /receipts/verify: {"exec_id", "result", "receipt"} -> {"valid"}.
@@ -1034,7 +956,7 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
     int found = by_nonce ? oe_store_find_by_nonce(h->cfg.reader, key, &e, err, sizeof err)
                          : oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err);
     if (found < 0) {
-        log_ledger_failure(by_nonce ? "GET /receipts?nonce" : "GET /receipts/{id}", err);
+        log_failure(by_nonce ? "GET /receipts?nonce" : "GET /receipts/{id}", OE_EUNAVAIL, err);
         return send_detail(h, c, 503, "ledger unavailable");
     }
     if (!found)
@@ -1386,7 +1308,7 @@ oe_rc oe_http_new(const oe_http_config *cfg, oe_http **out, char *err, size_t er
         snprintf(err, errlen, "HTTP port %d is not in 0..65535", cfg->port);
         return OE_EINVAL;
     }
-    if (!cfg->engine || !cfg->metrics || (!cfg->bridge && !cfg->execute)) {
+    if (!cfg->engine || !cfg->metrics || (!cfg->bridge && !cfg->executor)) {
         snprintf(err, errlen, "HTTP server needs an engine, metrics and an executor");
         return OE_EINVAL;
     }
@@ -1436,8 +1358,8 @@ oe_rc oe_http_new(const oe_http_config *cfg, oe_http **out, char *err, size_t er
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&h->sweeper_wake, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&h->group_lock, NULL);
-    pthread_cond_init(&h->group_wake, NULL);
+    pthread_mutex_init(&h->jobs_lock, NULL);
+    pthread_cond_init(&h->jobs_idle, NULL);
     *out = h;
     return OE_OK;
 }
@@ -1459,15 +1381,7 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
         return OE_EIO;
     }
     h->sweeper_running = 1;
-    h->group_stop = 0;
-    if (h->cfg.execute) {
-        if (pthread_create(&h->committer, NULL, committer_main, h) != 0) {
-            sweeper_stop(h);
-            snprintf(err, errlen, "cannot start the HTTP committer thread");
-            return OE_EIO;
-        }
-        h->committer_running = 1;
-    }
+    h->jobs_stop = 0;
     unsigned threads = h->cfg.threads ? h->cfg.threads : 4;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME | (h->ipv6 ? MHD_USE_IPv6 : 0);
@@ -1492,7 +1406,6 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler, h, MHD_OPTION_ARRAY, options,
                                  MHD_OPTION_END);
     if (!h->daemon) {
-        committer_stop(h);
         sweeper_stop(h);
         snprintf(err, errlen, "cannot start the HTTP server on port %d", h->port);
         return OE_EIO;
@@ -1520,9 +1433,14 @@ void oe_http_stop(oe_http *h)
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    /* Everything queued is answered (and its connection resumed) before
-     * the daemon closes connections and frees their contexts. */
-    committer_stop(h);
+    /* Every request with the executor is answered (and its connection
+     * resumed) before the daemon closes connections and frees their
+     * contexts; no new one is queued. */
+    pthread_mutex_lock(&h->jobs_lock);
+    h->jobs_stop = 1;
+    while (h->inflight > 0)
+        pthread_cond_wait(&h->jobs_idle, &h->jobs_lock);
+    pthread_mutex_unlock(&h->jobs_lock);
     MHD_stop_daemon(h->daemon);
     h->daemon = NULL;
     if (quiesced != MHD_INVALID_SOCKET)
@@ -1539,7 +1457,7 @@ void oe_http_free(oe_http *h)
         close(h->listen_fd);
     pthread_cond_destroy(&h->sweeper_wake);
     pthread_mutex_destroy(&h->conns_lock);
-    pthread_cond_destroy(&h->group_wake);
-    pthread_mutex_destroy(&h->group_lock);
+    pthread_cond_destroy(&h->jobs_idle);
+    pthread_mutex_destroy(&h->jobs_lock);
     free(h);
 }

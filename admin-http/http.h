@@ -78,14 +78,6 @@ typedef struct oe_http_answer {
     oe_buf body;
 } oe_http_answer;
 
-/* Runs n /execute request bodies as one group and fills each answer,
- * without Kafka (`--execute local`: oe_http_execute_in_process). Used when
- * the config has no bridge, from the server's one committer thread:
- * requests that arrive together share one ledger transaction and one sync
- * (group commit), and each is answered only after that commit. */
-typedef void (*oe_http_execute_fn)(void *ctx, const char *const *bodies, const size_t *lens,
-                                   oe_http_answer *const *answers, size_t n);
-
 typedef struct oe_http_config {
     const char *host;    /* bind address or host name: "127.0.0.1", "::1", "localhost" */
     int port;            /* 0 = ephemeral (tests read it back) */
@@ -94,9 +86,12 @@ typedef struct oe_http_config {
     oe_store *reader;    /* read-only store for /receipts/{id} */
     oe_metrics *metrics; /* the engine's counters */
     oe_kafka_metrics *kafka_metrics; /* the worker's and bridge's, NULL without Kafka */
-    oe_bridge *bridge;               /* /execute through Kafka; NULL: use execute below */
-    oe_http_execute_fn execute;
-    void *execute_ctx;
+    oe_bridge *bridge;               /* /execute through Kafka; NULL: the executor */
+    /* /execute in this process (`--execute local`): requests are queued
+     * with the executor (started; it must outlive the server), which
+     * runs those that arrive together as one batch (group commit); each is
+     * answered after its batch's commit. */
+    struct oe_executor *executor;
     int (*ready)(void *ctx, char *reason, size_t len); /* 1 when ready */
     void *ready_ctx;
 } oe_http_config;
@@ -130,18 +125,6 @@ void oe_http_stop(oe_http *h);
 
 /* Stops the server if it is running and frees it. NULL is allowed. */
 void oe_http_free(oe_http *h);
-
-/* Context of the in-process executor: the engine and the metrics. */
-typedef struct oe_local_executor {
-    oe_engine *engine;
-    oe_metrics *metrics;
-} oe_local_executor;
-
-/* Executes in this process through the engine, the n requests in one batch
- * (one ledger transaction), as the worker does a Kafka batch (ctx is an
- * oe_local_executor). */
-void oe_http_execute_in_process(void *ctx, const char *const *bodies, const size_t *lens,
-                                oe_http_answer *const *answers, size_t n);
 
 /* Renders a receipt from the receipts topic as SPEC §10's /execute answer.
  * The receipt's result text is parsed first: one that is not valid JSON is

@@ -55,10 +55,9 @@ struct oe_bridge {
     pthread_t thread;
     int thread_started;
     atomic_int running;
-    atomic_int positioned;  /* receipts consumer assigned at the end */
-    int position_failed;    /* the last attempt failed (logged once), bridge thread */
-    atomic_int last_error;  /* of the last publish failure logged */
-    _Atomic double last_at; /* oe_monotonic() of that line */
+    atomic_int positioned;    /* receipts consumer assigned at the end */
+    int position_failed;      /* the last attempt failed (logged once), bridge thread */
+    oe_log_limit publish_log; /* publish failures: a line per error code per interval */
 
     pthread_mutex_t lock; /* guards everything below */
     int closed;
@@ -121,13 +120,8 @@ static uint64_t corr_tag(const char *corr)
  * per PUBLISH_ERROR_LOG_INTERVAL. Frees w. */
 static void publish_failed(oe_bridge *b, waiter *w, rd_kafka_resp_err_t err)
 {
-    double now = oe_monotonic();
-    if (atomic_exchange(&b->last_error, (int)err) != (int)err ||
-        now - atomic_load(&b->last_at) >= PUBLISH_ERROR_LOG_INTERVAL) {
-        atomic_store(&b->last_at, now);
-        oe_log(OE_LOG_WARN, "bridge", NULL, "could not publish a request: %s",
-               rd_kafka_err2str(err));
-    }
+    oe_log_limited(&b->publish_log, (int)err, OE_LOG_WARN, "bridge",
+                   "could not publish a request: %s", rd_kafka_err2str(err));
     w->reply(w->ctx, NULL, 503, "could not publish the request");
     free(w);
 }
@@ -280,6 +274,7 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    b->publish_log.interval = PUBLISH_ERROR_LOG_INTERVAL;
     pthread_mutex_init(&b->lock, NULL);
     b->kafka = k;
     b->metrics = metrics;

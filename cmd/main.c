@@ -23,6 +23,7 @@
 #include "engine/clock.h"
 #include "engine/digest.h"
 #include "engine/engine.h"
+#include "engine/executor.h"
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/log.h"
@@ -130,7 +131,7 @@ typedef struct service {
     oe_kafka_metrics kafka_metrics; /* the worker's and bridge's */
     oe_store *writer, *reader;
     oe_engine *engine;
-    oe_local_executor in_process;
+    oe_executor *executor; /* every batch goes through it */
     oe_http *http;
     oe_broker *broker;
     oe_worker *worker;
@@ -288,7 +289,10 @@ static int run_open_store(service *s)
         return oe_die(2, "%s", s->err);
     warn_short_secrets(oe_engine_approval_keys(s->engine));
     oe_engine_start(s->engine); /* its helper threads, made once */
-    s->in_process = (oe_local_executor){.engine = s->engine, .metrics = &s->metrics};
+    if (oe_executor_new(s->engine, &s->metrics, &s->executor) != OE_OK)
+        return oe_die(1, "out of memory");
+    if (s->local && oe_executor_start(s->executor, s->err, sizeof s->err) != OE_OK)
+        return oe_die(1, "%s", s->err); /* local /execute's group commit */
     return 0;
 }
 
@@ -338,8 +342,7 @@ static int run_start_kafka(service *s)
     }
     oe_worker_config wcfg = {
         .kafka = ks,
-        .engine = s->engine,
-        .metrics = &s->metrics,
+        .executor = s->executor,
         .kafka_metrics = &s->kafka_metrics,
         .receipt_json = s->cfg.receipt_format == OE_FORMAT_JSON,
         .confluent_schema_id = s->cfg.confluent_schema_id,
@@ -380,8 +383,7 @@ static int run_bind_http(service *s)
         .metrics = &s->metrics,
         .kafka_metrics = s->local ? NULL : &s->kafka_metrics,
         .bridge = NULL, /* set by run_start_http, once it exists */
-        .execute = oe_http_execute_in_process,
-        .execute_ctx = &s->in_process,
+        .executor = s->executor,
         .ready = s->local ? ledger_ready : service_ready,
         .ready_ctx = &s->ready,
     };
@@ -459,6 +461,7 @@ static void run_stop(service *s)
     oe_http_free(http);
     oe_worker_free(s->worker);
     oe_bridge_free(s->bridge);
+    oe_executor_free(s->executor); /* after every user of it */
     oe_engine_free(s->engine);
     oe_store_free(s->reader);
     oe_store_free(s->writer);

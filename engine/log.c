@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "json.h"
 
 static atomic_int log_level = OE_LOG_INFO;
@@ -255,4 +256,30 @@ void oe_log(oe_log_level level, const char *component, const char *const *fields
     va_start(ap, fmt);
     oe_logv(level, component, fields, fmt, ap);
     va_end(ap);
+}
+
+int oe_log_limited(oe_log_limit *limit, int key, oe_log_level level, const char *component,
+                   const char *fmt, ...)
+{
+    double now = oe_monotonic(), next = atomic_load(&limit->next);
+    int other = atomic_load(&limit->key) != key;
+    /* One thread wins a due line; the others count themselves out. */
+    if ((!other && now < next) ||
+        !atomic_compare_exchange_strong(&limit->next, &next, now + limit->interval)) {
+        atomic_fetch_add(&limit->unlogged, 1);
+        return 0;
+    }
+    atomic_store(&limit->key, key);
+    va_list ap;
+    va_start(ap, fmt);
+    oe_logv(level, component,
+            OE_LOG_FIELDS("similar_not_logged", OE_LOG_INT(atomic_exchange(&limit->unlogged, 0))),
+            fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+void oe_log_limit_reset(oe_log_limit *limit)
+{
+    atomic_store(&limit->next, 0.0);
 }

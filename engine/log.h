@@ -30,6 +30,7 @@
 #define OE_LOG_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef enum oe_log_level { OE_LOG_ERROR, OE_LOG_WARN, OE_LOG_INFO, OE_LOG_DEBUG } oe_log_level;
@@ -61,6 +62,33 @@ __attribute__((format(printf, 4, 5))) void oe_log(oe_log_level level, const char
 __attribute__((format(printf, 4, 0))) void oe_logv(oe_log_level level, const char *component,
                                                    const char *const *fields, const char *fmt,
                                                    va_list ap);
+
+/* A rate limit for one kind of log line, shared by every thread that may
+ * write it: the first line, a line about another key than the last one
+ * written (e.g. another error code), or the first one LIMIT's interval
+ * after the last one written; each line written carries
+ * "similar_not_logged" with how many were left out since. Static or zeroed
+ * storage with the interval set: OE_LOG_LIMIT(30.0). */
+typedef struct oe_log_limit {
+    double interval;     /* seconds */
+    _Atomic double next; /* oe_monotonic() from which a line is written again */
+    atomic_int key;      /* the key of the last line written */
+    atomic_ullong unlogged;
+} oe_log_limit;
+#define OE_LOG_LIMIT(seconds)                                                                      \
+    {                                                                                              \
+        .interval = (seconds)                                                                      \
+    }
+
+/* oe_log through limit; key tells kinds apart (0 when there is one).
+ * Returns 1 when the line was written. */
+__attribute__((format(printf, 5, 6))) int oe_log_limited(oe_log_limit *limit, int key,
+                                                         oe_log_level level, const char *component,
+                                                         const char *fmt, ...);
+
+/* The next line through limit is written whatever its key (e.g. once the
+ * condition it reports has ended). */
+void oe_log_limit_reset(oe_log_limit *limit);
 
 #define OE_LOG_FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
 /* A whole number as text, in a buffer that lives until the end of the

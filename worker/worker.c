@@ -94,7 +94,7 @@ struct oe_worker {
     double pending_since, next_pending_try;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
-    double last_ledger_log;
+    oe_log_limit ledger_log; /* "ledger unavailable": at its start, then every 30 s */
 
     /* The batch in hand: batch_max slots, reused; n in use. */
     batch_slot *slots;
@@ -859,14 +859,12 @@ static long execute_batch(oe_worker *w)
         if (rc == OE_ENOMEM)
             snprintf(err, sizeof err, "out of memory while decoding");
         else
-            rc = oe_engine_process(w->cfg.engine, w->engine_items, ne, oe_wall_clock(), err,
-                                   sizeof err);
+            rc = oe_executor_run(w->cfg.executor, w->engine_items, ne, err, sizeof err);
         if (rc == OE_OK) {
             ledger_available(w);
             return (long)ne;
         }
         clear_requests(w);
-        atomic_fetch_add(&w->cfg.metrics->store_errors, 1);
         if (rc == OE_EUNAVAIL) {
             ledger_unavailable(w, err);
             if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->n == 0) {
@@ -929,7 +927,6 @@ static void process_batch(oe_worker *w)
     for (size_t i = 0; i < w->n; i++)
         if (!w->slots[i].dead)
             oe_request_drop_payload(&w->slots[i].item.req);
-    oe_metrics_batch(w->cfg.metrics, w->engine_items, (size_t)ne, oe_monotonic() - t0);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->n);
     oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->n);
 
@@ -1166,12 +1163,10 @@ static int wait_polling(oe_worker *w, long ms)
  * unavailable", a metric) and why (a log line at the start and every 30 s). */
 static void ledger_unavailable(oe_worker *w, const char *why)
 {
-    double now = oe_monotonic();
-    if (!atomic_exchange(&w->ledger_down, 1) || now - w->last_ledger_log > 30) {
-        oe_log(OE_LOG_ERROR, "worker", NULL, "ledger unavailable, consumption paused, retrying: %s",
-               why);
-        w->last_ledger_log = now;
-    }
+    if (!atomic_exchange(&w->ledger_down, 1))
+        oe_log_limit_reset(&w->ledger_log);
+    oe_log_limited(&w->ledger_log, 0, OE_LOG_ERROR, "worker",
+                   "ledger unavailable, consumption paused, retrying: %s", why);
     atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 1);
     update_pause(w);
 }
@@ -1473,6 +1468,7 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    w->ledger_log.interval = 30.0;
     w->cfg = *cfg;
     pthread_mutex_init(&w->reason_lock, NULL);
     if (!w->cfg.batch_max)

@@ -1,6 +1,6 @@
 /* The Kafka worker: one consumer-group member that drives
  *
- *   poll a batch -> decode -> engine (one SQLite transaction)
+ *   poll a batch -> decode -> executor (one engine batch, one ledger transaction)
  *     -> produce one receipt per request message (key = nonce)
  *     -> wait for every delivery -> commit offsets
  *
@@ -13,15 +13,13 @@
 
 #include <stddef.h>
 
-#include "engine/engine.h"
-#include "engine/metrics.h"
+#include "engine/executor.h"
 #include "kafka/kafka.h"
 #include "kafka/kafka_metrics.h"
 
 typedef struct oe_worker_config {
     const oe_kafka_settings *kafka;  /* borrowed */
-    oe_engine *engine;               /* borrowed; the worker thread is its writer */
-    oe_metrics *metrics;             /* borrowed: the engine's counters */
+    oe_executor *executor;           /* borrowed: runs each batch (oe_executor_run) */
     oe_kafka_metrics *kafka_metrics; /* borrowed: the Kafka side's */
     int receipt_json;                /* 1: JSON receipts, 0: Avro */
     long confluent_schema_id;        /* -1: Confluent framing not configured */

@@ -13,6 +13,7 @@
 
 #include "admin-http/http.h"
 #include "codec/codec.h"
+#include "engine/executor.h"
 #include "engine/json.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
@@ -187,7 +188,7 @@ typedef struct {
     oe_store *store;
     oe_engine *engine;
     oe_metrics metrics;
-    oe_local_executor executor;
+    oe_executor *executor;
     oe_http_config cfg;
 } fixture;
 
@@ -203,20 +204,24 @@ static int open_fixture(fixture *f, const char *host, int port)
         OE_FAIL_("fixture: %s", err);
         return -1;
     }
-    f->executor = (oe_local_executor){.engine = f->engine, .metrics = &f->metrics};
+    if (oe_executor_new(f->engine, &f->metrics, &f->executor) != OE_OK ||
+        oe_executor_start(f->executor, err, sizeof err) != OE_OK) {
+        OE_FAIL_("fixture: executor: %s", err);
+        return -1;
+    }
     f->cfg = (oe_http_config){.host = host,
                               .port = port,
                               .threads = 1,
                               .engine = f->engine,
                               .reader = f->store,
                               .metrics = &f->metrics,
-                              .execute = oe_http_execute_in_process,
-                              .execute_ctx = &f->executor};
+                              .executor = f->executor};
     return 0;
 }
 
 static void close_fixture(fixture *f)
 {
+    oe_executor_free(f->executor);
     oe_engine_free(f->engine);
     oe_store_free(f->store);
 }

@@ -3,6 +3,7 @@
  * values. stderr is redirected into a file of this test's directory. */
 #include <fcntl.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/json.h"
@@ -443,6 +444,35 @@ static void test_invalid_utf8_replaced(void)
     free(out);
 }
 
+/* oe_log_limited: the first line, a line of another key, and the first
+ * after the interval or a reset are written, each with the count of lines
+ * left out before it; the rest are counted out. */
+static void test_rate_limited_lines(void)
+{
+    oe_log_setup(OE_LOG_INFO, OE_LOG_TEXT);
+    oe_log_limit limit = OE_LOG_LIMIT(0.3);
+    capture();
+    ASSERT_EQ(oe_log_limited(&limit, 1, OE_LOG_WARN, "t", "first %d", 1), 1);
+    for (int i = 0; i < 5; i++)
+        ASSERT_EQ(oe_log_limited(&limit, 1, OE_LOG_WARN, "t", "again"), 0);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "other key"), 1);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "again"), 0);
+    oe_log_limit_reset(&limit);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "after reset"), 1);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "again"), 0);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "again"), 0);
+    struct timespec ts = {0, 350 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    ASSERT_EQ(oe_log_limited(&limit, 2, OE_LOG_WARN, "t", "after the interval"), 1);
+    char *out = captured();
+    ASSERT_EQ(count_lines(out), 4);
+    ASSERT_CONTAINS(out, "msg=\"first 1\" similar_not_logged=0\n");
+    ASSERT_CONTAINS(out, "msg=\"other key\" similar_not_logged=5\n");
+    ASSERT_CONTAINS(out, "msg=\"after reset\" similar_not_logged=1\n");
+    ASSERT_CONTAINS(out, "msg=\"after the interval\" similar_not_logged=2\n");
+    free(out);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/oe-test-log-XXXXXX";
@@ -457,6 +487,7 @@ int main(void)
     RUN_TEST(test_random_bytes_always_one_valid_line);
     RUN_TEST(test_full_line_cuts_values_not_the_line);
     RUN_TEST(test_invalid_utf8_replaced);
+    RUN_TEST(test_rate_limited_lines);
     unlink(path);
     rmdir(dir);
     return TEST_REPORT();

@@ -118,6 +118,7 @@ static int read_topic(const char *brokers, const char *topic, int want, double t
 typedef struct {
     oe_store *store;
     oe_engine *engine;
+    oe_executor *executor;
     oe_metrics metrics;
     oe_kafka_metrics kafka_metrics;
     oe_kafka_settings ks;
@@ -140,6 +141,10 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
         return -1;
     }
     oe_metrics_init(&f->metrics);
+    if (oe_executor_new(f->engine, &f->metrics, &f->executor) != OE_OK) {
+        OE_FAIL_("executor: out of memory");
+        return -1;
+    }
     oe_kafka_metrics_init(&f->kafka_metrics);
     f->ks = (oe_kafka_settings){.brokers = brokers,
                                 .requests_topic = "req",
@@ -149,8 +154,7 @@ static int start_worker_txn(worker_fixture *f, const char *brokers, const char *
                                 .transactions = txn_id != NULL,
                                 .transactional_id = txn_id};
     oe_worker_config wcfg = {.kafka = &f->ks,
-                             .engine = f->engine,
-                             .metrics = &f->metrics,
+                             .executor = f->executor,
                              .kafka_metrics = &f->kafka_metrics,
                              .confluent_schema_id = -1,
                              .batch_max = 100,
@@ -183,6 +187,7 @@ static int start_worker(worker_fixture *f, const char *brokers, const char *path
 static void stop_worker(worker_fixture *f)
 {
     oe_worker_free(f->w);
+    oe_executor_free(f->executor);
     oe_engine_free(f->engine);
     oe_store_free(f->store);
 }
