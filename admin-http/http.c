@@ -164,13 +164,6 @@ typedef struct request_ctx {
     oe_http *server;      /* for the job's done */
 } request_ctx;
 
-static long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ------------------------------------------------------------------------
  * Deadlines: the registry of connections and the thread that enforces them.
  */
@@ -180,7 +173,7 @@ static void conn_set_phase(conn_rec *r, conn_phase phase)
     if (!r)
         return;
     /* The time first: a reader that sees the new phase sees its start. */
-    atomic_store(&r->since_ms, monotonic_ms());
+    atomic_store(&r->since_ms, oe_monotonic_ms());
     atomic_store(&r->phase, (int)phase);
 }
 
@@ -240,13 +233,9 @@ static void *sweeper_main(void *arg)
     oe_http *h = arg;
     pthread_mutex_lock(&h->conns_lock);
     while (!h->sweeper_stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += (long)OE_HTTP_SWEEP_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
+        struct timespec until = oe_monotonic_after_ms(OE_HTTP_SWEEP_MS);
         pthread_cond_timedwait(&h->sweeper_wake, &h->conns_lock, &until);
-        long long now = monotonic_ms();
+        long long now = oe_monotonic_ms();
         for (conn_rec *r = h->conns; r && !h->sweeper_stop; r = r->next) {
             if (r->shut)
                 continue;

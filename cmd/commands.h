@@ -13,13 +13,21 @@
 /* Prints "openexec: reason" on stderr and returns status. */
 int oe_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Set by SIGINT/SIGTERM. */
-extern volatile int oe_stop_requested;
+/* Stop signals (SIGINT, SIGTERM). The long-running commands (run, broker)
+ * call oe_signals_start before they make any thread: the signals are
+ * blocked in every thread and taken by one thread (sigwait), which sets
+ * the stop flag and wakes oe_stop_wait. The short commands, which may
+ * block reading stdin, call oe_install_signals: a handler sets the flag
+ * and interrupts the read. Either way oe_stop_requested() reads the flag;
+ * SIGPIPE is ignored. */
+int oe_signals_start(void); /* 0, or -1: fell back to the handler */
 void oe_install_signals(void);
-
-/* Milliseconds of the monotonic clock (for deadlines); the other clocks
- * are engine/clock.h's. */
-long long oe_monotonic_ms(void);
+int oe_stop_requested(void);
+void oe_stop_clear(void);
+/* Waits up to ms for a stop signal; returns 1 when one came. */
+int oe_stop_wait(long ms);
+/* Ends the signal thread (at exit). */
+void oe_signals_stop(void);
 
 /* Zeroes s, then collects the pass-through librdkafka properties of argv
  * ("-X prop=value"), removing those from argv and updating *argc. Call

@@ -1,25 +1,47 @@
 /* What every subcommand of openexec shares: the one-line failure message,
- * the stop signals, the clocks, and the parsing of a command's options and
- * Kafka properties. All of it runs on the main thread; the signal handler
- * only sets oe_stop_requested, which the main loops poll. */
+ * the stop signals, and the parsing of a command's options and Kafka
+ * properties. All of it runs on the main thread, apart from the signal
+ * thread of the long-running commands (oe_signals_start). */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "cmd/commands.h"
 #include "devbroker/broker.h"
+#include "engine/clock.h"
 #include "engine/json.h"
 #include "engine/log.h"
 #include "ledger/ledger.h"
 
-volatile int oe_stop_requested;
+static atomic_int stop_flag;
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stop_cond;
+static pthread_t signal_thread;
+static int signal_thread_running;
+static atomic_int signal_thread_quit;
+static sigset_t stop_signals;
 
+int oe_stop_requested(void)
+{
+    return atomic_load(&stop_flag);
+}
+
+void oe_stop_clear(void)
+{
+    atomic_store(&stop_flag, 0);
+}
+
+/* The handler of the short commands: only the flag (lock-free, so safe in
+ * a handler); the signal also interrupts a blocking read. */
 static void on_signal(int sig)
 {
     (void)sig;
-    oe_stop_requested = 1;
+    atomic_store(&stop_flag, 1);
 }
 
 void oe_install_signals(void)
@@ -32,6 +54,71 @@ void oe_install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* The one thread that takes SIGINT and SIGTERM. */
+static void *signal_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int sig;
+        if (sigwait(&stop_signals, &sig) != 0)
+            continue;
+        if (atomic_load(&signal_thread_quit))
+            return NULL;
+        pthread_mutex_lock(&stop_lock);
+        atomic_store(&stop_flag, 1);
+        pthread_cond_broadcast(&stop_cond);
+        pthread_mutex_unlock(&stop_lock);
+    }
+}
+
+int oe_signals_start(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&stop_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    /* Blocked here, and so in every thread made from here on. */
+    if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0 ||
+        pthread_create(&signal_thread, NULL, signal_main, NULL) != 0) {
+        pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
+        oe_install_signals();
+        return -1;
+    }
+    signal_thread_running = 1;
+    return 0;
+}
+
+int oe_stop_wait(long ms)
+{
+    struct timespec until = oe_monotonic_after_ms(ms);
+    if (!signal_thread_running) {
+        if (!oe_stop_requested())
+            oe_sleep_ms(ms);
+        return oe_stop_requested();
+    }
+    pthread_mutex_lock(&stop_lock);
+    while (!oe_stop_requested() &&
+           pthread_cond_timedwait(&stop_cond, &stop_lock, &until) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&stop_lock);
+    return oe_stop_requested();
+}
+
+void oe_signals_stop(void)
+{
+    if (!signal_thread_running)
+        return;
+    atomic_store(&signal_thread_quit, 1);
+    pthread_kill(signal_thread, SIGTERM); /* taken by its sigwait */
+    pthread_join(signal_thread, NULL);
+    signal_thread_running = 0;
+}
+
 int oe_die(int status, const char *fmt, ...)
 {
     va_list ap;
@@ -41,11 +128,6 @@ int oe_die(int status, const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     return status;
-}
-
-long long oe_monotonic_ms(void)
-{
-    return (long long)(oe_monotonic() * 1000.0);
 }
 
 /* Help wins over everything else on the line, even a bad -X property. */

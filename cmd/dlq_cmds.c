@@ -142,7 +142,7 @@ static int assign(replay *r, char *err, size_t errlen)
 static int run_replay(replay *r)
 {
     long long deadline = oe_monotonic_ms() + r->cfg->timeout_ms;
-    while (r->done < r->nparts && !oe_stop_requested) {
+    while (r->done < r->nparts && !oe_stop_requested()) {
         if (oe_monotonic_ms() > deadline) {
             fprintf(stderr, "openexec: dlq replay: the end of %s not reached after %ld ms\n",
                     r->cfg->dlq_topic, r->cfg->timeout_ms);
@@ -257,7 +257,7 @@ static int dlq_replay(int argc, char **argv)
         fprintf(stderr, "openexec: dlq replay: %ld dead letters %s%s\n", r.listed,
                 cfg.dry_run ? "listed (dry run, nothing published)" : "republished to ",
                 cfg.dry_run ? "" : cfg.requests_topic);
-        status = timed_out || oe_stop_requested ? 1 : 0;
+        status = timed_out || oe_stop_requested() ? 1 : 0;
     }
 out:
     if (r.consumer) {

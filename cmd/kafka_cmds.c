@@ -47,7 +47,7 @@ int oe_cmd_broker(int argc, char **argv)
     if (rc >= 0)
         return rc;
     oe_broker *b;
-    oe_install_signals();
+    oe_signals_start();
     /* A file left by an earlier broker names a dead address: gone before
      * this one's is written (atomically), and gone again at exit. */
     if (cfg.bootstrap_file)
@@ -62,11 +62,12 @@ int oe_cmd_broker(int argc, char **argv)
     }
     printf("bootstrap.servers=%s\n", oe_broker_bootstraps(b));
     fflush(stdout);
-    while (!oe_stop_requested)
-        oe_sleep_ms(100);
+    while (!oe_stop_wait(60000)) {
+    }
     if (cfg.bootstrap_file)
         unlink(cfg.bootstrap_file);
     oe_broker_free(b);
+    oe_signals_stop();
     return 0;
 }
 
@@ -207,13 +208,13 @@ int oe_cmd_produce(int argc, char **argv)
     int check;
     do
         check = oe_kafka_check_cluster(p.rk, &p.topic, 1, 500, NULL, NULL, err, sizeof err);
-    while (check == OE_KAFKA_CHECK_UNREACHABLE && !oe_stop_requested &&
+    while (check == OE_KAFKA_CHECK_UNREACHABLE && !oe_stop_requested() &&
            oe_monotonic_ms() < deadline);
-    if (check != OE_KAFKA_CHECK_OK || oe_stop_requested) {
+    if (check != OE_KAFKA_CHECK_OK || oe_stop_requested()) {
         rd_kafka_destroy(p.rk);
         oe_codec_free(p.codec);
         oe_kafka_settings_clear(&ks);
-        return oe_die(1, "produce: %s", oe_stop_requested ? "interrupted; nothing sent" : err);
+        return oe_die(1, "produce: %s", oe_stop_requested() ? "interrupted; nothing sent" : err);
     }
     oe_buf_init(&p.out, 0);
     char *line = NULL;
@@ -222,7 +223,7 @@ int oe_cmd_produce(int argc, char **argv)
     long lineno = 0;
     /* A signal ends the reading (getline returns on EINTR: the handlers
      * do not restart calls), then what was sent is delivered. */
-    while (!oe_stop_requested && (len = getline(&line, &cap, stdin)) >= 0) {
+    while (!oe_stop_requested() && (len = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
@@ -231,22 +232,22 @@ int oe_cmd_produce(int argc, char **argv)
     }
     free(line);
     oe_buf_free(&p.out);
-    int interrupted = oe_stop_requested;
+    int interrupted = oe_stop_requested();
     if (interrupted)
         fprintf(stderr,
                 "openexec: produce: interrupted after %ld lines; delivering what was "
                 "sent (interrupt again to give up)\n",
                 lineno);
-    oe_stop_requested = 0;
+    oe_stop_clear();
     /* Delivered within the time librdkafka allows, or given up on a second
      * signal: messages still queued then count as failed. */
     deadline = oe_monotonic_ms() + 60000;
-    while (rd_kafka_outq_len(p.rk) > 0 && !oe_stop_requested && oe_monotonic_ms() < deadline)
+    while (rd_kafka_outq_len(p.rk) > 0 && !oe_stop_requested() && oe_monotonic_ms() < deadline)
         rd_kafka_flush(p.rk, 100);
     if (rd_kafka_outq_len(p.rk) > 0) {
         long left = (long)rd_kafka_outq_len(p.rk);
         fprintf(stderr, "openexec: produce: %ld messages not delivered%s\n", left,
-                oe_stop_requested ? " (interrupted)" : " in time");
+                oe_stop_requested() ? " (interrupted)" : " in time");
         rd_kafka_purge(p.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_poll(p.rk, 0); /* the purged messages' reports count them as failed */
     }
@@ -348,7 +349,7 @@ static int read_receipts(receipts_reader *r)
 {
     long max = r->cfg->max_count, timeout_ms = r->cfg->timeout_ms;
     long long deadline = oe_monotonic_ms() + timeout_ms;
-    while (!oe_stop_requested && (max == 0 || r->printed < max)) {
+    while (!oe_stop_requested() && (max == 0 || r->printed < max)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 100);
         if (max > 0 && oe_monotonic_ms() > deadline) {
             fprintf(stderr, "openexec: receipts: %ld of %ld after %ld ms\n", r->printed, max,

@@ -439,12 +439,12 @@ static void run_announce(const service *s)
 static int run_wait(service *s)
 {
     int status = 0;
-    while (!oe_stop_requested) {
+    /* A signal ends the wait at once; a failed worker is seen within 100 ms. */
+    while (!oe_stop_wait(100)) {
         if (s->worker && oe_worker_failed(s->worker, s->err, sizeof s->err)) {
             status = oe_die(1, "%s", s->err);
             break;
         }
-        oe_sleep_ms(100);
     }
     oe_log(OE_LOG_INFO, "main", NULL, "stopping");
     return status;
@@ -485,7 +485,7 @@ static int cmd_run(int argc, char **argv)
     }
     oe_metrics_init(&s->metrics);
     oe_kafka_metrics_init(&s->kafka_metrics);
-    oe_install_signals();
+    oe_signals_start(); /* before any thread is made */
     status = run_open_store(s);
     if (status == 0)
         status = run_bind_http(s);
@@ -498,6 +498,7 @@ static int cmd_run(int argc, char **argv)
         status = run_wait(s);
     }
     run_stop(s);
+    oe_signals_stop();
     free(s->public_key);
     free(s);
     return status;

@@ -11,14 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/clock.h"
 #include "engine/log.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 /* Lines logged lately, to drop repeats: every client of the process (the
  * worker's consumer and producer, the bridge's) reports the same broker
@@ -48,7 +42,7 @@ static int log_repeated(const char *buf)
     const char *tail = strstr(buf, " (after ");
     int n = tail ? (int)(tail - buf) : (int)strlen(buf);
     snprintf(key, sizeof key, "%.*s", n, buf);
-    double now = now_seconds();
+    double now = oe_monotonic();
     int seen = 0;
     pthread_mutex_lock(&log_lock);
     for (unsigned i = 0; i < LOG_RECENT && !seen; i++)
@@ -179,7 +173,7 @@ void oe_kafka_probe(rd_kafka_t *rk)
 {
     if (atomic_load(&health_state) == OE_KAFKA_UP)
         return;
-    double now = now_seconds();
+    double now = oe_monotonic();
     if (now - atomic_load(&last_probe) < 1.0)
         return;
     atomic_store(&last_probe, now);
@@ -193,12 +187,12 @@ void oe_kafka_probe(rd_kafka_t *rk)
 int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
                            int *parts, int *rf, char *err, size_t errlen)
 {
-    double end = now_seconds() + timeout_ms / 1000.0;
+    double end = oe_monotonic() + timeout_ms / 1000.0;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     char why[400];
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        double t0 = now_seconds();
+        double t0 = oe_monotonic();
         e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             note_up();
@@ -233,9 +227,9 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
             snprintf(err, errlen, "brokers refused the connection: %s", why);
             return OE_KAFKA_CHECK_REFUSED;
         }
-        if (now_seconds() > end)
+        if (oe_monotonic() > end)
             break;
-        if (now_seconds() - t0 < 0.1) /* failed at once: no busy loop */
+        if (oe_monotonic() - t0 < 0.1) /* failed at once: no busy loop */
             nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
     }
     if (oe_kafka_health(why, sizeof why) == OE_KAFKA_UP)
