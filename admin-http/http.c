@@ -650,27 +650,38 @@ static void answer_check(oe_http_answer *a)
     oe_buf_puts(&a->body, answer_failed_body);
 }
 
+/* The /execute answer of an execution (SPEC §10), one renderer for both
+ * sources: {"id", "action", "result" (the JSON text pasted as a value),
+ * "approved", "receipt", "status"}. */
+static void answer_execution(oe_http_answer *a, const char *id, const char *action,
+                             const char *result, size_t result_len, int approved,
+                             const char *receipt, oe_status status)
+{
+    a->status = 200;
+    oe_buf_reset(&a->body);
+    oe_buf_puts(&a->body, "{");
+    put_key_string(&a->body, "id", id);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "action", action);
+    oe_buf_puts(&a->body, ", \"result\": ");
+    oe_buf_append(&a->body, result, result_len);
+    oe_buf_printf(&a->body, ", \"approved\": %s, ", approved ? "true" : "false");
+    put_key_string(&a->body, "receipt", receipt);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "status", oe_status_name(status));
+    oe_buf_putc(&a->body, '}');
+    answer_check(a);
+}
+
 void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_http_answer *a)
 {
-    oe_buf_reset(&a->body);
     if (o->status == OE_STATUS_REJECTED) {
         answer_detail(a, oe_error_code_http_status(o->error), o->detail);
         answer_check(a);
         return;
     }
-    a->status = 200;
-    oe_buf_puts(&a->body, "{");
-    put_key_string(&a->body, "id", o->id);
-    oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "action", req->action);
-    oe_buf_puts(&a->body, ", \"result\": ");
-    oe_buf_append(&a->body, o->result_json.data, o->result_json.len);
-    oe_buf_printf(&a->body, ", \"approved\": %s, ", o->approved ? "true" : "false");
-    put_key_string(&a->body, "receipt", o->receipt);
-    oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "status", oe_status_name(o->status));
-    oe_buf_putc(&a->body, '}');
-    answer_check(a);
+    answer_execution(a, o->id, req->action, o->result_json.data, o->result_json.len, o->approved,
+                     o->receipt, o->status);
 }
 
 /* Logs a failure behind an HTTP answer, for the operator (the answer itself
@@ -701,20 +712,8 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
         answer_check(a);
         return;
     }
-    a->status = 200;
-    oe_buf_reset(&a->body);
-    oe_buf_puts(&a->body, "{");
-    put_key_string(&a->body, "id", r->id);
-    oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "action", r->action);
-    oe_buf_puts(&a->body, ", \"result\": ");
-    oe_buf_append(&a->body, r->result, result_len);
-    oe_buf_printf(&a->body, ", \"approved\": %s, ", r->approved ? "true" : "false");
-    put_key_string(&a->body, "receipt", r->receipt);
-    oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "status", oe_status_name(r->status));
-    oe_buf_putc(&a->body, '}');
-    answer_check(a);
+    answer_execution(a, r->id, r->action, r->result, result_len, r->approved, r->receipt,
+                     r->status);
 }
 
 /* The bridge's reply (on the bridge's thread): keep the answer and wake the

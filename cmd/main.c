@@ -351,11 +351,11 @@ static int run_start_kafka(service *s)
         .own_broker = s->broker != NULL,
     };
     if (s->cfg.worker) {
-        int wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);
-        if (wrc == 0 && oe_worker_start(s->worker, s->err, sizeof s->err) != 0)
-            wrc = -1;
-        if (wrc != 0)
-            return oe_die(wrc == OE_WORKER_CONFIG_ERROR ? 2 : 1, "worker: %s", s->err);
+        oe_rc wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);
+        if (wrc == OE_OK && oe_worker_start(s->worker, s->err, sizeof s->err) != 0)
+            wrc = OE_EIO;
+        if (wrc != OE_OK)
+            return oe_die(wrc == OE_EINVAL ? 2 : 1, "worker: %s", s->err);
     }
     if (s->cfg.http_port == 0)
         return 0;

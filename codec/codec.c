@@ -51,7 +51,6 @@ enum {
 static const char *const rec_fields[REC_NFIELDS] = {
     "id",     "nonce",   "action",     "request_hash", "status",     "approved",
     "result", "receipt", "error_code", "detail",       "approval_id"};
-static const char *const status_symbols[3] = {"executed", "replayed", "rejected"};
 
 /* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
 #define SO_HEADER 10
@@ -186,15 +185,15 @@ static int check_schemas(oe_codec *c, char *err, size_t errlen)
     if (check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err, errlen))
         return -1;
     avro_schema_t st = avro_schema_record_field_get_by_index(c->rec.schema, REC_STATUS);
-    if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != 3) {
+    if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != OE_STATUS_COUNT) {
         set_err(err, errlen, "receipt schema: status must be an enum of 3 symbols");
         return -1;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < OE_STATUS_COUNT; i++) {
         const char *sym = avro_schema_enum_get(st, i);
-        if (!sym || strcmp(sym, status_symbols[i]) != 0) {
+        if (!sym || strcmp(sym, oe_status_name((oe_status)i)) != 0) {
             set_err(err, errlen, "receipt schema: status symbol %d must be %s", i,
-                    status_symbols[i]);
+                    oe_status_name((oe_status)i));
             return -1;
         }
     }
@@ -876,7 +875,7 @@ avro_fail:
 
 static const char *status_name(oe_status s)
 {
-    return (unsigned)s < 3 ? status_symbols[s] : NULL;
+    return (unsigned)s < OE_STATUS_COUNT ? oe_status_name(s) : NULL;
 }
 
 /* One string or null, after a key, in the DEFAULT style. */
@@ -1088,11 +1087,9 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
     for (size_t i = 0; i < REC_NFIELDS; i++) {
         const oe_json *v = oe_json_get(root, rec_fields[i]);
         if (i == REC_STATUS) {
-            int found = -1;
-            for (int k = 0; v && v->type == OE_JSON_STRING && k < 3; k++)
-                if (strcmp(v->str, status_symbols[k]) == 0 && v->len == strlen(status_symbols[k]))
-                    found = k;
-            if (found < 0) {
+            oe_status found;
+            if (!v || v->type != OE_JSON_STRING ||
+                oe_status_from_name(v->str, v->len, &found) != 0) {
                 set_err(err, errlen,
                         "receipt field status: must be executed, replayed or "
                         "rejected");

@@ -40,17 +40,21 @@ struct oe_engine {
     oe_buf payload;       /* the row being recorded's payload (under lock) */
 };
 
+static const char *const status_names[OE_STATUS_COUNT] = {"executed", "replayed", "rejected"};
+
 const char *oe_status_name(oe_status s)
 {
-    switch (s) {
-    case OE_STATUS_EXECUTED:
-        return "executed";
-    case OE_STATUS_REPLAYED:
-        return "replayed";
-    case OE_STATUS_REJECTED:
-        return "rejected";
-    }
-    return "rejected";
+    return (unsigned)s < OE_STATUS_COUNT ? status_names[s] : "rejected";
+}
+
+int oe_status_from_name(const char *name, size_t len, oe_status *out)
+{
+    for (int k = 0; k < OE_STATUS_COUNT; k++)
+        if (strlen(status_names[k]) == len && memcmp(name, status_names[k], len) == 0) {
+            *out = (oe_status)k;
+            return 0;
+        }
+    return -1;
 }
 
 void oe_outcome_init(oe_outcome *o)
@@ -268,13 +272,12 @@ static void reject(oe_outcome *o, oe_error_code code, const char *detail)
     o->approved = 0;
 }
 
-/* A store failure as the engine reports it. OE_STORE_RETRY stays apart
+/* A store failure as the engine reports it. OE_ERETRY stays apart
  * (oe_engine_process runs the batch again); a ledger that cannot be reached
  * is OE_EUNAVAIL; anything else is OE_ESTORE. */
-#define OE_ERETRY (-100)
 static int store_failure(int rc)
 {
-    return rc == OE_STORE_RETRY ? OE_ERETRY : rc == OE_STORE_UNAVAILABLE ? OE_EUNAVAIL : OE_ESTORE;
+    return rc == OE_ERETRY ? OE_ERETRY : rc == OE_EUNAVAIL ? OE_EUNAVAIL : OE_ESTORE;
 }
 
 /* Fills o from a stored execution (a replay). */
@@ -432,11 +435,11 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
     memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
     rc = oe_store_insert_execution(e->store, &ex, err, errlen);
-    if (rc == OE_STORE_DUP_APPROVAL) {
+    if (rc == OE_EDUP_APPROVAL) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
         return OE_OK;
     }
-    if (rc == OE_STORE_DUP_NONCE) {
+    if (rc == OE_EDUP_NONCE) {
         /* On a shared ledger another worker recorded this nonce after our
          * look-up and committed first: its record is the answer. */
         oe_buf_reset(&o->result_json);

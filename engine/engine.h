@@ -20,9 +20,13 @@
 #define OE_RESULT_MAX_BYTES ((size_t)256 << 10)
 
 typedef enum oe_status { OE_STATUS_EXECUTED, OE_STATUS_REPLAYED, OE_STATUS_REJECTED } oe_status;
+#define OE_STATUS_COUNT 3
 
-/* "executed", "replayed" or "rejected". */
+/* "executed", "replayed" or "rejected": the one table of the names (the
+ * receipts' status field, the Avro enum's symbols in this order). */
 const char *oe_status_name(oe_status s);
+/* The status named by the len bytes at name; 0, or -1 for no status. */
+int oe_status_from_name(const char *name, size_t len, oe_status *out);
 
 /* How the engine decides. Filled once at start-up; the engine copies it. */
 typedef struct oe_engine_config {

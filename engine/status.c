@@ -18,6 +18,12 @@ const char *oe_strerror(int rc)
         return "invalid argument";
     case OE_EUNAVAIL:
         return "ledger unavailable";
+    case OE_ERETRY:
+        return "ledger transaction aborted, retry";
+    case OE_EDUP_NONCE:
+        return "nonce already recorded";
+    case OE_EDUP_APPROVAL:
+        return "approval already used";
     }
     return "unknown error";
 }

@@ -17,6 +17,8 @@
 
 #include <stddef.h>
 
+#include "status.h"
+
 typedef struct oe_store oe_store;
 
 /* A stored execution. Strings are owned by the record. */
@@ -72,18 +74,14 @@ typedef struct oe_rejection {
 typedef int (*oe_store_execution_fn)(void *ctx, const oe_execution *e);
 typedef int (*oe_store_rejection_fn)(void *ctx, const oe_rejection *r);
 
-/* Failures. OE_STORE_ERROR is permanent as far as the store can tell (a
- * damaged or replaced file, a refused statement); OE_STORE_RETRY says the
- * database aborted the transaction for a transient reason (deadlock,
- * serialization): roll back and run the same batch again at once;
- * OE_STORE_UNAVAILABLE says the database cannot be reached (or the outcome
+/* Failures are oe_rc codes (status.h): OE_ESTORE is permanent as far as
+ * the store can tell (a damaged or replaced file, a refused statement);
+ * OE_ERETRY says the database aborted the transaction for a transient
+ * reason (deadlock, serialization): roll back and run the same batch again
+ * at once; OE_EUNAVAIL says the database cannot be reached (or the outcome
  * of a commit could not be read back yet): nothing of the transaction is
- * recorded, try the batch again later. */
-#define OE_STORE_ERROR (-1)
-#define OE_STORE_DUP_NONCE (-2)    /* oe_store_insert_execution only */
-#define OE_STORE_DUP_APPROVAL (-3) /* oe_store_insert_execution only */
-#define OE_STORE_RETRY (-4)
-#define OE_STORE_UNAVAILABLE (-5)
+ * recorded, try the batch again later. oe_store_insert_execution also
+ * returns OE_EDUP_NONCE or OE_EDUP_APPROVAL. */
 
 /* Durability of commits: FULL survives power loss, NORMAL survives a crash
  * of the process (kill -9) but may lose the last commits on power loss. */
@@ -157,7 +155,7 @@ int oe_store_find_by_id(oe_store *s, const char *id, oe_execution *e, char *err,
  * on failure. */
 int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size_t errlen);
 
-/* Inserts an execution. Returns 0, OE_STORE_DUP_NONCE, OE_STORE_DUP_APPROVAL
+/* Inserts an execution. Returns 0, OE_EDUP_NONCE, OE_EDUP_APPROVAL
  * (another execution holds the nonce or the approval id: on a shared ledger
  * it may have committed after this transaction's look-ups; read the winner)
  * or a failure. */

@@ -24,7 +24,7 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
 
 /* A PostgreSQL database at a libpq URI. The first connection must succeed
  * (a wrong address or password is reported at start-up); later losses
- * are reconnected on the next call and reported as OE_STORE_UNAVAILABLE
+ * are reconnected on the next call and reported as OE_EUNAVAIL
  * meanwhile. Returns 0 or -1 with a reason in err (the password masked). */
 int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen);
 

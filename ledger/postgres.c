@@ -8,11 +8,11 @@
  * and, once that commits, inserts nothing; the engine then reads the winner
  * (a later statement sees it) and answers replay, conflict or "already
  * used". Two batches that wait on each other are a deadlock the server
- * breaks by aborting one: OE_STORE_RETRY, the engine runs it again.
+ * breaks by aborting one: OE_ERETRY, the engine runs it again.
  *
  * A lost connection is reconnected on the next call; until then calls
- * return OE_STORE_UNAVAILABLE. A connection lost during COMMIT leaves the
- * outcome unknown here: OE_STORE_UNAVAILABLE, and the batch run again reads
+ * return OE_EUNAVAIL. A connection lost during COMMIT leaves the
+ * outcome unknown here: OE_EUNAVAIL, and the batch run again reads
  * back whatever was committed (its rows answer as replays), never a guess.
  * (Asking txid_status about the transaction id is not safe: after a crash
  * the server may hand out again an id whose transaction left no durable
@@ -239,15 +239,15 @@ static int pg_fail(pg_store *s, PGresult *r, const char *what, char *err, size_t
                  r && PQresultErrorMessage(r)[0] ? PQresultErrorMessage(r)
                                                  : PQerrorMessage(s->conn));
     if (PQstatus(s->conn) != CONNECTION_OK)
-        return OE_STORE_UNAVAILABLE;
+        return OE_EUNAVAIL;
     if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0))
-        return OE_STORE_RETRY;
+        return OE_ERETRY;
     /* 08 connection, 53 insufficient resources, 57 operator intervention
      * (shutdown, statement timeout), 58 system error. */
     if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
                   strncmp(state, "57", 2) == 0 || strncmp(state, "58", 2) == 0))
-        return OE_STORE_UNAVAILABLE;
-    return OE_STORE_ERROR;
+        return OE_EUNAVAIL;
+    return OE_ESTORE;
 }
 
 /* Runs sql (no parameters) and checks its result status. */
@@ -304,7 +304,7 @@ static int connect_now(pg_store *s, char *err, size_t errlen)
     char what[600];
     snprintf(what, sizeof what, "%.200s: cannot connect", s->shown);
     copy_message(err, errlen, what, s->conn ? PQerrorMessage(s->conn) : "out of memory");
-    return OE_STORE_UNAVAILABLE;
+    return OE_EUNAVAIL;
 }
 
 /* Makes sure the connection is up and the statements prepared; the lock is
@@ -315,7 +315,7 @@ static int ensure_connected(pg_store *s, char *err, size_t errlen)
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
         if (s->in_txn) {
             snprintf(err, errlen, "%.200s: connection lost during a transaction", s->shown);
-            return OE_STORE_UNAVAILABLE;
+            return OE_EUNAVAIL;
         }
         int rc = connect_now(s, err, errlen);
         if (rc != 0)
@@ -423,7 +423,7 @@ static int migrate(pg_store *s, char *err, size_t errlen)
                  "%.200s: ledger schema version %d is newer than this binary's (%d): run a newer "
                  "openexec",
                  s->shown, version, OE_POSTGRES_SCHEMA_VERSION);
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     }
     for (; rc == 0 && version < OE_POSTGRES_SCHEMA_VERSION; version++) {
         char record[160];
@@ -474,7 +474,7 @@ static int check_grants(pg_store *s, char *err, size_t errlen)
              "and rejections, SELECT on schema_migrations, USAGE on sequence rejections_seq_seq "
              "(the grants of SECURITY.md)",
              s->shown);
-    return OE_STORE_ERROR;
+    return OE_ESTORE;
 }
 
 static int check_schema(pg_store *s, char *err, size_t errlen)
@@ -490,7 +490,7 @@ static int check_schema(pg_store *s, char *err, size_t errlen)
                  "%.200s: ledger schema version %d is newer than this binary's (%d): run a newer "
                  "openexec",
                  s->shown, version, OE_POSTGRES_SCHEMA_VERSION);
-        return OE_STORE_ERROR;
+        return OE_ESTORE;
     }
     if (!s->readonly && (rc = may_migrate(s, &may, err, errlen)) != 0)
         return rc;
@@ -501,7 +501,7 @@ static int check_schema(pg_store *s, char *err, size_t errlen)
              "`openexec ledger migrate` with the role that owns the ledger",
              s->shown, version, OE_POSTGRES_SCHEMA_VERSION,
              s->readonly ? "" : " and this role may not change it");
-    return OE_STORE_ERROR;
+    return OE_ESTORE;
 }
 
 /* Forgets the open transaction's batch. */
@@ -576,7 +576,7 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
 {
     char why[512];
     pg_store *s = pg_alloc(url, why, sizeof why);
-    int rc = s ? 0 : OE_STORE_ERROR;
+    int rc = s ? 0 : OE_ESTORE;
     if (s) {
         s->base.shared = 1;
         s->readonly = readonly;
@@ -600,7 +600,7 @@ int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
 {
     char why[512];
     pg_store *s = pg_alloc(url, why, sizeof why);
-    int rc = s ? connect_now(s, why, sizeof why) : OE_STORE_ERROR;
+    int rc = s ? connect_now(s, why, sizeof why) : OE_ESTORE;
     if (rc == 0)
         rc = read_version(s, was, why, sizeof why);
     if (rc == 0 && *was != OE_POSTGRES_SCHEMA_VERSION)
@@ -647,7 +647,7 @@ static int resolve_commit(pg_store *s, char *err, size_t errlen)
              "%.200s: the connection was lost during COMMIT; the batch runs again and reads "
              "back what was committed",
              s->shown);
-    return OE_STORE_UNAVAILABLE;
+    return OE_EUNAVAIL;
 }
 
 static int pg_commit(oe_store *base, char *err, size_t errlen)
@@ -672,7 +672,7 @@ static int pg_commit(oe_store *base, char *err, size_t errlen)
         rc = resolve_commit(s, err, errlen);
     } else {
         /* A COMMIT of a failed transaction answers ROLLBACK. */
-        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? OE_STORE_ERROR
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? OE_ESTORE
                                                    : pg_fail(s, r, "COMMIT", err, errlen);
         if (PQresultStatus(r) == PGRES_COMMAND_OK)
             snprintf(err, errlen, "%.200s: the transaction was rolled back by the server",
@@ -706,7 +706,7 @@ static PGresult *run(pg_store *s, int which, const char *const *params, int want
         return NULL;
     if (s->in_txn && PQstatus(s->conn) != CONNECTION_OK) {
         snprintf(err, errlen, "%.200s: connection lost during a transaction", s->shown);
-        *rc = OE_STORE_UNAVAILABLE;
+        *rc = OE_EUNAVAIL;
         return NULL;
     }
     for (int attempt = 0;; attempt++) {
@@ -764,7 +764,7 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, 
             (!PQgetisnull(r, 0, 6) && !e->approval_id) || (!PQgetisnull(r, 0, 10) && !e->payload)) {
             oe_execution_clear(e);
             snprintf(err, errlen, "out of memory reading an execution");
-            rc = OE_STORE_ERROR;
+            rc = OE_ESTORE;
         }
     }
     PQclear(r);
@@ -806,7 +806,7 @@ static int copy_execution(const oe_execution *src, oe_execution *e, char *err, s
     if (oe_execution_copy(e, src) == 0)
         return 1;
     snprintf(err, errlen, "out of memory");
-    return OE_STORE_ERROR;
+    return OE_ESTORE;
 }
 
 /* Queues an execution for the batch's COMMIT. A nonce or approval id
@@ -819,11 +819,11 @@ static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err,
     int rc = 0;
     if (!s->in_txn) {
         snprintf(err, errlen, "an execution is recorded only inside a transaction");
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     } else if (key_find(&s->queued_nonces, e->nonce)) {
-        rc = OE_STORE_DUP_NONCE;
+        rc = OE_EDUP_NONCE;
     } else if (e->approval_id && key_find(&s->queued_approvals, e->approval_id)) {
-        rc = OE_STORE_DUP_APPROVAL;
+        rc = OE_EDUP_APPROVAL;
     } else if (s->n_execs == s->cap_execs) {
         size_t cap = s->cap_execs ? 2 * s->cap_execs : 256;
         oe_execution *grown = realloc(s->execs, cap * sizeof *grown);
@@ -831,21 +831,21 @@ static int pg_insert_execution(oe_store *base, const oe_execution *e, char *err,
             s->execs = grown;
             s->cap_execs = cap;
         } else {
-            rc = OE_STORE_ERROR;
+            rc = OE_ESTORE;
         }
     }
     if (rc == 0) {
         oe_execution *q = &s->execs[s->n_execs];
         if (copy_execution(e, q, err, errlen) != 1) {
-            rc = OE_STORE_ERROR;
+            rc = OE_ESTORE;
         } else {
             s->n_execs++;
             if (key_add(&s->queued_nonces, q->nonce, s->n_execs - 1) != 0 ||
                 (q->approval_id && key_add(&s->queued_approvals, q->approval_id, 0) != 0))
-                rc = OE_STORE_ERROR;
+                rc = OE_ESTORE;
         }
     }
-    if (rc == OE_STORE_ERROR && !err[0])
+    if (rc == OE_ESTORE && !err[0])
         snprintf(err, errlen, "out of memory");
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -859,7 +859,7 @@ static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err,
     int rc = 0, failed = 0;
     if (!s->in_txn) {
         snprintf(err, errlen, "a rejection is recorded only inside a transaction");
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     } else if (s->n_rejs == s->cap_rejs) {
         size_t cap = s->cap_rejs ? 2 * s->cap_rejs : 64;
         pending_rejection *grown = realloc(s->rejs, cap * sizeof *grown);
@@ -882,7 +882,7 @@ static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err,
     }
     if (failed) {
         snprintf(err, errlen, "out of memory");
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -946,7 +946,7 @@ static long long flush_rows(pg_store *s, int which, const char **cols[], int nco
     int failed = 0;
     for (int c = 0; c < ncols; c++)
         failed |= !(params[c] = array_literal(cols[c], n));
-    long long rows = OE_STORE_ERROR;
+    long long rows = OE_ESTORE;
     if (failed) {
         snprintf(err, errlen, "out of memory");
     } else {
@@ -966,7 +966,7 @@ static long long flush_rows(pg_store *s, int which, const char **cols[], int nco
 /* Writes the batch's queued rows, before COMMIT. Rows another worker
  * recorded first (a nonce or approval id committed, or committing, since
  * this batch looked) are skipped by ON CONFLICT DO NOTHING; then the batch
- * is run again (OE_STORE_RETRY), and its look-ups find the winners. */
+ * is run again (OE_ERETRY), and its look-ups find the winners. */
 static int flush(pg_store *s, char *err, size_t errlen)
 {
     size_t n = s->n_execs > s->n_rejs ? s->n_execs : s->n_rejs;
@@ -980,7 +980,7 @@ static int flush(pg_store *s, char *err, size_t errlen)
     int rc = 0;
     if (failed) {
         snprintf(err, errlen, "out of memory");
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     }
     if (rc == 0 && s->n_execs) {
         for (size_t i = 0; i < s->n_execs; i++) {
@@ -1001,7 +1001,7 @@ static int flush(pg_store *s, char *err, size_t errlen)
             snprintf(err, errlen,
                      "%zu of the batch's %zu executions were recorded by another worker first",
                      s->n_execs - (size_t)rows, s->n_execs);
-            rc = OE_STORE_RETRY;
+            rc = OE_ERETRY;
         }
     }
     if (rc == 0 && s->n_rejs) {
@@ -1043,7 +1043,7 @@ static int pg_prefetch(oe_store *base, const char *const *nonces, size_t n_nonce
         failed = key_add(&s->absent_approvals, approvals[i], 0) != 0;
     if (failed) {
         snprintf(err, errlen, "out of memory");
-        rc = OE_STORE_ERROR;
+        rc = OE_ESTORE;
     }
     PGresult *r = NULL;
     if (rc == 0 && s->in_txn) {

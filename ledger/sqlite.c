@@ -184,12 +184,12 @@ static void sql_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 }
 
 /* A failure with its reason; a file locked by another process past the
- * busy timeout is transient (OE_STORE_UNAVAILABLE), the rest is not. */
+ * busy timeout is transient (OE_EUNAVAIL), the rest is not. */
 static int store_error(sqlite_store *s, char *err, size_t errlen, const char *what)
 {
     snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no database");
     int code = s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
-    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? OE_STORE_UNAVAILABLE : OE_STORE_ERROR;
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? OE_EUNAVAIL : OE_ESTORE;
 }
 
 /* PRAGMA quick_check at start-up: a damaged ledger is refused before the
@@ -578,7 +578,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
         int code = sqlite3_extended_errcode(s->db);
         if ((code == SQLITE_CONSTRAINT_TRIGGER || code == SQLITE_CONSTRAINT_UNIQUE) &&
             strstr(msg, "UNIQUE constraint failed"))
-            result = strstr(msg, "approval_id") ? OE_STORE_DUP_APPROVAL : OE_STORE_DUP_NONCE;
+            result = strstr(msg, "approval_id") ? OE_EDUP_APPROVAL : OE_EDUP_NONCE;
         else
             result = store_error(s, err, errlen, "storing an execution");
     }
@@ -630,7 +630,7 @@ typedef struct {
 } row_sink;
 
 /* One row of an iteration: converts it and hands it to the sink. Returns
- * what the sink returns, or OE_STORE_ERROR with err set. */
+ * what the sink returns, or OE_ESTORE with err set. */
 typedef int (*row_fn)(sqlite3_stmt *q, const row_sink *to, char *err, size_t errlen);
 
 /* Runs sql (binding nonce to ?1 when given) and hands each row to row.
@@ -665,7 +665,7 @@ static int execution_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
     read_execution(q, &e);
     if (!e.nonce || !e.action || !e.tenant_id || !e.result_json) {
         snprintf(err, errlen, "an execution with a missing field, or out of memory");
-        return OE_STORE_ERROR;
+        return OE_ESTORE;
     }
     return to->execution(to->ctx, &e);
 }
@@ -683,7 +683,7 @@ static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
     };
     if (!r.error_code || !r.detail) {
         snprintf(err, errlen, "a rejection with a missing field, or out of memory");
-        return OE_STORE_ERROR;
+        return OE_ESTORE;
     }
     return to->rejection(to->ctx, &r);
 }

@@ -1460,13 +1460,13 @@ static int renew_producer(oe_worker *w)
     return 0;
 }
 
-int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
+oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
 {
-    int rc = -1;
+    oe_rc rc = OE_ENOMEM;
     oe_worker *w = calloc(1, sizeof *w);
     if (!w) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     w->ledger_log.interval = 30.0;
     w->cfg = *cfg;
@@ -1485,18 +1485,18 @@ int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_
     }
     for (size_t i = 0; i < n; i++)
         oe_outcome_init(&w->slots[i].item.out);
+    rc = OE_EIO;
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
-
-    rc = OE_WORKER_CONFIG_ERROR; /* a refused property or client set-up */
+    rc = OE_EINVAL; /* a refused property or client set-up */
     if (!(w->consumer = new_consumer(w, err, errlen)) ||
         !(w->producer = new_producer(w, err, errlen)))
         goto error;
-    rc = -1; /* from here on, failures are of the run time */
+    rc = OE_EIO; /* from here on, failures are of the run time */
     if (producer_ready(w, err, errlen) != 0)
         goto error;
     *out = w;
-    return 0;
+    return OE_OK;
 error:
     oe_worker_free(w);
     return rc;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "engine/executor.h"
+#include "engine/status.h"
 #include "kafka/kafka.h"
 #include "kafka/kafka_metrics.h"
 
@@ -53,13 +54,11 @@ typedef struct oe_worker oe_worker;
 #define OE_WORKER_PREFETCH_KBYTES 16384
 #define OE_WORKER_FETCH_BYTES (8 << 20)
 
-/* oe_worker_new's result when librdkafka refused the configuration. */
-#define OE_WORKER_CONFIG_ERROR (-2)
-
 /* Creates the consumer and producer (and, with transactions, initialises
- * them). Returns 0, OE_WORKER_CONFIG_ERROR, or -1 (a run-time failure, e.g.
- * the transaction coordinator did not answer), with a reason in err. */
-int oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
+ * them). Returns OE_OK; OE_EINVAL when librdkafka refused the
+ * configuration; OE_EIO for a run-time failure (e.g. the transaction
+ * coordinator did not answer); OE_ENOMEM; each with a reason in err. */
+oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
 
 /* Subscribes (or, with own_broker, assigns every partition of the requests
  * topic) and starts the worker thread. Returns 0 or -1 with a reason. */

@@ -206,7 +206,7 @@ static void test_sqlite_keys(void)
     memset(dup.request_hash, 'c', 64);
     memset(dup.receipt, 'd', 64);
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
-    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
+    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_EDUP_NONCE);
     oe_store_rollback(s);
     oe_store_free(s);
     remove_ledger(path);
