@@ -49,6 +49,7 @@ struct oe_bridge {
     oe_kafka_metrics *metrics;
     double timeout; /* seconds */
     rd_kafka_t *producer;
+    rd_kafka_topic_t *requests; /* the producer's handle of the requests topic */
     rd_kafka_t *consumer;
     oe_codec *codec;   /* decodes receipts, bridge thread only */
     char instance[17]; /* random hex: names this bridge's consumer group */
@@ -144,12 +145,24 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 /* Assigns every partition of the receipts topic at its current end, so
  * that only receipts of requests published from now on are read. Until
  * then /ready says "receipts consumer not positioned yet"; why (librdkafka's
- * text) is logged at the first failure of a run of them. */
+ * text) is logged at the first failure of a run of them.
+ *
+ * First the producer learns the requests topic's partitions and leaders:
+ * otherwise the first requests after /ready wait in the producer for a
+ * metadata round of its own (about 0.5 s measured on the embedded broker,
+ * for every request of the first moment). */
 static int position_consumer(oe_bridge *b)
 {
     char err[256];
-    if (oe_kafka_assign_all(b->consumer, b->kafka->receipts_topic, OE_KAFKA_OFFSET_HIGH_NOW, 5000,
-                            err, sizeof err) < 0) {
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(b->producer, 0, b->requests, &md, 5000);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (e || oe_kafka_assign_all(b->consumer, b->kafka->receipts_topic, OE_KAFKA_OFFSET_HIGH_NOW,
+                                 5000, err, sizeof err) < 0) {
+        if (e)
+            snprintf(err, sizeof err, "topic %s: %s", b->kafka->requests_topic,
+                     rd_kafka_err2str(e));
         if (!b->position_failed)
             oe_log(OE_LOG_WARN, "bridge", NULL, "receipts consumer not positioned: %s; retrying",
                    err);
@@ -298,6 +311,12 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
                                "bridge producer", err, errlen);
     if (!b->producer)
         goto error;
+    b->requests = rd_kafka_topic_new(b->producer, k->requests_topic, NULL);
+    if (!b->requests) {
+        snprintf(err, errlen, "bridge producer: topic %s: %s", k->requests_topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        goto error;
+    }
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
     const char *consumer_defaults[] = {"fetch.wait.max.ms", "5", NULL};
@@ -444,6 +463,8 @@ void oe_bridge_free(oe_bridge *b)
         rd_kafka_consumer_close(b->consumer);
         rd_kafka_destroy(b->consumer);
     }
+    if (b->requests)
+        rd_kafka_topic_destroy(b->requests);
     if (b->producer) {
         rd_kafka_flush(b->producer, 2000);
         rd_kafka_destroy(b->producer);

@@ -214,16 +214,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 if (parts->elems[k].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
                     parts->elems[k].offset == RD_KAFKA_OFFSET_INVALID)
                     parts->elems[k].offset = RD_KAFKA_OFFSET_BEGINNING;
+        /* librdkafka keeps a partition's pause across an unassign: one
+         * paused here before, revoked and now back would stay paused for
+         * ever. Its state is ours. A resume is done before the assign: a
+         * resume after it outdates the partition's first offset lookup
+         * (BEGINNING, or a committed offset to validate), which librdkafka
+         * then repeats only after 500 ms, so the partition would fetch
+         * nothing for half a second after every assignment. A partition
+         * not known yet has no pause to clear (the resume skips it). */
+        if (!w->paused)
+            rd_kafka_resume_partitions(rk, parts);
         error = rd_kafka_incremental_assign(rk, parts);
         if (!error)
             atomic_fetch_add(&w->assigned, parts->cnt);
-        /* librdkafka keeps a partition's pause across an unassign: one
-         * paused here before, revoked and now back would stay paused for
-         * ever. Its state is ours. */
         if (!error && w->paused)
             rd_kafka_pause_partitions(rk, parts);
-        else if (!error)
-            rd_kafka_resume_partitions(rk, parts);
         oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s)", parts->cnt);
     } else {
         drop_revoked(w, parts);

@@ -755,6 +755,31 @@ class Bridge(KafkaCase):
         self.assertNoFatal(w)
 
     @h.embedded_only("`run` without --brokers starts an embedded broker of its own")
+    def test_first_requests_after_ready_are_not_held(self):
+        # Requests sent as soon as /ready says so, to many partitions at
+        # once: none may wait for the bridge producer's first metadata round
+        # or for the worker's first offset lookup to be repeated (each held
+        # the first requests about 0.5 s; together about 1 s).
+        import threading
+        w = self.worker(None, env={"OPENEXEC_ALLOWED_ACTIONS": "echo"})
+        took = {}
+
+        def one(i):
+            t0 = time.monotonic()
+            r = w.execute("echo", {"i": i}, uniq("first-%d" % i))
+            took[i] = (time.monotonic() - t0, r.status)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(s for _, s in took.values()), [200] * 16, took)
+        slowest = max(t for t, _ in took.values())
+        self.assertLess(slowest, 0.45, "slowest of the first requests: %.3f s" % slowest)
+        self.assertNoFatal(w)
+
+    @h.embedded_only("`run` without --brokers starts an embedded broker of its own")
     def test_consumer_joining_the_own_broker_stops_the_worker(self):
         # `run`'s embedded broker is its worker's own: the worker takes every
         # partition without joining the group. A consumer that joins the group
