@@ -250,5 +250,9 @@ format-check:
 	 || { echo "unformatted C code: run make format"; exit 1; }
 
 # Benchmarks (not part of `make test`): see bench/run.sh.
-bench: all
+# The load generator of the HTTP rows (Debian's wrk), installed by the
+# benchmark only: the tests do not need it.
+bench: deps all
+	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 	bench/all.sh
