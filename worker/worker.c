@@ -58,6 +58,20 @@ typedef struct batch_slot {
     rd_kafka_resp_err_t error; /* why its last delivery failed */
 } batch_slot;
 
+/* A batch: its slots (batch_max of them, reused) and how it is doing. */
+typedef struct batch {
+    batch_slot *slots;
+    size_t n;                           /* slots in use */
+    size_t bytes;                       /* message bytes in the batch */
+    oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
+    uintptr_t generation;               /* of its publishing (delivery reports carry it) */
+    rd_kafka_resp_err_t delivery_error; /* the first failed delivery's error of this round */
+    double publish_started;
+    double started; /* oe_monotonic() when it was decoded */
+    long ne;        /* requests for the engine (the rest are dead letters) */
+    int active;     /* (in) published, not yet finished */
+} batch;
+
 struct oe_worker {
     oe_worker_config cfg;
     rd_kafka_t *consumer;
@@ -84,9 +98,8 @@ struct oe_worker {
      * brokers' acknowledgement (e.g. too few in-sync replicas). */
     atomic_int stalled;
     char stall_reason[512];
-    double publish_started; /* worker thread */
-    int paused;             /* worker thread: the assignment is paused */
-    int cluster_ok;         /* worker thread: the cluster answered and our topics exist */
+    int paused;     /* worker thread: the assignment is paused */
+    int cluster_ok; /* worker thread: the cluster answered and our topics exist */
     double next_cluster_check;
     /* Offsets of published batches whose commit a rebalance refused
      * (worker thread: commit_offsets, retry_pending_commit, on_rebalance). */
@@ -96,15 +109,16 @@ struct oe_worker {
     double last_sharing_check;
     oe_log_limit ledger_log; /* "ledger unavailable": at its start, then every 30 s */
 
-    /* The batch in hand: batch_max slots, reused; n in use. */
-    batch_slot *slots;
-    size_t n;
-    size_t bytes;                       /* message bytes in the batch */
-    oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
-    oe_buf encoded;                     /* scratch for one encoded receipt */
-    rd_kafka_resp_err_t delivery_error; /* the first failed delivery's error of this round */
-    uintptr_t generation;               /* of the batch being published */
-    rd_kafka_topic_t *out_topics[2];    /* receipts and DLQ, held so their metadata stays known */
+    /* The batch in hand (b) and, without transactions, the batch before it
+     * whose receipts are still on their way (in): two sets of batch_max
+     * slots, swapped, so that a batch is gathered and executed while the
+     * one before it is acknowledged (finish_inflight). */
+    batch b;
+    batch in;
+    uintptr_t generations;           /* the last generation given to a publishing batch */
+    int finishing;                   /* finish_inflight runs (it is not re-entered) */
+    oe_buf encoded;                  /* scratch for one encoded receipt */
+    rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
     double last_lag_update;
     long long part_lag[OE_KAFKA_METRICS_LAG_PARTITIONS]; /* update_lag's scratch */
     int stopped;                                         /* oe_worker_stop ran */
@@ -134,6 +148,7 @@ __attribute__((format(printf, 3, 4))) static void worker_fail(oe_worker *w, cons
 }
 
 static int renew_producer(oe_worker *w);
+static int finish_inflight(oe_worker *w);
 
 /* Fatal errors a new producer cannot cure: the cluster refuses us. */
 static int renewable(rd_kafka_resp_err_t code)
@@ -158,17 +173,22 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     oe_worker *w = opaque;
     uintptr_t tag = (uintptr_t)m->_private;
     size_t slot = (size_t)(tag & SLOT_MASK);
-    if ((tag >> SLOT_BITS) != (w->generation & (UINTPTR_MAX >> SLOT_BITS)) || slot >= w->n)
+    uintptr_t gen = tag >> SLOT_BITS;
+    /* The batch being published, or the one before it still on its way. */
+    batch *b = gen == (w->b.generation & (UINTPTR_MAX >> SLOT_BITS))                    ? &w->b
+               : w->in.active && gen == (w->in.generation & (UINTPTR_MAX >> SLOT_BITS)) ? &w->in
+                                                                                        : NULL;
+    if (!b || gen == 0 || slot >= b->n)
         return;
     if (m->err) {
-        w->slots[slot].delivery = DELIVERY_FAILED;
-        w->slots[slot].error = m->err;
+        b->slots[slot].delivery = DELIVERY_FAILED;
+        b->slots[slot].error = m->err;
         /* The first failure of the batch is its cause; in a transaction
          * the rest are often "purged" after it. */
-        if (!w->delivery_error)
-            w->delivery_error = m->err;
+        if (!b->delivery_error)
+            b->delivery_error = m->err;
     } else {
-        w->slots[slot].delivery = DELIVERY_OK;
+        b->slots[slot].delivery = DELIVERY_OK;
     }
 }
 
@@ -178,20 +198,20 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *parts)
 {
     size_t keep = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        rd_kafka_message_t *m = w->slots[i].msg;
+    for (size_t i = 0; i < w->b.n; i++) {
+        rd_kafka_message_t *m = w->b.slots[i].msg;
         int revoked = 0;
         for (int k = 0; k < parts->cnt && !revoked; k++)
             revoked = parts->elems[k].partition == m->partition &&
                       strcmp(parts->elems[k].topic, rd_kafka_topic_name(m->rkt)) == 0;
         if (revoked) {
-            w->bytes -= m->len;
+            w->b.bytes -= m->len;
             rd_kafka_message_destroy(m);
         } else {
-            w->slots[keep++].msg = m;
+            w->b.slots[keep++].msg = m;
         }
     }
-    w->n = keep;
+    w->b.n = keep;
 }
 
 /* Rebalances are cooperative (partition.assignment.strategy is forced to
@@ -231,6 +251,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_pause_partitions(rk, parts);
         oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s)", parts->cnt);
     } else {
+        /* What this worker finished is committed before the partitions
+         * go: the batch in flight first (its offsets are the group's
+         * now, so the new owner starts after it, with no replays). */
+        finish_inflight(w);
         drop_revoked(w, parts);
         /* Offsets a rebalance refused, of partitions leaving us: committed
          * now if the group still takes them (a lost assignment cannot). */
@@ -268,7 +292,7 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
             RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(headers),
-            RD_KAFKA_V_OPAQUE((void *)((w->generation << SLOT_BITS) | (uintptr_t)slot)),
+            RD_KAFKA_V_OPAQUE((void *)((w->b.generation << SLOT_BITS) | (uintptr_t)slot)),
             RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
@@ -277,9 +301,9 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             continue;
         }
         rd_kafka_headers_destroy(headers);
-        w->slots[slot].error = err;
-        if (!w->delivery_error)
-            w->delivery_error = err;
+        w->b.slots[slot].error = err;
+        if (!w->b.delivery_error)
+            w->b.delivery_error = err;
         return -1;
     }
 }
@@ -321,7 +345,7 @@ static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
  * the receipt unpublishable and stop every worker that owns its partition. */
 static int produce_slot(oe_worker *w, size_t i)
 {
-    batch_slot *sl = &w->slots[i];
+    batch_slot *sl = &w->b.slots[i];
     const rd_kafka_message_t *m = sl->msg;
     const oe_kafka_settings *k = w->cfg.kafka;
     char key[OE_ECHO_MAX_BYTES + 1];
@@ -408,7 +432,7 @@ static void note_stall(oe_worker *w, int stalled)
             oe_log(OE_LOG_INFO, "worker", NULL, "receipts acknowledged again");
         return;
     }
-    double waited = oe_monotonic() - w->publish_started;
+    double waited = oe_monotonic() - w->b.publish_started;
     if (atomic_load(&w->stalled) || waited < STALL_SECONDS)
         return;
     pthread_mutex_lock(&w->reason_lock);
@@ -418,7 +442,7 @@ static void note_stall(oe_worker *w, int stalled)
     atomic_store(&w->stalled, 1);
     oe_log(OE_LOG_WARN, "worker", NULL,
            "receipts not acknowledged by the brokers for %.0f s (%s); still trying", waited,
-           w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "no answer");
+           w->b.delivery_error ? rd_kafka_err2str(w->b.delivery_error) : "no answer");
 }
 
 /* Waits until every slot has its delivery report, serving reports in short
@@ -429,8 +453,8 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
     double end = oe_monotonic() + max;
     for (;;) {
         size_t pending = 0;
-        for (size_t i = 0; i < w->n; i++)
-            pending += w->slots[i].delivery == DELIVERY_PENDING;
+        for (size_t i = 0; i < w->b.n; i++)
+            pending += w->b.slots[i].delivery == DELIVERY_PENDING;
         if (pending == 0 || oe_monotonic() > end)
             return;
         if (!atomic_load(&w->running)) {
@@ -444,40 +468,43 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
     }
 }
 
-/* Publishes every receipt and dead letter of the batch and waits until the
- * broker acknowledged all of them, producing failed ones again with
- * backoff. In a transaction (once = 1) a failed round ends the attempt: the
- * transaction must be aborted before anything can be produced again.
- * Returns 0, or -1 when the batch must not be committed (fatal or
+/* Produces every receipt and dead letter of the batch in hand once, without
+ * waiting for the broker (publish_finish waits). Returns 0, or -1 when the
+ * worker stopped on an error (w->failed). */
+static int publish_start(oe_worker *w)
+{
+    w->b.generation = ++w->generations;
+    for (size_t i = 0; i < w->b.n; i++) {
+        w->b.slots[i].delivery = DELIVERY_PENDING;
+        w->b.slots[i].error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    }
+    w->b.publish_started = oe_monotonic();
+    w->b.delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; i < w->b.n; i++) {
+        if (produce_slot(w, i) != 0)
+            w->b.slots[i].delivery = DELIVERY_FAILED;
+        if (atomic_load(&w->failed))
+            return -1;
+    }
+    return 0;
+}
+
+/* Waits until the broker acknowledged every receipt and dead letter of the
+ * batch in hand (publish_start produced them), producing failed ones again
+ * with backoff. In a transaction (once = 1) a failed round ends the
+ * attempt: the transaction must be aborted before anything can be produced
+ * again. Returns 0, or -1 when the batch must not be committed (fatal or
  * permanent error, shutdown while the broker stays unreachable, or a failed
  * transactional round). */
-static int publish_batch(oe_worker *w, int once)
+static int publish_finish(oe_worker *w, int once)
 {
-    w->generation++;
-    for (size_t i = 0; i < w->n; i++) {
-        w->slots[i].delivery = DELIVERY_PENDING;
-        w->slots[i].error = RD_KAFKA_RESP_ERR_NO_ERROR;
-    }
     long backoff = 100;
     double give_up = 0;
-    w->publish_started = oe_monotonic();
-    for (int attempt = 0;; attempt++) {
-        w->delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR; /* the first failure of this round */
-        for (size_t i = 0; i < w->n; i++) {
-            if (w->slots[i].delivery == DELIVERY_OK)
-                continue;
-            if (attempt > 0)
-                atomic_fetch_add(&w->cfg.kafka_metrics->delivery_retries, 1);
-            w->slots[i].delivery = DELIVERY_PENDING;
-            if (produce_slot(w, i) != 0)
-                w->slots[i].delivery = DELIVERY_FAILED;
-            if (atomic_load(&w->failed))
-                return -1;
-        }
+    for (;;) {
         wait_deliveries(w, 60, &give_up);
         size_t ok = 0, permanent = 0;
-        for (size_t i = 0; i < w->n; i++) {
-            batch_slot *sl = &w->slots[i];
+        for (size_t i = 0; i < w->b.n; i++) {
+            batch_slot *sl = &w->b.slots[i];
             ok += sl->delivery == DELIVERY_OK;
             rd_kafka_resp_err_t e = sl->error;
             if (sl->delivery == DELIVERY_FAILED && permanent_error(e)) {
@@ -489,7 +516,7 @@ static int publish_batch(oe_worker *w, int once)
                     permanent++;
             }
         }
-        if (ok == w->n) {
+        if (ok == w->b.n) {
             note_stall(w, 0);
             return 0;
         }
@@ -505,37 +532,62 @@ static int publish_batch(oe_worker *w, int once)
         if (code) {
             if (once || renew_producer(w) != 0)
                 return -1;
-            continue;
+        } else {
+            if (permanent) {
+                worker_fail(w, "receipts cannot be published",
+                            "%zu receipts cannot be published: %s", permanent,
+                            rd_kafka_err2str(w->b.delivery_error));
+                return -1;
+            }
+            if (once)
+                return -1;
+            /* While stopping, keep trying for a while, then leave the
+             * batch uncommitted: it is re-delivered and answered from the
+             * store. */
+            if (!atomic_load(&w->running)) {
+                if (give_up == 0)
+                    give_up = oe_monotonic() + STOP_GRACE_SECONDS;
+                else if (oe_monotonic() > give_up)
+                    return -1;
+            }
+            oe_log(OE_LOG_WARN, "worker", NULL,
+                   "%zu of %zu deliveries failed (%s); retrying in %ld ms", w->b.n - ok, w->b.n,
+                   rd_kafka_err2str(w->b.delivery_error), backoff);
+            note_stall(w, 1);
+            oe_sleep_ms(backoff);
+            backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
         }
-        if (permanent) {
-            worker_fail(w, "receipts cannot be published", "%zu receipts cannot be published: %s",
-                        permanent, rd_kafka_err2str(w->delivery_error));
-            return -1;
-        }
-        if (once)
-            return -1;
-        /* While stopping, keep trying for a while, then leave the batch
-         * uncommitted: it is re-delivered and answered from the store. */
-        if (!atomic_load(&w->running)) {
-            if (give_up == 0)
-                give_up = oe_monotonic() + STOP_GRACE_SECONDS;
-            else if (oe_monotonic() > give_up)
+        /* Again, what is not acknowledged (a new producer: everything). */
+        w->b.delivery_error = RD_KAFKA_RESP_ERR_NO_ERROR; /* the first failure of this round */
+        for (size_t i = 0; i < w->b.n; i++) {
+            if (w->b.slots[i].delivery == DELIVERY_OK)
+                continue;
+            atomic_fetch_add(&w->cfg.kafka_metrics->delivery_retries, 1);
+            w->b.slots[i].delivery = DELIVERY_PENDING;
+            if (produce_slot(w, i) != 0)
+                w->b.slots[i].delivery = DELIVERY_FAILED;
+            if (atomic_load(&w->failed))
                 return -1;
         }
-        oe_log(OE_LOG_WARN, "worker", NULL, "%zu of %zu deliveries failed (%s); retrying in %ld ms",
-               w->n - ok, w->n, rd_kafka_err2str(w->delivery_error), backoff);
-        note_stall(w, 1);
-        oe_sleep_ms(backoff);
-        backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
     }
+}
+
+/* Publishes every receipt and dead letter of the batch in hand and waits
+ * until the broker acknowledged all of them (publish_start, then
+ * publish_finish). */
+static int publish_batch(oe_worker *w, int once)
+{
+    if (publish_start(w) != 0)
+        return -1;
+    return publish_finish(w, once);
 }
 
 /* The offsets to commit: one past the last message of each partition. */
 static rd_kafka_topic_partition_list_t *batch_offsets(oe_worker *w)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
-    for (size_t i = 0; i < w->n; i++) {
-        const rd_kafka_message_t *m = w->slots[i].msg;
+    for (size_t i = 0; i < w->b.n; i++) {
+        const rd_kafka_message_t *m = w->b.slots[i].msg;
         rd_kafka_topic_partition_t *p =
             rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(m->rkt), m->partition);
         if (!p)
@@ -789,8 +841,8 @@ static int publish_transactional(oe_worker *w)
         return -1;
 abort:
     oe_log(OE_LOG_WARN, "worker", NULL,
-           "aborting the transaction of a batch of %zu (%s); publishing it again", w->n,
-           w->delivery_error ? rd_kafka_err2str(w->delivery_error) : "see the line above");
+           "aborting the transaction of a batch of %zu (%s); publishing it again", w->b.n,
+           w->b.delivery_error ? rd_kafka_err2str(w->b.delivery_error) : "see the line above");
     delay = 100;
     while ((a = txn_outcome(w, "abort transaction",
                             rd_kafka_abort_transaction(w->producer, w->cfg.txn_timeout_ms),
@@ -811,8 +863,8 @@ abort:
 static int decode_batch(oe_worker *w, size_t *ne)
 {
     *ne = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        batch_slot *sl = &w->slots[i];
+    for (size_t i = 0; i < w->b.n; i++) {
+        batch_slot *sl = &w->b.slots[i];
         rd_kafka_message_t *m = sl->msg;
         oe_batch_item *it = &sl->item;
         sl->detail[0] = '\0';
@@ -830,16 +882,16 @@ static int decode_batch(oe_worker *w, size_t *ne)
             sl->dead = 1;
             continue;
         }
-        w->engine_items[(*ne)++] = it;
+        w->b.engine_items[(*ne)++] = it;
     }
     return OE_OK;
 }
 
 static void clear_requests(oe_worker *w)
 {
-    for (size_t i = 0; i < w->n; i++)
-        if (!w->slots[i].dead)
-            oe_request_clear(&w->slots[i].item.req);
+    for (size_t i = 0; i < w->b.n; i++)
+        if (!w->b.slots[i].dead)
+            oe_request_clear(&w->b.slots[i].item.req);
 }
 
 static void ledger_unavailable(oe_worker *w, const char *why);
@@ -864,7 +916,7 @@ static long execute_batch(oe_worker *w)
         if (rc == OE_ENOMEM)
             snprintf(err, sizeof err, "out of memory while decoding");
         else
-            rc = oe_executor_run(w->cfg.executor, w->engine_items, ne, err, sizeof err);
+            rc = oe_executor_run(w->cfg.executor, w->b.engine_items, ne, err, sizeof err);
         if (rc == OE_OK) {
             ledger_available(w);
             return (long)ne;
@@ -872,7 +924,7 @@ static long execute_batch(oe_worker *w)
         clear_requests(w);
         if (rc == OE_EUNAVAIL) {
             ledger_unavailable(w, err);
-            if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->n == 0) {
+            if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->b.n == 0) {
                 /* The batch was given up (rewound, or its partitions
                  * revoked), and only a batch tries the ledger again:
                  * consume again, so that the next batch (these messages
@@ -887,7 +939,7 @@ static long execute_batch(oe_worker *w)
             attempt = -1;
             continue;
         }
-        oe_log(OE_LOG_WARN, "worker", NULL, "batch of %zu not executed (%s): %s", w->n,
+        oe_log(OE_LOG_WARN, "worker", NULL, "batch of %zu not executed (%s): %s", w->b.n,
                oe_strerror(rc), err);
         if (attempt == 5 || !atomic_load(&w->running)) {
             if (atomic_load(&w->running))
@@ -910,14 +962,58 @@ static void log_batch(oe_worker *w, size_t ne, double seconds)
         return;
     size_t count[3] = {0, 0, 0};
     for (size_t i = 0; i < ne; i++)
-        count[w->engine_items[i]->out.status]++;
+        count[w->b.engine_items[i]->out.status]++;
     oe_log(OE_LOG_INFO, "worker",
-           OE_LOG_FIELDS("messages", OE_LOG_INT(w->n), "executed",
+           OE_LOG_FIELDS("messages", OE_LOG_INT(w->b.n), "executed",
                          OE_LOG_INT(count[OE_STATUS_EXECUTED]), "replayed",
                          OE_LOG_INT(count[OE_STATUS_REPLAYED]), "rejected",
                          OE_LOG_INT(count[OE_STATUS_REJECTED]), "dead_lettered",
-                         OE_LOG_INT(w->n - ne), "ms", OE_LOG_INT((long long)(seconds * 1000))),
+                         OE_LOG_INT(w->b.n - ne), "ms", OE_LOG_INT((long long)(seconds * 1000))),
            "batch");
+}
+
+/* Counts and logs the batch in hand once its receipts are acknowledged and
+ * its offsets committed. */
+static void batch_published(oe_worker *w, size_t ne, double seconds)
+{
+    atomic_fetch_add(&w->cfg.kafka_metrics->receipts_produced, (unsigned long long)ne);
+    atomic_fetch_add(&w->cfg.kafka_metrics->dead_letters, w->b.n - ne);
+    log_batch(w, ne, seconds);
+}
+
+/* Finishes the batch in flight (w->in), if any: waits until its receipts
+ * are acknowledged (producing failed ones again), commits its offsets,
+ * and releases it. Called before the next batch is published, when no
+ * message is waiting, before partitions are revoked and when stopping.
+ * Returns 0, or -1 when it could not be published (the worker is stopping
+ * or failed): it stays uncommitted and is re-delivered. */
+static int finish_inflight(oe_worker *w)
+{
+    if (!w->in.active || w->finishing)
+        return 0;
+    w->finishing = 1;
+    /* The publishing code works on the batch in hand: swap them. */
+    batch t = w->b;
+    w->b = w->in;
+    w->in = t;
+    int rc = publish_finish(w, 0);
+    if (rc == 0) {
+        commit_offsets(w);
+        batch_published(w, (size_t)w->b.ne, oe_monotonic() - w->b.started);
+    }
+    clear_requests(w);
+    for (size_t i = 0; i < w->b.n; i++) {
+        rd_kafka_message_destroy(w->b.slots[i].msg);
+        w->b.slots[i].msg = NULL;
+    }
+    w->b.n = 0;
+    w->b.bytes = 0;
+    w->b.active = 0;
+    t = w->b;
+    w->b = w->in;
+    w->in = t;
+    w->finishing = 0;
+    return rc;
 }
 
 /* Decodes the batch, runs the engine, publishes, commits. */
@@ -929,17 +1025,18 @@ static void process_batch(oe_worker *w)
         return;
     /* The documents are the bulk of a request's memory; receipts need only
      * the names, the outcome and the message. Free them now. */
-    for (size_t i = 0; i < w->n; i++)
-        if (!w->slots[i].dead)
-            oe_request_drop_payload(&w->slots[i].item.req);
-    atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->n);
-    oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->n);
+    for (size_t i = 0; i < w->b.n; i++)
+        if (!w->b.slots[i].dead)
+            oe_request_drop_payload(&w->b.slots[i].item.req);
+    atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->b.n);
+    oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->b.n);
 
-    int published = 0;
     if (w->cfg.kafka->transactions) {
+        /* One batch at a time: its receipts and offsets commit in its
+         * transaction, which must end before the next batch's begins. */
         for (long delay = 100;;) {
             if (publish_transactional(w) == 0) {
-                published = 1;
+                batch_published(w, (size_t)ne, oe_monotonic() - t0);
                 break;
             }
             /* Stopping or failed: leave the batch uncommitted. */
@@ -948,17 +1045,26 @@ static void process_batch(oe_worker *w)
             oe_sleep_ms(delay);
             delay = delay * 2 > 5000 ? 5000 : delay * 2;
         }
-    } else {
-        published = publish_batch(w, 0) == 0;
-        if (published)
-            commit_offsets(w);
+        clear_requests(w);
+        return;
     }
-    if (published) {
-        atomic_fetch_add(&w->cfg.kafka_metrics->receipts_produced, (unsigned long long)ne);
-        atomic_fetch_add(&w->cfg.kafka_metrics->dead_letters, w->n - (size_t)ne);
-        log_batch(w, (size_t)ne, oe_monotonic() - t0);
+    /* The batch before this one is finished first (its receipts
+     * acknowledged, its offsets committed), so offsets are committed in
+     * order; this one's receipts are then produced, and acknowledged while
+     * the next batch is gathered and executed. A batch before that could
+     * not be finished leaves this one unpublished and uncommitted too (the
+     * worker is stopping or failed: both are re-delivered and answered
+     * from the ledger). */
+    if (finish_inflight(w) != 0 || publish_start(w) != 0) {
+        clear_requests(w);
+        return;
     }
-    clear_requests(w);
+    w->b.started = t0;
+    w->b.ne = ne;
+    batch t = w->in;
+    w->in = w->b;
+    w->b = t;
+    w->in.active = 1;
 }
 
 /* Sums (high watermark - position) over the assignment, about once a
@@ -1075,24 +1181,23 @@ static int consumer_event(oe_worker *w, rd_kafka_message_t *m)
     return 1;
 }
 
-/* Gathers a batch: waits up to 100 ms for a first message, then takes
+/* Gathers a batch: waits up to timeout ms for a first message, then takes
  * whatever is already fetched, up to batch_max messages or
  * OE_WORKER_BATCH_BYTES of them (the message that passes the budget is the
  * last one taken). */
-static void gather(oe_worker *w)
+static void gather(oe_worker *w, int timeout)
 {
-    w->n = 0;
-    w->bytes = 0;
-    int timeout = 100;
-    while (w->n < w->cfg.batch_max && w->bytes < OE_WORKER_BATCH_BYTES) {
+    w->b.n = 0;
+    w->b.bytes = 0;
+    while (w->b.n < w->cfg.batch_max && w->b.bytes < OE_WORKER_BATCH_BYTES) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, timeout);
         if (!m)
             break;
         timeout = 0;
         if (consumer_event(w, m))
             continue;
-        w->bytes += m->len;
-        w->slots[w->n++].msg = m;
+        w->b.bytes += m->len;
+        w->b.slots[w->b.n++].msg = m;
     }
 }
 
@@ -1119,17 +1224,17 @@ static void update_pause(oe_worker *w)
  * is fetched again once consumption resumes. */
 static void rewind_batch(oe_worker *w)
 {
-    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->n);
-    for (size_t i = 0; i < w->n; i++) {
-        rd_kafka_message_t *m = w->slots[i].msg;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)w->b.n);
+    for (size_t i = 0; i < w->b.n; i++) {
+        rd_kafka_message_t *m = w->b.slots[i].msg;
         const char *topic = rd_kafka_topic_name(m->rkt);
         if (!rd_kafka_topic_partition_list_find(list, topic, m->partition))
             rd_kafka_topic_partition_list_add(list, topic, m->partition)->offset = m->offset;
         rd_kafka_message_destroy(m);
-        w->slots[i].msg = NULL;
+        w->b.slots[i].msg = NULL;
     }
-    w->n = 0;
-    w->bytes = 0;
+    w->b.n = 0;
+    w->b.bytes = 0;
     if (list->cnt > 0) {
         rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, list, 5000);
         if (e) {
@@ -1154,9 +1259,9 @@ static int wait_polling(oe_worker *w, long ms)
         rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, 100);
         if (!m || consumer_event(w, m))
             continue;
-        w->slots[w->n++].msg = m;
-        w->bytes += m->len;
-        if (w->n == w->cfg.batch_max) {
+        w->b.slots[w->b.n++].msg = m;
+        w->b.bytes += m->len;
+        if (w->b.n == w->cfg.batch_max) {
             rewind_batch(w);
             return -1;
         }
@@ -1284,33 +1389,52 @@ static void *worker_main(void *arg)
     while (atomic_load(&w->running)) {
         check_cluster(w);
         check_sharing(w);
-        gather(w);
+        /* With a batch in flight, only what is already fetched: when
+         * nothing is, that batch is finished now rather than after the
+         * next one (its offsets, counters and log line wait for it). */
+        gather(w, w->in.active ? 0 : 100);
+        if (w->b.n == 0 && w->in.active)
+            finish_inflight(w);
         retry_pending_commit(w, 0);
         /* The assignment may have changed while gathering. */
         check_sharing(w);
-        if (w->n > 0 && atomic_load(&w->unshared))
+        if (w->b.n > 0 && atomic_load(&w->unshared))
             rewind_batch(w);
-        if (w->n > 0)
+        if (w->b.n > 0)
             process_batch(w);
-        for (size_t i = 0; i < w->n; i++) {
-            rd_kafka_message_destroy(w->slots[i].msg);
-            w->slots[i].msg = NULL;
+        for (size_t i = 0; i < w->b.n; i++) {
+            rd_kafka_message_destroy(w->b.slots[i].msg);
+            w->b.slots[i].msg = NULL;
         }
-        w->n = 0;
+        w->b.n = 0;
         update_lag(w);
         oe_kafka_probe(w->consumer);
     }
+    finish_inflight(w);
     retry_pending_commit(w, 1); /* stopping: before the group is left */
     return NULL;
 }
 
+static void free_batch(oe_worker *w, batch *b)
+{
+    if (b->slots)
+        for (size_t i = 0; i < w->cfg.batch_max; i++) {
+            if (i < b->n) {
+                rd_kafka_message_destroy(b->slots[i].msg);
+                if (!b->slots[i].dead)
+                    oe_request_clear(&b->slots[i].item.req);
+            }
+            oe_outcome_clear(&b->slots[i].item.out);
+        }
+    free(b->slots);
+    free(b->engine_items);
+    memset(b, 0, sizeof *b);
+}
+
 static void free_slots(oe_worker *w)
 {
-    if (w->slots)
-        for (size_t i = 0; i < w->cfg.batch_max; i++)
-            oe_outcome_clear(&w->slots[i].item.out);
-    free(w->slots);
-    free(w->engine_items);
+    free_batch(w, &w->b);
+    free_batch(w, &w->in);
     oe_buf_free(&w->encoded);
 }
 
@@ -1453,7 +1577,7 @@ static int renew_producer(oe_worker *w)
     }
     oe_log(OE_LOG_WARN, "worker", NULL, "fatal producer error: %s; replacing the producer", why);
     atomic_fetch_add(&w->cfg.kafka_metrics->producer_renewals, 1);
-    w->generation++; /* the old producer's delivery reports are ignored */
+    w->b.generation = ++w->generations; /* the old producer's delivery reports are ignored */
     rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(w->producer, 0);
     producer_free(w);
@@ -1482,14 +1606,17 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         w->cfg.txn_timeout_ms = 60000;
     size_t n = w->cfg.batch_max;
     oe_buf_init(&w->encoded, 0);
-    w->slots = calloc(n, sizeof *w->slots);
-    w->engine_items = calloc(n, sizeof *w->engine_items);
-    if (!w->slots || !w->engine_items) {
-        snprintf(err, errlen, "out of memory");
-        goto error;
+    for (int k = 0; k < 2; k++) {
+        batch *b = k ? &w->in : &w->b;
+        b->slots = calloc(n, sizeof *b->slots);
+        b->engine_items = calloc(n, sizeof *b->engine_items);
+        if (!b->slots || !b->engine_items) {
+            snprintf(err, errlen, "out of memory");
+            goto error;
+        }
+        for (size_t i = 0; i < n; i++)
+            oe_outcome_init(&b->slots[i].item.out);
     }
-    for (size_t i = 0; i < n; i++)
-        oe_outcome_init(&w->slots[i].item.out);
     rc = OE_EIO;
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
