@@ -52,7 +52,7 @@ OPTIONS = {
 }
 
 # librdkafka properties that openexec sets itself for its clients (the
-# forced lists of worker.c, bridge.c and kafka_cmds.c), with a value a user
+# forced lists of worker/worker.c, bridge/bridge.c and cmd/kafka_cmds.c), with a value a user
 # might try; "topic." is librdkafka's prefix for topic properties.
 FORCED = [("group.id", "mine"), ("enable.auto.commit", "true"),
           ("enable.auto.offset.store", "true"), ("enable.partition.eof", "true"),

@@ -1,4 +1,4 @@
-/* Tests worker/worker.c against the embedded broker over TCP: requests in,
+/* Tests the worker (worker/) against the embedded broker over TCP: requests in,
  * one receipt per request out, dead letters, and produce errors injected
  * into the broker (the worker must produce the failed receipts again and
  * lose none). */
@@ -321,7 +321,7 @@ static void test_permanent_produce_error_stops_the_worker(void)
     oe_broker_free(b);
 }
 
-/* librdkafka's classes of transactional errors (worker.c txn_outcome). The
+/* librdkafka's classes of transactional errors (worker/txn.c txn_outcome). The
  * embedded broker ignores what transactions mean, but it answers their
  * requests, and errors can be injected into them. */
 

@@ -1,0 +1,141 @@
+/* What the files of the worker share (the .c files of worker/), and nothing else
+ * includes: the batch and its slots, the worker's state, and the functions
+ * one stage calls in another. Everything here runs on the worker thread
+ * unless worker.c says otherwise. */
+#ifndef OE_WORKER_INTERNAL_H
+#define OE_WORKER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "codec/codec.h"
+#include "worker/worker.h"
+
+/* Delivery state of a slot's receipt or dead letter. */
+enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
+
+/* A delivery report's opaque value: the batch generation in the high bits
+ * and the slot in the low ones, so that a late report of an earlier batch
+ * (a copy still in flight when that batch moved on) is never credited to a
+ * slot of the current one. */
+#define SLOT_BITS 24
+#define SLOT_MASK (((uintptr_t)1 << SLOT_BITS) - 1)
+
+/* Seconds a batch may spend failing to publish while the worker stops,
+ * before it is left uncommitted (it is re-delivered later). */
+#define STOP_GRACE_SECONDS 10
+#define STALL_SECONDS 10
+
+/* One message of the batch in hand, from poll to commit. */
+typedef struct batch_slot {
+    rd_kafka_message_t *msg;   /* owned until the batch ends */
+    int dead;                  /* undecodable: published to the DLQ as it came */
+    oe_batch_item item;        /* !dead: the request and the engine's outcome */
+    char detail[512];          /* why decoding failed (dead letter or rejection) */
+    int delivery;              /* DELIVERY_* of its receipt or dead letter */
+    int truncate;              /* dead letter too large: send headers only */
+    rd_kafka_resp_err_t error; /* why its last delivery failed */
+} batch_slot;
+
+/* A batch: its slots (batch_max of them, reused) and how it is doing. */
+typedef struct batch {
+    batch_slot *slots;
+    size_t n;                           /* slots in use */
+    size_t bytes;                       /* message bytes in the batch */
+    oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
+    uintptr_t generation;               /* of its publishing (delivery reports carry it) */
+    rd_kafka_resp_err_t delivery_error; /* the first failed delivery's error of this round */
+    double publish_started;
+    double started; /* oe_monotonic() when it was decoded */
+    long ne;        /* requests for the engine (the rest are dead letters) */
+    int active;     /* (in) published, not yet finished */
+} batch;
+
+struct oe_worker {
+    oe_worker_config cfg;
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    oe_codec *codec;
+    pthread_t thread;
+    int thread_started;
+    atomic_int running;         /* cleared by oe_worker_stop */
+    atomic_int failed;          /* set when the worker stopped on a fatal error */
+    char fail_reason[512];      /* the detail: logged, and the exit line */
+    char fail_public[160];      /* what /ready shows: our own words only */
+    atomic_int data_lost;       /* set once a committed offset was found gone */
+    char data_loss_reason[512]; /* written by the worker thread before data_lost */
+    atomic_int assigned;        /* partitions currently assigned */
+
+    /* Consumption stops (the assignment is paused) while the ledger cannot
+     * be reached (the batch in hand is retried) or while the group has
+     * other members and the ledger is private (fail closed). */
+    atomic_int ledger_down;
+    atomic_int unshared;
+    pthread_mutex_t reason_lock; /* guards the reasons below */
+    char unshared_reason[512];
+    /* Set while a batch's receipts have waited over STALL_SECONDS for the
+     * brokers' acknowledgement (e.g. too few in-sync replicas). */
+    atomic_int stalled;
+    char stall_reason[512];
+    int paused;     /* worker thread: the assignment is paused */
+    int cluster_ok; /* worker thread: the cluster answered and our topics exist */
+    double next_cluster_check;
+    /* Offsets of published batches whose commit a rebalance refused
+     * (worker thread: commit_offsets, retry_pending_commit, on_rebalance). */
+    rd_kafka_topic_partition_list_t *pending_commit;
+    double pending_since, next_pending_try;
+    int sharing_dirty; /* worker thread: the assignment changed */
+    double last_sharing_check;
+    oe_log_limit ledger_log; /* "ledger unavailable": at its start, then every 30 s */
+
+    /* The batch in hand (b) and, without transactions, the batch before it
+     * whose receipts are still on their way (in): two sets of batch_max
+     * slots, swapped, so that a batch is gathered and executed while the
+     * one before it is acknowledged (finish_inflight). */
+    batch b;
+    batch in;
+    uintptr_t generations;           /* the last generation given to a publishing batch */
+    int finishing;                   /* finish_inflight runs (it is not re-entered) */
+    oe_buf encoded;                  /* scratch for one encoded receipt */
+    rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
+    double last_lag_update;
+    long long part_lag[OE_KAFKA_METRICS_LAG_PARTITIONS]; /* update_lag's scratch */
+    int stopped;                                         /* oe_worker_stop ran */
+    int consumer_abandoned; /* it did not close in time: never destroyed */
+    /* Producers replaced after fatal errors (renew_producer), per window. */
+    double renew_window;
+    int renewals, fenced_renewals;
+};
+
+/* worker.c */
+__attribute__((format(printf, 3, 4))) void worker_fail(oe_worker *w, const char *public,
+                                                       const char *fmt, ...);
+int worker_renew_producer(oe_worker *w);
+
+/* batch.c */
+void worker_clear_requests(oe_worker *w);
+void worker_batch_published(oe_worker *w, size_t ne, double seconds);
+void worker_process_batch(oe_worker *w);
+void worker_gather(oe_worker *w, int timeout);
+void worker_update_pause(oe_worker *w);
+void worker_rewind_batch(oe_worker *w);
+
+/* publish.c */
+int worker_renewable(rd_kafka_resp_err_t code);
+void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+int worker_publish_start(oe_worker *w);
+int worker_publish_batch(oe_worker *w, int once);
+int worker_finish_inflight(oe_worker *w);
+
+/* offsets.c */
+void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque);
+rd_kafka_topic_partition_list_t *worker_batch_offsets(oe_worker *w);
+void worker_commit_offsets(oe_worker *w);
+void worker_retry_pending_commit(oe_worker *w, int force);
+
+/* txn.c */
+int worker_publish_transactional(oe_worker *w);
+
+#endif

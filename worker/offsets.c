@@ -1,0 +1,277 @@
+/* The worker's offsets (internal.h): commits in order, the ones a
+ * rebalance refused, and the rebalances themselves (cooperative). Worker
+ * thread. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec/codec.h"
+#include "engine/clock.h"
+#include "engine/ids.h"
+#include "engine/log.h"
+#include "engine/status.h"
+#include "worker/internal.h"
+
+static void filter_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                           const rd_kafka_topic_partition_list_t *parts, int keep);
+
+/* Drops messages of revoked partitions from the batch being gathered: they
+ * have not been processed, and their new owner starts from the committed
+ * offset. */
+static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < w->b.n; i++) {
+        rd_kafka_message_t *m = w->b.slots[i].msg;
+        int revoked = 0;
+        for (int k = 0; k < parts->cnt && !revoked; k++)
+            revoked = parts->elems[k].partition == m->partition &&
+                      strcmp(parts->elems[k].topic, rd_kafka_topic_name(m->rkt)) == 0;
+        if (revoked) {
+            w->b.bytes -= m->len;
+            rd_kafka_message_destroy(m);
+        } else {
+            w->b.slots[keep++].msg = m;
+        }
+    }
+    w->b.n = keep;
+}
+
+void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    oe_worker *w = opaque;
+    rd_kafka_error_t *error;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* Start where the group committed; a partition without a commit
+         * starts at its beginning (auto.offset.reset is "error", so that
+         * only a lost committed position is reported, handle_offset_reset).
+         * A partition whose commit cannot be read is left to that check. */
+        if (rd_kafka_committed(rk, parts, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            for (int k = 0; k < parts->cnt; k++)
+                if (parts->elems[k].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                    parts->elems[k].offset == RD_KAFKA_OFFSET_INVALID)
+                    parts->elems[k].offset = RD_KAFKA_OFFSET_BEGINNING;
+        /* librdkafka keeps a partition's pause across an unassign: one
+         * paused here before, revoked and now back would stay paused for
+         * ever. Its state is ours. A resume is done before the assign: a
+         * resume after it outdates the partition's first offset lookup
+         * (BEGINNING, or a committed offset to validate), which librdkafka
+         * then repeats only after 500 ms, so the partition would fetch
+         * nothing for half a second after every assignment. A partition
+         * not known yet has no pause to clear (the resume skips it). */
+        if (!w->paused)
+            rd_kafka_resume_partitions(rk, parts);
+        error = rd_kafka_incremental_assign(rk, parts);
+        if (!error)
+            atomic_fetch_add(&w->assigned, parts->cnt);
+        if (!error && w->paused)
+            rd_kafka_pause_partitions(rk, parts);
+        oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s)", parts->cnt);
+    } else {
+        /* What this worker finished is committed before the partitions
+         * go: the batch in flight first (its offsets are the group's
+         * now, so the new owner starts after it, with no replays). */
+        worker_finish_inflight(w);
+        drop_revoked(w, parts);
+        /* Offsets a rebalance refused, of partitions leaving us: committed
+         * now if the group still takes them (a lost assignment cannot). */
+        if (w->pending_commit && !rd_kafka_assignment_lost(rk)) {
+            rd_kafka_topic_partition_list_t *leaving =
+                rd_kafka_topic_partition_list_copy(w->pending_commit);
+            filter_offsets(w, &leaving, parts, 1);
+            if (leaving) {
+                rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
+                oe_log(OE_LOG_INFO, "worker", NULL, "offsets of %d revoked partition(s): %s",
+                       leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
+                rd_kafka_topic_partition_list_destroy(leaving);
+            }
+        }
+        filter_offsets(w, &w->pending_commit, parts, 0);
+        error = rd_kafka_incremental_unassign(rk, parts);
+        atomic_fetch_sub(&w->assigned, parts->cnt);
+        oe_log(OE_LOG_INFO, "worker", NULL, "revoked %d partition(s)%s", parts->cnt,
+               rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+    }
+    if (error) {
+        oe_log(OE_LOG_WARN, "worker", NULL, "rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    atomic_store(&w->cfg.kafka_metrics->assigned_partitions, atomic_load(&w->assigned));
+    w->sharing_dirty = 1;
+}
+
+/* The offsets to commit: one past the last message of each partition. */
+rd_kafka_topic_partition_list_t *worker_batch_offsets(oe_worker *w)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (size_t i = 0; i < w->b.n; i++) {
+        const rd_kafka_message_t *m = w->b.slots[i].msg;
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(list, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(list, rd_kafka_topic_name(m->rkt), m->partition);
+        if (m->offset + 1 > p->offset)
+            p->offset = m->offset + 1;
+    }
+    return list;
+}
+
+/* Errors of a commit refused because the group is rebalancing or has
+ * moved on to a new generation: the same offsets may be committed once the
+ * rebalance is over, for the partitions still ours. */
+static int rebalance_error(rd_kafka_resp_err_t err)
+{
+    return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+           err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE;
+}
+
+/* Adds src's offsets to *dst (created when NULL), keeping the larger
+ * offset of a partition in both. */
+static void merge_offsets(rd_kafka_topic_partition_list_t **dst,
+                          const rd_kafka_topic_partition_list_t *src)
+{
+    if (!*dst)
+        *dst = rd_kafka_topic_partition_list_new(src->cnt > 0 ? src->cnt : 1);
+    for (int i = 0; i < src->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &src->elems[i];
+        rd_kafka_topic_partition_t *d =
+            rd_kafka_topic_partition_list_find(*dst, e->topic, e->partition);
+        if (!d)
+            rd_kafka_topic_partition_list_add(*dst, e->topic, e->partition)->offset = e->offset;
+        else if (e->offset > d->offset)
+            d->offset = e->offset;
+    }
+}
+
+/* Keeps in *list the partitions of parts (keep = 1) or all but those
+ * (keep = 0); parts NULL is the current assignment (nothing changes when it
+ * cannot be read). Frees *list when it ends up empty. */
+static void filter_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
+                           const rd_kafka_topic_partition_list_t *parts, int keep)
+{
+    if (!*list)
+        return;
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    if (!parts) {
+        if (rd_kafka_assignment(w->consumer, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        parts = owned;
+    }
+    rd_kafka_topic_partition_list_t *out = rd_kafka_topic_partition_list_new((*list)->cnt);
+    for (int i = 0; i < (*list)->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &(*list)->elems[i];
+        if ((rd_kafka_topic_partition_list_find(parts, e->topic, e->partition) != NULL) == keep)
+            rd_kafka_topic_partition_list_add(out, e->topic, e->partition)->offset = e->offset;
+    }
+    if (owned)
+        rd_kafka_topic_partition_list_destroy(owned);
+    rd_kafka_topic_partition_list_destroy(*list);
+    *list = out;
+    if (out->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(out);
+        *list = NULL;
+    }
+}
+
+/* Commits list synchronously: 0, or the error of the last attempt (a
+ * rebalance error at once, other errors after 5 attempts with backoff). */
+static rd_kafka_resp_err_t commit_list(oe_worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        err = rd_kafka_commit(w->consumer, list, 0);
+        if (!err || rebalance_error(err))
+            return err;
+        oe_log(OE_LOG_WARN, "worker", NULL, "offset commit: %s%s", rd_kafka_err2str(err),
+               attempt < 4 ? " (retrying)" : "");
+        if (attempt < 4)
+            oe_sleep_ms(100L << attempt);
+    }
+    return err;
+}
+
+static void not_committed(rd_kafka_resp_err_t err)
+{
+    oe_log(OE_LOG_WARN, "worker", NULL,
+           "offset commit: %s (not committed: re-delivered and answered from the ledger)",
+           rd_kafka_err2str(err));
+}
+
+/* Commits the batch's offsets, with any left over from a commit that a
+ * rebalance refused. Refused again by a rebalance, they wait in
+ * pending_commit for worker_retry_pending_commit (after the rebalance, for the
+ * partitions still ours; the others are re-processed by their new owner
+ * and answered from the ledger). */
+void worker_commit_offsets(oe_worker *w)
+{
+    rd_kafka_topic_partition_list_t *list = worker_batch_offsets(w);
+    if (w->pending_commit) {
+        merge_offsets(&w->pending_commit, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        list = w->pending_commit;
+        w->pending_commit = NULL;
+        filter_offsets(w, &list, NULL, 1);
+        if (!list)
+            return;
+    }
+    rd_kafka_resp_err_t err = commit_list(w, list);
+    if (err && rebalance_error(err) && w->cfg.own_broker) {
+        /* This worker is no member of the group: its broker refuses its
+         * offsets only once another consumer has joined the group there,
+         * and that consumer is taking the same partitions. */
+        worker_fail(w,
+                    "offset commit refused: another consumer joined the group on this worker's "
+                    "own embedded broker",
+                    "offset commit refused (%s): another consumer joined group %s on this "
+                    "worker's own embedded broker and reads the same partitions; workers that "
+                    "form a group need `openexec broker` or Apache Kafka",
+                    rd_kafka_err2str(err), w->cfg.kafka->group_id);
+        rd_kafka_topic_partition_list_destroy(list);
+        return;
+    }
+    if (err && rebalance_error(err)) {
+        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (committed after the rebalance)",
+               rd_kafka_err2str(err));
+        w->pending_commit = list;
+        w->pending_since = oe_monotonic();
+        w->next_pending_try = oe_monotonic() + 0.2;
+        return;
+    }
+    if (err)
+        not_committed(err);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* Commits offsets a rebalance refused, for the partitions still ours, every
+ * 200 ms for up to PENDING_COMMIT_SECONDS (force: now, when stopping; what
+ * is still refused is tried by the revoke of consumer_close). */
+#define PENDING_COMMIT_SECONDS 30.0
+void worker_retry_pending_commit(oe_worker *w, int force)
+{
+    if (!w->pending_commit || (!force && oe_monotonic() < w->next_pending_try))
+        return;
+    filter_offsets(w, &w->pending_commit, NULL, 1);
+    if (!w->pending_commit)
+        return;
+    rd_kafka_resp_err_t err = commit_list(w, w->pending_commit);
+    /* When stopping, the revoke of consumer_close tries once more. */
+    if (err && rebalance_error(err) &&
+        (force || oe_monotonic() - w->pending_since < PENDING_COMMIT_SECONDS)) {
+        w->next_pending_try = oe_monotonic() + 0.2;
+        return;
+    }
+    if (err)
+        not_committed(err);
+    else
+        oe_log(OE_LOG_INFO, "worker", NULL, "offsets committed after the rebalance");
+    rd_kafka_topic_partition_list_destroy(w->pending_commit);
+    w->pending_commit = NULL;
+}
