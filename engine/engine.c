@@ -380,11 +380,23 @@ static int answer_from_ledger(oe_engine *e, const oe_request *r, oe_outcome *o, 
     return 1;
 }
 
-/* The payload a row keeps: r's canonical payload (the text its request
- * hash covers), cut past max bytes (oe_cut), in e->payload; NULL when rows
- * keep none. Returns OE_OK, or OE_ENOMEM with a reason in err. */
-static int row_payload(oe_engine *e, const oe_request *r, size_t max, const char **out, char *err,
-                       size_t errlen)
+/* The hashed text of a request is kept for its row's payload up to this
+ * size (a batch's requests are all alive at once; a longer one is printed
+ * again when its row is written). */
+#define OE_ENGINE_KEEP_TEXT_MAX ((size_t)16 << 10)
+
+static void keep_text(struct oe_batch_pre *p)
+{
+    if (p->text.len > OE_ENGINE_KEEP_TEXT_MAX)
+        oe_buf_free(&p->text);
+}
+
+/* The payload a row keeps: the item's canonical payload (the part of the
+ * text its request hash covers, printed once, when hashing), cut past max
+ * bytes (oe_cut), in e->payload; NULL when rows keep none. Returns OE_OK,
+ * or OE_ENOMEM with a reason in err. */
+static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const char **out,
+                       char *err, size_t errlen)
 {
     *out = NULL;
     if (!e->keep_payloads)
@@ -393,8 +405,13 @@ static int row_payload(oe_engine *e, const oe_request *r, size_t max, const char
     if (b->cap > 4 * OE_LEDGER_PAYLOAD_MAX_BYTES)
         oe_buf_free(b); /* the memory of a rare huge payload is not kept */
     oe_buf_reset(b);
-    if ((r->payload ? oe_json_dump(b, r->payload, OE_JSON_COMPACT) : oe_buf_puts(b, "{}")) != 0 ||
-        oe_buf_failed(b)) {
+    const oe_buf *t = &it->pre.text;
+    const oe_request *r = &it->req;
+    int rc = t->len > it->pre.payload_off
+                 ? oe_buf_append(b, t->data + it->pre.payload_off, t->len - it->pre.payload_off - 1)
+             : r->payload ? oe_json_dump(b, r->payload, OE_JSON_COMPACT)
+                          : oe_buf_puts(b, "{}");
+    if (rc != 0 || oe_buf_failed(b)) {
         snprintf(err, errlen, "out of memory while keeping a payload");
         return OE_ENOMEM;
     }
@@ -406,9 +423,10 @@ static int row_payload(oe_engine *e, const oe_request *r, size_t max, const char
 /* Completes an executed outcome (id, receipt hash) and records it.
  * Returns OE_OK (the approval may turn out used: then o is rejected), or a
  * resource failure with a reason in err. */
-static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, double now, char *err,
-                            size_t errlen)
+static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o, double now,
+                            char *err, size_t errlen)
 {
+    const oe_request *r = &it->req;
     oe_execution_id(e->tenant, r->nonce, o->request_hash, o->id);
     oe_receipt_hash(o->id, o->result_json.data, o->result_json.len, o->receipt);
     o->status = OE_STATUS_EXECUTED;
@@ -418,7 +436,7 @@ static int record_execution(oe_engine *e, const oe_request *r, oe_outcome *o, do
         return OE_ENOMEM;
     }
     const char *payload;
-    int rc = row_payload(e, r, OE_LEDGER_PAYLOAD_MAX_BYTES, &payload, err, errlen);
+    int rc = row_payload(e, it, OE_LEDGER_PAYLOAD_MAX_BYTES, &payload, err, errlen);
     if (rc != OE_OK)
         return rc;
     oe_execution ex = {
@@ -466,12 +484,16 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
     char detail[256];
     /* Hashing dumps the payload into a buffer far larger than any request
      * (16 MiB for at most 1 MiB of text), so failing here is memory. */
-    if (it->pre.hashed)
-        memcpy(o->request_hash, it->pre.hash, sizeof o->request_hash);
-    else if (oe_request_hash(r->action, strlen(r->action), r->payload, o->request_hash) != 0) {
-        snprintf(err, errlen, "out of memory while hashing a request");
-        return OE_ENOMEM;
+    if (!it->pre.hashed) {
+        if (oe_request_hash_text(r->action, strlen(r->action), r->payload, &it->pre.text,
+                                 &it->pre.payload_off, it->pre.hash) != 0) {
+            snprintf(err, errlen, "out of memory while hashing a request");
+            return OE_ENOMEM;
+        }
+        it->pre.hashed = 1;
+        keep_text(&it->pre);
     }
+    memcpy(o->request_hash, it->pre.hash, sizeof o->request_hash);
 
     /* Replay or conflict: answered from the store before any other check,
      * so that a re-delivered request gets its original receipt. */
@@ -513,7 +535,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
         reject(o, OE_ERR_INVALID_REQUEST, detail);
         return OE_OK;
     }
-    return record_execution(e, r, o, now, err, errlen);
+    return record_execution(e, it, o, now, err, errlen);
 }
 
 /* Tells the store the batch's nonces and approval ids (oe_store_prefetch).
@@ -581,7 +603,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             const char *payload = NULL;
             if (it->decode_error == OE_ERR_NONE && o->request_hash[0] && r->action &&
                 strlen(r->action) <= OE_ECHO_MAX_BYTES)
-                rc = row_payload(e, r, OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES, &payload, err, errlen);
+                rc =
+                    row_payload(e, it, OE_LEDGER_REJECTED_PAYLOAD_MAX_BYTES, &payload, err, errlen);
             oe_rejection rej = {
                 .nonce = r->nonce ? nonce : NULL,
                 .action = r->action ? action : NULL,
@@ -621,9 +644,14 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
     p->ed25519 = 0;
     p->detail[0] = '\0';
     const oe_request *r = &it->req;
+    oe_buf_init(&p->text, 0);
     if (it->decode_error != OE_ERR_NONE ||
-        oe_request_hash(r->action, strlen(r->action), r->payload, p->hash) != 0)
+        oe_request_hash_text(r->action, strlen(r->action), r->payload, &p->text, &p->payload_off,
+                             p->hash) != 0) {
+        oe_buf_free(&p->text);
         return;
+    }
+    keep_text(p);
     p->hashed = 1;
     if (!e->clawshield || !r->has_artifact || strcmp(r->artifact.action_hash, p->hash) != 0 ||
         !oe_engine_action_allowed(e, r->action))
@@ -688,5 +716,7 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
     if (rc == OE_ERETRY)
         rc = OE_EUNAVAIL;
     pthread_mutex_unlock(&e->lock);
+    for (size_t i = 0; i < n; i++)
+        oe_buf_free(&items[i]->pre.text);
     return rc;
 }

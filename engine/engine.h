@@ -85,11 +85,13 @@ typedef struct oe_batch_item {
      * transaction (by several threads for a large batch): the request hash
      * and the signature's verdict. Callers neither set nor read it. */
     struct oe_batch_pre {
-        int hashed;      /* 1: hash is the request hash; 0: hashed in the transaction */
-        int sig;         /* -1: not checked; else oe_approval_check_signature's 0 or 1 */
-        int ed25519;     /* the scheme checked */
-        char hash[65];   /* the request hash */
-        char detail[96]; /* the reason of a bad signature */
+        int hashed;         /* 1: hash is the request hash; 0: hashed in the transaction */
+        oe_buf text;        /* the text hashed (the payload's row is cut from it) */
+        size_t payload_off; /* where the payload starts in text */
+        int sig;            /* -1: not checked; else oe_approval_check_signature's 0 or 1 */
+        int ed25519;        /* the scheme checked */
+        char hash[65];      /* the request hash */
+        char detail[96];    /* the reason of a bad signature */
     } pre;
 } oe_batch_item;
 

@@ -8,21 +8,31 @@
 #include "buf.h"
 #include "digest.h"
 
+int oe_request_hash_text(const char *action, size_t action_len, const oe_json *payload, oe_buf *b,
+                         size_t *payload_off, char out[65])
+{
+    oe_buf_reset(b);
+    int rc = oe_buf_puts(b, "{\"action\":");
+    if (rc == 0)
+        rc = oe_json_dump_string(b, action, action_len);
+    if (rc == 0)
+        rc = oe_buf_puts(b, ",\"payload\":");
+    *payload_off = b->len;
+    if (rc == 0)
+        rc = payload ? oe_json_dump(b, payload, OE_JSON_COMPACT) : oe_buf_puts(b, "{}");
+    if (rc == 0)
+        rc = oe_buf_putc(b, '}');
+    if (rc == 0)
+        oe_sha256_hex(b->data, b->len, out);
+    return rc;
+}
+
 int oe_request_hash(const char *action, size_t action_len, const oe_json *payload, char out[65])
 {
     oe_buf b;
     oe_buf_init(&b, 0);
-    int rc = oe_buf_puts(&b, "{\"action\":");
-    if (rc == 0)
-        rc = oe_json_dump_string(&b, action, action_len);
-    if (rc == 0)
-        rc = oe_buf_puts(&b, ",\"payload\":");
-    if (rc == 0)
-        rc = payload ? oe_json_dump(&b, payload, OE_JSON_COMPACT) : oe_buf_puts(&b, "{}");
-    if (rc == 0)
-        rc = oe_buf_putc(&b, '}');
-    if (rc == 0)
-        oe_sha256_hex(b.data, b.len, out);
+    size_t off;
+    int rc = oe_request_hash_text(action, action_len, payload, &b, &off, out);
     oe_buf_free(&b);
     return rc;
 }

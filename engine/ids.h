@@ -12,6 +12,13 @@
  * -1 when action is not valid UTF-8 or memory runs out. */
 int oe_request_hash(const char *action, size_t action_len, const oe_json *payload, char out[65]);
 
+/* oe_request_hash that also leaves the hashed text in text (reset first)
+ * and the offset of the payload in it (the payload's canonical form runs
+ * from there to the text's last byte, exclusive): for callers that keep
+ * the payload too (the ledger's rows), so that it is printed once. */
+int oe_request_hash_text(const char *action, size_t action_len, const oe_json *payload,
+                         oe_buf *text, size_t *payload_off, char out[65]);
+
 /* The execution id: SHA-256 of "openexec.exec.v1\0" tenant "\0" nonce "\0"
  * request_hash, first 16 bytes, version 8 and RFC 4122 variant, printed as a
  * lowercase 8-4-4-4-12 UUID into out (37 bytes). tenant may be "". */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/engine.h"
 #include "engine/request.h"
 
 static int oe_test_failed;  /* assertions that failed in the current test */
@@ -85,6 +86,27 @@ static inline int test_request_from_json(const char *buf, size_t len, oe_request
     if (oe_request_from_json(buf, len, r, &verdict, err, errlen) != 0)
         return -1;
     return (int)verdict;
+}
+
+/* Runs one JSON body through the engine as a batch of one at time now. o is
+ * the caller's outcome (oe_outcome_init'ed), filled and handed back.
+ * Returns oe_engine_process's result (a failure is also reported). */
+static inline int test_run_body(oe_engine *engine, const char *body, double now, oe_outcome *o)
+{
+    oe_batch_item item;
+    memset(&item, 0, sizeof item);
+    oe_batch_item *items[1] = {&item};
+    char reason[300], err[300];
+    item.decode_error =
+        (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
+    item.decode_detail = reason;
+    item.out = *o;
+    int rc = oe_engine_process(engine, items, 1, now, err, sizeof err);
+    if (rc != 0)
+        OE_FAIL_("process: %s", err);
+    *o = item.out;
+    oe_request_clear(&item.req);
+    return rc;
 }
 
 static inline int test_request_from_fields(const char *action, const char *nonce,

@@ -50,17 +50,7 @@ static void close_fixture(fixture *f)
 /* Runs one JSON body at time now; fills o (initialised by the caller). */
 static void run_body(fixture *f, const char *body, double now, oe_outcome *o)
 {
-    oe_batch_item item = {0};
-    oe_batch_item *items[1] = {&item};
-    char reason[300], err[300];
-    item.decode_error =
-        (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
-    item.decode_detail = reason;
-    item.out = *o; /* the caller's outcome, handed back below */
-    if (oe_engine_process(f->engine, items, 1, now, err, sizeof err) != 0)
-        OE_FAIL_("process: %s", err);
-    *o = item.out;
-    oe_request_clear(&item.req);
+    test_run_body(f->engine, body, now, o);
 }
 
 static const oe_engine_config demo = {.tenant = "", .allowed_actions = ""};

@@ -216,18 +216,11 @@ static void test_sqlite_keys(void)
 /* Runs one JSON body through the engine; returns the outcome's status. */
 static int run_body(oe_engine *engine, const char *body)
 {
-    oe_batch_item item = {0};
-    oe_batch_item *items[1] = {&item};
-    char reason[300], err[300];
-    item.decode_error =
-        (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
-    item.decode_detail = reason;
-    oe_outcome_init(&item.out);
-    if (oe_engine_process(engine, items, 1, 5.0, err, sizeof err) != 0)
-        OE_FAIL_("process: %s", err);
-    int status = (int)item.out.status;
-    oe_outcome_clear(&item.out);
-    oe_request_clear(&item.req);
+    oe_outcome o;
+    oe_outcome_init(&o);
+    test_run_body(engine, body, 5.0, &o);
+    int status = (int)o.status;
+    oe_outcome_clear(&o);
     return status;
 }
 
