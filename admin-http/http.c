@@ -4,10 +4,12 @@
  * Threads: libmicrohttpd's pool threads run the access handler and the
  * connection notifications; our deadline thread (sweeper_main) shuts down
  * connections that take too long to send their headers or body; the
- * bridge's thread fills a suspended request's answer and resumes it. They
- * share only the connection registry (under conns_lock), the body budget
- * and the counters (atomics); everything else belongs to the one thread
- * serving a connection at a time.
+ * bridge's thread, or the executor's (local /execute: local_done), fills a
+ * suspended request's answer and resumes it. They share only the
+ * connection registry (under conns_lock), the body budget, the count of
+ * requests with the executor (jobs_lock) and the counters (atomics);
+ * everything else belongs to the one thread serving a connection at a
+ * time.
  *
  * Ownership: oe_http owns its listening socket until oe_http_start hands it
  * to libmicrohttpd (and again after quiescing, until it is closed in
