@@ -3,7 +3,8 @@
 # stdout and in bench/results/latest.md (with the machine's CPU, the commit
 # and the date). Each row carries its ratio to a baseline measured in the
 # same run. Minutes, not hours: N=200,000 on the Kafka path, 100,000 per
-# mode, five rounds of 200,000 for growth.
+# mode, ten rounds of 200,000 for growth (two million rows, about two
+# minutes).
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p bench/results

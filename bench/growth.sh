@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cost with growth: one SQLite ledger (db-sync full) filled in ROUNDS rounds
-# of N requests (default 5 x 200,000: to a million rows), each round on a
+# of N requests (default 10 x 200,000: to two million rows), each round on a
 # fresh 16-partition embedded broker (it keeps at most 5 MiB a partition)
 # and a fresh worker, timed from ready to the last receipt acknowledged.
 # Prints each round's rate, its ratio to the first round's and the
@@ -8,7 +8,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-200000}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-10}
 SYNC=${SYNC:-full}
 work=$(mktemp -d)
 # LEDGER=path keeps the ledger (and goes on from its size: FIRST=round).

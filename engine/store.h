@@ -117,8 +117,9 @@ struct oe_store {
 /* The schema version this binary writes, per backend. A ledger of an
  * older version is upgraded in place when a writer opens it; a newer one
  * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c),
- * version 4 (PostgreSQL 3) adds the payload column to both tables. */
-#define OE_SQLITE_SCHEMA_VERSION 4
+ * version 4 (PostgreSQL 3) adds the payload column to both tables, SQLite
+ * version 5 indexes ids by insertion order first (id_bucket). */
+#define OE_SQLITE_SCHEMA_VERSION 5
 #define OE_POSTGRES_SCHEMA_VERSION 3
 
 void oe_store_free(oe_store *s);

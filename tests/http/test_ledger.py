@@ -121,9 +121,12 @@ class Migrations(ServiceTest):
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 4)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 5)
             self.assertEqual([v for (v,) in c.execute(
-                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4])
+                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4, 5])
+            # Version 5: ids indexed by bucket; the migrated row has none.
+            self.assertEqual(c.execute("SELECT nonce, id_bucket FROM executions ORDER BY seq")
+                             .fetchall(), [("old-1", None), ("new-1", 0)])
             # Version 4: the payload column; the migrated row has none.
             self.assertEqual(c.execute("SELECT nonce, payload FROM executions ORDER BY seq")
                              .fetchall(), [("old-1", None), ("new-1", '{"v":2}')])
@@ -132,8 +135,9 @@ class Migrations(ServiceTest):
             self.assertEqual([n for (n,) in c.execute(
                 "SELECT nonce FROM executions ORDER BY seq")], ["old-1", "new-1"])
             names = {n for (n,) in c.execute("SELECT name FROM sqlite_master")}
-            self.assertTrue({"executions_nonce_key", "executions_id_key",
+            self.assertTrue({"executions_nonce_key", "executions_id_bucket_key",
                              "executions_approval_key", "executions_unique"} <= names, names)
+            self.assertNotIn("executions_id_key", names)
             self.assertNotIn("executions_created", names)
             # The keys: the first 8 bytes of SHA-256, big-endian, signed.
             def key(t):

@@ -373,9 +373,12 @@ static void test_sqlite_migrate_keeps_rows(void)
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
                            "DROP TRIGGER executions_unique;"
+                           "DROP INDEX executions_id_bucket_key;"
+                           "ALTER TABLE executions DROP COLUMN id_bucket;"
+                           "CREATE INDEX executions_id_key ON executions(id_key);"
                            "ALTER TABLE executions DROP COLUMN payload;"
                            "ALTER TABLE rejections DROP COLUMN payload;"
-                           "DELETE FROM schema_migrations WHERE version = 4;"
+                           "DELETE FROM schema_migrations WHERE version >= 4;"
                            "PRAGMA user_version = 3;"
                            "INSERT INTO rejections (nonce, action, request_hash, error_code,"
                            " detail, created_at) VALUES ('old-r', 'echo', NULL, 'malformed',"
@@ -404,6 +407,90 @@ static void test_sqlite_migrate_keeps_rows(void)
     rmdir(dir);
 }
 
+/* A ledger of version 4 (ids indexed by key alone), made by hand from a
+ * new file: a writer upgrades it to version 5; its rows are found by
+ * nonce and by id (no bucket), a new row gets a bucket, and the file still
+ * refuses a second row for an old nonce. */
+static void test_sqlite_v4_upgraded(void)
+{
+    char dir[] = "/tmp/oe-ledger-XXXXXX";
+    ASSERT_TRUE(mkdtemp(dir) != NULL);
+    char path[128], err[512];
+    snprintf(path, sizeof path, "%s/v4.db", dir);
+    oe_store *s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    if (!s)
+        return;
+    oe_execution e = {.nonce = "old-1",
+                      .action = "echo",
+                      .tenant_id = "t",
+                      .result_json = "1",
+                      .approved = 1,
+                      .created_at = 1.0};
+    snprintf(e.id, sizeof e.id, "%s", "00000000-0000-4000-8000-000000000001");
+    memset(e.request_hash, 'a', 64);
+    memset(e.receipt, 'b', 64);
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_insert_execution(s, &e, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
+    oe_store_free(s);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "DROP INDEX executions_id_bucket_key;"
+                           "ALTER TABLE executions DROP COLUMN id_bucket;"
+                           "CREATE INDEX executions_id_key ON executions(id_key);"
+                           "DELETE FROM schema_migrations WHERE version = 5;"
+                           "PRAGMA user_version = 4;",
+                           NULL, NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    ASSERT_EQ(user_version(path), 4);
+    /* A reader refuses it until a writer has upgraded it. */
+    s = NULL;
+    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
+    if (!s)
+        return;
+    ASSERT_EQ(user_version(path), 5);
+    oe_execution found;
+    ASSERT_EQ(oe_store_find_by_id(s, e.id, &found, err, sizeof err), 1);
+    ASSERT_STREQ(found.nonce, "old-1");
+    oe_execution_clear(&found);
+    ASSERT_EQ(oe_store_find_by_nonce(s, "old-1", &found, err, sizeof err), 1);
+    oe_execution_clear(&found);
+    oe_execution dup = e;
+    snprintf(dup.id, sizeof dup.id, "%s", "00000000-0000-4000-8000-000000000002");
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
+    oe_store_rollback(s);
+    oe_execution fresh = e;
+    fresh.nonce = "new-1";
+    memcpy(fresh.id, dup.id, sizeof fresh.id);
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_insert_execution(s, &fresh, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_count_executions(s), 2);
+    ASSERT_EQ(oe_store_find_by_id(s, dup.id, &found, err, sizeof err), 1);
+    ASSERT_STREQ(found.nonce, "new-1");
+    oe_execution_clear(&found);
+    ASSERT_EQ(
+        oe_store_find_by_id(s, "00000000-0000-4000-8000-000000000003", &found, err, sizeof err), 0);
+    oe_store_free(s);
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *q;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT id_bucket FROM executions ORDER BY seq", -1, &q, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_type(q, 0), SQLITE_NULL);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    remove_ledger(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     RUN_TEST(test_url_kinds);
@@ -412,5 +499,6 @@ int main(void)
     RUN_TEST(test_sqlite_keys);
     RUN_TEST(test_payloads_kept);
     RUN_TEST(test_sqlite_migrate_keeps_rows);
+    RUN_TEST(test_sqlite_v4_upgraded);
     return TEST_REPORT();
 }
