@@ -141,7 +141,7 @@ void oe_store_rollback(oe_store *s);
  * valid until the transaction ends), so that a store across a network can
  * answer "not recorded" without a round trip per request. An answer may be
  * stale by the time of the insert (another worker commits first): the
- * insert's uniqueness check still decides (OE_STORE_DUP_*). A no-op for
+ * insert's uniqueness check still decides (OE_EDUP_NONCE, OE_EDUP_APPROVAL). A no-op for
  * stores without it. */
 int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
                       const char *const *approvals, size_t n_approvals, char *err, size_t errlen);

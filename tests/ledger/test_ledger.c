@@ -462,7 +462,7 @@ static void test_sqlite_v4_upgraded(void)
     oe_execution dup = e;
     snprintf(dup.id, sizeof dup.id, "%s", "00000000-0000-4000-8000-000000000002");
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
-    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_STORE_DUP_NONCE);
+    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_EDUP_NONCE);
     oe_store_rollback(s);
     oe_execution fresh = e;
     fresh.nonce = "new-1";
