@@ -95,12 +95,12 @@ int oe_signals_start(void)
 
 int oe_stop_wait(long ms)
 {
-    struct timespec until = oe_monotonic_after_ms(ms);
     if (!signal_thread_running) {
         if (!oe_stop_requested())
             oe_sleep_ms(ms);
         return oe_stop_requested();
     }
+    struct timespec until = oe_monotonic_after_ms(ms);
     pthread_mutex_lock(&stop_lock);
     while (!oe_stop_requested() &&
            pthread_cond_timedwait(&stop_cond, &stop_lock, &until) != ETIMEDOUT) {

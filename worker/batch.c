@@ -186,9 +186,7 @@ void worker_process_batch(oe_worker *w)
     }
     w->b.started = t0;
     w->b.ne = ne;
-    batch t = w->in;
-    w->in = w->b;
-    w->b = t;
+    worker_swap_batches(w);
     w->in.active = 1;
 }
 

@@ -108,6 +108,15 @@ struct oe_worker {
     int renewals, fenced_renewals;
 };
 
+/* Exchanges the batch in hand and the batch in flight (their slots move
+ * with them). */
+static inline void worker_swap_batches(oe_worker *w)
+{
+    batch t = w->b;
+    w->b = w->in;
+    w->in = t;
+}
+
 /* worker.c */
 __attribute__((format(printf, 3, 4))) void worker_fail(oe_worker *w, const char *public,
                                                        const char *fmt, ...);

@@ -371,9 +371,7 @@ int worker_finish_inflight(oe_worker *w)
         return 0;
     w->finishing = 1;
     /* The publishing code works on the batch in hand: swap them. */
-    batch t = w->b;
-    w->b = w->in;
-    w->in = t;
+    worker_swap_batches(w);
     int rc = publish_finish(w, 0);
     if (rc == 0) {
         worker_commit_offsets(w);
@@ -387,9 +385,7 @@ int worker_finish_inflight(oe_worker *w)
     w->b.n = 0;
     w->b.bytes = 0;
     w->b.active = 0;
-    t = w->b;
-    w->b = w->in;
-    w->in = t;
+    worker_swap_batches(w);
     w->finishing = 0;
     return rc;
 }
