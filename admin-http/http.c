@@ -943,8 +943,10 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
     char id[37];
     if (by_nonce ? !receipt_nonce_valid(key) : !receipt_id_valid(key, id))
         return send_detail(h, c, 404, "Receipt not found");
-    int found = by_nonce ? oe_store_find_by_nonce(h->cfg.reader, key, &e, err, sizeof err)
-                         : oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err);
+    int found = by_nonce
+                    ? oe_store_find_by_nonce(h->cfg.reader, key, oe_ledger_key_of(key, strlen(key)),
+                                             &e, err, sizeof err)
+                    : oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err);
     if (found < 0) {
         log_failure(by_nonce ? "GET /receipts?nonce" : "GET /receipts/{id}", OE_EUNAVAIL, err);
         return send_detail(h, c, 503, "ledger unavailable");

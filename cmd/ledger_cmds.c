@@ -192,7 +192,9 @@ static int ledger_show(int argc, char **argv)
     printer p = {.executions = 0};
     oe_buf_init(&p.line, 0);
     oe_execution e;
-    int found = cfg.nonce ? oe_store_find_by_nonce(store, cfg.nonce, &e, err, sizeof err)
+    int found = cfg.nonce ? oe_store_find_by_nonce(store, cfg.nonce,
+                                                   oe_ledger_key_of(cfg.nonce, strlen(cfg.nonce)),
+                                                   &e, err, sizeof err)
                           : oe_store_find_by_id(store, cfg.id, &e, err, sizeof err);
     int rc = found < 0 ? found : 0;
     const char *nonce = cfg.nonce;

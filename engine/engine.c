@@ -344,7 +344,7 @@ static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, 
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
         return -1;
     }
-    int used = oe_store_approval_used(e->store, a->approval_id, err, errlen);
+    int used = oe_store_approval_used(e->store, a->approval_id, it->pre.approval_key, err, errlen);
     if (used < 0) {
         *failure = store_failure(used);
         return -1;
@@ -359,11 +359,12 @@ static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, 
 /* Answers from the ledger when the nonce is recorded there: the original
  * outcome (a replay) for the same request, a nonce_conflict for another.
  * Returns 1 when answered, 0 when the nonce is unused, or a failure. */
-static int answer_from_ledger(oe_engine *e, const oe_request *r, oe_outcome *o, char *err,
+static int answer_from_ledger(oe_engine *e, const oe_batch_item *it, oe_outcome *o, char *err,
                               size_t errlen)
 {
     oe_execution rec;
-    int found = oe_store_find_by_nonce(e->store, r->nonce, &rec, err, errlen);
+    int found =
+        oe_store_find_by_nonce(e->store, it->req.nonce, it->pre.nonce_key, &rec, err, errlen);
     if (found < 0)
         return store_failure(found);
     if (found == 0)
@@ -448,6 +449,9 @@ static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o
         .result_json = o->result_json.data,
         .approved = 1,
         .created_at = now,
+        .nonce_key = it->pre.nonce_key,
+        .id_key = oe_ledger_key_of(o->id, strlen(o->id)),
+        .approval_key = o->approval_id ? it->pre.approval_key : 0,
     };
     memcpy(ex.id, o->id, sizeof ex.id);
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
@@ -463,7 +467,7 @@ static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o
         oe_buf_reset(&o->result_json);
         free(o->approval_id);
         o->approval_id = NULL;
-        int answered = answer_from_ledger(e, r, o, err, errlen);
+        int answered = answer_from_ledger(e, it, o, err, errlen);
         if (answered == 0) {
             snprintf(err, errlen, "nonce %.100s conflicts with a record that cannot be read",
                      r->nonce);
@@ -497,7 +501,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
 
     /* Replay or conflict: answered from the store before any other check,
      * so that a re-delivered request gets its original receipt. */
-    int found = answer_from_ledger(e, r, o, err, errlen);
+    int found = answer_from_ledger(e, it, o, err, errlen);
     if (found != 0)
         return found == 1 ? OE_OK : found;
 
@@ -645,6 +649,13 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
     p->detail[0] = '\0';
     const oe_request *r = &it->req;
     oe_buf_init(&p->text, 0);
+    p->nonce_key = it->decode_error == OE_ERR_NONE && r->nonce
+                       ? oe_ledger_key_of(r->nonce, strlen(r->nonce))
+                       : 0;
+    p->approval_key =
+        it->decode_error == OE_ERR_NONE && r->has_artifact && r->artifact.approval_id
+            ? oe_ledger_key_of(r->artifact.approval_id, strlen(r->artifact.approval_id))
+            : 0;
     if (it->decode_error != OE_ERR_NONE ||
         oe_request_hash_text(r->action, strlen(r->action), r->payload, &p->text, &p->payload_off,
                              p->hash) != 0) {

@@ -91,7 +91,10 @@ typedef struct oe_batch_item {
         int sig;            /* -1: not checked; else oe_approval_check_signature's 0 or 1 */
         int ed25519;        /* the scheme checked */
         char hash[65];      /* the request hash */
-        char detail[96];    /* the reason of a bad signature */
+        /* The ledger keys (store.h) of the nonce and the approval id
+         * (0 when absent), computed once for the look-ups and the insert. */
+        oe_ledger_key nonce_key, approval_key;
+        char detail[96]; /* the reason of a bad signature */
     } pre;
 } oe_batch_item;
 

@@ -1,6 +1,9 @@
 /* The ledger interface (store.h): dispatch to the backend's operations. */
 #include "store.h"
 
+#include "digest.h"
+
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,20 +65,38 @@ void oe_store_rollback(oe_store *s)
     s->ops->rollback(s);
 }
 
-int oe_store_find_by_nonce(oe_store *s, const char *nonce, oe_execution *e, char *err,
-                           size_t errlen)
+oe_ledger_key oe_ledger_key_of(const char *text, size_t len)
 {
-    return s->ops->find(s, 0, nonce, e, err, errlen);
+    unsigned char md[32];
+    oe_sha256(text, len, md);
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++)
+        k = k << 8 | md[i];
+    return (oe_ledger_key)k;
+}
+
+void oe_execution_set_keys(oe_execution *e)
+{
+    e->nonce_key = oe_ledger_key_of(e->nonce, strlen(e->nonce));
+    e->id_key = oe_ledger_key_of(e->id, strlen(e->id));
+    e->approval_key = e->approval_id ? oe_ledger_key_of(e->approval_id, strlen(e->approval_id)) : 0;
+}
+
+int oe_store_find_by_nonce(oe_store *s, const char *nonce, oe_ledger_key nonce_key, oe_execution *e,
+                           char *err, size_t errlen)
+{
+    return s->ops->find(s, 0, nonce, nonce_key, e, err, errlen);
 }
 
 int oe_store_find_by_id(oe_store *s, const char *id, oe_execution *e, char *err, size_t errlen)
 {
-    return s->ops->find(s, 1, id, e, err, errlen);
+    return s->ops->find(s, 1, id, oe_ledger_key_of(id, strlen(id)), e, err, errlen);
 }
 
-int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size_t errlen)
+int oe_store_approval_used(oe_store *s, const char *approval_id, oe_ledger_key approval_key,
+                           char *err, size_t errlen)
 {
-    return s->ops->approval_used(s, approval_id, err, errlen);
+    return s->ops->approval_used(s, approval_id, approval_key, err, errlen);
 }
 
 int oe_store_insert_execution(oe_store *s, const oe_execution *e, char *err, size_t errlen)

@@ -16,10 +16,22 @@
 #define OE_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "status.h"
 
 typedef struct oe_store oe_store;
+
+/* A text's ledger key: the first 8 bytes of its SHA-256, as a signed 64-bit
+ * integer. A backend that indexes compact keys instead of texts (SQLite)
+ * finds a nonce, id or approval id through it; keys are not unique (two
+ * texts may share one), so a look-up compares the text too. A hash an
+ * attacker cannot aim: a hostile producer cannot pile its nonces onto one
+ * key. The engine computes a request's keys once and passes them to its
+ * look-ups and its insert; no backend hashes a text again. */
+typedef int64_t oe_ledger_key;
+
+oe_ledger_key oe_ledger_key_of(const char *text, size_t len);
 
 /* A stored execution. Strings are owned by the record. */
 typedef struct oe_execution {
@@ -36,7 +48,15 @@ typedef struct oe_execution {
                           kept (OPENEXEC_LEDGER_PAYLOADS=hash, older rows) */
     int approved;
     double created_at; /* seconds since the epoch */
+    /* The keys of nonce, id and approval_id (oe_ledger_key_of; 0 when
+     * approval_id is NULL): set by whoever inserts the record
+     * (oe_execution_set_keys, or the engine from keys it already has);
+     * not read back by look-ups. */
+    oe_ledger_key nonce_key, id_key, approval_key;
 } oe_execution;
+
+/* Computes the record's three keys from its texts. */
+void oe_execution_set_keys(oe_execution *e);
 
 /* Releases the record's strings and zeroes it. */
 void oe_execution_clear(oe_execution *e);
@@ -94,8 +114,10 @@ typedef struct oe_store_ops {
     int (*begin)(oe_store *s, char *err, size_t errlen);
     int (*commit)(oe_store *s, char *err, size_t errlen);
     void (*rollback)(oe_store *s);
-    int (*find)(oe_store *s, int by_id, const char *key, oe_execution *e, char *err, size_t errlen);
-    int (*approval_used)(oe_store *s, const char *approval_id, char *err, size_t errlen);
+    int (*find)(oe_store *s, int by_id, const char *text, oe_ledger_key key, oe_execution *e,
+                char *err, size_t errlen);
+    int (*approval_used)(oe_store *s, const char *approval_id, oe_ledger_key key, char *err,
+                         size_t errlen);
     int (*insert_execution)(oe_store *s, const oe_execution *e, char *err, size_t errlen);
     int (*insert_rejection)(oe_store *s, const oe_rejection *r, char *err, size_t errlen);
     long long (*count)(oe_store *s, int rejections);
@@ -119,7 +141,7 @@ struct oe_store {
  * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c),
  * version 4 (PostgreSQL 3) adds the payload column to both tables, SQLite
  * version 5 indexes ids by insertion order first (id_bucket). */
-#define OE_SQLITE_SCHEMA_VERSION 5
+#define OE_SQLITE_SCHEMA_VERSION 6
 #define OE_POSTGRES_SCHEMA_VERSION 3
 
 void oe_store_free(oe_store *s);
@@ -146,15 +168,17 @@ void oe_store_rollback(oe_store *s);
 int oe_store_prefetch(oe_store *s, const char *const *nonces, size_t n_nonces,
                       const char *const *approvals, size_t n_approvals, char *err, size_t errlen);
 
-/* Looks up an execution by nonce or by id. Returns 1 and fills e when
- * found, 0 when not, negative on failure. */
-int oe_store_find_by_nonce(oe_store *s, const char *nonce, oe_execution *e, char *err,
-                           size_t errlen);
+/* Looks up an execution by nonce (whose key is nonce_key,
+ * oe_ledger_key_of) or by id. Returns 1 and fills e when found, 0 when
+ * not, negative on failure. */
+int oe_store_find_by_nonce(oe_store *s, const char *nonce, oe_ledger_key nonce_key, oe_execution *e,
+                           char *err, size_t errlen);
 int oe_store_find_by_id(oe_store *s, const char *id, oe_execution *e, char *err, size_t errlen);
 
 /* 1 when an execution already used this approval id, 0 when not, negative
  * on failure. */
-int oe_store_approval_used(oe_store *s, const char *approval_id, char *err, size_t errlen);
+int oe_store_approval_used(oe_store *s, const char *approval_id, oe_ledger_key approval_key,
+                           char *err, size_t errlen);
 
 /* Inserts an execution. Returns 0, OE_EDUP_NONCE, OE_EDUP_APPROVAL
  * (another execution holds the nonce or the approval id: on a shared ledger

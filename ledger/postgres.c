@@ -730,9 +730,11 @@ static char *dup_value(PGresult *r, int col)
     return PQgetisnull(r, 0, col) ? NULL : strdup(PQgetvalue(r, 0, col));
 }
 
-static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, char *err,
-                   size_t errlen)
+/* The ledger keys are not used: PostgreSQL indexes the texts. */
+static int pg_find(oe_store *base, int by_id, const char *key, oe_ledger_key unused_key,
+                   oe_execution *e, char *err, size_t errlen)
 {
+    (void)unused_key;
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
     const key_entry *q = !by_id && s->in_txn ? key_find(&s->queued_nonces, key) : NULL;
@@ -772,8 +774,10 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_execution *e, 
     return rc;
 }
 
-static int pg_approval_used(oe_store *base, const char *approval_id, char *err, size_t errlen)
+static int pg_approval_used(oe_store *base, const char *approval_id, oe_ledger_key unused_key,
+                            char *err, size_t errlen)
 {
+    (void)unused_key;
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
     if (s->in_txn && (key_find(&s->queued_approvals, approval_id) ||

@@ -5,8 +5,6 @@
  * look-ups belong to the caller (oe_execution_clear). */
 #include "ledger.h"
 
-#include "engine/digest.h"
-
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -50,7 +48,7 @@ static const char schema_v2[] =
 
 /* Version 3: executions in a rowid table, in the order recorded (an
  * insert appends), found through compact integer keys: the first 8 bytes
- * of the SHA-256 of the nonce, id and approval id (openexec_key(), key_of).
+ * of the SHA-256 of the nonce, id and approval id (openexec_key(), oe_ledger_key_of).
  * Version 2 clustered the table on the random id and indexed the text of
  * the nonce, id and created_at: every insert wrote random pages of four
  * growing B-trees. The keys are not unique (two texts may share one, so a
@@ -121,8 +119,26 @@ static const char schema_v5[] =
     "DROP INDEX executions_id_key;"
     "CREATE INDEX executions_id_bucket_key ON executions(id_bucket, id_key);";
 
+/* Version 6: a second execution of a nonce or of an approval id is refused
+ * by unique indexes on (key, text), checked in the B-tree descent the
+ * insert makes anyway. Versions 3 to 5 refused it by a trigger that probed
+ * the same indexes a second time (EXISTS) and recomputed the three keys
+ * (openexec_key()) the engine had just computed. The keys are now the
+ * writer's (oe_execution's, computed once per request by the engine):
+ * a row written with a wrong key would escape both the look-up and the
+ * refusal, so only this program writes executions. SQLite checks the
+ * newest index first: the nonce's, made last, so that a row repeating
+ * both a nonce and its approval id is refused as a replay of the nonce. */
+static const char schema_v6[] =
+    "DROP TRIGGER IF EXISTS executions_unique;"
+    "DROP INDEX executions_approval_key;"
+    "CREATE UNIQUE INDEX executions_approval ON executions(approval_key, approval_id)"
+    "  WHERE approval_key IS NOT NULL;"
+    "DROP INDEX executions_nonce_key;"
+    "CREATE UNIQUE INDEX executions_nonce ON executions(nonce_key, nonce);";
+
 static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                   schema_v4, schema_v5};
+                                                                   schema_v4, schema_v5, schema_v6};
 
 /* Rows per id bucket (schema version 5): 2^18 = 262,144 (a bucket's part
  * of the index, ~1,200 leaves, stays in the page cache). A look-up by id
@@ -183,20 +199,7 @@ typedef struct sqlite_store {
     pthread_mutex_t lock;       /* serialises use of the statements */
 } sqlite_store;
 
-/* The look-up key of a text (schema version 3): the first 8 bytes of its
- * SHA-256, as a signed 64-bit integer. A hash an attacker cannot aim: a
- * hostile producer cannot pile its nonces onto one key. */
-static sqlite3_int64 key_of(const char *text, size_t len)
-{
-    unsigned char md[32];
-    oe_sha256(text, len, md);
-    uint64_t k = 0;
-    for (int i = 0; i < 8; i++)
-        k = k << 8 | md[i];
-    return (sqlite3_int64)k;
-}
-
-/* openexec_key(text): key_of for SQL (the migration, the insert trigger);
+/* openexec_key(text): oe_ledger_key_of for SQL (the version 3 migration);
  * NULL for NULL. */
 static void sql_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -210,7 +213,8 @@ static void sql_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         sqlite3_result_error_nomem(ctx);
         return;
     }
-    sqlite3_result_int64(ctx, key_of((const char *)t, (size_t)sqlite3_value_bytes(argv[0])));
+    sqlite3_result_int64(ctx,
+                         oe_ledger_key_of((const char *)t, (size_t)sqlite3_value_bytes(argv[0])));
 }
 
 /* A failure with its reason; a file locked by another process past the
@@ -557,13 +561,13 @@ static sqlite3_int64 newest_id_bucket(sqlite_store *s, int *failed)
     return b;
 }
 
-static int find(sqlite_store *s, int which, const char *key, oe_execution *e, char *err,
-                size_t errlen)
+static int find(sqlite_store *s, int which, const char *text, oe_ledger_key key, oe_execution *e,
+                char *err, size_t errlen)
 {
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[which];
-    sqlite3_bind_int64(q, 1, key_of(key, strlen(key)));
-    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 1, key);
+    sqlite3_bind_text(q, 2, text, -1, SQLITE_STATIC);
     int result;
     if (which == ST_BY_ID) {
         /* Each bucket, newest first, then the rows from before buckets. */
@@ -585,18 +589,19 @@ static int find(sqlite_store *s, int which, const char *key, oe_execution *e, ch
     return result;
 }
 
-static int sqlite_find(oe_store *base, int by_id, const char *key, oe_execution *e, char *err,
-                       size_t errlen)
+static int sqlite_find(oe_store *base, int by_id, const char *text, oe_ledger_key key,
+                       oe_execution *e, char *err, size_t errlen)
 {
-    return find((sqlite_store *)base, by_id ? ST_BY_ID : ST_BY_NONCE, key, e, err, errlen);
+    return find((sqlite_store *)base, by_id ? ST_BY_ID : ST_BY_NONCE, text, key, e, err, errlen);
 }
 
-static int sqlite_approval_used(oe_store *base, const char *approval_id, char *err, size_t errlen)
+static int sqlite_approval_used(oe_store *base, const char *approval_id, oe_ledger_key key,
+                                char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[ST_APPROVAL_USED];
-    sqlite3_bind_int64(q, 1, key_of(approval_id, strlen(approval_id)));
+    sqlite3_bind_int64(q, 1, key);
     sqlite3_bind_text(q, 2, approval_id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_ROW    ? 1
@@ -631,10 +636,10 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
     sqlite3_bind_text(q, 8, e->result_json, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 9, e->approved);
     sqlite3_bind_double(q, 10, e->created_at);
-    sqlite3_bind_int64(q, 11, key_of(e->nonce, strlen(e->nonce)));
-    sqlite3_bind_int64(q, 12, key_of(e->id, strlen(e->id)));
+    sqlite3_bind_int64(q, 11, e->nonce_key);
+    sqlite3_bind_int64(q, 12, e->id_key);
     if (e->approval_id)
-        sqlite3_bind_int64(q, 13, key_of(e->approval_id, strlen(e->approval_id)));
+        sqlite3_bind_int64(q, 13, e->approval_key);
     else
         sqlite3_bind_null(q, 13);
     bind_text_or_null(q, 14, e->payload);
@@ -643,8 +648,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
     if (rc != SQLITE_DONE) {
         const char *msg = sqlite3_errmsg(s->db);
         int code = sqlite3_extended_errcode(s->db);
-        if ((code == SQLITE_CONSTRAINT_TRIGGER || code == SQLITE_CONSTRAINT_UNIQUE) &&
-            strstr(msg, "UNIQUE constraint failed"))
+        if (code == SQLITE_CONSTRAINT_UNIQUE && strstr(msg, "UNIQUE constraint failed"))
             result = strstr(msg, "approval_id") ? OE_EDUP_APPROVAL : OE_EDUP_NONCE;
         else
             result = store_error(s, err, errlen, "storing an execution");

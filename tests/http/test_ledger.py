@@ -121,9 +121,9 @@ class Migrations(ServiceTest):
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 5)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 6)
             self.assertEqual([v for (v,) in c.execute(
-                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4, 5])
+                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4, 5, 6])
             # Version 5: ids indexed by bucket; the migrated row has none.
             self.assertEqual(c.execute("SELECT nonce, id_bucket FROM executions ORDER BY seq")
                              .fetchall(), [("old-1", None), ("new-1", 0)])
@@ -135,8 +135,12 @@ class Migrations(ServiceTest):
             self.assertEqual([n for (n,) in c.execute(
                 "SELECT nonce FROM executions ORDER BY seq")], ["old-1", "new-1"])
             names = {n for (n,) in c.execute("SELECT name FROM sqlite_master")}
-            self.assertTrue({"executions_nonce_key", "executions_id_bucket_key",
-                             "executions_approval_key", "executions_unique"} <= names, names)
+            # Version 6: unique indexes on (key, text) in place of the
+            # trigger.
+            self.assertTrue({"executions_nonce", "executions_id_bucket_key",
+                             "executions_approval"} <= names, names)
+            for gone in ("executions_unique", "executions_nonce_key", "executions_approval_key"):
+                self.assertNotIn(gone, names)
             self.assertNotIn("executions_id_key", names)
             self.assertNotIn("executions_created", names)
             # The keys: the first 8 bytes of SHA-256, big-endian, signed.
@@ -148,10 +152,9 @@ class Migrations(ServiceTest):
             for nonce, nk, i, ik in c.execute("SELECT nonce, nonce_key, id, id_key"
                                               " FROM executions"):
                 self.assertEqual((nk, ik), (key(nonce), key(i)), nonce)
-            # Nonces stay unique in the file itself, whoever writes to it
-            # (the trigger needs openexec_key(); without it nothing is
-            # written at all).
-            c.create_function("openexec_key", 1, key, deterministic=True)
+            # Nonces and approval ids stay unique in the file itself: a
+            # second row with the same key and text is refused by the
+            # database (no function of ours is needed for it).
             with self.assertRaisesRegex(sqlite3.DatabaseError,
                                         "UNIQUE constraint failed: executions.nonce"):
                 c.execute("INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
@@ -159,14 +162,18 @@ class Migrations(ServiceTest):
                           " SELECT id || 'x', nonce, action, request_hash, tenant_id, approved,"
                           " result_json, receipt, created_at, nonce_key, id_key"
                           " FROM executions WHERE nonce = 'old-1'")
-            # A row whose key is not its text's would never be found:
-            # refused.
-            with self.assertRaisesRegex(sqlite3.DatabaseError, "a key does not match its text"):
+            c.execute("UPDATE executions SET approval_id = 'a-1', approval_key = ?"
+                      " WHERE nonce = 'old-1'", (key("a-1"),))
+            with self.assertRaisesRegex(sqlite3.DatabaseError,
+                                        "UNIQUE constraint failed: executions.approval_key,"
+                                        " executions.approval_id"):
                 c.execute("INSERT INTO executions (id, nonce, action, request_hash, tenant_id,"
-                          " approved, result_json, receipt, created_at, nonce_key, id_key)"
+                          " approved, result_json, receipt, created_at, nonce_key, id_key,"
+                          " approval_id, approval_key)"
                           " SELECT id || 'x', 'other', action, request_hash, tenant_id, approved,"
-                          " result_json, receipt, created_at, 0, id_key"
-                          " FROM executions WHERE nonce = 'old-1'")
+                          " result_json, receipt, created_at, ?, id_key, approval_id,"
+                          " approval_key FROM executions WHERE nonce = 'old-1'", (key("other"),))
+            c.rollback()
         # Opening it again changes nothing.
         s = self.server(args=["--db", db])
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").json.get("status"), "replayed")

@@ -114,6 +114,24 @@ static int user_version(const char *path)
     return v;
 }
 
+/* SQL that takes a new file back to version 5: the trigger of versions 3
+ * to 5 instead of the unique indexes of version 6. */
+#define UNDO_V6                                                                                    \
+    "DROP INDEX executions_nonce;"                                                                 \
+    "DROP INDEX executions_approval;"                                                              \
+    "CREATE INDEX executions_nonce_key ON executions(nonce_key);"                                  \
+    "CREATE INDEX executions_approval_key ON executions(approval_key)"                             \
+    "  WHERE approval_key IS NOT NULL;"                                                            \
+    "CREATE TRIGGER executions_unique BEFORE INSERT ON executions BEGIN"                           \
+    "  SELECT RAISE(ABORT, 'UNIQUE constraint failed: executions.nonce')"                          \
+    "    WHERE EXISTS (SELECT 1 FROM executions"                                                   \
+    "                  WHERE nonce_key = NEW.nonce_key AND nonce = NEW.nonce);"                    \
+    "  SELECT RAISE(ABORT, 'UNIQUE constraint failed: executions.approval_id')"                    \
+    "    WHERE NEW.approval_id IS NOT NULL AND EXISTS (SELECT 1 FROM executions"                   \
+    "                  WHERE approval_key = NEW.approval_key AND approval_id = NEW.approval_id);"  \
+    "END;"                                                                                         \
+    "DELETE FROM schema_migrations WHERE version = 6;"
+
 /* A new file gets every step; a reader refuses an older schema; a newer
  * one is refused by both. */
 static void test_sqlite_schema_versions(void)
@@ -183,18 +201,23 @@ static void test_sqlite_keys(void)
         snprintf(e.id, sizeof e.id, "00000000-0000-4000-8000-%012d", i);
         memset(e.request_hash, 'a', 64);
         memset(e.receipt, 'b', 64);
+        oe_execution_set_keys(&e);
         ASSERT_EQ(oe_store_insert_execution(s, &e, err, sizeof err), 0);
     }
     ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
     oe_execution found;
-    ASSERT_EQ(oe_store_find_by_nonce(s, "key-299", &found, err, sizeof err), 1);
+    ASSERT_EQ(oe_store_find_by_nonce(s, "key-299", oe_ledger_key_of("key-299", strlen("key-299")),
+                                     &found, err, sizeof err),
+              1);
     ASSERT_STREQ(found.id, "00000000-0000-4000-8000-000000000299");
     oe_execution_clear(&found);
     ASSERT_EQ(
         oe_store_find_by_id(s, "00000000-0000-4000-8000-000000000007", &found, err, sizeof err), 1);
     ASSERT_STREQ(found.nonce, "key-7");
     oe_execution_clear(&found);
-    ASSERT_EQ(oe_store_find_by_nonce(s, "key-300", &found, err, sizeof err), 0);
+    ASSERT_EQ(oe_store_find_by_nonce(s, "key-300", oe_ledger_key_of("key-300", strlen("key-300")),
+                                     &found, err, sizeof err),
+              0);
     /* The same nonce again: refused by the file itself. */
     oe_execution dup = {.nonce = "key-3",
                         .action = "echo",
@@ -206,6 +229,7 @@ static void test_sqlite_keys(void)
     memset(dup.request_hash, 'c', 64);
     memset(dup.receipt, 'd', 64);
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    oe_execution_set_keys(&dup);
     ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_EDUP_NONCE);
     oe_store_rollback(s);
     oe_store_free(s);
@@ -317,13 +341,17 @@ static void test_payloads_kept(void)
         ASSERT_EQ(run_body(e, big_rejected), OE_STATUS_REJECTED);
         ASSERT_EQ(run_body(e, long_action), OE_STATUS_REJECTED);
         oe_execution found;
-        ASSERT_EQ(oe_store_find_by_nonce(s, "p-1", &found, err, sizeof err), 1);
+        ASSERT_EQ(oe_store_find_by_nonce(s, "p-1", oe_ledger_key_of("p-1", strlen("p-1")), &found,
+                                         err, sizeof err),
+                  1);
         if (hash_only)
             ASSERT_TRUE(found.payload == NULL);
         else
             ASSERT_STREQ(found.payload, "{\"a\":\"\\u00e9\",\"b\":1,\"c\":[1.5,null]}");
         oe_execution_clear(&found);
-        ASSERT_EQ(oe_store_find_by_nonce(s, "p-4", &found, err, sizeof err), 1);
+        ASSERT_EQ(oe_store_find_by_nonce(s, "p-4", oe_ledger_key_of("p-4", strlen("p-4")), &found,
+                                         err, sizeof err),
+                  1);
         if (hash_only)
             ASSERT_TRUE(found.payload == NULL);
         else
@@ -372,6 +400,7 @@ static void test_sqlite_migrate_keeps_rows(void)
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
+                           UNDO_V6
                            "DROP TRIGGER executions_unique;"
                            "DROP INDEX executions_id_bucket_key;"
                            "ALTER TABLE executions DROP COLUMN id_bucket;"
@@ -407,10 +436,12 @@ static void test_sqlite_migrate_keeps_rows(void)
     rmdir(dir);
 }
 
-/* A ledger of version 4 (ids indexed by key alone), made by hand from a
- * new file: a writer upgrades it to version 5; its rows are found by
- * nonce and by id (no bucket), a new row gets a bucket, and the file still
- * refuses a second row for an old nonce. */
+/* A ledger of version 4 (ids indexed by key alone, nonce and approval id
+ * kept unique by a trigger), made by hand from a new file: a writer
+ * upgrades it to the current version; its rows are found by nonce and by
+ * id (no bucket), a new row gets a bucket, the trigger is gone, and the
+ * file still refuses a second row for an old nonce or an old approval id
+ * (version 6's unique indexes). */
 static void test_sqlite_v4_upgraded(void)
 {
     char dir[] = "/tmp/oe-ledger-XXXXXX";
@@ -424,6 +455,7 @@ static void test_sqlite_v4_upgraded(void)
     oe_execution e = {.nonce = "old-1",
                       .action = "echo",
                       .tenant_id = "t",
+                      .approval_id = "approval-1",
                       .result_json = "1",
                       .approved = 1,
                       .created_at = 1.0};
@@ -431,17 +463,18 @@ static void test_sqlite_v4_upgraded(void)
     memset(e.request_hash, 'a', 64);
     memset(e.receipt, 'b', 64);
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    oe_execution_set_keys(&e);
     ASSERT_EQ(oe_store_insert_execution(s, &e, err, sizeof err), 0);
     ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
     oe_store_free(s);
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
-                           "DROP INDEX executions_id_bucket_key;"
-                           "ALTER TABLE executions DROP COLUMN id_bucket;"
-                           "CREATE INDEX executions_id_key ON executions(id_key);"
-                           "DELETE FROM schema_migrations WHERE version = 5;"
-                           "PRAGMA user_version = 4;",
+                           UNDO_V6 "DROP INDEX executions_id_bucket_key;"
+                                   "ALTER TABLE executions DROP COLUMN id_bucket;"
+                                   "CREATE INDEX executions_id_key ON executions(id_key);"
+                                   "DELETE FROM schema_migrations WHERE version = 5;"
+                                   "PRAGMA user_version = 4;",
                            NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(db);
@@ -452,22 +485,33 @@ static void test_sqlite_v4_upgraded(void)
     ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
     if (!s)
         return;
-    ASSERT_EQ(user_version(path), 5);
+    ASSERT_EQ(user_version(path), OE_SQLITE_SCHEMA_VERSION);
     oe_execution found;
     ASSERT_EQ(oe_store_find_by_id(s, e.id, &found, err, sizeof err), 1);
     ASSERT_STREQ(found.nonce, "old-1");
     oe_execution_clear(&found);
-    ASSERT_EQ(oe_store_find_by_nonce(s, "old-1", &found, err, sizeof err), 1);
+    ASSERT_EQ(oe_store_find_by_nonce(s, "old-1", oe_ledger_key_of("old-1", strlen("old-1")), &found,
+                                     err, sizeof err),
+              1);
     oe_execution_clear(&found);
     oe_execution dup = e;
     snprintf(dup.id, sizeof dup.id, "%s", "00000000-0000-4000-8000-000000000002");
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    oe_execution_set_keys(&dup);
     ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_EDUP_NONCE);
+    oe_store_rollback(s);
+    /* Another nonce with the old approval id. */
+    dup.nonce = "other-1";
+    ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    oe_execution_set_keys(&dup);
+    ASSERT_EQ(oe_store_insert_execution(s, &dup, err, sizeof err), OE_EDUP_APPROVAL);
     oe_store_rollback(s);
     oe_execution fresh = e;
     fresh.nonce = "new-1";
+    fresh.approval_id = "approval-2";
     memcpy(fresh.id, dup.id, sizeof fresh.id);
     ASSERT_EQ(oe_store_begin(s, err, sizeof err), 0);
+    oe_execution_set_keys(&fresh);
     ASSERT_EQ(oe_store_insert_execution(s, &fresh, err, sizeof err), 0);
     ASSERT_EQ(oe_store_commit(s, err, sizeof err), 0);
     ASSERT_EQ(oe_store_count_executions(s), 2);
@@ -483,6 +527,12 @@ static void test_sqlite_v4_upgraded(void)
               SQLITE_OK);
     ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
     ASSERT_EQ(sqlite3_column_type(q, 0), SQLITE_NULL);
+    ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'",
+                                 -1, &q, NULL),
+              SQLITE_OK);
     ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
     ASSERT_EQ(sqlite3_column_int(q, 0), 0);
     sqlite3_finalize(q);
