@@ -27,6 +27,10 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
 #define STOP_GRACE_SECONDS 10
 #define STALL_SECONDS 10
 
+/* How long a revoke, a stop or a retry of refused offsets waits for the
+ * asynchronous commits on their way. */
+#define COMMIT_WAIT_MS 10000
+
 /* One message of the batch in hand, from poll to commit. */
 typedef struct batch_slot {
     rd_kafka_message_t *msg;   /* owned until the batch ends */
@@ -85,6 +89,13 @@ struct oe_worker {
      * (worker thread: commit_offsets, retry_pending_commit, on_rebalance). */
     rd_kafka_topic_partition_list_t *pending_commit;
     double pending_since, next_pending_try;
+    /* Asynchronous commits, one at a time and in order (offsets.c): the
+     * queue their results come back on, whether one is on its way, and
+     * the offsets of batches finished since it was sent (sent when it
+     * comes back). */
+    rd_kafka_queue_t *commit_q;
+    int commit_inflight;
+    rd_kafka_topic_partition_list_t *commit_next;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     oe_log_limit ledger_log; /* "ledger unavailable": at its start, then every 30 s */
@@ -142,6 +153,7 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 rd_kafka_topic_partition_list_t *worker_batch_offsets(oe_worker *w);
 void worker_commit_offsets(oe_worker *w);
+void worker_poll_commits(oe_worker *w, int wait_ms);
 void worker_retry_pending_commit(oe_worker *w, int force);
 
 /* txn.c */

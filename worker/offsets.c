@@ -79,6 +79,7 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * go: the batch in flight first (its offsets are the group's
          * now, so the new owner starts after it, with no replays). */
         worker_finish_inflight(w);
+        worker_poll_commits(w, COMMIT_WAIT_MS);
         drop_revoked(w, parts);
         /* Offsets a rebalance refused, of partitions leaving us: committed
          * now if the group still takes them (a lost assignment cannot). */
@@ -205,11 +206,99 @@ static void not_committed(rd_kafka_resp_err_t err)
            rd_kafka_err2str(err));
 }
 
-/* Commits the batch's offsets, with any left over from a commit that a
- * rebalance refused. Refused again by a rebalance, they wait in
- * pending_commit for worker_retry_pending_commit (after the rebalance, for the
- * partitions still ours; the others are re-processed by their new owner
- * and answered from the ledger). */
+/* Keeps offsets a commit did not take. When later offsets wait to be sent
+ * (commit_next), they join them (a partition keeps its larger offset), so
+ * that an older commit is never tried again after a newer one went
+ * through. Else they wait in pending_commit, tried again every 200 ms
+ * (worker_retry_pending_commit) for the partitions still ours and joined
+ * to the next batch's commit; the others are re-processed by their new
+ * owner and answered from the ledger. */
+static void defer_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *list)
+{
+    if (w->commit_next) {
+        merge_offsets(&w->commit_next, list);
+        return;
+    }
+    if (!w->pending_commit)
+        w->pending_since = oe_monotonic();
+    merge_offsets(&w->pending_commit, list);
+    w->next_pending_try = oe_monotonic() + 0.2;
+}
+
+/* Sends commit_next when no commit is on its way: one commit at a time,
+ * so that they reach the group in the order the batches finished and a
+ * late one never moves a partition back. */
+static void send_commit(oe_worker *w)
+{
+    if (w->commit_inflight || !w->commit_next)
+        return;
+    rd_kafka_topic_partition_list_t *list = w->commit_next;
+    w->commit_next = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_commit_queue(w->consumer, list, w->commit_q, NULL, NULL);
+    if (err) {
+        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (tried again)",
+               rd_kafka_err2str(err));
+        defer_offsets(w, list);
+    } else {
+        w->commit_inflight = 1;
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+/* The answer to a commit: refused by a rebalance, or failed otherwise, its
+ * offsets wait in pending_commit. */
+static void commit_done(oe_worker *w, rd_kafka_resp_err_t err,
+                        const rd_kafka_topic_partition_list_t *list)
+{
+    if (!err || !list)
+        return;
+    if (rebalance_error(err) && w->cfg.own_broker) {
+        /* This worker is no member of the group: its broker refuses its
+         * offsets only once another consumer has joined the group there,
+         * and that consumer is taking the same partitions. */
+        worker_fail(w,
+                    "offset commit refused: another consumer joined the group on this worker's "
+                    "own embedded broker",
+                    "offset commit refused (%s): another consumer joined group %s on this "
+                    "worker's own embedded broker and reads the same partitions; workers that "
+                    "form a group need `openexec broker` or Apache Kafka",
+                    rd_kafka_err2str(err), w->cfg.kafka->group_id);
+        return;
+    }
+    if (rebalance_error(err))
+        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (committed after the rebalance)",
+               rd_kafka_err2str(err));
+    else
+        oe_log(OE_LOG_WARN, "worker", NULL, "offset commit: %s (retrying)", rd_kafka_err2str(err));
+    defer_offsets(w, list);
+}
+
+/* Serves the answers to commits, waiting up to wait_ms in all for the one
+ * on its way (0: only what has come back), and sends the next. */
+void worker_poll_commits(oe_worker *w, int wait_ms)
+{
+    double deadline = oe_monotonic() + wait_ms / 1000.0;
+    while (w->commit_inflight) {
+        int left = (int)((deadline - oe_monotonic()) * 1000);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(w->commit_q, left > 0 ? left : 0);
+        if (!ev) {
+            if (left > 0)
+                continue;
+            break;
+        }
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            w->commit_inflight = 0;
+            commit_done(w, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+            send_commit(w);
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    send_commit(w);
+}
+
+/* Commits the finished batch's offsets asynchronously, with any left over
+ * from a commit that a rebalance refused (for the partitions still ours),
+ * in order after the commits before it (send_commit). */
 void worker_commit_offsets(oe_worker *w)
 {
     rd_kafka_topic_partition_list_t *list = worker_batch_offsets(w);
@@ -222,32 +311,9 @@ void worker_commit_offsets(oe_worker *w)
         if (!list)
             return;
     }
-    rd_kafka_resp_err_t err = commit_list(w, list);
-    if (err && rebalance_error(err) && w->cfg.own_broker) {
-        /* This worker is no member of the group: its broker refuses its
-         * offsets only once another consumer has joined the group there,
-         * and that consumer is taking the same partitions. */
-        worker_fail(w,
-                    "offset commit refused: another consumer joined the group on this worker's "
-                    "own embedded broker",
-                    "offset commit refused (%s): another consumer joined group %s on this "
-                    "worker's own embedded broker and reads the same partitions; workers that "
-                    "form a group need `openexec broker` or Apache Kafka",
-                    rd_kafka_err2str(err), w->cfg.kafka->group_id);
-        rd_kafka_topic_partition_list_destroy(list);
-        return;
-    }
-    if (err && rebalance_error(err)) {
-        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (committed after the rebalance)",
-               rd_kafka_err2str(err));
-        w->pending_commit = list;
-        w->pending_since = oe_monotonic();
-        w->next_pending_try = oe_monotonic() + 0.2;
-        return;
-    }
-    if (err)
-        not_committed(err);
+    merge_offsets(&w->commit_next, list);
     rd_kafka_topic_partition_list_destroy(list);
+    worker_poll_commits(w, 0);
 }
 
 /* Commits offsets a rebalance refused, for the partitions still ours, every
@@ -258,6 +324,8 @@ void worker_retry_pending_commit(oe_worker *w, int force)
 {
     if (!w->pending_commit || (!force && oe_monotonic() < w->next_pending_try))
         return;
+    /* After the asynchronous commits sent before (in order). */
+    worker_poll_commits(w, COMMIT_WAIT_MS);
     filter_offsets(w, &w->pending_commit, NULL, 1);
     if (!w->pending_commit)
         return;

@@ -198,6 +198,7 @@ static void *worker_main(void *arg)
         worker_gather(w, w->in.active ? 0 : 100);
         if (w->b.n == 0 && w->in.active)
             worker_finish_inflight(w);
+        worker_poll_commits(w, 0);
         worker_retry_pending_commit(w, 0);
         /* The assignment may have changed while gathering. */
         check_sharing(w);
@@ -214,6 +215,7 @@ static void *worker_main(void *arg)
         oe_kafka_probe(w->consumer);
     }
     worker_finish_inflight(w);
+    worker_poll_commits(w, COMMIT_WAIT_MS);
     worker_retry_pending_commit(w, 1); /* stopping: before the group is left */
     return NULL;
 }
@@ -427,6 +429,11 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     if (!(w->consumer = new_consumer(w, err, errlen)) ||
         !(w->producer = new_producer(w, err, errlen)))
         goto error;
+    if (!(w->commit_q = rd_kafka_queue_new(w->consumer))) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_ENOMEM;
+        goto error;
+    }
     rc = OE_EIO; /* from here on, failures are of the run time */
     if (producer_ready(w, err, errlen) != 0)
         goto error;
@@ -624,6 +631,10 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
+    if (w->commit_q)
+        rd_kafka_queue_destroy(w->commit_q);
+    if (w->commit_next)
+        rd_kafka_topic_partition_list_destroy(w->commit_next);
     if (w->consumer && !w->consumer_abandoned)
         rd_kafka_destroy(w->consumer);
     producer_free(w);
