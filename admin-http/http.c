@@ -292,8 +292,8 @@ static size_t address_bucket(struct MHD_Connection *c)
 }
 
 /* Reserves budget for the request's body to grow to total bytes: within the
- * global budget and the client address's share. Returns 0, or -1 when
- * either is spent (nothing is reserved then). */
+ * global budget and the client address's share. Returns OE_OK, or
+ * OE_ELIMIT when either is spent (nothing is reserved then). */
 static int body_reserve(oe_http *h, request_ctx *ctx, size_t total)
 {
     if (total <= ctx->reserved)
@@ -308,10 +308,10 @@ static int body_reserve(oe_http *h, request_ctx *ctx, size_t total)
         atomic_fetch_sub(&h->body_bytes, more);
         atomic_fetch_sub(mine, more);
         atomic_fetch_add(&h->budget_refused, 1);
-        return -1;
+        return OE_ELIMIT;
     }
     ctx->reserved = total;
-    return 0;
+    return OE_OK;
 }
 
 /* Frees the request's body and gives its budget back. */
@@ -1250,7 +1250,8 @@ static void format_endpoint(const char *host, int port, char *out, size_t len)
 }
 
 /* Binds and listens on the first of the host's addresses that works.
- * Returns the socket, or -1 with the errno of the last attempt. */
+ * Returns the socket, or -1 (no descriptor, as socket() says; not an
+ * oe_rc) with the errno of the last attempt. */
 static int bind_first(const struct addrinfo *list, int *ipv6, int *last_errno)
 {
     *last_errno = EADDRNOTAVAIL;

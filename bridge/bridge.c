@@ -150,7 +150,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
  * First the producer learns the requests topic's partitions and leaders:
  * otherwise the first requests after /ready wait in the producer for a
  * metadata round of its own (about 0.5 s measured on the embedded broker,
- * for every request of the first moment). */
+ * for every request of the first moment). Returns OE_OK, or OE_EIO while
+ * the brokers cannot tell the partitions or take the assignment. */
 static int position_consumer(oe_bridge *b)
 {
     char err[256];
@@ -167,16 +168,16 @@ static int position_consumer(oe_bridge *b)
             oe_log(OE_LOG_WARN, "bridge", NULL, "receipts consumer not positioned: %s; retrying",
                    err);
         b->position_failed = 1;
-        return -1;
+        return OE_EIO;
     }
     if (b->position_failed)
         oe_log(OE_LOG_INFO, "bridge", NULL, "receipts consumer positioned");
     atomic_store(&b->positioned, 1);
-    return 0;
+    return OE_OK;
 }
 
 /* Reads a receipt's correlation id: CORR_LEN lowercase hex digits into
- * corr. Returns 0, or -1 when it has none of that form. */
+ * corr. Returns OE_OK, or OE_EINVAL when it has none of that form. */
 static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
 {
     rd_kafka_headers_t *h;
@@ -186,7 +187,7 @@ static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
         rd_kafka_header_get_last(h, OE_HEADER_CORRELATION, &val, &size) !=
             RD_KAFKA_RESP_ERR_NO_ERROR ||
         !oe_correlation_valid(val, size))
-        return -1;
+        return OE_EINVAL;
     memcpy(corr, val, CORR_LEN);
     corr[CORR_LEN] = '\0';
     return 0;
@@ -285,7 +286,7 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     oe_bridge *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     b->publish_log.interval = PUBLISH_ERROR_LOG_INTERVAL;
     pthread_mutex_init(&b->lock, NULL);
@@ -293,14 +294,16 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     b->metrics = metrics;
     b->timeout = (double)timeout_ms / 1000.0;
     unsigned char rnd[8];
+    int rc = OE_EIO;
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         snprintf(err, errlen, "no randomness for correlation ids");
         goto error;
     }
     for (int i = 0; i < 8; i++)
         snprintf(b->instance + 2 * i, 3, "%02x", rnd[i]);
-    if (oe_codec_new(-1, &b->codec, err, errlen) != 0)
+    if ((rc = oe_codec_new(-1, &b->codec, err, errlen)) != OE_OK)
         goto error;
+    rc = OE_EINVAL; /* a refused property or client set-up */
 
     /* message.max.bytes: a 1 MiB body plus headers must fit. */
     const char *producer_defaults[] = {
@@ -327,10 +330,10 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     if (!b->consumer)
         goto error;
     *out = b;
-    return 0;
+    return OE_OK;
 error:
     oe_bridge_free(b);
-    return -1;
+    return rc;
 }
 
 int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
@@ -343,15 +346,14 @@ int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
 
 /* Fills what the receipt of this request must repeat: its nonce (as a
  * receipt repeats it) and, for a valid request, its request hash. Returns
- * 0, or -1 when memory ran out. */
+ * OE_OK, or what oe_request_hash failed with (OE_ENOMEM: memory ran out). */
 static int expect_receipt(waiter *w, const oe_request *req, int valid)
 {
     oe_echo_cut(req->nonce ? req->nonce : "", req->nonce ? strlen(req->nonce) : 0, w->nonce);
     w->request_hash[0] = '\0';
-    if (valid &&
-        oe_request_hash(req->action, strlen(req->action), req->payload, w->request_hash) != 0)
-        return -1;
-    return 0;
+    if (!valid)
+        return OE_OK;
+    return oe_request_hash(req->action, strlen(req->action), req->payload, w->request_hash);
 }
 
 void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_request *req, int valid,
@@ -424,10 +426,10 @@ int oe_bridge_start(oe_bridge *b, char *err, size_t errlen)
     if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
         atomic_store(&b->running, 0);
         snprintf(err, errlen, "cannot start the bridge thread");
-        return -1;
+        return OE_EIO;
     }
     b->thread_started = 1;
-    return 0;
+    return OE_OK;
 }
 
 void oe_bridge_stop(oe_bridge *b)

@@ -26,11 +26,15 @@ typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int sta
                                    const char *reason);
 
 /* Creates the bridge: a producer for requests and a consumer that will
- * read the receipts topic from its end. timeout_ms bounds each wait. */
+ * read the receipts topic from its end. timeout_ms bounds each wait.
+ * Returns OE_OK, or an oe_rc (status.h) with a reason in err: OE_EINVAL (a
+ * refused property or client set-up), OE_EIO (no randomness for
+ * correlation ids), or what oe_codec_new returned. */
 int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
                   oe_bridge **out, char *err, size_t errlen);
 
-/* Starts the bridge thread. Returns 0 or -1 with a reason. */
+/* Starts the bridge thread. Returns OE_OK, or OE_EIO (status.h) with a
+ * reason. */
 int oe_bridge_start(oe_bridge *b, char *err, size_t errlen);
 
 /* 1 once the receipts consumer is positioned; else 0 with a reason. */

@@ -20,7 +20,7 @@ int oe_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * block reading stdin, call oe_install_signals: a handler sets the flag
  * and interrupts the read. Either way oe_stop_requested() reads the flag;
  * SIGPIPE is ignored. */
-int oe_signals_start(void); /* 0, or -1: fell back to the handler */
+int oe_signals_start(void); /* OE_OK, or OE_EIO: fell back to the handler */
 void oe_install_signals(void);
 int oe_stop_requested(void);
 void oe_stop_clear(void);
@@ -35,8 +35,10 @@ void oe_signals_stop(void);
  * OPENEXEC_KAFKA_<PROP> environment (a configuration file's lines
  * included) for the properties -X did not give. Properties that openexec
  * sets itself because a guarantee depends on them are refused, as are
- * malformed ones. Each returns 0, or -1 with a one-line reason in err
- * naming the -X argument or variable. */
+ * malformed ones. Each returns OE_OK, or with a one-line reason in err
+ * naming the -X argument or variable OE_EINVAL (refused or malformed),
+ * OE_ELIMIT (more than OE_KAFKA_MAX_PROPS, or a variable name too long) or
+ * OE_ENOMEM (status.h). */
 int oe_kafka_props_from_args(oe_kafka_settings *s, int *argc, char **argv, char *err,
                              size_t errlen);
 int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen);
@@ -50,8 +52,11 @@ void oe_kafka_settings_clear(oe_kafka_settings *s);
 /* Parses a command's options into cfg (with its configuration file), and
  * for a command that takes Kafka properties the -X properties and the
  * environment into ks (ks may be NULL otherwise), then fills ks from cfg.
- * Returns -1 to go on, or an exit status (help printed: 0; bad usage or
- * configuration: 2, with a one-line reason on stderr), having released ks. */
+ * Returns OE_GO_ON to go on, or an exit status (help printed: 0; bad
+ * usage or configuration: 2, with a one-line reason on stderr), having
+ * released ks. Exit statuses are never negative, so `if (rc >= 0) return
+ * rc;` reads right. */
+#define OE_GO_ON (-1) /* no exit status: the command goes on (not an oe_rc) */
 int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_settings *ks, int argc,
                      char **argv);
 
@@ -59,8 +64,8 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
  * a SQLite file, --db-url / OPENEXEC_DB_URL a URL (SPEC §4). A flag wins
  * over the environment; two flags, or the two variables together, are an
  * error rather than one silently winning. A sqlite:/// URL becomes
- * db_path; a PostgreSQL one stays in db_url. Returns 0 or -1 with a
- * reason. */
+ * db_path; a PostgreSQL one stays in db_url. Returns OE_OK, or OE_EINVAL
+ * (status.h) with a reason. */
 int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen);
 
 /* Appends text[0..len) as a JSON string, or null when text is NULL or not

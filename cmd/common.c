@@ -16,6 +16,7 @@
 #include "engine/clock.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/status.h"
 #include "ledger/ledger.h"
 
 static atomic_int stop_flag;
@@ -87,10 +88,10 @@ int oe_signals_start(void)
         pthread_create(&signal_thread, NULL, signal_main, NULL) != 0) {
         pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
         oe_install_signals();
-        return -1;
+        return OE_EIO;
     }
     signal_thread_running = 1;
-    return 0;
+    return OE_OK;
 }
 
 int oe_stop_wait(long ms)
@@ -167,32 +168,33 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
         oe_kafka_settings_clear(ks);
         return oe_die(2, "%s needs --brokers or OPENEXEC_KAFKA_BROKERS", command->name);
     }
-    return -1;
+    return OE_GO_ON;
 }
 
 /* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
  * OPENEXEC_DB_URL a URL (SPEC §4); oe_config_parse has refused the two
  * together, from any sources. A sqlite:/// URL becomes db_path; a
- * PostgreSQL one stays in db_url. Returns 0 or -1 with a reason. */
+ * PostgreSQL one stays in db_url. Returns OE_OK, or OE_EINVAL with a
+ * reason. */
 int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen)
 {
     (void)command;
     if (!cfg->db_url) {
         cfg->db_url = NULL;
-        return 0;
+        return OE_OK;
     }
     const char *file = NULL;
     switch (oe_ledger_parse_url(cfg->db_url, &file, err, errlen)) {
     case OE_LEDGER_SQLITE:
         cfg->db_path = file;
         cfg->db_url = NULL;
-        return 0;
+        return OE_OK;
     case OE_LEDGER_POSTGRESQL: /* always shared: OPENEXEC_LEDGER_SHARED changes nothing */
-        return 0;
+        return OE_OK;
     case OE_LEDGER_INVALID:
         break;
     }
-    return -1;
+    return OE_EINVAL;
 }
 
 void oe_put_json_text(oe_buf *b, const void *text, size_t len)

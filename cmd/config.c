@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "engine/log.h"
+#include "engine/status.h"
 #include "ledger/ledger.h"
 
 /* Longest variable name a configuration file may set. */
@@ -244,7 +245,8 @@ static void *field(oe_config *cfg, const setting *s)
     return (char *)cfg + s->offset;
 }
 
-/* The index in words of a word equal to value, or -1. */
+/* The index in words of a word equal to value, or -1 (an index, not an
+ * oe_rc). */
 static int word_index(const char *const *words, const char *value)
 {
     for (int i = 0; words[i]; i++)
@@ -261,9 +263,9 @@ static int parse_long(const char *text, long lo, long hi, long *out)
     errno = 0;
     long v = strtol(text, &end, 10);
     if (errno || end == text || *end || isspace((unsigned char)text[0]) || v < lo || v > hi)
-        return -1;
+        return OE_EINVAL;
     *out = v;
-    return 0;
+    return OE_OK;
 }
 
 /* A host name (RFC 1123: labels of letters, digits and '-', not starting or
@@ -274,25 +276,25 @@ int oe_config_check_host(const char *host)
 {
     unsigned char addr[16];
     if (inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1)
-        return 0;
+        return OE_OK;
     size_t n = strlen(host);
     if (n == 0 || n > 253)
-        return -1;
+        return OE_EINVAL;
     const char *label = host;
     for (;;) {
         size_t len = strcspn(label, ".");
         if (len == 0 || len > 63 || label[0] == '-' || label[len - 1] == '-')
-            return -1;
+            return OE_EINVAL;
         int digits = 1;
         for (size_t i = 0; i < len; i++) {
             unsigned char c = (unsigned char)label[i];
             if (!isalnum(c) && c != '-')
-                return -1;
+                return OE_EINVAL;
             if (!isdigit(c))
                 digits = 0;
         }
         if (!label[len])
-            return digits ? -1 : 0; /* "1.2.3.400" is no name and no address */
+            return digits ? OE_EINVAL : OE_OK; /* "1.2.3.400" is no name and no address */
         label += len + 1;
     }
 }
@@ -312,14 +314,14 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
     case T_NAME:
         if (!value[0]) {
             snprintf(err, errlen, "%s: must not be empty", source);
-            return -1;
+            return OE_EINVAL;
         }
         *(const char **)field(cfg, s) = value;
         return 0;
     case T_HOST:
         if (oe_config_check_host(value) != 0) {
             snprintf(err, errlen, "%s: not a host name or an IP address", source);
-            return -1;
+            return OE_EINVAL;
         }
         *(const char **)field(cfg, s) = value;
         return 0;
@@ -329,21 +331,21 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
     case T_BOOL:
         if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) {
             snprintf(err, errlen, "%s: must be 0 or 1", source);
-            return -1;
+            return OE_EINVAL;
         }
         *(int *)field(cfg, s) = value[0] == '1';
         return 0;
     case T_INT:
         if (parse_long(value, s->lo, s->hi, &number) != 0) {
             snprintf(err, errlen, "%s: not a whole number from %ld to %ld", source, s->lo, s->hi);
-            return -1;
+            return OE_EINVAL;
         }
         *(long *)field(cfg, s) = number;
         return 0;
     case T_PORT:
         if (parse_long(value, 0, 65535, &number) != 0) {
             snprintf(err, errlen, "%s: not a port (0-65535)", source);
-            return -1;
+            return OE_EINVAL;
         }
         *(long *)field(cfg, s) = number;
         return 0;
@@ -357,12 +359,12 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
                                 : s->words[i + 1] ? ","
                                                   : " or",
                                 s->words[i]);
-            return -1;
+            return OE_EINVAL;
         }
         *(int *)field(cfg, s) = index;
         return 0;
     }
-    return -1;
+    return OE_EINVAL;
 }
 
 /* The setting of command whose flag is the first namelen bytes of name. */
@@ -383,7 +385,7 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
         const char *arg = argv[i];
         if (arg[0] != '-') {
             snprintf(err, errlen, "unexpected argument: %.200s", arg);
-            return -1;
+            return OE_EINVAL;
         }
         const char *eq = strchr(arg, '=');
         size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
@@ -391,13 +393,13 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
         if (!s || strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "unknown option: %.*s", (int)(namelen > 200 ? 200 : namelen),
                      arg);
-            return -1;
+            return OE_EINVAL;
         }
         const char *value;
         if (s->type == T_FLAG) {
             if (eq) {
                 snprintf(err, errlen, "option %s takes no value", s->flag);
-                return -1;
+                return OE_EINVAL;
             }
             value = "1";
         } else if (eq) {
@@ -406,13 +408,14 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
             value = argv[++i];
         } else {
             snprintf(err, errlen, "option %s needs a value", s->flag);
-            return -1;
+            return OE_EINVAL;
         }
         char source[160];
         snprintf(source, sizeof source, "%s %.100s%s", s->flag, value[0] ? value : "''",
                  strlen(value) > 100 ? "..." : "");
-        if (set_value(cfg, s, value, source, err, errlen) != 0)
-            return -1;
+        int rc = set_value(cfg, s, value, source, err, errlen);
+        if (rc != OE_OK)
+            return rc;
         cfg->origin[s - settings] = OE_FROM_FLAG;
     }
     return 0;
@@ -517,7 +520,7 @@ static int file_line_parse(char *text, int lineno, int *secret_line, char *err, 
     char *eq = strchr(t, '=');
     if (!eq) {
         snprintf(err, errlen, "%s:%d: not NAME = value", file_path, lineno);
-        return -1;
+        return OE_EINVAL;
     }
     char *name = trim(t, eq);
     char *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
@@ -529,7 +532,7 @@ static int file_line_parse(char *text, int lineno, int *secret_line, char *err, 
     if (strcmp(name, "OPENEXEC_CONFIG") == 0) {
         snprintf(err, errlen, "%s:%d: unknown setting OPENEXEC_CONFIG (a file names no other file)",
                  file_path, lineno);
-        return -1;
+        return OE_EINVAL;
     }
     if (!name_shaped(name) || !known_name(name)) {
         if (name_shaped(name))
@@ -539,24 +542,25 @@ static int file_line_parse(char *text, int lineno, int *secret_line, char *err, 
                      "%s:%d: unknown setting (not a variable's name; the text is not repeated "
                      "here, it may hold a value)",
                      file_path, lineno);
-        return -1;
+        return OE_EINVAL;
     }
     for (int i = 0; i < nfile_vars; i++)
         if (strcmp(file_vars[i].name, name) == 0) {
             snprintf(err, errlen, "%s:%d: %s is set twice (first on line %d)", file_path, lineno,
                      name, file_vars[i].line);
-            return -1;
+            return OE_EINVAL;
         }
     if (nfile_vars == FILE_VARS_MAX) {
         snprintf(err, errlen, "%s:%d: more than %d settings", file_path, lineno, FILE_VARS_MAX);
-        return -1;
+        return OE_ELIMIT;
     }
     if (!*secret_line && holds_secret(name, value))
         *secret_line = lineno;
     int applied = !getenv(name); /* the environment wins; the file's value is not used */
     if (applied && setenv(name, value, 0) != 0) {
-        snprintf(err, errlen, "%s:%d: cannot set %s: %s", file_path, lineno, name, strerror(errno));
-        return -1;
+        int e = errno; /* ENOMEM (the name, one of ours, is valid) */
+        snprintf(err, errlen, "%s:%d: cannot set %s: %s", file_path, lineno, name, strerror(e));
+        return e == ENOMEM ? OE_ENOMEM : OE_EINVAL;
     }
     snprintf(file_vars[nfile_vars].name, sizeof file_vars[0].name, "%s", name);
     file_vars[nfile_vars].line = lineno;
@@ -575,10 +579,10 @@ static int file_lines_parse(char *text, size_t n, int *secret_line, char *err, s
         if (len > OE_CONFIG_LINE_MAX) {
             snprintf(err, errlen, "%s:%d: line longer than %d bytes", file_path, lineno,
                      OE_CONFIG_LINE_MAX);
-            rc = -1;
+            rc = OE_ELIMIT;
         } else if (memchr(text + at, '\0', len)) {
             snprintf(err, errlen, "%s:%d: a NUL byte (not a text file)", file_path, lineno);
-            rc = -1;
+            rc = OE_EINVAL;
         } else {
             memcpy(line, text + at, len);
             line[len] = '\0';
@@ -600,26 +604,30 @@ static int load_file(const char *path, char *err, size_t errlen)
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
-        return -1;
+        return OE_EIO;
     }
     struct stat st;
     char *text = malloc(OE_CONFIG_FILE_MAX + 1);
     size_t n = text ? fread(text, 1, OE_CONFIG_FILE_MAX + 1, f) : 0;
-    int rc = -1, secret_line = 0;
-    if (!text)
+    int rc, secret_line = 0;
+    if (!text) {
         snprintf(err, errlen, "--config %.200s: out of memory", path);
-    else if (ferror(f) || fstat(fileno(f), &st) != 0)
+        rc = OE_ENOMEM;
+    } else if (ferror(f) || fstat(fileno(f), &st) != 0) {
         snprintf(err, errlen, "--config %.200s: cannot read it: %s", path, strerror(errno));
-    else if (n > OE_CONFIG_FILE_MAX)
+        rc = OE_EIO;
+    } else if (n > OE_CONFIG_FILE_MAX) {
         snprintf(err, errlen, "%s: larger than %zu bytes", file_path, OE_CONFIG_FILE_MAX);
-    else if (file_lines_parse(text, n, &secret_line, err, errlen) == 0)
-        rc = 0;
-    if (rc == 0 && secret_line && (st.st_mode & (S_IRGRP | S_IROTH))) {
+        rc = OE_ELIMIT;
+    } else {
+        rc = file_lines_parse(text, n, &secret_line, err, errlen);
+    }
+    if (rc == OE_OK && secret_line && (st.st_mode & (S_IRGRP | S_IROTH))) {
         snprintf(err, errlen,
                  "%s:%d: holds a secret and the file is readable by others (mode %04o); "
                  "chmod 600 %s",
                  file_path, secret_line, (unsigned)(st.st_mode & 07777), file_path);
-        rc = -1;
+        rc = OE_EINVAL;
     }
     if (text) /* it may hold secrets (a plain memset before free may be left out) */
         OPENSSL_cleanse(text, n < OE_CONFIG_FILE_MAX + 1 ? n : OE_CONFIG_FILE_MAX + 1);
@@ -674,7 +682,7 @@ static int check_groups(const oe_config *cfg, const oe_command *command, char *e
             if (++count == 2) {
                 snprintf(err, errlen, "%s and %s are both given, each %s; give one", first, second,
                          groups[g].what);
-                return -1;
+                return OE_EINVAL;
             }
         }
     }
@@ -686,15 +694,16 @@ int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->log_level = OE_LOG_INFO; /* of the commands without --log-level */
-    if (parse_flags(cfg, command, argc, argv, err, errlen) != 0)
-        return -1;
+    int rc = parse_flags(cfg, command, argc, argv, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     if (find(command, "--config", 8)) {
         const char *path = cfg->config_file ? cfg->config_file : getenv("OPENEXEC_CONFIG");
-        if (path && path[0] && load_file(path, err, errlen) != 0)
-            return -1;
+        if (path && path[0] && (rc = load_file(path, err, errlen)) != OE_OK)
+            return rc;
     }
-    if (check_groups(cfg, command, err, errlen) != 0)
-        return -1;
+    if ((rc = check_groups(cfg, command, err, errlen)) != OE_OK)
+        return rc;
     for (size_t k = 0; k < NSETTINGS; k++) {
         const setting *s = &settings[k];
         if (!(s->commands & command->bit) || cfg->origin[k] == OE_FROM_FLAG)
@@ -714,10 +723,10 @@ int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **
         } else {
             continue;
         }
-        if (set_value(cfg, s, env ? env : s->def, source, err, errlen) != 0)
-            return -1;
+        if ((rc = set_value(cfg, s, env ? env : s->def, source, err, errlen)) != OE_OK)
+            return rc;
     }
-    return 0;
+    return OE_OK;
 }
 
 oe_origin oe_config_origin(const oe_config *cfg, const oe_command *command, const char *flag)

@@ -128,10 +128,13 @@ typedef struct oe_command {
  * the public key as text and as a file, mint's two signing keys) given
  * together from any sources are refused naming both and their sources. The
  * file must hold no NUL byte, and must not be readable by group or others
- * when it holds a secret. Returns 0, or -1 with a one-line reason in err
- * (unknown option, missing value, bad value naming the flag or variable it
- * came from and, from a flag or the environment, the value; from the file
- * FILE:LINE and the name only, never the value). --help is the caller's
+ * when it holds a secret. Returns OE_OK, or an oe_rc (status.h) with a
+ * one-line reason in err (unknown option, missing value, bad value naming
+ * the flag or variable it came from and, from a flag or the environment,
+ * the value; from the file FILE:LINE and the name only, never the value):
+ * OE_EINVAL for a bad argument or setting, OE_ELIMIT for a file past
+ * OE_CONFIG_FILE_MAX, OE_CONFIG_LINE_MAX or its 256 settings, OE_EIO when
+ * the file cannot be read, OE_ENOMEM. --help is the caller's
  * (oe_command_parse looks for it first). */
 int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                     size_t errlen);
@@ -164,7 +167,8 @@ void oe_config_usage(const oe_command *command);
 oe_origin oe_config_origin(const oe_config *cfg, const oe_command *command, const char *flag);
 
 /* Checks a host for the admin HTTP bind: an IPv4 or IPv6 literal, or a
- * host name (letters, digits, '-' and '.'). Returns 0 or -1. */
+ * host name (letters, digits, '-' and '.'). Returns OE_OK or OE_EINVAL
+ * (status.h). */
 int oe_config_check_host(const char *host);
 
 #endif

@@ -14,6 +14,7 @@
 #include "cmd/commands.h"
 #include "engine/buf.h"
 #include "engine/json.h"
+#include "engine/status.h"
 
 /* The header that says where a replayed request came from. */
 #define REPLAY_HEADER "openexec.replay.of"
@@ -67,7 +68,7 @@ static void print_letter(replay *r, const rd_kafka_message_t *m, int published)
 }
 
 /* Republishes one dead letter: its key, value and headers, and where it
- * came from. Returns 0, or -1 when librdkafka refused it. */
+ * came from. Returns OE_OK, or OE_EIO when librdkafka refused it. */
 static int republish(replay *r, const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *src = NULL, *h;
@@ -90,27 +91,28 @@ static int republish(replay *r, const rd_kafka_message_t *m)
             rd_kafka_headers_destroy(h);
             fprintf(stderr, "openexec: dlq replay: partition %d offset %lld: %s\n",
                     (int)m->partition, (long long)m->offset, rd_kafka_err2str(e));
-            return -1;
+            return OE_EIO;
         }
-        return 0;
+        return OE_OK;
     }
 }
 
 /* Assigns every partition of the dead-letter topic at the replay group's
- * committed offset (or the beginning), and notes each end. Returns 0 or
- * -1 with a reason. */
+ * committed offset (or the beginning), and notes each end. Returns OE_OK,
+ * or with a reason OE_EIO (the brokers) or OE_ENOMEM. */
 static int assign(replay *r, char *err, size_t errlen)
 {
     const char *topic = r->cfg->dlq_topic;
-    r->nparts = oe_kafka_partition_count(r->consumer, topic, 10000, err, errlen);
-    if (r->nparts < 0)
-        return -1;
+    int n = oe_kafka_partition_count(r->consumer, topic, 10000, err, errlen);
+    if (n < 0)
+        return n;
+    r->nparts = n;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     r->end = calloc((size_t)r->nparts, sizeof *r->end);
     r->next = calloc((size_t)r->nparts, sizeof *r->next);
     if (!r->end || !r->next) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(r->nparts);
     for (int p = 0; p < r->nparts; p++)
@@ -133,9 +135,9 @@ static int assign(replay *r, char *err, size_t errlen)
     rd_kafka_topic_partition_list_destroy(list);
     if (e) {
         snprintf(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(e));
-        return -1;
+        return OE_EIO;
     }
-    return 0;
+    return OE_OK;
 }
 
 /* Reads up to the ends; returns 0, or 1 when the time ran out. */
@@ -181,7 +183,7 @@ static int run_replay(replay *r)
 }
 
 /* The replay group's new position: the offset after each partition's last
- * dead letter handled. */
+ * dead letter handled. Returns OE_OK, or OE_EIO with a reason. */
 static int commit_progress(replay *r, char *err, size_t errlen)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(r->nparts);
@@ -191,7 +193,7 @@ static int commit_progress(replay *r, char *err, size_t errlen)
     rd_kafka_topic_partition_list_destroy(list);
     if (e)
         snprintf(err, errlen, "committing the replay group's position: %s", rd_kafka_err2str(e));
-    return e ? -1 : 0;
+    return e ? OE_EIO : OE_OK;
 }
 
 static int dlq_replay(int argc, char **argv)
@@ -227,11 +229,11 @@ static int dlq_replay(int argc, char **argv)
     const char *topics[] = {cfg.dlq_topic, cfg.requests_topic};
     rd_kafka_t *admin =
         oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
-    int check =
-        admin ? oe_kafka_check_cluster(admin, topics, 2, 15000, NULL, NULL, err, sizeof err) : -1;
+    int cluster_ok = admin && oe_kafka_check_cluster(admin, topics, 2, 15000, NULL, NULL, err,
+                                                     sizeof err) == OE_KAFKA_CHECK_OK;
     if (admin)
         rd_kafka_destroy(admin);
-    if (check != 0 || assign(&r, err, sizeof err) != 0) {
+    if (!cluster_ok || assign(&r, err, sizeof err) != OE_OK) {
         oe_die(1, "dlq replay: %s", err);
         goto out;
     }

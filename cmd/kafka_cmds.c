@@ -26,18 +26,19 @@ static const oe_command broker_command = {
 };
 
 /* Writes the bootstrap address to path through a temporary file, so that a
- * reader never sees half of it. */
+ * reader never sees half of it. Returns OE_OK, OE_ELIMIT (a path too long)
+ * or OE_EIO. */
 static int write_bootstrap_file(const char *path, const char *bootstraps)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return -1;
+        return OE_ELIMIT;
     FILE *f = fopen(tmp, "w");
     if (!f)
-        return -1;
+        return OE_EIO;
     int bad = fprintf(f, "%s\n", bootstraps) < 0;
     bad |= fclose(f) != 0;
-    return bad || rename(tmp, path) != 0 ? -1 : 0;
+    return bad || rename(tmp, path) != 0 ? OE_EIO : OE_OK;
 }
 
 int oe_cmd_broker(int argc, char **argv)
@@ -305,8 +306,9 @@ static void put_meta(oe_buf *b, const rd_kafka_message_t *m)
     oe_buf_puts(b, "}}}");
 }
 
-/* Prints one receipt message as a JSON line. Returns 0, or -1 when it
- * cannot be printed whole (a failed append of the capped buffer). */
+/* Prints one receipt message as a JSON line. Returns OE_OK, or why it
+ * cannot be printed whole (OE_EINVAL: a bad status; a failed append of
+ * the capped buffer: OE_ELIMIT, OE_ENOMEM). */
 static int print_receipt(receipts_reader *r, const rd_kafka_message_t *m)
 {
     oe_receipt rec;
@@ -325,7 +327,7 @@ static int print_receipt(receipts_reader *r, const rd_kafka_message_t *m)
         oe_die(1, "receipts: partition %d offset %lld: cannot print the receipt: %s",
                (int)m->partition, (long long)m->offset,
                oe_buf_failed(&r->line) ? oe_strerror(oe_buf_failed(&r->line)) : "bad status");
-        return -1;
+        return rc != OE_OK ? rc : oe_buf_failed(&r->line);
     }
     puts(r->line.data);
     r->printed++;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cmd/commands.h"
+#include "engine/status.h"
 
 extern char **environ;
 
@@ -89,36 +90,36 @@ static int add_prop(oe_kafka_settings *s, const char *name, size_t namelen, cons
         free(n);
         free(v);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     const char *why = reserved_why(n, v);
     if (why) {
         snprintf(err, errlen, "%.200s: property %.100s refused: %s", source, n, why);
         free(n);
         free(v);
-        return -1;
+        return OE_EINVAL;
     }
     for (size_t i = 0; i < s->nprops; i++)
         if (strcmp(s->prop_names[i], n) == 0) {
             free(n);
             if (!replace) {
                 free(v);
-                return 0;
+                return OE_OK;
             }
             free((char *)s->prop_values[i]);
             s->prop_values[i] = v;
-            return 0;
+            return OE_OK;
         }
     if (s->nprops == OE_KAFKA_MAX_PROPS) {
         free(n);
         free(v);
         snprintf(err, errlen, "more than %d Kafka properties", OE_KAFKA_MAX_PROPS);
-        return -1;
+        return OE_ELIMIT;
     }
     s->prop_names[s->nprops] = n;
     s->prop_values[s->nprops] = v;
     s->nprops++;
-    return 0;
+    return OE_OK;
 }
 
 void oe_kafka_settings_fill(oe_kafka_settings *s, const oe_config *cfg)
@@ -154,7 +155,7 @@ int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen)
         char prop[128];
         if (n >= sizeof prop) {
             snprintf(err, errlen, "environment variable name too long: %.40s...", *e);
-            return -1;
+            return OE_ELIMIT;
         }
         for (size_t i = 0; i < n; i++)
             prop[i] = name[i] == '_' ? '.' : (char)tolower((unsigned char)name[i]);
@@ -167,10 +168,11 @@ int oe_kafka_props_from_env(oe_kafka_settings *s, char *err, size_t errlen)
             snprintf(source, sizeof source, "%.200s:%d: %.150s", file, line, var);
         else
             snprintf(source, sizeof source, "%.150s (environment)", var);
-        if (add_prop(s, prop, n, eq + 1, source, 0, err, errlen) != 0)
-            return -1;
+        int rc = add_prop(s, prop, n, eq + 1, source, 0, err, errlen);
+        if (rc != OE_OK)
+            return rc;
     }
-    return 0;
+    return OE_OK;
 }
 
 /* -X prop=value and -Xprop=value, removed from argv. */
@@ -184,7 +186,7 @@ static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, ch
         if (strcmp(arg, "-X") == 0) {
             if (i + 1 >= *argc) {
                 snprintf(err, errlen, "-X needs prop=value");
-                return -1;
+                return OE_EINVAL;
             }
             pv = argv[++i];
         } else if (strncmp(arg, "-X", 2) == 0) {
@@ -197,25 +199,25 @@ static int props_from_arguments(oe_kafka_settings *s, int *argc, char **argv, ch
         if (!eq || eq == pv) {
             /* Not echoed: it may be a secret with its '=' missing. */
             snprintf(err, errlen, "-X needs prop=value (an argument of -X has no '=')");
-            return -1;
+            return OE_EINVAL;
         }
         char source[256];
         snprintf(source, sizeof source, "-X %.*s", (int)((eq - pv) > 200 ? 200 : eq - pv), pv);
-        if (add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, 1, err, errlen) != 0)
-            return -1;
+        int rc = add_prop(s, pv, (size_t)(eq - pv), eq + 1, source, 1, err, errlen);
+        if (rc != OE_OK)
+            return rc;
     }
     *argc = out;
-    return 0;
+    return OE_OK;
 }
 
 int oe_kafka_props_from_args(oe_kafka_settings *s, int *argc, char **argv, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
-    if (props_from_arguments(s, argc, argv, err, errlen) != 0) {
+    int rc = props_from_arguments(s, argc, argv, err, errlen);
+    if (rc != OE_OK)
         oe_kafka_settings_clear(s);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 void oe_kafka_settings_clear(oe_kafka_settings *s)

@@ -92,12 +92,13 @@ static void put_time(oe_buf *b, double epoch)
     put_string(b, "created_at", ts, 0);
 }
 
-/* Writes the line; 0, or -1 when stdout failed (a closed pipe). */
+/* Writes the line; OE_OK, the buffer's failure (OE_ELIMIT, OE_ENOMEM), or
+ * OE_EIO when stdout failed (a closed pipe). */
 static int emit(oe_buf *b)
 {
-    int rc = oe_buf_failed(b) ? -1 : 0;
-    if (rc == 0 && (fwrite(b->data, 1, b->len, stdout) != b->len || putchar('\n') == EOF))
-        rc = -1;
+    int rc = oe_buf_failed(b);
+    if (rc == OE_OK && (fwrite(b->data, 1, b->len, stdout) != b->len || putchar('\n') == EOF))
+        rc = OE_EIO;
     oe_buf_reset(b);
     return rc;
 }

@@ -190,7 +190,7 @@ static void run_log_config(const service *s)
 }
 
 /* The checks that span settings (exit 2), before anything touches the disk
- * or the network. Returns -1 to go on, or an exit status. */
+ * or the network. Returns OE_GO_ON to go on, or an exit status. */
 static int run_configure(service *s, int argc, char **argv)
 {
     int rc = oe_command_parse(&run_command, &s->cfg, &s->ks, argc, argv);
@@ -247,7 +247,7 @@ static int run_configure(service *s, int argc, char **argv)
         rd_kafka_conf_destroy(conf);
     }
     run_log_config(s);
-    return -1;
+    return OE_GO_ON;
 }
 
 /* HMAC secrets shorter than the hash's output are accepted (the original's
@@ -503,20 +503,20 @@ static int cmd_run(int argc, char **argv)
     free(s);
     return status;
 }
-/* A random (version 4) UUID for approval ids. Returns 0, or -1 when the
- * system has no randomness to give (an id that could repeat is worse than
- * no artifact). */
+/* A random (version 4) UUID for approval ids. Returns OE_OK, or OE_EIO
+ * when the system has no randomness to give (an id that could repeat is
+ * worse than no artifact). */
 static int random_uuid(char out[37])
 {
     unsigned char b[16];
     if (RAND_bytes(b, sizeof b) != 1)
-        return -1;
+        return OE_EIO;
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     char hex[33];
     oe_hex_encode(b, 16, hex);
     snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
-    return 0;
+    return OE_OK;
 }
 
 static const oe_command mint_command = {

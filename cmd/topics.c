@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cmd/commands.h"
+#include "engine/status.h"
 
 #define TOPICS_TIMEOUT_MS 30000
 
@@ -22,18 +23,21 @@ static const oe_command topics_command = {
     1,
 };
 
-/* Creates the topics named in names[0..n); returns 0 or -1 with a reason. */
+/* Creates the topics named in names[0..n); returns OE_OK, or with a reason
+ * OE_EINVAL (librdkafka refused a topic's settings) or OE_EIO (the brokers
+ * did not create them). */
 static int create_topics(rd_kafka_t *rk, const char *const *names, size_t n, int partitions, int rf,
                          char *err, size_t errlen)
 {
     rd_kafka_NewTopic_t *nt[3] = {0};
     char errstr[256];
-    int rc = -1;
+    int rc = OE_EINVAL;
     for (size_t i = 0; i < n; i++)
         if (!(nt[i] = rd_kafka_NewTopic_new(names[i], partitions, rf, errstr, sizeof errstr))) {
             snprintf(err, errlen, "topic %s: %s", names[i], errstr);
             goto out;
         }
+    rc = OE_EIO; /* from here on, failures are the brokers' */
     rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_AdminOptions_set_operation_timeout(opts, TOPICS_TIMEOUT_MS, errstr, sizeof errstr);
     rd_kafka_AdminOptions_set_request_timeout(opts, TOPICS_TIMEOUT_MS, errstr, sizeof errstr);
@@ -54,15 +58,15 @@ static int create_topics(rd_kafka_t *rk, const char *const *names, size_t n, int
     size_t cnt = 0;
     const rd_kafka_topic_result_t **res =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-    rc = 0;
-    for (size_t i = 0; i < cnt && rc == 0; i++) {
+    rc = OE_OK;
+    for (size_t i = 0; i < cnt && rc == OE_OK; i++) {
         rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
         /* Created meanwhile by someone else: checked again by the caller. */
         if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             const char *why = rd_kafka_topic_result_error_string(res[i]);
             snprintf(err, errlen, "cannot create topic %s: %s", rd_kafka_topic_result_name(res[i]),
                      why && why[0] ? why : rd_kafka_err2str(e));
-            rc = -1;
+            rc = OE_EIO;
         }
     }
     rd_kafka_event_destroy(ev);
@@ -74,8 +78,8 @@ out:
 }
 
 /* Looks up which of the three topics exist (and have their partitions'
- * leaders); sets exists[i], parts[i] and rf[i]. Returns 0, or -1 with a reason (brokers unreachable
- * or refused). */
+ * leaders); sets exists[i], parts[i] and rf[i]. Returns OE_OK, or OE_EIO with a reason (brokers
+ * unreachable or refused). */
 static int look_up(rd_kafka_t *rk, const char *const *names, int *exists, int *parts, int *rf,
                    char *err, size_t errlen)
 {
@@ -88,10 +92,10 @@ static int look_up(rd_kafka_t *rk, const char *const *names, int *exists, int *p
          * counts as missing for now. */
         if (rc == OE_KAFKA_CHECK_UNREACHABLE || rc == OE_KAFKA_CHECK_REFUSED) {
             snprintf(err, errlen, "%s", why);
-            return -1;
+            return OE_EIO;
         }
     }
-    return 0;
+    return OE_OK;
 }
 
 int oe_cmd_topics(int argc, char **argv)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/json.h"
+#include "engine/status.h"
 
 /* CRC-64-AVRO table: entry i is i run through eight rounds of
  * fp = (fp >> 1) ^ (0xc15d213aa4d7a795 & -(fp & 1)). */
@@ -100,6 +101,11 @@ typedef struct canon_ctx {
     size_t errlen;
     char **defined; /* full names of the named types written so far */
     size_t ndefined, capdefined;
+    /* OE_OK, or the first failure (canon_error: OE_EINVAL; oom: OE_ENOMEM
+     * or the output buffer's OE_ELIMIT). Every failure goes through one of
+     * the two and ends the walk, so a caller that sees a step fail returns
+     * this. */
+    int rc;
 } canon_ctx;
 
 static const char *const primitive_names[] = {"null",  "boolean", "int",   "long",
@@ -121,13 +127,16 @@ static int canon_error(canon_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->err, c->errlen, fmt, ap);
     va_end(ap);
-    return -1;
+    return c->rc = OE_EINVAL;
 }
 
+/* A failed allocation, or a failed append to the output (whose buffer
+ * says why). */
 static int oom(canon_ctx *c)
 {
     snprintf(c->err, c->errlen, "out of memory (or output limit reached)");
-    return -1;
+    int why = oe_buf_failed(c->out);
+    return c->rc = why ? why : OE_ENOMEM;
 }
 
 /* [STRINGS] A JSON string literal with escapes replaced by their UTF-8
@@ -196,12 +205,12 @@ static int add_defined(canon_ctx *c, char *full)
         size_t cap = c->capdefined ? c->capdefined * 2 : 8;
         char **p = realloc(c->defined, cap * sizeof *p);
         if (!p)
-            return -1;
+            return OE_ENOMEM;
         c->defined = p;
         c->capdefined = cap;
     }
     c->defined[c->ndefined++] = full;
-    return 0;
+    return OE_OK;
 }
 
 static int canon(canon_ctx *c, const oe_json *v, const char *ns);
@@ -256,7 +265,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
     else
         child_ns[0] = '\0';
 
-    int rc = -1;
+    int rc = OE_OK; /* each `goto out` follows a failure, recorded in c->rc */
     const char *kind = strcmp(type, "error") == 0 ? "record" : type;
     if (put(c, "{\"name\":") || put_string(c, full, strlen(full)) || put(c, ",\"type\":") ||
         put_string(c, kind, strlen(kind)))
@@ -316,7 +325,7 @@ static int canon_named(canon_ctx *c, const oe_json *v, const char *type, const c
     rc = put(c, "}");
 out:
     free(child_ns);
-    return rc;
+    return rc != OE_OK ? rc : c->rc;
 }
 
 static int canon(canon_ctx *c, const oe_json *v, const char *ns)
@@ -326,10 +335,10 @@ static int canon(canon_ctx *c, const oe_json *v, const char *ns)
         return canon_name_ref(c, v, ns);
     case OE_JSON_ARRAY: /* union */
         if (put(c, "["))
-            return -1;
+            return c->rc;
         for (size_t i = 0; i < v->len; i++)
             if ((i && put(c, ",")) || canon(c, &v->items[i], ns))
-                return -1;
+                return c->rc;
         return put(c, "]");
     case OE_JSON_OBJECT:
         break;
@@ -353,7 +362,7 @@ static int canon(canon_ctx *c, const oe_json *v, const char *ns)
             return canon_error(c, "%s schema without its element type", t);
         if (put(c, "{\"type\":") || put_string(c, t, type->len) || put(c, ",\"") || put(c, key) ||
             put(c, "\":") || canon(c, sub, ns))
-            return -1;
+            return c->rc;
         return put(c, "}");
     }
     /* {"type": "SomeName"}: a reference to a named type. */
@@ -365,13 +374,14 @@ int oe_avro_canonical_form(const char *schema_json, size_t len, oe_buf *out, cha
 {
     char perr[200];
     oe_json_doc *doc;
-    if (oe_json_parse(schema_json, len, 0, &doc, perr, sizeof perr) != 0) {
+    int rc = oe_json_parse(schema_json, len, 0, &doc, perr, sizeof perr);
+    if (rc != OE_OK) {
         snprintf(err, errlen, "schema is not valid JSON: %s", perr);
-        return -1;
+        return rc;
     }
     canon_ctx c = {.out = out, .err = err, .errlen = errlen};
     size_t start = out->len;
-    int rc = canon(&c, oe_json_root(doc), "");
+    rc = canon(&c, oe_json_root(doc), "");
     for (size_t i = 0; i < c.ndefined; i++)
         free(c.defined[i]);
     free(c.defined);

@@ -14,7 +14,9 @@ uint64_t oe_avro_crc64(const void *data, size_t len);
 
 /* Writes the Parsing Canonical Form of an Avro schema given as JSON text
  * into out (Avro specification, "Parsing Canonical Form for Schemas").
- * Returns 0 or -1 with a reason in err. */
+ * Returns OE_OK, or with a reason in err (and out left as it was)
+ * OE_EINVAL when the text is not an Avro schema (or not JSON), OE_ELIMIT
+ * when out's limit is reached, or OE_ENOMEM (status.h). */
 int oe_avro_canonical_form(const char *schema_json, size_t len, oe_buf *out, char *err,
                            size_t errlen);
 

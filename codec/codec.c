@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "engine/json.h"
+#include "engine/status.h"
 
 /* The text of the schemas/ files, generated into build/gen/schemas.c. */
 extern const char oe_schema_execution_request[];
@@ -89,6 +90,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* An avro-c result (0, or an errno value such as ENOMEM or EINVAL) as an
+ * oe_rc. */
+static int avro_rc(int e)
+{
+    return e == 0 ? OE_OK : e == ENOMEM ? OE_ENOMEM : OE_EINVAL;
+}
+
 /* avro-c's last error text (a global buffer: not thread-safe). */
 static const char *avro_err(void)
 {
@@ -117,43 +125,45 @@ static int check_record_fields(avro_schema_t s, const char *const *names, size_t
 {
     if (!is_avro_record(s) || avro_schema_record_size(s) != n) {
         set_err(err, errlen, "%s schema: expected a record with %zu fields", what, n);
-        return -1;
+        return OE_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         const char *name = avro_schema_record_field_name(s, (int)i);
         if (!name || strcmp(name, names[i]) != 0) {
             set_err(err, errlen, "%s schema: field %zu is %s, expected %s", what, i,
                     name ? name : "(none)", names[i]);
-            return -1;
+            return OE_EINVAL;
         }
     }
-    return 0;
+    return OE_OK;
 }
 
 static int part_init(avro_part *p, const char *text, const char *what, char *err, size_t errlen)
 {
     oe_buf_init(&p->canonical, 0);
     char cerr[200];
-    if (oe_avro_canonical_form(text, strlen(text), &p->canonical, cerr, sizeof cerr) != 0) {
+    int rc = oe_avro_canonical_form(text, strlen(text), &p->canonical, cerr, sizeof cerr);
+    if (rc != OE_OK) {
         set_err(err, errlen, "%s schema: %s", what, cerr);
-        return -1;
+        return rc;
     }
     p->fingerprint = oe_avro_crc64(p->canonical.data, p->canonical.len);
-    if (avro_schema_from_json_length(text, strlen(text), &p->schema) != 0) {
+    if ((rc = avro_schema_from_json_length(text, strlen(text), &p->schema)) != 0) {
         p->schema = NULL;
         set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
-        return -1;
+        return avro_rc(rc);
     }
+    /* NULL for a schema avro-c has no value class for (or no memory). */
     if (!(p->iface = avro_generic_class_from_schema(p->schema))) {
         set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
-        return -1;
+        return OE_EINVAL;
     }
-    if (avro_generic_value_new(p->iface, &p->value) != 0) {
+    if ((rc = avro_generic_value_new(p->iface, &p->value)) != 0) {
         set_err(err, errlen, "%s schema: avro-c: %s", what, avro_err());
-        return -1;
+        return avro_rc(rc);
     }
     p->has_value = 1;
-    return 0;
+    return OE_OK;
 }
 
 static void part_free(avro_part *p)
@@ -170,34 +180,36 @@ static void part_free(avro_part *p)
 
 static int check_schemas(oe_codec *c, char *err, size_t errlen)
 {
-    if (check_record_fields(c->req.schema, req_fields, REQ_NFIELDS, "request", err, errlen))
-        return -1;
+    int rc = check_record_fields(c->req.schema, req_fields, REQ_NFIELDS, "request", err, errlen);
+    if (rc != OE_OK)
+        return rc;
     avro_schema_t u = avro_schema_record_field_get_by_index(c->req.schema, REQ_ARTIFACT);
     avro_schema_t art = u && is_avro_union(u) && avro_schema_union_size(u) == 2
                             ? avro_schema_union_branch(u, 1)
                             : NULL;
     if (!art || !is_avro_null(avro_schema_union_branch(u, 0))) {
         set_err(err, errlen, "request schema: approval_artifact must be [null, record]");
-        return -1;
+        return OE_EINVAL;
     }
-    if (check_record_fields(art, art_fields, ART_NFIELDS, "approval artifact", err, errlen))
-        return -1;
-    if (check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err, errlen))
-        return -1;
+    if ((rc = check_record_fields(art, art_fields, ART_NFIELDS, "approval artifact", err,
+                                  errlen)) != OE_OK ||
+        (rc = check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err,
+                                  errlen)) != OE_OK)
+        return rc;
     avro_schema_t st = avro_schema_record_field_get_by_index(c->rec.schema, REC_STATUS);
     if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != OE_STATUS_COUNT) {
         set_err(err, errlen, "receipt schema: status must be an enum of 3 symbols");
-        return -1;
+        return OE_EINVAL;
     }
     for (int i = 0; i < OE_STATUS_COUNT; i++) {
         const char *sym = avro_schema_enum_get(st, i);
         if (!sym || strcmp(sym, oe_status_name((oe_status)i)) != 0) {
             set_err(err, errlen, "receipt schema: status symbol %d must be %s", i,
                     oe_status_name((oe_status)i));
-            return -1;
+            return OE_EINVAL;
         }
     }
-    return 0;
+    return OE_OK;
 }
 
 int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t errlen)
@@ -206,13 +218,14 @@ int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t err
     oe_codec *c = calloc(1, sizeof *c);
     if (!c) {
         set_err(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     c->confluent_schema_id = confluent_schema_id;
     oe_buf_init(&c->tmp, 0);
-    if (part_init(&c->req, oe_schema_execution_request, "request", err, errlen) != 0 ||
-        part_init(&c->rec, oe_schema_receipt, "receipt", err, errlen) != 0 ||
-        check_schemas(c, err, errlen) != 0)
+    int rc;
+    if ((rc = part_init(&c->req, oe_schema_execution_request, "request", err, errlen)) != OE_OK ||
+        (rc = part_init(&c->rec, oe_schema_receipt, "receipt", err, errlen)) != OE_OK ||
+        (rc = check_schemas(c, err, errlen)) != OE_OK)
         goto fail;
     static const char empty[1];
     c->reader = avro_reader_memory(empty, 0);
@@ -220,13 +233,14 @@ int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t err
     c->wbuf = malloc(c->wcap);
     if (!c->reader || !c->wbuf || !(c->writer = avro_writer_memory(c->wbuf, (int64_t)c->wcap))) {
         set_err(err, errlen, "out of memory");
+        rc = OE_ENOMEM;
         goto fail;
     }
     *out = c;
-    return 0;
+    return OE_OK;
 fail:
     oe_codec_free(c);
-    return -1;
+    return rc;
 }
 
 void oe_codec_free(oe_codec *c)
@@ -284,7 +298,7 @@ static int walk_fail(walk *w, const char *field, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     set_err(w->err, w->errlen, "Avro body: %s (field %s, offset %zu)", what, field, w->pos);
-    return -1;
+    return OE_EINVAL;
 }
 
 /* A zigzag varint of at most maxlen bytes whose value fits 64 bits. */
@@ -315,7 +329,7 @@ static int walk_varint(walk *w, const char *field, const char *what, int maxlen,
             break;
     }
     *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
-    return 0;
+    return OE_OK;
 }
 
 static int walk_bytes(walk *w, const char *field, const char *what, int64_t n)
@@ -327,7 +341,7 @@ static int walk_bytes(walk *w, const char *field, const char *what, int64_t n)
         return walk_fail(w, field, "%s length %" PRId64 " exceeds the %zu bytes left", what, n,
                          left);
     w->pos += (size_t)n;
-    return 0;
+    return OE_OK;
 }
 
 static int walk_value(walk *w, avro_schema_t s, const char *field, int depth);
@@ -336,18 +350,19 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth);
 static int walk_blocks(walk *w, avro_schema_t item, int is_map, const char *field, int depth)
 {
     size_t total = 0;
+    int rc;
     for (;;) {
         int64_t count, size;
-        if (walk_varint(w, field, "block count", 10, &count))
-            return -1;
+        if ((rc = walk_varint(w, field, "block count", 10, &count)) != OE_OK)
+            return rc;
         if (count == 0)
-            return 0;
+            return OE_OK;
         if (count < 0) {
             if (count == INT64_MIN)
                 return walk_fail(w, field, "invalid block count");
             count = -count;
-            if (walk_varint(w, field, "block size", 10, &size))
-                return -1;
+            if ((rc = walk_varint(w, field, "block size", 10, &size)) != OE_OK)
+                return rc;
             if (size < 0 || (uint64_t)size > w->end - w->pos)
                 return walk_fail(w, field, "block size %" PRId64 " out of range", size);
         }
@@ -359,12 +374,12 @@ static int walk_blocks(walk *w, avro_schema_t item, int is_map, const char *fiel
         for (int64_t i = 0; i < count; i++) {
             if (is_map) {
                 int64_t klen;
-                if (walk_varint(w, field, "map key length", 10, &klen) ||
-                    walk_bytes(w, field, "map key", klen))
-                    return -1;
+                if ((rc = walk_varint(w, field, "map key length", 10, &klen)) != OE_OK ||
+                    (rc = walk_bytes(w, field, "map key", klen)) != OE_OK)
+                    return rc;
             }
-            if (walk_value(w, item, field, depth + 1))
-                return -1;
+            if ((rc = walk_value(w, item, field, depth + 1)) != OE_OK)
+                return rc;
         }
     }
 }
@@ -372,6 +387,7 @@ static int walk_blocks(walk *w, avro_schema_t item, int is_map, const char *fiel
 static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
 {
     int64_t n;
+    int rc;
     if (depth > WALK_MAX_DEPTH)
         return walk_fail(w, field, "nested deeper than %d levels", WALK_MAX_DEPTH);
     switch (avro_typeof(s)) {
@@ -385,8 +401,8 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
         w->pos++;
         return 0;
     case AVRO_INT32:
-        if (walk_varint(w, field, "int", 5, &n))
-            return -1;
+        if ((rc = walk_varint(w, field, "int", 5, &n)) != OE_OK)
+            return rc;
         if (n < INT32_MIN || n > INT32_MAX)
             return walk_fail(w, field, "int out of range");
         return 0;
@@ -399,16 +415,16 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
     case AVRO_STRING:
     case AVRO_BYTES: {
         const char *what = avro_typeof(s) == AVRO_STRING ? "string" : "bytes";
-        if (walk_varint(w, field, what, 10, &n))
-            return -1;
+        if ((rc = walk_varint(w, field, what, 10, &n)) != OE_OK)
+            return rc;
         return walk_bytes(w, field, what, n);
     }
     case AVRO_FIXED:
         return walk_bytes(w, field, "fixed", avro_schema_fixed_size(s));
     case AVRO_ENUM: {
         size_t at = w->pos;
-        if (walk_varint(w, field, "enum index", 10, &n))
-            return -1;
+        if ((rc = walk_varint(w, field, "enum index", 10, &n)) != OE_OK)
+            return rc;
         int nsym = avro_schema_enum_number_of_symbols(s);
         if (n < 0 || n >= nsym) {
             w->pos = at;
@@ -418,8 +434,8 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
     }
     case AVRO_UNION: {
         size_t at = w->pos;
-        if (walk_varint(w, field, "union index", 10, &n))
-            return -1;
+        if ((rc = walk_varint(w, field, "union index", 10, &n)) != OE_OK)
+            return rc;
         size_t nb = avro_schema_union_size(s);
         if (n < 0 || (uint64_t)n >= nb) {
             w->pos = at;
@@ -432,9 +448,9 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
         size_t nf = avro_schema_record_size(s);
         for (size_t i = 0; i < nf; i++) {
             const char *name = avro_schema_record_field_name(s, (int)i);
-            if (walk_value(w, avro_schema_record_field_get_by_index(s, (int)i), name ? name : "?",
-                           depth + 1))
-                return -1;
+            if ((rc = walk_value(w, avro_schema_record_field_get_by_index(s, (int)i),
+                                 name ? name : "?", depth + 1)) != OE_OK)
+                return rc;
         }
         return 0;
     }
@@ -449,31 +465,30 @@ static int walk_value(walk *w, avro_schema_t s, const char *field, int depth)
     }
 }
 
-/* read_body's result when avro-c failed on bytes the walk accepted. */
-#define READ_NOMEM (-2)
-
 /* Walks the body msg[start..len) against schema, then has avro-c read it
- * into p->value. Returns 0, -1 with a reason in err (the bytes are not a
- * valid body), or READ_NOMEM. */
+ * into p->value. Returns OE_OK, OE_EINVAL with a reason in err (the bytes
+ * are not a valid body), or OE_ENOMEM (avro-c failed on bytes the walk
+ * accepted). */
 static int read_body(oe_codec *c, avro_part *p, const unsigned char *msg, size_t start, size_t len,
                      const char *root, char *err, size_t errlen)
 {
     walk w = {.p = msg, .pos = start, .end = len, .err = err, .errlen = errlen};
-    if (walk_value(&w, p->schema, root, 0) != 0)
-        return -1;
+    int rc = walk_value(&w, p->schema, root, 0);
+    if (rc != OE_OK)
+        return rc;
     if (w.pos != len) {
         set_err(err, errlen, "Avro body: %zu trailing bytes after the record (offset %zu)",
                 len - w.pos, w.pos);
-        return -1;
+        return OE_EINVAL;
     }
     avro_reader_memory_set_source(c->reader, (const char *)msg + start, (int64_t)(len - start));
     if (avro_value_read(c->reader, &p->value) != 0) {
         /* The walk above accepted every byte, so avro-c can only have run
          * out of memory: no verdict on the message. */
         set_err(err, errlen, "Avro body: avro-c: %s", avro_err());
-        return READ_NOMEM;
+        return OE_ENOMEM;
     }
-    return 0;
+    return OE_OK;
 }
 
 /* ---- reading fields from a decoded value ---- */
@@ -483,11 +498,12 @@ static int get_str(avro_value_t *v, const char **s, size_t *len)
 {
     size_t size = 0;
     const char *p = NULL;
-    if (avro_value_get_string(v, &p, &size) != 0)
-        return -1;
+    int rc = avro_rc(avro_value_get_string(v, &p, &size));
+    if (rc != OE_OK)
+        return rc;
     *s = p ? p : "";
     *len = size ? size - 1 : 0;
-    return 0;
+    return OE_OK;
 }
 
 /* Field i of record rec: a string, or a [null, string] union (then *s is
@@ -495,19 +511,20 @@ static int get_str(avro_value_t *v, const char **s, size_t *len)
 static int field_str(avro_value_t *rec, size_t i, const char **s, size_t *len)
 {
     avro_value_t f, b;
-    if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
-        return -1;
+    int rc = avro_rc(avro_value_get_by_index(rec, i, &f, NULL));
+    if (rc != OE_OK)
+        return rc;
     if (avro_value_get_type(&f) == AVRO_UNION) {
         int disc;
-        if (avro_value_get_discriminant(&f, &disc) != 0)
-            return -1;
+        if ((rc = avro_rc(avro_value_get_discriminant(&f, &disc))) != OE_OK)
+            return rc;
         if (disc == 0) {
             *s = NULL;
             *len = 0;
-            return 0;
+            return OE_OK;
         }
-        if (avro_value_get_current_branch(&f, &b) != 0)
-            return -1;
+        if ((rc = avro_rc(avro_value_get_current_branch(&f, &b))) != OE_OK)
+            return rc;
         return get_str(&b, s, len);
     }
     return get_str(&f, s, len);
@@ -579,8 +596,8 @@ typedef struct avro_fields {
     int has_art;
 } avro_fields;
 
-/* Reads every string of the record into f. Returns 0, or -1 with a reason
- * in detail when the record lacks one (a dead letter). */
+/* Reads every string of the record into f. Returns OE_OK, or OE_EINVAL
+ * with a reason in detail when the record lacks one (a dead letter). */
 static int read_avro_fields(avro_value_t *rec, avro_fields *f, char *detail, size_t detlen)
 {
     memset(f, 0, sizeof *f);
@@ -589,7 +606,7 @@ static int read_avro_fields(avro_value_t *rec, avro_fields *f, char *detail, siz
             continue;
         if (field_str(rec, i, &f->s[i], &f->n[i]) != 0 || !f->s[i]) {
             set_err(detail, detlen, "Avro body: cannot read field %s", req_fields[i]);
-            return -1;
+            return OE_EINVAL;
         }
     }
     avro_value_t u, art;
@@ -598,19 +615,19 @@ static int read_avro_fields(avro_value_t *rec, avro_fields *f, char *detail, siz
         avro_value_get_discriminant(&u, &disc) != 0 ||
         (disc == 1 && avro_value_get_current_branch(&u, &art) != 0)) {
         set_err(detail, detlen, "Avro body: cannot read field approval_artifact");
-        return -1;
+        return OE_EINVAL;
     }
     if (disc != 1)
-        return 0;
+        return OE_OK;
     f->has_art = 1;
     for (size_t i = 0; i < ART_NFIELDS; i++) {
         if (field_str(&art, i, &f->as[i], &f->an[i]) != 0 || (!f->as[i] && i != ART_EXPIRES_AT)) {
             set_err(detail, detlen, "Avro body: cannot read field approval_artifact.%s",
                     art_fields[i]);
-            return -1;
+            return OE_EINVAL;
         }
     }
-    return 0;
+    return OE_OK;
 }
 
 /* Every string must become a C string of UTF-8 text. Returns the first
@@ -634,7 +651,7 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
 {
     avro_fields f;
     int read = read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen);
-    if (read == READ_NOMEM)
+    if (read == OE_ENOMEM)
         return OE_DECODE_NOMEM;
     if (read != 0 || read_avro_fields(&c->req.value, &f, detail, detlen) != 0)
         return dead(req, code);
@@ -760,58 +777,62 @@ oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t le
 
 static int set_str(avro_value_t *v, const char *s)
 {
-    return avro_value_set_string_len(v, s, strlen(s) + 1);
+    return avro_rc(avro_value_set_string_len(v, s, strlen(s) + 1));
 }
 
 /* Field i of rec: a string, or a [null, string] union set from s (NULL ->
- * null). */
+ * null). Returns an oe_rc: OE_EINVAL for NULL in a field that is not
+ * nullable. */
 static int set_field_str(avro_value_t *rec, size_t i, const char *s)
 {
     avro_value_t f, b;
-    if (avro_value_get_by_index(rec, i, &f, NULL) != 0)
-        return -1;
+    int rc = avro_rc(avro_value_get_by_index(rec, i, &f, NULL));
+    if (rc != OE_OK)
+        return rc;
     if (avro_value_get_type(&f) == AVRO_UNION) {
-        if (avro_value_set_branch(&f, s ? 1 : 0, &b) != 0)
-            return -1;
-        return s ? set_str(&b, s) : avro_value_set_null(&b);
+        if ((rc = avro_rc(avro_value_set_branch(&f, s ? 1 : 0, &b))) != OE_OK)
+            return rc;
+        return s ? set_str(&b, s) : avro_rc(avro_value_set_null(&b));
     }
-    return s ? set_str(&f, s) : -1;
+    return s ? set_str(&f, s) : OE_EINVAL;
 }
 
 /* Appends C3 01, the fingerprint and the binary encoding of p->value. */
 static int write_single_object(oe_codec *c, avro_part *p, oe_buf *out, char *err, size_t errlen)
 {
     size_t size = 0;
-    if (avro_value_sizeof(&p->value, &size) != 0) {
+    int rc = avro_rc(avro_value_sizeof(&p->value, &size));
+    if (rc != OE_OK) {
         set_err(err, errlen, "avro-c: %s", avro_err());
-        return -1;
+        return rc;
     }
     if (size > c->wcap) {
         char *nb = realloc(c->wbuf, size);
         if (!nb) {
             set_err(err, errlen, "out of memory");
-            return -1;
+            return OE_ENOMEM;
         }
         c->wbuf = nb;
         c->wcap = size;
     }
     avro_writer_memory_set_dest(c->writer, c->wbuf, (int64_t)size);
-    if (avro_value_write(c->writer, &p->value) != 0) {
+    if ((rc = avro_rc(avro_value_write(c->writer, &p->value))) != OE_OK) {
         set_err(err, errlen, "avro-c: %s", avro_err());
-        return -1;
+        return rc;
     }
     unsigned char hdr[SO_HEADER] = {0xC3, 0x01};
     put_le64(hdr + 2, p->fingerprint);
     size_t start = out->len;
-    if (oe_buf_append(out, hdr, sizeof hdr) != 0 || oe_buf_append(out, c->wbuf, size) != 0) {
+    if ((rc = oe_buf_append(out, hdr, sizeof hdr)) != OE_OK ||
+        (rc = oe_buf_append(out, c->wbuf, size)) != OE_OK) {
         if (out->data) {
             out->len = start;
             out->data[start] = '\0';
         }
         set_err(err, errlen, "output buffer limit reached");
-        return -1;
+        return rc;
     }
-    return 0;
+    return OE_OK;
 }
 
 static int utf8_ok(const char *s)
@@ -826,20 +847,23 @@ int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, cha
     const char *action = req->action ? req->action : "";
     const char *nonce = req->nonce ? req->nonce : "";
     oe_buf_reset(&c->tmp);
-    if (oe_json_dump(&c->tmp, req->payload ? req->payload : &empty, OE_JSON_COMPACT) != 0) {
+    int rc = oe_json_dump(&c->tmp, req->payload ? req->payload : &empty, OE_JSON_COMPACT);
+    if (rc != OE_OK) {
         set_err(err, errlen, "payload too large to encode");
-        return -1;
+        return rc;
     }
     const char *payload = c->tmp.data ? c->tmp.data : "{}";
     if (!utf8_ok(action) || !utf8_ok(nonce)) {
         set_err(err, errlen, "action and nonce must be UTF-8 text");
-        return -1;
+        return OE_EINVAL;
     }
     avro_value_t *rec = &c->req.value;
     avro_value_t u, art;
-    if (avro_value_reset(rec) != 0 || set_field_str(rec, REQ_ACTION, action) ||
-        set_field_str(rec, REQ_PAYLOAD, payload) || set_field_str(rec, REQ_NONCE, nonce) ||
-        avro_value_get_by_index(rec, REQ_ARTIFACT, &u, NULL) != 0)
+    if ((rc = avro_rc(avro_value_reset(rec))) != OE_OK ||
+        (rc = set_field_str(rec, REQ_ACTION, action)) != OE_OK ||
+        (rc = set_field_str(rec, REQ_PAYLOAD, payload)) != OE_OK ||
+        (rc = set_field_str(rec, REQ_NONCE, nonce)) != OE_OK ||
+        (rc = avro_rc(avro_value_get_by_index(rec, REQ_ARTIFACT, &u, NULL))) != OE_OK)
         goto avro_fail;
     if (req->has_artifact) {
         const oe_artifact *a = &req->artifact;
@@ -849,26 +873,27 @@ int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, cha
         const char *f[ART_NFIELDS] = {
             a->approval_id, a->action_hash, a->signature, a->issued_by ? a->issued_by : "",
             a->issued_at,   a->tenant_id,   a->expires_at};
-        if (avro_value_set_branch(&u, 1, &art) != 0)
+        if ((rc = avro_rc(avro_value_set_branch(&u, 1, &art))) != OE_OK)
             goto avro_fail;
         for (size_t i = 0; i < ART_NFIELDS; i++) {
             if ((!f[i] && i != ART_EXPIRES_AT) || !utf8_ok(f[i])) {
                 set_err(err, errlen, "approval_artifact.%s: missing or not UTF-8 text",
                         art_fields[i]);
-                return -1;
+                return OE_EINVAL;
             }
-            if (set_field_str(&art, i, f[i]) != 0)
+            if ((rc = set_field_str(&art, i, f[i])) != OE_OK)
                 goto avro_fail;
         }
     } else {
         avro_value_t nb;
-        if (avro_value_set_branch(&u, 0, &nb) != 0 || avro_value_set_null(&nb) != 0)
+        if ((rc = avro_rc(avro_value_set_branch(&u, 0, &nb))) != OE_OK ||
+            (rc = avro_rc(avro_value_set_null(&nb))) != OE_OK)
             goto avro_fail;
     }
     return write_single_object(c, &c->req, out, err, errlen);
 avro_fail:
     set_err(err, errlen, "avro-c: %s", avro_err());
-    return -1;
+    return rc;
 }
 
 /* ---- receipts ---- */
@@ -881,36 +906,44 @@ static const char *status_name(oe_status s)
 /* One string or null, after a key, in the DEFAULT style. */
 static int put_json_field(oe_buf *out, const char *key, const char *s, int last)
 {
-    if (oe_buf_printf(out, "\"%s\": ", key) != 0)
-        return -1;
-    if (s ? oe_json_dump_string(out, s, strlen(s)) : oe_buf_puts(out, "null"))
-        return -1;
-    return oe_buf_puts(out, last ? "}" : ", ");
+    int rc = oe_buf_printf(out, "\"%s\": ", key);
+    if (rc == OE_OK)
+        rc = s ? oe_json_dump_string(out, s, strlen(s)) : oe_buf_puts(out, "null");
+    if (rc == OE_OK)
+        rc = oe_buf_puts(out, last ? "}" : ", ");
+    return rc;
 }
 
-/* The JSON form of a receipt, fields in the schema's order. */
+/* The JSON form of a receipt, fields in the schema's order. Returns OE_OK,
+ * or (out left as it was) OE_EINVAL when a string is not UTF-8 text, or
+ * the failure of an append (OE_ELIMIT, OE_ENOMEM). */
 static int render_receipt(oe_buf *out, const char *id, const char *nonce, const char *action,
                           const char *request_hash, const char *status, int approved,
                           const char *result, const char *receipt, const char *error_code,
                           const char *detail, const char *approval_id)
 {
     size_t start = out->len;
-    int rc = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
-             put_json_field(out, "nonce", nonce ? nonce : "", 0) ||
-             put_json_field(out, "action", action ? action : "", 0) ||
-             put_json_field(out, "request_hash", request_hash ? request_hash : "", 0) ||
-             put_json_field(out, "status", status, 0) ||
-             oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ") ||
-             put_json_field(out, "result", result, 0) ||
-             put_json_field(out, "receipt", receipt, 0) ||
-             put_json_field(out, "error_code", error_code, 0) ||
-             put_json_field(out, "detail", detail, 0) ||
-             put_json_field(out, "approval_id", approval_id, 1);
-    if (rc && out->data) {
+    int failed = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
+                 put_json_field(out, "nonce", nonce ? nonce : "", 0) ||
+                 put_json_field(out, "action", action ? action : "", 0) ||
+                 put_json_field(out, "request_hash", request_hash ? request_hash : "", 0) ||
+                 put_json_field(out, "status", status, 0) ||
+                 oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ") ||
+                 put_json_field(out, "result", result, 0) ||
+                 put_json_field(out, "receipt", receipt, 0) ||
+                 put_json_field(out, "error_code", error_code, 0) ||
+                 put_json_field(out, "detail", detail, 0) ||
+                 put_json_field(out, "approval_id", approval_id, 1);
+    if (!failed)
+        return OE_OK;
+    /* An append failed (the buffer keeps why), or else oe_json_dump_string
+     * refused a string that is not UTF-8 text. */
+    int rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;
+    if (out->data) {
         out->len = start;
         out->data[start] = '\0';
     }
-    return rc ? -1 : 0;
+    return rc;
 }
 
 int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, oe_buf *out,
@@ -919,16 +952,16 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     const char *status = status_name(r->status);
     if (!status) {
         set_err(err, errlen, "invalid status %d", (int)r->status);
-        return -1;
+        return OE_EINVAL;
     }
     const char *error_code = oe_error_code_name(r->error);
+    int rc;
     if (json) {
-        if (render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
-                           r->result, r->receipt, error_code, r->detail, r->approval_id) != 0) {
+        rc = render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
+                            r->result, r->receipt, error_code, r->detail, r->approval_id);
+        if (rc != OE_OK)
             set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
-            return -1;
-        }
-        return 0;
+        return rc;
     }
     const char *f[REC_NFIELDS] = {
         [REC_ID] = r->id,
@@ -942,28 +975,30 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
         [REC_APPROVAL_ID] = r->approval_id,
     };
     avro_value_t *rec = &c->rec.value;
-    if (avro_value_reset(rec) != 0)
+    if ((rc = avro_rc(avro_value_reset(rec))) != OE_OK)
         goto avro_fail;
     for (size_t i = 0; i < REC_NFIELDS; i++) {
         avro_value_t v;
         if (i == REC_STATUS || i == REC_APPROVED) {
-            if (avro_value_get_by_index(rec, i, &v, NULL) != 0 ||
-                (i == REC_STATUS ? avro_value_set_enum(&v, (int)r->status)
-                                 : avro_value_set_boolean(&v, r->approved ? 1 : 0)) != 0)
+            rc = avro_rc(avro_value_get_by_index(rec, i, &v, NULL));
+            if (rc == OE_OK)
+                rc = avro_rc(i == REC_STATUS ? avro_value_set_enum(&v, (int)r->status)
+                                             : avro_value_set_boolean(&v, r->approved ? 1 : 0));
+            if (rc != OE_OK)
                 goto avro_fail;
             continue;
         }
         if (!utf8_ok(f[i])) {
             set_err(err, errlen, "receipt field %s is not UTF-8 text", rec_fields[i]);
-            return -1;
+            return OE_EINVAL;
         }
-        if (set_field_str(rec, i, f[i]) != 0)
+        if ((rc = set_field_str(rec, i, f[i])) != OE_OK)
             goto avro_fail;
     }
     return write_single_object(c, &c->rec, out, err, errlen);
 avro_fail:
     set_err(err, errlen, "avro-c: %s", avro_err());
-    return -1;
+    return rc;
 }
 
 void oe_receipt_clear(oe_receipt *r)
@@ -1018,17 +1053,18 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
 {
     if (len < SO_HEADER || p[1] != 0x01) {
         set_err(err, errlen, "not an Avro single-object message (%zu bytes)", len);
-        return -1;
+        return OE_EINVAL;
     }
     uint64_t fp = get_le64(p + 2);
     if (fp != c->rec.fingerprint) {
         set_err(err, errlen,
                 "unknown schema fingerprint 0x%016" PRIx64 " (receipt schema: 0x%016" PRIx64 ")",
                 fp, c->rec.fingerprint);
-        return -1;
+        return OE_EINVAL;
     }
-    if (read_body(c, &c->rec, p, SO_HEADER, len, "Receipt", err, errlen) != 0)
-        return -1;
+    int rc = read_body(c, &c->rec, p, SO_HEADER, len, "Receipt", err, errlen);
+    if (rc != OE_OK)
+        return rc;
     avro_value_t *rec = &c->rec.value;
     for (size_t i = 0; i < REC_NFIELDS; i++) {
         avro_value_t v;
@@ -1055,18 +1091,18 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
         const char *why = text_problem(s, n);
         if (why) {
             set_err(err, errlen, "receipt field %s %s", rec_fields[i], why);
-            return -1;
+            return OE_EINVAL;
         }
         char **slot = receipt_slot(out, i);
         if (!(*slot = strndup(s, n))) {
             set_err(err, errlen, "out of memory");
-            return -1;
+            return OE_ENOMEM;
         }
     }
-    return 0;
+    return OE_OK;
 unreadable:
     set_err(err, errlen, "Avro body: cannot read the receipt's fields");
-    return -1;
+    return OE_EINVAL;
 }
 
 static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, char *err,
@@ -1074,11 +1110,12 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
 {
     char perr[200];
     oe_json_doc *doc;
-    if (oe_json_parse(buf, len, 0, &doc, perr, sizeof perr) != 0) {
+    int rc = oe_json_parse(buf, len, 0, &doc, perr, sizeof perr);
+    if (rc != OE_OK) {
         set_err(err, errlen, "receipt is not valid JSON: %s", perr);
-        return -1;
+        return rc;
     }
-    int rc = -1;
+    rc = OE_EINVAL; /* each `goto out` below but the out-of-memory one: a verdict */
     const oe_json *root = oe_json_root(doc);
     if (root->type != OE_JSON_OBJECT) {
         set_err(err, errlen, "receipt is not a JSON object");
@@ -1124,10 +1161,11 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
         char **slot = receipt_slot(out, i);
         if (!(*slot = strndup(v->str, v->len))) {
             set_err(err, errlen, "out of memory");
+            rc = OE_ENOMEM;
             goto out;
         }
     }
-    rc = 0;
+    rc = OE_OK;
 out:
     oe_json_doc_free(doc);
     return rc;
@@ -1141,7 +1179,7 @@ int oe_codec_decode_receipt(oe_codec *c, const void *buf, size_t len, oe_receipt
     int rc;
     if (len > OE_REQUEST_MAX_BYTES * 4) {
         set_err(err, errlen, "receipt of %zu bytes is too large", len);
-        rc = -1;
+        rc = OE_ELIMIT;
     } else if (len > 0 && p[0] == 0xC3) {
         rc = decode_avro_receipt(c, p, len, out, err, errlen);
     } else if (len > 0 && p[0] == '{') {
@@ -1149,7 +1187,7 @@ int oe_codec_decode_receipt(oe_codec *c, const void *buf, size_t len, oe_receipt
     } else {
         set_err(err, errlen, "unrecognised receipt format (%s)",
                 len ? "neither Avro single-object nor JSON" : "empty message");
-        rc = -1;
+        rc = OE_EINVAL;
     }
     if (rc != 0)
         oe_receipt_clear(out);
@@ -1160,7 +1198,7 @@ int oe_receipt_to_json(const oe_receipt *r, oe_buf *out)
 {
     const char *status = status_name(r->status);
     if (!status)
-        return -1;
+        return OE_EINVAL;
     return render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
                           r->result, r->receipt, r->error_code, r->detail, r->approval_id);
 }

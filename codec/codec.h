@@ -24,8 +24,9 @@ typedef struct oe_codec oe_codec;
 
 /* Creates a codec from the schemas compiled into the binary (the text of
  * schemas/ .avsc files). confluent_schema_id < 0 means Confluent framing is not
- * configured (such messages are then undecodable). Returns 0 or -1 with a
- * reason in err. Not thread-safe: one codec per thread (avro-c keeps error
+ * configured (such messages are then undecodable). Returns OE_OK, or an
+ * oe_rc (status.h) with a reason in err: OE_EINVAL when a schema is not
+ * what the codec expects, OE_ENOMEM. Not thread-safe: one codec per thread (avro-c keeps error
  * text in a global buffer, so also never run two codecs' failing calls at
  * once; the worker thread owns the only decoding codec). */
 int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t errlen);
@@ -60,7 +61,10 @@ oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_re
                                               oe_error_code *code, char *detail, size_t detlen);
 
 /* Encodes a request in Avro single-object encoding (for `openexec produce`
- * and tests). payload is serialised compactly as its JSON text. */
+ * and tests). payload is serialised compactly as its JSON text. Returns
+ * OE_OK, or with a reason in err OE_EINVAL (a string that is not UTF-8
+ * text, an artifact field missing), OE_ELIMIT (a buffer's limit) or
+ * OE_ENOMEM. */
 int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, char *err,
                             size_t errlen);
 
@@ -83,7 +87,9 @@ typedef struct oe_receipt_fields {
 
 /* Appends an encoded receipt: Avro single-object (json = 0) or a JSON
  * object (json = 1) with the same field names, in the DEFAULT style of
- * engine/json.h, result as a string. */
+ * engine/json.h, result as a string. Returns OE_OK, or with a reason in err
+ * (out left as it was) OE_EINVAL (an invalid status, a string that is not
+ * UTF-8 text), OE_ELIMIT (out's limit) or OE_ENOMEM. */
 int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, oe_buf *out,
                             char *err, size_t errlen);
 
@@ -96,13 +102,16 @@ typedef struct oe_receipt {
 } oe_receipt;
 
 /* Decodes a receipt in either format (detected from the first bytes).
- * Returns 0, or -1 with a reason in err. */
+ * Returns OE_OK, or with a reason in err OE_EINVAL (not a receipt),
+ * OE_ELIMIT (larger than 4 * OE_REQUEST_MAX_BYTES) or OE_ENOMEM. */
 int oe_codec_decode_receipt(oe_codec *c, const void *buf, size_t len, oe_receipt *out, char *err,
                             size_t errlen);
 void oe_receipt_clear(oe_receipt *r);
 
 /* Renders a decoded receipt as one JSON line (the `openexec receipts`
- * output), same field names, DEFAULT style, result as a string. */
+ * output), same field names, DEFAULT style, result as a string. Returns
+ * OE_OK, or (out left as it was) OE_EINVAL (an invalid status, a string
+ * that is not UTF-8 text), OE_ELIMIT or OE_ENOMEM. */
 int oe_receipt_to_json(const oe_receipt *r, oe_buf *out);
 
 #endif

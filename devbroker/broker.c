@@ -17,6 +17,7 @@
 
 #include "devbroker/relay.h"
 #include "engine/log.h"
+#include "engine/status.h"
 #include "kafka/kafka.h"
 
 struct oe_broker {
@@ -41,14 +42,15 @@ struct oe_broker {
  * the broker's side (three runs), 27,400-29,800 with it set by a thread
  * sweeping every socket (three runs), 25,500-36,200 with it set once on the
  * listener (four runs); single /execute latency through the bridge is the
- * same either way (median 11.8 vs 11.9 ms over 300 calls). Returns 0, or -1
- * when no listener was found. */
+ * same either way (median 11.8 vs 11.9 ms over 300 calls). Returns OE_OK,
+ * or OE_EIO when /proc/self/fd cannot be read or no listener on port took
+ * TCP_NODELAY. */
 static int set_nodelay_on_listener(int port)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
-        return -1;
-    int found = -1;
+        return OE_EIO;
+    int found = OE_EIO;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         int fd = atoi(e->d_name);
@@ -70,7 +72,7 @@ static int set_nodelay_on_listener(int port)
             continue;
         int one = 1;
         if (local == port && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
-            found = 0;
+            found = OE_OK;
     }
     closedir(d);
     return found;
@@ -89,7 +91,7 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
     oe_broker *b = calloc(1, sizeof *b);
     if (!b) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     oe_kafka_conf_logging(conf);
@@ -99,26 +101,26 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "embedded broker: %s", errstr);
         free(b);
-        return -1;
+        return OE_EIO;
     }
     b->mock = rd_kafka_mock_cluster_new(b->owner, 1);
     if (!b->mock) {
         snprintf(err, errlen, "embedded broker: cannot create the mock cluster");
         oe_broker_free(b);
-        return -1;
+        return OE_EIO;
     }
     for (size_t i = 0; i < ntopics; i++) {
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(b->mock, topics[i], partitions, 1);
         if (e) {
             snprintf(err, errlen, "embedded broker: topic %s: %s", topics[i], rd_kafka_err2str(e));
             oe_broker_free(b);
-            return -1;
+            return OE_EINVAL; /* the mock refuses only the topic's settings (e.g. a name twice) */
         }
     }
-    if (set_nodelay_on_listener(mock_port(b)) != 0)
+    if (set_nodelay_on_listener(mock_port(b)) != OE_OK)
         oe_log(OE_LOG_WARN, "broker", NULL, "listener not found; TCP_NODELAY not set");
     *out = b;
-    return 0;
+    return OE_OK;
 }
 
 int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen)
@@ -127,14 +129,15 @@ int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen)
     if (b->relay || port < 1 || port > 65535) {
         snprintf(err, errlen, "embedded broker: port %d: %s", port,
                  b->relay ? "a fixed port is set already" : "out of range 1-65535");
-        return -1;
+        return OE_EINVAL;
     }
-    if (oe_relay_new(port, mock_port(b), &b->relay, why, sizeof why) != 0) {
+    int rc = oe_relay_new(port, mock_port(b), &b->relay, why, sizeof why);
+    if (rc != OE_OK) {
         snprintf(err, errlen, "embedded broker: %s", why);
-        return -1;
+        return rc;
     }
     snprintf(b->fixed, sizeof b->fixed, "127.0.0.1:%d", oe_relay_port(b->relay));
-    return 0;
+    return OE_OK;
 }
 
 const char *oe_broker_bootstraps(const oe_broker *b)

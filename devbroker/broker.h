@@ -9,15 +9,18 @@
 typedef struct oe_broker oe_broker;
 
 /* Starts a one-broker cluster and creates the given topics with the given
- * number of partitions (other topics auto-create with 4). Returns 0 or -1
- * with a reason in err. */
+ * number of partitions (other topics auto-create with 4). Returns OE_OK,
+ * or an oe_rc (status.h) with a reason in err: OE_EINVAL (a topic the mock
+ * refuses), OE_EIO (the client or mock cluster cannot start), OE_ENOMEM. */
 int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_broker **out,
                   char *err, size_t errlen);
 
 /* Also takes connections on 127.0.0.1:port (1-65535), a fixed bootstrap
  * address, through a relay (relay.h) to the broker's own port: a client
  * bootstrapping there learns the broker's own address from its metadata.
- * Returns 0, or -1 with a reason in err (the port is taken, ...). */
+ * Returns OE_OK, or with a reason in err OE_EINVAL (port out of range, or
+ * a fixed port set already) or what oe_relay_new returned (OE_EIO: the
+ * port is taken, ...). */
 int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen);
 
 /* "127.0.0.1:PORT" (owned by the broker): the fixed port once

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "engine/log.h"
+#include "engine/status.h"
 
 /* Bytes read from one socket, waiting to be written to the other. */
 typedef struct {
@@ -136,7 +137,7 @@ static short wanted(const conn *c, int s)
     return ev;
 }
 
-/* Moves bytes for one connection after poll. Returns 0 while it lives, -1
+/* Moves bytes for one connection after poll. Returns 0 while it lives, 1
  * when it is over (an error, or one side ended and its bytes are passed
  * on). */
 static int pump(conn *c, const short revents[2])
@@ -144,7 +145,7 @@ static int pump(conn *c, const short revents[2])
     for (int s = 0; s < 2; s++) {
         half *in = &c->dir[s];
         if ((revents[s] & POLLERR))
-            return -1;
+            return 1;
         if ((revents[s] & (POLLIN | POLLHUP)) && !in->eof && in->len - in->off < OE_RELAY_BUFFER) {
             if (in->off == in->len)
                 in->off = in->len = 0;
@@ -159,7 +160,7 @@ static int pump(conn *c, const short revents[2])
             else if (n == 0)
                 in->eof = 1;
             else if (errno != EAGAIN && errno != EINTR)
-                return -1;
+                return 1;
         }
     }
     for (int s = 0; s < 2; s++) {
@@ -169,14 +170,14 @@ static int pump(conn *c, const short revents[2])
             if (n > 0)
                 out->off += (size_t)n;
             else if (n < 0 && errno != EAGAIN && errno != EINTR)
-                return -1;
+                return 1;
         }
     }
     /* Kafka's protocol has no half-close: once one side has ended and what
      * it sent is passed on, the connection is over for both. */
     for (int s = 0; s < 2; s++)
         if (c->dir[s].eof && c->dir[s].off == c->dir[s].len)
-            return -1;
+            return 1;
     return 0;
 }
 
@@ -228,7 +229,7 @@ int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t er
     oe_relay *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     r->wake[0] = r->wake[1] = -1;
     r->target_port = target_port;
@@ -242,14 +243,14 @@ int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t er
         getsockname(r->listener, (struct sockaddr *)&a, &alen) != 0) {
         snprintf(err, errlen, "cannot listen on 127.0.0.1:%d: %s", port, strerror(errno));
         oe_relay_free(r);
-        return -1;
+        return OE_EIO;
     }
     set_nodelay(r->listener); /* inherited by accepted sockets */
     r->port = ntohs(a.sin_port);
     if (pipe2(r->wake, O_CLOEXEC) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         oe_relay_free(r);
-        return -1;
+        return OE_EIO;
     }
     int e = pthread_create(&r->thread, NULL, run_relay, r);
     if (e != 0) {
@@ -257,10 +258,10 @@ int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t er
         r->wake[1] = -1; /* no thread to wake */
         snprintf(err, errlen, "thread: %s", strerror(e));
         oe_relay_free(r);
-        return -1;
+        return OE_EIO;
     }
     *out = r;
-    return 0;
+    return OE_OK;
 }
 
 int oe_relay_port(const oe_relay *r)

@@ -22,7 +22,8 @@
 typedef struct oe_relay oe_relay;
 
 /* Listens on 127.0.0.1:port (0: a port the system picks) and starts the
- * thread. Returns 0, or -1 with a reason in err (e.g. the port is taken). */
+ * thread. Returns OE_OK, or with a reason in err OE_EIO (a system call
+ * failed: e.g. the port is taken) or OE_ENOMEM (status.h). */
 int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t errlen);
 
 /* The port it listens on. */

@@ -6,15 +6,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "status.h"
+
 /* echo: {"echo": PAYLOAD}. */
 static int action_echo(const oe_json *payload, oe_buf *out, char *err, size_t errlen)
 {
-    if (oe_buf_puts(out, "{\"echo\": ") != 0 || oe_json_dump(out, payload, OE_JSON_DEFAULT) != 0 ||
-        oe_buf_putc(out, '}') != 0) {
+    int rc = oe_buf_puts(out, "{\"echo\": ");
+    if (rc == OE_OK)
+        rc = oe_json_dump(out, payload, OE_JSON_DEFAULT);
+    if (rc == OE_OK)
+        rc = oe_buf_putc(out, '}');
+    if (rc != OE_OK)
         snprintf(err, errlen, "result too large");
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* One operand of add: a number (integer or float), default 0. Booleans are
@@ -39,7 +43,7 @@ static int add_operand_get(const oe_json *payload, const char *name, add_operand
     case OE_JSON_INT:
         if (!v->fits_int64) {
             snprintf(err, errlen, "add: '%s' is outside the 64-bit integer range", name);
-            return -1;
+            return OE_EINVAL;
         }
         op->i = v->i64;
         return 0;
@@ -49,7 +53,7 @@ static int add_operand_get(const oe_json *payload, const char *name, add_operand
         return 0;
     default:
         snprintf(err, errlen, "add: '%s' must be a number", name);
-        return -1;
+        return OE_EINVAL;
     }
 }
 
@@ -57,15 +61,17 @@ static int add_operand_get(const oe_json *payload, const char *name, add_operand
 static int action_add(const oe_json *payload, oe_buf *out, char *err, size_t errlen)
 {
     add_operand a, b;
-    if (add_operand_get(payload, "a", &a, err, errlen) != 0 ||
-        add_operand_get(payload, "b", &b, err, errlen) != 0)
-        return -1;
+    int rc = add_operand_get(payload, "a", &a, err, errlen);
+    if (rc == OE_OK)
+        rc = add_operand_get(payload, "b", &b, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     char num[40];
     if (!a.is_float && !b.is_float) {
         int64_t sum;
         if (__builtin_add_overflow(a.i, b.i, &sum)) {
             snprintf(err, errlen, "add: integer overflow");
-            return -1;
+            return OE_EINVAL;
         }
         snprintf(num, sizeof num, "%lld", (long long)sum);
     } else {
@@ -73,14 +79,13 @@ static int action_add(const oe_json *payload, oe_buf *out, char *err, size_t err
         double y = b.is_float ? b.f : (double)b.i;
         if (oe_json_format_double(x + y, num, sizeof num) < 0) {
             snprintf(err, errlen, "add: result is not a finite number");
-            return -1;
+            return OE_EINVAL;
         }
     }
-    if (oe_buf_printf(out, "{\"sum\": %s}", num) != 0) {
+    rc = oe_buf_printf(out, "{\"sum\": %s}", num);
+    if (rc != OE_OK)
         snprintf(err, errlen, "result too large");
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* The registry. Keep it sorted by name for readability; lookups are linear

@@ -19,8 +19,10 @@
 #include "json.h"
 
 /* payload is never NULL (a missing payload is passed as an empty object).
- * Returns 0 with the result appended to result_json, or -1 with a one-line
- * reason in err. */
+ * Returns OE_OK with the result appended to result_json, or an oe_rc
+ * (status.h) with a one-line reason in err: OE_EINVAL when the payload is
+ * not acceptable (a verdict on the request), or the failure of an append to
+ * result_json (OE_ELIMIT at its cap, OE_ENOMEM). */
 typedef int (*oe_action_fn)(const oe_json *payload, oe_buf *result_json, char *err, size_t errlen);
 
 typedef struct oe_action {

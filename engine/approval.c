@@ -42,7 +42,7 @@ static int secrets_parse(oe_approval_keys *k, const char *list, char *err, size_
                  "CLAWSHIELD_SECRET_KEY holds %zu secrets; at most %d are accepted (separated "
                  "by \",\")",
                  total, OE_APPROVAL_KEYS_MAX);
-        return -1;
+        return OE_ELIMIT;
     }
     const char *p = list;
     for (size_t i = 0; i < total; i++) {
@@ -51,16 +51,16 @@ static int secrets_parse(oe_approval_keys *k, const char *list, char *err, size_
         if (n == 0) {
             snprintf(err, errlen, "CLAWSHIELD_SECRET_KEY: secret %zu of %zu is empty", i + 1,
                      total);
-            return -1;
+            return OE_EINVAL;
         }
         if (!(k->secrets[i] = strndup(p, n))) {
             snprintf(err, errlen, "out of memory");
-            return -1;
+            return OE_ENOMEM;
         }
         k->nsecrets++;
         p = comma ? comma + 1 : p + n;
     }
-    return 0;
+    return OE_OK;
 }
 
 /* The key id: lowercase hex SHA-256 of the raw 32-byte public key. */
@@ -69,9 +69,9 @@ static int ed25519_key_id(EVP_PKEY *key, char out[65])
     unsigned char raw[32];
     size_t n = sizeof raw;
     if (EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != sizeof raw)
-        return -1;
+        return OE_EINVAL;
     oe_sha256_hex(raw, n, out);
-    return 0;
+    return OE_OK;
 }
 
 static int only_blanks(const char *s)
@@ -92,9 +92,11 @@ static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, si
     BIO *bio = BIO_new_mem_buf(pem, -1);
     if (!bio) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
-    int rc = -1;
+    /* Every way out of the loop but the end of the blocks is a key (or
+     * text) that cannot be taken: the configuration is wrong. */
+    int rc = OE_EINVAL;
     size_t block = 0;
     for (;;) {
         char *name = NULL, *header = NULL;
@@ -104,10 +106,10 @@ static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, si
         if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) {
             unsigned long e = ERR_peek_last_error();
             if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-                rc = 0; /* no further block */
+                rc = OE_OK; /* no further block */
                 if (block == 0 && !only_blanks(pem)) {
                     snprintf(err, errlen, PEM_WHERE " holds no PEM block");
-                    rc = -1;
+                    rc = OE_EINVAL;
                 }
             } else {
                 snprintf(
@@ -134,6 +136,7 @@ static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, si
         if (block > OE_APPROVAL_KEYS_MAX) {
             snprintf(err, errlen, PEM_WHERE " holds more than %d PEM blocks; at most %d keys",
                      OE_APPROVAL_KEYS_MAX, OE_APPROVAL_KEYS_MAX);
+            rc = OE_ELIMIT;
             break;
         }
         if (!key) {
@@ -167,15 +170,19 @@ int oe_approval_keys_new(const char *secret, const char *public_pem, oe_approval
     oe_approval_keys *k = calloc(1, sizeof *k);
     if (!k) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
-    if ((secret && *secret && secrets_parse(k, secret, err, errlen) != 0) ||
-        (public_pem && public_keys_parse(k, public_pem, err, errlen) != 0)) {
+    int rc = OE_OK;
+    if (secret && *secret)
+        rc = secrets_parse(k, secret, err, errlen);
+    if (rc == OE_OK && public_pem)
+        rc = public_keys_parse(k, public_pem, err, errlen);
+    if (rc != OE_OK) {
         oe_approval_keys_free(k);
-        return -1;
+        return rc;
     }
     *out = k;
-    return 0;
+    return OE_OK;
 }
 
 void oe_approval_keys_free(oe_approval_keys *k)
@@ -237,9 +244,9 @@ void oe_approval_sign_hmac(const char *secret, const oe_artifact *a, char out[65
 int oe_approval_keys_sign_hmac(const oe_approval_keys *k, const oe_artifact *a, char out[65])
 {
     if (!k || k->nsecrets == 0)
-        return -1;
+        return OE_EINVAL;
     oe_approval_sign_hmac(k->secrets[0], a, out);
-    return 0;
+    return OE_OK;
 }
 
 /* The Ed25519 message: approval_id + tenant_id + action_hash + issued_at +
@@ -323,7 +330,7 @@ static int check_ed25519(const oe_approval_keys *k, const oe_artifact *a, oe_buf
     }
     unsigned char sig[96];
     size_t siglen = strlen(a->signature);
-    int n = siglen <= 128 ? oe_base64_decode(a->signature, siglen, sig, sizeof sig) : -1;
+    int n = siglen <= 128 ? oe_base64_decode(a->signature, siglen, sig, sizeof sig) : OE_EINVAL;
     if (n != 64) {
         snprintf(detail, detlen, "Invalid signature: not a base64 Ed25519 signature");
         return 1;
@@ -368,30 +375,44 @@ int oe_approval_check_signature(const oe_approval_keys *k, const oe_artifact *a,
 int oe_approval_sign_ed25519(const char *private_pem, const oe_artifact *a, char *out,
                              size_t outlen, char *err, size_t errlen)
 {
-    int rc = -1;
+    int rc;
     oe_buf m;
     oe_buf_init(&m, 0);
     EVP_MD_CTX *ctx = NULL;
     BIO *bio = BIO_new_mem_buf(private_pem, -1);
     EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    if (!bio) {
+        snprintf(err, errlen, "not an Ed25519 private key in PEM form");
+        rc = OE_ENOMEM;
+        goto done;
+    }
     if (!key || EVP_PKEY_id(key) != EVP_PKEY_ED25519) {
         snprintf(err, errlen, "not an Ed25519 private key in PEM form");
+        rc = OE_EINVAL;
         goto done;
     }
     unsigned char sig[64];
     size_t siglen = sizeof sig;
     ctx = EVP_MD_CTX_new();
-    if (ed25519_message(a, &m) != 0 || !ctx ||
-        EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
-        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)m.data, m.len) != 1) {
+    rc = ed25519_message(a, &m);
+    if (rc == OE_OK && !ctx)
+        rc = OE_ENOMEM;
+    /* As in ed25519_verify: OpenSSL failing with a valid Ed25519 key is
+     * taken as lack of memory. */
+    if (rc == OE_OK &&
+        (EVP_DigestSignInit(ctx, NULL, NULL, NULL, key) != 1 ||
+         EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)m.data, m.len) != 1))
+        rc = OE_ENOMEM;
+    if (rc != OE_OK) {
         snprintf(err, errlen, "Ed25519 signing failed");
         goto done;
     }
-    if (oe_base64_encode(sig, siglen, out, outlen) < 0) {
+    rc = oe_base64_encode(sig, siglen, out, outlen);
+    if (rc < 0) {
         snprintf(err, errlen, "signature buffer too small");
         goto done;
     }
-    rc = 0;
+    rc = OE_OK;
 done:
     EVP_MD_CTX_free(ctx);
     EVP_PKEY_free(key);
@@ -418,12 +439,12 @@ static int digits(const char **p, int n, int *out)
     int v = 0;
     for (int i = 0; i < n; i++) {
         if (!isdigit((unsigned char)(*p)[i]))
-            return -1;
+            return OE_EINVAL;
         v = v * 10 + ((*p)[i] - '0');
     }
     *p += n;
     *out = v;
-    return 0;
+    return OE_OK;
 }
 
 int oe_time_parse_iso8601(const char *s, double *epoch)
@@ -431,24 +452,24 @@ int oe_time_parse_iso8601(const char *s, double *epoch)
     const char *p = s;
     int y, mo, d, h, mi, sec;
     if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' || digits(&p, 2, &d))
-        return -1;
+        return OE_EINVAL;
     if (*p != 'T' && *p != 't' && *p != ' ')
-        return -1;
+        return OE_EINVAL;
     p++;
     if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
         digits(&p, 2, &sec))
-        return -1;
+        return OE_EINVAL;
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
         h > 23 || mi > 59 || sec > 59)
-        return -1;
+        return OE_EINVAL;
     double frac = 0;
     if (*p == '.' || *p == ',') {
         p++;
         double scale = 0.1;
         if (!isdigit((unsigned char)*p))
-            return -1;
+            return OE_EINVAL;
         while (isdigit((unsigned char)*p)) {
             frac += (*p - '0') * scale;
             scale /= 10;
@@ -462,18 +483,18 @@ int oe_time_parse_iso8601(const char *s, double *epoch)
         int sign = *p == '-' ? -1 : 1, oh, om;
         p++;
         if (digits(&p, 2, &oh))
-            return -1;
+            return OE_EINVAL;
         if (*p == ':')
             p++;
         if (digits(&p, 2, &om) || oh > 23 || om > 59)
-            return -1;
+            return OE_EINVAL;
         offset = sign * (oh * 3600L + om * 60L);
     }
     if (*p != '\0')
-        return -1;
+        return OE_EINVAL;
     long long days = days_from_civil(y, (unsigned)mo, (unsigned)d);
     *epoch = (double)(days * 86400LL + h * 3600LL + mi * 60LL + sec - offset) + frac;
-    return 0;
+    return OE_OK;
 }
 
 void oe_time_format_iso8601(double epoch, char *out, size_t outlen)
@@ -494,35 +515,35 @@ int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double
     double issued;
     if (oe_time_parse_iso8601(a->issued_at, &issued) != 0) {
         snprintf(detail, detlen, "Approval expired or invalid: issued_at is not an ISO 8601 time");
-        return -1;
+        return OE_EINVAL;
     }
     if (!ed25519 && now - issued > max_age) {
         snprintf(detail, detlen, "Approval expired: issued %.0f s ago (limit %.0f s)", now - issued,
                  max_age);
-        return -1;
+        return OE_EINVAL;
     }
     if (issued - now > max_skew) {
         snprintf(detail, detlen,
                  "Approval expired or not yet valid: issued_at is %.0f s in the future "
                  "(limit %.0f s)",
                  issued - now, max_skew);
-        return -1;
+        return OE_EINVAL;
     }
     if (a->expires_at) {
         double expires;
         if (oe_time_parse_iso8601(a->expires_at, &expires) != 0) {
             snprintf(detail, detlen,
                      "Approval expired or invalid: expires_at is not an ISO 8601 time");
-            return -1;
+            return OE_EINVAL;
         }
         if (now >= expires) {
             snprintf(detail, detlen, "Approval expired: expires_at has passed");
-            return -1;
+            return OE_EINVAL;
         }
     } else if (ed25519) {
         snprintf(detail, detlen,
                  "Approval expired or invalid: Ed25519 artifacts require expires_at");
-        return -1;
+        return OE_EINVAL;
     }
-    return 0;
+    return OE_OK;
 }

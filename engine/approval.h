@@ -34,8 +34,11 @@ typedef struct oe_approval_keys oe_approval_keys;
 /* Creates the key set. secret is NULL, empty, or up to 8 secrets separated
  * by "," (none empty; bytes kept as given). public_pem is NULL, blank, or
  * up to 8 PEM blocks, each an Ed25519 public key ("PUBLIC KEY"), none
- * twice. Returns 0, or -1 with a reason in err that names the offending
- * secret or block by position and never shows a secret. */
+ * twice. Returns OE_OK, or with a reason in err that names the offending
+ * secret or block by position and never shows a secret: OE_EINVAL (an
+ * empty secret, a block that is no Ed25519 public key, a key twice),
+ * OE_ELIMIT (more than OE_APPROVAL_KEYS_MAX of either) or OE_ENOMEM
+ * (status.h). */
 int oe_approval_keys_new(const char *secret, const char *public_pem, oe_approval_keys **out,
                          char *err, size_t errlen);
 void oe_approval_keys_free(oe_approval_keys *keys);
@@ -70,14 +73,16 @@ int oe_approval_check_signature(const oe_approval_keys *keys, const oe_artifact 
 /* Time window: issued_at at most max_skew seconds in the future and, for
  * HMAC artifacts (ed25519 0), at most max_age seconds old; expires_at not
  * passed when present. Ed25519 artifacts (ed25519 1) require expires_at
- * and have no age rule beyond it (any TTL the issuer chose). Returns 0, or
- * -1 with a detail containing "expired". */
+ * and have no age rule beyond it (any TTL the issuer chose). Returns OE_OK,
+ * or OE_EINVAL (status.h; a verdict on the artifact) with a detail
+ * containing "expired". */
 int oe_approval_check_time(const oe_artifact *a, int ed25519, double now, double max_age,
                            double max_skew, char *detail, size_t detlen);
 
 /* Parses an ISO 8601 date-time ("2026-11-25T13:00:00", optional fraction,
  * optional "Z" or +HH:MM / -HH:MM; no zone means UTC; 'T' or ' ' between
- * date and time) into seconds since the epoch. Returns 0 or -1. */
+ * date and time) into seconds since the epoch. Returns OE_OK, or OE_EINVAL
+ * (status.h) when s is not such a time. */
 int oe_time_parse_iso8601(const char *s, double *epoch);
 
 /* Formats epoch seconds as "YYYY-MM-DDTHH:MM:SS.ffffff+00:00" (UTC) into out
@@ -88,11 +93,14 @@ void oe_time_format_iso8601(double epoch, char *out, size_t outlen);
 void oe_approval_sign_hmac(const char *secret, const oe_artifact *a, char out[65]);
 
 /* The same with the first secret of a key set (rotation: the newest secret
- * is listed first). Returns 0, or -1 when the set holds no secret. */
+ * is listed first). Returns OE_OK, or OE_EINVAL (status.h) when the set
+ * holds no secret. */
 int oe_approval_keys_sign_hmac(const oe_approval_keys *keys, const oe_artifact *a, char out[65]);
 
 /* Base64 Ed25519 signature of an artifact with the private key in
- * private_pem (PEM text). Returns 0 or -1 with a reason in err. */
+ * private_pem (PEM text). Returns OE_OK, or with a reason in err OE_EINVAL
+ * (not an Ed25519 private key), OE_ELIMIT (outlen too small for the base64
+ * signature) or OE_ENOMEM (status.h). */
 int oe_approval_sign_ed25519(const char *private_pem, const oe_artifact *a, char *out,
                              size_t outlen, char *err, size_t errlen);
 

@@ -46,37 +46,38 @@ int oe_buf_failed(const oe_buf *b)
 static int oe_buf_reserve(oe_buf *b, size_t n)
 {
     if (b->failed)
-        return -1;
+        return b->failed;
     size_t max = b->max ? b->max : OE_BUF_DEFAULT_MAX;
     if (n > max || b->len > max - n) {
         b->failed = OE_ELIMIT;
-        return -1;
+        return OE_ELIMIT;
     }
     size_t need = b->len + n + 1;
     if (need <= b->cap)
-        return 0;
+        return OE_OK;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
     char *p = realloc(b->data, cap);
     if (!p) {
         b->failed = OE_ENOMEM;
-        return -1;
+        return OE_ENOMEM;
     }
     b->data = p;
     b->cap = cap;
-    return 0;
+    return OE_OK;
 }
 
 int oe_buf_append(oe_buf *b, const void *p, size_t n)
 {
-    if (oe_buf_reserve(b, n) != 0)
-        return -1;
+    int rc = oe_buf_reserve(b, n);
+    if (rc != OE_OK)
+        return rc;
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
-    return 0;
+    return OE_OK;
 }
 
 int oe_buf_puts(oe_buf *b, const char *s)
@@ -95,15 +96,19 @@ int oe_buf_printf(oe_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0 && !b->failed)
-        b->failed = OE_ELIMIT;
-    if (n < 0 || oe_buf_reserve(b, (size_t)n) != 0)
-        return -1;
+    if (n < 0) {
+        if (!b->failed)
+            b->failed = OE_ELIMIT;
+        return b->failed;
+    }
+    int rc = oe_buf_reserve(b, (size_t)n);
+    if (rc != OE_OK)
+        return rc;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
-    return 0;
+    return OE_OK;
 }
 
 char *oe_buf_detach(oe_buf *b)

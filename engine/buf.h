@@ -35,9 +35,10 @@ void oe_buf_free(oe_buf *b);
  * for reuse. */
 void oe_buf_reset(oe_buf *b);
 
-/* Appends n bytes. Returns 0, or -1 when the limit would be passed, memory
- * runs out or an earlier append failed; on failure the buffer's text is left
- * as it was and the buffer is marked failed. */
+/* Appends n bytes. Returns OE_OK, OE_ELIMIT when the limit would be passed,
+ * OE_ENOMEM when memory runs out, or the code of an earlier failed append
+ * (status.h); on failure the buffer's text is left as it was and the buffer
+ * is marked failed. */
 int oe_buf_append(oe_buf *b, const void *p, size_t n);
 
 /* Appends a NUL-terminated string. Same result as oe_buf_append. */

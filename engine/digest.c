@@ -5,6 +5,8 @@
 #include <openssl/sha.h>
 #include <string.h>
 
+#include "status.h"
+
 void oe_hex_encode(const unsigned char *in, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
@@ -74,7 +76,7 @@ int oe_base64_encode(const unsigned char *in, size_t n, char *out, size_t outlen
 {
     size_t need = 4 * ((n + 2) / 3) + 1;
     if (outlen < need)
-        return -1;
+        return OE_ELIMIT;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
         unsigned v = (unsigned)in[i] << 16;
@@ -103,13 +105,13 @@ static int b64_value(char c)
         return 62;
     if (c == '/')
         return 63;
-    return -1;
+    return -1; /* not a base64 digit (a value, not an oe_rc) */
 }
 
 int oe_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen)
 {
     if (n % 4 != 0)
-        return -1;
+        return OE_EINVAL;
     size_t o = 0;
     for (size_t i = 0; i < n; i += 4) {
         int v[4];
@@ -121,17 +123,17 @@ int oe_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen
                 pad++;
             } else {
                 if (pad)
-                    return -1; /* data after padding */
+                    return OE_EINVAL; /* data after padding */
                 v[k] = b64_value(c);
                 if (v[k] < 0)
-                    return -1;
+                    return OE_EINVAL;
             }
         }
         unsigned w =
             (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         size_t bytes = 3 - (size_t)pad;
         if (o + bytes > outlen)
-            return -1;
+            return OE_ELIMIT;
         out[o++] = (unsigned char)(w >> 16);
         if (bytes > 1)
             out[o++] = (unsigned char)(w >> 8);

@@ -21,11 +21,13 @@ void oe_hmac_sha256_hex(const void *key, size_t keylen, const void *msg, size_t 
 void oe_hex_encode(const unsigned char *in, size_t n, char *out);
 
 /* Standard base64 (with padding) of in[0..n) into out; returns the length
- * written, or -1 when outlen is too small (needs 4*ceil(n/3)+1). */
+ * written, or OE_ELIMIT (status.h) when outlen is too small (needs
+ * 4*ceil(n/3)+1). */
 int oe_base64_encode(const unsigned char *in, size_t n, char *out, size_t outlen);
 
 /* Decodes standard base64 (padding required, no whitespace). Returns the
- * decoded length, or -1 for invalid input or a too small buffer. */
+ * decoded length, or OE_EINVAL (status.h) for invalid input or OE_ELIMIT
+ * for a too small buffer. */
 int oe_base64_decode(const char *in, size_t n, unsigned char *out, size_t outlen);
 
 #endif

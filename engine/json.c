@@ -246,7 +246,6 @@ typedef struct parser {
     size_t pos;
     size_t max_depth;
     size_t nodes; /* values created so far, against OE_JSON_MAX_NODES */
-    int oom;      /* the failure was memory, not the input */
     arena *mem;
     pending *pv;
     size_t pn, pcap;
@@ -270,13 +269,16 @@ static int parse_error(parser *p, size_t off, const char *fmt, ...)
             va_end(ap);
         }
     }
-    return -1;
+    return OE_EINVAL;
 }
 
+/* The failures of the parser: parse_error (OE_EINVAL, a verdict on the
+ * text) and fail_oom (OE_ENOMEM, none). Every step returns OE_OK or passes
+ * the first failure on unchanged. */
 static int fail_oom(parser *p)
 {
-    p->oom = 1;
-    return parse_error(p, p->pos, "out of memory");
+    parse_error(p, p->pos, "out of memory");
+    return OE_ENOMEM;
 }
 
 /* Counts one more value against the document's node cap. */
@@ -319,11 +321,11 @@ static int hex4(const char *s, uint32_t *out)
         else if (c >= 'A' && c <= 'F')
             d = (uint32_t)(c - 'A' + 10);
         else
-            return -1;
+            return OE_EINVAL;
         v = v << 4 | d;
     }
     *out = v;
-    return 0;
+    return OE_OK;
 }
 
 /* Parses the string starting at the '"' at p->pos into arena memory. */
@@ -540,15 +542,16 @@ static int parse_scalar(parser *p, oe_json *v)
 {
     const char *s = p->s;
     char c = s[p->pos];
-    if (count_node(p) != 0)
-        return -1;
+    int rc = count_node(p);
+    if (rc != OE_OK)
+        return rc;
     if (c == '"') {
         memset(v, 0, sizeof *v);
         v->type = OE_JSON_STRING;
         const char *str;
         size_t len;
-        if (parse_string(p, &str, &len) != 0)
-            return -1;
+        if ((rc = parse_string(p, &str, &len)) != OE_OK)
+            return rc;
         v->str = str;
         v->len = (uint32_t)len;
         return 0;
@@ -597,14 +600,15 @@ static int parse_key(parser *p)
     size_t off = p->pos;
     const char *key;
     size_t klen;
-    if (parse_string(p, &key, &klen) != 0)
-        return -1;
+    int rc = parse_string(p, &key, &klen);
+    if (rc != OE_OK)
+        return rc;
     skip_ws(p);
     if (p->pos >= p->len || p->s[p->pos] != ':')
         return fail_unexpected(p, "expected ':'");
     p->pos++;
-    if (push_pending(p) != 0)
-        return -1;
+    if ((rc = push_pending(p)) != OE_OK)
+        return rc;
     pending *e = &p->pv[p->pn - 1];
     e->m.key = key;
     e->m.key_len = (uint32_t)klen;
@@ -650,9 +654,9 @@ static int fail_duplicate(parser *p, const pending *e)
         }
         shown = b.data;
     }
-    parse_error(p, e->off, "duplicate key %s", shown);
+    int rc = parse_error(p, e->off, "duplicate key %s", shown);
     oe_buf_free(&b);
-    return -1;
+    return rc;
 }
 
 /* Closes the innermost container into *v. */
@@ -699,8 +703,9 @@ static int open_container(parser *p, int is_object)
 {
     if (p->fn >= p->max_depth)
         return parse_error(p, p->pos, "nesting deeper than %zu levels", p->max_depth);
-    if (count_node(p) != 0)
-        return -1;
+    int rc = count_node(p);
+    if (rc != OE_OK)
+        return rc;
     if (p->fn == p->fcap) {
         size_t cap = p->fcap ? p->fcap * 2 : 16;
         frame *nv = realloc(p->fv, cap * sizeof *nv);
@@ -719,6 +724,7 @@ static int open_container(parser *p, int is_object)
 static int parse_value(parser *p, oe_json *root)
 {
     oe_json v;
+    int rc;
     for (;;) {
         /* Expecting a value. */
         skip_ws(p);
@@ -727,20 +733,20 @@ static int parse_value(parser *p, oe_json *root)
         char c = p->s[p->pos];
         if (c == '[' || c == '{') {
             int obj = c == '{';
-            if (open_container(p, obj) != 0)
-                return -1;
+            if ((rc = open_container(p, obj)) != OE_OK)
+                return rc;
             skip_ws(p);
             if (p->pos < p->len && p->s[p->pos] == (obj ? '}' : ']')) {
                 p->pos++;
-                if (close_container(p, &v) != 0)
-                    return -1;
+                if ((rc = close_container(p, &v)) != OE_OK)
+                    return rc;
             } else {
-                if (obj && parse_key(p) != 0)
-                    return -1;
+                if (obj && (rc = parse_key(p)) != OE_OK)
+                    return rc;
                 continue;
             }
-        } else if (parse_scalar(p, &v) != 0) {
-            return -1;
+        } else if ((rc = parse_scalar(p, &v)) != OE_OK) {
+            return rc;
         }
         /* Have a complete value v: hand it to the enclosing containers. */
         for (;;) {
@@ -749,23 +755,23 @@ static int parse_value(parser *p, oe_json *root)
                 return 0;
             }
             frame *f = &p->fv[p->fn - 1];
-            if (!f->is_object && push_pending(p) != 0)
-                return -1;
+            if (!f->is_object && (rc = push_pending(p)) != OE_OK)
+                return rc;
             p->pv[p->pn - 1].m.value = v;
             skip_ws(p);
             if (p->pos < p->len && p->s[p->pos] == ',') {
                 p->pos++;
                 if (f->is_object) {
                     skip_ws(p);
-                    if (parse_key(p) != 0)
-                        return -1;
+                    if ((rc = parse_key(p)) != OE_OK)
+                        return rc;
                 }
                 break; /* next value */
             }
             if (p->pos < p->len && p->s[p->pos] == (f->is_object ? '}' : ']')) {
                 p->pos++;
-                if (close_container(p, &v) != 0)
-                    return -1;
+                if ((rc = close_container(p, &v)) != OE_OK)
+                    return rc;
                 continue;
             }
             return fail_unexpected(p, f->is_object ? "expected ',' or '}'" : "expected ',' or ']'");
@@ -806,9 +812,9 @@ int oe_json_parse(const char *buf, size_t len, int max_depth, oe_json_doc **out,
     }
     free(p.pv);
     free(p.fv);
-    if (rc != 0) {
+    if (rc != OE_OK) {
         arena_release(mem.head);
-        return p.oom ? OE_ENOMEM : OE_EINVAL;
+        return rc;
     }
     doc->mem = mem;
     *out = doc;
@@ -843,14 +849,14 @@ const oe_json *oe_json_root(const oe_json_doc *doc)
 typedef struct writer {
     oe_buf *out;
     size_t n;
-    int failed;
+    int failed; /* OE_OK, or why an append to out failed (OE_ELIMIT, OE_ENOMEM) */
     char t[512];
 } writer;
 
 static void w_flush(writer *w)
 {
-    if (w->n && !w->failed && oe_buf_append(w->out, w->t, w->n) != 0)
-        w->failed = 1;
+    if (w->n && !w->failed)
+        w->failed = oe_buf_append(w->out, w->t, w->n);
     w->n = 0;
 }
 
@@ -859,8 +865,8 @@ static void w_put(writer *w, const char *s, size_t n)
     if (n > sizeof w->t - w->n) {
         w_flush(w);
         if (n > sizeof w->t) {
-            if (!w->failed && oe_buf_append(w->out, s, n) != 0)
-                w->failed = 1;
+            if (!w->failed)
+                w->failed = oe_buf_append(w->out, s, n);
             return;
         }
     }
@@ -885,7 +891,7 @@ static void w_u16(writer *w, uint32_t u)
     w_put(w, e, 6);
 }
 
-/* Returns 0, or -1 when s is not valid UTF-8. */
+/* Returns OE_OK, or OE_EINVAL when s is not valid UTF-8. */
 static int w_string(writer *w, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -937,7 +943,7 @@ static int w_string(writer *w, const char *str, size_t len)
         }
         size_t n = utf8_seq(s + i, len - i);
         if (!n)
-            return -1;
+            return OE_EINVAL;
         uint32_t cp = utf8_decode(s + i, n);
         if (cp >= 0x10000) {
             cp -= 0x10000;
@@ -949,7 +955,7 @@ static int w_string(writer *w, const char *str, size_t len)
         i += n;
     }
     w_putc(w, '"');
-    return 0;
+    return OE_OK;
 }
 
 static void buf_truncate(oe_buf *b, size_t len)
@@ -965,14 +971,14 @@ int oe_json_dump_string(oe_buf *out, const char *s, size_t len)
     writer w = {.out = out};
     size_t start = out->len;
     if (!s && len)
-        return -1;
+        return OE_EINVAL;
     int rc = w_string(&w, s ? s : "", len);
     w_flush(&w);
-    if (rc != 0 || w.failed) {
+    if (rc == OE_OK)
+        rc = w.failed;
+    if (rc != OE_OK)
         buf_truncate(out, start);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 static int member_ptr_cmp(const void *a, const void *b)
@@ -1012,25 +1018,25 @@ static int dump_open(dumper *d, const oe_json *v)
         return 0;
     case OE_JSON_INT:
         if (!v->str || !v->len)
-            return -1;
+            return OE_EINVAL;
         w_put(w, v->str, v->len);
         return 0;
     case OE_JSON_FLOAT: {
         int n = oe_json_format_double(v->num, num, sizeof num);
         if (n < 0)
-            return -1;
+            return n;
         w_put(w, num, (size_t)n);
         return 0;
     }
     case OE_JSON_STRING:
         if (!v->str && v->len)
-            return -1;
+            return OE_EINVAL;
         return w_string(w, v->str ? v->str : "", v->len);
     case OE_JSON_ARRAY:
     case OE_JSON_OBJECT:
         break;
     default:
-        return -1;
+        return OE_EINVAL;
     }
     int obj = v->type == OE_JSON_OBJECT;
     if (v->len == 0) {
@@ -1038,7 +1044,7 @@ static int dump_open(dumper *d, const oe_json *v)
         return 0;
     }
     if (obj ? !v->members : !v->items)
-        return -1;
+        return OE_EINVAL;
     const oe_json_member **order = NULL;
     if (obj) {
         for (size_t k = 1; k < v->len; k++) {
@@ -1047,7 +1053,7 @@ static int dump_open(dumper *d, const oe_json *v)
                 /* Built by hand, not sorted: sort a view of it. */
                 order = malloc(v->len * sizeof *order);
                 if (!order)
-                    return -1;
+                    return OE_ENOMEM;
                 for (size_t j = 0; j < v->len; j++)
                     order[j] = &v->members[j];
                 qsort(order, v->len, sizeof *order, member_ptr_cmp);
@@ -1061,7 +1067,7 @@ static int dump_open(dumper *d, const oe_json *v)
             d->st == d->local ? malloc(cap * sizeof *ns) : realloc(d->st, cap * sizeof *ns);
         if (!ns) {
             free(order);
-            return -1;
+            return OE_ENOMEM;
         }
         if (d->st == d->local)
             memcpy(ns, d->local, d->n * sizeof *ns);
@@ -1076,7 +1082,7 @@ static int dump_open(dumper *d, const oe_json *v)
 int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style)
 {
     if (!v)
-        return -1;
+        return OE_EINVAL;
     dumper d;
     d.w.out = out;
     d.w.n = 0;
@@ -1105,7 +1111,7 @@ int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style)
         if (obj) {
             const oe_json_member *m = f->order ? f->order[f->i] : &f->v->members[f->i];
             if (!m->key && m->key_len) {
-                rc = -1;
+                rc = OE_EINVAL;
                 break;
             }
             rc = w_string(&d.w, m->key ? m->key : "", m->key_len);
@@ -1123,11 +1129,11 @@ int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style)
     if (d.st != d.local)
         free(d.st);
     w_flush(&d.w);
-    if (rc != 0 || d.w.failed) {
+    if (rc == OE_OK)
+        rc = d.w.failed;
+    if (rc != OE_OK)
         buf_truncate(out, start);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1234,7 +1240,7 @@ static int shortest_try(double x, const digits17 *r, int p, char *digits, int *e
 int oe_json_format_double(double d, char *out, size_t outlen)
 {
     if (!isfinite(d))
-        return -1;
+        return OE_EINVAL;
     char res[40];
     size_t n = 0;
     if (signbit(d))
@@ -1306,8 +1312,10 @@ int oe_json_format_double(double d, char *out, size_t outlen)
                                   ex < 0 ? -ex : ex);
         }
     }
-    if (!out || outlen <= n)
-        return -1;
+    if (!out)
+        return OE_EINVAL;
+    if (outlen <= n)
+        return OE_ELIMIT;
     memcpy(out, res, n);
     out[n] = '\0';
     return (int)n;

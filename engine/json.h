@@ -106,18 +106,23 @@ const oe_json *oe_json_get(const oe_json *v, const char *key);
 typedef enum oe_json_style { OE_JSON_COMPACT, OE_JSON_DEFAULT } oe_json_style;
 
 /* Appends the serialization of v to out. Keys are sorted by code point.
- * Returns 0, or -1 when out's limit is reached. */
+ * Returns OE_OK, or (with out left as it was) OE_ELIMIT when out's limit
+ * is reached, OE_ENOMEM when memory runs out, or OE_EINVAL when v cannot
+ * be serialized (a string that is not valid UTF-8, a value built by hand
+ * with a NULL where text or items belong, a float that is not finite). */
 int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style);
 
 /* Appends s[0..len) (UTF-8) as a JSON string literal with ensure_ascii
- * escaping, quotes included. Returns 0, or -1 (limit reached or s is not
- * valid UTF-8). */
+ * escaping, quotes included. Returns OE_OK, or (with out left as it was)
+ * OE_EINVAL when s is not valid UTF-8, OE_ELIMIT when out's limit is
+ * reached, or OE_ENOMEM. */
 int oe_json_dump_string(oe_buf *out, const char *s, size_t len);
 
 /* Writes Python's repr() of a finite double into out (at least 32 bytes):
  * the shortest text that reads back as the same double, with Python's
  * layout: "1.0", "0.1", "1e+16", "1e-07", "-0.0", "1.5e+300".
- * Returns the length, or -1 for NaN or infinity. */
+ * Returns the length, or OE_EINVAL for NaN or infinity (or out NULL), or
+ * OE_ELIMIT when outlen is too small. */
 int oe_json_format_double(double d, char *out, size_t outlen);
 
 /* Validates UTF-8 (no overlong forms, no surrogates, nothing above

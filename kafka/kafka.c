@@ -13,6 +13,7 @@
 
 #include "engine/clock.h"
 #include "engine/log.h"
+#include "engine/status.h"
 
 /* Lines logged lately, to drop repeats: every client of the process (the
  * worker's consumer and producer, the bridge's) reports the same broker
@@ -243,13 +244,14 @@ void oe_kafka_conf_logging(rd_kafka_conf_t *conf)
     rd_kafka_conf_set_log_cb(conf, log_cb);
 }
 
-/* Sets name/value pairs; returns -1 with errstr filled on refusal. */
+/* Sets name/value pairs; returns OE_OK, or OE_EINVAL with errstr filled on
+ * refusal. */
 static int set_pairs(rd_kafka_conf_t *conf, const char *const *pairs, char *errstr, size_t n)
 {
     for (size_t i = 0; pairs && pairs[i]; i += 2)
         if (rd_kafka_conf_set(conf, pairs[i], pairs[i + 1], errstr, n) != RD_KAFKA_CONF_OK)
-            return -1;
-    return 0;
+            return OE_EINVAL;
+    return OE_OK;
 }
 
 rd_kafka_conf_t *oe_kafka_conf(const oe_kafka_settings *s, const char *const *defaults,
@@ -321,7 +323,7 @@ int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
     if (!e && (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt == 0))
         e = md->topic_cnt == 1 && md->topics[0].err ? md->topics[0].err
                                                     : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-    int n = e ? -1 : md->topics[0].partition_cnt;
+    int n = e ? OE_EIO : md->topics[0].partition_cnt;
     if (e)
         snprintf(err, errlen, "topic %s not available: %s", topic, rd_kafka_err2str(e));
     if (md)
@@ -334,7 +336,7 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
 {
     int n = oe_kafka_partition_count(consumer, topic, timeout_ms, err, errlen);
     if (n < 0)
-        return -1;
+        return n;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n && !e; i++) {
@@ -351,7 +353,7 @@ int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset,
     rd_kafka_topic_partition_list_destroy(list);
     if (e) {
         snprintf(err, errlen, "topic %s: cannot assign: %s", topic, rd_kafka_err2str(e));
-        return -1;
+        return OE_EIO;
     }
     return n;
 }

@@ -59,7 +59,8 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
                          const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen);
 
 /* The number of partitions of topic (partitions are numbered 0..n-1), or
- * -1 with a reason in err when the topic is not available. */
+ * OE_EIO (status.h; negative) with a reason in err when the brokers do not
+ * give it (the topic is not available, or no broker answered). */
 int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,
                              size_t errlen);
 
@@ -70,7 +71,7 @@ int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, 
  * a logical offset such as RD_KAFKA_OFFSET_BEGINNING, or
  * OE_KAFKA_OFFSET_HIGH_NOW, which pins the current end so that nothing
  * published after this call is missed. Returns the number of partitions,
- * or -1 with a reason in err. */
+ * or OE_EIO (status.h; negative) with a reason in err. */
 int oe_kafka_assign_all(rd_kafka_t *consumer, const char *topic, int64_t offset, int timeout_ms,
                         char *err, size_t errlen);
 

@@ -22,6 +22,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/request.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
@@ -202,7 +203,7 @@ static void test_canonical_errors(void)
         oe_buf_init(&out, 0);
         oe_buf_puts(&out, "keep");
         char err[200] = "";
-        ASSERT_EQ(oe_avro_canonical_form(bad[i], strlen(bad[i]), &out, err, sizeof err), -1);
+        ASSERT_EQ(oe_avro_canonical_form(bad[i], strlen(bad[i]), &out, err, sizeof err), OE_EINVAL);
         ASSERT_TRUE(err[0] != '\0');
         ASSERT_STREQ(out.data, "keep");
         oe_buf_free(&out);
@@ -959,7 +960,7 @@ static void test_receipts(void)
     ASSERT_EQ(oe_codec_encode_receipt(c, &receipt_cases[0], 0, &enc, err, sizeof err), 0);
     for (size_t cut = 0; cut < enc.len; cut++) {
         oe_receipt d;
-        ASSERT_EQ(oe_codec_decode_receipt(c, enc.data, cut, &d, err, sizeof err), -1);
+        ASSERT_EQ(oe_codec_decode_receipt(c, enc.data, cut, &d, err, sizeof err), OE_EINVAL);
         ASSERT_TRUE(d.id == NULL && d.nonce == NULL);
     }
     static unsigned char buf[4096];
@@ -979,7 +980,8 @@ static void test_receipts(void)
     memcpy(buf + 10, bad_enum, sizeof bad_enum);
     {
         oe_receipt d;
-        ASSERT_EQ(oe_codec_decode_receipt(c, buf, 10 + sizeof bad_enum, &d, err, sizeof err), -1);
+        ASSERT_EQ(oe_codec_decode_receipt(c, buf, 10 + sizeof bad_enum, &d, err, sizeof err),
+                  OE_EINVAL);
         ASSERT_CONTAINS(err, "enum index 3");
         /* with index 2 it is a valid rejected receipt */
         buf[14] = 4;
@@ -989,7 +991,8 @@ static void test_receipts(void)
         ASSERT_TRUE(d.id == NULL && d.detail == NULL);
         oe_receipt_clear(&d);
         buf[15] = 2; /* boolean byte 2 */
-        ASSERT_EQ(oe_codec_decode_receipt(c, buf, 10 + sizeof bad_enum, &d, err, sizeof err), -1);
+        ASSERT_EQ(oe_codec_decode_receipt(c, buf, 10 + sizeof bad_enum, &d, err, sizeof err),
+                  OE_EINVAL);
         ASSERT_CONTAINS(err, "boolean");
     }
     /* A request is not a receipt. */
@@ -998,7 +1001,7 @@ static void test_receipts(void)
         m_header(&m, REQUEST_FP);
         m_request(&m, S("echo"), S("{}"), S("n"), 0, S(""));
         oe_receipt d;
-        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), -1);
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), OE_EINVAL);
         ASSERT_CONTAINS(err, "fingerprint");
     }
     /* JSON receipts that are wrong. */
@@ -1022,7 +1025,7 @@ static void test_receipts(void)
         oe_receipt d;
         err[0] = '\0';
         ASSERT_EQ(oe_codec_decode_receipt(c, bad_json[i], strlen(bad_json[i]), &d, err, sizeof err),
-                  -1);
+                  OE_EINVAL);
         ASSERT_TRUE(err[0] != '\0');
     }
     /* Optional fields may be absent in JSON. */
@@ -1041,8 +1044,8 @@ static void test_receipts(void)
         oe_receipt_fields f = receipt_cases[0];
         f.detail = "bad \xff";
         size_t before = enc.len;
-        ASSERT_EQ(oe_codec_encode_receipt(c, &f, 1, &enc, err, sizeof err), -1);
-        ASSERT_EQ(oe_codec_encode_receipt(c, &f, 0, &enc, err, sizeof err), -1);
+        ASSERT_EQ(oe_codec_encode_receipt(c, &f, 1, &enc, err, sizeof err), OE_EINVAL);
+        ASSERT_EQ(oe_codec_encode_receipt(c, &f, 0, &enc, err, sizeof err), OE_EINVAL);
         ASSERT_EQ(enc.len, before);
     }
     oe_buf_free(&enc);

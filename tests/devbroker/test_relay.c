@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "devbroker/relay.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 static struct sockaddr_in loopback(int port)
@@ -213,7 +214,7 @@ static void test_port_taken(void)
     int l = listen_any(&port);
     oe_relay *r = NULL;
     char err[256] = "";
-    ASSERT_EQ(oe_relay_new(port, port, &r, err, sizeof err), -1);
+    ASSERT_EQ(oe_relay_new(port, port, &r, err, sizeof err), OE_EIO);
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%d", port);
     ASSERT_CONTAINS(err, want);

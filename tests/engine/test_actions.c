@@ -52,7 +52,7 @@ static void test_actions_table(void)
             ASSERT_EQ(rc, 0);
             ASSERT_STREQ(out.data, c->result);
         } else {
-            ASSERT_EQ(rc, -1);
+            ASSERT_EQ(rc, OE_EINVAL);
             ASSERT_CONTAINS(err, c->error);
         }
         oe_buf_free(&out);

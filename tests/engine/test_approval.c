@@ -6,6 +6,7 @@
 
 #include "engine/approval.h"
 #include "engine/digest.h"
+#include "engine/status.h"
 #include "tests/keys.h"
 #include "tests/test.h"
 
@@ -84,7 +85,7 @@ static void test_ed25519(void)
     ASSERT_EQ(oe_approval_sign_ed25519(priv, &a, sig, sizeof sig, err, sizeof err), 0);
     a.signature = sig;
     ASSERT_EQ(oe_approval_check_signature(k, &a, &ed, detail, sizeof detail), 0);
-    ASSERT_EQ(oe_approval_check_time(&a, 1, 1795611601, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, 1795611601, 300, 30, detail, sizeof detail), OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     ASSERT_EQ(oe_approval_sign_ed25519(priv,
                                        &(oe_artifact){.approval_id = base.approval_id,
@@ -116,7 +117,7 @@ static void test_ed25519(void)
     ASSERT_EQ(oe_approval_keys_new(NULL,
                                    "-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n",
                                    &bad, err, sizeof err),
-              -1);
+              OE_EINVAL);
     ASSERT_CONTAINS(err, "Ed25519");
     oe_approval_keys_free(k);
     free(priv);
@@ -151,7 +152,7 @@ static void test_time_parse(void)
         double t = -1;
         int rc = oe_time_parse_iso8601(cases[i].text, &t);
         if (cases[i].epoch < 0) {
-            if (rc != -1)
+            if (rc != OE_EINVAL)
                 OE_FAIL_("accepted %s", cases[i].text);
         } else if (rc != 0 || t != cases[i].epoch) {
             OE_FAIL_("%s -> rc %d, %.3f (expected %.3f)", cases[i].text, rc, t, cases[i].epoch);
@@ -172,22 +173,25 @@ static void test_time_window(void)
     oe_artifact a = base;
     ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 10, 300, 30, detail, sizeof detail), 0);
     ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 300, 300, 30, detail, sizeof detail), 0);
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 301, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 301, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     ASSERT_EQ(oe_approval_check_time(&a, 0, issued - 30, 300, 30, detail, sizeof detail), 0);
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued - 31, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued - 31, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     /* expires_at ends validity earlier than the age limit. */
     a.expires_at = "2026-11-25T13:01:00Z";
     ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 59, 300, 30, detail, sizeof detail), 0);
-    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 60, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 60, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     /* Ed25519 requires expires_at. */
     a.expires_at = NULL;
-    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 1, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 1, 300, 30, detail, sizeof detail), OE_EINVAL);
     ASSERT_CONTAINS(detail, "expires_at");
     a.issued_at = "not a time";
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued, 300, 30, detail, sizeof detail), OE_EINVAL);
 }
 
 /* Several Ed25519 keys (rotation): an artifact signed by any configured key
@@ -262,12 +266,13 @@ static void test_ed25519_key_set(void)
     }
     const struct {
         const char *pem, *reason;
+        int rc;
     } bad[] = {
-        {many, "more than 8 PEM blocks"},
-        {"not PEM at all", "holds no PEM block"},
-        {NULL, "PEM block 2 is not an Ed25519 public key"}, /* a private key */
-        {NULL, "PEM block 2 repeats the key of block 1"},   /* twice the same */
-        {"-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n", "PEM block 1"},
+        {many, "more than 8 PEM blocks", OE_ELIMIT},
+        {"not PEM at all", "holds no PEM block", OE_EINVAL},
+        {NULL, "PEM block 2 is not an Ed25519 public key", OE_EINVAL}, /* a private key */
+        {NULL, "PEM block 2 repeats the key of block 1", OE_EINVAL},   /* twice the same */
+        {"-----BEGIN PUBLIC KEY-----\nxx\n-----END PUBLIC KEY-----\n", "PEM block 1", OE_EINVAL},
     };
     char with_priv[4096], twice[4096];
     snprintf(with_priv, sizeof with_priv, "%s%s", pub[0], priv[1]);
@@ -276,7 +281,7 @@ static void test_ed25519_key_set(void)
         const char *pem = bad[i].pem ? bad[i].pem : i == 2 ? with_priv : twice;
         err[0] = '\0';
         k = NULL;
-        ASSERT_EQ(oe_approval_keys_new(NULL, pem, &k, err, sizeof err), -1);
+        ASSERT_EQ(oe_approval_keys_new(NULL, pem, &k, err, sizeof err), bad[i].rc);
         ASSERT_TRUE(k == NULL);
         ASSERT_CONTAINS(err, bad[i].reason);
         ASSERT_CONTAINS(err, "CLAWSHIELD_PUBLIC_KEY");
@@ -324,15 +329,16 @@ static void test_hmac_secret_list(void)
     oe_approval_keys_free(k);
     const struct {
         const char *list, *reason;
+        int rc;
     } bad[] = {
-        {"a,b,c,d,e,f,g,h,topsecret", "holds 9 secrets; at most 8"},
-        {"topsecret,,other", "secret 2 of 3 is empty"},
-        {",topsecret", "secret 1 of 2 is empty"},
-        {"topsecret,", "secret 2 of 2 is empty"},
+        {"a,b,c,d,e,f,g,h,topsecret", "holds 9 secrets; at most 8", OE_ELIMIT},
+        {"topsecret,,other", "secret 2 of 3 is empty", OE_EINVAL},
+        {",topsecret", "secret 1 of 2 is empty", OE_EINVAL},
+        {"topsecret,", "secret 2 of 2 is empty", OE_EINVAL},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         k = NULL;
-        ASSERT_EQ(oe_approval_keys_new(bad[i].list, NULL, &k, err, sizeof err), -1);
+        ASSERT_EQ(oe_approval_keys_new(bad[i].list, NULL, &k, err, sizeof err), bad[i].rc);
         ASSERT_TRUE(k == NULL);
         ASSERT_CONTAINS(err, bad[i].reason);
         ASSERT_CONTAINS(err, "CLAWSHIELD_SECRET_KEY");
@@ -352,18 +358,23 @@ static void test_time_rules_by_scheme(void)
     a.expires_at = "2026-11-25T14:00:00.123456"; /* a one-hour TTL */
     /* 50 minutes after issue: Ed25519 passes, HMAC (same times) does not. */
     ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 3000, 300, 30, detail, sizeof detail), 0);
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 3000, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 3000, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     /* Past expires_at: Ed25519 refused. */
-    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 3600.2, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, issued + 3600.2, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     /* issued_at 60 s in the future: both refused. */
-    ASSERT_EQ(oe_approval_check_time(&a, 1, issued - 60, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 1, issued - 60, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "future");
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued - 60, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued - 60, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     /* HMAC: 301 s old refused, 299 s accepted. */
     a.expires_at = NULL;
-    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 301, 300, 30, detail, sizeof detail), -1);
+    ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 301, 300, 30, detail, sizeof detail),
+              OE_EINVAL);
     ASSERT_CONTAINS(detail, "expired");
     ASSERT_EQ(oe_approval_check_time(&a, 0, issued + 299, 300, 30, detail, sizeof detail), 0);
 }

@@ -25,17 +25,17 @@ static void test_failure_is_sticky(void)
     oe_buf b;
     oe_buf_init(&b, 8);
     ASSERT_EQ(oe_buf_puts(&b, "{\"a\":"), 0);
-    ASSERT_EQ(oe_buf_puts(&b, "123456"), -1);
+    ASSERT_EQ(oe_buf_puts(&b, "123456"), OE_ELIMIT);
     ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
-    ASSERT_EQ(oe_buf_putc(&b, '}'), -1);
-    ASSERT_EQ(oe_buf_printf(&b, "%s", "x"), -1);
+    ASSERT_EQ(oe_buf_putc(&b, '}'), OE_ELIMIT);
+    ASSERT_EQ(oe_buf_printf(&b, "%s", "x"), OE_ELIMIT);
     ASSERT_STREQ(b.data, "{\"a\":");
     ASSERT_EQ(b.len, 5);
     ASSERT_TRUE(oe_buf_detach(&b) == NULL);
     ASSERT_TRUE(b.data == NULL);
     /* A reset buffer is usable again. */
     oe_buf_init(&b, 8);
-    ASSERT_EQ(oe_buf_puts(&b, "123456789"), -1);
+    ASSERT_EQ(oe_buf_puts(&b, "123456789"), OE_ELIMIT);
     oe_buf_reset(&b);
     ASSERT_EQ(oe_buf_failed(&b), 0);
     ASSERT_EQ(oe_buf_puts(&b, "ok"), 0);
@@ -48,7 +48,7 @@ static void test_printf_over_cap(void)
 {
     oe_buf b;
     oe_buf_init(&b, 4);
-    ASSERT_EQ(oe_buf_printf(&b, "%d", 123456), -1);
+    ASSERT_EQ(oe_buf_printf(&b, "%d", 123456), OE_ELIMIT);
     ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
     ASSERT_EQ(b.len, 0);
     oe_buf_free(&b);

@@ -3,6 +3,7 @@
  * json.dumps. */
 #include "engine/digest.h"
 #include "engine/ids.h"
+#include "engine/status.h"
 #include "tests/test.h"
 
 typedef struct {
@@ -99,9 +100,12 @@ static void test_hmac_and_base64(void)
         ASSERT_TRUE(n >= 0 && memcmp(dec, b[i].raw, (size_t)n) == 0);
     }
     unsigned char dec[16];
-    ASSERT_EQ(oe_base64_decode("Zm9", 3, dec, sizeof dec), -1);      /* not a multiple of 4 */
-    ASSERT_EQ(oe_base64_decode("Zm=v", 4, dec, sizeof dec), -1);     /* data after padding */
-    ASSERT_EQ(oe_base64_decode("Zm9v!!!!", 8, dec, sizeof dec), -1); /* bad characters */
+    ASSERT_EQ(oe_base64_decode("Zm9", 3, dec, sizeof dec), OE_EINVAL);  /* not a multiple of 4 */
+    ASSERT_EQ(oe_base64_decode("Zm=v", 4, dec, sizeof dec), OE_EINVAL); /* data after padding */
+    ASSERT_EQ(oe_base64_decode("Zm9v!!!!", 8, dec, sizeof dec), OE_EINVAL); /* bad characters */
+    ASSERT_EQ(oe_base64_decode("Zm9vYmFy", 8, dec, 5), OE_ELIMIT);          /* too small a buffer */
+    char enc[8];
+    ASSERT_EQ(oe_base64_encode((const unsigned char *)"foobar", 6, enc, sizeof enc), OE_ELIMIT);
 }
 
 int main(void)

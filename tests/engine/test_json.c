@@ -630,9 +630,9 @@ static void test_get(void)
     oe_buf_reset(&b);
     oe_json bad = {.type = OE_JSON_FLOAT, .num = INFINITY};
     ASSERT_EQ(oe_buf_puts(&b, "x"), 0);
-    ASSERT_EQ(oe_json_dump(&b, &bad, OE_JSON_COMPACT), -1);
+    ASSERT_EQ(oe_json_dump(&b, &bad, OE_JSON_COMPACT), OE_EINVAL);
     oe_json arr = {.type = OE_JSON_ARRAY, .len = 1, .items = &bad};
-    ASSERT_EQ(oe_json_dump(&b, &arr, OE_JSON_COMPACT), -1);
+    ASSERT_EQ(oe_json_dump(&b, &arr, OE_JSON_COMPACT), OE_EINVAL);
     ASSERT_STREQ(b.data, "x"); /* failed dumps leave the buffer as it was */
     oe_buf_free(&b);
 }
@@ -646,8 +646,8 @@ static void test_dump_string(void)
     oe_buf_reset(&b);
     ASSERT_EQ(oe_json_dump_string(&b, "", 0), 0);
     ASSERT_STREQ(b.data, "\"\"");
-    ASSERT_EQ(oe_json_dump_string(&b, "\xc3", 1), -1);
-    ASSERT_EQ(oe_json_dump_string(&b, "ok\xed\xa0\x80", 5), -1);
+    ASSERT_EQ(oe_json_dump_string(&b, "\xc3", 1), OE_EINVAL);
+    ASSERT_EQ(oe_json_dump_string(&b, "ok\xed\xa0\x80", 5), OE_EINVAL);
     ASSERT_STREQ(b.data, "\"\"");
     ASSERT_EQ(b.len, 2);
     oe_buf_free(&b);
@@ -655,15 +655,15 @@ static void test_dump_string(void)
     /* The buffer's limit is honoured, and a failed dump adds nothing. */
     oe_buf_init(&b, 16);
     ASSERT_EQ(oe_buf_puts(&b, "ab"), 0);
-    ASSERT_EQ(oe_json_dump_string(&b, "0123456789abcdef", 16), -1);
+    ASSERT_EQ(oe_json_dump_string(&b, "0123456789abcdef", 16), OE_ELIMIT);
     ASSERT_STREQ(b.data, "ab");
     oe_json_doc *doc;
     const oe_json *v = parse_root(&doc, "[1,2,3,4,5,6,7,8,9,10]");
-    ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), -1);
+    ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), OE_ELIMIT);
     ASSERT_STREQ(b.data, "ab");
     ASSERT_EQ(b.len, 2);
     oe_buf_reset(&b);
-    ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), -1); /* 22 bytes > 16 */
+    ASSERT_EQ(oe_json_dump(&b, v, OE_JSON_COMPACT), OE_ELIMIT); /* 22 bytes > 16 */
     oe_json_doc_free(doc);
     /* The failure is sticky until the buffer is reset (buf.h). */
     ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
@@ -774,11 +774,11 @@ static void test_float_repr_table(void)
         ASSERT_STREQ(out, cases[i].repr);
         ASSERT_EQ(n, (long long)strlen(cases[i].repr));
     }
-    ASSERT_EQ(oe_json_format_double(NAN, out, sizeof out), -1);
-    ASSERT_EQ(oe_json_format_double(INFINITY, out, sizeof out), -1);
-    ASSERT_EQ(oe_json_format_double(-INFINITY, out, sizeof out), -1);
+    ASSERT_EQ(oe_json_format_double(NAN, out, sizeof out), OE_EINVAL);
+    ASSERT_EQ(oe_json_format_double(INFINITY, out, sizeof out), OE_EINVAL);
+    ASSERT_EQ(oe_json_format_double(-INFINITY, out, sizeof out), OE_EINVAL);
     /* Too small an output buffer is refused, not overrun. */
-    ASSERT_EQ(oe_json_format_double(0.1, out, 3), -1);
+    ASSERT_EQ(oe_json_format_double(0.1, out, 3), OE_ELIMIT);
     ASSERT_EQ(oe_json_format_double(0.1, out, 4), 3);
     ASSERT_STREQ(out, "0.1");
 }
