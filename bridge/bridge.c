@@ -48,6 +48,9 @@ struct oe_bridge {
     const oe_kafka_settings *kafka;
     oe_kafka_metrics *metrics;
     double timeout; /* seconds */
+    /* Checked by oe_bridge_new, taken by oe_bridge_start to create the
+     * clients (NULL once taken). */
+    rd_kafka_conf_t *producer_conf, *consumer_conf;
     rd_kafka_t *producer;
     rd_kafka_topic_t *requests; /* the producer's handle of the requests topic */
     rd_kafka_t *consumer;
@@ -303,37 +306,55 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
         snprintf(b->instance + 2 * i, 3, "%02x", rnd[i]);
     if ((rc = oe_codec_new(-1, &b->codec, err, errlen)) != OE_OK)
         goto error;
-    rc = OE_EINVAL; /* a refused property or client set-up */
 
     /* message.max.bytes: a 1 MiB body plus headers must fit. */
     const char *producer_defaults[] = {
         "linger.ms", "0", "message.timeout.ms", "10000", "message.max.bytes", "2097152", NULL};
     const char *producer_forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     oe_kafka_hooks hooks = {.opaque = b, .on_delivery = on_delivery};
-    b->producer = oe_kafka_new(RD_KAFKA_PRODUCER, k, producer_defaults, producer_forced, &hooks,
-                               "bridge producer", err, errlen);
-    if (!b->producer)
+    rc = OE_EINVAL; /* a refused property: checked here, the clients made by start */
+    b->producer_conf = oe_kafka_client_conf(k, producer_defaults, producer_forced, &hooks,
+                                            "bridge producer", err, errlen);
+    if (!b->producer_conf)
         goto error;
-    b->requests = rd_kafka_topic_new(b->producer, k->requests_topic, NULL);
-    if (!b->requests) {
-        snprintf(err, errlen, "bridge producer: topic %s: %s", k->requests_topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        goto error;
-    }
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
     const char *consumer_defaults[] = {"fetch.wait.max.ms", "5", NULL};
     const char *consumer_forced[] = {
         "group.id", group, "enable.auto.commit", "false", "enable.partition.eof", "false", NULL};
-    b->consumer = oe_kafka_new(RD_KAFKA_CONSUMER, k, consumer_defaults, consumer_forced, NULL,
-                               "bridge consumer", err, errlen);
-    if (!b->consumer)
+    b->consumer_conf = oe_kafka_client_conf(k, consumer_defaults, consumer_forced, NULL,
+                                            "bridge consumer", err, errlen);
+    if (!b->consumer_conf)
         goto error;
     *out = b;
     return OE_OK;
 error:
     oe_bridge_free(b);
     return rc;
+}
+
+/* Creates the clients from the configurations checked by oe_bridge_new
+ * (librdkafka starts their threads) and the producer's handle of the
+ * requests topic. */
+static int create_clients(oe_bridge *b, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *pc = b->producer_conf, *cc = b->consumer_conf;
+    b->producer_conf = b->consumer_conf = NULL; /* taken by oe_kafka_create */
+    b->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, "bridge producer", err, errlen);
+    if (!b->producer) {
+        rd_kafka_conf_destroy(cc);
+        return OE_EINVAL; /* combinations librdkafka refuses only here */
+    }
+    b->consumer = oe_kafka_create(RD_KAFKA_CONSUMER, cc, "bridge consumer", err, errlen);
+    if (!b->consumer)
+        return OE_EINVAL;
+    b->requests = rd_kafka_topic_new(b->producer, b->kafka->requests_topic, NULL);
+    if (!b->requests) {
+        snprintf(err, errlen, "bridge producer: topic %s: %s", b->kafka->requests_topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return OE_EIO;
+    }
+    return OE_OK;
 }
 
 int oe_bridge_ready(oe_bridge *b, char *reason, size_t len)
@@ -381,10 +402,10 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_reque
     oe_hex_encode(rnd, sizeof rnd, w->corr);
     w->tag = corr_tag(w->corr);
     pthread_mutex_lock(&b->lock);
-    if (b->closed) {
+    if (b->closed || !b->producer) {
         pthread_mutex_unlock(&b->lock);
         free(w);
-        reply(ctx, NULL, 503, "shutting down");
+        reply(ctx, NULL, 503, b->closed ? "shutting down" : "not started");
         return;
     }
     w->bucket_next = b->buckets[w->tag % BUCKETS];
@@ -422,6 +443,13 @@ void oe_bridge_submit(oe_bridge *b, const char *body, size_t len, const oe_reque
 
 int oe_bridge_start(oe_bridge *b, char *err, size_t errlen)
 {
+    if (b->producer || b->closed) {
+        snprintf(err, errlen, "the bridge was started before");
+        return OE_EINVAL;
+    }
+    int rc = create_clients(b, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     atomic_store(&b->running, 1);
     if (pthread_create(&b->thread, NULL, bridge_main, b) != 0) {
         atomic_store(&b->running, 0);
@@ -471,6 +499,10 @@ void oe_bridge_free(oe_bridge *b)
         rd_kafka_flush(b->producer, 2000);
         rd_kafka_destroy(b->producer);
     }
+    if (b->producer_conf)
+        rd_kafka_conf_destroy(b->producer_conf);
+    if (b->consumer_conf)
+        rd_kafka_conf_destroy(b->consumer_conf);
     oe_codec_free(b->codec);
     pthread_mutex_destroy(&b->lock);
     free(b);

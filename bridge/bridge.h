@@ -25,16 +25,18 @@ typedef struct oe_bridge oe_bridge;
 typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int status,
                                    const char *reason);
 
-/* Creates the bridge: a producer for requests and a consumer that will
- * read the receipts topic from its end. timeout_ms bounds each wait.
- * Returns OE_OK, or an oe_rc (status.h) with a reason in err: OE_EINVAL (a
- * refused property or client set-up), OE_EIO (no randomness for
- * correlation ids), or what oe_codec_new returned. */
+/* Allocates the bridge and checks the configuration of its producer (for
+ * requests) and consumer (of the receipts topic, from its end); starts
+ * nothing. timeout_ms bounds each wait. Returns OE_OK, or an oe_rc
+ * (status.h) with a reason in err: OE_EINVAL (a refused property), OE_EIO
+ * (no randomness for correlation ids), or what oe_codec_new returned. */
 int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
                   oe_bridge **out, char *err, size_t errlen);
 
-/* Starts the bridge thread. Returns OE_OK, or OE_EIO (status.h) with a
- * reason. */
+/* Creates the producer and consumer (librdkafka's threads) and starts the
+ * bridge thread. Once only; a request submitted before is answered 503.
+ * Returns OE_OK, or an oe_rc (status.h) with a reason: OE_EINVAL (a
+ * combination of properties librdkafka refuses), OE_EIO. */
 int oe_bridge_start(oe_bridge *b, char *err, size_t errlen);
 
 /* 1 once the receipts consumer is positioned; else 0 with a reason. */

@@ -224,5 +224,10 @@ int oe_start_embedded_broker(const oe_config *cfg, oe_broker **out)
         *out = NULL;
         return oe_die(1, "%s (choose another with --broker-port)", err);
     }
+    if (oe_broker_start(*out, err, sizeof err) != 0) {
+        oe_broker_free(*out);
+        *out = NULL;
+        return oe_die(1, "%s", err);
+    }
     return 0;
 }

@@ -352,8 +352,8 @@ static int run_start_kafka(service *s)
     };
     if (s->cfg.worker) {
         oe_rc wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);
-        if (wrc == OE_OK && oe_worker_start(s->worker, s->err, sizeof s->err) != 0)
-            wrc = OE_EIO;
+        if (wrc == OE_OK)
+            wrc = oe_worker_start(s->worker, s->err, sizeof s->err);
         if (wrc != OE_OK)
             return oe_die(wrc == OE_EINVAL ? 2 : 1, "worker: %s", s->err);
     }
@@ -362,8 +362,9 @@ static int run_start_kafka(service *s)
     if (oe_bridge_new(ks, &s->kafka_metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
                       sizeof s->err) != 0)
         return oe_die(2, "bridge: %s", s->err);
-    if (oe_bridge_start(s->bridge, s->err, sizeof s->err) != 0)
-        return oe_die(1, "bridge: %s", s->err);
+    int brc = oe_bridge_start(s->bridge, s->err, sizeof s->err);
+    if (brc != OE_OK)
+        return oe_die(brc == OE_EINVAL ? 2 : 1, "bridge: %s", s->err);
     return 0;
 }
 

@@ -1,7 +1,8 @@
 /* The embedded broker (broker.h): librdkafka's mock cluster in this
  * process. Threads: the mock's own thread serves clients, and the relay's
- * when a fixed port is asked for. Everything is created by oe_broker_new
- * (and oe_broker_listen) and released by oe_broker_free. */
+ * when a fixed port is asked for. oe_broker_new and oe_broker_listen only
+ * allocate (and bind the fixed port); oe_broker_start makes the cluster
+ * and starts the threads; oe_broker_free releases everything. */
 #include "devbroker/broker.h"
 
 #include <arpa/inet.h>
@@ -21,6 +22,9 @@
 #include "kafka/kafka.h"
 
 struct oe_broker {
+    int partitions;
+    char **topics; /* created by oe_broker_start */
+    size_t ntopics;
     rd_kafka_t *owner; /* the mock cluster lives in this handle */
     rd_kafka_mock_cluster_t *mock;
     oe_relay *relay; /* the fixed port; NULL: none */
@@ -89,9 +93,46 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
                   char *err, size_t errlen)
 {
     oe_broker *b = calloc(1, sizeof *b);
-    if (!b) {
+    if (!b || !(b->topics = calloc(ntopics ? ntopics : 1, sizeof *b->topics))) {
+        free(b);
         snprintf(err, errlen, "out of memory");
         return OE_ENOMEM;
+    }
+    b->partitions = partitions;
+    for (; b->ntopics < ntopics; b->ntopics++)
+        if (!(b->topics[b->ntopics] = strdup(topics[b->ntopics]))) {
+            oe_broker_free(b);
+            snprintf(err, errlen, "out of memory");
+            return OE_ENOMEM;
+        }
+    *out = b;
+    return OE_OK;
+}
+
+int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen)
+{
+    char why[256];
+    if (b->relay || b->owner || port < 1 || port > 65535) {
+        snprintf(err, errlen, "embedded broker: port %d: %s", port,
+                 b->relay   ? "a fixed port is set already"
+                 : b->owner ? "the broker was started before"
+                            : "out of range 1-65535");
+        return OE_EINVAL;
+    }
+    int rc = oe_relay_new(port, &b->relay, why, sizeof why);
+    if (rc != OE_OK) {
+        snprintf(err, errlen, "embedded broker: %s", why);
+        return rc;
+    }
+    snprintf(b->fixed, sizeof b->fixed, "127.0.0.1:%d", oe_relay_port(b->relay));
+    return OE_OK;
+}
+
+int oe_broker_start(oe_broker *b, char *err, size_t errlen)
+{
+    if (b->owner) {
+        snprintf(err, errlen, "embedded broker: started before");
+        return OE_EINVAL;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     oe_kafka_conf_logging(conf);
@@ -100,44 +141,28 @@ int oe_broker_new(int partitions, const char *const *topics, size_t ntopics, oe_
     if (!b->owner) {
         rd_kafka_conf_destroy(conf);
         snprintf(err, errlen, "embedded broker: %s", errstr);
-        free(b);
         return OE_EIO;
     }
     b->mock = rd_kafka_mock_cluster_new(b->owner, 1);
     if (!b->mock) {
         snprintf(err, errlen, "embedded broker: cannot create the mock cluster");
-        oe_broker_free(b);
         return OE_EIO;
     }
-    for (size_t i = 0; i < ntopics; i++) {
-        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(b->mock, topics[i], partitions, 1);
+    for (size_t i = 0; i < b->ntopics; i++) {
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(b->mock, b->topics[i], b->partitions, 1);
         if (e) {
-            snprintf(err, errlen, "embedded broker: topic %s: %s", topics[i], rd_kafka_err2str(e));
-            oe_broker_free(b);
+            snprintf(err, errlen, "embedded broker: topic %s: %s", b->topics[i],
+                     rd_kafka_err2str(e));
             return OE_EINVAL; /* the mock refuses only the topic's settings (e.g. a name twice) */
         }
     }
     if (set_nodelay_on_listener(mock_port(b)) != OE_OK)
         oe_log(OE_LOG_WARN, "broker", NULL, "listener not found; TCP_NODELAY not set");
-    *out = b;
-    return OE_OK;
-}
-
-int oe_broker_listen(oe_broker *b, int port, char *err, size_t errlen)
-{
     char why[256];
-    if (b->relay || port < 1 || port > 65535) {
-        snprintf(err, errlen, "embedded broker: port %d: %s", port,
-                 b->relay ? "a fixed port is set already" : "out of range 1-65535");
-        return OE_EINVAL;
-    }
-    int rc = oe_relay_new(port, mock_port(b), &b->relay, why, sizeof why);
-    if (rc != OE_OK) {
+    int rc = b->relay ? oe_relay_start(b->relay, mock_port(b), why, sizeof why) : OE_OK;
+    if (rc != OE_OK)
         snprintf(err, errlen, "embedded broker: %s", why);
-        return rc;
-    }
-    snprintf(b->fixed, sizeof b->fixed, "127.0.0.1:%d", oe_relay_port(b->relay));
-    return OE_OK;
+    return rc;
 }
 
 const char *oe_broker_bootstraps(const oe_broker *b)
@@ -159,5 +184,8 @@ void oe_broker_free(oe_broker *b)
         rd_kafka_mock_cluster_destroy(b->mock);
     if (b->owner)
         rd_kafka_destroy(b->owner);
+    for (size_t i = 0; i < b->ntopics; i++)
+        free(b->topics[i]);
+    free(b->topics);
     free(b);
 }

@@ -1,5 +1,5 @@
 /* The loopback TCP relay (relay.h). Threads: one, run_relay, owns every
- * socket and buffer after oe_relay_new returns; oe_relay_free wakes it
+ * socket and buffer after oe_relay_start returns; oe_relay_free wakes it
  * through a pipe, joins it, then releases everything. */
 #include "devbroker/relay.h"
 
@@ -39,6 +39,7 @@ struct oe_relay {
     int listener;
     int wake[2]; /* a byte on wake[1] stops the thread */
     int port, target_port;
+    int thread_started;
     pthread_t thread;
     atomic_ulong accepted;
     time_t warned_at;      /* the last "too many connections" line */
@@ -224,7 +225,7 @@ static void *run_relay(void *arg)
     return NULL;
 }
 
-int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t errlen)
+int oe_relay_new(int port, oe_relay **out, char *err, size_t errlen)
 {
     oe_relay *r = calloc(1, sizeof *r);
     if (!r) {
@@ -232,7 +233,6 @@ int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t er
         return OE_ENOMEM;
     }
     r->wake[0] = r->wake[1] = -1;
-    r->target_port = target_port;
     r->listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     struct sockaddr_in a = loopback(port);
@@ -252,15 +252,23 @@ int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t er
         oe_relay_free(r);
         return OE_EIO;
     }
+    *out = r;
+    return OE_OK;
+}
+
+int oe_relay_start(oe_relay *r, int target_port, char *err, size_t errlen)
+{
+    if (r->thread_started) {
+        snprintf(err, errlen, "the relay was started before");
+        return OE_EINVAL;
+    }
+    r->target_port = target_port;
     int e = pthread_create(&r->thread, NULL, run_relay, r);
     if (e != 0) {
-        close(r->wake[1]);
-        r->wake[1] = -1; /* no thread to wake */
         snprintf(err, errlen, "thread: %s", strerror(e));
-        oe_relay_free(r);
         return OE_EIO;
     }
-    *out = r;
+    r->thread_started = 1;
     return OE_OK;
 }
 
@@ -278,13 +286,14 @@ void oe_relay_free(oe_relay *r)
 {
     if (!r)
         return;
-    if (r->wake[1] >= 0) {
+    if (r->thread_started) {
         char b = 0;
         while (write(r->wake[1], &b, 1) < 0 && errno == EINTR)
             ;
         pthread_join(r->thread, NULL);
-        close(r->wake[1]);
     }
+    if (r->wake[1] >= 0)
+        close(r->wake[1]);
     if (r->wake[0] >= 0)
         close(r->wake[0]);
     for (size_t i = 0; i < r->nconns; i++)

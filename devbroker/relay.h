@@ -21,10 +21,15 @@
 
 typedef struct oe_relay oe_relay;
 
-/* Listens on 127.0.0.1:port (0: a port the system picks) and starts the
- * thread. Returns OE_OK, or with a reason in err OE_EIO (a system call
- * failed: e.g. the port is taken) or OE_ENOMEM (status.h). */
-int oe_relay_new(int port, int target_port, oe_relay **out, char *err, size_t errlen);
+/* Listens on 127.0.0.1:port (0: a port the system picks); connections
+ * wait in the backlog until the relay starts. Starts no thread. Returns
+ * OE_OK, or with a reason in err OE_EIO (a system call failed: e.g. the
+ * port is taken) or OE_ENOMEM (status.h). */
+int oe_relay_new(int port, oe_relay **out, char *err, size_t errlen);
+
+/* Starts the thread, relaying to 127.0.0.1:target_port. Once only.
+ * Returns OE_OK, or OE_EIO (no thread) with a reason in err. */
+int oe_relay_start(oe_relay *r, int target_port, char *err, size_t errlen);
 
 /* The port it listens on. */
 int oe_relay_port(const oe_relay *r);

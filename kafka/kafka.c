@@ -282,9 +282,9 @@ refused:
     return NULL;
 }
 
-rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
-                         const char *const *defaults, const char *const *forced,
-                         const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen)
+rd_kafka_conf_t *oe_kafka_client_conf(const oe_kafka_settings *s, const char *const *defaults,
+                                      const char *const *forced, const oe_kafka_hooks *hooks,
+                                      const char *what, char *err, size_t errlen)
 {
     char reason[512];
     rd_kafka_conf_t *conf = oe_kafka_conf(s, defaults, forced, reason, sizeof reason);
@@ -300,6 +300,13 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
         if (hooks->on_rebalance)
             rd_kafka_conf_set_rebalance_cb(conf, hooks->on_rebalance);
     }
+    return conf;
+}
+
+rd_kafka_t *oe_kafka_create(rd_kafka_type_t type, rd_kafka_conf_t *conf, const char *what,
+                            char *err, size_t errlen)
+{
+    char reason[512];
     rd_kafka_t *rk = rd_kafka_new(type, conf, reason, sizeof reason);
     if (!rk) {
         rd_kafka_conf_destroy(conf); /* rd_kafka_new keeps it only on success */
@@ -309,6 +316,14 @@ rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
     if (type == RD_KAFKA_CONSUMER)
         rd_kafka_poll_set_consumer(rk);
     return rk;
+}
+
+rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
+                         const char *const *defaults, const char *const *forced,
+                         const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = oe_kafka_client_conf(s, defaults, forced, hooks, what, err, errlen);
+    return conf ? oe_kafka_create(type, conf, what, err, errlen) : NULL;
 }
 
 int oe_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *err,

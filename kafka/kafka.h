@@ -51,9 +51,24 @@ typedef struct oe_kafka_hooks {
                          void *);
 } oe_kafka_hooks;
 
-/* Creates a client from oe_kafka_conf(s, defaults, forced) and the hooks.
- * A consumer's messages are redirected to its consumer queue. Returns NULL
- * with a reason (prefixed with what) in err. */
+/* A client's configuration, checked: oe_kafka_conf(s, defaults, forced),
+ * the hooks and the error callback. Returns NULL with a reason (prefixed
+ * with what) in err when a property is refused. Starts nothing: objects
+ * check their configuration in their `new` and create their clients
+ * (threads) in their `start`. */
+rd_kafka_conf_t *oe_kafka_client_conf(const oe_kafka_settings *s, const char *const *defaults,
+                                      const char *const *forced, const oe_kafka_hooks *hooks,
+                                      const char *what, char *err, size_t errlen);
+
+/* Creates a client (and its threads) from conf, which it takes (freed on
+ * failure too). A consumer's messages are redirected to its consumer
+ * queue. Returns NULL with a reason (prefixed with what) in err: librdkafka
+ * refuses some combinations of properties only here. */
+rd_kafka_t *oe_kafka_create(rd_kafka_type_t type, rd_kafka_conf_t *conf, const char *what,
+                            char *err, size_t errlen);
+
+/* oe_kafka_client_conf then oe_kafka_create, for the commands' short-lived
+ * clients. */
 rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
                          const char *const *defaults, const char *const *forced,
                          const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen);

@@ -64,8 +64,10 @@ void worker_clear_requests(oe_worker *w)
  * batch is recorded until they pass. A ledger that cannot be reached is
  * waited for as long as it takes, consumption paused (the group is served
  * meanwhile); memory and other ledger failures are tried a few times, then
- * the worker stops. Returns the number of requests for the engine, or -1
- * when the batch is given up (the worker stops, or it was rewound). */
+ * the worker stops. Returns the number of requests for the engine, or
+ * GIVEN_UP when the batch is given up (the worker stops, or it was
+ * rewound). */
+#define GIVEN_UP (-1L)
 static long execute_batch(oe_worker *w)
 {
     char err[512];
@@ -93,7 +95,7 @@ static long execute_batch(oe_worker *w)
                 atomic_store(&w->ledger_down, 0);
                 atomic_store(&w->cfg.kafka_metrics->ledger_unavailable, 0);
                 worker_update_pause(w);
-                return -1;
+                return GIVEN_UP;
             }
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
             attempt = -1;
@@ -107,7 +109,7 @@ static long execute_batch(oe_worker *w)
                             rc == OE_ESTORE ? "the ledger keeps failing" : "memory keeps failing",
                             "%s keeps failing (reasons in the log)",
                             rc == OE_ESTORE ? "the ledger" : "memory");
-            return -1;
+            return GIVEN_UP;
         }
         oe_sleep_ms(backoff);
         backoff *= 2;
@@ -338,8 +340,8 @@ void worker_rewind_batch(oe_worker *w)
 /* Serves the group (rebalances, errors) for ms while consumption is
  * paused. A message that still arrives joins the batch in hand when there
  * is room (it is the next of its partition); otherwise the batch in hand
- * is given up and rewound with it. Returns 0, or -1 when the batch in hand
- * was given up. */
+ * is given up and rewound with it. Returns 1 when the batch in hand was
+ * given up, else 0. */
 static int wait_polling(oe_worker *w, long ms)
 {
     double end = oe_monotonic() + (double)ms / 1000.0;
@@ -351,7 +353,7 @@ static int wait_polling(oe_worker *w, long ms)
         w->b.bytes += m->len;
         if (w->b.n == w->cfg.batch_max) {
             worker_rewind_batch(w);
-            return -1;
+            return 1;
         }
     }
     return 0;

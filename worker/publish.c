@@ -81,7 +81,7 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
         w->b.slots[slot].error = err;
         if (!w->b.delivery_error)
             w->b.delivery_error = err;
-        return -1;
+        return OE_EIO;
     }
 }
 
@@ -167,7 +167,7 @@ static int produce_slot(oe_worker *w, size_t i)
         /* Cannot get better by retrying: stop rather than spin or drop. */
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
                     f.nonce, err);
-        return -1;
+        return OE_EIO;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
      * partition; a request without a readable nonce keeps its own key. */
@@ -246,7 +246,7 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
 }
 
 /* Produces every receipt and dead letter of the batch in hand once, without
- * waiting for the broker (publish_finish waits). Returns 0, or -1 when the
+ * waiting for the broker (publish_finish waits). Returns OE_OK, or OE_EIO when the
  * worker stopped on an error (w->failed). */
 int worker_publish_start(oe_worker *w)
 {
@@ -261,7 +261,7 @@ int worker_publish_start(oe_worker *w)
         if (produce_slot(w, i) != 0)
             w->b.slots[i].delivery = DELIVERY_FAILED;
         if (atomic_load(&w->failed))
-            return -1;
+            return OE_EIO;
     }
     return 0;
 }
@@ -270,7 +270,7 @@ int worker_publish_start(oe_worker *w)
  * batch in hand (worker_publish_start produced them), producing failed ones again
  * with backoff. In a transaction (once = 1) a failed round ends the
  * attempt: the transaction must be aborted before anything can be produced
- * again. Returns 0, or -1 when the batch must not be committed (fatal or
+ * again. Returns OE_OK, or OE_EIO when the batch must not be committed (fatal or
  * permanent error, shutdown while the broker stays unreachable, or a failed
  * transactional round). */
 static int publish_finish(oe_worker *w, int once)
@@ -304,20 +304,20 @@ static int publish_finish(oe_worker *w, int once)
         rd_kafka_resp_err_t code = rd_kafka_fatal_error(w->producer, fatal, sizeof fatal);
         if (code && !worker_renewable(code)) {
             worker_fail(w, "fatal producer error", "fatal producer error: %s", fatal);
-            return -1;
+            return OE_EIO;
         }
         if (code) {
             if (once || worker_renew_producer(w) != 0)
-                return -1;
+                return OE_EIO;
         } else {
             if (permanent) {
                 worker_fail(w, "receipts cannot be published",
                             "%zu receipts cannot be published: %s", permanent,
                             rd_kafka_err2str(w->b.delivery_error));
-                return -1;
+                return OE_EIO;
             }
             if (once)
-                return -1;
+                return OE_EIO;
             /* While stopping, keep trying for a while, then leave the
              * batch uncommitted: it is re-delivered and answered from the
              * store. */
@@ -325,7 +325,7 @@ static int publish_finish(oe_worker *w, int once)
                 if (give_up == 0)
                     give_up = oe_monotonic() + STOP_GRACE_SECONDS;
                 else if (oe_monotonic() > give_up)
-                    return -1;
+                    return OE_EIO;
             }
             oe_log(OE_LOG_WARN, "worker", NULL,
                    "%zu of %zu deliveries failed (%s); retrying in %ld ms", w->b.n - ok, w->b.n,
@@ -344,7 +344,7 @@ static int publish_finish(oe_worker *w, int once)
             if (produce_slot(w, i) != 0)
                 w->b.slots[i].delivery = DELIVERY_FAILED;
             if (atomic_load(&w->failed))
-                return -1;
+                return OE_EIO;
         }
     }
 }
@@ -355,7 +355,7 @@ static int publish_finish(oe_worker *w, int once)
 int worker_publish_batch(oe_worker *w, int once)
 {
     if (worker_publish_start(w) != 0)
-        return -1;
+        return OE_EIO;
     return publish_finish(w, once);
 }
 
@@ -363,7 +363,7 @@ int worker_publish_batch(oe_worker *w, int once)
  * are acknowledged (producing failed ones again), commits its offsets,
  * and releases it. Called before the next batch is published, when no
  * message is waiting, before partitions are revoked and when stopping.
- * Returns 0, or -1 when it could not be published (the worker is stopping
+ * Returns OE_OK, or OE_EIO when it could not be published (the worker is stopping
  * or failed): it stays uncommitted and is re-delivered. */
 int worker_finish_inflight(oe_worker *w)
 {

@@ -61,7 +61,7 @@ static txn_action txn_outcome(oe_worker *w, const char *call, rd_kafka_error_t *
 }
 
 /* Transactional publish: receipts and offsets commit atomically on brokers
- * that honour transactions. Returns 0, or -1 when the transaction was
+ * that honour transactions. Returns OE_OK, or OE_EIO when the transaction was
  * aborted (the caller publishes the batch again in a new one: its outcomes
  * are stored, and the aborted receipts are invisible to read_committed
  * consumers) or the worker must stop (w->failed). */
@@ -75,10 +75,10 @@ int worker_publish_transactional(oe_worker *w)
     if (a == TXN_RENEW)
         worker_renew_producer(w);
     if (a != TXN_OK)
-        return -1; /* nothing begun: stopping, or a begin that cannot succeed */
+        return OE_EIO; /* nothing begun: stopping, or a begin that cannot succeed */
     if (worker_publish_batch(w, 1) != 0) {
         if (atomic_load(&w->failed))
-            return -1;
+            return OE_EIO;
         goto abort;
     }
     rd_kafka_topic_partition_list_t *offsets = worker_batch_offsets(w);
@@ -102,10 +102,10 @@ int worker_publish_transactional(oe_worker *w)
     }
     if (a == TXN_RENEW) {
         worker_renew_producer(w);
-        return -1;
+        return OE_EIO;
     }
     if (a == TXN_STOP)
-        return -1;
+        return OE_EIO;
 abort:
     oe_log(OE_LOG_WARN, "worker", NULL,
            "aborting the transaction of a batch of %zu (%s); publishing it again", w->b.n,
@@ -121,5 +121,5 @@ abort:
         worker_fail(w, "cannot abort a transaction", "cannot abort a transaction");
     if (a == TXN_RENEW)
         worker_renew_producer(w);
-    return -1;
+    return OE_EIO;
 }

@@ -93,7 +93,8 @@ static void update_lag(oe_worker *w)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Partitions of the requests topic, from the brokers; -1 when unknown. */
+/* Partitions of the requests topic, from the brokers; negative (OE_EIO)
+ * when unknown. */
 static int requests_partitions(oe_worker *w)
 {
     char err[256];
@@ -247,7 +248,7 @@ static void free_slots(oe_worker *w)
  * OE_WORKER_PREFETCH_KBYTES queued, fetched OE_WORKER_FETCH_BYTES at a time,
  * so that with the batch budget a worker's memory has a ceiling whatever
  * the size of the messages on the topic. */
-static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
+static rd_kafka_conf_t *consumer_conf(oe_worker *w, char *err, size_t errlen)
 {
     const oe_kafka_settings *k = w->cfg.kafka;
     char prefetch[32], fetch[32];
@@ -273,14 +274,14 @@ static rd_kafka_t *new_consumer(oe_worker *w, char *err, size_t errlen)
     };
     /* clang-format on */
     oe_kafka_hooks hooks = {.opaque = w, .on_rebalance = worker_on_rebalance};
-    return oe_kafka_new(RD_KAFKA_CONSUMER, k, defaults, forced, &hooks, "consumer", err, errlen);
+    return oe_kafka_client_conf(k, defaults, forced, &hooks, "consumer", err, errlen);
 }
 
 /* The producer of receipts and dead letters: idempotent, acks=all, and
  * transactional when configured. message.max.bytes: a dead letter is as
  * large as the request it carries, up to what the broker accepted on the
  * requests topic. */
-static rd_kafka_t *new_producer(oe_worker *w, char *err, size_t errlen)
+static rd_kafka_conf_t *producer_conf(oe_worker *w, char *err, size_t errlen)
 {
     const oe_kafka_settings *k = w->cfg.kafka;
     /* clang-format off */
@@ -298,11 +299,11 @@ static rd_kafka_t *new_producer(oe_worker *w, char *err, size_t errlen)
     };
     /* clang-format on */
     oe_kafka_hooks hooks = {.opaque = w, .on_delivery = worker_on_delivery};
-    return oe_kafka_new(RD_KAFKA_PRODUCER, k, defaults, forced, &hooks, "producer", err, errlen);
+    return oe_kafka_client_conf(k, defaults, forced, &hooks, "producer", err, errlen);
 }
 
 /* Creates the producer's topic handles and, with transactions, its
- * transactional state. Returns 0, or -1 with err. */
+ * transactional state. Returns OE_OK, or OE_EIO with err. */
 static int producer_ready(oe_worker *w, char *err, size_t errlen)
 {
     const oe_kafka_settings *k = w->cfg.kafka;
@@ -310,7 +311,7 @@ static int producer_ready(oe_worker *w, char *err, size_t errlen)
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
     if (!w->out_topics[0] || !w->out_topics[1]) {
         snprintf(err, errlen, "cannot create the producer's topic handles");
-        return -1;
+        return OE_EIO;
     }
     if (!k->transactions)
         return 0;
@@ -322,7 +323,7 @@ static int producer_ready(oe_worker *w, char *err, size_t errlen)
         snprintf(err, errlen, "init transactions: %s", rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         if (!retry)
-            return -1;
+            return OE_EIO;
         oe_log(OE_LOG_WARN, "worker", NULL, "%s (retrying)", err);
         oe_sleep_ms(delay);
         delay = delay * 2 > 5000 ? 5000 : delay * 2;
@@ -349,8 +350,8 @@ static void producer_free(oe_worker *w)
  * producer fenced by another instance of the same transactional.id is
  * replaced once a minute at most: fenced again within the minute, this
  * worker stops and leaves the partitions to the other. Other fatal errors
- * are answered up to RENEWALS_PER_MINUTE times a minute. Returns 0, or -1
- * once the worker stopped (w->failed). */
+ * are answered up to RENEWALS_PER_MINUTE times a minute. Returns OE_OK, or
+ * OE_EIO once the worker stopped (w->failed). */
 #define RENEWALS_PER_MINUTE 5
 int worker_renew_producer(oe_worker *w)
 {
@@ -371,14 +372,14 @@ int worker_renew_producer(oe_worker *w)
                     "fenced twice within a minute: another worker uses transactional.id %s "
                     "(%s)",
                     w->cfg.kafka->transactional_id, why);
-        return -1;
+        return OE_EIO;
     }
     if (++w->renewals > RENEWALS_PER_MINUTE) {
         worker_fail(w, "fatal producer error (the producer was replaced too often)",
                     "fatal producer error: %s (the producer was replaced %d times within a "
                     "minute)",
                     why, RENEWALS_PER_MINUTE);
-        return -1;
+        return OE_EIO;
     }
     oe_log(OE_LOG_WARN, "worker", NULL, "fatal producer error: %s; replacing the producer", why);
     atomic_fetch_add(&w->cfg.kafka_metrics->producer_renewals, 1);
@@ -387,11 +388,14 @@ int worker_renew_producer(oe_worker *w)
     rd_kafka_poll(w->producer, 0);
     producer_free(w);
     char err[512];
-    if (!(w->producer = new_producer(w, err, sizeof err)) || producer_ready(w, err, sizeof err)) {
+    rd_kafka_conf_t *pc = producer_conf(w, err, sizeof err);
+    if (!pc ||
+        !(w->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, "producer", err, sizeof err)) ||
+        producer_ready(w, err, sizeof err) != OE_OK) {
         worker_fail(w, "cannot replace the producer", "cannot replace the producer: %s", err);
-        return -1;
+        return OE_EIO;
     }
-    return 0;
+    return OE_OK;
 }
 
 oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen)
@@ -425,23 +429,36 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     rc = OE_EIO;
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
-    rc = OE_EINVAL; /* a refused property or client set-up */
-    if (!(w->consumer = new_consumer(w, err, errlen)) ||
-        !(w->producer = new_producer(w, err, errlen)))
-        goto error;
-    if (!(w->commit_q = rd_kafka_queue_new(w->consumer))) {
-        snprintf(err, errlen, "out of memory");
-        rc = OE_ENOMEM;
-        goto error;
-    }
-    rc = OE_EIO; /* from here on, failures are of the run time */
-    if (producer_ready(w, err, errlen) != 0)
+    rc = OE_EINVAL; /* a refused property: checked here, the clients made by start */
+    if (!(w->consumer_conf = consumer_conf(w, err, errlen)) ||
+        !(w->producer_conf = producer_conf(w, err, errlen)))
         goto error;
     *out = w;
     return OE_OK;
 error:
     oe_worker_free(w);
     return rc;
+}
+
+/* Creates the clients from the configurations checked by oe_worker_new
+ * (librdkafka starts their threads), the queue of commit answers and the
+ * producer's topics and transactional state. */
+static oe_rc create_clients(oe_worker *w, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *cc = w->consumer_conf, *pc = w->producer_conf;
+    w->consumer_conf = w->producer_conf = NULL; /* taken by oe_kafka_create */
+    w->consumer = oe_kafka_create(RD_KAFKA_CONSUMER, cc, "consumer", err, errlen);
+    if (!w->consumer) {
+        rd_kafka_conf_destroy(pc);
+        return OE_EINVAL; /* combinations librdkafka refuses only here */
+    }
+    if (!(w->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, "producer", err, errlen)))
+        return OE_EINVAL;
+    if (!(w->commit_q = rd_kafka_queue_new(w->consumer))) {
+        snprintf(err, errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    return producer_ready(w, err, errlen) == 0 ? OE_OK : OE_EIO;
 }
 
 /* The embedded broker of this process: every partition of the requests
@@ -454,7 +471,7 @@ static int assign_all(oe_worker *w, char *err, size_t errlen)
     if (n <= 0) {
         snprintf(err, errlen, "cannot read the partitions of %s on the embedded broker",
                  w->cfg.kafka->requests_topic);
-        return -1;
+        return OE_EIO;
     }
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(n);
     for (int i = 0; i < n; i++)
@@ -464,16 +481,23 @@ static int assign_all(oe_worker *w, char *err, size_t errlen)
     if (atomic_load(&w->assigned) != n) {
         snprintf(err, errlen, "cannot assign the partitions of %s on the embedded broker",
                  w->cfg.kafka->requests_topic);
-        return -1;
+        return OE_EIO;
     }
     return 0;
 }
 
-int oe_worker_start(oe_worker *w, char *err, size_t errlen)
+oe_rc oe_worker_start(oe_worker *w, char *err, size_t errlen)
 {
     const oe_kafka_settings *k = w->cfg.kafka;
+    if (w->consumer || w->stopped) {
+        snprintf(err, errlen, "the worker was started before");
+        return OE_EINVAL;
+    }
+    oe_rc rc = create_clients(w, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     if (w->cfg.own_broker && assign_all(w, err, errlen) != 0)
-        return -1;
+        return OE_EIO;
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, k->requests_topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t rerr =
@@ -481,16 +505,16 @@ int oe_worker_start(oe_worker *w, char *err, size_t errlen)
     rd_kafka_topic_partition_list_destroy(topics);
     if (rerr) {
         snprintf(err, errlen, "subscribe to %s: %s", k->requests_topic, rd_kafka_err2str(rerr));
-        return -1;
+        return OE_EIO;
     }
     atomic_store(&w->running, 1);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         atomic_store(&w->running, 0);
         snprintf(err, errlen, "cannot start the worker thread");
-        return -1;
+        return OE_EIO;
     }
     w->thread_started = 1;
-    return 0;
+    return OE_OK;
 }
 
 int oe_worker_ready(oe_worker *w, char *reason, size_t len)
@@ -631,6 +655,10 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
+    if (w->consumer_conf)
+        rd_kafka_conf_destroy(w->consumer_conf);
+    if (w->producer_conf)
+        rd_kafka_conf_destroy(w->producer_conf);
     if (w->commit_q)
         rd_kafka_queue_destroy(w->commit_q);
     if (w->commit_next)

@@ -54,15 +54,19 @@ typedef struct oe_worker oe_worker;
 #define OE_WORKER_PREFETCH_KBYTES 16384
 #define OE_WORKER_FETCH_BYTES (8 << 20)
 
-/* Creates the consumer and producer (and, with transactions, initialises
- * them). Returns OE_OK; OE_EINVAL when librdkafka refused the
- * configuration; OE_EIO for a run-time failure (e.g. the transaction
- * coordinator did not answer); OE_ENOMEM; each with a reason in err. */
+/* Allocates a worker and checks the configuration of its consumer and
+ * producer; starts nothing. Returns OE_OK; OE_EINVAL when librdkafka
+ * refused a property; OE_EIO, OE_ENOMEM; each with a reason in err. */
 oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, size_t errlen);
 
-/* Subscribes (or, with own_broker, assigns every partition of the requests
- * topic) and starts the worker thread. Returns 0 or -1 with a reason. */
-int oe_worker_start(oe_worker *w, char *err, size_t errlen);
+/* Creates the consumer and producer (librdkafka's threads; with
+ * transactions, initialises them), subscribes (or, with own_broker,
+ * assigns every partition of the requests topic) and starts the worker
+ * thread. Once only. Returns OE_OK; OE_EINVAL when librdkafka refused the
+ * configuration; OE_EIO for a run-time failure (e.g. the transaction
+ * coordinator did not answer, no thread); OE_ENOMEM; each with a reason
+ * in err. On failure, stop and free release what was made. */
+oe_rc oe_worker_start(oe_worker *w, char *err, size_t errlen);
 
 /* 1 once the consumer has partitions assigned and consumes; else 0 with a
  * reason (also while the ledger cannot be reached, or while other members

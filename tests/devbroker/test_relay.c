@@ -133,7 +133,8 @@ static void test_bytes_both_ways(void)
     pthread_create(&th, NULL, run_echo, &e);
     oe_relay *r;
     char err[256];
-    ASSERT_EQ(oe_relay_new(0, target, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_new(0, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_start(r, target, err, sizeof err), 0);
     unsigned char *out = malloc(n), *in = malloc(n + 1);
     for (size_t i = 0; i < n; i++)
         out[i] = (unsigned char)(i * 2654435761u >> 13);
@@ -165,7 +166,8 @@ static void test_connections_kept_apart(void)
     pthread_create(&th, NULL, run_echo, &e);
     oe_relay *r;
     char err[256];
-    ASSERT_EQ(oe_relay_new(0, target, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_new(0, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_start(r, target, err, sizeof err), 0);
     int fds[N];
     for (int i = 0; i < N; i++) /* all open at once */
         fds[i] = connect_to(oe_relay_port(r));
@@ -197,7 +199,8 @@ static void test_target_refuses(void)
     close(l); /* nothing listens there now */
     oe_relay *r;
     char err[256];
-    ASSERT_EQ(oe_relay_new(0, target, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_new(0, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_start(r, target, err, sizeof err), 0);
     int fd = connect_to(oe_relay_port(r));
     ASSERT_TRUE(fd >= 0);
     unsigned char b[8];
@@ -214,7 +217,7 @@ static void test_port_taken(void)
     int l = listen_any(&port);
     oe_relay *r = NULL;
     char err[256] = "";
-    ASSERT_EQ(oe_relay_new(port, port, &r, err, sizeof err), OE_EIO);
+    ASSERT_EQ(oe_relay_new(port, &r, err, sizeof err), OE_EIO);
     char want[64];
     snprintf(want, sizeof want, "127.0.0.1:%d", port);
     ASSERT_CONTAINS(err, want);
@@ -259,7 +262,8 @@ static void test_connection_limit(void)
     pthread_create(&th, NULL, run_holder, &l);
     oe_relay *r;
     char err[256];
-    ASSERT_EQ(oe_relay_new(0, target, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_new(0, &r, err, sizeof err), 0);
+    ASSERT_EQ(oe_relay_start(r, target, err, sizeof err), 0);
     static int fds[OE_RELAY_MAX_CONNECTIONS + 1];
     for (int i = 0; i <= OE_RELAY_MAX_CONNECTIONS; i++)
         fds[i] = connect_to(oe_relay_port(r));

@@ -3,6 +3,7 @@
  * into the broker (the worker must produce the failed receipts again and
  * lose none). */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bridge/bridge.h"
 #include "codec/codec.h"
 #include "devbroker/broker.h"
 #include "engine/engine.h"
@@ -201,6 +203,11 @@ static oe_broker *test_broker(void)
     char err[512];
     if (oe_broker_new(4, topics, 3, &b, err, sizeof err) != 0) {
         OE_FAIL_("broker: %s", err);
+        return NULL;
+    }
+    if (oe_broker_start(b, err, sizeof err) != 0) {
+        OE_FAIL_("broker: %s", err);
+        oe_broker_free(b);
         return NULL;
     }
     return b;
@@ -450,8 +457,10 @@ static void test_nodelay_only_on_broker_sockets(void)
     oe_broker *b = NULL;
     const char *topics[] = {"t"};
     char err[256];
-    if (oe_broker_new(1, topics, 1, &b, err, sizeof err) != 0) {
+    if (oe_broker_new(1, topics, 1, &b, err, sizeof err) != 0 ||
+        oe_broker_start(b, err, sizeof err) != 0) {
         OE_FAIL_("broker: %s", err);
+        oe_broker_free(b);
         return;
     }
     /* A connection of our own on loopback, unrelated to the broker. */
@@ -508,6 +517,64 @@ static void test_nodelay_only_on_broker_sockets(void)
     oe_broker_free(b);
 }
 
+/* Threads of this process. */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* One lifecycle: new allocates and checks the configuration, start makes
+ * the threads (librdkafka's clients included), free releases. A worker, a
+ * bridge and an embedded broker made and freed without a start never run
+ * a thread. */
+static void test_new_starts_no_thread(void)
+{
+    int before = thread_count();
+    ASSERT_TRUE(before > 0);
+    char err[512];
+    const char *topics[] = {"req", "rcp", "dlq"};
+    oe_broker *b = NULL;
+    ASSERT_EQ(oe_broker_new(4, topics, 3, &b, err, sizeof err), OE_OK);
+    oe_kafka_metrics km;
+    oe_kafka_metrics_init(&km);
+    oe_kafka_settings ks = {.brokers = "127.0.0.1:9",
+                            .requests_topic = "req",
+                            .receipts_topic = "rcp",
+                            .dlq_topic = "dlq",
+                            .group_id = "test-lifecycle"};
+    oe_worker_config wcfg = {.kafka = &ks, .kafka_metrics = &km, .confluent_schema_id = -1};
+    oe_worker *w = NULL;
+    ASSERT_EQ(oe_worker_new(&wcfg, &w, err, sizeof err), OE_OK);
+    oe_bridge *br = NULL;
+    ASSERT_EQ(oe_bridge_new(&ks, &km, 1000, &br, err, sizeof err), OE_OK);
+    ASSERT_EQ(thread_count(), before);
+    /* A property librdkafka refuses is still found by new. */
+    ks.prop_names[0] = "no.such.property";
+    ks.prop_values[0] = "1";
+    ks.nprops = 1;
+    oe_worker *refused = NULL;
+    ASSERT_EQ(oe_worker_new(&wcfg, &refused, err, sizeof err), OE_EINVAL);
+    ASSERT_CONTAINS(err, "no.such.property");
+    ASSERT_TRUE(refused == NULL);
+    oe_worker_free(w);
+    oe_bridge_free(br);
+    ASSERT_EQ(thread_count(), before);
+    /* start does make them. */
+    if (b) {
+        ASSERT_EQ(oe_broker_start(b, err, sizeof err), OE_OK);
+        ASSERT_TRUE(thread_count() > before);
+        ASSERT_EQ(oe_broker_start(b, err, sizeof err), OE_EINVAL);
+    }
+    oe_broker_free(b);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-worker-XXXXXX");
@@ -515,6 +582,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    RUN_TEST(test_new_starts_no_thread);
     RUN_TEST(test_nodelay_only_on_broker_sockets);
     RUN_TEST(test_transaction_fatal_error_stops_the_worker);
     RUN_TEST(test_transaction_fatal_error_replaces_the_producer);
