@@ -52,9 +52,9 @@ int oe_status_from_name(const char *name, size_t len, oe_status *out)
     for (int k = 0; k < OE_STATUS_COUNT; k++)
         if (strlen(status_names[k]) == len && memcmp(name, status_names[k], len) == 0) {
             *out = (oe_status)k;
-            return 0;
+            return OE_OK;
         }
-    return -1;
+    return OE_EINVAL;
 }
 
 void oe_outcome_init(oe_outcome *o)
@@ -91,14 +91,15 @@ static int is_space(char c)
  * separated by commas, with optional blanks around them; every item must be
  * the exact name of a registered action (no inner blanks, nothing else), so
  * that a typo fails at start-up instead of silently allowing less or more.
- * Returns 0, or -1 with a reason in err. */
+ * Returns OE_OK, or with a reason in err OE_EINVAL (an item that names no
+ * registered action, or no item) or OE_ENOMEM. */
 static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t errlen)
 {
     size_t count;
     const oe_action *actions = oe_actions(&count);
     if (!(e->allowed = calloc(count, 1)) || !(e->allow_order = calloc(count, sizeof(char *)))) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
     size_t items = 0;
     const char *p = list;
@@ -124,7 +125,7 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
                          "OPENEXEC_ALLOWED_ACTIONS: \"%.*s\" is not a registered action "
                          "(known: %s)",
                          (int)(n > 64 ? 64 : n), start, known);
-                return -1;
+                return OE_EINVAL;
             }
             if (!e->allowed[k])
                 e->allow_order[e->nallow++] = actions[k].name;
@@ -140,10 +141,10 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
                  "OPENEXEC_ALLOWED_ACTIONS: \"%s\" names no action (leave it empty "
                  "to allow every registered action)",
                  list);
-        return -1;
+        return OE_EINVAL;
     }
     e->restricted = 1;
-    return 0;
+    return OE_OK;
 }
 
 /* Exact membership: the name must be a registered action in the set. */
@@ -165,8 +166,9 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     oe_engine *e = calloc(1, sizeof *e);
     if (!e) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
+    int rc = OE_OK;
     pthread_mutex_init(&e->lock, NULL);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
@@ -182,23 +184,26 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
     if (!e->tenant)
         goto oom;
-    if (cfg->allowed_actions && cfg->allowed_actions[0] &&
-        allow_list_parse(e, cfg->allowed_actions, err, errlen) != 0)
-        goto error;
-    if (oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen) != 0)
+    if (cfg->allowed_actions && cfg->allowed_actions[0])
+        rc = allow_list_parse(e, cfg->allowed_actions, err, errlen);
+    if (rc == OE_OK)
+        rc = oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen);
+    if (rc != OE_OK)
         goto error;
     if (e->clawshield && !oe_approval_keys_present(e->keys)) {
         snprintf(err, errlen,
                  "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
+        rc = OE_EINVAL;
         goto error;
     }
     *out = e;
-    return 0;
+    return OE_OK;
 oom:
     snprintf(err, errlen, "out of memory");
+    rc = OE_ENOMEM;
 error:
     oe_engine_free(e);
-    return -1;
+    return rc;
 }
 
 int oe_engine_start(oe_engine *e)
@@ -280,7 +285,9 @@ static int store_failure(int rc)
     return rc == OE_ERETRY ? OE_ERETRY : rc == OE_EUNAVAIL ? OE_EUNAVAIL : OE_ESTORE;
 }
 
-/* Fills o from a stored execution (a replay). */
+/* Fills o from a stored execution (a replay). Returns OE_OK, or the
+ * failure of the copy: the result buffer's (OE_ELIMIT past
+ * OE_RESULT_MAX_BYTES, OE_ENOMEM) or OE_ENOMEM. */
 static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
 {
     o->status = OE_STATUS_REPLAYED;
@@ -288,26 +295,30 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
     memcpy(o->receipt, rec->receipt, sizeof o->receipt);
     o->approved = rec->approved;
     oe_buf_reset(&o->result_json);
-    if (oe_buf_puts(&o->result_json, rec->result_json) != 0)
-        return -1;
+    int rc = oe_buf_puts(&o->result_json, rec->result_json);
+    if (rc != OE_OK)
+        return rc;
     if (rec->approval_id && !(o->approval_id = strdup(rec->approval_id)))
-        return -1;
-    return 0;
+        return OE_ENOMEM;
+    return OE_OK;
 }
 
+/* check_approval's verdicts; its failures are negative oe_rc codes. */
+enum { APPROVAL_ACCEPTED = 0, APPROVAL_REJECTED = 1 };
+
 /* The checks of SPEC §7 from 3 on (artifact present and allowed are done by
- * the caller). Returns 0 when approved, -1 with o rejected, or -1 with
- * *failure set (OE_ENOMEM, OE_ESTORE; reason in err) when there is no
- * verdict. */
+ * the caller). Returns APPROVAL_ACCEPTED, APPROVAL_REJECTED with o
+ * rejected, or a failure when there is no verdict (OE_ENOMEM, or a store
+ * failure as store_failure reports it; reason in err). */
 static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, double now,
-                          char *err, size_t errlen, int *failure)
+                          char *err, size_t errlen)
 {
     const oe_artifact *a = &it->req.artifact;
     char detail[256];
     if (strcmp(a->action_hash, o->request_hash) != 0) {
         reject(o, OE_ERR_APPROVAL_INVALID,
                "Action hash mismatch: the artifact approves another request");
-        return -1;
+        return APPROVAL_REJECTED;
     }
     int ed25519 = it->pre.ed25519;
     int sig = it->pre.sig;
@@ -317,16 +328,15 @@ static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, 
         sig = oe_approval_check_signature(e->keys, a, &ed25519, detail, sizeof detail);
     if (sig == OE_ENOMEM) {
         snprintf(err, errlen, "%s", detail);
-        *failure = OE_ENOMEM;
-        return -1;
+        return OE_ENOMEM;
     }
     if (sig != 0) {
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
-        return -1;
+        return APPROVAL_REJECTED;
     }
     if (e->tenant[0] && strcmp(a->tenant_id, e->tenant) != 0) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Tenant mismatch");
-        return -1;
+        return APPROVAL_REJECTED;
     }
     /* HMAC artifacts only: the newer clients' Ed25519 artifacts carry no
      * issued_by, and it is not signed, so checking it would prove nothing. */
@@ -337,23 +347,21 @@ static int check_approval(oe_engine *e, const oe_batch_item *it, oe_outcome *o, 
         else
             snprintf(detail, sizeof detail, "Unknown issuer: issued_by is missing");
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
-        return -1;
+        return APPROVAL_REJECTED;
     }
     if (oe_approval_check_time(a, ed25519, now, e->max_age, e->max_skew, detail, sizeof detail) !=
         0) {
         reject(o, OE_ERR_APPROVAL_INVALID, detail);
-        return -1;
+        return APPROVAL_REJECTED;
     }
     int used = oe_store_approval_used(e->store, a->approval_id, it->pre.approval_key, err, errlen);
-    if (used < 0) {
-        *failure = store_failure(used);
-        return -1;
-    }
+    if (used < 0)
+        return store_failure(used);
     if (used) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
-        return -1;
+        return APPROVAL_REJECTED;
     }
-    return 0;
+    return APPROVAL_ACCEPTED;
 }
 
 /* Answers from the ledger when the nonce is recorded there: the original
@@ -370,11 +378,12 @@ static int answer_from_ledger(oe_engine *e, const oe_batch_item *it, oe_outcome 
     if (found == 0)
         return 0;
     int same = strcmp(rec.request_hash, o->request_hash) == 0;
-    int rc = same ? outcome_from_record(o, &rec) : 0;
+    int rc = same ? outcome_from_record(o, &rec) : OE_OK;
     oe_execution_clear(&rec);
-    if (rc != 0) {
-        snprintf(err, errlen, "out of memory while reading a replay");
-        return OE_ENOMEM;
+    if (rc != OE_OK) {
+        /* "out of memory while reading a replay" for OE_ENOMEM. */
+        snprintf(err, errlen, "%s while reading a replay", oe_strerror(rc));
+        return rc;
     }
     if (!same)
         reject(o, OE_ERR_NONCE_CONFLICT, "Nonce already used by a different request");
@@ -395,7 +404,9 @@ static void keep_text(struct oe_batch_pre *p)
 /* The payload a row keeps: the item's canonical payload (the part of the
  * text its request hash covers, printed once, when hashing), cut past max
  * bytes (oe_cut), in e->payload; NULL when rows keep none. Returns OE_OK,
- * or OE_ENOMEM with a reason in err. */
+ * or the failure of printing it with a reason in err: OE_ENOMEM, or
+ * OE_ELIMIT or OE_EINVAL as oe_json_dump reports them (the request's
+ * hashing, which printed the same payload, has ruled both out). */
 static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const char **out,
                        char *err, size_t errlen)
 {
@@ -412,9 +423,12 @@ static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const 
                  ? oe_buf_append(b, t->data + it->pre.payload_off, t->len - it->pre.payload_off - 1)
              : r->payload ? oe_json_dump(b, r->payload, OE_JSON_COMPACT)
                           : oe_buf_puts(b, "{}");
-    if (rc != 0 || oe_buf_failed(b)) {
-        snprintf(err, errlen, "out of memory while keeping a payload");
-        return OE_ENOMEM;
+    if (rc == OE_OK)
+        rc = oe_buf_failed(b);
+    if (rc != OE_OK) {
+        /* "out of memory while keeping a payload" for OE_ENOMEM. */
+        snprintf(err, errlen, "%s while keeping a payload", oe_strerror(rc));
+        return rc;
     }
     b->len = oe_cut(b->data, b->len, max, b->data);
     *out = b->data;
@@ -487,12 +501,16 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
     oe_outcome *o = &it->out;
     char detail[256];
     /* Hashing dumps the payload into a buffer far larger than any request
-     * (16 MiB for at most 1 MiB of text), so failing here is memory. */
+     * (16 MiB for at most 1 MiB of text), so failing here is memory; a
+     * limit or text that is not UTF-8 (which the decoders refuse) would be
+     * passed on as oe_request_hash_text reports it. */
     if (!it->pre.hashed) {
-        if (oe_request_hash_text(r->action, strlen(r->action), r->payload, &it->pre.text,
-                                 &it->pre.payload_off, it->pre.hash) != 0) {
-            snprintf(err, errlen, "out of memory while hashing a request");
-            return OE_ENOMEM;
+        int rc = oe_request_hash_text(r->action, strlen(r->action), r->payload, &it->pre.text,
+                                      &it->pre.payload_off, it->pre.hash);
+        if (rc != OE_OK) {
+            /* "out of memory while hashing a request" for OE_ENOMEM. */
+            snprintf(err, errlen, "%s while hashing a request", oe_strerror(rc));
+            return rc;
         }
         it->pre.hashed = 1;
         keep_text(&it->pre);
@@ -515,9 +533,11 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
         reject(o, OE_ERR_NOT_ALLOWED, detail);
         return OE_OK;
     }
-    int failure = OE_OK;
-    if (e->clawshield && check_approval(e, it, o, now, err, errlen, &failure) != 0)
-        return failure;
+    if (e->clawshield) {
+        int verdict = check_approval(e, it, o, now, err, errlen);
+        if (verdict != APPROVAL_ACCEPTED)
+            return verdict == APPROVAL_REJECTED ? OE_OK : verdict;
+    }
 
     const oe_action *action = oe_action_find(r->action);
     if (!action) {

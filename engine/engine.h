@@ -25,7 +25,8 @@ typedef enum oe_status { OE_STATUS_EXECUTED, OE_STATUS_REPLAYED, OE_STATUS_REJEC
 /* "executed", "replayed" or "rejected": the one table of the names (the
  * receipts' status field, the Avro enum's symbols in this order). */
 const char *oe_status_name(oe_status s);
-/* The status named by the len bytes at name; 0, or -1 for no status. */
+/* The status named by the len bytes at name: OE_OK, or OE_EINVAL
+ * (status.h) when they name no status. */
 int oe_status_from_name(const char *name, size_t len, oe_status *out);
 
 /* How the engine decides. Filled once at start-up; the engine copies it. */
@@ -60,7 +61,10 @@ void oe_outcome_clear(oe_outcome *o);
 typedef struct oe_engine oe_engine;
 
 /* Creates an engine writing to store (borrowed; must outlive the engine).
- * Returns 0 or -1 with a reason in err (bad key, clawshield without key). */
+ * Returns OE_OK, or with a reason in err: OE_EINVAL for a configuration it
+ * refuses (an allow-list naming no registered action, a bad key or secret,
+ * clawshield without key), OE_ELIMIT for more keys or secrets than
+ * OE_APPROVAL_KEYS_MAX (oe_approval_keys_new), or OE_ENOMEM (status.h). */
 int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out, char *err,
                   size_t errlen);
 void oe_engine_free(oe_engine *e);
@@ -108,9 +112,11 @@ typedef struct oe_batch_item {
 /* Answers n requests in one transaction. An item with a decode_error is
  * recorded as rejected without looking further. now is the wall clock in
  * seconds (for artifact age). Returns OE_OK (0), or a resource failure
- * (status.h: OE_ESTORE, OE_ENOMEM) with a reason in err: then nothing of
- * the batch is stored and no outcome may be reported (a transient failure
- * never becomes a receipt). Thread-safe: batches are serialised. */
+ * with a reason in err (status.h): OE_ESTORE or OE_EUNAVAIL from the
+ * ledger, OE_ENOMEM, or OE_ELIMIT for a replay whose stored result is
+ * larger than OE_RESULT_MAX_BYTES. Then nothing of the batch is stored and
+ * no outcome may be reported (a transient failure never becomes a
+ * receipt). Thread-safe: batches are serialised. */
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
                       size_t errlen);
 

@@ -8,14 +8,18 @@
 #include "json.h"
 
 /* SHA-256 (hex) of the canonical JSON {"action": action, "payload": payload}
- * (compact, sorted keys, ensure_ascii). payload NULL means {}. Returns 0, or
- * -1 when action is not valid UTF-8 or memory runs out. */
+ * (compact, sorted keys, ensure_ascii). payload NULL means {}. Returns OE_OK,
+ * or (status.h) OE_EINVAL when action is not valid UTF-8 (or a hand-built
+ * payload cannot be serialized), OE_ELIMIT when the text passes the
+ * buffer's 16 MiB cap, OE_ENOMEM when memory runs out. */
 int oe_request_hash(const char *action, size_t action_len, const oe_json *payload, char out[65]);
 
 /* oe_request_hash that also leaves the hashed text in text (reset first)
  * and the offset of the payload in it (the payload's canonical form runs
  * from there to the text's last byte, exclusive): for callers that keep
- * the payload too (the ledger's rows), so that it is printed once. */
+ * the payload too (the ledger's rows), so that it is printed once. Returns
+ * as oe_request_hash, OE_ELIMIT and OE_ENOMEM being text's failure (its cap
+ * is the caller's). */
 int oe_request_hash_text(const char *action, size_t action_len, const oe_json *payload,
                          oe_buf *text, size_t *payload_off, char out[65]);
 

@@ -44,62 +44,63 @@ void oe_metrics_commit(oe_metrics *m, double seconds)
     observe(m->commit_bucket, &m->commit_count, &m->commit_sum_ns, seconds);
 }
 
-/* One histogram of latency_bounds buckets. */
-static int render_histogram(oe_buf *out, const char *name, const char *help,
-                            const atomic_ullong *buckets, unsigned long long count,
-                            unsigned long long sum_ns)
+/* One histogram of latency_bounds buckets. A failed append marks out
+ * failed (buf.h): the caller checks it once. */
+static void render_histogram(oe_buf *out, const char *name, const char *help,
+                             const atomic_ullong *buckets, unsigned long long count,
+                             unsigned long long sum_ns)
 {
-    int rc = oe_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    oe_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     unsigned long long cumulative = 0;
     for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++) {
         cumulative += atomic_load(&buckets[b]);
-        rc |=
-            oe_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[b], cumulative);
+        oe_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[b], cumulative);
     }
-    rc |= oe_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
-                        count, name, (double)sum_ns / 1e9, name, count);
-    return rc;
+    oe_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name, count,
+                  name, (double)sum_ns / 1e9, name, count);
 }
 
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out)
 {
-    int rc = 0;
-    rc |= oe_buf_printf(out,
-                        "# HELP openexec_build_info Build information.\n"
-                        "# TYPE openexec_build_info gauge\n"
-                        "openexec_build_info{version=\"%s\"} 1\n"
-                        "# HELP openexec_ready 1 when the service is ready.\n"
-                        "# TYPE openexec_ready gauge\n"
-                        "openexec_ready %d\n",
-                        version, ready ? 1 : 0);
-    rc |= oe_buf_puts(out, "# HELP openexec_requests_total Requests answered, by status.\n"
-                           "# TYPE openexec_requests_total counter\n");
+    /* The appends' results are not checked one by one: a failed append
+     * marks out failed and every later one is refused (buf.h), so the
+     * buffer's state at the end says whether the text is whole. */
+    oe_buf_printf(out,
+                  "# HELP openexec_build_info Build information.\n"
+                  "# TYPE openexec_build_info gauge\n"
+                  "openexec_build_info{version=\"%s\"} 1\n"
+                  "# HELP openexec_ready 1 when the service is ready.\n"
+                  "# TYPE openexec_ready gauge\n"
+                  "openexec_ready %d\n",
+                  version, ready ? 1 : 0);
+    oe_buf_puts(out, "# HELP openexec_requests_total Requests answered, by status.\n"
+                     "# TYPE openexec_requests_total counter\n");
     for (int s = 0; s < 3; s++)
-        rc |= oe_buf_printf(out, "openexec_requests_total{status=\"%s\"} %llu\n",
-                            oe_status_name((oe_status)s), atomic_load(&m->requests[s]));
-    rc |= oe_buf_puts(out, "# HELP openexec_rejections_total Rejected requests, by error code.\n"
-                           "# TYPE openexec_rejections_total counter\n");
+        oe_buf_printf(out, "openexec_requests_total{status=\"%s\"} %llu\n",
+                      oe_status_name((oe_status)s), atomic_load(&m->requests[s]));
+    oe_buf_puts(out, "# HELP openexec_rejections_total Rejected requests, by error code.\n"
+                     "# TYPE openexec_rejections_total counter\n");
     for (int c = OE_ERR_MALFORMED; c <= OE_ERR_NONCE_CONFLICT; c++)
-        rc |= oe_buf_printf(out, "openexec_rejections_total{error_code=\"%s\"} %llu\n",
-                            oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
-    rc |= render_histogram(out, "openexec_batch_duration_seconds",
-                           "Time to validate, execute and persist one batch.", m->latency_bucket,
-                           atomic_load(&m->latency_count), atomic_load(&m->latency_sum_ns));
-    rc |= render_histogram(out, "openexec_ledger_commit_seconds",
-                           "Time of the ledger's COMMIT of one batch (its fsync included).",
-                           m->commit_bucket, atomic_load(&m->commit_count),
-                           atomic_load(&m->commit_sum_ns));
-    rc |= oe_buf_printf(out,
-                        "# HELP openexec_batches_total Batches processed.\n"
-                        "# TYPE openexec_batches_total counter\n"
-                        "openexec_batches_total %llu\n"
-                        "# HELP openexec_batch_requests_total Requests in those batches.\n"
-                        "# TYPE openexec_batch_requests_total counter\n"
-                        "openexec_batch_requests_total %llu\n"
-                        "# HELP openexec_store_errors_total Batches the store failed to persist.\n"
-                        "# TYPE openexec_store_errors_total counter\n"
-                        "openexec_store_errors_total %llu\n",
-                        atomic_load(&m->batch_count), atomic_load(&m->batch_items),
-                        atomic_load(&m->store_errors));
-    return rc ? -1 : 0;
+        oe_buf_printf(out, "openexec_rejections_total{error_code=\"%s\"} %llu\n",
+                      oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
+    render_histogram(out, "openexec_batch_duration_seconds",
+                     "Time to validate, execute and persist one batch.", m->latency_bucket,
+                     atomic_load(&m->latency_count), atomic_load(&m->latency_sum_ns));
+    render_histogram(out, "openexec_ledger_commit_seconds",
+                     "Time of the ledger's COMMIT of one batch (its fsync included).",
+                     m->commit_bucket, atomic_load(&m->commit_count),
+                     atomic_load(&m->commit_sum_ns));
+    oe_buf_printf(out,
+                  "# HELP openexec_batches_total Batches processed.\n"
+                  "# TYPE openexec_batches_total counter\n"
+                  "openexec_batches_total %llu\n"
+                  "# HELP openexec_batch_requests_total Requests in those batches.\n"
+                  "# TYPE openexec_batch_requests_total counter\n"
+                  "openexec_batch_requests_total %llu\n"
+                  "# HELP openexec_store_errors_total Batches the store failed to persist.\n"
+                  "# TYPE openexec_store_errors_total counter\n"
+                  "openexec_store_errors_total %llu\n",
+                  atomic_load(&m->batch_count), atomic_load(&m->batch_items),
+                  atomic_load(&m->store_errors));
+    return oe_buf_failed(out);
 }

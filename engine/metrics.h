@@ -36,7 +36,10 @@ void oe_metrics_batch(oe_metrics *m, oe_batch_item *const *items, size_t n, doub
 /* Counts a ledger commit that took seconds. */
 void oe_metrics_commit(oe_metrics *m, double seconds);
 
-/* Appends the Prometheus text exposition. ready is exported as a gauge. */
+/* Appends the Prometheus text exposition. ready is exported as a gauge.
+ * Returns OE_OK, or why out is failed (OE_ELIMIT at its cap, OE_ENOMEM;
+ * status.h), an earlier failure of out included: its text is then not to
+ * be used. */
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out);
 
 #endif

@@ -31,7 +31,7 @@ int oe_execution_copy(oe_execution *dst, const oe_execution *src)
     }
     if (failed)
         oe_execution_clear(dst);
-    return failed ? -1 : 0;
+    return failed ? OE_ENOMEM : OE_OK;
 }
 
 void oe_store_free(oe_store *s)

@@ -61,8 +61,8 @@ void oe_execution_set_keys(oe_execution *e);
 /* Releases the record's strings and zeroes it. */
 void oe_execution_clear(oe_execution *e);
 
-/* Copies src into dst with strings of its own. Returns 0, or -1 when
- * memory ran out (dst is then cleared). */
+/* Copies src into dst with strings of its own. Returns OE_OK, or OE_ENOMEM
+ * when memory ran out (dst is then cleared). */
 int oe_execution_copy(oe_execution *dst, const oe_execution *src);
 
 /* A rejected attempt as recorded. nonce, action, request_hash and payload
@@ -203,7 +203,8 @@ int oe_store_each_execution(oe_store *s, oe_store_execution_fn fn, void *ctx, ch
 int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
                             char *err, size_t errlen);
 
-/* Row counts, for tests and metrics. Negative on failure. */
+/* Row counts, for tests and metrics. A failure is negative: an oe_rc
+ * (OE_ESTORE, OE_EUNAVAIL). */
 long long oe_store_count_executions(oe_store *s);
 long long oe_store_count_rejections(oe_store *s);
 

@@ -18,21 +18,32 @@
 
 #include "engine/store.h"
 
-/* A SQLite file at path. Returns 0 or -1 with a reason in err. */
+/* A SQLite file at path. Returns OE_OK, or with a reason in err
+ * (status.h): OE_ESTORE when SQLite cannot open or set up the file, finds
+ * it damaged or of a schema newer than this binary's; OE_EINVAL for a
+ * reader (readonly) on an older schema, which only a writer upgrades;
+ * OE_EUNAVAIL while another process holds the file past the busy timeout;
+ * OE_ENOMEM. */
 int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_store **out,
                         char *err, size_t errlen);
 
 /* A PostgreSQL database at a libpq URI. The first connection must succeed
  * (a wrong address or password is reported at start-up); later losses
  * are reconnected on the next call and reported as OE_EUNAVAIL
- * meanwhile. Returns 0 or -1 with a reason in err (the password masked). */
+ * meanwhile. Returns OE_OK, or with a reason in err (the password masked):
+ * OE_EINVAL for a URL libpq cannot read; OE_EUNAVAIL when the database
+ * cannot be reached, refuses the connection or is short of resources;
+ * OE_ESTORE when it refuses a statement, or its schema (newer, or older
+ * and not upgraded) or this role's grants are not usable; OE_ERETRY when a
+ * schema upgrade was aborted (deadlock); OE_ENOMEM (status.h). */
 int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen);
 
 /* Brings the schema of a ledger to this binary's version (the owner's
  * role runs it: `openexec ledger migrate`); *was and *now are the versions
  * before and after. A worker whose role may not change the schema refuses
  * to start on an older one (PostgreSQL); a SQLite writer upgrades it
- * itself. Returns 0 or -1 with a reason in err. */
+ * itself. Returns OE_OK, or with a reason in err the codes of
+ * oe_pg_store_new and oe_sqlite_store_new (as for a writer). */
 int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen);
 int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t errlen);
 

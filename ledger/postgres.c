@@ -141,17 +141,17 @@ static void key_insert(key_set *set, const char *k, size_t value)
     set->used++;
 }
 
-/* Adds k (once) with value, growing the table past half full. Returns 0 or
- * -1 (memory). */
+/* Adds k (once) with value, growing the table past half full. Returns OE_OK
+ * or OE_ENOMEM. */
 static int key_add(key_set *set, const char *k, size_t value)
 {
     if (key_find(set, k))
-        return 0;
+        return OE_OK;
     if (2 * (set->used + 1) > set->cap) {
         size_t cap = set->cap ? 2 * set->cap : 64;
         key_entry *slots = calloc(cap, sizeof *slots), *old = set->slots;
         if (!slots)
-            return -1;
+            return OE_ENOMEM;
         size_t oldcap = set->cap;
         set->slots = slots;
         set->cap = cap;
@@ -164,7 +164,7 @@ static int key_add(key_set *set, const char *k, size_t value)
         free(old);
     }
     key_insert(set, k, value);
-    return 0;
+    return OE_OK;
 }
 
 static void key_set_clear(key_set *set)
@@ -545,17 +545,19 @@ static void pg_free(oe_store *base)
 
 static const oe_store_ops pg_ops;
 
-/* A store for url, not connected yet (pg_free frees it), or NULL with the
- * reason in why. The URL is parsed first and masked for every message:
+/* A store for url in *out, not connected yet (pg_free frees it). Returns
+ * OE_OK, or with the reason in why OE_EINVAL (not a connection string) or
+ * OE_ENOMEM. The URL is parsed first and masked for every message:
  * libpq's own reason for a string it cannot parse may quote the password
  * (an invalid %-escape in it), so only "cannot read" is said of it. */
-static pg_store *pg_alloc(const char *url, char *why, size_t whylen)
+static int pg_alloc(const char *url, pg_store **out, char *why, size_t whylen)
 {
+    *out = NULL;
     pg_store *s = calloc(1, sizeof *s);
     if (!s || !(s->url = strdup(url))) {
         free(s);
         snprintf(why, whylen, "out of memory");
-        return NULL;
+        return OE_ENOMEM;
     }
     s->base.ops = &pg_ops;
     pthread_mutex_init(&s->lock, NULL);
@@ -567,17 +569,18 @@ static pg_store *pg_alloc(const char *url, char *why, size_t whylen)
     if (!parsed) {
         snprintf(why, whylen, "%.400s: not a connection string libpq can read", s->shown);
         pg_free(&s->base);
-        return NULL;
+        return OE_EINVAL;
     }
-    return s;
+    *out = s;
+    return OE_OK;
 }
 
 int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, size_t errlen)
 {
     char why[512];
-    pg_store *s = pg_alloc(url, why, sizeof why);
-    int rc = s ? 0 : OE_ESTORE;
-    if (s) {
+    pg_store *s;
+    int rc = pg_alloc(url, &s, why, sizeof why);
+    if (rc == 0) {
         s->base.shared = 1;
         s->readonly = readonly;
         rc = connect_now(s, why, sizeof why);
@@ -590,17 +593,19 @@ int oe_pg_store_new(const char *url, int readonly, oe_store **out, char *err, si
         snprintf(err, errlen, "%s", why);
         if (s)
             pg_free(&s->base);
-        return -1;
+        return rc;
     }
     *out = &s->base;
-    return 0;
+    return OE_OK;
 }
 
 int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
 {
     char why[512];
-    pg_store *s = pg_alloc(url, why, sizeof why);
-    int rc = s ? connect_now(s, why, sizeof why) : OE_ESTORE;
+    pg_store *s;
+    int rc = pg_alloc(url, &s, why, sizeof why);
+    if (rc == 0)
+        rc = connect_now(s, why, sizeof why);
     if (rc == 0)
         rc = read_version(s, was, why, sizeof why);
     if (rc == 0 && *was != OE_POSTGRES_SCHEMA_VERSION)
@@ -611,7 +616,7 @@ int oe_pg_migrate(const char *url, int *was, int *now, char *err, size_t errlen)
         snprintf(err, errlen, "%s", why);
     if (s)
         pg_free(&s->base);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 static int pg_begin(oe_store *base, char *err, size_t errlen)
@@ -897,12 +902,14 @@ static long long pg_count(oe_store *base, int rejections)
     pg_store *s = (pg_store *)base;
     char err[256];
     pthread_mutex_lock(&s->lock);
-    long long n = -1;
-    if (ensure_connected(s, err, sizeof err) == 0) {
+    long long n = ensure_connected(s, err, sizeof err);
+    if (n == 0) {
         PGresult *r = PQexec(s->conn, rejections ? "SELECT count(*) FROM rejections"
                                                  : "SELECT count(*) FROM executions");
         if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
             n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        else
+            n = pg_fail(s, r, "counting rows", err, sizeof err);
         PQclear(r);
     }
     pthread_mutex_unlock(&s->lock);

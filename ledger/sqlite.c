@@ -217,18 +217,27 @@ static void sql_key(sqlite3_context *ctx, int argc, sqlite3_value **argv)
                          oe_ledger_key_of((const char *)t, (size_t)sqlite3_value_bytes(argv[0])));
 }
 
-/* A failure with its reason; a file locked by another process past the
- * busy timeout is transient (OE_EUNAVAIL), the rest is not. */
+/* The oe_rc of a SQLite result code: a file locked by another process
+ * past the busy timeout is transient (OE_EUNAVAIL), the rest is not
+ * (OE_ESTORE). */
+static int failure_of(int code)
+{
+    code &= 0xff; /* the primary code of an extended one */
+    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? OE_EUNAVAIL : OE_ESTORE;
+}
+
+/* A failure with its reason, classified by failure_of. */
 static int store_error(sqlite_store *s, char *err, size_t errlen, const char *what)
 {
     snprintf(err, errlen, "%s: %s", what, s->db ? sqlite3_errmsg(s->db) : "no database");
-    int code = s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR;
-    return code == SQLITE_BUSY || code == SQLITE_LOCKED ? OE_EUNAVAIL : OE_ESTORE;
+    return failure_of(s->db ? sqlite3_errcode(s->db) : SQLITE_ERROR);
 }
 
 /* PRAGMA quick_check at start-up: a damaged ledger is refused before the
  * service says it is ready, not found by the first batch that touches the
- * damaged page. Linear in the size of the file (about a second per GB). */
+ * damaged page. Linear in the size of the file (about a second per GB).
+ * Returns OE_OK, or OE_ESTORE (or store_error's code when the check cannot
+ * be prepared) with a reason in err. */
 static int check_integrity(sqlite_store *s, char *err, size_t errlen)
 {
     sqlite3_stmt *q;
@@ -241,15 +250,18 @@ static int check_integrity(sqlite_store *s, char *err, size_t errlen)
         snprintf(err, errlen, "%s: the ledger is damaged (quick_check: %.200s)", s->path,
                  text ? text : sqlite3_errmsg(s->db));
     sqlite3_finalize(q);
-    return ok ? 0 : -1;
+    return ok ? OE_OK : OE_ESTORE;
 }
 
+/* The schema version (PRAGMA user_version), or OE_ESTORE when it cannot be
+ * read (the reason is sqlite3_errmsg's). No writer sets a negative version:
+ * one found is taken as a failure too. */
 static int schema_version(sqlite_store *s)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) != SQLITE_OK)
-        return -1;
-    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+        return OE_ESTORE;
+    int version = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : OE_ESTORE;
     sqlite3_finalize(q);
     return version;
 }
@@ -258,7 +270,9 @@ static int schema_version(sqlite_store *s)
  * between steps leaves a consistent older version, upgraded on the next
  * start). Several processes opening one new file at once: the write lock
  * (BEGIN IMMEDIATE) serialises them, and each re-reads the version under
- * it. */
+ * it. Returns OE_OK, or with a reason in err: OE_EINVAL for a reader on an
+ * older schema, OE_ESTORE for a newer one, or a failed step's code
+ * (failure_of: OE_EUNAVAIL while another process holds the file). */
 static int migrate(sqlite_store *s, char *err, size_t errlen)
 {
     int version = schema_version(s);
@@ -271,18 +285,21 @@ static int migrate(sqlite_store *s, char *err, size_t errlen)
                  "%s: ledger schema version %d is newer than this binary's (%d): run a newer "
                  "openexec",
                  s->path, version, OE_SQLITE_SCHEMA_VERSION);
-        return -1;
+        return OE_ESTORE;
     }
     if (s->readonly) {
+        /* Not the ledger's failure: a reader was opened where a writer (or
+         * the migration) has to go first. */
         snprintf(err, errlen,
                  "%s: ledger schema version %d is older than %d: start a writer first "
                  "(or run `openexec ledger migrate`)",
                  s->path, version, OE_SQLITE_SCHEMA_VERSION);
-        return -1;
+        return OE_EINVAL;
     }
     for (;;) {
         char *msg = NULL;
-        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK)
+        int code; /* the failed call's result, read before any ROLLBACK */
+        if ((code = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, &msg)) != SQLITE_OK)
             goto failed;
         version = schema_version(s);
         if (version < 0 || version >= OE_SQLITE_SCHEMA_VERSION) {
@@ -297,19 +314,19 @@ static int migrate(sqlite_store *s, char *err, size_t errlen)
                      version + 1, version + 1);
         else
             snprintf(bump, sizeof bump, "PRAGMA user_version = %d;", version + 1);
-        if (sqlite3_exec(s->db, schema_steps[version], NULL, NULL, &msg) != SQLITE_OK ||
-            sqlite3_exec(s->db, bump, NULL, NULL, &msg) != SQLITE_OK) {
+        if ((code = sqlite3_exec(s->db, schema_steps[version], NULL, NULL, &msg)) != SQLITE_OK ||
+            (code = sqlite3_exec(s->db, bump, NULL, NULL, &msg)) != SQLITE_OK) {
             sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
             goto failed;
         }
-        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+        if ((code = sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg)) != SQLITE_OK)
             goto failed;
         continue;
     failed:
         snprintf(err, errlen, "%s: upgrading the ledger schema from version %d: %s", s->path,
                  version, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
-        return -1;
+        return failure_of(code);
     }
 }
 
@@ -352,8 +369,9 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
     sqlite_store *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return OE_ENOMEM;
     }
+    int rc;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, configure_sqlite);
     s->base.ops = &sqlite_ops;
@@ -363,14 +381,14 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     flags |= SQLITE_OPEN_NOMUTEX; /* our own mutex serialises every call */
     if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        store_error(s, err, errlen, path);
+        rc = store_error(s, err, errlen, path);
         goto error;
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (sqlite3_create_function(s->db, "openexec_key", 1,
                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
                                 sql_key, NULL, NULL) != SQLITE_OK) {
-        store_error(s, err, errlen, path);
+        rc = store_error(s, err, errlen, path);
         goto error;
     }
     char *msg = NULL;
@@ -379,27 +397,28 @@ int oe_sqlite_store_new(const char *path, int readonly, oe_store_sync sync, oe_s
              "%s PRAGMA synchronous=%s; PRAGMA foreign_keys=ON; PRAGMA cache_size=-%d;",
              readonly ? "" : OE_SQLITE_WAL_PRAGMAS, sync == OE_STORE_SYNC_FULL ? "FULL" : "NORMAL",
              OE_SQLITE_CACHE_KIB);
-    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &msg) != SQLITE_OK) {
+    if ((rc = sqlite3_exec(s->db, pragmas, NULL, NULL, &msg)) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, msg ? msg : "cannot configure");
         sqlite3_free(msg);
+        rc = failure_of(rc);
         goto error;
     }
-    if (!readonly && check_integrity(s, err, errlen) != 0)
+    if (!readonly && (rc = check_integrity(s, err, errlen)) != OE_OK)
         goto error;
-    if (migrate(s, err, errlen) != 0)
+    if ((rc = migrate(s, err, errlen)) != OE_OK)
         goto error;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
                                NULL) != SQLITE_OK) {
-            store_error(s, err, errlen, "preparing statements");
+            rc = store_error(s, err, errlen, "preparing statements");
             goto error;
         }
     }
     *out = &s->base;
-    return 0;
+    return OE_OK;
 error:
     sqlite_free(&s->base);
-    return -1;
+    return rc;
 }
 
 int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t errlen)
@@ -415,11 +434,14 @@ int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t er
     sqlite3_close(peek);
     if (*was < 0)
         *was = 0;
-    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &base, err, errlen) != 0)
-        return -1;
+    int rc = oe_sqlite_store_new(path, 0, OE_STORE_SYNC_FULL, &base, err, errlen);
+    if (rc != OE_OK)
+        return rc;
     *now = schema_version((sqlite_store *)base);
+    if (*now < 0)
+        rc = store_error((sqlite_store *)base, err, errlen, "reading the schema version");
     oe_store_free(base);
-    return 0;
+    return rc;
 }
 
 static void sqlite_free(oe_store *base)
@@ -454,19 +476,19 @@ static int run_simple(sqlite_store *s, int which, char *err, size_t errlen)
  * SQLite compares the path's inode with the open file's (one stat). Checked
  * before a batch and after its commit (a file replaced during the batch:
  * the commit went to the unlinked file, so it must not count). The lock is
- * held. Returns 0, or -1 with a reason in err. */
+ * held. Returns OE_OK, or OE_ESTORE with a reason in err. */
 static int check_not_moved(sqlite_store *s, char *err, size_t errlen)
 {
     int moved = 0;
     if (s->readonly ||
         (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
          !moved))
-        return 0;
+        return OE_OK;
     snprintf(err, errlen,
              "the ledger %s was deleted or replaced while open: nothing more is recorded "
              "in it; restart on the intended file",
              s->path);
-    return -1;
+    return OE_ESTORE;
 }
 
 static int sqlite_begin(oe_store *base, char *err, size_t errlen)
@@ -535,8 +557,10 @@ static int find_step(sqlite_store *s, sqlite3_stmt *q, oe_execution *e, char *er
         result = 1;
         if (!row.nonce || !row.action || !row.tenant_id || !row.result_json ||
             oe_execution_copy(e, &row) != 0) {
+            /* A store's failure, as store.h names them (pg_find and
+             * execution_row say the same of a row they cannot hand over). */
             snprintf(err, errlen, "out of memory reading an execution");
-            result = -1;
+            result = OE_ESTORE;
         }
     } else if (rc == SQLITE_DONE) {
         result = 0;
@@ -681,7 +705,8 @@ static long long count(sqlite_store *s, int which)
 {
     pthread_mutex_lock(&s->lock);
     sqlite3_stmt *q = s->st[which];
-    long long n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
+    int rc = sqlite3_step(q);
+    long long n = rc == SQLITE_ROW ? sqlite3_column_int64(q, 0) : failure_of(rc);
     sqlite3_reset(q);
     pthread_mutex_unlock(&s->lock);
     return n;

@@ -7,6 +7,7 @@
 #include "engine/approval.h"
 #include "engine/engine.h"
 #include "engine/ids.h"
+#include "engine/metrics.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
 #include "tests/keys.h"
@@ -214,7 +215,7 @@ static void test_allow_list_refused(void)
         cfg.allowed_actions = bad[i].list;
         oe_engine *e = NULL;
         err[0] = '\0';
-        ASSERT_EQ(oe_engine_new(&cfg, store, &e, err, sizeof err), -1);
+        ASSERT_EQ(oe_engine_new(&cfg, store, &e, err, sizeof err), OE_EINVAL);
         ASSERT_TRUE(e == NULL);
         ASSERT_CONTAINS(err, bad[i].reason);
         ASSERT_CONTAINS(err, "OPENEXEC_ALLOWED_ACTIONS");
@@ -445,7 +446,7 @@ static void test_clawshield_checks(void)
     char err[300];
     db_path(path, sizeof path);
     ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
-    ASSERT_EQ(oe_engine_new(&nokey, s, &e, err, sizeof err), -1);
+    ASSERT_EQ(oe_engine_new(&nokey, s, &e, err, sizeof err), OE_EINVAL);
     ASSERT_CONTAINS(err, "CLAWSHIELD_SECRET_KEY");
     oe_store_free(s);
 }
@@ -676,7 +677,7 @@ static void test_store_schema_guard(void)
     /* A read-only store of a missing file fails cleanly. */
     ASSERT_EQ(
         oe_sqlite_store_new("/nonexistent/dir/x.db", 1, OE_STORE_SYNC_FULL, &s, err, sizeof err),
-        -1);
+        OE_ESTORE);
     ASSERT_CONTAINS(err, "x.db");
 }
 
@@ -749,9 +750,38 @@ static void test_ledger_damaged(void)
     fclose(fp);
     oe_store *s = NULL;
     char err[400];
-    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), OE_ESTORE);
     ASSERT_TRUE(s == NULL);
     ASSERT_CONTAINS(err, "damaged");
+}
+
+/* Status names read back; anything else is no status. */
+static void test_status_names(void)
+{
+    oe_status st = OE_STATUS_EXECUTED;
+    ASSERT_EQ(oe_status_from_name("replayed", 8, &st), OE_OK);
+    ASSERT_EQ(st, OE_STATUS_REPLAYED);
+    ASSERT_EQ(oe_status_from_name("replay", 6, &st), OE_EINVAL);
+    ASSERT_EQ(oe_status_from_name("rejectedx", 9, &st), OE_EINVAL);
+    ASSERT_EQ(st, OE_STATUS_REPLAYED);
+}
+
+/* /metrics text: whole, or the buffer's failure (its cap here). */
+static void test_metrics_render(void)
+{
+    oe_metrics m;
+    oe_metrics_init(&m);
+    oe_metrics_commit(&m, 0.002);
+    oe_buf b;
+    oe_buf_init(&b, 0);
+    ASSERT_EQ(oe_metrics_render(&m, 1, "test", &b), OE_OK);
+    ASSERT_CONTAINS(b.data, "openexec_ready 1");
+    ASSERT_CONTAINS(b.data, "openexec_ledger_commit_seconds_count 1");
+    oe_buf_free(&b);
+    oe_buf_init(&b, 64);
+    ASSERT_EQ(oe_metrics_render(&m, 1, "test", &b), OE_ELIMIT);
+    ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
+    oe_buf_free(&b);
 }
 
 int main(void)
@@ -774,6 +804,8 @@ int main(void)
     RUN_TEST(test_two_stores_agree);
     RUN_TEST(test_limits);
     RUN_TEST(test_store_schema_guard);
+    RUN_TEST(test_status_names);
+    RUN_TEST(test_metrics_render);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -152,10 +152,14 @@ static void test_sqlite_schema_versions(void)
     ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     s = NULL;
-    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), OE_ESTORE);
     ASSERT_CONTAINS(err, "newer than this binary");
-    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), OE_ESTORE);
     ASSERT_TRUE(s == NULL);
+    int was = -1, now = -1;
+    ASSERT_EQ(oe_sqlite_migrate(path, &was, &now, err, sizeof err), OE_ESTORE);
+    ASSERT_EQ(was, 99);
+    ASSERT_CONTAINS(err, "newer than this binary");
 
     /* An empty file opened read-only first: refused, not created. */
     char empty[128];
@@ -164,7 +168,7 @@ static void test_sqlite_schema_versions(void)
     ASSERT_TRUE(f != NULL);
     if (f)
         fclose(f);
-    ASSERT_EQ(oe_sqlite_store_new(empty, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(empty, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), OE_EINVAL);
     ASSERT_CONTAINS(err, "start a writer first");
     unlink(empty);
     remove_ledger(path);
@@ -481,7 +485,8 @@ static void test_sqlite_v4_upgraded(void)
     ASSERT_EQ(user_version(path), 4);
     /* A reader refuses it until a writer has upgraded it. */
     s = NULL;
-    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), -1);
+    ASSERT_EQ(oe_sqlite_store_new(path, 1, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), OE_EINVAL);
+    ASSERT_CONTAINS(err, "start a writer first");
     ASSERT_EQ(oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &s, err, sizeof err), 0);
     if (!s)
         return;
