@@ -206,23 +206,42 @@ static void not_committed(rd_kafka_resp_err_t err)
            rd_kafka_err2str(err));
 }
 
-/* Keeps offsets a commit did not take. When later offsets wait to be sent
- * (commit_next), they join them (a partition keeps its larger offset), so
- * that an older commit is never tried again after a newer one went
- * through. Else they wait in pending_commit, tried again every 200 ms
- * (worker_retry_pending_commit) for the partitions still ours and joined
- * to the next batch's commit; the others are re-processed by their new
- * owner and answered from the ledger. */
+/* Keeps offsets a commit did not take in pending_commit: tried again
+ * every 200 ms (worker_retry_pending_commit) for the partitions still
+ * ours, and joined to the next batch's commit; the others are
+ * re-processed by their new owner and answered from the ledger. Never
+ * sent again at once: during a rebalance every commit is refused, and
+ * librdkafka takes each refusal for a reason to rejoin the group. */
 static void defer_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *list)
 {
-    if (w->commit_next) {
-        merge_offsets(&w->commit_next, list);
-        return;
-    }
     if (!w->pending_commit)
         w->pending_since = oe_monotonic();
     merge_offsets(&w->pending_commit, list);
     w->next_pending_try = oe_monotonic() + 0.2;
+}
+
+/* A commit went through: offsets waiting in pending_commit that it covers
+ * (the same partition at the same or a later offset) are done, so that an
+ * older commit is never tried again after a newer one. */
+static void prune_pending(oe_worker *w, const rd_kafka_topic_partition_list_t *done)
+{
+    rd_kafka_topic_partition_list_t *p = w->pending_commit;
+    if (!p)
+        return;
+    rd_kafka_topic_partition_list_t *keep = rd_kafka_topic_partition_list_new(p->cnt);
+    for (int i = 0; i < p->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &p->elems[i];
+        const rd_kafka_topic_partition_t *d =
+            rd_kafka_topic_partition_list_find(done, e->topic, e->partition);
+        if (!d || d->offset < e->offset)
+            rd_kafka_topic_partition_list_add(keep, e->topic, e->partition)->offset = e->offset;
+    }
+    rd_kafka_topic_partition_list_destroy(p);
+    w->pending_commit = keep;
+    if (keep->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(keep);
+        w->pending_commit = NULL;
+    }
 }
 
 /* Sends commit_next when no commit is on its way: one commit at a time,
@@ -246,12 +265,16 @@ static void send_commit(oe_worker *w)
 }
 
 /* The answer to a commit: refused by a rebalance, or failed otherwise, its
- * offsets wait in pending_commit. */
+ * offsets wait in pending_commit; through, it settles what waited there. */
 static void commit_done(oe_worker *w, rd_kafka_resp_err_t err,
                         const rd_kafka_topic_partition_list_t *list)
 {
-    if (!err || !list)
+    if (!list)
         return;
+    if (!err) {
+        prune_pending(w, list);
+        return;
+    }
     if (rebalance_error(err) && w->cfg.own_broker) {
         /* This worker is no member of the group: its broker refuses its
          * offsets only once another consumer has joined the group there,
