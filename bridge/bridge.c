@@ -47,10 +47,8 @@ typedef struct waiter {
 struct oe_bridge {
     const oe_kafka_settings *kafka;
     oe_kafka_metrics *metrics;
-    double timeout; /* seconds */
-    /* Checked by oe_bridge_new, taken by oe_bridge_start to create the
-     * clients (NULL once taken). */
-    rd_kafka_conf_t *producer_conf, *consumer_conf;
+    double timeout;      /* seconds */
+    oe_kafka_pair confs; /* checked by oe_bridge_new, taken by oe_bridge_start */
     rd_kafka_t *producer;
     rd_kafka_topic_t *requests; /* the producer's handle of the requests topic */
     rd_kafka_t *consumer;
@@ -313,18 +311,18 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
     const char *producer_forced[] = {"enable.idempotence", "true", "acks", "all", NULL};
     oe_kafka_hooks hooks = {.opaque = b, .on_delivery = on_delivery};
     rc = OE_EINVAL; /* a refused property: checked here, the clients made by start */
-    b->producer_conf = oe_kafka_client_conf(k, producer_defaults, producer_forced, &hooks,
-                                            "bridge producer", err, errlen);
-    if (!b->producer_conf)
+    b->confs.producer_conf = oe_kafka_client_conf(k, producer_defaults, producer_forced, &hooks,
+                                                  "bridge producer", err, errlen);
+    if (!b->confs.producer_conf)
         goto error;
     char group[64];
     snprintf(group, sizeof group, "openexec-bridge-%s", b->instance);
     const char *consumer_defaults[] = {"fetch.wait.max.ms", "5", NULL};
     const char *consumer_forced[] = {
         "group.id", group, "enable.auto.commit", "false", "enable.partition.eof", "false", NULL};
-    b->consumer_conf = oe_kafka_client_conf(k, consumer_defaults, consumer_forced, NULL,
-                                            "bridge consumer", err, errlen);
-    if (!b->consumer_conf)
+    b->confs.consumer_conf = oe_kafka_client_conf(k, consumer_defaults, consumer_forced, NULL,
+                                                  "bridge consumer", err, errlen);
+    if (!b->confs.consumer_conf)
         goto error;
     *out = b;
     return OE_OK;
@@ -338,16 +336,11 @@ error:
  * requests topic. */
 static int create_clients(oe_bridge *b, char *err, size_t errlen)
 {
-    rd_kafka_conf_t *pc = b->producer_conf, *cc = b->consumer_conf;
-    b->producer_conf = b->consumer_conf = NULL; /* taken by oe_kafka_create */
-    b->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, "bridge producer", err, errlen);
-    if (!b->producer) {
-        rd_kafka_conf_destroy(cc);
-        return OE_EINVAL; /* combinations librdkafka refuses only here */
-    }
-    b->consumer = oe_kafka_create(RD_KAFKA_CONSUMER, cc, "bridge consumer", err, errlen);
-    if (!b->consumer)
-        return OE_EINVAL;
+    int rc = oe_kafka_create_pair(&b->confs, "bridge", err, errlen);
+    b->consumer = b->confs.consumer;
+    b->producer = b->confs.producer;
+    if (rc != OE_OK)
+        return rc;
     b->requests = rd_kafka_topic_new(b->producer, b->kafka->requests_topic, NULL);
     if (!b->requests) {
         snprintf(err, errlen, "bridge producer: topic %s: %s", b->kafka->requests_topic,
@@ -499,10 +492,7 @@ void oe_bridge_free(oe_bridge *b)
         rd_kafka_flush(b->producer, 2000);
         rd_kafka_destroy(b->producer);
     }
-    if (b->producer_conf)
-        rd_kafka_conf_destroy(b->producer_conf);
-    if (b->consumer_conf)
-        rd_kafka_conf_destroy(b->consumer_conf);
+    oe_kafka_pair_drop_confs(&b->confs);
     oe_codec_free(b->codec);
     pthread_mutex_destroy(&b->lock);
     free(b);

@@ -318,6 +318,31 @@ rd_kafka_t *oe_kafka_create(rd_kafka_type_t type, rd_kafka_conf_t *conf, const c
     return rk;
 }
 
+oe_rc oe_kafka_create_pair(oe_kafka_pair *p, const char *what, char *err, size_t errlen)
+{
+    char consumer[64], producer[64];
+    snprintf(consumer, sizeof consumer, "%s%sconsumer", what, *what ? " " : "");
+    snprintf(producer, sizeof producer, "%s%sproducer", what, *what ? " " : "");
+    rd_kafka_conf_t *cc = p->consumer_conf, *pc = p->producer_conf;
+    p->consumer_conf = p->producer_conf = NULL; /* taken by oe_kafka_create */
+    if (!(p->consumer = oe_kafka_create(RD_KAFKA_CONSUMER, cc, consumer, err, errlen))) {
+        rd_kafka_conf_destroy(pc);
+        return OE_EINVAL;
+    }
+    if (!(p->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, producer, err, errlen)))
+        return OE_EINVAL;
+    return OE_OK;
+}
+
+void oe_kafka_pair_drop_confs(oe_kafka_pair *p)
+{
+    if (p->consumer_conf)
+        rd_kafka_conf_destroy(p->consumer_conf);
+    if (p->producer_conf)
+        rd_kafka_conf_destroy(p->producer_conf);
+    p->consumer_conf = p->producer_conf = NULL;
+}
+
 rd_kafka_t *oe_kafka_new(rd_kafka_type_t type, const oe_kafka_settings *s,
                          const char *const *defaults, const char *const *forced,
                          const oe_kafka_hooks *hooks, const char *what, char *err, size_t errlen)

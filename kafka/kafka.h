@@ -6,6 +6,8 @@
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 
+#include "engine/status.h"
+
 /* Most librdkafka properties passed through (-X / OPENEXEC_KAFKA_*). */
 #define OE_KAFKA_MAX_PROPS 64
 
@@ -66,6 +68,25 @@ rd_kafka_conf_t *oe_kafka_client_conf(const oe_kafka_settings *s, const char *co
  * refuses some combinations of properties only here. */
 rd_kafka_t *oe_kafka_create(rd_kafka_type_t type, rd_kafka_conf_t *conf, const char *what,
                             char *err, size_t errlen);
+
+/* A consumer and a producer whose configurations are checked by an
+ * object's `new` (oe_kafka_client_conf) and made into clients by its
+ * `start` (oe_kafka_create_pair). The object destroys the clients its own
+ * way (closing, flushing). */
+typedef struct oe_kafka_pair {
+    rd_kafka_conf_t *consumer_conf, *producer_conf; /* NULL once taken */
+    rd_kafka_t *consumer, *producer;
+} oe_kafka_pair;
+
+/* Creates both clients from the pair's configurations (both taken, also
+ * on failure); what prefixes their names in messages ("bridge" gives
+ * "bridge consumer"). Returns OE_OK, or OE_EINVAL with a reason in err: a
+ * combination of properties librdkafka refuses only here. A client made
+ * before a failure stays in the pair. */
+oe_rc oe_kafka_create_pair(oe_kafka_pair *p, const char *what, char *err, size_t errlen);
+
+/* Destroys configurations not taken (an object freed without a start). */
+void oe_kafka_pair_drop_confs(oe_kafka_pair *p);
 
 /* oe_kafka_client_conf then oe_kafka_create, for the commands' short-lived
  * clients. */

@@ -4,6 +4,7 @@
 #ifndef OE_TEST_H
 #define OE_TEST_H
 
+#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,6 +71,19 @@ static int oe_tests_failed; /* tests with at least one failed assertion */
 
 /* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)
  * inside a test is a failed test, not a verdict on the input. */
+/* Threads of this process, from /proc (-1 when it cannot be read). */
+static inline int test_thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    if (!d)
+        return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 static inline oe_json_doc *test_json_parse(const char *buf, size_t len, int max_depth, char *err,
                                            size_t errlen)
 {

@@ -58,9 +58,7 @@ typedef struct batch {
 
 struct oe_worker {
     oe_worker_config cfg;
-    /* Checked by oe_worker_new, taken by oe_worker_start to create the
-     * clients (NULL once taken). */
-    rd_kafka_conf_t *consumer_conf, *producer_conf;
+    oe_kafka_pair confs; /* checked by oe_worker_new, taken by oe_worker_start */
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
     oe_codec *codec;

@@ -430,8 +430,8 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)
         goto error;
     rc = OE_EINVAL; /* a refused property: checked here, the clients made by start */
-    if (!(w->consumer_conf = consumer_conf(w, err, errlen)) ||
-        !(w->producer_conf = producer_conf(w, err, errlen)))
+    if (!(w->confs.consumer_conf = consumer_conf(w, err, errlen)) ||
+        !(w->confs.producer_conf = producer_conf(w, err, errlen)))
         goto error;
     *out = w;
     return OE_OK;
@@ -445,15 +445,11 @@ error:
  * producer's topics and transactional state. */
 static oe_rc create_clients(oe_worker *w, char *err, size_t errlen)
 {
-    rd_kafka_conf_t *cc = w->consumer_conf, *pc = w->producer_conf;
-    w->consumer_conf = w->producer_conf = NULL; /* taken by oe_kafka_create */
-    w->consumer = oe_kafka_create(RD_KAFKA_CONSUMER, cc, "consumer", err, errlen);
-    if (!w->consumer) {
-        rd_kafka_conf_destroy(pc);
-        return OE_EINVAL; /* combinations librdkafka refuses only here */
-    }
-    if (!(w->producer = oe_kafka_create(RD_KAFKA_PRODUCER, pc, "producer", err, errlen)))
-        return OE_EINVAL;
+    oe_rc rc = oe_kafka_create_pair(&w->confs, "", err, errlen);
+    w->consumer = w->confs.consumer;
+    w->producer = w->confs.producer;
+    if (rc != OE_OK)
+        return rc;
     if (!(w->commit_q = rd_kafka_queue_new(w->consumer))) {
         snprintf(err, errlen, "out of memory");
         return OE_ENOMEM;
@@ -655,10 +651,7 @@ void oe_worker_free(oe_worker *w)
     if (!w)
         return;
     oe_worker_stop(w);
-    if (w->consumer_conf)
-        rd_kafka_conf_destroy(w->consumer_conf);
-    if (w->producer_conf)
-        rd_kafka_conf_destroy(w->producer_conf);
+    oe_kafka_pair_drop_confs(&w->confs);
     if (w->commit_q)
         rd_kafka_queue_destroy(w->commit_q);
     if (w->commit_next)

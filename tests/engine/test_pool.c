@@ -4,23 +4,9 @@
 #include "engine/pool.h"
 #include "tests/test.h"
 
-#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-
-/* Threads of this process, from /proc. */
-static int task_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    if (!d)
-        return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
 
 typedef struct job {
     atomic_int calls;
@@ -33,15 +19,15 @@ static void count_call(void *arg)
 
 static void test_every_helper_once_per_job(void)
 {
-    int before = task_count();
+    int before = test_thread_count();
     oe_pool *p = oe_pool_new(3);
     ASSERT_TRUE(p != NULL);
     if (!p)
         return;
-    ASSERT_EQ(task_count(), before); /* new makes no thread */
+    ASSERT_EQ(test_thread_count(), before); /* new makes no thread */
     ASSERT_EQ(oe_pool_start(p), 3);
     ASSERT_EQ(oe_pool_threads(p), 3);
-    ASSERT_EQ(task_count(), before + 3);
+    ASSERT_EQ(test_thread_count(), before + 3);
     for (int i = 0; i < 2000; i++) {
         job j;
         atomic_init(&j.calls, 0);
@@ -51,9 +37,9 @@ static void test_every_helper_once_per_job(void)
             break;
         }
     }
-    ASSERT_EQ(task_count(), before + 3); /* no thread per job */
+    ASSERT_EQ(test_thread_count(), before + 3); /* no thread per job */
     oe_pool_stop(p);
-    ASSERT_EQ(task_count(), before);
+    ASSERT_EQ(test_thread_count(), before);
     job j;
     atomic_init(&j.calls, 0);
     oe_pool_run(p, count_call, &j); /* stopped: the caller alone */

@@ -3,7 +3,6 @@
  * into the broker (the worker must produce the failed receipts again and
  * lose none). */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <netinet/in.h>
@@ -517,26 +516,13 @@ static void test_nodelay_only_on_broker_sockets(void)
     oe_broker_free(b);
 }
 
-/* Threads of this process. */
-static int thread_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    int n = 0;
-    if (!d)
-        return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* One lifecycle: new allocates and checks the configuration, start makes
  * the threads (librdkafka's clients included), free releases. A worker, a
  * bridge and an embedded broker made and freed without a start never run
  * a thread. */
 static void test_new_starts_no_thread(void)
 {
-    int before = thread_count();
+    int before = test_thread_count();
     ASSERT_TRUE(before > 0);
     char err[512];
     const char *topics[] = {"req", "rcp", "dlq"};
@@ -554,7 +540,7 @@ static void test_new_starts_no_thread(void)
     ASSERT_EQ(oe_worker_new(&wcfg, &w, err, sizeof err), OE_OK);
     oe_bridge *br = NULL;
     ASSERT_EQ(oe_bridge_new(&ks, &km, 1000, &br, err, sizeof err), OE_OK);
-    ASSERT_EQ(thread_count(), before);
+    ASSERT_EQ(test_thread_count(), before);
     /* A property librdkafka refuses is still found by new. */
     ks.prop_names[0] = "no.such.property";
     ks.prop_values[0] = "1";
@@ -565,11 +551,11 @@ static void test_new_starts_no_thread(void)
     ASSERT_TRUE(refused == NULL);
     oe_worker_free(w);
     oe_bridge_free(br);
-    ASSERT_EQ(thread_count(), before);
+    ASSERT_EQ(test_thread_count(), before);
     /* start does make them. */
     if (b) {
         ASSERT_EQ(oe_broker_start(b, err, sizeof err), OE_OK);
-        ASSERT_TRUE(thread_count() > before);
+        ASSERT_TRUE(test_thread_count() > before);
         ASSERT_EQ(oe_broker_start(b, err, sizeof err), OE_EINVAL);
     }
     oe_broker_free(b);
