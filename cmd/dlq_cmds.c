@@ -230,7 +230,7 @@ static int dlq_replay(int argc, char **argv)
     rd_kafka_t *admin =
         oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
     int cluster_ok = admin && oe_kafka_check_cluster(admin, topics, 2, 15000, NULL, NULL, err,
-                                                     sizeof err) == OE_KAFKA_CHECK_OK;
+                                                     sizeof err) == OE_OK;
     if (admin)
         rd_kafka_destroy(admin);
     if (!cluster_ok || assign(&r, err, sizeof err) != OE_OK) {

@@ -209,9 +209,8 @@ int oe_cmd_produce(int argc, char **argv)
     int check;
     do
         check = oe_kafka_check_cluster(p.rk, &p.topic, 1, 500, NULL, NULL, err, sizeof err);
-    while (check == OE_KAFKA_CHECK_UNREACHABLE && !oe_stop_requested() &&
-           oe_monotonic_ms() < deadline);
-    if (check != OE_KAFKA_CHECK_OK || oe_stop_requested()) {
+    while (check == OE_EUNAVAIL && !oe_stop_requested() && oe_monotonic_ms() < deadline);
+    if (check != OE_OK || oe_stop_requested()) {
         rd_kafka_destroy(p.rk);
         oe_codec_free(p.codec);
         oe_kafka_settings_clear(&ks);

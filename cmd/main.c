@@ -314,12 +314,12 @@ static int run_check_cluster(service *s)
     int rc = oe_kafka_check_cluster(rk, topics, 3, RUN_CLUSTER_WAIT_MS, NULL, NULL, s->err,
                                     sizeof s->err);
     rd_kafka_destroy(rk);
-    if (rc == OE_KAFKA_CHECK_UNREACHABLE) {
+    if (rc == OE_EUNAVAIL) {
         oe_log(OE_LOG_WARN, "main", NULL, "%s; starting anyway (not ready until they answer)",
                s->err);
         return 0;
     }
-    return rc == OE_KAFKA_CHECK_OK ? 0 : oe_die(1, "%s", s->err);
+    return rc == OE_OK ? 0 : oe_die(1, "%s", s->err);
 }
 
 /* The embedded broker when no brokers are configured, then the worker

@@ -87,10 +87,10 @@ static int look_up(rd_kafka_t *rk, const char *const *names, int *exists, int *p
         char why[512];
         int rc =
             oe_kafka_check_cluster(rk, &names[i], 1, 15000, &parts[i], &rf[i], why, sizeof why);
-        exists[i] = rc == OE_KAFKA_CHECK_OK;
+        exists[i] = rc == OE_OK;
         /* A topic in error (e.g. no leader yet, just after its creation)
          * counts as missing for now. */
-        if (rc == OE_KAFKA_CHECK_UNREACHABLE || rc == OE_KAFKA_CHECK_REFUSED) {
+        if (rc == OE_EUNAVAIL || rc == OE_EREFUSED) {
             snprintf(err, errlen, "%s", why);
             return OE_EIO;
         }

@@ -17,13 +17,15 @@ const char *oe_strerror(int rc)
     case OE_EINVAL:
         return "invalid argument";
     case OE_EUNAVAIL:
-        return "ledger unavailable";
+        return "unavailable now";
     case OE_ERETRY:
         return "ledger transaction aborted, retry";
     case OE_EDUP_NONCE:
         return "nonce already recorded";
     case OE_EDUP_APPROVAL:
         return "approval already used";
+    case OE_EREFUSED:
+        return "refused by the peer";
     }
     return "unknown error";
 }

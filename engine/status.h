@@ -19,11 +19,13 @@ typedef enum oe_rc {
     OE_ESTORE = -3,        /* the ledger failed (I/O, corruption, replaced) */
     OE_EIO = -4,           /* another system call failed */
     OE_EINVAL = -5,        /* bad configuration or argument from the operator */
-    OE_EUNAVAIL = -6,      /* the ledger cannot be reached now: try again later */
+    OE_EUNAVAIL = -6,      /* the ledger (or the brokers) cannot be reached now: try
+                              again later */
     OE_ERETRY = -7,        /* the ledger aborted a transaction for a transient
                               reason (deadlock, serialization): run it again now */
     OE_EDUP_NONCE = -8,    /* the ledger holds an execution of this nonce */
     OE_EDUP_APPROVAL = -9, /* the ledger holds an execution of this approval */
+    OE_EREFUSED = -10,     /* a peer refused this process (authentication, TLS) */
 } oe_rc;
 
 /* A short constant description of rc ("out of memory", ...). */

@@ -185,8 +185,8 @@ void oe_kafka_probe(rd_kafka_t *rk)
     }
 }
 
-int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
-                           int *parts, int *rf, char *err, size_t errlen)
+oe_rc oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
+                             int *parts, int *rf, char *err, size_t errlen)
 {
     double end = oe_monotonic() + timeout_ms / 1000.0;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -197,8 +197,8 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
         e = rd_kafka_metadata(rk, 1, NULL, &md, 500);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
             note_up();
-            int rc = OE_KAFKA_CHECK_OK;
-            for (size_t i = 0; i < n && rc == OE_KAFKA_CHECK_OK; i++) {
+            int rc = OE_OK;
+            for (size_t i = 0; i < n && rc == OE_OK; i++) {
                 const struct rd_kafka_metadata_topic *t = NULL;
                 for (int j = 0; j < md->topic_cnt && !t; j++)
                     if (strcmp(md->topics[j].topic, topics[i]) == 0)
@@ -208,10 +208,10 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
                              "topic %s does not exist on the cluster (create it with "
                              "`openexec topics`)",
                              topics[i]);
-                    rc = OE_KAFKA_CHECK_TOPIC;
+                    rc = OE_EINVAL;
                 } else if (t->err) {
                     snprintf(err, errlen, "topic %s: %s", topics[i], rd_kafka_err2str(t->err));
-                    rc = OE_KAFKA_CHECK_TOPIC;
+                    rc = OE_EINVAL;
                 } else {
                     if (parts)
                         parts[i] = t->partition_cnt;
@@ -226,7 +226,7 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
             rd_kafka_poll(rk, 0); /* serves error_cb: a refusal is known now */
         if (oe_kafka_health(why, sizeof why) == OE_KAFKA_REFUSED) {
             snprintf(err, errlen, "brokers refused the connection: %s", why);
-            return OE_KAFKA_CHECK_REFUSED;
+            return OE_EREFUSED;
         }
         if (oe_monotonic() > end)
             break;
@@ -236,7 +236,7 @@ int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, 
     if (oe_kafka_health(why, sizeof why) == OE_KAFKA_UP)
         snprintf(why, sizeof why, "%s", rd_kafka_err2str(e));
     snprintf(err, errlen, "brokers unreachable after %.1f s: %s", timeout_ms / 1000.0, why);
-    return OE_KAFKA_CHECK_UNREACHABLE;
+    return OE_EUNAVAIL;
 }
 
 void oe_kafka_conf_logging(rd_kafka_conf_t *conf)

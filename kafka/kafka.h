@@ -135,20 +135,13 @@ void oe_kafka_probe(rd_kafka_t *rk);
 
 /* Checks that the brokers answer and that each of the n topics exists,
  * trying a metadata request of all topics (500 ms each) until timeout_ms.
- * Returns OE_KAFKA_CHECK_OK, or with a one-line reason in err:
- * OE_KAFKA_CHECK_REFUSED (authentication or TLS, at once),
- * OE_KAFKA_CHECK_TOPIC (a topic missing or in error) or
- * OE_KAFKA_CHECK_UNREACHABLE (no answer until the deadline). Serves rk's
+ * Returns OE_OK, or (status.h) with a one-line reason in err:
+ * OE_EREFUSED (authentication or TLS, at once), OE_EINVAL (a topic missing
+ * or in error) or OE_EUNAVAIL (no answer until the deadline). Serves rk's
  * events meanwhile. If parts is not NULL, parts[i] receives topic i's
  * partition count and rf[i] (if not NULL) its replication factor. */
-enum {
-    OE_KAFKA_CHECK_OK = 0,
-    OE_KAFKA_CHECK_UNREACHABLE = -1,
-    OE_KAFKA_CHECK_REFUSED = -2,
-    OE_KAFKA_CHECK_TOPIC = -3,
-};
-int oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
-                           int *parts, int *rf, char *err, size_t errlen);
+oe_rc oe_kafka_check_cluster(rd_kafka_t *rk, const char *const *topics, size_t n, int timeout_ms,
+                             int *parts, int *rf, char *err, size_t errlen);
 
 /* Sets a librdkafka log callback that writes "openexec: kafka: ..." lines to
  * stderr (errors and warnings only, unless OPENEXEC_KAFKA_DEBUG is set). */

@@ -177,12 +177,12 @@ static void check_cluster(oe_worker *w)
     const char *topics[] = {k->requests_topic, k->receipts_topic, k->dlq_topic};
     char why[512];
     int rc = oe_kafka_check_cluster(w->consumer, topics, 3, 1, NULL, NULL, why, sizeof why);
-    if (rc == OE_KAFKA_CHECK_OK)
+    if (rc == OE_OK)
         w->cluster_ok = 1;
-    else if (rc != OE_KAFKA_CHECK_UNREACHABLE)
+    else if (rc != OE_EUNAVAIL)
         worker_fail(w,
-                    rc == OE_KAFKA_CHECK_REFUSED ? "brokers refused the connection"
-                                                 : "a topic is missing or unavailable",
+                    rc == OE_EREFUSED ? "brokers refused the connection"
+                                      : "a topic is missing or unavailable",
                     "%s", why);
 }
 
