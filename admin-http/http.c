@@ -748,13 +748,14 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
      * JSON object is answered here; the rest is published, and the decoded
      * request tells the bridge which receipt answers it. */
     oe_request req;
-    oe_error_code verdict;
+    oe_decode_verdict verdict;
+    oe_error_code code;
     char err[200];
-    oe_decode_result res =
-        oe_codec_decode_json_request(body, ctx->body.len, &req, &verdict, err, sizeof err);
-    if (res == OE_DECODE_NOMEM || !req.doc || oe_json_root(req.doc)->type != OE_JSON_OBJECT) {
+    oe_rc rc =
+        oe_codec_decode_json_request(body, ctx->body.len, &req, &verdict, &code, err, sizeof err);
+    if (rc != OE_OK || !req.doc || oe_json_root(req.doc)->type != OE_JSON_OBJECT) {
         oe_request_clear(&req);
-        if (res == OE_DECODE_NOMEM)
+        if (rc != OE_OK)
             return send_detail(h, c, 503, "out of memory, try again");
         return send_detail(h, c, 422, err[0] ? err : "request body must be a JSON object");
     }
@@ -766,8 +767,8 @@ static MHD_RESULT execute_via_bridge(oe_http *h, struct MHD_Connection *c, reque
     ctx->connection = c;
     ctx->submitted = 1;
     MHD_suspend_connection(c);
-    oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, &req, res == OE_DECODE_OK,
-                     bridge_reply, ctx);
+    oe_bridge_submit(h->cfg.bridge, body + skip, ctx->body.len - skip, &req,
+                     verdict == OE_DECODE_VALID, bridge_reply, ctx);
     oe_request_clear(&req);
     /* The producer copied the body: do not hold it (or its budget) while
      * waiting (the bridge thread writes only ctx->answer). */

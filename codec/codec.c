@@ -542,11 +542,21 @@ static const char *text_problem(const char *s, size_t len)
 
 /* ---- requests ---- */
 
-static oe_decode_result dead(oe_request *req, oe_error_code *code)
+/* The verdict DEAD: req keeps nothing. */
+static oe_rc dead(oe_request *req, oe_decode_verdict *verdict, oe_error_code *code)
 {
     oe_request_clear(req);
     *code = OE_ERR_MALFORMED;
-    return OE_DECODE_DEAD;
+    *verdict = OE_DECODE_DEAD;
+    return OE_OK;
+}
+
+/* The verdict REJECTED for reason (detail already says why). */
+static oe_rc rejected(oe_decode_verdict *verdict, oe_error_code *code, oe_error_code reason)
+{
+    *code = reason;
+    *verdict = OE_DECODE_REJECTED;
+    return OE_OK;
 }
 
 /* A string member of a JSON object usable as a C string, copied; NULL when
@@ -560,30 +570,31 @@ static char *json_text(const oe_json *obj, const char *key)
     return strndup(v->str, v->len); /* NULL with errno ENOMEM */
 }
 
-oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
-                                              oe_error_code *code, char *detail, size_t detlen)
+oe_rc oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
+                                   oe_decode_verdict *verdict, oe_error_code *code, char *detail,
+                                   size_t detlen)
 {
-    oe_error_code rc;
-    if (oe_request_from_json(buf, len, req, &rc, detail, detlen) != 0)
-        return OE_DECODE_NOMEM;
-    if (rc == OE_ERR_NONE)
-        return OE_DECODE_OK;
+    oe_error_code reason;
+    int rc = oe_request_from_json(buf, len, req, &reason, detail, detlen);
+    if (rc != OE_OK)
+        return rc; /* OE_ENOMEM: no verdict */
+    if (reason == OE_ERR_NONE) {
+        *verdict = OE_DECODE_VALID;
+        return OE_OK;
+    }
     /* A message in our JSON format whose text is not strict JSON
      * (duplicate keys, NaN, invalid UTF-8, broken syntax) is a request we
      * can answer: a `malformed` receipt, keyed by the message key (SPEC §5
      * rejects these as malformed). Only unknown formats are dead letters. */
-    if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT) {
-        *code = OE_ERR_MALFORMED;
-        return OE_DECODE_REJECTED;
-    }
+    if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT)
+        return rejected(verdict, code, OE_ERR_MALFORMED);
     /* oe_request_from_json stops at the first bad field: name what it did
      * not get to, for the rejection receipt. */
     const oe_json *root = oe_json_root(req->doc);
     if ((!req->action && !(req->action = json_text(root, "action")) && errno == ENOMEM) ||
         (!req->nonce && !(req->nonce = json_text(root, "nonce")) && errno == ENOMEM))
-        return OE_DECODE_NOMEM;
-    *code = rc;
-    return OE_DECODE_REJECTED;
+        return OE_ENOMEM;
+    return rejected(verdict, code, reason);
 }
 
 /* The string fields of a decoded ExecutionRequest, borrowed from the
@@ -645,16 +656,16 @@ static const char *unclean_field(const avro_fields *f, const char **why, const c
     return NULL;
 }
 
-static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *msg, size_t start,
-                                            size_t len, oe_request *req, oe_error_code *code,
-                                            char *detail, size_t detlen)
+static oe_rc decode_avro_request(oe_codec *c, const unsigned char *msg, size_t start, size_t len,
+                                 oe_request *req, oe_decode_verdict *verdict, oe_error_code *code,
+                                 char *detail, size_t detlen)
 {
     avro_fields f;
-    int read = read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen);
-    if (read == OE_ENOMEM)
-        return OE_DECODE_NOMEM;
-    if (read != 0 || read_avro_fields(&c->req.value, &f, detail, detlen) != 0)
-        return dead(req, code);
+    int rc = read_body(c, &c->req, msg, start, len, "ExecutionRequest", detail, detlen);
+    if (rc == OE_ENOMEM)
+        return rc; /* no verdict */
+    if (rc != OE_OK || read_avro_fields(&c->req.value, &f, detail, detlen) != OE_OK)
+        return dead(req, verdict, code);
     const char *why, *prefix, *bad = unclean_field(&f, &why, &prefix);
     if (bad) {
         /* Malformed, keeping action and nonce when they are clean; the
@@ -662,9 +673,10 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
         int action_ok = !text_problem(f.s[REQ_ACTION], f.n[REQ_ACTION]);
         int nonce_ok = !text_problem(f.s[REQ_NONCE], f.n[REQ_NONCE]);
         oe_error_code ignored;
-        if (oe_request_from_fields(action_ok ? f.s[REQ_ACTION] : "", nonce_ok ? f.s[REQ_NONCE] : "",
-                                   NULL, 0, NULL, req, &ignored, detail, detlen) != 0)
-            return OE_DECODE_NOMEM;
+        if ((rc = oe_request_from_fields(action_ok ? f.s[REQ_ACTION] : "",
+                                         nonce_ok ? f.s[REQ_NONCE] : "", NULL, 0, NULL, req,
+                                         &ignored, detail, detlen)) != OE_OK)
+            return rc; /* OE_ENOMEM: no verdict */
         if (!action_ok) {
             free(req->action);
             req->action = NULL;
@@ -674,8 +686,7 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
             req->nonce = NULL;
         }
         set_err(detail, detlen, "%s%s: %s", prefix, bad, why);
-        *code = OE_ERR_MALFORMED;
-        return OE_DECODE_REJECTED;
+        return rejected(verdict, code, OE_ERR_MALFORMED);
     }
     oe_artifact a = {
         .approval_id = f.as[0],
@@ -687,18 +698,21 @@ static oe_decode_result decode_avro_request(oe_codec *c, const unsigned char *ms
         .tenant_id = f.as[5],
         .expires_at = f.as[6],
     };
-    oe_error_code rc;
-    if (oe_request_from_fields(f.s[REQ_ACTION], f.s[REQ_NONCE], f.s[REQ_PAYLOAD], f.n[REQ_PAYLOAD],
-                               f.has_art ? &a : NULL, req, &rc, detail, detlen) != 0)
-        return OE_DECODE_NOMEM;
-    if (rc == OE_ERR_NONE)
-        return OE_DECODE_OK;
-    *code = rc;
-    return OE_DECODE_REJECTED;
+    oe_error_code reason;
+    if ((rc = oe_request_from_fields(f.s[REQ_ACTION], f.s[REQ_NONCE], f.s[REQ_PAYLOAD],
+                                     f.n[REQ_PAYLOAD], f.has_art ? &a : NULL, req, &reason, detail,
+                                     detlen)) != OE_OK)
+        return rc; /* OE_ENOMEM: no verdict */
+    if (reason == OE_ERR_NONE) {
+        *verdict = OE_DECODE_VALID;
+        return OE_OK;
+    }
+    return rejected(verdict, code, reason);
 }
 
-oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
-                                         oe_error_code *code, char *detail, size_t detlen)
+oe_rc oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
+                              oe_decode_verdict *verdict, oe_error_code *code, char *detail,
+                              size_t detlen)
 {
     oe_error_code code_local;
     char detail_local[256];
@@ -715,40 +729,40 @@ oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t le
 
     if (len == 0) {
         set_err(detail, detlen, "empty message");
-        return dead(req, code);
+        return dead(req, verdict, code);
     }
     if (len > OE_REQUEST_MAX_BYTES) {
         set_err(detail, detlen, "message of %zu bytes exceeds the limit of %zu bytes", len,
                 OE_REQUEST_MAX_BYTES);
-        return dead(req, code);
+        return dead(req, verdict, code);
     }
     if (p[0] == '{')
-        return oe_codec_decode_json_request(buf, len, req, code, detail, detlen);
+        return oe_codec_decode_json_request(buf, len, req, verdict, code, detail, detlen);
     if (p[0] == 0xC3) {
         if (len < 2 || p[1] != 0x01) {
             set_err(detail, detlen,
                     "not Avro single-object encoding: marker C3 is not followed "
                     "by 01");
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
         if (len < SO_HEADER) {
             set_err(detail, detlen, "truncated Avro single-object header (%zu of %d bytes)", len,
                     SO_HEADER);
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
         uint64_t fp = get_le64(p + 2);
         if (fp != c->req.fingerprint) {
             set_err(detail, detlen,
                     "unknown schema fingerprint 0x%016" PRIx64 " (expected 0x%016" PRIx64 ")", fp,
                     c->req.fingerprint);
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
-        return decode_avro_request(c, p, SO_HEADER, len, req, code, detail, detlen);
+        return decode_avro_request(c, p, SO_HEADER, len, req, verdict, code, detail, detlen);
     }
     if (p[0] == 0x00) {
         if (len < 5) {
             set_err(detail, detlen, "truncated Confluent framing header (%zu of 5 bytes)", len);
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
         unsigned long id = ((unsigned long)p[1] << 24) | ((unsigned long)p[2] << 16) |
                            ((unsigned long)p[3] << 8) | p[4];
@@ -757,20 +771,20 @@ oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t le
                     "Confluent framing (schema id %lu) but Confluent framing is not configured "
                     "(no schema id set)",
                     id);
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
         if (id != (unsigned long)c->confluent_schema_id) {
             set_err(detail, detlen, "unknown schema id %lu in Confluent framing (configured: %ld)",
                     id, c->confluent_schema_id);
-            return dead(req, code);
+            return dead(req, verdict, code);
         }
-        return decode_avro_request(c, p, 5, len, req, code, detail, detlen);
+        return decode_avro_request(c, p, 5, len, req, verdict, code, detail, detlen);
     }
     set_err(detail, detlen,
             "unrecognised message format (first byte 0x%02x): neither JSON, Avro single-object "
             "nor Confluent framing",
             p[0]);
-    return dead(req, code);
+    return dead(req, verdict, code);
 }
 
 /* ---- encoding ---- */

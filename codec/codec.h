@@ -19,6 +19,7 @@
 #include "engine/buf.h"
 #include "engine/engine.h"
 #include "engine/request.h"
+#include "engine/status.h"
 
 typedef struct oe_codec oe_codec;
 
@@ -39,26 +40,33 @@ uint64_t oe_codec_receipt_fingerprint(const oe_codec *c);
 const char *oe_codec_request_canonical(const oe_codec *c);
 const char *oe_codec_receipt_canonical(const oe_codec *c);
 
-/* What became of a request message. */
-typedef enum oe_decode_result {
-    OE_DECODE_OK,       /* req is a valid request */
+/* The verdict on a request message. */
+typedef enum oe_decode_verdict {
+    OE_DECODE_VALID,    /* req is a valid request */
     OE_DECODE_REJECTED, /* the envelope was read but the request is invalid:
                            *code and detail say why; req holds what could be
                            read (action, nonce) for the rejection receipt */
     OE_DECODE_DEAD,     /* cannot be decoded at all: dead-letter it */
-    OE_DECODE_NOMEM,    /* memory ran out: no verdict at all; the message
-                           must be decoded again later, nothing recorded */
-} oe_decode_result;
+} oe_decode_verdict;
 
 /* Decodes one request message of len bytes (at most OE_REQUEST_MAX_BYTES).
- * req must be released with oe_request_clear whatever the result. */
-oe_decode_result oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
-                                         oe_error_code *code, char *detail, size_t detlen);
+ * Returns OE_OK when a verdict was reached: it is in *verdict, and *code
+ * and detail say why a message was rejected or dead (code and detail may
+ * be NULL). Returns OE_ENOMEM when memory ran out: then there is no
+ * verdict at all (*verdict is left as it was), nothing may be recorded,
+ * and the message must be decoded again later. req must be released with
+ * oe_request_clear whatever the result. */
+oe_rc oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_request *req,
+                              oe_decode_verdict *verdict, oe_error_code *code, char *detail,
+                              size_t detlen);
 
 /* The JSON part of oe_codec_decode_request (a message whose first byte is
- * '{'): needs no codec, so any thread may call it. Never OE_DECODE_DEAD. */
-oe_decode_result oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
-                                              oe_error_code *code, char *detail, size_t detlen);
+ * '{'): needs no codec, so any thread may call it. Same results, but the
+ * verdict is never OE_DECODE_DEAD; code and detail must not be NULL, and
+ * *code is set only for OE_DECODE_REJECTED. */
+oe_rc oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
+                                   oe_decode_verdict *verdict, oe_error_code *code, char *detail,
+                                   size_t detlen);
 
 /* Encodes a request in Avro single-object encoding (for `openexec produce`
  * and tests). payload is serialised compactly as its JSON text. Returns

@@ -37,12 +37,12 @@ static int decode_batch(oe_worker *w, size_t *ne)
         sl->truncate = 0; /* kept across publishing attempts of this batch */
         it->decode_error = OE_ERR_NONE;
         it->decode_detail = sl->detail;
-        oe_decode_result res =
-            oe_codec_decode_request(w->codec, m->payload, m->len, &it->req, &it->decode_error,
-                                    sl->detail, sizeof sl->detail);
-        if (res == OE_DECODE_NOMEM)
-            return OE_ENOMEM;
-        if (res == OE_DECODE_DEAD) {
+        oe_decode_verdict verdict;
+        oe_rc rc = oe_codec_decode_request(w->codec, m->payload, m->len, &it->req, &verdict,
+                                           &it->decode_error, sl->detail, sizeof sl->detail);
+        if (rc != OE_OK)
+            return rc;
+        if (verdict == OE_DECODE_DEAD) {
             oe_request_clear(&it->req);
             sl->dead = 1;
             continue;

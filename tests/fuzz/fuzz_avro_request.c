@@ -107,15 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(msg + hdr, data + 1, size - 1);
 
     oe_request req;
+    oe_decode_verdict verdict;
     oe_error_code code = OE_ERR_NONE;
     char detail[300];
-    oe_decode_result r =
-        oe_codec_decode_request(codec, msg, len, &req, &code, detail, sizeof detail);
+    int rc = oe_codec_decode_request(codec, msg, len, &req, &verdict, &code, detail, sizeof detail);
     free(msg);
-    switch (r) {
-    case OE_DECODE_NOMEM:
-        /* Under the fuzzer's memory limit, running out is a finding. */
+    /* Under the fuzzer's memory limit, running out (no verdict) is a finding. */
+    if (rc != OE_OK)
         abort();
+    switch (verdict) {
     case OE_DECODE_DEAD:
         /* A dead letter keeps nothing and says why. */
         FUZZ_CHECK(code == OE_ERR_MALFORMED && detail[0] != '\0');
@@ -128,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(!req.action || oe_utf8_valid(req.action, strlen(req.action)));
         FUZZ_CHECK(!req.nonce || oe_utf8_valid(req.nonce, strlen(req.nonce)));
         break;
-    case OE_DECODE_OK: {
+    case OE_DECODE_VALID: {
         FUZZ_CHECK(code == OE_ERR_NONE);
         FUZZ_CHECK(req.action && req.action[0] && req.nonce && req.nonce[0]);
         FUZZ_CHECK(req.payload && req.payload->type == OE_JSON_OBJECT);
@@ -137,8 +137,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char err[300];
         FUZZ_CHECK(oe_codec_encode_request(codec, &req, &enc, err, sizeof err) == 0);
         oe_request back;
-        FUZZ_CHECK(oe_codec_decode_request(codec, enc.data, enc.len, &back, &code, detail,
-                                           sizeof detail) == OE_DECODE_OK);
+        FUZZ_CHECK(oe_codec_decode_request(codec, enc.data, enc.len, &back, &verdict, &code, detail,
+                                           sizeof detail) == OE_OK);
+        FUZZ_CHECK(verdict == OE_DECODE_VALID);
         check_same(&req, &back);
         oe_request_clear(&back);
         oe_buf_free(&enc);
