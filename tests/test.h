@@ -69,8 +69,6 @@ static int oe_tests_failed; /* tests with at least one failed assertion */
     (printf("%s: %d passed, %d failed\n", __FILE__, oe_tests_passed, oe_tests_failed),             \
      oe_tests_failed ? 1 : 0)
 
-/* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)
- * inside a test is a failed test, not a verdict on the input. */
 /* Threads of this process, from /proc (-1 when it cannot be read). */
 static inline int test_thread_count(void)
 {
@@ -83,6 +81,9 @@ static inline int test_thread_count(void)
     closedir(d);
     return n;
 }
+
+/* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)
+ * inside a test is a failed test, not a verdict on the input. */
 
 static inline oe_json_doc *test_json_parse(const char *buf, size_t len, int max_depth, char *err,
                                            size_t errlen)

@@ -75,8 +75,8 @@ static long execute_batch(oe_worker *w)
     for (int attempt = 0;; attempt++) {
         size_t ne = 0;
         int rc = decode_batch(w, &ne);
-        if (rc == OE_ENOMEM)
-            snprintf(err, sizeof err, "out of memory while decoding");
+        if (rc != OE_OK)
+            snprintf(err, sizeof err, "%s while decoding", oe_strerror(rc));
         else
             rc = oe_executor_run(w->cfg.executor, w->b.engine_items, ne, err, sizeof err);
         if (rc == OE_OK) {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Avro interop between worker/codec.c and python3-avro (Debian's package).
+"""Avro interop between codec/codec.c and python3-avro (Debian's package).
 
 Run with an interpreter that can `import avro` (Debian's /usr/bin/python3).
 Files hold length-prefixed messages: a 4-byte big-endian length, then the

@@ -1,4 +1,4 @@
-/* Tests worker/codec.c: Parsing Canonical Form and CRC-64-AVRO against the
+/* Tests codec/codec.c: Parsing Canonical Form and CRC-64-AVRO against the
  * Avro specification's vectors and python3-avro, request decoding (JSON,
  * Avro single-object, Confluent framing), hostile Avro input, receipts in
  * both formats.

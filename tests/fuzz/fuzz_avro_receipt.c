@@ -1,4 +1,4 @@
-/* Fuzzes the receipt decoder of the wire codec (worker/codec.c), which the
+/* Fuzzes the receipt decoder of the wire codec (codec/codec.c), which the
  * HTTP bridge and `openexec receipts` run on whatever is on the receipts
  * topic: Avro single-object receipts and JSON receipts.
  *

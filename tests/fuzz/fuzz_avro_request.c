@@ -1,4 +1,4 @@
-/* Fuzzes the request decoder of the wire codec (worker/codec.c): Avro
+/* Fuzzes the request decoder of the wire codec (codec/codec.c): Avro
  * single-object messages, Confluent-framed messages and JSON messages, as
  * a hostile producer could put them on the requests topic.
  *
