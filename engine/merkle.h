@@ -59,8 +59,7 @@ void oe_merkle_compact_init(oe_merkle_compact *c);
 oe_rc oe_merkle_compact_append(oe_merkle_compact *c, const unsigned char leaf_hash[32]);
 
 /* The root of the leaves appended so far, equal to oe_merkle_root of the
- * same leaf hashes. Returns OE_OK, or OE_EINVAL for NULL arguments or a
- * struct whose size is above what its hashes can hold. */
+ * same leaf hashes. Returns OE_OK, or OE_EINVAL for NULL arguments. */
 oe_rc oe_merkle_compact_root(const oe_merkle_compact *c, unsigned char out[32]);
 
 /* The inclusion proof (RFC 9162 §2.1.3.1) of leaf index in the tree of the

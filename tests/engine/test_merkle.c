@@ -436,11 +436,13 @@ static void test_consistency_properties(void)
 
 static void test_consistency_arguments(void)
 {
-    unsigned char leaves[4][32], r2[32], r4[32], proof[OE_MERKLE_MAX_CONSISTENCY][32];
+    unsigned char leaves[4][32], r2[32], r3[32], r4[32];
+    unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32];
     const unsigned char(*cl)[32] = (const unsigned char(*)[32])leaves;
     size_t len = 0;
     make_leaves(leaves, 4);
     ASSERT_EQ(oe_merkle_root(cl, 2, r2), OE_OK);
+    ASSERT_EQ(oe_merkle_root(cl, 3, r3), OE_OK);
     ASSERT_EQ(oe_merkle_root(cl, 4, r4), OE_OK);
     ASSERT_EQ(oe_merkle_consistency_proof(cl, 4, 0, proof, &len), OE_EINVAL);
     ASSERT_EQ(oe_merkle_consistency_proof(cl, 4, 5, proof, &len), OE_EINVAL);
@@ -458,8 +460,12 @@ static void test_consistency_arguments(void)
     ASSERT_EQ(oe_merkle_verify_consistency(4, 4, r4, r4, NULL, 0), OE_OK);
     ASSERT_EQ(oe_merkle_verify_consistency(4, 4, r4, r2, NULL, 0), OE_EINVAL);
     ASSERT_EQ(oe_merkle_verify_consistency(4, 4, r4, r4, cp, 1), OE_EINVAL);
-    /* m < n with an empty proof. */
+    /* m < n with an empty proof, m a power of two or not (then the proof
+     * must hold the first hash of the path). */
     ASSERT_EQ(oe_merkle_verify_consistency(2, 4, r2, r4, NULL, 0), OE_EINVAL);
+    ASSERT_EQ(oe_merkle_verify_consistency(2, 4, r2, r4, cp, 0), OE_EINVAL);
+    ASSERT_EQ(oe_merkle_verify_consistency(3, 4, r3, r4, NULL, 0), OE_EINVAL);
+    ASSERT_EQ(oe_merkle_verify_consistency(3, 4, r3, r4, cp, 0), OE_EINVAL);
     static unsigned char many[OE_MERKLE_MAX_CONSISTENCY + 1][32];
     ASSERT_EQ(oe_merkle_verify_consistency(3, UINT64_MAX, r2, r4, (const unsigned char(*)[32])many,
                                            OE_MERKLE_MAX_CONSISTENCY + 1),
