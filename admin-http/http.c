@@ -1377,7 +1377,13 @@ oe_rc oe_http_start(oe_http *h, char *err, size_t errlen)
     h->sweeper_running = 1;
     h->jobs_stop = 0;
     unsigned threads = h->cfg.threads ? h->cfg.threads : 4;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+    /* poll(), not epoll: libmicrohttpd 0.9.75 can abort the process in
+     * MHD_quiesce_daemon on an epoll daemon with its own threads (its
+     * threads and the quiesce both take the listening socket out of the
+     * epoll set, unlocked, and the loser panics on ENOENT: "Failed to
+     * remove listen FD from epoll set"), seen as a SIGABRT when SIGTERM
+     * came under load. The poll() side of quiescing has no such race. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
                      MHD_ALLOW_SUSPEND_RESUME | (h->ipv6 ? MHD_USE_IPv6 : 0);
     /* The socket is handed over: libmicrohttpd closes it when it stops,
      * and on nearly every failure path too, so it is not ours to close in
