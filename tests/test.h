@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/request.h"
@@ -80,6 +82,28 @@ static inline int test_thread_count(void)
         n += e->d_name[0] != '.';
     closedir(d);
     return n;
+}
+
+/* Caps this process's address space at what it uses now plus 256 KiB, so
+ * that the next large allocation fails; *old receives the limit to put
+ * back with setrlimit(RLIMIT_AS, old). Returns 0, or -1 when the usage
+ * (/proc/self/statm, in pages) cannot be read or the limit cannot be set. */
+static inline int test_cap_address_space(struct rlimit *old)
+{
+    if (getrlimit(RLIMIT_AS, old) != 0)
+        return -1;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f)
+        return -1;
+    if (fscanf(f, "%lu", &pages) != 1)
+        pages = 0;
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (pages == 0 || page <= 0)
+        return -1;
+    struct rlimit tight = {(rlim_t)pages * (rlim_t)page + ((rlim_t)256 << 10), old->rlim_max};
+    return setrlimit(RLIMIT_AS, &tight) == 0 ? 0 : -1;
 }
 
 /* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)

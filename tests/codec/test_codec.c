@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "codec/avro_canonical.h"
 #include "codec/codec.h"
@@ -890,18 +889,7 @@ static void test_random_bodies(void)
 static void decode_short_of_memory(oe_codec *c, const void *buf, size_t len, oe_request *req)
 {
     struct rlimit old;
-    getrlimit(RLIMIT_AS, &old);
-    /* Current usage, from /proc/self/statm (pages of address space). */
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long pages = 0;
-    if (f) {
-        if (fscanf(f, "%lu", &pages) != 1)
-            pages = 0;
-        fclose(f);
-    }
-    ASSERT_TRUE(pages > 0);
-    struct rlimit tight = {(rlim_t)pages * 4096 + ((rlim_t)256 << 10), old.rlim_max};
-    ASSERT_EQ(setrlimit(RLIMIT_AS, &tight), 0);
+    ASSERT_EQ(test_cap_address_space(&old), 0);
     oe_decode_verdict verdict = (oe_decode_verdict)42;
     oe_error_code code = OE_ERR_NONE;
     char detail[300] = "";

@@ -1,7 +1,6 @@
 /* Tests engine/request.c: which bodies are malformed (422), which are
  * invalid (400), and what a valid one decodes to. */
 #include <stdlib.h>
-#include <sys/resource.h>
 
 #include "engine/request.h"
 #include "engine/status.h"
@@ -216,18 +215,7 @@ static void test_out_of_memory_is_no_verdict(void)
     memset(body + n, 'a', len - n - 3);
     memcpy(body + len - 3, "\"}}", 4);
     struct rlimit old;
-    getrlimit(RLIMIT_AS, &old);
-    /* Current usage, from /proc/self/statm (pages of address space). */
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long pages = 0;
-    if (f) {
-        if (fscanf(f, "%lu", &pages) != 1)
-            pages = 0;
-        fclose(f);
-    }
-    ASSERT_TRUE(pages > 0);
-    struct rlimit tight = {(rlim_t)pages * 4096 + ((rlim_t)256 << 10), old.rlim_max};
-    ASSERT_EQ(setrlimit(RLIMIT_AS, &tight), 0);
+    ASSERT_EQ(test_cap_address_space(&old), 0);
     oe_request r;
     oe_error_code verdict = OE_ERR_NONE;
     char err[300] = "";
