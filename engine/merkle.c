@@ -1,6 +1,7 @@
 /* RFC 6962 / RFC 9162 Merkle trees: see merkle.h. */
 #include "merkle.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "digest.h"
@@ -109,26 +110,46 @@ static void reverse(unsigned char (*proof)[32], size_t len)
     }
 }
 
+/* A source over an array of leaf hashes. */
+static oe_rc array_subtree(void *ctx, uint64_t begin, uint64_t end, unsigned char out[32])
+{
+    const unsigned char(*leaves)[32] = ctx;
+    mth(leaves + begin, end - begin, out);
+    return OE_OK;
+}
+
 oe_rc oe_merkle_inclusion_proof(const unsigned char (*leaves)[32], uint64_t n, uint64_t index,
                                 unsigned char proof[OE_MERKLE_MAX_INCLUSION][32], size_t *len)
 {
-    if (!leaves || !proof || !len || index >= n)
+    if (!leaves)
+        return OE_EINVAL;
+    return oe_merkle_inclusion_proof_from(array_subtree, (void *)leaves, n, index, proof, len);
+}
+
+oe_rc oe_merkle_inclusion_proof_from(oe_merkle_subtree_fn subtree, void *ctx, uint64_t n,
+                                     uint64_t index,
+                                     unsigned char proof[OE_MERKLE_MAX_INCLUSION][32], size_t *len)
+{
+    if (!subtree || !proof || !len || index >= n)
         return OE_EINVAL;
     /* PATH(m, D[lo:hi]) of RFC 9162 §2.1.3.1, unrolled: descend towards
      * the leaf, taking the other side's hash at each level. */
     uint64_t lo = 0, size = n;
     size_t count = 0;
-    while (size > 1) {
+    oe_rc rc = OE_OK;
+    while (size > 1 && rc == OE_OK) {
         uint64_t k = split_point(size);
         if (index - lo < k) {
-            mth(leaves + lo + k, size - k, proof[count++]);
+            rc = subtree(ctx, lo + k, lo + size, proof[count++]);
             size = k;
         } else {
-            mth(leaves + lo, k, proof[count++]);
+            rc = subtree(ctx, lo, lo + k, proof[count++]);
             lo += k;
             size -= k;
         }
     }
+    if (rc != OE_OK)
+        return rc;
     reverse(proof, count);
     *len = count;
     return OE_OK;
@@ -168,7 +189,17 @@ oe_rc oe_merkle_verify_inclusion(const unsigned char leaf_hash[32], uint64_t ind
 oe_rc oe_merkle_consistency_proof(const unsigned char (*leaves)[32], uint64_t n, uint64_t m,
                                   unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32], size_t *len)
 {
-    if (!leaves || !proof || !len || m == 0 || m > n)
+    if (!leaves)
+        return OE_EINVAL;
+    return oe_merkle_consistency_proof_from(array_subtree, (void *)leaves, n, m, proof, len);
+}
+
+oe_rc oe_merkle_consistency_proof_from(oe_merkle_subtree_fn subtree, void *ctx, uint64_t n,
+                                       uint64_t m,
+                                       unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32],
+                                       size_t *len)
+{
+    if (!subtree || !proof || !len || m == 0 || m > n)
         return OE_EINVAL;
     /* SUBPROOF(m, D[lo:lo+size], b) of RFC 9162 §2.1.4.1, unrolled: b stays
      * true while the old tree's root is itself a node on the path, which
@@ -176,21 +207,24 @@ oe_rc oe_merkle_consistency_proof(const unsigned char (*leaves)[32], uint64_t n,
     uint64_t lo = 0, size = n;
     int b = 1;
     size_t count = 0;
-    while (m != size) {
+    oe_rc rc = OE_OK;
+    while (m != size && rc == OE_OK) {
         uint64_t k = split_point(size);
         if (m <= k) {
-            mth(leaves + lo + k, size - k, proof[count++]);
+            rc = subtree(ctx, lo + k, lo + size, proof[count++]);
             size = k;
         } else {
-            mth(leaves + lo, k, proof[count++]);
+            rc = subtree(ctx, lo, lo + k, proof[count++]);
             lo += k;
             size -= k;
             m -= k;
             b = 0;
         }
     }
-    if (!b)
-        mth(leaves + lo, size, proof[count++]);
+    if (rc == OE_OK && !b)
+        rc = subtree(ctx, lo, lo + size, proof[count++]);
+    if (rc != OE_OK)
+        return rc;
     reverse(proof, count);
     *len = count;
     return OE_OK;
@@ -242,4 +276,97 @@ oe_rc oe_merkle_verify_consistency(uint64_t m, uint64_t n, const unsigned char o
     if (sn != 0 || memcmp(fr, old_root, 32) != 0 || memcmp(sr, new_root, 32) != 0)
         return OE_EINVAL;
     return OE_OK;
+}
+
+oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
+                            const unsigned char (*leaves)[32], uint64_t n)
+{
+    if (!b || !base || (!leaves && n > 0) || n > UINT64_MAX - base->size)
+        return OE_EINVAL;
+    memset(b, 0, sizeof *b);
+    b->base = *base;
+    uint64_t from = base->size;
+    b->size = from + n;
+    size_t total = 0;
+    for (int l = 0; l < 64; l++)
+        total += (size_t)((b->size >> l) - (from >> l));
+    if (total > 0 && !(b->nodes = malloc(total * sizeof *b->nodes)))
+        return OE_ENOMEM;
+    size_t at = 0;
+    for (int l = 0; l < 64; l++) {
+        b->level[l] = b->nodes ? b->nodes + at : NULL;
+        at += (size_t)((b->size >> l) - (from >> l));
+    }
+    if (n > 0)
+        memcpy(b->level[0], leaves, (size_t)n * 32);
+    for (int l = 1; l < 64; l++) {
+        uint64_t lo = from >> l, hi = b->size >> l, below = from >> (l - 1);
+        for (uint64_t j = lo; j < hi; j++) {
+            const unsigned char *left, *right = b->level[l - 1][2 * j + 1 - below];
+            if (2 * j >= below) {
+                left = b->level[l - 1][2 * j - below];
+            } else {
+                /* Left of the batch: base's subtree of height l - 1 (bit
+                 * l - 1 of from is set, or 2j would not be below it). */
+                left = base->hashes[__builtin_popcountll(from >> l)];
+            }
+            oe_merkle_node_hash(left, right, b->level[l][j - lo]);
+        }
+    }
+    return OE_OK;
+}
+
+/* The hash of the full node [begin, begin + 2^l), from b's levels or its
+ * base. */
+static oe_rc batch_node(const oe_merkle_batch *b, int l, uint64_t begin, unsigned char out[32])
+{
+    uint64_t from = b->base.size, j = begin >> l;
+    if (j >= (from >> l) && j < (b->size >> l)) {
+        memcpy(out, b->level[l][j - (from >> l)], 32);
+        return OE_OK;
+    }
+    /* base's subtree of height l, if it has one: leaves [from with the
+     * bits below l + 1 cleared, + 2^l). */
+    if (((from >> l) & 1) && begin == ((from >> (l + 1)) << (l + 1))) {
+        memcpy(out, b->base.hashes[__builtin_popcountll(from >> (l + 1))], 32);
+        return OE_OK;
+    }
+    return OE_EINVAL;
+}
+
+oe_rc oe_merkle_batch_subtree(void *ctx, uint64_t begin, uint64_t end, unsigned char out[32])
+{
+    const oe_merkle_batch *b = ctx;
+    if (!b || !out || begin >= end || end > b->size)
+        return OE_EINVAL;
+    uint64_t n = end - begin;
+    if ((n & (n - 1)) == 0 && (begin & (n - 1)) == 0)
+        return batch_node(b, __builtin_ctzll(n), begin, out);
+    uint64_t k = split_point(n);
+    unsigned char l[32], r[32];
+    oe_rc rc = oe_merkle_batch_subtree(ctx, begin, begin + k, l);
+    if (rc == OE_OK)
+        rc = oe_merkle_batch_subtree(ctx, begin + k, end, r);
+    if (rc == OE_OK)
+        oe_merkle_node_hash(l, r, out);
+    return rc;
+}
+
+oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32])
+{
+    if (!b || !out)
+        return OE_EINVAL;
+    if (b->size == 0) {
+        oe_sha256("", 0, out);
+        return OE_OK;
+    }
+    return oe_merkle_batch_subtree((void *)b, 0, b->size, out);
+}
+
+void oe_merkle_batch_free(oe_merkle_batch *b)
+{
+    if (!b)
+        return;
+    free(b->nodes);
+    memset(b, 0, sizeof *b);
 }

@@ -9,8 +9,9 @@
  * byte keeps a leaf from passing for a node. The empty tree's root is
  * SHA-256 of the empty string.
  *
- * Nothing here allocates: proofs go into arrays of the stated maximum size
- * that the caller provides, and recursion depth is at most 64.
+ * Proofs go into arrays of the stated maximum size that the caller
+ * provides, and recursion depth is at most 64; only oe_merkle_batch
+ * allocates (its nodes).
  */
 #ifndef OE_MERKLE_H
 #define OE_MERKLE_H
@@ -69,6 +70,18 @@ oe_rc oe_merkle_compact_root(const oe_merkle_compact *c, unsigned char out[32]);
 oe_rc oe_merkle_inclusion_proof(const unsigned char (*leaves)[32], uint64_t n, uint64_t index,
                                 unsigned char proof[OE_MERKLE_MAX_INCLUSION][32], size_t *len);
 
+/* Where the proof generators below read the hash of a subtree: stores the
+ * MTH (RFC 6962 §2.1) of leaves [begin, end) into out, begin < end, and
+ * returns OE_OK, or a failure that the generator passes on. */
+typedef oe_rc (*oe_merkle_subtree_fn)(void *ctx, uint64_t begin, uint64_t end,
+                                      unsigned char out[32]);
+
+/* oe_merkle_inclusion_proof over any source of subtree hashes, for a tree
+ * whose leaves are not all at hand (oe_merkle_batch). */
+oe_rc oe_merkle_inclusion_proof_from(oe_merkle_subtree_fn subtree, void *ctx, uint64_t n,
+                                     uint64_t index,
+                                     unsigned char proof[OE_MERKLE_MAX_INCLUSION][32], size_t *len);
+
 /* Checks that leaf_hash is leaf index of the tree of the given size whose
  * root is root, by the algorithm of RFC 9162 §2.1.3.2 over the len hashes
  * of proof. Returns OE_OK when it is, OE_EINVAL when it is not (index >=
@@ -86,6 +99,12 @@ oe_rc oe_merkle_verify_inclusion(const unsigned char leaf_hash[32], uint64_t ind
 oe_rc oe_merkle_consistency_proof(const unsigned char (*leaves)[32], uint64_t n, uint64_t m,
                                   unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32], size_t *len);
 
+/* oe_merkle_consistency_proof over any source of subtree hashes. */
+oe_rc oe_merkle_consistency_proof_from(oe_merkle_subtree_fn subtree, void *ctx, uint64_t n,
+                                       uint64_t m,
+                                       unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32],
+                                       size_t *len);
+
 /* Checks that the tree of size m with root old_root is a prefix of the tree
  * of size n with root new_root, by the algorithm of RFC 9162 §2.1.4.2 over
  * the len hashes of proof. m == n holds with an empty proof when the roots
@@ -95,5 +114,38 @@ oe_rc oe_merkle_consistency_proof(const unsigned char (*leaves)[32], uint64_t n,
 oe_rc oe_merkle_verify_consistency(uint64_t m, uint64_t n, const unsigned char old_root[32],
                                    const unsigned char new_root[32],
                                    const unsigned char (*proof)[32], size_t len);
+
+/* The tree right after a writer appended a batch: leaves [from, size)
+ * whose hashes it has, on top of leaves [0, from) that it knows only by
+ * their compact range (the state before the batch). It keeps every full
+ * node that covers a new leaf, about 2 * (size - from) hashes, so that the
+ * inclusion proof of each new leaf costs O(log size) look-ups, and no
+ * earlier leaf has to be read. */
+typedef struct oe_merkle_batch {
+    oe_merkle_compact base; /* the tree of leaves [0, from) */
+    uint64_t size;
+    /* level[L][j - (from >> L)]: the full node j of height L (leaves
+     * [j << L, (j + 1) << L)), for from >> L <= j < size >> L. */
+    unsigned char (*level[64])[32];
+    unsigned char (*nodes)[32]; /* one block for every level */
+} oe_merkle_batch;
+
+/* Builds b from the tree before the batch (base, of size from) and the n
+ * leaf hashes appended. Returns OE_OK, OE_EINVAL for NULL arguments or a
+ * tree that would pass 2^64 - 1 leaves, or OE_ENOMEM. */
+oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
+                            const unsigned char (*leaves)[32], uint64_t n);
+
+/* The root of the whole tree (of b->size leaves). */
+oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32]);
+
+/* An oe_merkle_subtree_fn over b (ctx is the batch): any subtree the
+ * inclusion proof of a new leaf needs. OE_EINVAL for a subtree that lies
+ * left of the batch and is not one of base's (no proof of a new leaf
+ * asks for one). */
+oe_rc oe_merkle_batch_subtree(void *ctx, uint64_t begin, uint64_t end, unsigned char out[32]);
+
+/* Releases b's nodes (b may be zeroed or built). */
+void oe_merkle_batch_free(oe_merkle_batch *b);
 
 #endif

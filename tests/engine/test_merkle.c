@@ -472,6 +472,55 @@ static void test_consistency_arguments(void)
               OE_EINVAL);
 }
 
+/* A batch appended on top of a tree known only by its compact range gives
+ * the same root and, for every new leaf, the same inclusion proof as the
+ * whole tree of leaf hashes; every split of 1..MAX_N leaves into an old
+ * tree and a batch. A subtree left of the batch that is not one of the
+ * compact range's is refused, not made up. */
+static void test_batch_matches_whole_tree(void)
+{
+    static unsigned char leaves[MAX_N][32];
+    make_leaves(leaves, MAX_N);
+    const unsigned char(*cl)[32] = (const unsigned char(*)[32])leaves;
+    for (uint64_t from = 0; from < MAX_N; from++) {
+        oe_merkle_compact c;
+        oe_merkle_compact_init(&c);
+        for (uint64_t i = 0; i < from; i++)
+            ASSERT_EQ(oe_merkle_compact_append(&c, leaves[i]), OE_OK);
+        for (uint64_t size = from; size <= MAX_N; size++) {
+            oe_merkle_batch b;
+            ASSERT_EQ(oe_merkle_batch_build(&b, &c, cl + from, size - from), OE_OK);
+            unsigned char want[32], got[32];
+            ASSERT_EQ(oe_merkle_root(cl, size, want), OE_OK);
+            ASSERT_EQ(oe_merkle_batch_root(&b, got), OE_OK);
+            ASSERT_TRUE(memcmp(want, got, 32) == 0);
+            for (uint64_t i = from; i < size; i++) {
+                unsigned char p1[OE_MERKLE_MAX_INCLUSION][32], p2[OE_MERKLE_MAX_INCLUSION][32];
+                size_t l1 = 99, l2 = 98;
+                ASSERT_EQ(oe_merkle_inclusion_proof(cl, size, i, p1, &l1), OE_OK);
+                ASSERT_EQ(oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &b, size, i, p2,
+                                                         &l2),
+                          OE_OK);
+                ASSERT_EQ(l1, l2);
+                ASSERT_TRUE(memcmp(p1, p2, l1 * 32) == 0);
+            }
+            if (from >= 2) /* leaf 0 alone is none of base's subtrees */
+                ASSERT_EQ(oe_merkle_batch_subtree(&b, 0, 1, got), OE_EINVAL);
+            oe_merkle_batch_free(&b);
+        }
+    }
+    oe_merkle_batch b;
+    oe_merkle_compact c;
+    oe_merkle_compact_init(&c);
+    ASSERT_EQ(oe_merkle_batch_build(&b, &c, NULL, 0), OE_OK);
+    unsigned char empty[32], want[32];
+    ASSERT_EQ(oe_merkle_batch_root(&b, empty), OE_OK);
+    ASSERT_EQ(oe_merkle_root(cl, 0, want), OE_OK);
+    ASSERT_TRUE(memcmp(empty, want, 32) == 0);
+    oe_merkle_batch_free(&b);
+    ASSERT_EQ(oe_merkle_batch_build(&b, &c, NULL, 1), OE_EINVAL);
+}
+
 int main(void)
 {
     RUN_TEST(test_hashes);
@@ -483,5 +532,6 @@ int main(void)
     RUN_TEST(test_inclusion_arguments);
     RUN_TEST(test_consistency_properties);
     RUN_TEST(test_consistency_arguments);
+    RUN_TEST(test_batch_matches_whole_tree);
     return TEST_REPORT();
 }
