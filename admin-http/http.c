@@ -657,7 +657,7 @@ static void answer_check(oe_http_answer *a)
  * "approved", "receipt", "status"}. */
 static void answer_execution(oe_http_answer *a, const char *id, const char *action,
                              const char *result, size_t result_len, int approved,
-                             const char *receipt, oe_status status)
+                             const char *receipt, oe_status status, const char *proof)
 {
     a->status = 200;
     oe_buf_reset(&a->body);
@@ -671,6 +671,10 @@ static void answer_execution(oe_http_answer *a, const char *id, const char *acti
     put_key_string(&a->body, "receipt", receipt);
     oe_buf_puts(&a->body, ", ");
     put_key_string(&a->body, "status", oe_status_name(status));
+    if (proof) {
+        oe_buf_puts(&a->body, ", \"proof\": ");
+        oe_buf_puts(&a->body, proof);
+    }
     oe_buf_putc(&a->body, '}');
     answer_check(a);
 }
@@ -683,7 +687,7 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
         return;
     }
     answer_execution(a, o->id, req->action, o->result_json.data, o->result_json.len, o->approved,
-                     o->receipt, o->status);
+                     o->receipt, o->status, o->proof.len ? o->proof.data : NULL);
 }
 
 /* Logs a failure behind an HTTP answer, for the operator (the answer itself
@@ -715,7 +719,7 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
         return;
     }
     answer_execution(a, r->id, r->action, r->result, result_len, r->approved, r->receipt,
-                     r->status);
+                     r->status, r->proof);
 }
 
 /* The bridge's reply (on the bridge's thread): keep the answer and wake the

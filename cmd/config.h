@@ -58,6 +58,10 @@ typedef struct oe_config {
     int db_sync;         /* OE_SYNC_* */
     int ledger_shared;   /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
     int ledger_payloads; /* OE_PAYLOADS_*: OPENEXEC_LEDGER_PAYLOADS */
+    /* signed receipts (SPEC §12) */
+    int signing;                  /* OPENEXEC_SIGNING: 1 on, 0 off */
+    const char *signing_key_file; /* OPENEXEC_SIGNING_KEY_FILE; NULL: LEDGER.key (SQLite) */
+    const char *log_origin;       /* OPENEXEC_LOG_ORIGIN; NULL: openexec/<key id prefix> */
     /* admin HTTP */
     const char *http_host;
     long http_port; /* 0: no admin HTTP */

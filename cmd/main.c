@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "admin-http/http.h"
@@ -29,8 +30,10 @@
 #include "engine/log.h"
 #include "engine/metrics.h"
 #include "engine/request.h"
+#include "engine/signer.h"
 #include "engine/status.h"
 #include "engine/store.h"
+#include "engine/tlog.h"
 #include "ledger/ledger.h"
 #include "worker/worker.h"
 
@@ -130,6 +133,8 @@ typedef struct service {
     oe_metrics metrics;             /* the engine's counters */
     oe_kafka_metrics kafka_metrics; /* the worker's and bridge's */
     oe_store *writer, *reader;
+    oe_signer *signer; /* signed receipts, or NULL */
+    oe_tlog *tlog;
     oe_engine *engine;
     oe_executor *executor; /* every batch goes through it */
     oe_http *http;
@@ -267,6 +272,46 @@ static void warn_short_secrets(const oe_approval_keys *keys)
     }
 }
 
+/* Signed receipts (SPEC §12): the writer's key (given, or LEDGER.key
+ * beside a SQLite ledger, made at first start) and its log in the ledger.
+ * Returns 0 or an exit status. */
+static int run_open_log(service *s)
+{
+    const oe_config *cfg = &s->cfg;
+    if (!cfg->signing && !cfg->signing_key_file)
+        return 0;
+    if (!oe_store_has_logs(s->writer))
+        return oe_die(2, "signed receipts: a %s ledger does not keep receipts logs yet",
+                      oe_store_backend(s->writer));
+    oe_rc rc;
+    if (cfg->signing_key_file) {
+        rc = oe_signer_load_file(cfg->signing_key_file, &s->signer, s->err, sizeof s->err);
+    } else {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s.key", cfg->db_path) >= (int)sizeof path)
+            return oe_die(2, "signed receipts: the ledger's path is too long");
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            rc = oe_signer_load_file(path, &s->signer, s->err, sizeof s->err);
+        } else {
+            rc = oe_signer_generate_file(path, &s->signer, s->err, sizeof s->err);
+            if (rc == OE_OK)
+                oe_log(OE_LOG_INFO, "main", NULL, "made the receipts signing key %s", path);
+        }
+    }
+    if (rc != OE_OK)
+        return oe_die(2, "signing key: %s", s->err);
+    rc = oe_tlog_open(s->writer, s->signer, cfg->log_origin, oe_wall_clock(), &s->tlog, s->err,
+                      sizeof s->err);
+    if (rc != OE_OK)
+        return oe_die(rc == OE_EINVAL ? 2 : 1, "receipts log: %s", s->err);
+    char key_id[65];
+    oe_signer_key_id(s->signer, key_id);
+    oe_log(OE_LOG_INFO, "main", NULL, "receipts log %s (key id %s) at size %llu",
+           oe_tlog_origin(s->tlog), key_id, (unsigned long long)oe_tlog_size(s->tlog));
+    return 0;
+}
+
 /* The ledger (a writer and a reader connection) and the engine on it.
  * Returns 0 or an exit status. */
 static int run_open_store(service *s)
@@ -285,6 +330,10 @@ static int run_open_store(service *s)
         if (oe_sqlite_store_new(s->cfg.db_path, 1, sync, &s->reader, s->err, sizeof s->err) != 0)
             return oe_die(1, "database (read-only): %s", s->err);
     }
+    int rc = run_open_log(s);
+    if (rc != 0)
+        return rc;
+    s->ecfg.tlog = s->tlog;
     if (oe_engine_new(&s->ecfg, s->writer, &s->engine, s->err, sizeof s->err) != 0)
         return oe_die(2, "%s", s->err);
     warn_short_secrets(oe_engine_approval_keys(s->engine));
@@ -464,6 +513,8 @@ static void run_stop(service *s)
     oe_bridge_free(s->bridge);
     oe_executor_free(s->executor); /* after every user of it */
     oe_engine_free(s->engine);
+    oe_tlog_free(s->tlog);
+    oe_signer_free(s->signer);
     oe_store_free(s->reader);
     oe_store_free(s->writer);
     oe_broker_free(s->broker);

@@ -934,7 +934,7 @@ static int put_json_field(oe_buf *out, const char *key, const char *s, int last)
 static int render_receipt(oe_buf *out, const char *id, const char *nonce, const char *action,
                           const char *request_hash, const char *status, int approved,
                           const char *result, const char *receipt, const char *error_code,
-                          const char *detail, const char *approval_id)
+                          const char *detail, const char *approval_id, const char *proof)
 {
     size_t start = out->len;
     int failed = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
@@ -947,7 +947,12 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
                  put_json_field(out, "receipt", receipt, 0) ||
                  put_json_field(out, "error_code", error_code, 0) ||
                  put_json_field(out, "detail", detail, 0) ||
-                 put_json_field(out, "approval_id", approval_id, 1);
+                 put_json_field(out, "approval_id", approval_id, !proof);
+    /* The proof is a JSON object made by the engine (or checked by the
+     * decoder): pasted as it is. */
+    if (!failed && proof)
+        failed = oe_buf_puts(out, "\"proof\": ") || oe_buf_puts(out, proof) ||
+                 oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     /* An append failed (the buffer keeps why), or else oe_json_dump_string
@@ -972,7 +977,8 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     int rc;
     if (json) {
         rc = render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
-                            r->result, r->receipt, error_code, r->detail, r->approval_id);
+                            r->result, r->receipt, error_code, r->detail, r->approval_id,
+                            r->proof);
         if (rc != OE_OK)
             set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
         return rc;
@@ -1026,6 +1032,7 @@ void oe_receipt_clear(oe_receipt *r)
     free(r->detail);
     free(r->approval_id);
     free(r->error_code);
+    free(r->proof);
     memset(r, 0, sizeof *r);
 }
 
@@ -1179,6 +1186,30 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
             goto out;
         }
     }
+    /* A signed receipt's proof (SPEC §12): kept as its compact JSON text,
+     * checked by whoever verifies it. */
+    const oe_json *proof = oe_json_get(root, "proof");
+    if (proof && proof->type != OE_JSON_NULL) {
+        if (proof->type != OE_JSON_OBJECT) {
+            set_err(err, errlen, "receipt field proof: must be an object or null");
+            goto out;
+        }
+        oe_buf b;
+        oe_buf_init(&b, 0);
+        int drc = oe_json_dump(&b, proof, OE_JSON_COMPACT);
+        if (drc != OE_OK) {
+            oe_buf_free(&b);
+            set_err(err, errlen, "receipt field proof: %s", oe_strerror(drc));
+            rc = drc == OE_EINVAL ? OE_EINVAL : drc;
+            goto out;
+        }
+        out->proof = b.data ? b.data : strdup("{}");
+        if (!out->proof) {
+            set_err(err, errlen, "out of memory");
+            rc = OE_ENOMEM;
+            goto out;
+        }
+    }
     rc = OE_OK;
 out:
     oe_json_doc_free(doc);
@@ -1214,5 +1245,6 @@ int oe_receipt_to_json(const oe_receipt *r, oe_buf *out)
     if (!status)
         return OE_EINVAL;
     return render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
-                          r->result, r->receipt, r->error_code, r->detail, r->approval_id);
+                          r->result, r->receipt, r->error_code, r->detail, r->approval_id,
+                          r->proof);
 }

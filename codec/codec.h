@@ -91,6 +91,7 @@ typedef struct oe_receipt_fields {
     oe_error_code error; /* OE_ERR_NONE -> error_code null */
     const char *detail;
     const char *approval_id;
+    const char *proof; /* the proof object's JSON text (SPEC §12), or NULL */
 } oe_receipt_fields;
 
 /* Appends an encoded receipt: Avro single-object (json = 0) or a JSON
@@ -105,6 +106,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
 typedef struct oe_receipt {
     char *id, *nonce, *action, *request_hash, *result, *receipt, *detail, *approval_id;
     char *error_code; /* NULL or the code's name */
+    char *proof;      /* JSON receipts: the proof object, compact JSON; or NULL */
     oe_status status;
     int approved;
 } oe_receipt;

@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "status.h"
+#include "tlog.h"
 
 struct oe_engine {
     int clawshield;
@@ -38,6 +39,7 @@ struct oe_engine {
     oe_metrics *metrics;  /* borrowed; NULL: commit times not counted */
     int keep_payloads;    /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
     oe_buf payload;       /* the row being recorded's payload (under lock) */
+    oe_tlog *tlog;        /* borrowed; NULL: receipts unsigned */
 };
 
 static const char *const status_names[OE_STATUS_COUNT] = {"executed", "replayed", "rejected"};
@@ -61,12 +63,16 @@ void oe_outcome_init(oe_outcome *o)
 {
     memset(o, 0, sizeof *o);
     oe_buf_init(&o->result_json, OE_RESULT_MAX_BYTES);
+    oe_buf_init(&o->leaf, 0);
+    oe_buf_init(&o->proof, 0);
 }
 
 void oe_outcome_clear(oe_outcome *o)
 {
     free(o->approval_id);
     oe_buf_free(&o->result_json);
+    oe_buf_free(&o->leaf);
+    oe_buf_free(&o->proof);
     oe_outcome_init(o);
 }
 
@@ -76,6 +82,9 @@ static void outcome_reset(oe_outcome *o)
     free(o->approval_id);
     o->approval_id = NULL;
     oe_buf_reset(&o->result_json);
+    oe_buf_reset(&o->leaf);
+    oe_buf_reset(&o->proof);
+    o->logged = 0;
     o->status = OE_STATUS_REJECTED;
     o->error = OE_ERR_NONE;
     o->detail[0] = o->id[0] = o->request_hash[0] = o->receipt[0] = '\0';
@@ -177,6 +186,7 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->clawshield = cfg->clawshield;
     e->store = store;
     e->metrics = cfg->metrics;
+    e->tlog = cfg->tlog;
     e->keep_payloads = !cfg->payload_hash_only;
     oe_buf_init(&e->payload, 0);
     e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
@@ -438,6 +448,31 @@ static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const 
 /* Completes an executed outcome (id, receipt hash) and records it.
  * Returns OE_OK (the approval may turn out used: then o is rejected), or a
  * resource failure with a reason in err. */
+/* The leaf of an entry into o->leaf. */
+static int leaf_of(const oe_tlog_entry *le, oe_outcome *o, char *err, size_t errlen)
+{
+    oe_buf_reset(&o->leaf);
+    int rc = oe_tlog_leaf(le, &o->leaf);
+    if (rc != OE_OK) {
+        snprintf(err, errlen, "%s while writing a log leaf", oe_strerror(rc));
+        return rc == OE_EINVAL ? OE_ESTORE : rc;
+    }
+    o->log_index = le->log_index;
+    return OE_OK;
+}
+
+/* The row of o->leaf is in: the leaf joins the log. */
+static int log_entry(oe_engine *e, oe_outcome *o, char *err, size_t errlen)
+{
+    int rc = oe_tlog_append(e->tlog, o->leaf.data, o->leaf.len);
+    if (rc != OE_OK) {
+        snprintf(err, errlen, "%s while appending to the receipts log", oe_strerror(rc));
+        return rc;
+    }
+    o->logged = 1;
+    return OE_OK;
+}
+
 static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o, double now,
                             char *err, size_t errlen)
 {
@@ -470,7 +505,30 @@ static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o
     memcpy(ex.id, o->id, sizeof ex.id);
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
     memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
+    if (e->tlog) {
+        oe_tlog_entry le = {
+            .id = o->id,
+            .nonce = r->nonce,
+            .action = r->action,
+            .request_hash = o->request_hash,
+            .approved = 1,
+            .result = o->result_json.data,
+            .receipt = o->receipt,
+            .approval_id = o->approval_id,
+            .tenant = e->tenant,
+            .recorded_at = now,
+            .log_index = oe_tlog_next(e->tlog),
+        };
+        if ((rc = leaf_of(&le, o, err, errlen)) != OE_OK)
+            return rc;
+        ex.log_id = oe_tlog_id(e->tlog);
+        ex.log_index = (int64_t)le.log_index;
+    }
     rc = oe_store_insert_execution(e->store, &ex, err, errlen);
+    if (rc == 0 && e->tlog && (rc = log_entry(e, o, err, errlen)) != OE_OK)
+        return rc;
+    if (rc != 0)
+        oe_buf_reset(&o->leaf); /* no row, no entry */
     if (rc == OE_EDUP_APPROVAL) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
         return OE_OK;
@@ -589,6 +647,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
+    if (e->tlog)
+        oe_tlog_begin(e->tlog);
     /* A store without prefetch (SQLite) looks up locally: no key list. */
     if (rc == OE_OK && n > 1 && e->store->ops->prefetch) {
         const char **keys = malloc(2 * n * sizeof *keys);
@@ -638,10 +698,39 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
                 .payload = payload,
                 .created_at = now,
             };
+            if (rc == OE_OK && e->tlog) {
+                /* The leaf holds what the receipt shows: "" for what the
+                 * request did not say. */
+                oe_tlog_entry le = {
+                    .nonce = r->nonce ? nonce : "",
+                    .action = r->action ? action : "",
+                    .request_hash = o->request_hash,
+                    .rejected = 1,
+                    .approved = o->approved,
+                    .error_code = rej.error_code,
+                    .detail = o->detail,
+                    .approval_id = o->approval_id,
+                    .tenant = e->tenant,
+                    .recorded_at = now,
+                    .log_index = oe_tlog_next(e->tlog),
+                };
+                rc = leaf_of(&le, o, err, errlen);
+                rej.log_id = oe_tlog_id(e->tlog);
+                rej.log_index = (int64_t)le.log_index;
+            }
             int src = rc == OE_OK ? oe_store_insert_rejection(e->store, &rej, err, errlen) : 0;
             if (src != 0)
                 rc = store_failure(src);
+            else if (rc == OE_OK && e->tlog)
+                rc = log_entry(e, o, err, errlen);
         }
+    }
+    if (rc == OE_OK && e->tlog) {
+        /* One signature for the batch, in its transaction. Another process
+         * signing with this key is no transient failure: fail closed. */
+        int src = oe_tlog_seal(e->tlog, e->store, now, err, errlen);
+        if (src != OE_OK)
+            rc = src == OE_EDUP_LOG ? OE_ESTORE : store_failure(src);
     }
     if (rc == OE_OK) {
         double t0 = oe_monotonic();
@@ -651,8 +740,22 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
         if (src != 0)
             rc = store_failure(src);
     }
-    if (rc != OE_OK)
+    if (rc != OE_OK) {
         oe_store_rollback(e->store);
+        if (e->tlog)
+            oe_tlog_abort(e->tlog);
+        return rc;
+    }
+    if (e->tlog) {
+        oe_tlog_commit(e->tlog);
+        for (size_t i = 0; i < n; i++) {
+            oe_outcome *o = &items[i]->out;
+            /* Out of memory here leaves a durable entry without its proof
+             * in this answer; the ledger and its checkpoint hold it. */
+            if (o->logged)
+                oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
+        }
+    }
     return rc;
 }
 

@@ -40,6 +40,7 @@ typedef struct oe_engine_config {
     double max_skew;             /* seconds issued_at may lie ahead [30] */
     struct oe_metrics *metrics;  /* NULL, or where commit times are counted */
     int payload_hash_only;       /* OPENEXEC_LEDGER_PAYLOADS=hash: rows keep no payload */
+    struct oe_tlog *tlog;        /* the writer's receipts log (tlog.h), or NULL: unsigned */
 } oe_engine_config;
 
 /* What became of one request. Reused across batches: oe_outcome_clear. */
@@ -53,6 +54,14 @@ typedef struct oe_outcome {
     int approved;
     char *approval_id;  /* owned; NULL in demo mode or when rejected */
     oe_buf result_json; /* json.dumps(result, sort_keys=True) */
+    /* Signed receipts (tlog.h): the entry's leaf and, once its batch is
+     * committed, its proof (a JSON object, SPEC §12); both empty when the
+     * outcome has no entry of its own in the log (a replay) or the engine
+     * signs nothing. */
+    oe_buf leaf;
+    oe_buf proof;
+    int logged;         /* 1: leaf is entry log_index of this batch */
+    uint64_t log_index; /* when logged */
 } oe_outcome;
 
 void oe_outcome_init(oe_outcome *o);

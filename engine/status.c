@@ -26,6 +26,8 @@ const char *oe_strerror(int rc)
         return "approval already used";
     case OE_EREFUSED:
         return "refused by the peer";
+    case OE_EDUP_LOG:
+        return "another process appended to this receipts log";
     }
     return "unknown error";
 }

@@ -26,6 +26,8 @@ typedef enum oe_rc {
     OE_EDUP_NONCE = -8,    /* the ledger holds an execution of this nonce */
     OE_EDUP_APPROVAL = -9, /* the ledger holds an execution of this approval */
     OE_EREFUSED = -10,     /* a peer refused this process (authentication, TLS) */
+    OE_EDUP_LOG = -11,     /* another process appended to this receipts log (the same
+                              signing key twice): fail closed */
 } oe_rc;
 
 /* A short constant description of rc ("out of memory", ...). */

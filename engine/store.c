@@ -4,6 +4,7 @@
 #include "digest.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +138,28 @@ int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_f
                             char *err, size_t errlen)
 {
     return s->ops->each_rejection(s, nonce, fn, ctx, err, errlen);
+}
+
+int oe_store_has_logs(const oe_store *s)
+{
+    return s->ops->log_open && s->ops->insert_checkpoint;
+}
+
+int oe_store_log_open(oe_store *s, const oe_log_key *key, double now, int64_t *log_id,
+                      oe_merkle_compact *state, char *err, size_t errlen)
+{
+    if (!oe_store_has_logs(s)) {
+        snprintf(err, errlen, "a %s ledger does not keep signed receipts yet", s->ops->name);
+        return OE_EINVAL;
+    }
+    return s->ops->log_open(s, key, now, log_id, state, err, errlen);
+}
+
+int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen)
+{
+    if (!oe_store_has_logs(s)) {
+        snprintf(err, errlen, "a %s ledger does not keep signed receipts yet", s->ops->name);
+        return OE_EINVAL;
+    }
+    return s->ops->insert_checkpoint(s, c, err, errlen);
 }

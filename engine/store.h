@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "merkle.h"
 #include "status.h"
 
 typedef struct oe_store oe_store;
@@ -53,6 +54,9 @@ typedef struct oe_execution {
      * (oe_execution_set_keys, or the engine from keys it already has);
      * not read back by look-ups. */
     oe_ledger_key nonce_key, id_key, approval_key;
+    /* The row's leaf in its writer's receipts log (SPEC §12): log_id > 0
+     * and its index, or log_id 0 for a row written unsigned. */
+    int64_t log_id, log_index;
 } oe_execution;
 
 /* Computes the record's three keys from its texts. */
@@ -76,6 +80,7 @@ typedef struct oe_rejection {
     const char *detail;
     const char *payload;
     double created_at;
+    int64_t log_id, log_index; /* as in oe_execution */
 } oe_rejection;
 
 /* Longest payload text a ledger row keeps whole: the largest request
@@ -107,6 +112,25 @@ typedef int (*oe_store_rejection_fn)(void *ctx, const oe_rejection *r);
  * of the process (kill -9) but may lose the last commits on power loss. */
 typedef enum oe_store_sync { OE_STORE_SYNC_FULL, OE_STORE_SYNC_NORMAL } oe_store_sync;
 
+/* A writer's receipts log as the ledger lists it: its origin (SPEC §12)
+ * and the Ed25519 key that signs its checkpoints. */
+typedef struct oe_log_key {
+    const char *origin;
+    unsigned char public_key[32];
+    char key_id[65]; /* lowercase hex SHA-256 of public_key */
+} oe_log_key;
+
+/* One signed checkpoint: the log's tree grew from from_size to
+ * state->size leaves in the batch that stores it. */
+typedef struct oe_checkpoint_row {
+    int64_t log_id;
+    uint64_t from_size;
+    const oe_merkle_compact *state; /* the tree at its size */
+    unsigned char root[32];
+    const char *note; /* the C2SP signed note */
+    double created_at;
+} oe_checkpoint_row;
+
 /* A backend's operations (ledger/). Every store starts with the base. */
 typedef struct oe_store_ops {
     const char *name; /* "sqlite" or "postgresql" */
@@ -129,6 +153,10 @@ typedef struct oe_store_ops {
                           size_t errlen);
     int (*each_rejection)(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
                           char *err, size_t errlen);
+    /* Optional (a backend without them cannot keep signed receipts). */
+    int (*log_open)(oe_store *s, const oe_log_key *key, double now, int64_t *log_id,
+                    oe_merkle_compact *state, char *err, size_t errlen);
+    int (*insert_checkpoint)(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -140,8 +168,10 @@ struct oe_store {
  * older version is upgraded in place when a writer opens it; a newer one
  * is refused. SQLite version 3 is the append-ordered layout (ledger/sqlite.c),
  * version 4 (PostgreSQL 3) adds the payload column to both tables, SQLite
- * version 5 indexes ids by insertion order first (id_bucket). */
-#define OE_SQLITE_SCHEMA_VERSION 6
+ * version 5 indexes ids by insertion order first (id_bucket), version 6
+ * drops the uniqueness trigger for unique indexes, version 7 adds the
+ * receipts logs and their checkpoints. */
+#define OE_SQLITE_SCHEMA_VERSION 7
 #define OE_POSTGRES_SCHEMA_VERSION 3
 
 void oe_store_free(oe_store *s);
@@ -202,6 +232,21 @@ int oe_store_each_execution(oe_store *s, oe_store_execution_fn fn, void *ctx, ch
  * when it is not NULL. Returns as oe_store_each_execution. */
 int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_fn fn, void *ctx,
                             char *err, size_t errlen);
+
+/* 1 when the backend keeps receipts logs (oe_store_log_open). */
+int oe_store_has_logs(const oe_store *s);
+
+/* The receipts log of key->origin, added on first use: its id, and its
+ * tree at the last checkpoint (empty for a new log) into state. Returns 0,
+ * OE_EINVAL when the origin belongs to another public key, or a failure.
+ * Outside the engine's transactions (at start-up). */
+int oe_store_log_open(oe_store *s, const oe_log_key *key, double now, int64_t *log_id,
+                      oe_merkle_compact *state, char *err, size_t errlen);
+
+/* Inside a batch's transaction: stores its checkpoint. Returns 0,
+ * OE_EDUP_LOG when the log already has a checkpoint from c->from_size or
+ * of c's size (another process appends with the same key), or a failure. */
+int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen);
 
 /* Row counts, for tests and metrics. A failure is negative: an oe_rc
  * (OE_ESTORE, OE_EUNAVAIL). */

@@ -137,8 +137,41 @@ static const char schema_v6[] =
     "DROP INDEX executions_nonce_key;"
     "CREATE UNIQUE INDEX executions_nonce ON executions(nonce_key, nonce);";
 
-static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {schema_v1, schema_v2, schema_v3,
-                                                                   schema_v4, schema_v5, schema_v6};
+/* Version 7: signed receipts (SPEC §12). Each writer's key has a log
+ * (logs); every execution and rejection is a leaf of its writer's log at
+ * log_index (NULL for rows written unsigned); each committed batch ends
+ * with a signed checkpoint of the log, stored in the batch's transaction
+ * with the compact range of the tree at its size, so that a writer
+ * continues its log after a restart from the last checkpoint alone. A
+ * checkpoint extends exactly one earlier size (from_size, unique per log):
+ * two processes appending to one log from the same size cannot both
+ * commit, so the log cannot fork. */
+static const char schema_v7[] =
+    "ALTER TABLE executions ADD COLUMN log_id INTEGER;"
+    "ALTER TABLE executions ADD COLUMN log_index INTEGER;"
+    "ALTER TABLE rejections ADD COLUMN log_id INTEGER;"
+    "ALTER TABLE rejections ADD COLUMN log_index INTEGER;"
+    "CREATE TABLE logs ("
+    "  log_id INTEGER PRIMARY KEY,"
+    "  origin TEXT NOT NULL UNIQUE,"
+    "  public_key BLOB NOT NULL,"
+    "  key_id TEXT NOT NULL,"
+    "  created_at REAL NOT NULL"
+    ");"
+    "CREATE TABLE checkpoints ("
+    "  log_id INTEGER NOT NULL,"
+    "  from_size INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  root BLOB NOT NULL,"
+    "  frontier BLOB NOT NULL,"
+    "  note TEXT NOT NULL,"
+    "  created_at REAL NOT NULL,"
+    "  PRIMARY KEY (log_id, size),"
+    "  UNIQUE (log_id, from_size)"
+    ") WITHOUT ROWID;";
+
+static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7};
 
 /* Rows per id bucket (schema version 5): 2^18 = 262,144 (a bucket's part
  * of the index, ~1,200 leaves, stays in the page cache). A look-up by id
@@ -159,6 +192,10 @@ enum {
     ST_INSERT_REJ,
     ST_COUNT_EXEC,
     ST_COUNT_REJ,
+    ST_LOG_ADD,
+    ST_LOG_GET,
+    ST_LOG_LAST,
+    ST_CHECKPOINT_ADD,
     ST_COUNT
 };
 
@@ -180,14 +217,23 @@ static const char *const statements[ST_COUNT] = {
     [ST_APPROVAL_USED] = "SELECT 1 FROM executions WHERE approval_key = ?1 AND approval_id = ?2",
     [ST_INSERT_EXEC] = "INSERT INTO executions (id, request_hash, receipt, nonce, action,"
                        " tenant_id, approval_id, result_json, approved, created_at,"
-                       " nonce_key, id_key, approval_key, payload, id_bucket)"
+                       " nonce_key, id_key, approval_key, payload, log_id, log_index, id_bucket)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
+                       " ?15, ?16,"
                        " (SELECT coalesce(max(seq), 0) + 1 FROM executions) >> " OE_SQLITE_STR(
                            OE_SQLITE_ID_BUCKET_SHIFT) ")",
     [ST_INSERT_REJ] = "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      " created_at, payload, log_id, log_index)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_COUNT_EXEC] = "SELECT count(*) FROM executions",
     [ST_COUNT_REJ] = "SELECT count(*) FROM rejections",
+    [ST_LOG_ADD] = "INSERT INTO logs (origin, public_key, key_id, created_at)"
+                   " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (origin) DO NOTHING",
+    [ST_LOG_GET] = "SELECT log_id, public_key FROM logs WHERE origin = ?1",
+    [ST_LOG_LAST] = "SELECT size, frontier FROM checkpoints WHERE log_id = ?1"
+                    " ORDER BY size DESC LIMIT 1",
+    [ST_CHECKPOINT_ADD] = "INSERT INTO checkpoints (log_id, from_size, size, root, frontier, note,"
+                          " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
 
 typedef struct sqlite_store {
@@ -645,6 +691,18 @@ static void bind_text_or_null(sqlite3_stmt *q, int i, const char *v)
         sqlite3_bind_null(q, i);
 }
 
+/* A row's place in its writer's log (store.h), or NULLs when unsigned. */
+static void bind_log_entry(sqlite3_stmt *q, int i, int64_t log_id, int64_t log_index)
+{
+    if (log_id > 0) {
+        sqlite3_bind_int64(q, i, log_id);
+        sqlite3_bind_int64(q, i + 1, log_index);
+    } else {
+        sqlite3_bind_null(q, i);
+        sqlite3_bind_null(q, i + 1);
+    }
+}
+
 static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *err, size_t errlen)
 {
     sqlite_store *s = (sqlite_store *)base;
@@ -667,6 +725,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
     else
         sqlite3_bind_null(q, 13);
     bind_text_or_null(q, 14, e->payload);
+    bind_log_entry(q, 15, e->log_id, e->log_index);
     int rc = sqlite3_step(q);
     int result = 0;
     if (rc != SQLITE_DONE) {
@@ -693,6 +752,7 @@ static int sqlite_insert_rejection(oe_store *base, const oe_rejection *r, char *
         bind_text_or_null(q, i + 1, vals[i]);
     sqlite3_bind_double(q, 6, r->created_at);
     bind_text_or_null(q, 7, r->payload);
+    bind_log_entry(q, 8, r->log_id, r->log_index);
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
     sqlite3_reset(q);
@@ -804,7 +864,106 @@ static int sqlite_each_rejection(oe_store *base, const char *nonce, oe_store_rej
                     &(row_sink){.rejection = fn, .ctx = ctx}, err, errlen);
 }
 
+static int sqlite_log_open(oe_store *base, const oe_log_key *key, double now, int64_t *log_id,
+                           oe_merkle_compact *state, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int result = step_simple(s, ST_BEGIN, err, errlen);
+    int in_txn = result == 0;
+    sqlite3_stmt *q = s->st[ST_LOG_ADD];
+    if (result == 0) {
+        sqlite3_bind_text(q, 1, key->origin, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, key->public_key, 32, SQLITE_STATIC);
+        sqlite3_bind_text(q, 3, key->key_id, -1, SQLITE_STATIC);
+        sqlite3_bind_double(q, 4, now);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            result = store_error(s, err, errlen, "adding the receipts log");
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+    }
+    if (result == 0) {
+        q = s->st[ST_LOG_GET];
+        sqlite3_bind_text(q, 1, key->origin, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_ROW) {
+            result = store_error(s, err, errlen, "reading the receipts log");
+        } else {
+            *log_id = sqlite3_column_int64(q, 0);
+            const void *pub = sqlite3_column_blob(q, 1);
+            if (sqlite3_column_bytes(q, 1) != 32 || memcmp(pub, key->public_key, 32) != 0) {
+                snprintf(err, errlen,
+                         "%s: the receipts log %.200s belongs to another key: give this key "
+                         "another origin (OPENEXEC_LOG_ORIGIN)",
+                         s->path, key->origin);
+                result = OE_EINVAL;
+            }
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+    }
+    if (result == 0) {
+        q = s->st[ST_LOG_LAST];
+        sqlite3_bind_int64(q, 1, *log_id);
+        int rc = sqlite3_step(q);
+        oe_merkle_compact_init(state);
+        if (rc == SQLITE_ROW) {
+            int64_t size = sqlite3_column_int64(q, 0);
+            int bytes = sqlite3_column_bytes(q, 1);
+            const void *frontier = sqlite3_column_blob(q, 1);
+            if (size < 0 || bytes != 32 * __builtin_popcountll((uint64_t)size)) {
+                snprintf(err, errlen, "%s: the last checkpoint of log %.200s is damaged",
+                         s->path, key->origin);
+                result = OE_ESTORE;
+            } else {
+                state->size = (uint64_t)size;
+                if (bytes)
+                    memcpy(state->hashes, frontier, (size_t)bytes);
+            }
+        } else if (rc != SQLITE_DONE) {
+            result = store_error(s, err, errlen, "reading the last checkpoint");
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+    }
+    if (in_txn)
+        result = result == 0 ? step_simple(s, ST_COMMIT, err, errlen)
+                             : (step_simple(s, ST_ROLLBACK, NULL, 0), result);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
+static int sqlite_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, char *err,
+                                    size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_CHECKPOINT_ADD];
+    sqlite3_bind_int64(q, 1, c->log_id);
+    sqlite3_bind_int64(q, 2, (int64_t)c->from_size);
+    sqlite3_bind_int64(q, 3, (int64_t)c->state->size);
+    sqlite3_bind_blob(q, 4, c->root, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 5, c->state->hashes, 32 * __builtin_popcountll(c->state->size),
+                      SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, c->note, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 7, c->created_at);
+    int rc = sqlite3_step(q);
+    int result = 0;
+    if (rc != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE ||
+            sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+            result = OE_EDUP_LOG;
+        else
+            result = store_error(s, err, errlen, "storing a checkpoint");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
 static const oe_store_ops sqlite_ops = {
+    .log_open = sqlite_log_open,
+    .insert_checkpoint = sqlite_insert_checkpoint,
     .name = "sqlite",
     .free = sqlite_free,
     .begin = sqlite_begin,

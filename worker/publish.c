@@ -159,6 +159,7 @@ static int produce_slot(oe_worker *w, size_t i)
         .error = o->error,
         .detail = rejected ? o->detail : NULL,
         .approval_id = o->approval_id,
+        .proof = o->proof.len ? o->proof.data : NULL,
     };
     char err[256];
     oe_buf_reset(&w->encoded);

@@ -1,0 +1,97 @@
+/* The writer's receipts log (SPEC §12): every ledger entry it commits, an
+ * execution or a rejection, is a leaf of an append-only RFC 6962 Merkle
+ * tree kept per signing key; each committed batch ends with a checkpoint
+ * (C2SP tlog-checkpoint) signed as a C2SP note, stored in the batch's own
+ * transaction; each new entry's receipt carries its leaf, that checkpoint
+ * and the inclusion path from one to the other, so that anyone holding the
+ * public key can check it offline.
+ *
+ * Used by the engine inside its transactions (the engine's lock serialises
+ * every call on one log): oe_tlog_begin at the start of a batch, then for
+ * each entry recorded oe_tlog_next (its index, stored in its row) and,
+ * once the row is in, oe_tlog_append of its leaf; oe_tlog_seal before the
+ * commit stores the signed checkpoint; oe_tlog_commit after a commit (or
+ * oe_tlog_abort after a rollback) moves the log on (or back). Proofs
+ * (oe_tlog_proof) are made after the seal, from the batch's own leaves and
+ * the tree before it: no earlier leaf is read.
+ */
+#ifndef OE_TLOG_H
+#define OE_TLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "merkle.h"
+#include "note.h"
+#include "status.h"
+#include "store.h"
+
+typedef struct oe_tlog oe_tlog;
+
+/* Most bytes of a log's origin (its C2SP name: printable ASCII, no space
+ * or '+'). */
+#define OE_TLOG_ORIGIN_MAX 128
+
+/* Opens the log of signer's key in store, named origin (NULL: "openexec/"
+ * and the first 16 hex digits of the key id), adding it to the ledger on
+ * first use and continuing from its last checkpoint. signer is borrowed.
+ * Returns OE_OK, or with a reason in err OE_EINVAL (a bad origin, an
+ * origin of another key, a ledger that keeps no logs), OE_ENOMEM or the
+ * store's failure. */
+oe_rc oe_tlog_open(oe_store *store, const oe_signer *signer, const char *origin, double now,
+                   oe_tlog **out, char *err, size_t errlen);
+void oe_tlog_free(oe_tlog *t);
+
+const char *oe_tlog_origin(const oe_tlog *t);
+/* The log's id in the ledger (oe_execution.log_id). */
+int64_t oe_tlog_id(const oe_tlog *t);
+/* Leaves committed so far. */
+uint64_t oe_tlog_size(const oe_tlog *t);
+
+/* A ledger entry as its leaf shows it: the receipt's fields (SPEC §9)
+ * with status "executed" or "rejected", plus its place and time. */
+typedef struct oe_tlog_entry {
+    const char *id;           /* NULL when rejected */
+    const char *nonce;        /* as the receipt has it ("" when unknown) */
+    const char *action;       /* likewise */
+    const char *request_hash; /* likewise */
+    int rejected;
+    int approved;
+    const char *result;  /* result_json text, NULL when rejected */
+    const char *receipt; /* the receipt hash, NULL when rejected */
+    const char *error_code;
+    const char *detail;
+    const char *approval_id;
+    const char *tenant;
+    double recorded_at; /* the row's created_at, seconds since the epoch */
+    uint64_t log_index;
+} oe_tlog_entry;
+
+/* Appends the leaf of e to out: the canonical JSON (SPEC §6) of its
+ * fields, keys sorted, recorded_at as RFC 3339 UTC with microseconds.
+ * Returns OE_OK, OE_EINVAL (a string that is not UTF-8 text), or the
+ * buffer's failure. */
+oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out);
+
+void oe_tlog_begin(oe_tlog *t);
+/* The index the next appended leaf gets. */
+uint64_t oe_tlog_next(const oe_tlog *t);
+/* Appends a leaf (its bytes) at oe_tlog_next. OE_OK or OE_ENOMEM. */
+oe_rc oe_tlog_append(oe_tlog *t, const char *leaf, size_t len);
+/* Ends the batch's part of the log: when leaves were appended, signs the
+ * checkpoint of the grown tree and stores it with store (inside the
+ * transaction). Returns OE_OK, or with a reason in err OE_EDUP_LOG
+ * (another process appends with this key), OE_ENOMEM, OE_EIO (signing
+ * failed) or the store's failure. */
+oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t errlen);
+void oe_tlog_commit(oe_tlog *t);
+void oe_tlog_abort(oe_tlog *t);
+
+/* After oe_tlog_seal: appends the proof of the leaf at index (appended in
+ * this batch, its bytes leaf[0..len)) to out, a JSON object with keys
+ * checkpoint, inclusion, leaf, log_index, log_origin (SPEC §12). Returns
+ * OE_OK, OE_EINVAL (index not of this batch) or the buffer's failure. */
+oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out);
+
+#endif
