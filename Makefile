@@ -50,6 +50,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
 
 .PHONY: kafka kafka-down
 .PHONY: all deps run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
+.PHONY: verifier
 
 all: $(BUILD)/openexec
 
@@ -127,6 +128,27 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    $(DEB_TOOLS); \
 	fi
+	@$(GO_OK) || { echo "Go $(GO_MIN) or later is needed for the receipt verifier (tests/verifier):" \
+	  "install it from https://go.dev/dl/ and put it on PATH (Debian 12's golang-go is 1.19)"; exit 1; }
+	@cd tests/verifier && go mod download
+
+# The independent checker of signed receipts (tests/verifier/, Go, against
+# golang.org/x/mod/sumdb/note and transparency-dev/merkle): the black-box
+# tests run build/verifier. Its modules are pinned by go.sum and fetched by
+# `make deps`; Debian's Go is too old, so Go >= GO_MIN comes from go.dev.
+GO_MIN       = 1.26
+GO_OK        = v=$$(go env GOVERSION 2>/dev/null) && v=$${v\#go} && \
+               [ "$$(printf '%s\n' $(GO_MIN) "$$v" | sort -V | head -n 1)" = $(GO_MIN) ]
+VERIFIER     = build/verifier
+VERIFIER_SRC = $(filter-out %_test.go,$(wildcard tests/verifier/*.go)) \
+               tests/verifier/go.mod tests/verifier/go.sum
+
+verifier: $(VERIFIER)
+
+$(VERIFIER): $(VERIFIER_SRC)
+	@$(GO_OK) || { echo "no Go $(GO_MIN) or later on PATH: run make deps"; exit 1; }
+	@mkdir -p $(dir $@)
+	cd tests/verifier && go build -mod=readonly -o ../../$@ .
 
 # Python packages that Debian lacks, for the tests only (the OpenAPI
 # validator: tests/http/requirements.txt, exact versions), in a virtual
@@ -186,6 +208,7 @@ test: deps
 check:
 	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka, avro and psycopg2: run make deps"; exit 1; }
 	@$(MAKE) -s --no-print-directory $(VENV)/.installed
+	@$(MAKE) -s --no-print-directory $(VERIFIER)
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:

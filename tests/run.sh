@@ -44,6 +44,17 @@ step() {
     count "$work/out" "$status"
 }
 
+# go test of the receipt verifier (tests/verifier), ending with a line
+# "N passed, N failed" of its top-level tests for count.
+go_test_verifier() {
+    local out status
+    out=$(cd tests/verifier && go test -mod=readonly -count=1 -v ./... 2>&1)
+    status=$?
+    grep -vE '^(=== |    --- PASS)' <<<"$out"
+    echo "$(grep -c '^--- PASS' <<<"$out") passed, $(grep -c '^--- FAIL' <<<"$out") failed"
+    return "$status"
+}
+
 # test_worker runs once, in the sanitizer build below: its half minute is
 # mostly the worker's backoffs against injected broker errors, the same in
 # both builds, and the black-box suites run the normal build's worker
@@ -52,6 +63,7 @@ for t in build/tests/test_*; do
     [ "$(basename "$t")" != test_worker ] || continue
     step "unit $(basename "$t")" "$t"
 done
+step "unit tests/verifier (go test; the receipt verifier)" go_test_verifier
 # Every libFuzzer target for a few seconds (FUZZ_SMOKE_SECONDS, default 5)
 # on its seed corpus and more: a broken harness, or a seed that crashes
 # again (the regress-* seeds), fails the suite. `make fuzz` runs them longer.
