@@ -47,11 +47,12 @@ enum {
     REC_ERROR_CODE,
     REC_DETAIL,
     REC_APPROVAL_ID,
+    REC_PROOF,
     REC_NFIELDS
 };
 static const char *const rec_fields[REC_NFIELDS] = {
     "id",     "nonce",   "action",     "request_hash", "status",     "approved",
-    "result", "receipt", "error_code", "detail",       "approval_id"};
+    "result", "receipt", "error_code", "detail",       "approval_id", "proof"};
 
 /* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
 #define SO_HEADER 10
@@ -993,6 +994,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
         [REC_ERROR_CODE] = error_code,
         [REC_DETAIL] = r->detail,
         [REC_APPROVAL_ID] = r->approval_id,
+        [REC_PROOF] = r->proof,
     };
     avro_value_t *rec = &c->rec.value;
     if ((rc = avro_rc(avro_value_reset(rec))) != OE_OK)
@@ -1059,6 +1061,8 @@ static char **receipt_slot(oe_receipt *r, size_t i)
         return &r->detail;
     case REC_APPROVAL_ID:
         return &r->approval_id;
+    case REC_PROOF:
+        return &r->proof;
     }
     return NULL;
 }
@@ -1067,6 +1071,29 @@ static char **receipt_slot(oe_receipt *r, size_t i)
 static int rec_nullable(size_t i)
 {
     return i != REC_NONCE && i != REC_ACTION && i != REC_REQUEST_HASH;
+}
+
+/* A receipt's proof as the decoders keep it: an object, re-serialised
+ * compactly into *out (owned), so that what is passed on (into an HTTP
+ * answer, a printed line) is always one well-formed JSON object, whatever
+ * the topic carried. Returns OE_OK, OE_EINVAL (not an object, or not
+ * serialisable) or OE_ENOMEM. */
+static int proof_text(const oe_json *proof, char **out, char *err, size_t errlen)
+{
+    if (proof->type != OE_JSON_OBJECT) {
+        set_err(err, errlen, "receipt field proof: must be an object or null");
+        return OE_EINVAL;
+    }
+    oe_buf b;
+    oe_buf_init(&b, 0);
+    int rc = oe_json_dump(&b, proof, OE_JSON_COMPACT);
+    if (rc != OE_OK) {
+        oe_buf_free(&b);
+        set_err(err, errlen, "receipt field proof: %s", oe_strerror(rc));
+        return rc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+    }
+    *out = b.data;
+    return OE_OK;
 }
 
 static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, oe_receipt *out,
@@ -1120,6 +1147,23 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
             return OE_ENOMEM;
         }
     }
+    if (out->proof) {
+        /* JSON text inside Avro: parsed, and kept only as an object. */
+        char perr[200];
+        oe_json_doc *doc;
+        char *text = out->proof;
+        out->proof = NULL;
+        int prc = oe_json_parse(text, strlen(text), 0, &doc, perr, sizeof perr);
+        free(text);
+        if (prc != OE_OK) {
+            set_err(err, errlen, "receipt field proof is not JSON: %s", perr);
+            return prc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+        }
+        prc = proof_text(oe_json_root(doc), &out->proof, err, errlen);
+        oe_json_doc_free(doc);
+        if (prc != OE_OK)
+            return prc;
+    }
     return OE_OK;
 unreadable:
     set_err(err, errlen, "Avro body: cannot read the receipt's fields");
@@ -1142,7 +1186,8 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
         set_err(err, errlen, "receipt is not a JSON object");
         goto out;
     }
-    for (size_t i = 0; i < REC_NFIELDS; i++) {
+    /* The proof is an object in JSON (below), a JSON text in Avro. */
+    for (size_t i = 0; i < REC_PROOF; i++) {
         const oe_json *v = oe_json_get(root, rec_fields[i]);
         if (i == REC_STATUS) {
             oe_status found;
@@ -1189,27 +1234,9 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
     /* A signed receipt's proof (SPEC §12): kept as its compact JSON text,
      * checked by whoever verifies it. */
     const oe_json *proof = oe_json_get(root, "proof");
-    if (proof && proof->type != OE_JSON_NULL) {
-        if (proof->type != OE_JSON_OBJECT) {
-            set_err(err, errlen, "receipt field proof: must be an object or null");
-            goto out;
-        }
-        oe_buf b;
-        oe_buf_init(&b, 0);
-        int drc = oe_json_dump(&b, proof, OE_JSON_COMPACT);
-        if (drc != OE_OK) {
-            oe_buf_free(&b);
-            set_err(err, errlen, "receipt field proof: %s", oe_strerror(drc));
-            rc = drc == OE_EINVAL ? OE_EINVAL : drc;
-            goto out;
-        }
-        out->proof = b.data ? b.data : strdup("{}");
-        if (!out->proof) {
-            set_err(err, errlen, "out of memory");
-            rc = OE_ENOMEM;
-            goto out;
-        }
-    }
+    if (proof && proof->type != OE_JSON_NULL &&
+        (rc = proof_text(proof, &out->proof, err, errlen)) != OE_OK)
+        goto out;
     rc = OE_OK;
 out:
     oe_json_doc_free(doc);

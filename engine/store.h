@@ -172,7 +172,7 @@ struct oe_store {
  * drops the uniqueness trigger for unique indexes, version 7 adds the
  * receipts logs and their checkpoints. */
 #define OE_SQLITE_SCHEMA_VERSION 7
-#define OE_POSTGRES_SCHEMA_VERSION 3
+#define OE_POSTGRES_SCHEMA_VERSION 4
 
 void oe_store_free(oe_store *s);
 

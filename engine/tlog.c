@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "digest.h"
+#include "ids.h"
 #include "json.h"
 
 struct oe_tlog {
@@ -264,5 +265,160 @@ oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe
         out->len = start;
         out->data[start] = '\0';
     }
+    return rc;
+}
+
+/* The string value of key in object o: 1 and *out (NULL for null), or 0
+ * when absent or of another type. */
+static int get_text(const oe_json *o, const char *key, const char **out, size_t *len)
+{
+    const oe_json *v = oe_json_get(o, key);
+    if (!v)
+        return 0;
+    if (v->type == OE_JSON_NULL) {
+        *out = NULL;
+        *len = 0;
+        return 1;
+    }
+    if (v->type != OE_JSON_STRING || memchr(v->str, '\0', v->len))
+        return 0;
+    *out = v->str;
+    *len = v->len;
+    return 1;
+}
+
+/* The leaf's field key equals the receipt's claim (both null, or the same
+ * text). */
+static int same(const oe_json *leaf, const char *key, const char *claim)
+{
+    const char *v;
+    size_t n;
+    if (!get_text(leaf, key, &v, &n))
+        return 0;
+    if (!v || !claim)
+        return !v && !claim;
+    return strlen(claim) == n && memcmp(v, claim, n) == 0;
+}
+
+oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
+                     const unsigned char (*trusted)[32], size_t ntrusted, char *reason,
+                     size_t rlen)
+{
+    char perr[200];
+    oe_json_doc *doc = NULL, *leaf_doc = NULL;
+    oe_rc rc = OE_EINVAL;
+    if (!proof) {
+        snprintf(reason, rlen, "no proof: the receipt is not signed");
+        return OE_EINVAL;
+    }
+    int prc = oe_json_parse(proof, len, 0, &doc, perr, sizeof perr);
+    if (prc != OE_OK) {
+        snprintf(reason, rlen, "proof is not JSON: %s", perr);
+        return prc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+    }
+    const oe_json *p = oe_json_root(doc);
+    const oe_json *incl = oe_json_get(p, "inclusion"), *idx = oe_json_get(p, "log_index");
+    const char *note, *leaf, *origin;
+    size_t note_len, leaf_len, origin_len;
+    if (p->type != OE_JSON_OBJECT || !get_text(p, "checkpoint", &note, &note_len) || !note ||
+        !get_text(p, "leaf", &leaf, &leaf_len) || !leaf ||
+        !get_text(p, "log_origin", &origin, &origin_len) || !origin || !incl ||
+        incl->type != OE_JSON_ARRAY || !idx || idx->type != OE_JSON_INT || !idx->fits_int64 || idx->i64 < 0) {
+        snprintf(reason, rlen,
+                 "proof lacks a field: checkpoint, inclusion, leaf, log_index or log_origin");
+        goto out;
+    }
+    uint64_t index = (uint64_t)idx->i64;
+    size_t text_len = 0;
+    if (oe_note_verify(note, note_len, trusted, ntrusted, &text_len, perr, sizeof perr) !=
+        OE_OK) {
+        snprintf(reason, rlen, "checkpoint: %s", perr);
+        goto out;
+    }
+    char cp_origin[OE_TLOG_ORIGIN_MAX + 1];
+    uint64_t size;
+    unsigned char root[32];
+    if (oe_checkpoint_parse(note, text_len, cp_origin, sizeof cp_origin, &size, root, perr,
+                            sizeof perr) != OE_OK) {
+        snprintf(reason, rlen, "checkpoint: %s", perr);
+        goto out;
+    }
+    if (strlen(cp_origin) != origin_len || memcmp(cp_origin, origin, origin_len) != 0) {
+        snprintf(reason, rlen, "the checkpoint is of log %s, not of the proof's log", cp_origin);
+        goto out;
+    }
+    if (incl->len > OE_MERKLE_MAX_INCLUSION) {
+        snprintf(reason, rlen, "inclusion path of %zu hashes is too long", incl->len);
+        goto out;
+    }
+    unsigned char path[OE_MERKLE_MAX_INCLUSION][32], lh[32];
+    for (size_t i = 0; i < incl->len; i++) {
+        const oe_json *h = &incl->items[i];
+        if (h->type != OE_JSON_STRING || h->len != 44 ||
+            oe_base64_decode(h->str, h->len, path[i], 32) != 32) {
+            snprintf(reason, rlen, "inclusion hash %zu is not base64 of 32 bytes", i);
+            goto out;
+        }
+    }
+    oe_merkle_leaf_hash(leaf, leaf_len, lh);
+    if (oe_merkle_verify_inclusion(lh, index, size, (const unsigned char(*)[32])path, incl->len,
+                                   root) != OE_OK) {
+        snprintf(reason, rlen,
+                 "the leaf is not entry %llu of the checkpoint's tree of %llu (inclusion path "
+                 "does not lead to its root)",
+                 (unsigned long long)index, (unsigned long long)size);
+        goto out;
+    }
+    prc = oe_json_parse(leaf, leaf_len, 0, &leaf_doc, perr, sizeof perr);
+    if (prc != OE_OK) {
+        rc = prc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+        snprintf(reason, rlen, "leaf is not JSON: %s", perr);
+        goto out;
+    }
+    const oe_json *l = oe_json_root(leaf_doc);
+    const oe_json *li = oe_json_get(l, "log_index"), *ap = oe_json_get(l, "approved");
+    if (l->type != OE_JSON_OBJECT || !li || li->type != OE_JSON_INT || !li->fits_int64 ||
+        (uint64_t)li->i64 != index) {
+        snprintf(reason, rlen, "the leaf's log_index is not the proof's");
+        goto out;
+    }
+    const char *status = c->status ? c->status : "";
+    int executed = strcmp(status, "executed") == 0 || strcmp(status, "replayed") == 0;
+    if (!same(l, "status", executed ? "executed" : status)) {
+        snprintf(reason, rlen, "status %s is not the leaf's", status);
+        goto out;
+    }
+    static const char *const names[] = {"id",      "nonce",      "action", "request_hash",
+                                        "result",  "receipt",    "error_code", "detail",
+                                        "approval_id"};
+    const char *claims[] = {c->id,      c->nonce,      c->action, c->request_hash, c->result,
+                            c->receipt, c->error_code, c->detail, c->approval_id};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (!same(l, names[i], claims[i])) {
+            snprintf(reason, rlen, "%s is not the leaf's", names[i]);
+            goto out;
+        }
+    }
+    if (!ap || (ap->type != OE_JSON_TRUE && ap->type != OE_JSON_FALSE) ||
+        (ap->type == OE_JSON_TRUE) != (c->approved != 0)) {
+        snprintf(reason, rlen, "approved is not the leaf's");
+        goto out;
+    }
+    if (executed) {
+        char want[65];
+        if (!c->id || !c->result || !c->receipt) {
+            snprintf(reason, rlen, "an execution's receipt needs id, result and receipt");
+            goto out;
+        }
+        oe_receipt_hash(c->id, c->result, strlen(c->result), want);
+        if (strcmp(want, c->receipt) != 0) {
+            snprintf(reason, rlen, "receipt hash does not match sha256(id:result)");
+            goto out;
+        }
+    }
+    rc = OE_OK;
+out:
+    oe_json_doc_free(leaf_doc);
+    oe_json_doc_free(doc);
     return rc;
 }

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "checkpoint.h"
 #include "merkle.h"
 #include "note.h"
 #include "status.h"
@@ -93,5 +94,24 @@ void oe_tlog_abort(oe_tlog *t);
  * checkpoint, inclusion, leaf, log_index, log_origin (SPEC §12). Returns
  * OE_OK, OE_EINVAL (index not of this batch) or the buffer's failure. */
 oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out);
+
+/* What a receipt claims (SPEC §9), as a verifier reads it. NULL for null
+ * or absent; status is "executed", "replayed" or "rejected". */
+typedef struct oe_tlog_claim {
+    const char *id, *nonce, *action, *request_hash, *status, *result, *receipt, *error_code,
+        *detail, *approval_id;
+    int approved;
+} oe_tlog_claim;
+
+/* Checks a receipt offline against trusted public keys (SPEC §12): the
+ * proof (its JSON text) names a leaf whose hash is on the inclusion path
+ * to the root of a checkpoint signed by a trusted key for the proof's
+ * origin; the leaf's fields are the receipt's (status executed for a
+ * receipt executed or replayed); and for an execution the seed's receipt
+ * hash, SHA-256(id ":" result), holds. Returns OE_OK when all hold,
+ * OE_EINVAL with the first reason that fails in reason, or OE_ENOMEM. */
+oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
+                     const unsigned char (*trusted)[32], size_t ntrusted, char *reason,
+                     size_t rlen);
 
 #endif

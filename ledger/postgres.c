@@ -58,6 +58,30 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
      * hash is kept. */
     "ALTER TABLE executions ADD COLUMN payload text;"
     "ALTER TABLE rejections ADD COLUMN payload text;",
+    /* 4: signed receipts (SPEC §12), as SQLite's version 7: each writer's
+     * log, every row's place in it, and the checkpoints; a checkpoint
+     * extends exactly one earlier size of its log (from_size unique), so
+     * two processes with one key cannot both commit from one size. */
+    "ALTER TABLE executions ADD COLUMN log_id bigint;"
+    "ALTER TABLE executions ADD COLUMN log_index bigint;"
+    "ALTER TABLE rejections ADD COLUMN log_id bigint;"
+    "ALTER TABLE rejections ADD COLUMN log_index bigint;"
+    "CREATE TABLE logs ("
+    "  log_id bigserial PRIMARY KEY,"
+    "  origin text NOT NULL UNIQUE,"
+    "  public_key bytea NOT NULL,"
+    "  key_id text NOT NULL,"
+    "  created_at double precision NOT NULL);"
+    "CREATE TABLE checkpoints ("
+    "  log_id bigint NOT NULL,"
+    "  from_size bigint NOT NULL,"
+    "  size bigint NOT NULL,"
+    "  root bytea NOT NULL,"
+    "  frontier bytea NOT NULL,"
+    "  note text NOT NULL,"
+    "  created_at double precision NOT NULL,"
+    "  PRIMARY KEY (log_id, size),"
+    "  UNIQUE (log_id, from_size));",
 };
 
 /* Serialises migrations of one database by concurrent writers. */
@@ -67,15 +91,25 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
     " created_at, payload"
 #define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
-#define EXEC_COLUMNS 11
-#define REJ_COLUMNS 7
+/* Inserts also write the row's place in its writer's log. */
+#define LOG_COLUMNS ", log_id, log_index"
+#define EXEC_COLUMNS 13
+#define REJ_COLUMNS 9
 
 /* Every statement a worker runs is a SELECT or an INSERT: the ledger is
  * append-only, so the workers' role needs SELECT and INSERT on the tables
  * and USAGE on the rejections' sequence (nextval) and nothing else
  * (SECURITY.md). ON CONFLICT DO NOTHING needs only INSERT. DDL runs in
  * migrate() alone, for a role that may (check_schema). */
-enum { PS_BY_NONCE, PS_BY_ID, PS_APPROVAL_USED, PS_FLUSH_EXEC, PS_FLUSH_REJ, PS_COUNT };
+enum {
+    PS_BY_NONCE,
+    PS_BY_ID,
+    PS_APPROVAL_USED,
+    PS_FLUSH_EXEC,
+    PS_FLUSH_REJ,
+    PS_CHECKPOINT,
+    PS_COUNT
+};
 
 static const struct {
     const char *name, *sql;
@@ -86,16 +120,25 @@ static const struct {
     [PS_APPROVAL_USED] = {"oe_approval_used", "SELECT 1 FROM executions WHERE approval_id = $1", 1},
     /* A batch's rows in one statement, one array per column. */
     [PS_FLUSH_EXEC] = {"oe_flush_exec",
-                       "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
+                       "INSERT INTO executions (" COLUMNS LOG_COLUMNS
+                       ") SELECT * FROM unnest($1::text[],"
                        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                       " $8::text[], $9::boolean[], $10::float8[], $11::text[])"
+                       " $8::text[], $9::boolean[], $10::float8[], $11::text[], $12::bigint[],"
+                       " $13::bigint[])"
                        " ON CONFLICT DO NOTHING",
                        EXEC_COLUMNS},
     [PS_FLUSH_REJ] = {"oe_flush_rej",
-                      "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
+                      "INSERT INTO rejections (" REJECTION_COLUMNS LOG_COLUMNS ") SELECT * FROM"
                       " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                      " $6::float8[], $7::text[])",
+                      " $6::float8[], $7::text[], $8::bigint[], $9::bigint[])",
                       REJ_COLUMNS},
+    /* A checkpoint that another process stored first (the same key from
+     * the same size) is not written: 0 rows, OE_EDUP_LOG. */
+    [PS_CHECKPOINT] = {"oe_checkpoint",
+                       "INSERT INTO checkpoints (log_id, from_size, size, root, frontier, note,"
+                       " created_at) VALUES ($1, $2, $3, decode($4, 'hex'), decode($5, 'hex'),"
+                       " $6, $7) ON CONFLICT DO NOTHING",
+                       7},
 };
 
 /* A set of borrowed strings (open addressing, linear probing), each with
@@ -192,7 +235,17 @@ static void key_gone(key_set *set, const char *k)
 typedef struct pending_rejection {
     char *nonce, *action, *request_hash, *error_code, *detail, *payload;
     double created_at;
+    int64_t log_id, log_index;
 } pending_rejection;
+
+/* The batch's checkpoint, written after its rows at COMMIT. */
+typedef struct pending_checkpoint {
+    int queued;
+    char params[7][32]; /* log_id, from_size, size, -, -, -, created_at */
+    char root[65];
+    char *frontier; /* hex */
+    char *note;
+} pending_checkpoint;
 
 typedef struct pg_store pg_store;
 static int flush(pg_store *s, char *err, size_t errlen);
@@ -215,6 +268,7 @@ struct pg_store {
     key_set queued_approvals; /* approval ids in execs */
     pending_rejection *rejs;
     size_t n_rejs, cap_rejs;
+    pending_checkpoint checkpoint;
     char shown[512];
     pthread_mutex_t lock;
 };
@@ -388,7 +442,8 @@ static int may_migrate(pg_store *s, int *may, char *err, size_t errlen)
                        "SELECT coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)"
                        " AND coalesce(bool_and(pg_has_role(c.relowner, 'USAGE')), true)"
                        " FROM pg_class c WHERE c.oid IN (to_regclass('executions'),"
-                       " to_regclass('rejections'), to_regclass('schema_migrations'))",
+                       " to_regclass('rejections'), to_regclass('schema_migrations'),"
+                       " to_regclass('logs'), to_regclass('checkpoints'))",
                        "reading the role's privileges", &r, err, errlen);
     if (rc != 0)
         return rc;
@@ -460,7 +515,13 @@ static int check_grants(pg_store *s, char *err, size_t errlen)
                        " AND has_table_privilege('rejections', 'SELECT')"
                        " AND has_table_privilege('rejections', 'INSERT')"
                        " AND has_table_privilege('schema_migrations', 'SELECT')"
+                       " AND has_table_privilege('logs', 'SELECT')"
+                       " AND has_table_privilege('logs', 'INSERT')"
+                       " AND has_table_privilege('checkpoints', 'SELECT')"
+                       " AND has_table_privilege('checkpoints', 'INSERT')"
                        " AND has_sequence_privilege(pg_get_serial_sequence('rejections', 'seq'),"
+                       " 'USAGE')"
+                       " AND has_sequence_privilege(pg_get_serial_sequence('logs', 'log_id'),"
                        " 'USAGE')",
                        "reading the role's privileges", &r, err, errlen);
     if (rc != 0)
@@ -470,9 +531,9 @@ static int check_grants(pg_store *s, char *err, size_t errlen)
     if (ok)
         return 0;
     snprintf(err, errlen,
-             "%.200s: this role lacks a privilege workers use: SELECT and INSERT on executions "
-             "and rejections, SELECT on schema_migrations, USAGE on sequence rejections_seq_seq "
-             "(the grants of SECURITY.md)",
+             "%.200s: this role lacks a privilege workers use: SELECT and INSERT on executions, "
+             "rejections, logs and checkpoints, SELECT on schema_migrations, USAGE on sequences "
+             "rejections_seq_seq and logs_log_id_seq (the grants of SECURITY.md)",
              s->shown);
     return OE_ESTORE;
 }
@@ -524,6 +585,9 @@ static void clear_batch(pg_store *s)
         free(p->payload);
     }
     s->n_rejs = 0;
+    free(s->checkpoint.frontier);
+    free(s->checkpoint.note);
+    memset(&s->checkpoint, 0, sizeof s->checkpoint);
 }
 
 static void pg_free(oe_store *base)
@@ -888,6 +952,8 @@ static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err,
         p->detail = dup_or_null(r->detail, &failed);
         p->payload = dup_or_null(r->payload, &failed);
         p->created_at = r->created_at;
+        p->log_id = r->log_id;
+        p->log_index = r->log_index;
     }
     if (failed) {
         snprintf(err, errlen, "out of memory");
@@ -974,6 +1040,34 @@ static long long flush_rows(pg_store *s, int which, const char **cols[], int nco
     return rows;
 }
 
+/* A row's log_id and log_index as text, for the flush's arrays. */
+static void log_entry_text(int64_t log_id, int64_t log_index, char out[2][24])
+{
+    snprintf(out[0], 24, "%lld", (long long)log_id);
+    snprintf(out[1], 24, "%lld", (long long)log_index);
+}
+
+/* The batch's checkpoint, after its rows. */
+static int flush_checkpoint(pg_store *s, char *err, size_t errlen)
+{
+    pending_checkpoint *c = &s->checkpoint;
+    const char *params[7] = {c->params[0], c->params[1], c->params[2], c->root,
+                             c->frontier,  c->note,      c->params[6]};
+    PGresult *r = PQexecPrepared(s->conn, prepared[PS_CHECKPOINT].name, 7, params, NULL, NULL, 0);
+    int rc;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        rc = pg_fail(s, r, "storing a checkpoint", err, errlen);
+    else
+        rc = strtoll(PQcmdTuples(r), NULL, 10) == 1 ? 0 : OE_EDUP_LOG;
+    PQclear(r);
+    if (rc == OE_EDUP_LOG)
+        snprintf(err, errlen,
+                 "the receipts log (id %s) already has a checkpoint from size %s: another process "
+                 "signs with this key; give each writer a key of its own",
+                 c->params[0], c->params[1]);
+    return rc;
+}
+
 /* Writes the batch's queued rows, before COMMIT. Rows another worker
  * recorded first (a nonce or approval id committed, or committing, since
  * this batch looked) are skipped by ON CONFLICT DO NOTHING; then the batch
@@ -985,7 +1079,8 @@ static int flush(pg_store *s, char *err, size_t errlen)
         return 0;
     const char **cols[EXEC_COLUMNS] = {0};
     char(*num)[32] = malloc(n * sizeof *num);
-    int failed = !num;
+    char(*log)[2][24] = malloc(n * sizeof *log);
+    int failed = !num || !log;
     for (int c = 0; c < EXEC_COLUMNS && !failed; c++)
         failed = !(cols[c] = malloc(n * sizeof **cols));
     int rc = 0;
@@ -997,11 +1092,20 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_execs; i++) {
             const oe_execution *e = &s->execs[i];
             snprintf(num[i], sizeof num[i], "%.17g", e->created_at);
-            const char *row[EXEC_COLUMNS] = {
-                e->id,          e->request_hash, e->receipt,
-                e->nonce,       e->action,       e->tenant_id,
-                e->approval_id, e->result_json,  e->approved ? "t" : "f",
-                num[i],         e->payload};
+            log_entry_text(e->log_id, e->log_index, log[i]);
+            const char *row[EXEC_COLUMNS] = {e->id,
+                                             e->request_hash,
+                                             e->receipt,
+                                             e->nonce,
+                                             e->action,
+                                             e->tenant_id,
+                                             e->approval_id,
+                                             e->result_json,
+                                             e->approved ? "t" : "f",
+                                             num[i],
+                                             e->payload,
+                                             e->log_id > 0 ? log[i][0] : NULL,
+                                             e->log_id > 0 ? log[i][1] : NULL};
             for (int c = 0; c < EXEC_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
@@ -1019,8 +1123,16 @@ static int flush(pg_store *s, char *err, size_t errlen)
         for (size_t i = 0; i < s->n_rejs; i++) {
             const pending_rejection *p = &s->rejs[i];
             snprintf(num[i], sizeof num[i], "%.17g", p->created_at);
-            const char *row[REJ_COLUMNS] = {p->nonce,  p->action, p->request_hash, p->error_code,
-                                            p->detail, num[i],    p->payload};
+            log_entry_text(p->log_id, p->log_index, log[i]);
+            const char *row[REJ_COLUMNS] = {p->nonce,
+                                            p->action,
+                                            p->request_hash,
+                                            p->error_code,
+                                            p->detail,
+                                            num[i],
+                                            p->payload,
+                                            p->log_id > 0 ? log[i][0] : NULL,
+                                            p->log_id > 0 ? log[i][1] : NULL};
             for (int c = 0; c < REJ_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
@@ -1028,9 +1140,12 @@ static int flush(pg_store *s, char *err, size_t errlen)
         if (rows < 0)
             rc = (int)rows;
     }
+    if (rc == 0 && s->checkpoint.queued)
+        rc = flush_checkpoint(s, err, errlen);
     for (int c = 0; c < EXEC_COLUMNS; c++)
         free(cols[c]);
     free(num);
+    free(log);
     return rc;
 }
 
@@ -1184,7 +1299,132 @@ static int pg_each_rejection(oe_store *base, const char *nonce, oe_store_rejecti
     return rc;
 }
 
+static void hex_of(const unsigned char *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static int unhex(const char *h, unsigned char *out, size_t n)
+{
+    if (strlen(h) != 2 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        if (sscanf(h + 2 * i, "%2x", &v) != 1)
+            return -1;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+static int pg_log_open(oe_store *base, const oe_log_key *key, double now, int64_t *log_id,
+                       oe_merkle_compact *state, char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    char pub[65], when[32];
+    hex_of(key->public_key, 32, pub);
+    snprintf(when, sizeof when, "%.17g", now);
+    int rc = ensure_connected(s, err, errlen);
+    PGresult *r = NULL;
+    if (rc == 0) {
+        const char *p[4] = {key->origin, pub, key->key_id, when};
+        r = PQexecParams(s->conn,
+                         "INSERT INTO logs (origin, public_key, key_id, created_at)"
+                         " VALUES ($1, decode($2, 'hex'), $3, $4) ON CONFLICT (origin) DO NOTHING",
+                         4, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            rc = pg_fail(s, r, "adding the receipts log", err, errlen);
+        PQclear(r);
+    }
+    if (rc == 0) {
+        const char *p[1] = {key->origin};
+        r = PQexecParams(s->conn,
+                         "SELECT l.log_id, encode(l.public_key, 'hex'), c.size,"
+                         " encode(c.frontier, 'hex') FROM logs l LEFT JOIN LATERAL"
+                         " (SELECT size, frontier FROM checkpoints WHERE log_id = l.log_id"
+                         " ORDER BY size DESC LIMIT 1) c ON true WHERE l.origin = $1",
+                         1, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            rc = pg_fail(s, r, "reading the receipts log", err, errlen);
+        } else if (strcmp(PQgetvalue(r, 0, 1), pub) != 0) {
+            snprintf(err, errlen,
+                     "%.200s: the receipts log %.200s belongs to another key: give this key "
+                     "another origin (OPENEXEC_LOG_ORIGIN)",
+                     s->shown, key->origin);
+            rc = OE_EINVAL;
+        } else {
+            *log_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            oe_merkle_compact_init(state);
+            if (!PQgetisnull(r, 0, 2)) {
+                long long size = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+                const char *f = PQgetvalue(r, 0, 3);
+                size_t k = size > 0 ? (size_t)__builtin_popcountll((uint64_t)size) : 0;
+                int bad = size < 0 || strlen(f) != 64 * k;
+                for (size_t i = 0; i < k && !bad; i++) {
+                    char part[65];
+                    memcpy(part, f + 64 * i, 64);
+                    part[64] = '\0';
+                    bad = unhex(part, state->hashes[i], 32) != 0;
+                }
+                if (bad) {
+                    snprintf(err, errlen, "%.200s: the last checkpoint of log %.200s is damaged",
+                             s->shown, key->origin);
+                    rc = OE_ESTORE;
+                } else {
+                    state->size = (uint64_t)size;
+                }
+            }
+        }
+        PQclear(r);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
+/* Queues the batch's checkpoint for its COMMIT (flush_checkpoint). */
+static int pg_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, char *err,
+                                size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    pending_checkpoint *q = &s->checkpoint;
+    int rc = 0;
+    size_t k = (size_t)__builtin_popcountll(c->state->size);
+    free(q->frontier);
+    free(q->note);
+    q->frontier = malloc(64 * k + 1);
+    q->note = strdup(c->note);
+    if (!s->in_txn) {
+        snprintf(err, errlen, "a checkpoint is recorded only inside a transaction");
+        rc = OE_ESTORE;
+    } else if (!q->frontier || !q->note) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_ESTORE;
+    } else {
+        q->frontier[0] = '\0';
+        for (size_t i = 0; i < k; i++)
+            hex_of(c->state->hashes[i], 32, q->frontier + 64 * i);
+        hex_of(c->root, 32, q->root);
+        snprintf(q->params[0], sizeof q->params[0], "%lld", (long long)c->log_id);
+        snprintf(q->params[1], sizeof q->params[1], "%llu", (unsigned long long)c->from_size);
+        snprintf(q->params[2], sizeof q->params[2], "%llu",
+                 (unsigned long long)c->state->size);
+        snprintf(q->params[6], sizeof q->params[6], "%.17g", c->created_at);
+        q->queued = 1;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
+    .log_open = pg_log_open,
+    .insert_checkpoint = pg_insert_checkpoint,
     .name = "postgresql",
     .free = pg_free,
     .begin = pg_begin,

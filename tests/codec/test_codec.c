@@ -27,7 +27,7 @@
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
 #define REQUEST_FP 0xbb8686793197e1c8ULL
-#define RECEIPT_FP 0x457ef0d12339befdULL
+#define RECEIPT_FP 0xb71db64b1190a825ULL
 static const char request_canonical[] =
     "{\"name\":\"openexec.ExecutionRequest\",\"type\":\"record\",\"fields\":[{\"name\":"
     "\"action\",\"type\":\"string\"},{\"name\":\"payload\",\"type\":\"string\"},{\"name\":"
@@ -46,7 +46,7 @@ static const char receipt_canonical[] =
     "\"result\",\"type\":[\"null\",\"string\"]},{\"name\":\"receipt\",\"type\":[\"null\","
     "\"string\"]},{\"name\":\"error_code\",\"type\":[\"null\",\"string\"]},{\"name\":"
     "\"detail\",\"type\":[\"null\",\"string\"]},{\"name\":\"approval_id\",\"type\":[\"null\","
-    "\"string\"]}]}";
+    "\"string\"]},{\"name\":\"proof\",\"type\":[\"null\",\"string\"]}]}";
 
 /* ---- canonical form and fingerprints ---- */
 

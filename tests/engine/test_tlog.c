@@ -105,21 +105,22 @@ static uint64_t check_proof(const oe_outcome *o, const unsigned char pub[32], co
     char org[200];
     uint64_t size;
     unsigned char root[32];
-    if (oe_checkpoint_parse(cp->str, text_len, org, sizeof org, &size, root) != OE_OK) {
+    if (oe_checkpoint_parse(cp->str, text_len, org, sizeof org, &size, root, err, sizeof err) !=
+        OE_OK) {
         OE_FAIL_("checkpoint text: %.*s", (int)text_len, cp->str);
         goto out;
     }
     ASSERT_TRUE(strlen(org) == origin->len && memcmp(org, origin->str, origin->len) == 0);
     unsigned char path[OE_MERKLE_MAX_INCLUSION][32], lh[32];
-    size_t n = incl->n;
+    size_t n = incl->len;
     ASSERT_TRUE(n <= OE_MERKLE_MAX_INCLUSION);
     for (size_t i = 0; i < n && i < OE_MERKLE_MAX_INCLUSION; i++)
-        ASSERT_EQ(oe_base64_decode(incl->items[i]->str, incl->items[i]->len, path[i], 32), 32);
+        ASSERT_EQ(oe_base64_decode(incl->items[i].str, incl->items[i].len, path[i], 32), 32);
     oe_merkle_leaf_hash(leaf->str, leaf->len, lh);
-    ASSERT_EQ(oe_merkle_verify_inclusion(lh, (uint64_t)idx->num, size,
+    ASSERT_EQ(oe_merkle_verify_inclusion(lh, (uint64_t)idx->i64, size,
                                          (const unsigned char(*)[32])path, n, root),
               OE_OK);
-    ASSERT_EQ((uint64_t)idx->num, o->log_index);
+    ASSERT_EQ((uint64_t)idx->i64, o->log_index);
     /* The leaf's fields are the outcome's. */
     oe_json_doc *ld = test_json_parse(leaf->str, leaf->len, 0, err, sizeof err);
     if (!ld) {
