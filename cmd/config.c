@@ -245,6 +245,9 @@ static const setting settings[] = {
     TEXT("--id", NULL, VERIFY, id, NULL, "execution id"),
     TEXT("--result", NULL, VERIFY, result, NULL, "result as JSON"),
     TEXT("--receipt", NULL, VERIFY, receipt, NULL, "receipt hash (hex)"),
+    /* keygen */
+    NAME("--out", NULL, OE_CMD_KEYGEN, key_out, NULL,
+         "write the new private key here (required; mode 0600, never overwritten)"),
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])

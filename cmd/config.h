@@ -36,6 +36,7 @@ enum {
     OE_CMD_LEDGER_EXPORT = 1 << 9,
     OE_CMD_DLQ_REPLAY = 1 << 10,
     OE_CMD_LEDGER_MIGRATE = 1 << 11,
+    OE_CMD_KEYGEN = 1 << 12,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -109,6 +110,8 @@ typedef struct oe_config {
     const char *id;
     const char *result;
     const char *receipt;
+    /* keygen */
+    const char *key_out; /* path of the new private key file */
     /* Where each setting of the table came from, by table index. */
     unsigned char origin[OE_CONFIG_MAX_SETTINGS];
 } oe_config;

@@ -29,6 +29,7 @@
 #include "engine/json.h"
 #include "engine/log.h"
 #include "engine/metrics.h"
+#include "engine/note.h"
 #include "engine/request.h"
 #include "engine/signer.h"
 #include "engine/status.h"
@@ -739,6 +740,52 @@ static int cmd_verify_receipt(int argc, char **argv)
     return valid ? 0 : 1;
 }
 
+static const oe_command keygen_command = {
+    "keygen",
+    OE_CMD_KEYGEN,
+    "Makes an Ed25519 key for signing receipt-log checkpoints and writes it to\n"
+    "--out (PKCS#8 PEM, mode 0600; an existing file is never overwritten). Prints\n"
+    "the public key (PEM), its key_id and its signed-note verifier key (vkey,\n"
+    "for Go's golang.org/x/mod/sumdb/note) under the name openexec/<key_id[:16]>.",
+    0,
+    0,
+};
+
+static int cmd_keygen(int argc, char **argv)
+{
+    oe_config cfg;
+    int rc = oe_command_parse(&keygen_command, &cfg, NULL, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (!cfg.key_out)
+        return oe_die(2, "keygen needs --out FILE");
+    char err[512];
+    oe_signer *signer;
+    if (oe_signer_generate_file(cfg.key_out, &signer, err, sizeof err) != OE_OK)
+        return oe_die(1, "keygen: %s", err);
+    char id[65], name[32];
+    unsigned char pub[32];
+    oe_signer_key_id(signer, id);
+    oe_signer_public(signer, pub);
+    snprintf(name, sizeof name, "openexec/%.16s", id);
+    /* Checked once, at the end (the buffer's sticky failure policy). */
+    oe_buf out;
+    oe_buf_init(&out, 0);
+    oe_signer_public_pem(signer, &out);
+    oe_buf_printf(&out, "key_id: %s\nvkey: ", id);
+    oe_note_vkey(name, pub, &out);
+    oe_buf_putc(&out, '\n');
+    oe_signer_free(signer);
+    int failed = oe_buf_failed(&out);
+    if (!failed && (fwrite(out.data, 1, out.len, stdout) != out.len || fflush(stdout) != 0))
+        failed = OE_EIO;
+    oe_buf_free(&out);
+    if (failed)
+        return oe_die(1, "keygen: wrote %s but cannot print its public key: %s", cfg.key_out,
+                      oe_strerror(failed));
+    return 0;
+}
+
 static const oe_command version_command = {
     "version", OE_CMD_VERSION, "Prints the version of openexec.", 0, 0,
 };
@@ -767,6 +814,7 @@ static void usage(FILE *f)
             "  dlq replay       republish dead letters after a fix\n"
             "  mint             print a signed approval artifact\n"
             "  verify-receipt   check a receipt hash\n"
+            "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
             "  version          print the version\n\n"
             "openexec COMMAND --help shows a command's options.\n");
 }
@@ -786,6 +834,7 @@ int main(int argc, char **argv)
         {"ledger", oe_cmd_ledger},
         {"dlq", oe_cmd_dlq},
         {"verify-receipt", cmd_verify_receipt},
+        {"keygen", cmd_keygen},
         {"version", cmd_version},
         {"--version", cmd_version},
     };

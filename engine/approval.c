@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "digest.h"
+#include "ed25519.h"
 
 struct oe_approval_keys {
     char *secrets[OE_APPROVAL_KEYS_MAX]; /* HMAC secrets, in configured order */
@@ -63,104 +64,28 @@ static int secrets_parse(oe_approval_keys *k, const char *list, char *err, size_
     return OE_OK;
 }
 
-/* The key id: lowercase hex SHA-256 of the raw 32-byte public key. */
-static int ed25519_key_id(EVP_PKEY *key, char out[65])
-{
-    unsigned char raw[32];
-    size_t n = sizeof raw;
-    if (EVP_PKEY_get_raw_public_key(key, raw, &n) != 1 || n != sizeof raw)
-        return OE_EINVAL;
-    oe_sha256_hex(raw, n, out);
-    return OE_OK;
-}
-
-static int only_blanks(const char *s)
-{
-    for (; *s; s++)
-        if (!isspace((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
 #define PEM_WHERE "CLAWSHIELD_PUBLIC_KEY(_FILE)"
 
-/* Reads every PEM block of the text: each must be an Ed25519 public key
- * ("PUBLIC KEY"), at most OE_APPROVAL_KEYS_MAX of them, none twice. Text
- * outside the blocks is ignored, as OpenSSL does. */
+/* Reads the Ed25519 public keys of the PEM text (ed25519.h: at most
+ * OE_APPROVAL_KEYS_MAX blocks, each an Ed25519 public key, none twice) and
+ * makes an OpenSSL key of each, once, for the checks of every request. */
 static int public_keys_parse(oe_approval_keys *k, const char *pem, char *err, size_t errlen)
 {
-    BIO *bio = BIO_new_mem_buf(pem, -1);
-    if (!bio) {
-        snprintf(err, errlen, "out of memory");
-        return OE_ENOMEM;
-    }
-    /* Every way out of the loop but the end of the blocks is a key (or
-     * text) that cannot be taken: the configuration is wrong. */
-    int rc = OE_EINVAL;
-    size_t block = 0;
-    for (;;) {
-        char *name = NULL, *header = NULL;
-        unsigned char *data = NULL;
-        long len = 0;
-        ERR_clear_error();
-        if (PEM_read_bio(bio, &name, &header, &data, &len) != 1) {
-            unsigned long e = ERR_peek_last_error();
-            if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) {
-                rc = OE_OK; /* no further block */
-                if (block == 0 && !only_blanks(pem)) {
-                    snprintf(err, errlen, PEM_WHERE " holds no PEM block");
-                    rc = OE_EINVAL;
-                }
-            } else {
-                snprintf(
-                    err, errlen,
-                    PEM_WHERE
-                    ": PEM block %zu cannot be read (broken PEM; expected an Ed25519 public key)",
-                    block + 1);
-            }
+    unsigned char(*raw)[32];
+    size_t n;
+    oe_rc rc = oe_ed25519_public_keys_from_pem(PEM_WHERE, pem, strlen(pem), OE_APPROVAL_KEYS_MAX,
+                                               &raw, &n, err, errlen);
+    for (size_t i = 0; rc == OE_OK && i < n; i++) {
+        k->ed[i] = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, raw[i], 32);
+        if (!k->ed[i]) {
+            snprintf(err, errlen, "out of memory");
+            rc = OE_ENOMEM;
             break;
         }
-        block++;
-        EVP_PKEY *key = NULL;
-        if (block <= OE_APPROVAL_KEYS_MAX && strcmp(name, "PUBLIC KEY") == 0) {
-            const unsigned char *p = data;
-            key = d2i_PUBKEY(NULL, &p, len);
-            if (key && (EVP_PKEY_id(key) != EVP_PKEY_ED25519 || p != data + len)) {
-                EVP_PKEY_free(key);
-                key = NULL;
-            }
-        }
-        OPENSSL_free(name);
-        OPENSSL_free(header);
-        OPENSSL_clear_free(data, (size_t)len); /* a private key pasted here by mistake */
-        if (block > OE_APPROVAL_KEYS_MAX) {
-            snprintf(err, errlen, PEM_WHERE " holds more than %d PEM blocks; at most %d keys",
-                     OE_APPROVAL_KEYS_MAX, OE_APPROVAL_KEYS_MAX);
-            rc = OE_ELIMIT;
-            break;
-        }
-        if (!key) {
-            snprintf(err, errlen, PEM_WHERE ": PEM block %zu is not an Ed25519 public key", block);
-            break;
-        }
-        k->ed[k->ned] = key;
-        if (ed25519_key_id(key, k->ed_id[k->ned]) != 0) {
-            snprintf(err, errlen, PEM_WHERE ": PEM block %zu: cannot read its raw key", block);
-            k->ned++;
-            break;
-        }
+        oe_ed25519_key_id(raw[i], k->ed_id[i]);
         k->ned++;
-        size_t dup = 0;
-        while (dup + 1 < k->ned && strcmp(k->ed_id[dup], k->ed_id[k->ned - 1]) != 0)
-            dup++;
-        if (dup + 1 < k->ned) {
-            snprintf(err, errlen, PEM_WHERE ": PEM block %zu repeats the key of block %zu", block,
-                     dup + 1);
-            break;
-        }
     }
-    ERR_clear_error();
-    BIO_free(bio);
+    free(raw);
     return rc;
 }
 

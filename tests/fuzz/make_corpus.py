@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz/corpus/<target>/ from the unit-test
-tables (tests/engine/test_*.c, tests/worker/test_codec.c) and schemas/.
+tables (tests/engine/test_*.c, tests/codec/test_codec.c), schemas/ and, for
+signed notes, the vectors of Go's golang.org/x/mod/sumdb/note tests.
 
 The seeds are committed; run this again after the tables change:
     python3 tests/fuzz/make_corpus.py
@@ -186,7 +187,7 @@ def engine(name):
     return os.path.join(ROOT, "tests", "engine", name)
 
 
-CODEC = os.path.join(ROOT, "tests", "worker", "test_codec.c")
+CODEC = os.path.join(ROOT, "tests", "codec", "test_codec.c")
 
 
 def json_seeds():
@@ -410,6 +411,36 @@ def canonical_seeds():
     return seeds
 
 
+def note_seeds():
+    """fuzz_note.c: signed notes and key of Go's golang.org/x/mod
+    sumdb/note/note_test.go (byte 0), checkpoint texts (byte 1), texts to
+    sign, optionally after a key name and a space (byte 2)."""
+    text = (b"If you think cryptography is the answer to your problem,\n"
+            b"then you don't know what your problem is.\n")
+    dash = "\u2014 ".encode()
+    peter = dash + (b"PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvq"
+                    b"fqdngotpRZb6KE6RyyBwJnAM=\n")
+    enoch = dash + (b"EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01o"
+                    b"OTGwnWLox33WWd1RvMc+QQ=\n")
+    notes = [text + b"\n" + peter, text + b"\n" + peter + enoch, text + b"\n" + enoch,
+             text + b"\n" + peter[:60] + b"ABCD" + peter[60:], text, text + b"\n",
+             text + b"\n" + peter[:-1], b"\x01" + text + b"\n" + peter,
+             text + b"\n" + peter + b"Unexpected line.\n",
+             text + b"\n" + peter.replace(b"PeterNeumann", b"CarmenSandiego")]
+    root = b"CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I="
+    checkpoints = [b"example.com/behind-the-sofa\n20852163\n" + root + b"\n",
+                   b"o\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+                   b"o\n1\n" + root + b"\next one\next two\n",
+                   b"o\n18446744073709551615\n" + root + b"\n",
+                   b"o\n012\n" + root + b"\n", b"o\n1\n" + root + b"\n\n",
+                   b"o\n1\n" + root[:-2] + b"J=\n"]
+    signs = [b"PeterNeumann " + text, b"example.com/log a\n\nb\n", b"x \n", b"a+b c\n",
+             "salvat\u00f2re t\u2014\n".encode(), b"abc"]
+    return ([("note", b"\x00" + n) for n in notes] +
+            [("checkpoint", b"\x01" + c) for c in checkpoints] +
+            [("sign", b"\x02" + t) for t in signs])
+
+
 def main():
     write("json", json_seeds())
     write("request", request_seeds())
@@ -417,6 +448,7 @@ def main():
     write("avro_request", avro_request_seeds())
     write("avro_receipt", avro_receipt_seeds())
     write("canonical", canonical_seeds())
+    write("note", note_seeds())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ logs (SPEC §11).
 Every test runs the real build/openexec; the Kafka ones use its embedded
 broker."""
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -43,6 +45,7 @@ OPTIONS = {
     "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
              "--issued-at", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--help"},
+    "keygen": {"--out", "--help"},
     "version": {"--help"},
     "ledger show": {"--db", "--db-url", "--config", "--nonce", "--id", "--help"},
     "ledger export": {"--db", "--db-url", "--config", "--help"},
@@ -732,6 +735,54 @@ class Logs(ConfigTest):
         s.stop()
         self.assertRegex(s.log(), r"level=info component=worker msg=batch messages=1 "
                                   r"executed=1 replayed=0 rejected=0 dead_lettered=0 ms=\d+")
+
+
+class Keygen(ConfigTest):
+    def test_keygen_writes_a_private_key_and_prints_its_public_key(self):
+        from cryptography.hazmat.primitives import serialization
+        path = self.path("log.key")
+        p = cli(["keygen", "--out", path])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        with open(path, "rb") as f:
+            pem = f.read()
+        self.assertTrue(pem.startswith(b"-----BEGIN PRIVATE KEY-----\n"), pem[:40])
+        key = serialization.load_pem_private_key(pem, None)
+        pub = key.public_key()
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        key_id = hashlib.sha256(raw).hexdigest()
+        # The verifier key of golang.org/x/mod/sumdb/note: name, key hash
+        # (SHA-256 of name, newline, 0x01, key: first 4 bytes), 0x01 || key.
+        name = "openexec/" + key_id[:16]
+        key_hash = hashlib.sha256(name.encode() + b"\n\x01" + raw).hexdigest()[:8]
+        vkey = "%s+%s+%s" % (name, key_hash, base64.b64encode(b"\x01" + raw).decode())
+        spki = pub.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        self.assertEqual(p.stdout, "%skey_id: %s\nvkey: %s\n" % (spki, key_id, vkey))
+
+        # Never overwritten: exit 1, one line, the file as it was.
+        p = cli(["keygen", "--out", path])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(p.stdout, "")
+        err = p.stderr.strip()
+        self.assertNotIn("\n", err)
+        self.assertTrue(err.startswith("openexec: keygen: "), err)
+        self.assertIn(path, err)
+        self.assertIn("already exists", err)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), pem)
+        # Two keys are two keys.
+        p2 = cli(["keygen", "--out", self.path("other.key")])
+        self.assertEqual(p2.returncode, 0, p2.stderr)
+        self.assertNotIn("key_id: %s" % key_id, p2.stdout)
+
+    def test_keygen_refusals(self):
+        self.assertRefused(cli(["keygen"]), "--out")
+        self.assertRefused(cli(["keygen", "--out", ""]), "--out")
+        p = cli(["keygen", "--out", self.path("no/such/dir/log.key")])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("No such file or directory", p.stderr)
+        self.assertFalse(os.path.exists(self.path("no")))
 
 
 class Help(ConfigTest):
