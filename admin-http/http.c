@@ -718,8 +718,8 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
         answer_check(a);
         return;
     }
-    answer_execution(a, r->id, r->action, r->result, result_len, r->approved, r->receipt,
-                     r->status, r->proof);
+    answer_execution(a, r->id, r->action, r->result, result_len, r->approved, r->receipt, r->status,
+                     r->proof);
 }
 
 /* The bridge's reply (on the bridge's thread): keep the answer and wake the

@@ -43,7 +43,7 @@ enum {
 typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLAG } oe_origin;
 
 /* Most settings the table may hold (the size of oe_config.origin). */
-#define OE_CONFIG_MAX_SETTINGS 64
+#define OE_CONFIG_MAX_SETTINGS 80
 
 typedef struct oe_config {
     /* governance */

@@ -51,7 +51,7 @@ enum {
     REC_NFIELDS
 };
 static const char *const rec_fields[REC_NFIELDS] = {
-    "id",     "nonce",   "action",     "request_hash", "status",     "approved",
+    "id",     "nonce",   "action",     "request_hash", "status",      "approved",
     "result", "receipt", "error_code", "detail",       "approval_id", "proof"};
 
 /* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
@@ -952,8 +952,8 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
     /* The proof is a JSON object made by the engine (or checked by the
      * decoder): pasted as it is. */
     if (!failed && proof)
-        failed = oe_buf_puts(out, "\"proof\": ") || oe_buf_puts(out, proof) ||
-                 oe_buf_putc(out, '}');
+        failed =
+            oe_buf_puts(out, "\"proof\": ") || oe_buf_puts(out, proof) || oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     /* An append failed (the buffer keeps why), or else oe_json_dump_string
@@ -978,8 +978,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     int rc;
     if (json) {
         rc = render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
-                            r->result, r->receipt, error_code, r->detail, r->approval_id,
-                            r->proof);
+                            r->result, r->receipt, error_code, r->detail, r->approval_id, r->proof);
         if (rc != OE_OK)
             set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
         return rc;

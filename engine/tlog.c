@@ -109,7 +109,7 @@ static int put_str(oe_buf *out, const char *key, const char *v)
 }
 
 /* RFC 3339 UTC with microseconds: 2026-12-06T07:30:00.123456Z. */
-static void rfc3339(double t, char out[40])
+static void rfc3339(double t, char out[64])
 {
     long long us = llround(t * 1e6);
     long long s = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
@@ -117,31 +117,30 @@ static void rfc3339(double t, char out[40])
     time_t tt = (time_t)s;
     struct tm tm;
     gmtime_r(&tt, &tm);
-    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
 {
     size_t start = out->len;
-    char when[40], num[32];
+    char when[64], num[32];
     rfc3339(e->recorded_at, when);
     snprintf(num, sizeof num, "%llu", (unsigned long long)e->log_index);
-    int failed = oe_buf_putc(out, '{') || put_str(out, "action", e->action) ||
-                 oe_buf_putc(out, ',') || put_str(out, "approval_id", e->approval_id) ||
-                 oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
-                 put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
-                 put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
-                 put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") ||
-                 oe_buf_puts(out, num) || oe_buf_putc(out, ',') ||
-                 put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
-                 put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
-                 put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
-                 put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
-                 put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
-                 put_str(out, "status", e->rejected ? "rejected" : "executed") ||
-                 oe_buf_putc(out, ',') || put_str(out, "tenant", e->tenant ? e->tenant : "") ||
-                 oe_buf_putc(out, '}');
+    int failed =
+        oe_buf_putc(out, '{') || put_str(out, "action", e->action) || oe_buf_putc(out, ',') ||
+        put_str(out, "approval_id", e->approval_id) ||
+        oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
+        put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
+        put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
+        put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") || oe_buf_puts(out, num) ||
+        oe_buf_putc(out, ',') || put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
+        put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
+        put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
+        put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
+        put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
+        put_str(out, "status", e->rejected ? "rejected" : "executed") || oe_buf_putc(out, ',') ||
+        put_str(out, "tenant", e->tenant ? e->tenant : "") || oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     int rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;
@@ -185,7 +184,7 @@ oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t er
         return OE_OK;
     oe_merkle_batch_free(&t->batch);
     oe_rc rc = oe_merkle_batch_build(&t->batch, &t->committed,
-                                      (const unsigned char(*)[32])t->leaves, t->n);
+                                     (const unsigned char(*)[32])t->leaves, t->n);
     oe_checkpoint_row row = {.log_id = t->log_id,
                              .from_size = t->committed.size,
                              .state = &t->pending,
@@ -287,22 +286,25 @@ static int get_text(const oe_json *o, const char *key, const char **out, size_t 
     return 1;
 }
 
+const char oe_tlog_absent[] = "";
+
 /* The leaf's field key equals the receipt's claim (both null, or the same
- * text). */
+ * text), or the receipt claims nothing of it. */
 static int same(const oe_json *leaf, const char *key, const char *claim)
 {
     const char *v;
     size_t n;
     if (!get_text(leaf, key, &v, &n))
         return 0;
+    if (claim == OE_TLOG_ABSENT)
+        return 1;
     if (!v || !claim)
         return !v && !claim;
     return strlen(claim) == n && memcmp(v, claim, n) == 0;
 }
 
 oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
-                     const unsigned char (*trusted)[32], size_t ntrusted, char *reason,
-                     size_t rlen)
+                     const unsigned char (*trusted)[32], size_t ntrusted, char *reason, size_t rlen)
 {
     char perr[200];
     oe_json_doc *doc = NULL, *leaf_doc = NULL;
@@ -323,15 +325,15 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
     if (p->type != OE_JSON_OBJECT || !get_text(p, "checkpoint", &note, &note_len) || !note ||
         !get_text(p, "leaf", &leaf, &leaf_len) || !leaf ||
         !get_text(p, "log_origin", &origin, &origin_len) || !origin || !incl ||
-        incl->type != OE_JSON_ARRAY || !idx || idx->type != OE_JSON_INT || !idx->fits_int64 || idx->i64 < 0) {
+        incl->type != OE_JSON_ARRAY || !idx || idx->type != OE_JSON_INT || !idx->fits_int64 ||
+        idx->i64 < 0) {
         snprintf(reason, rlen,
                  "proof lacks a field: checkpoint, inclusion, leaf, log_index or log_origin");
         goto out;
     }
     uint64_t index = (uint64_t)idx->i64;
     size_t text_len = 0;
-    if (oe_note_verify(note, note_len, trusted, ntrusted, &text_len, perr, sizeof perr) !=
-        OE_OK) {
+    if (oe_note_verify(note, note_len, trusted, ntrusted, &text_len, perr, sizeof perr) != OE_OK) {
         snprintf(reason, rlen, "checkpoint: %s", perr);
         goto out;
     }
@@ -348,7 +350,7 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
         goto out;
     }
     if (incl->len > OE_MERKLE_MAX_INCLUSION) {
-        snprintf(reason, rlen, "inclusion path of %zu hashes is too long", incl->len);
+        snprintf(reason, rlen, "inclusion path of %u hashes is too long", (unsigned)incl->len);
         goto out;
     }
     unsigned char path[OE_MERKLE_MAX_INCLUSION][32], lh[32];
@@ -388,9 +390,8 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
         snprintf(reason, rlen, "status %s is not the leaf's", status);
         goto out;
     }
-    static const char *const names[] = {"id",      "nonce",      "action", "request_hash",
-                                        "result",  "receipt",    "error_code", "detail",
-                                        "approval_id"};
+    static const char *const names[] = {"id",      "nonce",      "action", "request_hash", "result",
+                                        "receipt", "error_code", "detail", "approval_id"};
     const char *claims[] = {c->id,      c->nonce,      c->action, c->request_hash, c->result,
                             c->receipt, c->error_code, c->detail, c->approval_id};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -400,13 +401,14 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
         }
     }
     if (!ap || (ap->type != OE_JSON_TRUE && ap->type != OE_JSON_FALSE) ||
-        (ap->type == OE_JSON_TRUE) != (c->approved != 0)) {
+        (c->approved >= 0 && (ap->type == OE_JSON_TRUE) != (c->approved != 0))) {
         snprintf(reason, rlen, "approved is not the leaf's");
         goto out;
     }
     if (executed) {
         char want[65];
-        if (!c->id || !c->result || !c->receipt) {
+        if (!c->id || !c->result || !c->receipt || c->id == OE_TLOG_ABSENT ||
+            c->result == OE_TLOG_ABSENT || c->receipt == OE_TLOG_ABSENT) {
             snprintf(reason, rlen, "an execution's receipt needs id, result and receipt");
             goto out;
         }
@@ -420,5 +422,91 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
 out:
     oe_json_doc_free(leaf_doc);
     oe_json_doc_free(doc);
+    return rc;
+}
+
+/* A claimed text field: OE_TLOG_ABSENT, NULL for null, the string, or
+ * OE_TLOG_ABSENT... for a value of another type (*bad set). */
+static const char *claim_text(const oe_json *o, const char *key, int *bad)
+{
+    const oe_json *v = oe_json_get(o, key);
+    if (!v)
+        return OE_TLOG_ABSENT;
+    if (v->type == OE_JSON_NULL)
+        return NULL;
+    if (v->type != OE_JSON_STRING || memchr(v->str, '\0', v->len)) {
+        *bad = 1;
+        return OE_TLOG_ABSENT;
+    }
+    return v->str;
+}
+
+oe_rc oe_tlog_verify_json(const oe_json *r, const unsigned char (*trusted)[32], size_t ntrusted,
+                          char *reason, size_t rlen)
+{
+    if (!r || r->type != OE_JSON_OBJECT) {
+        snprintf(reason, rlen, "a receipt is a JSON object");
+        return OE_EINVAL;
+    }
+    int bad = 0;
+    oe_tlog_claim c = {
+        .id = claim_text(r, "id", &bad),
+        .nonce = claim_text(r, "nonce", &bad),
+        .action = claim_text(r, "action", &bad),
+        .request_hash = claim_text(r, "request_hash", &bad),
+        .status = claim_text(r, "status", &bad),
+        .receipt = claim_text(r, "receipt", &bad),
+        .error_code = claim_text(r, "error_code", &bad),
+        .detail = claim_text(r, "detail", &bad),
+        .approval_id = claim_text(r, "approval_id", &bad),
+        .approved = -1,
+    };
+    const oe_json *ap = oe_json_get(r, "approved");
+    if (ap && (ap->type == OE_JSON_TRUE || ap->type == OE_JSON_FALSE))
+        c.approved = ap->type == OE_JSON_TRUE;
+    else if (ap)
+        bad = 1;
+    /* The result: result_json's text, else result's text, else (an
+     * /execute answer) the value itself, as json.dumps prints it. */
+    oe_buf text;
+    oe_buf_init(&text, 0);
+    const oe_json *rj = oe_json_get(r, "result_json"), *res = oe_json_get(r, "result");
+    if (rj && rj->type != OE_JSON_NULL) {
+        c.result = claim_text(r, "result_json", &bad);
+    } else if (res && res->type != OE_JSON_STRING && res->type != OE_JSON_NULL) {
+        int drc = oe_json_dump(&text, res, OE_JSON_DEFAULT);
+        if (drc != OE_OK) {
+            oe_buf_free(&text);
+            snprintf(reason, rlen, "result: %s", oe_strerror(drc));
+            return drc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+        }
+        c.result = text.data;
+    } else {
+        c.result = claim_text(r, "result", &bad);
+    }
+    oe_rc rc;
+    if (bad || !c.status || c.status == OE_TLOG_ABSENT) {
+        snprintf(reason, rlen,
+                 "a receipt's fields are strings or null, approved a boolean, and "
+                 "status is present");
+        rc = OE_EINVAL;
+    } else {
+        const oe_json *proof = oe_json_get(r, "proof");
+        oe_buf p;
+        oe_buf_init(&p, 0);
+        if (!proof || proof->type == OE_JSON_NULL) {
+            rc = oe_tlog_verify(&c, NULL, 0, trusted, ntrusted, reason, rlen);
+        } else if (proof->type != OE_JSON_OBJECT) {
+            snprintf(reason, rlen, "proof: must be an object");
+            rc = OE_EINVAL;
+        } else if ((rc = oe_json_dump(&p, proof, OE_JSON_COMPACT)) != OE_OK) {
+            snprintf(reason, rlen, "proof: %s", oe_strerror(rc));
+            rc = rc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
+        } else {
+            rc = oe_tlog_verify(&c, p.data, p.len, trusted, ntrusted, reason, rlen);
+        }
+        oe_buf_free(&p);
+    }
+    oe_buf_free(&text);
     return rc;
 }

@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "checkpoint.h"
+#include "json.h"
 #include "merkle.h"
 #include "note.h"
 #include "status.h"
@@ -95,12 +96,16 @@ void oe_tlog_abort(oe_tlog *t);
  * OE_OK, OE_EINVAL (index not of this batch) or the buffer's failure. */
 oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out);
 
-/* What a receipt claims (SPEC §9), as a verifier reads it. NULL for null
- * or absent; status is "executed", "replayed" or "rejected". */
+/* What a receipt claims (SPEC §9), as a verifier reads it: NULL for
+ * null, OE_TLOG_ABSENT for a field the receipt does not carry (an /execute
+ * answer has no nonce or request_hash), which claims nothing and is not
+ * compared; status is "executed", "replayed" or "rejected". */
+extern const char oe_tlog_absent[];
+#define OE_TLOG_ABSENT oe_tlog_absent
 typedef struct oe_tlog_claim {
     const char *id, *nonce, *action, *request_hash, *status, *result, *receipt, *error_code,
         *detail, *approval_id;
-    int approved;
+    int approved; /* 1 or 0; -1: not claimed */
 } oe_tlog_claim;
 
 /* Checks a receipt offline against trusted public keys (SPEC §12): the
@@ -113,5 +118,12 @@ typedef struct oe_tlog_claim {
 oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
                      const unsigned char (*trusted)[32], size_t ntrusted, char *reason,
                      size_t rlen);
+
+/* oe_tlog_verify of a receipt as a JSON object, in any of its shapes: a
+ * Kafka receipt (result as its text), an /execute answer (result as the
+ * value, hashed as its json.dumps text), a ledger line (result_json).
+ * Returns as oe_tlog_verify. */
+oe_rc oe_tlog_verify_json(const oe_json *receipt, const unsigned char (*trusted)[32],
+                          size_t ntrusted, char *reason, size_t rlen);
 
 #endif

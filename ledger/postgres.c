@@ -1413,8 +1413,7 @@ static int pg_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, char
         hex_of(c->root, 32, q->root);
         snprintf(q->params[0], sizeof q->params[0], "%lld", (long long)c->log_id);
         snprintf(q->params[1], sizeof q->params[1], "%llu", (unsigned long long)c->from_size);
-        snprintf(q->params[2], sizeof q->params[2], "%llu",
-                 (unsigned long long)c->state->size);
+        snprintf(q->params[2], sizeof q->params[2], "%llu", (unsigned long long)c->state->size);
         snprintf(q->params[6], sizeof q->params[6], "%.17g", c->created_at);
         q->queued = 1;
     }

@@ -146,29 +146,28 @@ static const char schema_v6[] =
  * checkpoint extends exactly one earlier size (from_size, unique per log):
  * two processes appending to one log from the same size cannot both
  * commit, so the log cannot fork. */
-static const char schema_v7[] =
-    "ALTER TABLE executions ADD COLUMN log_id INTEGER;"
-    "ALTER TABLE executions ADD COLUMN log_index INTEGER;"
-    "ALTER TABLE rejections ADD COLUMN log_id INTEGER;"
-    "ALTER TABLE rejections ADD COLUMN log_index INTEGER;"
-    "CREATE TABLE logs ("
-    "  log_id INTEGER PRIMARY KEY,"
-    "  origin TEXT NOT NULL UNIQUE,"
-    "  public_key BLOB NOT NULL,"
-    "  key_id TEXT NOT NULL,"
-    "  created_at REAL NOT NULL"
-    ");"
-    "CREATE TABLE checkpoints ("
-    "  log_id INTEGER NOT NULL,"
-    "  from_size INTEGER NOT NULL,"
-    "  size INTEGER NOT NULL,"
-    "  root BLOB NOT NULL,"
-    "  frontier BLOB NOT NULL,"
-    "  note TEXT NOT NULL,"
-    "  created_at REAL NOT NULL,"
-    "  PRIMARY KEY (log_id, size),"
-    "  UNIQUE (log_id, from_size)"
-    ") WITHOUT ROWID;";
+static const char schema_v7[] = "ALTER TABLE executions ADD COLUMN log_id INTEGER;"
+                                "ALTER TABLE executions ADD COLUMN log_index INTEGER;"
+                                "ALTER TABLE rejections ADD COLUMN log_id INTEGER;"
+                                "ALTER TABLE rejections ADD COLUMN log_index INTEGER;"
+                                "CREATE TABLE logs ("
+                                "  log_id INTEGER PRIMARY KEY,"
+                                "  origin TEXT NOT NULL UNIQUE,"
+                                "  public_key BLOB NOT NULL,"
+                                "  key_id TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL"
+                                ");"
+                                "CREATE TABLE checkpoints ("
+                                "  log_id INTEGER NOT NULL,"
+                                "  from_size INTEGER NOT NULL,"
+                                "  size INTEGER NOT NULL,"
+                                "  root BLOB NOT NULL,"
+                                "  frontier BLOB NOT NULL,"
+                                "  note TEXT NOT NULL,"
+                                "  created_at REAL NOT NULL,"
+                                "  PRIMARY KEY (log_id, size),"
+                                "  UNIQUE (log_id, from_size)"
+                                ") WITHOUT ROWID;";
 
 static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {
     schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7};
@@ -911,8 +910,8 @@ static int sqlite_log_open(oe_store *base, const oe_log_key *key, double now, in
             int bytes = sqlite3_column_bytes(q, 1);
             const void *frontier = sqlite3_column_blob(q, 1);
             if (size < 0 || bytes != 32 * __builtin_popcountll((uint64_t)size)) {
-                snprintf(err, errlen, "%s: the last checkpoint of log %.200s is damaged",
-                         s->path, key->origin);
+                snprintf(err, errlen, "%s: the last checkpoint of log %.200s is damaged", s->path,
+                         key->origin);
                 result = OE_ESTORE;
             } else {
                 state->size = (uint64_t)size;

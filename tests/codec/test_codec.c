@@ -946,19 +946,23 @@ out:
 
 static const oe_receipt_fields receipt_cases[] = {
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_EXECUTED, 1,
-     "{\"echo\": {\"msg\": \"h\\u00e9 \\\"q\\\"\"}}", "feedbeef", OE_ERR_NONE, NULL, "ap-1"},
+     "{\"echo\": {\"msg\": \"h\\u00e9 \\\"q\\\"\"}}", "feedbeef", OE_ERR_NONE, NULL, "ap-1",
+     "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
+     "\"log_origin\":\"o\"}"},
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_REPLAYED, 0, "{}",
-     "feedbeef", OE_ERR_NONE, NULL, NULL},
+     "feedbeef", OE_ERR_NONE, NULL, NULL, NULL},
     {NULL, "n-2", "add", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_NONCE_CONFLICT,
-     "Nonce conflict: n-2 \xc3\xa9", NULL},
-    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL},
+     "Nonce conflict: n-2 \xc3\xa9", NULL, NULL},
+    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL, NULL},
 };
 
 static const char *const receipt_json[] = {
     "{\"id\": \"1b4e28ba-2fa1-8a2b-883f-0016d3cca427\", \"nonce\": \"n-1\", \"action\": \"echo\", "
     "\"request_hash\": \"0123abcd\", \"status\": \"executed\", \"approved\": true, \"result\": "
     "\"{\\\"echo\\\": {\\\"msg\\\": \\\"h\\\\u00e9 \\\\\\\"q\\\\\\\"\\\"}}\", \"receipt\": "
-    "\"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": \"ap-1\"}",
+    "\"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": \"ap-1\", \"proof\": "
+    "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
+    "\"log_origin\":\"o\"}}",
     "{\"id\": \"1b4e28ba-2fa1-8a2b-883f-0016d3cca427\", \"nonce\": \"n-1\", \"action\": \"echo\", "
     "\"request_hash\": \"0123abcd\", \"status\": \"replayed\", \"approved\": false, \"result\": "
     "\"{}\", \"receipt\": \"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": "
@@ -984,6 +988,73 @@ static void check_receipt(const oe_receipt *d, const oe_receipt_fields *f)
     ASSERT_TRUE(same_str(d->error_code, oe_error_code_name(f->error)));
     ASSERT_TRUE(same_str(d->detail, f->detail));
     ASSERT_TRUE(same_str(d->approval_id, f->approval_id));
+    ASSERT_TRUE(same_str(d->proof, f->proof));
+}
+
+/* A signed receipt's proof travels as a JSON object in JSON receipts and as
+ * its JSON text in Avro; either way the decoder keeps it only as one
+ * compact, well-formed object (it is pasted into HTTP answers and printed
+ * lines), and refuses anything else. */
+static void test_receipt_proofs(void)
+{
+    oe_codec *c = new_codec(-1);
+    if (!c) {
+        ASSERT_TRUE(0);
+        return;
+    }
+    char err[300];
+    oe_buf enc;
+    oe_buf_init(&enc, 0);
+    oe_receipt_fields f = receipt_cases[0];
+    static const struct {
+        const char *proof, *kept; /* kept NULL: refused */
+    } cases[] = {
+        {"{\"log_index\": 3, \"a\": [1, 2]}", "{\"a\":[1,2],\"log_index\":3}"},
+        {"{}", "{}"},
+        {"[1]", NULL},
+        {"\"text\"", NULL},
+        {"{\"a\": 1", NULL},
+        {"{\"a\": 1} x", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        f.proof = cases[i].proof;
+        oe_buf_reset(&enc);
+        ASSERT_EQ(oe_codec_encode_receipt(c, &f, 0, &enc, err, sizeof err), OE_OK);
+        oe_receipt d;
+        int rc = oe_codec_decode_receipt(c, enc.data, enc.len, &d, err, sizeof err);
+        if (cases[i].kept) {
+            ASSERT_EQ(rc, OE_OK);
+            ASSERT_STREQ(d.proof, cases[i].kept);
+        } else {
+            ASSERT_EQ(rc, OE_EINVAL);
+            ASSERT_CONTAINS(err, "proof");
+        }
+        oe_receipt_clear(&d);
+    }
+    /* In JSON: an object, or null; anything else is refused. */
+    static const char *const bad[] = {
+        "{\"id\": null, \"nonce\": \"n\", \"action\": \"a\", \"request_hash\": \"\", "
+        "\"status\": \"rejected\", \"approved\": false, \"proof\": \"{}\"}",
+        "{\"id\": null, \"nonce\": \"n\", \"action\": \"a\", \"request_hash\": \"\", "
+        "\"status\": \"rejected\", \"approved\": false, \"proof\": [1]}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        oe_receipt d;
+        ASSERT_EQ(oe_codec_decode_receipt(c, bad[i], strlen(bad[i]), &d, err, sizeof err),
+                  OE_EINVAL);
+        ASSERT_CONTAINS(err, "proof: must be an object or null");
+        oe_receipt_clear(&d);
+    }
+    const char *null_proof = "{\"id\": null, \"nonce\": \"n\", \"action\": \"a\", "
+                             "\"request_hash\": \"\", \"status\": \"rejected\", "
+                             "\"approved\": false, \"proof\": null}";
+    oe_receipt d;
+    ASSERT_EQ(oe_codec_decode_receipt(c, null_proof, strlen(null_proof), &d, err, sizeof err),
+              OE_OK);
+    ASSERT_TRUE(d.proof == NULL);
+    oe_receipt_clear(&d);
+    oe_buf_free(&enc);
+    oe_codec_free(c);
 }
 
 static void test_receipts(void)
@@ -1040,8 +1111,9 @@ static void test_receipts(void)
             oe_receipt_clear(&d);
         }
     }
-    /* status enum index 3 (zigzag 6): id null, 3 empty strings, then 6. */
-    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0};
+    /* status enum index 3 (zigzag 6): id null, 3 empty strings, then 6;
+     * the nullable fields after it null. */
+    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
     memcpy(buf, enc.data, 10);
     memcpy(buf + 10, bad_enum, sizeof bad_enum);
     {
@@ -1447,5 +1519,6 @@ int main(int argc, char **argv)
     RUN_TEST(test_random_bodies);
     RUN_TEST(test_out_of_memory_is_no_verdict);
     RUN_TEST(test_receipts);
+    RUN_TEST(test_receipt_proofs);
     return TEST_REPORT();
 }

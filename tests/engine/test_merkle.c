@@ -498,9 +498,9 @@ static void test_batch_matches_whole_tree(void)
                 unsigned char p1[OE_MERKLE_MAX_INCLUSION][32], p2[OE_MERKLE_MAX_INCLUSION][32];
                 size_t l1 = 99, l2 = 98;
                 ASSERT_EQ(oe_merkle_inclusion_proof(cl, size, i, p1, &l1), OE_OK);
-                ASSERT_EQ(oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &b, size, i, p2,
-                                                         &l2),
-                          OE_OK);
+                ASSERT_EQ(
+                    oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &b, size, i, p2, &l2),
+                    OE_OK);
                 ASSERT_EQ(l1, l2);
                 ASSERT_TRUE(memcmp(p1, p2, l1 * 32) == 0);
             }

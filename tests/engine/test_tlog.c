@@ -18,8 +18,9 @@
 
 static char dir[64];
 
-static const unsigned char seed[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-                                       17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static const unsigned char seed[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                       12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                       23, 24, 25, 26, 27, 28, 29, 30, 31};
 
 typedef struct {
     oe_store *store;
@@ -75,86 +76,137 @@ static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome
     return rc;
 }
 
-/* Checks o's proof as a verifier would, with pub as the one trusted key:
- * the checkpoint's signature, the leaf's hash on the inclusion path to the
- * checkpoint's root, and the leaf's fields against the outcome. Returns the
- * checkpoint's size (0 when anything failed). */
-static uint64_t check_proof(const oe_outcome *o, const unsigned char pub[32], const char *status)
+/* The claim of o's receipt as the Kafka receipt shows it. */
+static oe_tlog_claim claim_of(const oe_outcome *o, const char *nonce, const char *action)
+{
+    int rejected = o->status == OE_STATUS_REJECTED;
+    return (oe_tlog_claim){
+        .id = rejected ? NULL : o->id,
+        .nonce = nonce,
+        .action = action,
+        .request_hash = o->request_hash,
+        .status = oe_status_name(o->status),
+        .result = rejected ? NULL : o->result_json.data,
+        .receipt = rejected ? NULL : o->receipt,
+        .error_code = oe_error_code_name(o->error),
+        .detail = rejected ? o->detail : NULL,
+        .approval_id = o->approval_id,
+        .approved = o->approved,
+    };
+}
+
+/* Checks o's receipt as a verifier would, with pub as the one trusted key
+ * (oe_tlog_verify), and returns its checkpoint's size, read here on its
+ * own (0 when anything failed). */
+static uint64_t check_proof(const oe_outcome *o, const unsigned char pub[32], const char *nonce,
+                            const char *action)
 {
     char err[300];
+    oe_tlog_claim c = claim_of(o, nonce, action);
+    const unsigned char(*trusted)[32] = (const unsigned char(*)[32])pub;
+    if (oe_tlog_verify(&c, o->proof.data, o->proof.len, trusted, 1, err, sizeof err) != OE_OK) {
+        OE_FAIL_("proof of %s: %s", nonce, err);
+        return 0;
+    }
     oe_json_doc *doc = test_json_parse(o->proof.data, o->proof.len, 0, err, sizeof err);
     if (!doc) {
         OE_FAIL_("proof is not JSON: %s", err);
         return 0;
     }
-    uint64_t got = 0;
-    const oe_json *p = oe_json_root(doc);
-    const oe_json *cp = oe_json_get(p, "checkpoint"), *leaf = oe_json_get(p, "leaf"),
-                  *idx = oe_json_get(p, "log_index"), *incl = oe_json_get(p, "inclusion"),
-                  *origin = oe_json_get(p, "log_origin");
-    if (!cp || !leaf || !idx || !incl || !origin || incl->type != OE_JSON_ARRAY) {
-        OE_FAIL_("proof lacks a field: %s", o->proof.data);
-        goto out;
-    }
-    size_t text_len = 0;
-    const unsigned char(*trusted)[32] = (const unsigned char(*)[32])pub;
-    if (oe_note_verify(cp->str, cp->len, trusted, 1, &text_len, err, sizeof err) != OE_OK) {
-        OE_FAIL_("checkpoint: %s", err);
-        goto out;
-    }
+    const oe_json *cp = oe_json_get(oe_json_root(doc), "checkpoint");
+    const oe_json *leaf = oe_json_get(oe_json_root(doc), "leaf");
     char org[200];
-    uint64_t size;
+    uint64_t size = 0;
     unsigned char root[32];
-    if (oe_checkpoint_parse(cp->str, text_len, org, sizeof org, &size, root, err, sizeof err) !=
-        OE_OK) {
-        OE_FAIL_("checkpoint text: %.*s", (int)text_len, cp->str);
-        goto out;
-    }
-    ASSERT_TRUE(strlen(org) == origin->len && memcmp(org, origin->str, origin->len) == 0);
-    unsigned char path[OE_MERKLE_MAX_INCLUSION][32], lh[32];
-    size_t n = incl->len;
-    ASSERT_TRUE(n <= OE_MERKLE_MAX_INCLUSION);
-    for (size_t i = 0; i < n && i < OE_MERKLE_MAX_INCLUSION; i++)
-        ASSERT_EQ(oe_base64_decode(incl->items[i].str, incl->items[i].len, path[i], 32), 32);
-    oe_merkle_leaf_hash(leaf->str, leaf->len, lh);
-    ASSERT_EQ(oe_merkle_verify_inclusion(lh, (uint64_t)idx->i64, size,
-                                         (const unsigned char(*)[32])path, n, root),
-              OE_OK);
-    ASSERT_EQ((uint64_t)idx->i64, o->log_index);
-    /* The leaf's fields are the outcome's. */
-    oe_json_doc *ld = test_json_parse(leaf->str, leaf->len, 0, err, sizeof err);
-    if (!ld) {
-        OE_FAIL_("leaf is not JSON: %s", err);
-        goto out;
-    }
-    const oe_json *l = oe_json_root(ld);
-    const oe_json *st = oe_json_get(l, "status"), *ten = oe_json_get(l, "tenant");
-    ASSERT_TRUE(st && st->type == OE_JSON_STRING && strcmp(st->str, status) == 0);
-    ASSERT_TRUE(ten && strcmp(ten->str, "t1") == 0);
-    const oe_json *rh = oe_json_get(l, "request_hash");
-    ASSERT_TRUE(rh && strcmp(rh->str, o->request_hash) == 0);
-    if (o->status != OE_STATUS_REJECTED) {
-        const oe_json *id = oe_json_get(l, "id"), *rc = oe_json_get(l, "receipt"),
-                      *res = oe_json_get(l, "result");
-        ASSERT_TRUE(id && id->type == OE_JSON_STRING && strcmp(id->str, o->id) == 0);
-        ASSERT_TRUE(rc && rc->type == OE_JSON_STRING && strcmp(rc->str, o->receipt) == 0);
-        ASSERT_TRUE(res && res->type == OE_JSON_STRING &&
-                    strcmp(res->str, o->result_json.data) == 0);
-    } else {
-        const oe_json *d = oe_json_get(l, "detail");
-        ASSERT_TRUE(d && d->type == OE_JSON_STRING && strcmp(d->str, o->detail) == 0);
-    }
-    /* The canonical text: dumping the parsed leaf gives its bytes again. */
+    /* The checkpoint's text is its lines up to the blank one. */
+    const char *blank = cp ? strstr(cp->str, "\n\n") : NULL;
+    if (!blank || oe_checkpoint_parse(cp->str, (size_t)(blank - cp->str) + 1, org, sizeof org,
+                                      &size, root, err, sizeof err) != OE_OK)
+        OE_FAIL_("checkpoint: %s", cp ? cp->str : "(none)");
+    /* The leaf is canonical: its parse dumped again gives its bytes. */
+    oe_json_doc *ld = leaf ? test_json_parse(leaf->str, leaf->len, 0, err, sizeof err) : NULL;
     oe_buf again;
     oe_buf_init(&again, 0);
-    ASSERT_EQ(oe_json_dump(&again, l, OE_JSON_COMPACT), OE_OK);
-    ASSERT_TRUE(again.len == leaf->len && memcmp(again.data, leaf->str, leaf->len) == 0);
+    ASSERT_TRUE(ld && oe_json_dump(&again, oe_json_root(ld), OE_JSON_COMPACT) == OE_OK);
+    ASSERT_TRUE(ld && again.len == leaf->len && memcmp(again.data, leaf->str, leaf->len) == 0);
+    ASSERT_TRUE(ld && strcmp(oe_json_get(oe_json_root(ld), "tenant")->str, "t1") == 0);
     oe_buf_free(&again);
     oe_json_doc_free(ld);
-    got = size;
-out:
     oe_json_doc_free(doc);
-    return got;
+    return size;
+}
+
+/* A forged or altered receipt is refused, each with its reason. */
+static void check_forgeries(const oe_outcome *o, const oe_outcome *other,
+                            const unsigned char pub[32])
+{
+    char err[300];
+    const unsigned char(*trusted)[32] = (const unsigned char(*)[32])pub;
+    oe_tlog_claim c = claim_of(o, "n1", "add");
+    oe_tlog_claim changed = c;
+    changed.result = "{\"sum\": 4}";
+    ASSERT_EQ(oe_tlog_verify(&changed, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "result is not the leaf's");
+    changed = c;
+    changed.status = "rejected";
+    ASSERT_EQ(oe_tlog_verify(&changed, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "status rejected is not the leaf's");
+    /* Another entry's proof. */
+    ASSERT_EQ(oe_tlog_verify(&c, other->proof.data, other->proof.len, trusted, 1, err, sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "not the leaf's");
+    /* A key that is not trusted. */
+    unsigned char wrong[32];
+    memcpy(wrong, pub, 32);
+    wrong[0] ^= 1;
+    ASSERT_EQ(oe_tlog_verify(&c, o->proof.data, o->proof.len, (const unsigned char(*)[32])wrong, 1,
+                             err, sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "checkpoint:");
+    /* The seed's hash alone. */
+    ASSERT_EQ(oe_tlog_verify(&c, NULL, 0, trusted, 1, err, sizeof err), OE_EINVAL);
+    ASSERT_CONTAINS(err, "no proof");
+    /* An inclusion path taken from another leaf: the leaf is not on it. */
+    oe_buf swapped;
+    oe_buf_init(&swapped, 0);
+    const char *a = strstr(o->proof.data, "\"inclusion\":");
+    const char *a_end = strstr(o->proof.data, "],\"leaf\"");
+    const char *b = strstr(other->proof.data, "\"inclusion\":");
+    const char *b_end = strstr(other->proof.data, "],\"leaf\"");
+    ASSERT_TRUE(a && a_end && b && b_end);
+    if (a && a_end && b && b_end) {
+        oe_buf_append(&swapped, o->proof.data, (size_t)(a - o->proof.data));
+        oe_buf_append(&swapped, b, (size_t)(b_end - b));
+        oe_buf_puts(&swapped, a_end);
+        ASSERT_EQ(oe_tlog_verify(&c, swapped.data, swapped.len, trusted, 1, err, sizeof err),
+                  OE_EINVAL);
+        ASSERT_CONTAINS(err, "inclusion path does not lead to its root");
+    }
+    oe_buf_free(&swapped);
+    /* The receipt as JSON, in its /execute shape (result as a value, no
+     * nonce): valid; with a changed result: not. */
+    oe_buf js;
+    oe_buf_init(&js, 0);
+    oe_buf_printf(&js,
+                  "{\"id\": \"%s\", \"action\": \"add\", \"result\": %s, \"approved\": true, "
+                  "\"receipt\": \"%s\", \"status\": \"replayed\", \"proof\": %s}",
+                  o->id, o->result_json.data, o->receipt, o->proof.data);
+    oe_json_doc *doc = test_json_parse(js.data, js.len, 0, err, sizeof err);
+    ASSERT_EQ(oe_tlog_verify_json(oe_json_root(doc), trusted, 1, err, sizeof err), OE_OK);
+    oe_json_doc_free(doc);
+    oe_buf_reset(&js);
+    oe_buf_printf(&js,
+                  "{\"id\": \"%s\", \"action\": \"add\", \"result\": {\"sum\": 0}, "
+                  "\"approved\": true, \"receipt\": \"%s\", \"status\": \"executed\", "
+                  "\"proof\": %s}",
+                  o->id, o->receipt, o->proof.data);
+    doc = test_json_parse(js.data, js.len, 0, err, sizeof err);
+    ASSERT_EQ(oe_tlog_verify_json(oe_json_root(doc), trusted, 1, err, sizeof err), OE_EINVAL);
+    ASSERT_CONTAINS(err, "result is not the leaf's");
+    oe_json_doc_free(doc);
+    oe_buf_free(&js);
 }
 
 static void test_batches_prove_every_entry(void)
@@ -180,8 +232,11 @@ static void test_batches_prove_every_entry(void)
     for (size_t i = 0; i < 4; i++) {
         ASSERT_TRUE(o1[i].logged);
         ASSERT_EQ(o1[i].log_index, i);
-        ASSERT_EQ(check_proof(&o1[i], pub, i == 2 ? "rejected" : "executed"), 4);
+        char nonce[8];
+        snprintf(nonce, sizeof nonce, "n%zu", i + 1);
+        ASSERT_EQ(check_proof(&o1[i], pub, nonce, i == 2 ? "nope" : i == 1 ? "echo" : "add"), 4);
     }
+    check_forgeries(&o1[0], &o1[3], pub);
     /* Batch 2: a replay (no entry of its own yet) and two new entries. */
     const char *b2[] = {
         "{\"action\":\"add\",\"nonce\":\"n1\",\"payload\":{\"a\":1,\"b\":2}}",
@@ -194,17 +249,10 @@ static void test_batches_prove_every_entry(void)
     ASSERT_EQ(o2[0].logged, 0);
     ASSERT_EQ(o2[0].proof.len, 0);
     ASSERT_EQ(o2[1].log_index, 4);
-    ASSERT_EQ(check_proof(&o2[1], pub, "executed"), 6);
+    ASSERT_EQ(check_proof(&o2[1], pub, "n5", "add"), 6);
     ASSERT_EQ(o2[2].status, OE_STATUS_REJECTED); /* nonce conflict */
     ASSERT_EQ(o2[2].log_index, 5);
-    ASSERT_EQ(check_proof(&o2[2], pub, "rejected"), 6);
-    /* A key that is not trusted: the checkpoint does not verify. */
-    unsigned char other[32];
-    memcpy(other, pub, 32);
-    other[0] ^= 1;
-    size_t tl;
-    ASSERT_TRUE(oe_note_verify(o2[1].proof.data, 0, (const unsigned char(*)[32])other, 1, &tl,
-                               err, sizeof err) != OE_OK);
+    ASSERT_EQ(check_proof(&o2[2], pub, "n1", "add"), 6);
     ASSERT_EQ(oe_tlog_size(f.tlog), 6);
     for (size_t i = 0; i < 4; i++)
         oe_outcome_clear(&o1[i]);
@@ -220,7 +268,7 @@ static void test_batches_prove_every_entry(void)
     oe_outcome o3[1];
     ASSERT_EQ(run_batch(&f, b3, 1, o3, err, sizeof err), OE_OK);
     ASSERT_EQ(o3[0].log_index, 6);
-    ASSERT_EQ(check_proof(&o3[0], pub, "executed"), 7);
+    ASSERT_EQ(check_proof(&o3[0], pub, "n6", "add"), 7);
     oe_outcome_clear(&o3[0]);
 
     /* A second writer with the same key on the same ledger, opened at the
@@ -241,9 +289,8 @@ static void test_batches_prove_every_entry(void)
     oe_outcome_clear(&o5[0]);
     /* Nothing of the refused batch is recorded. */
     oe_execution ex;
-    ASSERT_EQ(oe_store_find_by_nonce(f.store, "n8", oe_ledger_key_of("n8", 2), &ex, err,
-                                     sizeof err),
-              0);
+    ASSERT_EQ(
+        oe_store_find_by_nonce(f.store, "n8", oe_ledger_key_of("n8", 2), &ex, err, sizeof err), 0);
     close_fixture(&g);
     close_fixture(&f);
 
@@ -284,11 +331,12 @@ static void test_leaf_text(void)
     oe_buf b;
     oe_buf_init(&b, 0);
     ASSERT_EQ(oe_tlog_leaf(&e, &b), OE_OK);
-    ASSERT_STREQ(b.data, "{\"action\":\"add\",\"approval_id\":null,\"approved\":true,\"detail\":null,"
-                         "\"error_code\":null,\"id\":\"i\",\"log_index\":42,\"nonce\":\"n\\u00e9\","
-                         "\"receipt\":\"r\",\"recorded_at\":\"2026-12-06T06:55:58.658123Z\","
-                         "\"request_hash\":\"h\",\"result\":\"{\\\"sum\\\":3}\","
-                         "\"status\":\"executed\",\"tenant\":\"\"}");
+    ASSERT_STREQ(b.data,
+                 "{\"action\":\"add\",\"approval_id\":null,\"approved\":true,\"detail\":null,"
+                 "\"error_code\":null,\"id\":\"i\",\"log_index\":42,\"nonce\":\"n\\u00e9\","
+                 "\"receipt\":\"r\",\"recorded_at\":\"2026-12-06T06:55:58.658123Z\","
+                 "\"request_hash\":\"h\",\"result\":\"{\\\"sum\\\":3}\","
+                 "\"status\":\"executed\",\"tenant\":\"\"}");
     /* Not UTF-8: refused, the buffer as it was. */
     oe_buf_reset(&b);
     e.nonce = "\xff";
@@ -308,5 +356,5 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         return 1;
-    TEST_REPORT();
+    return TEST_REPORT();
 }

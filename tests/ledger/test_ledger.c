@@ -116,6 +116,16 @@ static int user_version(const char *path)
 
 /* SQL that takes a new file back to version 5: the trigger of versions 3
  * to 5 instead of the unique indexes of version 6. */
+/* Version 7 taken back: no receipts logs. */
+#define UNDO_V7                                                                                    \
+    "DROP TABLE checkpoints;"                                                                      \
+    "DROP TABLE logs;"                                                                             \
+    "ALTER TABLE executions DROP COLUMN log_index;"                                                \
+    "ALTER TABLE executions DROP COLUMN log_id;"                                                   \
+    "ALTER TABLE rejections DROP COLUMN log_index;"                                                \
+    "ALTER TABLE rejections DROP COLUMN log_id;"                                                   \
+    "DELETE FROM schema_migrations WHERE version = 7;"
+
 #define UNDO_V6                                                                                    \
     "DROP INDEX executions_nonce;"                                                                 \
     "DROP INDEX executions_approval;"                                                              \
@@ -404,7 +414,7 @@ static void test_sqlite_migrate_keeps_rows(void)
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
-                           UNDO_V6
+                           UNDO_V7 UNDO_V6
                            "DROP TRIGGER executions_unique;"
                            "DROP INDEX executions_id_bucket_key;"
                            "ALTER TABLE executions DROP COLUMN id_bucket;"
@@ -474,11 +484,11 @@ static void test_sqlite_v4_upgraded(void)
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
-                           UNDO_V6 "DROP INDEX executions_id_bucket_key;"
-                                   "ALTER TABLE executions DROP COLUMN id_bucket;"
-                                   "CREATE INDEX executions_id_key ON executions(id_key);"
-                                   "DELETE FROM schema_migrations WHERE version = 5;"
-                                   "PRAGMA user_version = 4;",
+                           UNDO_V7 UNDO_V6 "DROP INDEX executions_id_bucket_key;"
+                                           "ALTER TABLE executions DROP COLUMN id_bucket;"
+                                           "CREATE INDEX executions_id_key ON executions(id_key);"
+                                           "DELETE FROM schema_migrations WHERE version = 5;"
+                                           "PRAGMA user_version = 4;",
                            NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(db);

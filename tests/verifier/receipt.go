@@ -246,7 +246,9 @@ func parseLeaf(leaf []byte) (map[string]json.RawMessage, error) {
 }
 
 // compareFields compares the fields of comparedFields of a leaf and a
-// receipt as JSON values (null equal to null or absent). The receipt's
+// receipt as JSON values. A field the receipt does not carry at all (an
+// HTTP answer has no nonce or request_hash) claims nothing and is not
+// compared; null is compared as null. The receipt's
 // result is its result_json when present (an HTTP answer, whose result is
 // then the object itself), else its result; a result that is a JSON value
 // rather than its text must equal the leaf's result text parsed. Returns
@@ -263,6 +265,12 @@ func compareFields(leaf, rec map[string]json.RawMessage) (*string, error) {
 			if r, ok := rec["result_json"]; ok {
 				name, raw = "result_json", r
 			}
+		}
+		if raw == nil {
+			if ls, ok := lv.(string); ok && f == "result" {
+				resultText = &ls
+			}
+			continue
 		}
 		rv, err := jsonValue(raw)
 		if err != nil {
