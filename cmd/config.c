@@ -248,6 +248,14 @@ static const setting settings[] = {
     /* keygen */
     NAME("--out", NULL, OE_CMD_KEYGEN, key_out, NULL,
          "write the new private key here (required; mode 0600, never overwritten)"),
+    NAME("--public-of", NULL, OE_CMD_KEYGEN, public_of, NULL,
+         "print only the public key (PEM) of this existing private key file"),
+    NAME("--trusted-keys", "OPENEXEC_TRUSTED_KEYS_FILE", VERIFY, trusted_keys_file, NULL,
+         "check whole receipts (JSON, one per line, from the file argument or stdin) "
+         "against the Ed25519 public keys (PEM) in this file"),
+    NAME("--trusted-keys-file", "OPENEXEC_TRUSTED_KEYS_FILE", RUN, trusted_keys_file, NULL,
+         "public keys (PEM) whose signed receipts this node accepts: /receipts/verify and "
+         "the /execute bridge (default: its own signing key's)"),
 };
 
 #define NSETTINGS (sizeof settings / sizeof settings[0])

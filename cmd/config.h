@@ -111,7 +111,9 @@ typedef struct oe_config {
     const char *result;
     const char *receipt;
     /* keygen */
-    const char *key_out; /* path of the new private key file */
+    const char *key_out;           /* path of the new private key file */
+    const char *public_of;         /* keygen: print the public key of this private key file */
+    const char *trusted_keys_file; /* OPENEXEC_TRUSTED_KEYS_FILE / verify-receipt --trusted-keys */
     /* Where each setting of the table came from, by table index. */
     unsigned char origin[OE_CONFIG_MAX_SETTINGS];
 } oe_config;

@@ -705,23 +705,25 @@ static int cmd_mint(int argc, char **argv)
 static const oe_command verify_command = {
     "verify-receipt",
     OE_CMD_VERIFY,
-    "Checks a receipt: sha256(id + \":\" + json.dumps(result, sort_keys=True)).\n"
-    "Exit 0 and 'valid', or exit 1 and 'invalid'.",
+    "Checks signed receipts (SPEC section 12 of the protocol): with --trusted-keys,\n"
+    "reads whole receipts as JSON (one per line, or one document) from the file\n"
+    "argument or stdin, as `openexec receipts` prints them or /execute answers, and\n"
+    "checks each one's proof: its checkpoint signed by a trusted key, its leaf on the\n"
+    "inclusion path to the checkpoint's root, the leaf's fields equal to the\n"
+    "receipt's, and the receipt hash. Prints `valid` or `invalid: REASON` per\n"
+    "receipt; exit 0 when all are valid, 1 otherwise.\n"
+    "The seed's form, --id --result --receipt, checks only the hash\n"
+    "sha256(id + \":\" + json.dumps(result, sort_keys=True)): anyone can compute it.",
     0,
     0,
 };
 
-static int cmd_verify_receipt(int argc, char **argv)
+/* The seed's check: the receipt hash of --id and --result. */
+static int verify_seed(const oe_config *cfg)
 {
-    oe_config cfg;
-    int rc = oe_command_parse(&verify_command, &cfg, NULL, argc, argv);
-    if (rc >= 0)
-        return rc;
-    if (!cfg.id || !cfg.result || !cfg.receipt)
-        return oe_die(2, "verify-receipt needs --id, --result and --receipt");
     char err[256];
     oe_json_doc *doc;
-    int prc = oe_json_parse(cfg.result, strlen(cfg.result), 0, &doc, err, sizeof err);
+    int prc = oe_json_parse(cfg->result, strlen(cfg->result), 0, &doc, err, sizeof err);
     if (prc != OE_OK)
         return oe_die(prc == OE_ENOMEM ? 1 : 2, "--result: %s", err);
     oe_buf text;
@@ -730,14 +732,146 @@ static int cmd_verify_receipt(int argc, char **argv)
     oe_json_dump(&text, oe_json_root(doc), OE_JSON_DEFAULT);
     int failed = oe_buf_failed(&text);
     if (!failed)
-        oe_receipt_hash(cfg.id, text.data, text.len, hash);
+        oe_receipt_hash(cfg->id, text.data, text.len, hash);
     oe_buf_free(&text);
     oe_json_doc_free(doc);
     if (failed)
         return oe_die(1, "verify-receipt: cannot serialize the result: %s", oe_strerror(failed));
-    int valid = strcmp(hash, cfg.receipt) == 0;
+    int valid = strcmp(hash, cfg->receipt) == 0;
     puts(valid ? "valid" : "invalid");
     return valid ? 0 : 1;
+}
+
+/* Largest receipts input verify-receipt reads (a receipt is at most a few
+ * MiB; this is a stream of them). */
+#define OE_VERIFY_INPUT_MAX ((size_t)1 << 30)
+
+/* Reads all of f (at most max bytes) into out. OE_OK, OE_ELIMIT or
+ * OE_EIO/OE_ENOMEM. */
+static int read_all(FILE *f, size_t max, oe_buf *out)
+{
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (out->len + n > max)
+            return OE_ELIMIT;
+        int rc = oe_buf_append(out, chunk, n);
+        if (rc != OE_OK)
+            return rc;
+    }
+    return ferror(f) ? OE_EIO : OE_OK;
+}
+
+/* Checks one receipt's text; prints its verdict. Returns 1 when valid. */
+static int verify_one(const char *text, size_t len, const unsigned char (*keys)[32], size_t nkeys,
+                      size_t line)
+{
+    char err[300];
+    oe_json_doc *doc;
+    int prc = oe_json_parse(text, len, 0, &doc, err, sizeof err);
+    char where[32] = "";
+    if (line)
+        snprintf(where, sizeof where, "line %zu: ", line);
+    if (prc != OE_OK) {
+        printf("%sinvalid: not JSON: %s\n", where, err);
+        return 0;
+    }
+    oe_rc rc = oe_tlog_verify_json(oe_json_root(doc), keys, nkeys, err, sizeof err);
+    oe_json_doc_free(doc);
+    if (rc == OE_OK)
+        printf("%svalid\n", where);
+    else
+        printf("%sinvalid: %s\n", where, err);
+    return rc == OE_OK;
+}
+
+static int cmd_verify_receipt(int argc, char **argv)
+{
+    /* The one argument that is not an option (or an option's value): the
+     * receipts file; "-" or none is stdin. */
+    const char *input = NULL;
+    char **args = calloc((size_t)argc + 1, sizeof *args);
+    int nargs = 0;
+    if (!args)
+        return oe_die(1, "out of memory");
+    for (int i = 0; i < argc; i++) {
+        const char *prev = i > 0 ? argv[i - 1] : NULL;
+        int is_value = prev && strncmp(prev, "--", 2) == 0 && !strchr(prev, '=') &&
+                       strcmp(prev, "--help") != 0;
+        if (!is_value && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0) && !input)
+            input = argv[i];
+        else
+            args[nargs++] = argv[i];
+    }
+    oe_config cfg;
+    int rc = oe_command_parse(&verify_command, &cfg, NULL, nargs, args);
+    free(args);
+    if (rc >= 0)
+        return rc;
+    if (!cfg.trusted_keys_file) {
+        if (!cfg.id || !cfg.result || !cfg.receipt || input)
+            return oe_die(2, "verify-receipt needs --trusted-keys FILE [RECEIPTS|-], or the "
+                             "seed's --id, --result and --receipt");
+        return verify_seed(&cfg);
+    }
+    if (cfg.id || cfg.result || cfg.receipt)
+        return oe_die(2, "verify-receipt: --trusted-keys checks whole receipts; --id, --result "
+                         "and --receipt are the seed's form");
+    char err[300];
+    unsigned char(*keys)[32] = NULL;
+    size_t nkeys = 0;
+    char *pem = read_file(cfg.trusted_keys_file, OE_PUBLIC_KEY_FILE_MAX);
+    if (!pem)
+        return oe_die(2, "--trusted-keys %s: cannot read it", cfg.trusted_keys_file);
+    rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
+    free(pem);
+    if (rc != OE_OK)
+        return oe_die(2, "--trusted-keys %s: %s", cfg.trusted_keys_file, err);
+    FILE *f = !input || strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
+    if (!f) {
+        free(keys);
+        return oe_die(2, "verify-receipt: cannot read %s", input);
+    }
+    oe_buf in;
+    oe_buf_init(&in, OE_VERIFY_INPUT_MAX);
+    rc = read_all(f, OE_VERIFY_INPUT_MAX, &in);
+    if (f != stdin)
+        fclose(f);
+    if (rc != OE_OK) {
+        oe_buf_free(&in);
+        free(keys);
+        return oe_die(1, "verify-receipt: reading %s: %s", input ? input : "stdin",
+                      oe_strerror(rc));
+    }
+    /* One document, or one receipt per line. */
+    size_t total = 0, valid = 0;
+    const char *text = in.data ? in.data : "";
+    oe_json_doc *whole;
+    if (oe_json_parse(text, in.len, 0, &whole, err, sizeof err) == OE_OK) {
+        oe_json_doc_free(whole);
+        total = 1;
+        valid = (size_t)verify_one(text, in.len, (const unsigned char(*)[32])keys, nkeys, 0);
+    } else {
+        size_t line = 0;
+        for (const char *p = text, *end = text + in.len; p < end;) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            line++;
+            size_t k = 0;
+            while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+                k++;
+            if (k < n) {
+                total++;
+                valid += (size_t)verify_one(p, n, (const unsigned char(*)[32])keys, nkeys, line);
+            }
+            p += n + (nl ? 1 : 0);
+        }
+    }
+    oe_buf_free(&in);
+    free(keys);
+    if (total == 0)
+        return oe_die(2, "verify-receipt: no receipt in %s", input ? input : "stdin");
+    return valid == total ? 0 : 1;
 }
 
 static const oe_command keygen_command = {
@@ -746,7 +880,9 @@ static const oe_command keygen_command = {
     "Makes an Ed25519 key for signing receipt-log checkpoints and writes it to\n"
     "--out (PKCS#8 PEM, mode 0600; an existing file is never overwritten). Prints\n"
     "the public key (PEM), its key_id and its signed-note verifier key (vkey,\n"
-    "for Go's golang.org/x/mod/sumdb/note) under the name openexec/<key_id[:16]>.",
+    "for Go's golang.org/x/mod/sumdb/note) under the name openexec/<key_id[:16]>.\n"
+    "--public-of FILE prints only the public key (PEM) of an existing key, for a\n"
+    "trusted keys file.",
     0,
     0,
 };
@@ -757,10 +893,22 @@ static int cmd_keygen(int argc, char **argv)
     int rc = oe_command_parse(&keygen_command, &cfg, NULL, argc, argv);
     if (rc >= 0)
         return rc;
-    if (!cfg.key_out)
-        return oe_die(2, "keygen needs --out FILE");
+    if (!cfg.key_out == !cfg.public_of)
+        return oe_die(2, "keygen needs --out FILE (a new key) or --public-of FILE (one of them)");
     char err[512];
     oe_signer *signer;
+    if (cfg.public_of) {
+        if (oe_signer_load_file(cfg.public_of, &signer, err, sizeof err) != OE_OK)
+            return oe_die(1, "keygen: %s", err);
+        oe_buf pem;
+        oe_buf_init(&pem, 0);
+        int failed = oe_signer_public_pem(signer, &pem);
+        oe_signer_free(signer);
+        if (!failed && (fwrite(pem.data, 1, pem.len, stdout) != pem.len || fflush(stdout) != 0))
+            failed = OE_EIO;
+        oe_buf_free(&pem);
+        return failed ? oe_die(1, "keygen: %s", oe_strerror(failed)) : 0;
+    }
     if (oe_signer_generate_file(cfg.key_out, &signer, err, sizeof err) != OE_OK)
         return oe_die(1, "keygen: %s", err);
     char id[65], name[32];

@@ -84,7 +84,7 @@ static void outcome_reset(oe_outcome *o)
     oe_buf_reset(&o->result_json);
     oe_buf_reset(&o->leaf);
     oe_buf_reset(&o->proof);
-    o->logged = 0;
+    o->logged = o->proof_pending = 0;
     o->status = OE_STATUS_REJECTED;
     o->error = OE_ERR_NONE;
     o->detail[0] = o->id[0] = o->request_hash[0] = o->receipt[0] = '\0';
@@ -389,12 +389,30 @@ static int answer_from_ledger(oe_engine *e, const oe_batch_item *it, oe_outcome 
         return 0;
     int same = strcmp(rec.request_hash, o->request_hash) == 0;
     int rc = same ? outcome_from_record(o, &rec) : OE_OK;
-    oe_execution_clear(&rec);
     if (rc != OE_OK) {
+        oe_execution_clear(&rec);
         /* "out of memory while reading a replay" for OE_ENOMEM. */
         snprintf(err, errlen, "%s while reading a replay", oe_strerror(rc));
         return rc;
     }
+    if (same && e->tlog && rec.log_id > 0) {
+        /* A replay carries the original entry's proof: from its batch's
+         * checkpoint, or (an entry of this very batch) after the seal. */
+        if (oe_tlog_pending(e->tlog, &rec)) {
+            rc = oe_tlog_leaf_of_execution(&rec, &o->leaf);
+            o->log_index = (uint64_t)rec.log_index;
+            o->proof_pending = rc == OE_OK;
+            if (rc != OE_OK)
+                snprintf(err, errlen, "%s while reading a replay", oe_strerror(rc));
+        } else {
+            rc = oe_tlog_proof_of(e->tlog, e->store, &rec, &o->proof, err, errlen);
+        }
+        if (rc != OE_OK) {
+            oe_execution_clear(&rec);
+            return rc == OE_ENOMEM ? rc : store_failure(rc);
+        }
+    }
+    oe_execution_clear(&rec);
     if (!same)
         reject(o, OE_ERR_NONCE_CONFLICT, "Nonce already used by a different request");
     return 1;
@@ -752,7 +770,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             oe_outcome *o = &items[i]->out;
             /* Out of memory here leaves a durable entry without its proof
              * in this answer; the ledger and its checkpoint hold it. */
-            if (o->logged)
+            if (o->logged || o->proof_pending)
                 oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
         }
     }

@@ -61,7 +61,8 @@ typedef struct oe_outcome {
     oe_buf leaf;
     oe_buf proof;
     int logged;         /* 1: leaf is entry log_index of this batch */
-    uint64_t log_index; /* when logged */
+    int proof_pending;  /* 1: a replay of entry log_index of this batch (leaf) */
+    uint64_t log_index; /* when logged or proof_pending */
 } oe_outcome;
 
 void oe_outcome_init(oe_outcome *o);

@@ -142,7 +142,25 @@ int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_f
 
 int oe_store_has_logs(const oe_store *s)
 {
-    return s->ops->log_open && s->ops->insert_checkpoint;
+    return s->ops->log_open && s->ops->insert_checkpoint && s->ops->log_batch;
+}
+
+void oe_log_batch_clear(oe_log_batch *b)
+{
+    free(b->note);
+    free(b->leaves);
+    memset(b, 0, sizeof *b);
+}
+
+int oe_store_log_batch(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
+                       size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!oe_store_has_logs(s)) {
+        snprintf(err, errlen, "a %s ledger does not keep signed receipts yet", s->ops->name);
+        return OE_EINVAL;
+    }
+    return s->ops->log_batch(s, log_id, index, out, err, errlen);
 }
 
 int oe_store_log_open(oe_store *s, const oe_log_key *key, double now, int64_t *log_id,

@@ -126,10 +126,26 @@ typedef struct oe_checkpoint_row {
     int64_t log_id;
     uint64_t from_size;
     const oe_merkle_compact *state; /* the tree at its size */
+    /* The leaf hashes of the batch, entries from_size to state->size:
+     * with the tree at from_size they prove any entry of the batch later
+     * (a replay's receipt), and let an audit find a changed row. */
+    const unsigned char (*leaves)[32];
     unsigned char root[32];
     const char *note; /* the C2SP signed note */
     double created_at;
 } oe_checkpoint_row;
+
+/* What proves an entry of a log after its batch: the checkpoint that
+ * ended the batch holding it, and everything to rebuild the batch's part
+ * of the tree (oe_merkle_batch). Owned: oe_log_batch_clear. */
+typedef struct oe_log_batch {
+    char origin[256];
+    char *note;                  /* the signed checkpoint */
+    oe_merkle_compact base;      /* the tree before the batch */
+    uint64_t size;               /* the checkpoint's size */
+    unsigned char (*leaves)[32]; /* size - base.size leaf hashes */
+} oe_log_batch;
+void oe_log_batch_clear(oe_log_batch *b);
 
 /* A backend's operations (ledger/). Every store starts with the base. */
 typedef struct oe_store_ops {
@@ -157,6 +173,8 @@ typedef struct oe_store_ops {
     int (*log_open)(oe_store *s, const oe_log_key *key, double now, int64_t *log_id,
                     oe_merkle_compact *state, char *err, size_t errlen);
     int (*insert_checkpoint)(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen);
+    int (*log_batch)(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
+                     size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -247,6 +265,11 @@ int oe_store_log_open(oe_store *s, const oe_log_key *key, double now, int64_t *l
  * OE_EDUP_LOG when the log already has a checkpoint from c->from_size or
  * of c's size (another process appends with the same key), or a failure. */
 int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen);
+
+/* The batch of log log_id that holds entry index: 1 and out filled, 0
+ * when no checkpoint covers it (yet), or a failure. */
+int oe_store_log_batch(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
+                       size_t errlen);
 
 /* Row counts, for tests and metrics. A failure is negative: an oe_rc
  * (OE_ESTORE, OE_EUNAVAIL). */

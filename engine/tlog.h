@@ -96,6 +96,23 @@ void oe_tlog_abort(oe_tlog *t);
  * OE_OK, OE_EINVAL (index not of this batch) or the buffer's failure. */
 oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out);
 
+/* The leaf of a stored execution (its log_index set), as it was
+ * appended. */
+oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out);
+
+/* 1 when rec is an entry of this log appended in the open batch (proved
+ * by oe_tlog_proof after the seal, like the batch's own entries). */
+int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec);
+
+/* Appends the proof of an earlier entry (a replay's: the original's proof,
+ * in the checkpoint of the batch that appended it, of this log or another
+ * writer's in the ledger) to out; nothing for a row written unsigned.
+ * Checks that the row is still what was signed. Returns OE_OK, or with a
+ * reason OE_ESTORE (no checkpoint covers it, or the row was changed), the
+ * store's failure, or OE_ENOMEM. */
+oe_rc oe_tlog_proof_of(oe_tlog *t, oe_store *store, const oe_execution *rec, oe_buf *out, char *err,
+                       size_t errlen);
+
 /* What a receipt claims (SPEC §9), as a verifier reads it: NULL for
  * null, OE_TLOG_ABSENT for a field the receipt does not carry (an /execute
  * answer has no nonce or request_hash), which claims nothing and is not

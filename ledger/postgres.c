@@ -78,6 +78,7 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "  size bigint NOT NULL,"
     "  root bytea NOT NULL,"
     "  frontier bytea NOT NULL,"
+    "  leaves bytea NOT NULL,"
     "  note text NOT NULL,"
     "  created_at double precision NOT NULL,"
     "  PRIMARY KEY (log_id, size),"
@@ -87,12 +88,14 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
 /* Serialises migrations of one database by concurrent writers. */
 #define MIGRATION_LOCK "7310585448129816419" /* "openexec" as a 64-bit number */
 
+/* Every column of a row, its place in its writer's log last (NULL for a
+ * row written unsigned). */
+#define LOG_COLUMNS ", log_id, log_index"
 #define COLUMNS                                                                                    \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at, payload"
-#define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
-/* Inserts also write the row's place in its writer's log. */
-#define LOG_COLUMNS ", log_id, log_index"
+    " created_at, payload" LOG_COLUMNS
+#define REJECTION_COLUMNS                                                                          \
+    "nonce, action, request_hash, error_code, detail, created_at, payload" LOG_COLUMNS
 #define EXEC_COLUMNS 13
 #define REJ_COLUMNS 9
 
@@ -120,25 +123,24 @@ static const struct {
     [PS_APPROVAL_USED] = {"oe_approval_used", "SELECT 1 FROM executions WHERE approval_id = $1", 1},
     /* A batch's rows in one statement, one array per column. */
     [PS_FLUSH_EXEC] = {"oe_flush_exec",
-                       "INSERT INTO executions (" COLUMNS LOG_COLUMNS
-                       ") SELECT * FROM unnest($1::text[],"
+                       "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
                        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
                        " $8::text[], $9::boolean[], $10::float8[], $11::text[], $12::bigint[],"
                        " $13::bigint[])"
                        " ON CONFLICT DO NOTHING",
                        EXEC_COLUMNS},
     [PS_FLUSH_REJ] = {"oe_flush_rej",
-                      "INSERT INTO rejections (" REJECTION_COLUMNS LOG_COLUMNS ") SELECT * FROM"
+                      "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
                       " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                       " $6::float8[], $7::text[], $8::bigint[], $9::bigint[])",
                       REJ_COLUMNS},
     /* A checkpoint that another process stored first (the same key from
      * the same size) is not written: 0 rows, OE_EDUP_LOG. */
     [PS_CHECKPOINT] = {"oe_checkpoint",
-                       "INSERT INTO checkpoints (log_id, from_size, size, root, frontier, note,"
-                       " created_at) VALUES ($1, $2, $3, decode($4, 'hex'), decode($5, 'hex'),"
-                       " $6, $7) ON CONFLICT DO NOTHING",
-                       7},
+                       "INSERT INTO checkpoints (log_id, from_size, size, root, frontier, leaves,"
+                       " note, created_at) VALUES ($1, $2, $3, decode($4, 'hex'),"
+                       " decode($5, 'hex'), decode($6, 'hex'), $7, $8) ON CONFLICT DO NOTHING",
+                       8},
 };
 
 /* A set of borrowed strings (open addressing, linear probing), each with
@@ -241,9 +243,10 @@ typedef struct pending_rejection {
 /* The batch's checkpoint, written after its rows at COMMIT. */
 typedef struct pending_checkpoint {
     int queued;
-    char params[7][32]; /* log_id, from_size, size, -, -, -, created_at */
+    char params[8][32]; /* log_id, from_size, size, -, -, -, -, created_at */
     char root[65];
     char *frontier; /* hex */
+    char *leaves;   /* hex */
     char *note;
 } pending_checkpoint;
 
@@ -272,6 +275,14 @@ struct pg_store {
     char shown[512];
     pthread_mutex_t lock;
 };
+
+/* A row's log_id and log_index from columns col and col + 1 (0 and 0
+ * when NULL: a row written unsigned). */
+static void read_log_entry(PGresult *r, int row, int col, int64_t *log_id, int64_t *log_index)
+{
+    *log_id = PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+    *log_index = PQgetisnull(r, row, col + 1) ? 0 : strtoll(PQgetvalue(r, row, col + 1), NULL, 10);
+}
 
 /* libpq's messages end with a newline; one line reads better in logs. */
 static void copy_message(char *dst, size_t len, const char *what, const char *msg)
@@ -586,6 +597,7 @@ static void clear_batch(pg_store *s)
     }
     s->n_rejs = 0;
     free(s->checkpoint.frontier);
+    free(s->checkpoint.leaves);
     free(s->checkpoint.note);
     memset(&s->checkpoint, 0, sizeof s->checkpoint);
 }
@@ -830,6 +842,7 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_ledger_key unu
         e->approved = PQgetvalue(r, 0, 8)[0] == 't';
         e->created_at = strtod(PQgetvalue(r, 0, 9), NULL);
         e->payload = dup_value(r, 10);
+        read_log_entry(r, 0, 11, &e->log_id, &e->log_index);
         rc = 1;
         if (!e->nonce || !e->action || !e->tenant_id || !e->result_json ||
             (!PQgetisnull(r, 0, 6) && !e->approval_id) || (!PQgetisnull(r, 0, 10) && !e->payload)) {
@@ -1051,9 +1064,9 @@ static void log_entry_text(int64_t log_id, int64_t log_index, char out[2][24])
 static int flush_checkpoint(pg_store *s, char *err, size_t errlen)
 {
     pending_checkpoint *c = &s->checkpoint;
-    const char *params[7] = {c->params[0], c->params[1], c->params[2], c->root,
-                             c->frontier,  c->note,      c->params[6]};
-    PGresult *r = PQexecPrepared(s->conn, prepared[PS_CHECKPOINT].name, 7, params, NULL, NULL, 0);
+    const char *params[8] = {c->params[0], c->params[1], c->params[2], c->root,
+                             c->frontier,  c->leaves,    c->note,      c->params[7]};
+    PGresult *r = PQexecPrepared(s->conn, prepared[PS_CHECKPOINT].name, 8, params, NULL, NULL, 0);
     int rc;
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         rc = pg_fail(s, r, "storing a checkpoint", err, errlen);
@@ -1254,6 +1267,7 @@ static int execution_row(void *arg, PGresult *r, int i)
     e.approved = PQgetvalue(r, i, 8)[0] == 't';
     e.created_at = strtod(PQgetvalue(r, i, 9), NULL);
     e.payload = (char *)value_or_null(r, i, 10);
+    read_log_entry(r, i, 11, &e.log_id, &e.log_index);
     return c->exec_fn(c->ctx, &e);
 }
 
@@ -1269,6 +1283,7 @@ static int rejection_row(void *arg, PGresult *r, int i)
         .created_at = strtod(PQgetvalue(r, i, 5), NULL),
         .payload = value_or_null(r, i, 6),
     };
+    read_log_entry(r, i, 7, &j.log_id, &j.log_index);
     return c->rej_fn(c->ctx, &j);
 }
 
@@ -1322,6 +1337,21 @@ static int unhex(const char *h, unsigned char *out, size_t n)
     return 0;
 }
 
+/* hex into n 32-byte hashes; -1 when it is not exactly that. */
+static int unhex_hashes(const char *h, unsigned char (*out)[32], size_t n)
+{
+    if (strlen(h) != 64 * n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char part[65];
+        memcpy(part, h + 64 * i, 64);
+        part[64] = '\0';
+        if (unhex(part, out[i], 32) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int pg_log_open(oe_store *base, const oe_log_key *key, double now, int64_t *log_id,
                        oe_merkle_compact *state, char *err, size_t errlen)
 {
@@ -1365,13 +1395,7 @@ static int pg_log_open(oe_store *base, const oe_log_key *key, double now, int64_
                 long long size = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
                 const char *f = PQgetvalue(r, 0, 3);
                 size_t k = size > 0 ? (size_t)__builtin_popcountll((uint64_t)size) : 0;
-                int bad = size < 0 || strlen(f) != 64 * k;
-                for (size_t i = 0; i < k && !bad; i++) {
-                    char part[65];
-                    memcpy(part, f + 64 * i, 64);
-                    part[64] = '\0';
-                    bad = unhex(part, state->hashes[i], 32) != 0;
-                }
+                int bad = size < 0 || unhex_hashes(f, state->hashes, k) != 0;
                 if (bad) {
                     snprintf(err, errlen, "%.200s: the last checkpoint of log %.200s is damaged",
                              s->shown, key->origin);
@@ -1396,32 +1420,93 @@ static int pg_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, char
     pending_checkpoint *q = &s->checkpoint;
     int rc = 0;
     size_t k = (size_t)__builtin_popcountll(c->state->size);
+    size_t n = (size_t)(c->state->size - c->from_size);
     free(q->frontier);
+    free(q->leaves);
     free(q->note);
     q->frontier = malloc(64 * k + 1);
+    q->leaves = malloc(64 * n + 1);
     q->note = strdup(c->note);
     if (!s->in_txn) {
         snprintf(err, errlen, "a checkpoint is recorded only inside a transaction");
         rc = OE_ESTORE;
-    } else if (!q->frontier || !q->note) {
+    } else if (!q->frontier || !q->leaves || !q->note) {
         snprintf(err, errlen, "out of memory");
         rc = OE_ESTORE;
     } else {
         q->frontier[0] = '\0';
         for (size_t i = 0; i < k; i++)
             hex_of(c->state->hashes[i], 32, q->frontier + 64 * i);
+        q->leaves[0] = '\0';
+        for (size_t i = 0; i < n; i++)
+            hex_of(c->leaves[i], 32, q->leaves + 64 * i);
         hex_of(c->root, 32, q->root);
         snprintf(q->params[0], sizeof q->params[0], "%lld", (long long)c->log_id);
         snprintf(q->params[1], sizeof q->params[1], "%llu", (unsigned long long)c->from_size);
         snprintf(q->params[2], sizeof q->params[2], "%llu", (unsigned long long)c->state->size);
-        snprintf(q->params[6], sizeof q->params[6], "%.17g", c->created_at);
+        snprintf(q->params[7], sizeof q->params[7], "%.17g", c->created_at);
         q->queued = 1;
     }
     pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
+static int pg_log_batch(oe_store *base, int64_t log_id, uint64_t index, oe_log_batch *out,
+                        char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    char id[32], at[32];
+    snprintf(id, sizeof id, "%lld", (long long)log_id);
+    snprintf(at, sizeof at, "%llu", (unsigned long long)index);
+    const char *p[2] = {id, at};
+    int rc = ensure_connected(s, err, errlen);
+    PGresult *r = NULL;
+    if (rc == 0) {
+        r = PQexecParams(s->conn,
+                         "SELECT c.from_size, c.size, c.note, encode(c.leaves, 'hex'), l.origin,"
+                         " encode(f.frontier, 'hex') FROM checkpoints c"
+                         " JOIN logs l ON l.log_id = c.log_id"
+                         " LEFT JOIN checkpoints f ON f.log_id = c.log_id AND f.size = c.from_size"
+                         " WHERE c.log_id = $1 AND c.size > $2 ORDER BY c.size LIMIT 1",
+                         2, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = pg_fail(s, r, "reading a checkpoint", err, errlen);
+    }
+    if (rc == 0 && PQntuples(r) == 1) {
+        long long from = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        long long size = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+        size_t n = size > from && from >= 0 ? (size_t)(size - from) : 0;
+        size_t k = from > 0 ? (size_t)__builtin_popcountll((uint64_t)from) : 0;
+        if (n == 0 || (from > 0 && PQgetisnull(r, 0, 5))) {
+            snprintf(err, errlen, "%.200s: checkpoint %lld of log %lld is damaged", s->shown, size,
+                     (long long)log_id);
+            rc = OE_ESTORE;
+        } else if (!(out->note = strdup(PQgetvalue(r, 0, 2))) ||
+                   !(out->leaves = malloc(n * sizeof *out->leaves))) {
+            snprintf(err, errlen, "out of memory");
+            rc = OE_ENOMEM;
+        } else if (unhex_hashes(PQgetvalue(r, 0, 3), out->leaves, n) != 0 ||
+                   (k && unhex_hashes(PQgetvalue(r, 0, 5), out->base.hashes, k) != 0)) {
+            snprintf(err, errlen, "%.200s: checkpoint %lld of log %lld is damaged", s->shown, size,
+                     (long long)log_id);
+            rc = OE_ESTORE;
+        } else {
+            snprintf(out->origin, sizeof out->origin, "%s", PQgetvalue(r, 0, 4));
+            out->size = (uint64_t)size;
+            out->base.size = (uint64_t)from;
+            rc = 1;
+        }
+    }
+    PQclear(r);
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0 && rc != 1)
+        oe_log_batch_clear(out);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
+    .log_batch = pg_log_batch,
     .log_open = pg_log_open,
     .insert_checkpoint = pg_insert_checkpoint,
     .name = "postgresql",

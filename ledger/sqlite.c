@@ -142,7 +142,9 @@ static const char schema_v6[] =
  * log_index (NULL for rows written unsigned); each committed batch ends
  * with a signed checkpoint of the log, stored in the batch's transaction
  * with the compact range of the tree at its size, so that a writer
- * continues its log after a restart from the last checkpoint alone. A
+ * continues its log after a restart from the last checkpoint alone, and
+ * the batch's leaf hashes, so that any entry can be proved later from its
+ * batch alone (a replay) and an audit can name a changed row. A
  * checkpoint extends exactly one earlier size (from_size, unique per log):
  * two processes appending to one log from the same size cannot both
  * commit, so the log cannot fork. */
@@ -163,6 +165,7 @@ static const char schema_v7[] = "ALTER TABLE executions ADD COLUMN log_id INTEGE
                                 "  size INTEGER NOT NULL,"
                                 "  root BLOB NOT NULL,"
                                 "  frontier BLOB NOT NULL,"
+                                "  leaves BLOB NOT NULL,"
                                 "  note TEXT NOT NULL,"
                                 "  created_at REAL NOT NULL,"
                                 "  PRIMARY KEY (log_id, size),"
@@ -195,14 +198,17 @@ enum {
     ST_LOG_GET,
     ST_LOG_LAST,
     ST_CHECKPOINT_ADD,
+    ST_LOG_BATCH,
+    ST_LOG_FRONTIER,
     ST_COUNT
 };
 
 /* An execution's columns as look-ups and exports read them (read_execution). */
 #define EXECUTION_COLUMNS                                                                          \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at, payload"
-#define REJECTION_COLUMNS "nonce, action, request_hash, error_code, detail, created_at, payload"
+    " created_at, payload, log_id, log_index"
+#define REJECTION_COLUMNS                                                                          \
+    "nonce, action, request_hash, error_code, detail, created_at, payload, log_id, log_index"
 
 static const char *const statements[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -231,8 +237,12 @@ static const char *const statements[ST_COUNT] = {
     [ST_LOG_GET] = "SELECT log_id, public_key FROM logs WHERE origin = ?1",
     [ST_LOG_LAST] = "SELECT size, frontier FROM checkpoints WHERE log_id = ?1"
                     " ORDER BY size DESC LIMIT 1",
-    [ST_CHECKPOINT_ADD] = "INSERT INTO checkpoints (log_id, from_size, size, root, frontier, note,"
-                          " created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_CHECKPOINT_ADD] = "INSERT INTO checkpoints (log_id, from_size, size, root, frontier,"
+                          " leaves, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_LOG_BATCH] = "SELECT c.from_size, c.size, c.note, c.leaves, l.origin FROM checkpoints c"
+                     " JOIN logs l ON l.log_id = c.log_id"
+                     " WHERE c.log_id = ?1 AND c.size > ?2 ORDER BY c.size LIMIT 1",
+    [ST_LOG_FRONTIER] = "SELECT frontier FROM checkpoints WHERE log_id = ?1 AND size = ?2",
 };
 
 typedef struct sqlite_store {
@@ -588,6 +598,8 @@ static void read_execution(sqlite3_stmt *q, oe_execution *e)
     e->approved = sqlite3_column_int(q, 8);
     e->created_at = sqlite3_column_double(q, 9);
     e->payload = (char *)sqlite3_column_text(q, 10);
+    e->log_id = sqlite3_column_int64(q, 11); /* 0 when NULL: written unsigned */
+    e->log_index = sqlite3_column_int64(q, 12);
 }
 
 /* Steps q (bound) once: 1 with the row copied into e, 0 for none, or a
@@ -835,6 +847,8 @@ static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
         .detail = (const char *)sqlite3_column_text(q, 4),
         .created_at = sqlite3_column_double(q, 5),
         .payload = (const char *)sqlite3_column_text(q, 6),
+        .log_id = sqlite3_column_int64(q, 7),
+        .log_index = sqlite3_column_int64(q, 8),
     };
     if (!r.error_code || !r.detail) {
         snprintf(err, errlen, "a rejection with a missing field, or out of memory");
@@ -943,8 +957,9 @@ static int sqlite_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, 
     sqlite3_bind_blob(q, 4, c->root, 32, SQLITE_STATIC);
     sqlite3_bind_blob(q, 5, c->state->hashes, 32 * __builtin_popcountll(c->state->size),
                       SQLITE_STATIC);
-    sqlite3_bind_text(q, 6, c->note, -1, SQLITE_STATIC);
-    sqlite3_bind_double(q, 7, c->created_at);
+    sqlite3_bind_blob(q, 6, c->leaves, (int)(32 * (c->state->size - c->from_size)), SQLITE_STATIC);
+    sqlite3_bind_text(q, 7, c->note, -1, SQLITE_STATIC);
+    sqlite3_bind_double(q, 8, c->created_at);
     int rc = sqlite3_step(q);
     int result = 0;
     if (rc != SQLITE_DONE) {
@@ -960,7 +975,66 @@ static int sqlite_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, 
     return result;
 }
 
+static int sqlite_log_batch(oe_store *base, int64_t log_id, uint64_t index, oe_log_batch *out,
+                            char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_LOG_BATCH];
+    sqlite3_bind_int64(q, 1, log_id);
+    sqlite3_bind_int64(q, 2, (int64_t)index);
+    int rc = sqlite3_step(q);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        int64_t from = sqlite3_column_int64(q, 0), size = sqlite3_column_int64(q, 1);
+        const char *note = (const char *)sqlite3_column_text(q, 2);
+        int bytes = sqlite3_column_bytes(q, 3);
+        const void *leaves = sqlite3_column_blob(q, 3);
+        const char *origin = (const char *)sqlite3_column_text(q, 4);
+        if (from < 0 || size <= from || !note || !origin || bytes != 32 * (size - from)) {
+            snprintf(err, errlen, "%s: checkpoint %lld of log %lld is damaged", s->path,
+                     (long long)size, (long long)log_id);
+            result = OE_ESTORE;
+        } else if (!(out->note = strdup(note)) || !(out->leaves = malloc((size_t)bytes))) {
+            snprintf(err, errlen, "out of memory");
+            result = OE_ENOMEM;
+        } else {
+            memcpy(out->leaves, leaves, (size_t)bytes);
+            snprintf(out->origin, sizeof out->origin, "%s", origin);
+            out->size = (uint64_t)size;
+            out->base.size = (uint64_t)from;
+            result = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        result = store_error(s, err, errlen, "reading a checkpoint");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (result == 1 && out->base.size > 0) {
+        /* The tree before the batch: the previous checkpoint's. */
+        q = s->st[ST_LOG_FRONTIER];
+        sqlite3_bind_int64(q, 1, log_id);
+        sqlite3_bind_int64(q, 2, (int64_t)out->base.size);
+        int bytes = 0;
+        if (sqlite3_step(q) == SQLITE_ROW &&
+            (bytes = sqlite3_column_bytes(q, 0)) == 32 * __builtin_popcountll(out->base.size)) {
+            memcpy(out->base.hashes, sqlite3_column_blob(q, 0), (size_t)bytes);
+        } else {
+            snprintf(err, errlen, "%s: log %lld has no checkpoint of size %llu before its next",
+                     s->path, (long long)log_id, (unsigned long long)out->base.size);
+            result = OE_ESTORE;
+        }
+        sqlite3_reset(q);
+        sqlite3_clear_bindings(q);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (result != 1 && result != 0)
+        oe_log_batch_clear(out);
+    return result;
+}
+
 static const oe_store_ops sqlite_ops = {
+    .log_batch = sqlite_log_batch,
     .log_open = sqlite_log_open,
     .insert_checkpoint = sqlite_insert_checkpoint,
     .name = "sqlite",

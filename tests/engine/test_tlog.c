@@ -2,6 +2,7 @@
  * SQLite ledger: every entry's proof checks against its signed checkpoint,
  * the log continues after a restart, and a second writer with the same key
  * is refused instead of forking the log. */
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -247,7 +248,9 @@ static void test_batches_prove_every_entry(void)
     ASSERT_EQ(run_batch(&f, b2, 3, o2, err, sizeof err), OE_OK);
     ASSERT_EQ(o2[0].status, OE_STATUS_REPLAYED);
     ASSERT_EQ(o2[0].logged, 0);
-    ASSERT_EQ(o2[0].proof.len, 0);
+    /* The replay carries the original's proof, in batch 1's checkpoint. */
+    ASSERT_EQ(check_proof(&o2[0], pub, "n1", "add"), 4);
+    ASSERT_TRUE(strstr(o2[0].proof.data, "\"log_index\":0,") != NULL);
     ASSERT_EQ(o2[1].log_index, 4);
     ASSERT_EQ(check_proof(&o2[1], pub, "n5", "add"), 6);
     ASSERT_EQ(o2[2].status, OE_STATUS_REJECTED); /* nonce conflict */
@@ -264,12 +267,20 @@ static void test_batches_prove_every_entry(void)
     if (open_fixture(&f, path, signer) != 0)
         return;
     ASSERT_EQ(oe_tlog_size(f.tlog), 6);
-    const char *b3[] = {"{\"action\":\"add\",\"nonce\":\"n6\",\"payload\":{\"a\":0,\"b\":0}}"};
-    oe_outcome o3[1];
-    ASSERT_EQ(run_batch(&f, b3, 1, o3, err, sizeof err), OE_OK);
+    /* The same request twice in one batch: the second is a replay of an
+     * entry of this very batch, proved by its checkpoint. */
+    const char *b3[] = {"{\"action\":\"add\",\"nonce\":\"n6\",\"payload\":{\"a\":0,\"b\":0}}",
+                        "{\"action\":\"add\",\"nonce\":\"n6\",\"payload\":{\"a\":0,\"b\":0}}"};
+    oe_outcome o3[2];
+    ASSERT_EQ(run_batch(&f, b3, 2, o3, err, sizeof err), OE_OK);
     ASSERT_EQ(o3[0].log_index, 6);
     ASSERT_EQ(check_proof(&o3[0], pub, "n6", "add"), 7);
+    ASSERT_EQ(o3[1].status, OE_STATUS_REPLAYED);
+    ASSERT_EQ(check_proof(&o3[1], pub, "n6", "add"), 7);
+    ASSERT_TRUE(o3[1].proof.len == o3[0].proof.len &&
+                memcmp(o3[1].proof.data, o3[0].proof.data, o3[0].proof.len) == 0);
     oe_outcome_clear(&o3[0]);
+    oe_outcome_clear(&o3[1]);
 
     /* A second writer with the same key on the same ledger, opened at the
      * same size: whichever commits second is refused, and fails closed. */
@@ -314,6 +325,35 @@ static void test_batches_prove_every_entry(void)
     oe_signer_free(signer);
 }
 
+/* A row changed after it was signed: its replay fails closed (no receipt
+ * that the log contradicts), naming the row. */
+static void test_changed_row_fails_replay(void)
+{
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/b.db", dir);
+    oe_signer *signer;
+    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
+    fixture f;
+    if (open_fixture(&f, path, signer) != 0)
+        return;
+    const char *b1[] = {"{\"action\":\"add\",\"nonce\":\"t1\",\"payload\":{\"a\":1,\"b\":2}}"};
+    oe_outcome o[1];
+    ASSERT_EQ(run_batch(&f, b1, 1, o, err, sizeof err), OE_OK);
+    oe_outcome_clear(&o[0]);
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db, "UPDATE executions SET result_json = '{\"sum\": 4}'", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    err[0] = '\0';
+    ASSERT_EQ(run_batch(&f, b1, 1, o, err, sizeof err), OE_ESTORE);
+    ASSERT_CONTAINS(err, "the row was changed");
+    oe_outcome_clear(&o[0]);
+    close_fixture(&f);
+    oe_signer_free(signer);
+}
+
 /* The leaf's bytes, exactly: keys sorted, canonical strings, the time in
  * RFC 3339 with microseconds. */
 static void test_leaf_text(void)
@@ -352,6 +392,7 @@ int main(void)
         return 1;
     RUN_TEST(test_leaf_text);
     RUN_TEST(test_batches_prove_every_entry);
+    RUN_TEST(test_changed_row_fails_replay);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
