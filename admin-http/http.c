@@ -47,6 +47,7 @@
 #include "engine/log.h"
 #include "engine/request.h"
 #include "engine/status.h"
+#include "engine/tlog.h"
 
 /* libmicrohttpd changed its handler return type from int to enum MHD_Result
  * in 0.9.71; this keeps the handlers portable across both. */
@@ -868,12 +869,15 @@ static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_c
     return execute_local(h, c, rc);
 }
 
-/* POST /receipts/verify: {"exec_id", "result", "receipt"} -> {"valid"}.
- * result is the JSON value (hashed as json.dumps(result, sort_keys=True));
- * a string is also accepted as the result_json text itself. */
+/* POST /receipts/verify. A whole receipt (a Kafka receipt, an /execute
+ * answer, with its proof) -> {"valid": true} or {"valid": false,
+ * "reason"}, checked against the trusted keys (SPEC §12). The seed's form,
+ * {"exec_id", "result", "receipt"} -> {"valid"}, checks only the receipt
+ * hash: result is the JSON value (hashed as json.dumps(result,
+ * sort_keys=True)); a string is also accepted as the result_json text. */
 static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
-    char err[200];
+    char err[300];
     oe_json_doc *doc;
     int prc =
         oe_json_parse(rc->body.data ? rc->body.data : "", rc->body.len, 0, &doc, err, sizeof err);
@@ -881,14 +885,34 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
         return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
     const oe_json *root = oe_json_root(doc);
     const oe_json *id = oe_json_get(root, "exec_id");
+    if (root->type == OE_JSON_OBJECT && !id) {
+        oe_rc vrc = h->cfg.ntrusted ? oe_tlog_verify_json(root, h->cfg.trusted, h->cfg.ntrusted,
+                                                          err, sizeof err)
+                                    : OE_EINVAL;
+        if (!h->cfg.ntrusted)
+            snprintf(err, sizeof err, "this node trusts no signing key (signing is off)");
+        oe_json_doc_free(doc);
+        if (vrc == OE_ENOMEM)
+            return send_detail(h, c, 503, "out of memory, try again");
+        if (vrc == OE_OK)
+            return send_json(h, c, 200, "{\"valid\": true}", 15);
+        oe_buf b;
+        oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
+        oe_buf_puts(&b, "{\"valid\": false, ");
+        put_key_string(&b, "reason", err);
+        oe_buf_putc(&b, '}');
+        MHD_RESULT ret = send_buf(h, c, 200, &b);
+        oe_buf_free(&b);
+        return ret;
+    }
     const oe_json *result = oe_json_get(root, "result");
     const oe_json *receipt = oe_json_get(root, "receipt");
     if (!id || id->type != OE_JSON_STRING || !receipt || receipt->type != OE_JSON_STRING ||
         !result || memchr(id->str, 0, id->len)) {
         oe_json_doc_free(doc);
-        return send_detail(
-            h, c, 422,
-            "body must be {\"exec_id\": string, \"result\": value, \"receipt\": string}");
+        return send_detail(h, c, 422,
+                           "body must be a receipt with its proof, or {\"exec_id\": string, "
+                           "\"result\": value, \"receipt\": string}");
     }
     int valid = 0;
     char hash[65];

@@ -94,6 +94,10 @@ typedef struct oe_http_config {
     struct oe_executor *executor;
     int (*ready)(void *ctx, char *reason, size_t len); /* 1 when ready */
     void *ready_ctx;
+    /* Signed receipts: the public keys POST /receipts/verify trusts
+     * (borrowed); none: a whole receipt is answered invalid. */
+    const unsigned char (*trusted)[32];
+    size_t ntrusted;
 } oe_http_config;
 
 typedef struct oe_http oe_http;

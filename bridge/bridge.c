@@ -25,6 +25,7 @@
 #include "engine/log.h"
 #include "engine/request.h"
 #include "engine/status.h"
+#include "engine/tlog.h"
 
 #define BUCKETS 4096
 
@@ -57,9 +58,12 @@ struct oe_bridge {
     pthread_t thread;
     int thread_started;
     atomic_int running;
-    atomic_int positioned;    /* receipts consumer assigned at the end */
-    int position_failed;      /* the last attempt failed (logged once), bridge thread */
-    oe_log_limit publish_log; /* publish failures: a line per error code per interval */
+    atomic_int positioned;              /* receipts consumer assigned at the end */
+    int position_failed;                /* the last attempt failed (logged once), bridge thread */
+    oe_log_limit publish_log;           /* publish failures: a line per error code per interval */
+    const unsigned char (*trusted)[32]; /* signed receipts: the keys; NULL: unchecked */
+    size_t ntrusted;
+    oe_log_limit refused_log; /* refused receipts: a line per interval */
 
     pthread_mutex_t lock; /* guards everything below */
     int closed;
@@ -194,6 +198,35 @@ static int correlation_of(const rd_kafka_message_t *m, char corr[CORR_LEN + 1])
     return 0;
 }
 
+void oe_bridge_set_trusted(oe_bridge *b, const unsigned char (*keys)[32], size_t n)
+{
+    b->trusted = n ? keys : NULL;
+    b->ntrusted = n;
+}
+
+/* With trusted keys: OE_OK when r's proof verifies (oe_tlog_verify), else
+ * the verdict with its reason. */
+static oe_rc receipt_proven(const oe_bridge *b, const oe_receipt *r, char *reason, size_t rlen)
+{
+    if (!b->trusted)
+        return OE_OK;
+    oe_tlog_claim c = {
+        .id = r->id,
+        .nonce = r->nonce,
+        .action = r->action,
+        .request_hash = r->request_hash,
+        .status = oe_status_name(r->status),
+        .result = r->result,
+        .receipt = r->receipt,
+        .error_code = r->error_code,
+        .detail = r->detail,
+        .approval_id = r->approval_id,
+        .approved = r->approved,
+    };
+    return oe_tlog_verify(&c, r->proof, r->proof ? strlen(r->proof) : 0, b->trusted, b->ntrusted,
+                          reason, rlen);
+}
+
 /* 1 when the receipt answers the request the waiter sent. */
 static int receipt_matches(const waiter *w, const oe_receipt *r)
 {
@@ -220,6 +253,16 @@ static void handle_receipt(oe_bridge *b, const rd_kafka_message_t *m)
     char err[256];
     if (oe_codec_decode_receipt(b->codec, m->payload, m->len, &r, err, sizeof err) != 0)
         return; /* not a receipt: the genuine one may still come */
+    /* Anyone who can write to the receipts topic can publish a receipt:
+     * with trusted keys, only a proven one answers. */
+    oe_rc proven = receipt_proven(b, &r, err, sizeof err);
+    if (proven != OE_OK) {
+        atomic_fetch_add(&b->metrics->bridge_refused, 1);
+        oe_log_limited(&b->refused_log, proven, OE_LOG_WARN, "bridge",
+                       "receipt of nonce %.64s refused: %s", r.nonce ? r.nonce : "", err);
+        oe_receipt_clear(&r);
+        return; /* the genuine one may still come */
+    }
     pthread_mutex_lock(&b->lock);
     waiter *w = find_waiter(b, tag, corr);
     if (w && receipt_matches(w, &r))
@@ -290,6 +333,7 @@ int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long ti
         return OE_ENOMEM;
     }
     b->publish_log.interval = PUBLISH_ERROR_LOG_INTERVAL;
+    b->refused_log.interval = PUBLISH_ERROR_LOG_INTERVAL;
     pthread_mutex_init(&b->lock, NULL);
     b->kafka = k;
     b->metrics = metrics;

@@ -33,6 +33,13 @@ typedef void (*oe_bridge_reply_fn)(void *ctx, const oe_receipt *receipt, int sta
 int oe_bridge_new(const oe_kafka_settings *k, oe_kafka_metrics *metrics, long timeout_ms,
                   oe_bridge **out, char *err, size_t errlen);
 
+/* Signed receipts: answer only receipts whose proof verifies against
+ * these n Ed25519 public keys (borrowed; they must outlive the bridge);
+ * others are ignored and counted (bridge_refused), and the request waits
+ * on for a genuine receipt or its timeout. n = 0: receipts are not
+ * checked. Call before oe_bridge_start. */
+void oe_bridge_set_trusted(oe_bridge *b, const unsigned char (*keys)[32], size_t n);
+
 /* Creates the producer and consumer (librdkafka's threads) and starts the
  * bridge thread. Once only; a request submitted before is answered 503.
  * Returns OE_OK, or an oe_rc (status.h) with a reason: OE_EINVAL (a

@@ -136,6 +136,8 @@ typedef struct service {
     oe_store *writer, *reader;
     oe_signer *signer; /* signed receipts, or NULL */
     oe_tlog *tlog;
+    unsigned char (*trusted)[32]; /* keys whose receipts this node accepts */
+    size_t ntrusted;
     oe_engine *engine;
     oe_executor *executor; /* every batch goes through it */
     oe_http *http;
@@ -313,6 +315,32 @@ static int run_open_log(service *s)
     return 0;
 }
 
+/* The keys whose signed receipts this node accepts (/receipts/verify, the
+ * bridge): OPENEXEC_TRUSTED_KEYS_FILE, else its own signing key's; none
+ * when it signs nothing. Returns 0 or an exit status. */
+static int run_trusted_keys(service *s)
+{
+    const char *path = s->cfg.trusted_keys_file;
+    if (!path) {
+        if (!s->signer)
+            return 0;
+        if (!(s->trusted = malloc(sizeof *s->trusted)))
+            return oe_die(1, "out of memory");
+        oe_signer_public(s->signer, s->trusted[0]);
+        s->ntrusted = 1;
+        return 0;
+    }
+    char *pem = read_file(path, OE_PUBLIC_KEY_FILE_MAX);
+    if (!pem)
+        return oe_die(2, "--trusted-keys-file %s: cannot read it", path);
+    oe_rc rc =
+        oe_trusted_keys_parse(pem, strlen(pem), &s->trusted, &s->ntrusted, s->err, sizeof s->err);
+    free(pem);
+    if (rc != OE_OK)
+        return oe_die(2, "--trusted-keys-file %s: %s", path, s->err);
+    return 0;
+}
+
 /* The ledger (a writer and a reader connection) and the engine on it.
  * Returns 0 or an exit status. */
 static int run_open_store(service *s)
@@ -332,6 +360,8 @@ static int run_open_store(service *s)
             return oe_die(1, "database (read-only): %s", s->err);
     }
     int rc = run_open_log(s);
+    if (rc == 0)
+        rc = run_trusted_keys(s);
     if (rc != 0)
         return rc;
     s->ecfg.tlog = s->tlog;
@@ -412,6 +442,7 @@ static int run_start_kafka(service *s)
     if (oe_bridge_new(ks, &s->kafka_metrics, s->cfg.bridge_timeout_ms, &s->bridge, s->err,
                       sizeof s->err) != 0)
         return oe_die(2, "bridge: %s", s->err);
+    oe_bridge_set_trusted(s->bridge, (const unsigned char(*)[32])s->trusted, s->ntrusted);
     int brc = oe_bridge_start(s->bridge, s->err, sizeof s->err);
     if (brc != OE_OK)
         return oe_die(brc == OE_EINVAL ? 2 : 1, "bridge: %s", s->err);
@@ -437,6 +468,8 @@ static int run_bind_http(service *s)
         .executor = s->executor,
         .ready = s->local ? ledger_ready : service_ready,
         .ready_ctx = &s->ready,
+        .trusted = (const unsigned char(*)[32])s->trusted,
+        .ntrusted = s->ntrusted,
     };
     oe_rc rc = oe_http_new(&hcfg, &s->http, s->err, sizeof s->err);
     if (rc != OE_OK)
@@ -516,6 +549,7 @@ static void run_stop(service *s)
     oe_engine_free(s->engine);
     oe_tlog_free(s->tlog);
     oe_signer_free(s->signer);
+    free(s->trusted);
     oe_store_free(s->reader);
     oe_store_free(s->writer);
     oe_broker_free(s->broker);

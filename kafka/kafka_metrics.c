@@ -90,6 +90,10 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         "pending correlation id but another request's nonce or hash (ignored).\n"
         "# TYPE openexec_bridge_mismatched_receipts_total counter\n"
         "openexec_bridge_mismatched_receipts_total %llu\n"
+        "# HELP openexec_bridge_refused_receipts_total Receipts answering a pending "
+        "/execute whose proof does not verify against the trusted keys (ignored).\n"
+        "# TYPE openexec_bridge_refused_receipts_total counter\n"
+        "openexec_bridge_refused_receipts_total %llu\n"
         "# HELP openexec_ledger_unavailable 1 while the ledger cannot be reached "
         "(consumption paused, batch retried).\n"
         "# TYPE openexec_ledger_unavailable gauge\n"
@@ -107,7 +111,7 @@ void oe_kafka_metrics_render(const oe_kafka_metrics *m, oe_buf *out)
         atomic_load(&m->consumer_lag), atomic_load(&m->assigned_partitions),
         atomic_load(&m->last_batch_size), atomic_load(&m->bridge_timeouts),
         atomic_load(&m->data_loss_events), atomic_load(&m->bridge_mismatches),
-        atomic_load(&m->ledger_unavailable), atomic_load(&m->ledger_unshared),
-        atomic_load(&m->ledger_unshared_events));
+        atomic_load(&m->bridge_refused), atomic_load(&m->ledger_unavailable),
+        atomic_load(&m->ledger_unshared), atomic_load(&m->ledger_unshared_events));
     render_more(m, out);
 }

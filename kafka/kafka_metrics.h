@@ -25,6 +25,8 @@ typedef struct oe_kafka_metrics {
     atomic_ullong bridge_timeouts;        /* /execute answered 504 */
     atomic_ullong bridge_mismatches;      /* receipts with a pending correlation id
                                              but another nonce or request hash */
+    atomic_ullong bridge_refused;         /* matching receipts whose proof does not
+                                             verify against the trusted keys */
     atomic_llong ledger_unavailable;      /* 1 while the ledger cannot be reached */
     atomic_llong ledger_unshared;         /* 1 while consumption is stopped: other
                                              group members, a private ledger */
