@@ -88,6 +88,7 @@ typedef enum {
     R_METRICS,
     R_EXECUTE,
     R_VERIFY,
+    R_LOG_CHECKPOINT,
     R_RECEIPT,
     R_RECEIPT_BY_NONCE,
     R_OPENAPI,
@@ -344,16 +345,16 @@ static void count_response(oe_http *h, struct MHD_Connection *c, int status)
     atomic_fetch_add(&h->by_route[r >= 0 && r <= R_NONE ? r : R_NONE][k], 1);
 }
 
-/* Queues a JSON response; the body is copied. close_after adds
- * "Connection: close" (libmicrohttpd then closes after sending). */
-static MHD_RESULT send_json_ex(oe_http *h, struct MHD_Connection *c, int status, const char *body,
-                               size_t len, int close_after)
+/* Queues a response of the given type; the body is copied. close_after
+ * adds "Connection: close" (libmicrohttpd then closes after sending). */
+static MHD_RESULT send_typed(oe_http *h, struct MHD_Connection *c, int status, const char *type,
+                             const char *body, size_t len, int close_after)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type) != MHD_YES ||
         (close_after &&
          MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)) {
         MHD_destroy_response(r);
@@ -363,6 +364,13 @@ static MHD_RESULT send_json_ex(oe_http *h, struct MHD_Connection *c, int status,
     MHD_destroy_response(r);
     count_response(h, c, status);
     return ret;
+}
+
+/* A JSON response (send_typed). */
+static MHD_RESULT send_json_ex(oe_http *h, struct MHD_Connection *c, int status, const char *body,
+                               size_t len, int close_after)
+{
+    return send_typed(h, c, status, "application/json", body, len, close_after);
 }
 
 static MHD_RESULT send_json(oe_http *h, struct MHD_Connection *c, int status, const char *body,
@@ -618,18 +626,8 @@ static MHD_RESULT handle_metrics(oe_http *h, struct MHD_Connection *c)
         oe_buf_free(&b);
         return send_json(h, c, 500, answer_failed_body, sizeof answer_failed_body - 1);
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+    MHD_RESULT ret = send_typed(h, c, 200, "text/plain; version=0.0.4", b.data, b.len, 0);
     oe_buf_free(&b);
-    if (!r)
-        return MHD_NO;
-    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4") !=
-        MHD_YES) {
-        MHD_destroy_response(r);
-        return MHD_NO;
-    }
-    MHD_RESULT ret = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);
-    count_response(h, c, 200);
     return ret;
 }
 
@@ -793,9 +791,12 @@ static void local_done(oe_exec_job *job, oe_rc rc, const char *err)
         /* A resource failure is no answer to the request: 503, try again.
          * The ledger's own reason is logged, not sent (SPEC §10). */
         log_failure("POST /execute", rc, err);
-        answer_detail(&ctx->answer, rc == OE_ENOMEM || rc == OE_EUNAVAIL ? 503 : 500,
+        answer_detail(&ctx->answer,
+                      rc == OE_ENOMEM || rc == OE_EUNAVAIL || rc == OE_EDUP_LOG ? 503 : 500,
                       rc == OE_ENOMEM     ? "out of memory, try again"
                       : rc == OE_EUNAVAIL ? "ledger unavailable, try again"
+                      : rc == OE_EDUP_LOG ? "receipts log taken: another process signs with "
+                                            "this node's key"
                                           : "store failure");
         answer_check(&ctx->answer);
     }
@@ -885,7 +886,10 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
         return send_detail(h, c, prc == OE_ENOMEM ? 503 : 422, err);
     const oe_json *root = oe_json_root(doc);
     const oe_json *id = oe_json_get(root, "exec_id");
-    if (root->type == OE_JSON_OBJECT && !id) {
+    /* A whole receipt says its status (and carries a proof); the seed's
+     * form names exec_id. */
+    if (root->type == OE_JSON_OBJECT && !id &&
+        (oe_json_get(root, "status") || oe_json_get(root, "proof"))) {
         oe_rc vrc = h->cfg.ntrusted ? oe_tlog_verify_json(root, h->cfg.trusted, h->cfg.ntrusted,
                                                           err, sizeof err)
                                     : OE_EINVAL;
@@ -930,6 +934,31 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
     oe_json_doc_free(doc);
     return send_json(h, c, 200, valid ? "{\"valid\": true}" : "{\"valid\": false}",
                      valid ? 15 : 16);
+}
+
+/* GET /log/{origin}/checkpoint: the log's latest signed checkpoint, as a
+ * C2SP signed note (text/plain), or 404. The origin is matched as given
+ * (it may hold slashes: openexec/0123...). */
+static MHD_RESULT handle_log_checkpoint(oe_http *h, struct MHD_Connection *c, const char *origin,
+                                        size_t len)
+{
+    char name[256], err[200];
+    if (len == 0 || len >= sizeof name || !oe_utf8_valid(origin, len))
+        return send_detail(h, c, 404, "Log not found");
+    memcpy(name, origin, len);
+    name[len] = '\0';
+    char *note = NULL;
+    int found = oe_store_log_checkpoint(h->cfg.reader, name, &note, err, sizeof err);
+    if (found < 0) {
+        log_failure("GET /log/{origin}/checkpoint", OE_EUNAVAIL, err);
+        return send_detail(h, c, 503, "ledger unavailable");
+    }
+    if (!found)
+        return send_detail(h, c, 404, "Log not found");
+    MHD_RESULT ret =
+        send_typed(h, c, 200, "text/plain; charset=utf-8", note, strlen(note), 0);
+    free(note);
+    return ret;
 }
 
 /* Whether key can name a stored receipt: a nonce of 1 to
@@ -1044,6 +1073,12 @@ static route find_route(const char *url, const char **allow)
     if (strncmp(url, "/receipts/", 10) == 0 && url[10] && !strchr(url + 10, '/')) {
         *allow = "GET";
         return R_RECEIPT;
+    }
+    size_t n = strlen(url);
+    if (strncmp(url, "/log/", 5) == 0 && n > 5 + 11 &&
+        strcmp(url + n - 11, "/checkpoint") == 0) {
+        *allow = "GET";
+        return R_LOG_CHECKPOINT;
     }
     return R_NONE;
 }
@@ -1226,6 +1261,8 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
         return handle_execute(h, c, ctx);
     case R_VERIFY:
         return handle_verify(h, c, ctx);
+    case R_LOG_CHECKPOINT:
+        return handle_log_checkpoint(h, c, url + 5, strlen(url) - 5 - 11);
     case R_RECEIPT:
         return handle_receipt(h, c, 0, url + 10);
     case R_RECEIPT_BY_NONCE:

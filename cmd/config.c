@@ -96,7 +96,7 @@ static const char *const syncs[] = {"full", "normal", NULL};
 static const char *const executes[] = {"kafka", "local", NULL};
 static const char *const formats[] = {"avro", "json", NULL};
 static const char *const payloads[] = {"full", "hash", NULL};
-static const char *const signings[] = {"off", "on", NULL};
+static const char *const signings[] = {"off", "on", "auto", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}; /* oe_log_level */
 static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_format */
 
@@ -179,9 +179,10 @@ static const setting settings[] = {
     WORD("--db-sync", "OPENEXEC_DB_SYNC", RUN, db_sync, syncs, "full", "full or normal"),
     WORD("--ledger-payloads", "OPENEXEC_LEDGER_PAYLOADS", RUN, ledger_payloads, payloads, "full",
          "full: rows keep each request's payload; hash: only its hash (request_hash)"),
-    WORD("--signing", "OPENEXEC_SIGNING", RUN, signing, signings, "off",
-         "on: every receipt carries a proof of its entry in the writer's signed log (on "
-         "whenever a signing key file is given)"),
+    WORD("--signing", "OPENEXEC_SIGNING", RUN, signing, signings, "auto",
+         "on: every receipt carries a proof of its entry in the writer's signed log; auto: on "
+         "with a SQLite ledger (its key made beside it) or a signing key file given, off on "
+         "PostgreSQL without one; off: receipts unsigned"),
     NAME("--signing-key-file", "OPENEXEC_SIGNING_KEY_FILE", RUN, signing_key_file, NULL,
          "Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the receipts log (default "
          "with a SQLite ledger: LEDGER.key beside it, made at first start)"),

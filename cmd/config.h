@@ -45,6 +45,8 @@ typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLA
 /* Most settings the table may hold (the size of oe_config.origin). */
 #define OE_CONFIG_MAX_SETTINGS 80
 
+enum { OE_SIGNING_OFF, OE_SIGNING_ON, OE_SIGNING_AUTO }; /* OPENEXEC_SIGNING */
+
 typedef struct oe_config {
     /* governance */
     int mode;                    /* OE_MODE_* */
@@ -60,7 +62,7 @@ typedef struct oe_config {
     int ledger_shared;   /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
     int ledger_payloads; /* OE_PAYLOADS_*: OPENEXEC_LEDGER_PAYLOADS */
     /* signed receipts (SPEC §12) */
-    int signing;                  /* OPENEXEC_SIGNING: 1 on, 0 off */
+    int signing;                  /* OPENEXEC_SIGNING: OE_SIGNING_* */
     const char *signing_key_file; /* OPENEXEC_SIGNING_KEY_FILE; NULL: LEDGER.key (SQLite) */
     const char *log_origin;       /* OPENEXEC_LOG_ORIGIN; NULL: openexec/<key id prefix> */
     /* admin HTTP */

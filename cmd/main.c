@@ -56,6 +56,7 @@ typedef struct readiness {
     oe_worker *worker; /* NULL with --worker 0 */
     oe_bridge *bridge;
     oe_store *reader;         /* probed by ledger_ready */
+    oe_engine *engine;        /* its receipts log may have been taken (OE_EDUP_LOG) */
     _Atomic double probed_at; /* oe_monotonic() of the last probe's end */
     atomic_int probing;       /* a /ready call is probing now */
     atomic_int ledger_down;   /* the last probe failed */
@@ -76,6 +77,11 @@ static int ledger_ready(void *ctx, char *reason, size_t len)
 {
     readiness *r = ctx;
     int idle = 0;
+    char why[512];
+    if (r->engine && oe_engine_log_taken(r->engine, why, sizeof why)) {
+        snprintf(reason, len, "receipts log taken: another process signs with this node's key");
+        return 0;
+    }
     if (oe_monotonic() - atomic_load(&r->probed_at) >= LEDGER_PROBE_INTERVAL_S &&
         atomic_compare_exchange_strong(&r->probing, &idle, 1)) {
         oe_execution e;
@@ -281,11 +287,23 @@ static void warn_short_secrets(const oe_approval_keys *keys)
 static int run_open_log(service *s)
 {
     const oe_config *cfg = &s->cfg;
-    if (!cfg->signing && !cfg->signing_key_file)
+    if (cfg->signing == OE_SIGNING_OFF)
         return 0;
+    /* A shared ledger's writers each need a key of their own: none is
+     * made for them. */
+    if (!cfg->signing_key_file && cfg->db_url) {
+        if (cfg->signing == OE_SIGNING_AUTO)
+            return 0;
+        return oe_die(2, "signed receipts on a PostgreSQL ledger need a key per worker: set "
+                         "OPENEXEC_SIGNING_KEY_FILE (openexec keygen --out FILE)");
+    }
     if (!oe_store_has_logs(s->writer))
-        return oe_die(2, "signed receipts: a %s ledger does not keep receipts logs yet",
+        return oe_die(2, "signed receipts: a %s ledger does not keep receipts logs",
                       oe_store_backend(s->writer));
+    /* Every leaf names the tenant, as JSON text. */
+    if (cfg->tenant && !oe_utf8_valid(cfg->tenant, strlen(cfg->tenant)))
+        return oe_die(2, "CLAWSHIELD_TENANT_ID is not UTF-8 text: signed receipts name it in "
+                         "their log's leaves (fix it, or set OPENEXEC_SIGNING=off)");
     oe_rc rc;
     if (cfg->signing_key_file) {
         rc = oe_signer_load_file(cfg->signing_key_file, &s->signer, s->err, sizeof s->err);
@@ -485,6 +503,7 @@ static int run_start_http(service *s)
     s->ready.bridge = s->bridge;
     s->ready.worker = s->worker;
     s->ready.reader = s->reader;
+    s->ready.engine = s->engine;
     oe_http_set_bridge(s->http, s->bridge);
     if (oe_http_start(s->http, s->err, sizeof s->err) != OE_OK)
         return oe_die(1, "%s", s->err);

@@ -40,6 +40,10 @@ struct oe_engine {
     int keep_payloads;    /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
     oe_buf payload;       /* the row being recorded's payload (under lock) */
     oe_tlog *tlog;        /* borrowed; NULL: receipts unsigned */
+    /* Another process appended to the log (OE_EDUP_LOG): every later batch
+     * is refused with this reason (fail closed; the log is not ours). */
+    atomic_int log_taken;
+    char log_taken_reason[512];
 };
 
 static const char *const status_names[OE_STATUS_COUNT] = {"executed", "replayed", "rejected"};
@@ -241,6 +245,16 @@ void oe_engine_free(oe_engine *e)
     free(e);
 }
 
+int oe_engine_log_taken(oe_engine *e, char *reason, size_t len)
+{
+    if (!atomic_load(&e->log_taken))
+        return 0;
+    pthread_mutex_lock(&e->lock);
+    snprintf(reason, len, "%s", e->log_taken_reason);
+    pthread_mutex_unlock(&e->lock);
+    return 1;
+}
+
 int oe_engine_clawshield(const oe_engine *e)
 {
     return e->clawshield;
@@ -292,7 +306,9 @@ static void reject(oe_outcome *o, oe_error_code code, const char *detail)
  * is OE_EUNAVAIL; anything else is OE_ESTORE. */
 static int store_failure(int rc)
 {
-    return rc == OE_ERETRY ? OE_ERETRY : rc == OE_EUNAVAIL ? OE_EUNAVAIL : OE_ESTORE;
+    if (rc == OE_ERETRY || rc == OE_EUNAVAIL || rc == OE_EDUP_LOG)
+        return rc;
+    return OE_ESTORE;
 }
 
 /* Fills o from a stored execution (a replay). Returns OE_OK, or the
@@ -748,7 +764,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
          * signing with this key is no transient failure: fail closed. */
         int src = oe_tlog_seal(e->tlog, e->store, now, err, errlen);
         if (src != OE_OK)
-            rc = src == OE_EDUP_LOG ? OE_ESTORE : store_failure(src);
+            rc = src == OE_ENOMEM ? OE_ENOMEM : store_failure(src);
     }
     if (rc == OE_OK) {
         double t0 = oe_monotonic();
@@ -760,6 +776,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
     }
     if (rc != OE_OK) {
         oe_store_rollback(e->store);
+        if (e->tlog && rc == OE_EDUP_LOG)
+            oe_tlog_taken(e->tlog, err, errlen); /* found at the commit, on PostgreSQL */
         if (e->tlog)
             oe_tlog_abort(e->tlog);
         return rc;
@@ -863,10 +881,18 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
     precheck(e, items, n);
     pthread_mutex_lock(&e->lock);
     int rc = OE_ERETRY;
+    if (atomic_load(&e->log_taken)) {
+        snprintf(err, errlen, "%s", e->log_taken_reason);
+        rc = OE_EDUP_LOG;
+    }
     for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++)
         rc = process_batch(e, items, n, now, err, errlen);
     if (rc == OE_ERETRY)
         rc = OE_EUNAVAIL;
+    if (rc == OE_EDUP_LOG && !atomic_load(&e->log_taken)) {
+        snprintf(e->log_taken_reason, sizeof e->log_taken_reason, "%s", err);
+        atomic_store(&e->log_taken, 1);
+    }
     pthread_mutex_unlock(&e->lock);
     for (size_t i = 0; i < n; i++)
         oe_buf_free(&items[i]->pre.text);

@@ -126,9 +126,16 @@ typedef struct oe_batch_item {
  * ledger, OE_ENOMEM, or OE_ELIMIT for a replay whose stored result is
  * larger than OE_RESULT_MAX_BYTES. Then nothing of the batch is stored and
  * no outcome may be reported (a transient failure never becomes a
- * receipt). Thread-safe: batches are serialised. */
+ * receipt). OE_EDUP_LOG: another process appended to this writer's
+ * receipts log (the same signing key twice); this and every later batch
+ * is refused (fail closed, oe_engine_log_taken). Thread-safe: batches are
+ * serialised. */
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
                       size_t errlen);
+
+/* 1 (with the reason) once another process appended to this writer's
+ * receipts log: the engine refuses every batch. */
+int oe_engine_log_taken(oe_engine *e, char *reason, size_t len);
 
 /* Read access for the admin server. */
 int oe_engine_clawshield(const oe_engine *e);

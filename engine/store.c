@@ -142,7 +142,8 @@ int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_f
 
 int oe_store_has_logs(const oe_store *s)
 {
-    return s->ops->log_open && s->ops->insert_checkpoint && s->ops->log_batch;
+    return s->ops->log_open && s->ops->insert_checkpoint && s->ops->log_batch &&
+           s->ops->log_checkpoint;
 }
 
 void oe_log_batch_clear(oe_log_batch *b)
@@ -180,4 +181,13 @@ int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *er
         return OE_EINVAL;
     }
     return s->ops->insert_checkpoint(s, c, err, errlen);
+}
+
+int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err,
+                            size_t errlen)
+{
+    *note = NULL;
+    if (!oe_store_has_logs(s))
+        return 0;
+    return s->ops->log_checkpoint(s, origin, note, err, errlen);
 }

@@ -175,6 +175,7 @@ typedef struct oe_store_ops {
     int (*insert_checkpoint)(oe_store *s, const oe_checkpoint_row *c, char *err, size_t errlen);
     int (*log_batch)(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
                      size_t errlen);
+    int (*log_checkpoint)(oe_store *s, const char *origin, char **note, char *err, size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -270,6 +271,12 @@ int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *er
  * when no checkpoint covers it (yet), or a failure. */
 int oe_store_log_batch(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
                        size_t errlen);
+
+/* The latest signed checkpoint of the log named origin: 1 and *note (the
+ * caller frees it), 0 when the ledger has no such log or no checkpoint of
+ * it, or a failure. Read-only stores too. */
+int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err,
+                            size_t errlen);
 
 /* Row counts, for tests and metrics. A failure is negative: an oe_rc
  * (OE_ESTORE, OE_EUNAVAIL). */

@@ -217,13 +217,18 @@ oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t er
     row.note = t->note.data;
     rc = oe_store_insert_checkpoint(store, &row, err, errlen);
     if (rc == OE_EDUP_LOG)
-        snprintf(err, errlen,
-                 "the receipts log %s already has a checkpoint from size %llu: another process "
-                 "signs with this key; give each writer a key of its own",
-                 t->origin, (unsigned long long)row.from_size);
+        oe_tlog_taken(t, err, errlen);
     if (rc == OE_OK)
         t->sealed = 1;
     return rc;
+}
+
+void oe_tlog_taken(const oe_tlog *t, char *err, size_t errlen)
+{
+    snprintf(err, errlen,
+             "the receipts log %s grew past size %llu in another process: another process "
+             "signs with this key; give each writer a key of its own",
+             t->origin, (unsigned long long)t->committed.size);
 }
 
 void oe_tlog_commit(oe_tlog *t)

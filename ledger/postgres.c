@@ -1505,7 +1505,34 @@ static int pg_log_batch(oe_store *base, int64_t log_id, uint64_t index, oe_log_b
     return rc;
 }
 
+static int pg_log_checkpoint(oe_store *base, const char *origin, char **note, char *err,
+                             size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    pthread_mutex_lock(&s->lock);
+    int rc = ensure_connected(s, err, errlen);
+    if (rc == 0) {
+        const char *p[1] = {origin};
+        PGresult *r = PQexecParams(s->conn,
+                                   "SELECT c.note FROM checkpoints c JOIN logs l"
+                                   " ON l.log_id = c.log_id WHERE l.origin = $1"
+                                   " ORDER BY c.size DESC LIMIT 1",
+                                   1, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = pg_fail(s, r, "reading a checkpoint", err, errlen);
+        } else if (PQntuples(r) == 1) {
+            rc = (*note = strdup(PQgetvalue(r, 0, 0))) ? 1 : OE_ENOMEM;
+            if (rc == OE_ENOMEM)
+                snprintf(err, errlen, "out of memory");
+        }
+        PQclear(r);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
+    .log_checkpoint = pg_log_checkpoint,
     .log_batch = pg_log_batch,
     .log_open = pg_log_open,
     .insert_checkpoint = pg_insert_checkpoint,

@@ -200,6 +200,7 @@ enum {
     ST_CHECKPOINT_ADD,
     ST_LOG_BATCH,
     ST_LOG_FRONTIER,
+    ST_LOG_LATEST,
     ST_COUNT
 };
 
@@ -243,6 +244,8 @@ static const char *const statements[ST_COUNT] = {
                      " JOIN logs l ON l.log_id = c.log_id"
                      " WHERE c.log_id = ?1 AND c.size > ?2 ORDER BY c.size LIMIT 1",
     [ST_LOG_FRONTIER] = "SELECT frontier FROM checkpoints WHERE log_id = ?1 AND size = ?2",
+    [ST_LOG_LATEST] = "SELECT c.note FROM checkpoints c JOIN logs l ON l.log_id = c.log_id"
+                      " WHERE l.origin = ?1 ORDER BY c.size DESC LIMIT 1",
 };
 
 typedef struct sqlite_store {
@@ -1033,7 +1036,34 @@ static int sqlite_log_batch(oe_store *base, int64_t log_id, uint64_t index, oe_l
     return result;
 }
 
+static int sqlite_log_checkpoint(oe_store *base, const char *origin, char **note, char *err,
+                                 size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q = s->st[ST_LOG_LATEST];
+    sqlite3_bind_text(q, 1, origin, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    int result = 0;
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(q, 0);
+        if (!t || !(*note = strdup(t))) {
+            snprintf(err, errlen, "out of memory");
+            result = OE_ENOMEM;
+        } else {
+            result = 1;
+        }
+    } else if (rc != SQLITE_DONE) {
+        result = store_error(s, err, errlen, "reading a checkpoint");
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
 static const oe_store_ops sqlite_ops = {
+    .log_checkpoint = sqlite_log_checkpoint,
     .log_batch = sqlite_log_batch,
     .log_open = sqlite_log_open,
     .insert_checkpoint = sqlite_insert_checkpoint,

@@ -84,6 +84,11 @@ static long execute_batch(oe_worker *w)
             return (long)ne;
         }
         worker_clear_requests(w);
+        if (rc == OE_EDUP_LOG) {
+            /* Not ours to append to any more: fail closed at once. */
+            worker_fail(w, "another process signs with this worker's key", "%s", err);
+            return GIVEN_UP;
+        }
         if (rc == OE_EUNAVAIL) {
             ledger_unavailable(w, err);
             if (wait_polling(w, backoff) != 0 || !atomic_load(&w->running) || w->b.n == 0) {

@@ -294,8 +294,17 @@ static void test_batches_prove_every_entry(void)
     oe_outcome o4[1], o5[1];
     ASSERT_EQ(run_batch(&f, b4, 1, o4, err, sizeof err), OE_OK);
     err[0] = '\0';
-    ASSERT_EQ(run_batch(&g, b5, 1, o5, err, sizeof err), OE_ESTORE);
+    ASSERT_EQ(run_batch(&g, b5, 1, o5, err, sizeof err), OE_EDUP_LOG);
     ASSERT_CONTAINS(err, "another process signs with this key");
+    /* And every later batch of that writer, at once: the log is not its. */
+    char why[300];
+    ASSERT_EQ(oe_engine_log_taken(g.engine, why, sizeof why), 1);
+    ASSERT_CONTAINS(why, "another process signs with this key");
+    oe_outcome_clear(&o5[0]);
+    err[0] = '\0';
+    ASSERT_EQ(run_batch(&g, b5, 1, o5, err, sizeof err), OE_EDUP_LOG);
+    ASSERT_CONTAINS(err, "another process signs with this key");
+    ASSERT_EQ(oe_engine_log_taken(f.engine, why, sizeof why), 0);
     oe_outcome_clear(&o4[0]);
     oe_outcome_clear(&o5[0]);
     /* Nothing of the refused batch is recorded. */

@@ -117,13 +117,26 @@ class Migrations(ServiceTest):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json.get("status"), "replayed")
         self.assertEqual(r.json["receipt"], stored_row("old-1", {"v": 1})[8])
+        # Written before receipts were signed: nothing proves it.
+        self.assertNotIn("proof", r.json)
         self.assertEqual(s.execute("echo", {"v": 2}, "old-1").status, 409)
-        self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
+        r = s.execute("echo", {"v": 2}, "new-1")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json["proof"]["log_index"], 1)  # after the 409's rejection
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 6)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 7)
             self.assertEqual([v for (v,) in c.execute(
-                "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4, 5, 6])
+                "SELECT version FROM schema_migrations ORDER BY version")],
+                [1, 2, 3, 4, 5, 6, 7])
+            # Version 7: each row's place in the writer's log; the migrated
+            # row has none.
+            self.assertEqual(c.execute("SELECT nonce, log_index FROM executions ORDER BY seq")
+                             .fetchall(), [("old-1", None), ("new-1", 1)])
+            self.assertEqual(c.execute("SELECT log_index, error_code FROM rejections")
+                             .fetchall(), [(0, "nonce_conflict")])
+            self.assertEqual(c.execute("SELECT from_size, size FROM checkpoints ORDER BY size")
+                             .fetchall(), [(0, 1), (1, 2)])
             # Version 5: ids indexed by bucket; the migrated row has none.
             self.assertEqual(c.execute("SELECT nonce, id_bucket FROM executions ORDER BY seq")
                              .fetchall(), [("old-1", None), ("new-1", 0)])
@@ -207,9 +220,14 @@ class Migrations(ServiceTest):
         self.assertEqual(r.json["receipt"], row[8])
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         self.assertEqual([v for (v,) in cluster.query(
-            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3])
+            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4])
         self.assertEqual(sorted(cluster.query(name, "SELECT nonce, payload FROM executions")),
                          [("new-1", '{"v":2}'), ("old-1", None)])
+        # Version 4: the receipts logs (no key given: this PostgreSQL
+        # writer signs nothing, its rows have no place in a log).
+        self.assertEqual(sorted(cluster.query(name, "SELECT nonce, log_index FROM executions")),
+                         [("new-1", None), ("old-1", None)])
+        self.assertEqual(cluster.query(name, "SELECT count(*) FROM checkpoints"), [(0,)])
         self.assertEqual(cluster.query(
             name, "SELECT count(*) FROM pg_indexes WHERE indexname = 'executions_created'"),
             [(1,)])
@@ -240,7 +258,8 @@ class Migrations(ServiceTest):
             self.assertEqual(n.execute("echo", {}, "start-%d" % i).status, 200, n.log())
         name = url.rsplit("/", 1)[1].split("?")[0]
         self.assertEqual(pgcluster.shared_cluster().query(
-            name, "SELECT version FROM schema_migrations ORDER BY version"), [(1,), (2,), (3,)])
+            name, "SELECT version FROM schema_migrations ORDER BY version"),
+            [(1,), (2,), (3,), (4,)])
 
 
 class Inspect(ServiceTest):

@@ -29,7 +29,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (HTTP_TIMEOUT, LEDGER, ONE_MIB, ROOT, KafkaTest,  # noqa: E402
+from harness import (HTTP_TIMEOUT, LEDGER, ONE_MIB, ROOT, KafkaTest, cli,  # noqa: E402
                      ed25519_artifact, ed25519_keypair, free_port, hmac_artifact,
                      kafka_producer, pg_database_for, raw_http, request_hash, run_tests)
 import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
@@ -98,8 +98,8 @@ def documented():
 
 def concrete(path):
     """A request path for a documented path template."""
-    return {"/receipts/{id}": "/receipts/no-such-id", "/receipts": "/receipts?nonce=no-such"
-            }.get(path, path)
+    return {"/receipts/{id}": "/receipts/no-such-id", "/receipts": "/receipts?nonce=no-such",
+            "/log/{origin}/checkpoint": "/log/openexec/no-such-log/checkpoint"}.get(path, path)
 
 
 def raw(port, data):
@@ -221,8 +221,10 @@ class OpenAPI(KafkaTest):
 
     def local_answers(self):
         """A server with local execution, the ledger on SQLite (or
-        PostgreSQL), open; another with an allow-list."""
-        s = self.server()
+        PostgreSQL), open, its receipts signed; another with an allow-list."""
+        key = self.path("signing.key")
+        self.assertEqual(cli(["keygen", "--out", key]).returncode, 0)
+        s = self.server(env={"OPENEXEC_SIGNING_KEY_FILE": key})
         for path in ("/", "/health", "/ready", "/version", "/metrics", "/openapi.json"):
             self.check(s.get(path), path, "GET", 200)
         n = "oa-%s" % uuid.uuid4().hex[:12]
@@ -240,6 +242,19 @@ class OpenAPI(KafkaTest):
                    "/receipts/verify", "POST", 200)
         self.check(s.post("/receipts/verify", {"exec_id": body["id"]}),
                    "/receipts/verify", "POST", 422)
+        # A whole receipt with its proof, and the same with another result.
+        r = s.post("/receipts/verify", body)
+        self.check(r, "/receipts/verify", "POST", 200)
+        self.assertEqual(r.json, {"valid": True})
+        r = s.post("/receipts/verify", dict(body, result={"echo": {"v": 9}}))
+        self.check(r, "/receipts/verify", "POST", 200)
+        self.assertEqual(r.json, {"valid": False, "reason": "result is not the leaf's"})
+        origin = body["proof"]["log_origin"]
+        r = s.get("/log/%s/checkpoint" % origin)
+        self.check(r, "/log/{origin}/checkpoint", "GET", 200)
+        self.assertTrue(r.body.decode().startswith(origin + "\n"), r.body[:200])
+        self.check(s.get("/log/openexec/nobody/checkpoint"), "/log/{origin}/checkpoint", "GET",
+                   404)
         self.check(s.get("/receipts/" + body["id"]), "/receipts/{id}", "GET", 200)
         self.check(s.get("/receipts/" + "f" * 80), "/receipts/{id}", "GET", 404)
         self.check(s.get("/receipts?nonce=" + n), "/receipts", "GET", 200)
@@ -330,12 +345,15 @@ class OpenAPI(KafkaTest):
 
     def bridge_answers(self):
         """A bridge without a worker: /execute times out (504); a receipt
-        that answers a waiting request with an invalid result is 502."""
+        that answers a waiting request with an invalid result is 502 (a
+        bridge that checks no proofs: with signed receipts such a receipt
+        is refused, test_signed_receipts.py)."""
         b = self.broker()
         w = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "1500"])
         self.check(w.execute("echo", {"a": 1}, "oa-nobody"), "/execute", "POST", 504)
         requests = self.reader(b.bootstrap, topic=h.REQUESTS_TOPIC)
-        w2 = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000"])
+        w2 = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000",
+                                            "--signing", "off"])
         answer = {}
         t = threading.Thread(target=lambda: answer.update(
             r=w2.execute("echo", {"v": "x"}, "oa-forged", timeout=60)))
