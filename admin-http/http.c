@@ -442,6 +442,20 @@ static void put_key_string(oe_buf *b, const char *key, const char *value)
         oe_buf_puts(b, "null");
 }
 
+/* {"key": false, "reason": reason} with the given status. */
+static MHD_RESULT send_false(oe_http *h, struct MHD_Connection *c, int status, const char *key,
+                             const char *reason)
+{
+    oe_buf b;
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
+    oe_buf_printf(&b, "{\"%s\": false, ", key);
+    put_key_string(&b, "reason", reason);
+    oe_buf_putc(&b, '}');
+    MHD_RESULT ret = send_buf(h, c, status, &b);
+    oe_buf_free(&b);
+    return ret;
+}
+
 /* 1 when text is one valid JSON value (the engine's strict parser). */
 static int json_valid(const char *text, size_t len)
 {
@@ -541,14 +555,7 @@ static MHD_RESULT handle_ready(oe_http *h, struct MHD_Connection *c)
         static const char body[] = "{\"ready\": true}";
         return send_json(h, c, 200, body, sizeof body - 1);
     }
-    oe_buf b;
-    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
-    oe_buf_puts(&b, "{\"ready\": false, ");
-    put_key_string(&b, "reason", reason);
-    oe_buf_putc(&b, '}');
-    MHD_RESULT ret = send_buf(h, c, 503, &b);
-    oe_buf_free(&b);
-    return ret;
+    return send_false(h, c, 503, "ready", reason);
 }
 
 /* GET /version */
@@ -900,14 +907,7 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
             return send_detail(h, c, 503, "out of memory, try again");
         if (vrc == OE_OK)
             return send_json(h, c, 200, "{\"valid\": true}", 15);
-        oe_buf b;
-        oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
-        oe_buf_puts(&b, "{\"valid\": false, ");
-        put_key_string(&b, "reason", err);
-        oe_buf_putc(&b, '}');
-        MHD_RESULT ret = send_buf(h, c, 200, &b);
-        oe_buf_free(&b);
-        return ret;
+        return send_false(h, c, 200, "valid", err);
     }
     const oe_json *result = oe_json_get(root, "result");
     const oe_json *receipt = oe_json_get(root, "receipt");
@@ -955,8 +955,7 @@ static MHD_RESULT handle_log_checkpoint(oe_http *h, struct MHD_Connection *c, co
     }
     if (!found)
         return send_detail(h, c, 404, "Log not found");
-    MHD_RESULT ret =
-        send_typed(h, c, 200, "text/plain; charset=utf-8", note, strlen(note), 0);
+    MHD_RESULT ret = send_typed(h, c, 200, "text/plain; charset=utf-8", note, strlen(note), 0);
     free(note);
     return ret;
 }
@@ -1075,8 +1074,7 @@ static route find_route(const char *url, const char **allow)
         return R_RECEIPT;
     }
     size_t n = strlen(url);
-    if (strncmp(url, "/log/", 5) == 0 && n > 5 + 11 &&
-        strcmp(url + n - 11, "/checkpoint") == 0) {
+    if (strncmp(url, "/log/", 5) == 0 && n > 5 + 11 && strcmp(url + n - 11, "/checkpoint") == 0) {
         *allow = "GET";
         return R_LOG_CHECKPOINT;
     }

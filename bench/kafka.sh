@@ -36,9 +36,11 @@ t1=$(now)
 [ "$got" -eq "$N" ] || { echo "kcat read $got of $N requests"; exit 1; }
 
 # One worker per ledger, each its own group reading the same N requests
-# from the beginning: SQLite, then PostgreSQL (a throw-away server started
-# here, as in the tests) unless LEDGERS says otherwise.
-LEDGERS=${LEDGERS:-sqlite postgresql}
+# from the beginning: SQLite (receipts signed, the default), SQLite with
+# signing off (OPENEXEC_SIGNING=off, for the comparison only), then
+# PostgreSQL (a throw-away server started here, as in the tests; unsigned:
+# no key given) unless LEDGERS says otherwise.
+LEDGERS=${LEDGERS:-sqlite sqlite-unsigned postgresql}
 PYTHON=${PYTHON:-/usr/bin/python3}
 results=()
 for ledger in $LEDGERS; do
@@ -59,6 +61,8 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
         for _ in $(seq 300); do [ -s "$work/pg.url" ] && break; sleep 0.1; done
         [ -s "$work/pg.url" ] || { echo "PostgreSQL did not start: $(cat "$work/pg.log")"; exit 1; }
         where=(--db-url "$(cat "$work/pg.url")")
+    elif [ "$ledger" = sqlite-unsigned ]; then
+        where=(--db "$work/u.db" --db-sync "$SYNC" --signing off)
     else
         where=(--db "$work/w.db" --db-sync "$SYNC")
     fi
@@ -84,9 +88,11 @@ BEGIN {
 }
 {
     rate = n / ($3 - $2);
-    if ($1 == "sqlite") { label = "worker to durable receipts, SQLite db-sync " sync; base = rate }
+    if ($1 == "sqlite") { label = "worker to durable receipts, SQLite db-sync " sync " signed"; base = rate }
+    else if ($1 == "sqlite-unsigned") { label = "  the same, signing off"; unsigned = rate }
     else label = "worker to durable receipts, PostgreSQL (fsync on)";
-    extra = ($1 != "sqlite" && base > 0) ? sprintf("   vs SQLite %.2f", rate / base) : "";
+    extra = ($1 == "postgresql" && base > 0) ? sprintf("   vs SQLite %.2f", rate / base) : "";
+    if ($1 == "sqlite-unsigned" && base > 0) extra = sprintf("   signed/unsigned %.2f", base / rate);
     printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
     printf "%-52s %10d KiB\n", "  peak RSS", $4;
 }'

@@ -143,7 +143,7 @@ int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_f
 int oe_store_has_logs(const oe_store *s)
 {
     return s->ops->log_open && s->ops->insert_checkpoint && s->ops->log_batch &&
-           s->ops->log_checkpoint;
+           s->ops->log_checkpoint && s->ops->each_checkpoint;
 }
 
 void oe_log_batch_clear(oe_log_batch *b)
@@ -183,11 +183,18 @@ int oe_store_insert_checkpoint(oe_store *s, const oe_checkpoint_row *c, char *er
     return s->ops->insert_checkpoint(s, c, err, errlen);
 }
 
-int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err,
-                            size_t errlen)
+int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err, size_t errlen)
 {
     *note = NULL;
     if (!oe_store_has_logs(s))
         return 0;
     return s->ops->log_checkpoint(s, origin, note, err, errlen);
+}
+
+int oe_store_each_checkpoint(oe_store *s, const char *origin, oe_store_checkpoint_fn fn, void *ctx,
+                             char *err, size_t errlen)
+{
+    if (!oe_store_has_logs(s))
+        return 0;
+    return s->ops->each_checkpoint(s, origin, fn, ctx, err, errlen);
 }

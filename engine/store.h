@@ -147,6 +147,21 @@ typedef struct oe_log_batch {
 } oe_log_batch;
 void oe_log_batch_clear(oe_log_batch *b);
 
+/* A stored checkpoint with its log, as oe_store_each_checkpoint reads it;
+ * borrowed for the call only. */
+typedef struct oe_checkpoint_view {
+    int64_t log_id;
+    const char *origin;
+    const unsigned char *public_key; /* 32 bytes */
+    uint64_t from_size, size;
+    const unsigned char *root;           /* 32 bytes */
+    const unsigned char (*leaves)[32];   /* size - from_size leaf hashes */
+    const unsigned char (*frontier)[32]; /* popcount(size) hashes: the tree at size */
+    const char *note;
+    double created_at;
+} oe_checkpoint_view;
+typedef int (*oe_store_checkpoint_fn)(void *ctx, const oe_checkpoint_view *c);
+
 /* A backend's operations (ledger/). Every store starts with the base. */
 typedef struct oe_store_ops {
     const char *name; /* "sqlite" or "postgresql" */
@@ -176,6 +191,8 @@ typedef struct oe_store_ops {
     int (*log_batch)(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch *out, char *err,
                      size_t errlen);
     int (*log_checkpoint)(oe_store *s, const char *origin, char **note, char *err, size_t errlen);
+    int (*each_checkpoint)(oe_store *s, const char *origin, oe_store_checkpoint_fn fn, void *ctx,
+                           char *err, size_t errlen);
 } oe_store_ops;
 
 struct oe_store {
@@ -275,8 +292,14 @@ int oe_store_log_batch(oe_store *s, int64_t log_id, uint64_t index, oe_log_batch
 /* The latest signed checkpoint of the log named origin: 1 and *note (the
  * caller frees it), 0 when the ledger has no such log or no checkpoint of
  * it, or a failure. Read-only stores too. */
-int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err,
-                            size_t errlen);
+int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *err, size_t errlen);
+
+/* Every checkpoint of the log named origin (NULL: of every log, log by
+ * log), in size order, streamed. A row whose blobs do not have their
+ * stated sizes is a failure (OE_ESTORE). Returns 0, fn's non-zero return,
+ * or a failure. For audits and proofs, outside the engine's transactions. */
+int oe_store_each_checkpoint(oe_store *s, const char *origin, oe_store_checkpoint_fn fn, void *ctx,
+                             char *err, size_t errlen);
 
 /* Row counts, for tests and metrics. A failure is negative: an oe_rc
  * (OE_ESTORE, OE_EUNAVAIL). */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/digest.h"
 #include "ledger.h"
 
 /* Schema steps from version 0; schema_migrations records each one. Steps
@@ -1314,16 +1315,6 @@ static int pg_each_rejection(oe_store *base, const char *nonce, oe_store_rejecti
     return rc;
 }
 
-static void hex_of(const unsigned char *p, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 static int unhex(const char *h, unsigned char *out, size_t n)
 {
     if (strlen(h) != 2 * n)
@@ -1358,7 +1349,7 @@ static int pg_log_open(oe_store *base, const oe_log_key *key, double now, int64_
     pg_store *s = (pg_store *)base;
     pthread_mutex_lock(&s->lock);
     char pub[65], when[32];
-    hex_of(key->public_key, 32, pub);
+    oe_hex_encode(key->public_key, 32, pub);
     snprintf(when, sizeof when, "%.17g", now);
     int rc = ensure_connected(s, err, errlen);
     PGresult *r = NULL;
@@ -1436,11 +1427,11 @@ static int pg_insert_checkpoint(oe_store *base, const oe_checkpoint_row *c, char
     } else {
         q->frontier[0] = '\0';
         for (size_t i = 0; i < k; i++)
-            hex_of(c->state->hashes[i], 32, q->frontier + 64 * i);
+            oe_hex_encode(c->state->hashes[i], 32, q->frontier + 64 * i);
         q->leaves[0] = '\0';
         for (size_t i = 0; i < n; i++)
-            hex_of(c->leaves[i], 32, q->leaves + 64 * i);
-        hex_of(c->root, 32, q->root);
+            oe_hex_encode(c->leaves[i], 32, q->leaves + 64 * i);
+        oe_hex_encode(c->root, 32, q->root);
         snprintf(q->params[0], sizeof q->params[0], "%lld", (long long)c->log_id);
         snprintf(q->params[1], sizeof q->params[1], "%llu", (unsigned long long)c->from_size);
         snprintf(q->params[2], sizeof q->params[2], "%llu", (unsigned long long)c->state->size);
@@ -1531,7 +1522,78 @@ static int pg_log_checkpoint(oe_store *base, const char *origin, char **note, ch
     return rc;
 }
 
+/* Reads checkpoint rows (each_row) into views for fn. */
+typedef struct checkpoint_sink {
+    oe_store_checkpoint_fn fn;
+    void *ctx;
+    pg_store *s;
+    char *err;
+    size_t errlen;
+} checkpoint_sink;
+
+static int checkpoint_row(void *arg, PGresult *r, int i)
+{
+    checkpoint_sink *k = arg;
+    long long from = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    long long size = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+    size_t n = size >= from && from >= 0 ? (size_t)(size - from) : 0;
+    size_t f = size > 0 ? (size_t)__builtin_popcountll((uint64_t)size) : 0;
+    unsigned char pub[32], root[32], (*leaves)[32] = malloc((n ? n : 1) * 32);
+    unsigned char frontier[64][32];
+    int rc;
+    if (!leaves) {
+        snprintf(k->err, k->errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    if (size < from || from < 0 || unhex(PQgetvalue(r, i, 2), pub, 32) != 0 ||
+        unhex(PQgetvalue(r, i, 5), root, 32) != 0 ||
+        unhex_hashes(PQgetvalue(r, i, 6), leaves, n) != 0 ||
+        unhex_hashes(PQgetvalue(r, i, 7), frontier, f) != 0) {
+        snprintf(k->err, k->errlen, "%.200s: checkpoint %lld of log %s is damaged", k->s->shown,
+                 size, PQgetvalue(r, i, 0));
+        rc = OE_ESTORE;
+    } else {
+        oe_checkpoint_view v = {
+            .log_id = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+            .origin = PQgetvalue(r, i, 1),
+            .public_key = pub,
+            .from_size = (uint64_t)from,
+            .size = (uint64_t)size,
+            .root = root,
+            .leaves = (const unsigned char(*)[32])leaves,
+            .frontier = (const unsigned char(*)[32])frontier,
+            .note = PQgetvalue(r, i, 8),
+            .created_at = strtod(PQgetvalue(r, i, 9), NULL),
+        };
+        rc = k->fn(k->ctx, &v);
+    }
+    free(leaves);
+    return rc;
+}
+
+#define PG_CHECKPOINT_COLUMNS                                                                      \
+    "c.log_id, l.origin, encode(l.public_key, 'hex'), c.from_size, c.size,"                        \
+    " encode(c.root, 'hex'), encode(c.leaves, 'hex'), encode(c.frontier, 'hex'), c.note,"          \
+    " c.created_at"
+
+static int pg_each_checkpoint(oe_store *base, const char *origin, oe_store_checkpoint_fn fn,
+                              void *ctx, char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    checkpoint_sink k = {.fn = fn, .ctx = ctx, .s = s, .err = err, .errlen = errlen};
+    pthread_mutex_lock(&s->lock);
+    int rc = each_row(s,
+                      origin ? "SELECT " PG_CHECKPOINT_COLUMNS " FROM checkpoints c JOIN logs l"
+                               " ON l.log_id = c.log_id WHERE l.origin = $1 ORDER BY c.size"
+                             : "SELECT " PG_CHECKPOINT_COLUMNS " FROM checkpoints c JOIN logs l"
+                               " ON l.log_id = c.log_id ORDER BY c.log_id, c.size",
+                      origin, checkpoint_row, &k, "reading the checkpoints", err, errlen);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const oe_store_ops pg_ops = {
+    .each_checkpoint = pg_each_checkpoint,
     .log_checkpoint = pg_log_checkpoint,
     .log_batch = pg_log_batch,
     .log_open = pg_log_open,

@@ -1062,7 +1062,63 @@ static int sqlite_log_checkpoint(oe_store *base, const char *origin, char **note
     return result;
 }
 
+/* The columns each_checkpoint reads, in order. */
+#define CHECKPOINT_COLUMNS                                                                         \
+    "c.log_id, l.origin, l.public_key, c.from_size, c.size, c.root, c.leaves, c.frontier, c.note," \
+    " c.created_at"
+
+static int sqlite_each_checkpoint(oe_store *base, const char *origin, oe_store_checkpoint_fn fn,
+                                  void *ctx, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    pthread_mutex_lock(&s->lock);
+    sqlite3_stmt *q;
+    const char *sql = origin ? "SELECT " CHECKPOINT_COLUMNS " FROM checkpoints c JOIN logs l"
+                               " ON l.log_id = c.log_id WHERE l.origin = ?1 ORDER BY c.size"
+                             : "SELECT " CHECKPOINT_COLUMNS " FROM checkpoints c JOIN logs l"
+                               " ON l.log_id = c.log_id ORDER BY c.log_id, c.size";
+    int result = 0;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        result = store_error(s, err, errlen, "reading the checkpoints");
+        pthread_mutex_unlock(&s->lock);
+        return result;
+    }
+    if (origin)
+        sqlite3_bind_text(q, 1, origin, -1, SQLITE_STATIC);
+    int rc;
+    while (result == 0 && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t from = sqlite3_column_int64(q, 3), size = sqlite3_column_int64(q, 4);
+        oe_checkpoint_view v = {
+            .log_id = sqlite3_column_int64(q, 0),
+            .origin = (const char *)sqlite3_column_text(q, 1),
+            .public_key = sqlite3_column_blob(q, 2),
+            .from_size = (uint64_t)from,
+            .size = (uint64_t)size,
+            .root = sqlite3_column_blob(q, 5),
+            .leaves = sqlite3_column_blob(q, 6),
+            .frontier = sqlite3_column_blob(q, 7),
+            .note = (const char *)sqlite3_column_text(q, 8),
+            .created_at = sqlite3_column_double(q, 9),
+        };
+        if (from < 0 || size < from || !v.origin || !v.note || sqlite3_column_bytes(q, 2) != 32 ||
+            sqlite3_column_bytes(q, 5) != 32 || sqlite3_column_bytes(q, 6) != 32 * (size - from) ||
+            sqlite3_column_bytes(q, 7) != 32 * __builtin_popcountll((uint64_t)size)) {
+            snprintf(err, errlen, "%s: checkpoint %lld of log %lld is damaged", s->path,
+                     (long long)size, (long long)v.log_id);
+            result = OE_ESTORE;
+        } else {
+            result = fn(ctx, &v);
+        }
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = store_error(s, err, errlen, "reading the checkpoints");
+    sqlite3_finalize(q);
+    pthread_mutex_unlock(&s->lock);
+    return result;
+}
+
 static const oe_store_ops sqlite_ops = {
+    .each_checkpoint = sqlite_each_checkpoint,
     .log_checkpoint = sqlite_log_checkpoint,
     .log_batch = sqlite_log_batch,
     .log_open = sqlite_log_open,

@@ -136,8 +136,8 @@ fi
 # throw-away server the tests start, tests/http/pgcluster.py): each Server
 # gets a database instead of a SQLite file. Left out: the command-line and
 # HTTP framing tests, deploy/ and the README (the ledger plays no part in
-# them, or they name their own), and test_ledger /
-# test_shared_ledger, which choose their backends themselves, the Apache
+# them, or they name their own), and test_ledger, test_shared_ledger and
+# test_signed_receipts, which choose their backends themselves, the Apache
 # Kafka suites (their subject is the broker, not the ledger), and, to keep
 # the suite under 20 minutes, the embedded-broker Kafka suites (including
 # test_kafka_group, whose subject is the group's offsets): workers on
@@ -147,6 +147,7 @@ fi
 for t in tests/http/test_*.py; do
     case $(basename "$t") in
         test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
+            test_signed_receipts.py | \
             test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
             test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py | test_kafka_group.py | \
             test_deploy.py | test_readme.py)

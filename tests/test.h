@@ -106,6 +106,20 @@ static inline int test_cap_address_space(struct rlimit *old)
     return setrlimit(RLIMIT_AS, &tight) == 0 ? 0 : -1;
 }
 
+/* Decodes hex (an even number of digits) into out; returns the number of
+ * bytes. */
+static inline size_t test_unhex(const char *hex, unsigned char *out)
+{
+    size_t n = strlen(hex) / 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = 0;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return i;
+        out[i] = (unsigned char)v;
+    }
+    return n;
+}
+
 /* Decoders in the shape most tests want. A resource failure (OE_ENOMEM)
  * inside a test is a failed test, not a verdict on the input. */
 

@@ -6,19 +6,6 @@
 #include "engine/status.h"
 #include "tests/test.h"
 
-/* Decodes hex (an even number of lowercase digits) into out; returns the
- * number of bytes. */
-static size_t unhex(const char *hex, unsigned char *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (unsigned char)v;
-    }
-    return n;
-}
-
 static int hash_eq_hex(const unsigned char h[32], const char *hex)
 {
     char s[65];
@@ -60,7 +47,7 @@ static void ref_leaf_hashes(unsigned char out[8][32])
 {
     for (int i = 0; i < 8; i++) {
         unsigned char buf[16];
-        size_t n = unhex(ref_leaves[i], buf);
+        size_t n = test_unhex(ref_leaves[i], buf);
         oe_merkle_leaf_hash(buf, n, out[i]);
     }
 }
@@ -174,14 +161,14 @@ static void test_reference_inclusion(void)
         unsigned char proof[OE_MERKLE_MAX_INCLUSION][32], want[3][32];
         size_t len = 99;
         for (int j = 0; j < v->len; j++)
-            unhex(v->proof[j], want[j]);
+            test_unhex(v->proof[j], want[j]);
         ASSERT_EQ(
             oe_merkle_inclusion_proof((const unsigned char(*)[32])leaves, v->b, v->a, proof, &len),
             OE_OK);
         ASSERT_EQ(len, v->len);
         for (int j = 0; j < v->len && (size_t)j < len; j++)
             ASSERT_TRUE(hash_eq_hex(proof[j], v->proof[j]));
-        unhex(ref_roots[v->b], root);
+        test_unhex(ref_roots[v->b], root);
         ASSERT_EQ(oe_merkle_verify_inclusion(leaves[v->a], v->a, v->b,
                                              (const unsigned char(*)[32])want, (size_t)v->len,
                                              root),
@@ -198,15 +185,15 @@ static void test_reference_consistency(void)
         unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32], want[3][32];
         size_t len = 99;
         for (int j = 0; j < v->len; j++)
-            unhex(v->proof[j], want[j]);
+            test_unhex(v->proof[j], want[j]);
         ASSERT_EQ(oe_merkle_consistency_proof((const unsigned char(*)[32])leaves, v->b, v->a, proof,
                                               &len),
                   OE_OK);
         ASSERT_EQ(len, v->len);
         for (int j = 0; j < v->len && (size_t)j < len; j++)
             ASSERT_TRUE(hash_eq_hex(proof[j], v->proof[j]));
-        unhex(ref_roots[v->a], old_root);
-        unhex(ref_roots[v->b], new_root);
+        test_unhex(ref_roots[v->a], old_root);
+        test_unhex(ref_roots[v->b], new_root);
         ASSERT_EQ(oe_merkle_verify_consistency(v->a, v->b, old_root, new_root,
                                                (const unsigned char(*)[32])want, (size_t)v->len),
                   OE_OK);

@@ -62,17 +62,6 @@ static const char ec_pub_pem[] =
     "RGaRBK/oJKrni06zSWMLnFQKxPFLNS2cngS4ZyyWhFO2D/L/jCzqk75R1A==\n"
     "-----END PUBLIC KEY-----\n";
 
-static size_t unhex(const char *hex, unsigned char *out)
-{
-    size_t n = strlen(hex) / 2;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (unsigned char)v;
-    }
-    return n;
-}
-
 /* The 32-byte key at the end of a Go key string ("[PRIVATE+KEY+]NAME+
  * HASH+base64(0x01 || key)"; the base64 may hold '+' too): the seed of a
  * signer key, the public key of a verifier key. */
@@ -119,7 +108,7 @@ static void test_go_keys(void)
     unsigned char peter[32], enoch[32], expect[32];
     go_key_bytes(go_peter_vkey, peter);
     go_key_bytes(go_enoch_vkey, enoch);
-    unhex(peter_pub_hex, expect);
+    test_unhex(peter_pub_hex, expect);
     ASSERT_TRUE(memcmp(peter, expect, 32) == 0);
     ASSERT_EQ(oe_note_key_hash("PeterNeumann", peter), 0xc74f20a3);
     ASSERT_EQ(oe_note_key_hash("EnochRoot", enoch), 0xaf0cfe78);
@@ -704,7 +693,7 @@ static void test_trusted_keys(void)
     size_t n = 99;
     char err[300], text[4096];
     unsigned char peter[32], fresh_raw[32];
-    unhex(peter_pub_hex, peter);
+    test_unhex(peter_pub_hex, peter);
 
     EVP_PKEY *fresh = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     char *fresh_pem = pem_of(fresh, 0);

@@ -1128,20 +1128,23 @@ class SignedKafka(KafkaCase):
         t_seen = time.monotonic()
         print("    worker %s refused a batch (%s) %.1f s after B joined, %d more requests sent"
               % (name, SAME_KEY, t_seen - t0, sent))
-        # Fail closed: the worker stops, the process stays up and /ready
-        # answers 503 naming the reason (10 s to get there).
+        # Fail closed: the worker stops at once (no retries), and the
+        # process exits 1 naming the reason (a supervisor sees it; after a
+        # restart the log continues from its last checkpoint, no fork).
         deadline = time.monotonic() + 10
         while True:
             st = ready_state(w)
             if st[0] != 200 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        time.sleep(0.5)
-        st = ready_state(w)
+        while st[0] != "exited" and time.monotonic() < deadline:
+            time.sleep(0.1)
+            st = ready_state(w)
         log = w.log()
         lines = [x for x in log.splitlines() if SAME_KEY in x]
         levels = sorted({m.group(1) for m in (re.search(r"level=(\w+)", x) for x in lines) if m})
         last_error = [x for x in log.splitlines() if "level=error" in x][-1:]
+        retried = [x for x in log.splitlines() if "not executed" in x and SAME_KEY in x]
         print("    worker %s %.1f s later: /ready %r; %d log lines name the reason (levels %s); "
               "last error line: %s" % (name, time.monotonic() - t_seen, st, len(lines), levels,
                                        last_error))
@@ -1168,9 +1171,10 @@ class SignedKafka(KafkaCase):
         self.assertEqual(len(by_index), total)
         self.assertEqual(ready_state(other), (200, None), "the other worker")
         self.assertTrue(lines, "the log does not say %r" % SAME_KEY)
-        self.assertEqual(st[0], 503, "worker %s did not fail closed with /ready 503: %r; "
-                         "last error line %s" % (name, st, last_error))
-        self.assertIn(SAME_KEY, st[1] or "", "the reason of /ready")
+        self.assertEqual(st, ("exited", 1), "worker %s did not fail closed: %r; last error "
+                         "line %s" % (name, st, last_error))
+        self.assertTrue(last_error and SAME_KEY in last_error[0], last_error)
+        self.assertEqual(retried, [], "the batch was retried instead of failing closed")
 
     def quiet(self, reader, quiet, timeout=60):
         """Reads until no receipt has come for `quiet` s."""
