@@ -88,18 +88,28 @@ typedef enum {
     R_METRICS,
     R_EXECUTE,
     R_VERIFY,
-    R_LOG_CHECKPOINT,
     R_RECEIPT,
     R_RECEIPT_BY_NONCE,
     R_OPENAPI,
+    R_LOG_CHECKPOINT,
     R_NONE
 } route;
 
 /* The route labels of openexec_http_requests_total, by route. */
 static const char *const route_labels[R_NONE + 1] = {
-    "/",        "/health",          "/ready",         "/version",  "/metrics",
-    "/execute", "/receipts/verify", "/receipts/{id}", "/receipts", "/openapi.json",
-    "other"};
+    [R_ROOT] = "/",
+    [R_HEALTH] = "/health",
+    [R_READY] = "/ready",
+    [R_VERSION] = "/version",
+    [R_METRICS] = "/metrics",
+    [R_EXECUTE] = "/execute",
+    [R_VERIFY] = "/receipts/verify",
+    [R_RECEIPT] = "/receipts/{id}",
+    [R_RECEIPT_BY_NONCE] = "/receipts",
+    [R_OPENAPI] = "/openapi.json",
+    [R_LOG_CHECKPOINT] = "/log/{origin}/checkpoint",
+    [R_NONE] = "other",
+};
 
 /* The status codes counted one by one; the rest count as "other". */
 static const int counted_codes[] = {200, 400, 403, 404, 405, 409, 413, 422, 431, 500, 503, 504};

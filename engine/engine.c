@@ -733,6 +733,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
                 .created_at = now,
             };
             if (rc == OE_OK && e->tlog) {
+                rej.tenant_id = e->tenant;
                 /* The leaf holds what the receipt shows: "" for what the
                  * request did not say. */
                 oe_tlog_entry le = {

@@ -80,6 +80,7 @@ typedef struct oe_rejection {
     const char *detail;
     const char *payload;
     double created_at;
+    const char *tenant_id;     /* the writer's tenant (NULL in rows written unsigned) */
     int64_t log_id, log_index; /* as in oe_execution */
 } oe_rejection;
 

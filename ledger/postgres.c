@@ -67,6 +67,7 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "ALTER TABLE executions ADD COLUMN log_index bigint;"
     "ALTER TABLE rejections ADD COLUMN log_id bigint;"
     "ALTER TABLE rejections ADD COLUMN log_index bigint;"
+    "ALTER TABLE rejections ADD COLUMN tenant_id text;"
     "CREATE TABLE logs ("
     "  log_id bigserial PRIMARY KEY,"
     "  origin text NOT NULL UNIQUE,"
@@ -96,9 +97,10 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
     " created_at, payload" LOG_COLUMNS
 #define REJECTION_COLUMNS                                                                          \
-    "nonce, action, request_hash, error_code, detail, created_at, payload" LOG_COLUMNS
+    "nonce, action, request_hash, error_code, detail, created_at, payload" LOG_COLUMNS ", "        \
+                                                                                       "tenant_id"
 #define EXEC_COLUMNS 13
-#define REJ_COLUMNS 9
+#define REJ_COLUMNS 10
 
 /* Every statement a worker runs is a SELECT or an INSERT: the ledger is
  * append-only, so the workers' role needs SELECT and INSERT on the tables
@@ -133,7 +135,7 @@ static const struct {
     [PS_FLUSH_REJ] = {"oe_flush_rej",
                       "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
                       " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                      " $6::float8[], $7::text[], $8::bigint[], $9::bigint[])",
+                      " $6::float8[], $7::text[], $8::bigint[], $9::bigint[], $10::text[])",
                       REJ_COLUMNS},
     /* A checkpoint that another process stored first (the same key from
      * the same size) is not written: 0 rows, OE_EDUP_LOG. */
@@ -236,7 +238,7 @@ static void key_gone(key_set *set, const char *k)
 
 /* A rejected attempt waiting for the batch's COMMIT (owned strings). */
 typedef struct pending_rejection {
-    char *nonce, *action, *request_hash, *error_code, *detail, *payload;
+    char *nonce, *action, *request_hash, *error_code, *detail, *payload, *tenant_id;
     double created_at;
     int64_t log_id, log_index;
 } pending_rejection;
@@ -595,6 +597,7 @@ static void clear_batch(pg_store *s)
         free(p->error_code);
         free(p->detail);
         free(p->payload);
+        free(p->tenant_id);
     }
     s->n_rejs = 0;
     free(s->checkpoint.frontier);
@@ -965,6 +968,7 @@ static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err,
         p->error_code = dup_or_null(r->error_code, &failed);
         p->detail = dup_or_null(r->detail, &failed);
         p->payload = dup_or_null(r->payload, &failed);
+        p->tenant_id = dup_or_null(r->tenant_id, &failed);
         p->created_at = r->created_at;
         p->log_id = r->log_id;
         p->log_index = r->log_index;
@@ -1146,7 +1150,8 @@ static int flush(pg_store *s, char *err, size_t errlen)
                                             num[i],
                                             p->payload,
                                             p->log_id > 0 ? log[i][0] : NULL,
-                                            p->log_id > 0 ? log[i][1] : NULL};
+                                            p->log_id > 0 ? log[i][1] : NULL,
+                                            p->tenant_id};
             for (int c = 0; c < REJ_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
@@ -1283,6 +1288,7 @@ static int rejection_row(void *arg, PGresult *r, int i)
         .detail = PQgetvalue(r, i, 4),
         .created_at = strtod(PQgetvalue(r, i, 5), NULL),
         .payload = value_or_null(r, i, 6),
+        .tenant_id = value_or_null(r, i, 9),
     };
     read_log_entry(r, i, 7, &j.log_id, &j.log_index);
     return c->rej_fn(c->ctx, &j);

@@ -152,6 +152,7 @@ static const char schema_v7[] = "ALTER TABLE executions ADD COLUMN log_id INTEGE
                                 "ALTER TABLE executions ADD COLUMN log_index INTEGER;"
                                 "ALTER TABLE rejections ADD COLUMN log_id INTEGER;"
                                 "ALTER TABLE rejections ADD COLUMN log_index INTEGER;"
+                                "ALTER TABLE rejections ADD COLUMN tenant_id TEXT;"
                                 "CREATE TABLE logs ("
                                 "  log_id INTEGER PRIMARY KEY,"
                                 "  origin TEXT NOT NULL UNIQUE,"
@@ -209,7 +210,8 @@ enum {
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
     " created_at, payload, log_id, log_index"
 #define REJECTION_COLUMNS                                                                          \
-    "nonce, action, request_hash, error_code, detail, created_at, payload, log_id, log_index"
+    "nonce, action, request_hash, error_code, detail, created_at, payload, log_id, log_index,"     \
+    " tenant_id"
 
 static const char *const statements[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -229,8 +231,8 @@ static const char *const statements[ST_COUNT] = {
                        " (SELECT coalesce(max(seq), 0) + 1 FROM executions) >> " OE_SQLITE_STR(
                            OE_SQLITE_ID_BUCKET_SHIFT) ")",
     [ST_INSERT_REJ] = "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at, payload, log_id, log_index)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      " created_at, payload, log_id, log_index, tenant_id)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [ST_COUNT_EXEC] = "SELECT count(*) FROM executions",
     [ST_COUNT_REJ] = "SELECT count(*) FROM rejections",
     [ST_LOG_ADD] = "INSERT INTO logs (origin, public_key, key_id, created_at)"
@@ -767,6 +769,7 @@ static int sqlite_insert_rejection(oe_store *base, const oe_rejection *r, char *
     sqlite3_bind_double(q, 6, r->created_at);
     bind_text_or_null(q, 7, r->payload);
     bind_log_entry(q, 8, r->log_id, r->log_index);
+    bind_text_or_null(q, 10, r->tenant_id);
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
     sqlite3_reset(q);
@@ -852,6 +855,7 @@ static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
         .payload = (const char *)sqlite3_column_text(q, 6),
         .log_id = sqlite3_column_int64(q, 7),
         .log_index = sqlite3_column_int64(q, 8),
+        .tenant_id = (const char *)sqlite3_column_text(q, 9),
     };
     if (!r.error_code || !r.detail) {
         snprintf(err, errlen, "a rejection with a missing field, or out of memory");

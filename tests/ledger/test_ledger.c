@@ -124,6 +124,7 @@ static int user_version(const char *path)
     "ALTER TABLE executions DROP COLUMN log_id;"                                                   \
     "ALTER TABLE rejections DROP COLUMN log_index;"                                                \
     "ALTER TABLE rejections DROP COLUMN log_id;"                                                   \
+    "ALTER TABLE rejections DROP COLUMN tenant_id;"                                                \
     "DELETE FROM schema_migrations WHERE version = 7;"
 
 #define UNDO_V6                                                                                    \
