@@ -181,8 +181,8 @@ static const setting settings[] = {
          "full: rows keep each request's payload; hash: only its hash (request_hash)"),
     WORD("--signing", "OPENEXEC_SIGNING", RUN, signing, signings, "auto",
          "on: every receipt carries a proof of its entry in the writer's signed log; auto: on "
-         "with a SQLite ledger (its key made beside it) or a signing key file given, off on "
-         "PostgreSQL without one; off: receipts unsigned"),
+         "with a signing key file given or a private SQLite ledger (its key made beside it), "
+         "off on a shared ledger without one; off: receipts unsigned"),
     NAME("--signing-key-file", "OPENEXEC_SIGNING_KEY_FILE", RUN, signing_key_file, NULL,
          "Ed25519 private key (PKCS#8 PEM, mode 0600) that signs the receipts log (default "
          "with a SQLite ledger: LEDGER.key beside it, made at first start)"),

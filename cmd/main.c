@@ -290,11 +290,12 @@ static int run_open_log(service *s)
     if (cfg->signing == OE_SIGNING_OFF)
         return 0;
     /* A shared ledger's writers each need a key of their own: none is
-     * made for them. */
-    if (!cfg->signing_key_file && cfg->db_url) {
+     * made for them (one LEDGER.key for all would be one log for all,
+     * which the second writer would be refused). */
+    if (!cfg->signing_key_file && (cfg->db_url || cfg->ledger_shared)) {
         if (cfg->signing == OE_SIGNING_AUTO)
             return 0;
-        return oe_die(2, "signed receipts on a PostgreSQL ledger need a key per worker: set "
+        return oe_die(2, "signed receipts on a shared ledger need a key per worker: set "
                          "OPENEXEC_SIGNING_KEY_FILE (openexec keygen --out FILE)");
     }
     if (!oe_store_has_logs(s->writer))

@@ -10,6 +10,7 @@
 #include "digest.h"
 #include "ids.h"
 #include "json.h"
+#include "proofs.h"
 
 struct oe_tlog {
     const oe_signer *signer;
@@ -21,12 +22,8 @@ struct oe_tlog {
     size_t n, cap;
     oe_merkle_batch batch; /* after the seal: this batch's nodes */
     int sealed;
-    oe_buf note; /* after the seal: the signed checkpoint */
-    /* The last earlier batch a replay's proof came from, kept for the
-     * next replay of the same batch. */
-    int64_t old_log_id; /* 0: none */
-    oe_log_batch old;
-    oe_merkle_batch old_tree;
+    oe_buf note;        /* after the seal: the signed checkpoint */
+    oe_proof_cache old; /* the last earlier batch a replay's proof came from */
 };
 
 /* A C2SP note name: printable ASCII, no space or '+'. */
@@ -84,8 +81,7 @@ void oe_tlog_free(oe_tlog *t)
         return;
     oe_merkle_batch_free(&t->batch);
     oe_buf_free(&t->note);
-    oe_log_batch_clear(&t->old);
-    oe_merkle_batch_free(&t->old_tree);
+    oe_proof_cache_clear(&t->old);
     free(t->leaves);
     free(t);
 }
@@ -244,46 +240,18 @@ void oe_tlog_abort(oe_tlog *t)
     t->sealed = 0;
 }
 
-/* Appends the proof object of entry index (its leaf's bytes leaf[0..len))
- * in the tree of batch b, whose checkpoint is note, of log origin. */
-static oe_rc render_proof(oe_merkle_batch *b, const char *origin, const char *note, size_t note_len,
-                          uint64_t index, const char *leaf, size_t len, oe_buf *out)
-{
-    unsigned char path[OE_MERKLE_MAX_INCLUSION][32];
-    size_t n = 0;
-    oe_rc rc = oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, b, b->size, index, path, &n);
-    if (rc != OE_OK)
-        return rc;
-    size_t start = out->len;
-    char num[32];
-    snprintf(num, sizeof num, "%llu", (unsigned long long)index);
-    int failed = oe_buf_puts(out, "{\"checkpoint\":") || oe_json_dump_string(out, note, note_len) ||
-                 oe_buf_puts(out, ",\"inclusion\":[");
-    for (size_t i = 0; i < n && !failed; i++) {
-        char b64[48];
-        oe_base64_encode(path[i], 32, b64, sizeof b64);
-        failed = (i && oe_buf_putc(out, ',')) || oe_buf_putc(out, '"') || oe_buf_puts(out, b64) ||
-                 oe_buf_putc(out, '"');
-    }
-    failed = failed || oe_buf_puts(out, "],\"leaf\":") || oe_json_dump_string(out, leaf, len) ||
-             oe_buf_puts(out, ",\"log_index\":") || oe_buf_puts(out, num) ||
-             oe_buf_puts(out, ",\"log_origin\":") ||
-             oe_json_dump_string(out, origin, strlen(origin)) || oe_buf_putc(out, '}');
-    if (!failed)
-        return OE_OK;
-    rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;
-    if (out->data) {
-        out->len = start;
-        out->data[start] = '\0';
-    }
-    return rc;
-}
-
 oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out)
 {
     if (!t->sealed || index < t->batch.base.size || index >= t->batch.size)
         return OE_EINVAL;
-    return render_proof(&t->batch, t->origin, t->note.data, t->note.len, index, leaf, len, out);
+    unsigned char path[OE_MERKLE_MAX_INCLUSION][32];
+    size_t n = 0;
+    oe_rc rc = oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &t->batch, t->batch.size,
+                                              index, path, &n);
+    if (rc != OE_OK)
+        return rc;
+    return oe_proof_render(t->origin, t->note.data, t->note.len, index,
+                           (const unsigned char(*)[32])path, n, leaf, len, out);
 }
 
 oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out)
@@ -312,53 +280,7 @@ int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec)
 oe_rc oe_tlog_proof_of(oe_tlog *t, oe_store *store, const oe_execution *rec, oe_buf *out, char *err,
                        size_t errlen)
 {
-    uint64_t index = (uint64_t)rec->log_index;
-    if (rec->log_id <= 0 || rec->log_index < 0)
-        return OE_OK; /* written unsigned: nothing proves it */
-    if (!(t->old_log_id == rec->log_id && index >= t->old.base.size && index < t->old.size)) {
-        oe_log_batch_clear(&t->old);
-        oe_merkle_batch_free(&t->old_tree);
-        t->old_log_id = 0;
-        int found = oe_store_log_batch(store, rec->log_id, index, &t->old, err, errlen);
-        if (found == 0) {
-            snprintf(err, errlen, "entry %llu of log %lld has no checkpoint",
-                     (unsigned long long)index, (long long)rec->log_id);
-            return OE_ESTORE;
-        }
-        if (found < 0)
-            return found;
-        oe_rc rc = oe_merkle_batch_build(&t->old_tree, &t->old.base,
-                                         (const unsigned char(*)[32])t->old.leaves,
-                                         t->old.size - t->old.base.size);
-        if (rc != OE_OK) {
-            oe_log_batch_clear(&t->old);
-            snprintf(err, errlen, "%s while proving a replay", oe_strerror(rc));
-            return rc;
-        }
-        t->old_log_id = rec->log_id;
-    }
-    oe_buf leaf;
-    oe_buf_init(&leaf, 0);
-    oe_rc rc = oe_tlog_leaf_of_execution(rec, &leaf);
-    unsigned char h[32];
-    if (rc == OE_OK) {
-        oe_merkle_leaf_hash(leaf.data, leaf.len, h);
-        /* The row must still be what was signed. */
-        if (memcmp(h, t->old.leaves[index - t->old.base.size], 32) != 0) {
-            snprintf(err, errlen,
-                     "the ledger's execution of nonce %.64s is not entry %llu of log %s as "
-                     "signed: the row was changed",
-                     rec->nonce, (unsigned long long)index, t->old.origin);
-            rc = OE_ESTORE;
-        } else {
-            rc = render_proof(&t->old_tree, t->old.origin, t->old.note, strlen(t->old.note), index,
-                              leaf.data, leaf.len, out);
-        }
-    } else {
-        snprintf(err, errlen, "%s while writing a replay's leaf", oe_strerror(rc));
-    }
-    oe_buf_free(&leaf);
-    return rc;
+    return oe_proof_of_entry(&t->old, store, rec, out, err, errlen);
 }
 
 /* The string value of key in object o: 1 and *out (NULL for null), or 0

@@ -98,7 +98,7 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     " created_at, payload" LOG_COLUMNS
 #define REJECTION_COLUMNS                                                                          \
     "nonce, action, request_hash, error_code, detail, created_at, payload" LOG_COLUMNS ", "        \
-                                                                                       "tenant_id"
+    "tenant_id"
 #define EXEC_COLUMNS 13
 #define REJ_COLUMNS 10
 

@@ -12,6 +12,7 @@
 #include "engine/json.h"
 #include "engine/merkle.h"
 #include "engine/note.h"
+#include "engine/proofs.h"
 #include "engine/signer.h"
 #include "engine/tlog.h"
 #include "ledger/ledger.h"
@@ -363,6 +364,151 @@ static void test_changed_row_fails_replay(void)
     oe_signer_free(signer);
 }
 
+/* Proofs made later from the ledger alone (engine/proofs.c): every entry
+ * in every later tree of its log, and every pair of checkpoints
+ * consistent; what is not a checkpoint's size, or a changed row, is
+ * refused. */
+static void test_proofs_from_the_ledger(void)
+{
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/c.db", dir);
+    oe_signer *signer;
+    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
+    unsigned char pub[32];
+    oe_signer_public(signer, pub);
+    const unsigned char(*trusted)[32] = (const unsigned char(*)[32])pub;
+    fixture f;
+    if (open_fixture(&f, path, signer) != 0)
+        return;
+    /* Batches of 1, 2, 3, 5 and 8 executions: checkpoints 1, 3, 6, 11, 19. */
+    static const size_t sizes[] = {1, 2, 3, 5, 8};
+    const uint64_t cps[] = {1, 3, 6, 11, 19};
+    int k = 0;
+    for (size_t b = 0; b < 5; b++) {
+        char bodies[8][128];
+        const char *ptrs[8];
+        for (size_t i = 0; i < sizes[b]; i++, k++) {
+            snprintf(bodies[i], sizeof bodies[i],
+                     "{\"action\":\"add\",\"nonce\":\"p%d\",\"payload\":{\"a\":%d,\"b\":1}}", k, k);
+            ptrs[i] = bodies[i];
+        }
+        oe_outcome o[8];
+        ASSERT_EQ(run_batch(&f, ptrs, sizes[b], o, err, sizeof err), OE_OK);
+        for (size_t i = 0; i < sizes[b]; i++)
+            oe_outcome_clear(&o[i]);
+    }
+    char origin[64], id[65];
+    oe_signer_key_id(signer, id);
+    snprintf(origin, sizeof origin, "openexec/%.16s", id);
+    oe_buf out;
+    oe_buf_init(&out, 0);
+    for (int e = 0; e < 19; e++) {
+        char nonce[16];
+        snprintf(nonce, sizeof nonce, "p%d", e);
+        oe_execution rec;
+        ASSERT_EQ(oe_store_find_by_nonce(f.store, nonce, oe_ledger_key_of(nonce, strlen(nonce)),
+                                         &rec, err, sizeof err),
+                  1);
+        oe_tlog_claim c = {.id = rec.id,
+                           .nonce = rec.nonce,
+                           .action = rec.action,
+                           .request_hash = rec.request_hash,
+                           .status = "executed",
+                           .result = rec.result_json,
+                           .receipt = rec.receipt,
+                           .approval_id = NULL,
+                           .approved = 1};
+        for (size_t j = 0; j < 5; j++) {
+            oe_buf_reset(&out);
+            oe_rc rc = oe_proof_in_tree(f.store, &rec, cps[j], &out, err, sizeof err);
+            if ((uint64_t)e >= cps[j]) {
+                ASSERT_EQ(rc, OE_EINVAL);
+                continue;
+            }
+            ASSERT_EQ(rc, OE_OK);
+            if (rc != OE_OK)
+                continue;
+            ASSERT_EQ(oe_tlog_verify(&c, out.data, out.len, trusted, 1, err, sizeof err), OE_OK);
+            char want[32];
+            snprintf(want, sizeof want, "\\n%llu\\n", (unsigned long long)cps[j]);
+            ASSERT_TRUE(strstr(out.data, want) != NULL);
+        }
+        /* Not a checkpoint's size. */
+        oe_buf_reset(&out);
+        ASSERT_EQ(oe_proof_in_tree(f.store, &rec, 18, &out, err, sizeof err), OE_EINVAL);
+        ASSERT_CONTAINS(err, e < 18 ? "no checkpoint of size 18" : "is not in a tree of size 18");
+        oe_execution_clear(&rec);
+    }
+    /* Consistency of every pair of checkpoints, checked against the roots
+     * of their signed notes. */
+    for (size_t a = 0; a < 5; a++) {
+        for (size_t b = a; b < 5; b++) {
+            oe_buf_reset(&out);
+            ASSERT_EQ(oe_proof_consistency(f.store, origin, cps[a], cps[b], &out, err, sizeof err),
+                      OE_OK);
+            oe_json_doc *doc = test_json_parse(out.data, out.len, 0, err, sizeof err);
+            if (!doc) {
+                OE_FAIL_("consistency is not JSON: %s", err);
+                continue;
+            }
+            const oe_json *r = oe_json_root(doc);
+            const oe_json *notes[2] = {oe_json_get(oe_json_get(r, "from"), "checkpoint"),
+                                       oe_json_get(oe_json_get(r, "to"), "checkpoint")};
+            unsigned char roots[2][32];
+            for (int x = 0; x < 2; x++) {
+                size_t tl = 0;
+                char org[128];
+                uint64_t size;
+                ASSERT_EQ(
+                    oe_note_verify(notes[x]->str, notes[x]->len, trusted, 1, &tl, err, sizeof err),
+                    OE_OK);
+                ASSERT_EQ(oe_checkpoint_parse(notes[x]->str, tl, org, sizeof org, &size, roots[x],
+                                              err, sizeof err),
+                          OE_OK);
+                ASSERT_EQ(size, x ? cps[b] : cps[a]);
+            }
+            const oe_json *cons = oe_json_get(r, "consistency");
+            unsigned char proof[OE_MERKLE_MAX_CONSISTENCY][32];
+            for (uint32_t i = 0; i < cons->len; i++)
+                ASSERT_EQ(oe_base64_decode(cons->items[i].str, cons->items[i].len, proof[i], 32),
+                          32);
+            ASSERT_EQ(oe_merkle_verify_consistency(cps[a], cps[b], roots[0], roots[1],
+                                                   (const unsigned char(*)[32])proof, cons->len),
+                      OE_OK);
+            if (cons->len > 0) { /* one hash changed: refused */
+                proof[0][0] ^= 1;
+                ASSERT_EQ(oe_merkle_verify_consistency(cps[a], cps[b], roots[0], roots[1],
+                                                       (const unsigned char(*)[32])proof,
+                                                       cons->len),
+                          OE_EINVAL);
+            }
+            oe_json_doc_free(doc);
+        }
+    }
+    oe_buf_reset(&out);
+    ASSERT_EQ(oe_proof_consistency(f.store, origin, 3, 5, &out, err, sizeof err), OE_EINVAL);
+    ASSERT_EQ(oe_proof_consistency(f.store, origin, 0, 3, &out, err, sizeof err), OE_EINVAL);
+    ASSERT_EQ(oe_proof_consistency(f.store, "openexec/nobody", 1, 3, &out, err, sizeof err),
+              OE_EINVAL);
+    /* A row changed after it was signed: no proof of it. */
+    sqlite3 *db;
+    ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE executions SET result_json = '{}' WHERE nonce = 'p4'", NULL,
+                           NULL, NULL),
+              SQLITE_OK);
+    sqlite3_close(db);
+    oe_execution rec;
+    ASSERT_EQ(
+        oe_store_find_by_nonce(f.store, "p4", oe_ledger_key_of("p4", 2), &rec, err, sizeof err), 1);
+    oe_buf_reset(&out);
+    ASSERT_EQ(oe_proof_in_tree(f.store, &rec, 19, &out, err, sizeof err), OE_ESTORE);
+    ASSERT_CONTAINS(err, "the row was changed");
+    oe_execution_clear(&rec);
+    oe_buf_free(&out);
+    close_fixture(&f);
+    oe_signer_free(signer);
+}
+
 /* The leaf's bytes, exactly: keys sorted, canonical strings, the time in
  * RFC 3339 with microseconds. */
 static void test_leaf_text(void)
@@ -402,6 +548,7 @@ int main(void)
     RUN_TEST(test_leaf_text);
     RUN_TEST(test_batches_prove_every_entry);
     RUN_TEST(test_changed_row_fails_replay);
+    RUN_TEST(test_proofs_from_the_ledger);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

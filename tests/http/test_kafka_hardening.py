@@ -256,7 +256,11 @@ class Hostile(KafkaCase):
         # id (read off the requests topic) answers the waiter only if it
         # repeats that request's nonce and request hash.
         b = self.broker()
-        bridge = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000"])
+        # A bridge that checks no proofs (receipts unsigned): its defence is
+        # the correlation id and the request's nonce and hash (with signed
+        # receipts the proof is checked first: test_forged_receipt_refused_for_its_proof).
+        bridge = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000",
+                                                "--signing", "off"])
         requests = self.reader(b.bootstrap, topic=h.REQUESTS_TOPIC)
         import threading
         answer = {}
@@ -287,6 +291,59 @@ class Hostile(KafkaCase):
         self.assertIsNotNone(r)
         self.assertEqual(r.status, 200, r.body)
         self.assertEqual(r.json["result"], {"echo": {"v": "genuine"}})
+
+    def test_forged_receipt_refused_for_its_proof(self):
+        # Signed receipts: a bridge answers only receipts whose proof
+        # verifies against the keys it trusts (here the worker's). A receipt
+        # that answers the pending request in every other respect (its
+        # correlation id, nonce and request hash, a seed-valid receipt hash)
+        # but has no proof, or carries another receipt's proof, is refused
+        # and counted; the genuine one then answers.
+        import threading
+        b = self.broker()
+        key, pem = self.path("worker.key"), self.path("trusted.pem")
+        self.assertEqual(cli(["keygen", "--out", key]).returncode, 0)
+        with open(pem, "w") as f:
+            f.write(cli(["keygen", "--public-of", key]).stdout)
+        w = self.worker(b.bootstrap, args=["--signing-key-file", key])
+        bridge = self.worker(b.bootstrap, args=["--worker", "0", "--bridge-timeout-ms", "30000",
+                                                "--trusted-keys-file", pem])
+        other = bridge.execute("echo", {"v": "other"}, "proof-other")
+        self.assertEqual(other.status, 200, other.body)
+        self.assertIn("proof", other.json)
+        w.stop()
+        requests = self.reader(b.bootstrap, topic=h.REQUESTS_TOPIC)
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(
+            r=bridge.execute("echo", {"v": "genuine"}, "proof-victim", timeout=60)))
+        t.start()
+        requests.wait_for(lambda r: "proof-victim" in r.by_key())
+        corr = requests.by_key()["proof-victim"][0].header("openexec.correlation")
+        rhash = h.request_hash("echo", {"v": "genuine"})
+        exec_id = h.execution_id("", "proof-victim", rhash)
+        result = '{"echo": {"v": "stolen"}}'
+        forged = {"id": exec_id, "nonce": "proof-victim", "action": "echo",
+                  "request_hash": rhash, "status": "executed", "approved": True,
+                  "result": result, "receipt": h.receipt_hash(exec_id, {"echo": {"v": "stolen"}}),
+                  "error_code": None, "detail": None, "approval_id": None}
+        p = kafka_producer(b.bootstrap)
+        for body in (forged, dict(forged, proof=other.json["proof"])):
+            p.produce(h.RECEIPTS_TOPIC, json.dumps(body).encode(), b"proof-victim",
+                      headers=[("openexec.correlation", corr.encode())])
+        self.assertEqual(p.flush(10), 0)
+        bridge.wait_metric("openexec_bridge_refused_receipts_total", lambda v: v >= 2)
+        self.assertEqual(answer, {}, "a forged receipt answered the waiter")
+        self.assertIn("refused", bridge.log())
+        # The worker back (same ledger, same key): the genuine answer.
+        self.worker(b.bootstrap, db=w.db, args=["--signing-key-file", key])
+        t.join(60)
+        r = answer.get("r")
+        self.assertIsNotNone(r)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json["result"], {"echo": {"v": "genuine"}})
+        self.assertIn("proof", r.json)
+        print("    2 forged receipts refused by the bridge (%d counted), the genuine one "
+              "answered" % bridge.metrics()["openexec_bridge_refused_receipts_total"])
 
     @h.embedded_only("its retention silently drops a committed offset's records")
     def test_committed_offset_gone_is_data_loss(self):
