@@ -45,6 +45,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/proofs.h"
 #include "engine/request.h"
 #include "engine/status.h"
 #include "engine/tlog.h"
@@ -92,6 +93,8 @@ typedef enum {
     R_RECEIPT_BY_NONCE,
     R_OPENAPI,
     R_LOG_CHECKPOINT,
+    R_LOG_CONSISTENCY,
+    R_RECEIPT_PROOF,
     R_NONE
 } route;
 
@@ -108,6 +111,8 @@ static const char *const route_labels[R_NONE + 1] = {
     [R_RECEIPT_BY_NONCE] = "/receipts",
     [R_OPENAPI] = "/openapi.json",
     [R_LOG_CHECKPOINT] = "/log/{origin}/checkpoint",
+    [R_LOG_CONSISTENCY] = "/log/{origin}/consistency",
+    [R_RECEIPT_PROOF] = "/receipts/{id}/proof",
     [R_NONE] = "other",
 };
 
@@ -714,7 +719,10 @@ static void log_failure(const char *what, oe_rc rc, const char *err)
 {
     static oe_log_limit limit = OE_LOG_LIMIT(30.0);
     oe_log_limited(&limit, rc, OE_LOG_ERROR, "http", "%s: %s: %s", what,
-                   rc == OE_ENOMEM ? "out of memory" : "ledger unavailable", err);
+                   rc == OE_ENOMEM   ? "out of memory"
+                   : rc == OE_ESTORE ? "ledger failure"
+                                     : "ledger unavailable",
+                   err);
 }
 
 void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
@@ -997,6 +1005,115 @@ static int receipt_id_valid(const char *key, char id[37])
     return 1;
 }
 
+/* A query parameter that must be a decimal size (no sign, no leading
+ * zero): 1 and *out, 0 when absent, -1 when malformed. */
+static int size_param(struct MHD_Connection *c, const char *name, uint64_t *out)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    if (!v)
+        return 0;
+    size_t n = strlen(v);
+    if (n == 0 || n > 19 || (v[0] == '0' && n > 1))
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(v[i] - '0');
+    }
+    *out = x;
+    return 1;
+}
+
+/* The answer of a proof made from the ledger (engine/proofs.h): 200 with
+ * the proof, 404 when what is asked does not exist (the reason is ours),
+ * 500 when the ledger's log contradicts itself or its rows, 503 when the
+ * ledger cannot answer (its reason logged, never sent). */
+static MHD_RESULT send_proof(oe_http *h, struct MHD_Connection *c, const char *what, oe_rc rc,
+                             oe_buf *b, const char *err)
+{
+    if (rc == OE_OK)
+        return send_buf(h, c, 200, b);
+    if (rc == OE_EINVAL)
+        return send_detail(h, c, 404, err);
+    if (rc == OE_ESTORE) {
+        log_failure(what, OE_ESTORE, err);
+        return send_detail(h, c, 500,
+                           "the ledger's receipts log does not hold this as signed "
+                           "(run openexec ledger audit)");
+    }
+    log_failure(what, rc == OE_ENOMEM ? OE_ENOMEM : OE_EUNAVAIL, err);
+    return send_detail(h, c, 503,
+                       rc == OE_ENOMEM ? "out of memory, try again" : "ledger unavailable");
+}
+
+/* GET /receipts/{id}/proof[?size=N]: the proof of a stored execution, in
+ * the checkpoint of its batch, or in the log's later tree of size N (a
+ * checkpoint's size). */
+static MHD_RESULT handle_receipt_proof(oe_http *h, struct MHD_Connection *c, const char *key,
+                                       size_t len)
+{
+    char id[37], text[64], err[300];
+    uint64_t size = 0;
+    int given = size_param(c, "size", &size);
+    if (given < 0)
+        return send_detail(h, c, 422, "size must be a decimal number of entries");
+    if (len >= sizeof text)
+        return send_detail(h, c, 404, "Receipt not found");
+    memcpy(text, key, len);
+    text[len] = '\0';
+    if (!receipt_id_valid(text, id))
+        return send_detail(h, c, 404, "Receipt not found");
+    oe_execution e;
+    int found = oe_store_find_by_id(h->cfg.reader, id, &e, err, sizeof err);
+    if (found < 0) {
+        log_failure("GET /receipts/{id}/proof", OE_EUNAVAIL, err);
+        return send_detail(h, c, 503, "ledger unavailable");
+    }
+    if (!found)
+        return send_detail(h, c, 404, "Receipt not found");
+    oe_buf b;
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
+    oe_rc rc;
+    if (e.log_id <= 0) {
+        snprintf(err, sizeof err, "this execution was recorded unsigned: nothing proves it");
+        rc = OE_EINVAL;
+    } else if (given) {
+        rc = oe_proof_in_tree(h->cfg.reader, &e, size, &b, err, sizeof err);
+    } else {
+        oe_proof_cache cache = {0};
+        rc = oe_proof_of_entry(&cache, h->cfg.reader, &e, &b, err, sizeof err);
+        oe_proof_cache_clear(&cache);
+    }
+    MHD_RESULT ret = send_proof(h, c, "GET /receipts/{id}/proof", rc, &b, err);
+    oe_buf_free(&b);
+    oe_execution_clear(&e);
+    return ret;
+}
+
+/* GET /log/{origin}/consistency?from=A&to=B: the consistency proof of two
+ * of the log's checkpoints. */
+static MHD_RESULT handle_log_consistency(oe_http *h, struct MHD_Connection *c, const char *origin,
+                                         size_t len)
+{
+    char name[256], err[300];
+    uint64_t from = 0, to = 0;
+    int a = size_param(c, "from", &from), b_ = size_param(c, "to", &to);
+    if (a <= 0 || b_ <= 0 || from == 0 || from > to)
+        return send_detail(h, c, 422,
+                           "from and to are required: decimal checkpoint sizes, 0 < from <= to");
+    if (len == 0 || len >= sizeof name || !oe_utf8_valid(origin, len))
+        return send_detail(h, c, 404, "Log not found");
+    memcpy(name, origin, len);
+    name[len] = '\0';
+    oe_buf b;
+    oe_buf_init(&b, OE_HTTP_MAX_ANSWER);
+    oe_rc rc = oe_proof_consistency(h->cfg.reader, name, from, to, &b, err, sizeof err);
+    MHD_RESULT ret = send_proof(h, c, "GET /log/{origin}/consistency", rc, &b, err);
+    oe_buf_free(&b);
+    return ret;
+}
+
 /* GET /receipts/{id}, and GET /receipts?nonce=N (by_nonce). A key that
  * cannot exist is not found; a ledger that cannot answer is 503 "ledger
  * unavailable", its reason logged, never sent (SPEC §10). */
@@ -1087,6 +1204,15 @@ static route find_route(const char *url, const char **allow)
     if (strncmp(url, "/log/", 5) == 0 && n > 5 + 11 && strcmp(url + n - 11, "/checkpoint") == 0) {
         *allow = "GET";
         return R_LOG_CHECKPOINT;
+    }
+    if (strncmp(url, "/log/", 5) == 0 && n > 5 + 12 && strcmp(url + n - 12, "/consistency") == 0) {
+        *allow = "GET";
+        return R_LOG_CONSISTENCY;
+    }
+    if (strncmp(url, "/receipts/", 10) == 0 && n > 10 + 6 && strcmp(url + n - 6, "/proof") == 0 &&
+        memchr(url + 10, '/', n - 10 - 6) == NULL) {
+        *allow = "GET";
+        return R_RECEIPT_PROOF;
     }
     return R_NONE;
 }
@@ -1271,6 +1397,10 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *c, const char *url, 
         return handle_verify(h, c, ctx);
     case R_LOG_CHECKPOINT:
         return handle_log_checkpoint(h, c, url + 5, strlen(url) - 5 - 11);
+    case R_LOG_CONSISTENCY:
+        return handle_log_consistency(h, c, url + 5, strlen(url) - 5 - 12);
+    case R_RECEIPT_PROOF:
+        return handle_receipt_proof(h, c, url + 10, strlen(url) - 10 - 6);
     case R_RECEIPT:
         return handle_receipt(h, c, 0, url + 10);
     case R_RECEIPT_BY_NONCE:

@@ -99,7 +99,9 @@ def documented():
 def concrete(path):
     """A request path for a documented path template."""
     return {"/receipts/{id}": "/receipts/no-such-id", "/receipts": "/receipts?nonce=no-such",
-            "/log/{origin}/checkpoint": "/log/openexec/no-such-log/checkpoint"}.get(path, path)
+            "/log/{origin}/checkpoint": "/log/openexec/no-such-log/checkpoint",
+            "/log/{origin}/consistency": "/log/openexec/no-such-log/consistency?from=1&to=1",
+            "/receipts/{id}/proof": "/receipts/no-such-id/proof"}.get(path, path)
 
 
 def raw(port, data):
@@ -255,6 +257,29 @@ class OpenAPI(KafkaTest):
         self.assertTrue(r.body.decode().startswith(origin + "\n"), r.body[:200])
         self.check(s.get("/log/openexec/nobody/checkpoint"), "/log/{origin}/checkpoint", "GET",
                    404)
+        # Proofs made later from the ledger: in the entry's own checkpoint,
+        # in a later tree, and two checkpoints consistent.
+        later = s.execute("echo", {"v": 10}, n + "-later").json["proof"]["log_index"] + 1
+        proof_path = "/receipts/%s/proof" % body["id"]
+        r = s.get(proof_path)
+        self.check(r, "/receipts/{id}/proof", "GET", 200)
+        self.assertEqual(r.json, body["proof"])
+        r = s.get(proof_path + "?size=%d" % later)
+        self.check(r, "/receipts/{id}/proof", "GET", 200)
+        self.assertIn("\n%d\n" % later, r.json["checkpoint"])
+        self.check(s.get(proof_path + "?size=x"), "/receipts/{id}/proof", "GET", 422)
+        self.check(s.get(proof_path + "?size=%d" % (later + 1000)), "/receipts/{id}/proof", "GET",
+                   404)
+        self.check(s.get("/receipts/%s/proof" % ("f" * 36)), "/receipts/{id}/proof", "GET", 404)
+        cons = "/log/%s/consistency?from=%d&to=%d" % (origin, body["proof"]["log_index"] + 1,
+                                                    later)
+        r = s.get(cons)
+        self.check(r, "/log/{origin}/consistency", "GET", 200)
+        self.assertEqual(r.json["to"]["size"], later)
+        self.check(s.get("/log/%s/consistency?from=2" % origin), "/log/{origin}/consistency",
+                   "GET", 422)
+        self.check(s.get("/log/%s/consistency?from=1&to=%d" % (origin, later + 1000)),
+                   "/log/{origin}/consistency", "GET", 404)
         self.check(s.get("/receipts/" + body["id"]), "/receipts/{id}", "GET", 200)
         self.check(s.get("/receipts/" + "f" * 80), "/receipts/{id}", "GET", 404)
         self.check(s.get("/receipts?nonce=" + n), "/receipts", "GET", 200)
@@ -263,10 +288,18 @@ class OpenAPI(KafkaTest):
         # A stored receipt whose result is not JSON (the ledger edited
         # behind the service's back): 500, not a broken answer.
         bad = "oa-bad-%s" % uuid.uuid4().hex[:12]
-        bad_id = s.execute("echo", {"v": 3}, bad).json["id"]
+        bad_answer = s.execute("echo", {"v": 3}, bad).json
+        bad_id, bad_size = bad_answer["id"], bad_answer["proof"]["log_index"] + 1
         self.ledger_update(s, "UPDATE executions SET result_json = '{' WHERE nonce = ?", (bad,))
         self.check(s.get("/receipts/" + bad_id), "/receipts/{id}", "GET", 500)
         self.check(s.get("/receipts?nonce=" + bad), "/receipts", "GET", 500)
+        # The row is no longer what was signed: no proof of it.
+        self.check(s.get("/receipts/%s/proof" % bad_id), "/receipts/{id}/proof", "GET", 500)
+        # A checkpoint deleted from the middle of the log: the others no
+        # longer follow one another.
+        self.ledger_update(s, "DELETE FROM checkpoints WHERE size = ?", (later,))
+        self.check(s.get("/log/%s/consistency?from=1&to=%d" % (origin, bad_size)),
+                   "/log/{origin}/consistency", "GET", 500)
         # An allow-list: /health restricted, and 403 for an action not on it.
         a = self.server(env={"OPENEXEC_ALLOWED_ACTIONS": "echo"}, db=self.path("allow.db"))
         self.check(a.get("/health"), "/health", "GET", 200)
