@@ -479,9 +479,6 @@ static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const 
     return OE_OK;
 }
 
-/* Completes an executed outcome (id, receipt hash) and records it.
- * Returns OE_OK (the approval may turn out used: then o is rejected), or a
- * resource failure with a reason in err. */
 /* The leaf of an entry into o->leaf. */
 static int leaf_of(const oe_tlog_entry *le, oe_outcome *o, char *err, size_t errlen)
 {
@@ -507,6 +504,9 @@ static int log_entry(oe_engine *e, oe_outcome *o, char *err, size_t errlen)
     return OE_OK;
 }
 
+/* Completes an executed outcome (id, receipt hash) and records it.
+ * Returns OE_OK (the approval may turn out used: then o is rejected), or a
+ * resource failure with a reason in err. */
 static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o, double now,
                             char *err, size_t errlen)
 {
