@@ -675,6 +675,55 @@ static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const c
     return rc == 0 ? OE_OK : store_failure(rc);
 }
 
+/* Work on each item of a batch, shared out in chunks between the caller
+ * and the engine's helpers (a small batch, or a pool busy with another
+ * caller's batch: the caller alone). */
+typedef struct item_job {
+    void (*one)(oe_engine *e, oe_batch_item *it);
+    oe_engine *e;
+    oe_batch_item *const *items;
+    size_t n;
+    atomic_size_t next; /* the next item nobody has taken */
+} item_job;
+
+#define ITEM_CHUNK 8
+
+static void item_job_run(void *arg)
+{
+    item_job *j = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&j->next, ITEM_CHUNK);
+        if (i >= j->n)
+            return;
+        size_t end = j->n - i > ITEM_CHUNK ? i + ITEM_CHUNK : j->n;
+        for (; i < end; i++)
+            j->one(j->e, j->items[i]);
+    }
+}
+
+static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
+                          void (*one)(oe_engine *e, oe_batch_item *it))
+{
+    item_job j = {.one = one, .e = e, .items = items, .n = n};
+    atomic_init(&j.next, 0);
+    if (n >= OE_ENGINE_PARALLEL_MIN)
+        oe_pool_run(e->pool, item_job_run, &j);
+    else
+        item_job_run(&j);
+}
+
+/* After the commit: the proof of each entry the batch appended (and of
+ * each replay of one), from the sealed batch's tree, which every thread
+ * may read. Out of memory leaves a durable entry without its proof in
+ * this answer; the ledger and its checkpoint hold it
+ * (GET /receipts/{id}/proof). */
+static void proof_item(oe_engine *e, oe_batch_item *it)
+{
+    oe_outcome *o = &it->out;
+    if (o->logged || o->proof_pending)
+        oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
+}
+
 /* One attempt at a batch: one transaction. */
 static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
                          size_t errlen)
@@ -785,13 +834,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
     }
     if (e->tlog) {
         oe_tlog_commit(e->tlog);
-        for (size_t i = 0; i < n; i++) {
-            oe_outcome *o = &items[i]->out;
-            /* Out of memory here leaves a durable entry without its proof
-             * in this answer; the ledger and its checkpoint hold it. */
-            if (o->logged || o->proof_pending)
-                oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
-        }
+        for_each_item(e, items, n, proof_item);
     }
     return rc;
 }
@@ -833,43 +876,9 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
         p->sig = -1;
 }
 
-typedef struct precheck_job {
-    const oe_engine *e;
-    oe_batch_item *const *items;
-    size_t n;
-    atomic_size_t next; /* the next item nobody has taken */
-} precheck_job;
-
-#define PRECHECK_CHUNK 8
-
-static void precheck_run(precheck_job *j)
+static void precheck_item(oe_engine *e, oe_batch_item *it)
 {
-    for (;;) {
-        size_t i = atomic_fetch_add(&j->next, PRECHECK_CHUNK);
-        if (i >= j->n)
-            return;
-        size_t end = j->n - i > PRECHECK_CHUNK ? i + PRECHECK_CHUNK : j->n;
-        for (; i < end; i++)
-            precheck_one(j->e, j->items[i]);
-    }
-}
-
-static void precheck_share(void *arg)
-{
-    precheck_run(arg);
-}
-
-/* Items are shared out in chunks between the caller and the engine's
- * helpers (a small batch, or a pool busy with another caller's batch: the
- * caller alone). */
-static void precheck(const oe_engine *e, oe_batch_item *const *items, size_t n)
-{
-    precheck_job j = {.e = e, .items = items, .n = n};
-    atomic_init(&j.next, 0);
-    if (n >= OE_ENGINE_PARALLEL_MIN)
-        oe_pool_run(e->pool, precheck_share, &j);
-    else
-        precheck_run(&j);
+    precheck_one(e, it);
 }
 
 /* Times a batch the ledger aborted (deadlock, serialization failure) is run
@@ -879,7 +888,7 @@ static void precheck(const oe_engine *e, oe_batch_item *const *items, size_t n)
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
                       size_t errlen)
 {
-    precheck(e, items, n);
+    for_each_item(e, items, n, precheck_item);
     pthread_mutex_lock(&e->lock);
     int rc = OE_ERETRY;
     if (atomic_load(&e->log_taken)) {

@@ -35,20 +35,35 @@ static oe_rc finish(oe_buf *out, size_t start, int failed)
     return rc;
 }
 
-oe_rc oe_proof_render(const char *origin, const char *note, size_t note_len, uint64_t index,
-                      const unsigned char (*path)[32], size_t n, const char *leaf, size_t len,
-                      oe_buf *out)
+oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_json_len,
+                      uint64_t index, const unsigned char (*path)[32], size_t n, const char *leaf,
+                      size_t len, oe_buf *out)
 {
     size_t start = out->len;
     char num[32];
     snprintf(num, sizeof num, "%llu", (unsigned long long)index);
-    int failed = oe_buf_puts(out, "{\"checkpoint\":") || oe_json_dump_string(out, note, note_len) ||
+    int failed = oe_buf_puts(out, "{\"checkpoint\":") ||
+                 oe_buf_append(out, note_json, note_json_len) ||
                  oe_buf_puts(out, ",\"inclusion\":") || put_hashes(out, path, n) ||
                  oe_buf_puts(out, ",\"leaf\":") || oe_json_dump_string(out, leaf, len) ||
                  oe_buf_puts(out, ",\"log_index\":") || oe_buf_puts(out, num) ||
                  oe_buf_puts(out, ",\"log_origin\":") ||
                  oe_json_dump_string(out, origin, strlen(origin)) || oe_buf_putc(out, '}');
     return finish(out, start, failed);
+}
+
+/* oe_proof_render with the note as its text. */
+static oe_rc render_with_note(const char *origin, const char *note, uint64_t index,
+                              const unsigned char (*path)[32], size_t n, const oe_buf *leaf,
+                              oe_buf *out)
+{
+    oe_buf lit;
+    oe_buf_init(&lit, 0);
+    oe_rc rc = oe_json_dump_string(&lit, note, strlen(note));
+    if (rc == OE_OK)
+        rc = oe_proof_render(origin, lit.data, lit.len, index, path, n, leaf->data, leaf->len, out);
+    oe_buf_free(&lit);
+    return rc;
 }
 
 void oe_proof_cache_clear(oe_proof_cache *c)
@@ -119,8 +134,8 @@ oe_rc oe_proof_of_entry(oe_proof_cache *c, oe_store *store, const oe_execution *
         rc = oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &c->tree, c->tree.size, index,
                                             path, &n);
     if (rc == OE_OK)
-        rc = oe_proof_render(c->batch.origin, c->batch.note, strlen(c->batch.note), index,
-                             (const unsigned char(*)[32])path, n, leaf.data, leaf.len, out);
+        rc = render_with_note(c->batch.origin, c->batch.note, index,
+                              (const unsigned char(*)[32])path, n, &leaf, out);
     oe_buf_free(&leaf);
     return rc;
 }
@@ -291,8 +306,8 @@ oe_rc oe_proof_in_tree(oe_store *store, const oe_execution *rec, uint64_t size, 
     if (rc == OE_OK)
         rc = oe_merkle_inclusion_proof_from(plan_lookup, &p, size, index, path, &n);
     if (rc == OE_OK)
-        rc = oe_proof_render(origin, w.note[1], strlen(w.note[1]), index,
-                             (const unsigned char(*)[32])path, n, leaf.data, leaf.len, out);
+        rc = render_with_note(origin, w.note[1], index, (const unsigned char(*)[32])path, n, &leaf,
+                              out);
     oe_buf_free(&leaf);
     free(w.note[0]);
     free(w.note[1]);

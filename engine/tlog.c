@@ -23,6 +23,7 @@ struct oe_tlog {
     oe_merkle_batch batch; /* after the seal: this batch's nodes */
     int sealed;
     oe_buf note;        /* after the seal: the signed checkpoint */
+    oe_buf note_json;   /* ... as a JSON string literal, for every proof */
     oe_proof_cache old; /* the last earlier batch a replay's proof came from */
 };
 
@@ -71,6 +72,7 @@ oe_rc oe_tlog_open(oe_store *store, const oe_signer *signer, const char *origin,
     }
     t->pending = t->committed;
     oe_buf_init(&t->note, 0);
+    oe_buf_init(&t->note_json, 0);
     *out = t;
     return OE_OK;
 }
@@ -81,6 +83,7 @@ void oe_tlog_free(oe_tlog *t)
         return;
     oe_merkle_batch_free(&t->batch);
     oe_buf_free(&t->note);
+    oe_buf_free(&t->note_json);
     oe_proof_cache_clear(&t->old);
     free(t->leaves);
     free(t);
@@ -210,6 +213,12 @@ oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t er
     oe_buf_free(&text);
     if (rc != OE_OK)
         return rc;
+    oe_buf_reset(&t->note_json);
+    rc = oe_json_dump_string(&t->note_json, t->note.data, t->note.len);
+    if (rc != OE_OK) {
+        snprintf(err, errlen, "%s while writing a checkpoint", oe_strerror(rc));
+        return rc;
+    }
     row.note = t->note.data;
     rc = oe_store_insert_checkpoint(store, &row, err, errlen);
     if (rc == OE_EDUP_LOG)
@@ -250,7 +259,7 @@ oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe
                                               index, path, &n);
     if (rc != OE_OK)
         return rc;
-    return oe_proof_render(t->origin, t->note.data, t->note.len, index,
+    return oe_proof_render(t->origin, t->note_json.data, t->note_json.len, index,
                            (const unsigned char(*)[32])path, n, leaf, len, out);
 }
 
