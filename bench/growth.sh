@@ -4,7 +4,8 @@
 # fresh 16-partition embedded broker (it keeps at most 5 MiB a partition)
 # and a fresh worker, timed from ready to the last receipt acknowledged.
 # Prints each round's rate, its ratio to the first round's and the
-# worker's peak RSS. Loopback only.
+# worker's peak RSS, then the time `openexec ledger audit` takes on the
+# whole ledger. Loopback only.
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-200000}
@@ -46,3 +47,9 @@ for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
 done
 rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from executions").fetchone()[0])' "$LEDGER")
 echo "  ledger: $rows executions, $(du -k "$LEDGER" | cut -f1) KiB"
+# The whole ledger checked against its receipts log, offline.
+t0=$(date +%s.%N)
+summary=$(build/openexec ledger audit --db "$LEDGER")
+t1=$(date +%s.%N)
+printf '  ledger audit: %.1f s (%s)\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+    "$summary"

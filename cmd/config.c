@@ -38,6 +38,7 @@ typedef enum setting_type {
     T_WORD, /* one of words[] (an int field: its index) */
     T_HOST, /* a host name or an IP literal (a const char * field) */
     T_PORT, /* 0..65535 (a long field) */
+    T_LIST, /* non-empty text, a flag that may be repeated (an oe_config_list field) */
 } setting_type;
 
 typedef struct setting {
@@ -85,6 +86,10 @@ typedef struct setting {
     {                                                                                              \
         flag, env, cmds, T_PORT, FIELD(field, long), 0, 65535, NULL, def, help                     \
     }
+#define LIST(flag, cmds, field, help)                                                              \
+    {                                                                                              \
+        flag, NULL, cmds, T_LIST, FIELD(field, oe_config_list), 0, 0, NULL, NULL, help             \
+    }
 #define WORD(flag, env, cmds, field, words, def, help)                                             \
     {                                                                                              \
         flag, env, cmds, T_WORD, FIELD(field, int), 0, 0, words, def, help                         \
@@ -107,7 +112,8 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
 #define MINT OE_CMD_MINT
 #define VERIFY OE_CMD_VERIFY
 #define TOPICS OE_CMD_TOPICS
-#define LEDGER (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE)
+#define LEDGER                                                                                     \
+    (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE | OE_CMD_LEDGER_AUDIT)
 #define REPLAY OE_CMD_DLQ_REPLAY
 
 /* A flag may appear twice only for disjoint sets of commands, where its
@@ -254,6 +260,14 @@ static const setting settings[] = {
     NAME("--trusted-keys", "OPENEXEC_TRUSTED_KEYS_FILE", VERIFY, trusted_keys_file, NULL,
          "check whole receipts (JSON, one per line, from the file argument or stdin) "
          "against the Ed25519 public keys (PEM) in this file"),
+    /* ledger audit */
+    NAME("--trusted-keys", "OPENEXEC_TRUSTED_KEYS_FILE", OE_CMD_LEDGER_AUDIT, trusted_keys_file,
+         NULL,
+         "the Ed25519 public keys (PEM) every checkpoint must be signed by (default: each "
+         "log's own key, as the ledger lists it)"),
+    LIST("--checkpoint", OE_CMD_LEDGER_AUDIT, checkpoint_files,
+         "a signed checkpoint published earlier (a file holding the note, e.g. GET "
+         "/log/ORIGIN/checkpoint): the ledger's log must still hold it; repeatable"),
     NAME("--trusted-keys-file", "OPENEXEC_TRUSTED_KEYS_FILE", RUN, trusted_keys_file, NULL,
          "public keys (PEM) whose signed receipts this node accepts: /receipts/verify and "
          "the /execute bridge (default: its own signing key's)"),
@@ -340,6 +354,19 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
         }
         *(const char **)field(cfg, s) = value;
         return 0;
+    case T_LIST: {
+        oe_config_list *list = field(cfg, s);
+        if (!value[0]) {
+            snprintf(err, errlen, "%s: must not be empty", source);
+            return OE_EINVAL;
+        }
+        if (list->n == OE_CONFIG_LIST_MAX) {
+            snprintf(err, errlen, "%s: given more than %d times", s->flag, OE_CONFIG_LIST_MAX);
+            return OE_ELIMIT;
+        }
+        list->items[list->n++] = value;
+        return 0;
+    }
     case T_HOST:
         if (oe_config_check_host(value) != 0) {
             snprintf(err, errlen, "%s: not a host name or an IP address", source);
@@ -814,6 +841,11 @@ static const char *value_text(const oe_config *cfg, const setting *s, char *buf,
         return buf;
     case T_WORD:
         return s->words[*(const int *)f];
+    case T_LIST: /* how many values were given */
+        if (((const oe_config_list *)f)->n == 0)
+            return NULL;
+        snprintf(buf, len, "%d values", ((const oe_config_list *)f)->n);
+        return buf;
     }
     return NULL;
 }

@@ -37,6 +37,7 @@ enum {
     OE_CMD_DLQ_REPLAY = 1 << 10,
     OE_CMD_LEDGER_MIGRATE = 1 << 11,
     OE_CMD_KEYGEN = 1 << 12,
+    OE_CMD_LEDGER_AUDIT = 1 << 13,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -46,6 +47,15 @@ typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLA
 #define OE_CONFIG_MAX_SETTINGS 80
 
 enum { OE_SIGNING_OFF, OE_SIGNING_ON, OE_SIGNING_AUTO }; /* OPENEXEC_SIGNING */
+
+/* Most values of a flag that may be given more than once. */
+#define OE_CONFIG_LIST_MAX 64
+
+/* The values of a repeatable flag, in the order given. */
+typedef struct oe_config_list {
+    const char *items[OE_CONFIG_LIST_MAX];
+    int n;
+} oe_config_list;
 
 typedef struct oe_config {
     /* governance */
@@ -116,6 +126,8 @@ typedef struct oe_config {
     const char *key_out;           /* path of the new private key file */
     const char *public_of;         /* keygen: print the public key of this private key file */
     const char *trusted_keys_file; /* OPENEXEC_TRUSTED_KEYS_FILE / verify-receipt --trusted-keys */
+    /* ledger audit */
+    oe_config_list checkpoint_files; /* --checkpoint: signed checkpoints published earlier */
     /* Where each setting of the table came from, by table index. */
     unsigned char origin[OE_CONFIG_MAX_SETTINGS];
 } oe_config;

@@ -1,6 +1,8 @@
 /* `openexec ledger show` and `openexec ledger export`: offline look-ups and
  * audits on a ledger (SQLite file or PostgreSQL), opened read-only beside
- * any running worker; `openexec ledger migrate`: the schema upgrade, run
+ * any running worker; `openexec ledger audit`: the rows and checkpoints
+ * checked against the receipts logs (engine/audit.h), read-only too;
+ * `openexec ledger migrate`: the schema upgrade, run
  * with the role that owns the ledger (workers may hold only SELECT and
  * INSERT). Records are printed as JSON lines on stdout:
  *
@@ -17,13 +19,17 @@
  * {"action":A,"payload":P}, SPEC §6); a string when the ledger kept it cut
  * (oe_cut: its first bytes, "...sha256=" and the hash of the whole); null
  * when it kept none. created_at is ISO 8601 (UTC). */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/commands.h"
 #include "engine/approval.h"
+#include "engine/audit.h"
 #include "engine/buf.h"
 #include "engine/json.h"
+#include "engine/note.h"
 #include "engine/status.h"
 #include "engine/store.h"
 #include "ledger/ledger.h"
@@ -44,6 +50,21 @@ static const oe_command export_command = {
     "Prints every execution in the order recorded, then every rejected attempt, as JSON\n"
     "lines (an audit trail; each receipt can be checked with verify-receipt). The ledger\n"
     "is opened read-only; a running worker may go on using it.",
+    0,
+    0,
+};
+
+static const oe_command audit_command = {
+    "ledger audit",
+    OE_CMD_LEDGER_AUDIT,
+    "Checks the ledger against its receipts logs and names the first problem: each stored\n"
+    "checkpoint (chained from size 0, its signature, its root and tree those of its entries)\n"
+    "and each row (its leaf as signed: a row changed, removed, inserted or reordered after it\n"
+    "was signed). Prints \"log ORIGIN: N entries, C checkpoints, intact\" for each log, and\n"
+    "\"unsigned rows: K\" for rows written before the first log began; exit 1 with the\n"
+    "reason on the first problem. A log cut back (its last rows and checkpoints deleted) is\n"
+    "found only against a checkpoint published earlier (--checkpoint). The ledger is opened\n"
+    "read-only (twice); a running worker may go on using it.",
     0,
     0,
 };
@@ -244,6 +265,122 @@ static int ledger_export(int argc, char **argv)
     return status;
 }
 
+/* Largest trusted keys file and checkpoint file read (a note is at most
+ * OE_NOTE_MAX bytes; a PEM public key a few hundred). */
+#define OE_AUDIT_KEYS_FILE_MAX ((size_t)64 * 1024)
+
+/* The whole file at path, NUL-terminated, into *out (the caller frees it).
+ * Returns OE_OK, OE_EIO (cannot be read), OE_ELIMIT (longer than max, or
+ * holding a NUL byte: not the text asked for) or OE_ENOMEM. */
+static int read_text_file(const char *path, size_t max, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return OE_EIO;
+    char *buf = malloc(max + 2);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf)
+        return OE_ENOMEM;
+    buf[n] = '\0';
+    if (failed || n > max || strlen(buf) != n) {
+        free(buf);
+        return failed ? OE_EIO : OE_ELIMIT;
+    }
+    *out = buf;
+    return OE_OK;
+}
+
+/* The summary lines of the logs found intact, printed once the whole
+ * ledger is (a later problem prints only its reason). */
+static int audit_line(void *ctx, const oe_audit_log *log)
+{
+    oe_buf_printf(ctx, "log %s: %llu %s, %llu %s, intact\n", log->origin,
+                  (unsigned long long)log->entries, log->entries == 1 ? "entry" : "entries",
+                  (unsigned long long)log->checkpoints,
+                  log->checkpoints == 1 ? "checkpoint" : "checkpoints");
+    return 0;
+}
+
+static int ledger_audit(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&audit_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    unsigned char(*keys)[32] = NULL;
+    size_t nkeys = 0;
+    char *notes[OE_CONFIG_LIST_MAX] = {NULL};
+    int nnotes = 0, rc;
+    char err[512] = "";
+    oe_store *checkpoints = NULL, *rows = NULL;
+    oe_buf lines;
+    oe_buf_init(&lines, 0);
+    if (cfg.trusted_keys_file) {
+        char *pem;
+        rc = read_text_file(cfg.trusted_keys_file, OE_AUDIT_KEYS_FILE_MAX, &pem);
+        if (rc == OE_OK) {
+            rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
+            free(pem);
+        } else {
+            snprintf(err, sizeof err, "cannot read it (%s)",
+                     rc == OE_EIO ? strerror(errno) : oe_strerror(rc));
+        }
+        if (rc != OE_OK) {
+            status = oe_die(2, "ledger audit: --trusted-keys %s: %s", cfg.trusted_keys_file, err);
+            goto out;
+        }
+    }
+    for (; nnotes < cfg.checkpoint_files.n; nnotes++) {
+        const char *path = cfg.checkpoint_files.items[nnotes];
+        if ((rc = read_text_file(path, OE_NOTE_MAX, &notes[nnotes])) != OE_OK) {
+            status = oe_die(2, "ledger audit: --checkpoint %s: cannot read it (%s)", path,
+                            rc == OE_ELIMIT ? "not a signed note: too long or not text"
+                            : rc == OE_EIO  ? strerror(errno)
+                                            : oe_strerror(rc));
+            goto out;
+        }
+    }
+    /* Two connections: the checkpoints stream from one while the rows are
+     * read from the other. */
+    if (!(checkpoints = open_ledger(&cfg, &audit_command, &status)) ||
+        !(rows = open_ledger(&cfg, &audit_command, &status)))
+        goto out;
+    oe_audit_options opt = {.trusted = (const unsigned char(*)[32])keys,
+                            .ntrusted = nkeys,
+                            .notes = (const char *const *)notes,
+                            .note_names = cfg.checkpoint_files.items,
+                            .nnotes = (size_t)nnotes};
+    oe_audit_report report;
+    rc = oe_audit_ledger(checkpoints, rows, &opt, audit_line, &lines, &report, err, sizeof err);
+    if (rc != OE_OK) {
+        status = oe_die(1, "ledger: %s", err);
+    } else if (!report.intact) {
+        status = oe_die(1, "ledger audit: %s", report.reason);
+    } else {
+        if (report.logs == 0)
+            oe_buf_puts(&lines, "no receipts log in the ledger\n");
+        if (report.unsigned_rows)
+            oe_buf_printf(&lines, "unsigned rows: %llu\n",
+                          (unsigned long long)report.unsigned_rows);
+        status = 0;
+        if (oe_buf_failed(&lines))
+            status = oe_die(1, "ledger audit: %s", oe_strerror(oe_buf_failed(&lines)));
+        else if (fwrite(lines.data, 1, lines.len, stdout) != lines.len || fflush(stdout) != 0)
+            status = oe_die(1, "ledger: cannot write to stdout");
+    }
+out:
+    oe_store_free(rows);
+    oe_store_free(checkpoints);
+    oe_buf_free(&lines);
+    for (int i = 0; i < nnotes; i++)
+        free(notes[i]);
+    free(keys);
+    return status;
+}
+
 static int ledger_migrate(int argc, char **argv)
 {
     oe_config cfg;
@@ -272,15 +409,20 @@ int oe_cmd_ledger(int argc, char **argv)
         return ledger_export(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "migrate") == 0)
         return ledger_migrate(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "audit") == 0)
+        return ledger_audit(argc - 1, argv + 1);
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         printf("usage: openexec ledger show (--nonce N | --id ID) [options]\n"
                "       openexec ledger export [options]\n"
+               "       openexec ledger audit [--trusted-keys FILE] [--checkpoint NOTE]... "
+               "[options]\n"
                "       openexec ledger migrate [options]\n\n"
                "Offline look-ups and audits on a ledger (read-only), and its schema upgrade\n"
                "(with the role that owns it). openexec ledger ACTION --help lists the "
                "options.\n");
         return 0;
     }
-    return oe_die(2, "ledger: %s%s (use show, export or migrate; see openexec ledger --help)",
+    return oe_die(2,
+                  "ledger: %s%s (use show, export, audit or migrate; see openexec ledger --help)",
                   argc >= 1 ? "unknown action " : "an action is needed", argc >= 1 ? argv[0] : "");
 }

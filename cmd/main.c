@@ -1004,21 +1004,20 @@ static int cmd_version(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: openexec COMMAND [options]\n\n"
-            "commands:\n"
-            "  run              the service: Kafka worker, SQLite store, admin HTTP\n"
-            "  broker           an embedded Kafka-protocol broker for development and tests\n"
-            "  produce          publish JSON-lines requests (Avro by default)\n"
-            "  receipts         print receipts as JSON lines\n"
-            "  topics           create our topics on a cluster (Admin API)\n"
-            "  ledger           look up (show) or export a ledger's records; migrate its schema\n"
-            "  dlq replay       republish dead letters after a fix\n"
-            "  mint             print a signed approval artifact\n"
-            "  verify-receipt   check a receipt hash\n"
-            "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
-            "  version          print the version\n\n"
-            "openexec COMMAND --help shows a command's options.\n");
+    fprintf(f, "usage: openexec COMMAND [options]\n\n"
+               "commands:\n"
+               "  run              the service: Kafka worker, SQLite store, admin HTTP\n"
+               "  broker           an embedded Kafka-protocol broker for development and tests\n"
+               "  produce          publish JSON-lines requests (Avro by default)\n"
+               "  receipts         print receipts as JSON lines\n"
+               "  topics           create our topics on a cluster (Admin API)\n"
+               "  ledger           show, export or audit a ledger's records; migrate its schema\n"
+               "  dlq replay       republish dead letters after a fix\n"
+               "  mint             print a signed approval artifact\n"
+               "  verify-receipt   check a receipt hash\n"
+               "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
+               "  version          print the version\n\n"
+               "openexec COMMAND --help shows a command's options.\n");
 }
 
 int main(int argc, char **argv)

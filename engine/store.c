@@ -143,7 +143,8 @@ int oe_store_each_rejection(oe_store *s, const char *nonce, oe_store_rejection_f
 int oe_store_has_logs(const oe_store *s)
 {
     return s->ops->log_open && s->ops->insert_checkpoint && s->ops->log_batch &&
-           s->ops->log_checkpoint && s->ops->each_checkpoint;
+           s->ops->log_checkpoint && s->ops->each_checkpoint && s->ops->log_rows_open &&
+           s->ops->log_rows_next && s->ops->log_rows_close;
 }
 
 void oe_log_batch_clear(oe_log_batch *b)
@@ -197,4 +198,23 @@ int oe_store_each_checkpoint(oe_store *s, const char *origin, oe_store_checkpoin
     if (!oe_store_has_logs(s))
         return 0;
     return s->ops->each_checkpoint(s, origin, fn, ctx, err, errlen);
+}
+
+int oe_store_log_rows_open(oe_store *s, int64_t log_id, char *err, size_t errlen)
+{
+    if (!oe_store_has_logs(s)) {
+        snprintf(err, errlen, "a %s ledger does not keep signed receipts yet", s->ops->name);
+        return OE_EINVAL;
+    }
+    return s->ops->log_rows_open(s, log_id, err, errlen);
+}
+
+int oe_store_log_rows_next(oe_store *s, oe_log_row *row, char *err, size_t errlen)
+{
+    return s->ops->log_rows_next(s, row, err, errlen);
+}
+
+void oe_store_log_rows_close(oe_store *s)
+{
+    s->ops->log_rows_close(s);
 }

@@ -163,6 +163,20 @@ typedef struct oe_checkpoint_view {
 } oe_checkpoint_view;
 typedef int (*oe_store_checkpoint_fn)(void *ctx, const oe_checkpoint_view *c);
 
+/* A row of a receipts log as oe_store_log_rows_next reads it, for an
+ * audit: an execution or a rejection, each with what its leaf is rebuilt
+ * from (oe_tlog_leaf_of_execution, oe_tlog_leaf_of_rejection). Borrowed
+ * until the next call; payloads are not read (NULL). */
+typedef struct oe_log_row {
+    int rejected;           /* 0: execution holds the row; 1: rejection does */
+    oe_execution execution; /* log_index -1 when the row has none */
+    oe_rejection rejection; /* likewise */
+    /* 1 when a column holds what no row written by openexec holds and the
+     * record cannot show (a NUL byte in a text, an id or hash too long for
+     * its field): the row is not what was signed. */
+    int unreadable;
+} oe_log_row;
+
 /* A backend's operations (ledger/). Every store starts with the base. */
 typedef struct oe_store_ops {
     const char *name; /* "sqlite" or "postgresql" */
@@ -194,6 +208,9 @@ typedef struct oe_store_ops {
     int (*log_checkpoint)(oe_store *s, const char *origin, char **note, char *err, size_t errlen);
     int (*each_checkpoint)(oe_store *s, const char *origin, oe_store_checkpoint_fn fn, void *ctx,
                            char *err, size_t errlen);
+    int (*log_rows_open)(oe_store *s, int64_t log_id, char *err, size_t errlen);
+    int (*log_rows_next)(oe_store *s, oe_log_row *row, char *err, size_t errlen);
+    void (*log_rows_close)(oe_store *s);
 } oe_store_ops;
 
 struct oe_store {
@@ -301,6 +318,25 @@ int oe_store_log_checkpoint(oe_store *s, const char *origin, char **note, char *
  * or a failure. For audits and proofs, outside the engine's transactions. */
 int oe_store_each_checkpoint(oe_store *s, const char *origin, oe_store_checkpoint_fn fn, void *ctx,
                              char *err, size_t errlen);
+
+/* The rows of one receipts log, executions and rejections together, in
+ * log_index order (rows without an index first), read one at a time:
+ * oe_store_log_rows_open, then oe_store_log_rows_next until it returns 0,
+ * then oe_store_log_rows_close (always, after a successful open; it ends
+ * the query early when rows are left). log_id 0 reads instead the rows
+ * that are in no log with a checkpoint, in no particular order: those
+ * written unsigned (log_id NULL, read as 0) and any naming a log that has
+ * no checkpoint. One read at a time per store, and the store serves no
+ * other call until the close (another thread's call waits for it; the
+ * same thread must not make one): an audit streams the checkpoints
+ * (oe_store_each_checkpoint) from another store on the same ledger. The
+ * database sorts the rows (no index orders them): linear in the log's
+ * size in memory or temporary files of the database, not of this process.
+ * open returns 0 or a failure; next 1 with the row in *row, 0 at the end,
+ * or a failure. For audits, outside the engine's transactions. */
+int oe_store_log_rows_open(oe_store *s, int64_t log_id, char *err, size_t errlen);
+int oe_store_log_rows_next(oe_store *s, oe_log_row *row, char *err, size_t errlen);
+void oe_store_log_rows_close(oe_store *s);
 
 /* Row counts, for tests and metrics. A failure is negative: an oe_rc
  * (OE_ESTORE, OE_EUNAVAIL). */

@@ -281,6 +281,22 @@ oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out)
     return oe_tlog_leaf(&le, out);
 }
 
+oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out)
+{
+    oe_tlog_entry le = {
+        .nonce = rec->nonce ? rec->nonce : "",
+        .action = rec->action ? rec->action : "",
+        .request_hash = rec->request_hash ? rec->request_hash : "",
+        .rejected = 1,
+        .error_code = rec->error_code,
+        .detail = rec->detail,
+        .tenant = rec->tenant_id,
+        .recorded_at = rec->created_at,
+        .log_index = (uint64_t)rec->log_index,
+    };
+    return oe_tlog_leaf(&le, out);
+}
+
 int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec)
 {
     return rec->log_id == t->log_id && (uint64_t)rec->log_index >= t->committed.size;

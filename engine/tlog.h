@@ -103,6 +103,12 @@ oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe
  * appended. */
 oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out);
 
+/* The leaf of a stored rejection (its log_index set), as the engine
+ * appended it: its nonce, action and request_hash ("" for NULL: what the
+ * request did not say), error_code, detail and tenant, approved false, no
+ * id, result, receipt or approval_id. */
+oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out);
+
 /* 1 when rec is an entry of this log appended in the open batch (proved
  * by oe_tlog_proof after the seal, like the batch's own entries). */
 int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec);

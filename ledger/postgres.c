@@ -275,6 +275,10 @@ struct pg_store {
     pending_rejection *rejs;
     size_t n_rejs, cap_rejs;
     pending_checkpoint checkpoint;
+    /* The open oe_store_log_rows read (the lock held until its close). */
+    int rows_open, rows_done; /* rows_done: its last result was read */
+    PGresult *rows;           /* the rows at hand, or NULL */
+    int rows_at;              /* the next of them */
     char shown[512];
     pthread_mutex_t lock;
 };
@@ -609,6 +613,7 @@ static void clear_batch(pg_store *s)
 static void pg_free(oe_store *base)
 {
     pg_store *s = (pg_store *)base;
+    PQclear(s->rows);
     if (s->conn)
         PQfinish(s->conn);
     pthread_mutex_destroy(&s->lock);
@@ -1598,7 +1603,138 @@ static int pg_each_checkpoint(oe_store *base, const char *origin, oe_store_check
     return rc;
 }
 
+/* The rows of a log (store.h oe_store_log_rows_open): executions and
+ * rejections in one shape, kind first (0 or 1); the payload is left out
+ * (it is no part of a leaf, and may be a megabyte). */
+#define PG_LOG_ROW_EXECUTION                                                                       \
+    "SELECT 0 AS kind, id, request_hash, receipt, nonce, action, tenant_id, approval_id,"          \
+    " result_json, approved, created_at, log_id, log_index, NULL::text AS error_code,"             \
+    " NULL::text AS detail FROM executions AS t WHERE "
+#define PG_LOG_ROW_REJECTION                                                                       \
+    "SELECT 1, NULL, request_hash, NULL, nonce, action, tenant_id, NULL, NULL, false,"             \
+    " created_at, log_id, log_index, error_code, detail FROM rejections AS t WHERE "
+#define PG_LOG_ROWS_SQL(where) PG_LOG_ROW_EXECUTION where " UNION ALL " PG_LOG_ROW_REJECTION where
+
+static int pg_log_rows_open(oe_store *base, int64_t log_id, char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    const char *sql =
+        log_id > 0 ? PG_LOG_ROWS_SQL("t.log_id = $1") " ORDER BY log_index NULLS FIRST"
+                   : PG_LOG_ROWS_SQL("(t.log_id IS NULL OR NOT EXISTS (SELECT 1 FROM checkpoints c"
+                                     " WHERE c.log_id = t.log_id))");
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)log_id);
+    const char *params[] = {id};
+    pthread_mutex_lock(&s->lock);
+    int rc = ensure_connected(s, err, errlen);
+    if (rc == 0 && !PQsendQueryParams(s->conn, sql, log_id > 0 ? 1 : 0, NULL,
+                                      log_id > 0 ? params : NULL, NULL, NULL, 0))
+        rc = pg_fail(s, NULL, "reading the rows of a log", err, errlen);
+    if (rc != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
+    (void)PQsetSingleRowMode(s->conn); /* refused: the rows come at once, as one result */
+    s->rows_open = 1;
+    s->rows_done = 0;
+    s->rows = NULL;
+    s->rows_at = 0;
+    return 0; /* the lock is held until the close */
+}
+
+/* Reads and drops what is left of the open read's results. */
+static void pg_rows_drain(pg_store *s)
+{
+    PGresult *r;
+    while (!s->rows_done && (r = PQgetResult(s->conn)) != NULL)
+        PQclear(r);
+    s->rows_done = 1;
+}
+
+/* Column col of row i into a field of its own: 1 when it does not fit. */
+static int pg_read_fixed(char *dst, size_t size, PGresult *r, int i, int col)
+{
+    const char *v = PQgetvalue(r, i, col);
+    snprintf(dst, size, "%s", v);
+    return strlen(v) >= size;
+}
+
+static int pg_log_rows_next(oe_store *base, oe_log_row *row, char *err, size_t errlen)
+{
+    pg_store *s = (pg_store *)base;
+    while (!s->rows || s->rows_at >= PQntuples(s->rows)) {
+        PQclear(s->rows);
+        s->rows = NULL;
+        if (s->rows_done)
+            return 0;
+        PGresult *r = PQgetResult(s->conn);
+        if (!r) {
+            s->rows_done = 1;
+            return 0;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK) {
+            int rc = pg_fail(s, r, "reading the rows of a log", err, errlen);
+            PQclear(r);
+            pg_rows_drain(s);
+            return rc;
+        }
+        s->rows = r;
+        s->rows_at = 0;
+    }
+    PGresult *r = s->rows;
+    int i = s->rows_at++, bad = 0;
+    memset(row, 0, sizeof *row);
+    row->rejected = PQgetvalue(r, i, 0)[0] == '1';
+    double created_at = strtod(PQgetvalue(r, i, 10), NULL);
+    int64_t log_id = PQgetisnull(r, i, 11) ? 0 : strtoll(PQgetvalue(r, i, 11), NULL, 10);
+    int64_t log_index = PQgetisnull(r, i, 12) ? -1 : strtoll(PQgetvalue(r, i, 12), NULL, 10);
+    if (!row->rejected) {
+        oe_execution *e = &row->execution;
+        bad |= pg_read_fixed(e->id, sizeof e->id, r, i, 1);
+        bad |= pg_read_fixed(e->request_hash, sizeof e->request_hash, r, i, 2);
+        bad |= pg_read_fixed(e->receipt, sizeof e->receipt, r, i, 3);
+        e->nonce = PQgetvalue(r, i, 4);
+        e->action = PQgetvalue(r, i, 5);
+        e->tenant_id = PQgetvalue(r, i, 6);
+        e->approval_id = (char *)value_or_null(r, i, 7);
+        e->result_json = PQgetvalue(r, i, 8);
+        e->approved = PQgetvalue(r, i, 9)[0] == 't';
+        e->created_at = created_at;
+        e->log_id = log_id;
+        e->log_index = log_index;
+    } else {
+        oe_rejection *j = &row->rejection;
+        j->request_hash = value_or_null(r, i, 2);
+        j->nonce = value_or_null(r, i, 4);
+        j->action = value_or_null(r, i, 5);
+        j->tenant_id = value_or_null(r, i, 6);
+        j->error_code = PQgetvalue(r, i, 13);
+        j->detail = PQgetvalue(r, i, 14);
+        j->created_at = created_at;
+        j->log_id = log_id;
+        j->log_index = log_index;
+    }
+    row->unreadable = bad;
+    return 1;
+}
+
+static void pg_log_rows_close(oe_store *base)
+{
+    pg_store *s = (pg_store *)base;
+    if (!s->rows_open)
+        return;
+    PQclear(s->rows);
+    s->rows = NULL;
+    pg_rows_drain(s);
+    s->rows_open = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static const oe_store_ops pg_ops = {
+    .log_rows_open = pg_log_rows_open,
+    .log_rows_next = pg_log_rows_next,
+    .log_rows_close = pg_log_rows_close,
     .each_checkpoint = pg_each_checkpoint,
     .log_checkpoint = pg_log_checkpoint,
     .log_batch = pg_log_batch,

@@ -256,6 +256,8 @@ typedef struct sqlite_store {
     int readonly;
     char path[512];             /* as opened, for messages */
     sqlite3_stmt *st[ST_COUNT]; /* prepared once, reset after each use */
+    sqlite3_stmt *rows;         /* the open oe_store_log_rows read, or NULL */
+    int rows_done;              /* its last row was read (a step would start it again) */
     pthread_mutex_t lock;       /* serialises use of the statements */
 } sqlite_store;
 
@@ -507,6 +509,7 @@ int oe_sqlite_migrate(const char *path, int *was, int *now, char *err, size_t er
 static void sqlite_free(oe_store *base)
 {
     sqlite_store *s = (sqlite_store *)base;
+    sqlite3_finalize(s->rows);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
@@ -1121,7 +1124,121 @@ static int sqlite_each_checkpoint(oe_store *base, const char *origin, oe_store_c
     return result;
 }
 
+/* The rows of a log (store.h oe_store_log_rows_open): executions and
+ * rejections in one shape, kind first (0 or 1); the payload is left out
+ * (it is no part of a leaf, and may be a megabyte). */
+#define LOG_ROWS_OF(table, columns) "SELECT " columns " FROM " table " AS t"
+#define LOG_ROW_EXECUTION                                                                          \
+    "0 AS kind, id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json,"    \
+    " approved, created_at, log_id, log_index, NULL AS error_code, NULL AS detail"
+#define LOG_ROW_REJECTION                                                                          \
+    "1, NULL, request_hash, NULL, nonce, action, tenant_id, NULL, NULL, 0, created_at, log_id,"    \
+    " log_index, error_code, detail"
+#define LOG_ROWS_SQL(where)                                                                        \
+    LOG_ROWS_OF("executions", LOG_ROW_EXECUTION)                                                   \
+    " WHERE " where " UNION ALL " LOG_ROWS_OF("rejections", LOG_ROW_REJECTION) " WHERE " where
+
+static int sqlite_log_rows_open(oe_store *base, int64_t log_id, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    const char *sql =
+        log_id > 0 ? LOG_ROWS_SQL("t.log_id = ?1") " ORDER BY log_index NULLS FIRST"
+                   : LOG_ROWS_SQL("(t.log_id IS NULL OR NOT EXISTS (SELECT 1 FROM checkpoints c"
+                                  " WHERE c.log_id = t.log_id))");
+    pthread_mutex_lock(&s->lock);
+    if (sqlite3_prepare_v2(s->db, sql, -1, &s->rows, NULL) != SQLITE_OK) {
+        int rc = store_error(s, err, errlen, "reading the rows of a log");
+        sqlite3_finalize(s->rows);
+        s->rows = NULL;
+        pthread_mutex_unlock(&s->lock);
+        return rc;
+    }
+    if (log_id > 0)
+        sqlite3_bind_int64(s->rows, 1, log_id);
+    s->rows_done = 0;
+    return 0; /* the lock is held until the close */
+}
+
+/* Column col as text into a field of its own: 1 when it does not fit
+ * whole (or holds a NUL byte). */
+static int read_fixed(char *dst, size_t size, sqlite3_stmt *q, int col)
+{
+    copy_fixed(dst, size, q, col);
+    return (size_t)sqlite3_column_bytes(q, col) != strlen(dst);
+}
+
+/* Column col as text (NULL for NULL), borrowed from q; *bad set when it
+ * holds a NUL byte (C reads it shorter than it is). */
+static const char *read_text(sqlite3_stmt *q, int col, int *bad)
+{
+    const char *t = (const char *)sqlite3_column_text(q, col);
+    if (t && (size_t)sqlite3_column_bytes(q, col) != strlen(t))
+        *bad = 1;
+    return t;
+}
+
+static int sqlite_log_rows_next(oe_store *base, oe_log_row *row, char *err, size_t errlen)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    sqlite3_stmt *q = s->rows;
+    if (s->rows_done)
+        return 0;
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_ROW) {
+        s->rows_done = 1;
+        return rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "reading the rows of a log");
+    }
+    memset(row, 0, sizeof *row);
+    int bad = 0;
+    row->rejected = sqlite3_column_int(q, 0) != 0;
+    int64_t log_id = sqlite3_column_int64(q, 11); /* 0 when NULL: written unsigned */
+    int64_t log_index =
+        sqlite3_column_type(q, 12) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 12);
+    double created_at = sqlite3_column_double(q, 10);
+    if (!row->rejected) {
+        oe_execution *e = &row->execution;
+        bad |= read_fixed(e->id, sizeof e->id, q, 1);
+        bad |= read_fixed(e->request_hash, sizeof e->request_hash, q, 2);
+        bad |= read_fixed(e->receipt, sizeof e->receipt, q, 3);
+        e->nonce = (char *)read_text(q, 4, &bad);
+        e->action = (char *)read_text(q, 5, &bad);
+        e->tenant_id = (char *)read_text(q, 6, &bad);
+        e->approval_id = (char *)read_text(q, 7, &bad);
+        e->result_json = (char *)read_text(q, 8, &bad);
+        e->approved = sqlite3_column_int(q, 9);
+        e->created_at = created_at;
+        e->log_id = log_id;
+        e->log_index = log_index;
+    } else {
+        oe_rejection *r = &row->rejection;
+        r->request_hash = read_text(q, 2, &bad);
+        r->nonce = read_text(q, 4, &bad);
+        r->action = read_text(q, 5, &bad);
+        r->tenant_id = read_text(q, 6, &bad);
+        r->error_code = read_text(q, 13, &bad);
+        r->detail = read_text(q, 14, &bad);
+        r->created_at = created_at;
+        r->log_id = log_id;
+        r->log_index = log_index;
+    }
+    row->unreadable = bad;
+    return 1;
+}
+
+static void sqlite_log_rows_close(oe_store *base)
+{
+    sqlite_store *s = (sqlite_store *)base;
+    if (!s->rows)
+        return;
+    sqlite3_finalize(s->rows);
+    s->rows = NULL;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static const oe_store_ops sqlite_ops = {
+    .log_rows_open = sqlite_log_rows_open,
+    .log_rows_next = sqlite_log_rows_next,
+    .log_rows_close = sqlite_log_rows_close,
     .each_checkpoint = sqlite_each_checkpoint,
     .log_checkpoint = sqlite_log_checkpoint,
     .log_batch = sqlite_log_batch,

@@ -51,6 +51,7 @@ OPTIONS = {
     "ledger show": {"--db", "--db-url", "--config", "--nonce", "--id", "--help"},
     "ledger export": {"--db", "--db-url", "--config", "--help"},
     "ledger migrate": {"--db", "--db-url", "--config", "--help"},
+    "ledger audit": {"--db", "--db-url", "--config", "--trusted-keys", "--checkpoint", "--help"},
     "dlq replay": {"--brokers", "--requests-topic", "--dlq-topic", "--config", "--dry-run",
                    "--replay-group", "--from-beginning", "--timeout-ms", "-X", "--help"},
 }

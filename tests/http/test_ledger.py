@@ -9,6 +9,7 @@ shared ledger are in test_shared_ledger.py.
 
 import hashlib
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -541,6 +542,248 @@ class Replicas(ServiceTest):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["receipt"], a.get("/receipts?nonce=during").json["receipt"])
         self.assertEqual(cluster.query(name, "SELECT count(*) FROM executions"), [(2,)])
+
+
+class Audit(ServiceTest):
+    """`openexec ledger audit` (SPEC §12) on a ledger written over HTTP, on
+    both backends: untouched it is intact; each tampering by hand (raw SQL
+    on a copy of the ledger) is named, exit 1."""
+
+    WAVES, PER_WAVE = 5, 10  # concurrent requests: some batches of several entries
+
+    def fill(self, args, env=None):
+        """About 50 entries through a node: executions sent concurrently,
+        and rejections (unknown action, nonce conflict, no nonce). Returns
+        (origin, the latest checkpoint as /log/{origin}/checkpoint answers
+        it, a receipt's checkpoint from the middle of the log)."""
+        s = self.server(args=args, env=env)
+        answers = []
+
+        def send(i):
+            answers.append(s.execute("add", {"a": i, "b": 1}, "au-%d" % i))
+
+        for wave in range(self.WAVES):
+            threads = [threading.Thread(target=send, args=(wave * self.PER_WAVE + k,))
+                       for k in range(self.PER_WAVE)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if wave == 1:
+                middle = answers[-1].json["proof"]["checkpoint"]
+        self.assertEqual(sorted(r.status for r in answers), [200] * len(answers))
+        self.assertEqual(s.execute("nope", {}, "au-nope").status, 400)
+        self.assertEqual(s.execute("add", {"a": 7, "b": 7}, "au-0").status, 409)
+        self.assertEqual(s.execute(raw=b'{"action": "echo", "payload": {}}').status, 422)
+        self.assertEqual(s.execute("add", {"a": 0, "b": 1}, "au-0").json["status"], "replayed")
+        origin = answers[0].json["proof"]["log_origin"]
+        r = s.get("/log/%s/checkpoint" % origin)
+        self.assertEqual(r.status, 200, r)
+        s.stop()
+        return origin, r.body.decode(), middle
+
+    def audit(self, args, *extra):
+        p = cli(["ledger", "audit"] + list(extra) + args)
+        self.assertNotIn("Sanitizer", p.stderr)
+        return p
+
+    def assertProblem(self, p, *words):
+        self.assertEqual((p.returncode, p.stdout), (1, ""), p.stderr)
+        self.assertTrue(p.stderr.startswith("openexec: ledger audit: "), p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+        for w in words:
+            self.assertIn(w, p.stderr)
+
+    def check(self, args, query, fresh, copy_sql, env=None):
+        """args: the untouched ledger's; query(sql): rows of it; fresh(sql):
+        the args of a new copy of it with sql applied; copy_sql(nonce, log_id,
+        log_index, created_at, where): the INSERT of a copy of an execution;
+        env: the writer's."""
+        origin, note, middle = self.fill(args, env)
+        size = int(note.split("\n")[1])
+        notes = {}
+        for name, text in (("latest", note), ("middle", middle)):
+            notes[name] = self.path(name + ".note")
+            with open(notes[name], "w") as f:
+                f.write(text)
+        # Untouched: intact, and it holds the checkpoints published.
+        t0 = time.monotonic()
+        p = self.audit(args)
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = re.fullmatch(r"log (\S+): (\d+) entries, (\d+) checkpoints, intact\n", p.stdout)
+        self.assertTrue(m, p.stdout)
+        self.assertEqual((m.group(1), int(m.group(2))), (origin, size))
+        self.assertEqual(size, self.WAVES * self.PER_WAVE + 3)
+        checkpoints = int(m.group(3))
+        print("    audit of %d entries in %d checkpoints (%s): %.0f ms"
+              % (size, checkpoints, "SQLite" if args[0] == "--db" else "PostgreSQL", took * 1000))
+        p = self.audit(args, "--checkpoint", notes["latest"], "--checkpoint", notes["middle"])
+        self.assertEqual((p.returncode, p.stdout), (0, m.group(0)), p.stderr)
+        # Batches of two entries or more, for a reordering inside one.
+        batches = query("SELECT from_size, size FROM checkpoints ORDER BY size")
+        self.assertEqual(len(batches), checkpoints)
+        wide = [(f, t) for f, t in batches if t - f >= 2 and len(query(
+            "SELECT nonce FROM executions WHERE log_index >= %d AND log_index < %d" % (f, t))) >= 2]
+        self.assertTrue(wide, "no batch of two executions among %r" % batches)
+        f, t = wide[0]
+        (a, ia), (b, ib) = sorted(query("SELECT nonce, log_index FROM executions WHERE log_index"
+                                        " >= %d AND log_index < %d" % (f, t)), key=lambda x: x[1])[:2]
+        (c, ic), = query("SELECT nonce, log_index FROM executions WHERE nonce = 'au-7'")
+        # A row changed.
+        self.assertProblem(self.audit(fresh(
+            "UPDATE executions SET result_json = '{\"sum\": 99}' WHERE nonce = 'au-7'")),
+            "execution nonce au-7, entry %d of log %s was changed after it was signed" % (ic, origin))
+        self.assertProblem(self.audit(fresh(
+            "UPDATE rejections SET detail = 'fine' WHERE nonce = 'au-nope'")),
+            "rejection nonce au-nope, entry", "was changed after it was signed")
+        # A row removed.
+        self.assertProblem(self.audit(fresh("DELETE FROM executions WHERE nonce = 'au-7'")),
+                           "entry %d of log %s has no row: it was removed after it was signed"
+                           % (ic, origin))
+        # A row inserted: a copy with a new nonce at the same index; one
+        # with no log entry recorded after the log began; one before it
+        # (written unsigned: counted).
+        self.assertProblem(self.audit(fresh(copy_sql("'au-evil'", "log_id", "log_index",
+                                                     "created_at", "nonce = 'au-7'"))),
+                           "execution nonce au-evil was inserted: a second row at entry %d of "
+                           "log %s" % (ic, origin))
+        self.assertProblem(self.audit(fresh(copy_sql("'au-late'", "NULL", "NULL",
+                                                     "created_at + 10", "nonce = 'au-7'"))),
+                           "execution nonce au-late was inserted: it is in no receipts log",
+                           "after log %s began" % origin)
+        p = self.audit(fresh(copy_sql("'au-old'", "NULL", "NULL", "1000000000",
+                                      "nonce = 'au-7'")))
+        self.assertEqual((p.returncode, p.stdout), (0, m.group(0) + "unsigned rows: 1\n"),
+                         p.stderr)
+        # Two rows of one batch swap places; rows of two batches.
+        self.assertProblem(self.audit(fresh(
+            "UPDATE executions SET log_index = CASE WHEN nonce = '%s' THEN %d ELSE %d END"
+            " WHERE nonce IN ('%s', '%s')" % (a, ib, ia, a, b))),
+            "execution nonce %s, entry %d of log %s as signed, is at entry %d: rows were "
+            "reordered after they were signed" % (b, ib, origin, ia))
+        far = [(n, i) for n, i in query("SELECT nonce, log_index FROM executions")
+               if not f <= i < t][0]
+        lo, hi = sorted([(a, ia), far], key=lambda x: x[1])
+        self.assertProblem(self.audit(fresh(
+            "UPDATE executions SET log_index = CASE WHEN nonce = '%s' THEN %d ELSE %d END"
+            " WHERE nonce IN ('%s', '%s')" % (lo[0], hi[1], lo[1], lo[0], hi[0]))),
+            "execution nonce %s, entry %d of log %s was changed" % (hi[0], lo[1], origin))
+        # The tail cut off: the last batch's rows and checkpoint deleted. The
+        # rest is consistent; the checkpoint published before is not there.
+        (last_from,), = query("SELECT from_size FROM checkpoints WHERE size = %d" % size)
+        cut = fresh("DELETE FROM executions WHERE log_index >= %d;"
+                    " DELETE FROM rejections WHERE log_index >= %d;"
+                    " DELETE FROM checkpoints WHERE size = %d" % (last_from, last_from, size))
+        p = self.audit(cut)
+        self.assertEqual((p.returncode, p.stdout),
+                         (0, "log %s: %d entries, %d checkpoints, intact\n"
+                          % (origin, last_from, checkpoints - 1)), p.stderr)
+        self.assertProblem(self.audit(cut, "--checkpoint", notes["latest"]),
+                           "log %s truncated or rewritten: the ledger's log has size %d, the "
+                           "checkpoint given (%s) has size %d"
+                           % (origin, last_from, notes["latest"], size))
+        p = self.audit(cut, "--checkpoint", notes["middle"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # A byte of a checkpoint's signature.
+        self.assertProblem(self.audit(fresh(
+            "UPDATE checkpoints SET note = substr(note, 1, length(note) - 6) ||"
+            " CASE substr(note, length(note) - 5, 1) WHEN 'A' THEN 'B' ELSE 'A' END ||"
+            " substr(note, length(note) - 4) WHERE size = %d" % t)),
+            "log %s: the checkpoint of size %d does not verify" % (origin, t))
+        return origin
+
+    def trusted(self, args, own_key):
+        """--trusted-keys: the writer's key passes, another fails naming the
+        log."""
+        mine, other = self.path("mine.pem"), self.path("other.pem")
+        for key, pem in ((own_key, mine), (self.path("other.key"), other)):
+            if key != own_key:
+                self.assertEqual(cli(["keygen", "--out", key]).returncode, 0)
+            p = cli(["keygen", "--public-of", key])
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with open(pem, "w") as f:
+                f.write(p.stdout)
+        p = self.audit(args, "--trusted-keys", mine)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertProblem(self.audit(args, "--trusted-keys", other),
+                           "which is not among the trusted keys")
+        # Usage errors: exit 2.
+        for bad in (["--trusted-keys", self.path("missing.pem")],
+                    ["--checkpoint", self.path("missing.note")], ["stray"]):
+            p = self.audit(args, *bad)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+
+    def test_sqlite(self):
+        db = self.path("audit.db")
+        copies = []
+
+        def query(sql):
+            with sqlite3.connect(db) as c:
+                return c.execute(sql).fetchall()
+
+        def fresh(sql):
+            path = self.path("copy-%d.db" % len(copies))
+            copies.append(path)
+            src, dst = sqlite3.connect(db), sqlite3.connect(path)
+            with dst:
+                src.backup(dst)
+                dst.executescript(sql)
+            src.close()
+            dst.close()
+            return ["--db", path]
+
+        def copy_sql(nonce, log_id, log_index, created_at, where):
+            return ("INSERT INTO executions (id, request_hash, receipt, nonce, action, tenant_id,"
+                    " approval_id, result_json, approved, created_at, payload, log_id, log_index,"
+                    " nonce_key, id_key, approval_key, id_bucket) SELECT 'f' || substr(id, 2),"
+                    " request_hash, receipt, %s, action, tenant_id, approval_id, result_json,"
+                    " approved, %s, payload, %s, %s, 42, id_key, approval_key, id_bucket"
+                    " FROM executions WHERE %s" % (nonce, created_at, log_id, log_index, where))
+
+        self.check(["--db", db], query, fresh, copy_sql)
+        self.trusted(["--db", db], db + ".key")
+        # A ledger that never signed: its rows are unsigned, nothing else.
+        plain = self.path("plain.db")
+        s = self.server(args=["--db", plain, "--signing", "off"])
+        self.assertEqual(s.execute("echo", {}, "plain-1").status, 200)
+        s.stop()
+        p = self.audit(["--db", plain])
+        self.assertEqual((p.returncode, p.stdout),
+                         (0, "no receipts log in the ledger\nunsigned rows: 1\n"), p.stderr)
+
+    def test_postgresql(self):
+        url = pgcluster.fresh_database("aud")
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        cluster = pgcluster.shared_cluster()
+        key = self.path("pg-signing.key")
+        self.assertEqual(cli(["keygen", "--out", key]).returncode, 0)
+        copies = []
+
+        def query(sql):
+            return cluster.query(name, sql)
+
+        def fresh(sql):
+            from psycopg2 import sql as q
+            copy = "%s_c%d" % (name, len(copies))
+            copies.append(copy)
+            cluster.query("postgres", q.SQL("CREATE DATABASE {} TEMPLATE {} OWNER openexec")
+                          .format(q.Identifier(copy), q.Identifier(name)))
+            for stmt in sql.split(";"):
+                if stmt.strip():
+                    cluster.query(copy, stmt)
+            return ["--db-url", cluster.url(copy)]
+
+        def copy_sql(nonce, log_id, log_index, created_at, where):
+            return ("INSERT INTO executions (id, request_hash, receipt, nonce, action, tenant_id,"
+                    " approval_id, result_json, approved, created_at, payload, log_id, log_index)"
+                    " SELECT 'f' || substr(id, 2), request_hash, receipt, %s, action, tenant_id,"
+                    " approval_id, result_json, approved, %s, payload, %s, %s FROM executions"
+                    " WHERE %s" % (nonce, created_at, log_id, log_index, where))
+
+        self.check(["--db-url", url], query, fresh, copy_sql,
+                   env={"OPENEXEC_SIGNING_KEY_FILE": key})
+        self.trusted(["--db-url", url], key)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,8 @@ class Readme(ServiceTest):
         self.assertTrue(any(o.get("record") == "execution" and o.get("nonce") == "k-1"
                             for o in objs))
         self.assertIn("\nvalid\n", out)
+        # ledger audit of the signed ledger, against the checkpoint it published.
+        self.assertRegex(out, r"\nlog openexec/[0-9a-f]{16}: 1 entry, 1 checkpoint, intact\n")
         # make run's broker on 9092; Apache Kafka; the PostgreSQL group.
         self.assertTrue(any(o.get("nonce") == "cli-1" and o.get("result") == {"sum": 2}
                             for o in objs), out[-3000:])
