@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -82,6 +83,14 @@ static inline int test_thread_count(void)
         n += e->d_name[0] != '.';
     closedir(d);
     return n;
+}
+
+/* 1 when the process runs under valgrind, whose allocator does not fail
+ * at an address-space cap (tests of running out of memory skip). */
+static inline int test_under_valgrind(void)
+{
+    const char *preload = getenv("LD_PRELOAD");
+    return preload && strstr(preload, "vgpreload") != NULL;
 }
 
 /* Caps this process's address space at what it uses now plus 256 KiB, so
