@@ -63,6 +63,7 @@ struct oe_bridge {
     oe_log_limit publish_log;           /* publish failures: a line per error code per interval */
     const unsigned char (*trusted)[32]; /* signed receipts: the keys; NULL: unchecked */
     size_t ntrusted;
+    oe_tlog_note_cache notes; /* checkpoints verified (bridge thread) */
     oe_log_limit refused_log; /* refused receipts: a line per interval */
 
     pthread_mutex_t lock; /* guards everything below */
@@ -206,7 +207,7 @@ void oe_bridge_set_trusted(oe_bridge *b, const unsigned char (*keys)[32], size_t
 
 /* With trusted keys: OE_OK when r's proof verifies (oe_tlog_verify), else
  * the verdict with its reason. */
-static oe_rc receipt_proven(const oe_bridge *b, const oe_receipt *r, char *reason, size_t rlen)
+static oe_rc receipt_proven(oe_bridge *b, const oe_receipt *r, char *reason, size_t rlen)
 {
     if (!b->trusted)
         return OE_OK;
@@ -223,8 +224,8 @@ static oe_rc receipt_proven(const oe_bridge *b, const oe_receipt *r, char *reaso
         .approval_id = r->approval_id,
         .approved = r->approved,
     };
-    return oe_tlog_verify(&c, r->proof, r->proof ? strlen(r->proof) : 0, b->trusted, b->ntrusted,
-                          reason, rlen);
+    return oe_tlog_verify_cached(&b->notes, &c, r->proof, r->proof ? strlen(r->proof) : 0,
+                                 b->trusted, b->ntrusted, reason, rlen);
 }
 
 /* 1 when the receipt answers the request the waiter sent. */

@@ -347,6 +347,37 @@ static int same(const oe_json *leaf, const char *key, const char *claim)
 oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
                      const unsigned char (*trusted)[32], size_t ntrusted, char *reason, size_t rlen)
 {
+    return oe_tlog_verify_cached(NULL, c, proof, len, trusted, ntrusted, reason, rlen);
+}
+
+/* 1 (and the text's length) when the note with this digest verified
+ * before. */
+static int note_seen(const oe_tlog_note_cache *cache, const unsigned char digest[32],
+                     size_t *text_len)
+{
+    for (size_t i = 0; cache && i < OE_TLOG_NOTE_CACHE; i++)
+        if (cache->used[i] && memcmp(cache->digest[i], digest, 32) == 0) {
+            *text_len = cache->text_len[i];
+            return 1;
+        }
+    return 0;
+}
+
+static void note_remember(oe_tlog_note_cache *cache, const unsigned char digest[32],
+                          size_t text_len)
+{
+    if (!cache)
+        return;
+    size_t i = cache->next++ % OE_TLOG_NOTE_CACHE;
+    memcpy(cache->digest[i], digest, 32);
+    cache->text_len[i] = text_len;
+    cache->used[i] = 1;
+}
+
+oe_rc oe_tlog_verify_cached(oe_tlog_note_cache *cache, const oe_tlog_claim *c, const char *proof,
+                            size_t len, const unsigned char (*trusted)[32], size_t ntrusted,
+                            char *reason, size_t rlen)
+{
     char perr[200];
     oe_json_doc *doc = NULL, *leaf_doc = NULL;
     oe_rc rc = OE_EINVAL;
@@ -374,9 +405,16 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
     }
     uint64_t index = (uint64_t)idx->i64;
     size_t text_len = 0;
-    if (oe_note_verify(note, note_len, trusted, ntrusted, &text_len, perr, sizeof perr) != OE_OK) {
-        snprintf(reason, rlen, "checkpoint: %s", perr);
-        goto out;
+    unsigned char digest[32];
+    if (cache)
+        oe_sha256(note, note_len, digest);
+    if (!note_seen(cache, digest, &text_len)) {
+        if (oe_note_verify(note, note_len, trusted, ntrusted, &text_len, perr, sizeof perr) !=
+            OE_OK) {
+            snprintf(reason, rlen, "checkpoint: %s", perr);
+            goto out;
+        }
+        note_remember(cache, digest, text_len);
     }
     char cp_origin[OE_TLOG_ORIGIN_MAX + 1];
     uint64_t size;

@@ -145,6 +145,23 @@ oe_rc oe_tlog_verify(const oe_tlog_claim *c, const char *proof, size_t len,
                      const unsigned char (*trusted)[32], size_t ntrusted, char *reason,
                      size_t rlen);
 
+/* Notes (checkpoints) already verified, by their SHA-256: every receipt of
+ * a batch carries the same checkpoint, whose signature is then checked
+ * once. Zero it to start; one thread at a time; bound to one set of
+ * trusted keys. */
+#define OE_TLOG_NOTE_CACHE 16
+typedef struct oe_tlog_note_cache {
+    unsigned char digest[OE_TLOG_NOTE_CACHE][32];
+    size_t text_len[OE_TLOG_NOTE_CACHE];
+    unsigned char used[OE_TLOG_NOTE_CACHE];
+    size_t next;
+} oe_tlog_note_cache;
+
+/* oe_tlog_verify with a cache of verified notes (NULL: none). */
+oe_rc oe_tlog_verify_cached(oe_tlog_note_cache *cache, const oe_tlog_claim *c, const char *proof,
+                            size_t len, const unsigned char (*trusted)[32], size_t ntrusted,
+                            char *reason, size_t rlen);
+
 /* oe_tlog_verify of a receipt as a JSON object, in any of its shapes: a
  * Kafka receipt (result as its text), an /execute answer (result as the
  * value, hashed as its json.dumps text), a ledger line (result_json).

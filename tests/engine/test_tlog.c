@@ -167,6 +167,25 @@ static void check_forgeries(const oe_outcome *o, const oe_outcome *other,
                              err, sizeof err),
               OE_EINVAL);
     ASSERT_CONTAINS(err, "checkpoint:");
+    /* With a cache of verified checkpoints (the bridge's): the second
+     * receipt of the batch is checked without its signature again, and
+     * everything else still is. */
+    oe_tlog_note_cache cache;
+    memset(&cache, 0, sizeof cache);
+    ASSERT_EQ(
+        oe_tlog_verify_cached(&cache, &c, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
+        OE_OK);
+    ASSERT_EQ(cache.next, 1);
+    ASSERT_EQ(
+        oe_tlog_verify_cached(&cache, &c, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
+        OE_OK);
+    ASSERT_EQ(cache.next, 1); /* a hit: nothing verified again */
+    changed = c;
+    changed.result = "{\"sum\": 4}";
+    ASSERT_EQ(oe_tlog_verify_cached(&cache, &changed, o->proof.data, o->proof.len, trusted, 1, err,
+                                    sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "result is not the leaf's");
     /* The seed's hash alone. */
     ASSERT_EQ(oe_tlog_verify(&c, NULL, 0, trusted, 1, err, sizeof err), OE_EINVAL);
     ASSERT_CONTAINS(err, "no proof");
