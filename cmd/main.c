@@ -759,7 +759,7 @@ static int cmd_mint(int argc, char **argv)
 static const oe_command verify_command = {
     "verify-receipt",
     OE_CMD_VERIFY,
-    "Checks signed receipts (SPEC section 12 of the protocol): with --trusted-keys,\n"
+    "Checks signed receipts (README, \"Verifying receipts\"): with --trusted-keys,\n"
     "reads whole receipts as JSON (one per line, or one document) from the file\n"
     "argument or stdin, as `openexec receipts` prints them or /execute answers, and\n"
     "checks each one's proof: its checkpoint signed by a trusted key, its leaf on the\n"
