@@ -113,7 +113,8 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
 #define VERIFY OE_CMD_VERIFY
 #define TOPICS OE_CMD_TOPICS
 #define LEDGER                                                                                     \
-    (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE | OE_CMD_LEDGER_AUDIT)
+    (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE | OE_CMD_LEDGER_AUDIT |     \
+     OE_CMD_LEDGER_LOGS)
 #define REPLAY OE_CMD_DLQ_REPLAY
 
 /* A flag may appear twice only for disjoint sets of commands, where its

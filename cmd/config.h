@@ -38,6 +38,7 @@ enum {
     OE_CMD_LEDGER_MIGRATE = 1 << 11,
     OE_CMD_KEYGEN = 1 << 12,
     OE_CMD_LEDGER_AUDIT = 1 << 13,
+    OE_CMD_LEDGER_LOGS = 1 << 14,
 };
 
 /* Where a setting's value came from; error messages name that source. */

@@ -28,6 +28,8 @@
 #include "engine/approval.h"
 #include "engine/audit.h"
 #include "engine/buf.h"
+#include "engine/digest.h"
+#include "engine/ed25519.h"
 #include "engine/json.h"
 #include "engine/note.h"
 #include "engine/status.h"
@@ -65,6 +67,18 @@ static const oe_command audit_command = {
     "reason on the first problem. A log cut back (its last rows and checkpoints deleted) is\n"
     "found only against a checkpoint published earlier (--checkpoint). The ledger is opened\n"
     "read-only (twice); a running worker may go on using it.",
+    0,
+    0,
+};
+
+static const oe_command logs_command = {
+    "ledger logs",
+    OE_CMD_LEDGER_LOGS,
+    "Lists the receipts logs of the ledger, one JSON line each: its origin, the key that\n"
+    "signs it (key_id, and public_key: base64 of the raw Ed25519 key), its entries and\n"
+    "checkpoints, and when its first and last checkpoints were made (a rotated key's log\n"
+    "stops growing; its receipts stay verifiable with its public key). The ledger is\n"
+    "opened read-only; a running worker may go on using it.",
     0,
     0,
 };
@@ -401,6 +415,80 @@ static int ledger_migrate(int argc, char **argv)
     return 0;
 }
 
+/* One log's line of `ledger logs`, gathered over its checkpoints. */
+typedef struct log_line {
+    int64_t log_id; /* 0: none yet */
+    char origin[256];
+    unsigned char public_key[32];
+    uint64_t size, checkpoints;
+    double first, last;
+    long long logs;
+    oe_buf out;
+} log_line;
+
+static void put_log_line(log_line *l)
+{
+    char id[65], pub[48], first[64], last[64];
+    oe_ed25519_key_id(l->public_key, id);
+    oe_base64_encode(l->public_key, 32, pub, sizeof pub);
+    oe_time_format_iso8601(l->first, first, sizeof first);
+    oe_time_format_iso8601(l->last, last, sizeof last);
+    oe_buf_puts(&l->out, "{\"origin\": ");
+    oe_json_dump_string(&l->out, l->origin, strlen(l->origin));
+    oe_buf_printf(&l->out,
+                  ", \"key_id\": \"%s\", \"public_key\": \"%s\", \"entries\": %llu, "
+                  "\"checkpoints\": %llu, \"first_used\": \"%s\", \"last_used\": \"%s\"}\n",
+                  id, pub, (unsigned long long)l->size, (unsigned long long)l->checkpoints, first,
+                  last);
+    l->logs++;
+}
+
+static int log_checkpoint(void *ctx, const oe_checkpoint_view *c)
+{
+    log_line *l = ctx;
+    if (l->log_id != c->log_id) {
+        if (l->log_id)
+            put_log_line(l);
+        l->log_id = c->log_id;
+        snprintf(l->origin, sizeof l->origin, "%s", c->origin);
+        memcpy(l->public_key, c->public_key, 32);
+        l->checkpoints = 0;
+        l->first = c->created_at;
+    }
+    l->size = c->size;
+    l->checkpoints++;
+    l->last = c->created_at;
+    return 0;
+}
+
+static int ledger_logs(int argc, char **argv)
+{
+    oe_config cfg;
+    int status = oe_command_parse(&logs_command, &cfg, NULL, argc, argv);
+    if (status >= 0)
+        return status;
+    oe_store *store = open_ledger(&cfg, &logs_command, &status);
+    if (!store)
+        return status;
+    char err[512] = "";
+    log_line l = {.log_id = 0};
+    oe_buf_init(&l.out, 0);
+    int rc = oe_store_each_checkpoint(store, NULL, log_checkpoint, &l, err, sizeof err);
+    if (rc == 0 && l.log_id)
+        put_log_line(&l);
+    status = iteration_status(rc, err);
+    if (status == 0 && oe_buf_failed(&l.out))
+        status = oe_die(1, "ledger logs: %s", oe_strerror(oe_buf_failed(&l.out)));
+    if (status == 0 && l.out.len &&
+        (fwrite(l.out.data, 1, l.out.len, stdout) != l.out.len || fflush(stdout) != 0))
+        status = oe_die(1, "ledger: cannot write to stdout");
+    if (status == 0 && l.logs == 0)
+        fprintf(stderr, "openexec: ledger logs: no receipts log in the ledger\n");
+    oe_buf_free(&l.out);
+    oe_store_free(store);
+    return status;
+}
+
 int oe_cmd_ledger(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "show") == 0)
@@ -411,11 +499,14 @@ int oe_cmd_ledger(int argc, char **argv)
         return ledger_migrate(argc - 1, argv + 1);
     if (argc >= 1 && strcmp(argv[0], "audit") == 0)
         return ledger_audit(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "logs") == 0)
+        return ledger_logs(argc - 1, argv + 1);
     if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
         printf("usage: openexec ledger show (--nonce N | --id ID) [options]\n"
                "       openexec ledger export [options]\n"
                "       openexec ledger audit [--trusted-keys FILE] [--checkpoint NOTE]... "
                "[options]\n"
+               "       openexec ledger logs [options]\n"
                "       openexec ledger migrate [options]\n\n"
                "Offline look-ups and audits on a ledger (read-only), and its schema upgrade\n"
                "(with the role that owns it). openexec ledger ACTION --help lists the "

@@ -52,6 +52,7 @@ OPTIONS = {
     "ledger export": {"--db", "--db-url", "--config", "--help"},
     "ledger migrate": {"--db", "--db-url", "--config", "--help"},
     "ledger audit": {"--db", "--db-url", "--config", "--trusted-keys", "--checkpoint", "--help"},
+    "ledger logs": {"--db", "--db-url", "--config", "--help"},
     "dlq replay": {"--brokers", "--requests-topic", "--dlq-topic", "--config", "--dry-run",
                    "--replay-group", "--from-beginning", "--timeout-ms", "-X", "--help"},
 }

@@ -791,6 +791,53 @@ class SignedLocal(ServiceTest):
         print("    3 entries proved in the tree of 30 and checkpoints 5 and 30 consistent, in "
               "%.2f s; checked by the Go verifier and in Python" % (time.monotonic() - t0))
 
+    def test_8_key_rotation(self):
+        # A new key starts a new log in the same ledger; the old log stops
+        # growing and its receipts stay verifiable; `ledger logs` lists both
+        # with their keys and first/last use; a trusted keys file with both
+        # keys verifies every receipt.
+        db = self.path("rotated.db")
+        keys, pems, answers = [], [], []
+        for k in range(2):
+            key = self.path("key-%d.key" % k)
+            pem, key_id, _ = keygen(key)
+            keys.append((key, key_id))
+            pems.append(pem)
+            s = self.signed_server(key, db=db)
+            answers += [s.execute("add", {"a": i, "b": k}, "rot-%d-%d" % (k, i)).json
+                        for i in range(3 + k)]
+            s.stop()
+        both = self.path("both.pem")
+        with open(both, "w") as f:
+            f.write("".join(pems))
+        p = run_tool([BIN, "ledger", "logs", "--db", db])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        logs = [json.loads(x) for x in p.stdout.splitlines()]
+        self.assertEqual([(x["origin"], x["key_id"], x["entries"], x["checkpoints"])
+                          for x in logs],
+                         [("openexec/" + kid[:16], kid, 3 + k, 3 + k)
+                          for k, (_, kid) in enumerate(keys)])
+        for x, pem in zip(logs, pems):
+            self.assertEqual(base64.b64decode(x["public_key"]), raw_public(pem))
+            self.assertLessEqual(x["first_used"], x["last_used"])
+        self.assertLessEqual(logs[0]["last_used"], logs[1]["first_used"])
+        f = write_lines(self.path("rot.jsonl"), answers)
+        g = go_verifier("receipts", both, f)
+        self.assertEqual((g.returncode, g.stdout.strip()),
+                         (0, "7 receipts valid, 2 logs, largest checkpoint size 4"), g.stderr)
+        self.assertEqual(cli_verdicts(cli_verify(both, f).stdout), ["valid"] * 7)
+        # With only the new key trusted, the old log's receipts are not.
+        only_new = self.path("new.pem")
+        with open(only_new, "w") as fh:
+            fh.write(pems[1])
+        verdicts = cli_verdicts(cli_verify(only_new, f).stdout)
+        self.assertEqual(verdicts[3:], ["valid"] * 4)
+        for v in verdicts[:3]:
+            self.assertTrue(v.startswith("invalid: checkpoint: no signature by a trusted key"), v)
+        a = run_tool([BIN, "ledger", "audit", "--db", db, "--trusted-keys", both])
+        self.assertEqual(a.returncode, 0, a.stderr)
+        print("    two keys, two logs in one ledger: %s" % a.stdout.strip().replace("\n", "; "))
+
     def test_4_ledger_key_made_beside_the_ledger(self):
         # The default, as `run --help` states it, is what a run without any
         # signing setting does on a SQLite ledger.
