@@ -215,9 +215,10 @@ void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name
 
 int oe_start_embedded_broker(const oe_config *cfg, oe_broker **out)
 {
-    const char *topics[] = {cfg->requests_topic, cfg->receipts_topic, cfg->dlq_topic};
+    const char *topics[] = {cfg->requests_topic, cfg->receipts_topic, cfg->dlq_topic,
+                            cfg->checkpoints_topic};
     char err[512];
-    if (oe_broker_new((int)cfg->partitions, topics, 3, out, err, sizeof err) != 0)
+    if (oe_broker_new((int)cfg->partitions, topics, 4, out, err, sizeof err) != 0)
         return oe_die(1, "%s", err);
     if (cfg->broker_port && oe_broker_listen(*out, (int)cfg->broker_port, err, sizeof err) != 0) {
         oe_broker_free(*out);

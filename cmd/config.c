@@ -145,6 +145,9 @@ static const setting settings[] = {
          receipts_topic, "openexec.receipts", "receipts topic"),
     NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER | TOPICS | REPLAY, dlq_topic,
          "openexec.requests.dlq", "dead-letter topic"),
+    NAME("--checkpoints-topic", "OPENEXEC_CHECKPOINTS_TOPIC", RUN | BROKER | TOPICS,
+         checkpoints_topic, NULL,
+         "signed checkpoints topic (default: the receipts topic + .checkpoints)"),
     NAME("--group-id", "OPENEXEC_GROUP_ID", RUN, group_id, "openexec-workers", "consumer group"),
     TEXT("--group-instance-id", "OPENEXEC_GROUP_INSTANCE_ID", RUN, group_instance_id, NULL,
          "static group membership: a stable name per worker (e.g. the pod name)"),
@@ -775,6 +778,18 @@ int oe_config_parse(oe_config *cfg, const oe_command *command, int argc, char **
         }
         if ((rc = set_value(cfg, s, env ? env : s->def, source, err, errlen)) != OE_OK)
             return rc;
+    }
+    if (find(command, "--checkpoints-topic", 19) && !cfg->checkpoints_topic) {
+        int n = snprintf(cfg->checkpoints_default, sizeof cfg->checkpoints_default,
+                         "%s.checkpoints", cfg->receipts_topic);
+        if (n < 0 || (size_t)n >= sizeof cfg->checkpoints_default) {
+            snprintf(err, errlen,
+                     "the receipts topic's name is too long to name the checkpoints topic after "
+                     "it (at most %d bytes in all); give --checkpoints-topic",
+                     OE_CONFIG_TOPIC_MAX);
+            return OE_ELIMIT;
+        }
+        cfg->checkpoints_topic = cfg->checkpoints_default;
     }
     return OE_OK;
 }

@@ -46,6 +46,8 @@ typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLA
 
 /* Most settings the table may hold (the size of oe_config.origin). */
 #define OE_CONFIG_MAX_SETTINGS 80
+/* Kafka's longest topic name. */
+#define OE_CONFIG_TOPIC_MAX 249
 
 enum { OE_SIGNING_OFF, OE_SIGNING_ON, OE_SIGNING_AUTO }; /* OPENEXEC_SIGNING */
 
@@ -87,6 +89,8 @@ typedef struct oe_config {
     const char *requests_topic;
     const char *receipts_topic;
     const char *dlq_topic;
+    const char *checkpoints_topic; /* oe_config_parse: the receipts topic + ".checkpoints" by
+                                      default */
     const char *group_id;
     int receipt_format; /* OE_FORMAT_* */
     int transactions;
@@ -131,6 +135,7 @@ typedef struct oe_config {
     oe_config_list checkpoint_files; /* --checkpoint: signed checkpoints published earlier */
     /* Where each setting of the table came from, by table index. */
     unsigned char origin[OE_CONFIG_MAX_SETTINGS];
+    char checkpoints_default[OE_CONFIG_TOPIC_MAX + 1]; /* checkpoints_topic, derived */
 } oe_config;
 
 /* A command as the parser and the help text see it. */

@@ -409,9 +409,10 @@ static int run_check_cluster(service *s)
         oe_kafka_new(RD_KAFKA_PRODUCER, ks, NULL, NULL, NULL, "admin", s->err, sizeof s->err);
     if (!rk)
         return oe_die(2, "%s", s->err);
-    const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic};
-    int rc = oe_kafka_check_cluster(rk, topics, 3, RUN_CLUSTER_WAIT_MS, NULL, NULL, s->err,
-                                    sizeof s->err);
+    const char *topics[] = {ks->requests_topic, ks->receipts_topic, ks->dlq_topic,
+                            ks->checkpoints_topic};
+    int rc = oe_kafka_check_cluster(rk, topics, ks->checkpoints_topic ? 4 : 3, RUN_CLUSTER_WAIT_MS,
+                                    NULL, NULL, s->err, sizeof s->err);
     rd_kafka_destroy(rk);
     if (rc == OE_EUNAVAIL) {
         oe_log(OE_LOG_WARN, "main", NULL, "%s; starting anyway (not ready until they answer)",
@@ -427,6 +428,8 @@ static int run_check_cluster(service *s)
 static int run_start_kafka(service *s)
 {
     oe_kafka_settings *ks = &s->ks;
+    /* Signed checkpoints are published when this node signs. */
+    ks->checkpoints_topic = s->tlog ? s->cfg.checkpoints_topic : NULL;
     if (!ks->brokers) {
         int rc = oe_start_embedded_broker(&s->cfg, &s->broker);
         if (rc != 0)
@@ -448,6 +451,7 @@ static int run_start_kafka(service *s)
         .batch_max = (size_t)s->cfg.batch_max,
         .ledger_shared = oe_store_shared(s->writer) || s->cfg.ledger_shared,
         .own_broker = s->broker != NULL,
+        .log_origin = s->tlog ? oe_tlog_origin(s->tlog) : NULL,
     };
     if (s->cfg.worker) {
         oe_rc wrc = oe_worker_new(&wcfg, &s->worker, s->err, sizeof s->err);

@@ -1,8 +1,9 @@
-/* openexec topics: creates the requests, receipts and dead-letter topics on a
- * cluster through the Admin API (production clusters do not auto-create
- * topics). Idempotent: a topic that exists with the partitions and
- * replication factor asked is left alone; one that exists with other
- * settings is an error (exit 1), never altered. Runs on the main thread. */
+/* openexec topics: creates the requests, receipts, dead-letter and
+ * checkpoints topics on a cluster through the Admin API (production
+ * clusters do not auto-create topics). Idempotent: a topic that exists with
+ * the partitions and replication factor asked is left alone; one that
+ * exists with other settings is an error (exit 1), never altered. Runs on
+ * the main thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,16 @@
 #include "engine/status.h"
 
 #define TOPICS_TIMEOUT_MS 30000
+#define NTOPICS 4
 
 static const oe_command topics_command = {
     "topics",
     OE_CMD_TOPICS,
-    "Creates the requests, receipts and dead-letter topics on a cluster\n"
-    "(Admin API), each with --partitions partitions and --replication-factor\n"
-    "replicas. Exit 0 when they exist as asked (created now or before);\n"
-    "exit 1 with the reason when one exists with other settings.",
+    "Creates the requests, receipts, dead-letter and (signed) checkpoints\n"
+    "topics on a cluster (Admin API), each with --partitions partitions and\n"
+    "--replication-factor replicas. Exit 0 when they exist as asked (created\n"
+    "now or before); exit 1 with the reason when one exists with other\n"
+    "settings.",
     1,
     1,
 };
@@ -29,7 +32,7 @@ static const oe_command topics_command = {
 static int create_topics(rd_kafka_t *rk, const char *const *names, size_t n, int partitions, int rf,
                          char *err, size_t errlen)
 {
-    rd_kafka_NewTopic_t *nt[3] = {0};
+    rd_kafka_NewTopic_t *nt[NTOPICS] = {0};
     char errstr[256];
     int rc = OE_EINVAL;
     for (size_t i = 0; i < n; i++)
@@ -77,13 +80,13 @@ out:
     return rc;
 }
 
-/* Looks up which of the three topics exist (and have their partitions'
+/* Looks up which of the topics exist (and have their partitions'
  * leaders); sets exists[i], parts[i] and rf[i]. Returns OE_OK, or OE_EIO with a reason (brokers
  * unreachable or refused). */
 static int look_up(rd_kafka_t *rk, const char *const *names, int *exists, int *parts, int *rf,
                    char *err, size_t errlen)
 {
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < NTOPICS; i++) {
         char why[512];
         int rc =
             oe_kafka_check_cluster(rk, &names[i], 1, 15000, &parts[i], &rf[i], why, sizeof why);
@@ -112,17 +115,18 @@ int oe_cmd_topics(int argc, char **argv)
         oe_kafka_settings_clear(&ks);
         return oe_die(2, "%s", err);
     }
-    const char *names[3] = {cfg.requests_topic, cfg.receipts_topic, cfg.dlq_topic};
+    const char *names[NTOPICS] = {cfg.requests_topic, cfg.receipts_topic, cfg.dlq_topic,
+                                  cfg.checkpoints_topic};
     int want_p = (int)cfg.partitions, want_rf = (int)cfg.replication_factor;
-    int exists[3], parts[3], rf[3], created[3] = {0};
+    int exists[NTOPICS], parts[NTOPICS], rf[NTOPICS], created[NTOPICS] = {0};
     int status = 0;
     if (look_up(rk, names, exists, parts, rf, err, sizeof err) != 0) {
         status = oe_die(1, "topics: %s", err);
         goto done;
     }
-    const char *missing[3];
+    const char *missing[NTOPICS];
     size_t nmissing = 0;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < NTOPICS; i++)
         if (!exists[i]) {
             missing[nmissing++] = names[i];
             created[i] = 1;
@@ -138,11 +142,14 @@ int oe_cmd_topics(int argc, char **argv)
             status = oe_die(1, "topics: %s", err);
             goto done;
         }
-        if ((exists[0] && exists[1] && exists[2]) || oe_monotonic_ms() > end)
+        size_t have = 0;
+        for (size_t i = 0; i < NTOPICS; i++)
+            have += exists[i] != 0;
+        if (have == NTOPICS || oe_monotonic_ms() > end)
             break;
         oe_sleep_ms(100);
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < NTOPICS; i++) {
         if (!exists[i]) {
             status =
                 oe_die(1, "topics: %s was created but the cluster does not list it yet", names[i]);

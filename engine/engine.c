@@ -725,8 +725,8 @@ static void proof_item(oe_engine *e, oe_batch_item *it)
 }
 
 /* One attempt at a batch: one transaction. */
-static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
-                         size_t errlen)
+static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
+                         oe_buf *checkpoint, char *err, size_t errlen)
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
@@ -833,8 +833,13 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
         return rc;
     }
     if (e->tlog) {
+        int signed_now = oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog);
         oe_tlog_commit(e->tlog);
         for_each_item(e, items, n, proof_item);
+        size_t len = 0;
+        const char *note = oe_tlog_note(e->tlog, &len);
+        if (checkpoint && signed_now && note && oe_buf_append(checkpoint, note, len) != OE_OK)
+            oe_buf_reset(checkpoint);
     }
     return rc;
 }
@@ -885,8 +890,8 @@ static void precheck_item(oe_engine *e, oe_batch_item *it)
  * again at once before the failure is reported as the ledger's. */
 #define OE_ENGINE_RETRIES 20
 
-int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
-                      size_t errlen)
+int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
+                      oe_buf *checkpoint, char *err, size_t errlen)
 {
     for_each_item(e, items, n, precheck_item);
     pthread_mutex_lock(&e->lock);
@@ -895,8 +900,11 @@ int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, doubl
         snprintf(err, errlen, "%s", e->log_taken_reason);
         rc = OE_EDUP_LOG;
     }
-    for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++)
-        rc = process_batch(e, items, n, now, err, errlen);
+    for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++) {
+        if (checkpoint)
+            oe_buf_reset(checkpoint);
+        rc = process_batch(e, items, n, now, checkpoint, err, errlen);
+    }
     if (rc == OE_ERETRY)
         rc = OE_EUNAVAIL;
     if (rc == OE_EDUP_LOG && !atomic_load(&e->log_taken)) {

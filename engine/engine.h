@@ -119,7 +119,11 @@ typedef struct oe_batch_item {
 #define OE_ENGINE_PARALLEL_MIN 64
 #define OE_ENGINE_THREADS 8
 
-/* Answers n requests in one transaction. An item with a decode_error is
+/* Answers n requests in one transaction. With signing on, a batch that
+ * recorded entries ends with a signed checkpoint; when checkpoint is not
+ * NULL it is reset and then holds that checkpoint's signed note (empty
+ * when the batch signed none, or when memory failed copying it: the note
+ * is in the ledger either way). An item with a decode_error is
  * recorded as rejected without looking further. now is the wall clock in
  * seconds (for artifact age). Returns OE_OK (0), or a resource failure
  * with a reason in err (status.h): OE_ESTORE or OE_EUNAVAIL from the
@@ -130,8 +134,8 @@ typedef struct oe_batch_item {
  * receipts log (the same signing key twice); this and every later batch
  * is refused (fail closed, oe_engine_log_taken). Thread-safe: batches are
  * serialised. */
-int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
-                      size_t errlen);
+int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
+                      oe_buf *checkpoint, char *err, size_t errlen);
 
 /* 1 (with the reason) once another process appended to this writer's
  * receipts log: the engine refuses every batch. */

@@ -35,13 +35,15 @@ oe_rc oe_executor_new(oe_engine *engine, oe_metrics *metrics, oe_executor **out)
     return OE_OK;
 }
 
-oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, char *err,
-                      size_t errlen)
+oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_buf *checkpoint,
+                      char *err, size_t errlen)
 {
+    if (checkpoint)
+        oe_buf_reset(checkpoint);
     if (n == 0)
         return OE_OK;
     double t0 = oe_monotonic();
-    int rc = oe_engine_process(x->engine, items, n, oe_wall_clock(), err, errlen);
+    int rc = oe_engine_process(x->engine, items, n, oe_wall_clock(), checkpoint, err, errlen);
     if (rc != OE_OK) {
         if (x->metrics)
             atomic_fetch_add(&x->metrics->store_errors, 1);
@@ -78,7 +80,7 @@ static void *group_main(void *arg)
         for (size_t i = 0; i < n; i++)
             items[i] = &taken[i]->item;
         err[0] = '\0';
-        oe_rc rc = oe_executor_run(x, items, n, err, sizeof err);
+        oe_rc rc = oe_executor_run(x, items, n, NULL, err, sizeof err);
         /* done may hand the job back to its owner, who may free it. */
         for (size_t i = 0; i < n; i++)
             taken[i]->done(taken[i], rc, err);

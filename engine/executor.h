@@ -41,12 +41,12 @@ void oe_executor_stop(oe_executor *x);
 void oe_executor_free(oe_executor *x);
 
 /* Runs n requests now, on the calling thread, as one batch (one ledger
- * transaction). Returns OE_OK: every item's outcome is filled and
- * durable; or a resource failure (OE_ENOMEM, OE_ESTORE, OE_EUNAVAIL) with
- * a reason in err: nothing of the batch is recorded and no outcome may be
- * reported (the caller retries, or answers "try again"). */
-oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, char *err,
-                      size_t errlen);
+ * transaction); checkpoint (may be NULL) as oe_engine_process has it. Returns OE_OK: every item's
+ * outcome is filled and durable; or a resource failure (OE_ENOMEM, OE_ESTORE, OE_EUNAVAIL) with a
+ * reason in err: nothing of the batch is recorded and no outcome may be reported (the caller
+ * retries, or answers "try again"). */
+oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_buf *checkpoint,
+                      char *err, size_t errlen);
 
 /* One request queued for a group commit. The submitter decodes into
  * item (oe_outcome_init'ed) and sets done and ctx; the executor owns the

@@ -236,6 +236,12 @@ void oe_tlog_taken(const oe_tlog *t, char *err, size_t errlen)
              t->origin, (unsigned long long)t->committed.size);
 }
 
+const char *oe_tlog_note(const oe_tlog *t, size_t *len)
+{
+    *len = t->sealed ? t->note.len : 0;
+    return t->sealed ? t->note.data : NULL;
+}
+
 void oe_tlog_commit(oe_tlog *t)
 {
     t->committed = t->pending;

@@ -88,6 +88,9 @@ oe_rc oe_tlog_append(oe_tlog *t, const char *leaf, size_t len);
  * failed) or the store's failure. */
 oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t errlen);
 void oe_tlog_commit(oe_tlog *t);
+/* The signed note of the last checkpoint this process sealed (its length
+ * in *len), or NULL before the first. */
+const char *oe_tlog_note(const oe_tlog *t, size_t *len);
 /* The reason of an OE_EDUP_LOG (another process appends with this key),
  * naming the log, into err. */
 void oe_tlog_taken(const oe_tlog *t, char *err, size_t errlen);

@@ -16,6 +16,7 @@ typedef struct oe_kafka_settings {
     const char *requests_topic;
     const char *receipts_topic;
     const char *dlq_topic;
+    const char *checkpoints_topic; /* signed checkpoints; NULL: none published */
     const char *group_id;
     const char *group_instance_id; /* the worker consumer's group.instance.id; NULL: none */
     int transactions;              /* 1: transactional receipts + offsets */

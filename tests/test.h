@@ -163,7 +163,7 @@ static inline int test_run_body(oe_engine *engine, const char *body, double now,
         (oe_error_code)test_request_from_json(body, strlen(body), &item.req, reason, sizeof reason);
     item.decode_detail = reason;
     item.out = *o;
-    int rc = oe_engine_process(engine, items, 1, now, err, sizeof err);
+    int rc = oe_engine_process(engine, items, 1, now, NULL, err, sizeof err);
     if (rc != 0)
         OE_FAIL_("process: %s", err);
     *o = item.out;

@@ -21,6 +21,9 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
  * slot of the current one. */
 #define SLOT_BITS 24
 #define SLOT_MASK (((uintptr_t)1 << SLOT_BITS) - 1)
+/* The slot number of a batch's signed checkpoint (no message slot has it:
+ * batch_max is far smaller). */
+#define SLOT_CHECKPOINT SLOT_MASK
 
 /* Seconds a batch may spend failing to publish while the worker stops,
  * before it is left uncommitted (it is re-delivered later). */
@@ -54,6 +57,11 @@ typedef struct batch {
     double started; /* oe_monotonic() when it was decoded */
     long ne;        /* requests for the engine (the rest are dead letters) */
     int active;     /* (in) published, not yet finished */
+    /* The signed checkpoint the batch's commit made (empty: none, or not
+     * published), produced with its receipts and tracked as they are. */
+    oe_buf checkpoint;
+    int checkpoint_delivery;              /* DELIVERY_* */
+    rd_kafka_resp_err_t checkpoint_error; /* why its last delivery failed */
 } batch;
 
 struct oe_worker {
@@ -110,7 +118,8 @@ struct oe_worker {
     uintptr_t generations;           /* the last generation given to a publishing batch */
     int finishing;                   /* finish_inflight runs (it is not re-entered) */
     oe_buf encoded;                  /* scratch for one encoded receipt */
-    rd_kafka_topic_t *out_topics[2]; /* receipts and DLQ, held so their metadata stays known */
+    rd_kafka_topic_t *out_topics[3]; /* receipts, DLQ and checkpoints, held so that their
+                                        metadata stays known */
     double last_lag_update;
     long long part_lag[OE_KAFKA_METRICS_LAG_PARTITIONS]; /* update_lag's scratch */
     int stopped;                                         /* oe_worker_stop ran */

@@ -34,6 +34,31 @@ int worker_renewable(rd_kafka_resp_err_t code)
     }
 }
 
+/* The delivery state of slot (SLOT_CHECKPOINT: the batch's checkpoint):
+ * state, and err when it failed. */
+static int *delivery_of(batch *b, size_t slot, rd_kafka_resp_err_t **err)
+{
+    if (slot == SLOT_CHECKPOINT) {
+        *err = &b->checkpoint_error;
+        return &b->checkpoint_delivery;
+    }
+    *err = &b->slots[slot].error;
+    return &b->slots[slot].delivery;
+}
+
+static void set_delivery(batch *b, size_t slot, int state, rd_kafka_resp_err_t err)
+{
+    rd_kafka_resp_err_t *e;
+    *delivery_of(b, slot, &e) = state;
+    if (state != DELIVERY_FAILED)
+        return;
+    *e = err;
+    /* The first failure of the batch is its cause; in a transaction the
+     * rest are often "purged" after it. */
+    if (!b->delivery_error)
+        b->delivery_error = err;
+}
+
 /* Delivery reports arrive on the worker thread, inside rd_kafka_flush. */
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -46,18 +71,9 @@ void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     batch *b = gen == (w->b.generation & (UINTPTR_MAX >> SLOT_BITS))                    ? &w->b
                : w->in.active && gen == (w->in.generation & (UINTPTR_MAX >> SLOT_BITS)) ? &w->in
                                                                                         : NULL;
-    if (!b || gen == 0 || slot >= b->n)
+    if (!b || gen == 0 || (slot >= b->n && slot != SLOT_CHECKPOINT))
         return;
-    if (m->err) {
-        b->slots[slot].delivery = DELIVERY_FAILED;
-        b->slots[slot].error = m->err;
-        /* The first failure of the batch is its cause; in a transaction
-         * the rest are often "purged" after it. */
-        if (!b->delivery_error)
-            b->delivery_error = m->err;
-    } else {
-        b->slots[slot].delivery = DELIVERY_OK;
-    }
+    set_delivery(b, slot, m->err ? DELIVERY_FAILED : DELIVERY_OK, m->err);
 }
 
 /* Produces one message, waiting while the local queue is full. */
@@ -77,10 +93,9 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
             rd_kafka_poll(w->producer, 50);
             continue;
         }
-        rd_kafka_headers_destroy(headers);
-        w->b.slots[slot].error = err;
-        if (!w->b.delivery_error)
-            w->b.delivery_error = err;
+        if (headers)
+            rd_kafka_headers_destroy(headers);
+        set_delivery(&w->b, slot, DELIVERY_FAILED, err);
         return OE_EIO;
     }
 }
@@ -184,6 +199,22 @@ static int produce_slot(oe_worker *w, size_t i)
                    receipt_headers(m), i);
 }
 
+/* Produces the batch's signed checkpoint (if it made one) to the
+ * checkpoints topic, keyed by the log's origin, so that a log's
+ * checkpoints stay in order on one partition. */
+static int produce_checkpoint(oe_worker *w)
+{
+    const oe_buf *cp = &w->b.checkpoint;
+    const char *origin = w->cfg.log_origin;
+    if (cp->len == 0 || !origin || !w->cfg.kafka->checkpoints_topic) {
+        w->b.checkpoint_delivery = DELIVERY_OK; /* nothing to publish */
+        return OE_OK;
+    }
+    w->b.checkpoint_delivery = DELIVERY_PENDING;
+    return produce(w, w->cfg.kafka->checkpoints_topic, origin, strlen(origin), cp->data, cp->len,
+                   NULL, SLOT_CHECKPOINT);
+}
+
 /* Errors that producing the same message again cannot cure. */
 static int permanent_error(rd_kafka_resp_err_t err)
 {
@@ -230,7 +261,7 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
 {
     double end = oe_monotonic() + max;
     for (;;) {
-        size_t pending = 0;
+        size_t pending = w->b.checkpoint_delivery == DELIVERY_PENDING;
         for (size_t i = 0; i < w->b.n; i++)
             pending += w->b.slots[i].delivery == DELIVERY_PENDING;
         if (pending == 0 || oe_monotonic() > end)
@@ -264,6 +295,8 @@ int worker_publish_start(oe_worker *w)
         if (atomic_load(&w->failed))
             return OE_EIO;
     }
+    w->b.checkpoint_error = RD_KAFKA_RESP_ERR_NO_ERROR;
+    produce_checkpoint(w); /* a failure is in its delivery state */
     return 0;
 }
 
@@ -294,10 +327,18 @@ static int publish_finish(oe_worker *w, int once)
                     permanent++;
             }
         }
-        if (ok == w->b.n) {
+        int cp = w->b.checkpoint_delivery;
+        if (cp == DELIVERY_FAILED && permanent_error(w->b.checkpoint_error)) {
+            worker_fail(w, "checkpoints cannot be published",
+                        "the batch's checkpoint cannot be published to %s: %s",
+                        w->cfg.kafka->checkpoints_topic, rd_kafka_err2str(w->b.checkpoint_error));
+            return OE_EIO;
+        }
+        if (ok == w->b.n && cp == DELIVERY_OK) {
             note_stall(w, 0);
             return 0;
         }
+        size_t failed = w->b.n - ok + (cp != DELIVERY_OK);
         /* A fatal error: in a transaction, the abort finds it and the
          * batch is published by a new producer; otherwise replace the
          * producer here and produce what is not acknowledged again. */
@@ -329,8 +370,9 @@ static int publish_finish(oe_worker *w, int once)
                     return OE_EIO;
             }
             oe_log(OE_LOG_WARN, "worker", NULL,
-                   "%zu of %zu deliveries failed (%s); retrying in %ld ms", w->b.n - ok, w->b.n,
-                   rd_kafka_err2str(w->b.delivery_error), backoff);
+                   "%zu of %zu deliveries failed (%s); retrying in %ld ms", failed,
+                   w->b.n + (w->b.checkpoint.len > 0), rd_kafka_err2str(w->b.delivery_error),
+                   backoff);
             note_stall(w, 1);
             oe_sleep_ms(backoff);
             backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
@@ -346,6 +388,10 @@ static int publish_finish(oe_worker *w, int once)
                 w->b.slots[i].delivery = DELIVERY_FAILED;
             if (atomic_load(&w->failed))
                 return OE_EIO;
+        }
+        if (w->b.checkpoint_delivery != DELIVERY_OK) {
+            atomic_fetch_add(&w->cfg.kafka_metrics->delivery_retries, 1);
+            produce_checkpoint(w);
         }
     }
 }

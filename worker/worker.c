@@ -156,7 +156,7 @@ static void check_sharing(oe_worker *w)
  * unreachable broker does not hold up start-up. */
 static void warm_up_metadata(oe_worker *w)
 {
-    for (size_t i = 0; i < 2 && atomic_load(&w->running); i++) {
+    for (size_t i = 0; i < 3 && atomic_load(&w->running); i++) {
         const struct rd_kafka_metadata *md = NULL;
         if (w->out_topics[i] && rd_kafka_metadata(w->producer, 0, w->out_topics[i], &md, 2000) ==
                                     RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -174,9 +174,11 @@ static void check_cluster(oe_worker *w)
         return;
     w->next_cluster_check = oe_monotonic() + 1.0;
     const oe_kafka_settings *k = w->cfg.kafka;
-    const char *topics[] = {k->requests_topic, k->receipts_topic, k->dlq_topic};
+    const char *topics[] = {k->requests_topic, k->receipts_topic, k->dlq_topic,
+                            k->checkpoints_topic};
     char why[512];
-    int rc = oe_kafka_check_cluster(w->consumer, topics, 3, 1, NULL, NULL, why, sizeof why);
+    int rc = oe_kafka_check_cluster(w->consumer, topics, k->checkpoints_topic ? 4 : 3, 1, NULL,
+                                    NULL, why, sizeof why);
     if (rc == OE_OK)
         w->cluster_ok = 1;
     else if (rc != OE_EUNAVAIL)
@@ -234,6 +236,7 @@ static void free_batch(oe_worker *w, batch *b)
         }
     free(b->slots);
     free(b->engine_items);
+    oe_buf_free(&b->checkpoint);
     memset(b, 0, sizeof *b);
 }
 
@@ -309,7 +312,10 @@ static int producer_ready(oe_worker *w, char *err, size_t errlen)
     const oe_kafka_settings *k = w->cfg.kafka;
     w->out_topics[0] = rd_kafka_topic_new(w->producer, k->receipts_topic, NULL);
     w->out_topics[1] = rd_kafka_topic_new(w->producer, k->dlq_topic, NULL);
-    if (!w->out_topics[0] || !w->out_topics[1]) {
+    if (w->cfg.log_origin && k->checkpoints_topic)
+        w->out_topics[2] = rd_kafka_topic_new(w->producer, k->checkpoints_topic, NULL);
+    if (!w->out_topics[0] || !w->out_topics[1] ||
+        (w->cfg.log_origin && k->checkpoints_topic && !w->out_topics[2])) {
         snprintf(err, errlen, "cannot create the producer's topic handles");
         return OE_EIO;
     }
@@ -332,7 +338,7 @@ static int producer_ready(oe_worker *w, char *err, size_t errlen)
 
 static void producer_free(oe_worker *w)
 {
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < 3; i++)
         if (w->out_topics[i]) {
             rd_kafka_topic_destroy(w->out_topics[i]);
             w->out_topics[i] = NULL;
@@ -425,6 +431,7 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
         }
         for (size_t i = 0; i < n; i++)
             oe_outcome_init(&b->slots[i].item.out);
+        oe_buf_init(&b->checkpoint, 0);
     }
     rc = OE_EIO;
     if (oe_codec_new(cfg->confluent_schema_id, &w->codec, err, errlen) != 0)

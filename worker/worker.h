@@ -31,6 +31,9 @@ typedef struct oe_worker_config {
                                         ledger (PostgreSQL, or a SQLite file the
                                         operator says is shared); 0: the worker
                                         stops consuming while it is not alone */
+    const char *log_origin;          /* the receipts log whose checkpoints are
+                                        published to kafka->checkpoints_topic (the
+                                        key of each), NULL: signing off */
     int own_broker;                  /* 1: the brokers are the embedded broker of
                                         this process, which no other worker joins:
                                         the worker takes every partition of the

@@ -52,7 +52,7 @@ static int run_batch(oe_store *store, oe_tlog *tlog, const char *const *bodies, 
         items[i].decode_detail = "malformed";
         oe_outcome_init(&items[i].out);
     }
-    int rc = oe_engine_process(engine, ptrs, n, now, err, sizeof err);
+    int rc = oe_engine_process(engine, ptrs, n, now, NULL, err, sizeof err);
     if (rc != 0)
         OE_FAIL_("batch: %s", err);
     for (size_t i = 0; i < n; i++) {

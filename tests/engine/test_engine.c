@@ -520,7 +520,7 @@ static void test_parallel_checks_agree(void)
         ptrs[i] = &items[i];
     }
     const double now = 1795611600 + 10;
-    ASSERT_EQ(oe_engine_process(par.engine, ptrs, N, now, err, sizeof err), 0);
+    ASSERT_EQ(oe_engine_process(par.engine, ptrs, N, now, NULL, err, sizeof err), 0);
     int by_kind[8][3] = {{0}};
     oe_outcome o;
     oe_outcome_init(&o);
@@ -587,7 +587,7 @@ static void test_batch(void)
         outs[i] = &items[i].out;
     }
     char err[300];
-    ASSERT_EQ(oe_engine_process(f.engine, ptrs, N, 5, err, sizeof err), 0);
+    ASSERT_EQ(oe_engine_process(f.engine, ptrs, N, 5, NULL, err, sizeof err), 0);
     ASSERT_EQ(outs[0]->status, OE_STATUS_EXECUTED);
     ASSERT_EQ(outs[1]->status, OE_STATUS_REPLAYED);
     ASSERT_STREQ(outs[1]->receipt, outs[0]->receipt);
@@ -706,11 +706,11 @@ static void test_ledger_replaced(void)
     item.decode_error = (oe_error_code)test_request_from_json(
         "{\"action\":\"echo\",\"nonce\":\"r-2\"}", 34, &item.req, reason, sizeof reason);
     oe_outcome_init(&item.out);
-    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 2, err, sizeof err), OE_ESTORE);
+    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 2, NULL, err, sizeof err), OE_ESTORE);
     ASSERT_CONTAINS(err, "deleted or replaced");
     /* Deleted outright: the same. */
     ASSERT_EQ(unlink(path), 0);
-    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 3, err, sizeof err), OE_ESTORE);
+    ASSERT_EQ(oe_engine_process(f.engine, items, 1, 3, NULL, err, sizeof err), OE_ESTORE);
     ASSERT_CONTAINS(err, "deleted or replaced");
     oe_request_clear(&item.req);
     oe_outcome_clear(&item.out);

@@ -68,7 +68,7 @@ static void test_run_is_one_durable_batch(void)
     };
     for (int i = 0; i < 3; i++)
         ASSERT_EQ(decode(&it[i], bodies[i], reasons[i], sizeof reasons[i]), OE_OK);
-    ASSERT_EQ(oe_executor_run(f.x, items, 3, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_executor_run(f.x, items, 3, NULL, err, sizeof err), OE_OK);
     ASSERT_EQ(it[0].out.status, OE_STATUS_EXECUTED);
     ASSERT_EQ(it[1].out.status, OE_STATUS_EXECUTED);
     ASSERT_EQ(it[2].out.status, OE_STATUS_REJECTED);
@@ -76,7 +76,7 @@ static void test_run_is_one_durable_batch(void)
     ASSERT_EQ(atomic_load(&f.metrics.batch_items), 3);
     ASSERT_EQ(oe_store_count_executions(f.store), 2);
     /* An empty batch is no batch. */
-    ASSERT_EQ(oe_executor_run(f.x, items, 0, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_executor_run(f.x, items, 0, NULL, err, sizeof err), OE_OK);
     ASSERT_EQ(atomic_load(&f.metrics.batch_count), 1);
     for (int i = 0; i < 3; i++) {
         oe_outcome_clear(&it[i].out);

@@ -54,9 +54,10 @@ static void close_fixture(fixture *f)
     oe_store_free(f->store);
 }
 
-/* Runs bodies[0..n) as one batch; outcomes into out (initialised here). */
-static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome *out, char *err,
-                     size_t errlen)
+/* Runs bodies[0..n) as one batch; outcomes into out (initialised here);
+ * the batch's signed checkpoint into checkpoint unless it is NULL. */
+static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
+                            oe_buf *checkpoint, char *err, size_t errlen)
 {
     oe_batch_item *items = calloc(n, sizeof *items);
     oe_batch_item **ptrs = calloc(n, sizeof *ptrs);
@@ -68,7 +69,7 @@ static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome
         items[i].decode_detail = "malformed";
         oe_outcome_init(&items[i].out);
     }
-    int rc = oe_engine_process(f->engine, ptrs, n, 2e9, err, errlen);
+    int rc = oe_engine_process(f->engine, ptrs, n, 2e9, checkpoint, err, errlen);
     for (size_t i = 0; i < n; i++) {
         out[i] = items[i].out;
         oe_request_clear(&items[i].req);
@@ -76,6 +77,12 @@ static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome
     free(ptrs);
     free(items);
     return rc;
+}
+
+static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome *out, char *err,
+                     size_t errlen)
+{
+    return run_batch_signed(f, bodies, n, out, NULL, err, errlen);
 }
 
 /* The claim of o's receipt as the Kafka receipt shows it. */
@@ -559,6 +566,85 @@ static void test_leaf_text(void)
     oe_buf_free(&b);
 }
 
+/* The size of the checkpoint a batch hands back (oe_engine_process's
+ * checkpoint): signed by pub, of the log's origin; 0 when none or bad. */
+static uint64_t checkpoint_size(const oe_buf *cp, const unsigned char pub[32], const char *origin)
+{
+    char err[300], o[OE_TLOG_ORIGIN_MAX + 1];
+    size_t text_len;
+    uint64_t size = 0;
+    unsigned char root[32];
+    const unsigned char(*trusted)[32] = (const unsigned char(*)[32])pub;
+    if (cp->len == 0 ||
+        oe_note_verify(cp->data, cp->len, trusted, 1, &text_len, err, sizeof err) != OE_OK ||
+        oe_checkpoint_parse(cp->data, text_len, o, sizeof o, &size, root, err, sizeof err) !=
+            OE_OK ||
+        strcmp(o, origin) != 0)
+        return 0;
+    return size;
+}
+
+/* Each batch that records entries hands back its signed checkpoint (what
+ * the worker publishes), the one its receipts carry; a batch of replays
+ * alone signs none and hands back nothing. */
+static void test_checkpoint_of_each_batch(void)
+{
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/cp.db", dir);
+    oe_signer *signer;
+    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
+    unsigned char pub[32];
+    oe_signer_public(signer, pub);
+    fixture f;
+    if (open_fixture(&f, path, signer) != 0)
+        return;
+    const char *origin = oe_tlog_origin(f.tlog);
+    oe_buf cp;
+    oe_buf_init(&cp, 0);
+    const char *b1[] = {
+        "{\"action\":\"add\",\"nonce\":\"c1\",\"payload\":{\"a\":1,\"b\":2}}",
+        "{\"action\":\"nope\",\"nonce\":\"c2\",\"payload\":{}}",
+        "{\"action\":\"echo\",\"nonce\":\"c3\",\"payload\":{}}",
+    };
+    oe_outcome o[3];
+    ASSERT_EQ(run_batch_signed(&f, b1, 3, o, &cp, err, sizeof err), OE_OK);
+    ASSERT_EQ(checkpoint_size(&cp, pub, origin), 3);
+    /* The very note every receipt of the batch carries. */
+    oe_buf lit;
+    oe_buf_init(&lit, 0);
+    ASSERT_EQ(oe_json_dump_string(&lit, cp.data, cp.len), OE_OK);
+    for (size_t i = 0; i < 3; i++) {
+        ASSERT_TRUE(o[i].proof.len > 0 && strstr(o[i].proof.data, lit.data) != NULL);
+        oe_outcome_clear(&o[i]);
+    }
+    /* Replays only (a rejection is recorded again: not here): no
+     * checkpoint, and the buffer says so. */
+    const char *b2[] = {b1[2], b1[0]};
+    ASSERT_EQ(run_batch_signed(&f, b2, 2, o, &cp, err, sizeof err), OE_OK);
+    ASSERT_EQ(cp.len, 0);
+    ASSERT_EQ(o[0].status, OE_STATUS_REPLAYED);
+    ASSERT_EQ(o[1].status, OE_STATUS_REPLAYED);
+    ASSERT_EQ(oe_tlog_size(f.tlog), 3);
+    for (size_t i = 0; i < 2; i++)
+        oe_outcome_clear(&o[i]);
+    /* A new entry among replays: the grown tree's. */
+    const char *b3[] = {
+        "{\"action\":\"add\",\"nonce\":\"c1\",\"payload\":{\"a\":1,\"b\":2}}",
+        "{\"action\":\"add\",\"nonce\":\"c4\",\"payload\":{\"a\":3,\"b\":4}}",
+    };
+    ASSERT_EQ(run_batch_signed(&f, b3, 2, o, &cp, err, sizeof err), OE_OK);
+    ASSERT_EQ(checkpoint_size(&cp, pub, origin), 4);
+    size_t len;
+    const char *last = oe_tlog_note(f.tlog, &len);
+    ASSERT_TRUE(last && len == cp.len && memcmp(last, cp.data, len) == 0);
+    for (size_t i = 0; i < 2; i++)
+        oe_outcome_clear(&o[i]);
+    oe_buf_free(&lit);
+    oe_buf_free(&cp);
+    close_fixture(&f);
+    oe_signer_free(signer);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-tlog-XXXXXX");
@@ -568,6 +654,7 @@ int main(void)
     RUN_TEST(test_batches_prove_every_entry);
     RUN_TEST(test_changed_row_fails_replay);
     RUN_TEST(test_proofs_from_the_ledger);
+    RUN_TEST(test_checkpoint_of_each_batch);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -8,6 +8,7 @@ The topic tests use the node tests/run.sh shares (OPENEXEC_TEST_KAFKA_BOOTSTRAP)
 or one of their own; the outage test starts a node of its own, since it
 kills it."""
 
+import json
 import os
 import re
 import sys
@@ -23,7 +24,8 @@ from kafkacluster import KafkaCluster, shared_cluster  # noqa: E402
 
 def names():
     p = "c%s" % uuid.uuid4().hex[:10]
-    return p + ".requests", p + ".receipts", p + ".requests.dlq"
+    # The checkpoints topic is named after the receipts topic by default.
+    return p + ".requests", p + ".receipts", p + ".requests.dlq", p + ".receipts.checkpoints"
 
 
 def topic_args(n):
@@ -85,6 +87,42 @@ class Topics(KafkaTest):
                       % n[0], p.stderr)
 
 
+    def test_run_refuses_a_missing_checkpoints_topic_when_signing(self):
+        # A cluster set up before checkpoints were published: the three
+        # other topics exist; a signing worker (a private SQLite ledger
+        # signs by default) refuses to start, naming the topic and the fix.
+        b = shared_cluster().bootstrap
+        n = names()
+        p = cli(["topics", "--brokers", b, "--partitions", "2", "--replication-factor", "1",
+                 "--checkpoints-topic", n[3] + ".elsewhere"] + topic_args(n), timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("%s.elsewhere: created" % n[3], p.stdout)
+        p = cli(["run", "--brokers", b, "--http-port", "0", "--db", self.path("cp.db")]
+                + topic_args(n), timeout=30)
+        self.assertEqual(p.returncode, 1, p)
+        self.assertIn("topic %s does not exist on the cluster (create it with `openexec topics`)"
+                      % n[3], p.stderr)
+        # Given its name, the worker starts and publishes there: the
+        # checkpoint of a request's batch, keyed by the log's origin.
+        w = self.server(env={"OPENEXEC_EXECUTE": "kafka",
+                             "OPENEXEC_CHECKPOINTS_TOPIC": n[3] + ".elsewhere"},
+                        args=["--brokers", b, "--db", self.path("cp2.db")] + topic_args(n))
+        self.assertEqual(w.get("/ready").status, 200)
+        produce(b, [("cp-1", json.dumps({"action": "add", "payload": {"a": 1, "b": 2},
+                                         "nonce": "cp-1"}))], topic=n[0])
+        r = h.TopicReader(b, n[3] + ".elsewhere")
+        try:
+            r.wait_count(1)
+            m = r.messages[0]
+            self.assertEqual(m.value.decode().split("\n")[:2], [m.skey, "1"], m.value)
+            # The node's latest signed checkpoint of that log: this one.
+            got = w.get("/log/%s/checkpoint" % m.skey)
+            self.assertEqual((got.status, got.body), (200, m.value))
+        finally:
+            r.consumer.close()
+        w.stop()
+
+
 class ComposeTopology(KafkaTest):
     """deploy/docker-compose.yml without containers: its `topics` service and
     its three workers run with the compose file's own commands and
@@ -116,7 +154,7 @@ class ComposeTopology(KafkaTest):
         self.assertEqual(t["entrypoint"][0], "openexec")
         p = cli(t["entrypoint"][1:] + t["command"], env=env_of(t), timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
-        self.assertEqual(len(p.stdout.splitlines()), 3, p.stdout)
+        self.assertEqual(len(p.stdout.splitlines()), 4, p.stdout)
         workers = {}
         for name in ("worker-1", "worker-2", "worker-3"):
             env = env_of(services[name])

@@ -312,8 +312,9 @@ def run_tool(argv, stdin=None, timeout=60):
                              % (" ".join(argv), timeout, e.stderr))
 
 
-def go_verifier(mode, pem_file, receipts_file):
-    return run_tool([VERIFIER, mode, "--trusted-keys", pem_file, receipts_file])
+def go_verifier(mode, pem_file, receipts_file, checkpoints_file=None):
+    extra = ["--checkpoints", checkpoints_file] if checkpoints_file else []
+    return run_tool([VERIFIER, mode, "--trusted-keys", pem_file] + extra + [receipts_file])
 
 
 def cli_verify(pem_file, receipts_file, stdin=None):
@@ -941,6 +942,20 @@ class SignedKafka(KafkaCase):
             f.write(pem)
         return key, pem_file, raw_public(pem), "openexec/" + key_id[:16]
 
+    def published(self, bootstrap, origin, last_note, timeout=30):
+        """The checkpoints topic (the receipts topic + ".checkpoints") read
+        until it holds last_note: [note text], in the order published,
+        each keyed by the log's origin, sizes growing."""
+        r = self.reader(bootstrap, h.RECEIPTS_TOPIC + ".checkpoints")
+        r.wait_for(lambda rr: any(m.value == last_note.encode() for m in rr.messages), timeout,
+                   "the last checkpoint on the checkpoints topic")
+        r.poll(0.5)
+        self.assertEqual({m.skey for m in r.messages}, {origin})
+        notes = [m.value.decode("utf-8") for m in r.messages]
+        sizes = [int(n.split("\n")[1]) for n in notes]
+        self.assertEqual(sizes, sorted(set(sizes)), "published sizes not growing: %s" % sizes)
+        return notes
+
     def collect(self, reader, dlq, keys, timeout=60):
         """Waits until every key has a receipt or a dead letter."""
         keys = list(keys)
@@ -1056,6 +1071,19 @@ class SignedKafka(KafkaCase):
         self.assertEqual((g.returncode, g.stdout.strip()),
                          (0, "origin %s: %d leaves, %d checkpoints, consistent"
                           % (origin, total, len(cps))), g.stderr)
+        # Each batch's checkpoint is published once, in order, and is the
+        # one the ledger holds; the Go verifier checks them with the run.
+        notes = self.published(b.bootstrap, origin, cps[-1][3])
+        self.assertEqual(notes, [n for _, _, _, n in cps])
+        g = go_verifier("log", pem_file, f,
+                        write_lines(self.path("published.jsonl"),
+                                    [json.dumps(n).encode() for n in notes]))
+        print("    checkpoints topic: %d signed checkpoints, one per committed batch; verifier "
+              "log with them: exit %d: %s %s" % (len(notes), g.returncode, g.stdout.strip(),
+                                                  g.stderr.strip()[:300]))
+        self.assertEqual((g.returncode, g.stdout.strip()),
+                         (0, "origin %s: %d leaves, %d checkpoints, consistent"
+                          % (origin, total, len(cps))), g.stderr)
         py = PyCheck([raw])
         bad = [(rec["nonce"], py.check(rec)) for _, rec in recs if py.check(rec)]
         self.assertEqual(bad[:5], [], "%d receipts refused by the Python check" % len(bad))
@@ -1166,6 +1194,22 @@ class SignedKafka(KafkaCase):
         self.assertEqual((g.returncode, g.stdout.strip()),
                          (0, "origin %s: %d leaves, %d checkpoints, consistent"
                           % (origin, total, len(set(carriers)))), g.stderr)
+        # The checkpoints topic: what both incarnations published, in
+        # order, each a checkpoint of the ledger (a batch committed just
+        # before the kill may have none there), every one consistent with
+        # the next and with the receipts (the Go verifier).
+        notes = self.published(b.bootstrap, origin, cps[-1][3])
+        ledger_notes = [n for _, _, _, n in cps]
+        self.assertEqual([n for n in notes if n not in ledger_notes], [])
+        g = go_verifier("log", pem_file, f,
+                        write_lines(self.path("published.jsonl"),
+                                    [json.dumps(n).encode() for n in notes]))
+        print("    checkpoints topic: %d of the ledger's %d checkpoints published; verifier log "
+              "with them: exit %d: %s %s" % (len(notes), len(cps), g.returncode,
+                                             g.stdout.strip(), g.stderr.strip()[:300]))
+        self.assertEqual((g.returncode, g.stdout.strip()),
+                         (0, "origin %s: %d leaves, %d checkpoints, consistent"
+                          % (origin, total, len(set(carriers) | set(notes)))), g.stderr)
         self.assertNoFatal(w2)
 
     # -- 6

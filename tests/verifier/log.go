@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -32,7 +33,8 @@ type forkSeen struct {
 
 type cpSeen struct {
 	cp   *checkpoint
-	line int
+	line int    // of the receipt that carried it first; 0: published only
+	at   string // where it was seen, for messages
 }
 
 // collectLogs sorts the checked receipts into logs. A leaf counts only
@@ -51,7 +53,7 @@ func collectLogs(checks []*receiptCheck) map[string]*logView {
 			logs[rc.origin] = lv
 		}
 		if _, ok := lv.checkpoints[rc.cp.note]; !ok {
-			lv.checkpoints[rc.cp.note] = cpSeen{rc.cp, rc.line}
+			lv.checkpoints[rc.cp.note] = cpSeen{rc.cp, rc.line, fmt.Sprintf("line %d", rc.line)}
 		}
 		if !rc.included {
 			continue
@@ -127,8 +129,8 @@ func (lv *logView) check(src string, stdout, stderr io.Writer) bool {
 			return false
 		}
 		if !bytes.Equal(root, c.cp.root) {
-			fail("checkpoint of size %d (line %d) has root %x, but the first %d leaves have root %x",
-				c.cp.size, c.line, c.cp.root, c.cp.size, root)
+			fail("checkpoint of size %d (%s) has root %x, but the first %d leaves have root %x",
+				c.cp.size, c.at, c.cp.root, c.cp.size, root)
 			ok = false
 		}
 	}
@@ -145,8 +147,8 @@ func (lv *logView) check(src string, stdout, stderr io.Writer) bool {
 				err = proof.VerifyConsistency(rfc6962.DefaultHasher, a.cp.size, b.cp.size, p, a.cp.root, b.cp.root)
 			}
 			if err != nil {
-				fail("checkpoints of sizes %d (line %d) and %d (line %d) are not consistent: %s",
-					a.cp.size, a.line, b.cp.size, b.line, oneLine(err))
+				fail("checkpoints of sizes %d (%s) and %d (%s) are not consistent: %s",
+					a.cp.size, a.at, b.cp.size, b.at, oneLine(err))
 				ok = false
 			}
 		}
@@ -157,5 +159,50 @@ func (lv *logView) check(src string, stdout, stderr io.Writer) bool {
 		verdict = "NOT consistent"
 	}
 	fmt.Fprintf(stdout, "origin %s: %d leaves, %d checkpoints, %s\n", lv.origin, len(lv.leaves), len(lv.checkpoints), verdict)
+	return ok
+}
+
+// addPublished adds the checkpoints of a checkpoints topic (src: JSON
+// lines, each a JSON string holding a signed note, in the order they were
+// published) to the logs the receipts show, so that check verifies each
+// as it verifies theirs. Each must be signed by a trusted key, belong to a
+// log of the receipts, and be no smaller than the one published before it
+// in that log. Writes one line per failure to stderr; returns whether all
+// were accepted.
+func addPublished(t *trust, logs map[string]*logView, src string, data []byte, stderr io.Writer) bool {
+	ok := true
+	fail := func(line int, format string, args ...any) {
+		fmt.Fprintf(stderr, "%s:%d: %s\n", src, line, fmt.Sprintf(format, args...))
+		ok = false
+	}
+	last := make(map[string]uint64)
+	for _, doc := range splitDocuments(data) {
+		var note string
+		if doc.err != nil {
+			fail(doc.line, "not JSON: %v", doc.err)
+			continue
+		}
+		if err := json.Unmarshal(doc.raw, &note); err != nil {
+			fail(doc.line, "not a JSON string holding a note: %v", err)
+			continue
+		}
+		cp, err := t.open(note)
+		if err != nil {
+			fail(doc.line, "%v", err)
+			continue
+		}
+		lv := logs[cp.origin]
+		if lv == nil {
+			fail(doc.line, "checkpoint of origin %s, a log no receipt shows", cp.origin)
+			continue
+		}
+		if prev, seen := last[cp.origin]; seen && cp.size < prev {
+			fail(doc.line, "checkpoint of size %d published after one of size %d", cp.size, prev)
+		}
+		last[cp.origin] = cp.size
+		if _, seen := lv.checkpoints[note]; !seen {
+			lv.checkpoints[note] = cpSeen{cp, 0, fmt.Sprintf("%s:%d", src, doc.line)}
+		}
+	}
 	return ok
 }

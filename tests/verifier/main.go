@@ -7,7 +7,7 @@
 // Usage:
 //
 //	verifier receipts    --trusted-keys FILE [FILE|-]
-//	verifier log         --trusted-keys FILE [FILE|-]
+//	verifier log         --trusted-keys FILE [--checkpoints FILE] [FILE|-]
 //	verifier checkpoint  --trusted-keys FILE [FILE|-]
 //	verifier consistency --trusted-keys FILE --old NOTE_FILE --new NOTE_FILE --proof JSON_FILE
 //
@@ -34,9 +34,13 @@ const (
 const usage = `usage:
   verifier receipts    --trusted-keys FILE [FILE|-]
       checks each receipt (JSON lines, or JSON documents) against its proof
-  verifier log         --trusted-keys FILE [FILE|-]
+  verifier log         --trusted-keys FILE [--checkpoints FILE] [FILE|-]
       checks that the receipts of a run show append-only logs: no fork, no
-      gap, every checkpoint the root of its leaves, consistent sizes
+      gap, every checkpoint the root of its leaves, consistent sizes; with
+      --checkpoints, also the signed checkpoints of a file of JSON lines (each
+      a JSON string: a note as the checkpoints topic carries it), in the order
+      published: each signed, of a log the receipts show, the root of its
+      leaves, and no smaller than the one published before it
   verifier checkpoint  --trusted-keys FILE [FILE|-]
       verifies one signed checkpoint; prints origin, size and root (hex)
   verifier consistency --trusted-keys FILE --old NOTE_FILE --new NOTE_FILE --proof JSON_FILE
@@ -51,12 +55,13 @@ func main() {
 
 // cli is one invocation's streams.
 type cli struct {
-	stdin          io.Reader
-	stdout, stderr io.Writer
+	stdin           io.Reader
+	stdout, stderr  io.Writer
+	checkpointsFile string // log: --checkpoints
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{stdin, stdout, stderr}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -109,6 +114,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 func (c *cli) setUp(args []string) (t *trust, name string, data []byte, code int) {
 	fs := flag.NewFlagSet("verifier", flag.ContinueOnError)
 	keysFile := fs.String("trusted-keys", "", "")
+	fs.StringVar(&c.checkpointsFile, "checkpoints", "", "")
 	pos, err := c.parse(fs, args)
 	switch {
 	case err != nil:
@@ -166,11 +172,23 @@ func (c *cli) receipts(args []string, logMode bool) int {
 		origins[rc.origin] = true
 		largest = max(largest, rc.cp.size)
 	}
+	if !logMode && c.checkpointsFile != "" {
+		return c.usageError("--checkpoints is for the log command\n%s", usage)
+	}
 	if !logMode {
 		fmt.Fprintf(c.stdout, "%d receipts valid, %d logs, largest checkpoint size %d\n", valid, len(origins), largest)
 		return code
 	}
 	logs := collectLogs(checks)
+	if c.checkpointsFile != "" {
+		data, err := os.ReadFile(c.checkpointsFile)
+		if err != nil {
+			return c.usageError("%v", err)
+		}
+		if !addPublished(t, logs, c.checkpointsFile, data, c.stderr) {
+			code = exitInvalid
+		}
+	}
 	names := make([]string, 0, len(logs))
 	for o := range logs {
 		names = append(names, o)

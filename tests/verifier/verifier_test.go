@@ -933,3 +933,55 @@ func TestSplitDocuments(t *testing.T) {
 		t.Fatalf("got %q, want %q", strings.Join(got, " "), want)
 	}
 }
+
+func TestPublishedCheckpoints(t *testing.T) {
+	keys := trustedKeysFile(t)
+	f := newFixture(t, fixtureOptions{})
+	in := jsonLines(f.receipts())
+	noteLines := func(notes ...string) string {
+		var b strings.Builder
+		for _, n := range notes {
+			b.Write(canonical(n))
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	logWith := func(published string) result {
+		return runVerifier(in, "log", "--trusted-keys", keys, "--checkpoints",
+			writeFile(t, "checkpoints.jsonl", published))
+	}
+	// The checkpoints the receipts carry, plus one of size 8 that no
+	// receipt carries: all roots of the leaves, in order.
+	at8 := signText(t, checkpointText(f.origin, 8, refRoot(f.hashes[:8])), f.signer())
+	r := logWith(noteLines(f.notes[5], at8, f.notes[12], f.notes[20]))
+	if r.code != 0 || r.stdout != "origin "+testOrigin+": 20 leaves, 4 checkpoints, consistent\n" || r.stderr != "" {
+		t.Fatalf("published checkpoints: %v", r)
+	}
+	refused := func(name, published, want string) {
+		t.Helper()
+		r := logWith(published)
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: want exit 1 and %q, got %v", name, want, r)
+		}
+	}
+	refused("out of order", noteLines(f.notes[5], f.notes[20], f.notes[12]),
+		"checkpoints.jsonl:3: checkpoint of size 12 published after one of size 20")
+	// Another tree's checkpoint of size 20, signed by the same key.
+	b := newFixture(t, fixtureOptions{fields: func(i int, fl map[string]any) {
+		if i == 10 {
+			fl["approval_id"] = "approval-x"
+		}
+	}})
+	refused("split view", noteLines(f.notes[5], b.notes[20]),
+		"checkpoints.jsonl:2) has root")
+	refused("split view only published", noteLines(b.notes[12]),
+		"checkpoints.jsonl:1) has root")
+	other := newFixture(t, fixtureOptions{key: testKey("rogue")})
+	refused("untrusted key", noteLines(other.notes[5]), "checkpoints.jsonl:1: ")
+	refused("not a string", `{"note": 1}`+"\n", "checkpoints.jsonl:1: not a JSON string holding a note")
+	beyond := signText(t, checkpointText(f.origin, 25, refRoot(append(append([][]byte{}, f.hashes...), f.hashes[:5]...))), f.signer())
+	refused("beyond the receipts", noteLines(beyond), "gap at index 20")
+	if r := runVerifier(in, "receipts", "--trusted-keys", keys, "--checkpoints", "x"); r.code != 2 {
+		t.Errorf("--checkpoints with receipts: %v", r)
+	}
+}
