@@ -82,6 +82,19 @@ void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name
 struct oe_broker;
 int oe_start_embedded_broker(const oe_config *cfg, struct oe_broker **out);
 
+/* The most bytes of a file of keys (PEM public keys, or a private key). */
+#define OE_KEY_FILE_MAX ((size_t)64 * 1024)
+
+/* Reads the whole text file at path, at most max bytes, into *out
+ * (malloc'ed, NUL-terminated). Returns OE_OK; OE_EIO (errno says why),
+ * OE_ELIMIT (longer than max, or a NUL byte in it: not text) or
+ * OE_ENOMEM. */
+int oe_read_text_file(const char *path, size_t max, char **out);
+
+/* Why oe_read_text_file failed with rc, in words, into buf: what follows
+ * "cannot read PATH: ". Returns buf. */
+const char *oe_read_failure(int rc, size_t max, char *buf, size_t len);
+
 int oe_cmd_broker(int argc, char **argv);
 int oe_cmd_ledger(int argc, char **argv);
 int oe_cmd_dlq(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -231,4 +232,36 @@ int oe_start_embedded_broker(const oe_config *cfg, oe_broker **out)
         return oe_die(1, "%s", err);
     }
     return 0;
+}
+
+int oe_read_text_file(const char *path, size_t max, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return OE_EIO;
+    char *buf = malloc(max + 2);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    int failed = ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (!buf)
+        return OE_ENOMEM;
+    buf[n] = '\0';
+    if (failed || n > max || strlen(buf) != n) {
+        free(buf);
+        errno = saved;
+        return failed ? OE_EIO : OE_ELIMIT;
+    }
+    *out = buf;
+    return OE_OK;
+}
+
+const char *oe_read_failure(int rc, size_t max, char *buf, size_t len)
+{
+    if (rc == OE_ELIMIT)
+        snprintf(buf, len, "larger than %zu bytes, or not text", max);
+    else
+        snprintf(buf, len, "%s", rc == OE_EIO ? strerror(errno) : oe_strerror(rc));
+    return buf;
 }

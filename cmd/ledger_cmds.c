@@ -279,34 +279,9 @@ static int ledger_export(int argc, char **argv)
     return status;
 }
 
-/* Largest trusted keys file and checkpoint file read (a note is at most
- * OE_NOTE_MAX bytes; a PEM public key a few hundred). */
-#define OE_AUDIT_KEYS_FILE_MAX ((size_t)64 * 1024)
-
 /* The whole file at path, NUL-terminated, into *out (the caller frees it).
  * Returns OE_OK, OE_EIO (cannot be read), OE_ELIMIT (longer than max, or
  * holding a NUL byte: not the text asked for) or OE_ENOMEM. */
-static int read_text_file(const char *path, size_t max, char **out)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return OE_EIO;
-    char *buf = malloc(max + 2);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf)
-        return OE_ENOMEM;
-    buf[n] = '\0';
-    if (failed || n > max || strlen(buf) != n) {
-        free(buf);
-        return failed ? OE_EIO : OE_ELIMIT;
-    }
-    *out = buf;
-    return OE_OK;
-}
-
 /* The summary lines of the logs found intact, printed once the whole
  * ledger is (a later problem prints only its reason). */
 static int audit_line(void *ctx, const oe_audit_log *log)
@@ -334,13 +309,14 @@ static int ledger_audit(int argc, char **argv)
     oe_buf_init(&lines, 0);
     if (cfg.trusted_keys_file) {
         char *pem;
-        rc = read_text_file(cfg.trusted_keys_file, OE_AUDIT_KEYS_FILE_MAX, &pem);
+        rc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
         if (rc == OE_OK) {
             rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
             free(pem);
         } else {
+            char why[128];
             snprintf(err, sizeof err, "cannot read it (%s)",
-                     rc == OE_EIO ? strerror(errno) : oe_strerror(rc));
+                     oe_read_failure(rc, OE_KEY_FILE_MAX, why, sizeof why));
         }
         if (rc != OE_OK) {
             status = oe_die(2, "ledger audit: --trusted-keys %s: %s", cfg.trusted_keys_file, err);
@@ -349,7 +325,7 @@ static int ledger_audit(int argc, char **argv)
     }
     for (; nnotes < cfg.checkpoint_files.n; nnotes++) {
         const char *path = cfg.checkpoint_files.items[nnotes];
-        if ((rc = read_text_file(path, OE_NOTE_MAX, &notes[nnotes])) != OE_OK) {
+        if ((rc = oe_read_text_file(path, OE_NOTE_MAX, &notes[nnotes])) != OE_OK) {
             status = oe_die(2, "ledger audit: --checkpoint %s: cannot read it (%s)", path,
                             rc == OE_ELIMIT ? "not a signed note: too long or not text"
                             : rc == OE_EIO  ? strerror(errno)

@@ -170,23 +170,7 @@ static void derive_transactional_id(const char *group, const char *ledger, long 
     snprintf(out, n, "openexec-%s-%.12s", group, hash);
 }
 
-/* Largest key file read (a PEM public key is a few hundred bytes). */
-#define OE_PUBLIC_KEY_FILE_MAX (64 * 1024)
-
 /* The first max bytes of a file, NUL-terminated (caller frees), or NULL. */
-static char *read_file(const char *path, size_t max)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    return buf;
-}
-
 /* The effective configuration, once (SPEC §4), with the Kafka properties
  * as kafka.<prop> fields; secrets masked. */
 static void run_log_config(const service *s)
@@ -222,9 +206,12 @@ static int run_configure(service *s, int argc, char **argv)
         .payload_hash_only = cfg->ledger_payloads == OE_PAYLOADS_HASH,
     };
     if (cfg->public_key_file) { /* not with public_key: oe_config_parse refuses the two */
-        if (!(s->public_key = read_file(cfg->public_key_file, OE_PUBLIC_KEY_FILE_MAX))) {
+        int rrc = oe_read_text_file(cfg->public_key_file, OE_KEY_FILE_MAX, &s->public_key);
+        if (rrc != OE_OK) {
+            char why[128];
             oe_kafka_settings_clear(&s->ks);
-            return oe_die(2, "--public-key-file %s: cannot read it", cfg->public_key_file);
+            return oe_die(2, "--public-key-file %s: cannot read it (%s)", cfg->public_key_file,
+                          oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
         }
         s->cfg.public_key = s->ecfg.public_key_pem = s->public_key;
     }
@@ -349,9 +336,11 @@ static int run_trusted_keys(service *s)
         s->ntrusted = 1;
         return 0;
     }
-    char *pem = read_file(path, OE_PUBLIC_KEY_FILE_MAX);
-    if (!pem)
-        return oe_die(2, "--trusted-keys-file %s: cannot read it", path);
+    char *pem, why[128];
+    int rrc = oe_read_text_file(path, OE_KEY_FILE_MAX, &pem);
+    if (rrc != OE_OK)
+        return oe_die(2, "--trusted-keys-file %s: cannot read it (%s)", path,
+                      oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
     oe_rc rc =
         oe_trusted_keys_parse(pem, strlen(pem), &s->trusted, &s->ntrusted, s->err, sizeof s->err);
     free(pem);
@@ -674,9 +663,11 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
         .expires_at = m->expires_at,
     };
     if (cfg->ed25519_key) {
-        char *pem = read_file(cfg->ed25519_key, 64 * 1024);
-        if (!pem)
-            return oe_die(2, "--ed25519-key %s: cannot read it", cfg->ed25519_key);
+        char *pem, why[128];
+        int rrc = oe_read_text_file(cfg->ed25519_key, OE_KEY_FILE_MAX, &pem);
+        if (rrc != OE_OK)
+            return oe_die(2, "--ed25519-key %s: cannot read it (%s)", cfg->ed25519_key,
+                          oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
         int rc = oe_approval_sign_ed25519(pem, &m->a, m->signature, sizeof m->signature, err,
                                           sizeof err);
         free(pem);
@@ -878,9 +869,11 @@ static int cmd_verify_receipt(int argc, char **argv)
     char err[300];
     unsigned char(*keys)[32] = NULL;
     size_t nkeys = 0;
-    char *pem = read_file(cfg.trusted_keys_file, OE_PUBLIC_KEY_FILE_MAX);
-    if (!pem)
-        return oe_die(2, "--trusted-keys %s: cannot read it", cfg.trusted_keys_file);
+    char *pem, why[128];
+    int rrc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
+    if (rrc != OE_OK)
+        return oe_die(2, "--trusted-keys %s: cannot read it (%s)", cfg.trusted_keys_file,
+                      oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
     rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
     free(pem);
     if (rc != OE_OK)

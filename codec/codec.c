@@ -790,15 +790,15 @@ oe_rc oe_codec_decode_request(oe_codec *c, const void *buf, size_t len, oe_reque
 
 /* ---- encoding ---- */
 
-static int set_str(avro_value_t *v, const char *s)
+static int set_str(avro_value_t *v, const char *s, size_t len)
 {
-    return avro_rc(avro_value_set_string_len(v, s, strlen(s) + 1));
+    return avro_rc(avro_value_set_string_len(v, s, len + 1));
 }
 
 /* Field i of rec: a string, or a [null, string] union set from s (NULL ->
  * null). Returns an oe_rc: OE_EINVAL for NULL in a field that is not
  * nullable. */
-static int set_field_str(avro_value_t *rec, size_t i, const char *s)
+static int set_field_str_len(avro_value_t *rec, size_t i, const char *s, size_t len)
 {
     avro_value_t f, b;
     int rc = avro_rc(avro_value_get_by_index(rec, i, &f, NULL));
@@ -807,9 +807,14 @@ static int set_field_str(avro_value_t *rec, size_t i, const char *s)
     if (avro_value_get_type(&f) == AVRO_UNION) {
         if ((rc = avro_rc(avro_value_set_branch(&f, s ? 1 : 0, &b))) != OE_OK)
             return rc;
-        return s ? set_str(&b, s) : avro_rc(avro_value_set_null(&b));
+        return s ? set_str(&b, s, len) : avro_rc(avro_value_set_null(&b));
     }
-    return s ? set_str(&f, s) : OE_EINVAL;
+    return s ? set_str(&f, s, len) : OE_EINVAL;
+}
+
+static int set_field_str(avro_value_t *rec, size_t i, const char *s)
+{
+    return set_field_str_len(rec, i, s, s ? strlen(s) : 0);
 }
 
 /* Appends C3 01, the fingerprint and the binary encoding of p->value. */
@@ -1009,11 +1014,12 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
                 goto avro_fail;
             continue;
         }
-        if (!utf8_ok(f[i])) {
+        size_t len = !f[i] ? 0 : i == REC_PROOF && r->proof_len ? r->proof_len : strlen(f[i]);
+        if (f[i] && !oe_utf8_valid(f[i], len)) {
             set_err(err, errlen, "receipt field %s is not UTF-8 text", rec_fields[i]);
             return OE_EINVAL;
         }
-        if ((rc = set_field_str(rec, i, f[i])) != OE_OK)
+        if ((rc = set_field_str_len(rec, i, f[i], len)) != OE_OK)
             goto avro_fail;
     }
     return write_single_object(c, &c->rec, out, err, errlen);

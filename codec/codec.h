@@ -92,6 +92,7 @@ typedef struct oe_receipt_fields {
     const char *detail;
     const char *approval_id;
     const char *proof; /* the proof object's JSON text (SPEC §12), or NULL */
+    size_t proof_len;  /* its length (0: strlen(proof)) */
 } oe_receipt_fields;
 
 /* Appends an encoded receipt: Avro single-object (json = 0) or a JSON

@@ -42,30 +42,41 @@ int oe_buf_failed(const oe_buf *b)
     return b->failed;
 }
 
-/* Makes room for n more bytes plus the NUL. */
-static int oe_buf_reserve(oe_buf *b, size_t n)
+/* Makes room for n more bytes plus the NUL; a failure marks the buffer
+ * failed when mark is set. */
+static int grow(oe_buf *b, size_t n, int mark)
 {
     if (b->failed)
         return b->failed;
     size_t max = b->max ? b->max : OE_BUF_DEFAULT_MAX;
+    int rc = OE_OK;
     if (n > max || b->len > max - n) {
-        b->failed = OE_ELIMIT;
-        return OE_ELIMIT;
+        rc = OE_ELIMIT;
+    } else if (b->len + n + 1 > b->cap) {
+        size_t need = b->len + n + 1, cap = b->cap ? b->cap : 64;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (p) {
+            b->data = p;
+            b->cap = cap;
+        } else {
+            rc = OE_ENOMEM;
+        }
     }
-    size_t need = b->len + n + 1;
-    if (need <= b->cap)
-        return OE_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) {
-        b->failed = OE_ENOMEM;
-        return OE_ENOMEM;
-    }
-    b->data = p;
-    b->cap = cap;
-    return OE_OK;
+    if (rc != OE_OK && mark)
+        b->failed = rc;
+    return rc;
+}
+
+static int oe_buf_reserve(oe_buf *b, size_t n)
+{
+    return grow(b, n, 1);
+}
+
+int oe_buf_room(oe_buf *b, size_t n)
+{
+    return grow(b, n, 0);
 }
 
 int oe_buf_append(oe_buf *b, const void *p, size_t n)
@@ -88,6 +99,17 @@ int oe_buf_puts(oe_buf *b, const char *s)
 int oe_buf_putc(oe_buf *b, char c)
 {
     return oe_buf_append(b, &c, 1);
+}
+
+int oe_buf_put_u64(oe_buf *b, uint64_t v)
+{
+    char text[20];
+    size_t k = sizeof text;
+    do {
+        text[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return oe_buf_append(b, text + k, sizeof text - k);
 }
 
 int oe_buf_printf(oe_buf *b, const char *fmt, ...)

@@ -16,6 +16,7 @@
 #define OE_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct oe_buf {
     char *data; /* owned; NULL until the first append */
@@ -41,11 +42,21 @@ void oe_buf_reset(oe_buf *b);
  * is marked failed. */
 int oe_buf_append(oe_buf *b, const void *p, size_t n);
 
+/* Makes room for n more bytes (plus the NUL) for a writer that fills
+ * data[len..] itself and then moves len on. Returns OE_OK, OE_ELIMIT or
+ * OE_ENOMEM; unlike an append, a failure leaves the buffer as it was (not
+ * marked failed), so that the writer may try a smaller way. */
+int oe_buf_room(oe_buf *b, size_t n);
+
 /* Appends a NUL-terminated string. Same result as oe_buf_append. */
 int oe_buf_puts(oe_buf *b, const char *s);
 
 /* Appends one byte. */
 int oe_buf_putc(oe_buf *b, char c);
+
+/* Appends v in decimal (what "%llu" prints, without printf's cost on
+ * paths that print a number per entry). Same result as oe_buf_append. */
+int oe_buf_put_u64(oe_buf *b, uint64_t v);
 
 /* Appends printf-style formatted text. */
 int oe_buf_printf(oe_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

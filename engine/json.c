@@ -181,6 +181,17 @@ int oe_utf8_valid(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
+        /* ASCII, eight bytes at a time (receipts and proofs are mostly
+         * ASCII: the JSON printer escapes the rest). */
+        while (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            if (w & UINT64_C(0x8080808080808080))
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
         if (p[i] < 0x80) {
             i++;
             continue;
@@ -883,12 +894,92 @@ static void w_putc(writer *w, char c)
 
 static const char hexdig[] = "0123456789abcdef";
 
-static void w_u16(writer *w, uint32_t u)
+/* 1 when none of the 8 bytes at p needs escaping: each is printable ASCII
+ * (0x20 to 0x7e) other than '"' and '\\' (word-at-a-time tests, exact). */
+static int plain8(const unsigned char *p)
 {
-    char e[6] = {
-        '\\',          'u', hexdig[(u >> 12) & 15], hexdig[(u >> 8) & 15], hexdig[(u >> 4) & 15],
-        hexdig[u & 15]};
-    w_put(w, e, 6);
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t x;
+    memcpy(&x, p, 8);
+#define HAS_ZERO(v) (((v)-ones) & ~(v)&highs)
+    uint64_t bad = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * '"')) |
+                   HAS_ZERO(x ^ (ones * '\\')) | HAS_ZERO(x ^ (ones * 0x7f));
+#undef HAS_ZERO
+    return bad == 0;
+}
+
+/* The most bytes one byte of a string takes escaped ("\u001f"; a UTF-8
+ * sequence of n bytes takes at most 6 per byte too). */
+#define ESCAPED_MAX 6
+
+static char *put_u16(char *d, uint32_t u)
+{
+    d[0] = '\\';
+    d[1] = 'u';
+    d[2] = hexdig[(u >> 12) & 15];
+    d[3] = hexdig[(u >> 8) & 15];
+    d[4] = hexdig[(u >> 4) & 15];
+    d[5] = hexdig[u & 15];
+    return d + 6;
+}
+
+/* The one escaper of strings (Python's json.dumps with ensure_ascii):
+ * writes s[0..len) escaped, without quotes, to d, which has room for
+ * ESCAPED_MAX * len bytes; *written gets how many. Returns OE_OK, or
+ * OE_EINVAL when s is not valid UTF-8 (d then holds a part). */
+static int escape_into(char *d, const unsigned char *s, size_t len, size_t *written)
+{
+    char *d0 = d;
+    size_t i = 0;
+    while (i < len) {
+        while (len - i >= 8 && plain8(s + i)) {
+            memcpy(d, s + i, 8);
+            d += 8;
+            i += 8;
+        }
+        if (i == len)
+            break;
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            *d++ = (char)c;
+            i++;
+            continue;
+        }
+        if (c < 0x80) {
+            char e = c == '"'    ? '"'
+                     : c == '\\' ? '\\'
+                     : c == '\n' ? 'n'
+                     : c == '\r' ? 'r'
+                     : c == '\t' ? 't'
+                     : c == '\b' ? 'b'
+                     : c == '\f' ? 'f'
+                                 : 0;
+            if (e) {
+                *d++ = '\\';
+                *d++ = e;
+            } else {
+                d = put_u16(d, c); /* other controls and DEL */
+            }
+            i++;
+            continue;
+        }
+        size_t n = utf8_seq(s + i, len - i);
+        if (!n) {
+            *written = (size_t)(d - d0);
+            return OE_EINVAL;
+        }
+        uint32_t cp = utf8_decode(s + i, n);
+        if (cp >= 0x10000) {
+            cp -= 0x10000;
+            d = put_u16(d, 0xD800 + (cp >> 10));
+            d = put_u16(d, 0xDC00 + (cp & 0x3FF));
+        } else {
+            d = put_u16(d, cp);
+        }
+        i += n;
+    }
+    *written = (size_t)(d - d0);
+    return OE_OK;
 }
 
 /* Returns OE_OK, or OE_EINVAL when s is not valid UTF-8. */
@@ -896,62 +987,20 @@ static int w_string(writer *w, const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;
     w_putc(w, '"');
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            size_t j = i + 1;
-            while (j < len && s[j] >= 0x20 && s[j] < 0x7f && s[j] != '"' && s[j] != '\\')
-                j++;
-            w_put(w, str + i, j - i);
-            i = j;
-            continue;
-        }
-        if (c < 0x80) {
-            const char *esc = NULL;
-            switch (c) {
-            case '"':
-                esc = "\\\"";
-                break;
-            case '\\':
-                esc = "\\\\";
-                break;
-            case '\n':
-                esc = "\\n";
-                break;
-            case '\r':
-                esc = "\\r";
-                break;
-            case '\t':
-                esc = "\\t";
-                break;
-            case '\b':
-                esc = "\\b";
-                break;
-            case '\f':
-                esc = "\\f";
-                break;
-            default:
-                break;
-            }
-            if (esc)
-                w_put(w, esc, 2);
-            else
-                w_u16(w, c); /* other controls and DEL */
-            i++;
-            continue;
-        }
-        size_t n = utf8_seq(s + i, len - i);
-        if (!n)
-            return OE_EINVAL;
-        uint32_t cp = utf8_decode(s + i, n);
-        if (cp >= 0x10000) {
-            cp -= 0x10000;
-            w_u16(w, 0xD800 + (cp >> 10));
-            w_u16(w, 0xDC00 + (cp & 0x3FF));
-        } else {
-            w_u16(w, cp);
-        }
+    /* Escaped straight into the staging buffer, a piece at a time that
+     * surely fits, never cutting a UTF-8 sequence. */
+    const size_t piece = sizeof w->t / ESCAPED_MAX;
+    for (size_t i = 0; i < len;) {
+        size_t n = len - i < piece ? len - i : piece;
+        while (i + n < len && n > 1 && (s[i + n] & 0xC0) == 0x80)
+            n--;
+        if (sizeof w->t - w->n < ESCAPED_MAX * n)
+            w_flush(w);
+        size_t k;
+        int rc = escape_into(w->t + w->n, s + i, n, &k);
+        if (rc != OE_OK)
+            return rc;
+        w->n += k;
         i += n;
     }
     w_putc(w, '"');
@@ -968,10 +1017,29 @@ static void buf_truncate(oe_buf *b, size_t len)
 
 int oe_json_dump_string(oe_buf *out, const char *s, size_t len)
 {
-    writer w = {.out = out};
-    size_t start = out->len;
     if (!s && len)
         return OE_EINVAL;
+    /* Straight into out when the most it can take fits (every string a
+     * receipt or a leaf has); else through a writer, which stops at out's
+     * limit exactly. */
+    if (s && len <= ((size_t)1 << 20) && oe_buf_room(out, ESCAPED_MAX * len + 2) == OE_OK) {
+        char *d = out->data + out->len;
+        size_t k;
+        d[0] = '"';
+        if (escape_into(d + 1, (const unsigned char *)s, len, &k) != OE_OK) {
+            out->data[out->len] = '\0';
+            return OE_EINVAL;
+        }
+        d[1 + k] = '"';
+        out->len += k + 2;
+        out->data[out->len] = '\0';
+        return OE_OK;
+    }
+    writer w; /* not zeroed: its staging buffer is written before it is read */
+    w.out = out;
+    w.n = 0;
+    w.failed = 0;
+    size_t start = out->len;
     int rc = w_string(&w, s ? s : "", len);
     w_flush(&w);
     if (rc == OE_OK)

@@ -123,30 +123,49 @@ static void rfc3339(double t, char out[64])
     time_t tt = (time_t)s;
     struct tm tm;
     gmtime_r(&tt, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    int year = tm.tm_year + 1900;
+    if (year < 0 || year > 9999) { /* not a ledger's time; printed all the same */
+        snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", year, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+        return;
+    }
+    /* Every leaf has one: digits by hand, not snprintf. */
+    const int parts[] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    const int widths[] = {4, 2, 2, 2, 2, 2};
+    const char seps[] = "--T::.";
+    char *p = out;
+    for (int i = 0; i < 6; i++) {
+        for (int d = widths[i] - 1, v = parts[i]; d >= 0; d--, v /= 10)
+            p[d] = (char)('0' + v % 10);
+        p += widths[i];
+        *p++ = seps[i];
+    }
+    for (int d = 5; d >= 0; d--, frac /= 10)
+        p[d] = (char)('0' + frac % 10);
+    p[6] = 'Z';
+    p[7] = '\0';
 }
 
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
 {
     size_t start = out->len;
-    char when[64], num[32];
+    char when[64];
     rfc3339(e->recorded_at, when);
-    snprintf(num, sizeof num, "%llu", (unsigned long long)e->log_index);
-    int failed =
-        oe_buf_putc(out, '{') || put_str(out, "action", e->action) || oe_buf_putc(out, ',') ||
-        put_str(out, "approval_id", e->approval_id) ||
-        oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
-        put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
-        put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
-        put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") || oe_buf_puts(out, num) ||
-        oe_buf_putc(out, ',') || put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
-        put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
-        put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
-        put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
-        put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
-        put_str(out, "status", e->rejected ? "rejected" : "executed") || oe_buf_putc(out, ',') ||
-        put_str(out, "tenant", e->tenant ? e->tenant : "") || oe_buf_putc(out, '}');
+    int failed = oe_buf_putc(out, '{') || put_str(out, "action", e->action) ||
+                 oe_buf_putc(out, ',') || put_str(out, "approval_id", e->approval_id) ||
+                 oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
+                 put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
+                 put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
+                 put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") ||
+                 oe_buf_put_u64(out, e->log_index) || oe_buf_putc(out, ',') ||
+                 put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
+                 put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
+                 put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
+                 put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
+                 put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
+                 put_str(out, "status", e->rejected ? "rejected" : "executed") ||
+                 oe_buf_putc(out, ',') || put_str(out, "tenant", e->tenant ? e->tenant : "") ||
+                 oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     int rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;

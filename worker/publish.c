@@ -175,6 +175,7 @@ static int produce_slot(oe_worker *w, size_t i)
         .detail = rejected ? o->detail : NULL,
         .approval_id = o->approval_id,
         .proof = o->proof.len ? o->proof.data : NULL,
+        .proof_len = o->proof.len,
     };
     char err[256];
     oe_buf_reset(&w->encoded);

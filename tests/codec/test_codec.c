@@ -950,12 +950,13 @@ static const oe_receipt_fields receipt_cases[] = {
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_EXECUTED, 1,
      "{\"echo\": {\"msg\": \"h\\u00e9 \\\"q\\\"\"}}", "feedbeef", OE_ERR_NONE, NULL, "ap-1",
      "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
-     "\"log_origin\":\"o\"}"},
+     "\"log_origin\":\"o\"}",
+     0},
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_REPLAYED, 0, "{}",
-     "feedbeef", OE_ERR_NONE, NULL, NULL, NULL},
+     "feedbeef", OE_ERR_NONE, NULL, NULL, NULL, 0},
     {NULL, "n-2", "add", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_NONCE_CONFLICT,
-     "Nonce conflict: n-2 \xc3\xa9", NULL, NULL},
-    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL, NULL},
+     "Nonce conflict: n-2 \xc3\xa9", NULL, NULL, 0},
+    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL, NULL, 0},
 };
 
 static const char *const receipt_json[] = {

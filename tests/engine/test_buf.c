@@ -4,6 +4,8 @@
 #include "engine/status.h"
 #include "tests/test.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,10 +56,48 @@ static void test_printf_over_cap(void)
     oe_buf_free(&b);
 }
 
+static void test_put_u64(void)
+{
+    const uint64_t cases[] = {0, 7, 10, 99, 1000000, UINT64_C(18446744073709551615)};
+    oe_buf b;
+    oe_buf_init(&b, 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%llu", (unsigned long long)cases[i]);
+        oe_buf_reset(&b);
+        ASSERT_EQ(oe_buf_put_u64(&b, cases[i]), OE_OK);
+        ASSERT_STREQ(b.data, want);
+    }
+    oe_buf_free(&b);
+    /* Over the cap: refused like any append. */
+    oe_buf_init(&b, 4);
+    ASSERT_EQ(oe_buf_put_u64(&b, 12345), OE_ELIMIT);
+    ASSERT_EQ(oe_buf_failed(&b), OE_ELIMIT);
+    oe_buf_free(&b);
+}
+
+/* oe_buf_room makes room or says why not, and a refusal leaves the buffer
+ * usable (not failed). */
+static void test_room(void)
+{
+    oe_buf b;
+    oe_buf_init(&b, 16);
+    ASSERT_EQ(oe_buf_puts(&b, "abc"), OE_OK);
+    ASSERT_EQ(oe_buf_room(&b, 100), OE_ELIMIT);
+    ASSERT_EQ(oe_buf_failed(&b), 0);
+    ASSERT_EQ(oe_buf_room(&b, 13), OE_OK);
+    ASSERT_TRUE(b.cap >= b.len + 13 + 1);
+    ASSERT_EQ(oe_buf_puts(&b, "defg"), OE_OK);
+    ASSERT_STREQ(b.data, "abcdefg");
+    oe_buf_free(&b);
+}
+
 int main(void)
 {
     RUN_TEST(test_append_within_cap);
     RUN_TEST(test_failure_is_sticky);
     RUN_TEST(test_printf_over_cap);
+    RUN_TEST(test_put_u64);
+    RUN_TEST(test_room);
     return TEST_REPORT();
 }

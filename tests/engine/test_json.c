@@ -969,6 +969,107 @@ static void test_node_budget(void)
     free(s);
 }
 
+/* The string printer and the UTF-8 check read 8 bytes at a time where
+ * they can: every byte class at every position of a run must come out as
+ * the byte-at-a-time rules say. */
+static void ref_escape(oe_buf *b, const unsigned char *s, size_t n)
+{
+    oe_buf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c == 0xc3) { /* é: the one non-ASCII character used here */
+            oe_buf_puts(b, "\\u00e9");
+            i++;
+        } else if (c == '"' || c == '\\') {
+            oe_buf_putc(b, '\\');
+            oe_buf_putc(b, (char)c);
+        } else if (c == '\n') {
+            oe_buf_puts(b, "\\n");
+        } else if (c == '\r') {
+            oe_buf_puts(b, "\\r");
+        } else if (c == '\t') {
+            oe_buf_puts(b, "\\t");
+        } else if (c == '\b') {
+            oe_buf_puts(b, "\\b");
+        } else if (c == '\f') {
+            oe_buf_puts(b, "\\f");
+        } else if (c < 0x20 || c == 0x7f) {
+            oe_buf_printf(b, "\\u%04x", c);
+        } else {
+            oe_buf_putc(b, (char)c);
+        }
+    }
+    oe_buf_putc(b, '"');
+}
+
+static void test_string_escapes_at_every_position(void)
+{
+    unsigned char s[40];
+    oe_buf got, want;
+    oe_buf_init(&got, 0);
+    oe_buf_init(&want, 0);
+    int failures = 0;
+    for (int c = 1; c < 0x80 + 1 && failures < 5; c++) {
+        for (size_t len = 1; len <= 33; len += 8) {
+            for (size_t at = 0; at + (c == 0x80 ? 2 : 1) <= len; at++) {
+                memset(s, 'a' + (int)(at % 26), sizeof s);
+                if (c == 0x80) { /* é */
+                    s[at] = 0xc3;
+                    s[at + 1] = 0xa9;
+                } else {
+                    s[at] = (unsigned char)c;
+                }
+                oe_buf_reset(&got);
+                oe_buf_reset(&want);
+                ref_escape(&want, s, len);
+                if (oe_json_dump_string(&got, (const char *)s, len) != OE_OK ||
+                    got.len != want.len || memcmp(got.data, want.data, got.len) != 0) {
+                    OE_FAIL_("byte 0x%02x at %zu of %zu: %s, not %s", c, at, len,
+                             got.data ? got.data : "", want.data);
+                    failures++;
+                }
+                if (!oe_utf8_valid((const char *)s, len)) {
+                    OE_FAIL_("byte 0x%02x at %zu of %zu: UTF-8 refused", c, at, len);
+                    failures++;
+                }
+                if (c == 0x80) { /* a lone continuation byte, or a cut sequence */
+                    s[at] = 0xa9;
+                    ASSERT_EQ(oe_utf8_valid((const char *)s, len), 0);
+                    s[at] = 0xc3;
+                    ASSERT_EQ(oe_utf8_valid((const char *)s, at + 1), 0);
+                }
+            }
+        }
+    }
+    /* Through a document's printer too (it escapes in pieces that fit its
+     * staging buffer): long strings with a two- and a four-byte character
+     * at every position, so that pieces end everywhere near them. */
+    for (size_t len = 80; len <= 300 && failures < 5; len += 37) {
+        for (size_t at = 0; at + 6 <= len; at++) {
+            memset(s, 'x', sizeof s);
+            unsigned char big[320];
+            memset(big, 'q', len);
+            memcpy(big + at, "\xc3\xa9\xf0\x9f\x98\x80", 6); /* é, U+1F600 */
+            oe_buf_reset(&want);
+            oe_buf_reset(&got);
+            oe_buf_puts(&want, "[");
+            ASSERT_EQ(oe_json_dump_string(&want, (const char *)big, len), OE_OK);
+            oe_buf_puts(&want, "]");
+            oe_json_doc *doc = NULL;
+            char err[128];
+            ASSERT_EQ(oe_json_parse(want.data, want.len, 8, &doc, err, sizeof err), OE_OK);
+            ASSERT_EQ(oe_json_dump(&got, oe_json_root(doc), OE_JSON_COMPACT), OE_OK);
+            oe_json_doc_free(doc);
+            if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0) {
+                OE_FAIL_("document printer, %zu bytes, characters at %zu: %s", len, at, got.data);
+                failures++;
+            }
+        }
+    }
+    oe_buf_free(&got);
+    oe_buf_free(&want);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "--float-vectors") == 0)
@@ -991,6 +1092,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_get);
     RUN_TEST(test_dump_string);
     RUN_TEST(test_utf8_valid);
+    RUN_TEST(test_string_escapes_at_every_position);
     RUN_TEST(test_float_repr_table);
     RUN_TEST(test_float_roundtrip);
     return TEST_REPORT();

@@ -789,6 +789,36 @@ class Keygen(ConfigTest):
         self.assertIn("No such file or directory", p.stderr)
         self.assertFalse(os.path.exists(self.path("no")))
 
+    def test_key_files_too_large_or_not_text_refused(self):
+        # Every file of keys is read whole up to 64 KiB: a longer one, or
+        # one with a NUL byte, is refused, never read in part.
+        big = self.path("big.pem")
+        with open(big, "w") as f:
+            f.write("x" * (64 * 1024 + 1))
+        nul = self.path("nul.pem")
+        with open(nul, "wb") as f:
+            f.write(b"-----BEGIN PUBLIC KEY-----\0")
+        for path in (big, nul):
+            for argv, flag in (
+                    (["verify-receipt", "--trusted-keys", path, os.devnull], "--trusted-keys"),
+                    (["ledger", "audit", "--db", self.path("a.db"), "--trusted-keys", path],
+                     "--trusted-keys"),
+                    (["mint", "--action", "echo", "--ed25519-key", path], "--ed25519-key"),
+                    (["run", "--http-port", "0", "--db", self.path("r.db"), "--mode",
+                      "clawshield", "--public-key-file", path], "--public-key-file")):
+                self.assertRefused(cli(argv, timeout=10), flag, path,
+                                   "larger than 65536 bytes, or not text")
+            # run reads the trusted keys once its ledger and log are open
+            # (their lines come first): exit 2, the reason last.
+            p = cli(["run", "--http-port", "0", "--db", self.path("r.db"),
+                     "--trusted-keys-file", path], timeout=10)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stderr.strip().splitlines()[-1],
+                             "openexec: --trusted-keys-file %s: cannot read it (larger than 65536 "
+                             "bytes, or not text)" % path)
+        self.assertRefused(cli(["verify-receipt", "--trusted-keys", self.path("none.pem"),
+                                os.devnull]), "none.pem", "No such file or directory")
+
 
 class Help(ConfigTest):
     def listed(self, command):
