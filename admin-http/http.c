@@ -673,6 +673,25 @@ static void answer_check(oe_http_answer *a)
     oe_buf_puts(&a->body, answer_failed_body);
 }
 
+/* The answer of a rejection the engine recorded: {"detail": detail} with
+ * the status and, when the writer signs, the entry's proof (SPEC §12):
+ * {"detail", "proof"}. */
+static void answer_rejection(oe_http_answer *a, int status, const char *detail, const char *proof)
+{
+    if (!proof) {
+        answer_detail(a, status, detail);
+    } else {
+        a->status = status;
+        oe_buf_reset(&a->body);
+        oe_buf_puts(&a->body, "{\"detail\": ");
+        oe_json_dump_string(&a->body, detail, strlen(detail));
+        oe_buf_puts(&a->body, ", \"proof\": ");
+        oe_buf_puts(&a->body, proof);
+        oe_buf_putc(&a->body, '}');
+    }
+    answer_check(a);
+}
+
 /* The /execute answer of an execution (SPEC §10), one renderer for both
  * sources: {"id", "action", "result" (the JSON text pasted as a value),
  * "approved", "receipt", "status"}. */
@@ -703,8 +722,8 @@ static void answer_execution(oe_http_answer *a, const char *id, const char *acti
 void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_http_answer *a)
 {
     if (o->status == OE_STATUS_REJECTED) {
-        answer_detail(a, oe_error_code_http_status(o->error), o->detail);
-        answer_check(a);
+        answer_rejection(a, oe_error_code_http_status(o->error), o->detail,
+                         o->proof.len ? o->proof.data : NULL);
         return;
     }
     answer_execution(a, o->id, req->action, o->result_json.data, o->result_json.len, o->approved,
@@ -729,9 +748,9 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
 {
     if (r->status == OE_STATUS_REJECTED || !r->id || !r->result || !r->receipt) {
         oe_error_code code = oe_error_code_from_name(r->error_code);
-        answer_detail(a, code == OE_ERR_NONE ? 400 : oe_error_code_http_status(code),
-                      r->detail ? r->detail : "rejected");
-        answer_check(a);
+        answer_rejection(a, code == OE_ERR_NONE ? 400 : oe_error_code_http_status(code),
+                         r->detail ? r->detail : "rejected",
+                         r->status == OE_STATUS_REJECTED ? r->proof : NULL);
         return;
     }
     /* The result is pasted into the answer as a JSON value: anything on the

@@ -20,6 +20,7 @@
 #include "ids.h"
 #include "metrics.h"
 #include "pool.h"
+#include "proofs.h"
 #include "status.h"
 #include "tlog.h"
 
@@ -32,14 +33,17 @@ struct oe_engine {
     size_t nallow;
     double max_age, max_skew;
     oe_approval_keys *keys;
-    oe_store *store;      /* borrowed */
-    pthread_mutex_t lock; /* one batch at a time on the writer */
-    oe_pool *pool;        /* helpers for the checks before a batch: cores - 1, at most
-                             OE_ENGINE_THREADS - 1 (oe_engine_start) */
-    oe_metrics *metrics;  /* borrowed; NULL: commit times not counted */
-    int keep_payloads;    /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
-    oe_buf payload;       /* the row being recorded's payload (under lock) */
-    oe_tlog *tlog;        /* borrowed; NULL: receipts unsigned */
+    oe_store *store;         /* borrowed */
+    pthread_mutex_t lock;    /* one batch at a time on the writer */
+    oe_pool *pool;           /* helpers for the checks before a batch: cores - 1, at most
+                                OE_ENGINE_THREADS - 1 (oe_engine_start) */
+    oe_metrics *metrics;     /* borrowed; NULL: commit times not counted */
+    int keep_payloads;       /* rows keep the payload (OPENEXEC_LEDGER_PAYLOADS=full) */
+    oe_buf payload;          /* the row being recorded's payload (under lock) */
+    oe_tlog *tlog;           /* borrowed; NULL: receipts unsigned */
+    oe_proof_cache replays;  /* where a replay's proof came from last (under lock) */
+    double batch_now;        /* the batch's time, for its leaves (under lock) */
+    atomic_int leaf_failure; /* the first failure making a batch's leaves */
     /* Another process appended to the log (OE_EDUP_LOG): every later batch
      * is refused with this reason (fail closed; the log is not ours). */
     atomic_int log_taken;
@@ -241,6 +245,7 @@ void oe_engine_free(oe_engine *e)
     free(e->allowed);
     free(e->allow_order);
     oe_buf_free(&e->payload);
+    oe_proof_cache_clear(&e->replays);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -421,7 +426,9 @@ static int answer_from_ledger(oe_engine *e, const oe_batch_item *it, oe_outcome 
             if (rc != OE_OK)
                 snprintf(err, errlen, "%s while reading a replay", oe_strerror(rc));
         } else {
-            rc = oe_tlog_proof_of(e->tlog, e->store, &rec, &o->proof, err, errlen);
+            /* The original's proof, in the checkpoint of the batch that
+             * appended it (checking the row is still what was signed). */
+            rc = oe_proof_of_entry(&e->replays, e->store, &rec, &o->proof, err, errlen);
         }
         if (rc != OE_OK) {
             oe_execution_clear(&rec);
@@ -479,29 +486,50 @@ static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const 
     return OE_OK;
 }
 
-/* The leaf of an entry into o->leaf. */
-static int leaf_of(const oe_tlog_entry *le, oe_outcome *o, char *err, size_t errlen)
-{
-    oe_buf_reset(&o->leaf);
-    int rc = oe_tlog_leaf(le, &o->leaf);
-    if (rc != OE_OK) {
-        snprintf(err, errlen, "%s while writing a log leaf", oe_strerror(rc));
-        return rc == OE_EINVAL ? OE_ESTORE : rc;
-    }
-    o->log_index = le->log_index;
-    return OE_OK;
-}
-
-/* The row of o->leaf is in: the leaf joins the log. */
+/* The row of o's entry is in: the entry takes its index in the log (the
+ * one its row holds); its leaf is made after the batch's rows
+ * (batch_leaves). */
 static int log_entry(oe_engine *e, oe_outcome *o, char *err, size_t errlen)
 {
-    int rc = oe_tlog_append(e->tlog, o->leaf.data, o->leaf.len);
+    int rc = oe_tlog_reserve(e->tlog, &o->log_index);
     if (rc != OE_OK) {
         snprintf(err, errlen, "%s while appending to the receipts log", oe_strerror(rc));
         return rc;
     }
     o->logged = 1;
     return OE_OK;
+}
+
+/* The leaf of the entry o records (SPEC §12): the receipt's fields as its
+ * receipt shows them (a rejected request's nonce and action cut as the
+ * row keeps them, "" when the request had none), its index and time. */
+static oe_rc entry_leaf(const oe_engine *e, const oe_batch_item *it, const oe_outcome *o,
+                        double now, oe_buf *out)
+{
+    const oe_request *r = &it->req;
+    int rejected = o->status == OE_STATUS_REJECTED;
+    char nonce[OE_ECHO_MAX_BYTES + 1] = "", action[OE_ECHO_MAX_BYTES + 1] = "";
+    if (rejected && r->nonce)
+        oe_echo_cut(r->nonce, strlen(r->nonce), nonce);
+    if (rejected && r->action)
+        oe_echo_cut(r->action, strlen(r->action), action);
+    oe_tlog_entry le = {
+        .id = rejected ? NULL : o->id,
+        .nonce = rejected ? nonce : r->nonce,
+        .action = rejected ? action : r->action,
+        .request_hash = o->request_hash,
+        .rejected = rejected,
+        .approved = o->approved,
+        .result = rejected ? NULL : o->result_json.data,
+        .receipt = rejected ? NULL : o->receipt,
+        .error_code = rejected ? oe_error_code_name(o->error) : NULL,
+        .detail = rejected ? o->detail : NULL,
+        .approval_id = o->approval_id,
+        .tenant = e->tenant,
+        .recorded_at = now,
+        .log_index = o->log_index,
+    };
+    return oe_tlog_leaf(&le, out);
 }
 
 /* Completes an executed outcome (id, receipt hash) and records it.
@@ -540,29 +568,12 @@ static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
     memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
     if (e->tlog) {
-        oe_tlog_entry le = {
-            .id = o->id,
-            .nonce = r->nonce,
-            .action = r->action,
-            .request_hash = o->request_hash,
-            .approved = 1,
-            .result = o->result_json.data,
-            .receipt = o->receipt,
-            .approval_id = o->approval_id,
-            .tenant = e->tenant,
-            .recorded_at = now,
-            .log_index = oe_tlog_next(e->tlog),
-        };
-        if ((rc = leaf_of(&le, o, err, errlen)) != OE_OK)
-            return rc;
         ex.log_id = oe_tlog_id(e->tlog);
-        ex.log_index = (int64_t)le.log_index;
+        ex.log_index = (int64_t)oe_tlog_next(e->tlog);
     }
     rc = oe_store_insert_execution(e->store, &ex, err, errlen);
     if (rc == 0 && e->tlog && (rc = log_entry(e, o, err, errlen)) != OE_OK)
         return rc;
-    if (rc != 0)
-        oe_buf_reset(&o->leaf); /* no row, no entry */
     if (rc == OE_EDUP_APPROVAL) {
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval already used");
         return OE_OK;
@@ -724,6 +735,38 @@ static void proof_item(oe_engine *e, oe_batch_item *it)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
 }
 
+/* The leaf of each entry the batch recorded, made (and hashed into the
+ * log) by the engine's threads at once, once every row is in. */
+static void leaf_item(oe_engine *e, oe_batch_item *it)
+{
+    oe_outcome *o = &it->out;
+    if (!o->logged)
+        return;
+    oe_buf_reset(&o->leaf);
+    oe_rc rc = entry_leaf(e, it, o, e->batch_now, &o->leaf);
+    if (rc == OE_OK) {
+        oe_tlog_set_leaf(e->tlog, o->log_index, o->leaf.data, o->leaf.len);
+    } else {
+        int none = OE_OK;
+        atomic_compare_exchange_strong(&e->leaf_failure, &none, (int)rc);
+    }
+}
+
+static int batch_leaves(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
+                        size_t errlen)
+{
+    e->batch_now = now;
+    atomic_store(&e->leaf_failure, OE_OK);
+    for_each_item(e, items, n, leaf_item);
+    int rc = atomic_load(&e->leaf_failure);
+    if (rc == OE_OK)
+        return OE_OK;
+    /* A string that is not UTF-8 text cannot be a leaf: no transient
+     * failure, but no entry can be signed either (the ledger's failure). */
+    snprintf(err, errlen, "%s while writing a log leaf", oe_strerror(rc));
+    return rc == OE_EINVAL ? OE_ESTORE : rc;
+}
+
 /* One attempt at a batch: one transaction. */
 static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                          oe_buf *checkpoint, char *err, size_t errlen)
@@ -783,24 +826,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             };
             if (rc == OE_OK && e->tlog) {
                 rej.tenant_id = e->tenant;
-                /* The leaf holds what the receipt shows: "" for what the
-                 * request did not say. */
-                oe_tlog_entry le = {
-                    .nonce = r->nonce ? nonce : "",
-                    .action = r->action ? action : "",
-                    .request_hash = o->request_hash,
-                    .rejected = 1,
-                    .approved = o->approved,
-                    .error_code = rej.error_code,
-                    .detail = o->detail,
-                    .approval_id = o->approval_id,
-                    .tenant = e->tenant,
-                    .recorded_at = now,
-                    .log_index = oe_tlog_next(e->tlog),
-                };
-                rc = leaf_of(&le, o, err, errlen);
                 rej.log_id = oe_tlog_id(e->tlog);
-                rej.log_index = (int64_t)le.log_index;
+                rej.log_index = (int64_t)oe_tlog_next(e->tlog);
             }
             int src = rc == OE_OK ? oe_store_insert_rejection(e->store, &rej, err, errlen) : 0;
             if (src != 0)
@@ -809,6 +836,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
                 rc = log_entry(e, o, err, errlen);
         }
     }
+    if (rc == OE_OK && e->tlog && oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog))
+        rc = batch_leaves(e, items, n, now, err, errlen);
     if (rc == OE_OK && e->tlog) {
         /* One signature for the batch, in its transaction. Another process
          * signing with this key is no transient failure: fail closed. */

@@ -22,9 +22,8 @@ struct oe_tlog {
     size_t n, cap;
     oe_merkle_batch batch; /* after the seal: this batch's nodes */
     int sealed;
-    oe_buf note;        /* after the seal: the signed checkpoint */
-    oe_buf note_json;   /* ... as a JSON string literal, for every proof */
-    oe_proof_cache old; /* the last earlier batch a replay's proof came from */
+    oe_buf note;      /* after the seal: the signed checkpoint */
+    oe_buf note_json; /* ... as a JSON string literal, for every proof */
 };
 
 /* A C2SP note name: printable ASCII, no space or '+'. */
@@ -84,7 +83,6 @@ void oe_tlog_free(oe_tlog *t)
     oe_merkle_batch_free(&t->batch);
     oe_buf_free(&t->note);
     oe_buf_free(&t->note_json);
-    oe_proof_cache_clear(&t->old);
     free(t->leaves);
     free(t);
 }
@@ -183,10 +181,10 @@ void oe_tlog_begin(oe_tlog *t)
 
 uint64_t oe_tlog_next(const oe_tlog *t)
 {
-    return t->pending.size;
+    return t->committed.size + t->n;
 }
 
-oe_rc oe_tlog_append(oe_tlog *t, const char *leaf, size_t len)
+oe_rc oe_tlog_reserve(oe_tlog *t, uint64_t *index)
 {
     if (t->n == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 256;
@@ -196,20 +194,31 @@ oe_rc oe_tlog_append(oe_tlog *t, const char *leaf, size_t len)
         t->leaves = grown;
         t->cap = cap;
     }
-    oe_merkle_leaf_hash(leaf, len, t->leaves[t->n]);
-    oe_rc rc = oe_merkle_compact_append(&t->pending, t->leaves[t->n]);
-    if (rc == OE_OK)
-        t->n++;
-    return rc;
+    *index = t->committed.size + t->n++;
+    return OE_OK;
+}
+
+void oe_tlog_set_leaf(oe_tlog *t, uint64_t index, const char *leaf, size_t len)
+{
+    oe_merkle_leaf_hash(leaf, len, t->leaves[index - t->committed.size]);
 }
 
 oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t errlen)
 {
     if (t->n == 0)
         return OE_OK;
+    /* The batch's leaves join the tree, in order. */
+    t->pending = t->committed;
+    oe_rc rc = OE_OK;
+    for (size_t i = 0; i < t->n && rc == OE_OK; i++)
+        rc = oe_merkle_compact_append(&t->pending, t->leaves[i]);
+    if (rc != OE_OK) {
+        snprintf(err, errlen, "%s while sealing a batch of the receipts log", oe_strerror(rc));
+        return rc;
+    }
     oe_merkle_batch_free(&t->batch);
-    oe_rc rc = oe_merkle_batch_build(&t->batch, &t->committed,
-                                     (const unsigned char(*)[32])t->leaves, t->n);
+    rc = oe_merkle_batch_build(&t->batch, &t->committed, (const unsigned char(*)[32])t->leaves,
+                               t->n);
     oe_checkpoint_row row = {.log_id = t->log_id,
                              .from_size = t->committed.size,
                              .state = &t->pending,
@@ -325,12 +334,6 @@ oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out)
 int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec)
 {
     return rec->log_id == t->log_id && (uint64_t)rec->log_index >= t->committed.size;
-}
-
-oe_rc oe_tlog_proof_of(oe_tlog *t, oe_store *store, const oe_execution *rec, oe_buf *out, char *err,
-                       size_t errlen)
-{
-    return oe_proof_of_entry(&t->old, store, rec, out, err, errlen);
 }
 
 /* The string value of key in object o: 1 and *out (NULL for null), or 0

@@ -9,7 +9,8 @@
  * Used by the engine inside its transactions (the engine's lock serialises
  * every call on one log): oe_tlog_begin at the start of a batch, then for
  * each entry recorded oe_tlog_next (its index, stored in its row) and,
- * once the row is in, oe_tlog_append of its leaf; oe_tlog_seal before the
+ * once the row is in, oe_tlog_reserve of that index; the leaves of the
+ * batch's entries then (oe_tlog_set_leaf, in parallel); oe_tlog_seal before the
  * commit stores the signed checkpoint; oe_tlog_commit after a commit (or
  * oe_tlog_abort after a rollback) moves the log on (or back). Proofs
  * (oe_tlog_proof) are made after the seal, from the batch's own leaves and
@@ -77,10 +78,16 @@ typedef struct oe_tlog_entry {
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out);
 
 void oe_tlog_begin(oe_tlog *t);
-/* The index the next appended leaf gets. */
+/* The index the next entry gets. */
 uint64_t oe_tlog_next(const oe_tlog *t);
-/* Appends a leaf (its bytes) at oe_tlog_next. OE_OK or OE_ENOMEM. */
-oe_rc oe_tlog_append(oe_tlog *t, const char *leaf, size_t len);
+/* Gives the next index (oe_tlog_next) to an entry whose row is in; its
+ * leaf follows with oe_tlog_set_leaf before the seal. OE_OK or
+ * OE_ENOMEM. */
+oe_rc oe_tlog_reserve(oe_tlog *t, uint64_t *index);
+/* The leaf (its bytes) of a reserved index of this batch. Leaves of
+ * distinct indexes may be set from several threads at once (the engine
+ * renders them in parallel). */
+void oe_tlog_set_leaf(oe_tlog *t, uint64_t index, const char *leaf, size_t len);
 /* Ends the batch's part of the log: when leaves were appended, signs the
  * checkpoint of the grown tree and stores it with store (inside the
  * transaction). Returns OE_OK, or with a reason in err OE_EDUP_LOG
@@ -115,15 +122,6 @@ oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out);
 /* 1 when rec is an entry of this log appended in the open batch (proved
  * by oe_tlog_proof after the seal, like the batch's own entries). */
 int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec);
-
-/* Appends the proof of an earlier entry (a replay's: the original's proof,
- * in the checkpoint of the batch that appended it, of this log or another
- * writer's in the ledger) to out; nothing for a row written unsigned.
- * Checks that the row is still what was signed. Returns OE_OK, or with a
- * reason OE_ESTORE (no checkpoint covers it, or the row was changed), the
- * store's failure, or OE_ENOMEM. */
-oe_rc oe_tlog_proof_of(oe_tlog *t, oe_store *store, const oe_execution *rec, oe_buf *out, char *err,
-                       size_t errlen);
 
 /* What a receipt claims (SPEC §9), as a verifier reads it: NULL for
  * null, OE_TLOG_ABSENT for a field the receipt does not carry (an /execute

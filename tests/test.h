@@ -93,6 +93,18 @@ static inline int test_under_valgrind(void)
     return preload && strstr(preload, "vgpreload") != NULL;
 }
 
+/* 0 when running out of memory cannot be provoked with an address-space
+ * cap (the tests of it skip): under AddressSanitizer, which reserves
+ * terabytes of address space up front, or valgrind. */
+static inline int test_memory_can_run_out(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return 0;
+#else
+    return !test_under_valgrind();
+#endif
+}
+
 /* Caps this process's address space at what it uses now plus 256 KiB, so
  * that the next large allocation fails; *old receives the limit to put
  * back with setrlimit(RLIMIT_AS, old). Returns 0, or -1 when the usage

@@ -645,6 +645,51 @@ static void test_checkpoint_of_each_batch(void)
     oe_signer_free(signer);
 }
 
+/* A batch large enough for the engine's threads to make its leaves in
+ * parallel: executions and rejections interleaved, every proof valid
+ * against the batch's checkpoint, every leaf at its row's index. */
+static void test_large_batch_leaves(void)
+{
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/large.db", dir);
+    oe_signer *signer;
+    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
+    unsigned char pub[32];
+    oe_signer_public(signer, pub);
+    fixture f;
+    if (open_fixture(&f, path, signer) != 0)
+        return;
+    ASSERT_TRUE(oe_engine_start(f.engine) >= 0); /* its helper threads */
+    enum { N = 300 };
+    static char text[N][160];
+    static char nonces[N][32];
+    const char *bodies[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(nonces[i], sizeof nonces[i], "big-%d", i);
+        snprintf(text[i], sizeof text[i],
+                 "{\"action\":\"%s\",\"nonce\":\"%s\",\"payload\":{\"a\":%d,\"b\":1}}",
+                 i % 7 == 3 ? "nope" : "add", nonces[i], i);
+        bodies[i] = text[i];
+    }
+    static oe_outcome o[N];
+    oe_buf cp;
+    oe_buf_init(&cp, 0);
+    ASSERT_EQ(run_batch_signed(&f, bodies, N, o, &cp, err, sizeof err), OE_OK);
+    ASSERT_EQ(checkpoint_size(&cp, pub, oe_tlog_origin(f.tlog)), N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        ASSERT_TRUE(o[i].logged);
+        if (o[i].log_index != (uint64_t)i ||
+            check_proof(&o[i], pub, nonces[i], i % 7 == 3 ? "nope" : "add") != N)
+            bad++;
+        oe_outcome_clear(&o[i]);
+    }
+    ASSERT_EQ(bad, 0);
+    oe_buf_free(&cp);
+    close_fixture(&f);
+    oe_signer_free(signer);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-tlog-XXXXXX");
@@ -655,6 +700,7 @@ int main(void)
     RUN_TEST(test_changed_row_fails_replay);
     RUN_TEST(test_proofs_from_the_ledger);
     RUN_TEST(test_checkpoint_of_each_batch);
+    RUN_TEST(test_large_batch_leaves);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -26,6 +26,7 @@ import stat
 import subprocess
 import sys
 import time
+import types
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -44,6 +45,8 @@ EM_DASH = "\u2014"
 LEAF_FIELDS = ("action", "approval_id", "approved", "detail", "error_code", "id", "log_index",
                "nonce", "receipt", "recorded_at", "request_hash", "result", "status", "tenant")
 PROOF_FIELDS = ("checkpoint", "inclusion", "leaf", "log_index", "log_origin")
+RECEIPT_FIELDS = ("id", "nonce", "action", "request_hash", "status", "approved", "result",
+                  "receipt", "error_code", "detail", "approval_id")
 RECORDED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n")
 SAME_KEY = "another process signs with this key"
@@ -312,6 +315,20 @@ def run_tool(argv, stdin=None, timeout=60):
                              % (" ".join(argv), timeout, e.stderr))
 
 
+def key_set(path_of, name="node.key"):
+    """A writer's key made with `openexec keygen` (path_of(name)) and its
+    public key in a trusted keys file beside it: .key, .pem_file, .pem,
+    .raw (the raw public key), .key_id, .vkey and .origin (the default
+    log origin)."""
+    key = path_of(name)
+    pem, key_id, vkey = keygen(key)
+    pem_file = path_of(name + ".pem")
+    with open(pem_file, "w") as f:
+        f.write(pem)
+    return types.SimpleNamespace(key=key, pem_file=pem_file, pem=pem, raw=raw_public(pem),
+                                 key_id=key_id, vkey=vkey, origin="openexec/" + key_id[:16])
+
+
 def go_verifier(mode, pem_file, receipts_file, checkpoints_file=None):
     extra = ["--checkpoints", checkpoints_file] if checkpoints_file else []
     return run_tool([VERIFIER, mode, "--trusted-keys", pem_file] + extra + [receipts_file])
@@ -406,13 +423,9 @@ class SignedLocal(ServiceTest):
         return self.server(env=e, db=db, args=["--db", db])
 
     def test_1_local_answers_verify_three_ways(self):
-        key = self.path("node.key")
-        pem, key_id, vkey = keygen(key)
-        pem_file = self.path("trusted.pem")
-        with open(pem_file, "w") as f:
-            f.write(pem)
-        raw = raw_public(pem)
-        origin = "openexec/" + key_id[:16]
+        k = key_set(self.path)
+        key, pem_file, pem, raw, key_id, vkey, origin = (k.key, k.pem_file, k.pem, k.raw,
+                                                         k.key_id, k.vkey, k.origin)
         db = self.path("ledger.db")
         s = self.signed_server(key, db=db)
         tag = uuid.uuid4().hex[:8]
@@ -431,9 +444,17 @@ class SignedLocal(ServiceTest):
             b = self.assertExecuted(r, action, payload, nonce, result=result)
             self.assertIn("proof", b, "an execution answer without a proof: %r" % r)
             bodies.append(b)
-        for r in unknown:
-            self.assertGreaterEqual(r.status, 400, r)
-            self.assertEqual(set(r.json), {"detail"}, r)
+        # A rejection's answer: the reason and the proof of its entry.
+        rejected = []
+        for i, r in enumerate(unknown):
+            self.assertEqual(r.status, 400, r)
+            self.assertEqual(set(r.json), {"detail", "proof"}, r)
+            leaf = json.loads(r.json["proof"]["leaf"])
+            self.assertEqual((leaf["status"], leaf["error_code"], leaf["detail"], leaf["nonce"]),
+                             ("rejected", "unknown_action", r.json["detail"],
+                              "sr-%s-u%d" % (tag, i)), leaf)
+            # The receipt it proves, as Kafka carries it: the leaf's fields.
+            rejected.append(dict({k: leaf[k] for k in RECEIPT_FIELDS}, proof=r.json["proof"]))
         for r, i in zip(replays, range(0, 50, 5)):
             self.assertExecuted(r, *reqs[i][:3], result=reqs[i][3], status="replayed")
         leaves = 210
@@ -489,6 +510,22 @@ class SignedLocal(ServiceTest):
         self.assertEqual((g.returncode, g.stderr), (0, ""))
         self.assertEqual(g.stdout.strip(), "200 receipts valid, 1 logs, largest checkpoint size %d"
                          % leaves)
+        # The rejections' receipts built from their answers: valid to the Go
+        # verifier, the CLI and /receipts/verify.
+        fr = write_lines(self.path("rejections.jsonl"), rejected)
+        g = go_verifier("receipts", pem_file, fr)
+        self.assertEqual((g.returncode, g.stderr), (0, ""))
+        self.assertTrue(g.stdout.startswith("10 receipts valid, 1 logs"), g.stdout)
+        c = cli_verify(pem_file, fr)
+        self.assertEqual((c.returncode, cli_verdicts(c.stdout)), (0, ["valid"] * 10), c.stderr)
+        for rec in rejected[:3]:
+            v = s.post("/receipts/verify", rec)
+            self.assertEqual((v.status, v.json), (200, {"valid": True}), rec)
+        forged = dict(rejected[0], detail="something else")
+        v = s.post("/receipts/verify", forged)
+        self.assertEqual((v.status, v.json.get("valid")), (200, False), v.json)
+        print("    10 rejections answered with their proofs: valid to the Go verifier, the CLI "
+              "and /receipts/verify; one with another detail refused: %r" % v.json.get("reason"))
 
         # The ledger: each execution and rejection at its index, checkpoints
         # chained, the answers' checkpoints among them.
@@ -538,12 +575,8 @@ class SignedLocal(ServiceTest):
     # -- 2
 
     def test_2_forgeries_refused_everywhere(self):
-        key = self.path("node.key")
-        pem, key_id, _ = keygen(key)
-        pem_file = self.path("trusted.pem")
-        with open(pem_file, "w") as f:
-            f.write(pem)
-        raw = raw_public(pem)
+        k = key_set(self.path)
+        key, pem_file, pem, raw = k.key, k.pem_file, k.pem, k.raw
         origin = "example.test/openexec-%s" % uuid.uuid4().hex[:6]
         s = self.signed_server(key, env={"OPENEXEC_LOG_ORIGIN": origin})
         tag = uuid.uuid4().hex[:8]
@@ -726,13 +759,8 @@ class SignedLocal(ServiceTest):
         # log's latest tree, and two checkpoints consistent, checked by the
         # independent verifier (transparency-dev's proof package) and by
         # the Python check; a changed hash in either is refused.
-        key = self.path("node.key")
-        pem, key_id, _ = keygen(key)
-        pem_file = self.path("trusted.pem")
-        with open(pem_file, "w") as f:
-            f.write(pem)
-        raw = raw_public(pem)
-        origin = "openexec/" + key_id[:16]
+        k = key_set(self.path)
+        key, pem_file, raw, origin = k.key, k.pem_file, k.raw, k.origin
         s = self.signed_server(key)
         tag = uuid.uuid4().hex[:8]
         # One at a time: a checkpoint per entry, sizes 1 to 30.
@@ -935,12 +963,8 @@ class SignedLocal(ServiceTest):
 
 class SignedKafka(KafkaCase):
     def key_files(self, name="node.key"):
-        key = self.path(name)
-        pem, key_id, _ = keygen(key)
-        pem_file = self.path(name + ".pem")
-        with open(pem_file, "w") as f:
-            f.write(pem)
-        return key, pem_file, raw_public(pem), "openexec/" + key_id[:16]
+        k = key_set(self.path, name)
+        return k.key, k.pem_file, k.raw, k.origin
 
     def published(self, bootstrap, origin, last_note, timeout=30):
         """The checkpoints topic (the receipts topic + ".checkpoints") read
