@@ -47,6 +47,21 @@ static int open_fixture(fixture *f, const char *path, const oe_signer *signer)
     return 0;
 }
 
+/* A fixture on the file name in dir, signing with the key of seed (its
+ * public key into pub); the caller frees *signer after close_fixture.
+ * Returns 0, or -1 after failing the test. */
+static int open_signed(fixture *f, const char *name, oe_signer **signer, unsigned char pub[32])
+{
+    char path[128], err[300];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (oe_signer_from_seed(seed, signer, err, sizeof err) != OE_OK) {
+        OE_FAIL_("signer: %s", err);
+        return -1;
+    }
+    oe_signer_public(*signer, pub);
+    return open_fixture(f, path, *signer);
+}
+
 static void close_fixture(fixture *f)
 {
     oe_engine_free(f->engine);
@@ -589,14 +604,11 @@ static uint64_t checkpoint_size(const oe_buf *cp, const unsigned char pub[32], c
  * alone signs none and hands back nothing. */
 static void test_checkpoint_of_each_batch(void)
 {
-    char path[128], err[300];
-    snprintf(path, sizeof path, "%s/cp.db", dir);
+    char err[300];
     oe_signer *signer;
-    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
     unsigned char pub[32];
-    oe_signer_public(signer, pub);
     fixture f;
-    if (open_fixture(&f, path, signer) != 0)
+    if (open_signed(&f, "cp.db", &signer, pub) != 0)
         return;
     const char *origin = oe_tlog_origin(f.tlog);
     oe_buf cp;
@@ -650,14 +662,11 @@ static void test_checkpoint_of_each_batch(void)
  * against the batch's checkpoint, every leaf at its row's index. */
 static void test_large_batch_leaves(void)
 {
-    char path[128], err[300];
-    snprintf(path, sizeof path, "%s/large.db", dir);
+    char err[300];
     oe_signer *signer;
-    ASSERT_EQ(oe_signer_from_seed(seed, &signer, err, sizeof err), OE_OK);
     unsigned char pub[32];
-    oe_signer_public(signer, pub);
     fixture f;
-    if (open_fixture(&f, path, signer) != 0)
+    if (open_signed(&f, "large.db", &signer, pub) != 0)
         return;
     ASSERT_TRUE(oe_engine_start(f.engine) >= 0); /* its helper threads */
     enum { N = 300 };
