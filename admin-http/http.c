@@ -919,7 +919,9 @@ static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_c
  * "reason"}, checked against the trusted keys (SPEC §12). The seed's form,
  * {"exec_id", "result", "receipt"} -> {"valid"}, checks only the receipt
  * hash: result is the JSON value (hashed as json.dumps(result,
- * sort_keys=True)); a string is also accepted as the result_json text. */
+ * sort_keys=True)); a string is also accepted as the result_json text.
+ * The id may also be named "id", as everywhere else (without status and
+ * proof: else it is a whole receipt). */
 static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ctx *rc)
 {
     char err[300];
@@ -946,14 +948,16 @@ static MHD_RESULT handle_verify(oe_http *h, struct MHD_Connection *c, request_ct
             return send_json(h, c, 200, "{\"valid\": true}", 15);
         return send_false(h, c, 200, "valid", err);
     }
+    if (!id)
+        id = oe_json_get(root, "id");
     const oe_json *result = oe_json_get(root, "result");
     const oe_json *receipt = oe_json_get(root, "receipt");
     if (!id || id->type != OE_JSON_STRING || !receipt || receipt->type != OE_JSON_STRING ||
         !result || memchr(id->str, 0, id->len)) {
         oe_json_doc_free(doc);
         return send_detail(h, c, 422,
-                           "body must be a receipt with its proof, or {\"exec_id\": string, "
-                           "\"result\": value, \"receipt\": string}");
+                           "body must be a receipt with its proof, or {\"id\" (or "
+                           "\"exec_id\"): string, \"result\": value, \"receipt\": string}");
     }
     int valid = 0;
     char hash[65];
@@ -1682,4 +1686,9 @@ void oe_http_free(oe_http *h)
     pthread_cond_destroy(&h->jobs_idle);
     pthread_mutex_destroy(&h->jobs_lock);
     free(h);
+}
+
+const char *oe_http_library_version(void)
+{
+    return MHD_get_version();
 }

@@ -28,6 +28,11 @@
  * date (ISO 8601), written by make (build/gen/build_info.c). */
 extern const char oe_build_commit[];
 extern const char oe_build_date[];
+/* The avro-c release built against (the library reports none itself). */
+extern const char oe_build_avro[];
+
+/* The version of libmicrohttpd linked in. */
+const char *oe_http_library_version(void);
 
 /* The server's limits. Each one bounds what a client (or many clients) can
  * make the server hold; all are enforced in http.c.

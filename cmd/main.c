@@ -986,7 +986,12 @@ static int cmd_keygen(int argc, char **argv)
 }
 
 static const oe_command version_command = {
-    "version", OE_CMD_VERSION, "Prints the version of openexec.", 0, 0,
+    "version",
+    OE_CMD_VERSION,
+    "Prints the version of openexec, then of the libraries it runs with\n"
+    "(librdkafka, OpenSSL, SQLite, libpq, libmicrohttpd, avro-c).",
+    0,
+    0,
 };
 
 static int cmd_version(int argc, char **argv)
@@ -995,7 +1000,12 @@ static int cmd_version(int argc, char **argv)
     int rc = oe_command_parse(&version_command, &cfg, NULL, argc, argv);
     if (rc >= 0)
         return rc;
-    printf("%s (commit %s, %s)\n", OE_VERSION, oe_build_commit, oe_build_date);
+    /* The first line is the program's; then the libraries', as linked. */
+    char ledger[128];
+    oe_ledger_library_versions(ledger, sizeof ledger);
+    printf("%s (commit %s, %s)\nlibrdkafka %s\n%s\n%slibmicrohttpd %s\navro-c %s (built against)\n",
+           OE_VERSION, oe_build_commit, oe_build_date, rd_kafka_version_str(),
+           OpenSSL_version(OPENSSL_VERSION), ledger, oe_http_library_version(), oe_build_avro);
     return 0;
 }
 
@@ -1003,7 +1013,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: openexec COMMAND [options]\n\n"
                "commands:\n"
-               "  run              the service: Kafka worker, SQLite store, admin HTTP\n"
+               "  run              the service: Kafka worker, ledger, admin HTTP\n"
                "  broker           an embedded Kafka-protocol broker for development and tests\n"
                "  produce          publish JSON-lines requests (Avro by default)\n"
                "  receipts         print receipts as JSON lines\n"
@@ -1011,7 +1021,7 @@ static void usage(FILE *f)
                "  ledger           show, export or audit a ledger's records; migrate its schema\n"
                "  dlq replay       republish dead letters after a fix\n"
                "  mint             print a signed approval artifact\n"
-               "  verify-receipt   check a receipt hash\n"
+               "  verify-receipt   check receipts' proofs (or the seed's receipt hash)\n"
                "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
                "  version          print the version\n\n"
                "openexec COMMAND --help shows a command's options.\n");

@@ -2,6 +2,7 @@
 #include "ledger.h"
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -144,4 +145,10 @@ void oe_ledger_mask_url(const char *url, char *out, size_t outlen)
         sep = '&';
     }
     PQconninfoFree(opts);
+}
+
+void oe_ledger_library_versions(char *out, size_t outlen)
+{
+    int pq = PQlibVersion(); /* major * 10000 + minor since PostgreSQL 10 */
+    snprintf(out, outlen, "SQLite %s\nlibpq %d.%d\n", sqlite3_libversion(), pq / 10000, pq % 10000);
 }

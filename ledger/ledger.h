@@ -66,4 +66,8 @@ oe_ledger_kind oe_ledger_parse_url(const char *url, const char **path, char *err
  * "***" whole. out is always terminated (truncated to outlen). */
 void oe_ledger_mask_url(const char *url, char *out, size_t outlen);
 
+/* The versions of the ledger's libraries linked in: "SQLite 3.40.1" and
+ * "libpq 15.4", one per line ("\n" after each), into out. */
+void oe_ledger_library_versions(char *out, size_t outlen);
+
 #endif

@@ -27,7 +27,8 @@ from harness import BIN, Broker, ServiceTest, clean_env, cli, free_port, run_tes
 # every command's.
 OPTIONS = {
     "run": {"--mode", "--secret", "--public-key", "--public-key-file", "--tenant", "--allowed-actions", "--brokers",
-            "--requests-topic", "--receipts-topic", "--dlq-topic", "--group-id",
+            "--requests-topic", "--receipts-topic", "--dlq-topic", "--checkpoints-topic",
+            "--group-id",
             "--group-instance-id", "--execute",
             "--worker", "--receipt-format", "--transactions", "--transactional-id",
             "--partitions", "--batch-max", "--bridge-timeout-ms", "--confluent-schema-id",
@@ -37,12 +38,12 @@ OPTIONS = {
             "--broker-port", "--signing", "--signing-key-file", "--log-origin",
             "--trusted-keys-file", "--help"},
     "broker": {"--partitions", "--bootstrap-file", "--broker-port", "--requests-topic", "--receipts-topic",
-               "--dlq-topic", "--log-level", "--log-format", "--config", "--help"},
+               "--dlq-topic", "--checkpoints-topic", "--log-level", "--log-format", "--config", "--help"},
     "produce": {"--brokers", "--requests-topic", "--format", "--config", "-X", "--help"},
     "receipts": {"--brokers", "--receipts-topic", "--from-beginning", "--follow", "--meta", "--max",
                  "--timeout-ms", "--config", "-X", "--help"},
     "topics": {"--brokers", "--requests-topic", "--receipts-topic", "--dlq-topic",
-               "--partitions", "--replication-factor", "--config", "-X", "--help"},
+               "--checkpoints-topic", "--partitions", "--replication-factor", "--config", "-X", "--help"},
     "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
              "--issued-at", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--trusted-keys", "--help"},
@@ -837,6 +838,26 @@ class Help(ConfigTest):
         p = cli(["version", "--help"])
         self.assertNotEqual(p.stdout.strip(), cli(["version"]).stdout.strip())
         self.assertRefused(cli(["version", "--bogus"]), "--bogus")
+
+    def test_version_names_the_libraries(self):
+        import sqlite3
+        p = cli(["version"])
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        lines = p.stdout.splitlines()
+        self.assertRegex(lines[0], r"^\d+\.\d+\.\d+ \(commit \S+, \S+\)$")
+        libs = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in lines[1:]}
+        self.assertEqual(sorted(libs), ["OpenSSL", "SQLite", "avro-c", "libmicrohttpd", "libpq",
+                                        "librdkafka"], p.stdout)
+        # What is linked in, as the system's own tools report it.
+        def modversion(pkg):
+            return subprocess.run(["pkg-config", "--modversion", pkg], capture_output=True,
+                                  text=True).stdout.strip()
+        self.assertEqual(libs["SQLite"], sqlite3.sqlite_version)
+        self.assertEqual(libs["librdkafka"], modversion("rdkafka"))
+        self.assertEqual(libs["libmicrohttpd"], modversion("libmicrohttpd"))
+        self.assertEqual(libs["avro-c"], modversion("avro-c") + " (built against)")
+        self.assertTrue(libs["OpenSSL"].startswith(modversion("openssl") + " "), libs)
+        self.assertRegex(libs["libpq"], r"^\d+\.\d+$")
 
     def test_options_of_other_commands_refused(self):
         for command, expected in sorted(OPTIONS.items()):

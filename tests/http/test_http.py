@@ -496,9 +496,16 @@ class Receipts(ServiceTest):
             r = s.post("/receipts/verify", t)
             self.assertStatus(r, 200)
             self.assertEqual(r.json, {"valid": False}, t)
+        # "id", the name every other answer gives it, works as exec_id does.
+        by_id = {"id": b["id"], "result": b["result"], "receipt": b["receipt"]}
+        self.assertEqual(s.post("/receipts/verify", by_id).json, {"valid": True})
+        for t in tampered:
+            t = {("id" if k == "exec_id" else k): v for k, v in t.items()}
+            self.assertEqual(s.post("/receipts/verify", t).json, {"valid": False}, t)
         for bad in (b"not json", b"[]", b'{"exec_id": "x", "result": 1}',
                     b'{"result": 1, "receipt": "ab"}', b'{"exec_id": 1, "result": 1, "receipt": "ab"}',
-                    b'{"exec_id": "x", "result": 1, "receipt": 5}'):
+                    b'{"exec_id": "x", "result": 1, "receipt": 5}',
+                    b'{"id": 1, "result": 1, "receipt": "ab"}', b'{"id": "x", "result": 1}'):
             r = s.post("/receipts/verify", bad)
             self.assertDetail(r, 422)
 
