@@ -430,6 +430,65 @@ static const setting *find(const oe_command *command, const char *name, size_t n
     return NULL;
 }
 
+/* Edit distance (optimal string alignment) of a[0..la) and b[0..lb), or
+ * more than max when it is more than max. */
+static size_t edits(const char *a, size_t la, const char *b, size_t lb, size_t max)
+{
+    enum { LONGEST = 64 };
+    if (la > LONGEST || lb > LONGEST)
+        return max + 1;
+    size_t d[LONGEST + 1][LONGEST + 1];
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+const char *oe_did_you_mean(const char *word, const char *const *candidates, size_t n)
+{
+    size_t lw = strlen(word), max = lw / 4 ? lw / 4 : 1, best = max + 1;
+    const char *pick = NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t e = edits(word, lw, candidates[i], strlen(candidates[i]), max);
+        if (e < best) {
+            best = e;
+            pick = candidates[i];
+        }
+    }
+    return pick;
+}
+
+/* "unknown option: NAME", with the option of command it is a typo of. */
+static void unknown_option(const oe_command *command, const char *arg, size_t namelen, char *err,
+                           size_t errlen)
+{
+    const char *flags[NSETTINGS];
+    size_t n = 0;
+    for (size_t k = 0; k < NSETTINGS; k++)
+        if (settings[k].commands & command->bit)
+            flags[n++] = settings[k].flag;
+    char name[201];
+    snprintf(name, sizeof name, "%.*s", (int)(namelen > 200 ? 200 : namelen), arg);
+    const char *hint = oe_did_you_mean(name, flags, n);
+    if (hint)
+        snprintf(err, errlen, "unknown option: %s; did you mean %s?", name, hint);
+    else
+        snprintf(err, errlen, "unknown option: %s", name);
+}
+
 /* One pass over argv: sets the flags given. */
 static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char **argv, char *err,
                        size_t errlen)
@@ -444,8 +503,7 @@ static int parse_flags(oe_config *cfg, const oe_command *command, int argc, char
         size_t namelen = eq ? (size_t)(eq - arg) : strlen(arg);
         const setting *s = find(command, arg, namelen);
         if (!s || strncmp(arg, "--", 2) != 0) {
-            snprintf(err, errlen, "unknown option: %.*s", (int)(namelen > 200 ? 200 : namelen),
-                     arg);
+            unknown_option(command, arg, namelen, err, errlen);
             return OE_EINVAL;
         }
         const char *value;

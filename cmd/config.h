@@ -200,4 +200,10 @@ oe_origin oe_config_origin(const oe_config *cfg, const oe_command *command, cons
  * (status.h). */
 int oe_config_check_host(const char *host);
 
+/* The candidate closest to word (one of n) when it is close enough to be
+ * what was meant (a typo: at most one edit in four, one at least, an edit
+ * being a letter added, removed, changed or two swapped), else NULL; for
+ * "did you mean" hints. */
+const char *oe_did_you_mean(const char *word, const char *const *candidates, size_t n);
+
 #endif

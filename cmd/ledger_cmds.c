@@ -489,7 +489,13 @@ int oe_cmd_ledger(int argc, char **argv)
                "options.\n");
         return 0;
     }
+    static const char *const actions[] = {"show", "export", "audit", "logs", "migrate"};
+    const char *hint = argc >= 1 ? oe_did_you_mean(argv[0], actions, 5) : NULL;
+    if (hint)
+        return oe_die(2, "ledger: unknown action %s; did you mean %s? (see openexec ledger --help)",
+                      argv[0], hint);
     return oe_die(2,
-                  "ledger: %s%s (use show, export, audit or migrate; see openexec ledger --help)",
+                  "ledger: %s%s (use show, export, audit, logs or migrate; see openexec ledger "
+                  "--help)",
                   argc >= 1 ? "unknown action " : "an action is needed", argc >= 1 ? argv[0] : "");
 }

@@ -1059,5 +1059,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    const char *names[sizeof commands / sizeof commands[0]];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        names[i] = commands[i].name;
+    const char *hint = oe_did_you_mean(command, names, sizeof names / sizeof names[0]);
+    if (hint)
+        return oe_die(2, "unknown command: %s; did you mean %s? (see openexec --help)", command,
+                      hint);
     return oe_die(2, "unknown command: %s (see openexec --help)", command);
 }

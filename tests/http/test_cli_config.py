@@ -839,6 +839,20 @@ class Help(ConfigTest):
         self.assertNotEqual(p.stdout.strip(), cli(["version"]).stdout.strip())
         self.assertRefused(cli(["version", "--bogus"]), "--bogus")
 
+    def test_typos_get_a_did_you_mean(self):
+        for argv, typo, said in (
+                (["rn"], "rn", "unknown command: rn; did you mean run?"),
+                (["verfy-receipt"], "verfy-receipt", "did you mean verify-receipt?"),
+                (["ledger", "adit"], "adit", "ledger: unknown action adit; did you mean audit?"),
+                (["run", "--brokres", "x"], "--brokres", "did you mean --brokers?"),
+                (["topics", "--partitons", "2"], "--partitons", "did you mean --partitions?"),
+                (["run", "--db-sycn", "full"], "--db-sycn", "did you mean --db-sync?")):
+            self.assertIn(said, self.assertRefused(cli(argv, timeout=5), typo), argv)
+        # Nothing close: no guess.
+        for argv in (["zzzz"], ["run", "--zzz"], ["ledger", "frobnicate"]):
+            err = self.assertRefused(cli(argv, timeout=5), argv[-1])
+            self.assertNotIn("did you mean", err)
+
     def test_version_names_the_libraries(self):
         import sqlite3
         p = cli(["version"])
