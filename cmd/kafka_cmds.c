@@ -205,11 +205,21 @@ int oe_cmd_produce(int argc, char **argv)
      * checked in short rounds, so that Ctrl-C (SIGINT) or SIGTERM stops the
      * wait at once. */
     oe_install_signals();
-    long long deadline = oe_monotonic_ms() + CLI_CLUSTER_WAIT_MS;
+    long long started = oe_monotonic_ms(), deadline = started + CLI_CLUSTER_WAIT_MS;
     int check;
     do
         check = oe_kafka_check_cluster(p.rk, &p.topic, 1, 500, NULL, NULL, err, sizeof err);
     while (check == OE_EUNAVAIL && !oe_stop_requested() && oe_monotonic_ms() < deadline);
+    if (check == OE_EUNAVAIL) {
+        /* Each round says its own half second: say the whole wait. */
+        const char *why = strstr(err, " s: ");
+        char whole[sizeof err + 64];
+        int n = snprintf(whole, sizeof whole, "brokers unreachable after %.1f s: %s",
+                         (double)(oe_monotonic_ms() - started) / 1000.0, why ? why + 4 : err);
+        size_t len = n < 0 ? 0 : (size_t)n < sizeof err ? (size_t)n : sizeof err - 1;
+        memcpy(err, whole, len);
+        err[len] = '\0';
+    }
     if (check != OE_OK || oe_stop_requested()) {
         rd_kafka_destroy(p.rk);
         oe_codec_free(p.codec);

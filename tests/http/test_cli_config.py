@@ -821,6 +821,21 @@ class Keygen(ConfigTest):
                                 os.devnull]), "none.pem", "No such file or directory")
 
 
+class Waits(ConfigTest):
+    def test_produce_says_how_long_it_waited(self):
+        # Brokers that never answer: produce waits its 15 s for them, then
+        # says so (each round of the wait is half a second: not that).
+        t0 = time.monotonic()
+        p = cli(["produce", "--brokers", "127.0.0.1:1"], timeout=40)
+        waited = time.monotonic() - t0
+        self.assertEqual(p.returncode, 1, p.stderr)
+        last = p.stderr.strip().splitlines()[-1]
+        m = re.match(r"^openexec: produce: brokers unreachable after (\d+\.\d) s: ", last)
+        self.assertTrue(m, last)
+        self.assertGreaterEqual(float(m.group(1)), 14.5, last)
+        self.assertLessEqual(float(m.group(1)), waited, last)
+
+
 class Help(ConfigTest):
     def listed(self, command):
         p = cli(command.split() + ["--help"])
