@@ -29,7 +29,7 @@ for r in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
     for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
     B=$(cat "$work/bs")
     bench/requests.sh "$N" $((r * N)) |
-        build/openexec produce --brokers "$B" 2>"$work/produce.log"
+        build/openexec produce --brokers "$B" >"$work/produce.log" 2>&1
     port=$(free_port)
     build/openexec run --brokers "$B" --http-port "$port" --db "$LEDGER" --db-sync "$SYNC" \
         2>"$work/worker.log" &

@@ -28,7 +28,7 @@ bench/requests.sh "$N" >"$work/requests.jsonl"
 tp0=$(now)
 kcat -P -b "$B" -t bench.kcat -l "$work/requests.jsonl" 2>"$work/kcat-produce.log"
 tp1=$(now)
-build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" 2>"$work/produce.log"
+build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" >"$work/produce.log" 2>&1
 
 t0=$(now)
 got=$(kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" 2>/dev/null | wc -l)

@@ -29,7 +29,7 @@ rate_of() { # mode args...: prints msg/s and peak RSS
     for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
     local B
     B=$(cat "$work/bs")
-    build/openexec produce --brokers "$B" <"$work/$mode.jsonl" 2>"$work/produce.log"
+    build/openexec produce --brokers "$B" <"$work/$mode.jsonl" >"$work/produce.log" 2>&1
     local port=$(free_port)
     build/openexec run --brokers "$B" --http-port "$port" --db "$work/$mode.db" --db-sync full \
         "$@" 2>"$work/worker-$mode.log" &

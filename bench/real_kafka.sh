@@ -45,7 +45,7 @@ build/openexec topics --brokers "$B" --partitions "$PARTITIONS" --replication-fa
 
 bench/requests.sh "$N" >"$work/requests.jsonl"
 build/openexec produce --brokers "$B" --format "$FORMAT" <"$work/requests.jsonl" \
-    2>"$work/produce.log" || fail "openexec produce: $(tail -n1 "$work/produce.log")"
+    >"$work/produce.log" 2>&1 || fail "openexec produce: $(tail -n1 "$work/produce.log")"
 
 t0=$(now)
 got=$(kcat -C -b "$B" -t openexec.requests -o beginning -e -q -c "$N" 2>/dev/null | wc -l)

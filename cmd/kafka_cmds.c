@@ -264,9 +264,12 @@ int oe_cmd_produce(int argc, char **argv)
     rd_kafka_destroy(p.rk);
     oe_codec_free(p.codec);
     oe_kafka_settings_clear(&ks);
-    fprintf(stderr, "openexec: produce: %ld sent, %ld failed, %ld invalid lines\n",
-            p.sent - p.failed, p.failed, p.bad_lines);
-    return p.failed || p.bad_lines || interrupted ? 1 : 0;
+    /* The summary: on stdout when all went well, else as the reason of
+     * the failure (exit 1). */
+    int failed = p.failed || p.bad_lines || interrupted;
+    fprintf(failed ? stderr : stdout, "%sproduce: %ld sent, %ld failed, %ld invalid lines\n",
+            failed ? "openexec: " : "", p.sent - p.failed, p.failed, p.bad_lines);
+    return failed ? 1 : 0;
 }
 
 static const oe_command receipts_command = {

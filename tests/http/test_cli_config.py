@@ -429,6 +429,9 @@ class KafkaProperties(ConfigTest):
                               '{"a": 2, "b": 3}, "nonce": "fixed-1"}\n', capture_output=True,
                               text=True, timeout=30, env=clean_env({}))
         self.assertEqual(sent.returncode, 0, sent.stderr)
+        # Success is summed up on stdout; stderr keeps the failures' form.
+        self.assertEqual(sent.stdout, "produce: 1 sent, 0 failed, 0 invalid lines\n")
+        self.assertNotIn("openexec: produce:", sent.stderr)
         got = cli(["receipts"] + brokers + ["--from-beginning", "--max", "1", "--timeout-ms",
                                             "15000"], timeout=30)
         self.assertEqual(got.returncode, 0, got.stderr)
