@@ -107,6 +107,7 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
 
 #define RUN OE_CMD_RUN
 #define BROKER OE_CMD_BROKER
+#define EXEC OE_CMD_EXEC
 #define PRODUCE OE_CMD_PRODUCE
 #define RECEIPTS OE_CMD_RECEIPTS
 #define MINT OE_CMD_MINT
@@ -137,11 +138,12 @@ static const setting settings[] = {
     /* Kafka */
     TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
          "bootstrap servers (empty = embedded broker)"),
-    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS | TOPICS | REPLAY, brokers, NULL,
-         "bootstrap servers (required)"),
-    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", RUN | BROKER | PRODUCE | TOPICS | REPLAY,
-         requests_topic, "openexec.requests", "requests topic"),
-    NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS | TOPICS,
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", PRODUCE | RECEIPTS | TOPICS | REPLAY | EXEC,
+         brokers, NULL, "bootstrap servers (required)"),
+    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC",
+         RUN | BROKER | PRODUCE | TOPICS | REPLAY | EXEC, requests_topic, "openexec.requests",
+         "requests topic"),
+    NAME("--receipts-topic", "OPENEXEC_RECEIPTS_TOPIC", RUN | BROKER | RECEIPTS | TOPICS | EXEC,
          receipts_topic, "openexec.receipts", "receipts topic"),
     NAME("--dlq-topic", "OPENEXEC_DLQ_TOPIC", RUN | BROKER | TOPICS | REPLAY, dlq_topic,
          "openexec.requests.dlq", "dead-letter topic"),
@@ -210,7 +212,8 @@ static const setting settings[] = {
     WORD("--log-format", "OPENEXEC_LOG_FORMAT", RUN | BROKER, log_format, log_formats, "text",
          "text (key=value) or json (one object per line)"),
     NAME("--config", "OPENEXEC_CONFIG",
-         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY, config_file, NULL,
+         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY | EXEC, config_file,
+         NULL,
          "read NAME = value lines (the environment's names) from this file; flags and the "
          "environment win over it"),
     /* broker */
@@ -231,6 +234,11 @@ static const setting settings[] = {
     INT("--max", NULL, RECEIPTS, max_count, 1, 1L << 40, NULL, "stop after this many receipts"),
     INT("--timeout-ms", NULL, RECEIPTS, timeout_ms, 1, 1L << 40, "30000",
         "with --max: give up after this long"),
+    /* exec */
+    INT("--timeout-ms", NULL, EXEC, timeout_ms, 1, 1L << 40, "30000",
+        "give up when no receipt answers within this long"),
+    NAME("--trusted-keys", "OPENEXEC_TRUSTED_KEYS_FILE", EXEC, trusted_keys_file, NULL,
+         "accept only a receipt whose proof verifies against these Ed25519 public keys (PEM)"),
     /* mint */
     NAME("--action", NULL, MINT, action, NULL, "action to approve (required)"),
     TEXT("--payload", NULL, MINT, payload, "{}", "payload as a JSON object"),

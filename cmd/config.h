@@ -39,6 +39,7 @@ enum {
     OE_CMD_KEYGEN = 1 << 12,
     OE_CMD_LEDGER_AUDIT = 1 << 13,
     OE_CMD_LEDGER_LOGS = 1 << 14,
+    OE_CMD_EXEC = 1 << 15,
 };
 
 /* Where a setting's value came from; error messages name that source. */

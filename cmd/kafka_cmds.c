@@ -2,14 +2,19 @@
  * code. Each command runs on the main thread (librdkafka keeps its own
  * threads); each owns the clients, codec and buffers it creates and frees
  * them before it returns. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "bridge/bridge.h"
 #include "cmd/commands.h"
 #include "codec/codec.h"
 #include "devbroker/broker.h"
+#include "engine/clock.h"
+#include "engine/note.h"
 #include "engine/request.h"
 #include "engine/status.h"
 
@@ -451,6 +456,195 @@ out:
     rd_kafka_consumer_close(r.rk);
     rd_kafka_destroy(r.rk);
     oe_codec_free(r.codec);
+    oe_kafka_settings_clear(&ks);
+    return status;
+}
+
+static const oe_command exec_command = {
+    "exec",
+    OE_CMD_EXEC,
+    "Sends one execution request (a JSON object on stdin, at most 1 MiB)\n"
+    "through Kafka and waits for its receipt, as POST /execute does: prints\n"
+    "the receipt as a JSON line (the form of openexec receipts). Exit 0:\n"
+    "executed or replayed; 3: rejected (the receipt says why); 1: no\n"
+    "verdict (brokers unreachable, no receipt within --timeout-ms: try\n"
+    "again); 2: a usage error or input that is not a JSON object. With\n"
+    "--trusted-keys only a receipt whose proof verifies answers.",
+    1,
+    1,
+};
+
+/* The one request's answer, written by the bridge's thread. */
+typedef struct exec_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cv;
+    int done;
+    int status; /* 0: a receipt (line); else the bridge's HTTP status */
+    int rejected;
+    oe_buf line;
+    char reason[256];
+} exec_wait;
+
+static void exec_reply(void *ctx, const oe_receipt *r, int status, const char *reason)
+{
+    exec_wait *x = ctx;
+    pthread_mutex_lock(&x->lock);
+    if (r) {
+        x->status = oe_receipt_to_json(r, &x->line) == OE_OK && !oe_buf_failed(&x->line) ? 0 : 500;
+        x->rejected = r->status == OE_STATUS_REJECTED;
+        if (x->status)
+            snprintf(x->reason, sizeof x->reason, "the receipt cannot be printed");
+    } else {
+        x->status = status;
+        snprintf(x->reason, sizeof x->reason, "%s", reason ? reason : "no receipt");
+    }
+    x->done = 1;
+    pthread_cond_signal(&x->done_cv);
+    pthread_mutex_unlock(&x->lock);
+}
+
+/* Reads stdin whole, at most max bytes: into *out (NUL-terminated).
+ * Returns OE_OK, OE_ELIMIT (longer) or OE_ENOMEM / OE_EIO. */
+static int read_stdin(size_t max, oe_buf *out)
+{
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+        if (out->len + n > max)
+            return OE_ELIMIT;
+        if (oe_buf_append(out, chunk, n) != OE_OK)
+            return oe_buf_failed(out);
+    }
+    return ferror(stdin) ? OE_EIO : OE_OK;
+}
+
+int oe_cmd_exec(int argc, char **argv)
+{
+    oe_config cfg;
+    oe_kafka_settings ks;
+    int rc = oe_command_parse(&exec_command, &cfg, &ks, argc, argv);
+    if (rc >= 0)
+        return rc;
+    char err[600];
+    int status = 1;
+    oe_bridge *b = NULL;
+    unsigned char(*keys)[32] = NULL;
+    size_t nkeys = 0;
+    oe_request req = {0};
+    oe_kafka_metrics metrics;
+    oe_kafka_metrics_init(&metrics);
+    exec_wait x = {.lock = PTHREAD_MUTEX_INITIALIZER, .done_cv = PTHREAD_COND_INITIALIZER};
+    oe_buf body;
+    oe_buf_init(&body, 0);
+    oe_buf_init(&x.line, 0);
+    if (cfg.trusted_keys_file) {
+        char *pem, why[128];
+        int rrc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
+        if (rrc != OE_OK) {
+            status =
+                oe_die(2, "exec: --trusted-keys %s: cannot read it (%s)", cfg.trusted_keys_file,
+                       oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
+            goto out;
+        }
+        rrc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
+        free(pem);
+        if (rrc != OE_OK) {
+            status = oe_die(2, "exec: --trusted-keys %s: %s", cfg.trusted_keys_file, err);
+            goto out;
+        }
+    }
+    /* The request, decoded once as the workers will decode it. */
+    int rrc = read_stdin(OE_REQUEST_MAX_BYTES, &body);
+    if (rrc != OE_OK) {
+        status = rrc == OE_ELIMIT
+                     ? oe_die(2, "exec: the request is larger than %zu bytes", OE_REQUEST_MAX_BYTES)
+                     : oe_die(1, "exec: cannot read the request: %s", oe_strerror(rrc));
+        goto out;
+    }
+    oe_decode_verdict verdict;
+    oe_error_code code;
+    char detail[200] = "";
+    const char *text = body.data ? body.data : "";
+    rrc =
+        oe_codec_decode_json_request(text, body.len, &req, &verdict, &code, detail, sizeof detail);
+    if (rrc != OE_OK) {
+        status = oe_die(1, "exec: %s", oe_strerror(rrc));
+        goto out;
+    }
+    if (!req.doc || oe_json_root(req.doc)->type != OE_JSON_OBJECT) {
+        status = oe_die(2, "exec: %s", detail[0] ? detail : "the request must be a JSON object");
+        goto out;
+    }
+    size_t skip = 0; /* workers recognise JSON by its first byte, '{' */
+    while (skip < body.len && text[skip] != '{')
+        skip++;
+    /* The brokers answer and both topics exist; then the bridge, its
+     * receipts consumer positioned at the end before anything is sent. */
+    rd_kafka_t *admin =
+        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
+    const char *topics[] = {ks.requests_topic, ks.receipts_topic};
+    int check = admin ? oe_kafka_check_cluster(admin, topics, 2, CLI_CLUSTER_WAIT_MS, NULL, NULL,
+                                               err, sizeof err)
+                      : OE_EINVAL;
+    if (admin)
+        rd_kafka_destroy(admin);
+    if (check != OE_OK) {
+        status = oe_die(check == OE_EINVAL ? 2 : 1, "exec: %s", err);
+        goto out;
+    }
+    if ((rrc = oe_bridge_new(&ks, &metrics, cfg.timeout_ms, &b, err, sizeof err)) != OE_OK) {
+        status = oe_die(rrc == OE_EINVAL ? 2 : 1, "exec: %s", err);
+        goto out;
+    }
+    oe_bridge_set_trusted(b, (const unsigned char(*)[32])keys, nkeys);
+    if ((rrc = oe_bridge_start(b, err, sizeof err)) != OE_OK) {
+        status = oe_die(rrc == OE_EINVAL ? 2 : 1, "exec: %s", err);
+        goto out;
+    }
+    oe_install_signals();
+    long long deadline = oe_monotonic_ms() + CLI_CLUSTER_WAIT_MS;
+    char why[256];
+    while (!oe_bridge_ready(b, why, sizeof why)) {
+        if (oe_stop_requested() || oe_monotonic_ms() > deadline) {
+            status = oe_die(1, "exec: %s", oe_stop_requested() ? "interrupted; nothing sent" : why);
+            goto out;
+        }
+        oe_sleep_ms(20);
+    }
+    oe_bridge_submit(b, text + skip, body.len - skip, &req, verdict == OE_DECODE_VALID, exec_reply,
+                     &x);
+    /* The bridge answers within its timeout (504 then); a signal gives up. */
+    pthread_mutex_lock(&x.lock);
+    while (!x.done && !oe_stop_requested()) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&x.done_cv, &x.lock, &ts);
+    }
+    int done = x.done;
+    pthread_mutex_unlock(&x.lock);
+    if (!done) {
+        status = oe_die(1, "exec: interrupted while waiting for the receipt");
+    } else if (x.status != 0) {
+        status = oe_die(1, "exec: %s", x.reason);
+    } else {
+        puts(x.line.data);
+        fflush(stdout);
+        status = x.rejected ? 3 : 0;
+    }
+out:
+    if (b) {
+        oe_bridge_stop(b); /* answers a waiter still there: x outlives it */
+        oe_bridge_free(b);
+    }
+    free(keys);
+    oe_request_clear(&req);
+    oe_buf_free(&body);
+    oe_buf_free(&x.line);
     oe_kafka_settings_clear(&ks);
     return status;
 }

@@ -1017,6 +1017,7 @@ static void usage(FILE *f)
                "  broker           an embedded Kafka-protocol broker for development and tests\n"
                "  produce          publish JSON-lines requests (Avro by default)\n"
                "  receipts         print receipts as JSON lines\n"
+               "  exec             send one request through Kafka and wait for its receipt\n"
                "  topics           create our topics on a cluster (Admin API)\n"
                "  ledger           show, export or audit a ledger's records; migrate its schema\n"
                "  dlq replay       republish dead letters after a fix\n"
@@ -1038,6 +1039,7 @@ int main(int argc, char **argv)
         {"broker", oe_cmd_broker},
         {"produce", oe_cmd_produce},
         {"receipts", oe_cmd_receipts},
+        {"exec", oe_cmd_exec},
         {"topics", oe_cmd_topics},
         {"ledger", oe_cmd_ledger},
         {"dlq", oe_cmd_dlq},

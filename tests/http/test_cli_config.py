@@ -48,6 +48,8 @@ OPTIONS = {
              "--issued-at", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--trusted-keys", "--help"},
     "keygen": {"--out", "--public-of", "--help"},
+    "exec": {"--brokers", "--requests-topic", "--receipts-topic", "--config", "--timeout-ms",
+             "--trusted-keys", "-X", "--help"},
     "version": {"--help"},
     "ledger show": {"--db", "--db-url", "--config", "--nonce", "--id", "--help"},
     "ledger export": {"--db", "--db-url", "--config", "--help"},

@@ -338,6 +338,66 @@ class Requests(KafkaCase):
         self.assertIn(b"waiting for new receipts", err)
         self.assertNoFatal(w)
 
+    def test_exec_sends_one_request_and_waits_for_its_receipt(self):
+        b = self.broker()
+        w = self.worker(b.bootstrap)
+        topics = ["--brokers", b.bootstrap, "--requests-topic", h.REQUESTS_TOPIC,
+                  "--receipts-topic", h.RECEIPTS_TOPIC]
+
+        def ex(body, *args, timeout=60):
+            p = run_cli(["exec"] + topics + list(args), body, timeout=timeout)
+            out = p.stdout.decode()
+            return p.returncode, (json.loads(out) if out.strip() else None), p.stderr.decode()
+
+        n = uniq("exec")
+        t0 = time.monotonic()
+        rc, rec, err = ex(jreq("add", {"a": 2, "b": 3}, n))
+        took = time.monotonic() - t0
+        self.assertEqual(rc, 0, err)
+        self.assertExecutedReceipt(rec, "add", {"a": 2, "b": 3}, n, {"sum": 5})
+        self.assertIn("proof", rec)
+        # The same again: the original's answer, replayed (exit 0).
+        rc, again, err = ex(jreq("add", {"a": 2, "b": 3}, n))
+        self.assertEqual((rc, again["status"], again["id"], again["receipt"]),
+                         (0, "replayed", rec["id"], rec["receipt"]), err)
+        # A verdict against it: exit 3, the receipt says why.
+        rc, rej, err = ex(jreq("add", {"a": 9, "b": 9}, n))
+        self.assertEqual(rc, 3, err)
+        self.assertRejectedReceipt(rej, "nonce_conflict", nonce=n, action="add")
+        rc, rej, err = ex(jreq("nope", {}, uniq("exec-u")))
+        self.assertEqual((rc, rej["error_code"]), (3, "unknown_action"), err)
+        # Not a request at all: exit 2, nothing sent or printed.
+        for body, said in ((b"[1]", "JSON object"), (b"x" * ((1 << 20) + 1), "larger than")):
+            rc, out, err = ex(body)
+            self.assertEqual((rc, out), (2, None), err)
+            self.assertIn(said, err)
+        # With the worker's key trusted the proven receipt answers, and
+        # verify-receipt agrees; with another key it never does (exit 1).
+        pem = self.path("worker.pem")
+        p = run_cli(["keygen", "--public-of", w.db + ".key"])
+        with open(pem, "wb") as f:
+            f.write(p.stdout)
+        rc, rec, err = ex(jreq("echo", {"t": 1}, uniq("exec-t")), "--trusted-keys", pem)
+        self.assertEqual(rc, 0, err)
+        v = run_cli(["verify-receipt", "--trusted-keys", pem], json.dumps(rec).encode())
+        self.assertEqual((v.returncode, v.stdout.strip()), (0, b"valid"), v.stderr)
+        other = self.path("other.key")
+        run_cli(["keygen", "--out", other])
+        with open(other + ".pem", "wb") as f:
+            f.write(run_cli(["keygen", "--public-of", other]).stdout)
+        rc, out, err = ex(jreq("echo", {"t": 2}, uniq("exec-o")), "--trusted-keys",
+                          other + ".pem", "--timeout-ms", "2000")
+        self.assertEqual((rc, out), (1, None), err)
+        self.assertIn("no receipt in time", err)
+        # No worker: no verdict within --timeout-ms (exit 1).
+        w.stop()
+        t1 = time.monotonic()
+        rc, out, err = ex(jreq("echo", {"t": 3}, uniq("exec-n")), "--timeout-ms", "1500")
+        self.assertEqual((rc, out), (1, None), err)
+        self.assertLess(time.monotonic() - t1, 15)
+        print("    exec: executed in %.2f s (start to exit); replay, conflict, unknown action, "
+              "bad input, trusted and untrusted keys, no worker: as documented" % took)
+
     def test_produce_stops_on_a_signal(self):
         # SIGINT (Ctrl-C) while waiting for brokers that do not answer: out
         # at once, nothing sent, exit 1. SIGTERM with stdin still open: the
