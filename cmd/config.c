@@ -203,6 +203,9 @@ static const setting settings[] = {
          "key id)"),
     HOST("--http-host", "OPENEXEC_HTTP_HOST", RUN, http_host, "127.0.0.1",
          "admin HTTP address or host name"),
+    BOOL("--allow-demo-remote", "OPENEXEC_ALLOW_DEMO_REMOTE", RUN, allow_demo_remote, "0",
+         "1: demo mode (every request runs, unapproved) may listen on an address other than "
+         "loopback"),
     PORT("--http-port", "OPENEXEC_HTTP_PORT", RUN, http_port, "5000", "admin HTTP port, 0 = off"),
     INT("--http-threads", "OPENEXEC_HTTP_THREADS", RUN, http_threads, 1, 256, "4",
         "HTTP thread pool"),

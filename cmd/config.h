@@ -81,7 +81,8 @@ typedef struct oe_config {
     const char *log_origin;       /* OPENEXEC_LOG_ORIGIN; NULL: openexec/<key id prefix> */
     /* admin HTTP */
     const char *http_host;
-    long http_port; /* 0: no admin HTTP */
+    int allow_demo_remote; /* 1: demo mode may listen beyond loopback */
+    long http_port;        /* 0: no admin HTTP */
     long http_threads;
     int execute; /* OE_EXECUTE_* */
     int worker;  /* 1: consume requests here; 0: bridge only */

@@ -4,6 +4,7 @@
  * configuration). Everything here runs on the main thread; `run` owns every
  * module it starts (the service struct) and stops them in reverse order
  * before it returns. */
+#include <arpa/inet.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -187,6 +188,22 @@ static void run_log_config(const service *s)
     oe_config_log(&s->cfg, &run_command, extra);
 }
 
+/* 1 when host names this machine only: localhost, 127.0.0.0/8, ::1 (or
+ * ::ffff:127.x.x.x). */
+static int is_loopback(const char *host)
+{
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) != 1)
+        return 0;
+    static const unsigned char one[16] = {[15] = 1};
+    static const unsigned char v4[12] = {[10] = 0xff, [11] = 0xff};
+    return memcmp(a, one, 16) == 0 || (memcmp(a, v4, 12) == 0 && a[12] == 127);
+}
+
 /* The checks that span settings (exit 2), before anything touches the disk
  * or the network. Returns OE_GO_ON to go on, or an exit status. */
 static int run_configure(service *s, int argc, char **argv)
@@ -226,6 +243,24 @@ static int run_configure(service *s, int argc, char **argv)
     if (s->ecfg.clawshield && !present) {
         oe_kafka_settings_clear(&s->ks);
         return oe_die(2, "clawshield mode needs CLAWSHIELD_SECRET_KEY or CLAWSHIELD_PUBLIC_KEY");
+    }
+    /* Demo mode runs every request unapproved: only this host may ask,
+     * unless the operator says otherwise. */
+    if (!s->ecfg.clawshield && cfg->http_port != 0 && !is_loopback(cfg->http_host)) {
+        if (!cfg->allow_demo_remote) {
+            oe_kafka_settings_clear(&s->ks);
+            return oe_die(2,
+                          "demo mode executes every request unapproved, so it listens on "
+                          "loopback only: --http-host (OPENEXEC_HTTP_HOST) %s refused; use "
+                          "--mode clawshield with approval keys, a loopback address, or "
+                          "OPENEXEC_ALLOW_DEMO_REMOTE=1 to accept that anyone who reaches the "
+                          "port executes anything",
+                          cfg->http_host);
+        }
+        oe_log(OE_LOG_WARN, "main", NULL,
+               "demo mode on %s (OPENEXEC_ALLOW_DEMO_REMOTE=1): anyone who reaches port %ld "
+               "executes any request, unapproved",
+               cfg->http_host, cfg->http_port);
     }
     if (cfg->broker_port && (cfg->brokers || s->local)) {
         oe_kafka_settings_clear(&s->ks);

@@ -257,6 +257,33 @@ class Numbers(ConfigTest):
         self.assertIn("--approval-id: longer than 256 bytes", p.stderr)
 
 
+class DemoRemote(ConfigTest):
+    def test_demo_mode_listens_on_loopback_only_unless_told(self):
+        # Demo mode runs every request unapproved: beyond loopback it is
+        # refused (exit 2, naming the way out), whatever the source.
+        for host in ("0.0.0.0", "::", "192.0.2.1", "example.invalid"):
+            err = self.assertRefused(cli(self.local_run("--http-host", host,
+                                                        "--http-port", str(free_port()))),
+                                     "demo mode", host, "OPENEXEC_ALLOW_DEMO_REMOTE=1")
+            self.assertIn("loopback only", err)
+        self.assertRefused(cli(self.local_run("--http-port", str(free_port())),
+                               env={"OPENEXEC_HTTP_HOST": "0.0.0.0"}), "0.0.0.0")
+        self.assertFalse(os.path.exists(self.path("x.db")))
+        # Loopback, clawshield mode, or the operator's say-so: it starts.
+        for args, env, warned in (
+                (["--http-host", "127.0.0.2"], {}, False),
+                (["--http-host", "0.0.0.0", "--mode", "clawshield", "--secret", "s" * 32], {},
+                 False),
+                (["--http-host", "0.0.0.0"], {"OPENEXEC_ALLOW_DEMO_REMOTE": "1"}, True),
+                (["--http-host", "0.0.0.0", "--allow-demo-remote", "1"], {}, True)):
+            port = free_port()
+            p = self.start(self.local_run(*args, "--http-port", str(port)), env=env)
+            self.assertTrue(p.wait_log(r"admin http://"), p.log())
+            self.assertEqual(("anyone who reaches port %d executes any request" % port)
+                             in p.log(), warned, p.log())
+            self.assertEqual(p.stop(), 0, p.log())
+
+
 class Hosts(ConfigTest):
     def test_bad_hosts_exit_2_naming_flag_or_variable(self):
         for value in ("bad_host", "a b", "-lead", "trail-", "1.2.3.999", "", "a..b",
