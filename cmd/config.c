@@ -102,6 +102,7 @@ static const char *const executes[] = {"kafka", "local", NULL};
 static const char *const formats[] = {"avro", "json", NULL};
 static const char *const payloads[] = {"full", "hash", NULL};
 static const char *const signings[] = {"off", "on", "auto", NULL};
+static const char *const record_statuses[] = {"any", "executed", "rejected", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}; /* oe_log_level */
 static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_format */
 
@@ -263,6 +264,15 @@ static const setting settings[] = {
     TEXT("--nonce", NULL, OE_CMD_LEDGER_SHOW, nonce, NULL,
          "the execution and rejected attempts of this nonce"),
     TEXT("--id", NULL, OE_CMD_LEDGER_SHOW, id, NULL, "the execution with this id"),
+    /* ledger show / export filters */
+    TEXT("--since", NULL, OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT, since, NULL,
+         "only records made at or after this time (ISO 8601, e.g. 2026-12-06T10:00:00Z)"),
+    TEXT("--until", NULL, OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT, until, NULL,
+         "only records made before this time (ISO 8601)"),
+    NAME("--action", NULL, OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT, action, NULL,
+         "only records of this action"),
+    WORD("--status", NULL, OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT, record_status,
+         record_statuses, "any", "any, executed (executions) or rejected (rejected attempts)"),
     /* verify-receipt */
     TEXT("--id", NULL, VERIFY, id, NULL, "execution id"),
     TEXT("--result", NULL, VERIFY, result, NULL, "result as JSON"),

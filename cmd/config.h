@@ -56,6 +56,9 @@ enum { OE_SIGNING_OFF, OE_SIGNING_ON, OE_SIGNING_AUTO }; /* OPENEXEC_SIGNING */
 #define OE_CONFIG_LIST_MAX 64
 
 /* The values of a repeatable flag, in the order given. */
+/* ledger show / export --status: which records. */
+enum { OE_RECORDS_ANY, OE_RECORDS_EXECUTED, OE_RECORDS_REJECTED };
+
 typedef struct oe_config_list {
     const char *items[OE_CONFIG_LIST_MAX];
     int n;
@@ -82,7 +85,10 @@ typedef struct oe_config {
     /* admin HTTP */
     const char *http_host;
     int allow_demo_remote; /* 1: demo mode may listen beyond loopback */
-    long http_port;        /* 0: no admin HTTP */
+    /* ledger show / export filters */
+    const char *since, *until; /* ISO 8601 times; NULL: no bound */
+    int record_status;         /* OE_RECORDS_* */
+    long http_port;            /* 0: no admin HTTP */
     long http_threads;
     int execute; /* OE_EXECUTE_* */
     int worker;  /* 1: consume requests here; 0: bridge only */

@@ -20,6 +20,8 @@
  * (oe_cut: its first bytes, "...sha256=" and the hash of the whole); null
  * when it kept none. created_at is ISO 8601 (UTC). */
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,11 +143,53 @@ static int emit(oe_buf *b)
 typedef struct printer {
     oe_buf line;
     long long executions, rejections;
+    /* The filters (--since, --until, --action, --status): a record
+     * outside them is not printed. */
+    long long since, until; /* microseconds since the epoch, as records print */
+    const char *action;
+    int status;
 } printer;
+
+/* 1 when a record of this kind, action and time passes p's filters. */
+static int wanted(const printer *p, int rejected, const char *action, double created_at)
+{
+    if (p->status == (rejected ? OE_RECORDS_EXECUTED : OE_RECORDS_REJECTED))
+        return 0;
+    if (p->action && (!action || strcmp(action, p->action) != 0))
+        return 0;
+    /* Compared in whole microseconds, the precision records print with,
+     * so that a record's own printed time selects it. */
+    long long us = llround(created_at * 1e6);
+    return us >= p->since && us < p->until;
+}
+
+/* The filters of cfg into p. Returns 0, or the exit status after the
+ * reason (a time that does not parse). */
+static int set_filters(printer *p, const oe_config *cfg, const char *command)
+{
+    p->since = LLONG_MIN;
+    p->until = LLONG_MAX;
+    p->action = cfg->action;
+    p->status = cfg->record_status;
+    const char *given[2] = {cfg->since, cfg->until}, *flag[2] = {"--since", "--until"};
+    long long *bound[2] = {&p->since, &p->until};
+    for (int i = 0; i < 2; i++) {
+        double t;
+        if (!given[i])
+            continue;
+        if (oe_time_parse_iso8601(given[i], &t) != OE_OK || !(fabs(t) < 1e12))
+            return oe_die(2, "%s: %s %s: not an ISO 8601 time (e.g. 2026-12-06T10:00:00Z)", command,
+                          flag[i], given[i]);
+        *bound[i] = llround(t * 1e6);
+    }
+    return 0;
+}
 
 static int print_execution(void *ctx, const oe_execution *e)
 {
     printer *p = ctx;
+    if (!wanted(p, 0, e->action, e->created_at))
+        return 0;
     oe_buf *b = &p->line;
     oe_buf_puts(b, "{");
     put_string(b, "record", "execution", 1);
@@ -168,6 +212,8 @@ static int print_execution(void *ctx, const oe_execution *e)
 static int print_rejection(void *ctx, const oe_rejection *r)
 {
     printer *p = ctx;
+    if (!wanted(p, 1, r->action, r->created_at))
+        return 0;
     oe_buf *b = &p->line;
     oe_buf_puts(b, "{");
     put_string(b, "record", "rejection", 1);
@@ -221,11 +267,13 @@ static int ledger_show(int argc, char **argv)
         return status;
     if (!cfg.nonce == !cfg.id)
         return oe_die(2, "ledger show: give --nonce N or --id ID (one of them)");
+    printer p = {.executions = 0};
+    if ((status = set_filters(&p, &cfg, "ledger show")) != 0)
+        return status;
     oe_store *store = open_ledger(&cfg, &show_command, &status);
     if (!store)
         return status;
     char err[512] = "";
-    printer p = {.executions = 0};
     oe_buf_init(&p.line, 0);
     oe_execution e;
     int found = cfg.nonce ? oe_store_find_by_nonce(store, cfg.nonce,
@@ -242,8 +290,11 @@ static int ledger_show(int argc, char **argv)
         rc = oe_store_each_rejection(store, nonce, print_rejection, &p, err, sizeof err);
     status = iteration_status(rc, err);
     if (status == 0 && p.executions + p.rejections == 0)
-        status = oe_die(1, "ledger: no execution or rejected attempt with %s %s",
-                        cfg.nonce ? "nonce" : "id", cfg.nonce ? cfg.nonce : cfg.id);
+        status = oe_die(1, "ledger: no execution or rejected attempt with %s %s%s",
+                        cfg.nonce ? "nonce" : "id", cfg.nonce ? cfg.nonce : cfg.id,
+                        cfg.since || cfg.until || cfg.action || cfg.record_status
+                            ? " matching the filters"
+                            : "");
     if (found == 1)
         oe_execution_clear(&e);
     oe_buf_free(&p.line);
@@ -259,11 +310,13 @@ static int ledger_export(int argc, char **argv)
     int status = oe_command_parse(&export_command, &cfg, NULL, argc, argv);
     if (status >= 0)
         return status;
+    printer p = {.executions = 0};
+    if ((status = set_filters(&p, &cfg, "ledger export")) != 0)
+        return status;
     oe_store *store = open_ledger(&cfg, &export_command, &status);
     if (!store)
         return status;
     char err[512] = "";
-    printer p = {.executions = 0};
     oe_buf_init(&p.line, 0);
     int rc = oe_store_each_execution(store, print_execution, &p, err, sizeof err);
     if (rc == 0)
@@ -279,9 +332,6 @@ static int ledger_export(int argc, char **argv)
     return status;
 }
 
-/* The whole file at path, NUL-terminated, into *out (the caller frees it).
- * Returns OE_OK, OE_EIO (cannot be read), OE_ELIMIT (longer than max, or
- * holding a NUL byte: not the text asked for) or OE_ENOMEM. */
 /* The summary lines of the logs found intact, printed once the whole
  * ledger is (a later problem prints only its reason). */
 static int audit_line(void *ctx, const oe_audit_log *log)

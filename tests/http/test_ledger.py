@@ -333,6 +333,34 @@ class Inspect(ServiceTest):
         p = cli(["ledger", "show", "--nonce", "never"] + args)
         self.assertEqual((p.returncode, p.stdout), (1, ""), p.stderr)
         self.assertIn("no execution or rejected attempt with nonce never", p.stderr)
+        # Filters: by status, action and time (the records' created_at).
+        def exported(*flags):
+            p = cli(["ledger", "export"] + list(flags) + args)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return [(x["record"], x["nonce"]) for x in map(json.loads, p.stdout.splitlines())]
+
+        self.assertEqual(exported("--status", "executed"),
+                         [("execution", n) for n in ("in-0", "in-1", "in-2")])
+        self.assertEqual(exported("--status", "rejected"),
+                         [("rejection", "in-0"), ("rejection", "in-bad")])
+        self.assertEqual(exported("--action", "echo"), [])
+        self.assertEqual(len(exported("--action", "add")), 5)
+        times = sorted(x["created_at"] for x in lines)
+        self.assertEqual(exported("--since", times[0]), exported())
+        self.assertEqual(exported("--until", times[0]), [])
+        self.assertEqual(exported("--since", "2999-01-01T00:00:00Z"), [])
+        later = [x for x in lines if x["created_at"] >= times[-1]]
+        self.assertEqual(exported("--since", times[-1]),
+                         [(x["record"], x["nonce"]) for x in later])
+        p = cli(["ledger", "show", "--nonce", "in-0", "--status", "rejected"] + args)
+        self.assertEqual([json.loads(x)["record"] for x in p.stdout.splitlines()], ["rejection"])
+        p = cli(["ledger", "show", "--nonce", "in-0", "--action", "echo"] + args)
+        self.assertEqual((p.returncode, p.stdout), (1, ""), p.stderr)
+        self.assertIn("matching the filters", p.stderr)
+        for bad in (["--since", "yesterday"], ["--until", "2026-13-01"], ["--status", "all"]):
+            p = cli(["ledger", "export"] + bad + args)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn(bad[0], p.stderr)
         # Usage errors: exit 2.
         for bad in (["show"], ["show", "--nonce", "a", "--id", "b"], ["nope"], []):
             p = cli(["ledger"] + bad + args)
