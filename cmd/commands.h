@@ -101,6 +101,7 @@ int oe_cmd_dlq(int argc, char **argv);
 int oe_cmd_produce(int argc, char **argv);
 int oe_cmd_receipts(int argc, char **argv);
 int oe_cmd_exec(int argc, char **argv);
+int oe_cmd_completion(int argc, char **argv);
 int oe_cmd_topics(int argc, char **argv);
 
 #endif

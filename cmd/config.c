@@ -903,6 +903,18 @@ void oe_config_usage(const oe_command *command)
     printf("  %-24s this text\n", "--help");
 }
 
+void oe_config_each_flag(unsigned bits,
+                         void (*fn)(void *ctx, const char *flag, const char *const *values),
+                         void *ctx)
+{
+    static const char *const bools[] = {"0", "1", NULL};
+    for (size_t k = 0; k < NSETTINGS; k++) {
+        const setting *s = &settings[k];
+        if (s->commands & bits)
+            fn(ctx, s->flag, s->type == T_WORD ? s->words : s->type == T_BOOL ? bools : NULL);
+    }
+}
+
 int oe_config_secret_name(const char *name)
 {
     static const char *const secret_parts[] = {"SECRET",  "PASSWORD",           "PRIVATE",

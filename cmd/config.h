@@ -40,6 +40,7 @@ enum {
     OE_CMD_LEDGER_AUDIT = 1 << 13,
     OE_CMD_LEDGER_LOGS = 1 << 14,
     OE_CMD_EXEC = 1 << 15,
+    OE_CMD_COMPLETION = 1 << 16,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -213,5 +214,13 @@ int oe_config_check_host(const char *host);
  * being a letter added, removed, changed or two swapped), else NULL; for
  * "did you mean" hints. */
 const char *oe_did_you_mean(const char *word, const char *const *candidates, size_t n);
+
+/* Calls fn for each setting that one of the commands of bits takes: its
+ * flag and, for a setting with a fixed set of values, those (a
+ * NULL-terminated list; else NULL). For generated references and shell
+ * completion. */
+void oe_config_each_flag(unsigned bits,
+                         void (*fn)(void *ctx, const char *flag, const char *const *values),
+                         void *ctx);
 
 #endif

@@ -1059,7 +1059,8 @@ static void usage(FILE *f)
                "  mint             print a signed approval artifact\n"
                "  verify-receipt   check receipts' proofs (or the seed's receipt hash)\n"
                "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
-               "  version          print the version\n\n"
+               "  version          print the version\n"
+               "  completion       print a bash or zsh completion script\n\n"
                "openexec COMMAND --help shows a command's options.\n");
 }
 
@@ -1075,6 +1076,7 @@ int main(int argc, char **argv)
         {"produce", oe_cmd_produce},
         {"receipts", oe_cmd_receipts},
         {"exec", oe_cmd_exec},
+        {"completion", oe_cmd_completion},
         {"topics", oe_cmd_topics},
         {"ledger", oe_cmd_ledger},
         {"dlq", oe_cmd_dlq},

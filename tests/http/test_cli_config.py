@@ -48,6 +48,7 @@ OPTIONS = {
              "--issued-at", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--trusted-keys", "--help"},
     "keygen": {"--out", "--public-of", "--help"},
+    "completion": {"--help"},
     "exec": {"--brokers", "--requests-topic", "--receipts-topic", "--config", "--timeout-ms",
              "--trusted-keys", "-X", "--help"},
     "version": {"--help"},
@@ -887,6 +888,40 @@ class Help(ConfigTest):
         p = cli(["version", "--help"])
         self.assertNotEqual(p.stdout.strip(), cli(["version"]).stdout.strip())
         self.assertRefused(cli(["version", "--bogus"]), "--bogus")
+
+    def test_completion_names_what_help_names(self):
+        # The bash completion script, run in bash: the commands of
+        # `openexec --help`, each command's options exactly as its --help
+        # lists them, and the values of options with a few words.
+        script = cli(["completion", "bash"])
+        self.assertEqual(script.returncode, 0, script.stderr)
+
+        def complete(*words):
+            line = "COMP_WORDS=(openexec %s); COMP_CWORD=%d; _openexec; " \
+                   "printf '%%s\\n' \"${COMPREPLY[@]}\"" % (
+                       " ".join("'%s'" % w for w in words), len(words))
+            p = subprocess.run(["bash", "-c", script.stdout + "\n" + line],
+                               capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return set(p.stdout.split())
+
+        usage = cli(["--help"]).stdout
+        listed = {ln.split()[0] for ln in usage.splitlines() if ln.startswith("  ")}
+        self.assertEqual(complete(""), listed)
+        for command, expected in sorted(OPTIONS.items()):
+            self.assertEqual(complete(*command.split(), ""), expected, command)
+            self.assertEqual(complete(*command.split(), ""), self.listed(command), command)
+        self.assertEqual(complete("ledger", ""), {"show", "export", "audit", "logs", "migrate"})
+        self.assertEqual(complete("run", "--mode", ""), {"demo", "clawshield"})
+        self.assertEqual(complete("ledger", "export", "--status", "re"), {"rejected"})
+        self.assertEqual(complete("run", "--db-s"), {"--db-sync"})
+        # zsh: the same function through bashcompinit.
+        z = cli(["completion", "zsh"])
+        self.assertEqual(z.returncode, 0, z.stderr)
+        self.assertIn("bashcompinit", z.stdout)
+        self.assertIn(script.stdout.split("\n", 1)[1], z.stdout)
+        self.assertRefused(cli(["completion"]), "bash or zsh")
+        self.assertRefused(cli(["completion", "fish"]), "bash or zsh")
 
     def test_typos_get_a_did_you_mean(self):
         for argv, typo, said in (
