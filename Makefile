@@ -1,14 +1,18 @@
 # OpenExec build. `make` builds build/openexec; `make test` runs everything.
 # Only two set-up commands are needed on a fresh Debian machine:
-# `make run` and `make test` (both install dependencies first).
+# `make run` (installs what the program needs: `make deps`) and `make test`
+# (installs the test world too: `make deps-test`).
 
 CC      ?= cc
-# Debian -dev packages the build links against, and the tools the tests use.
+# Debian -dev packages the build links against (DEB_PKGS: `make deps`), and
+# the tools the tests use (DEB_TEST_PKGS: `make deps-test`).
 PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
+# curl is the README's way of talking to the service.
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
-           libavro-dev python3 python3-cryptography python3-confluent-kafka \
-           python3-avro kcat curl clang libclang-rt-14-dev clang-format \
-           python3-psycopg2 postgresql libpq-dev default-jdk-headless maven python3-venv
+           libavro-dev libpq-dev curl
+DEB_TEST_PKGS = python3 python3-cryptography python3-confluent-kafka \
+           python3-avro kcat clang libclang-rt-14-dev clang-format \
+           python3-psycopg2 postgresql default-jdk-headless maven python3-venv
 # The validators of deploy/ (tests/http/test_deploy.py), without their
 # recommendations (prometheus would bring a node exporter along).
 DEB_TOOLS = yamllint docker-compose prometheus systemd
@@ -49,7 +53,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
             && { echo $$p; break; }; done)
 
 .PHONY: kafka kafka-down
-.PHONY: all deps run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
+.PHONY: all deps deps-test run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
 .PHONY: verifier
 
 all: $(BUILD)/openexec
@@ -111,21 +115,28 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h tests/keys.h
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)
 
-# Installs exactly the Debian packages above, and only when something is
-# missing (so it is quick and needs no network on a ready machine).
+# Install exactly the Debian packages above, and only when something is
+# missing (so they are quick and need no network on a ready machine).
 deps:
-	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null \
-	    && command -v kcat >/dev/null && command -v clang-format >/dev/null \
+	@if pkg-config --exists $(PKGS) 2>/dev/null && command -v curl >/dev/null; then :; else \
+	  echo "installing Debian packages: $(DEB_PKGS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS); \
+	fi
+
+deps-test: deps
+	@if command -v kcat >/dev/null && command -v clang-format >/dev/null \
 	    && command -v pg_config >/dev/null && [ -d /usr/lib/postgresql ] \
 	    && command -v java >/dev/null && command -v mvn >/dev/null \
 	    && command -v yamllint >/dev/null && command -v docker-compose >/dev/null \
 	    && command -v promtool >/dev/null && command -v systemd-analyze >/dev/null \
 	    && [ -n "$(PYTHON)" ] && $(PYTHON) -c "import ensurepip" 2>/dev/null \
 	    && $(FUZZ_RUNTIME_OK); then :; else \
-	  echo "installing Debian packages: $(DEB_PKGS) $(DEB_TOOLS)"; \
+	  echo "installing Debian packages: $(DEB_TEST_PKGS) $(DEB_TOOLS)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS) && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_TEST_PKGS) && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    $(DEB_TOOLS); \
 	fi
@@ -136,7 +147,7 @@ deps:
 # The independent checker of signed receipts (tests/verifier/, Go, against
 # golang.org/x/mod/sumdb/note and transparency-dev/merkle): the black-box
 # tests run build/verifier. Its modules are pinned by go.sum and fetched by
-# `make deps`; Debian's Go is too old, so Go >= GO_MIN comes from go.dev.
+# `make deps-test`; Debian's Go is too old, so Go >= GO_MIN comes from go.dev.
 GO_MIN       = 1.26
 GO_OK        = v=$$(go env GOVERSION 2>/dev/null) && v=$${v\#go} && \
                [ "$$(printf '%s\n' $(GO_MIN) "$$v" | sort -V | head -n 1)" = $(GO_MIN) ]
@@ -147,7 +158,7 @@ VERIFIER_SRC = $(filter-out %_test.go,$(wildcard tests/verifier/*.go)) \
 verifier: $(VERIFIER)
 
 $(VERIFIER): $(VERIFIER_SRC)
-	@$(GO_OK) || { echo "no Go $(GO_MIN) or later on PATH: run make deps"; exit 1; }
+	@$(GO_OK) || { echo "no Go $(GO_MIN) or later on PATH: run make deps-test"; exit 1; }
 	@mkdir -p $(dir $@)
 	cd tests/verifier && go build -mod=readonly -o ../../$@ .
 
@@ -157,7 +168,7 @@ $(VERIFIER): $(VERIFIER_SRC)
 # not by `make run`), again only when the list changes.
 VENV = build/venv
 $(VENV)/.installed: tests/http/requirements.txt
-	@[ -n "$(PYTHON)" ] || { echo "no Debian python3 with its packages: run make deps"; exit 1; }
+	@[ -n "$(PYTHON)" ] || { echo "no Debian python3 with its packages: run make deps-test"; exit 1; }
 	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
 	  $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r $< && \
 	  $(VENV)/bin/pip check -q --disable-pip-version-check && touch $@
@@ -177,7 +188,7 @@ run: deps
 # Maven Central (fetched once into build/kafka/), with our topics; it runs
 # in the background until `make kafka-down`.
 KAFKA_DEV = build/kafka-dev
-kafka: deps
+kafka: deps-test
 	$(MAKE) all
 	@if [ -f $(KAFKA_DEV)/nodes ] && tests/kafka/kafka.sh wait --dir $(KAFKA_DEV) --timeout 5 2>/dev/null; then \
 	  echo "already running"; else \
@@ -197,7 +208,7 @@ unit-san:
 
 # The whole suite: unit tests, the same under ASan+UBSan, then black-box
 # tests of the real binary over HTTP and interop with independent clients.
-test: deps
+test: deps-test
 	$(MAKE) format-check
 	$(MAKE) all unit
 	$(MAKE) SANITIZE=1 unit
@@ -207,7 +218,7 @@ test: deps
 # The runner alone (a separate make, so that PYTHON is looked up after
 # `deps` installed the Python packages).
 check:
-	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka, avro and psycopg2: run make deps"; exit 1; }
+	@[ -n "$(PYTHON)" ] || { echo "no python3 imports cryptography, confluent_kafka, avro and psycopg2: run make deps-test"; exit 1; }
 	@$(MAKE) -s --no-print-directory $(VENV)/.installed
 	@$(MAKE) -s --no-print-directory $(VERIFIER)
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
@@ -276,7 +287,7 @@ format-check:
 # Benchmarks (not part of `make test`): see bench/run.sh.
 # The load generator of the HTTP rows (Debian's wrk), installed by the
 # benchmark only: the tests do not need it.
-bench: deps all
+bench: deps-test all
 	@command -v wrk >/dev/null || { if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk; }
 	bench/all.sh

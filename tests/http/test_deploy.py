@@ -76,6 +76,31 @@ def metric_names():
     return names
 
 
+class SetUp(ServiceTest):
+    def test_make_run_installs_only_what_the_program_needs(self):
+        # `make run` depends on `make deps`: the build's -dev packages (and
+        # curl for the README's examples); the test world is `make
+        # deps-test`, which `make test` runs.
+        def var(name):
+            p = subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory",
+                                "--eval=print-%s: ; @echo $(%s)" % (name, name),
+                                "print-" + name], capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return set(p.stdout.split())
+
+        self.assertEqual(var("DEB_PKGS"), {"pkg-config", "libssl-dev", "libsqlite3-dev",
+                                           "libmicrohttpd-dev", "librdkafka-dev", "libavro-dev",
+                                           "libpq-dev", "curl"})
+        self.assertIn("postgresql", var("DEB_TEST_PKGS"))
+        self.assertFalse(var("DEB_PKGS") & (var("DEB_TEST_PKGS") | var("DEB_TOOLS")))
+        with open(os.path.join(ROOT, "Makefile")) as f:
+            rules = {m.group(1): m.group(2).split() for m in
+                     re.finditer(r"^([a-z-]+):([^=\n]*)$", f.read(), re.M)}
+        self.assertEqual(rules["run"], ["deps"])
+        self.assertEqual(rules["deps-test"], ["deps"])
+        self.assertEqual(rules["test"], ["deps-test"])
+
+
 class Validators(ServiceTest):
     def test_yamllint(self):
         files = yaml_files()
