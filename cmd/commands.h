@@ -91,6 +91,13 @@ int oe_start_embedded_broker(const oe_config *cfg, struct oe_broker **out);
  * OE_ENOMEM. */
 int oe_read_text_file(const char *path, size_t max, char **out);
 
+/* Reads the trusted keys file at path (PEM Ed25519 public keys,
+ * oe_trusted_keys_parse) into *keys (malloc'ed) and *n. Returns 0, or exit
+ * status 2 after printing "PREFIXFLAG PATH: why" (prefix: e.g. "exec: ",
+ * or ""). */
+int oe_load_trusted_keys(const char *path, const char *prefix, const char *flag,
+                         unsigned char (**keys)[32], size_t *n);
+
 /* Why oe_read_text_file failed with rc, in words, into buf: what follows
  * "cannot read PATH: ". Returns buf. */
 const char *oe_read_failure(int rc, size_t max, char *buf, size_t len);

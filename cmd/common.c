@@ -17,6 +17,7 @@
 #include "engine/clock.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/note.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
 
@@ -264,4 +265,17 @@ const char *oe_read_failure(int rc, size_t max, char *buf, size_t len)
     else
         snprintf(buf, len, "%s", rc == OE_EIO ? strerror(errno) : oe_strerror(rc));
     return buf;
+}
+
+int oe_load_trusted_keys(const char *path, const char *prefix, const char *flag,
+                         unsigned char (**keys)[32], size_t *n)
+{
+    char *pem, why[300];
+    int rc = oe_read_text_file(path, OE_KEY_FILE_MAX, &pem);
+    if (rc != OE_OK)
+        return oe_die(2, "%s%s %s: cannot read it (%s)", prefix, flag, path,
+                      oe_read_failure(rc, OE_KEY_FILE_MAX, why, sizeof why));
+    rc = oe_trusted_keys_parse(pem, strlen(pem), keys, n, why, sizeof why);
+    free(pem);
+    return rc == OE_OK ? 0 : oe_die(2, "%s%s %s: %s", prefix, flag, path, why);
 }

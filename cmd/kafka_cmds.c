@@ -537,22 +537,10 @@ int oe_cmd_exec(int argc, char **argv)
     oe_buf body;
     oe_buf_init(&body, 0);
     oe_buf_init(&x.line, 0);
-    if (cfg.trusted_keys_file) {
-        char *pem, why[128];
-        int rrc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
-        if (rrc != OE_OK) {
-            status =
-                oe_die(2, "exec: --trusted-keys %s: cannot read it (%s)", cfg.trusted_keys_file,
-                       oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
-            goto out;
-        }
-        rrc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
-        free(pem);
-        if (rrc != OE_OK) {
-            status = oe_die(2, "exec: --trusted-keys %s: %s", cfg.trusted_keys_file, err);
-            goto out;
-        }
-    }
+    if (cfg.trusted_keys_file &&
+        (status = oe_load_trusted_keys(cfg.trusted_keys_file, "exec: ", "--trusted-keys", &keys,
+                                       &nkeys)) != 0)
+        goto out;
     /* The request, decoded once as the workers will decode it. */
     int rrc = read_stdin(OE_REQUEST_MAX_BYTES, &body);
     if (rrc != OE_OK) {

@@ -357,22 +357,10 @@ static int ledger_audit(int argc, char **argv)
     oe_store *checkpoints = NULL, *rows = NULL;
     oe_buf lines;
     oe_buf_init(&lines, 0);
-    if (cfg.trusted_keys_file) {
-        char *pem;
-        rc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
-        if (rc == OE_OK) {
-            rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
-            free(pem);
-        } else {
-            char why[128];
-            snprintf(err, sizeof err, "cannot read it (%s)",
-                     oe_read_failure(rc, OE_KEY_FILE_MAX, why, sizeof why));
-        }
-        if (rc != OE_OK) {
-            status = oe_die(2, "ledger audit: --trusted-keys %s: %s", cfg.trusted_keys_file, err);
-            goto out;
-        }
-    }
+    if (cfg.trusted_keys_file &&
+        (status = oe_load_trusted_keys(cfg.trusted_keys_file, "ledger audit: ", "--trusted-keys",
+                                       &keys, &nkeys)) != 0)
+        goto out;
     for (; nnotes < cfg.checkpoint_files.n; nnotes++) {
         const char *path = cfg.checkpoint_files.items[nnotes];
         if ((rc = oe_read_text_file(path, OE_NOTE_MAX, &notes[nnotes])) != OE_OK) {

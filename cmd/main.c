@@ -371,17 +371,7 @@ static int run_trusted_keys(service *s)
         s->ntrusted = 1;
         return 0;
     }
-    char *pem, why[128];
-    int rrc = oe_read_text_file(path, OE_KEY_FILE_MAX, &pem);
-    if (rrc != OE_OK)
-        return oe_die(2, "--trusted-keys-file %s: cannot read it (%s)", path,
-                      oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
-    oe_rc rc =
-        oe_trusted_keys_parse(pem, strlen(pem), &s->trusted, &s->ntrusted, s->err, sizeof s->err);
-    free(pem);
-    if (rc != OE_OK)
-        return oe_die(2, "--trusted-keys-file %s: %s", path, s->err);
-    return 0;
+    return oe_load_trusted_keys(path, "", "--trusted-keys-file", &s->trusted, &s->ntrusted);
 }
 
 /* The ledger (a writer and a reader connection) and the engine on it.
@@ -904,15 +894,9 @@ static int cmd_verify_receipt(int argc, char **argv)
     char err[300];
     unsigned char(*keys)[32] = NULL;
     size_t nkeys = 0;
-    char *pem, why[128];
-    int rrc = oe_read_text_file(cfg.trusted_keys_file, OE_KEY_FILE_MAX, &pem);
-    if (rrc != OE_OK)
-        return oe_die(2, "--trusted-keys %s: cannot read it (%s)", cfg.trusted_keys_file,
-                      oe_read_failure(rrc, OE_KEY_FILE_MAX, why, sizeof why));
-    rc = oe_trusted_keys_parse(pem, strlen(pem), &keys, &nkeys, err, sizeof err);
-    free(pem);
-    if (rc != OE_OK)
-        return oe_die(2, "--trusted-keys %s: %s", cfg.trusted_keys_file, err);
+    if ((rc = oe_load_trusted_keys(cfg.trusted_keys_file, "", "--trusted-keys", &keys, &nkeys)) !=
+        0)
+        return rc;
     FILE *f = !input || strcmp(input, "-") == 0 ? stdin : fopen(input, "rb");
     if (!f) {
         free(keys);
