@@ -109,6 +109,12 @@ int oe_cmd_produce(int argc, char **argv);
 int oe_cmd_receipts(int argc, char **argv);
 int oe_cmd_exec(int argc, char **argv);
 int oe_cmd_completion(int argc, char **argv);
+int oe_cmd_status(int argc, char **argv);
+
+/* Opens the ledger of cfg (--db / --db-url) read-only. Returns the store,
+ * or NULL after printing the reason (*status: the exit status). */
+struct oe_store;
+struct oe_store *oe_open_ledger_readonly(oe_config *cfg, const oe_command *command, int *status);
 int oe_cmd_topics(int argc, char **argv);
 
 #endif

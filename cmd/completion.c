@@ -19,6 +19,7 @@ static const struct {
     {"produce", OE_CMD_PRODUCE, 1},
     {"receipts", OE_CMD_RECEIPTS, 1},
     {"exec", OE_CMD_EXEC, 1},
+    {"status", OE_CMD_STATUS, 1},
     {"topics", OE_CMD_TOPICS, 1},
     {"ledger show", OE_CMD_LEDGER_SHOW, 0},
     {"ledger export", OE_CMD_LEDGER_EXPORT, 0},

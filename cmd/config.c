@@ -103,6 +103,7 @@ static const char *const formats[] = {"avro", "json", NULL};
 static const char *const payloads[] = {"full", "hash", NULL};
 static const char *const signings[] = {"off", "on", "auto", NULL};
 static const char *const record_statuses[] = {"any", "executed", "rejected", NULL};
+static const char *const outputs[] = {"table", "json", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}; /* oe_log_level */
 static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_format */
 
@@ -216,8 +217,8 @@ static const setting settings[] = {
     WORD("--log-format", "OPENEXEC_LOG_FORMAT", RUN | BROKER, log_format, log_formats, "text",
          "text (key=value) or json (one object per line)"),
     NAME("--config", "OPENEXEC_CONFIG",
-         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY | EXEC, config_file,
-         NULL,
+         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY | EXEC | OE_CMD_STATUS,
+         config_file, NULL,
          "read NAME = value lines (the environment's names) from this file; flags and the "
          "environment win over it"),
     /* broker */
@@ -238,6 +239,18 @@ static const setting settings[] = {
     INT("--max", NULL, RECEIPTS, max_count, 1, 1L << 40, NULL, "stop after this many receipts"),
     INT("--timeout-ms", NULL, RECEIPTS, timeout_ms, 1, 1L << 40, "30000",
         "with --max: give up after this long"),
+    /* status */
+    TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", OE_CMD_STATUS, brokers, NULL,
+         "bootstrap servers (required)"),
+    NAME("--requests-topic", "OPENEXEC_REQUESTS_TOPIC", OE_CMD_STATUS, requests_topic,
+         "openexec.requests", "requests topic"),
+    NAME("--group-id", "OPENEXEC_GROUP_ID", OE_CMD_STATUS, group_id, "openexec-workers",
+         "the workers' consumer group"),
+    NAME("--db", "OPENEXEC_DB_PATH", OE_CMD_STATUS, db_path, NULL,
+         "also the ledger's state: this SQLite file (read-only)"),
+    TEXT("--db-url", "OPENEXEC_DB_URL", OE_CMD_STATUS, db_url, NULL,
+         "also the ledger's state: sqlite:///PATH or postgresql://... (read-only)"),
+    WORD("--output", NULL, OE_CMD_STATUS, output_json, outputs, "table", "table or json"),
     /* exec */
     INT("--timeout-ms", NULL, EXEC, timeout_ms, 1, 1L << 40, "30000",
         "give up when no receipt answers within this long"),

@@ -41,13 +41,14 @@ enum {
     OE_CMD_LEDGER_LOGS = 1 << 14,
     OE_CMD_EXEC = 1 << 15,
     OE_CMD_COMPLETION = 1 << 16,
+    OE_CMD_STATUS = 1 << 17,
 };
 
 /* Where a setting's value came from; error messages name that source. */
 typedef enum oe_origin { OE_FROM_DEFAULT, OE_FROM_FILE, OE_FROM_ENV, OE_FROM_FLAG } oe_origin;
 
 /* Most settings the table may hold (the size of oe_config.origin). */
-#define OE_CONFIG_MAX_SETTINGS 80
+#define OE_CONFIG_MAX_SETTINGS 100
 /* Kafka's longest topic name. */
 #define OE_CONFIG_TOPIC_MAX 249
 
@@ -89,6 +90,7 @@ typedef struct oe_config {
     /* ledger show / export filters */
     const char *since, *until; /* ISO 8601 times; NULL: no bound */
     int record_status;         /* OE_RECORDS_* */
+    int output_json;           /* status --output: 0 table, 1 json */
     long http_port;            /* 0: no admin HTTP */
     long http_threads;
     int execute; /* OE_EXECUTE_* */

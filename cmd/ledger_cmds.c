@@ -231,7 +231,7 @@ static int print_rejection(void *ctx, const oe_rejection *r)
 
 /* Opens the ledger of cfg read-only. Returns the store, or NULL after
  * printing the reason (*status: the exit status). */
-static oe_store *open_ledger(oe_config *cfg, const oe_command *command, int *status)
+oe_store *oe_open_ledger_readonly(oe_config *cfg, const oe_command *command, int *status)
 {
     char err[512];
     oe_store *store = NULL;
@@ -270,7 +270,7 @@ static int ledger_show(int argc, char **argv)
     printer p = {.executions = 0};
     if ((status = set_filters(&p, &cfg, "ledger show")) != 0)
         return status;
-    oe_store *store = open_ledger(&cfg, &show_command, &status);
+    oe_store *store = oe_open_ledger_readonly(&cfg, &show_command, &status);
     if (!store)
         return status;
     char err[512] = "";
@@ -313,7 +313,7 @@ static int ledger_export(int argc, char **argv)
     printer p = {.executions = 0};
     if ((status = set_filters(&p, &cfg, "ledger export")) != 0)
         return status;
-    oe_store *store = open_ledger(&cfg, &export_command, &status);
+    oe_store *store = oe_open_ledger_readonly(&cfg, &export_command, &status);
     if (!store)
         return status;
     char err[512] = "";
@@ -373,8 +373,8 @@ static int ledger_audit(int argc, char **argv)
     }
     /* Two connections: the checkpoints stream from one while the rows are
      * read from the other. */
-    if (!(checkpoints = open_ledger(&cfg, &audit_command, &status)) ||
-        !(rows = open_ledger(&cfg, &audit_command, &status)))
+    if (!(checkpoints = oe_open_ledger_readonly(&cfg, &audit_command, &status)) ||
+        !(rows = oe_open_ledger_readonly(&cfg, &audit_command, &status)))
         goto out;
     oe_audit_options opt = {.trusted = (const unsigned char(*)[32])keys,
                             .ntrusted = nkeys,
@@ -481,7 +481,7 @@ static int ledger_logs(int argc, char **argv)
     int status = oe_command_parse(&logs_command, &cfg, NULL, argc, argv);
     if (status >= 0)
         return status;
-    oe_store *store = open_ledger(&cfg, &logs_command, &status);
+    oe_store *store = oe_open_ledger_readonly(&cfg, &logs_command, &status);
     if (!store)
         return status;
     char err[512] = "";

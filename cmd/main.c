@@ -1037,6 +1037,7 @@ static void usage(FILE *f)
                "  produce          publish JSON-lines requests (Avro by default)\n"
                "  receipts         print receipts as JSON lines\n"
                "  exec             send one request through Kafka and wait for its receipt\n"
+               "  status           a worker group's partitions, lag, members and ledger\n"
                "  topics           create our topics on a cluster (Admin API)\n"
                "  ledger           show, export or audit a ledger's records; migrate its schema\n"
                "  dlq replay       republish dead letters after a fix\n"
@@ -1061,6 +1062,7 @@ int main(int argc, char **argv)
         {"receipts", oe_cmd_receipts},
         {"exec", oe_cmd_exec},
         {"completion", oe_cmd_completion},
+        {"status", oe_cmd_status},
         {"topics", oe_cmd_topics},
         {"ledger", oe_cmd_ledger},
         {"dlq", oe_cmd_dlq},

@@ -49,6 +49,8 @@ OPTIONS = {
     "verify-receipt": {"--id", "--result", "--receipt", "--trusted-keys", "--help"},
     "keygen": {"--out", "--public-of", "--help"},
     "completion": {"--help"},
+    "status": {"--brokers", "--requests-topic", "--group-id", "--db", "--db-url", "--output",
+               "--config", "-X", "--help"},
     "exec": {"--brokers", "--requests-topic", "--receipts-topic", "--config", "--timeout-ms",
              "--trusted-keys", "-X", "--help"},
     "version": {"--help"},

@@ -398,6 +398,63 @@ class Requests(KafkaCase):
         print("    exec: executed in %.2f s (start to exit); replay, conflict, unknown action, "
               "bad input, trusted and untrusted keys, no worker: as documented" % took)
 
+    def test_status_shows_lag_members_and_ledger(self):
+        b = self.broker(partitions=4)
+        common = ["--brokers", b.bootstrap, "--requests-topic", h.REQUESTS_TOPIC,
+                  "--group-id", h.GROUP_ID]
+
+        def status(*extra):
+            p = run_cli(["status"] + common + ["--output", "json"] + list(extra))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            return json.loads(p.stdout)
+
+        # Requests and no worker yet: all of them are lag, nothing committed.
+        nonces = [uniq("st-%d" % i) for i in range(6)]
+        produce(b.bootstrap, [(n, jreq("add", {"a": i, "b": 1}, n)) for i, n in enumerate(nonces)])
+        st = status()
+        self.assertEqual((st["group"], st["requests_topic"], st["lag"]),
+                         (h.GROUP_ID, h.REQUESTS_TOPIC, 6), st)
+        self.assertEqual([p["partition"] for p in st["partitions"]], [0, 1, 2, 3])
+        self.assertEqual(sum(p["end"] for p in st["partitions"]), 6)
+        self.assertEqual({p["committed"] for p in st["partitions"]}, {None})
+        # A worker answers them: the group's offsets reach the ends.
+        db = self.path("st.db")
+        w = self.worker(b.bootstrap, db=db)
+        reader = self.reader(b.bootstrap)
+        self.receipts_for(reader, nonces)
+        deadline = time.monotonic() + 30
+        while status()["lag"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        st = status("--db", db)
+        self.assertEqual(st["lag"], 0, st)
+        # (A partition that never held a message has nothing committed.)
+        self.assertEqual([p["committed"] for p in st["partitions"]],
+                         [p["end"] if p["end"] else p["committed"] for p in st["partitions"]])
+        self.assertEqual({p["committed"] for p in st["partitions"] if not p["end"]} - {0, None},
+                         set())
+        self.assertEqual((st["ledger"]["kind"], st["ledger"]["executions"],
+                          st["ledger"]["rejections"], st["ledger"]["logs"]),
+                         ("sqlite", 6, 0, 1), st)
+        if h.BROKER == "kafka":
+            # Apache Kafka describes the group: the worker holds every partition.
+            self.assertEqual(len(st["members"]), 1, st)
+            self.assertEqual(sorted(p["partition"] for p in st["members"][0]["partitions"]),
+                             [0, 1, 2, 3])
+        else:
+            # The embedded broker does not describe groups: said, not guessed.
+            self.assertIsNone(st["members"])
+            self.assertTrue(st["members_error"], st)
+        table = run_cli(["status"] + common + ["--db", db])
+        self.assertEqual(table.returncode, 0, table.stderr)
+        self.assertIn(b"lag: 0 messages", table.stdout)
+        self.assertIn(b"ledger (sqlite): 6 executions, 0 rejected attempts, 1 receipts logs",
+                      table.stdout)
+        # Unreachable brokers: exit 1 with the reason.
+        p = run_cli(["status", "--brokers", "127.0.0.1:1"], timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn(b"brokers unreachable", p.stderr)
+        w.stop()
+
     def test_produce_stops_on_a_signal(self):
         # SIGINT (Ctrl-C) while waiting for brokers that do not answer: out
         # at once, nothing sent, exit 1. SIGTERM with stdin still open: the

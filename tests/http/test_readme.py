@@ -155,5 +155,38 @@ class Readme(ServiceTest):
         self.assertEqual([o.get("status") for o in pg], ["executed", None], out[-3000:])
 
 
+class Docs(ServiceTest):
+    """docs/*.md, the users' documents: every ```json block is JSON (an
+    example a client can paste), no ```sh block goes untested (the README's
+    are run above; docs hold none), and nothing points outside the
+    repository."""
+
+    def test_docs_blocks_and_links(self):
+        docs = os.path.join(ROOT, "docs")
+        names = sorted(n for n in os.listdir(docs) if n.endswith(".md")) \
+            if os.path.isdir(docs) else []
+        checked = 0
+        for name in names:
+            with open(os.path.join(docs, name)) as f:
+                text = f.read()
+            for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S):
+                where = "%s:%d" % (name, text[:m.start()].count("\n") + 1)
+                self.assertNotIn(m.group(1), ("sh", "bash", "shell"),
+                                 "%s: a shell block outside the README is not run" % where)
+                if m.group(1) == "json":
+                    try:
+                        json.loads(m.group(2))
+                    except ValueError as e:
+                        self.fail("%s: not JSON: %s" % (where, e))
+                    checked += 1
+            for bad in ("../shared", "SPEC.md", "SPEC \u00a7"):
+                self.assertNotIn(bad, text, name)
+            # Links to files of the repository resolve.
+            for target in re.findall(r"\]\(((?!https?:|#)[^)#\s]+)", text):
+                self.assertTrue(os.path.exists(os.path.join(docs, target)),
+                                "%s: link to %s, which does not exist" % (name, target))
+        print("    %d documents, %d JSON blocks parsed" % (len(names), checked))
+
+
 if __name__ == "__main__":
     run_tests()
