@@ -591,6 +591,11 @@ oe_rc oe_tlog_verify_json(const oe_json *r, const unsigned char (*trusted)[32], 
     } else {
         c.result = claim_text(r, "result", &bad);
     }
+    /* An /execute rejection's answer, {"detail", "proof"}, stands for the
+     * rejected receipt its leaf holds. */
+    if (c.status == OE_TLOG_ABSENT && c.detail && c.detail != OE_TLOG_ABSENT &&
+        oe_json_get(r, "proof") && c.id == OE_TLOG_ABSENT && c.receipt == OE_TLOG_ABSENT)
+        c.status = "rejected";
     oe_rc rc;
     if (bad || !c.status || c.status == OE_TLOG_ABSENT) {
         snprintf(reason, rlen,

@@ -524,6 +524,16 @@ class SignedLocal(ServiceTest):
         forged = dict(rejected[0], detail="something else")
         v = s.post("/receipts/verify", forged)
         self.assertEqual((v.status, v.json.get("valid")), (200, False), v.json)
+        # The answer as it came ({"detail", "proof"}) verifies as it is too,
+        # by /receipts/verify and verify-receipt; another detail does not.
+        for r in unknown[:3]:
+            v = s.post("/receipts/verify", r.json)
+            self.assertEqual((v.status, v.json), (200, {"valid": True}), r.json)
+        c = cli_verify(pem_file, write_lines(self.path("answers-rej.jsonl"),
+                                             [r.body for r in unknown]))
+        self.assertEqual((c.returncode, cli_verdicts(c.stdout)), (0, ["valid"] * 10), c.stderr)
+        v = s.post("/receipts/verify", dict(unknown[0].json, detail="Unknown action: other"))
+        self.assertEqual((v.status, v.json.get("valid")), (200, False), v.json)
         print("    10 rejections answered with their proofs: valid to the Go verifier, the CLI "
               "and /receipts/verify; one with another detail refused: %r" % v.json.get("reason"))
 
