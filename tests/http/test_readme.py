@@ -185,6 +185,12 @@ class Docs(ServiceTest):
             for target in re.findall(r"\]\(((?!https?:|#)[^)#\s]+)", text):
                 self.assertTrue(os.path.exists(os.path.join(docs, target)),
                                 "%s: link to %s, which does not exist" % (name, target))
+        # The other documents users read point nowhere outside either.
+        for name in ("README.md", "SECURITY.md"):
+            with open(os.path.join(ROOT, name)) as f:
+                text = f.read()
+            for bad in ("../shared", "SPEC.md", "SPEC \u00a7"):
+                self.assertNotIn(bad, text, name)
         print("    %d documents, %d JSON blocks parsed" % (len(names), checked))
 
 
