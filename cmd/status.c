@@ -120,20 +120,19 @@ static void put_members(rd_kafka_t *rk, const char *group, oe_buf *out, oe_buf *
         rd_kafka_group_list_destroy(list);
 }
 
-/* The ledger's part: counts and logs. Returns 0 or an exit status. */
+/* Counts the receipts logs of a ledger: its checkpoints come log by log. */
 typedef struct {
-    oe_buf *out, *table;
     int64_t log_id;
     int logs;
-} ledger_logs;
+} log_count;
 
-static int put_checkpoint(void *ctx, const oe_checkpoint_view *c)
+static int count_log(void *ctx, const oe_checkpoint_view *c)
 {
-    ledger_logs *l = ctx;
-    if (l->log_id == c->log_id) /* the latest of a log comes last: its line is rewritten */
-        return 0;
-    l->log_id = c->log_id;
-    l->logs++;
+    log_count *l = ctx;
+    if (l->log_id != c->log_id) {
+        l->log_id = c->log_id;
+        l->logs++;
+    }
     return 0;
 }
 
@@ -215,9 +214,9 @@ int oe_cmd_status(int argc, char **argv)
         if (!store)
             goto out;
         long long x = oe_store_count_executions(store), r = oe_store_count_rejections(store);
-        ledger_logs l = {.out = &out, .table = &table};
+        log_count l = {.log_id = 0};
         char lerr[512] = "";
-        int lrc = oe_store_each_checkpoint(store, NULL, put_checkpoint, &l, lerr, sizeof lerr);
+        int lrc = oe_store_each_checkpoint(store, NULL, count_log, &l, lerr, sizeof lerr);
         oe_store_free(store);
         if (x < 0 || r < 0 || lrc < 0) {
             status = oe_die(1, "status: ledger: %s", lrc < 0 ? lerr : "cannot count its rows");
