@@ -13,6 +13,7 @@
 
 #include "codec/avro_canonical.h"
 
+#include <assert.h>
 #include <avro.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -53,6 +54,12 @@ enum {
 static const char *const rec_fields[REC_NFIELDS] = {
     "id",     "nonce",   "action",     "request_hash", "status",      "approved",
     "result", "receipt", "error_code", "detail",       "approval_id", "proof"};
+/* Which receipt strings are unions of null and string (checked against
+ * the schema in oe_codec_new). */
+static int rec_nullable(size_t i)
+{
+    return i != REC_NONCE && i != REC_ACTION && i != REC_REQUEST_HASH;
+}
 
 /* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
 #define SO_HEADER 10
@@ -109,6 +116,27 @@ static void put_le64(unsigned char *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Avro's long: zigzag, then 7 bits a byte, low first. */
+static unsigned char *put_zigzag(unsigned char *p, int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    while (z >= 0x80) {
+        *p++ = (unsigned char)(z | 0x80);
+        z >>= 7;
+    }
+    *p++ = (unsigned char)z;
+    return p;
+}
+
+static size_t zigzag_size(int64_t v)
+{
+    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    size_t n = 1;
+    for (; z >= 0x80; z >>= 7)
+        n++;
+    return n;
 }
 
 static uint64_t get_le64(const unsigned char *p)
@@ -197,6 +225,25 @@ static int check_schemas(oe_codec *c, char *err, size_t errlen)
         (rc = check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err,
                                   errlen)) != OE_OK)
         return rc;
+    for (size_t i = 0; i < REC_NFIELDS; i++) {
+        if (i == REC_STATUS || i == REC_APPROVED)
+            continue;
+        avro_schema_t ft = avro_schema_record_field_get_by_index(c->rec.schema, i);
+        int ok = rec_nullable(i) ? ft && is_avro_union(ft) && avro_schema_union_size(ft) == 2 &&
+                                       is_avro_null(avro_schema_union_branch(ft, 0)) &&
+                                       is_avro_string(avro_schema_union_branch(ft, 1))
+                                 : ft && is_avro_string(ft);
+        if (!ok) {
+            set_err(err, errlen, "receipt schema: %s must be %s", rec_fields[i],
+                    rec_nullable(i) ? "[null, string]" : "a string");
+            return OE_EINVAL;
+        }
+    }
+    avro_schema_t ab = avro_schema_record_field_get_by_index(c->rec.schema, REC_APPROVED);
+    if (!ab || !is_avro_boolean(ab)) {
+        set_err(err, errlen, "receipt schema: approved must be a boolean");
+        return OE_EINVAL;
+    }
     avro_schema_t st = avro_schema_record_field_get_by_index(c->rec.schema, REC_STATUS);
     if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != OE_STATUS_COUNT) {
         set_err(err, errlen, "receipt schema: status must be an enum of 3 symbols");
@@ -1000,32 +1047,61 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
         [REC_APPROVAL_ID] = r->approval_id,
         [REC_PROOF] = r->proof,
     };
-    avro_value_t *rec = &c->rec.value;
-    if ((rc = avro_rc(avro_value_reset(rec))) != OE_OK)
-        goto avro_fail;
+    /* Exactly what is written below: the header, status (one byte: a
+     * zigzag of 0..2), approved, then each string with its length and, in
+     * a union, its branch. */
+    size_t len[REC_NFIELDS] = {0};
+    size_t need = SO_HEADER + 1 + 1;
     for (size_t i = 0; i < REC_NFIELDS; i++) {
-        avro_value_t v;
-        if (i == REC_STATUS || i == REC_APPROVED) {
-            rc = avro_rc(avro_value_get_by_index(rec, i, &v, NULL));
-            if (rc == OE_OK)
-                rc = avro_rc(i == REC_STATUS ? avro_value_set_enum(&v, (int)r->status)
-                                             : avro_value_set_boolean(&v, r->approved ? 1 : 0));
-            if (rc != OE_OK)
-                goto avro_fail;
+        if (i == REC_STATUS || i == REC_APPROVED)
             continue;
-        }
-        size_t len = !f[i] ? 0 : i == REC_PROOF && r->proof_len ? r->proof_len : strlen(f[i]);
-        if (f[i] && !oe_utf8_valid(f[i], len)) {
+        need += rec_nullable(i) ? 1 : 0;
+        if (!f[i])
+            continue;
+        len[i] = i == REC_PROOF && r->proof_len ? r->proof_len : strlen(f[i]);
+        /* The proof is our JSON printer's output, which escapes every
+         * byte outside printable ASCII: text by construction. */
+        if (i != REC_PROOF && !oe_utf8_valid(f[i], len[i])) {
             set_err(err, errlen, "receipt field %s is not UTF-8 text", rec_fields[i]);
             return OE_EINVAL;
         }
-        if ((rc = set_field_str_len(rec, i, f[i], len)) != OE_OK)
-            goto avro_fail;
+        need += zigzag_size((int64_t)len[i]) + len[i];
     }
-    return write_single_object(c, &c->rec, out, err, errlen);
-avro_fail:
-    set_err(err, errlen, "avro-c: %s", avro_err());
-    return rc;
+    size_t start = out->len;
+    if ((rc = oe_buf_failed(out)) != OE_OK || (rc = oe_buf_room(out, need)) != OE_OK) {
+        set_err(err, errlen, rc == OE_ENOMEM ? "out of memory" : "output buffer limit reached");
+        return rc;
+    }
+    /* The binary encoding written directly, in the schema's field order
+     * (oe_codec_new checked each field's type against this layout):
+     * strings as a zigzag length and the bytes, unions of null and string
+     * as the branch (0 or 1, zigzagged) and then the string. */
+    unsigned char *p = (unsigned char *)out->data + start;
+    *p++ = 0xC3;
+    *p++ = 0x01;
+    put_le64(p, c->rec.fingerprint);
+    p += 8;
+    for (size_t i = 0; i < REC_NFIELDS; i++) {
+        if (i == REC_STATUS) {
+            p = put_zigzag(p, (int64_t)r->status);
+            continue;
+        }
+        if (i == REC_APPROVED) {
+            *p++ = r->approved ? 1 : 0;
+            continue;
+        }
+        if (rec_nullable(i))
+            *p++ = f[i] ? 2 : 0;
+        if (!f[i])
+            continue;
+        p = put_zigzag(p, (int64_t)len[i]);
+        memcpy(p, f[i], len[i]);
+        p += len[i];
+    }
+    out->len = (size_t)(p - (unsigned char *)out->data);
+    assert(out->len == start + need);
+    out->data[out->len] = '\0';
+    return OE_OK;
 }
 
 void oe_receipt_clear(oe_receipt *r)
@@ -1070,12 +1146,6 @@ static char **receipt_slot(oe_receipt *r, size_t i)
         return &r->proof;
     }
     return NULL;
-}
-
-/* Nullable in the schema? */
-static int rec_nullable(size_t i)
-{
-    return i != REC_NONCE && i != REC_ACTION && i != REC_REQUEST_HASH;
 }
 
 /* A receipt's proof as the decoders keep it: an object, re-serialised

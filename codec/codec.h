@@ -99,7 +99,9 @@ typedef struct oe_receipt_fields {
  * object (json = 1) with the same field names, in the DEFAULT style of
  * engine/json.h, result as a string. Returns OE_OK, or with a reason in err
  * (out left as it was) OE_EINVAL (an invalid status, a string that is not
- * UTF-8 text), OE_ELIMIT (out's limit) or OE_ENOMEM. */
+ * UTF-8 text), OE_ELIMIT (out's limit) or OE_ENOMEM. It reads nothing of
+ * c but the receipt schema's fingerprint, so several threads may encode
+ * with one codec at once. */
 int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, oe_buf *out,
                             char *err, size_t errlen);
 

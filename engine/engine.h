@@ -137,6 +137,14 @@ typedef struct oe_batch_item {
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen);
 
+/* Calls one(ctx, item) once for each of the n items, shared out between
+ * the calling thread and the engine's helpers (the caller alone for a
+ * small batch, or while the helpers run another caller's batch); returns
+ * when every call returned. one must be safe to run on several threads at
+ * once for distinct items. */
+void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
+                    void (*one)(void *ctx, oe_batch_item *it), void *ctx);
+
 /* 1 (with the reason) once another process appended to this writer's
  * receipts log: the engine refuses every batch. */
 int oe_engine_log_taken(oe_engine *e, char *reason, size_t len);

@@ -135,27 +135,12 @@ static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
  * bounded by validation or is cut here (oe_echo_cut), so that a receipt of
  * any request fits one Kafka message: a hostile 1 MB nonce must not make
  * the receipt unpublishable and stop every worker that owns its partition. */
-static int produce_slot(oe_worker *w, size_t i)
+/* Appends the receipt of a slot's outcome, in the worker's receipt format.
+ * Safe on several threads at once for distinct slots. Returns OE_OK, or
+ * the codec's failure with its reason in err (may be NULL). */
+static int encode_receipt(const oe_worker *w, const batch_slot *sl, oe_buf *out, char *err,
+                          size_t errlen)
 {
-    batch_slot *sl = &w->b.slots[i];
-    const rd_kafka_message_t *m = sl->msg;
-    const oe_kafka_settings *k = w->cfg.kafka;
-    char key[OE_ECHO_MAX_BYTES + 1];
-    if (sl->dead) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-        char num[32];
-        rd_kafka_header_add(h, "openexec.error", -1, sl->detail, -1);
-        add_source_headers(h, m);
-        size_t keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
-        if (sl->truncate) {
-            /* Too large to publish again: the headers say where the
-             * original still is. */
-            snprintf(num, sizeof num, "%zu", m->len);
-            rd_kafka_header_add(h, "openexec.truncated.size", -1, num, -1);
-            return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, NULL, 0, h, i);
-        }
-        return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, m->payload, m->len, h, i);
-    }
     const oe_request *r = &sl->item.req;
     const oe_outcome *o = &sl->item.out;
     int rejected = o->status == OE_STATUS_REJECTED;
@@ -177,26 +162,65 @@ static int produce_slot(oe_worker *w, size_t i)
         .proof = o->proof.len ? o->proof.data : NULL,
         .proof_len = o->proof.len,
     };
-    char err[256];
-    oe_buf_reset(&w->encoded);
-    if (oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, &w->encoded, err, sizeof err) !=
-        0) {
-        /* Cannot get better by retrying: stop rather than spin or drop. */
+    return oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, out, err, errlen);
+}
+
+static void encode_item(void *ctx, oe_batch_item *it)
+{
+    const oe_worker *w = ctx;
+    batch_slot *sl = (batch_slot *)(void *)((char *)it - offsetof(batch_slot, item));
+    oe_buf_reset(&sl->encoded);
+    sl->encode_rc = encode_receipt(w, sl, &sl->encoded, NULL, 0);
+}
+
+void worker_encode_receipts(oe_worker *w, size_t ne)
+{
+    oe_executor_each(w->cfg.executor, w->b.engine_items, ne, encode_item, w);
+}
+
+static int produce_slot(oe_worker *w, size_t i)
+{
+    batch_slot *sl = &w->b.slots[i];
+    const rd_kafka_message_t *m = sl->msg;
+    const oe_kafka_settings *k = w->cfg.kafka;
+    char key[OE_ECHO_MAX_BYTES + 1];
+    if (sl->dead) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+        char num[32];
+        rd_kafka_header_add(h, "openexec.error", -1, sl->detail, -1);
+        add_source_headers(h, m);
+        size_t keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
+        if (sl->truncate) {
+            /* Too large to publish again: the headers say where the
+             * original still is. */
+            snprintf(num, sizeof num, "%zu", m->len);
+            rd_kafka_header_add(h, "openexec.truncated.size", -1, num, -1);
+            return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, NULL, 0, h, i);
+        }
+        return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, m->payload, m->len, h, i);
+    }
+    const char *nonce = sl->item.req.nonce;
+    size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
+    if (sl->encode_rc != OE_OK) {
+        /* Cannot get better by retrying: stop rather than spin or drop.
+         * Encoded again for the reason (the first attempt kept none). */
+        char err[256] = "";
+        oe_buf scratch;
+        oe_buf_init(&scratch, 0);
+        encode_receipt(w, sl, &scratch, err, sizeof err);
+        oe_buf_free(&scratch);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
-                    f.nonce, err);
+                    key, err[0] ? err : oe_strerror(sl->encode_rc));
         return OE_EIO;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
      * partition; a request without a readable nonce keeps its own key. */
-    size_t keylen;
-    const void *kp = nonce;
-    if (nonce[0]) {
-        keylen = strlen(nonce);
-    } else {
+    const void *kp = key;
+    if (!keylen) {
         keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
         kp = m->key ? key : NULL;
     }
-    return produce(w, k->receipts_topic, kp, keylen, w->encoded.data, w->encoded.len,
+    return produce(w, k->receipts_topic, kp, keylen, sl->encoded.data, sl->encoded.len,
                    receipt_headers(m), i);
 }
 

@@ -233,6 +233,7 @@ static void free_batch(oe_worker *w, batch *b)
                     oe_request_clear(&b->slots[i].item.req);
             }
             oe_outcome_clear(&b->slots[i].item.out);
+            oe_buf_free(&b->slots[i].encoded);
         }
     free(b->slots);
     free(b->engine_items);
@@ -244,7 +245,6 @@ static void free_slots(oe_worker *w)
 {
     free_batch(w, &w->b);
     free_batch(w, &w->in);
-    oe_buf_free(&w->encoded);
 }
 
 /* The consumer. Its prefetch is bounded too: at most
@@ -420,7 +420,6 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     if (w->cfg.txn_timeout_ms <= 0)
         w->cfg.txn_timeout_ms = 60000;
     size_t n = w->cfg.batch_max;
-    oe_buf_init(&w->encoded, 0);
     for (int k = 0; k < 2; k++) {
         batch *b = k ? &w->in : &w->b;
         b->slots = calloc(n, sizeof *b->slots);
@@ -429,8 +428,10 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
             snprintf(err, errlen, "out of memory");
             goto error;
         }
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             oe_outcome_init(&b->slots[i].item.out);
+            oe_buf_init(&b->slots[i].encoded, 0);
+        }
         oe_buf_init(&b->checkpoint, 0);
     }
     rc = OE_EIO;

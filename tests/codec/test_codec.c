@@ -1183,6 +1183,30 @@ static void test_receipts(void)
         ASSERT_EQ(oe_codec_encode_receipt(c, &f, 0, &enc, err, sizeof err), OE_EINVAL);
         ASSERT_EQ(enc.len, before);
     }
+    /* Each receipt fits a buffer whose limit is exactly its size, and one
+     * byte less is OE_ELIMIT with the buffer left as it was. */
+    for (size_t i = 0; i < sizeof receipt_cases / sizeof receipt_cases[0]; i++) {
+        for (int json = 0; json < 2; json++) {
+            oe_buf whole, small;
+            oe_buf_init(&whole, 0);
+            ASSERT_EQ(oe_codec_encode_receipt(c, &receipt_cases[i], json, &whole, err, sizeof err),
+                      0);
+            oe_buf_init(&small, whole.len + 1);
+            ASSERT_EQ(oe_buf_puts(&small, "ab"), 0);
+            ASSERT_EQ(oe_codec_encode_receipt(c, &receipt_cases[i], json, &small, err, sizeof err),
+                      OE_ELIMIT);
+            ASSERT_EQ(small.len, 2);
+            ASSERT_STREQ(small.data, "ab");
+            oe_buf_free(&small);
+            oe_buf_init(&small, whole.len);
+            ASSERT_EQ(oe_codec_encode_receipt(c, &receipt_cases[i], json, &small, err, sizeof err),
+                      0);
+            ASSERT_EQ(small.len, whole.len);
+            ASSERT_TRUE(memcmp(small.data, whole.data, whole.len) == 0);
+            oe_buf_free(&small);
+            oe_buf_free(&whole);
+        }
+    }
     oe_buf_free(&enc);
     oe_buf_free(&js);
     oe_codec_free(c);
