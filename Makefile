@@ -54,6 +54,7 @@ PYTHON ?= $(shell for p in $$(which -a python3); do \
 
 .PHONY: kafka kafka-down
 .PHONY: all deps deps-test run test check unit unit-san clean bench format format-check fuzz fuzz-build fuzz-smoke
+.PHONY: docs
 .PHONY: verifier
 
 all: $(BUILD)/openexec
@@ -200,6 +201,14 @@ kafka: deps-test
 
 kafka-down:
 	tests/kafka/kafka.sh down --dir $(KAFKA_DEV)
+
+# The sections of docs/*.md that the binary prints (between the lines
+# "<!-- generated: openexec docs ... -->" and "<!-- end generated -->": the
+# configuration and metrics references), written again from the settings
+# table and the registries of metrics; run it after changing either.
+# tests/http/test_operations.py fails while a section differs.
+docs: all
+	OPENEXEC_TEST_BIN=$(CURDIR)/$(BUILD)/openexec python3 tests/http/generated_docs.py --write
 
 unit: $(UNIT_BIN)
 

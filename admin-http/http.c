@@ -587,18 +587,47 @@ static MHD_RESULT handle_version(oe_http *h, struct MHD_Connection *c)
     return send_json(h, c, 200, body, (size_t)n);
 }
 
+/* The server's registry, by the index its renderer uses. */
+enum {
+    H_RESPONSES,
+    H_REQUESTS,
+    H_DEADLINE_CLOSED,
+    H_BUDGET_REFUSED,
+    H_BODY_BYTES,
+    H_FRAMING_REFUSED,
+    H_COUNT
+};
+
+const oe_metric_def oe_http_metrics_registry[H_COUNT] = {
+    [H_RESPONSES] = {"openexec_http_responses_total", OE_METRIC_COUNTER, "code",
+                     "HTTP responses, by status class."},
+    [H_REQUESTS] = {"openexec_http_requests_total", OE_METRIC_COUNTER, "route,code",
+                    "HTTP responses, by route and status code."},
+    [H_DEADLINE_CLOSED] = {"openexec_http_deadline_closed_total", OE_METRIC_COUNTER, "phase",
+                           "Connections closed for not sending their headers or body in time, by "
+                           "phase."},
+    [H_BUDGET_REFUSED] = {"openexec_http_body_budget_refused_total", OE_METRIC_COUNTER, "",
+                          "Requests refused because the buffered request bodies reached their "
+                          "budget."},
+    [H_BODY_BYTES] = {"openexec_http_body_bytes", OE_METRIC_GAUGE, "",
+                      "Request body bytes buffered now."},
+    [H_FRAMING_REFUSED] = {"openexec_http_framing_refused_total", OE_METRIC_COUNTER, "",
+                           "Requests refused for ambiguous framing (Content-Length and "
+                           "Transfer-Encoding)."},
+};
+const size_t oe_http_metrics_registry_count = H_COUNT;
+
 /* The server's own counters, after the shared ones (Prometheus text). */
 static void render_http_metrics(oe_http *h, oe_buf *b)
 {
-    oe_buf_puts(b, "# HELP openexec_http_responses_total HTTP responses, by status class.\n"
-                   "# TYPE openexec_http_responses_total counter\n");
+    const oe_metric_def *d = oe_http_metrics_registry;
+    oe_metric_header(b, &d[H_RESPONSES]);
     for (int k = 1; k <= 5; k++)
-        oe_buf_printf(b, "openexec_http_responses_total{code=\"%dxx\"} %llu\n", k,
+        oe_buf_printf(b, "%s{code=\"%dxx\"} %llu\n", d[H_RESPONSES].name, k,
                       atomic_load(&h->responses[k]));
     /* By route and code, so that a dashboard tells /ready's 503s while
      * starting from errors of /execute. Series appear once counted. */
-    oe_buf_puts(b, "# HELP openexec_http_requests_total HTTP responses, by route and status code.\n"
-                   "# TYPE openexec_http_requests_total counter\n");
+    oe_metric_header(b, &d[H_REQUESTS]);
     for (int r = 0; r <= R_NONE; r++)
         for (size_t k = 0; k < N_CODES; k++) {
             unsigned long long n = atomic_load(&h->by_route[r][k]);
@@ -608,30 +637,16 @@ static void render_http_metrics(oe_http *h, oe_buf *b)
             else
                 snprintf(code, sizeof code, "other");
             if (n)
-                oe_buf_printf(b, "openexec_http_requests_total{route=\"%s\",code=\"%s\"} %llu\n",
+                oe_buf_printf(b, "%s{route=\"%s\",code=\"%s\"} %llu\n", d[H_REQUESTS].name,
                               route_labels[r], code, n);
         }
-    oe_buf_printf(b,
-                  "# HELP openexec_http_deadline_closed_total Connections closed for not sending "
-                  "their headers or body in time, by phase.\n"
-                  "# TYPE openexec_http_deadline_closed_total counter\n"
-                  "openexec_http_deadline_closed_total{phase=\"headers\"} %llu\n"
-                  "openexec_http_deadline_closed_total{phase=\"body\"} %llu\n",
-                  atomic_load(&h->deadline_closed[0]), atomic_load(&h->deadline_closed[1]));
-    oe_buf_printf(b,
-                  "# HELP openexec_http_body_budget_refused_total Requests refused because the "
-                  "buffered request bodies reached their budget.\n"
-                  "# TYPE openexec_http_body_budget_refused_total counter\n"
-                  "openexec_http_body_budget_refused_total %llu\n"
-                  "# HELP openexec_http_body_bytes Request body bytes buffered now.\n"
-                  "# TYPE openexec_http_body_bytes gauge\n"
-                  "openexec_http_body_bytes %zu\n"
-                  "# HELP openexec_http_framing_refused_total Requests refused for ambiguous "
-                  "framing (Content-Length and Transfer-Encoding).\n"
-                  "# TYPE openexec_http_framing_refused_total counter\n"
-                  "openexec_http_framing_refused_total %llu\n",
-                  atomic_load(&h->budget_refused), atomic_load(&h->body_bytes),
-                  atomic_load(&h->framing_refused));
+    oe_metric_header(b, &d[H_DEADLINE_CLOSED]);
+    oe_buf_printf(b, "%s{phase=\"headers\"} %llu\n%s{phase=\"body\"} %llu\n",
+                  d[H_DEADLINE_CLOSED].name, atomic_load(&h->deadline_closed[0]),
+                  d[H_DEADLINE_CLOSED].name, atomic_load(&h->deadline_closed[1]));
+    oe_metric_single(b, &d[H_BUDGET_REFUSED], (long long)atomic_load(&h->budget_refused));
+    oe_metric_single(b, &d[H_BODY_BYTES], (long long)atomic_load(&h->body_bytes));
+    oe_metric_single(b, &d[H_FRAMING_REFUSED], (long long)atomic_load(&h->framing_refused));
 }
 
 /* GET /metrics: Prometheus text format. */

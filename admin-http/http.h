@@ -34,6 +34,11 @@ extern const char oe_build_avro[];
 /* The version of libmicrohttpd linked in. */
 const char *oe_http_library_version(void);
 
+/* The server's own metrics (engine/metrics.h), in the order rendered after
+ * the engine's and the Kafka side's. */
+extern const oe_metric_def oe_http_metrics_registry[];
+extern const size_t oe_http_metrics_registry_count;
+
 /* The server's limits. Each one bounds what a client (or many clients) can
  * make the server hold; all are enforced in http.c.
  *

@@ -10,6 +10,19 @@
 #include "cmd/config.h"
 #include "kafka/kafka.h"
 
+/* Every command a user types (a group's actions as "ledger show"), in the
+ * order of `openexec --help`, with the bit of its settings and whether it
+ * takes -X (as its oe_command says; the tests hold each against the
+ * command's --help): for shell completion and the configuration
+ * reference. */
+typedef struct oe_command_entry {
+    const char *name;
+    unsigned bit;
+    int kafka_props;
+} oe_command_entry;
+extern const oe_command_entry oe_command_list[];
+extern const size_t oe_command_count;
+
 /* Prints "openexec: reason" on stderr and returns status. */
 int oe_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -110,6 +123,7 @@ int oe_cmd_receipts(int argc, char **argv);
 int oe_cmd_exec(int argc, char **argv);
 int oe_cmd_completion(int argc, char **argv);
 int oe_cmd_status(int argc, char **argv);
+int oe_cmd_docs(int argc, char **argv);
 
 /* Opens the ledger of cfg (--db / --db-url) read-only. Returns the store,
  * or NULL after printing the reason (*status: the exit status). */

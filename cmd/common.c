@@ -1,5 +1,5 @@
-/* What every subcommand of openexec shares: the one-line failure message,
- * the stop signals, and the parsing of a command's options and Kafka
+/* What every subcommand of openexec shares: the list of commands, the
+ * one-line failure message, the stop signals, and the parsing of a command's options and Kafka
  * properties. All of it runs on the main thread, apart from the signal
  * thread of the long-running commands (oe_signals_start). */
 #include <errno.h>
@@ -20,6 +20,30 @@
 #include "engine/note.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
+
+const oe_command_entry oe_command_list[] = {
+    {"run", OE_CMD_RUN, 1},
+    {"broker", OE_CMD_BROKER, 0},
+    {"produce", OE_CMD_PRODUCE, 1},
+    {"receipts", OE_CMD_RECEIPTS, 1},
+    {"exec", OE_CMD_EXEC, 1},
+    {"status", OE_CMD_STATUS, 1},
+    {"topics", OE_CMD_TOPICS, 1},
+    {"ledger show", OE_CMD_LEDGER_SHOW, 0},
+    {"ledger export", OE_CMD_LEDGER_EXPORT, 0},
+    {"ledger audit", OE_CMD_LEDGER_AUDIT, 0},
+    {"ledger logs", OE_CMD_LEDGER_LOGS, 0},
+    {"ledger migrate", OE_CMD_LEDGER_MIGRATE, 0},
+    {"dlq replay", OE_CMD_DLQ_REPLAY, 1},
+    {"mint", OE_CMD_MINT, 0},
+    {"verify-receipt", OE_CMD_VERIFY, 0},
+    {"keygen", OE_CMD_KEYGEN, 0},
+    {"version", OE_CMD_VERSION, 0},
+    {"completion", OE_CMD_COMPLETION, 0},
+    {"docs config", OE_CMD_DOCS_CONFIG, 0},
+    {"docs metrics", OE_CMD_DOCS_METRICS, 0},
+};
+const size_t oe_command_count = sizeof oe_command_list / sizeof oe_command_list[0];
 
 static atomic_int stop_flag;
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;

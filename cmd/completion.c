@@ -6,35 +6,6 @@
 
 #include "cmd/commands.h"
 
-/* Every command a user types, with the bit of its settings and whether it
- * takes -X (as its oe_command says; the tests hold each list against the
- * command's --help). */
-static const struct {
-    const char *name;
-    unsigned bit;
-    int kafka_props;
-} commands[] = {
-    {"run", OE_CMD_RUN, 1},
-    {"broker", OE_CMD_BROKER, 0},
-    {"produce", OE_CMD_PRODUCE, 1},
-    {"receipts", OE_CMD_RECEIPTS, 1},
-    {"exec", OE_CMD_EXEC, 1},
-    {"status", OE_CMD_STATUS, 1},
-    {"topics", OE_CMD_TOPICS, 1},
-    {"ledger show", OE_CMD_LEDGER_SHOW, 0},
-    {"ledger export", OE_CMD_LEDGER_EXPORT, 0},
-    {"ledger audit", OE_CMD_LEDGER_AUDIT, 0},
-    {"ledger logs", OE_CMD_LEDGER_LOGS, 0},
-    {"ledger migrate", OE_CMD_LEDGER_MIGRATE, 0},
-    {"dlq replay", OE_CMD_DLQ_REPLAY, 1},
-    {"mint", OE_CMD_MINT, 0},
-    {"verify-receipt", OE_CMD_VERIFY, 0},
-    {"keygen", OE_CMD_KEYGEN, 0},
-    {"version", OE_CMD_VERSION, 0},
-    {"completion", OE_CMD_COMPLETION, 0},
-};
-#define NCOMMANDS (sizeof commands / sizeof commands[0])
-
 static const oe_command completion_command = {
     "completion",
     OE_CMD_COMPLETION,
@@ -46,11 +17,10 @@ static const oe_command completion_command = {
     0,
 };
 
-static void put_flag(void *ctx, const char *flag, const char *const *values)
+static void put_flag(void *ctx, const oe_setting_info *setting)
 {
-    (void)values;
-    printf(" %s", flag);
     (void)ctx;
+    printf(" %s", setting->flag);
 }
 
 /* The values of one option with a fixed set, once per flag. */
@@ -59,9 +29,11 @@ typedef struct {
     size_t n;
 } value_flags;
 
-static void put_values(void *ctx, const char *flag, const char *const *values)
+static void put_values(void *ctx, const oe_setting_info *setting)
 {
     value_flags *v = ctx;
+    const char *flag = setting->flag;
+    const char *const *values = setting->values;
     if (!values)
         return;
     for (size_t i = 0; i < v->n; i++)
@@ -83,45 +55,46 @@ static void bash_function(void)
            "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
            "    COMPREPLY=($(compgen -W \"");
     const char *last_group = "";
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        const char *sp = strchr(commands[i].name, ' ');
-        size_t len = sp ? (size_t)(sp - commands[i].name) : strlen(commands[i].name);
-        if (sp && strncmp(last_group, commands[i].name, len + 1) == 0)
+    for (size_t i = 0; i < oe_command_count; i++) {
+        const char *sp = strchr(oe_command_list[i].name, ' ');
+        size_t len = sp ? (size_t)(sp - oe_command_list[i].name) : strlen(oe_command_list[i].name);
+        if (sp && strncmp(last_group, oe_command_list[i].name, len + 1) == 0)
             continue; /* a group already named */
-        printf("%s%.*s", i ? " " : "", (int)len, commands[i].name);
-        last_group = commands[i].name;
+        printf("%s%.*s", i ? " " : "", (int)len, oe_command_list[i].name);
+        last_group = oe_command_list[i].name;
     }
     printf("\" -- \"$cur\")); return\n"
            "  fi\n"
            "  case \"$cmd\" in\n");
     /* The groups: their actions as the second word. */
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        const char *sp = strchr(commands[i].name, ' ');
-        if (!sp || (i > 0 && strncmp(commands[i - 1].name, commands[i].name,
-                                     (size_t)(sp - commands[i].name) + 1) == 0))
+    for (size_t i = 0; i < oe_command_count; i++) {
+        const char *sp = strchr(oe_command_list[i].name, ' ');
+        if (!sp || (i > 0 && strncmp(oe_command_list[i - 1].name, oe_command_list[i].name,
+                                     (size_t)(sp - oe_command_list[i].name) + 1) == 0))
             continue;
-        size_t len = (size_t)(sp - commands[i].name);
+        size_t len = (size_t)(sp - oe_command_list[i].name);
         printf("    %.*s)\n      if [ \"$COMP_CWORD\" -eq 2 ]; then\n"
                "        COMPREPLY=($(compgen -W \"",
-               (int)len, commands[i].name);
-        for (size_t j = i;
-             j < NCOMMANDS && strncmp(commands[j].name, commands[i].name, len + 1) == 0; j++)
-            printf("%s%s", j > i ? " " : "", commands[j].name + len + 1);
+               (int)len, oe_command_list[i].name);
+        for (size_t j = i; j < oe_command_count &&
+                           strncmp(oe_command_list[j].name, oe_command_list[i].name, len + 1) == 0;
+             j++)
+            printf("%s%s", j > i ? " " : "", oe_command_list[j].name + len + 1);
         printf("\" -- \"$cur\")); return\n      fi\n"
                "      cmd=\"$cmd ${COMP_WORDS[2]}\"; at=3 ;;\n");
     }
     printf("  esac\n"
            "  case \"$prev\" in\n");
     value_flags v = {.n = 0};
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        oe_config_each_flag(commands[i].bit, put_values, &v);
+    for (size_t i = 0; i < oe_command_count; i++)
+        oe_config_each_setting(oe_command_list[i].bit, put_values, &v);
     printf("  esac\n"
            "  local opts=\n"
            "  case \"$cmd\" in\n");
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        printf("    \"%s\") opts=\"", commands[i].name);
-        oe_config_each_flag(commands[i].bit, put_flag, NULL);
-        printf("%s --help\" ;;\n", commands[i].kafka_props ? " -X" : "");
+    for (size_t i = 0; i < oe_command_count; i++) {
+        printf("    \"%s\") opts=\"", oe_command_list[i].name);
+        oe_config_each_setting(oe_command_list[i].bit, put_flag, NULL);
+        printf("%s --help\" ;;\n", oe_command_list[i].kafka_props ? " -X" : "");
     }
     printf("  esac\n"
            "  [ \"$COMP_CWORD\" -ge \"$at\" ] && COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"

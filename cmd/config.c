@@ -124,7 +124,8 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
  * meaning or default differs (mint signs with the secret that run checks). */
 static const setting settings[] = {
     /* governance */
-    WORD("--mode", "OPENEXEC_MODE", RUN, mode, modes, "demo", "demo or clawshield"),
+    WORD("--mode", "OPENEXEC_MODE", RUN, mode, modes, "demo",
+         "demo: every request runs, unapproved; clawshield: only with a valid approval artifact"),
     TEXT("--secret", "CLAWSHIELD_SECRET_KEY", RUN, secret, NULL,
          "HMAC-SHA256 shared secret(s) of approval artifacts (up to 8, \",\" between)"),
     TEXT("--secret", "CLAWSHIELD_SECRET_KEY", MINT, secret, NULL,
@@ -161,7 +162,7 @@ static const setting settings[] = {
     BOOL("--worker", "OPENEXEC_WORKER", RUN, worker, "1",
          "1: consume requests here; 0: HTTP bridge only (workers run elsewhere)"),
     WORD("--receipt-format", "OPENEXEC_RECEIPT_FORMAT", RUN, receipt_format, formats, "avro",
-         "avro or json"),
+         "receipts as Avro single-object messages, or as JSON"),
     BOOL("--transactions", "OPENEXEC_KAFKA_TRANSACTIONS", RUN, transactions, "0",
          "1 = transactional receipts and offsets"),
     TEXT("--transactional-id", "OPENEXEC_TRANSACTIONAL_ID", RUN, transactional_id, NULL,
@@ -190,7 +191,9 @@ static const setting settings[] = {
          "the ledger as a URL: sqlite:///FILE or postgresql://user:pass@host:port/db"),
     BOOL("--ledger-shared", "OPENEXEC_LEDGER_SHARED", RUN, ledger_shared, "0",
          "1: every worker of the group opens this same SQLite file (one host)"),
-    WORD("--db-sync", "OPENEXEC_DB_SYNC", RUN, db_sync, syncs, "full", "full or normal"),
+    WORD("--db-sync", "OPENEXEC_DB_SYNC", RUN, db_sync, syncs, "full",
+         "SQLite: full: a commit survives power loss; normal: survives a crash of the process, "
+         "may lose the last commits on power loss"),
     WORD("--ledger-payloads", "OPENEXEC_LEDGER_PAYLOADS", RUN, ledger_payloads, payloads, "full",
          "full: rows keep each request's payload; hash: only its hash (request_hash)"),
     WORD("--signing", "OPENEXEC_SIGNING", RUN, signing, signings, "auto",
@@ -329,6 +332,19 @@ static int word_index(const char *const *words, const char *value)
     return -1;
 }
 
+/* The words of a list as text, "a, b or c", into buf (cut to len). */
+static void words_text(const char *const *words, char *buf, size_t len)
+{
+    int n = 0;
+    buf[0] = '\0';
+    for (int i = 0; words[i] && n >= 0 && (size_t)n < len; i++)
+        n += snprintf(buf + n, len - (size_t)n, "%s%s",
+                      i == 0         ? ""
+                      : words[i + 1] ? ", "
+                                     : " or ",
+                      words[i]);
+}
+
 /* A whole number with nothing around it, in [lo, hi]. Leading zeros are
  * just zeros: "00" is 0, as a number should be. */
 static int parse_long(const char *text, long lo, long hi, long *out)
@@ -439,13 +455,9 @@ static int set_value(oe_config *cfg, const setting *s, const char *value, const 
     case T_WORD:
         index = word_index(s->words, value);
         if (index < 0) {
-            int len = snprintf(err, errlen, "%s: must be", source);
-            for (int i = 0; s->words[i] && len >= 0 && (size_t)len < errlen; i++)
-                len += snprintf(err + len, errlen - (size_t)len, "%s %s",
-                                i == 0            ? ""
-                                : s->words[i + 1] ? ","
-                                                  : " or",
-                                s->words[i]);
+            int len = snprintf(err, errlen, "%s: must be ", source);
+            if (len >= 0 && (size_t)len < errlen)
+                words_text(s->words, err + len, errlen - (size_t)len);
             return OE_EINVAL;
         }
         *(int *)field(cfg, s) = index;
@@ -916,15 +928,71 @@ void oe_config_usage(const oe_command *command)
     printf("  %-24s this text\n", "--help");
 }
 
-void oe_config_each_flag(unsigned bits,
-                         void (*fn)(void *ctx, const char *flag, const char *const *values),
-                         void *ctx)
+/* What a value of s may be, in words, into buf. */
+static void takes_text(const setting *s, char *buf, size_t len)
+{
+    switch (s->type) {
+    case T_TEXT:
+        snprintf(buf, len, "text");
+        return;
+    case T_NAME:
+        snprintf(buf, len, "text, not empty");
+        return;
+    case T_FLAG:
+        snprintf(buf, len, "no value: given or not");
+        return;
+    case T_BOOL:
+        snprintf(buf, len, "0 or 1");
+        return;
+    case T_INT:
+        snprintf(buf, len, "a whole number from %ld to %ld", s->lo, s->hi);
+        return;
+    case T_WORD:
+        words_text(s->words, buf, len);
+        return;
+    case T_HOST:
+        snprintf(buf, len, "a host name or an IP address");
+        return;
+    case T_PORT:
+        snprintf(buf, len, "a port, 0 to 65535");
+        return;
+    case T_LIST:
+        snprintf(buf, len, "text, not empty; repeatable (at most %d)", OE_CONFIG_LIST_MAX);
+        return;
+    }
+    buf[0] = '\0';
+}
+
+void oe_config_each_setting(unsigned bits, void (*fn)(void *ctx, const oe_setting_info *setting),
+                            void *ctx)
 {
     static const char *const bools[] = {"0", "1", NULL};
+    /* The file is read by the commands that take --config, and names no
+     * other file (file_line_parse). */
+    unsigned file_commands = 0;
+    for (size_t k = 0; k < NSETTINGS; k++)
+        if (settings[k].offset == offsetof(oe_config, config_file))
+            file_commands |= settings[k].commands;
     for (size_t k = 0; k < NSETTINGS; k++) {
         const setting *s = &settings[k];
-        if (s->commands & bits)
-            fn(ctx, s->flag, s->type == T_WORD ? s->words : s->type == T_BOOL ? bools : NULL);
+        if (!(s->commands & bits))
+            continue;
+        char takes[160];
+        takes_text(s, takes, sizeof takes);
+        oe_setting_info info = {
+            .flag = s->flag,
+            .env = s->env,
+            .in_file = s->env && (s->commands & file_commands) &&
+                       s->offset != offsetof(oe_config, config_file),
+            .commands = s->commands,
+            .values = s->type == T_WORD   ? s->words
+                      : s->type == T_BOOL ? bools
+                                          : NULL,
+            .takes = takes,
+            .def = s->def,
+            .help = s->help,
+        };
+        fn(ctx, &info);
     }
 }
 

@@ -42,6 +42,8 @@ enum {
     OE_CMD_EXEC = 1 << 15,
     OE_CMD_COMPLETION = 1 << 16,
     OE_CMD_STATUS = 1 << 17,
+    OE_CMD_DOCS_CONFIG = 1 << 18,
+    OE_CMD_DOCS_METRICS = 1 << 19,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -217,12 +219,24 @@ int oe_config_check_host(const char *host);
  * "did you mean" hints. */
 const char *oe_did_you_mean(const char *word, const char *const *candidates, size_t n);
 
-/* Calls fn for each setting that one of the commands of bits takes: its
- * flag and, for a setting with a fixed set of values, those (a
- * NULL-terminated list; else NULL). For generated references and shell
- * completion. */
-void oe_config_each_flag(unsigned bits,
-                         void (*fn)(void *ctx, const char *flag, const char *const *values),
-                         void *ctx);
+/* A setting of the table as the generated texts (shell completion, the
+ * configuration reference of `openexec docs config`) see it. Its strings
+ * are the table's, except takes, which is valid only during the call that
+ * gives it. */
+typedef struct oe_setting_info {
+    const char *flag;          /* "--http-port" */
+    const char *env;           /* its environment variable; NULL: a flag only */
+    int in_file;               /* 1: the configuration file may set it, under env's name */
+    unsigned commands;         /* OE_CMD_* bits of the commands that take it */
+    const char *const *values; /* its fixed set of values (NULL-terminated), or NULL */
+    const char *takes;         /* what a value may be, in words */
+    const char *def;           /* its default as text; NULL: none */
+    const char *help;          /* what it means, one line */
+} oe_setting_info;
+
+/* Calls fn for each setting that one of the commands of bits takes, in the
+ * table's order. */
+void oe_config_each_setting(unsigned bits, void (*fn)(void *ctx, const oe_setting_info *setting),
+                            void *ctx);
 
 #endif

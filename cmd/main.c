@@ -1045,7 +1045,8 @@ static void usage(FILE *f)
                "  verify-receipt   check receipts' proofs (or the seed's receipt hash)\n"
                "  keygen           make an Ed25519 key for signing receipt-log checkpoints\n"
                "  version          print the version\n"
-               "  completion       print a bash or zsh completion script\n\n"
+               "  completion       print a bash or zsh completion script\n"
+               "  docs             print the configuration or metrics reference (Markdown)\n\n"
                "openexec COMMAND --help shows a command's options.\n");
 }
 
@@ -1069,6 +1070,7 @@ int main(int argc, char **argv)
         {"verify-receipt", cmd_verify_receipt},
         {"keygen", cmd_keygen},
         {"version", cmd_version},
+        {"docs", oe_cmd_docs},
         {"--version", cmd_version},
     };
     if (argc < 2) {

@@ -4,6 +4,65 @@
 
 #include <string.h>
 
+/* The engine's registry (metrics.h), by the index its renderer uses. */
+enum {
+    M_BUILD_INFO,
+    M_READY,
+    M_REQUESTS,
+    M_REJECTIONS,
+    M_BATCH_DURATION,
+    M_COMMIT,
+    M_BATCHES,
+    M_BATCH_REQUESTS,
+    M_STORE_ERRORS,
+    M_COUNT
+};
+
+const oe_metric_def oe_metrics_registry[M_COUNT] = {
+    [M_BUILD_INFO] = {"openexec_build_info", OE_METRIC_GAUGE, "version", "Build information."},
+    [M_READY] = {"openexec_ready", OE_METRIC_GAUGE, "", "1 when the service is ready."},
+    [M_REQUESTS] = {"openexec_requests_total", OE_METRIC_COUNTER, "status",
+                    "Requests answered, by status."},
+    [M_REJECTIONS] = {"openexec_rejections_total", OE_METRIC_COUNTER, "error_code",
+                      "Rejected requests, by error code."},
+    [M_BATCH_DURATION] = {"openexec_batch_duration_seconds", OE_METRIC_HISTOGRAM, "",
+                          "Time to validate, execute and persist one batch."},
+    [M_COMMIT] = {"openexec_ledger_commit_seconds", OE_METRIC_HISTOGRAM, "",
+                  "Time of the ledger's COMMIT of one batch (its fsync included)."},
+    [M_BATCHES] = {"openexec_batches_total", OE_METRIC_COUNTER, "", "Batches processed."},
+    [M_BATCH_REQUESTS] = {"openexec_batch_requests_total", OE_METRIC_COUNTER, "",
+                          "Requests in those batches."},
+    [M_STORE_ERRORS] = {"openexec_store_errors_total", OE_METRIC_COUNTER, "",
+                        "Batches the store failed to persist."},
+};
+const size_t oe_metrics_registry_count = M_COUNT;
+
+const char *oe_metric_type_name(oe_metric_type type)
+{
+    switch (type) {
+    case OE_METRIC_COUNTER:
+        return "counter";
+    case OE_METRIC_GAUGE:
+        return "gauge";
+    case OE_METRIC_HISTOGRAM:
+        return "histogram";
+    }
+    return "untyped";
+}
+
+void oe_metric_header(oe_buf *out, const oe_metric_def *d)
+{
+    oe_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name,
+                  oe_metric_type_name(d->type));
+}
+
+/* Counters are unsigned 64-bit; no counter comes near 2^63. */
+void oe_metric_single(oe_buf *out, const oe_metric_def *d, long long value)
+{
+    oe_metric_header(out, d);
+    oe_buf_printf(out, "%s %lld\n", d->name, value);
+}
+
 static const double latency_bounds[OE_METRICS_LATENCY_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0};
 
@@ -44,20 +103,18 @@ void oe_metrics_commit(oe_metrics *m, double seconds)
     observe(m->commit_bucket, &m->commit_count, &m->commit_sum_ns, seconds);
 }
 
-/* One histogram of latency_bounds buckets. A failed append marks out
- * failed (buf.h): the caller checks it once. */
-static void render_histogram(oe_buf *out, const char *name, const char *help,
-                             const atomic_ullong *buckets, unsigned long long count,
-                             unsigned long long sum_ns)
+/* One histogram of latency_bounds buckets. */
+static void render_histogram(oe_buf *out, const oe_metric_def *d, const atomic_ullong *buckets,
+                             unsigned long long count, unsigned long long sum_ns)
 {
-    oe_buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    oe_metric_header(out, d);
     unsigned long long cumulative = 0;
     for (int b = 0; b < OE_METRICS_LATENCY_BUCKETS; b++) {
         cumulative += atomic_load(&buckets[b]);
-        oe_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[b], cumulative);
+        oe_buf_printf(out, "%s_bucket{le=\"%g\"} %llu\n", d->name, latency_bounds[b], cumulative);
     }
-    oe_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name, count,
-                  name, (double)sum_ns / 1e9, name, count);
+    oe_buf_printf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", d->name, count,
+                  d->name, (double)sum_ns / 1e9, d->name, count);
 }
 
 int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_buf *out)
@@ -65,42 +122,24 @@ int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_bu
     /* The appends' results are not checked one by one: a failed append
      * marks out failed and every later one is refused (buf.h), so the
      * buffer's state at the end says whether the text is whole. */
-    oe_buf_printf(out,
-                  "# HELP openexec_build_info Build information.\n"
-                  "# TYPE openexec_build_info gauge\n"
-                  "openexec_build_info{version=\"%s\"} 1\n"
-                  "# HELP openexec_ready 1 when the service is ready.\n"
-                  "# TYPE openexec_ready gauge\n"
-                  "openexec_ready %d\n",
-                  version, ready ? 1 : 0);
-    oe_buf_puts(out, "# HELP openexec_requests_total Requests answered, by status.\n"
-                     "# TYPE openexec_requests_total counter\n");
+    const oe_metric_def *d = oe_metrics_registry;
+    oe_metric_header(out, &d[M_BUILD_INFO]);
+    oe_buf_printf(out, "%s{version=\"%s\"} 1\n", d[M_BUILD_INFO].name, version);
+    oe_metric_single(out, &d[M_READY], ready ? 1 : 0);
+    oe_metric_header(out, &d[M_REQUESTS]);
     for (int s = 0; s < 3; s++)
-        oe_buf_printf(out, "openexec_requests_total{status=\"%s\"} %llu\n",
+        oe_buf_printf(out, "%s{status=\"%s\"} %llu\n", d[M_REQUESTS].name,
                       oe_status_name((oe_status)s), atomic_load(&m->requests[s]));
-    oe_buf_puts(out, "# HELP openexec_rejections_total Rejected requests, by error code.\n"
-                     "# TYPE openexec_rejections_total counter\n");
+    oe_metric_header(out, &d[M_REJECTIONS]);
     for (int c = OE_ERR_MALFORMED; c <= OE_ERR_NONCE_CONFLICT; c++)
-        oe_buf_printf(out, "openexec_rejections_total{error_code=\"%s\"} %llu\n",
+        oe_buf_printf(out, "%s{error_code=\"%s\"} %llu\n", d[M_REJECTIONS].name,
                       oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
-    render_histogram(out, "openexec_batch_duration_seconds",
-                     "Time to validate, execute and persist one batch.", m->latency_bucket,
-                     atomic_load(&m->latency_count), atomic_load(&m->latency_sum_ns));
-    render_histogram(out, "openexec_ledger_commit_seconds",
-                     "Time of the ledger's COMMIT of one batch (its fsync included).",
-                     m->commit_bucket, atomic_load(&m->commit_count),
+    render_histogram(out, &d[M_BATCH_DURATION], m->latency_bucket, atomic_load(&m->latency_count),
+                     atomic_load(&m->latency_sum_ns));
+    render_histogram(out, &d[M_COMMIT], m->commit_bucket, atomic_load(&m->commit_count),
                      atomic_load(&m->commit_sum_ns));
-    oe_buf_printf(out,
-                  "# HELP openexec_batches_total Batches processed.\n"
-                  "# TYPE openexec_batches_total counter\n"
-                  "openexec_batches_total %llu\n"
-                  "# HELP openexec_batch_requests_total Requests in those batches.\n"
-                  "# TYPE openexec_batch_requests_total counter\n"
-                  "openexec_batch_requests_total %llu\n"
-                  "# HELP openexec_store_errors_total Batches the store failed to persist.\n"
-                  "# TYPE openexec_store_errors_total counter\n"
-                  "openexec_store_errors_total %llu\n",
-                  atomic_load(&m->batch_count), atomic_load(&m->batch_items),
-                  atomic_load(&m->store_errors));
+    oe_metric_single(out, &d[M_BATCHES], (long long)atomic_load(&m->batch_count));
+    oe_metric_single(out, &d[M_BATCH_REQUESTS], (long long)atomic_load(&m->batch_items));
+    oe_metric_single(out, &d[M_STORE_ERRORS], (long long)atomic_load(&m->store_errors));
     return oe_buf_failed(out);
 }

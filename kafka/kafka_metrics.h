@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "engine/buf.h"
+#include "engine/metrics.h"
 
 /* Partitions whose lag is exported one by one (the first ones; the sum
  * covers all), and the upper bounds of the batch size histogram. */
@@ -37,6 +38,10 @@ typedef struct oe_kafka_metrics {
     atomic_ullong batch_size_count;
     atomic_ullong batch_size_sum;
 } oe_kafka_metrics;
+
+/* The Kafka side's registry (engine/metrics.h), in the order rendered. */
+extern const oe_metric_def oe_kafka_metrics_registry[];
+extern const size_t oe_kafka_metrics_registry_count;
 
 /* Counts a batch of n messages in the size histogram. */
 void oe_kafka_metrics_batch(oe_kafka_metrics *m, size_t n);

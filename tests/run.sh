@@ -135,8 +135,8 @@ fi
 # The same black-box suites with every service's ledger on PostgreSQL (a
 # throw-away server the tests start, tests/http/pgcluster.py): each Server
 # gets a database instead of a SQLite file. Left out: the command-line and
-# HTTP framing tests, deploy/ and the README (the ledger plays no part in
-# them, or they name their own), and test_ledger, test_shared_ledger and
+# HTTP framing tests, deploy/, the README and docs/operations.md (the ledger
+# plays no part in them, or they name their own), and test_ledger, test_shared_ledger and
 # test_signed_receipts, which choose their backends themselves, the Apache
 # Kafka suites (their subject is the broker, not the ledger), and, to keep
 # the suite under 20 minutes, the embedded-broker Kafka suites (including
@@ -150,7 +150,7 @@ for t in tests/http/test_*.py; do
             test_signed_receipts.py | \
             test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
             test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py | test_kafka_group.py | \
-            test_deploy.py | test_readme.py)
+            test_deploy.py | test_readme.py | test_operations.py)
             continue ;;
     esac
     step "black-box $(basename "$t") [postgresql ledger]" \

@@ -63,6 +63,8 @@ OPTIONS = {
     "ledger logs": {"--db", "--db-url", "--config", "--help"},
     "dlq replay": {"--brokers", "--requests-topic", "--dlq-topic", "--config", "--dry-run",
                    "--replay-group", "--from-beginning", "--timeout-ms", "-X", "--help"},
+    "docs config": {"--help"},
+    "docs metrics": {"--help"},
 }
 
 # librdkafka properties that openexec sets itself for its clients (the
@@ -914,6 +916,7 @@ class Help(ConfigTest):
             self.assertEqual(complete(*command.split(), ""), expected, command)
             self.assertEqual(complete(*command.split(), ""), self.listed(command), command)
         self.assertEqual(complete("ledger", ""), {"show", "export", "audit", "logs", "migrate"})
+        self.assertEqual(complete("docs", ""), {"config", "metrics"})
         self.assertEqual(complete("run", "--mode", ""), {"demo", "clawshield"})
         self.assertEqual(complete("ledger", "export", "--status", "re"), {"rejected"})
         self.assertEqual(complete("run", "--db-s"), {"--db-sync"})
@@ -930,6 +933,7 @@ class Help(ConfigTest):
                 (["rn"], "rn", "unknown command: rn; did you mean run?"),
                 (["verfy-receipt"], "verfy-receipt", "did you mean verify-receipt?"),
                 (["ledger", "adit"], "adit", "ledger: unknown action adit; did you mean audit?"),
+                (["docs", "confg"], "confg", "docs: unknown action confg; did you mean config?"),
                 (["run", "--brokres", "x"], "--brokres", "did you mean --brokers?"),
                 (["topics", "--partitons", "2"], "--partitons", "did you mean --partitions?"),
                 (["run", "--db-sycn", "full"], "--db-sycn", "did you mean --db-sync?")):

@@ -70,16 +70,17 @@ def ensure_pg_running():
 
 
 # The workers' role of the least-privilege tests: it logs in and holds only
-# the grants README.md and SECURITY.md document (documented_grants).
+# the grants README.md, SECURITY.md and docs/operations.md document
+# (documented_grants).
 WORKER_ROLE, WORKER_PASSWORD = "openexec_worker", "openexec-worker-pw"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def documented_grants():
     """The SQL lines of the ```sql block after the "<!-- grants:" marker of
-    README.md and of SECURITY.md; raises AssertionError unless both exist
-    and hold the same lines."""
+    README.md, SECURITY.md and docs/operations.md; raises AssertionError
+    unless each exists and they hold the same lines."""
     blocks = []
-    for name in ("README.md", "SECURITY.md"):
+    for name in ("README.md", "SECURITY.md", os.path.join("docs", "operations.md")):
         with open(os.path.join(ROOT, name)) as f:
             lines = [line.strip() for line in f.read().splitlines()]
         starts = [i for i, line in enumerate(lines) if line.startswith("<!-- grants:")]
@@ -88,8 +89,9 @@ def documented_grants():
                                  % name)
         end = lines.index("```", starts[0] + 2)
         blocks.append([line for line in lines[starts[0] + 2:end] if line])
-    if blocks[0] != blocks[1] or not blocks[0]:
-        raise AssertionError("the grants of README.md and SECURITY.md differ: %r" % blocks)
+    if any(b != blocks[0] for b in blocks) or not blocks[0]:
+        raise AssertionError("the grants of README.md, SECURITY.md and docs/operations.md "
+                             "differ: %r" % blocks)
     return blocks[0]
 
 
