@@ -116,6 +116,19 @@ $(BUILD)/tests/%: %.c $(BUILD)/libopenexec.a tests/test.h tests/keys.h
 
 -include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d)
 
+# The client examples of docs/integrate.md (examples/): the Python ones need
+# Debian's Kafka and Avro packages (`make deps-examples`), the Java one a JDK
+# and Maven, and its pinned jars from Maven Central: `make java-example`
+# builds examples/java/target/openexec-examples.jar (with target/lib/) once,
+# and again only when its sources or the request schema change. `make
+# deps-test` does both, so that the tests run them without fetching.
+DEB_EXAMPLE_PKGS = python3-confluent-kafka python3-avro
+DEB_JAVA_PKGS    = default-jdk-headless maven
+JAVA_EXAMPLE     = examples/java/target/openexec-examples.jar
+JAVA_EXAMPLE_SRC = examples/java/pom.xml schemas/execution_request.avsc \
+                   $(shell find examples/java/src -type f 2>/dev/null)
+.PHONY: deps-examples deps-java java-example
+
 # Install exactly the Debian packages above, and only when something is
 # missing (so they are quick and need no network on a ready machine).
 deps:
@@ -141,9 +154,32 @@ deps-test: deps
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    $(DEB_TOOLS); \
 	fi
+	@$(MAKE) --no-print-directory deps-examples java-example
 	@$(GO_OK) || { echo "Go $(GO_MIN) or later is needed for the receipt verifier (tests/verifier):" \
 	  "install it from https://go.dev/dl/ and put it on PATH (Debian 12's golang-go is 1.19)"; exit 1; }
 	@cd tests/verifier && go mod download
+
+deps-examples:
+	@if dpkg -s $(DEB_EXAMPLE_PKGS) >/dev/null 2>&1; then :; else \
+	  echo "installing Debian packages: $(DEB_EXAMPLE_PKGS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_EXAMPLE_PKGS); \
+	fi
+
+deps-java:
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then :; else \
+	  echo "installing Debian packages: $(DEB_JAVA_PKGS)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_JAVA_PKGS); \
+	fi
+
+java-example: $(JAVA_EXAMPLE)
+
+$(JAVA_EXAMPLE): $(JAVA_EXAMPLE_SRC) | deps-java
+	mvn -q -B -Dstyle.color=never -f examples/java/pom.xml package
+	@touch $@
 
 # The independent checker of signed receipts (tests/verifier/, Go, against
 # golang.org/x/mod/sumdb/note and transparency-dev/merkle): the black-box
@@ -233,7 +269,7 @@ check:
 	FUZZ_SMOKE_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh "$(PYTHON)"
 
 clean:
-	rm -rf build
+	rm -rf build examples/java/target
 
 # ---- Fuzzing (tests/fuzz/) ----
 # libFuzzer harnesses for every decoder, built with clang, coverage, ASan

@@ -111,8 +111,10 @@ for t in tests/http/test_*.py; do
 done
 
 # The Kafka suites again on Apache Kafka itself (KRaft, one node from the
-# broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the four
+# broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the five
 # files; each test makes topics of its own there with `openexec topics`.
+# test_examples runs the client examples of docs/integrate.md on it too,
+# the Java one only there (the embedded broker cannot serve kafka-clients).
 # A broker that cannot be fetched or started fails the step with kafka.sh's
 # reason. test_kafka_cluster (topics, readiness) uses the node too;
 # test_real_kafka and test_kafka_secure start clusters of their own (three
@@ -122,7 +124,7 @@ if out=$(tests/kafka/kafka.sh up --dir "$kafka_dir" --nodes 1 2>&1); then
     echo "$out"
     export OPENEXEC_TEST_KAFKA_BOOTSTRAP=${out#bootstrap.servers=}
     step "black-box test_kafka_cluster.py [apache kafka]" "$PYTHON" tests/http/test_kafka_cluster.py
-    for t in test_kafka test_kafka_faults test_kafka_hardening test_kafka_group; do
+    for t in test_kafka test_kafka_faults test_kafka_hardening test_kafka_group test_examples; do
         step "black-box $t.py [apache kafka]" env OPENEXEC_TEST_BROKER=kafka "$PYTHON" "tests/http/$t.py"
     done
     tests/kafka/kafka.sh down --dir "$kafka_dir"
@@ -140,7 +142,8 @@ fi
 # test_signed_receipts, which choose their backends themselves, the Apache
 # Kafka suites (their subject is the broker, not the ledger), and, to keep
 # the suite under 20 minutes, the embedded-broker Kafka suites (including
-# test_kafka_group, whose subject is the group's offsets): workers on
+# test_kafka_group, whose subject is the group's offsets, and
+# test_examples, whose subject is the clients): workers on
 # a PostgreSQL ledger are test_shared_ledger's (replays, conflicts, used
 # approvals across workers, three workers under kill -9 and a PostgreSQL
 # restart), and the hostile inputs stop before the ledger.
@@ -150,6 +153,7 @@ for t in tests/http/test_*.py; do
             test_signed_receipts.py | \
             test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
             test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py | test_kafka_group.py | \
+            test_examples.py | \
             test_deploy.py | test_readme.py | test_operations.py)
             continue ;;
     esac

@@ -651,6 +651,11 @@ def run_tests(module_name=None):
             # embedded broker; the same file runs it there.
             print("n/a  %s (embedded broker only: %s)" % (full, why))
             continue
+        why = getattr(getattr(cls, m), "kafka_only", None)
+        if why and BROKER != "kafka":
+            # Likewise, the other way round: run with OPENEXEC_TEST_BROKER=kafka.
+            print("n/a  %s (Apache Kafka only: %s)" % (full, why))
+            continue
         t0 = time.monotonic()
         errors = []
         test = cls(m)
@@ -723,6 +728,16 @@ def embedded_only(why):
     not run it."""
     def mark(f):
         f.embedded_only = why
+        return f
+    return mark
+
+
+def kafka_only(why):
+    """Marks a Kafka test that needs Apache Kafka (e.g. a client that the
+    embedded broker cannot serve): on the embedded broker, run_tests lists
+    it with the reason and does not run it."""
+    def mark(f):
+        f.kafka_only = why
         return f
     return mark
 

@@ -155,11 +155,20 @@ class Readme(ServiceTest):
         self.assertEqual([o.get("status") for o in pg], ["executed", None], out[-3000:])
 
 
+# A shell block in docs/ is run by the test its marker names, or says why not.
+DOCS_MARKER = re.compile(r"^<!-- test: (examples [a-z0-9-]+|skip, .+) -->$")
+# The documents whose `examples NAME` blocks tests/http/test_examples.py runs
+# (it checks that it runs each of them).
+DOCS_RUN_BY_EXAMPLES = ("integrate.md",)
+
+
 class Docs(ServiceTest):
     """docs/*.md, the users' documents: every ```json block is JSON (an
     example a client can paste), no ```sh block goes untested (the README's
-    are run above; docs hold none), and nothing points outside the
-    repository."""
+    are run above; those of docs/integrate.md by tests/http/test_examples.py,
+    each marked `<!-- test: examples NAME -->`, or `<!-- test: skip, REASON
+    -->` for one that is the same as a block tested elsewhere), and nothing
+    points outside the repository."""
 
     def test_docs_blocks_and_links(self):
         docs = os.path.join(ROOT, "docs")
@@ -171,8 +180,14 @@ class Docs(ServiceTest):
                 text = f.read()
             for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.M | re.S):
                 where = "%s:%d" % (name, text[:m.start()].count("\n") + 1)
-                self.assertNotIn(m.group(1), ("sh", "bash", "shell"),
-                                 "%s: a shell block outside the README is not run" % where)
+                self.assertNotIn(m.group(1), ("bash", "shell"), "%s: write ```sh" % where)
+                if m.group(1) == "sh":
+                    before = (["", ""] + text[:m.start()].split("\n"))[-2]  # the line before
+                    marker = DOCS_MARKER.match(before)
+                    self.assertTrue(marker, "%s: a shell block without a test marker" % where)
+                    if marker.group(1).startswith("examples"):
+                        self.assertIn(name, DOCS_RUN_BY_EXAMPLES,
+                                      "%s: no test runs the examples blocks of %s" % (where, name))
                 if m.group(1) == "json":
                     try:
                         json.loads(m.group(2))
