@@ -58,7 +58,7 @@
 #define MHD_RESULT int
 #endif
 
-/* Largest request body (SPEC §10), enforced while it arrives. */
+/* Largest request body (docs/protocol.md §7), enforced while it arrives. */
 #define OE_HTTP_MAX_BODY OE_REQUEST_MAX_BYTES
 /* A body of unannounced size is drained up to this much before the
  * connection is closed without an answer. */
@@ -505,7 +505,7 @@ static MHD_RESULT handle_openapi(oe_http *h, struct MHD_Connection *c)
 
 /* GET /health: mode, signature verification, the allow-list as configured
  * (or a warning that every registered action is permitted) and the
- * approval keys: Ed25519 key ids, and HMAC secrets only counted (SPEC §10:
+ * approval keys: Ed25519 key ids, and HMAC secrets only counted (docs/protocol.md §7:
  * not even a hash of a secret, which could be guessed offline). */
 static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
 {
@@ -689,7 +689,7 @@ static void answer_check(oe_http_answer *a)
 }
 
 /* The answer of a rejection the engine recorded: {"detail": detail} with
- * the status and, when the writer signs, the entry's proof (SPEC §12):
+ * the status and, when the writer signs, the entry's proof (docs/protocol.md §8):
  * {"detail", "proof"}. */
 static void answer_rejection(oe_http_answer *a, int status, const char *detail, const char *proof)
 {
@@ -707,25 +707,44 @@ static void answer_rejection(oe_http_answer *a, int status, const char *detail, 
     answer_check(a);
 }
 
-/* The /execute answer of an execution (SPEC §10), one renderer for both
- * sources: {"id", "action", "result" (the JSON text pasted as a value),
- * "approved", "receipt", "status"}. */
-static void answer_execution(oe_http_answer *a, const char *id, const char *action,
-                             const char *result, size_t result_len, int approved,
-                             const char *receipt, oe_status status, const char *proof)
+/* The fields of a receipt an /execute answer of an execution carries. */
+typedef struct answer_fields {
+    const char *id, *nonce, *action, *request_hash;
+    const char *result; /* the result_json text */
+    size_t result_len;
+    int approved;
+    const char *receipt, *approval_id, *proof;
+    oe_status status;
+} answer_fields;
+
+/* The /execute answer of an execution (docs/protocol.md §7), one renderer for both
+ * sources: the seed's {"id", "action", "result" (the JSON text pasted as a
+ * value), "approved", "receipt"}, then the rest of the receipt's fields as
+ * every channel names them ("status", "nonce", "request_hash",
+ * "result_json", "error_code", "detail", "approval_id", "proof"). */
+static void answer_execution(oe_http_answer *a, const answer_fields *f)
 {
     a->status = 200;
     oe_buf_reset(&a->body);
     oe_buf_puts(&a->body, "{");
-    put_key_string(&a->body, "id", id);
+    put_key_string(&a->body, "id", f->id);
     oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "action", action);
+    put_key_string(&a->body, "action", f->action);
     oe_buf_puts(&a->body, ", \"result\": ");
-    oe_buf_append(&a->body, result, result_len);
-    oe_buf_printf(&a->body, ", \"approved\": %s, ", approved ? "true" : "false");
-    put_key_string(&a->body, "receipt", receipt);
+    oe_buf_append(&a->body, f->result, f->result_len);
+    oe_buf_printf(&a->body, ", \"approved\": %s, ", f->approved ? "true" : "false");
+    put_key_string(&a->body, "receipt", f->receipt);
     oe_buf_puts(&a->body, ", ");
-    put_key_string(&a->body, "status", oe_status_name(status));
+    put_key_string(&a->body, "status", oe_status_name(f->status));
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "nonce", f->nonce);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "request_hash", f->request_hash);
+    oe_buf_puts(&a->body, ", \"result_json\": ");
+    oe_json_dump_string(&a->body, f->result, f->result_len);
+    oe_buf_puts(&a->body, ", \"error_code\": null, \"detail\": null, ");
+    put_key_string(&a->body, "approval_id", f->approval_id);
+    const char *proof = f->proof;
     if (proof) {
         oe_buf_puts(&a->body, ", \"proof\": ");
         oe_buf_puts(&a->body, proof);
@@ -741,8 +760,20 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
                          o->proof.len ? o->proof.data : NULL);
         return;
     }
-    answer_execution(a, o->id, req->action, o->result_json.data, o->result_json.len, o->approved,
-                     o->receipt, o->status, o->proof.len ? o->proof.data : NULL);
+    answer_fields f = {
+        .id = o->id,
+        .nonce = req->nonce,
+        .action = req->action,
+        .request_hash = o->request_hash,
+        .result = o->result_json.data,
+        .result_len = o->result_json.len,
+        .approved = o->approved,
+        .receipt = o->receipt,
+        .approval_id = o->approval_id,
+        .proof = o->proof.len ? o->proof.data : NULL,
+        .status = o->status,
+    };
+    answer_execution(a, &f);
 }
 
 /* Logs a failure behind an HTTP answer, for the operator (the answer itself
@@ -776,8 +807,20 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
         answer_check(a);
         return;
     }
-    answer_execution(a, r->id, r->action, r->result, result_len, r->approved, r->receipt, r->status,
-                     r->proof);
+    answer_fields f = {
+        .id = r->id,
+        .nonce = r->nonce,
+        .action = r->action,
+        .request_hash = r->request_hash,
+        .result = r->result,
+        .result_len = result_len,
+        .approved = r->approved,
+        .receipt = r->receipt,
+        .approval_id = r->approval_id,
+        .proof = r->proof,
+        .status = r->status,
+    };
+    answer_execution(a, &f);
 }
 
 /* The bridge's reply (on the bridge's thread): keep the answer and wake the
@@ -848,7 +891,7 @@ static void local_done(oe_exec_job *job, oe_rc rc, const char *err)
         oe_http_answer_from_outcome(&job->item.req, &job->item.out, &ctx->answer);
     } else {
         /* A resource failure is no answer to the request: 503, try again.
-         * The ledger's own reason is logged, not sent (SPEC §10). */
+         * The ledger's own reason is logged, not sent (docs/protocol.md §7). */
         log_failure("POST /execute", rc, err);
         answer_detail(&ctx->answer,
                       rc == OE_ENOMEM || rc == OE_EUNAVAIL || rc == OE_EDUP_LOG ? 503 : 500,
@@ -931,7 +974,7 @@ static MHD_RESULT handle_execute(oe_http *h, struct MHD_Connection *c, request_c
 
 /* POST /receipts/verify. A whole receipt (a Kafka receipt, an /execute
  * answer, with its proof) -> {"valid": true} or {"valid": false,
- * "reason"}, checked against the trusted keys (SPEC §12). The seed's form,
+ * "reason"}, checked against the trusted keys (docs/protocol.md §8). The seed's form,
  * {"exec_id", "result", "receipt"} -> {"valid"}, checks only the receipt
  * hash: result is the JSON value (hashed as json.dumps(result,
  * sort_keys=True)); a string is also accepted as the result_json text.
@@ -1017,10 +1060,10 @@ static MHD_RESULT handle_log_checkpoint(oe_http *h, struct MHD_Connection *c, co
 }
 
 /* Whether key can name a stored receipt: a nonce of 1 to
- * OE_NONCE_MAX_BYTES bytes of valid UTF-8 (what a request may carry, SPEC
- * §5), or an execution id in its 8-4-4-4-12 hex form, copied lowered into
- * id. Anything else cannot exist: it is answered 404 without asking the
- * ledger (PostgreSQL would refuse invalid UTF-8 with its own error text). */
+ * OE_NONCE_MAX_BYTES bytes of valid UTF-8 (what a request may carry, docs/protocol.md §2), or an
+ * execution id in its 8-4-4-4-12 hex form, copied lowered into id. Anything else cannot exist: it
+ * is answered 404 without asking the ledger (PostgreSQL would refuse invalid UTF-8 with its own
+ * error text). */
 static int receipt_nonce_valid(const char *key)
 {
     size_t len = strlen(key);
@@ -1154,7 +1197,7 @@ static MHD_RESULT handle_log_consistency(oe_http *h, struct MHD_Connection *c, c
 
 /* GET /receipts/{id}, and GET /receipts?nonce=N (by_nonce). A key that
  * cannot exist is not found; a ledger that cannot answer is 503 "ledger
- * unavailable", its reason logged, never sent (SPEC §10). */
+ * unavailable", its reason logged, never sent (docs/protocol.md §7). */
 static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_nonce,
                                  const char *key)
 {
@@ -1199,7 +1242,7 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
     put_key_string(&b, "approval_id", e.approval_id);
     oe_buf_puts(&b, ", ");
     put_key_string(&b, "receipt", e.receipt);
-    oe_buf_puts(&b, ", ");
+    oe_buf_puts(&b, ", \"status\": \"executed\", \"error_code\": null, \"detail\": null, ");
     put_key_string(&b, "created_at", ts);
     oe_buf_putc(&b, '}');
     MHD_RESULT ret = send_buf(h, c, 200, &b);

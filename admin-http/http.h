@@ -140,12 +140,12 @@ void oe_http_stop(oe_http *h);
 /* Stops the server if it is running and frees it. NULL is allowed. */
 void oe_http_free(oe_http *h);
 
-/* Renders a receipt from the receipts topic as SPEC §10's /execute answer.
+/* Renders a receipt from the receipts topic as docs/protocol.md §7's /execute answer.
  * The receipt's result text is parsed first: one that is not valid JSON is
  * answered 502 {"detail": "receipt carries an invalid result"}. */
 void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *answer);
 
-/* Renders an outcome as SPEC §10's /execute answer. */
+/* Renders an outcome as docs/protocol.md §7's /execute answer. */
 void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o,
                                  oe_http_answer *answer);
 

@@ -74,7 +74,7 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
                      char **argv);
 
 /* The ledger of cfg for command (run, ledger): --db / OPENEXEC_DB_PATH name
- * a SQLite file, --db-url / OPENEXEC_DB_URL a URL (SPEC §4). A flag wins
+ * a SQLite file, --db-url / OPENEXEC_DB_URL a URL (docs/operations.md). A flag wins
  * over the environment; two flags, or the two variables together, are an
  * error rather than one silently winning. A sqlite:/// URL becomes
  * db_path; a PostgreSQL one stays in db_url. Returns OE_OK, or OE_EINVAL
@@ -88,6 +88,9 @@ void oe_put_json_text(oe_buf *b, const void *text, size_t len);
 /* Appends the value of message m's header name as a JSON string, or null
  * when it has none (or it is not text). */
 void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name);
+/* The same for a header that holds a decimal integer (a partition, an
+ * offset): the number, or null when it has none or another text. */
+void oe_put_json_header_int(oe_buf *b, const rd_kafka_message_t *m, const char *name);
 
 /* The embedded broker of cfg (`broker`, or `run` without brokers): its
  * three topics with cfg's partitions, and the fixed port when cfg asks for

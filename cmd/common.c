@@ -198,7 +198,7 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
 }
 
 /* The ledger: --db / OPENEXEC_DB_PATH name a SQLite file, --db-url /
- * OPENEXEC_DB_URL a URL (SPEC §4); oe_config_parse has refused the two
+ * OPENEXEC_DB_URL a URL (docs/operations.md); oe_config_parse has refused the two
  * together, from any sources. A sqlite:/// URL becomes db_path; a
  * PostgreSQL one stays in db_url. Returns OE_OK, or OE_EINVAL with a
  * reason. */
@@ -237,6 +237,24 @@ void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name
     if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
         v = NULL;
     oe_put_json_text(b, v, n);
+}
+
+void oe_put_json_header_int(oe_buf *b, const rd_kafka_message_t *m, const char *name)
+{
+    rd_kafka_headers_t *h;
+    const void *v = NULL;
+    size_t n = 0;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
+        v = NULL;
+    const char *t = v;
+    size_t digits = n > 0 && t[0] == '-' ? 1 : 0;
+    int ok = v && n > digits && n - digits <= 19;
+    for (size_t i = digits; ok && i < n; i++)
+        ok = t[i] >= '0' && t[i] <= '9';
+    if (ok)
+        oe_buf_append(b, t, n);
+    else
+        oe_buf_puts(b, "null");
 }
 
 int oe_start_embedded_broker(const oe_config *cfg, oe_broker **out)

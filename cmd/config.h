@@ -82,7 +82,7 @@ typedef struct oe_config {
     int db_sync;         /* OE_SYNC_* */
     int ledger_shared;   /* OPENEXEC_LEDGER_SHARED: the SQLite file is the group's */
     int ledger_payloads; /* OE_PAYLOADS_*: OPENEXEC_LEDGER_PAYLOADS */
-    /* signed receipts (SPEC §12) */
+    /* signed receipts (docs/protocol.md §8) */
     int signing;                  /* OPENEXEC_SIGNING: OE_SIGNING_* */
     const char *signing_key_file; /* OPENEXEC_SIGNING_KEY_FILE; NULL: LEDGER.key (SQLite) */
     const char *log_origin;       /* OPENEXEC_LOG_ORIGIN; NULL: openexec/<key id prefix> */

@@ -256,7 +256,7 @@ static int dlq_replay(int argc, char **argv)
         oe_die(1, "dlq replay: %s (run again: executed requests are answered from the ledger)",
                err);
     } else {
-        fprintf(stderr, "openexec: dlq replay: %ld dead letters %s%s\n", r.listed,
+        fprintf(stderr, "dlq replay: %ld dead letters %s%s\n", r.listed,
                 cfg.dry_run ? "listed (dry run, nothing published)" : "republished to ",
                 cfg.dry_run ? "" : cfg.requests_topic);
         status = timed_out || oe_stop_requested() ? 1 : 0;

@@ -317,9 +317,9 @@ static void put_meta(oe_buf *b, const rd_kafka_message_t *m)
     oe_buf_printf(b, ", \"timestamp\": %lld, \"source\": {\"topic\": ", ts);
     oe_put_json_header(b, m, "openexec.source.topic");
     oe_buf_puts(b, ", \"partition\": ");
-    oe_put_json_header(b, m, "openexec.source.partition");
+    oe_put_json_header_int(b, m, "openexec.source.partition");
     oe_buf_puts(b, ", \"offset\": ");
-    oe_put_json_header(b, m, "openexec.source.offset");
+    oe_put_json_header_int(b, m, "openexec.source.offset");
     oe_buf_puts(b, "}}}");
 }
 

@@ -6,17 +6,20 @@
  * with the role that owns the ledger (workers may hold only SELECT and
  * INSERT). Records are printed as JSON lines on stdout:
  *
- *   {"record": "execution", "id", "nonce", "action", "tenant_id",
- *    "approval_id", "request_hash", "approved", "result_json", "receipt",
+ *   {"record": "execution" or "rejection", "id", "nonce", "action",
+ *    "tenant_id", "approval_id", "request_hash", "status", "approved",
+ *    "result", "result_json", "receipt", "error_code", "detail",
  *    "payload", "created_at"}
- *   {"record": "rejection", "nonce", "action", "request_hash", "error_code",
- *    "detail", "payload", "created_at"}
  *
+ * The receipt's fields under the names and types every channel gives them
+ * (null where a rejection has none, "" for what the request did not give;
+ * result the JSON value, result_json its text), then what only the ledger
+ * keeps.
  * result_json is the text the receipt hash covers (receipt = SHA-256 of
  * id ":" result_json), so that `openexec verify-receipt` or any SHA-256
  * tool checks an exported line. payload is the request's payload object,
  * the canonical text request_hash covers (SHA-256 of
- * {"action":A,"payload":P}, SPEC §6); a string when the ledger kept it cut
+ * {"action":A,"payload":P}, docs/protocol.md §3); a string when the ledger kept it cut
  * (oe_cut: its first bytes, "...sha256=" and the hash of the whole); null
  * when it kept none. created_at is ISO 8601 (UTC). */
 #include <errno.h>
@@ -185,6 +188,21 @@ static int set_filters(printer *p, const oe_config *cfg, const char *command)
     return 0;
 }
 
+/* Appends "result": the result_json text as the JSON value it is (null
+ * when it is not JSON: a changed ledger, which `ledger audit` names). */
+static void put_result(oe_buf *b, const char *text)
+{
+    oe_json_doc *doc = NULL;
+    char err[64];
+    if (text && oe_json_parse(text, strlen(text), 0, &doc, err, sizeof err) == OE_OK) {
+        oe_buf_puts(b, ", \"result\": ");
+        oe_buf_puts(b, text);
+    } else {
+        oe_buf_puts(b, ", \"result\": null");
+    }
+    oe_json_doc_free(doc);
+}
+
 static int print_execution(void *ctx, const oe_execution *e)
 {
     printer *p = ctx;
@@ -199,9 +217,12 @@ static int print_execution(void *ctx, const oe_execution *e)
     put_string(b, "tenant_id", e->tenant_id, 0);
     put_string(b, "approval_id", e->approval_id, 0);
     put_string(b, "request_hash", e->request_hash, 0);
-    oe_buf_printf(b, ", \"approved\": %s", e->approved ? "true" : "false");
+    oe_buf_printf(b, ", \"status\": \"executed\", \"approved\": %s",
+                  e->approved ? "true" : "false");
+    put_result(b, e->result_json);
     put_string(b, "result_json", e->result_json, 0);
     put_string(b, "receipt", e->receipt, 0);
+    oe_buf_puts(b, ", \"error_code\": null, \"detail\": null");
     put_payload(b, e->payload);
     put_time(b, e->created_at);
     oe_buf_puts(b, "}");
@@ -217,9 +238,15 @@ static int print_rejection(void *ctx, const oe_rejection *r)
     oe_buf *b = &p->line;
     oe_buf_puts(b, "{");
     put_string(b, "record", "rejection", 1);
-    put_string(b, "nonce", r->nonce, 0);
-    put_string(b, "action", r->action, 0);
-    put_string(b, "request_hash", r->request_hash, 0);
+    oe_buf_puts(b, ", \"id\": null");
+    /* What the request did not give is "", as in receipts and the log. */
+    put_string(b, "nonce", r->nonce ? r->nonce : "", 0);
+    put_string(b, "action", r->action ? r->action : "", 0);
+    put_string(b, "tenant_id", r->tenant_id, 0);
+    oe_buf_puts(b, ", \"approval_id\": null");
+    put_string(b, "request_hash", r->request_hash ? r->request_hash : "", 0);
+    oe_buf_puts(b, ", \"status\": \"rejected\", \"approved\": false, \"result\": null, "
+                   "\"result_json\": null, \"receipt\": null");
     put_string(b, "error_code", r->error_code, 0);
     put_string(b, "detail", r->detail, 0);
     put_payload(b, r->payload);
@@ -325,8 +352,8 @@ static int ledger_export(int argc, char **argv)
     if (status == 0 && fflush(stdout) != 0)
         status = oe_die(1, "ledger: cannot write to stdout");
     if (status == 0)
-        fprintf(stderr, "openexec: ledger export: %lld executions, %lld rejected attempts\n",
-                p.executions, p.rejections);
+        fprintf(stderr, "ledger export: %lld executions, %lld rejected attempts\n", p.executions,
+                p.rejections);
     oe_buf_free(&p.line);
     oe_store_free(store);
     return status;

@@ -52,7 +52,7 @@ static const oe_command run_command = {
  * partitions and the bridge is positioned on the receipts topic; the store
  * is open before either starts. Without a worker (--execute local,
  * --worker 0), the ledger answers (ledger_ready). Reasons are our words: the backends' own texts
- * (host names, addresses, server messages) go to the log only (SPEC §10). */
+ * (host names, addresses, server messages) go to the log only (docs/protocol.md §7). */
 typedef struct readiness {
     oe_worker *worker; /* NULL with --worker 0 */
     oe_bridge *bridge;
@@ -172,7 +172,7 @@ static void derive_transactional_id(const char *group, const char *ledger, long 
 }
 
 /* The first max bytes of a file, NUL-terminated (caller frees), or NULL. */
-/* The effective configuration, once (SPEC §4), with the Kafka properties
+/* The effective configuration, once (docs/operations.md), with the Kafka properties
  * as kafka.<prop> fields; secrets masked. */
 static void run_log_config(const service *s)
 {
@@ -303,7 +303,7 @@ static void warn_short_secrets(const oe_approval_keys *keys)
     }
 }
 
-/* Signed receipts (SPEC §12): the writer's key (given, or LEDGER.key
+/* Signed receipts (docs/protocol.md §8): the writer's key (given, or LEDGER.key
  * beside a SQLite ledger, made at first start) and its log in the ledger.
  * Returns 0 or an exit status. */
 static int run_open_log(service *s)

@@ -28,6 +28,7 @@
 /* The text of the schemas/ files, generated into build/gen/schemas.c. */
 extern const char oe_schema_execution_request[];
 extern const char oe_schema_receipt[];
+extern const char oe_schema_receipt_v1[];
 
 /* Field positions, checked against the schemas by name in oe_codec_new. */
 enum { REQ_ACTION, REQ_PAYLOAD, REQ_NONCE, REQ_ARTIFACT, REQ_NFIELDS };
@@ -44,6 +45,7 @@ enum {
     REC_STATUS,
     REC_APPROVED,
     REC_RESULT,
+    REC_RESULT_JSON,
     REC_RECEIPT,
     REC_ERROR_CODE,
     REC_DETAIL,
@@ -52,13 +54,27 @@ enum {
     REC_NFIELDS
 };
 static const char *const rec_fields[REC_NFIELDS] = {
+    "id",          "nonce",   "action",     "request_hash", "status",      "approved", "result",
+    "result_json", "receipt", "error_code", "detail",       "approval_id", "proof"};
+/* The first version of the receipt schema (schemas/receipt.v1.avsc), still
+ * decoded: the same fields without result_json. */
+enum { REC_V1_NFIELDS = REC_NFIELDS - 1 };
+static const char *const rec_v1_fields[REC_V1_NFIELDS] = {
     "id",     "nonce",   "action",     "request_hash", "status",      "approved",
     "result", "receipt", "error_code", "detail",       "approval_id", "proof"};
-/* Which receipt strings are unions of null and string (checked against
- * the schema in oe_codec_new). */
+
+/* The field of the current schema at position i of the first one. */
+static size_t rec_of_v1(size_t i)
+{
+    return i < REC_RESULT_JSON ? i : i + 1;
+}
+/* Which receipt fields are unions of null and string (checked against
+ * the schemas in oe_codec_new): every string but nonce, action and
+ * request_hash ("" when unknown, as the signed log's leaf has them). */
 static int rec_nullable(size_t i)
 {
-    return i != REC_NONCE && i != REC_ACTION && i != REC_REQUEST_HASH;
+    return i != REC_STATUS && i != REC_APPROVED && i != REC_NONCE && i != REC_ACTION &&
+           i != REC_REQUEST_HASH;
 }
 
 /* Single-object encoding header: C3 01 + 8-byte little-endian fingerprint. */
@@ -77,7 +93,7 @@ typedef struct avro_part {
 
 struct oe_codec {
     long confluent_schema_id;
-    avro_part req, rec;
+    avro_part req, rec, rec_v1; /* rec_v1: receipts of the first version, decoded only */
     avro_reader_t reader;
     avro_writer_t writer;
     char *wbuf; /* scratch for encoded bodies */
@@ -207,6 +223,52 @@ static void part_free(avro_part *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Each field of a receipt schema has the type the encoder writes and the
+ * decoder reads: status an enum of the three statuses, approved a boolean,
+ * the strings as rec_nullable says. */
+static int check_receipt_types(avro_schema_t rs, int v1, char *err, size_t errlen)
+{
+    const char *what = v1 ? "receipt schema (version 1)" : "receipt schema";
+    size_t n = v1 ? REC_V1_NFIELDS : REC_NFIELDS;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = v1 ? rec_of_v1(k) : k;
+        avro_schema_t ft = avro_schema_record_field_get_by_index(rs, (int)k);
+        if (i == REC_APPROVED) {
+            if (!ft || !is_avro_boolean(ft)) {
+                set_err(err, errlen, "%s: approved must be a boolean", what);
+                return OE_EINVAL;
+            }
+            continue;
+        }
+        if (i == REC_STATUS) {
+            if (!ft || !is_avro_enum(ft) ||
+                avro_schema_enum_number_of_symbols(ft) != OE_STATUS_COUNT) {
+                set_err(err, errlen, "%s: status must be an enum of 3 symbols", what);
+                return OE_EINVAL;
+            }
+            for (int j = 0; j < OE_STATUS_COUNT; j++) {
+                const char *sym = avro_schema_enum_get(ft, j);
+                if (!sym || strcmp(sym, oe_status_name((oe_status)j)) != 0) {
+                    set_err(err, errlen, "%s: status symbol %d must be %s", what, j,
+                            oe_status_name((oe_status)j));
+                    return OE_EINVAL;
+                }
+            }
+            continue;
+        }
+        int ok = rec_nullable(i) ? ft && is_avro_union(ft) && avro_schema_union_size(ft) == 2 &&
+                                       is_avro_null(avro_schema_union_branch(ft, 0)) &&
+                                       is_avro_string(avro_schema_union_branch(ft, 1))
+                                 : ft && is_avro_string(ft);
+        if (!ok) {
+            set_err(err, errlen, "%s: %s must be %s", what, rec_fields[i],
+                    rec_nullable(i) ? "[null, string]" : "a string");
+            return OE_EINVAL;
+        }
+    }
+    return OE_OK;
+}
+
 static int check_schemas(oe_codec *c, char *err, size_t errlen)
 {
     int rc = check_record_fields(c->req.schema, req_fields, REQ_NFIELDS, "request", err, errlen);
@@ -225,38 +287,11 @@ static int check_schemas(oe_codec *c, char *err, size_t errlen)
         (rc = check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err,
                                   errlen)) != OE_OK)
         return rc;
-    for (size_t i = 0; i < REC_NFIELDS; i++) {
-        if (i == REC_STATUS || i == REC_APPROVED)
-            continue;
-        avro_schema_t ft = avro_schema_record_field_get_by_index(c->rec.schema, i);
-        int ok = rec_nullable(i) ? ft && is_avro_union(ft) && avro_schema_union_size(ft) == 2 &&
-                                       is_avro_null(avro_schema_union_branch(ft, 0)) &&
-                                       is_avro_string(avro_schema_union_branch(ft, 1))
-                                 : ft && is_avro_string(ft);
-        if (!ok) {
-            set_err(err, errlen, "receipt schema: %s must be %s", rec_fields[i],
-                    rec_nullable(i) ? "[null, string]" : "a string");
-            return OE_EINVAL;
-        }
-    }
-    avro_schema_t ab = avro_schema_record_field_get_by_index(c->rec.schema, REC_APPROVED);
-    if (!ab || !is_avro_boolean(ab)) {
-        set_err(err, errlen, "receipt schema: approved must be a boolean");
-        return OE_EINVAL;
-    }
-    avro_schema_t st = avro_schema_record_field_get_by_index(c->rec.schema, REC_STATUS);
-    if (!st || !is_avro_enum(st) || avro_schema_enum_number_of_symbols(st) != OE_STATUS_COUNT) {
-        set_err(err, errlen, "receipt schema: status must be an enum of 3 symbols");
-        return OE_EINVAL;
-    }
-    for (int i = 0; i < OE_STATUS_COUNT; i++) {
-        const char *sym = avro_schema_enum_get(st, i);
-        if (!sym || strcmp(sym, oe_status_name((oe_status)i)) != 0) {
-            set_err(err, errlen, "receipt schema: status symbol %d must be %s", i,
-                    oe_status_name((oe_status)i));
-            return OE_EINVAL;
-        }
-    }
+    if ((rc = check_record_fields(c->rec_v1.schema, rec_v1_fields, REC_V1_NFIELDS,
+                                  "receipt (version 1)", err, errlen)) != OE_OK ||
+        (rc = check_receipt_types(c->rec.schema, 0, err, errlen)) != OE_OK ||
+        (rc = check_receipt_types(c->rec_v1.schema, 1, err, errlen)) != OE_OK)
+        return rc;
     return OE_OK;
 }
 
@@ -273,6 +308,8 @@ int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t err
     int rc;
     if ((rc = part_init(&c->req, oe_schema_execution_request, "request", err, errlen)) != OE_OK ||
         (rc = part_init(&c->rec, oe_schema_receipt, "receipt", err, errlen)) != OE_OK ||
+        (rc = part_init(&c->rec_v1, oe_schema_receipt_v1, "receipt (version 1)", err, errlen)) !=
+            OE_OK ||
         (rc = check_schemas(c, err, errlen)) != OE_OK)
         goto fail;
     static const char empty[1];
@@ -297,6 +334,7 @@ void oe_codec_free(oe_codec *c)
         return;
     part_free(&c->req);
     part_free(&c->rec);
+    part_free(&c->rec_v1);
     if (c->reader)
         avro_reader_free(c->reader);
     if (c->writer)
@@ -632,7 +670,7 @@ oe_rc oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
     }
     /* A message in our JSON format whose text is not strict JSON
      * (duplicate keys, NaN, invalid UTF-8, broken syntax) is a request we
-     * can answer: a `malformed` receipt, keyed by the message key (SPEC §5
+     * can answer: a `malformed` receipt, keyed by the message key (docs/protocol.md §2
      * rejects these as malformed). Only unknown formats are dead letters. */
     if (!req->doc || oe_json_root(req->doc)->type != OE_JSON_OBJECT)
         return rejected(verdict, code, OE_ERR_MALFORMED);
@@ -997,6 +1035,7 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
                  put_json_field(out, "status", status, 0) ||
                  oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ") ||
                  put_json_field(out, "result", result, 0) ||
+                 put_json_field(out, "result_json", result, 0) ||
                  put_json_field(out, "receipt", receipt, 0) ||
                  put_json_field(out, "error_code", error_code, 0) ||
                  put_json_field(out, "detail", detail, 0) ||
@@ -1041,6 +1080,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
         [REC_ACTION] = r->action ? r->action : "",
         [REC_REQUEST_HASH] = r->request_hash ? r->request_hash : "",
         [REC_RESULT] = r->result,
+        [REC_RESULT_JSON] = r->result,
         [REC_RECEIPT] = r->receipt,
         [REC_ERROR_CODE] = error_code,
         [REC_DETAIL] = r->detail,
@@ -1111,6 +1151,7 @@ void oe_receipt_clear(oe_receipt *r)
     free(r->action);
     free(r->request_hash);
     free(r->result);
+    free(r->result_json);
     free(r->receipt);
     free(r->detail);
     free(r->approval_id);
@@ -1134,6 +1175,8 @@ static char **receipt_slot(oe_receipt *r, size_t i)
         return &r->request_hash;
     case REC_RESULT:
         return &r->result;
+    case REC_RESULT_JSON:
+        return &r->result_json;
     case REC_RECEIPT:
         return &r->receipt;
     case REC_ERROR_CODE:
@@ -1171,6 +1214,25 @@ static int proof_text(const oe_json *proof, char **out, char *err, size_t errlen
     return OE_OK;
 }
 
+/* result and result_json are one text under two names: a receipt that
+ * carries one has it under both; one that carries two different texts is
+ * refused (which would a reader believe?). */
+static int same_result(oe_receipt *out, char *err, size_t errlen)
+{
+    if (out->result && out->result_json) {
+        if (strcmp(out->result, out->result_json) == 0)
+            return OE_OK;
+        set_err(err, errlen, "receipt fields result and result_json differ");
+        return OE_EINVAL;
+    }
+    char **missing = out->result ? &out->result_json : out->result_json ? &out->result : NULL;
+    if (missing && !(*missing = strdup(out->result ? out->result : out->result_json))) {
+        set_err(err, errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    return OE_OK;
+}
+
 static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, oe_receipt *out,
                                char *err, size_t errlen)
 {
@@ -1179,21 +1241,26 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
         return OE_EINVAL;
     }
     uint64_t fp = get_le64(p + 2);
-    if (fp != c->rec.fingerprint) {
+    int v1 = fp == c->rec_v1.fingerprint;
+    if (fp != c->rec.fingerprint && !v1) {
         set_err(err, errlen,
-                "unknown schema fingerprint 0x%016" PRIx64 " (receipt schema: 0x%016" PRIx64 ")",
-                fp, c->rec.fingerprint);
+                "unknown schema fingerprint 0x%016" PRIx64 " (receipt schema: 0x%016" PRIx64
+                ", its first version: 0x%016" PRIx64 ")",
+                fp, c->rec.fingerprint, c->rec_v1.fingerprint);
         return OE_EINVAL;
     }
-    int rc = read_body(c, &c->rec, p, SO_HEADER, len, "Receipt", err, errlen);
+    avro_part *part = v1 ? &c->rec_v1 : &c->rec;
+    int rc = read_body(c, part, p, SO_HEADER, len, "Receipt", err, errlen);
     if (rc != OE_OK)
         return rc;
-    avro_value_t *rec = &c->rec.value;
-    for (size_t i = 0; i < REC_NFIELDS; i++) {
+    avro_value_t *rec = &part->value;
+    size_t n = v1 ? REC_V1_NFIELDS : REC_NFIELDS;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = v1 ? rec_of_v1(k) : k;
         avro_value_t v;
         if (i == REC_STATUS || i == REC_APPROVED) {
             int x;
-            if (avro_value_get_by_index(rec, i, &v, NULL) != 0 ||
+            if (avro_value_get_by_index(rec, k, &v, NULL) != 0 ||
                 (i == REC_STATUS ? avro_value_get_enum(&v, &x) : avro_value_get_boolean(&v, &x)))
                 goto unreadable;
             if (i == REC_STATUS) {
@@ -1206,22 +1273,24 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
             continue;
         }
         const char *s;
-        size_t n;
-        if (field_str(rec, i, &s, &n) != 0)
+        size_t sn;
+        if (field_str(rec, k, &s, &sn) != 0)
             goto unreadable;
         if (!s)
             continue;
-        const char *why = text_problem(s, n);
+        const char *why = text_problem(s, sn);
         if (why) {
             set_err(err, errlen, "receipt field %s %s", rec_fields[i], why);
             return OE_EINVAL;
         }
         char **slot = receipt_slot(out, i);
-        if (!(*slot = strndup(s, n))) {
+        if (!(*slot = strndup(s, sn))) {
             set_err(err, errlen, "out of memory");
             return OE_ENOMEM;
         }
     }
+    if ((rc = same_result(out, err, errlen)) != OE_OK)
+        return rc;
     if (out->proof) {
         /* JSON text inside Avro: parsed, and kept only as an object. */
         char perr[200];
@@ -1306,7 +1375,13 @@ static int decode_json_receipt(const char *buf, size_t len, oe_receipt *out, cha
             goto out;
         }
     }
-    /* A signed receipt's proof (SPEC §12): kept as its compact JSON text,
+    if ((rc = same_result(out, err, errlen)) != OE_OK) {
+        if (rc != OE_ENOMEM)
+            rc = OE_EINVAL;
+        goto out;
+    }
+    rc = OE_EINVAL;
+    /* A signed receipt's proof (docs/protocol.md §8): kept as its compact JSON text,
      * checked by whoever verifies it. */
     const oe_json *proof = oe_json_get(root, "proof");
     if (proof && proof->type != OE_JSON_NULL &&

@@ -76,9 +76,10 @@ oe_rc oe_codec_decode_json_request(const char *buf, size_t len, oe_request *req,
 int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, char *err,
                             size_t errlen);
 
-/* A receipt message's fields (SPEC §9). Pointers are borrowed; NULL where
- * the schema allows null. nonce, action and request_hash are never NULL
- * (use "" when unknown). */
+/* A receipt message's fields (docs/protocol.md §6). Pointers are borrowed; NULL where
+ * the schema allows null; nonce, action and request_hash NULL or "" when
+ * unknown (written ""). result is the result_json text, written under
+ * both names. */
 typedef struct oe_receipt_fields {
     const char *id;
     const char *nonce;
@@ -91,7 +92,7 @@ typedef struct oe_receipt_fields {
     oe_error_code error; /* OE_ERR_NONE -> error_code null */
     const char *detail;
     const char *approval_id;
-    const char *proof; /* the proof object's JSON text (SPEC §12), or NULL */
+    const char *proof; /* the proof object's JSON text (docs/protocol.md §8), or NULL */
     size_t proof_len;  /* its length (0: strlen(proof)) */
 } oe_receipt_fields;
 
@@ -108,8 +109,9 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
 /* A decoded receipt; strings are owned by it. */
 typedef struct oe_receipt {
     char *id, *nonce, *action, *request_hash, *result, *receipt, *detail, *approval_id;
-    char *error_code; /* NULL or the code's name */
-    char *proof;      /* JSON receipts: the proof object, compact JSON; or NULL */
+    char *result_json; /* the same text as result (either field read, both must agree) */
+    char *error_code;  /* NULL or the code's name */
+    char *proof;       /* JSON receipts: the proof object, compact JSON; or NULL */
     oe_status status;
     int approved;
 } oe_receipt;

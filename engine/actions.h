@@ -1,4 +1,4 @@
-/* The action registry: deterministic functions of the payload (SPEC §8).
+/* The action registry: deterministic functions of the payload (docs/protocol.md §5).
  *
  * Adding an action is one function and one line in the table in actions.c:
  *

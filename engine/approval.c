@@ -241,7 +241,7 @@ static int check_ed25519(const oe_approval_keys *k, const oe_artifact *a, oe_buf
                          size_t detlen)
 {
     /* A missing expires_at is signed as "" here and refused by the time
-     * check (step 7 of SPEC §7), which requires it for Ed25519. */
+     * check (step 7 of docs/protocol.md §4), which requires it for Ed25519. */
     size_t first = 0, end = k->ned;
     if (a->key_id) {
         while (first < k->ned && strcasecmp(k->ed_id[first], a->key_id) != 0)

@@ -1,4 +1,4 @@
-/* Approval artifacts (SPEC §7): signature checks (HMAC-SHA256 and Ed25519),
+/* Approval artifacts (docs/protocol.md §4): signature checks (HMAC-SHA256 and Ed25519),
  * time checks, and minting for tests and demos.
  *
  * The ordering of checks and the store lookups (single use) live in the

@@ -1,4 +1,4 @@
-/* The offline audit of a ledger against its receipts logs (SPEC §12;
+/* The offline audit of a ledger against its receipts logs (docs/protocol.md §8;
  * `openexec ledger audit`): every stored checkpoint is checked, and every
  * row against the leaf that was signed for it, and the first problem is
  * named.

@@ -337,7 +337,7 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
 /* check_approval's verdicts; its failures are negative oe_rc codes. */
 enum { APPROVAL_ACCEPTED = 0, APPROVAL_REJECTED = 1 };
 
-/* The checks of SPEC §7 from 3 on (artifact present and allowed are done by
+/* The checks of docs/protocol.md §4 from 3 on (artifact present and allowed are done by
  * the caller). Returns APPROVAL_ACCEPTED, APPROVAL_REJECTED with o
  * rejected, or a failure when there is no verdict (OE_ENOMEM, or a store
  * failure as store_failure reports it; reason in err). */
@@ -500,7 +500,7 @@ static int log_entry(oe_engine *e, oe_outcome *o, char *err, size_t errlen)
     return OE_OK;
 }
 
-/* The leaf of the entry o records (SPEC §12): the receipt's fields as its
+/* The leaf of the entry o records (docs/protocol.md §8): the receipt's fields as its
  * receipt shows them (a rejected request's nonce and action cut as the
  * row keeps them, "" when the request had none), its index and time. */
 static oe_rc entry_leaf(const oe_engine *e, const oe_batch_item *it, const oe_outcome *o,
@@ -690,8 +690,8 @@ static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const c
  * and the engine's helpers (a small batch, or a pool busy with another
  * caller's batch: the caller alone). */
 typedef struct item_job {
-    void (*one)(void *ctx, oe_batch_item *it);
-    void *ctx;
+    void (*one)(oe_engine *e, oe_batch_item *it);
+    oe_engine *e;
     oe_batch_item *const *items;
     size_t n;
     atomic_size_t next; /* the next item nobody has taken */
@@ -708,14 +708,14 @@ static void item_job_run(void *arg)
             return;
         size_t end = j->n - i > ITEM_CHUNK ? i + ITEM_CHUNK : j->n;
         for (; i < end; i++)
-            j->one(j->ctx, j->items[i]);
+            j->one(j->e, j->items[i]);
     }
 }
 
-void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
-                    void (*one)(void *ctx, oe_batch_item *it), void *ctx)
+static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
+                          void (*one)(oe_engine *e, oe_batch_item *it))
 {
-    item_job j = {.one = one, .ctx = ctx, .items = items, .n = n};
+    item_job j = {.one = one, .e = e, .items = items, .n = n};
     atomic_init(&j.next, 0);
     if (n >= OE_ENGINE_PARALLEL_MIN)
         oe_pool_run(e->pool, item_job_run, &j);
@@ -728,9 +728,8 @@ void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
  * may read. Out of memory leaves a durable entry without its proof in
  * this answer; the ledger and its checkpoint hold it
  * (GET /receipts/{id}/proof). */
-static void proof_item(void *ctx, oe_batch_item *it)
+static void proof_item(oe_engine *e, oe_batch_item *it)
 {
-    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (o->logged || o->proof_pending)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
@@ -738,9 +737,8 @@ static void proof_item(void *ctx, oe_batch_item *it)
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
  * log) by the engine's threads at once, once every row is in. */
-static void leaf_item(void *ctx, oe_batch_item *it)
+static void leaf_item(oe_engine *e, oe_batch_item *it)
 {
-    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (!o->logged)
         return;
@@ -759,7 +757,7 @@ static int batch_leaves(oe_engine *e, oe_batch_item *const *items, size_t n, dou
 {
     e->batch_now = now;
     atomic_store(&e->leaf_failure, OE_OK);
-    oe_engine_each(e, items, n, leaf_item, e);
+    for_each_item(e, items, n, leaf_item);
     int rc = atomic_load(&e->leaf_failure);
     if (rc == OE_OK)
         return OE_OK;
@@ -866,7 +864,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
     if (e->tlog) {
         int signed_now = oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog);
         oe_tlog_commit(e->tlog);
-        oe_engine_each(e, items, n, proof_item, e);
+        for_each_item(e, items, n, proof_item);
         size_t len = 0;
         const char *note = oe_tlog_note(e->tlog, &len);
         if (checkpoint && signed_now && note && oe_buf_append(checkpoint, note, len) != OE_OK)
@@ -912,9 +910,8 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
         p->sig = -1;
 }
 
-static void precheck_item(void *ctx, oe_batch_item *it)
+static void precheck_item(oe_engine *e, oe_batch_item *it)
 {
-    oe_engine *e = ctx;
     precheck_one(e, it);
 }
 
@@ -925,7 +922,7 @@ static void precheck_item(void *ctx, oe_batch_item *it)
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen)
 {
-    oe_engine_each(e, items, n, precheck_item, e);
+    for_each_item(e, items, n, precheck_item);
     pthread_mutex_lock(&e->lock);
     int rc = OE_ERETRY;
     if (atomic_load(&e->log_taken)) {

@@ -55,7 +55,7 @@ typedef struct oe_outcome {
     char *approval_id;  /* owned; NULL in demo mode or when rejected */
     oe_buf result_json; /* json.dumps(result, sort_keys=True) */
     /* Signed receipts (tlog.h): the entry's leaf and, once its batch is
-     * committed, its proof (a JSON object, SPEC §12); both empty when the
+     * committed, its proof (a JSON object, docs/protocol.md §8); both empty when the
      * outcome has no entry of its own in the log (a replay) or the engine
      * signs nothing. */
     oe_buf leaf;
@@ -136,14 +136,6 @@ typedef struct oe_batch_item {
  * serialised. */
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen);
-
-/* Calls one(ctx, item) once for each of the n items, shared out between
- * the calling thread and the engine's helpers (the caller alone for a
- * small batch, or while the helpers run another caller's batch); returns
- * when every call returned. one must be safe to run on several threads at
- * once for distinct items. */
-void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
-                    void (*one)(void *ctx, oe_batch_item *it), void *ctx);
 
 /* 1 (with the reason) once another process appended to this writer's
  * receipts log: the engine refuses every batch. */

@@ -1,5 +1,5 @@
-/* Derived identifiers: the request hash that approvals bind to (SPEC §6),
- * the execution id (SPEC §8) and the seed-compatible receipt hash. */
+/* Derived identifiers: the request hash that approvals bind to (docs/protocol.md §3),
+ * the execution id (docs/protocol.md §5) and the seed-compatible receipt hash. */
 #ifndef OE_IDS_H
 #define OE_IDS_H
 
@@ -32,7 +32,7 @@ void oe_execution_id(const char *tenant, const char *nonce, const char *request_
 void oe_receipt_hash(const char *id, const char *result_json, size_t result_len, char out[65]);
 
 /* Longest nonce, action or message key that a receipt or dead letter repeats
- * as it came. Valid requests stay within it (SPEC §5: nonce <= 256 bytes);
+ * as it came. Valid requests stay within it (docs/protocol.md §2: nonce <= 256 bytes);
  * a rejected request's fields may be of any size, and are cut. */
 #define OE_ECHO_MAX_BYTES 256
 

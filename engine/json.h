@@ -4,7 +4,7 @@
  * Why our own parser: Jansson drops integers beyond int64 and re-prints
  * floats with %.17g, so it can neither keep a 30-digit integer exactly nor
  * reproduce Python's float repr. The hash that binds an approval to a request
- * (SPEC §6) must be computed over exactly the text Python would produce, so
+ * (docs/protocol.md §3) must be computed over exactly the text Python would produce, so
  * we keep integers as their decimal text and floats as doubles printed the
  * way Python's repr prints them.
  *

@@ -1,4 +1,4 @@
-/* The logger (SPEC §11): one line per event on stderr, with the time (ISO
+/* The logger (docs/operations.md): one line per event on stderr, with the time (ISO
  * 8601, UTC, milliseconds), the level, the component, the message and
  * key=value fields. Two formats:
  *

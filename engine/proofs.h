@@ -1,4 +1,4 @@
-/* Proofs of entries of receipts logs (SPEC §12), made from the ledger
+/* Proofs of entries of receipts logs (docs/protocol.md §8), made from the ledger
  * alone: from the leaf hashes each checkpoint keeps of its batch, with no
  * writer's state. The proof of a stored entry in its own batch's
  * checkpoint (a replay's receipt; GET /receipts/{id}/proof), in a later

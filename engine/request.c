@@ -1,4 +1,4 @@
-/* Execution requests: the one decoder of SPEC §5 for JSON bodies and the
+/* Execution requests: the one decoder of docs/protocol.md §2 for JSON bodies and the
  * builder the Avro codec uses. Pure functions, no shared state: a request
  * belongs to the caller, who releases it with oe_request_clear. A failure to
  * allocate is reported as OE_ENOMEM, never as a verdict on the request. */
@@ -159,10 +159,10 @@ static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
     return OE_ERR_NONE;
 }
 
-/* The artifact's fields, in the order SPEC §5 lists them, then key_id.
+/* The artifact's fields, in the order docs/protocol.md §2 lists them, then key_id.
  * issued_by is optional: the original service's newer clients sign Ed25519
  * artifacts without it, and an HMAC artifact without it is refused later
- * as "Unknown issuer" (SPEC §7 step 6). Returns as string_field. */
+ * as "Unknown issuer" (docs/protocol.md §4 step 6). Returns as string_field. */
 static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *verdict, char *err,
                            size_t errlen)
 {

@@ -1,4 +1,4 @@
-/* Execution requests (SPEC §5) and the error codes every rejection carries.
+/* Execution requests (docs/protocol.md §2) and the error codes every rejection carries.
  *
  * A request reaches the engine only through oe_request_from_json (HTTP
  * bodies, JSON Kafka messages) or through a codec that fills the same
@@ -12,9 +12,9 @@
 #include "approval.h"
 #include "json.h"
 
-/* Largest request body or message we decode (SPEC §10: 1 MiB). */
+/* Largest request body or message we decode (docs/protocol.md §7: 1 MiB). */
 #define OE_REQUEST_MAX_BYTES ((size_t)1 << 20)
-/* Longest nonce in bytes (SPEC §5). */
+/* Longest nonce in bytes (docs/protocol.md §2). */
 #define OE_NONCE_MAX_BYTES 256
 /* Longest approval_id, and longest other artifact field, in bytes: receipts
  * repeat the approval id, so it is bounded like the nonce; genuine hashes,
@@ -24,7 +24,7 @@
 #define OE_ARTIFACT_FIELD_MAX_BYTES 1024
 
 /* Why a request was rejected. The names are the Kafka receipts' error_code
- * values (SPEC §9); the HTTP status follows SPEC §10. */
+ * values (docs/protocol.md §6); the HTTP status follows docs/protocol.md §7. */
 typedef enum oe_error_code {
     OE_ERR_NONE = 0,
     OE_ERR_MALFORMED,        /* 422: bad JSON, missing or mistyped field */

@@ -44,7 +44,7 @@ typedef struct oe_execution {
     char *tenant_id;
     char *approval_id; /* NULL in demo mode */
     char *result_json; /* json.dumps(result, sort_keys=True) */
-    char *payload;     /* the request's payload, canonical (SPEC §6), cut past
+    char *payload;     /* the request's payload, canonical (docs/protocol.md §3), cut past
                           OE_LEDGER_PAYLOAD_MAX_BYTES (oe_cut); NULL when not
                           kept (OPENEXEC_LEDGER_PAYLOADS=hash, older rows) */
     int approved;
@@ -54,7 +54,7 @@ typedef struct oe_execution {
      * (oe_execution_set_keys, or the engine from keys it already has);
      * not read back by look-ups. */
     oe_ledger_key nonce_key, id_key, approval_key;
-    /* The row's leaf in its writer's receipts log (SPEC §12): log_id > 0
+    /* The row's leaf in its writer's receipts log (docs/protocol.md §8): log_id > 0
      * and its index, or log_id 0 for a row written unsigned. */
     int64_t log_id, log_index;
 } oe_execution;
@@ -113,7 +113,7 @@ typedef int (*oe_store_rejection_fn)(void *ctx, const oe_rejection *r);
  * of the process (kill -9) but may lose the last commits on power loss. */
 typedef enum oe_store_sync { OE_STORE_SYNC_FULL, OE_STORE_SYNC_NORMAL } oe_store_sync;
 
-/* A writer's receipts log as the ledger lists it: its origin (SPEC §12)
+/* A writer's receipts log as the ledger lists it: its origin (docs/protocol.md §8)
  * and the Ed25519 key that signs its checkpoints. */
 typedef struct oe_log_key {
     const char *origin;

@@ -573,24 +573,37 @@ oe_rc oe_tlog_verify_json(const oe_json *r, const unsigned char (*trusted)[32], 
         c.approved = ap->type == OE_JSON_TRUE;
     else if (ap)
         bad = 1;
-    /* The result: result_json's text, else result's text, else (an
-     * /execute answer) the value itself, as json.dumps prints it. */
+    /* The result text is claimed under two names: result_json (the text)
+     * and result (the text, or in an /execute answer the value itself, as
+     * json.dumps prints it). Each the receipt carries is a claim; two
+     * that differ cannot both be the leaf's. */
     oe_buf text;
     oe_buf_init(&text, 0);
-    const oe_json *rj = oe_json_get(r, "result_json"), *res = oe_json_get(r, "result");
-    if (rj && rj->type != OE_JSON_NULL) {
-        c.result = claim_text(r, "result_json", &bad);
-    } else if (res && res->type != OE_JSON_STRING && res->type != OE_JSON_NULL) {
+    const char *by_text = claim_text(r, "result_json", &bad);
+    const oe_json *res = oe_json_get(r, "result");
+    int value = res && res->type != OE_JSON_STRING && res->type != OE_JSON_NULL;
+    const char *by_result = value ? OE_TLOG_ABSENT : claim_text(r, "result", &bad);
+    /* result as the value itself (an /execute answer), printed as
+     * json.dumps does: anything but a string, or a string that is not
+     * result_json's text (then perhaps the value, when the result is a
+     * string). */
+    if (value || (by_text && by_text != OE_TLOG_ABSENT && by_result &&
+                  by_result != OE_TLOG_ABSENT && strcmp(by_text, by_result) != 0)) {
         int drc = oe_json_dump(&text, res, OE_JSON_DEFAULT);
         if (drc != OE_OK) {
             oe_buf_free(&text);
             snprintf(reason, rlen, "result: %s", oe_strerror(drc));
             return drc == OE_ENOMEM ? OE_ENOMEM : OE_EINVAL;
         }
-        c.result = text.data;
-    } else {
-        c.result = claim_text(r, "result", &bad);
+        by_result = text.data;
     }
+    if (by_text != OE_TLOG_ABSENT && by_result != OE_TLOG_ABSENT &&
+        (!by_text || !by_result ? by_text != by_result : strcmp(by_text, by_result) != 0)) {
+        oe_buf_free(&text);
+        snprintf(reason, rlen, "result and result_json differ: not one result");
+        return OE_EINVAL;
+    }
+    c.result = by_text != OE_TLOG_ABSENT ? by_text : by_result;
     /* An /execute rejection's answer, {"detail", "proof"}, stands for the
      * rejected receipt its leaf holds. */
     if (c.status == OE_TLOG_ABSENT && c.detail && c.detail != OE_TLOG_ABSENT &&

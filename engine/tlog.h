@@ -1,4 +1,4 @@
-/* The writer's receipts log (SPEC §12): every ledger entry it commits, an
+/* The writer's receipts log (docs/protocol.md §8): every ledger entry it commits, an
  * execution or a rejection, is a leaf of an append-only RFC 6962 Merkle
  * tree kept per signing key; each committed batch ends with a checkpoint
  * (C2SP tlog-checkpoint) signed as a C2SP note, stored in the batch's own
@@ -52,7 +52,7 @@ int64_t oe_tlog_id(const oe_tlog *t);
 /* Leaves committed so far. */
 uint64_t oe_tlog_size(const oe_tlog *t);
 
-/* A ledger entry as its leaf shows it: the receipt's fields (SPEC §9)
+/* A ledger entry as its leaf shows it: the receipt's fields (docs/protocol.md §6)
  * with status "executed" or "rejected", plus its place and time. */
 typedef struct oe_tlog_entry {
     const char *id;           /* NULL when rejected */
@@ -71,7 +71,7 @@ typedef struct oe_tlog_entry {
     uint64_t log_index;
 } oe_tlog_entry;
 
-/* Appends the leaf of e to out: the canonical JSON (SPEC §6) of its
+/* Appends the leaf of e to out: the canonical JSON (docs/protocol.md §3) of its
  * fields, keys sorted, recorded_at as RFC 3339 UTC with microseconds.
  * Returns OE_OK, OE_EINVAL (a string that is not UTF-8 text), or the
  * buffer's failure. */
@@ -105,7 +105,7 @@ void oe_tlog_abort(oe_tlog *t);
 
 /* After oe_tlog_seal: appends the proof of the leaf at index (appended in
  * this batch, its bytes leaf[0..len)) to out, a JSON object with keys
- * checkpoint, inclusion, leaf, log_index, log_origin (SPEC §12). Returns
+ * checkpoint, inclusion, leaf, log_index, log_origin (docs/protocol.md §8). Returns
  * OE_OK, OE_EINVAL (index not of this batch) or the buffer's failure. */
 oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe_buf *out);
 
@@ -123,7 +123,7 @@ oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out);
  * by oe_tlog_proof after the seal, like the batch's own entries). */
 int oe_tlog_pending(const oe_tlog *t, const oe_execution *rec);
 
-/* What a receipt claims (SPEC §9), as a verifier reads it: NULL for
+/* What a receipt claims (docs/protocol.md §6), as a verifier reads it: NULL for
  * null, OE_TLOG_ABSENT for a field the receipt does not carry (an /execute
  * answer has no nonce or request_hash), which claims nothing and is not
  * compared; status is "executed", "replayed" or "rejected". */
@@ -135,7 +135,7 @@ typedef struct oe_tlog_claim {
     int approved; /* 1 or 0; -1: not claimed */
 } oe_tlog_claim;
 
-/* Checks a receipt offline against trusted public keys (SPEC §12): the
+/* Checks a receipt offline against trusted public keys (docs/protocol.md §8): the
  * proof (its JSON text) names a leaf whose hash is on the inclusion path
  * to the root of a checkpoint signed by a trusted key for the proof's
  * origin; the leaf's fields are the receipt's (status executed for a

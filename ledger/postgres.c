@@ -59,7 +59,7 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
      * hash is kept. */
     "ALTER TABLE executions ADD COLUMN payload text;"
     "ALTER TABLE rejections ADD COLUMN payload text;",
-    /* 4: signed receipts (SPEC §12), as SQLite's version 7: each writer's
+    /* 4: signed receipts (docs/protocol.md §8), as SQLite's version 7: each writer's
      * log, every row's place in it, and the checkpoints; a checkpoint
      * extends exactly one earlier size of its log (from_size unique), so
      * two processes with one key cannot both commit from one size. */

@@ -137,7 +137,7 @@ static const char schema_v6[] =
     "DROP INDEX executions_nonce_key;"
     "CREATE UNIQUE INDEX executions_nonce ON executions(nonce_key, nonce);";
 
-/* Version 7: signed receipts (SPEC §12). Each writer's key has a log
+/* Version 7: signed receipts (docs/protocol.md §8). Each writer's key has a log
  * (logs); every execution and rejection is a leaf of its writer's log at
  * log_index (NULL for rows written unsigned); each committed batch ends
  * with a signed checkpoint of the log, stored in the batch's transaction

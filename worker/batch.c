@@ -52,19 +52,11 @@ static int decode_batch(oe_worker *w, size_t *ne)
     return OE_OK;
 }
 
-/* An encoded receipt's buffer larger than this is released with its
- * batch rather than kept for the next one in its slot. */
-#define ENCODED_KEEP_BYTES (64 * 1024)
-
 void worker_clear_requests(oe_worker *w)
 {
-    for (size_t i = 0; i < w->b.n; i++) {
-        batch_slot *sl = &w->b.slots[i];
-        if (!sl->dead)
-            oe_request_clear(&sl->item.req);
-        if (sl->encoded.cap > ENCODED_KEEP_BYTES)
-            oe_buf_free(&sl->encoded);
-    }
+    for (size_t i = 0; i < w->b.n; i++)
+        if (!w->b.slots[i].dead)
+            oe_request_clear(&w->b.slots[i].item.req);
 }
 
 /* Decodes the batch and runs the engine (one store transaction), retrying
@@ -130,7 +122,7 @@ static long execute_batch(oe_worker *w)
     }
 }
 
-/* The info line of a published batch (SPEC §11): its messages by outcome
+/* The info line of a published batch (docs/operations.md): its messages by outcome
  * and its time from decoding to the commit. */
 static void log_batch(oe_worker *w, size_t ne, double seconds)
 {
@@ -169,7 +161,6 @@ void worker_process_batch(oe_worker *w)
     for (size_t i = 0; i < w->b.n; i++)
         if (!w->b.slots[i].dead)
             oe_request_drop_payload(&w->b.slots[i].item.req);
-    worker_encode_receipts(w, (size_t)ne);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->b.n);
     oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->b.n);
 

@@ -43,8 +43,6 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
-    oe_buf encoded;            /* !dead: its receipt, encoded once (worker_encode_receipts) */
-    int encode_rc;             /* OE_OK, or why it could not be encoded */
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */
@@ -152,9 +150,6 @@ void worker_gather(oe_worker *w, int timeout);
 void worker_update_pause(oe_worker *w);
 void worker_rewind_batch(oe_worker *w);
 
-/* Encodes the receipt of each of the batch in hand's ne requests into its
- * slot, on the engine's threads, once, before it is first published. */
-void worker_encode_receipts(oe_worker *w, size_t ne);
 /* publish.c */
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);

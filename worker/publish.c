@@ -77,14 +77,18 @@ void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 /* Produces one message, waiting while the local queue is full. */
-static int produce(oe_worker *w, const char *topic, const void *key, size_t keylen,
-                   const void *value, size_t len, rd_kafka_headers_t *headers, size_t slot)
+/* Produces one message of the batch in hand, tracked as its slot's
+ * delivery. flags: RD_KAFKA_MSG_F_COPY, or RD_KAFKA_MSG_F_FREE to hand
+ * value (malloc'ed) over to librdkafka, which frees it once delivered;
+ * when it is refused, it is freed here. */
+static int produce_value(oe_worker *w, const char *topic, const void *key, size_t keylen,
+                         void *value, size_t len, int flags, rd_kafka_headers_t *headers,
+                         size_t slot)
 {
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-            RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADERS(headers),
+            RD_KAFKA_V_VALUE(value, len), RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_HEADERS(headers),
             RD_KAFKA_V_OPAQUE((void *)((w->b.generation << SLOT_BITS) | (uintptr_t)slot)),
             RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -95,14 +99,20 @@ static int produce(oe_worker *w, const char *topic, const void *key, size_t keyl
         }
         if (headers)
             rd_kafka_headers_destroy(headers);
+        if (flags & RD_KAFKA_MSG_F_FREE)
+            free(value);
         set_delivery(&w->b, slot, DELIVERY_FAILED, err);
         return OE_EIO;
     }
 }
 
-/* Copies the request's correlation header (set by the HTTP bridge) so that
- * the receipt finds its waiter; only a well-formed one, so that the
- * receipt's size stays bounded (oe_correlation_valid). */
+static int produce(oe_worker *w, const char *topic, const void *key, size_t keylen,
+                   const void *value, size_t len, rd_kafka_headers_t *headers, size_t slot)
+{
+    return produce_value(w, topic, key, keylen, (void *)value, len, RD_KAFKA_MSG_F_COPY, headers,
+                         slot);
+}
+
 /* Where a receipt's or dead letter's request was read: topic, partition
  * and offset, as headers (a receipt of an unreadable request has no nonce:
  * these say which message it answers). */
@@ -116,6 +126,9 @@ static void add_source_headers(rd_kafka_headers_t *h, const rd_kafka_message_t *
     rd_kafka_header_add(h, "openexec.source.offset", -1, num, -1);
 }
 
+/* Copies the request's correlation header (set by the HTTP bridge) so that
+ * the receipt finds its waiter; only a well-formed one, so that the
+ * receipt's size stays bounded (oe_correlation_valid). */
 static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *in = NULL;
@@ -136,8 +149,7 @@ static rd_kafka_headers_t *receipt_headers(const rd_kafka_message_t *m)
  * any request fits one Kafka message: a hostile 1 MB nonce must not make
  * the receipt unpublishable and stop every worker that owns its partition. */
 /* Appends the receipt of a slot's outcome, in the worker's receipt format.
- * Safe on several threads at once for distinct slots. Returns OE_OK, or
- * the codec's failure with its reason in err (may be NULL). */
+ * Returns OE_OK, or the codec's failure with its reason in err. */
 static int encode_receipt(const oe_worker *w, const batch_slot *sl, oe_buf *out, char *err,
                           size_t errlen)
 {
@@ -165,19 +177,6 @@ static int encode_receipt(const oe_worker *w, const batch_slot *sl, oe_buf *out,
     return oe_codec_encode_receipt(w->codec, &f, w->cfg.receipt_json, out, err, errlen);
 }
 
-static void encode_item(void *ctx, oe_batch_item *it)
-{
-    const oe_worker *w = ctx;
-    batch_slot *sl = (batch_slot *)(void *)((char *)it - offsetof(batch_slot, item));
-    oe_buf_reset(&sl->encoded);
-    sl->encode_rc = encode_receipt(w, sl, &sl->encoded, NULL, 0);
-}
-
-void worker_encode_receipts(oe_worker *w, size_t ne)
-{
-    oe_executor_each(w->cfg.executor, w->b.engine_items, ne, encode_item, w);
-}
-
 static int produce_slot(oe_worker *w, size_t i)
 {
     batch_slot *sl = &w->b.slots[i];
@@ -201,16 +200,14 @@ static int produce_slot(oe_worker *w, size_t i)
     }
     const char *nonce = sl->item.req.nonce;
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
-    if (sl->encode_rc != OE_OK) {
-        /* Cannot get better by retrying: stop rather than spin or drop.
-         * Encoded again for the reason (the first attempt kept none). */
-        char err[256] = "";
-        oe_buf scratch;
-        oe_buf_init(&scratch, 0);
-        encode_receipt(w, sl, &scratch, err, sizeof err);
-        oe_buf_free(&scratch);
+    char err[256];
+    oe_buf encoded;
+    oe_buf_init(&encoded, 0);
+    if (encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
+        /* Cannot get better by retrying: stop rather than spin or drop. */
+        oe_buf_free(&encoded);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
-                    key, err[0] ? err : oe_strerror(sl->encode_rc));
+                    key, err);
         return OE_EIO;
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
@@ -220,8 +217,17 @@ static int produce_slot(oe_worker *w, size_t i)
         keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
         kp = m->key ? key : NULL;
     }
-    return produce(w, k->receipts_topic, kp, keylen, sl->encoded.data, sl->encoded.len,
-                   receipt_headers(m), i);
+    /* The encoded receipt is handed over, not copied: librdkafka frees it
+     * once delivered (a receipt produced again is encoded again). */
+    size_t len = encoded.len;
+    char *bytes = oe_buf_detach(&encoded);
+    if (!bytes) {
+        worker_fail(w, "cannot encode a receipt", "out of memory for the receipt of nonce %.64s",
+                    key);
+        return OE_EIO;
+    }
+    return produce_value(w, k->receipts_topic, kp, keylen, bytes, len, RD_KAFKA_MSG_F_FREE,
+                         receipt_headers(m), i);
 }
 
 /* Produces the batch's signed checkpoint (if it made one) to the

@@ -136,9 +136,11 @@ def main():
                 shown = {k: receipt.get(k) for k in ("nonce", "status", "action", "id",
                                                      "receipt", "approval_id", "error_code",
                                                      "detail")}
-                # The result travels as JSON text (the text the receipt hash covers).
-                result = receipt.get("result")
-                shown["result"] = json.loads(result) if isinstance(result, str) else result
+                # The result travels as JSON text, result_json (the text the
+                # receipt hash covers); receipts of the schema's first
+                # version carry it as result only.
+                text = receipt.get("result_json", receipt.get("result"))
+                shown["result"] = json.loads(text) if isinstance(text, str) else text
                 print(json.dumps(shown), flush=True)
     finally:
         consumer.close()

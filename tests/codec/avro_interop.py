@@ -46,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 REQUEST_AVSC = os.path.join(ROOT, "schemas", "execution_request.avsc")
 RECEIPT_AVSC = os.path.join(ROOT, "schemas", "receipt.avsc")
+RECEIPT_V1_AVSC = os.path.join(ROOT, "schemas", "receipt.v1.avsc")
 
 # ---- CRC-64-AVRO, computed here from the canonical form ----
 
@@ -74,6 +75,7 @@ def load_schema(path):
 
 REQ_SCHEMA, REQ_CANONICAL, REQ_FP = load_schema(REQUEST_AVSC)
 REC_SCHEMA, REC_CANONICAL, REC_FP = load_schema(RECEIPT_AVSC)
+REC1_SCHEMA, REC1_CANONICAL, REC1_FP = load_schema(RECEIPT_V1_AVSC)
 
 # ---- framing ----
 
@@ -284,7 +286,9 @@ def receipt_line(datum):
     return line
 
 
-def make_receipts(n, seed=99):
+def make_receipts(n, seed=99, v1=False):
+    """Receipts of the current schema (result_json the same text as
+    result), or of its first version (no result_json)."""
     rng = random.Random(seed)
 
     def opt():
@@ -292,15 +296,17 @@ def make_receipts(n, seed=99):
 
     out = []
     for _ in range(n):
-        out.append({
+        result = (None if rng.random() < 0.3
+                  else json.dumps(rand_value(rng, 0), sort_keys=True))
+        d = {
             "id": opt(),
             "nonce": rand_text(rng, 0, 30),
             "action": rand_text(rng, 0, 10),
             "request_hash": rng.choice(["", hashlib.sha256(rand_text(rng).encode()).hexdigest()]),
             "status": rng.choice(["executed", "replayed", "rejected"]),
             "approved": rng.random() < 0.5,
-            "result": (None if rng.random() < 0.3
-                       else json.dumps(rand_value(rng, 0), sort_keys=True)),
+            "result": result,
+            "result_json": result,
             "receipt": opt(),
             "error_code": rng.choice([None, "malformed", "nonce_conflict", "not_allowed"]),
             "detail": opt(),
@@ -312,7 +318,21 @@ def make_receipts(n, seed=99):
                  "leaf": rand_text(rng, 0, 40), "log_index": rng.randrange(1 << 40),
                  "log_origin": "openexec/" + rand_text(rng, 1, 8)},
                 sort_keys=True, separators=(",", ":"))),
-        })
+        }
+        if v1:
+            del d["result_json"]
+        out.append(d)
+    return out
+
+
+def as_current(d):
+    """A receipt of the first version as the C decoder reports it: with
+    result_json, the same text as result, in the current schema's order."""
+    out = {}
+    for k, v in d.items():
+        out[k] = v
+        if k == "result":
+            out["result_json"] = v
     return out
 
 
@@ -442,6 +462,21 @@ def selftest(binary):
                         "    expected %s" % (i, line, receipt_line(d)))
         except Exception as e:  # noqa: BLE001
             t.check(False, "python->C receipts: %s" % e)
+
+        # python -> C, receipts of the first schema version (still read)
+        try:
+            receipts = make_receipts(100, seed=7, v1=True)
+            path = os.path.join(tmp, "py_receipts_v1.bin")
+            write_frames(path, [single_object(REC1_FP, REC1_SCHEMA, d) for d in receipts])
+            lines = run(binary, "--decode-receipts", path)
+            t.check(len(lines) == len(receipts),
+                    "decode-receipts v1: %d lines for %d messages" % (len(lines), len(receipts)))
+            for i, (d, line) in enumerate(zip(receipts, lines)):
+                want = receipt_line(as_current(d))
+                t.check(line == want, "python->C receipt v1 %d:\n    C        %s\n"
+                        "    expected %s" % (i, line, want))
+        except Exception as e:  # noqa: BLE001
+            t.check(False, "python->C receipts v1: %s" % e)
 
     print("avro_interop: %d passed, %d failed" % (t.passed, t.failed))
     return 1 if t.failed else 0

@@ -27,7 +27,8 @@
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
 #define REQUEST_FP 0xbb8686793197e1c8ULL
-#define RECEIPT_FP 0xb71db64b1190a825ULL
+#define RECEIPT_FP 0x8cdb5f38c012568aULL
+#define RECEIPT_V1_FP 0xb71db64b1190a825ULL /* schemas/receipt.v1.avsc */
 static const char request_canonical[] =
     "{\"name\":\"openexec.ExecutionRequest\",\"type\":\"record\",\"fields\":[{\"name\":"
     "\"action\",\"type\":\"string\"},{\"name\":\"payload\",\"type\":\"string\"},{\"name\":"
@@ -38,15 +39,16 @@ static const char request_canonical[] =
     "{\"name\":\"issued_at\",\"type\":\"string\"},{\"name\":\"tenant_id\",\"type\":\"string\"}"
     ",{\"name\":\"expires_at\",\"type\":[\"null\",\"string\"]}]}]}]}";
 static const char receipt_canonical[] =
-    "{\"name\":\"openexec.Receipt\",\"type\":\"record\",\"fields\":[{\"name\":\"id\",\"type\":"
-    "[\"null\",\"string\"]},{\"name\":\"nonce\",\"type\":\"string\"},{\"name\":\"action\","
-    "\"type\":\"string\"},{\"name\":\"request_hash\",\"type\":\"string\"},{\"name\":\"status\","
-    "\"type\":{\"name\":\"openexec.Status\",\"type\":\"enum\",\"symbols\":[\"executed\","
-    "\"replayed\",\"rejected\"]}},{\"name\":\"approved\",\"type\":\"boolean\"},{\"name\":"
-    "\"result\",\"type\":[\"null\",\"string\"]},{\"name\":\"receipt\",\"type\":[\"null\","
-    "\"string\"]},{\"name\":\"error_code\",\"type\":[\"null\",\"string\"]},{\"name\":"
-    "\"detail\",\"type\":[\"null\",\"string\"]},{\"name\":\"approval_id\",\"type\":[\"null\","
-    "\"string\"]},{\"name\":\"proof\",\"type\":[\"null\",\"string\"]}]}";
+    "{\"name\":\"openexec.Receipt\",\"type\":\"record\",\"fields\":[{\"name\":\"id\",\"type\""
+    ":[\"null\",\"string\"]},{\"name\":\"nonce\",\"type\":\"string\"},{\"name\":\"action\",\""
+    "type\":\"string\"},{\"name\":\"request_hash\",\"type\":\"string\"},{\"name\":\"status\","
+    "\"type\":{\"name\":\"openexec.Status\",\"type\":\"enum\",\"symbols\":[\"executed\",\"rep"
+    "layed\",\"rejected\"]}},{\"name\":\"approved\",\"type\":\"boolean\"},{\"name\":\"result\""
+    ",\"type\":[\"null\",\"string\"]},{\"name\":\"result_json\",\"type\":[\"null\",\"string\""
+    "]},{\"name\":\"receipt\",\"type\":[\"null\",\"string\"]},{\"name\":\"error_code\",\"type"
+    "\":[\"null\",\"string\"]},{\"name\":\"detail\",\"type\":[\"null\",\"string\"]},{\"name\""
+    ":\"approval_id\",\"type\":[\"null\",\"string\"]},{\"name\":\"proof\",\"type\":[\"null\","
+    "\"string\"]}]}";
 
 /* ---- canonical form and fingerprints ---- */
 
@@ -956,20 +958,23 @@ static const oe_receipt_fields receipt_cases[] = {
 static const char *const receipt_json[] = {
     "{\"id\": \"1b4e28ba-2fa1-8a2b-883f-0016d3cca427\", \"nonce\": \"n-1\", \"action\": \"echo\", "
     "\"request_hash\": \"0123abcd\", \"status\": \"executed\", \"approved\": true, \"result\": "
+    "\"{\\\"echo\\\": {\\\"msg\\\": \\\"h\\\\u00e9 \\\\\\\"q\\\\\\\"\\\"}}\", \"result_json\": "
     "\"{\\\"echo\\\": {\\\"msg\\\": \\\"h\\\\u00e9 \\\\\\\"q\\\\\\\"\\\"}}\", \"receipt\": "
     "\"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": \"ap-1\", \"proof\": "
     "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
     "\"log_origin\":\"o\"}}",
     "{\"id\": \"1b4e28ba-2fa1-8a2b-883f-0016d3cca427\", \"nonce\": \"n-1\", \"action\": \"echo\", "
     "\"request_hash\": \"0123abcd\", \"status\": \"replayed\", \"approved\": false, \"result\": "
-    "\"{}\", \"receipt\": \"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": "
+    "\"{}\", \"result_json\": \"{}\", \"receipt\": \"feedbeef\", \"error_code\": null, \"detail\": "
+    "null, \"approval_id\": "
     "null}",
     "{\"id\": null, \"nonce\": \"n-2\", \"action\": \"add\", \"request_hash\": \"\", \"status\": "
-    "\"rejected\", \"approved\": false, \"result\": null, \"receipt\": null, \"error_code\": "
-    "\"nonce_conflict\", \"detail\": \"Nonce conflict: n-2 \\u00e9\", \"approval_id\": null}",
+    "\"rejected\", \"approved\": false, \"result\": null, \"result_json\": null, \"receipt\": "
+    "null, \"error_code\": \"nonce_conflict\", \"detail\": \"Nonce conflict: n-2 \\u00e9\", "
+    "\"approval_id\": null}",
     "{\"id\": null, \"nonce\": \"\", \"action\": \"\", \"request_hash\": \"\", \"status\": "
-    "\"rejected\", \"approved\": false, \"result\": null, \"receipt\": null, \"error_code\": "
-    "\"malformed\", \"detail\": \"\", \"approval_id\": null}",
+    "\"rejected\", \"approved\": false, \"result\": null, \"result_json\": null, \"receipt\": "
+    "null, \"error_code\": \"malformed\", \"detail\": \"\", \"approval_id\": null}",
 };
 
 static void check_receipt(const oe_receipt *d, const oe_receipt_fields *f)
@@ -981,6 +986,7 @@ static void check_receipt(const oe_receipt *d, const oe_receipt_fields *f)
     ASSERT_EQ(d->status, f->status);
     ASSERT_EQ(d->approved, f->approved);
     ASSERT_TRUE(same_str(d->result, f->result));
+    ASSERT_TRUE(same_str(d->result_json, f->result));
     ASSERT_TRUE(same_str(d->receipt, f->receipt));
     ASSERT_TRUE(same_str(d->error_code, oe_error_code_name(f->error)));
     ASSERT_TRUE(same_str(d->detail, f->detail));
@@ -1104,13 +1110,14 @@ static void test_receipts(void)
             buf[pos] = (unsigned char)v;
             oe_receipt d;
             if (oe_codec_decode_receipt(c, buf, enc.len, &d, err, sizeof err) == 0)
-                ASSERT_TRUE(d.nonce && d.action && d.request_hash);
+                ASSERT_TRUE(d.nonce && d.action && d.request_hash &&
+                            same_str(d.result, d.result_json));
             oe_receipt_clear(&d);
         }
     }
     /* status enum index 3 (zigzag 6): id null, 3 empty strings, then 6;
-     * the nullable fields after it null. */
-    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
+     * the fields after it null (approved false). */
+    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0};
     memcpy(buf, enc.data, 10);
     memcpy(buf + 10, bad_enum, sizeof bad_enum);
     {
@@ -1129,6 +1136,29 @@ static void test_receipts(void)
         ASSERT_EQ(oe_codec_decode_receipt(c, buf, 10 + sizeof bad_enum, &d, err, sizeof err),
                   OE_EINVAL);
         ASSERT_CONTAINS(err, "boolean");
+    }
+    /* Receipts of the first schema version are still read: nonce, action
+     * and request_hash plain strings, no result_json (taken from result). */
+    {
+        static msg m;
+        m_header(&m, RECEIPT_V1_FP);
+        static const unsigned char v1[] = {2, 2, 'i', 2,   'n', 2,   'a', 2, 'h', 0, 1,
+                                           2, 8, '{', '}', ' ', ' ', 0,   0, 0,   0, 0};
+        /* id "i", nonce "n", action "a", request_hash "h", executed, approved,
+         * result "{}  " (4 bytes), receipt/error/detail/approval/proof null */
+        memcpy(m.b + m.n, v1, sizeof v1);
+        m.n += sizeof v1;
+        oe_receipt d;
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), 0);
+        ASSERT_STREQ(d.nonce, "n");
+        ASSERT_STREQ(d.request_hash, "h");
+        ASSERT_EQ(d.status, OE_STATUS_EXECUTED);
+        ASSERT_STREQ(d.result, "{}  ");
+        ASSERT_STREQ(d.result_json, "{}  ");
+        oe_receipt_clear(&d);
+        /* one byte short: refused */
+        m.n -= 1;
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), OE_EINVAL);
     }
     /* A request is not a receipt. */
     {
@@ -1151,6 +1181,8 @@ static void test_receipts(void)
         "\"approved\": 1}",
         "{\"nonce\": null, \"action\": \"a\", \"request_hash\": \"h\", \"status\": \"executed\", "
         "\"approved\": true}",
+        "{\"nonce\": \"n\", \"action\": \"a\", \"request_hash\": \"h\", \"status\": \"executed\", "
+        "\"approved\": true, \"result\": \"{}\", \"result_json\": \"[]\"}",
         "{\"nonce\": \"n\", \"action\": \"a\", \"request_hash\": \"h\", \"status\": \"executed\", "
         "\"approved\": true, \"id\": 5}",
         "{\"nonce\": \"n\\u0000\", \"action\": \"a\", \"request_hash\": \"h\", \"status\": "

@@ -1,4 +1,4 @@
-/* Tests engine/actions.c: echo and add as SPEC §8 defines them, with the
+/* Tests engine/actions.c: echo and add as docs/protocol.md §5 defines them, with the
  * exact result text Python's json.dumps(result, sort_keys=True) prints. */
 #include "engine/actions.h"
 #include "tests/test.h"

@@ -346,7 +346,7 @@ static void test_hmac_secret_list(void)
     }
 }
 
-/* The time rules of each scheme (SPEC §7 step 7): Ed25519 is bounded by
+/* The time rules of each scheme (docs/protocol.md §4 step 7): Ed25519 is bounded by
  * expires_at alone (any TTL); HMAC keeps the 300 s age rule; both refuse
  * an issued_at more than 30 s ahead. */
 static void test_time_rules_by_scheme(void)

@@ -140,7 +140,7 @@ static void test_allow_list(void)
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     ASSERT_CONTAINS(o.detail, "not allowed");
     /* Substrings of allowed names are not allowed, nor unknown names (the
-     * allow-list comes before the action lookup, SPEC §7). */
+     * allow-list comes before the action lookup, docs/protocol.md §4). */
     run_body(&f, "{\"action\":\"ech\",\"nonce\":\"c\"}", 1, &o);
     ASSERT_EQ(o.error, OE_ERR_NOT_ALLOWED);
     run_body(&f, "{\"action\":\"ec\",\"nonce\":\"d\"}", 1, &o);
@@ -270,7 +270,7 @@ static void ed25519_body(char *out, size_t n, const char *nonce, const char *app
              key_id ? key_id : "", key_id ? "\"" : "");
 }
 
-/* Part of SPEC §7 for the newest clients and rotation: Ed25519 artifacts
+/* Part of docs/protocol.md §4 for the newest clients and rotation: Ed25519 artifacts
  * need no issued_by and are bounded by expires_at alone; HMAC ones still
  * need issued_by "clawshield" and the 300 s age; several keys and secrets
  * are each tried; key_id picks one key. */

@@ -63,7 +63,7 @@ typedef struct {
 } canon_case;
 
 static const canon_case canon_cases[] = {
-    /* SPEC §6 example, escaped input and raw UTF-8 input. */
+    /* docs/protocol.md §3 example, escaped input and raw UTF-8 input. */
     {"{\"a\":\"\\u007f/\\u00e9\\ud83d\\ude00\"}", "{\"a\":\"\\u007f/\\u00e9\\ud83d\\ude00\"}",
      "{\"a\": \"\\u007f/\\u00e9\\ud83d\\ude00\"}"},
     {"{\"a\":\"\x7f/\xc3\xa9\xf0\x9f\x98\x80\"}", "{\"a\":\"\\u007f/\\u00e9\\ud83d\\ude00\"}",

@@ -249,6 +249,36 @@ static void check_forgeries(const oe_outcome *o, const oe_outcome *other,
     ASSERT_EQ(oe_tlog_verify_json(oe_json_root(doc), trusted, 1, err, sizeof err), OE_EINVAL);
     ASSERT_CONTAINS(err, "result is not the leaf's");
     oe_json_doc_free(doc);
+    /* result_json beside result: both claims of the one text. As on Kafka
+     * (both the text) and in an /execute answer (result the value):
+     * valid; a forged result beside the right result_json, or the other
+     * way round: not. */
+    for (int forged = 0; forged < 3; forged++) {
+        oe_buf esc;
+        oe_buf_init(&esc, 0);
+        oe_json_dump_string(&esc, o->result_json.data, o->result_json.len);
+        const char *right = esc.data;
+        const char *as_text = forged == 1 ? "\"{\\\"sum\\\": 0}\"" : right;
+        const char *as_json = forged == 2 ? "\"{\\\"sum\\\": 0}\"" : right;
+        for (int value = 0; value < 2; value++) {
+            oe_buf_reset(&js);
+            oe_buf_printf(&js,
+                          "{\"id\": \"%s\", \"action\": \"add\", \"result\": %s, "
+                          "\"result_json\": %s, \"approved\": true, \"receipt\": \"%s\", "
+                          "\"status\": \"replayed\", \"proof\": %s}",
+                          o->id,
+                          value ? (forged == 1 ? "{\"sum\": 0}" : o->result_json.data) : as_text,
+                          as_json, o->receipt, o->proof.data);
+            doc = test_json_parse(js.data, js.len, 0, err, sizeof err);
+            ASSERT_EQ(oe_tlog_verify_json(oe_json_root(doc), trusted, 1, err, sizeof err),
+                      forged ? OE_EINVAL : OE_OK);
+            if (forged)
+                ASSERT_TRUE(strstr(err, "result and result_json differ") ||
+                            strstr(err, "result is not the leaf's"));
+            oe_json_doc_free(doc);
+        }
+        oe_buf_free(&esc);
+    }
     oe_buf_free(&js);
 }
 

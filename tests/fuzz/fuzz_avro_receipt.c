@@ -48,9 +48,9 @@ static void check_same(const oe_receipt *x, const oe_receipt *y)
 {
     FUZZ_CHECK(same_str(x->id, y->id) && same_str(x->nonce, y->nonce) &&
                same_str(x->action, y->action) && same_str(x->request_hash, y->request_hash) &&
-               same_str(x->result, y->result) && same_str(x->receipt, y->receipt) &&
-               same_str(x->detail, y->detail) && same_str(x->approval_id, y->approval_id) &&
-               same_str(x->error_code, y->error_code));
+               same_str(x->result, y->result) && same_str(x->result_json, y->result_json) &&
+               same_str(x->receipt, y->receipt) && same_str(x->detail, y->detail) &&
+               same_str(x->approval_id, y->approval_id) && same_str(x->error_code, y->error_code));
     FUZZ_CHECK(x->status == y->status && x->approved == y->approved);
 }
 
@@ -96,12 +96,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0) {
         /* A refusal says why and leaves nothing behind. */
         FUZZ_CHECK((rc == OE_EINVAL || rc == OE_ELIMIT || rc == OE_ENOMEM) && err[0] != '\0');
-        FUZZ_CHECK(!r.id && !r.nonce && !r.action && !r.request_hash && !r.result && !r.receipt &&
-                   !r.detail && !r.approval_id && !r.error_code);
+        FUZZ_CHECK(!r.id && !r.nonce && !r.action && !r.request_hash && !r.result &&
+                   !r.result_json && !r.receipt && !r.detail && !r.approval_id && !r.error_code);
         return 0;
     }
-    /* The three fields the schema does not let be null. */
+    /* The three fields the schema does not let be null; one result text
+     * under both names. */
     FUZZ_CHECK(r.nonce && r.action && r.request_hash);
+    FUZZ_CHECK(same_str(r.result, r.result_json));
     FUZZ_CHECK((unsigned)r.status <= OE_STATUS_REJECTED);
 
     oe_buf out;

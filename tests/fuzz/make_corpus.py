@@ -27,7 +27,7 @@ CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
 # The fingerprints the codec computes (tests/worker/test_codec.c checks them
 # against python3-avro), little-endian in the single-object header.
 REQUEST_FP = 0xBB8686793197E1C8
-RECEIPT_FP = 0x457EF0D12339BEFD
+RECEIPT_FP = 0x8CDB5F38C012568A
 SCHEMA_ID = 7  # fuzz_avro_request.c's configured Confluent schema id
 
 HMAC_SECRET = b"fuzz-secret"  # fuzz_approval.c's keys
@@ -150,9 +150,10 @@ def avro_request(action, payload, nonce, art=None):
 
 def avro_receipt(id_, nonce, action, request_hash, status, approved, result, receipt, error,
                  detail, approval_id):
+    # schemas/receipt.avsc: result_json (the same text) after result; proof null
     return (a_opt(id_) + a_str(nonce) + a_str(action) + a_str(request_hash) + zigzag(status) +
-            bytes([1 if approved else 0]) + a_opt(result) + a_opt(receipt) + a_opt(error) +
-            a_opt(detail) + a_opt(approval_id))
+            bytes([1 if approved else 0]) + a_opt(result) + a_opt(result) + a_opt(receipt) +
+            a_opt(error) + a_opt(detail) + a_opt(approval_id) + a_opt(None))
 
 
 def so_header(fp):
@@ -391,8 +392,8 @@ def avro_receipt_seeds():
               [r[0] for r in table_rows(CODEC, "bad_json[] = {")]]
     # test_receipts's bad enum index, a boolean byte of 2, truncations, a
     # request where a receipt belongs.
-    seeds.append(("hostile", bytes([1, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0])))
-    seeds.append(("hostile", bytes([1, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 0])))
+    seeds.append(("hostile", bytes([1, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0])))
+    seeds.append(("hostile", bytes([1, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 0, 0, 0])))
     full = avro_receipt(*RECEIPTS[0])
     seeds.append(("hostile", bytes([1]) + full[:-4]))
     seeds.append(("hostile", bytes([1]) + full[:3]))

@@ -6,7 +6,7 @@ spoken to with http.client over real sockets. Only the Python standard
 library is used, plus `cryptography` (Debian's python3-cryptography) for
 Ed25519, imported lazily by the tests that need it.
 
-The reference formulas of SPEC §6 and §8 are written here once, in plain
+The reference formulas of docs/protocol.md §3, §5 are written here once, in plain
 Python, independently of the C code:
 
     canonical(obj)        json.dumps(obj, sort_keys=True, separators=(",", ":"))
@@ -61,10 +61,10 @@ if LEDGER not in ("sqlite", "postgresql"):
 
 
 # ---------------------------------------------------------------------------
-# Reference formulas (SPEC §6, §7, §8), independent of the implementation.
+# Reference formulas (docs/protocol.md §3, §4, §5), independent of the implementation.
 
 def canonical(obj):
-    """SPEC §6: the canonical JSON text that the request hash is taken of."""
+    """docs/protocol.md §3: the canonical JSON text that the request hash is taken of."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
@@ -75,12 +75,12 @@ def sha256_hex(data):
 
 
 def request_hash(action, payload):
-    """SPEC §6."""
+    """docs/protocol.md §3."""
     return sha256_hex(canonical({"action": action, "payload": payload}))
 
 
 def execution_id(tenant, nonce, req_hash):
-    """SPEC §8: the derived UUID (version 8, RFC 4122 variant)."""
+    """docs/protocol.md §5: the derived UUID (version 8, RFC 4122 variant)."""
     material = (b"openexec.exec.v1\0" + tenant.encode("utf-8") + b"\0" +
                 nonce.encode("utf-8") + b"\0" + req_hash.encode("ascii"))
     b = bytearray(hashlib.sha256(material).digest()[:16])
@@ -91,12 +91,12 @@ def execution_id(tenant, nonce, req_hash):
 
 
 def result_json(result):
-    """SPEC §8: result_json is json.dumps(result, sort_keys=True)."""
+    """docs/protocol.md §5: result_json is json.dumps(result, sort_keys=True)."""
     return json.dumps(result, sort_keys=True)
 
 
 def receipt_hash(exec_id, result):
-    """SPEC §8 (seed-compatible receipt)."""
+    """docs/protocol.md §5 (seed-compatible receipt)."""
     return sha256_hex("%s:%s" % (exec_id, result_json(result)))
 
 
@@ -115,7 +115,7 @@ def iso_in(seconds):
 
 
 def hmac_signature(secret, approval_id, action_hash, tenant_id, issued_at):
-    """SPEC §7.4 (HMAC): hex HMAC-SHA256 over approval_id:action_hash:tenant_id:issued_at."""
+    """docs/protocol.md §4 (HMAC): hex HMAC-SHA256 over approval_id:action_hash:tenant_id:issued_at."""
     msg = "%s:%s:%s:%s" % (approval_id, action_hash, tenant_id, issued_at)
     return hmac.new(secret.encode("utf-8"), msg.encode("utf-8"), hashlib.sha256).hexdigest()
 
@@ -154,7 +154,7 @@ def ed25519_keypair():
 
 def ed25519_artifact(key, tenant, action, payload, approval_id=None, issued_at=None,
                      expires_at=None, issued_by="clawshield", with_expiry=True):
-    """An Ed25519 approval artifact built entirely in Python (SPEC §7.4):
+    """An Ed25519 approval artifact built entirely in Python (docs/protocol.md §4):
     base64 signature over approval_id + tenant_id + action_hash + issued_at
     + expires_at."""
     approval_id = approval_id or str(uuid.uuid4())
@@ -589,7 +589,7 @@ class ServiceTest(unittest.TestCase):
 
     def assertExecuted(self, r, action, payload, nonce, tenant="", result=None,
                        status="executed"):
-        """200 with the SPEC §10 shape; id and receipt follow SPEC §8 as
+        """200 with the docs/protocol.md §7 shape; id and receipt follow docs/protocol.md §5 as
         computed in Python. Returns the body."""
         self.assertStatus(r, 200)
         self.assertJSONType(r)
@@ -600,7 +600,7 @@ class ServiceTest(unittest.TestCase):
         self.assertIs(body["approved"], True)
         self.assertTrue(is_uuid_v8(body["id"]), "id %r is not a version 8 UUID" % body["id"])
         self.assertEqual(body["id"], execution_id(tenant, nonce, request_hash(action, payload)),
-                         "execution id differs from the SPEC §8 derivation")
+                         "execution id differs from the docs/protocol.md §5 derivation")
         if result is not None:
             self.assertEqual(canonical(body["result"]), canonical(result))
         self.assertEqual(body["receipt"], receipt_hash(body["id"], body["result"]),

@@ -1,5 +1,5 @@
 """Black-box tests of `openexec run` in clawshield mode: HMAC and Ed25519
-approval artifacts, the order of the checks of SPEC §7, and replay."""
+approval artifacts, the order of the checks of docs/protocol.md §4, and replay."""
 
 import json
 import os
@@ -182,7 +182,7 @@ class Hmac(ServiceTest):
         self.assertEqual(codes, ["approval_invalid"])
 
     def test_replay_after_expiry(self):
-        # SPEC §7: a replay is answered from the store before the checks, so
+        # docs/protocol.md §4: a replay is answered from the store before the checks, so
         # a re-sent request whose artifact has expired still gets its receipt.
         s = self.claw()
         art = mint("echo", {"r": 1}, secret=SECRET, tenant=TENANT, ttl=2)
@@ -358,7 +358,7 @@ class Ed25519(ServiceTest):
         art = ed25519_artifact(self.key, TENANT, "echo", {}, issued_at=iso_in(-10),
                                expires_at=iso_in(-1))
         self.assertDetail(s.execute("echo", {}, "ede-1", art), 403, contains="expired")
-        # No age rule beyond expires_at (SPEC §7): 400 s old, valid 600 s more.
+        # No age rule beyond expires_at (docs/protocol.md §4): 400 s old, valid 600 s more.
         art = ed25519_artifact(self.key, TENANT, "echo", {}, issued_at=iso_in(-400),
                                expires_at=iso_in(600))
         self.assertExecuted(s.execute("echo", {}, "ede-2", art), "echo", {}, "ede-2",

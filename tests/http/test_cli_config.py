@@ -1,10 +1,10 @@
-"""Black-box tests of the configuration of the command line (SPEC §3, §4):
+"""Black-box tests of the configuration of the command line (docs/operations.md):
 numbers parsed as numbers, bad values refused with exit 2 and a reason that
 names the flag or the environment variable actually used, Kafka properties
 that a guarantee depends on refused rather than silently replaced, options a
 command does not take refused, each command's help listing its own options,
 a librdkafka `debug` setting that prints, the configuration file and the
-logs (SPEC §11).
+logs (docs/operations.md).
 
 Every test runs the real build/openexec; the Kafka ones use its embedded
 broker."""
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import BIN, Broker, ServiceTest, clean_env, cli, free_port, run_tests  # noqa: E402
 
-# What each command takes (SPEC §3 and the command's purpose); --help is
+# What each command takes (docs/operations.md and the command's purpose); --help is
 # every command's.
 OPTIONS = {
     "run": {"--mode", "--secret", "--public-key", "--public-key-file", "--tenant", "--allowed-actions", "--brokers",
@@ -78,7 +78,7 @@ FORCED = [("group.id", "mine"), ("enable.auto.commit", "true"),
 
 
 def env_name(prop):
-    """SPEC §4: OPENEXEC_KAFKA_<PROP>, upper case, dots as underscores."""
+    """docs/operations.md: OPENEXEC_KAFKA_<PROP>, upper case, dots as underscores."""
     return "OPENEXEC_KAFKA_" + prop.upper().replace(".", "_")
 
 
@@ -237,7 +237,7 @@ class Numbers(ConfigTest):
         self.assertFalse(os.path.exists(self.path("n.db")))
 
     def test_db_url_and_db_path_together_refused(self):
-        # SPEC §4: setting both is an error (the path used to win silently).
+        # docs/operations.md: setting both is an error (the path used to win silently).
         env = {"OPENEXEC_DB_PATH": self.path("a.db"),
                "OPENEXEC_DB_URL": "sqlite:///" + self.path("b.db")}
         self.assertRefused(cli(["run", "--execute", "local", "--http-port", "0"], env=env,
@@ -501,7 +501,7 @@ class KafkaProperties(ConfigTest):
 
 
 class ConfigFile(ConfigTest):
-    """SPEC §4: --config FILE (or OPENEXEC_CONFIG) reads NAME = value lines
+    """docs/operations.md: --config FILE (or OPENEXEC_CONFIG) reads NAME = value lines
     with the environment's names; flag > environment > file > default."""
 
     def write(self, name, text, mode=0o600):
@@ -582,7 +582,7 @@ class ConfigFile(ConfigTest):
         self.assertEqual(json.loads(p.stdout)["tenant_id"], "t-file")
 
     def test_two_ledger_locations_refused_from_any_sources(self):
-        # SPEC §4: OPENEXEC_DB_PATH / --db and OPENEXEC_DB_URL / --db-url
+        # docs/operations.md: OPENEXEC_DB_PATH / --db and OPENEXEC_DB_URL / --db-url
         # from any sources, the same one or two, are an error naming both
         # and where each came from. It used to be accepted: a file's URL
         # beat the environment's path, and a file could hold both.
@@ -705,7 +705,7 @@ class ConfigFile(ConfigTest):
                            "--ed25519-key", "cannot read it")
 
 class Logs(ConfigTest):
-    """SPEC §11: one line per event; key=value text or JSON objects; the
+    """docs/operations.md: one line per event; key=value text or JSON objects; the
     level filters; secrets never written."""
 
     def test_json_lines(self):

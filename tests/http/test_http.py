@@ -1,5 +1,5 @@
 """Black-box tests of `openexec run` in demo mode over real HTTP, and of the
-command line (SPEC §3, §4, §5, §8, §10)."""
+command line (docs/operations.md; docs/protocol.md §2, §5, §7)."""
 
 import http.client
 import json

@@ -1,7 +1,7 @@
 """Interop: an independent producer and consumer written in plain Python
 (hmac, hashlib, json) must agree with the service byte for byte: the
-canonical request hash of SPEC §6, the HMAC artifacts of SPEC §7, the ids
-and receipts of SPEC §8."""
+canonical request hash of docs/protocol.md §3, the HMAC artifacts of docs/protocol.md §4, the ids
+and receipts of docs/protocol.md §5."""
 
 import hashlib
 import hmac
@@ -22,7 +22,7 @@ from harness import (ServiceTest, canonical, cli, execution_id, mint, receipt_ha
 SECRET = "interop-secret \u00e9"  # non-ASCII: the key is the UTF-8 bytes
 TENANT = "tenant-\u00fc"
 
-# Payloads whose canonical JSON exercises every rule of SPEC §6.
+# Payloads whose canonical JSON exercises every rule of docs/protocol.md §3.
 TRICKY = [
     {"s": "plain ascii"},
     {"unicode": "caf\u00e9 \u65e5\u672c \u0416"},
@@ -73,7 +73,7 @@ class Interop(ServiceTest):
                                 "CLAWSHIELD_TENANT_ID": TENANT})
 
     def test_reference_formulas(self):
-        # The harness's formulas are the SPEC's, on the SPEC's own example.
+        # The harness's formulas are the protocol's, on the original service's own example.
         self.assertEqual(canonical({"a": "\x7f/\u00e9\U0001F600"}),
                          '{"a":"\\u007f/\\u00e9\\ud83d\\ude00"}')
         self.assertEqual(canonical([1.0, 0.1, 1e16, 1e-07, -0.0]),

@@ -1,4 +1,4 @@
-"""Black-box tests of the Kafka path of build/openexec (SPEC §3, §4, §5, §8,
+"""Black-box tests of the Kafka path of build/openexec (docs/operations.md; docs/protocol.md §2, §5,
 §9, §10): requests published with kcat and python3-confluent-kafka to a
 standalone `openexec broker` (or the embedded one of `openexec run`),
 receipts read back with confluent_kafka and decoded with python3-avro from
@@ -109,7 +109,7 @@ class KafkaCase(KafkaTest):
 
     def assertExecutedReceipt(self, rec, action, payload, nonce, result, tenant="",
                               status="executed", approval_id=None):
-        """SPEC §8/§9: id, request_hash, result_json and receipt computed in
+        """docs/protocol.md §5/§9: id, request_hash, result_json and receipt computed in
         Python."""
         self.assertReceiptShape(rec)
         h = request_hash(action, payload)
@@ -119,7 +119,7 @@ class KafkaCase(KafkaTest):
         self.assertEqual(rec["request_hash"], h, rec)
         self.assertTrue(is_uuid_v8(rec["id"]), rec)
         self.assertEqual(rec["id"], execution_id(tenant, nonce, h),
-                         "id differs from the SPEC §8 derivation: %r" % rec)
+                         "id differs from the docs/protocol.md §5 derivation: %r" % rec)
         self.assertEqual(rec["result"], result_json(result), rec)
         self.assertEqual(rec["receipt"], receipt_hash(rec["id"], result), rec)
         self.assertEqual(rec["receipt"], sha256_hex("%s:%s" % (rec["id"], rec["result"])))
@@ -303,10 +303,16 @@ class Requests(KafkaCase):
             self.assertGreater(k["timestamp"], 0)
             if rec["nonce"]:
                 self.assertEqual(k["key"], rec["nonce"])
+            # one shape: numbers as numbers, the hashed text as result_json
+            self.assertIsInstance(k["source"]["partition"], int, rec)
+            self.assertIsInstance(k["source"]["offset"], int, rec)
+            self.assertEqual(rec["result_json"], rec["result"], rec)
         (bad,) = [rec for rec in lines if not rec["nonce"]]
         self.assertEqual(bad["status"], "rejected")
-        self.assertEqual((int(bad["kafka"]["source"]["partition"]),
-                          int(bad["kafka"]["source"]["offset"])), (bad_part, bad_off))
+        # what the request did not give is "", as in the signed leaf
+        self.assertEqual((bad["nonce"], bad["request_hash"]), ("", ""))
+        self.assertEqual((bad["kafka"]["source"]["partition"], bad["kafka"]["source"]["offset"]),
+                         (bad_part, bad_off))
         # Without --from-beginning: waits for new receipts (as a Kafka
         # console consumer does) until SIGTERM, instead of printing nothing.
         import signal
@@ -591,9 +597,9 @@ class Outcomes(KafkaCase):
         self.assertEqual(ledger_query(w.db, "SELECT count(*) FROM executions"), [(0,)])
         w.wait_metric("openexec_receipts_produced_total", lambda v: v == len(cases))
         self.assertEqual(w.metrics()["openexec_dead_letters_total"], 0)
-        # JSON that the strict parser refuses as a whole (SPEC §5: duplicate
+        # JSON that the strict parser refuses as a whole (docs/protocol.md §2: duplicate
         # keys, bad syntax, non-finite numbers are malformed): the nonce
-        # cannot be read. SPEC §5 says "rejected as malformed", §9 sends
+        # cannot be read. docs/protocol.md §2 says "rejected as malformed", §9 sends
         # what "cannot be decoded at all" to the dead-letter topic; either
         # answer is accepted here, but exactly one, and never silence.
         dlq = self.reader(b.bootstrap, h.DLQ_TOPIC)
@@ -825,8 +831,8 @@ class Bridge(KafkaCase):
         self.assertEqual((body2["id"], body2["receipt"]), (body["id"], body["receipt"]))
         got = self.receipts_for(reader, [n], count=2)
         self.assertEqual(got[n][1][1]["status"], "replayed")
-        # The error mapping of SPEC §10, every answer from a receipt.
-        # The allow-list comes before the action lookup (SPEC §7 step 2).
+        # The error mapping of docs/protocol.md §7, every answer from a receipt.
+        # The allow-list comes before the action lookup (docs/protocol.md §4 step 2).
         self.assertDetail(w.execute("nope", {}, uniq("b-unknown")), 403,
                           contains="not allowed")
         self.assertDetail(w.execute("", {}, uniq("b-empty")), 400)
@@ -943,7 +949,7 @@ class Bridge(KafkaCase):
         self.assertEqual(w.metrics()["openexec_assigned_partitions"], 8)
 
     def assertOwnWords(self, text, port=None):
-        """SPEC §10: an answer carries our own words, never a backend's
+        """docs/protocol.md §7: an answer carries our own words, never a backend's
         text: no address, no librdkafka wording."""
         words = ["127.0.0.1", "ipv4#", "bootstrap", "Local:", "Broker:"]
         if port is not None:

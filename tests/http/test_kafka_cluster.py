@@ -1,4 +1,4 @@
-"""Black-box tests of what a real cluster asks of the program (SPEC §3
+"""Black-box tests of what a real cluster asks of the program (docs/operations.md
 `openexec topics`, §10 readiness), on Apache Kafka (tests/kafka/kafka.sh):
 topics are created through the Admin API, idempotently, and never changed
 when they exist with other settings; `run` refuses to start without its

@@ -1,11 +1,11 @@
-"""Fault tests of the Kafka path (SPEC §8, §9; ARCHITECTURE "effectively
+"""Fault tests of the Kafka path (docs/protocol.md §5, §6; ARCHITECTURE "effectively
 once"): kill -9 of a worker in the middle of a backlog, restarted on the
 same database; and two workers of one consumer group of which one is
 killed and not restarted.
 
 What must hold in both: every request is answered; every receipt of a nonce
 carries the same id, result, receipt and request hash (computed here in
-Python from SPEC §8); no nonce executes twice in one store; committed
+Python from docs/protocol.md §5); no nonce executes twice in one store; committed
 offsets only cover requests that are stored and answered.
 
 The kill -9 test also measures throughput: requests/s of the worker from
@@ -48,7 +48,7 @@ def make_requests(prefix, total):
 class Faults(KafkaCase):
     def check_receipts(self, requests, got):
         """Every nonce answered; all its receipts identical in the hashed
-        fields and equal to SPEC §8 computed here. Returns {nonce: (id,
+        fields and equal to docs/protocol.md §5 computed here. Returns {nonce: (id,
         receipt)} and {nonce: number of receipts}."""
         expected = {}
         counts = {}
@@ -72,7 +72,7 @@ class Faults(KafkaCase):
     def assertCommittedCovered(self, sent, requests, answered, stored, bootstrap, group,
                                reader=None):
         """Offsets are committed only after the outcome is stored and its
-        receipt acknowledged (SPEC §9). With a reader (other workers still
+        receipt acknowledged (docs/protocol.md §6). With a reader (other workers still
         running and committing), its receipts up to the committed offsets
         read now are waited for (up to 10 s): acknowledged means on the
         topic, not yet read by this consumer."""

@@ -1,4 +1,4 @@
-"""Committed offsets of a consumer group through rebalances (SPEC §9):
+"""Committed offsets of a consumer group through rebalances (docs/protocol.md §6):
 workers of one group on one ledger, members joining and leaving cleanly
 while requests flow.
 

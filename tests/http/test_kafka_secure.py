@@ -1,4 +1,4 @@
-"""Secure clusters on real Apache Kafka (SPEC §4: any librdkafka property as
+"""Secure clusters on real Apache Kafka (docs/operations.md: any librdkafka property as
 `-X prop=value` or OPENEXEC_KAFKA_<PROP>): one single-node KRaft cluster
 from tests/kafka/kafka.sh with --sasl, i.e. a SASL_SSL listener advertised
 as localhost, a certificate signed by a throw-away CA and the SCRAM-SHA-512
@@ -7,7 +7,7 @@ PLAINTEXT listener; everything under test goes through SASL_SSL only.
 
 - The worker, `produce` and `receipts` authenticate with SCRAM-SHA-512
   over TLS: the worker becomes ready, executes what `produce` published,
-  and `receipts` prints the receipts, each checked against SPEC §8 computed
+  and `receipts` prints the receipts, each checked against docs/protocol.md §5 computed
   here; once with -X flags, once entirely from the environment.
 - A wrong password, and a certificate that the configured CA (another
   throw-away CA made here with openssl, or the system's default store) does
@@ -151,7 +151,7 @@ def x_flags(props):
 
 
 def env_form(props):
-    """security.protocol -> OPENEXEC_KAFKA_SECURITY_PROTOCOL (SPEC §4)."""
+    """security.protocol -> OPENEXEC_KAFKA_SECURITY_PROTOCOL (docs/operations.md)."""
     return {"OPENEXEC_KAFKA_" + k.upper().replace(".", "_"): v for k, v in props.items()}
 
 

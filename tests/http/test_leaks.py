@@ -1,5 +1,5 @@
 """Black-box tests: no secret and no backend text leaves through logs or HTTP
-answers (SPEC §4, §10, §11).
+answers (docs/operations.md; docs/protocol.md §7).
 
 A PostgreSQL role whose password libpq reads in unusual spellings (holding
 '#' and '?' in the URI's user info, given as a %-encoded `pass%77ord=` key

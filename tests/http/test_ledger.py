@@ -2,7 +2,7 @@
 `ledger show` / `ledger export` commands, and a PostgreSQL ledger shared by
 several HTTP-only nodes (`--execute local`).
 
-The nodes here run no Kafka: they are the stateless replicas of SPEC §1
+The nodes here run no Kafka: they are the stateless replicas of README.md
 behind a load balancer, racing on one database. The Kafka groups on a
 shared ledger are in test_shared_ledger.py.
 """
@@ -264,7 +264,7 @@ class Migrations(ServiceTest):
 
 
 class Inspect(ServiceTest):
-    """`openexec ledger show` and `ledger export` (SPEC §3): offline, read-only,
+    """`openexec ledger show` and `ledger export` (docs/operations.md): offline, read-only,
     JSON lines that an auditor can check (each receipt is the SHA-256 of
     id ":" result_json), on both backends, beside a running node."""
 
@@ -407,8 +407,20 @@ class Inspect(ServiceTest):
         lines = [json.loads(x) for x in p.stdout.splitlines()]
         self.assertEqual([(x["record"], x["nonce"]) for x in lines],
                          [("execution", "pl-1"), ("execution", "pl-big-ok"),
-                          ("rejection", "pl-1"), ("rejection", "pl-big"), ("rejection", None)])
+                          ("rejection", "pl-1"), ("rejection", "pl-big"), ("rejection", "")])
         ex, cut_ex, conflict, cut, unread = lines
+        # One shape: every line has a receipt's fields, the hashed text as
+        # result_json and the result as its value; what a rejection has
+        # not is null, what the request did not give "".
+        fields = {"id", "nonce", "action", "request_hash", "status", "approved", "result",
+                  "result_json", "receipt", "error_code", "detail", "approval_id"}
+        for x in lines:
+            self.assertLessEqual(fields, set(x), x)
+        self.assertEqual((ex["status"], json.loads(ex["result_json"]), ex["error_code"]),
+                         ("executed", ex["result"], None))
+        self.assertEqual((unread["status"], unread["id"], unread["result"], unread["result_json"],
+                          unread["receipt"], unread["nonce"], unread["request_hash"]),
+                         ("rejected", None, None, None, None, "", ""))
         self.assertEqual(ex["payload"], {"k": "é", "n": [1, 2.5]})
         self.assertEqual(conflict["payload"], {"k": 2})
         for x in (ex, conflict):
@@ -573,7 +585,7 @@ class Replicas(ServiceTest):
 
 
 class Audit(ServiceTest):
-    """`openexec ledger audit` (SPEC §12) on a ledger written over HTTP, on
+    """`openexec ledger audit` (docs/protocol.md §8) on a ledger written over HTTP, on
     both backends: untouched it is intact; each tampering by hand (raw SQL
     on a copy of the ledger) is named, exit 1."""
 

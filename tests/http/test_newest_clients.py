@@ -1,5 +1,4 @@
-"""Black-box tests of approvals from the original service's clients (SPEC
-§4, §7, §10): artifacts minted by newest_client.py (the newest release's
+"""Black-box tests of approvals from the original service's clients (docs/operations.md; docs/protocol.md §4, §7): artifacts minted by newest_client.py (the newest release's
 Ed25519 helper, without issued_by and with any TTL, and the seed's HMAC
 minting) run through the whole clawshield flow, over POST /execute and
 over Kafka (the embedded broker); several Ed25519 keys and HMAC secrets
@@ -41,7 +40,7 @@ def public_pem(key):
 
 
 def key_id(key):
-    """SPEC §4: lowercase hex SHA-256 of the raw 32-byte public key."""
+    """docs/operations.md: lowercase hex SHA-256 of the raw 32-byte public key."""
     raw = key.public_key().public_bytes(serialization.Encoding.Raw,
                                         serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()

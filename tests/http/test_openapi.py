@@ -248,9 +248,15 @@ class OpenAPI(KafkaTest):
         r = s.post("/receipts/verify", body)
         self.check(r, "/receipts/verify", "POST", 200)
         self.assertEqual(r.json, {"valid": True})
-        r = s.post("/receipts/verify", dict(body, result={"echo": {"v": 9}}))
+        r = s.post("/receipts/verify", dict(body, result={"echo": {"v": 9}},
+                                             result_json='{"echo": {"v": 9}}'))
         self.check(r, "/receipts/verify", "POST", 200)
         self.assertEqual(r.json, {"valid": False, "reason": "result is not the leaf's"})
+        # The answer carries its result twice (result, result_json): one
+        # changed alone is refused too.
+        r = s.post("/receipts/verify", dict(body, result={"echo": {"v": 9}}))
+        self.assertEqual(r.json, {"valid": False,
+                                  "reason": "result and result_json differ: not one result"})
         origin = body["proof"]["log_origin"]
         r = s.get("/log/%s/checkpoint" % origin)
         self.check(r, "/log/{origin}/checkpoint", "GET", 200)

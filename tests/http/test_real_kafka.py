@@ -1,7 +1,7 @@
 """Black-box tests of the Kafka path on real Apache Kafka (KRaft, three
 combined broker+controller nodes started by tests/kafka/kafka.sh through
 tests/http/kafkacluster.py), not on the embedded mock broker: what the mock
-cannot show (README "Delivery guarantee", SPEC §8, §9, §10).
+cannot show (README "Delivery guarantee", docs/protocol.md §5, §6, §7).
 
 1. Transactions end to end (OPENEXEC_KAFKA_TRANSACTIONS=1): 50,000 requests,
    the worker kill -9ed five times at random instants and restarted on the
@@ -11,7 +11,7 @@ cannot show (README "Delivery guarantee", SPEC §8, §9, §10).
    published again), the worker is killed while that broker is still down,
    and the broker comes back while the last worker finishes. A
    read_committed consumer of the receipts topic sees exactly one receipt
-   per nonce, equal to the ledger and to SPEC §8 computed here; a
+   per nonce, equal to the ledger and to docs/protocol.md §5 computed here; a
    read_uncommitted one sees more (aborted copies: transactions really were
    on); the group's committed offsets reach the end of the requests topic.
 2. Broker failover: one worker (never restarted) through 50,000 requests
@@ -312,7 +312,7 @@ class RealKafka(KafkaCase):
                 last = time.monotonic()
 
     def check_receipts(self, tracker, reqs):
-        """Every nonce answered; every copy of its receipt equal to SPEC §8
+        """Every nonce answered; every copy of its receipt equal to docs/protocol.md §5
         computed here (so all copies identical). Returns ({nonce: copies},
         {status: count})."""
         by = tracker.reader.by_key()
@@ -327,7 +327,7 @@ class RealKafka(KafkaCase):
                 rec = decode_receipt(m.value)
                 got = {k: rec.get(k) for k in exp}
                 if got != exp:
-                    self.fail("receipt of %s differs from SPEC §8: %r, expected %r"
+                    self.fail("receipt of %s differs from docs/protocol.md §5: %r, expected %r"
                               % (n, rec, exp))
                 self.assertIn(rec["status"], ("executed", "replayed"), rec)
                 statuses[rec["status"]] = statuses.get(rec["status"], 0) + 1
@@ -335,14 +335,14 @@ class RealKafka(KafkaCase):
         return counts, statuses
 
     def check_ledger(self, db, reqs):
-        """One execution per nonce, equal to SPEC §8."""
+        """One execution per nonce, equal to docs/protocol.md §5."""
         rows = ledger_query(db, "SELECT nonce, id, receipt FROM executions")
         self.assertEqual(len(rows), len(reqs), "executions in the ledger")
         self.assertEqual(len({r[0] for r in rows}), len(reqs))
         exp = {n: expected_receipt(n, p) for n, p in reqs}
         bad = [(n, i, r) for n, i, r in rows
                if n not in exp or (exp[n]["id"], exp[n]["receipt"]) != (i, r)]
-        self.assertEqual(bad[:5], [], "ledger rows that differ from SPEC §8")
+        self.assertEqual(bad[:5], [], "ledger rows that differ from docs/protocol.md §5")
         return rows
 
     def assertClean(self, w, allow=()):
@@ -501,7 +501,7 @@ class Transactions(RealKafka):
         self.settle(rc, quiet=2.0)
         self.settle(unc, quiet=0.5)
 
-        # Exactly one committed receipt per nonce, equal to SPEC §8 and to
+        # Exactly one committed receipt per nonce, equal to docs/protocol.md §5 and to
         # the ledger.
         counts, statuses = self.check_receipts(rc, reqs)
         dups = {n: c for n, c in counts.items() if c != 1}

@@ -1,4 +1,4 @@
-"""Black-box tests of the shared ledger (SPEC §4, §7, §8, §9, §10): workers
+"""Black-box tests of the shared ledger (docs/operations.md; docs/protocol.md §4, §5, §6, §7): workers
 of one consumer group on one PostgreSQL database, where nonce and approval
 single use are database constraints that hold across the whole group; the
 fail-closed stop of a worker on a private SQLite ledger that finds other
@@ -12,7 +12,7 @@ says; the fail-closed test names two SQLite files with `--db`. The tests
 that stop the cluster start it again before they end, failed or not.
 
 Ids, request hashes and receipt hashes are computed here in Python
-(harness.py, SPEC §8) and compared; every count is exact."""
+(harness.py, docs/protocol.md §5) and compared; every count is exact."""
 
 import os
 import random
@@ -234,7 +234,7 @@ class SharedLedger(KafkaCase):
 
     def assertStoredReceipt(self, body, action, payload, nonce, result, tenant="",
                             approval_id=None):
-        """A GET /receipts answer (SPEC §10) for this execution."""
+        """A GET /receipts answer (docs/protocol.md §7) for this execution."""
         h = request_hash(action, payload)
         eid = execution_id(tenant, nonce, h)
         want = {"id": eid, "nonce": nonce, "action": action, "request_hash": h,
@@ -652,7 +652,7 @@ class SharedLedger(KafkaCase):
                       workers[0].log() + workers[1].log())
 
         # Receipts: every nonce answered; an executed nonce always with the
-        # same id, result and receipt (SPEC §8, computed here), and
+        # same id, result and receipt (docs/protocol.md §5, computed here), and
         # "executed" at most once; rejections only for the shared artifacts.
         executed = {}  # nonce -> (id, receipt, approval_id)
         for n, (action, payload, approval_id, g) in requests.items():
@@ -744,7 +744,7 @@ class SharedLedger(KafkaCase):
         self.quiet(reader, 1.0)
         sort_new(reader)
         # One answer each; a second only as a copy of the first (a
-        # rebalance can deliver a message again, SPEC: receipts may be
+        # rebalance can deliver a message again (docs/protocol.md §1.4): receipts may be
         # published more than once, identical in their hashed fields).
         for n in used:
             rec = answers[n][0]
@@ -752,7 +752,7 @@ class SharedLedger(KafkaCase):
             for copy in answers[n][1:]:
                 self.assertEqual(copy, rec, n)
         copies = sum(len(a) - 1 for a in answers.values())
-        # Anything else is a copy of an earlier answer (SPEC §9), never a new
+        # Anything else is a copy of an earlier answer (docs/protocol.md §6), never a new
         # verdict.
         for n, rec in late:
             if n in executed:

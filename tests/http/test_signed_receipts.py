@@ -252,10 +252,18 @@ class PyCheck:
                   "approval_id", "approved"):
             if f in rec and rec[f] != leaf[f]:
                 raise ValueError("leaf: %s %r, receipt says %r" % (f, leaf[f], rec[f]))
+        # The result text, claimed as result_json and as result (the text,
+        # or in an /execute answer the value itself): each must be the
+        # leaf's.
+        if "result_json" in rec and rec["result_json"] != leaf["result"]:
+            raise ValueError("leaf: result %r, receipt's result_json says %r"
+                             % (leaf["result"], rec["result_json"]))
         if "result" in rec:
             claimed = rec["result"]
             if claimed is not None and not isinstance(claimed, str):
                 claimed = result_json(claimed)  # an /execute answer: the value itself
+            elif isinstance(claimed, str) and claimed != leaf["result"]:
+                claimed = result_json(claimed)  # perhaps the value, a string result
             if claimed != leaf["result"]:
                 raise ValueError("leaf: result %r, receipt says %r" % (leaf["result"], claimed))
         if leaf["status"] == "executed":
@@ -605,8 +613,13 @@ class SignedLocal(ServiceTest):
         rogue = Ed25519PrivateKey.generate()
 
         def forged(**changes):
+            """A with changes; a changed result also changes result_json
+            (the forger keeps the two names of the text in step), unless
+            result_json is given."""
             f = json.loads(json.dumps(A))
             proof = changes.pop("proof", None)
+            if "result" in changes and "result_json" not in changes:
+                changes["result_json"] = result_json(changes["result"])
             f.update(changes)
             if proof is not None:
                 f["proof"] = proof
@@ -636,13 +649,18 @@ class SignedLocal(ServiceTest):
         cases = [
             ("changed result", forged(result=bad_result),
              {"go": "result", "cli": "result", "http": "result", "py": "result"}),
+            ("changed result, result_json left as it was",
+             forged(result=bad_result, result_json=A["result_json"],
+                    receipt=receipt_hash(A["id"], bad_result)),
+             {"go": "in the leaf but", "cli": "differ", "http": "differ", "py": "leaf:"}),
             ("changed result, receipt hash recomputed",
              forged(result=bad_result, receipt=receipt_hash(A["id"], bad_result)),
              {"go": "leaf", "cli": "leaf", "http": "leaf", "py": "leaf"}),
             ("status executed -> rejected", forged(status="rejected"),
              {"go": "status", "cli": "status", "http": "status", "py": "status"}),
             ("proof of another receipt", forged(proof=B["proof"]),
-             {"go": "id is", "cli": "id is", "http": "id is", "py": "id"}),
+             {"go": "in the leaf but", "cli": "is not the leaf's", "http": "is not the leaf's",
+              "py": "leaf:"}),
             ("checkpoint re-signed by an untrusted key",
              forged(proof=with_proof(checkpoint=sign_note(note_text, origin, rogue))),
              {"go": "no signature by a trusted key", "cli": "no signature by a trusted key",

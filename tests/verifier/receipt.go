@@ -248,11 +248,11 @@ func parseLeaf(leaf []byte) (map[string]json.RawMessage, error) {
 // compareFields compares the fields of comparedFields of a leaf and a
 // receipt as JSON values. A field the receipt does not carry at all (an
 // HTTP answer has no nonce or request_hash) claims nothing and is not
-// compared; null is compared as null. The receipt's
-// result is its result_json when present (an HTTP answer, whose result is
-// then the object itself), else its result; a result that is a JSON value
-// rather than its text must equal the leaf's result text parsed. Returns
-// the result text, nil for null.
+// compared; null is compared as null. The leaf's result text is claimed
+// under two names: result_json (the text) and result (the text, or in an
+// HTTP answer the JSON value it is, which must equal the leaf's text
+// parsed); each the receipt carries is compared. Returns the result text,
+// nil for null.
 func compareFields(leaf, rec map[string]json.RawMessage) (*string, error) {
 	var resultText *string
 	for _, f := range comparedFields {
@@ -260,44 +260,51 @@ func compareFields(leaf, rec map[string]json.RawMessage) (*string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", f, err)
 		}
-		name, raw := f, rec[f]
 		if f == "result" {
-			if r, ok := rec["result_json"]; ok {
-				name, raw = "result_json", r
-			}
-		}
-		if raw == nil {
-			if ls, ok := lv.(string); ok && f == "result" {
+			// Both names are claims of the one result text: each the
+			// receipt carries must be the leaf's (result also as the
+			// JSON value that text is).
+			ls, lok := lv.(string)
+			if lok {
 				resultText = &ls
 			}
+			for _, name := range []string{"result_json", "result"} {
+				raw, ok := rec[name]
+				if !ok {
+					continue
+				}
+				rv, err := jsonValue(raw)
+				if err != nil {
+					return nil, fmt.Errorf("receipt %s: %v", name, err)
+				}
+				// (A string result may be that text, or the value
+				// when the result itself is a string.)
+				if name == "result" && rv != nil && lok && !reflect.DeepEqual(lv, rv) {
+					parsed, err := jsonValue(json.RawMessage(ls))
+					if err == nil && reflect.DeepEqual(parsed, rv) {
+						continue
+					}
+				}
+				if !reflect.DeepEqual(lv, rv) {
+					where := "the receipt"
+					if name != f {
+						where = "the receipt's " + name
+					}
+					return nil, fmt.Errorf("%s is %s in the leaf but %s in %s", f, show(leaf[f]), show(raw), where)
+				}
+			}
+			continue
+		}
+		raw := rec[f]
+		if raw == nil {
 			continue
 		}
 		rv, err := jsonValue(raw)
 		if err != nil {
-			return nil, fmt.Errorf("receipt %s: %v", name, err)
-		}
-		if f == "result" {
-			ls, lok := lv.(string)
-			if rv != nil && lok {
-				if _, isString := rv.(string); !isString {
-					// The receipt carries the result as a JSON value.
-					parsed, err := jsonValue(json.RawMessage(ls))
-					if err == nil && reflect.DeepEqual(parsed, rv) {
-						resultText = &ls
-						continue
-					}
-				}
-			}
-			if lok {
-				resultText = &ls
-			}
+			return nil, fmt.Errorf("receipt %s: %v", f, err)
 		}
 		if !reflect.DeepEqual(lv, rv) {
-			where := "the receipt"
-			if name != f {
-				where = "the receipt's " + name
-			}
-			return nil, fmt.Errorf("%s is %s in the leaf but %s in %s", f, show(leaf[f]), show(raw), where)
+			return nil, fmt.Errorf("%s is %s in the leaf but %s in the receipt", f, show(leaf[f]), show(raw))
 		}
 	}
 	return resultText, nil

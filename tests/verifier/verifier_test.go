@@ -426,6 +426,17 @@ func TestHTTPAnswers(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "in the receipt's result_json") {
 		t.Fatalf("HTTP answer with another result_json: %v", r)
 	}
+	// And a result that differs while result_json is right (a Kafka
+	// receipt carries both as text; an HTTP answer result as a value).
+	for _, forged := range []any{`{"sum":1}`, map[string]any{"sum": 1}} {
+		bad = deepCopy(rs[:1])[0]
+		bad["result_json"] = f.receipts()[0]["result"] // the leaf's text
+		bad["result"] = forged
+		r = runVerifier(string(canonical(bad)), "receipts", "--trusted-keys", keys)
+		if r.code != 1 || !strings.Contains(r.stderr, "leaf: result is") {
+			t.Fatalf("receipt with another result beside the right result_json: %v", r)
+		}
+	}
 }
 
 // Each receipt that must be refused, alone, and the reason expected.

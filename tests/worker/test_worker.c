@@ -212,7 +212,7 @@ static oe_broker *test_broker(void)
     return b;
 }
 
-/* A stopped worker's /ready reason is our own words (SPEC §10: no
+/* A stopped worker's /ready reason is our own words (docs/protocol.md §7: no
  * backend's text); the detail, with librdkafka's text, is for the log and
  * the exit line. */
 static void assert_public_reason(worker_fixture *f, const char *detail, const char *expected)
