@@ -1,7 +1,7 @@
 """Black-box tests of the Kafka path on real Apache Kafka (KRaft, three
 combined broker+controller nodes started by tests/kafka/kafka.sh through
 tests/http/kafkacluster.py), not on the embedded mock broker: what the mock
-cannot show (README "Delivery guarantee", SPEC §8, §9, §10).
+cannot show (docs/guide.md "The delivery guarantee", SPEC §8, §9, §10).
 
 1. Transactions end to end (OPENEXEC_KAFKA_TRANSACTIONS=1): 50,000 requests,
    the worker kill -9ed five times at random instants and restarted on the
@@ -348,7 +348,7 @@ class RealKafka(KafkaCase):
     def assertClean(self, w, allow=()):
         log = w.log()
         if "; replacing the producer" in log:
-            # A fatal producer error answered by a new producer (README):
+            # A fatal producer error answered by a new producer (docs/guide.md):
             # its lines are expected; "worker stopped" still is not.
             allow = tuple(allow) + ("Fatal transaction error", "Fatal error:",
                                     "fatal producer error", "fatal: replacing the producer")
