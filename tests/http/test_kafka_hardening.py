@@ -20,7 +20,7 @@ import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
 # Peak resident memory allowed to a worker that is fed 200 one-megabyte
-# documents of 100,000+ values each (docs/protocol.md states the same bound).
+# documents of 100,000+ values each (the README states the same bound).
 RSS_BOUND_MIB = 256
 
 
