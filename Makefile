@@ -7,7 +7,7 @@ CC      ?= cc
 # Debian -dev packages the build links against (DEB_PKGS: `make deps`), and
 # the tools the tests use (DEB_TEST_PKGS: `make deps-test`).
 PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
-# curl is the README's way of talking to the service.
+# curl is the documents' way of talking to the service.
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
            libavro-dev libpq-dev curl
 DEB_TEST_PKGS = python3 python3-cryptography python3-confluent-kafka \
@@ -36,7 +36,7 @@ endif
 CFLAGS  = $(CFLAGS_BASE) $(OPT) $(SANFLAGS) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS = $(SANFLAGS)
 
-# The rooms of the library (README "Map of the code"); cmd/ is the binary.
+# The rooms of the library (CONTRIBUTING.md "Map of the code"); cmd/ is the binary.
 ROOMS      = engine ledger codec kafka worker bridge devbroker admin-http
 ENGINE_SRC = $(wildcard engine/*.c)
 CODEC_SRC  = $(wildcard codec/*.c)

@@ -137,7 +137,7 @@ fi
 # The same black-box suites with every service's ledger on PostgreSQL (a
 # throw-away server the tests start, tests/http/pgcluster.py): each Server
 # gets a database instead of a SQLite file. Left out: the command-line and
-# HTTP framing tests, deploy/, the README and docs/operations.md (the ledger
+# HTTP framing tests, deploy/, the documents' tests (the ledger
 # plays no part in them, or they name their own), and test_ledger, test_shared_ledger and
 # test_signed_receipts, which choose their backends themselves, the Apache
 # Kafka suites (their subject is the broker, not the ledger), and, to keep

@@ -79,7 +79,7 @@ def metric_names():
 class SetUp(ServiceTest):
     def test_make_run_installs_only_what_the_program_needs(self):
         # `make run` depends on `make deps`: the build's -dev packages (and
-        # curl for the README's examples); the test world is `make
+        # curl for the documents' examples); the test world is `make
         # deps-test`, which `make test` runs.
         def var(name):
             p = subprocess.run(["make", "-s", "-C", ROOT, "--no-print-directory",

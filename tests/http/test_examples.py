@@ -5,10 +5,10 @@ the Java producer.
 
 Every ```sh block of docs/integrate.md carries a marker on the line before
 it: `<!-- test: examples NAME -->` (run here, by the test RUN_BY names) or
-`<!-- test: skip, REASON -->` (the README's `make run` and `make kafka`
-blocks, run by its test, and `make deps-examples`, run by `make
-deps-test`). A block is run as it is written, in bash with `set -euo
-pipefail` from the repository's root, with the doc's broker address
+`<!-- test: skip, REASON -->` (`make run` and `make kafka` blocks, which
+test_readme.py runs in the README and docs/guide.md, and `make
+deps-examples`, run by `make deps-test`). A block is run as it is
+written, in bash with `set -euo pipefail` from the repository's root, with the doc's broker address
 127.0.0.1:9092 replaced by the test's and B set to it; `python3` is this
 interpreter. What the blocks print is checked against what the doc says
 and against the receipts on the topic, decoded here independently

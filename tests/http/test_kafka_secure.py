@@ -356,15 +356,15 @@ class SecureCase(KafkaCase):
     def test_sasl_ssl_round_trip_environment(self):
         self.round_trip(env_mode=True)
 
-    def test_readme_example(self):
-        # The README's SASL_SSL block, as pasted, with this cluster's
+    def test_guide_example(self):
+        # docs/guide.md's SASL_SSL block, as pasted, with this cluster's
         # listener, CA and password in the variables it reads: the worker
         # authenticates, finds its topics (the default names, made here)
         # and turns ready; the block stops it.
-        from test_readme import blocks
-        found = [text for _, marker, text in blocks()
+        from test_readme import GUIDE, blocks
+        found = [text for _, marker, text in blocks(GUIDE)
                  if marker and "test_kafka_secure.py runs this block" in marker]
-        self.assertEqual(len(found), 1, "the README's SASL_SSL block")
+        self.assertEqual(len(found), 1, "docs/guide.md's SASL_SSL block")
         c = self.cluster
         create_topics(c.bootstrap, {"requests": "openexec.requests",
                                     "receipts": "openexec.receipts",
@@ -375,10 +375,10 @@ class SecureCase(KafkaCase):
         t0 = time.monotonic()
         p = subprocess.run(["bash", "-euo", "pipefail", "-c", found[0]], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=60)
-        self.assertEqual(p.returncode, 0, "the README's SASL_SSL block: %s %s"
+        self.assertEqual(p.returncode, 0, "docs/guide.md's SASL_SSL block: %s %s"
                          % (p.stdout[-2000:], p.stderr[-2000:]))
         self.assertIn("SASL_SSL", p.stderr)  # the worker's configuration line
-        self.assertNoSecret("the README block's output", p.stdout + p.stderr)
+        self.assertNoSecret("the guide's block's output", p.stdout + p.stderr)
         print("    ready and stopped in %.1f s" % (time.monotonic() - t0))
 
     # -- b, c. refused connections fail fast
@@ -488,12 +488,12 @@ class Kafka4(SecureCase):
     over TLS; and SCRAM with the right password, refused by
     the broker, because Debian 12's librdkafka predates the fix of
     librdkafka#4895, and the program says so at once instead of retrying
-    (README, "Secure clusters"). When the distribution's librdkafka is
+    (docs/guide.md, "Secure clusters"). When the distribution's librdkafka is
     2.6.1 or newer the second test fails: then SCRAM works on Kafka 4 and
-    the README's caveat goes."""
+    the guide's caveat goes."""
     VERSION = "4.1.1"
     MECHANISM = "PLAIN"
-    test_readme_example = None  # SCRAM, as the README shows: SecureCase runs it
+    test_guide_example = None  # SCRAM, as the guide shows: SecureCase runs it
 
     def test_scram_refused_by_kafka4_fails_fast(self):
         props = sasl_props(self.cluster.ca_path, mechanism="SCRAM-SHA-512")

@@ -348,7 +348,7 @@ class RealKafka(KafkaCase):
     def assertClean(self, w, allow=()):
         log = w.log()
         if "; replacing the producer" in log:
-            # A fatal producer error answered by a new producer (README):
+            # A fatal producer error answered by a new producer (docs/guide.md):
             # its lines are expected; "worker stopped" still is not.
             allow = tuple(allow) + ("Fatal transaction error", "Fatal error:",
                                     "fatal producer error", "fatal: replacing the producer")

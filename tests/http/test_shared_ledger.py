@@ -70,17 +70,17 @@ def ensure_pg_running():
 
 
 # The workers' role of the least-privilege tests: it logs in and holds only
-# the grants README.md, SECURITY.md and docs/operations.md document
+# the grants SECURITY.md and docs/operations.md document
 # (documented_grants).
 WORKER_ROLE, WORKER_PASSWORD = "openexec_worker", "openexec-worker-pw"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def documented_grants():
     """The SQL lines of the ```sql block after the "<!-- grants:" marker of
-    README.md, SECURITY.md and docs/operations.md; raises AssertionError
-    unless each exists and they hold the same lines."""
+    SECURITY.md and docs/operations.md; raises AssertionError unless each
+    exists and they hold the same lines."""
     blocks = []
-    for name in ("README.md", "SECURITY.md", os.path.join("docs", "operations.md")):
+    for name in ("SECURITY.md", os.path.join("docs", "operations.md")):
         with open(os.path.join(ROOT, name)) as f:
             lines = [line.strip() for line in f.read().splitlines()]
         starts = [i for i, line in enumerate(lines) if line.startswith("<!-- grants:")]
@@ -90,7 +90,7 @@ def documented_grants():
         end = lines.index("```", starts[0] + 2)
         blocks.append([line for line in lines[starts[0] + 2:end] if line])
     if any(b != blocks[0] for b in blocks) or not blocks[0]:
-        raise AssertionError("the grants of README.md, SECURITY.md and docs/operations.md "
+        raise AssertionError("the grants of SECURITY.md and docs/operations.md "
                              "differ: %r" % blocks)
     return blocks[0]
 
@@ -1103,7 +1103,7 @@ class SharedLedger(KafkaCase):
         self.assertEqual(pgq(dbname, "SELECT nonce, error_code, payload FROM rejections"),
                          [("old-2", "malformed", None)])
         # Now current, and the documented grants run again (the upgrade
-        # added tables: README): the worker role starts and answers from
+        # added tables: docs/operations.md): the worker role starts and answers from
         # the old rows.
         grant_documented(dbname)
         w = self.server(args=["--db-url", wurl, "--execute", "local"])
