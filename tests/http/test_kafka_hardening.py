@@ -21,7 +21,7 @@ from test_kafka import KafkaCase, jreq  # noqa: E402
 
 # Peak resident memory allowed to a worker that is fed 200 one-megabyte
 # documents of 100,000+ values each, then 5,000 small wide ones executed
-# (the README states the same bound). 288 MiB since receipts carry their
+# (CONTRIBUTING.md states the same bound). 288 MiB since receipts carry their
 # result twice (result and result_json, docs/protocol.md §6.1): the small
 # documents' receipts in flight grew by ~20 MiB over the 256 MiB bound
 # that held before (peak 248 MiB then, 266-274 MiB now).

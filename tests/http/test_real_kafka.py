@@ -1,7 +1,7 @@
 """Black-box tests of the Kafka path on real Apache Kafka (KRaft, three
 combined broker+controller nodes started by tests/kafka/kafka.sh through
 tests/http/kafkacluster.py), not on the embedded mock broker: what the mock
-cannot show (README "Delivery guarantee", docs/protocol.md §5, §6, §7).
+cannot show (docs/guide.md "Delivery guarantee", docs/protocol.md §5, §6, §7).
 
 1. Transactions end to end (OPENEXEC_KAFKA_TRANSACTIONS=1): 50,000 requests,
    the worker kill -9ed five times at random instants and restarted on the
