@@ -343,6 +343,20 @@ static void stop_call(oe_lua_vm *vm)
     lua_sethook(vm->L, vm_hook, LUA_MASKCOUNT, 1);
 }
 
+/* Collects the call's garbage at points that are the same on every run
+ * (a hook check or a library function's charge): once the call holds half
+ * its budget, and again each time it has grown by another quarter since.
+ * The collection's work is charged as steps. */
+static void collect_if_due(lua_State *L, oe_lua_vm *vm)
+{
+    size_t held = vm->heap - vm->heap_idle;
+    if (held > vm->max_memory / 2 && vm->heap - vm->collected > vm->max_memory / 4) {
+        lua_gc(L, LUA_GCCOLLECT);
+        vm->steps += held / OE_LUA_STEP_BYTES;
+        vm->collected = vm->heap;
+    }
+}
+
 static void vm_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -351,15 +365,7 @@ static void vm_hook(lua_State *L, lua_Debug *ar)
         return;
     if (vm->failure == FAIL_NONE) {
         vm->steps += OE_LUA_STEP_CHECK;
-        /* Garbage is collected here, at points that are the same on every
-         * run: once the call holds half its budget, and again each time it
-         * has grown by another quarter since. */
-        size_t held = vm->heap - vm->heap_idle;
-        if (held > vm->max_memory / 2 && vm->heap - vm->collected > vm->max_memory / 4) {
-            lua_gc(L, LUA_GCCOLLECT);
-            vm->steps += held / OE_LUA_STEP_BYTES;
-            vm->collected = vm->heap;
-        }
+        collect_if_due(L, vm);
         if (vm->steps <= vm->max_steps)
             return;
         vm->failure = FAIL_STEPS;
@@ -376,6 +382,7 @@ void oe_lua_charge(lua_State *L, uint64_t steps)
         return;
     if (vm->failure == FAIL_NONE) {
         vm->steps = steps > UINT64_MAX - vm->steps ? UINT64_MAX : vm->steps + steps;
+        collect_if_due(L, vm);
         if (vm->steps <= vm->max_steps)
             return;
         vm->failure = FAIL_STEPS;
@@ -482,8 +489,12 @@ static void push_json(lua_State *L, const oe_json *v, int array_mt, int object_m
         lua_pushboolean(L, v->type == OE_JSON_TRUE);
         break;
     case OE_JSON_INT:
-        if (!v->fits_int64)
-            luaL_error(L, "payload: the integer %.24s... is outside the 64-bit range", v->str);
+        if (!v->fits_int64) {
+            char text[80]; /* lua_pushfstring has no %.24s */
+            snprintf(text, sizeof text, "payload: the integer %.24s... is outside the 64-bit range",
+                     v->str);
+            luaL_error(L, "%s", text);
+        }
         lua_pushinteger(L, (lua_Integer)v->i64);
         break;
     case OE_JSON_FLOAT:
@@ -517,8 +528,11 @@ static void push_json(lua_State *L, const oe_json *v, int array_mt, int object_m
 /* Raises the error of a failed append to the result. */
 static void append_failed(lua_State *L, oe_lua_vm *vm, int rc)
 {
-    if (rc == OE_ELIMIT)
-        luaL_error(L, "result is larger than %zu bytes", vm->scratch.max);
+    if (rc == OE_ELIMIT) {
+        char text[80]; /* lua_pushfstring has no %zu */
+        snprintf(text, sizeof text, "result is larger than %zu bytes", vm->scratch.max);
+        luaL_error(L, "%s", text);
+    }
     if (rc == OE_EINVAL)
         luaL_error(L, "result: a string is not UTF-8 text");
     vm->failure = FAIL_OOM;
@@ -679,10 +693,9 @@ static int protected_call(lua_State *L)
     lua_call(L, 0, LUA_MULTRET);
     if (lua_gettop(L) != 6 || lua_type(L, 6) != LUA_TFUNCTION)
         return luaL_error(L,
-                          "%s.lua: the chunk must return one function (it returned %d "
-                          "value%s, the first %s)",
-                          vm->set->scripts[a->index].name, lua_gettop(L) - 5,
-                          lua_gettop(L) - 5 == 1 ? "" : "s",
+                          "the chunk must return one function (it returned %d value%s, the "
+                          "first %s)",
+                          lua_gettop(L) - 5, lua_gettop(L) - 5 == 1 ? "" : "s",
                           lua_gettop(L) > 5 ? luaL_typename(L, 6) : "nil");
     if (!a->payload)
         return 0;
@@ -810,6 +823,20 @@ static void settle_idle(oe_lua_vm *vm)
     vm->heap_idle = vm->heap;
 }
 
+/* "DIR/NAME.lua:LINE: message" when msg starts with "NAME.lua:" (Lua
+ * names the chunk so), else "DIR/NAME.lua: message". */
+static void script_message(const oe_lua_vm *vm, size_t i, const char *msg, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    script_dir(vm->set, dir, sizeof dir);
+    const char *name = vm->set->scripts[i].name;
+    size_t nl = strlen(name);
+    if (strncmp(msg, name, nl) == 0 && strncmp(msg + nl, ".lua:", 5) == 0)
+        snprintf(err, errlen, "%s%s", dir, msg);
+    else
+        snprintf(err, errlen, "%s%s.lua: %s", dir, name, msg);
+}
+
 /* Makes vm's state: the sandbox and the compiled chunks, each chunk run
  * once, then collected to its idle size. Returns OE_OK, or with a reason
  * in err naming the script OE_EINVAL (it does not compile, its chunk
@@ -829,29 +856,21 @@ static int vm_build(oe_lua_vm *vm, char *err, size_t errlen)
     build_args b = {.vm = vm, .failed = vm->set->n, .status = LUA_OK};
     lua_pushcfunction(L, protected_build);
     lua_pushlightuserdata(L, &b);
-    char dir[PATH_MAX];
-    script_dir(vm->set, dir, sizeof dir);
     if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-        /* Lua names the chunk "NAME.lua": its message starts with that. */
-        if (b.status == LUA_ERRSYNTAX)
-            snprintf(err, errlen, "%s%s", dir, lua_tostring(L, -1));
+        int syntax = b.status == LUA_ERRSYNTAX;
+        if (syntax)
+            script_message(vm, b.failed, lua_tostring(L, -1), err, errlen);
         else
             snprintf(err, errlen, "out of memory");
         vm_close(vm);
-        return b.status == LUA_ERRSYNTAX ? OE_EINVAL : OE_ENOMEM;
+        return syntax ? OE_EINVAL : OE_ENOMEM;
     }
     settle_idle(vm);
     char msg[OE_LUA_MESSAGE_MAX + 1];
     for (size_t i = 0; i < vm->set->n; i++) {
         int rc = run_call(vm, i, NULL, NULL, msg, sizeof msg, 0);
         if (rc != OE_OK) {
-            /* "DIR/NAME.lua:LINE: message" when Lua names the line. */
-            const char *name = vm->set->scripts[i].name;
-            size_t nl = strlen(name);
-            if (strncmp(msg, name, nl) == 0 && strncmp(msg + nl, ".lua:", 5) == 0)
-                snprintf(err, errlen, "%s%s", dir, msg);
-            else
-                snprintf(err, errlen, "%s%s.lua: %s", dir, name, msg);
+            script_message(vm, i, msg, err, errlen);
             vm_close(vm);
             return rc;
         }
