@@ -5,12 +5,13 @@
  * instructions, plus what library functions charge for their work
  * (oe_lua_charge) and one step per OE_LUA_STEP_BYTES of every long string
  * made. Memory is counted by the state's allocator. The collector never
- * runs on its own during a call: when an allocation would pass the
- * budget, the allocator refuses it once, Lua collects everything
- * unreachable (an emergency collection, charged as steps) and asks again,
- * and only then is the budget exceeded. Both failures are sticky for the
- * call: a script that catches the error with pcall is stopped at its next
- * instruction (the hook fires on every one), and the call fails.
+ * runs on its own (it is stopped): during a call it runs at the hook's
+ * checks and the charges, once the call holds half its budget and again
+ * after each further quarter (collect_if_due), points that are the same
+ * on every run. An allocation that would pass the budget is refused. Both
+ * failures are sticky for the call: a script that catches the error with
+ * pcall is stopped at its next instruction (the hook then fires on every
+ * one), and the call fails.
  *
  * Sameness across runs. Between calls the state is collected until it is
  * back to its idle size (the size measured when it was made): no garbage,

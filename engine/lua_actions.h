@@ -1,4 +1,4 @@
-/* Operators' own actions, written in Lua 5.4 (docs/protocol.md section 5.5).
+/* Operators' own actions, written in Lua 5.4 (docs/actions.md).
  *
  * Two objects, each with one owner:
  *
@@ -20,8 +20,8 @@
  * clock, no randomness, no way to load code, and iteration order (pairs)
  * is sorted. It is bounded by a step budget (Lua instructions, plus the
  * work of library functions by the bytes they handle) and a memory budget
- * (bytes allocated by the call, after a full collection when it would
- * pass). Passing either, an error raised by the script, or a result that
+ * (bytes the call holds; its garbage is collected once it holds half).
+ * Passing either, an error raised by the script, or a result that
  * JSON cannot carry is a verdict (the action failed), the same on every
  * run; only the machine running out of memory is not.
  */

@@ -112,8 +112,7 @@ static void assert_idle(fixture *f, const char *after)
 /* ---- Payloads to Lua and back ---- */
 
 /* payload -> the identity action -> result: json.dumps(payload,
- * sort_keys=True) as Python prints it (tests/engine/gen: checked with
- * python3). */
+ * sort_keys=True) exactly as Python 3 prints it. */
 static const char *const round_trips[][2] = {
     {"{}", "{}"},
     {"[]", "[]"},
