@@ -6,10 +6,10 @@
 CC      ?= cc
 # Debian -dev packages the build links against (DEB_PKGS: `make deps`), and
 # the tools the tests use (DEB_TEST_PKGS: `make deps-test`).
-PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq
+PKGS     = libcrypto sqlite3 libmicrohttpd rdkafka avro-c libpq lua5.4
 # curl is the documents' way of talking to the service.
 DEB_PKGS = pkg-config libssl-dev libsqlite3-dev libmicrohttpd-dev librdkafka-dev \
-           libavro-dev libpq-dev curl
+           libavro-dev libpq-dev liblua5.4-dev curl
 DEB_TEST_PKGS = python3 python3-cryptography python3-confluent-kafka \
            python3-avro kcat clang libclang-rt-14-dev clang-format \
            python3-psycopg2 postgresql default-jdk-headless maven python3-venv

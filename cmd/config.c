@@ -138,6 +138,15 @@ static const setting settings[] = {
     TEXT("--tenant", "CLAWSHIELD_TENANT_ID", MINT, tenant, "default", "tenant id"),
     TEXT("--allowed-actions", "OPENEXEC_ALLOWED_ACTIONS", RUN, allowed_actions, "",
          "comma-separated allow-list (empty = all)"),
+    /* operators' Lua actions */
+    NAME("--actions-dir", "OPENEXEC_ACTIONS_DIR", RUN, actions_dir, NULL,
+         "folder of Lua actions: each NAME.lua is action NAME (unset = built-in actions only)"),
+    INT("--action-max-steps", "OPENEXEC_ACTION_MAX_STEPS", RUN, action_max_steps, 1000,
+        1000000000000L, "10000000",
+        "a Lua action's step budget per call (instructions, and library work by the bytes it "
+        "handles)"),
+    INT("--action-max-memory", "OPENEXEC_ACTION_MAX_MEMORY", RUN, action_max_memory, 65536,
+        1L << 30, "16777216", "a Lua action's memory budget per call, in bytes"),
     /* Kafka */
     TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
          "bootstrap servers (empty = embedded broker)"),

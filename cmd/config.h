@@ -76,6 +76,10 @@ typedef struct oe_config {
     const char *public_key_file; /* CLAWSHIELD_PUBLIC_KEY_FILE (a PEM file) */
     const char *tenant;          /* CLAWSHIELD_TENANT_ID */
     const char *allowed_actions; /* OPENEXEC_ALLOWED_ACTIONS */
+    /* operators' Lua actions */
+    const char *actions_dir; /* OPENEXEC_ACTIONS_DIR; NULL: none */
+    long action_max_steps;   /* OPENEXEC_ACTION_MAX_STEPS */
+    long action_max_memory;  /* OPENEXEC_ACTION_MAX_MEMORY, bytes */
     /* storage */
     const char *db_path; /* OPENEXEC_DB_PATH (or a sqlite:/// OPENEXEC_DB_URL) */
     const char *db_url;  /* OPENEXEC_DB_URL; NULL: the SQLite file db_path */

@@ -29,6 +29,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/lua_actions.h"
 #include "engine/metrics.h"
 #include "engine/note.h"
 #include "engine/request.h"
@@ -135,8 +136,9 @@ typedef struct service {
     oe_config cfg;
     oe_kafka_settings ks;
     char txn_id[128];
-    char *public_key; /* read from CLAWSHIELD_PUBLIC_KEY_FILE, or NULL */
-    int local;        /* --execute local: no Kafka at all */
+    char *public_key;    /* read from CLAWSHIELD_PUBLIC_KEY_FILE, or NULL */
+    oe_lua_actions *lua; /* the Lua actions of --actions-dir, or NULL */
+    int local;           /* --execute local: no Kafka at all */
     oe_engine_config ecfg;
     oe_metrics metrics;             /* the engine's counters */
     oe_kafka_metrics kafka_metrics; /* the worker's and bridge's */
@@ -267,6 +269,18 @@ static int run_configure(service *s, int argc, char **argv)
         return oe_die(2, "--broker-port is the embedded broker's; it has none with %s",
                       s->local ? "--execute local" : "--brokers");
     }
+    /* Operators' Lua actions: every script compiled and its chunk run once
+     * now, so that a broken one stops the start (exit 2, naming it). */
+    if (cfg->actions_dir) {
+        oe_lua_limits limits = {.max_steps = (uint64_t)cfg->action_max_steps,
+                                .max_memory = (size_t)cfg->action_max_memory};
+        int lrc = oe_lua_actions_load(cfg->actions_dir, &limits, &s->lua, s->err, sizeof s->err);
+        if (lrc != OE_OK) {
+            oe_kafka_settings_clear(&s->ks);
+            return oe_die(lrc == OE_ENOMEM ? 1 : 2, "--actions-dir: %s", s->err);
+        }
+        s->ecfg.lua_actions = s->lua;
+    }
     if (s->ks.transactions && !s->ks.transactional_id) {
         derive_transactional_id(s->ks.group_id, cfg->db_url ? cfg->db_url : cfg->db_path,
                                 cfg->http_port, s->txn_id, sizeof s->txn_id);
@@ -283,6 +297,11 @@ static int run_configure(service *s, int argc, char **argv)
         rd_kafka_conf_destroy(conf);
     }
     run_log_config(s);
+    for (size_t i = 0; i < oe_lua_actions_count(s->lua); i++)
+        oe_log(OE_LOG_INFO, "main",
+               OE_LOG_FIELDS("action", oe_lua_action_name(s->lua, i), "code_hash",
+                             oe_lua_action_code_hash(s->lua, i)),
+               "Lua action loaded");
     return OE_GO_ON;
 }
 
@@ -604,6 +623,7 @@ static int cmd_run(int argc, char **argv)
         return oe_die(1, "out of memory");
     int status = run_configure(s, argc, argv);
     if (status >= 0) {
+        oe_lua_actions_free(s->lua);
         free(s->public_key);
         free(s);
         return status;
@@ -624,6 +644,7 @@ static int cmd_run(int argc, char **argv)
     }
     run_stop(s);
     oe_signals_stop();
+    oe_lua_actions_free(s->lua); /* after the engine, which borrowed it */
     free(s->public_key);
     free(s);
     return status;

@@ -9,6 +9,10 @@
  * prints it (OE_JSON_DEFAULT style), or fails with a reason that becomes an
  * HTTP 400 / `invalid_request` receipt. It must not do I/O, read the clock or
  * draw random numbers: replays and other workers rely on it being pure.
+ *
+ * Operators' own actions, Lua scripts (lua_actions.h), are registered by
+ * the engine after these (oe_engine_new): they may not take a built-in's
+ * name, and the allow-list names them alike.
  */
 #ifndef OE_ACTIONS_H
 #define OE_ACTIONS_H

@@ -18,6 +18,7 @@
 #include "approval.h"
 #include "clock.h"
 #include "ids.h"
+#include "lua_actions.h"
 #include "metrics.h"
 #include "pool.h"
 #include "proofs.h"
@@ -27,8 +28,18 @@
 struct oe_engine {
     int clawshield;
     char *tenant;
+    /* The registered actions' names: the built-ins' (oe_actions order),
+     * then the Lua actions' (their set's order). */
+    const char **names;
+    size_t nnames;
+    const oe_lua_actions *lua; /* borrowed; NULL: no Lua actions */
+    /* The interpreter of the Lua actions. Actions run only in process_one,
+     * under lock, on whichever thread runs the batch (the Kafka worker's,
+     * or the executor's group-commit thread for local /execute): one
+     * thread at a time uses it, so one state serves them all. */
+    oe_lua_vm *vm;
     int restricted;           /* an allow-list is configured */
-    unsigned char *allowed;   /* restricted: allowed[i] for registry entry i */
+    unsigned char *allowed;   /* restricted: allowed[i] for names[i] */
     const char **allow_order; /* restricted: the names as configured, no repeats */
     size_t nallow;
     double max_age, max_skew;
@@ -112,8 +123,8 @@ static int is_space(char c)
  * registered action, or no item) or OE_ENOMEM. */
 static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t errlen)
 {
-    size_t count;
-    const oe_action *actions = oe_actions(&count);
+    size_t count = e->nnames;
+    const char **names = e->names;
     if (!(e->allowed = calloc(count, 1)) || !(e->allow_order = calloc(count, sizeof(char *)))) {
         snprintf(err, errlen, "out of memory");
         return OE_ENOMEM;
@@ -130,14 +141,13 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
         size_t n = (size_t)(end - start);
         if (n > 0) {
             size_t k = 0;
-            while (k < count &&
-                   !(strlen(actions[k].name) == n && memcmp(actions[k].name, start, n) == 0))
+            while (k < count && !(strlen(names[k]) == n && memcmp(names[k], start, n) == 0))
                 k++;
             if (k == count) {
                 char known[256] = "";
                 for (size_t m = 0; m < count; m++)
                     snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
-                             m ? ", " : "", actions[m].name);
+                             m ? ", " : "", names[m]);
                 snprintf(err, errlen,
                          "OPENEXEC_ALLOWED_ACTIONS: \"%.*s\" is not a registered action "
                          "(known: %s)",
@@ -145,7 +155,7 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
                 return OE_EINVAL;
             }
             if (!e->allowed[k])
-                e->allow_order[e->nallow++] = actions[k].name;
+                e->allow_order[e->nallow++] = names[k];
             e->allowed[k] = 1;
             items++;
         }
@@ -169,10 +179,8 @@ int oe_engine_action_allowed(const oe_engine *e, const char *action)
 {
     if (!e->restricted)
         return 1;
-    size_t count;
-    const oe_action *actions = oe_actions(&count);
-    for (size_t k = 0; k < count; k++)
-        if (e->allowed[k] && strcmp(actions[k].name, action) == 0)
+    for (size_t k = 0; k < e->nnames; k++)
+        if (e->allowed[k] && strcmp(e->names[k], action) == 0)
             return 1;
     return 0;
 }
@@ -202,6 +210,17 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
     if (!e->tenant)
         goto oom;
+    size_t builtins;
+    const oe_action *actions = oe_actions(&builtins);
+    e->lua = cfg->lua_actions;
+    e->nnames = builtins + oe_lua_actions_count(e->lua);
+    if (!(e->names = calloc(e->nnames, sizeof *e->names)))
+        goto oom;
+    for (size_t k = 0; k < e->nnames; k++)
+        e->names[k] = k < builtins ? actions[k].name : oe_lua_action_name(e->lua, k - builtins);
+    if (oe_lua_actions_count(e->lua) > 0 &&
+        (rc = oe_lua_vm_new(e->lua, &e->vm, err, errlen)) != OE_OK)
+        goto error;
     if (cfg->allowed_actions && cfg->allowed_actions[0])
         rc = allow_list_parse(e, cfg->allowed_actions, err, errlen);
     if (rc == OE_OK)
@@ -241,6 +260,8 @@ void oe_engine_free(oe_engine *e)
         return;
     oe_pool_free(e->pool);
     oe_approval_keys_free(e->keys);
+    oe_lua_vm_free(e->vm);
+    free(e->names);
     free(e->tenant);
     free(e->allowed);
     free(e->allow_order);
@@ -643,13 +664,31 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
     }
 
     const oe_action *action = oe_action_find(r->action);
-    if (!action) {
+    long script = action ? -1 : oe_lua_actions_find(e->lua, r->action);
+    if (!action && script < 0) {
         snprintf(detail, sizeof detail, "Unknown action: %.*s", utf8_prefix(r->action, 200),
                  r->action);
         reject(o, OE_ERR_UNKNOWN_ACTION, detail);
         return OE_OK;
     }
     oe_buf_reset(&o->result_json);
+    if (!action) {
+        /* A Lua action: its failures (an error, a budget, a result JSON
+         * cannot carry) are verdicts, the same on every worker; only the
+         * machine's memory is not. */
+        char message[OE_LUA_MESSAGE_MAX + 1];
+        int rc = oe_lua_vm_run(e->vm, (size_t)script, r->payload, &o->result_json, message,
+                               sizeof message);
+        if (rc == OE_ENOMEM) {
+            snprintf(err, errlen, "out of memory while running %s", r->action);
+            return OE_ENOMEM;
+        }
+        if (rc != OE_OK) {
+            reject(o, OE_ERR_ACTION_FAILED, message);
+            return OE_OK;
+        }
+        return record_execution(e, it, o, now, err, errlen);
+    }
     /* The result buffer is capped at OE_RESULT_MAX_BYTES: a result too
      * large to travel in a receipt is refused here, before anything is
      * stored, rather than stored and then unpublishable. Running out of

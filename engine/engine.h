@@ -41,6 +41,9 @@ typedef struct oe_engine_config {
     struct oe_metrics *metrics;  /* NULL, or where commit times are counted */
     int payload_hash_only;       /* OPENEXEC_LEDGER_PAYLOADS=hash: rows keep no payload */
     struct oe_tlog *tlog;        /* the writer's receipts log (tlog.h), or NULL: unsigned */
+    /* Operators' Lua actions (lua_actions.h), or NULL: built-ins only.
+     * Borrowed: the set must outlive the engine. */
+    const struct oe_lua_actions *lua_actions;
 } oe_engine_config;
 
 /* What became of one request. Reused across batches: oe_outcome_clear. */
@@ -71,8 +74,10 @@ void oe_outcome_clear(oe_outcome *o);
 typedef struct oe_engine oe_engine;
 
 /* Creates an engine writing to store (borrowed; must outlive the engine).
- * Returns OE_OK, or with a reason in err: OE_EINVAL for a configuration it
- * refuses (an allow-list naming no registered action, a bad key or secret,
+ * The registered actions are the built-ins and the Lua actions of
+ * cfg->lua_actions, which get an interpreter of the engine's own. Returns
+ * OE_OK, or with a reason in err: OE_EINVAL for a configuration it refuses
+ * (an allow-list naming no registered action, a bad key or secret,
  * clawshield without key), OE_ELIMIT for more keys or secrets than
  * OE_APPROVAL_KEYS_MAX (oe_approval_keys_new), or OE_ENOMEM (status.h). */
 int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out, char *err,

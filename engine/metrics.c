@@ -131,7 +131,7 @@ int oe_metrics_render(const oe_metrics *m, int ready, const char *version, oe_bu
         oe_buf_printf(out, "%s{status=\"%s\"} %llu\n", d[M_REQUESTS].name,
                       oe_status_name((oe_status)s), atomic_load(&m->requests[s]));
     oe_metric_header(out, &d[M_REJECTIONS]);
-    for (int c = OE_ERR_MALFORMED; c <= OE_ERR_NONCE_CONFLICT; c++)
+    for (int c = OE_ERR_MALFORMED; c <= OE_ERR_LAST; c++)
         oe_buf_printf(out, "%s{error_code=\"%s\"} %llu\n", d[M_REJECTIONS].name,
                       oe_error_code_name((oe_error_code)c), atomic_load(&m->rejections[c]));
     render_histogram(out, &d[M_BATCH_DURATION], m->latency_bucket, atomic_load(&m->latency_count),

@@ -52,7 +52,7 @@ void oe_metric_single(oe_buf *out, const oe_metric_def *d, long long value);
 
 typedef struct oe_metrics {
     atomic_ullong requests[3];                                /* by oe_status */
-    atomic_ullong rejections[8];                              /* by oe_error_code */
+    atomic_ullong rejections[OE_ERR_LAST + 1];                /* by oe_error_code */
     atomic_ullong latency_bucket[OE_METRICS_LATENCY_BUCKETS]; /* cumulative on render */
     atomic_ullong latency_count;
     atomic_ullong latency_sum_ns;

@@ -29,13 +29,15 @@ const char *oe_error_code_name(oe_error_code code)
         return "not_allowed";
     case OE_ERR_NONCE_CONFLICT:
         return "nonce_conflict";
+    case OE_ERR_ACTION_FAILED:
+        return "action_failed";
     }
     return "invalid_request";
 }
 
 oe_error_code oe_error_code_from_name(const char *name)
 {
-    for (int c = OE_ERR_MALFORMED; name && c <= OE_ERR_NONCE_CONFLICT; c++)
+    for (int c = OE_ERR_MALFORMED; name && c <= OE_ERR_LAST; c++)
         if (strcmp(name, oe_error_code_name((oe_error_code)c)) == 0)
             return (oe_error_code)c;
     return OE_ERR_NONE;
@@ -50,6 +52,7 @@ int oe_error_code_http_status(oe_error_code code)
         return 422;
     case OE_ERR_INVALID_REQUEST:
     case OE_ERR_UNKNOWN_ACTION:
+    case OE_ERR_ACTION_FAILED:
         return 400;
     case OE_ERR_APPROVAL_INVALID:
     case OE_ERR_NOT_ALLOWED:

@@ -33,7 +33,11 @@ typedef enum oe_error_code {
     OE_ERR_APPROVAL_INVALID, /* 403 */
     OE_ERR_NOT_ALLOWED,      /* 403 */
     OE_ERR_NONCE_CONFLICT,   /* 409 */
+    OE_ERR_ACTION_FAILED,    /* 400: a Lua action raised an error or passed a budget */
 } oe_error_code;
+
+/* The last code, for loops over them all. */
+#define OE_ERR_LAST OE_ERR_ACTION_FAILED
 
 /* "malformed", "invalid_request", ...; NULL for OE_ERR_NONE. */
 const char *oe_error_code_name(oe_error_code code);

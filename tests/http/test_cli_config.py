@@ -26,7 +26,8 @@ from harness import BIN, Broker, ServiceTest, clean_env, cli, free_port, run_tes
 # What each command takes (docs/operations.md and the command's purpose); --help is
 # every command's.
 OPTIONS = {
-    "run": {"--mode", "--secret", "--public-key", "--public-key-file", "--tenant", "--allowed-actions", "--brokers",
+    "run": {"--mode", "--secret", "--public-key", "--public-key-file", "--tenant", "--allowed-actions",
+            "--actions-dir", "--action-max-steps", "--action-max-memory", "--brokers",
             "--requests-topic", "--receipts-topic", "--dlq-topic", "--checkpoints-topic",
             "--group-id",
             "--group-instance-id", "--execute",

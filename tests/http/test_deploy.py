@@ -90,7 +90,7 @@ class SetUp(ServiceTest):
 
         self.assertEqual(var("DEB_PKGS"), {"pkg-config", "libssl-dev", "libsqlite3-dev",
                                            "libmicrohttpd-dev", "librdkafka-dev", "libavro-dev",
-                                           "libpq-dev", "curl"})
+                                           "libpq-dev", "liblua5.4-dev", "curl"})
         self.assertIn("postgresql", var("DEB_TEST_PKGS"))
         self.assertFalse(var("DEB_PKGS") & (var("DEB_TEST_PKGS") | var("DEB_TOOLS")))
         with open(os.path.join(ROOT, "Makefile")) as f:
