@@ -358,24 +358,6 @@ static void collect_if_due(lua_State *L, oe_lua_vm *vm)
     }
 }
 
-static void vm_hook(lua_State *L, lua_Debug *ar)
-{
-    (void)ar;
-    oe_lua_vm *vm = vm_of(L);
-    if (!vm->in_call)
-        return;
-    if (vm->failure == FAIL_NONE) {
-        vm->steps += OE_LUA_STEP_CHECK;
-        collect_if_due(L, vm);
-        if (vm->steps <= vm->max_steps)
-            return;
-        vm->failure = FAIL_STEPS;
-        stop_call(vm);
-    }
-    char text[80];
-    luaL_error(L, "%s", failure_text(vm, text, sizeof text));
-}
-
 void oe_lua_charge(lua_State *L, uint64_t steps)
 {
     oe_lua_vm *vm = vm_of(L);
@@ -391,6 +373,13 @@ void oe_lua_charge(lua_State *L, uint64_t steps)
     }
     char text[80];
     luaL_error(L, "%s", failure_text(vm, text, sizeof text));
+}
+
+/* The count hook: every OE_LUA_STEP_CHECK instructions of a call. */
+static void vm_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    oe_lua_charge(L, OE_LUA_STEP_CHECK);
 }
 
 /* The state's allocator: counts every byte and holds a call to its
