@@ -199,6 +199,7 @@ static int produce_slot(oe_worker *w, size_t i)
         return produce(w, k->dlq_topic, m->key ? key : NULL, keylen, m->payload, m->len, h, i);
     }
     const char *nonce = sl->item.req.nonce;
+    key[0] = '\0';
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
     char err[256];
     oe_buf encoded;
