@@ -229,30 +229,36 @@ void oe_put_json_text(oe_buf *b, const void *text, size_t len)
         oe_buf_puts(b, "null");
 }
 
-void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name)
+/* The value of message m's header name (the last one), or NULL. */
+static const char *header_value(const rd_kafka_message_t *m, const char *name, size_t *len)
 {
     rd_kafka_headers_t *h;
     const void *v = NULL;
-    size_t n = 0;
-    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
-        v = NULL;
+    *len = 0;
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, len)) {
+        *len = 0;
+        return NULL;
+    }
+    return v;
+}
+
+void oe_put_json_header(oe_buf *b, const rd_kafka_message_t *m, const char *name)
+{
+    size_t n;
+    const char *v = header_value(m, name, &n);
     oe_put_json_text(b, v, n);
 }
 
 void oe_put_json_header_int(oe_buf *b, const rd_kafka_message_t *m, const char *name)
 {
-    rd_kafka_headers_t *h;
-    const void *v = NULL;
-    size_t n = 0;
-    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &n))
-        v = NULL;
-    const char *t = v;
-    size_t digits = n > 0 && t[0] == '-' ? 1 : 0;
+    size_t n;
+    const char *v = header_value(m, name, &n);
+    size_t digits = n > 0 && v[0] == '-' ? 1 : 0;
     int ok = v && n > digits && n - digits <= 19;
     for (size_t i = digits; ok && i < n; i++)
-        ok = t[i] >= '0' && t[i] <= '9';
+        ok = v[i] >= '0' && v[i] <= '9';
     if (ok)
-        oe_buf_append(b, t, n);
+        oe_buf_append(b, v, n);
     else
         oe_buf_puts(b, "null");
 }
