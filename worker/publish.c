@@ -289,7 +289,7 @@ static void note_stall(oe_worker *w, int stalled)
 /* Waits until every slot has its delivery report, serving reports in short
  * slices so that a stop is noticed. Returns when all are in, or when the
  * worker stops and the grace period is over, or after max seconds. */
-static void wait_deliveries(oe_worker *w, double max, double *give_up)
+static void wait_deliveries(oe_worker *w, double max, double *give_up, int once)
 {
     double end = oe_monotonic() + max;
     for (;;) {
@@ -297,6 +297,10 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up)
         for (size_t i = 0; i < w->b.n; i++)
             pending += w->b.slots[i].delivery == DELIVERY_PENDING;
         if (pending == 0 || oe_monotonic() > end)
+            return;
+        /* In a transaction one failure ends the round: it must be aborted,
+         * and only the abort reports (purges) what is still queued. */
+        if (once && w->b.delivery_error != RD_KAFKA_RESP_ERR_NO_ERROR)
             return;
         if (!atomic_load(&w->running)) {
             if (*give_up == 0)
@@ -344,7 +348,7 @@ static int publish_finish(oe_worker *w, int once)
     long backoff = 100;
     double give_up = 0;
     for (;;) {
-        wait_deliveries(w, 60, &give_up);
+        wait_deliveries(w, 60, &give_up, once);
         size_t ok = 0, permanent = 0;
         for (size_t i = 0; i < w->b.n; i++) {
             batch_slot *sl = &w->b.slots[i];
