@@ -74,6 +74,7 @@ $(BUILD)/openexec: $(CMD_OBJ) $(BUILD)/libopenexec.a
 # becomes oe_NAME[]): the Avro schemas and the OpenAPI document.
 GEN_STRINGS = schema_execution_request:schemas/execution_request.avsc \
               schema_receipt:schemas/receipt.avsc schema_receipt_v1:schemas/receipt.v1.avsc \
+              schema_receipt_v2:schemas/receipt.v2.avsc \
               openapi_json:admin-http/openapi.json
 $(BUILD)/gen/schemas.c: $(foreach s,$(GEN_STRINGS),$(lastword $(subst :, ,$(s))))
 	@mkdir -p $(dir $@)

@@ -714,6 +714,7 @@ typedef struct answer_fields {
     size_t result_len;
     int approved;
     const char *receipt, *approval_id, *proof;
+    const char *action_code_hash; /* NULL: a built-in action */
     oe_status status;
 } answer_fields;
 
@@ -721,7 +722,8 @@ typedef struct answer_fields {
  * sources: the seed's {"id", "action", "result" (the JSON text pasted as a
  * value), "approved", "receipt"}, then the rest of the receipt's fields as
  * every channel names them ("status", "nonce", "request_hash",
- * "result_json", "error_code", "detail", "approval_id", "proof"). */
+ * "result_json", "error_code", "detail", "approval_id", "action_code_hash",
+ * "proof"). */
 static void answer_execution(oe_http_answer *a, const answer_fields *f)
 {
     a->status = 200;
@@ -744,6 +746,8 @@ static void answer_execution(oe_http_answer *a, const answer_fields *f)
     oe_json_dump_string(&a->body, f->result, f->result_len);
     oe_buf_puts(&a->body, ", \"error_code\": null, \"detail\": null, ");
     put_key_string(&a->body, "approval_id", f->approval_id);
+    oe_buf_puts(&a->body, ", ");
+    put_key_string(&a->body, "action_code_hash", f->action_code_hash);
     const char *proof = f->proof;
     if (proof) {
         oe_buf_puts(&a->body, ", \"proof\": ");
@@ -770,6 +774,7 @@ void oe_http_answer_from_outcome(const oe_request *req, const oe_outcome *o, oe_
         .approved = o->approved,
         .receipt = o->receipt,
         .approval_id = o->approval_id,
+        .action_code_hash = o->action_code_hash[0] ? o->action_code_hash : NULL,
         .proof = o->proof.len ? o->proof.data : NULL,
         .status = o->status,
     };
@@ -817,6 +822,7 @@ void oe_http_answer_from_receipt(const oe_receipt *r, oe_http_answer *a)
         .approved = r->approved,
         .receipt = r->receipt,
         .approval_id = r->approval_id,
+        .action_code_hash = r->action_code_hash,
         .proof = r->proof,
         .status = r->status,
     };
@@ -1240,6 +1246,8 @@ static MHD_RESULT handle_receipt(oe_http *h, struct MHD_Connection *c, int by_no
     put_key_string(&b, "result_json", e.result_json);
     oe_buf_printf(&b, ", \"approved\": %s, ", e.approved ? "true" : "false");
     put_key_string(&b, "approval_id", e.approval_id);
+    oe_buf_puts(&b, ", ");
+    put_key_string(&b, "action_code_hash", e.action_code_hash[0] ? e.action_code_hash : NULL);
     oe_buf_puts(&b, ", ");
     put_key_string(&b, "receipt", e.receipt);
     oe_buf_puts(&b, ", \"status\": \"executed\", \"error_code\": null, \"detail\": null, ");

@@ -222,6 +222,7 @@ static oe_rc receipt_proven(oe_bridge *b, const oe_receipt *r, char *reason, siz
         .error_code = r->error_code,
         .detail = r->detail,
         .approval_id = r->approval_id,
+        .action_code_hash = r->action_code_hash,
         .approved = r->approved,
     };
     return oe_tlog_verify_cached(&b->notes, &c, r->proof, r->proof ? strlen(r->proof) : 0,

@@ -8,7 +8,7 @@
  *
  *   {"record": "execution" or "rejection", "id", "nonce", "action",
  *    "tenant_id", "approval_id", "request_hash", "status", "approved",
- *    "result", "result_json", "receipt", "error_code", "detail",
+ *    "result", "result_json", "receipt", "error_code", "detail", "action_code_hash",
  *    "payload", "created_at"}
  *
  * The receipt's fields under the names and types every channel gives them
@@ -223,6 +223,7 @@ static int print_execution(void *ctx, const oe_execution *e)
     put_string(b, "result_json", e->result_json, 0);
     put_string(b, "receipt", e->receipt, 0);
     oe_buf_puts(b, ", \"error_code\": null, \"detail\": null");
+    put_string(b, "action_code_hash", e->action_code_hash[0] ? e->action_code_hash : NULL, 0);
     put_payload(b, e->payload);
     put_time(b, e->created_at);
     oe_buf_puts(b, "}");
@@ -249,6 +250,7 @@ static int print_rejection(void *ctx, const oe_rejection *r)
                    "\"result_json\": null, \"receipt\": null");
     put_string(b, "error_code", r->error_code, 0);
     put_string(b, "detail", r->detail, 0);
+    put_string(b, "action_code_hash", r->action_code_hash, 0);
     put_payload(b, r->payload);
     put_time(b, r->created_at);
     oe_buf_puts(b, "}");

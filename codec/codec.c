@@ -29,6 +29,7 @@
 extern const char oe_schema_execution_request[];
 extern const char oe_schema_receipt[];
 extern const char oe_schema_receipt_v1[];
+extern const char oe_schema_receipt_v2[];
 
 /* Field positions, checked against the schemas by name in oe_codec_new. */
 enum { REQ_ACTION, REQ_PAYLOAD, REQ_NONCE, REQ_ARTIFACT, REQ_NFIELDS };
@@ -50,23 +51,42 @@ enum {
     REC_ERROR_CODE,
     REC_DETAIL,
     REC_APPROVAL_ID,
+    REC_ACTION_CODE_HASH,
     REC_PROOF,
     REC_NFIELDS
 };
 static const char *const rec_fields[REC_NFIELDS] = {
-    "id",          "nonce",   "action",     "request_hash", "status",      "approved", "result",
-    "result_json", "receipt", "error_code", "detail",       "approval_id", "proof"};
-/* The first version of the receipt schema (schemas/receipt.v1.avsc), still
- * decoded: the same fields without result_json. */
-enum { REC_V1_NFIELDS = REC_NFIELDS - 1 };
-static const char *const rec_v1_fields[REC_V1_NFIELDS] = {
-    "id",     "nonce",   "action",     "request_hash", "status",      "approved",
-    "result", "receipt", "error_code", "detail",       "approval_id", "proof"};
+    "id",       "nonce",       "action",           "request_hash", "status",
+    "approved", "result",      "result_json",      "receipt",      "error_code",
+    "detail",   "approval_id", "action_code_hash", "proof"};
 
-/* The field of the current schema at position i of the first one. */
-static size_t rec_of_v1(size_t i)
+/* The versions of the receipt schema: 3 (schemas/receipt.avsc), written
+ * and read; 2 (receipt.v2.avsc, without action_code_hash) and 1
+ * (receipt.v1.avsc, without result_json either), still read. */
+enum { REC_VERSIONS = 3 };
+
+/* Whether field i (of the current schema) is in version v. */
+static int rec_in(int v, size_t i)
 {
-    return i < REC_RESULT_JSON ? i : i + 1;
+    return !(i == REC_ACTION_CODE_HASH && v < 3) && !(i == REC_RESULT_JSON && v < 2);
+}
+
+/* The number of fields of version v. */
+static size_t rec_count(int v)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < REC_NFIELDS; i++)
+        n += (size_t)rec_in(v, i);
+    return n;
+}
+
+/* The field of the current schema at position k of version v. */
+static size_t rec_of(int v, size_t k)
+{
+    size_t i = 0;
+    for (;; i++)
+        if (rec_in(v, i) && k-- == 0)
+            return i;
 }
 /* Which receipt fields are unions of null and string (checked against
  * the schemas in oe_codec_new): every string but nonce, action and
@@ -93,7 +113,8 @@ typedef struct avro_part {
 
 struct oe_codec {
     long confluent_schema_id;
-    avro_part req, rec, rec_v1; /* rec_v1: receipts of the first version, decoded only */
+    avro_part req;
+    avro_part rec[REC_VERSIONS]; /* rec[v - 1]: receipt schema version v; the last is written */
     avro_reader_t reader;
     avro_writer_t writer;
     char *wbuf; /* scratch for encoded bodies */
@@ -226,12 +247,11 @@ static void part_free(avro_part *p)
 /* Each field of a receipt schema has the type the encoder writes and the
  * decoder reads: status an enum of the three statuses, approved a boolean,
  * the strings as rec_nullable says. */
-static int check_receipt_types(avro_schema_t rs, int v1, char *err, size_t errlen)
+static int check_receipt_types(avro_schema_t rs, int v, const char *what, char *err, size_t errlen)
 {
-    const char *what = v1 ? "receipt schema (version 1)" : "receipt schema";
-    size_t n = v1 ? REC_V1_NFIELDS : REC_NFIELDS;
+    size_t n = rec_count(v);
     for (size_t k = 0; k < n; k++) {
-        size_t i = v1 ? rec_of_v1(k) : k;
+        size_t i = rec_of(v, k);
         avro_schema_t ft = avro_schema_record_field_get_by_index(rs, (int)k);
         if (i == REC_APPROVED) {
             if (!ft || !is_avro_boolean(ft)) {
@@ -283,15 +303,20 @@ static int check_schemas(oe_codec *c, char *err, size_t errlen)
         return OE_EINVAL;
     }
     if ((rc = check_record_fields(art, art_fields, ART_NFIELDS, "approval artifact", err,
-                                  errlen)) != OE_OK ||
-        (rc = check_record_fields(c->rec.schema, rec_fields, REC_NFIELDS, "receipt", err,
                                   errlen)) != OE_OK)
         return rc;
-    if ((rc = check_record_fields(c->rec_v1.schema, rec_v1_fields, REC_V1_NFIELDS,
-                                  "receipt (version 1)", err, errlen)) != OE_OK ||
-        (rc = check_receipt_types(c->rec.schema, 0, err, errlen)) != OE_OK ||
-        (rc = check_receipt_types(c->rec_v1.schema, 1, err, errlen)) != OE_OK)
-        return rc;
+    for (int v = 1; v <= REC_VERSIONS; v++) {
+        const char *names[REC_NFIELDS];
+        size_t n = rec_count(v);
+        for (size_t k = 0; k < n; k++)
+            names[k] = rec_fields[rec_of(v, k)];
+        char what[48];
+        snprintf(what, sizeof what, "receipt (version %d)", v);
+        if ((rc = check_record_fields(c->rec[v - 1].schema, names, n, what, err, errlen)) !=
+                OE_OK ||
+            (rc = check_receipt_types(c->rec[v - 1].schema, v, what, err, errlen)) != OE_OK)
+            return rc;
+    }
     return OE_OK;
 }
 
@@ -307,9 +332,11 @@ int oe_codec_new(long confluent_schema_id, oe_codec **out, char *err, size_t err
     oe_buf_init(&c->tmp, 0);
     int rc;
     if ((rc = part_init(&c->req, oe_schema_execution_request, "request", err, errlen)) != OE_OK ||
-        (rc = part_init(&c->rec, oe_schema_receipt, "receipt", err, errlen)) != OE_OK ||
-        (rc = part_init(&c->rec_v1, oe_schema_receipt_v1, "receipt (version 1)", err, errlen)) !=
+        (rc = part_init(&c->rec[0], oe_schema_receipt_v1, "receipt (version 1)", err, errlen)) !=
             OE_OK ||
+        (rc = part_init(&c->rec[1], oe_schema_receipt_v2, "receipt (version 2)", err, errlen)) !=
+            OE_OK ||
+        (rc = part_init(&c->rec[2], oe_schema_receipt, "receipt", err, errlen)) != OE_OK ||
         (rc = check_schemas(c, err, errlen)) != OE_OK)
         goto fail;
     static const char empty[1];
@@ -333,8 +360,8 @@ void oe_codec_free(oe_codec *c)
     if (!c)
         return;
     part_free(&c->req);
-    part_free(&c->rec);
-    part_free(&c->rec_v1);
+    for (int v = 0; v < REC_VERSIONS; v++)
+        part_free(&c->rec[v]);
     if (c->reader)
         avro_reader_free(c->reader);
     if (c->writer)
@@ -351,7 +378,7 @@ uint64_t oe_codec_request_fingerprint(const oe_codec *c)
 
 uint64_t oe_codec_receipt_fingerprint(const oe_codec *c)
 {
-    return c->rec.fingerprint;
+    return c->rec[REC_VERSIONS - 1].fingerprint;
 }
 
 const char *oe_codec_request_canonical(const oe_codec *c)
@@ -361,7 +388,7 @@ const char *oe_codec_request_canonical(const oe_codec *c)
 
 const char *oe_codec_receipt_canonical(const oe_codec *c)
 {
-    return c->rec.canonical.data;
+    return c->rec[REC_VERSIONS - 1].canonical.data;
 }
 
 /* ---- the bounds walk ---- */
@@ -978,6 +1005,14 @@ int oe_codec_encode_request(oe_codec *c, const oe_request *req, oe_buf *out, cha
         const char *f[ART_NFIELDS] = {
             a->approval_id, a->action_hash, a->signature, a->issued_by ? a->issued_by : "",
             a->issued_at,   a->tenant_id,   a->expires_at};
+        /* Signed, so it cannot be dropped: such an approval travels in
+         * JSON. */
+        if (a->action_code_hash) {
+            set_err(err, errlen,
+                    "approval_artifact.action_code_hash: the Avro request schema has no such "
+                    "field; send this request as JSON");
+            return OE_EINVAL;
+        }
         if ((rc = avro_rc(avro_value_set_branch(&u, 1, &art))) != OE_OK)
             goto avro_fail;
         for (size_t i = 0; i < ART_NFIELDS; i++) {
@@ -1025,7 +1060,8 @@ static int put_json_field(oe_buf *out, const char *key, const char *s, int last)
 static int render_receipt(oe_buf *out, const char *id, const char *nonce, const char *action,
                           const char *request_hash, const char *status, int approved,
                           const char *result, const char *receipt, const char *error_code,
-                          const char *detail, const char *approval_id, const char *proof)
+                          const char *detail, const char *approval_id, const char *action_code_hash,
+                          const char *proof)
 {
     size_t start = out->len;
     int failed = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
@@ -1039,7 +1075,8 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
                  put_json_field(out, "receipt", receipt, 0) ||
                  put_json_field(out, "error_code", error_code, 0) ||
                  put_json_field(out, "detail", detail, 0) ||
-                 put_json_field(out, "approval_id", approval_id, !proof);
+                 put_json_field(out, "approval_id", approval_id, 0) ||
+                 put_json_field(out, "action_code_hash", action_code_hash, !proof);
     /* The proof is a JSON object made by the engine (or checked by the
      * decoder): pasted as it is. */
     if (!failed && proof)
@@ -1069,7 +1106,8 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     int rc;
     if (json) {
         rc = render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
-                            r->result, r->receipt, error_code, r->detail, r->approval_id, r->proof);
+                            r->result, r->receipt, error_code, r->detail, r->approval_id,
+                            r->action_code_hash, r->proof);
         if (rc != OE_OK)
             set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
         return rc;
@@ -1085,6 +1123,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
         [REC_ERROR_CODE] = error_code,
         [REC_DETAIL] = r->detail,
         [REC_APPROVAL_ID] = r->approval_id,
+        [REC_ACTION_CODE_HASH] = r->action_code_hash,
         [REC_PROOF] = r->proof,
     };
     /* Exactly what is written below: the header, status (one byte: a
@@ -1119,7 +1158,7 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     unsigned char *p = (unsigned char *)out->data + start;
     *p++ = 0xC3;
     *p++ = 0x01;
-    put_le64(p, c->rec.fingerprint);
+    put_le64(p, c->rec[REC_VERSIONS - 1].fingerprint);
     p += 8;
     for (size_t i = 0; i < REC_NFIELDS; i++) {
         if (i == REC_STATUS) {
@@ -1155,6 +1194,7 @@ void oe_receipt_clear(oe_receipt *r)
     free(r->receipt);
     free(r->detail);
     free(r->approval_id);
+    free(r->action_code_hash);
     free(r->error_code);
     free(r->proof);
     memset(r, 0, sizeof *r);
@@ -1185,6 +1225,8 @@ static char **receipt_slot(oe_receipt *r, size_t i)
         return &r->detail;
     case REC_APPROVAL_ID:
         return &r->approval_id;
+    case REC_ACTION_CODE_HASH:
+        return &r->action_code_hash;
     case REC_PROOF:
         return &r->proof;
     }
@@ -1241,22 +1283,24 @@ static int decode_avro_receipt(oe_codec *c, const unsigned char *p, size_t len, 
         return OE_EINVAL;
     }
     uint64_t fp = get_le64(p + 2);
-    int v1 = fp == c->rec_v1.fingerprint;
-    if (fp != c->rec.fingerprint && !v1) {
+    int version = REC_VERSIONS;
+    while (version > 0 && fp != c->rec[version - 1].fingerprint)
+        version--;
+    if (version == 0) {
         set_err(err, errlen,
                 "unknown schema fingerprint 0x%016" PRIx64 " (receipt schema: 0x%016" PRIx64
-                ", its first version: 0x%016" PRIx64 ")",
-                fp, c->rec.fingerprint, c->rec_v1.fingerprint);
+                ", its earlier versions: 0x%016" PRIx64 ", 0x%016" PRIx64 ")",
+                fp, c->rec[2].fingerprint, c->rec[1].fingerprint, c->rec[0].fingerprint);
         return OE_EINVAL;
     }
-    avro_part *part = v1 ? &c->rec_v1 : &c->rec;
+    avro_part *part = &c->rec[version - 1];
     int rc = read_body(c, part, p, SO_HEADER, len, "Receipt", err, errlen);
     if (rc != OE_OK)
         return rc;
     avro_value_t *rec = &part->value;
-    size_t n = v1 ? REC_V1_NFIELDS : REC_NFIELDS;
+    size_t n = rec_count(version);
     for (size_t k = 0; k < n; k++) {
-        size_t i = v1 ? rec_of_v1(k) : k;
+        size_t i = rec_of(version, k);
         avro_value_t v;
         if (i == REC_STATUS || i == REC_APPROVED) {
             int x;
@@ -1423,5 +1467,5 @@ int oe_receipt_to_json(const oe_receipt *r, oe_buf *out)
         return OE_EINVAL;
     return render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
                           r->result, r->receipt, r->error_code, r->detail, r->approval_id,
-                          r->proof);
+                          r->action_code_hash, r->proof);
 }

@@ -92,8 +92,9 @@ typedef struct oe_receipt_fields {
     oe_error_code error; /* OE_ERR_NONE -> error_code null */
     const char *detail;
     const char *approval_id;
-    const char *proof; /* the proof object's JSON text (docs/protocol.md §8), or NULL */
-    size_t proof_len;  /* its length (0: strlen(proof)) */
+    const char *action_code_hash; /* the Lua action's code hash, or NULL */
+    const char *proof;            /* the proof object's JSON text (docs/protocol.md §8), or NULL */
+    size_t proof_len;             /* its length (0: strlen(proof)) */
 } oe_receipt_fields;
 
 /* Appends an encoded receipt: Avro single-object (json = 0) or a JSON
@@ -109,9 +110,10 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
 /* A decoded receipt; strings are owned by it. */
 typedef struct oe_receipt {
     char *id, *nonce, *action, *request_hash, *result, *receipt, *detail, *approval_id;
-    char *result_json; /* the same text as result (either field read, both must agree) */
-    char *error_code;  /* NULL or the code's name */
-    char *proof;       /* JSON receipts: the proof object, compact JSON; or NULL */
+    char *result_json;      /* the same text as result (either field read, both must agree) */
+    char *action_code_hash; /* NULL for built-ins, and in receipts of schema versions 1-2 */
+    char *error_code;       /* NULL or the code's name */
+    char *proof;            /* JSON receipts: the proof object, compact JSON; or NULL */
     oe_status status;
     int approved;
 } oe_receipt;

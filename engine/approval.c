@@ -148,11 +148,14 @@ size_t oe_approval_keys_hmac_length(const oe_approval_keys *k, size_t i)
     return k && i < k->nsecrets ? strlen(k->secrets[i]) : 0;
 }
 
-/* The HMAC message of the seed: approval_id:action_hash:tenant_id:issued_at. */
+/* The HMAC message of the seed: approval_id:action_hash:tenant_id:issued_at,
+ * then ":" + action_code_hash when the artifact approves one version of a
+ * Lua action's code (docs/protocol.md §4). */
 static int hmac_message(const oe_artifact *a, oe_buf *m)
 {
-    return oe_buf_printf(m, "%s:%s:%s:%s", a->approval_id, a->action_hash, a->tenant_id,
-                         a->issued_at);
+    return oe_buf_printf(m, "%s:%s:%s:%s%s%s", a->approval_id, a->action_hash, a->tenant_id,
+                         a->issued_at, a->action_code_hash ? ":" : "",
+                         a->action_code_hash ? a->action_code_hash : "");
 }
 
 void oe_approval_sign_hmac(const char *secret, const oe_artifact *a, char out[65])
@@ -175,11 +178,13 @@ int oe_approval_keys_sign_hmac(const oe_approval_keys *k, const oe_artifact *a, 
 }
 
 /* The Ed25519 message: approval_id + tenant_id + action_hash + issued_at +
- * expires_at, concatenated without separators. */
+ * expires_at, concatenated without separators, then action_code_hash when
+ * present. */
 static int ed25519_message(const oe_artifact *a, oe_buf *m)
 {
-    return oe_buf_printf(m, "%s%s%s%s%s", a->approval_id, a->tenant_id, a->action_hash,
-                         a->issued_at, a->expires_at ? a->expires_at : "");
+    return oe_buf_printf(m, "%s%s%s%s%s%s", a->approval_id, a->tenant_id, a->action_hash,
+                         a->issued_at, a->expires_at ? a->expires_at : "",
+                         a->action_code_hash ? a->action_code_hash : "");
 }
 
 static int is_hex64(const char *s)

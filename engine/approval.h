@@ -22,6 +22,9 @@ typedef struct oe_artifact {
     const char *tenant_id;
     const char *expires_at; /* NULL when absent */
     const char *key_id;     /* NULL when absent: picks one Ed25519 key */
+    /* NULL when absent; else the approved version of a Lua action's code
+     * (lowercase hex SHA-256 of its file), covered by the signature. */
+    const char *action_code_hash;
 } oe_artifact;
 
 /* Most HMAC secrets, and most Ed25519 public keys, of one key set. */

@@ -106,7 +106,7 @@ static void outcome_reset(oe_outcome *o)
     o->logged = o->proof_pending = 0;
     o->status = OE_STATUS_REJECTED;
     o->error = OE_ERR_NONE;
-    o->detail[0] = o->id[0] = o->request_hash[0] = o->receipt[0] = '\0';
+    o->detail[0] = o->id[0] = o->request_hash[0] = o->receipt[0] = o->action_code_hash[0] = '\0';
     o->approved = 0;
 }
 
@@ -320,7 +320,7 @@ static void reject(oe_outcome *o, oe_error_code code, const char *detail)
     o->status = OE_STATUS_REJECTED;
     o->error = code;
     snprintf(o->detail, sizeof o->detail, "%s", detail);
-    o->id[0] = o->receipt[0] = '\0';
+    o->id[0] = o->receipt[0] = o->action_code_hash[0] = '\0';
     oe_buf_reset(&o->result_json);
     free(o->approval_id);
     o->approval_id = NULL;
@@ -345,6 +345,7 @@ static int outcome_from_record(oe_outcome *o, const oe_execution *rec)
     o->status = OE_STATUS_REPLAYED;
     memcpy(o->id, rec->id, sizeof o->id);
     memcpy(o->receipt, rec->receipt, sizeof o->receipt);
+    memcpy(o->action_code_hash, rec->action_code_hash, sizeof o->action_code_hash);
     o->approved = rec->approved;
     oe_buf_reset(&o->result_json);
     int rc = oe_buf_puts(&o->result_json, rec->result_json);
@@ -546,6 +547,7 @@ static oe_rc entry_leaf(const oe_engine *e, const oe_batch_item *it, const oe_ou
         .error_code = rejected ? oe_error_code_name(o->error) : NULL,
         .detail = rejected ? o->detail : NULL,
         .approval_id = o->approval_id,
+        .action_code_hash = o->action_code_hash[0] ? o->action_code_hash : NULL,
         .tenant = e->tenant,
         .recorded_at = now,
         .log_index = o->log_index,
@@ -588,6 +590,7 @@ static int record_execution(oe_engine *e, const oe_batch_item *it, oe_outcome *o
     memcpy(ex.id, o->id, sizeof ex.id);
     memcpy(ex.request_hash, o->request_hash, sizeof ex.request_hash);
     memcpy(ex.receipt, o->receipt, sizeof ex.receipt);
+    memcpy(ex.action_code_hash, o->action_code_hash, sizeof ex.action_code_hash);
     if (e->tlog) {
         ex.log_id = oe_tlog_id(e->tlog);
         ex.log_index = (int64_t)oe_tlog_next(e->tlog);
@@ -671,6 +674,23 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
         reject(o, OE_ERR_UNKNOWN_ACTION, detail);
         return OE_OK;
     }
+    /* An approval of one version of a Lua action's code: the running code
+     * must be that version (the hash is covered by the signature). */
+    const char *code_hash = action ? NULL : oe_lua_action_code_hash(e->lua, (size_t)script);
+    if (e->clawshield && r->artifact.action_code_hash &&
+        (!code_hash || strcmp(code_hash, r->artifact.action_code_hash) != 0)) {
+        if (code_hash)
+            snprintf(detail, sizeof detail,
+                     "Approval invalid: code hash mismatch: approved code %.64s, running %s",
+                     r->artifact.action_code_hash, code_hash);
+        else
+            snprintf(detail, sizeof detail,
+                     "Approval invalid: code hash mismatch: %.*s is a built-in action, it has "
+                     "no code hash",
+                     utf8_prefix(r->action, 200), r->action);
+        reject(o, OE_ERR_APPROVAL_INVALID, detail);
+        return OE_OK;
+    }
     oe_buf_reset(&o->result_json);
     if (!action) {
         /* A Lua action: its failures (an error, a budget, a result JSON
@@ -685,8 +705,10 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
         }
         if (rc != OE_OK) {
             reject(o, OE_ERR_ACTION_FAILED, message);
+            memcpy(o->action_code_hash, code_hash, sizeof o->action_code_hash);
             return OE_OK;
         }
+        memcpy(o->action_code_hash, code_hash, sizeof o->action_code_hash);
         return record_execution(e, it, o, now, err, errlen);
     }
     /* The result buffer is capped at OE_RESULT_MAX_BYTES: a result too
@@ -862,6 +884,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
                 .detail = o->detail,
                 .payload = payload,
                 .created_at = now,
+                .action_code_hash = o->action_code_hash[0] ? o->action_code_hash : NULL,
             };
             if (rc == OE_OK && e->tlog) {
                 rej.tenant_id = e->tenant;

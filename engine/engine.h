@@ -54,6 +54,9 @@ typedef struct oe_outcome {
     char id[37];           /* execution id, "" when rejected */
     char request_hash[65]; /* "" when the request could not be read */
     char receipt[65];      /* receipt hash, "" when rejected */
+    /* The code hash of the Lua action that ran (executed, its replay, or
+     * action_failed): lowercase hex SHA-256 of its file; "" otherwise. */
+    char action_code_hash[65];
     int approved;
     char *approval_id;  /* owned; NULL in demo mode or when rejected */
     oe_buf result_json; /* json.dumps(result, sort_keys=True) */

@@ -83,6 +83,7 @@ void oe_request_clear(oe_request *r)
         free((char *)r->artifact.tenant_id);
         free((char *)r->artifact.expires_at);
         free((char *)r->artifact.key_id);
+        free((char *)r->artifact.action_code_hash);
     }
     oe_json_doc_free(r->doc);
     memset(r, 0, sizeof *r);
@@ -151,6 +152,7 @@ static oe_error_code check_values(oe_request *r, char *err, size_t errlen)
         {"tenant_id", a->tenant_id, OE_ARTIFACT_FIELD_MAX_BYTES},
         {"expires_at", a->expires_at, OE_ARTIFACT_FIELD_MAX_BYTES},
         {"key_id", a->key_id, OE_ARTIFACT_FIELD_MAX_BYTES},
+        {"action_code_hash", a->action_code_hash, OE_ARTIFACT_FIELD_MAX_BYTES},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         if (fields[i].value && strlen(fields[i].value) > fields[i].max) {
@@ -175,10 +177,15 @@ static int artifact_fields(const oe_json *obj, oe_artifact *a, oe_error_code *ve
         const char **slot;
         int required;
     } fields[] = {
-        {"approval_id", &a->approval_id, 1}, {"action_hash", &a->action_hash, 1},
-        {"signature", &a->signature, 1},     {"issued_by", &a->issued_by, 0},
-        {"issued_at", &a->issued_at, 1},     {"tenant_id", &a->tenant_id, 1},
-        {"expires_at", &a->expires_at, 0},   {"key_id", &a->key_id, 0},
+        {"approval_id", &a->approval_id, 1},
+        {"action_hash", &a->action_hash, 1},
+        {"signature", &a->signature, 1},
+        {"issued_by", &a->issued_by, 0},
+        {"issued_at", &a->issued_at, 1},
+        {"tenant_id", &a->tenant_id, 1},
+        {"expires_at", &a->expires_at, 0},
+        {"key_id", &a->key_id, 0},
+        {"action_code_hash", &a->action_code_hash, 0},
     };
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char *s;
@@ -254,14 +261,14 @@ int oe_request_from_fields(const char *action, const char *nonce, const char *pa
     if (artifact) {
         r->has_artifact = 1;
         /* The required fields first, then the optional ones. */
-        const char *const *src[] = {&artifact->approval_id, &artifact->action_hash,
-                                    &artifact->signature,   &artifact->issued_at,
-                                    &artifact->tenant_id,   &artifact->issued_by,
-                                    &artifact->expires_at,  &artifact->key_id};
-        const char **dst[] = {&r->artifact.approval_id, &r->artifact.action_hash,
-                              &r->artifact.signature,   &r->artifact.issued_at,
-                              &r->artifact.tenant_id,   &r->artifact.issued_by,
-                              &r->artifact.expires_at,  &r->artifact.key_id};
+        const char *const *src[] = {
+            &artifact->approval_id, &artifact->action_hash, &artifact->signature,
+            &artifact->issued_at,   &artifact->tenant_id,   &artifact->issued_by,
+            &artifact->expires_at,  &artifact->key_id,      &artifact->action_code_hash};
+        const char **dst[] = {
+            &r->artifact.approval_id, &r->artifact.action_hash, &r->artifact.signature,
+            &r->artifact.issued_at,   &r->artifact.tenant_id,   &r->artifact.issued_by,
+            &r->artifact.expires_at,  &r->artifact.key_id,      &r->artifact.action_code_hash};
         const size_t required = 5;
         for (size_t k = 0; k < sizeof src / sizeof src[0]; k++) {
             if (*src[k] && !(*dst[k] = strdup(*src[k])))

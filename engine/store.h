@@ -39,6 +39,9 @@ typedef struct oe_execution {
     char id[37];
     char request_hash[65];
     char receipt[65];
+    /* The Lua action's code hash (lowercase hex SHA-256 of its file, 64
+     * digits) when a Lua action ran; "" for a built-in and older rows. */
+    char action_code_hash[65];
     char *nonce;
     char *action;
     char *tenant_id;
@@ -82,6 +85,9 @@ typedef struct oe_rejection {
     double created_at;
     const char *tenant_id;     /* the writer's tenant (NULL in rows written unsigned) */
     int64_t log_id, log_index; /* as in oe_execution */
+    /* The code hash of the Lua action that ran and failed (action_failed);
+     * NULL otherwise. */
+    const char *action_code_hash;
 } oe_rejection;
 
 /* Longest payload text a ledger row keeps whole: the largest request
@@ -225,8 +231,8 @@ struct oe_store {
  * version 5 indexes ids by insertion order first (id_bucket), version 6
  * drops the uniqueness trigger for unique indexes, version 7 adds the
  * receipts logs and their checkpoints. */
-#define OE_SQLITE_SCHEMA_VERSION 7
-#define OE_POSTGRES_SCHEMA_VERSION 4
+#define OE_SQLITE_SCHEMA_VERSION 8
+#define OE_POSTGRES_SCHEMA_VERSION 5
 
 void oe_store_free(oe_store *s);
 

@@ -149,21 +149,25 @@ oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
     size_t start = out->len;
     char when[64];
     rfc3339(e->recorded_at, when);
-    int failed = oe_buf_putc(out, '{') || put_str(out, "action", e->action) ||
-                 oe_buf_putc(out, ',') || put_str(out, "approval_id", e->approval_id) ||
-                 oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
-                 put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
-                 put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
-                 put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") ||
-                 oe_buf_put_u64(out, e->log_index) || oe_buf_putc(out, ',') ||
-                 put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
-                 put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
-                 put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
-                 put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
-                 put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
-                 put_str(out, "status", e->rejected ? "rejected" : "executed") ||
-                 oe_buf_putc(out, ',') || put_str(out, "tenant", e->tenant ? e->tenant : "") ||
-                 oe_buf_putc(out, '}');
+    /* action_code_hash only when a Lua action ran, so that every other
+     * entry's leaf stays as it was before the field existed. */
+    int failed =
+        oe_buf_putc(out, '{') || put_str(out, "action", e->action) ||
+        (e->action_code_hash &&
+         (oe_buf_putc(out, ',') || put_str(out, "action_code_hash", e->action_code_hash))) ||
+        oe_buf_putc(out, ',') || put_str(out, "approval_id", e->approval_id) ||
+        oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
+        put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
+        put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
+        put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") ||
+        oe_buf_put_u64(out, e->log_index) || oe_buf_putc(out, ',') ||
+        put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
+        put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
+        put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
+        put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
+        put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
+        put_str(out, "status", e->rejected ? "rejected" : "executed") || oe_buf_putc(out, ',') ||
+        put_str(out, "tenant", e->tenant ? e->tenant : "") || oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     int rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;
@@ -308,6 +312,7 @@ oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out)
         .result = rec->result_json,
         .receipt = rec->receipt,
         .approval_id = rec->approval_id,
+        .action_code_hash = rec->action_code_hash[0] ? rec->action_code_hash : NULL,
         .tenant = rec->tenant_id,
         .recorded_at = rec->created_at,
         .log_index = (uint64_t)rec->log_index,
@@ -324,6 +329,7 @@ oe_rc oe_tlog_leaf_of_rejection(const oe_rejection *rec, oe_buf *out)
         .rejected = 1,
         .error_code = rec->error_code,
         .detail = rec->detail,
+        .action_code_hash = rec->action_code_hash,
         .tenant = rec->tenant_id,
         .recorded_at = rec->created_at,
         .log_index = (uint64_t)rec->log_index,
@@ -507,6 +513,20 @@ oe_rc oe_tlog_verify_cached(oe_tlog_note_cache *cache, const oe_tlog_claim *c, c
             goto out;
         }
     }
+    /* action_code_hash: only a Lua action's leaf has it (absent is null). */
+    const char *code = NULL;
+    size_t code_len = 0;
+    if (oe_json_get(l, "action_code_hash") && !get_text(l, "action_code_hash", &code, &code_len)) {
+        snprintf(reason, rlen, "the leaf's action_code_hash is not a string");
+        goto out;
+    }
+    if (c->action_code_hash != OE_TLOG_ABSENT &&
+        (!code || !c->action_code_hash ? code || c->action_code_hash
+                                       : strlen(c->action_code_hash) != code_len ||
+                                             memcmp(code, c->action_code_hash, code_len) != 0)) {
+        snprintf(reason, rlen, "action_code_hash is not the leaf's");
+        goto out;
+    }
     if (!ap || (ap->type != OE_JSON_TRUE && ap->type != OE_JSON_FALSE) ||
         (c->approved >= 0 && (ap->type == OE_JSON_TRUE) != (c->approved != 0))) {
         snprintf(reason, rlen, "approved is not the leaf's");
@@ -566,6 +586,7 @@ oe_rc oe_tlog_verify_json(const oe_json *r, const unsigned char (*trusted)[32], 
         .error_code = claim_text(r, "error_code", &bad),
         .detail = claim_text(r, "detail", &bad),
         .approval_id = claim_text(r, "approval_id", &bad),
+        .action_code_hash = claim_text(r, "action_code_hash", &bad),
         .approved = -1,
     };
     const oe_json *ap = oe_json_get(r, "approved");

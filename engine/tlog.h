@@ -66,6 +66,7 @@ typedef struct oe_tlog_entry {
     const char *error_code;
     const char *detail;
     const char *approval_id;
+    const char *action_code_hash; /* NULL (left out of the leaf) unless a Lua action ran */
     const char *tenant;
     double recorded_at; /* the row's created_at, seconds since the epoch */
     uint64_t log_index;
@@ -132,6 +133,9 @@ extern const char oe_tlog_absent[];
 typedef struct oe_tlog_claim {
     const char *id, *nonce, *action, *request_hash, *status, *result, *receipt, *error_code,
         *detail, *approval_id;
+    /* The Lua action's code hash: the leaf has it when a Lua action ran,
+     * and none (null) otherwise. */
+    const char *action_code_hash;
     int approved; /* 1 or 0; -1: not claimed */
 } oe_tlog_claim;
 

@@ -85,6 +85,10 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
     "  created_at double precision NOT NULL,"
     "  PRIMARY KEY (log_id, size),"
     "  UNIQUE (log_id, from_size));",
+    /* 5: the code hash of the operator's Lua action that ran
+     * (docs/actions.md), as SQLite's version 8. */
+    "ALTER TABLE executions ADD COLUMN action_code_hash text;"
+    "ALTER TABLE rejections ADD COLUMN action_code_hash text;",
 };
 
 /* Serialises migrations of one database by concurrent writers. */
@@ -95,12 +99,12 @@ static const char *const schema_steps[OE_POSTGRES_SCHEMA_VERSION] = {
 #define LOG_COLUMNS ", log_id, log_index"
 #define COLUMNS                                                                                    \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at, payload" LOG_COLUMNS
+    " created_at, payload" LOG_COLUMNS ", action_code_hash"
 #define REJECTION_COLUMNS                                                                          \
     "nonce, action, request_hash, error_code, detail, created_at, payload" LOG_COLUMNS ", "        \
-    "tenant_id"
-#define EXEC_COLUMNS 13
-#define REJ_COLUMNS 10
+    "tenant_id, action_code_hash"
+#define EXEC_COLUMNS 14
+#define REJ_COLUMNS 11
 
 /* Every statement a worker runs is a SELECT or an INSERT: the ledger is
  * append-only, so the workers' role needs SELECT and INSERT on the tables
@@ -129,14 +133,15 @@ static const struct {
                        "INSERT INTO executions (" COLUMNS ") SELECT * FROM unnest($1::text[],"
                        " $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
                        " $8::text[], $9::boolean[], $10::float8[], $11::text[], $12::bigint[],"
-                       " $13::bigint[])"
+                       " $13::bigint[], $14::text[])"
                        " ON CONFLICT DO NOTHING",
                        EXEC_COLUMNS},
-    [PS_FLUSH_REJ] = {"oe_flush_rej",
-                      "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
-                      " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                      " $6::float8[], $7::text[], $8::bigint[], $9::bigint[], $10::text[])",
-                      REJ_COLUMNS},
+    [PS_FLUSH_REJ] =
+        {"oe_flush_rej",
+         "INSERT INTO rejections (" REJECTION_COLUMNS ") SELECT * FROM"
+         " unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+         " $6::float8[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::text[])",
+         REJ_COLUMNS},
     /* A checkpoint that another process stored first (the same key from
      * the same size) is not written: 0 rows, OE_EDUP_LOG. */
     [PS_CHECKPOINT] = {"oe_checkpoint",
@@ -239,6 +244,7 @@ static void key_gone(key_set *set, const char *k)
 /* A rejected attempt waiting for the batch's COMMIT (owned strings). */
 typedef struct pending_rejection {
     char *nonce, *action, *request_hash, *error_code, *detail, *payload, *tenant_id;
+    char *action_code_hash;
     double created_at;
     int64_t log_id, log_index;
 } pending_rejection;
@@ -602,6 +608,7 @@ static void clear_batch(pg_store *s)
         free(p->detail);
         free(p->payload);
         free(p->tenant_id);
+        free(p->action_code_hash);
     }
     s->n_rejs = 0;
     free(s->checkpoint.frontier);
@@ -852,6 +859,7 @@ static int pg_find(oe_store *base, int by_id, const char *key, oe_ledger_key unu
         e->created_at = strtod(PQgetvalue(r, 0, 9), NULL);
         e->payload = dup_value(r, 10);
         read_log_entry(r, 0, 11, &e->log_id, &e->log_index);
+        snprintf(e->action_code_hash, sizeof e->action_code_hash, "%s", PQgetvalue(r, 0, 13));
         rc = 1;
         if (!e->nonce || !e->action || !e->tenant_id || !e->result_json ||
             (!PQgetisnull(r, 0, 6) && !e->approval_id) || (!PQgetisnull(r, 0, 10) && !e->payload)) {
@@ -974,6 +982,7 @@ static int pg_insert_rejection(oe_store *base, const oe_rejection *r, char *err,
         p->detail = dup_or_null(r->detail, &failed);
         p->payload = dup_or_null(r->payload, &failed);
         p->tenant_id = dup_or_null(r->tenant_id, &failed);
+        p->action_code_hash = dup_or_null(r->action_code_hash, &failed);
         p->created_at = r->created_at;
         p->log_id = r->log_id;
         p->log_index = r->log_index;
@@ -1128,7 +1137,8 @@ static int flush(pg_store *s, char *err, size_t errlen)
                                              num[i],
                                              e->payload,
                                              e->log_id > 0 ? log[i][0] : NULL,
-                                             e->log_id > 0 ? log[i][1] : NULL};
+                                             e->log_id > 0 ? log[i][1] : NULL,
+                                             e->action_code_hash[0] ? e->action_code_hash : NULL};
             for (int c = 0; c < EXEC_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
@@ -1156,7 +1166,8 @@ static int flush(pg_store *s, char *err, size_t errlen)
                                             p->payload,
                                             p->log_id > 0 ? log[i][0] : NULL,
                                             p->log_id > 0 ? log[i][1] : NULL,
-                                            p->tenant_id};
+                                            p->tenant_id,
+                                            p->action_code_hash};
             for (int c = 0; c < REJ_COLUMNS; c++)
                 cols[c][i] = row[c];
         }
@@ -1279,6 +1290,7 @@ static int execution_row(void *arg, PGresult *r, int i)
     e.created_at = strtod(PQgetvalue(r, i, 9), NULL);
     e.payload = (char *)value_or_null(r, i, 10);
     read_log_entry(r, i, 11, &e.log_id, &e.log_index);
+    snprintf(e.action_code_hash, sizeof e.action_code_hash, "%s", PQgetvalue(r, i, 13));
     return c->exec_fn(c->ctx, &e);
 }
 
@@ -1294,6 +1306,7 @@ static int rejection_row(void *arg, PGresult *r, int i)
         .created_at = strtod(PQgetvalue(r, i, 5), NULL),
         .payload = value_or_null(r, i, 6),
         .tenant_id = value_or_null(r, i, 9),
+        .action_code_hash = value_or_null(r, i, 10),
     };
     read_log_entry(r, i, 7, &j.log_id, &j.log_index);
     return c->rej_fn(c->ctx, &j);
@@ -1609,10 +1622,11 @@ static int pg_each_checkpoint(oe_store *base, const char *origin, oe_store_check
 #define PG_LOG_ROW_EXECUTION                                                                       \
     "SELECT 0 AS kind, id, request_hash, receipt, nonce, action, tenant_id, approval_id,"          \
     " result_json, approved, created_at, log_id, log_index, NULL::text AS error_code,"             \
-    " NULL::text AS detail FROM executions AS t WHERE "
+    " NULL::text AS detail, action_code_hash FROM executions AS t WHERE "
 #define PG_LOG_ROW_REJECTION                                                                       \
     "SELECT 1, NULL, request_hash, NULL, nonce, action, tenant_id, NULL, NULL, false,"             \
-    " created_at, log_id, log_index, error_code, detail FROM rejections AS t WHERE "
+    " created_at, log_id, log_index, error_code, detail, action_code_hash FROM rejections AS t"    \
+    " WHERE "
 #define PG_LOG_ROWS_SQL(where) PG_LOG_ROW_EXECUTION where " UNION ALL " PG_LOG_ROW_REJECTION where
 
 static int pg_log_rows_open(oe_store *base, int64_t log_id, char *err, size_t errlen)
@@ -1700,6 +1714,7 @@ static int pg_log_rows_next(oe_store *base, oe_log_row *row, char *err, size_t e
         e->approval_id = (char *)value_or_null(r, i, 7);
         e->result_json = PQgetvalue(r, i, 8);
         e->approved = PQgetvalue(r, i, 9)[0] == 't';
+        bad |= pg_read_fixed(e->action_code_hash, sizeof e->action_code_hash, r, i, 15);
         e->created_at = created_at;
         e->log_id = log_id;
         e->log_index = log_index;
@@ -1711,6 +1726,7 @@ static int pg_log_rows_next(oe_store *base, oe_log_row *row, char *err, size_t e
         j->tenant_id = value_or_null(r, i, 6);
         j->error_code = PQgetvalue(r, i, 13);
         j->detail = PQgetvalue(r, i, 14);
+        j->action_code_hash = value_or_null(r, i, 15);
         j->created_at = created_at;
         j->log_id = log_id;
         j->log_index = log_index;

@@ -173,8 +173,13 @@ static const char schema_v7[] = "ALTER TABLE executions ADD COLUMN log_id INTEGE
                                 "  UNIQUE (log_id, from_size)"
                                 ") WITHOUT ROWID;";
 
+/* Version 8: the code hash of the operator's Lua action that ran
+ * (docs/actions.md), NULL for built-ins and older rows. */
+static const char schema_v8[] = "ALTER TABLE executions ADD COLUMN action_code_hash TEXT;"
+                                "ALTER TABLE rejections ADD COLUMN action_code_hash TEXT;";
+
 static const char *const schema_steps[OE_SQLITE_SCHEMA_VERSION] = {
-    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7};
+    schema_v1, schema_v2, schema_v3, schema_v4, schema_v5, schema_v6, schema_v7, schema_v8};
 
 /* Rows per id bucket (schema version 5): 2^18 = 262,144 (a bucket's part
  * of the index, ~1,200 leaves, stays in the page cache). A look-up by id
@@ -208,10 +213,10 @@ enum {
 /* An execution's columns as look-ups and exports read them (read_execution). */
 #define EXECUTION_COLUMNS                                                                          \
     "id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json, approved,"     \
-    " created_at, payload, log_id, log_index"
+    " created_at, payload, log_id, log_index, action_code_hash"
 #define REJECTION_COLUMNS                                                                          \
     "nonce, action, request_hash, error_code, detail, created_at, payload, log_id, log_index,"     \
-    " tenant_id"
+    " tenant_id, action_code_hash"
 
 static const char *const statements[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -225,14 +230,15 @@ static const char *const statements[ST_COUNT] = {
     [ST_APPROVAL_USED] = "SELECT 1 FROM executions WHERE approval_key = ?1 AND approval_id = ?2",
     [ST_INSERT_EXEC] = "INSERT INTO executions (id, request_hash, receipt, nonce, action,"
                        " tenant_id, approval_id, result_json, approved, created_at,"
-                       " nonce_key, id_key, approval_key, payload, log_id, log_index, id_bucket)"
+                       " nonce_key, id_key, approval_key, payload, log_id, log_index,"
+                       " action_code_hash, id_bucket)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14,"
-                       " ?15, ?16,"
+                       " ?15, ?16, ?17,"
                        " (SELECT coalesce(max(seq), 0) + 1 FROM executions) >> " OE_SQLITE_STR(
                            OE_SQLITE_ID_BUCKET_SHIFT) ")",
     [ST_INSERT_REJ] = "INSERT INTO rejections (nonce, action, request_hash, error_code, detail,"
-                      " created_at, payload, log_id, log_index, tenant_id)"
-                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      " created_at, payload, log_id, log_index, tenant_id, action_code_hash)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [ST_COUNT_EXEC] = "SELECT count(*) FROM executions",
     [ST_COUNT_REJ] = "SELECT count(*) FROM rejections",
     [ST_LOG_ADD] = "INSERT INTO logs (origin, public_key, key_id, created_at)"
@@ -608,6 +614,7 @@ static void read_execution(sqlite3_stmt *q, oe_execution *e)
     e->payload = (char *)sqlite3_column_text(q, 10);
     e->log_id = sqlite3_column_int64(q, 11); /* 0 when NULL: written unsigned */
     e->log_index = sqlite3_column_int64(q, 12);
+    copy_fixed(e->action_code_hash, sizeof e->action_code_hash, q, 13);
 }
 
 /* Steps q (bound) once: 1 with the row copied into e, 0 for none, or a
@@ -745,6 +752,7 @@ static int sqlite_insert_execution(oe_store *base, const oe_execution *e, char *
         sqlite3_bind_null(q, 13);
     bind_text_or_null(q, 14, e->payload);
     bind_log_entry(q, 15, e->log_id, e->log_index);
+    bind_text_or_null(q, 17, e->action_code_hash[0] ? e->action_code_hash : NULL);
     int rc = sqlite3_step(q);
     int result = 0;
     if (rc != SQLITE_DONE) {
@@ -773,6 +781,7 @@ static int sqlite_insert_rejection(oe_store *base, const oe_rejection *r, char *
     bind_text_or_null(q, 7, r->payload);
     bind_log_entry(q, 8, r->log_id, r->log_index);
     bind_text_or_null(q, 10, r->tenant_id);
+    bind_text_or_null(q, 11, r->action_code_hash);
     int rc = sqlite3_step(q);
     int result = rc == SQLITE_DONE ? 0 : store_error(s, err, errlen, "storing a rejection");
     sqlite3_reset(q);
@@ -859,6 +868,7 @@ static int rejection_row(sqlite3_stmt *q, const row_sink *to, char *err, size_t 
         .log_id = sqlite3_column_int64(q, 7),
         .log_index = sqlite3_column_int64(q, 8),
         .tenant_id = (const char *)sqlite3_column_text(q, 9),
+        .action_code_hash = (const char *)sqlite3_column_text(q, 10),
     };
     if (!r.error_code || !r.detail) {
         snprintf(err, errlen, "a rejection with a missing field, or out of memory");
@@ -1130,10 +1140,11 @@ static int sqlite_each_checkpoint(oe_store *base, const char *origin, oe_store_c
 #define LOG_ROWS_OF(table, columns) "SELECT " columns " FROM " table " AS t"
 #define LOG_ROW_EXECUTION                                                                          \
     "0 AS kind, id, request_hash, receipt, nonce, action, tenant_id, approval_id, result_json,"    \
-    " approved, created_at, log_id, log_index, NULL AS error_code, NULL AS detail"
+    " approved, created_at, log_id, log_index, NULL AS error_code, NULL AS detail,"                \
+    " action_code_hash"
 #define LOG_ROW_REJECTION                                                                          \
     "1, NULL, request_hash, NULL, nonce, action, tenant_id, NULL, NULL, 0, created_at, log_id,"    \
-    " log_index, error_code, detail"
+    " log_index, error_code, detail, action_code_hash"
 #define LOG_ROWS_SQL(where)                                                                        \
     LOG_ROWS_OF("executions", LOG_ROW_EXECUTION)                                                   \
     " WHERE " where " UNION ALL " LOG_ROWS_OF("rejections", LOG_ROW_REJECTION) " WHERE " where
@@ -1206,6 +1217,7 @@ static int sqlite_log_rows_next(oe_store *base, oe_log_row *row, char *err, size
         e->approval_id = (char *)read_text(q, 7, &bad);
         e->result_json = (char *)read_text(q, 8, &bad);
         e->approved = sqlite3_column_int(q, 9);
+        bad |= read_fixed(e->action_code_hash, sizeof e->action_code_hash, q, 15);
         e->created_at = created_at;
         e->log_id = log_id;
         e->log_index = log_index;
@@ -1217,6 +1229,7 @@ static int sqlite_log_rows_next(oe_store *base, oe_log_row *row, char *err, size
         r->tenant_id = read_text(q, 6, &bad);
         r->error_code = read_text(q, 13, &bad);
         r->detail = read_text(q, 14, &bad);
+        r->action_code_hash = read_text(q, 15, &bad);
         r->created_at = created_at;
         r->log_id = log_id;
         r->log_index = log_index;

@@ -171,6 +171,7 @@ static int encode_receipt(const oe_worker *w, const batch_slot *sl, oe_buf *out,
         .error = o->error,
         .detail = rejected ? o->detail : NULL,
         .approval_id = o->approval_id,
+        .action_code_hash = o->action_code_hash[0] ? o->action_code_hash : NULL,
         .proof = o->proof.len ? o->proof.data : NULL,
         .proof_len = o->proof.len,
     };

@@ -27,8 +27,9 @@
 
 /* What python3-avro 1.11.1 computes (canonical_form, then CRC-64-AVRO). */
 #define REQUEST_FP 0xbb8686793197e1c8ULL
-#define RECEIPT_FP 0x8cdb5f38c012568aULL
+#define RECEIPT_FP 0xf21f99c9480dec97ULL
 #define RECEIPT_V1_FP 0xb71db64b1190a825ULL /* schemas/receipt.v1.avsc */
+#define RECEIPT_V2_FP 0x8cdb5f38c012568aULL /* schemas/receipt.v2.avsc */
 static const char request_canonical[] =
     "{\"name\":\"openexec.ExecutionRequest\",\"type\":\"record\",\"fields\":[{\"name\":"
     "\"action\",\"type\":\"string\"},{\"name\":\"payload\",\"type\":\"string\"},{\"name\":"
@@ -47,8 +48,8 @@ static const char receipt_canonical[] =
     ",\"type\":[\"null\",\"string\"]},{\"name\":\"result_json\",\"type\":[\"null\",\"string\""
     "]},{\"name\":\"receipt\",\"type\":[\"null\",\"string\"]},{\"name\":\"error_code\",\"type"
     "\":[\"null\",\"string\"]},{\"name\":\"detail\",\"type\":[\"null\",\"string\"]},{\"name\""
-    ":\"approval_id\",\"type\":[\"null\",\"string\"]},{\"name\":\"proof\",\"type\":[\"null\","
-    "\"string\"]}]}";
+    ":\"approval_id\",\"type\":[\"null\",\"string\"]},{\"name\":\"action_code_hash\",\"type\":"
+    "[\"null\",\"string\"]},{\"name\":\"proof\",\"type\":[\"null\",\"string\"]}]}";
 
 /* ---- canonical form and fingerprints ---- */
 
@@ -945,14 +946,16 @@ out:
 static const oe_receipt_fields receipt_cases[] = {
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_EXECUTED, 1,
      "{\"echo\": {\"msg\": \"h\\u00e9 \\\"q\\\"\"}}", "feedbeef", OE_ERR_NONE, NULL, "ap-1",
+     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
      "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
      "\"log_origin\":\"o\"}",
      0},
     {"1b4e28ba-2fa1-8a2b-883f-0016d3cca427", "n-1", "echo", "0123abcd", OE_STATUS_REPLAYED, 0, "{}",
-     "feedbeef", OE_ERR_NONE, NULL, NULL, NULL, 0},
+     "feedbeef", OE_ERR_NONE, NULL, NULL, NULL, NULL, 0},
     {NULL, "n-2", "add", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_NONCE_CONFLICT,
-     "Nonce conflict: n-2 \xc3\xa9", NULL, NULL, 0},
-    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL, NULL, 0},
+     "Nonce conflict: n-2 \xc3\xa9", NULL, NULL, NULL, 0},
+    {NULL, "", "", "", OE_STATUS_REJECTED, 0, NULL, NULL, OE_ERR_MALFORMED, "", NULL, NULL, NULL,
+     0},
 };
 
 static const char *const receipt_json[] = {
@@ -960,21 +963,24 @@ static const char *const receipt_json[] = {
     "\"request_hash\": \"0123abcd\", \"status\": \"executed\", \"approved\": true, \"result\": "
     "\"{\\\"echo\\\": {\\\"msg\\\": \\\"h\\\\u00e9 \\\\\\\"q\\\\\\\"\\\"}}\", \"result_json\": "
     "\"{\\\"echo\\\": {\\\"msg\\\": \\\"h\\\\u00e9 \\\\\\\"q\\\\\\\"\\\"}}\", \"receipt\": "
-    "\"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": \"ap-1\", \"proof\": "
+    "\"feedbeef\", \"error_code\": null, \"detail\": null, \"approval_id\": \"ap-1\", "
+    "\"action_code_hash\": \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\", "
+    "\"proof\": "
     "{\"checkpoint\":\"o\\n1\\n\",\"inclusion\":[],\"leaf\":\"{}\",\"log_index\":0,"
     "\"log_origin\":\"o\"}}",
     "{\"id\": \"1b4e28ba-2fa1-8a2b-883f-0016d3cca427\", \"nonce\": \"n-1\", \"action\": \"echo\", "
     "\"request_hash\": \"0123abcd\", \"status\": \"replayed\", \"approved\": false, \"result\": "
     "\"{}\", \"result_json\": \"{}\", \"receipt\": \"feedbeef\", \"error_code\": null, \"detail\": "
     "null, \"approval_id\": "
-    "null}",
+    "null, \"action_code_hash\": null}",
     "{\"id\": null, \"nonce\": \"n-2\", \"action\": \"add\", \"request_hash\": \"\", \"status\": "
     "\"rejected\", \"approved\": false, \"result\": null, \"result_json\": null, \"receipt\": "
     "null, \"error_code\": \"nonce_conflict\", \"detail\": \"Nonce conflict: n-2 \\u00e9\", "
-    "\"approval_id\": null}",
+    "\"approval_id\": null, \"action_code_hash\": null}",
     "{\"id\": null, \"nonce\": \"\", \"action\": \"\", \"request_hash\": \"\", \"status\": "
     "\"rejected\", \"approved\": false, \"result\": null, \"result_json\": null, \"receipt\": "
-    "null, \"error_code\": \"malformed\", \"detail\": \"\", \"approval_id\": null}",
+    "null, \"error_code\": \"malformed\", \"detail\": \"\", \"approval_id\": null, "
+    "\"action_code_hash\": null}",
 };
 
 static void check_receipt(const oe_receipt *d, const oe_receipt_fields *f)
@@ -991,6 +997,7 @@ static void check_receipt(const oe_receipt *d, const oe_receipt_fields *f)
     ASSERT_TRUE(same_str(d->error_code, oe_error_code_name(f->error)));
     ASSERT_TRUE(same_str(d->detail, f->detail));
     ASSERT_TRUE(same_str(d->approval_id, f->approval_id));
+    ASSERT_TRUE(same_str(d->action_code_hash, f->action_code_hash));
     ASSERT_TRUE(same_str(d->proof, f->proof));
 }
 
@@ -1117,7 +1124,7 @@ static void test_receipts(void)
     }
     /* status enum index 3 (zigzag 6): id null, 3 empty strings, then 6;
      * the fields after it null (approved false). */
-    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const unsigned char bad_enum[] = {0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     memcpy(buf, enc.data, 10);
     memcpy(buf + 10, bad_enum, sizeof bad_enum);
     {
@@ -1158,6 +1165,30 @@ static void test_receipts(void)
         oe_receipt_clear(&d);
         /* one byte short: refused */
         m.n -= 1;
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), OE_EINVAL);
+    }
+    /* And of the second: result_json, no action_code_hash (read as null). */
+    {
+        static msg m;
+        m_header(&m, RECEIPT_V2_FP);
+        static const unsigned char v2[] = {2, 2,   'i', 2, 'n', 2,   'a', 2, 'h', 0, 1, 2,
+                                           4, '{', '}', 2, 4,   '{', '}', 0, 0,   0, 0, 0};
+        /* id "i", nonce "n", action "a", request_hash "h", executed, approved,
+         * result "{}", result_json "{}", receipt/error/detail/approval/proof
+         * null */
+        memcpy(m.b + m.n, v2, sizeof v2);
+        m.n += sizeof v2;
+        oe_receipt d;
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), 0);
+        ASSERT_STREQ(d.result_json, "{}");
+        ASSERT_TRUE(d.action_code_hash == NULL && d.proof == NULL);
+        oe_receipt_clear(&d);
+        m.n -= 1;
+        ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), OE_EINVAL);
+        /* Read as the current version, the same bytes are short. */
+        m.n += 1;
+        for (int i = 0; i < 8; i++)
+            m.b[2 + i] = (unsigned char)(RECEIPT_FP >> (8 * i));
         ASSERT_EQ(oe_codec_decode_receipt(c, m.b, m.n, &d, err, sizeof err), OE_EINVAL);
     }
     /* A request is not a receipt. */

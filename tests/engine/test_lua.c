@@ -11,8 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/approval.h"
 #include "engine/digest.h"
 #include "engine/engine.h"
+#include "engine/ids.h"
 #include "engine/lua_actions.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
@@ -899,6 +901,147 @@ static void test_engine(void)
     oe_lua_actions_free(set);
 }
 
+/* A body for action NAME with payload {"n":1} and an HMAC artifact signed
+ * with secret "k"; code is the approved code hash (NULL: none), signed
+ * is the one the signature covers (the same, unless a test forges). */
+static void code_body(char *out, size_t n, const char *name, const char *nonce, const char *code,
+                      const char *signed_code)
+{
+    char err[200], hash[65], sig[65];
+    oe_json_doc *d = test_json_parse("{\"n\":1}", 7, 0, err, sizeof err);
+    oe_request_hash(name, strlen(name), oe_json_root(d), hash);
+    oe_json_doc_free(d);
+    oe_artifact a = {.approval_id = nonce,
+                     .action_hash = hash,
+                     .issued_by = "clawshield",
+                     .issued_at = "2026-11-25T13:00:00Z",
+                     .tenant_id = "t1",
+                     .action_code_hash = signed_code};
+    oe_approval_sign_hmac("k", &a, sig);
+    char extra[128] = "";
+    if (code)
+        snprintf(extra, sizeof extra, ",\"action_code_hash\":\"%s\"", code);
+    snprintf(out, n,
+             "{\"action\":\"%s\",\"payload\":{\"n\":1},\"nonce\":\"%s\",\"approval_artifact\":{"
+             "\"approval_id\":\"%s\",\"action_hash\":\"%s\",\"signature\":\"%s\","
+             "\"issued_by\":\"clawshield\",\"issued_at\":\"2026-11-25T13:00:00Z\","
+             "\"tenant_id\":\"t1\"%s}}",
+             name, nonce, nonce, hash, sig, extra);
+}
+
+/* Every outcome of a Lua action names the code that ran (its file's
+ * SHA-256); a replay names the original's, even after the file changed;
+ * an approval that names a code hash is good for that code only, and the
+ * hash is covered by its signature. */
+static void test_code_hash(void)
+{
+    static const char *const v1[] = {"double.lua",
+                                     "return function(p)\n"
+                                     "  if p.n == 0 then error('zero', 0) end\n"
+                                     "  return {n = p.n * 2}\n"
+                                     "end\n",
+                                     NULL};
+    static const char *const v2[] = {"double.lua", "return function(p) return {n = p.n * 3} end\n",
+                                     NULL};
+    char f1[128], f2[128], err[600], path[160], body[2048];
+    make_folder(f1, sizeof f1, v1);
+    make_folder(f2, sizeof f2, v2);
+    oe_lua_actions *s1 = NULL, *s2 = NULL;
+    if (oe_lua_actions_load(f1, NULL, &s1, err, sizeof err) != OE_OK ||
+        oe_lua_actions_load(f2, NULL, &s2, err, sizeof err) != OE_OK) {
+        OE_FAIL_("load: %s", err);
+        oe_lua_actions_free(s1);
+        return;
+    }
+    const char *h1 = oe_lua_action_code_hash(s1, 0), *h2 = oe_lua_action_code_hash(s2, 0);
+    char want[65];
+    oe_sha256_hex(v1[1], strlen(v1[1]), want);
+    ASSERT_STREQ(h1, want);
+    ASSERT_TRUE(strcmp(h1, h2) != 0);
+    snprintf(path, sizeof path, "%s/code.db", root);
+    oe_store *store = NULL;
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
+        OE_FAIL_("store: %s", err);
+        oe_lua_actions_free(s1);
+        oe_lua_actions_free(s2);
+        return;
+    }
+    oe_engine_config cfg = {.tenant = "", .allowed_actions = "", .lua_actions = s1};
+    oe_engine *engine = NULL;
+    oe_outcome o;
+    oe_outcome_init(&o);
+    ASSERT_EQ(oe_engine_new(&cfg, store, &engine, err, sizeof err), OE_OK);
+    test_run_body(engine, "{\"action\":\"double\",\"nonce\":\"c-1\",\"payload\":{\"n\":1}}", 1000,
+                  &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.action_code_hash, h1);
+    test_run_body(engine, "{\"action\":\"double\",\"nonce\":\"c-2\",\"payload\":{\"n\":0}}", 1000,
+                  &o);
+    ASSERT_EQ(o.error, OE_ERR_ACTION_FAILED);
+    ASSERT_STREQ(o.action_code_hash, h1);
+    test_run_body(engine, "{\"action\":\"echo\",\"nonce\":\"c-3\",\"payload\":{}}", 1000, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.action_code_hash, "");
+    oe_engine_free(engine);
+    /* The rows keep it: the failed attempt's too. */
+    oe_execution rec;
+    ASSERT_EQ(
+        oe_store_find_by_nonce(store, "c-1", oe_ledger_key_of("c-1", 3), &rec, err, sizeof err), 1);
+    ASSERT_STREQ(rec.action_code_hash, h1);
+    oe_execution_clear(&rec);
+    ASSERT_EQ(
+        oe_store_find_by_nonce(store, "c-3", oe_ledger_key_of("c-3", 3), &rec, err, sizeof err), 1);
+    ASSERT_STREQ(rec.action_code_hash, "");
+    oe_execution_clear(&rec);
+
+    /* The file changed: new requests run the new code, a replay answers
+     * with the original result and the original code's hash. */
+    cfg.lua_actions = s2;
+    ASSERT_EQ(oe_engine_new(&cfg, store, &engine, err, sizeof err), OE_OK);
+    test_run_body(engine, "{\"action\":\"double\",\"nonce\":\"c-1\",\"payload\":{\"n\":1}}", 1000,
+                  &o);
+    ASSERT_EQ(o.status, OE_STATUS_REPLAYED);
+    ASSERT_STREQ(o.result_json.data, "{\"n\": 2}");
+    ASSERT_STREQ(o.action_code_hash, h1);
+    test_run_body(engine, "{\"action\":\"double\",\"nonce\":\"c-4\",\"payload\":{\"n\":1}}", 1000,
+                  &o);
+    ASSERT_STREQ(o.result_json.data, "{\"n\": 3}");
+    ASSERT_STREQ(o.action_code_hash, h2);
+    oe_engine_free(engine);
+
+    /* Approvals bound to a version of the code. */
+    oe_engine_config cs = {
+        .clawshield = 1, .secret = "k", .tenant = "t1", .allowed_actions = "", .lua_actions = s2};
+    ASSERT_EQ(oe_engine_new(&cs, store, &engine, err, sizeof err), OE_OK);
+    const double now = 1795611600 + 10;
+    code_body(body, sizeof body, "double", "a-1", h1, h1); /* approved the old code */
+    test_run_body(engine, body, now, &o);
+    ASSERT_EQ(o.error, OE_ERR_APPROVAL_INVALID);
+    ASSERT_CONTAINS(o.detail, "code hash mismatch");
+    ASSERT_CONTAINS(o.detail, h2);
+    code_body(body, sizeof body, "double", "a-2", h2, NULL); /* hash added, not signed */
+    test_run_body(engine, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "Invalid signature");
+    code_body(body, sizeof body, "double", "a-3", NULL, h2); /* signed, then dropped */
+    test_run_body(engine, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "Invalid signature");
+    code_body(body, sizeof body, "echo", "a-4", h2, h2); /* a built-in has no code hash */
+    test_run_body(engine, body, now, &o);
+    ASSERT_CONTAINS(o.detail, "code hash mismatch");
+    code_body(body, sizeof body, "double", "a-5", h2, h2);
+    test_run_body(engine, body, now, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    ASSERT_STREQ(o.action_code_hash, h2);
+    code_body(body, sizeof body, "double", "a-6", NULL, NULL); /* any version */
+    test_run_body(engine, body, now, &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    oe_engine_free(engine);
+    oe_outcome_clear(&o);
+    oe_store_free(store);
+    oe_lua_actions_free(s1);
+    oe_lua_actions_free(s2);
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/oe-lua-XXXXXX");
@@ -915,6 +1058,7 @@ int main(void)
     RUN_TEST(test_determinism);
     RUN_TEST(test_patterns);
     RUN_TEST(test_engine);
+    RUN_TEST(test_code_hash);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
     if (system(cmd) != 0)

@@ -177,6 +177,12 @@ static void check_forgeries(const oe_outcome *o, const oe_outcome *other,
     ASSERT_EQ(oe_tlog_verify(&changed, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
               OE_EINVAL);
     ASSERT_CONTAINS(err, "status rejected is not the leaf's");
+    /* A built-in's receipt claiming that a Lua action's code ran. */
+    changed = c;
+    changed.action_code_hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    ASSERT_EQ(oe_tlog_verify(&changed, o->proof.data, o->proof.len, trusted, 1, err, sizeof err),
+              OE_EINVAL);
+    ASSERT_CONTAINS(err, "action_code_hash is not the leaf's");
     /* Another entry's proof. */
     ASSERT_EQ(oe_tlog_verify(&c, other->proof.data, other->proof.len, trusted, 1, err, sizeof err),
               OE_EINVAL);
@@ -603,6 +609,14 @@ static void test_leaf_text(void)
                  "\"receipt\":\"r\",\"recorded_at\":\"2026-12-06T06:55:58.658123Z\","
                  "\"request_hash\":\"h\",\"result\":\"{\\\"sum\\\":3}\","
                  "\"status\":\"executed\",\"tenant\":\"\"}");
+    /* A Lua action's entry has its code hash, in its sorted place. */
+    oe_buf_reset(&b);
+    e.action_code_hash = "c0de";
+    ASSERT_EQ(oe_tlog_leaf(&e, &b), OE_OK);
+    ASSERT_TRUE(
+        strncmp(b.data, "{\"action\":\"add\",\"action_code_hash\":\"c0de\",\"approval_id\"",
+                strlen("{\"action\":\"add\",\"action_code_hash\":\"c0de\",\"approval_id\"")) == 0);
+    e.action_code_hash = NULL;
     /* Not UTF-8: refused, the buffer as it was. */
     oe_buf_reset(&b);
     e.nonce = "\xff";

@@ -126,10 +126,10 @@ class Migrations(ServiceTest):
         self.assertEqual(r.json["proof"]["log_index"], 1)  # after the 409's rejection
         s.stop()
         with sqlite3.connect(db) as c:
-            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 7)
+            self.assertEqual(c.execute("PRAGMA user_version").fetchone()[0], 8)
             self.assertEqual([v for (v,) in c.execute(
                 "SELECT version FROM schema_migrations ORDER BY version")],
-                [1, 2, 3, 4, 5, 6, 7])
+                [1, 2, 3, 4, 5, 6, 7, 8])
             # Version 7: each row's place in the writer's log; the migrated
             # row has none.
             self.assertEqual(c.execute("SELECT nonce, log_index FROM executions ORDER BY seq")
@@ -221,7 +221,7 @@ class Migrations(ServiceTest):
         self.assertEqual(r.json["receipt"], row[8])
         self.assertEqual(s.execute("echo", {"v": 2}, "new-1").status, 200)
         self.assertEqual([v for (v,) in cluster.query(
-            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4])
+            name, "SELECT version FROM schema_migrations ORDER BY version")], [1, 2, 3, 4, 5])
         self.assertEqual(sorted(cluster.query(name, "SELECT nonce, payload FROM executions")),
                          [("new-1", '{"v":2}'), ("old-1", None)])
         # Version 4: the receipts logs (no key given: this PostgreSQL
@@ -260,7 +260,7 @@ class Migrations(ServiceTest):
         name = url.rsplit("/", 1)[1].split("?")[0]
         self.assertEqual(pgcluster.shared_cluster().query(
             name, "SELECT version FROM schema_migrations ORDER BY version"),
-            [(1,), (2,), (3,), (4,)])
+            [(1,), (2,), (3,), (4,), (5,)])
 
 
 class Inspect(ServiceTest):

@@ -239,7 +239,9 @@ class PyCheck:
         leaf = json.loads(proof["leaf"])
         if proof["leaf"] != json.dumps(leaf, sort_keys=True, separators=(",", ":")):
             raise ValueError("leaf: not canonical JSON")
-        if sorted(leaf) != sorted(LEAF_FIELDS):
+        # action_code_hash only when a Lua action ran (never null).
+        if sorted(set(leaf) - {"action_code_hash"}) != sorted(LEAF_FIELDS) or \
+                leaf.get("action_code_hash", "") is None:
             raise ValueError("leaf: fields %s" % sorted(leaf))
         if leaf["log_index"] != index:
             raise ValueError("leaf: log_index %r, proof says %r" % (leaf["log_index"], index))
@@ -249,9 +251,9 @@ class PyCheck:
         if leaf["status"] != {"replayed": "executed"}.get(status, status):
             raise ValueError("leaf: status %r, receipt says %r" % (leaf["status"], status))
         for f in ("id", "nonce", "action", "request_hash", "receipt", "error_code", "detail",
-                  "approval_id", "approved"):
-            if f in rec and rec[f] != leaf[f]:
-                raise ValueError("leaf: %s %r, receipt says %r" % (f, leaf[f], rec[f]))
+                  "approval_id", "approved", "action_code_hash"):
+            if f in rec and rec[f] != leaf.get(f):
+                raise ValueError("leaf: %s %r, receipt says %r" % (f, leaf.get(f), rec[f]))
         # The result text, claimed as result_json and as result (the text,
         # or in an /execute answer the value itself): each must be the
         # leaf's.

@@ -117,6 +117,11 @@ static int user_version(const char *path)
 /* SQL that takes a new file back to version 5: the trigger of versions 3
  * to 5 instead of the unique indexes of version 6. */
 /* Version 7 taken back: no receipts logs. */
+#define UNDO_V8                                                                                    \
+    "ALTER TABLE executions DROP COLUMN action_code_hash;"                                         \
+    "ALTER TABLE rejections DROP COLUMN action_code_hash;"                                         \
+    "DELETE FROM schema_migrations WHERE version = 8;"
+
 #define UNDO_V7                                                                                    \
     "DROP TABLE checkpoints;"                                                                      \
     "DROP TABLE logs;"                                                                             \
@@ -415,7 +420,7 @@ static void test_sqlite_migrate_keeps_rows(void)
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
-                           UNDO_V7 UNDO_V6
+                           UNDO_V8 UNDO_V7 UNDO_V6
                            "DROP TRIGGER executions_unique;"
                            "DROP INDEX executions_id_bucket_key;"
                            "ALTER TABLE executions DROP COLUMN id_bucket;"
@@ -485,11 +490,12 @@ static void test_sqlite_v4_upgraded(void)
     sqlite3 *db;
     ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db,
-                           UNDO_V7 UNDO_V6 "DROP INDEX executions_id_bucket_key;"
-                                           "ALTER TABLE executions DROP COLUMN id_bucket;"
-                                           "CREATE INDEX executions_id_key ON executions(id_key);"
-                                           "DELETE FROM schema_migrations WHERE version = 5;"
-                                           "PRAGMA user_version = 4;",
+                           UNDO_V8 UNDO_V7 UNDO_V6
+                           "DROP INDEX executions_id_bucket_key;"
+                           "ALTER TABLE executions DROP COLUMN id_bucket;"
+                           "CREATE INDEX executions_id_key ON executions(id_key);"
+                           "DELETE FROM schema_migrations WHERE version = 5;"
+                           "PRAGMA user_version = 4;",
                            NULL, NULL, NULL),
               SQLITE_OK);
     sqlite3_close(db);

@@ -15,17 +15,21 @@ import (
 )
 
 // leafFields are the fields of a log leaf, in their canonical (sorted)
-// order; a leaf has all of them and no other.
+// order; a leaf has all of them, perhaps optionalLeafFields, and no other.
 var leafFields = []string{
 	"action", "approval_id", "approved", "detail", "error_code", "id", "log_index",
 	"nonce", "receipt", "recorded_at", "request_hash", "result", "status", "tenant",
 }
 
+// optionalLeafFields are in a leaf only when they are not null:
+// action_code_hash, when an operator's Lua action ran.
+var optionalLeafFields = []string{"action_code_hash"}
+
 // comparedFields are the leaf fields that must equal the receipt's, in the
 // order they are compared (result is compared on its own, see below).
 var comparedFields = []string{
 	"nonce", "action", "request_hash", "id", "receipt", "result", "error_code",
-	"detail", "approval_id", "approved",
+	"detail", "approval_id", "approved", "action_code_hash",
 }
 
 // A receiptCheck is the outcome of the checks of one receipt.
@@ -235,11 +239,15 @@ func parseLeaf(leaf []byte) (map[string]json.RawMessage, error) {
 			return nil, fmt.Errorf("no field %s", f)
 		}
 	}
-	if len(obj) != len(leafFields) {
-		for k := range obj {
-			if !contains(leafFields, k) {
-				return nil, fmt.Errorf("unexpected field %s", k)
-			}
+	for k, v := range obj {
+		if contains(leafFields, k) {
+			continue
+		}
+		if !contains(optionalLeafFields, k) {
+			return nil, fmt.Errorf("unexpected field %s", k)
+		}
+		if string(v) == "null" {
+			return nil, fmt.Errorf("field %s is null (a leaf leaves it out instead)", k)
 		}
 	}
 	return obj, nil
@@ -256,7 +264,11 @@ func parseLeaf(leaf []byte) (map[string]json.RawMessage, error) {
 func compareFields(leaf, rec map[string]json.RawMessage) (*string, error) {
 	var resultText *string
 	for _, f := range comparedFields {
-		lv, err := jsonValue(leaf[f])
+		lraw, present := leaf[f]
+		if !present && contains(optionalLeafFields, f) {
+			lraw = json.RawMessage("null") // left out of the leaf: null
+		}
+		lv, err := jsonValue(lraw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", f, err)
 		}
@@ -304,7 +316,7 @@ func compareFields(leaf, rec map[string]json.RawMessage) (*string, error) {
 			return nil, fmt.Errorf("receipt %s: %v", f, err)
 		}
 		if !reflect.DeepEqual(lv, rv) {
-			return nil, fmt.Errorf("%s is %s in the leaf but %s in the receipt", f, show(leaf[f]), show(raw))
+			return nil, fmt.Errorf("%s is %s in the leaf but %s in the receipt", f, show(lraw), show(raw))
 		}
 	}
 	return resultText, nil

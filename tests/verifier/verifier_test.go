@@ -228,6 +228,9 @@ func newFixture(t *testing.T, o fixtureOptions) *fixture {
 			result := fmt.Sprintf(`{"sum":%d,"text":"caf\u00e9 \"%d\""}`, i*3, i)
 			fields["result"] = result
 			fields["receipt"] = receiptHash(id, result)
+			if i%3 == 2 { // an operator's Lua action ran
+				fields["action_code_hash"] = fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprintf("code %d", i))))
+			}
 		}
 		if o.fields != nil {
 			o.fields(i, fields)
@@ -257,6 +260,7 @@ func (f *fixture) receipt(i, size int) map[string]any {
 		"result", "receipt", "error_code", "detail", "approval_id"} {
 		r[k] = f.fields[i][k]
 	}
+	r["action_code_hash"] = f.fields[i]["action_code_hash"] // nil when the leaf has none
 	var incl []string
 	for _, h := range refPath(i, f.hashes[:size]) {
 		incl = append(incl, base64.StdEncoding.EncodeToString(h))
@@ -471,6 +475,15 @@ func TestRefusedReceipts(t *testing.T) {
 		{"approval id null in the leaf", 1, func(r map[string]any, _ []map[string]any) {
 			r["approval_id"] = "approval-1"
 		}, "leaf: approval_id is null in the leaf"},
+		{"code hash claimed for a built-in", 0, func(r map[string]any, _ []map[string]any) {
+			r["action_code_hash"] = "c0de"
+		}, "leaf: action_code_hash is null in the leaf"},
+		{"changed code hash", 2, func(r map[string]any, _ []map[string]any) {
+			r["action_code_hash"] = "c0de"
+		}, "leaf: action_code_hash is"},
+		{"code hash left out", 2, func(r map[string]any, _ []map[string]any) {
+			r["action_code_hash"] = nil
+		}, "leaf: action_code_hash is"},
 		{"proof taken from another leaf", 1, func(r map[string]any, all []map[string]any) {
 			r["proof"] = all[2]["proof"]
 		}, `leaf: nonce is "nonce-2" in the leaf but "nonce-1" in the receipt`},
