@@ -275,6 +275,9 @@ static const setting settings[] = {
          "sign with Ed25519: private key PEM file"),
     TEXT("--approval-id", NULL, MINT, approval_id, NULL, "approval id (default: random UUID)"),
     TEXT("--issued-at", NULL, MINT, issued_at, NULL, "ISO 8601 issue time (default: now)"),
+    TEXT("--action-code-hash", NULL, MINT, action_code_hash, NULL,
+         "approve only this version of a Lua action's code (its file's SHA-256, hex; see "
+         "`openexec actions`)"),
     INT("--ttl", NULL, MINT, ttl, 1, 10L * 365 * 86400, "300", "seconds until expires_at"),
     TEXT("--nonce", NULL, MINT, nonce, NULL, "print a whole request with this nonce"),
     /* dlq replay */

@@ -134,6 +134,7 @@ typedef struct oe_config {
     const char *ed25519_key; /* path of a private key PEM file */
     const char *approval_id;
     const char *issued_at;
+    const char *action_code_hash; /* mint: approve this version of a Lua action's code */
     long ttl;
     const char *nonce;
     /* logs and the configuration file */

@@ -700,6 +700,10 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
         oe_time_format_iso8601(issued, m->issued_at, sizeof m->issued_at);
     }
     oe_time_format_iso8601(issued + (double)cfg->ttl, m->expires_at, sizeof m->expires_at);
+    const char *code = cfg->action_code_hash;
+    size_t hex = code ? strspn(code, "0123456789abcdef") : 0;
+    if (code && (hex != 64 || code[hex]))
+        return oe_die(2, "--action-code-hash %.80s: not 64 lowercase hex digits (a SHA-256)", code);
     m->a = (oe_artifact){
         .approval_id = m->approval_id,
         .action_hash = m->hash,
@@ -707,6 +711,7 @@ static int mint_artifact(const oe_config *cfg, const oe_json *payload, minted *m
         .issued_at = m->issued_at,
         .tenant_id = cfg->tenant,
         .expires_at = m->expires_at,
+        .action_code_hash = code,
     };
     if (cfg->ed25519_key) {
         char *pem, why[128];
@@ -750,12 +755,12 @@ static int print_artifact(const oe_config *cfg, const oe_json *payload, const oe
         oe_json_dump_string(&out, cfg->nonce, strlen(cfg->nonce));
         oe_buf_puts(&out, ", \"approval_artifact\": ");
     }
-    const char *names[] = {"approval_id", "action_hash", "signature", "issued_by",
-                           "issued_at",   "tenant_id",   "expires_at"};
-    const char *values[] = {a->approval_id, a->action_hash, a->signature, a->issued_by,
-                            a->issued_at,   a->tenant_id,   a->expires_at};
+    const char *names[] = {"approval_id", "action_hash", "signature",       "issued_by",
+                           "issued_at",   "tenant_id",   "expires_at",      "action_code_hash"};
+    const char *values[] = {a->approval_id, a->action_hash, a->signature,       a->issued_by,
+                            a->issued_at,   a->tenant_id,   a->expires_at,      a->action_code_hash};
     oe_buf_putc(&out, '{');
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 8 && values[i]; i++) {
         if (i)
             oe_buf_puts(&out, ", ");
         oe_json_dump_string(&out, names[i], strlen(names[i]));

@@ -222,9 +222,11 @@ def cli(args, env=None, timeout=CLI_TIMEOUT, cwd=None):
 
 
 def mint(action, payload, secret=None, tenant=None, ed25519_key=None, approval_id=None,
-         issued_at=None, ttl=None, env=None):
+         issued_at=None, ttl=None, env=None, action_code_hash=None):
     """`openexec mint ...` -> the artifact as a dict."""
     args = ["mint", "--action", action, "--payload", json.dumps(payload)]
+    if action_code_hash is not None:
+        args += ["--action-code-hash", action_code_hash]
     if secret is not None:
         args += ["--secret", secret]
     if ed25519_key is not None:

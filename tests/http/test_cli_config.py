@@ -46,7 +46,7 @@ OPTIONS = {
     "topics": {"--brokers", "--requests-topic", "--receipts-topic", "--dlq-topic",
                "--checkpoints-topic", "--partitions", "--replication-factor", "--config", "-X", "--help"},
     "mint": {"--action", "--payload", "--secret", "--ed25519-key", "--tenant", "--approval-id",
-             "--issued-at", "--ttl", "--nonce", "--config", "--help"},
+             "--issued-at", "--action-code-hash", "--ttl", "--nonce", "--config", "--help"},
     "verify-receipt": {"--id", "--result", "--receipt", "--trusted-keys", "--help"},
     "keygen": {"--out", "--public-of", "--help"},
     "completion": {"--help"},

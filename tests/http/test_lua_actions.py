@@ -9,14 +9,19 @@ with the script's message, recorded as `action_failed`. Then what the
 command line promises: a broken script stops the start with exit 2 naming
 file and line, the budgets are the flags', the allow-list applies to Lua
 actions as to built-ins, and a failing or hostile script leaves the
-service answering.
+service answering. Every answer, ledger row and log leaf of a Lua action
+names the code that ran (action_code_hash, the file's SHA-256), checked
+offline by `openexec verify-receipt`; an approval can bind that hash.
 """
 
 import hashlib
 import json
 import os
 
-from harness import ROOT, ServiceTest, cli, run_tests
+import re
+import subprocess
+
+from harness import BIN, ROOT, ServiceTest, cli, mint, run_tests
 
 EXAMPLES = os.path.join(ROOT, "examples", "actions")
 
@@ -150,6 +155,87 @@ class ExampleActions(ServiceTest):
                  "--allowed-actions", "refund"])
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("\"refund\" is not a registered action", p.stderr)
+
+    def test_code_hash_in_receipts_and_approvals(self):
+        v1 = "return function(p) return {n = p.n * 2} end\n"
+        v2 = "return function(p) return {n = p.n * 3} end\n"
+        folder = self.write("code", {"double.lua": v1})
+        h1 = hashlib.sha256(v1.encode()).hexdigest()
+        h2 = hashlib.sha256(v2.encode()).hexdigest()
+        key = self.path("node.key")
+        p = cli(["keygen", "--out", key])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        pem = re.search(r"-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n",
+                        p.stdout)
+        self.assertTrue(pem, p.stdout)
+        trusted = self.path("trusted.pem")
+        with open(trusted, "w") as f:
+            f.write(pem.group(0))
+        db = self.path("code.db")
+        s = self.server(db=db, args=["--actions-dir", folder],
+                        env={"OPENEXEC_SIGNING_KEY_FILE": key})
+        r = s.execute("double", {"n": 2}, "c-1")
+        self.assertExecuted(r, "double", {"n": 2}, "c-1", result={"n": 4})
+        self.assertEqual(r.json["action_code_hash"], h1, r)
+        leaf = json.loads(r.json["proof"]["leaf"])
+        self.assertEqual(leaf["action_code_hash"], h1)
+        r_echo = s.execute("echo", {}, "c-2")
+        self.assertIsNone(r_echo.json["action_code_hash"], r_echo)
+        self.assertNotIn("action_code_hash", json.loads(r_echo.json["proof"]["leaf"]))
+        stored = s.get("/receipts/%s" % r.json["id"])
+        self.assertEqual(stored.json["action_code_hash"], h1, stored)
+
+        def verify(answer):
+            return subprocess.run([BIN, "verify-receipt", "--trusted-keys", trusted],
+                                  input=json.dumps(answer), capture_output=True, text=True,
+                                  timeout=30)
+        self.assertEqual(verify(r.json).returncode, 0, verify(r.json))
+        self.assertEqual(verify(r_echo.json).returncode, 0)
+        for forged in (dict(r.json, action_code_hash=h2), dict(r.json, action_code_hash=None),
+                       dict(r_echo.json, action_code_hash=h1)):
+            v = verify(forged)
+            self.assertEqual(v.returncode, 1, (forged, v.stdout, v.stderr))
+            self.assertIn("action_code_hash is not the leaf's", v.stdout + v.stderr)
+        s.stop()
+        out = cli(["ledger", "export", "--db", db])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        rows = {row["nonce"]: row for row in map(json.loads, out.stdout.splitlines())}
+        self.assertEqual(rows["c-1"]["action_code_hash"], h1)
+        self.assertIsNone(rows["c-2"]["action_code_hash"])
+
+        # The file changes: the replay keeps the original result and code
+        # hash; a new request runs (and names) the new code.
+        with open(os.path.join(folder, "double.lua"), "w") as f:
+            f.write(v2)
+        s = self.server(db=db, args=["--actions-dir", folder],
+                        env={"OPENEXEC_SIGNING_KEY_FILE": key})
+        r = s.execute("double", {"n": 2}, "c-1")
+        self.assertEqual((r.json["status"], r.json["result"], r.json["action_code_hash"]),
+                         ("replayed", {"n": 4}, h1), r)
+        self.assertEqual(verify(r.json).returncode, 0)
+        r = s.execute("double", {"n": 2}, "c-3")
+        self.assertEqual((r.json["result"], r.json["action_code_hash"]), ({"n": 6}, h2), r)
+        s.stop()
+
+        # Approvals of one version: the old code's is refused after the
+        # change, the new code's accepted; mint checks the hash's form.
+        s = self.server(args=["--actions-dir", folder],
+                        env={"OPENEXEC_MODE": "clawshield", "CLAWSHIELD_SECRET_KEY": "k",
+                             "CLAWSHIELD_TENANT_ID": "t"})
+        old = mint("double", {"n": 1}, secret="k", tenant="t", action_code_hash=h1)
+        self.assertEqual(old["action_code_hash"], h1)
+        r = s.execute("double", {"n": 1}, "a-1", artifact=old)
+        self.assertDetail(r, 403, contains="code hash mismatch")
+        new = mint("double", {"n": 1}, secret="k", tenant="t", action_code_hash=h2)
+        r = s.execute("double", {"n": 1}, "a-2", artifact=new)
+        self.assertEqual((r.status, r.json["action_code_hash"]), (200, h2), r)
+        stripped = mint("double", {"n": 1}, secret="k", tenant="t", action_code_hash=h2)
+        del stripped["action_code_hash"]
+        r = s.execute("double", {"n": 1}, "a-3", artifact=stripped)
+        self.assertDetail(r, 403, contains="Invalid signature")
+        bad = cli(["mint", "--action", "double", "--secret", "k", "--action-code-hash", "ABC"])
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("not 64 lowercase hex digits", bad.stderr)
 
 
 if __name__ == "__main__":
