@@ -47,6 +47,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 REQUEST_AVSC = os.path.join(ROOT, "schemas", "execution_request.avsc")
 RECEIPT_AVSC = os.path.join(ROOT, "schemas", "receipt.avsc")
 RECEIPT_V1_AVSC = os.path.join(ROOT, "schemas", "receipt.v1.avsc")
+RECEIPT_V2_AVSC = os.path.join(ROOT, "schemas", "receipt.v2.avsc")
 
 # ---- CRC-64-AVRO, computed here from the canonical form ----
 
@@ -76,6 +77,7 @@ def load_schema(path):
 REQ_SCHEMA, REQ_CANONICAL, REQ_FP = load_schema(REQUEST_AVSC)
 REC_SCHEMA, REC_CANONICAL, REC_FP = load_schema(RECEIPT_AVSC)
 REC1_SCHEMA, REC1_CANONICAL, REC1_FP = load_schema(RECEIPT_V1_AVSC)
+REC2_SCHEMA, REC2_CANONICAL, REC2_FP = load_schema(RECEIPT_V2_AVSC)
 
 # ---- framing ----
 
@@ -286,9 +288,10 @@ def receipt_line(datum):
     return line
 
 
-def make_receipts(n, seed=99, v1=False):
+def make_receipts(n, seed=99, version=3):
     """Receipts of the current schema (result_json the same text as
-    result), or of its first version (no result_json)."""
+    result), or of its second version (no action_code_hash) or first (no
+    result_json either)."""
     rng = random.Random(seed)
 
     def opt():
@@ -311,6 +314,8 @@ def make_receipts(n, seed=99, v1=False):
             "error_code": rng.choice([None, "malformed", "nonce_conflict", "not_allowed"]),
             "detail": opt(),
             "approval_id": opt(),
+            "action_code_hash": rng.choice(
+                [None, hashlib.sha256(rand_text(rng).encode()).hexdigest()]),
             # A signed receipt's proof: its JSON text, compact and sorted
             # as the C decoder keeps it.
             "proof": (None if rng.random() < 0.3 else json.dumps(
@@ -319,20 +324,25 @@ def make_receipts(n, seed=99, v1=False):
                  "log_origin": "openexec/" + rand_text(rng, 1, 8)},
                 sort_keys=True, separators=(",", ":"))),
         }
-        if v1:
+        if version < 3:
+            del d["action_code_hash"]
+        if version < 2:
             del d["result_json"]
         out.append(d)
     return out
 
 
 def as_current(d):
-    """A receipt of the first version as the C decoder reports it: with
-    result_json, the same text as result, in the current schema's order."""
+    """A receipt of an earlier version as the C decoder reports it: with
+    result_json (the same text as result) and action_code_hash (null), in
+    the current schema's order."""
     out = {}
     for k, v in d.items():
         out[k] = v
-        if k == "result":
+        if k == "result" and "result_json" not in d:
             out["result_json"] = v
+        if k == "approval_id":
+            out["action_code_hash"] = d.get("action_code_hash")
     return out
 
 
@@ -450,11 +460,12 @@ def selftest(binary):
 
         # 5. Receipts written by python3-avro, read by the C codec and
         # rendered by oe_receipt_to_json: again byte for byte json.dumps;
-        # those of the schema's first version too (still read, reported
-        # with result_json).
+        # those of the schema's earlier versions too (still read, reported
+        # with result_json and action_code_hash).
         for label, receipts, fp, schema in (
                 ("", make_receipts(200), REC_FP, REC_SCHEMA),
-                (" v1", make_receipts(100, seed=7, v1=True), REC1_FP, REC1_SCHEMA)):
+                (" v2", make_receipts(100, seed=5, version=2), REC2_FP, REC2_SCHEMA),
+                (" v1", make_receipts(100, seed=7, version=1), REC1_FP, REC1_SCHEMA)):
             try:
                 path = os.path.join(tmp, "py_receipts%s.bin" % label.strip())
                 write_frames(path, [single_object(fp, schema, d) for d in receipts])

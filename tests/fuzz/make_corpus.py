@@ -27,7 +27,7 @@ CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
 # The fingerprints the codec computes (tests/worker/test_codec.c checks them
 # against python3-avro), little-endian in the single-object header.
 REQUEST_FP = 0xBB8686793197E1C8
-RECEIPT_FP = 0x8CDB5F38C012568A
+RECEIPT_FP = 0xF21F99C9480DEC97
 SCHEMA_ID = 7  # fuzz_avro_request.c's configured Confluent schema id
 
 HMAC_SECRET = b"fuzz-secret"  # fuzz_approval.c's keys
@@ -150,10 +150,11 @@ def avro_request(action, payload, nonce, art=None):
 
 def avro_receipt(id_, nonce, action, request_hash, status, approved, result, receipt, error,
                  detail, approval_id):
-    # schemas/receipt.avsc: result_json (the same text) after result; proof null
+    # schemas/receipt.avsc: result_json (the same text) after result;
+    # action_code_hash and proof null
     return (a_opt(id_) + a_str(nonce) + a_str(action) + a_str(request_hash) + zigzag(status) +
             bytes([1 if approved else 0]) + a_opt(result) + a_opt(result) + a_opt(receipt) +
-            a_opt(error) + a_opt(detail) + a_opt(approval_id) + a_opt(None))
+            a_opt(error) + a_opt(detail) + a_opt(approval_id) + a_opt(None) + a_opt(None))
 
 
 def so_header(fp):
