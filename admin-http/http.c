@@ -45,6 +45,7 @@
 #include "engine/ids.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/lua_actions.h"
 #include "engine/proofs.h"
 #include "engine/request.h"
 #include "engine/status.h"
@@ -522,6 +523,7 @@ static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
                    oe_engine_signature_verification(e) ? "enabled" : "disabled");
     oe_buf_puts(&b, ", ");
     const char *const *names;
+    oe_engine_actions_read(e, 1); /* a reload waits until they are written */
     size_t n = oe_engine_allow_list(e, &names);
     if (n) {
         put_key_string(&b, "restriction", "restricted");
@@ -537,6 +539,18 @@ static MHD_RESULT handle_health(oe_http *h, struct MHD_Connection *c)
         oe_buf_puts(&b, ", ");
         put_key_string(&b, "warning", "No execution allow-list configured");
     }
+    /* Every action: name -> code hash (null for a built-in). */
+    const oe_lua_actions *lua;
+    size_t total = oe_engine_actions(e, &names, &lua), builtins = total - oe_lua_actions_count(lua);
+    oe_buf_puts(&b, ", \"actions\": {");
+    for (size_t k = 0; k < total; k++) {
+        if (k)
+            oe_buf_puts(&b, ", ");
+        put_key_string(&b, names[k],
+                       k < builtins ? NULL : oe_lua_action_code_hash(lua, k - builtins));
+    }
+    oe_buf_putc(&b, '}');
+    oe_engine_actions_read(e, 0);
     const oe_approval_keys *keys = oe_engine_approval_keys(e);
     oe_buf_puts(&b, ", \"approval_keys\": {\"ed25519\": [");
     for (size_t k = 0; k < oe_approval_keys_ed25519_count(keys); k++) {

@@ -32,8 +32,11 @@ int oe_die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * the stop flag and wakes oe_stop_wait. The short commands, which may
  * block reading stdin, call oe_install_signals: a handler sets the flag
  * and interrupts the read. Either way oe_stop_requested() reads the flag;
- * SIGPIPE is ignored. */
-int oe_signals_start(void); /* OE_OK, or OE_EIO: fell back to the handler */
+ * SIGPIPE is ignored. With reload (run), SIGHUP is taken too: it sets the
+ * reload flag, which oe_reload_requested() reads and clears, and wakes
+ * oe_stop_wait. */
+int oe_signals_start(int reload); /* OE_OK, or OE_EIO: fell back to the handler */
+int oe_reload_requested(void);
 void oe_install_signals(void);
 int oe_stop_requested(void);
 void oe_stop_clear(void);

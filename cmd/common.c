@@ -46,6 +46,7 @@ const oe_command_entry oe_command_list[] = {
 const size_t oe_command_count = sizeof oe_command_list / sizeof oe_command_list[0];
 
 static atomic_int stop_flag;
+static atomic_int reload_flag;
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t stop_cond;
 static pthread_t signal_thread;
@@ -92,13 +93,18 @@ static void *signal_main(void *arg)
         if (atomic_load(&signal_thread_quit))
             return NULL;
         pthread_mutex_lock(&stop_lock);
-        atomic_store(&stop_flag, 1);
+        atomic_store(sig == SIGHUP ? &reload_flag : &stop_flag, 1);
         pthread_cond_broadcast(&stop_cond);
         pthread_mutex_unlock(&stop_lock);
     }
 }
 
-int oe_signals_start(void)
+int oe_reload_requested(void)
+{
+    return atomic_exchange(&reload_flag, 0);
+}
+
+int oe_signals_start(int reload)
 {
     signal(SIGPIPE, SIG_IGN);
     pthread_condattr_t attr;
@@ -109,6 +115,8 @@ int oe_signals_start(void)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    if (reload)
+        sigaddset(&stop_signals, SIGHUP);
     /* Blocked here, and so in every thread made from here on. */
     if (pthread_sigmask(SIG_BLOCK, &stop_signals, NULL) != 0 ||
         pthread_create(&signal_thread, NULL, signal_main, NULL) != 0) {
@@ -129,7 +137,7 @@ int oe_stop_wait(long ms)
     }
     struct timespec until = oe_monotonic_after_ms(ms);
     pthread_mutex_lock(&stop_lock);
-    while (!oe_stop_requested() &&
+    while (!oe_stop_requested() && !atomic_load(&reload_flag) &&
            pthread_cond_timedwait(&stop_cond, &stop_lock, &until) != ETIMEDOUT) {
     }
     pthread_mutex_unlock(&stop_lock);

@@ -53,7 +53,7 @@ int oe_cmd_broker(int argc, char **argv)
     if (rc >= 0)
         return rc;
     oe_broker *b;
-    oe_signals_start();
+    oe_signals_start(0);
     /* A file left by an earlier broker names a dead address: gone before
      * this one's is written (atomically), and gone again at exit. */
     if (cfg.bootstrap_file)

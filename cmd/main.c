@@ -576,12 +576,70 @@ static void run_announce(const service *s)
     oe_log(OE_LOG_INFO, "main", NULL, "%s", where);
 }
 
-/* Waits for SIGINT/SIGTERM or a failed worker; returns the exit status. */
+/* SIGHUP: the actions folder read again, all or nothing. A folder that
+ * does not load (or whose actions the allow-list no longer matches)
+ * leaves every action as it was, with an error in the log; otherwise the
+ * engine takes the new set after its batch in hand, and each action that
+ * came, went or changed is logged with its old and new code hashes. */
+static void run_reload(service *s)
+{
+    if (!s->cfg.actions_dir) {
+        oe_log(OE_LOG_INFO, "main", NULL,
+               "SIGHUP: no actions folder (--actions-dir) configured, nothing to reload");
+        return;
+    }
+    char err[700];
+    oe_lua_limits limits = {.max_steps = (uint64_t)s->cfg.action_max_steps,
+                            .max_memory = (size_t)s->cfg.action_max_memory};
+    oe_lua_actions *next = NULL;
+    int rc = oe_lua_actions_load(s->cfg.actions_dir, &limits, &next, err, sizeof err);
+    if (rc == OE_OK)
+        rc = oe_engine_reload_actions(s->engine, next, err, sizeof err);
+    if (rc != OE_OK) {
+        oe_lua_actions_free(next);
+        oe_log(OE_LOG_ERROR, "main", NULL,
+               "Lua actions not reloaded, the %zu loaded before stay: %s",
+               oe_lua_actions_count(s->lua), err);
+        return;
+    }
+    size_t changed = 0;
+    for (size_t i = 0; i < oe_lua_actions_count(next); i++) {
+        const char *name = oe_lua_action_name(next, i), *hash = oe_lua_action_code_hash(next, i);
+        long was = oe_lua_actions_find(s->lua, name);
+        const char *old = was >= 0 ? oe_lua_action_code_hash(s->lua, (size_t)was) : NULL;
+        if (old && strcmp(old, hash) == 0)
+            continue;
+        changed++;
+        oe_log(
+            OE_LOG_INFO, "main",
+            OE_LOG_FIELDS("action", name, "old_code_hash", old ? old : "none", "code_hash", hash),
+            was >= 0 ? "Lua action changed" : "Lua action added");
+    }
+    for (size_t i = 0; i < oe_lua_actions_count(s->lua); i++) {
+        const char *name = oe_lua_action_name(s->lua, i);
+        if (oe_lua_actions_find(next, name) >= 0)
+            continue;
+        changed++;
+        oe_log(OE_LOG_INFO, "main",
+               OE_LOG_FIELDS("action", name, "old_code_hash", oe_lua_action_code_hash(s->lua, i),
+                             "code_hash", "none"),
+               "Lua action removed");
+    }
+    oe_lua_actions_free(s->lua); /* the engine no longer uses it */
+    s->lua = next;
+    oe_log(OE_LOG_INFO, "main", NULL, "Lua actions reloaded: %zu actions, %zu changed",
+           oe_lua_actions_count(next), changed);
+}
+
+/* Waits for SIGINT/SIGTERM or a failed worker, reloading the actions on
+ * SIGHUP; returns the exit status. */
 static int run_wait(service *s)
 {
     int status = 0;
     /* A signal ends the wait at once; a failed worker is seen within 100 ms. */
     while (!oe_stop_wait(100)) {
+        if (oe_reload_requested())
+            run_reload(s);
         if (s->worker && oe_worker_failed(s->worker, s->err, sizeof s->err)) {
             status = oe_die(1, "%s", s->err);
             break;
@@ -630,7 +688,7 @@ static int cmd_run(int argc, char **argv)
     }
     oe_metrics_init(&s->metrics);
     oe_kafka_metrics_init(&s->kafka_metrics);
-    oe_signals_start(); /* before any thread is made */
+    oe_signals_start(1); /* before any thread is made */
     status = run_open_store(s);
     if (status == 0)
         status = run_bind_http(s);
@@ -755,10 +813,10 @@ static int print_artifact(const oe_config *cfg, const oe_json *payload, const oe
         oe_json_dump_string(&out, cfg->nonce, strlen(cfg->nonce));
         oe_buf_puts(&out, ", \"approval_artifact\": ");
     }
-    const char *names[] = {"approval_id", "action_hash", "signature",       "issued_by",
-                           "issued_at",   "tenant_id",   "expires_at",      "action_code_hash"};
-    const char *values[] = {a->approval_id, a->action_hash, a->signature,       a->issued_by,
-                            a->issued_at,   a->tenant_id,   a->expires_at,      a->action_code_hash};
+    const char *names[] = {"approval_id", "action_hash", "signature",  "issued_by",
+                           "issued_at",   "tenant_id",   "expires_at", "action_code_hash"};
+    const char *values[] = {a->approval_id, a->action_hash, a->signature,  a->issued_by,
+                            a->issued_at,   a->tenant_id,   a->expires_at, a->action_code_hash};
     oe_buf_putc(&out, '{');
     for (int i = 0; i < 8 && values[i]; i++) {
         if (i)

@@ -25,11 +25,11 @@
 #include "status.h"
 #include "tlog.h"
 
-struct oe_engine {
-    int clawshield;
-    char *tenant;
-    /* The registered actions' names: the built-ins' (oe_actions order),
-     * then the Lua actions' (their set's order). */
+/* The registered actions, with the allow-list resolved against them:
+ * replaced whole when the Lua actions are reloaded (oe_engine_reload_actions). */
+typedef struct registry {
+    /* The names: the built-ins' (oe_actions order), then the Lua actions'
+     * (their set's order). */
     const char **names;
     size_t nnames;
     const oe_lua_actions *lua; /* borrowed; NULL: no Lua actions */
@@ -42,6 +42,14 @@ struct oe_engine {
     unsigned char *allowed;   /* restricted: allowed[i] for names[i] */
     const char **allow_order; /* restricted: the names as configured, no repeats */
     size_t nallow;
+} registry;
+
+struct oe_engine {
+    int clawshield;
+    char *tenant;
+    char *allow_text; /* OPENEXEC_ALLOWED_ACTIONS as configured ("" when open) */
+    registry reg;     /* written under lock and reg_lock; read under either */
+    pthread_rwlock_t reg_lock;
     double max_age, max_skew;
     oe_approval_keys *keys;
     oe_store *store;         /* borrowed */
@@ -121,7 +129,7 @@ static int is_space(char c)
  * that a typo fails at start-up instead of silently allowing less or more.
  * Returns OE_OK, or with a reason in err OE_EINVAL (an item that names no
  * registered action, or no item) or OE_ENOMEM. */
-static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t errlen)
+static int allow_list_parse(registry *e, const char *list, char *err, size_t errlen)
 {
     size_t count = e->nnames;
     const char **names = e->names;
@@ -175,14 +183,94 @@ static int allow_list_parse(oe_engine *e, const char *list, char *err, size_t er
 }
 
 /* Exact membership: the name must be a registered action in the set. */
-int oe_engine_action_allowed(const oe_engine *e, const char *action)
+static int registry_allows(const registry *r, const char *action)
 {
-    if (!e->restricted)
+    if (!r->restricted)
         return 1;
-    for (size_t k = 0; k < e->nnames; k++)
-        if (e->allowed[k] && strcmp(e->names[k], action) == 0)
+    for (size_t k = 0; k < r->nnames; k++)
+        if (r->allowed[k] && strcmp(r->names[k], action) == 0)
             return 1;
     return 0;
+}
+
+int oe_engine_action_allowed(const oe_engine *e, const char *action)
+{
+    pthread_rwlock_rdlock((pthread_rwlock_t *)&e->reg_lock);
+    int allowed = registry_allows(&e->reg, action);
+    pthread_rwlock_unlock((pthread_rwlock_t *)&e->reg_lock);
+    return allowed;
+}
+
+static void registry_free(registry *r)
+{
+    oe_lua_vm_free(r->vm);
+    free(r->names);
+    free(r->allowed);
+    free(r->allow_order);
+    memset(r, 0, sizeof *r);
+}
+
+/* Makes the registry of the built-ins and set's actions (set borrowed, may
+ * be NULL), with its interpreter and the allow-list allow (NULL or "":
+ * open). Returns OE_OK, or with a reason in err OE_EINVAL (the allow-list
+ * names an action the registry has not), OE_ENOMEM, or the interpreter's
+ * failure. */
+static int registry_build(registry *r, const oe_lua_actions *set, const char *allow, char *err,
+                          size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    size_t builtins;
+    const oe_action *actions = oe_actions(&builtins);
+    r->lua = set;
+    r->nnames = builtins + oe_lua_actions_count(set);
+    if (!(r->names = calloc(r->nnames, sizeof *r->names))) {
+        snprintf(err, errlen, "out of memory");
+        return OE_ENOMEM;
+    }
+    for (size_t k = 0; k < r->nnames; k++)
+        r->names[k] = k < builtins ? actions[k].name : oe_lua_action_name(set, k - builtins);
+    int rc = OE_OK;
+    if (oe_lua_actions_count(set) > 0)
+        rc = oe_lua_vm_new(set, &r->vm, err, errlen);
+    if (rc == OE_OK && allow && allow[0])
+        rc = allow_list_parse(r, allow, err, errlen);
+    if (rc != OE_OK)
+        registry_free(r);
+    return rc;
+}
+
+int oe_engine_reload_actions(oe_engine *e, const oe_lua_actions *set, char *err, size_t errlen)
+{
+    registry next;
+    int rc = registry_build(&next, set, e->allow_text, err, errlen);
+    if (rc != OE_OK)
+        return rc;
+    /* After the batch in hand (lock), and while no thread reads the names
+     * (reg_lock): every later request sees the new set, none a mix. */
+    pthread_mutex_lock(&e->lock);
+    pthread_rwlock_wrlock(&e->reg_lock);
+    registry old = e->reg;
+    e->reg = next;
+    pthread_rwlock_unlock(&e->reg_lock);
+    pthread_mutex_unlock(&e->lock);
+    registry_free(&old);
+    return OE_OK;
+}
+
+void oe_engine_actions_read(const oe_engine *e, int lock)
+{
+    if (lock)
+        pthread_rwlock_rdlock((pthread_rwlock_t *)&e->reg_lock);
+    else
+        pthread_rwlock_unlock((pthread_rwlock_t *)&e->reg_lock);
+}
+
+size_t oe_engine_actions(const oe_engine *e, const char *const **names,
+                         const struct oe_lua_actions **lua)
+{
+    *names = e->reg.names;
+    *lua = e->reg.lua;
+    return e->reg.nnames;
 }
 
 int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out, char *err,
@@ -195,6 +283,7 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     }
     int rc = OE_OK;
     pthread_mutex_init(&e->lock, NULL);
+    pthread_rwlock_init(&e->reg_lock, NULL);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
     if (!(e->pool = oe_pool_new(threads - 1)))
@@ -208,21 +297,10 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     e->max_age = cfg->max_age > 0 ? cfg->max_age : 300;
     e->max_skew = cfg->max_skew > 0 ? cfg->max_skew : 30;
     e->tenant = strdup(cfg->tenant ? cfg->tenant : "");
-    if (!e->tenant)
+    e->allow_text = strdup(cfg->allowed_actions ? cfg->allowed_actions : "");
+    if (!e->tenant || !e->allow_text)
         goto oom;
-    size_t builtins;
-    const oe_action *actions = oe_actions(&builtins);
-    e->lua = cfg->lua_actions;
-    e->nnames = builtins + oe_lua_actions_count(e->lua);
-    if (!(e->names = calloc(e->nnames, sizeof *e->names)))
-        goto oom;
-    for (size_t k = 0; k < e->nnames; k++)
-        e->names[k] = k < builtins ? actions[k].name : oe_lua_action_name(e->lua, k - builtins);
-    if (oe_lua_actions_count(e->lua) > 0 &&
-        (rc = oe_lua_vm_new(e->lua, &e->vm, err, errlen)) != OE_OK)
-        goto error;
-    if (cfg->allowed_actions && cfg->allowed_actions[0])
-        rc = allow_list_parse(e, cfg->allowed_actions, err, errlen);
+    rc = registry_build(&e->reg, cfg->lua_actions, e->allow_text, err, errlen);
     if (rc == OE_OK)
         rc = oe_approval_keys_new(cfg->secret, cfg->public_key_pem, &e->keys, err, errlen);
     if (rc != OE_OK)
@@ -260,13 +338,12 @@ void oe_engine_free(oe_engine *e)
         return;
     oe_pool_free(e->pool);
     oe_approval_keys_free(e->keys);
-    oe_lua_vm_free(e->vm);
-    free(e->names);
+    registry_free(&e->reg);
     free(e->tenant);
-    free(e->allowed);
-    free(e->allow_order);
+    free(e->allow_text);
     oe_buf_free(&e->payload);
     oe_proof_cache_clear(&e->replays);
+    pthread_rwlock_destroy(&e->reg_lock);
     pthread_mutex_destroy(&e->lock);
     free(e);
 }
@@ -293,8 +370,8 @@ int oe_engine_signature_verification(const oe_engine *e)
 
 size_t oe_engine_allow_list(const oe_engine *e, const char *const **names)
 {
-    *names = e->allow_order;
-    return e->restricted ? e->nallow : 0;
+    *names = e->reg.allow_order;
+    return e->reg.restricted ? e->reg.nallow : 0;
 }
 
 const oe_approval_keys *oe_engine_approval_keys(const oe_engine *e)
@@ -654,7 +731,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
         reject(o, OE_ERR_APPROVAL_INVALID, "Approval artifact required in clawshield mode");
         return OE_OK;
     }
-    if (!oe_engine_action_allowed(e, r->action)) {
+    if (!registry_allows(&e->reg, r->action)) {
         snprintf(detail, sizeof detail, "Action not allowed: %.*s", utf8_prefix(r->action, 200),
                  r->action);
         reject(o, OE_ERR_NOT_ALLOWED, detail);
@@ -667,7 +744,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
     }
 
     const oe_action *action = oe_action_find(r->action);
-    long script = action ? -1 : oe_lua_actions_find(e->lua, r->action);
+    long script = action ? -1 : oe_lua_actions_find(e->reg.lua, r->action);
     if (!action && script < 0) {
         snprintf(detail, sizeof detail, "Unknown action: %.*s", utf8_prefix(r->action, 200),
                  r->action);
@@ -676,7 +753,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
     }
     /* An approval of one version of a Lua action's code: the running code
      * must be that version (the hash is covered by the signature). */
-    const char *code_hash = action ? NULL : oe_lua_action_code_hash(e->lua, (size_t)script);
+    const char *code_hash = action ? NULL : oe_lua_action_code_hash(e->reg.lua, (size_t)script);
     if (e->clawshield && r->artifact.action_code_hash &&
         (!code_hash || strcmp(code_hash, r->artifact.action_code_hash) != 0)) {
         if (code_hash)
@@ -697,7 +774,7 @@ static int process_one(oe_engine *e, oe_batch_item *it, double now, char *err, s
          * cannot carry) are verdicts, the same on every worker; only the
          * machine's memory is not. */
         char message[OE_LUA_MESSAGE_MAX + 1];
-        int rc = oe_lua_vm_run(e->vm, (size_t)script, r->payload, &o->result_json, message,
+        int rc = oe_lua_vm_run(e->reg.vm, (size_t)script, r->payload, &o->result_json, message,
                                sizeof message);
         if (rc == OE_ENOMEM) {
             snprintf(err, errlen, "out of memory while running %s", r->action);

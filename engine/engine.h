@@ -155,9 +155,26 @@ int oe_engine_signature_verification(const oe_engine *e);
 /* 1 when the allow-list lets this action run (always, when open). */
 int oe_engine_action_allowed(const oe_engine *e, const char *action);
 
+/* The registered actions, which a reload replaces: read them between
+ * oe_engine_actions_read(e, 1) and oe_engine_actions_read(e, 0), and only
+ * there (the names belong to the engine and the set). */
+void oe_engine_actions_read(const oe_engine *e, int lock);
 /* The allow-list as configured: sets *names to its action names in their
  * configured order, repeats removed, and returns how many (0 when open). */
 size_t oe_engine_allow_list(const oe_engine *e, const char *const **names);
+/* Every registered action's name (built-ins first) and the Lua actions'
+ * set (NULL: none; names past the built-ins are its actions, in order). */
+size_t oe_engine_actions(const oe_engine *e, const char *const **names,
+                         const struct oe_lua_actions **lua);
+
+/* Replaces the Lua actions with set (borrowed; NULL: none) after the batch
+ * in hand, all at once: every later request runs the new set; the
+ * allow-list is resolved again and must name only actions it has. The
+ * caller frees the old set after this returns OE_OK. Returns OE_OK, or
+ * with a reason in err (the engine unchanged) OE_EINVAL (the allow-list
+ * names an action the set has not) or OE_ENOMEM. */
+int oe_engine_reload_actions(oe_engine *e, const struct oe_lua_actions *set, char *err,
+                             size_t errlen);
 
 /* The verification keys (for /health's key ids and the start-up warnings). */
 const oe_approval_keys *oe_engine_approval_keys(const oe_engine *e);

@@ -19,7 +19,9 @@ import json
 import os
 
 import re
+import signal
 import subprocess
+import time
 
 from harness import BIN, ROOT, ServiceTest, cli, mint, run_tests
 
@@ -236,6 +238,71 @@ class ExampleActions(ServiceTest):
         bad = cli(["mint", "--action", "double", "--secret", "k", "--action-code-hash", "ABC"])
         self.assertEqual(bad.returncode, 2)
         self.assertIn("not 64 lowercase hex digits", bad.stderr)
+
+    def wait_log(self, s, text, timeout=15.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in s.log():
+                return s.log()
+            time.sleep(0.05)
+        self.fail("%r not in the log within %.0f s:\n%s" % (text, timeout, s.log()[-2000:]))
+
+    def test_sighup_reloads_all_or_nothing(self):
+        v1 = "return function(p) return {n = p.n * 2} end\n"
+        v2 = "return function(p) return {n = p.n * 3} end\n"
+        h1, h2 = (hashlib.sha256(v.encode()).hexdigest() for v in (v1, v2))
+        folder = self.write("reload", {"double.lua": v1})
+        s = self.server(args=["--actions-dir", folder],
+                        env={"OPENEXEC_MODE": "clawshield", "CLAWSHIELD_SECRET_KEY": "k",
+                             "CLAWSHIELD_TENANT_ID": "t", "OPENEXEC_ALLOWED_ACTIONS": "double,echo"})
+        self.assertEqual(s.get("/health").json["actions"], {"echo": None, "add": None, "double": h1})
+        old = mint("double", {"n": 1}, secret="k", tenant="t", action_code_hash=h1)
+        r = s.execute("double", {"n": 1}, "r-1",
+                      artifact=mint("double", {"n": 1}, secret="k", tenant="t"))
+        self.assertEqual(r.json["result"], {"n": 2}, r)
+
+        # A new version and a new action, in one reload.
+        with open(os.path.join(folder, "double.lua"), "w") as f:
+            f.write(v2)
+        with open(os.path.join(folder, "triple.lua"), "w") as f:
+            f.write("return function(p) return {n = p.n * 3} end\n")
+        s.proc.send_signal(signal.SIGHUP)
+        log = self.wait_log(s, "Lua actions reloaded: 2 actions, 2 changed")
+        self.assertIn('msg="Lua action changed" action=double old_code_hash=%s code_hash=%s'
+                      % (h1, h2), log)
+        self.assertIn('msg="Lua action added" action=triple old_code_hash=none', log)
+        self.assertEqual(s.get("/health").json["actions"]["double"], h2)
+        r = s.execute("double", {"n": 1}, "r-2",
+                      artifact=mint("double", {"n": 1}, secret="k", tenant="t"))
+        self.assertEqual((r.json["result"], r.json["action_code_hash"]), ({"n": 3}, h2), r)
+        # An approval of the code before the reload is refused now.
+        r = s.execute("double", {"n": 1}, "r-3", artifact=old)
+        self.assertDetail(r, 403, contains="code hash mismatch")
+        # The replay of a request run before the reload: its original answer.
+        r = s.execute("double", {"n": 1}, "r-1",
+                      artifact=mint("double", {"n": 1}, secret="k", tenant="t"))
+        self.assertEqual((r.json["status"], r.json["result"], r.json["action_code_hash"]),
+                         ("replayed", {"n": 2}, h1), r)
+
+        # A folder that does not load: nothing changes, the reason is logged.
+        with open(os.path.join(folder, "double.lua"), "w") as f:
+            f.write("return function(p) return {n = p.n * 4} end\n")
+        with open(os.path.join(folder, "broken.lua"), "w") as f:
+            f.write("return function(p)\n  return {\nend\n")
+        s.proc.send_signal(signal.SIGHUP)
+        log = self.wait_log(s, "Lua actions not reloaded, the 2 loaded before stay: ")
+        self.assertIn("broken.lua:3: unexpected symbol", log)
+        self.assertEqual(s.get("/health").json["actions"]["double"], h2)
+        r = s.execute("double", {"n": 2}, "r-4",
+                      artifact=mint("double", {"n": 2}, secret="k", tenant="t"))
+        self.assertEqual(r.json["result"], {"n": 6}, r)
+        # Nor when the allow-list names an action the folder no longer has.
+        os.remove(os.path.join(folder, "broken.lua"))
+        os.remove(os.path.join(folder, "double.lua"))
+        s.proc.send_signal(signal.SIGHUP)
+        self.wait_log(s, 'is not a registered action (known: add, echo, triple)')
+        self.assertEqual(s.get("/health").json["actions"]["double"], h2)
+        self.assertTrue(s.alive(), s.log()[-2000:])
 
 
 if __name__ == "__main__":
