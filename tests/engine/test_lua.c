@@ -7,6 +7,7 @@
  * matcher against Lua's own, and the engine running Lua actions. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1042,6 +1043,104 @@ static void test_code_hash(void)
     oe_lua_actions_free(s2);
 }
 
+/* Reloads while requests run (the SIGHUP path: oe_engine_reload_actions
+ * from another thread): every outcome is wholly one version's, its result
+ * and code hash agreeing, and the allow-list is read safely meanwhile. */
+typedef struct reload_run {
+    oe_engine *engine;
+    const char *h1, *h2;
+    int bad, done;
+} reload_run;
+
+static void *reload_requests(void *arg)
+{
+    reload_run *rr = arg;
+    oe_outcome o;
+    oe_outcome_init(&o);
+    char body[200];
+    for (int i = 0; i < 400; i++) {
+        snprintf(body, sizeof body,
+                 "{\"action\":\"mul\",\"nonce\":\"rl-%d\",\"payload\":{\"n\":%d}}", i, i + 1);
+        test_run_body(rr->engine, body, 1000, &o);
+        long n = i + 1;
+        char two[64], three[64];
+        snprintf(two, sizeof two, "{\"n\": %ld}", 2 * n);
+        snprintf(three, sizeof three, "{\"n\": %ld}", 3 * n);
+        int v1 = strcmp(o.action_code_hash, rr->h1) == 0 && strcmp(o.result_json.data, two) == 0;
+        int v2 = strcmp(o.action_code_hash, rr->h2) == 0 && strcmp(o.result_json.data, three) == 0;
+        if (o.status != OE_STATUS_EXECUTED || !(v1 || v2))
+            rr->bad++;
+        if (!oe_engine_action_allowed(rr->engine, "mul"))
+            rr->bad++;
+    }
+    oe_outcome_clear(&o);
+    __atomic_store_n(&rr->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_reload_while_running(void)
+{
+    static const char *const a[] = {"mul.lua", "return function(p) return {n = p.n * 2} end\n",
+                                    NULL};
+    static const char *const b[] = {"mul.lua", "return function(p) return {n = p.n * 3} end\n",
+                                    NULL};
+    char fa[128], fb[128], err[600], path[160];
+    make_folder(fa, sizeof fa, a);
+    make_folder(fb, sizeof fb, b);
+    oe_lua_actions *sa = NULL, *sb = NULL;
+    if (oe_lua_actions_load(fa, NULL, &sa, err, sizeof err) != OE_OK ||
+        oe_lua_actions_load(fb, NULL, &sb, err, sizeof err) != OE_OK) {
+        OE_FAIL_("load: %s", err);
+        oe_lua_actions_free(sa);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/reload.db", root);
+    oe_store *store = NULL;
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
+        OE_FAIL_("store: %s", err);
+        oe_lua_actions_free(sa);
+        oe_lua_actions_free(sb);
+        return;
+    }
+    oe_engine_config cfg = {.tenant = "", .allowed_actions = "mul, echo", .lua_actions = sa};
+    oe_engine *engine = NULL;
+    ASSERT_EQ(oe_engine_new(&cfg, store, &engine, err, sizeof err), OE_OK);
+    reload_run rr = {.engine = engine,
+                     .h1 = oe_lua_action_code_hash(sa, 0),
+                     .h2 = oe_lua_action_code_hash(sb, 0)};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, reload_requests, &rr), 0);
+    int reloads = 0;
+    while (!__atomic_load_n(&rr.done, __ATOMIC_ACQUIRE)) {
+        ASSERT_EQ(oe_engine_reload_actions(engine, reloads % 2 ? sa : sb, err, sizeof err), OE_OK);
+        reloads++;
+    }
+    pthread_join(t, NULL);
+    ASSERT_EQ(rr.bad, 0);
+    ASSERT_TRUE(reloads > 1);
+    /* A set the allow-list does not match is refused; the engine keeps
+     * the one it has. */
+    static const char *const c[] = {"other.lua", "return function(p) return p end\n", NULL};
+    char fc[128];
+    make_folder(fc, sizeof fc, c);
+    oe_lua_actions *sc = NULL;
+    ASSERT_EQ(oe_lua_actions_load(fc, NULL, &sc, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_engine_reload_actions(engine, sc, err, sizeof err), OE_EINVAL);
+    ASSERT_CONTAINS(err, "\"mul\" is not a registered action");
+    ASSERT_TRUE(oe_engine_action_allowed(engine, "mul"));
+    oe_outcome o;
+    oe_outcome_init(&o);
+    test_run_body(engine, "{\"action\":\"mul\",\"nonce\":\"rl-x\",\"payload\":{\"n\":1}}", 1000,
+                  &o);
+    ASSERT_EQ(o.status, OE_STATUS_EXECUTED);
+    oe_outcome_clear(&o);
+    oe_engine_free(engine);
+    oe_store_free(store);
+    oe_lua_actions_free(sa);
+    oe_lua_actions_free(sb);
+    oe_lua_actions_free(sc);
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/oe-lua-XXXXXX");
@@ -1059,6 +1158,7 @@ int main(void)
     RUN_TEST(test_patterns);
     RUN_TEST(test_engine);
     RUN_TEST(test_code_hash);
+    RUN_TEST(test_reload_while_running);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
     if (system(cmd) != 0)
