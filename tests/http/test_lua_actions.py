@@ -18,12 +18,15 @@ import hashlib
 import json
 import os
 
+import random
 import re
 import signal
 import subprocess
+import sys
 import time
 
-from harness import BIN, ROOT, ServiceTest, cli, mint, run_tests
+from harness import BIN, ROOT, ServiceTest, cli, mint, produce, run_tests
+from test_kafka import KafkaCase, jreq
 
 EXAMPLES = os.path.join(ROOT, "examples", "actions")
 
@@ -303,6 +306,169 @@ class ExampleActions(ServiceTest):
         self.wait_log(s, 'is not a registered action (known: add, echo, triple)')
         self.assertEqual(s.get("/health").json["actions"]["double"], h2)
         self.assertTrue(s.alive(), s.log()[-2000:])
+
+
+# A script that runs every kind of payload value through Lua's arithmetic
+# and string functions: integers near and past 2^53 and at the 64-bit
+# edges (wrapping), floats (-0.0, 1e308, denormals), UTF-8 text. Some
+# results cannot be JSON (an infinity, bytes that are not UTF-8): those
+# calls fail, the same way on every worker.
+CALC = """return function(p)
+  local out = json.object()
+  for k, v in json.sorted_pairs(p) do
+    local t = json.type(v)
+    if t == "integer" then
+      out[k] = {twice = v * 2, neg = -v, third = v // 3, mod = v % 7, seventh = v / 7,
+                big = v + math.maxinteger}
+    elseif t == "number" then
+      out[k] = {twice = v * 2, neg = -v, floor = math.floor(v), sq = v * v,
+                half = v / 2}
+    elseif t == "string" then
+      out[k] = {len = #v, utf8 = utf8.len(v), up = string.upper(v),
+                rev = string.reverse(v)}
+    elseif t == "array" then
+      local sum = 0
+      for _, x in ipairs(v) do if math.type(x) then sum = sum + x end end
+      out[k] = {n = #v, sum = sum}
+    elseif t == "object" then
+      local keys = json.array()
+      for kk in json.sorted_pairs(v) do keys[#keys + 1] = kk end
+      out[k] = keys
+    else
+      out[k] = v
+    end
+  end
+  return out
+end
+"""
+
+EDGE_INTS = [0, 1, -1, 2**53, 2**53 + 1, -(2**53) - 1, 2**62, 2**63 - 1, -(2**63),
+             10**18, 12345678901234567]
+EDGE_FLOATS = [0.0, -0.0, 0.1, 1.5, 1e308, -1e308, 5e-324, 2.2250738585072014e-308,
+               9007199254740993.0, 1e16, 123456.789]
+TEXTS = ["", "a", "caf\u00e9", "\U0001f600 x", "tab\tquote\"back\\slash", "\u0000nul",
+         "\u2028\u2029", "long " * 20]
+
+
+def random_value(rng, depth=0):
+    k = rng.randrange(9 if depth < 3 else 6)
+    if k == 0:
+        return rng.choice(EDGE_INTS)
+    if k == 1:
+        return rng.randrange(-10**6, 10**6)
+    if k == 2:
+        return rng.choice(EDGE_FLOATS)
+    if k == 3:
+        return rng.uniform(-1e6, 1e6)
+    if k == 4:
+        return rng.choice(TEXTS)
+    if k == 5:
+        return rng.choice([None, True, False])
+    if k == 6:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(["a", "b", "z", "\u00e9", "k%d" % rng.randrange(5)]):
+            random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
+
+
+def random_payload(rng, action, cases):
+    """calc and echo: random objects. The examples: one of their cases'
+    payloads, often with one field replaced by a random value."""
+    if action in cases:
+        payload = json.loads(json.dumps(rng.choice(cases[action])["payload"]))
+        if payload and rng.random() < 0.5:
+            payload[rng.choice(sorted(payload))] = random_value(rng)
+        return payload
+    if rng.random() < 0.1:
+        return random_value(rng)  # not an object: refused before any script
+    return {"k%d" % i: random_value(rng) for i in range(rng.randrange(1, 6))}
+
+
+class TwoWorkers(KafkaCase):
+    """The same requests through two workers (own groups, own ledgers, own
+    signing keys, one writing Avro receipts, the other JSON) give receipts
+    that agree field for field, for the example actions and a script
+    exercising every number and string edge; the examples' own cases get
+    their known answers through Kafka as through HTTP."""
+
+    COUNT = int(os.environ.get("OPENEXEC_TEST_LUA_PAYLOADS", "10000"))
+
+    def test_workers_agree_on_random_payloads(self):
+        folder = os.path.join(self.tmp, "det")
+        os.makedirs(folder)
+        for name in ("refund", "key-rotation", "tool-router"):
+            with open(os.path.join(EXAMPLES, name + ".lua")) as src, \
+                    open(os.path.join(folder, name + ".lua"), "w") as dst:
+                dst.write(src.read())
+        with open(os.path.join(folder, "calc.lua"), "w") as f:
+            f.write(CALC)
+        actions = ["calc", "calc", "refund", "key-rotation", "tool-router", "echo"]
+        b = self.broker()
+        workers = [self.worker(b.bootstrap, args=["--actions-dir", folder, "--group-id", g],
+                               env={"OPENEXEC_RECEIPT_FORMAT": fmt},
+                               db=os.path.join(self.tmp, g + ".db"))
+                   for g, fmt in (("det-a", "avro"), ("det-b", "json"))]
+        reader = self.reader(b.bootstrap)
+        with open(os.path.join(EXAMPLES, "cases.json")) as f:
+            cases = json.load(f)
+        rng = random.Random(2026)
+        messages, nonces = [], []
+        for i in range(self.COUNT):
+            action = actions[i % len(actions)]
+            nonce = "det-%d" % i
+            nonces.append(nonce)
+            messages.append((nonce, jreq(action, random_payload(rng, action, cases), nonce)))
+        # The examples' own cases, whose answers are known.
+        known = {}
+        for name, table in sorted(cases.items()):
+            with open(os.path.join(EXAMPLES, name + ".lua"), "rb") as f:
+                code_hash = hashlib.sha256(f.read()).hexdigest()
+            for i, case in enumerate(table):
+                nonce = "case-%s-%d" % (name, i)
+                known[nonce] = (case, code_hash)
+                nonces.append(nonce)
+                messages.append((nonce, jreq(name, case["payload"], nonce)))
+        t0 = time.monotonic()
+        produce(b.bootstrap, messages)
+        got = self.receipts_for(reader, nonces, count=2, timeout=300)
+        print("    %d requests through two workers: %.1f s" % (self.COUNT, time.monotonic() - t0))
+        fields = ("id", "nonce", "action", "request_hash", "status", "approved", "result",
+                  "result_json", "receipt", "error_code", "detail", "approval_id",
+                  "action_code_hash")
+        outcomes = {}
+        differ = []
+        for nonce in nonces:
+            # One worker writes Avro, the other JSON: both are here.
+            kinds = {m.value[:1] for m, _ in got[nonce]}
+            if kinds != {b"{", b"\xc3"}:
+                differ.append((nonce, "receipts from one worker only"))
+                continue
+            recs = [r for _, r in got[nonce]]
+            first = {f: recs[0].get(f) for f in fields}
+            for r in recs[1:]:
+                if {f: r.get(f) for f in fields} != first:
+                    differ.append((nonce, recs))
+            key = (first["action"], first["status"], first["error_code"])
+            outcomes[key] = outcomes.get(key, 0) + 1
+        self.assertEqual(differ[:3], [], "%d nonces got receipts that differ" % len(differ))
+        for nonce, (case, code_hash) in known.items():
+            rec = got[nonce][0][1]
+            self.assertEqual(rec["action_code_hash"], code_hash, rec)
+            if "result" in case:
+                self.assertEqual((rec["status"], rec["result_json"]),
+                                 ("executed", json.dumps(case["result"], sort_keys=True)), rec)
+            else:
+                self.assertEqual((rec["status"], rec["error_code"], rec["detail"]),
+                                 ("rejected", "action_failed", case["error"]), rec)
+        for w in workers:
+            w.wait_metric("openexec_receipts_produced_total", lambda v: v >= self.COUNT)
+            self.assertNoFatal(w)
+        # Each script both ran and failed on its way through.
+        for action in ("calc", "refund", "key-rotation", "tool-router"):
+            self.assertTrue(outcomes.get((action, "executed", None)), outcomes)
+            self.assertTrue(outcomes.get((action, "rejected", "action_failed")), outcomes)
+        print("    outcomes: %s" % ", ".join("%s %s%s: %d" % (a, s, " " + c if c else "", n)
+                                             for (a, s, c), n in sorted(
+                                                 outcomes.items(), key=str)))
 
 
 if __name__ == "__main__":
