@@ -126,6 +126,13 @@ class ExampleActions(ServiceTest):
                           "          getmetatable('').__index == string, string.dump == nil}\n"
                           "end\n",
             "leak.lua": "return function(p) g = (g or 0) + 1 return g end\n",
+            "gib.lua": "return function(p) return #string.rep('x', 1 << 30) end\n",
+            "billion.lua": "return function(p) local t = {} for i = 1, 1000000000 do t[i] = i end"
+                           " return #t end\n",
+            "doubling.lua": "return function(p) local s = 'x' for i = 1, 64 do s = s .. s end"
+                            " return #s end\n",
+            "reps.lua": "return function(p) return #string.rep(string.rep('ab', 1 << 20), 1 << 20)"
+                        " end\n",
         })
         s = self.server(args=["--actions-dir", folder, "--action-max-steps", "100000"],
                         env={"OPENEXEC_ACTION_MAX_MEMORY": "1048576"})
@@ -144,6 +151,17 @@ class ExampleActions(ServiceTest):
         for i in range(3):
             self.assertExecuted(s.execute("leak", {"i": i}, "leak-%d" % i), "leak", {"i": i},
                                 "leak-%d" % i, result=1)
+        # A gibibyte string, a billion-entry table, a doubling string, a
+        # string.rep of a string.rep: each stopped by a budget, the worker's
+        # peak memory far below what any of them asked for.
+        for name in ("gib", "billion", "doubling", "reps"):
+            detail = self.assertDetail(s.execute(name, {}, name + "-1"), 400)
+            self.assertIn(detail, ("memory budget exceeded (1048576 bytes)",
+                                   "step budget exceeded (100000 steps)"), name)
+        with open("/proc/%d/status" % s.proc.pid) as f:
+            peak_kib = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+        self.assertLess(peak_kib, 128 << 10, "peak RSS %d KiB" % peak_kib)
+        print("    worker peak RSS after the hostile scripts: %d MiB" % (peak_kib >> 10))
         # A Lua action runs like a built-in beside them.
         self.assertExecuted(s.execute("add", {"a": 2, "b": 3}, "add-1"), "add",
                             {"a": 2, "b": 3}, "add-1", result={"sum": 5})
