@@ -3,11 +3,11 @@
  *
  * Input: one byte that picks the action (its low seven bits, modulo the
  * number of actions below) and the budgets (bit 7: small ones, so that
- * running out of steps or memory is reached often), then the payload as JSON
- * text. Text our parser refuses is no input. The actions are the examples
- * of examples/actions/ and two of the harness, tests/fuzz/actions/:
- * identity (returns the payload) and walk (goes through any payload with
- * the sandbox's libraries, and takes patterns from it).
+ * running out of steps or memory is reached often; else the default memory
+ * budget and a tenth of the default steps), then the payload as JSON text. Text our parser refuses
+ * is no input. The actions are the examples of examples/actions/ and two of the harness,
+ * tests/fuzz/actions/: identity (returns the payload) and walk (goes through any payload with the
+ * sandbox's libraries, and takes patterns from it).
  *
  * Properties, for every payload:
  * - the call ends with OE_OK or a verdict (OE_EINVAL with a message of at

@@ -30,7 +30,7 @@ local function number(v)
     return {
       wrap = v * 3 + 1, neg = -v, half = v // 2, mod = v % 7, shl = v << 3, low = v & 0xff,
       quarter = v / 4, str = tostring(v), fmt = string.format("%5d|%x", v, v),
-      float = math.tointeger(v + 0.0) or (v + 0.0 == v),
+      exact = math.tointeger(v + 0.0) == v,
     }
   end
   local out = {
