@@ -3,8 +3,8 @@
 # stdout and in bench/results/latest.md (with the machine's CPU, the commit
 # and the date). Each row carries its ratio to a baseline measured in the
 # same run. Minutes, not hours: N=200,000 on the Kafka path, 100,000 per
-# mode, ten rounds of 200,000 for growth (two million rows, about two
-# minutes).
+# mode and per run of the Lua action against echo, ten rounds of 200,000
+# for growth (two million rows, about two minutes).
 set -eu
 cd "$(dirname "$0")/.."
 mkdir -p bench/results
@@ -24,6 +24,8 @@ trap 'rm -f "$tmp"' EXIT
     N=${N:-200000} bench/kafka.sh
     echo
     N=${MODES_N:-100000} bench/modes.sh
+    echo
+    N=${LUA_N:-100000} bench/lua.sh
     echo
     bench/growth.sh
     echo '```'

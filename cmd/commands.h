@@ -129,6 +129,7 @@ int oe_cmd_receipts(int argc, char **argv);
 int oe_cmd_exec(int argc, char **argv);
 int oe_cmd_completion(int argc, char **argv);
 int oe_cmd_status(int argc, char **argv);
+int oe_cmd_actions(int argc, char **argv);
 int oe_cmd_docs(int argc, char **argv);
 
 /* Opens the ledger of cfg (--db / --db-url) read-only. Returns the store,

@@ -28,6 +28,7 @@ const oe_command_entry oe_command_list[] = {
     {"receipts", OE_CMD_RECEIPTS, 1},
     {"exec", OE_CMD_EXEC, 1},
     {"status", OE_CMD_STATUS, 1},
+    {"actions", OE_CMD_ACTIONS, 0},
     {"topics", OE_CMD_TOPICS, 1},
     {"ledger show", OE_CMD_LEDGER_SHOW, 0},
     {"ledger export", OE_CMD_LEDGER_EXPORT, 0},

@@ -119,6 +119,7 @@ static const char *const log_formats[] = {"text", "json", NULL}; /* oe_log_forma
     (OE_CMD_LEDGER_SHOW | OE_CMD_LEDGER_EXPORT | OE_CMD_LEDGER_MIGRATE | OE_CMD_LEDGER_AUDIT |     \
      OE_CMD_LEDGER_LOGS)
 #define REPLAY OE_CMD_DLQ_REPLAY
+#define ACTIONS OE_CMD_ACTIONS
 
 /* A flag may appear twice only for disjoint sets of commands, where its
  * meaning or default differs (mint signs with the secret that run checks). */
@@ -139,14 +140,14 @@ static const setting settings[] = {
     TEXT("--allowed-actions", "OPENEXEC_ALLOWED_ACTIONS", RUN, allowed_actions, "",
          "comma-separated allow-list (empty = all)"),
     /* operators' Lua actions */
-    NAME("--actions-dir", "OPENEXEC_ACTIONS_DIR", RUN, actions_dir, NULL,
+    NAME("--actions-dir", "OPENEXEC_ACTIONS_DIR", RUN | ACTIONS, actions_dir, NULL,
          "folder of Lua actions: each NAME.lua is action NAME (unset = built-in actions only)"),
-    INT("--action-max-steps", "OPENEXEC_ACTION_MAX_STEPS", RUN, action_max_steps, 1000,
+    INT("--action-max-steps", "OPENEXEC_ACTION_MAX_STEPS", RUN | ACTIONS, action_max_steps, 1000,
         1000000000000L, "10000000",
         "a Lua action's step budget per call (instructions, and library work by the bytes it "
         "handles)"),
-    INT("--action-max-memory", "OPENEXEC_ACTION_MAX_MEMORY", RUN, action_max_memory, 65536,
-        1L << 30, "16777216", "a Lua action's memory budget per call, in bytes"),
+    INT("--action-max-memory", "OPENEXEC_ACTION_MAX_MEMORY", RUN | ACTIONS, action_max_memory,
+        65536, 1L << 30, "16777216", "a Lua action's memory budget per call, in bytes"),
     /* Kafka */
     TEXT("--brokers", "OPENEXEC_KAFKA_BROKERS", RUN, brokers, NULL,
          "bootstrap servers (empty = embedded broker)"),
@@ -229,7 +230,8 @@ static const setting settings[] = {
     WORD("--log-format", "OPENEXEC_LOG_FORMAT", RUN | BROKER, log_format, log_formats, "text",
          "text (key=value) or json (one object per line)"),
     NAME("--config", "OPENEXEC_CONFIG",
-         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY | EXEC | OE_CMD_STATUS,
+         RUN | BROKER | PRODUCE | RECEIPTS | MINT | TOPICS | LEDGER | REPLAY | EXEC |
+             OE_CMD_STATUS | ACTIONS,
          config_file, NULL,
          "read NAME = value lines (the environment's names) from this file; flags and the "
          "environment win over it"),
@@ -262,7 +264,7 @@ static const setting settings[] = {
          "also the ledger's state: this SQLite file (read-only)"),
     TEXT("--db-url", "OPENEXEC_DB_URL", OE_CMD_STATUS, db_url, NULL,
          "also the ledger's state: sqlite:///PATH or postgresql://... (read-only)"),
-    WORD("--output", NULL, OE_CMD_STATUS, output_json, outputs, "table", "table or json"),
+    WORD("--output", NULL, OE_CMD_STATUS | ACTIONS, output_json, outputs, "table", "table or json"),
     /* exec */
     INT("--timeout-ms", NULL, EXEC, timeout_ms, 1, 1L << 40, "30000",
         "give up when no receipt answers within this long"),

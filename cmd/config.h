@@ -44,6 +44,7 @@ enum {
     OE_CMD_STATUS = 1 << 17,
     OE_CMD_DOCS_CONFIG = 1 << 18,
     OE_CMD_DOCS_METRICS = 1 << 19,
+    OE_CMD_ACTIONS = 1 << 20,
 };
 
 /* Where a setting's value came from; error messages name that source. */
@@ -96,7 +97,7 @@ typedef struct oe_config {
     /* ledger show / export filters */
     const char *since, *until; /* ISO 8601 times; NULL: no bound */
     int record_status;         /* OE_RECORDS_* */
-    int output_json;           /* status --output: 0 table, 1 json */
+    int output_json;           /* status, actions --output: 0 table, 1 json */
     long http_port;            /* 0: no admin HTTP */
     long http_threads;
     int execute; /* OE_EXECUTE_* */

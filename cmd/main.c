@@ -1122,6 +1122,7 @@ static void usage(FILE *f)
                "  receipts         print receipts as JSON lines\n"
                "  exec             send one request through Kafka and wait for its receipt\n"
                "  status           a worker group's partitions, lag, members and ledger\n"
+               "  actions          the actions run would run, with the Lua ones' code hashes\n"
                "  topics           create our topics on a cluster (Admin API)\n"
                "  ledger           show, export or audit a ledger's records; migrate its schema\n"
                "  dlq replay       republish dead letters after a fix\n"
@@ -1148,6 +1149,7 @@ int main(int argc, char **argv)
         {"exec", oe_cmd_exec},
         {"completion", oe_cmd_completion},
         {"status", oe_cmd_status},
+        {"actions", oe_cmd_actions},
         {"topics", oe_cmd_topics},
         {"ledger", oe_cmd_ledger},
         {"dlq", oe_cmd_dlq},

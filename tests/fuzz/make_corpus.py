@@ -443,6 +443,58 @@ def note_seeds():
             [("sign", b"\x02" + t) for t in signs])
 
 
+# fuzz_lua.c's actions, in the order its first byte picks them; bit 7 of
+# that byte asks for the small budgets.
+LUA_ACTIONS = ["refund", "tool-router", "key-rotation", "identity", "walk"]
+SMALL_BUDGETS = 0x80
+
+
+def lua_seeds():
+    """fuzz_lua.c: a byte that picks the action (and the budgets), then the
+    payload: the example cases of examples/actions/cases.json for their
+    action, every JSON seed that parses for identity and walk, and payloads
+    that steer walk (patterns, string.rep, sort, utf8.char)."""
+    def seed(name, action, payload, small=False):
+        sel = LUA_ACTIONS.index(action) | (SMALL_BUDGETS if small else 0)
+        if not isinstance(payload, bytes):
+            payload = json.dumps(payload, sort_keys=True).encode()
+        return (name, bytes([sel]) + payload)
+
+    seeds = []
+    cases = json.load(open(os.path.join(ROOT, "examples", "actions", "cases.json")))
+    for action in LUA_ACTIONS[:3]:
+        for case in cases[action]:
+            seeds.append(seed(action, action, case["payload"]))
+            seeds.append(seed(action + "-small", action, case["payload"], small=True))
+    generic = [s for _, s in json_seeds()]
+    generic += [b'{"n": 9007199254740993, "f": -0.0, "big": 1e308, "tiny": 5e-324}',
+                b'{"max": 9223372036854775807, "min": -9223372036854775808}',
+                b'{"over": 9223372036854775808}', b'[-0, 1.0, 1e16, 0.1, 123456789012345678901234]',
+                b'{"": {"": []}, "\u00e9": "\ud83d\ude00", "nul": "a\u0000b"}',
+                b"[" * 63 + b"]" * 63, b"[" * 64 + b"]" * 64, b'{"a":' * 63 + b"1" + b"}" * 63]
+    for g in generic:
+        try:
+            json.loads(g)
+        except ValueError:
+            continue
+        seeds.append(seed("identity", "identity", g))
+        seeds.append(seed("walk", "walk", g))
+    steer = [{"p": "~%b()"}, {"p": "~(%w+)=(%w+)"}, {"p": "~%f[%a]%a+"}, {"p": "~[%d"},
+             {"p": "~(()"}, {"p": "~%"}, {"p": "~" + "a?" * 30 + "a" * 30},
+             {"p": "~(.-)%1"}, {"p": "~[^%s]*$"},
+             {"rep": 3, "s": "ab"}, {"rep": 100000, "s": "abcdefgh"},
+             {"rep": 9223372036854775807, "s": "x"}, {"rep": -1, "s": ""},
+             {"sort": [3, 1, 2.5, -7]}, {"sort": [3, "a", 1]}, {"sort": ["b", "a"], "desc": True},
+             {"sort": [{"a": 1}, {"b": 2}]}, {"char": 233}, {"char": 2147483647},
+             {"char": -1}, {"char": 1.5},
+             {"s": "1e999"}, {"s": "0x10"}, {"s": "  12  "}, {"x": "\u00e9t\u00e9"},
+             {"f": 1e308, "g": -1e-308, "h": 2.5, "i": -9223372036854775808}]
+    for j, v in enumerate(steer):
+        seeds.append(seed("walk", "walk", v))
+        seeds.append(seed("walk-small", "walk", v, small=True))
+    return seeds
+
+
 def main():
     write("json", json_seeds())
     write("request", request_seeds())
@@ -451,6 +503,7 @@ def main():
     write("avro_receipt", avro_receipt_seeds())
     write("canonical", canonical_seeds())
     write("note", note_seeds())
+    write("lua", lua_seeds())
 
 
 if __name__ == "__main__":

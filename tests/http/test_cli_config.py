@@ -52,6 +52,8 @@ OPTIONS = {
     "completion": {"--help"},
     "status": {"--brokers", "--requests-topic", "--group-id", "--db", "--db-url", "--output",
                "--config", "-X", "--help"},
+    "actions": {"--actions-dir", "--action-max-steps", "--action-max-memory", "--config",
+                "--output", "--help"},
     "exec": {"--brokers", "--requests-topic", "--receipts-topic", "--config", "--timeout-ms",
              "--trusted-keys", "-X", "--help"},
     "version": {"--help"},

@@ -12,6 +12,8 @@ actions as to built-ins, and a failing or hostile script leaves the
 service answering. Every answer, ledger row and log leaf of a Lua action
 names the code that ran (action_code_hash, the file's SHA-256), checked
 offline by `openexec verify-receipt`; an approval can bind that hash.
+`openexec actions` lists what a folder defines with its code hashes,
+and refuses what run refuses with the same line.
 """
 
 import hashlib
@@ -22,7 +24,6 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
 
 from harness import BIN, ROOT, ServiceTest, cli, mint, produce, run_tests
@@ -178,6 +179,88 @@ class ExampleActions(ServiceTest):
                  "--allowed-actions", "refund"])
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("\"refund\" is not a registered action", p.stderr)
+
+    def test_actions_command_lists_code_hashes(self):
+        # `openexec actions`: the folder loaded as run loads it, each action
+        # with the SHA-256 of its file; built-ins first, marked, no hash.
+        hashes = {}
+        for name in ("key-rotation", "refund", "tool-router"):
+            with open(os.path.join(EXAMPLES, name + ".lua"), "rb") as f:
+                hashes[name] = hashlib.sha256(f.read()).hexdigest()
+        p = cli(["actions", "--actions-dir", EXAMPLES])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, "")
+        rows = [line.split() for line in p.stdout.splitlines()]
+        self.assertEqual(rows[0], ["ACTION", "KIND", "CODE", "HASH"])
+        self.assertEqual(rows[1:], [["add", "built-in", "-"], ["echo", "built-in", "-"]] +
+                         [[n, "lua", h] for n, h in sorted(hashes.items())])
+        # The table of docs/actions.md is this one.
+        with open(os.path.join(ROOT, "docs", "actions.md")) as f:
+            doc = [line[2:] for line in f.read().splitlines() if line.startswith("# ")]
+        for line in p.stdout.splitlines():
+            self.assertIn(line, doc, "docs/actions.md's table of `openexec actions`")
+        # JSON, and the folder from the environment or the configuration
+        # file, as run reads it.
+        conf = self.path("actions.conf")
+        with open(conf, "w") as f:
+            f.write("OPENEXEC_ACTIONS_DIR = %s\n" % EXAMPLES)
+        for args, env in ((["--actions-dir", EXAMPLES], None),
+                          ([], {"OPENEXEC_ACTIONS_DIR": EXAMPLES}),
+                          (["--config", conf], None)):
+            p = cli(["actions", "--output", "json"] + args, env=env)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            listing = json.loads(p.stdout)
+            self.assertEqual(listing["actions_dir"], EXAMPLES)
+            self.assertEqual((listing["action_max_steps"], listing["action_max_memory"]),
+                             (10000000, 16777216))
+            self.assertEqual(listing["actions"], [
+                {"name": "add", "builtin": True, "code_hash": None},
+                {"name": "echo", "builtin": True, "code_hash": None}] + [
+                {"name": n, "builtin": False, "code_hash": h} for n, h in sorted(hashes.items())])
+        # No folder: the built-in actions alone.
+        p = cli(["actions", "--output", "json"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([a["name"] for a in json.loads(p.stdout)["actions"]], ["add", "echo"])
+        self.assertIsNone(json.loads(p.stdout)["actions_dir"])
+
+    def test_actions_command_refuses_what_run_refuses(self):
+        # A folder that does not load: exit 2, nothing on stdout, and on
+        # stderr the loader's line (file and line) that run stops with.
+        ok = "return function(p) return p end\n"
+        big = "local s = string.rep('x', 200000)\nreturn function(p) return #s end\n"
+        cases = [
+            ({"ok.lua": ok, "broken.lua": "local x = 1\nreturn function(p) return p +* 1 end\n"},
+             [], "broken.lua:2: unexpected symbol near '*'"),
+            ({"value.lua": "return 42\n"}, [], "value.lua: the chunk must return one function"),
+            ({"add.lua": ok}, [], "add.lua: action add is built in"),
+            # The budgets are run's: this chunk loads within the default
+            # memory budget, not within 64 KiB.
+            ({"big.lua": big}, ["--action-max-memory", "65536"],
+             "big.lua: memory budget exceeded (65536 bytes)"),
+            ({"spin.lua": "while true do end\n"}, ["--action-max-steps", "1000"],
+             "spin.lua: step budget exceeded (1000 steps)"),
+        ]
+        for i, (scripts, flags, words) in enumerate(cases):
+            folder = self.write("refused%d" % i, scripts)
+            p = cli(["actions", "--actions-dir", folder] + flags)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stdout, "")
+            self.assertTrue(p.stderr.startswith("openexec: actions: --actions-dir: %s/%s"
+                                                % (folder, words)), p.stderr)
+            self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+            r = cli(["run", "--execute", "local", "--http-port", "0", "--db",
+                     self.path("r%d.db" % i), "--actions-dir", folder] + flags)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertEqual(r.stderr.replace("openexec: ", "openexec: actions: ", 1), p.stderr)
+        p = cli(["actions", "--actions-dir", self.write("big", {"big.lua": big}), "--output", "json"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([a["name"] for a in json.loads(p.stdout)["actions"]], ["add", "echo", "big"])
+        p = cli(["actions", "--actions-dir", self.path("missing")])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("cannot open the folder", p.stderr)
+        p = cli(["actions", "--output", "yaml"])
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--output", p.stderr)
 
     def test_code_hash_in_receipts_and_approvals(self):
         v1 = "return function(p) return {n = p.n * 2} end\n"
