@@ -26,31 +26,7 @@ requests echo >"$work/echo.jsonl"
 requests quote >"$work/lua.jsonl"
 
 rate_of() { # echo|lua RUN: prints msg/s and peak RSS
-    local what=$1 run=$2
-    rm -f "$work/bs"
-    build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
-    local bpid=$!
-    pids+=($bpid)
-    for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
-    local B
-    B=$(cat "$work/bs")
-    build/openexec produce --brokers "$B" <"$work/$what.jsonl" >"$work/produce.log" 2>&1
-    local port
-    port=$(free_port)
-    build/openexec run --brokers "$B" --http-port "$port" --db "$work/$what-$run.db" \
-        --db-sync full --actions-dir bench/actions 2>"$work/worker-$what-$run.log" &
-    local wpid=$!
-    pids+=($wpid)
-    local timing t0 t1 rss
-    timing=$(time_worker "$port" "$wpid" "$N" "$what")
-    read -r t0 t1 rss <<<"$timing"
-    local executed
-    executed=$(curl -s "localhost:$port/metrics" |
-        awk '/^openexec_requests_total\{status="executed"\}/ {print $2}')
-    [ "${executed:-0}" -ge "$N" ] || { echo "$what: only ${executed:-0} of $N executed" >&2; exit 1; }
-    kill "$wpid"; wait "$wpid" 2>/dev/null || true
-    kill "$bpid"; wait "$bpid" 2>/dev/null || true
-    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.0f %d", n / (b - a), r }'
+    fresh_worker_rate "$1-$2" "$work/$1.jsonl" "$work/$1-$2.db" --actions-dir bench/actions
 }
 
 read -r e1 e1_rss <<<"$(rate_of echo 1)"

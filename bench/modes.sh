@@ -21,30 +21,9 @@ bench/requests.sh "$N" >"$work/demo.jsonl"
 verify=$(openssl speed -seconds 2 ed25519 2>/dev/null | awk '$1 == "253" && $4 == "(Ed25519)" {print $NF}')
 
 rate_of() { # mode args...: prints msg/s and peak RSS
-    local mode=$1; shift
-    rm -f "$work/bs"
-    build/openexec broker --partitions 16 --bootstrap-file "$work/bs" >/dev/null 2>"$work/broker.log" &
-    local bpid=$!
-    pids+=($bpid)
-    for _ in $(seq 50); do [ -s "$work/bs" ] && break; sleep 0.1; done
-    local B
-    B=$(cat "$work/bs")
-    build/openexec produce --brokers "$B" <"$work/$mode.jsonl" >"$work/produce.log" 2>&1
-    local port=$(free_port)
-    build/openexec run --brokers "$B" --http-port "$port" --db "$work/$mode.db" --db-sync full \
-        "$@" 2>"$work/worker-$mode.log" &
-    local wpid=$!
-    pids+=($wpid)
-    local timing t0 t1 rss
-    timing=$(time_worker "$port" "$wpid" "$N" "$mode")
-    read -r t0 t1 rss <<<"$timing"
-    local executed
-    executed=$(curl -s "localhost:$port/metrics" |
-        awk '/^openexec_requests_total\{status="executed"\}/ {print $2}')
-    [ "${executed:-0}" -ge "$N" ] || { echo "$mode: only ${executed:-0} of $N executed" >&2; exit 1; }
-    kill "$wpid"; wait "$wpid" 2>/dev/null || true
-    kill "$bpid"; wait "$bpid" 2>/dev/null || true
-    awk -v n="$N" -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.0f %d", n / (b - a), r }'
+    local mode=$1
+    shift
+    fresh_worker_rate "$mode" "$work/$mode.jsonl" "$work/$mode.db" "$@"
 }
 
 read -r demo demo_rss <<<"$(rate_of demo)"
