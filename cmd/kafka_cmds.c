@@ -393,6 +393,21 @@ static int read_receipts(receipts_reader *r)
     return 0;
 }
 
+/* The brokers of ks reached and the n topics there (an admin client, made
+ * and freed here, waiting up to CLI_CLUSTER_WAIT_MS). Returns OE_OK, or
+ * with a reason in err OE_EINVAL (the client cannot be made from the
+ * settings) or the check's failure. */
+static int check_topics(const oe_kafka_settings *ks, const char *const *topics, size_t n, char *err,
+                        size_t errlen)
+{
+    rd_kafka_t *admin = oe_kafka_new(RD_KAFKA_PRODUCER, ks, NULL, NULL, NULL, "admin", err, errlen);
+    if (!admin)
+        return OE_EINVAL;
+    int rc = oe_kafka_check_cluster(admin, topics, n, CLI_CLUSTER_WAIT_MS, NULL, NULL, err, errlen);
+    rd_kafka_destroy(admin);
+    return rc;
+}
+
 int oe_cmd_receipts(int argc, char **argv)
 {
     oe_config cfg;
@@ -418,16 +433,10 @@ int oe_cmd_receipts(int argc, char **argv)
     int status = 1;
     /* Checked through a producer handle: a consumer's errors (a refused
      * password, say) wait in its queue until it is polled. */
-    rd_kafka_t *admin =
-        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
-    if (!admin || oe_kafka_check_cluster(admin, &ks.receipts_topic, 1, CLI_CLUSTER_WAIT_MS, NULL,
-                                         NULL, err, sizeof err) != 0) {
-        if (admin)
-            rd_kafka_destroy(admin);
+    if (check_topics(&ks, &ks.receipts_topic, 1, err, sizeof err) != OE_OK) {
         oe_die(1, "receipts: %s", err);
         goto out;
     }
-    rd_kafka_destroy(admin);
     r.nparts =
         oe_kafka_assign_all(r.rk, ks.receipts_topic,
                             cfg.from_beginning ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END,
@@ -568,14 +577,8 @@ int oe_cmd_exec(int argc, char **argv)
         skip++;
     /* The brokers answer and both topics exist; then the bridge, its
      * receipts consumer positioned at the end before anything is sent. */
-    rd_kafka_t *admin =
-        oe_kafka_new(RD_KAFKA_PRODUCER, &ks, NULL, NULL, NULL, "admin", err, sizeof err);
     const char *topics[] = {ks.requests_topic, ks.receipts_topic};
-    int check = admin ? oe_kafka_check_cluster(admin, topics, 2, CLI_CLUSTER_WAIT_MS, NULL, NULL,
-                                               err, sizeof err)
-                      : OE_EINVAL;
-    if (admin)
-        rd_kafka_destroy(admin);
+    int check = check_topics(&ks, topics, 2, err, sizeof err);
     if (check != OE_OK) {
         status = oe_die(check == OE_EINVAL ? 2 : 1, "exec: %s", err);
         goto out;
