@@ -551,7 +551,8 @@ class SharedLedger(KafkaCase):
         url, dbname = pg_ledger()
         reader = self.reader(b.bootstrap)
         workers = self.start_together([self.pg_worker(b.bootstrap, url, env=CLAW_ENV,
-                                                      start=False) for _ in range(3)])
+                                                      start=False, failover=QUICK_REBALANCE)
+                                       for _ in range(3)])
         print("    partitions: %s" % self.wait_sharing(workers))
         t = tag()
         rnd = random.Random(t)
@@ -636,7 +637,7 @@ class SharedLedger(KafkaCase):
         print("    worker 3 killed after %d receipts; PostgreSQL killed %.1f s later after %d "
               "receipts, down %.1f s" % (killed_at, t_down - t_kill, pg_down_at, t_up - t_down))
         # The killed worker comes back on the same ledger.
-        workers[2] = self.pg_worker(b.bootstrap, url, env=CLAW_ENV)
+        workers[2] = self.pg_worker(b.bootstrap, url, env=CLAW_ENV, failover=QUICK_REBALANCE)
         self.assertEqual(len(sent), len(requests))
         spread = sum(1 for _, ns in groups.values()
                      if len({partition_of(n) for n in ns}) > 1)
