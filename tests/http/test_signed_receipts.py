@@ -37,7 +37,7 @@ from harness import (BIN, ServiceTest, cli, decode_receipt, free_port,  # noqa: 
                      produce, receipt_hash, request_hash, result_json, run_tests, sqlite_query)
 import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 from test_kafka import KafkaCase, jreq  # noqa: E402
-from test_kafka_faults import QUICK_REBALANCE  # noqa: E402
+from test_kafka_faults import FAST_FAILOVER, QUICK_REBALANCE  # noqa: E402
 
 VERIFIER = os.environ.get("OPENEXEC_TEST_VERIFIER",
                           os.path.join(os.path.dirname(BIN), "verifier"))
@@ -1282,8 +1282,7 @@ class SignedKafka(KafkaCase):
         reader = self.reader(b.bootstrap)
         env = {"OPENEXEC_SIGNING": "on", "OPENEXEC_SIGNING_KEY_FILE": key,
                "OPENEXEC_RECEIPT_FORMAT": "json"}
-        # Light load, and B's join is the subject: quick rebalances.
-        args = ["--db-url", url] + QUICK_REBALANCE
+        args = ["--db-url", url] + FAST_FAILOVER
         wa = self.worker(b.bootstrap, env=env, args=args)
         tag = uuid.uuid4().hex[:8]
         first = [mixed_request(i, tag) for i in range(200)]
