@@ -31,6 +31,18 @@ from test_kafka import KafkaCase, jreq  # noqa: E402
 # the worker's 10 s default so that the tests stay short.
 FAST_FAILOVER = ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
 
+# Shorter still on the embedded broker: a member that joins or leaves a
+# running group makes it hold the rebalance open for session.timeout.ms -
+# 1 s, and a killed member's partitions wait for its session to expire, so
+# 3 s sessions make each change take about 4 s instead of 10-15 s. For the
+# tests with one live worker at a time, or a light load (about 10,000
+# requests at most): there a live member whose session expired anyway
+# would only cause replays, which these tests tolerate and count. Apache
+# Kafka refuses sessions under its group.min.session.timeout.ms (6 s).
+QUICK_SESSION_MS = 6000 if h.BROKER == "kafka" else 3000
+QUICK_REBALANCE = ["-X", "session.timeout.ms=%d" % QUICK_SESSION_MS,
+                   "-X", "heartbeat.interval.ms=500"]
+
 
 def make_requests(prefix, total):
     """[(nonce, action, payload, result)] of echo and add requests."""
@@ -142,7 +154,7 @@ class Faults(KafkaCase):
         # are of 5,000 and it runs at 60,000-90,000 requests/s here: the
         # seven batches left are 0.4-0.6 s for the reader to see the first
         # and for the kill to land before the worker is done.)
-        w1 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER, start=False)
+        w1 = self.worker(b.bootstrap, db=db, args=QUICK_REBALANCE, start=False)
         w1.start(wait_ready=False)
         kill_ms, before, stored1 = self.kill_mid_stream(w1, reader, total // 8, total, sent,
                                                         requests, b.bootstrap, db)
@@ -152,13 +164,13 @@ class Faults(KafkaCase):
         # the dead member's session to expire, then replays from the last
         # committed offsets.
         t_restart = time.monotonic()
-        w2 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER + ["--batch-max", "200"])
+        w2 = self.worker(b.bootstrap, db=db, args=QUICK_REBALANCE + ["--batch-max", "200"])
         print("    restarted worker ready after %.1f s" % (time.monotonic() - t_restart))
         _, _, stored2 = self.kill_mid_stream(w2, reader, before + 2000, total, sent, requests,
                                              b.bootstrap, db)
         # 3. Restarted again with the defaults: it answers the rest.
         t_restart = time.monotonic()
-        w3 = self.worker(b.bootstrap, db=db, args=FAST_FAILOVER)
+        w3 = self.worker(b.bootstrap, db=db, args=QUICK_REBALANCE)
         ready_s = time.monotonic() - t_restart
         got = self.receipts_for(reader, [r[0] for r in requests], timeout=120, settle=1.0)
         print("    restarted again, ready after %.1f s; all %d answered %.1f s after that restart"
@@ -213,8 +225,10 @@ class Faults(KafkaCase):
         reader = self.reader(b.bootstrap)
         db = self.path("shared.db")
         shared = {"OPENEXEC_LEDGER_SHARED": "1"}
-        w1 = self.worker(b.bootstrap, db=db, env=shared, args=FAST_FAILOVER)
-        w2 = self.worker(b.bootstrap, db=db, env=shared, args=FAST_FAILOVER)
+        # Started together: one rebalance gives both their partitions.
+        w1, w2 = self.start_together([self.worker(b.bootstrap, db=db, env=shared,
+                                                  args=QUICK_REBALANCE, start=False)
+                                      for _ in range(2)])
 
         def shares():
             return (w1.metrics()["openexec_assigned_partitions"],

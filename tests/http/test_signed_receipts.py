@@ -37,7 +37,7 @@ from harness import (BIN, ServiceTest, cli, decode_receipt, free_port,  # noqa: 
                      produce, receipt_hash, request_hash, result_json, run_tests, sqlite_query)
 import harness as h  # noqa: E402  (topic names are per test on Apache Kafka)
 from test_kafka import KafkaCase, jreq  # noqa: E402
-from test_kafka_faults import FAST_FAILOVER  # noqa: E402
+from test_kafka_faults import FAST_FAILOVER, QUICK_REBALANCE  # noqa: E402
 
 VERIFIER = os.environ.get("OPENEXEC_TEST_VERIFIER",
                           os.path.join(os.path.dirname(BIN), "verifier"))
@@ -1167,7 +1167,9 @@ class SignedKafka(KafkaCase):
         b = self.broker(partitions=4)
         db = self.path("k9.db")
         env = {"OPENEXEC_SIGNING": "on", "OPENEXEC_SIGNING_KEY_FILE": key}  # Avro receipts
-        args = ["--db", db, "--batch-max", "100"] + FAST_FAILOVER
+        # One live worker at a time: quick sessions (the restarted one waits
+        # for the killed one's to expire).
+        args = ["--db", db, "--batch-max", "100"] + QUICK_REBALANCE
         tag = uuid.uuid4().hex[:8]
         reqs = [mixed_request(i, tag) for i in range(3000)]
         produce(b.bootstrap, [(n, jreq(a, p, n)) for a, p, n, _ in reqs])
