@@ -26,7 +26,8 @@ import signal
 import subprocess
 import time
 
-from harness import BIN, ROOT, ServiceTest, cli, mint, produce, run_tests
+from harness import (BIN, LEDGER, ROOT, ServiceTest, cli, ledger_url, mint, produce,
+                     run_tests)
 from test_kafka import KafkaCase, jreq
 
 EXAMPLES = os.path.join(ROOT, "examples", "actions")
@@ -303,7 +304,8 @@ class ExampleActions(ServiceTest):
             self.assertEqual(v.returncode, 1, (forged, v.stdout, v.stderr))
             self.assertIn("action_code_hash is not the leaf's", v.stdout + v.stderr)
         s.stop()
-        out = cli(["ledger", "export", "--db", db])
+        out = cli(["ledger", "export"] +
+                  (["--db-url", ledger_url(db)] if LEDGER == "postgresql" else ["--db", db]))
         self.assertEqual(out.returncode, 0, out.stderr)
         rows = {row["nonce"]: row for row in map(json.loads, out.stdout.splitlines())}
         self.assertEqual(rows["c-1"]["action_code_hash"], h1)

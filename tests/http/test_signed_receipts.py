@@ -1390,11 +1390,11 @@ class SignedKafka(KafkaCase):
         # The other worker serves on: ready once the rebalance that the
         # failed worker's leave starts has given it the partitions.
         until = time.monotonic() + 30
-        st = ready_state(other)
-        while st != (200, None) and st[0] != "exited" and time.monotonic() < until:
+        other_st = ready_state(other)
+        while other_st != (200, None) and other_st[0] != "exited" and time.monotonic() < until:
             time.sleep(0.2)
-            st = ready_state(other)
-        self.assertEqual(st, (200, None), "the other worker")
+            other_st = ready_state(other)
+        self.assertEqual(other_st, (200, None), "the other worker")
         self.assertTrue(lines, "the log does not say %r" % SAME_KEY)
         self.assertEqual(st, ("exited", 1), "worker %s did not fail closed: %r; last error "
                          "line %s" % (name, st, last_error))
