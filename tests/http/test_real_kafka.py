@@ -510,6 +510,9 @@ class Transactions(RealKafka):
               % (total, time.monotonic() - t_last))
         self.c.wait(90)
         self.settle(rc, quiet=2.0)
+        # The read_uncommitted reader sees every committed receipt too, but
+        # may be behind (a partition whose leader moved): all of them first.
+        self.wait_answered(unc, nonces, 60, "read_uncommitted receipts", [w])
         self.settle(unc, quiet=0.5)
 
         # Exactly one committed receipt per nonce, equal to docs/protocol.md §5 and to
