@@ -46,11 +46,9 @@ int oe_cmd_actions(int argc, char **argv)
     if (rc >= 0)
         return rc;
     oe_lua_actions *set = NULL;
-    oe_lua_limits limits = {.max_steps = (uint64_t)cfg.action_max_steps,
-                            .max_memory = (size_t)cfg.action_max_memory};
     if (cfg.actions_dir) {
         char err[1024];
-        int lrc = oe_lua_actions_load(cfg.actions_dir, &limits, &set, err, sizeof err);
+        int lrc = oe_load_actions(&cfg, &set, err, sizeof err);
         if (lrc != OE_OK)
             return oe_die(lrc == OE_ENOMEM ? 1 : 2, "actions: --actions-dir: %s", err);
     }

@@ -84,6 +84,12 @@ int oe_command_parse(const oe_command *command, oe_config *cfg, oe_kafka_setting
  * (status.h) with a reason. */
 int oe_apply_db_url(oe_config *cfg, const oe_command *command, char *err, size_t errlen);
 
+/* Loads cfg's --actions-dir with cfg's budgets, as `run` runs it (at start
+ * and on SIGHUP) and `openexec actions` lists it. Returns oe_lua_actions_load's
+ * code, with *out the new set on OE_OK. */
+struct oe_lua_actions;
+int oe_load_actions(const oe_config *cfg, struct oe_lua_actions **out, char *err, size_t errlen);
+
 /* Appends text[0..len) as a JSON string, or null when text is NULL or not
  * valid UTF-8 (oe_json_dump_string leaves nothing behind when it fails). */
 void oe_put_json_text(oe_buf *b, const void *text, size_t len);

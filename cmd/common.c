@@ -17,6 +17,7 @@
 #include "engine/clock.h"
 #include "engine/json.h"
 #include "engine/log.h"
+#include "engine/lua_actions.h"
 #include "engine/note.h"
 #include "engine/status.h"
 #include "ledger/ledger.h"
@@ -335,4 +336,11 @@ int oe_load_trusted_keys(const char *path, const char *prefix, const char *flag,
     rc = oe_trusted_keys_parse(pem, strlen(pem), keys, n, why, sizeof why);
     free(pem);
     return rc == OE_OK ? 0 : oe_die(2, "%s%s %s: %s", prefix, flag, path, why);
+}
+
+int oe_load_actions(const oe_config *cfg, oe_lua_actions **out, char *err, size_t errlen)
+{
+    oe_lua_limits limits = {.max_steps = (uint64_t)cfg->action_max_steps,
+                            .max_memory = (size_t)cfg->action_max_memory};
+    return oe_lua_actions_load(cfg->actions_dir, &limits, out, err, errlen);
 }

@@ -272,9 +272,7 @@ static int run_configure(service *s, int argc, char **argv)
     /* Operators' Lua actions: every script compiled and its chunk run once
      * now, so that a broken one stops the start (exit 2, naming it). */
     if (cfg->actions_dir) {
-        oe_lua_limits limits = {.max_steps = (uint64_t)cfg->action_max_steps,
-                                .max_memory = (size_t)cfg->action_max_memory};
-        int lrc = oe_lua_actions_load(cfg->actions_dir, &limits, &s->lua, s->err, sizeof s->err);
+        int lrc = oe_load_actions(cfg, &s->lua, s->err, sizeof s->err);
         if (lrc != OE_OK) {
             oe_kafka_settings_clear(&s->ks);
             return oe_die(lrc == OE_ENOMEM ? 1 : 2, "--actions-dir: %s", s->err);
@@ -589,10 +587,8 @@ static void run_reload(service *s)
         return;
     }
     char err[700];
-    oe_lua_limits limits = {.max_steps = (uint64_t)s->cfg.action_max_steps,
-                            .max_memory = (size_t)s->cfg.action_max_memory};
     oe_lua_actions *next = NULL;
-    int rc = oe_lua_actions_load(s->cfg.actions_dir, &limits, &next, err, sizeof err);
+    int rc = oe_load_actions(&s->cfg, &next, err, sizeof err);
     if (rc == OE_OK)
         rc = oe_engine_reload_actions(s->engine, next, err, sizeof err);
     if (rc != OE_OK) {

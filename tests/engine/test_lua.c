@@ -818,6 +818,17 @@ static void test_patterns(void)
     oe_buf_free(&payload);
 }
 
+/* A SQLite ledger of its own in the test folder, or NULL (a failure). */
+static oe_store *open_store(const char *name)
+{
+    char path[160], err[300];
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    oe_store *store = NULL;
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0)
+        OE_FAIL_("store %s: %s", name, err);
+    return store;
+}
+
 /* ---- The engine runs them ---- */
 
 static void test_engine(void)
@@ -944,7 +955,7 @@ static void test_code_hash(void)
                                      NULL};
     static const char *const v2[] = {"double.lua", "return function(p) return {n = p.n * 3} end\n",
                                      NULL};
-    char f1[128], f2[128], err[600], path[160], body[2048];
+    char f1[128], f2[128], err[600], body[2048];
     make_folder(f1, sizeof f1, v1);
     make_folder(f2, sizeof f2, v2);
     oe_lua_actions *s1 = NULL, *s2 = NULL;
@@ -959,10 +970,8 @@ static void test_code_hash(void)
     oe_sha256_hex(v1[1], strlen(v1[1]), want);
     ASSERT_STREQ(h1, want);
     ASSERT_TRUE(strcmp(h1, h2) != 0);
-    snprintf(path, sizeof path, "%s/code.db", root);
-    oe_store *store = NULL;
-    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
-        OE_FAIL_("store: %s", err);
+    oe_store *store = open_store("code.db");
+    if (!store) {
         oe_lua_actions_free(s1);
         oe_lua_actions_free(s2);
         return;
@@ -1084,7 +1093,7 @@ static void test_reload_while_running(void)
                                     NULL};
     static const char *const b[] = {"mul.lua", "return function(p) return {n = p.n * 3} end\n",
                                     NULL};
-    char fa[128], fb[128], err[600], path[160];
+    char fa[128], fb[128], err[600];
     make_folder(fa, sizeof fa, a);
     make_folder(fb, sizeof fb, b);
     oe_lua_actions *sa = NULL, *sb = NULL;
@@ -1094,10 +1103,8 @@ static void test_reload_while_running(void)
         oe_lua_actions_free(sa);
         return;
     }
-    snprintf(path, sizeof path, "%s/reload.db", root);
-    oe_store *store = NULL;
-    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &store, err, sizeof err) != 0) {
-        OE_FAIL_("store: %s", err);
+    oe_store *store = open_store("reload.db");
+    if (!store) {
         oe_lua_actions_free(sa);
         oe_lua_actions_free(sb);
         return;
