@@ -1061,7 +1061,7 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
                           const char *request_hash, const char *status, int approved,
                           const char *result, const char *receipt, const char *error_code,
                           const char *detail, const char *approval_id, const char *action_code_hash,
-                          const char *proof)
+                          const char *proof, size_t proof_len)
 {
     size_t start = out->len;
     int failed = oe_buf_putc(out, '{') || put_json_field(out, "id", id, 0) ||
@@ -1080,8 +1080,8 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
     /* The proof is a JSON object made by the engine (or checked by the
      * decoder): pasted as it is. */
     if (!failed && proof)
-        failed =
-            oe_buf_puts(out, "\"proof\": ") || oe_buf_puts(out, proof) || oe_buf_putc(out, '}');
+        failed = oe_buf_puts(out, "\"proof\": ") || oe_buf_append(out, proof, proof_len) ||
+                 oe_buf_putc(out, '}');
     if (!failed)
         return OE_OK;
     /* An append failed (the buffer keeps why), or else oe_json_dump_string
@@ -1107,7 +1107,8 @@ int oe_codec_encode_receipt(oe_codec *c, const oe_receipt_fields *r, int json, o
     if (json) {
         rc = render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
                             r->result, r->receipt, error_code, r->detail, r->approval_id,
-                            r->action_code_hash, r->proof);
+                            r->action_code_hash, r->proof,
+                            r->proof_len || !r->proof ? r->proof_len : strlen(r->proof));
         if (rc != OE_OK)
             set_err(err, errlen, "receipt strings must be UTF-8 text (or the buffer is full)");
         return rc;
@@ -1467,5 +1468,5 @@ int oe_receipt_to_json(const oe_receipt *r, oe_buf *out)
         return OE_EINVAL;
     return render_receipt(out, r->id, r->nonce, r->action, r->request_hash, status, r->approved,
                           r->result, r->receipt, r->error_code, r->detail, r->approval_id,
-                          r->action_code_hash, r->proof);
+                          r->action_code_hash, r->proof, r->proof ? strlen(r->proof) : 0);
 }

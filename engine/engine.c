@@ -607,7 +607,8 @@ static oe_rc entry_leaf(const oe_engine *e, const oe_batch_item *it, const oe_ou
 {
     const oe_request *r = &it->req;
     int rejected = o->status == OE_STATUS_REJECTED;
-    char nonce[OE_ECHO_MAX_BYTES + 1] = "", action[OE_ECHO_MAX_BYTES + 1] = "";
+    char nonce[OE_ECHO_MAX_BYTES + 1], action[OE_ECHO_MAX_BYTES + 1];
+    nonce[0] = action[0] = '\0';
     if (rejected && r->nonce)
         oe_echo_cut(r->nonce, strlen(r->nonce), nonce);
     if (rejected && r->action)
@@ -828,8 +829,8 @@ static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const c
  * and the engine's helpers (a small batch, or a pool busy with another
  * caller's batch: the caller alone). */
 typedef struct item_job {
-    void (*one)(oe_engine *e, oe_batch_item *it);
-    oe_engine *e;
+    void (*one)(void *ctx, oe_batch_item *it);
+    void *ctx;
     oe_batch_item *const *items;
     size_t n;
     atomic_size_t next; /* the next item nobody has taken */
@@ -846,14 +847,14 @@ static void item_job_run(void *arg)
             return;
         size_t end = j->n - i > ITEM_CHUNK ? i + ITEM_CHUNK : j->n;
         for (; i < end; i++)
-            j->one(j->e, j->items[i]);
+            j->one(j->ctx, j->items[i]);
     }
 }
 
-static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
-                          void (*one)(oe_engine *e, oe_batch_item *it))
+void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
+                    void (*one)(void *ctx, oe_batch_item *it), void *ctx)
 {
-    item_job j = {.one = one, .e = e, .items = items, .n = n};
+    item_job j = {.one = one, .ctx = ctx, .items = items, .n = n};
     atomic_init(&j.next, 0);
     if (n >= OE_ENGINE_PARALLEL_MIN)
         oe_pool_run(e->pool, item_job_run, &j);
@@ -861,13 +862,20 @@ static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
         item_job_run(&j);
 }
 
+static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
+                          void (*one)(void *ctx, oe_batch_item *it))
+{
+    oe_engine_each(e, items, n, one, e);
+}
+
 /* After the commit: the proof of each entry the batch appended (and of
  * each replay of one), from the sealed batch's tree, which every thread
  * may read. Out of memory leaves a durable entry without its proof in
  * this answer; the ledger and its checkpoint hold it
  * (GET /receipts/{id}/proof). */
-static void proof_item(oe_engine *e, oe_batch_item *it)
+static void proof_item(void *ctx, oe_batch_item *it)
 {
+    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (o->logged || o->proof_pending)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
@@ -875,8 +883,9 @@ static void proof_item(oe_engine *e, oe_batch_item *it)
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
  * log) by the engine's threads at once, once every row is in. */
-static void leaf_item(oe_engine *e, oe_batch_item *it)
+static void leaf_item(void *ctx, oe_batch_item *it)
 {
+    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (!o->logged)
         return;
@@ -1049,9 +1058,9 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
         p->sig = -1;
 }
 
-static void precheck_item(oe_engine *e, oe_batch_item *it)
+static void precheck_item(void *ctx, oe_batch_item *it)
 {
-    precheck_one(e, it);
+    precheck_one(ctx, it);
 }
 
 /* Times a batch the ledger aborted (deadlock, serialization failure) is run

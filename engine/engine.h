@@ -145,6 +145,13 @@ typedef struct oe_batch_item {
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen);
 
+/* Calls one(ctx, items[i]) for each of the n items, shared out as the
+ * engine's own work on a batch's items is: between the caller and the
+ * engine's helpers (a small batch, or a pool busy with another caller's
+ * batch: the caller alone). one runs on distinct items at once. */
+void oe_engine_each(oe_engine *e, oe_batch_item *const *items, size_t n,
+                    void (*one)(void *ctx, oe_batch_item *it), void *ctx);
+
 /* 1 (with the reason) once another process appended to this writer's
  * receipts log: the engine refuses every batch. */
 int oe_engine_log_taken(oe_engine *e, char *reason, size_t len);

@@ -55,6 +55,12 @@ oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_
     return OE_OK;
 }
 
+void oe_executor_each(oe_executor *x, oe_batch_item *const *items, size_t n,
+                      void (*one)(void *ctx, oe_batch_item *it), void *ctx)
+{
+    oe_engine_each(x->engine, items, n, one, ctx);
+}
+
 /* Takes what the queue holds, OE_EXECUTOR_GROUP_MAX at a time, runs it as
  * one batch and hands each job back, until stopped with the queue empty. */
 static void *group_main(void *arg)

@@ -48,6 +48,11 @@ void oe_executor_free(oe_executor *x);
 oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_buf *checkpoint,
                       char *err, size_t errlen);
 
+/* After oe_executor_run: one(ctx, items[i]) for each item, on the engine's
+ * threads at once (oe_engine_each), e.g. to encode the outcomes' answers. */
+void oe_executor_each(oe_executor *x, oe_batch_item *const *items, size_t n,
+                      void (*one)(void *ctx, oe_batch_item *it), void *ctx);
+
 /* One request queued for a group commit. The submitter decodes into
  * item (oe_outcome_init'ed) and sets done and ctx; the executor owns the
  * job from oe_executor_submit until it calls done. */

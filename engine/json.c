@@ -894,9 +894,12 @@ static void w_putc(writer *w, char c)
 
 static const char hexdig[] = "0123456789abcdef";
 
-/* 1 when none of the 8 bytes at p needs escaping: each is printable ASCII
- * (0x20 to 0x7e) other than '"' and '\\' (word-at-a-time tests, exact). */
-static int plain8(const unsigned char *p)
+/* How many of the 8 bytes at p, from the first, need no escaping: each is
+ * printable ASCII (0x20 to 0x7e) other than '"' and '\\'. Word-at-a-time
+ * tests: a flag may be set wrongly only in a byte after one rightly
+ * flagged (a borrow runs upwards, to later bytes), so the first flag is
+ * exact. */
+static size_t plain_run8(const unsigned char *p)
 {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     uint64_t x;
@@ -905,7 +908,14 @@ static int plain8(const unsigned char *p)
     uint64_t bad = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * '"')) |
                    HAS_ZERO(x ^ (ones * '\\')) | HAS_ZERO(x ^ (ones * 0x7f));
 #undef HAS_ZERO
-    return bad == 0;
+    if (!bad)
+        return 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The first byte is the lowest. */
+    return (size_t)__builtin_ctzll(bad) >> 3;
+#else
+    return 0; /* the caller goes on a byte at a time */
+#endif
 }
 
 /* The most bytes one byte of a string takes escaped ("\u001f"; a UTF-8
@@ -932,10 +942,15 @@ static int escape_into(char *d, const unsigned char *s, size_t len, size_t *writ
     char *d0 = d;
     size_t i = 0;
     while (i < len) {
-        while (len - i >= 8 && plain8(s + i)) {
+        /* Plain bytes 8 at a time (d has room for 8 more: at least 6 per
+         * byte left), up to the first that needs a look. */
+        while (len - i >= 8) {
+            size_t k = plain_run8(s + i);
             memcpy(d, s + i, 8);
-            d += 8;
-            i += 8;
+            d += k;
+            i += k;
+            if (k < 8)
+                break;
         }
         if (i == len)
             break;

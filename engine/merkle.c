@@ -278,6 +278,34 @@ oe_rc oe_merkle_verify_consistency(uint64_t m, uint64_t n, const unsigned char o
     return OE_OK;
 }
 
+/* Where the perfect subtree [begin, begin + 2^l) of b's tree is in
+ * b->nodes: a level's node when it holds a new leaf, else one of base's
+ * subtree roots; (size_t)-1 for any other (no path of a new leaf has one). */
+static size_t perfect_place(const oe_merkle_batch *b, int l, uint64_t begin)
+{
+    uint64_t from = b->base.size, j = begin >> l;
+    if (j >= (from >> l) && j < (b->size >> l))
+        return (size_t)(b->level[l] - b->nodes) + (size_t)(j - (from >> l));
+    /* base's subtree of height l, if it has one: leaves [from with the
+     * bits below l + 1 cleared, + 2^l). */
+    if (l < 63 && ((from >> l) & 1) && begin == ((from >> (l + 1)) << (l + 1)))
+        return b->full + (size_t)__builtin_popcountll(from >> (l + 1));
+    return (size_t)-1;
+}
+
+/* Where the subtree [begin, end) of b's tree that a path of a new leaf
+ * holds is in b->nodes: perfect, or one of the right edge's. */
+static size_t place(const oe_merkle_batch *b, uint64_t begin, uint64_t end)
+{
+    uint64_t n = end - begin;
+    if ((n & (n - 1)) == 0)
+        return perfect_place(b, __builtin_ctzll(n), begin);
+    for (int t = 0; t < b->nedge && end == b->size; t++)
+        if (b->edge[t] == begin)
+            return b->full + 64 + (size_t)t;
+    return (size_t)-1;
+}
+
 oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
                             const unsigned char (*leaves)[32], uint64_t n)
 {
@@ -290,13 +318,19 @@ oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
     size_t total = 0;
     for (int l = 0; l < 64; l++)
         total += (size_t)((b->size >> l) - (from >> l));
-    if (total > 0 && !(b->nodes = malloc(total * sizeof *b->nodes)))
+    b->full = total;
+    if (!(b->nodes = malloc((total + 128) * sizeof *b->nodes)) ||
+        !(b->text = malloc((total + 128) * sizeof *b->text))) {
+        oe_merkle_batch_free(b);
         return OE_ENOMEM;
+    }
     size_t at = 0;
     for (int l = 0; l < 64; l++) {
-        b->level[l] = b->nodes ? b->nodes + at : NULL;
+        b->level[l] = b->nodes + at;
         at += (size_t)((b->size >> l) - (from >> l));
     }
+    int nbase = __builtin_popcountll(from);
+    memcpy(b->nodes + total, base->hashes, (size_t)nbase * 32);
     if (n > 0)
         memcpy(b->level[0], leaves, (size_t)n * 32);
     for (int l = 1; l < 64; l++) {
@@ -313,54 +347,89 @@ oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
             oe_merkle_node_hash(left, right, b->level[l][j - lo]);
         }
     }
+    /* The right edge: from the root down, the right subtree [edge[t],
+     * size) of each subtree that is not perfect; the last one is. Their
+     * hashes from the bottom up, each from its perfect left part and the
+     * next. */
+    if (n > 0) {
+        uint64_t lo = 0, m = b->size;
+        while (m & (m - 1)) {
+            uint64_t k = split_point(m);
+            lo += k;
+            m -= k;
+            b->edge[b->nedge++] = lo;
+        }
+        for (int t = b->nedge - 1; t >= 0; t--) {
+            uint64_t len = b->size - b->edge[t];
+            unsigned char *out = b->nodes[total + 64 + (size_t)t];
+            if ((len & (len - 1)) == 0) {
+                memcpy(out, b->nodes[perfect_place(b, __builtin_ctzll(len), b->edge[t])], 32);
+            } else {
+                uint64_t k = split_point(len);
+                oe_merkle_node_hash(b->nodes[perfect_place(b, __builtin_ctzll(k), b->edge[t])],
+                                    b->nodes[total + 64 + (size_t)t + 1], out);
+            }
+        }
+    }
+    char text[45];
+    for (size_t i = 0; i < total + 128; i++) {
+        if (i >= total + (size_t)nbase && i < total + 64)
+            continue;
+        if (i >= total + 64 + (size_t)b->nedge)
+            break;
+        oe_base64_encode(b->nodes[i], 32, text, sizeof text);
+        memcpy(b->text[i], text, 44);
+    }
     return OE_OK;
-}
-
-/* The hash of the full node [begin, begin + 2^l), from b's levels or its
- * base. */
-static oe_rc batch_node(const oe_merkle_batch *b, int l, uint64_t begin, unsigned char out[32])
-{
-    uint64_t from = b->base.size, j = begin >> l;
-    if (j >= (from >> l) && j < (b->size >> l)) {
-        memcpy(out, b->level[l][j - (from >> l)], 32);
-        return OE_OK;
-    }
-    /* base's subtree of height l, if it has one: leaves [from with the
-     * bits below l + 1 cleared, + 2^l). */
-    if (((from >> l) & 1) && begin == ((from >> (l + 1)) << (l + 1))) {
-        memcpy(out, b->base.hashes[__builtin_popcountll(from >> (l + 1))], 32);
-        return OE_OK;
-    }
-    return OE_EINVAL;
-}
-
-oe_rc oe_merkle_batch_subtree(void *ctx, uint64_t begin, uint64_t end, unsigned char out[32])
-{
-    const oe_merkle_batch *b = ctx;
-    if (!b || !out || begin >= end || end > b->size)
-        return OE_EINVAL;
-    uint64_t n = end - begin;
-    if ((n & (n - 1)) == 0 && (begin & (n - 1)) == 0)
-        return batch_node(b, __builtin_ctzll(n), begin, out);
-    uint64_t k = split_point(n);
-    unsigned char l[32], r[32];
-    oe_rc rc = oe_merkle_batch_subtree(ctx, begin, begin + k, l);
-    if (rc == OE_OK)
-        rc = oe_merkle_batch_subtree(ctx, begin + k, end, r);
-    if (rc == OE_OK)
-        oe_merkle_node_hash(l, r, out);
-    return rc;
 }
 
 oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32])
 {
     if (!b || !out)
         return OE_EINVAL;
-    if (b->size == 0) {
-        oe_sha256("", 0, out);
-        return OE_OK;
+    if (b->size == b->base.size)
+        return oe_merkle_compact_root(&b->base, out);
+    uint64_t m = b->size;
+    if ((m & (m - 1)) == 0) {
+        memcpy(out, b->nodes[perfect_place(b, __builtin_ctzll(m), 0)], 32);
+    } else {
+        uint64_t k = split_point(m);
+        oe_merkle_node_hash(b->nodes[perfect_place(b, __builtin_ctzll(k), 0)],
+                            b->nodes[b->full + 64], out);
     }
-    return oe_merkle_batch_subtree((void *)b, 0, b->size, out);
+    return OE_OK;
+}
+
+oe_rc oe_merkle_batch_path(const oe_merkle_batch *b, uint64_t index,
+                           size_t path[OE_MERKLE_MAX_INCLUSION], size_t *len)
+{
+    if (!b || !path || !len || index < b->base.size || index >= b->size)
+        return OE_EINVAL;
+    /* PATH(m, D[lo:lo+n]) of RFC 9162 §2.1.3.1, unrolled, top down. */
+    uint64_t lo = 0, n = b->size;
+    size_t count = 0;
+    while (n > 1) {
+        uint64_t k = split_point(n);
+        size_t at;
+        if (index - lo < k) {
+            at = place(b, lo + k, lo + n);
+            n = k;
+        } else {
+            at = place(b, lo, lo + k);
+            lo += k;
+            n -= k;
+        }
+        if (at == (size_t)-1)
+            return OE_EINVAL;
+        path[count++] = at;
+    }
+    for (size_t i = 0; i < count / 2; i++) {
+        size_t x = path[i];
+        path[i] = path[count - 1 - i];
+        path[count - 1 - i] = x;
+    }
+    *len = count;
+    return OE_OK;
 }
 
 void oe_merkle_batch_free(oe_merkle_batch *b)
@@ -368,5 +437,6 @@ void oe_merkle_batch_free(oe_merkle_batch *b)
     if (!b)
         return;
     free(b->nodes);
+    free(b->text);
     memset(b, 0, sizeof *b);
 }

@@ -127,7 +127,17 @@ typedef struct oe_merkle_batch {
     /* level[L][j - (from >> L)]: the full node j of height L (leaves
      * [j << L, (j + 1) << L)), for from >> L <= j < size >> L. */
     unsigned char (*level[64])[32];
-    unsigned char (*nodes)[32]; /* one block for every level */
+    /* One block: every level's nodes (full of them), then base's subtree
+     * roots (64 places), then the right edge's subtrees [edge[t], size)
+     * (nedge of them, t from the root down): every hash an inclusion
+     * path of a new leaf holds. */
+    unsigned char (*nodes)[32];
+    size_t full;
+    uint64_t edge[64];
+    int nedge;
+    /* The base64 of each hash of nodes (a proof's wire form: 44
+     * characters, no terminator), made once per batch. */
+    char (*text)[44];
 } oe_merkle_batch;
 
 /* Builds b from the tree before the batch (base, of size from) and the n
@@ -139,11 +149,12 @@ oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
 /* The root of the whole tree (of b->size leaves). */
 oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32]);
 
-/* An oe_merkle_subtree_fn over b (ctx is the batch): any subtree the
- * inclusion proof of a new leaf needs. OE_EINVAL for a subtree that lies
- * left of the batch and is not one of base's (no proof of a new leaf
- * asks for one). */
-oe_rc oe_merkle_batch_subtree(void *ctx, uint64_t begin, uint64_t end, unsigned char out[32]);
+/* The inclusion proof of new leaf index (from <= index < size) in the
+ * whole tree, as oe_merkle_inclusion_proof orders it, by places in
+ * b->nodes and b->text: no hash is computed. Returns OE_OK, or OE_EINVAL
+ * for an index outside the batch. */
+oe_rc oe_merkle_batch_path(const oe_merkle_batch *b, uint64_t index,
+                           size_t path[OE_MERKLE_MAX_INCLUSION], size_t *len);
 
 /* Releases b's nodes (b may be zeroed or built). */
 void oe_merkle_batch_free(oe_merkle_batch *b);

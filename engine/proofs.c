@@ -9,27 +9,34 @@
 #include "json.h"
 #include "tlog.h"
 
-/* Appends "[b64, ...]" of hashes[0..n). */
-static int put_hashes(oe_buf *out, const unsigned char (*hashes)[32], size_t n)
+/* Appends ["t0","t1",...] of the n hashes given as their base64 text
+ * (44 characters each, no terminator), n <= OE_MERKLE_MAX_CONSISTENCY. */
+static int put_texts(oe_buf *out, const char *const *texts, size_t n)
 {
-    /* Each hash as ,"<44 base64 characters>", written 32 at a time. */
-    enum { ITEM = 47, CHUNK = 32 };
-    char text[CHUNK * ITEM + 2];
-    if (oe_buf_putc(out, '['))
+    char text[OE_MERKLE_MAX_CONSISTENCY * 47 + 2], *d = text;
+    if (n > OE_MERKLE_MAX_CONSISTENCY)
         return 1;
-    for (size_t i = 0; i < n;) {
-        size_t k = 0;
-        for (size_t end = i + CHUNK < n ? i + CHUNK : n; i < end; i++) {
-            if (i)
-                text[k++] = ',';
-            text[k++] = '"';
-            k += (size_t)oe_base64_encode(hashes[i], 32, text + k, sizeof text - k);
-            text[k++] = '"';
-        }
-        if (oe_buf_append(out, text, k))
-            return 1;
+    *d++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *d++ = ',';
+        *d++ = '"';
+        memcpy(d, texts[i], 44);
+        d += 44;
+        *d++ = '"';
     }
-    return oe_buf_putc(out, ']') != OE_OK;
+    *d++ = ']';
+    return oe_buf_append(out, text, (size_t)(d - text)) != OE_OK;
+}
+
+/* The base64 text of each of hashes[0..n) into text, and where each is
+ * into at. */
+static void texts_of(const unsigned char (*hashes)[32], size_t n, char (*text)[45], const char **at)
+{
+    for (size_t i = 0; i < n; i++) {
+        oe_base64_encode(hashes[i], 32, text[i], 45);
+        at[i] = text[i];
+    }
 }
 
 /* Ends an append: OE_OK, or the failure with out as it was at start. */
@@ -46,13 +53,13 @@ static oe_rc finish(oe_buf *out, size_t start, int failed)
 }
 
 oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_json_len,
-                      uint64_t index, const unsigned char (*path)[32], size_t n, const char *leaf,
+                      uint64_t index, const char *const *path, size_t n, const char *leaf,
                       size_t len, oe_buf *out)
 {
     size_t start = out->len;
     int failed = oe_buf_puts(out, "{\"checkpoint\":") ||
                  oe_buf_append(out, note_json, note_json_len) ||
-                 oe_buf_puts(out, ",\"inclusion\":") || put_hashes(out, path, n) ||
+                 oe_buf_puts(out, ",\"inclusion\":") || put_texts(out, path, n) ||
                  oe_buf_puts(out, ",\"leaf\":") || oe_json_dump_string(out, leaf, len) ||
                  oe_buf_puts(out, ",\"log_index\":") || oe_buf_put_u64(out, index) ||
                  oe_buf_puts(out, ",\"log_origin\":") ||
@@ -62,8 +69,7 @@ oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_jso
 
 /* oe_proof_render with the note as its text. */
 static oe_rc render_with_note(const char *origin, const char *note, uint64_t index,
-                              const unsigned char (*path)[32], size_t n, const oe_buf *leaf,
-                              oe_buf *out)
+                              const char *const *path, size_t n, const oe_buf *leaf, oe_buf *out)
 {
     oe_buf lit;
     oe_buf_init(&lit, 0);
@@ -136,14 +142,14 @@ oe_rc oe_proof_of_entry(oe_proof_cache *c, oe_store *store, const oe_execution *
         row_changed(rec, c->batch.origin, err, errlen);
         rc = OE_ESTORE;
     }
-    unsigned char path[OE_MERKLE_MAX_INCLUSION][32];
-    size_t n = 0;
+    size_t path[OE_MERKLE_MAX_INCLUSION], n = 0;
+    const char *texts[OE_MERKLE_MAX_INCLUSION];
     if (rc == OE_OK)
-        rc = oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &c->tree, c->tree.size, index,
-                                            path, &n);
+        rc = oe_merkle_batch_path(&c->tree, index, path, &n);
+    for (size_t i = 0; rc == OE_OK && i < n; i++)
+        texts[i] = c->tree.text[path[i]];
     if (rc == OE_OK)
-        rc = render_with_note(c->batch.origin, c->batch.note, index,
-                              (const unsigned char(*)[32])path, n, &leaf, out);
+        rc = render_with_note(c->batch.origin, c->batch.note, index, texts, n, &leaf, out);
     oe_buf_free(&leaf);
     return rc;
 }
@@ -313,9 +319,12 @@ oe_rc oe_proof_in_tree(oe_store *store, const oe_execution *rec, uint64_t size, 
     }
     if (rc == OE_OK)
         rc = oe_merkle_inclusion_proof_from(plan_lookup, &p, size, index, path, &n);
-    if (rc == OE_OK)
-        rc = render_with_note(origin, w.note[1], index, (const unsigned char(*)[32])path, n, &leaf,
-                              out);
+    char text[OE_MERKLE_MAX_INCLUSION][45];
+    const char *texts[OE_MERKLE_MAX_INCLUSION];
+    if (rc == OE_OK) {
+        texts_of((const unsigned char(*)[32])path, n, text, texts);
+        rc = render_with_note(origin, w.note[1], index, texts, n, &leaf, out);
+    }
     oe_buf_free(&leaf);
     free(w.note[0]);
     free(w.note[1]);
@@ -340,11 +349,12 @@ oe_rc oe_proof_consistency(oe_store *store, const char *origin, uint64_t from, u
         rc = oe_merkle_consistency_proof_from(plan_lookup, &p, to, from, path, &n);
     if (rc == OE_OK) {
         size_t start = out->len;
-        char num[2][32];
+        char num[2][32], text[OE_MERKLE_MAX_CONSISTENCY][45];
+        const char *texts[OE_MERKLE_MAX_CONSISTENCY];
+        texts_of((const unsigned char(*)[32])path, n, text, texts);
         snprintf(num[0], sizeof num[0], "%llu", (unsigned long long)from);
         snprintf(num[1], sizeof num[1], "%llu", (unsigned long long)to);
-        int failed = oe_buf_puts(out, "{\"consistency\":") ||
-                     put_hashes(out, (const unsigned char(*)[32])path, n) ||
+        int failed = oe_buf_puts(out, "{\"consistency\":") || put_texts(out, texts, n) ||
                      oe_buf_puts(out, ",\"from\":{\"checkpoint\":") ||
                      oe_json_dump_string(out, w.note[0], strlen(w.note[0])) ||
                      oe_buf_puts(out, ",\"size\":") || oe_buf_puts(out, num[0]) ||

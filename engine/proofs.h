@@ -19,13 +19,14 @@
 #include "store.h"
 
 /* Appends the proof object of entry index of log origin to out: {"checkpoint": note,
- * "inclusion": [base64 hashes of path[0..n)], "leaf": leaf[0..len), "log_index": index,
- * "log_origin": origin}, keys in that (sorted) order. The note comes as its JSON string
- * literal, note_json[0..note_json_len) (oe_json_dump_string: one per checkpoint, however
- * many entries it proves). Returns OE_OK, OE_EINVAL (text that is not UTF-8) or the
- * buffer's failure (out as it was). */
+ * "inclusion": [the n hashes of path], "leaf": leaf[0..len), "log_index": index,
+ * "log_origin": origin}, keys in that (sorted) order. Each path[i] is a hash's base64
+ * text, 44 characters (oe_merkle_batch's text: one per node, however many paths hold
+ * it). The note comes as its JSON string literal, note_json[0..note_json_len)
+ * (oe_json_dump_string: one per checkpoint, however many entries it proves). Returns
+ * OE_OK, OE_EINVAL (text that is not UTF-8) or the buffer's failure (out as it was). */
 oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_json_len,
-                      uint64_t index, const unsigned char (*path)[32], size_t n, const char *leaf,
+                      uint64_t index, const char *const *path, size_t n, const char *leaf,
                       size_t len, oe_buf *out);
 
 /* The last batch a proof of a stored entry came from, kept for the next

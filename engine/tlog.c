@@ -112,23 +112,40 @@ static int put_str(oe_buf *out, const char *key, const char *v)
     return oe_json_dump_string(out, v, strlen(v)) != OE_OK;
 }
 
+/* The proleptic Gregorian date of day z (days since 1970-01-01), by
+ * H. Hinnant's civil_from_days: arithmetic only (gmtime_r takes the C
+ * library's time-zone lock, and every leaf has a date). */
+static void civil_from_days(long long z, long long *y, int *m, int *d)
+{
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;                                      /* [0, 146096] */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    long long mp = (5 * doy + 2) / 153;                                    /* [0, 11] */
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
 /* RFC 3339 UTC with microseconds: 2026-12-06T07:30:00.123456Z. */
 static void rfc3339(double t, char out[64])
 {
     long long us = llround(t * 1e6);
     long long s = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
     long frac = (long)(us - s * 1000000);
-    time_t tt = (time_t)s;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    int year = tm.tm_year + 1900;
+    long long days = s >= 0 ? s / 86400 : -((-s + 86399) / 86400), sod = s - days * 86400;
+    long long year;
+    int mon, mday;
+    civil_from_days(days, &year, &mon, &mday);
+    int hour = (int)(sod / 3600), min = (int)(sod / 60 % 60), sec = (int)(sod % 60);
     if (year < 0 || year > 9999) { /* not a ledger's time; printed all the same */
-        snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", year, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+        snprintf(out, 64, "%04lld-%02d-%02dT%02d:%02d:%02d.%06ldZ", year, mon, mday, hour, min, sec,
+                 frac);
         return;
     }
     /* Every leaf has one: digits by hand, not snprintf. */
-    const int parts[] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+    const int parts[] = {(int)year, mon, mday, hour, min, sec};
     const int widths[] = {4, 2, 2, 2, 2, 2};
     const char seps[] = "--T::.";
     char *p = out;
@@ -291,14 +308,15 @@ oe_rc oe_tlog_proof(oe_tlog *t, uint64_t index, const char *leaf, size_t len, oe
 {
     if (!t->sealed || index < t->batch.base.size || index >= t->batch.size)
         return OE_EINVAL;
-    unsigned char path[OE_MERKLE_MAX_INCLUSION][32];
-    size_t n = 0;
-    oe_rc rc = oe_merkle_inclusion_proof_from(oe_merkle_batch_subtree, &t->batch, t->batch.size,
-                                              index, path, &n);
+    size_t path[OE_MERKLE_MAX_INCLUSION], n = 0;
+    oe_rc rc = oe_merkle_batch_path(&t->batch, index, path, &n);
     if (rc != OE_OK)
         return rc;
-    return oe_proof_render(t->origin, t->note_json.data, t->note_json.len, index,
-                           (const unsigned char(*)[32])path, n, leaf, len, out);
+    const char *texts[OE_MERKLE_MAX_INCLUSION];
+    for (size_t i = 0; i < n; i++)
+        texts[i] = t->batch.text[path[i]];
+    return oe_proof_render(t->origin, t->note_json.data, t->note_json.len, index, texts, n, leaf,
+                           len, out);
 }
 
 oe_rc oe_tlog_leaf_of_execution(const oe_execution *rec, oe_buf *out)

@@ -163,6 +163,7 @@ void worker_process_batch(oe_worker *w)
             oe_request_drop_payload(&w->b.slots[i].item.req);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->b.n);
     oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->b.n);
+    w->b.ne = ne; /* its first ne engine items have receipts (worker_publish_start) */
 
     if (w->cfg.kafka->transactions) {
         /* One batch at a time: its receipts and offsets commit in its
@@ -193,7 +194,6 @@ void worker_process_batch(oe_worker *w)
         return;
     }
     w->b.started = t0;
-    w->b.ne = ne;
     worker_swap_batches(w);
     w->in.active = 1;
 }

@@ -43,6 +43,7 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
+    oe_buf encoded;            /* its receipt, encoded ahead (empty: encode when produced) */
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,9 +204,9 @@ static int produce_slot(oe_worker *w, size_t i)
     key[0] = '\0';
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
     char err[256];
-    oe_buf encoded;
-    oe_buf_init(&encoded, 0);
-    if (encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
+    oe_buf encoded = sl->encoded; /* encoded ahead (encode_ahead), or not */
+    oe_buf_init(&sl->encoded, 0);
+    if (encoded.len == 0 && encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
         oe_buf_free(&encoded);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
@@ -314,11 +315,26 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up, int once)
     }
 }
 
+/* Encodes the receipt of the item's slot into the slot (encoded), to be
+ * produced as it is; a failure leaves it empty, and producing it encodes
+ * it again and reports why. */
+static void encode_one(void *ctx, oe_batch_item *it)
+{
+    const oe_worker *w = ctx;
+    batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
+    char err[256];
+    oe_buf_free(&sl->encoded);
+    if (encode_receipt(w, sl, &sl->encoded, err, sizeof err) != OE_OK)
+        oe_buf_free(&sl->encoded);
+}
+
 /* Produces every receipt and dead letter of the batch in hand once, without
- * waiting for the broker (publish_finish waits). Returns OE_OK, or OE_EIO when the
- * worker stopped on an error (w->failed). */
+ * waiting for the broker (publish_finish waits). The receipts are encoded
+ * first, on the engine's threads at once; then produced in order. Returns
+ * OE_OK, or OE_EIO when the worker stopped on an error (w->failed). */
 int worker_publish_start(oe_worker *w)
 {
+    oe_executor_each(w->cfg.executor, w->b.engine_items, (size_t)w->b.ne, encode_one, w);
     w->b.generation = ++w->generations;
     for (size_t i = 0; i < w->b.n; i++) {
         w->b.slots[i].delivery = DELIVERY_PENDING;

@@ -1041,6 +1041,29 @@ static void test_string_escapes_at_every_position(void)
             }
         }
     }
+    /* Two bytes to escape at every pair of positions (the printer copies
+     * the plain run up to the first, then looks again from the byte
+     * after it). */
+    static const unsigned char pair[] = {'"', '\\', '\n', 0x01, 0x7f};
+    for (size_t a = 0; a < sizeof pair && failures < 5; a++)
+        for (size_t b = 0; b < sizeof pair; b++)
+            for (size_t len = 2; len <= 20; len += 3)
+                for (size_t at = 0; at < len; at++)
+                    for (size_t at2 = at + 1; at2 < len; at2++) {
+                        memset(s, 'k', sizeof s);
+                        s[at] = pair[a];
+                        s[at2] = pair[b];
+                        oe_buf_reset(&got);
+                        oe_buf_reset(&want);
+                        ref_escape(&want, s, len);
+                        if (oe_json_dump_string(&got, (const char *)s, len) != OE_OK ||
+                            got.len != want.len || memcmp(got.data, want.data, got.len) != 0) {
+                            OE_FAIL_("bytes 0x%02x at %zu and 0x%02x at %zu of %zu: %s, not %s",
+                                     pair[a], at, pair[b], at2, len, got.data ? got.data : "",
+                                     want.data);
+                            failures++;
+                        }
+                    }
     /* Through a document's printer too (it escapes in pieces that fit its
      * staging buffer): long strings with a two- and a four-byte character
      * at every position, so that pieces end everywhere near them. */

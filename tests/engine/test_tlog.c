@@ -2,9 +2,12 @@
  * SQLite ledger: every entry's proof checks against its signed checkpoint,
  * the log continues after a restart, and a second writer with the same key
  * is refused instead of forking the log. */
+#include <math.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/digest.h"
@@ -617,6 +620,43 @@ static void test_leaf_text(void)
         strncmp(b.data, "{\"action\":\"add\",\"action_code_hash\":\"c0de\",\"approval_id\"",
                 strlen("{\"action\":\"add\",\"action_code_hash\":\"c0de\",\"approval_id\"")) == 0);
     e.action_code_hash = NULL;
+    /* The date by arithmetic, as the C library's gmtime gives it: days
+     * around the epoch, leap days, century years, the last second of 9999,
+     * and times a few hundred years apart across the whole range. */
+    const double times[] = {0,
+                            -1,
+                            -86400.5,
+                            951782400,
+                            951868799.999999,
+                            4107542400,
+                            4107456000,
+                            -2208988800,
+                            253402300799.999999,
+                            -62135596800,
+                            1796540158.000001};
+    for (size_t k = 0; k < sizeof times / sizeof times[0] + 2000; k++) {
+        double t = k < sizeof times / sizeof times[0]
+                       ? times[k]
+                       : -62135596800.0 + (double)(k * 157766400ULL % 315537897600ULL) +
+                             (double)(k % 86400) + 0.25;
+        long long us = llround(t * 1e6);
+        long long sec = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+        time_t tt = (time_t)sec;
+        struct tm tm;
+        char want[64], got[64];
+        ASSERT_TRUE(gmtime_r(&tt, &tm) != NULL);
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us - sec * 1000000);
+        oe_buf_reset(&b);
+        e.recorded_at = t;
+        ASSERT_EQ(oe_tlog_leaf(&e, &b), OE_OK);
+        const char *at = strstr(b.data, "\"recorded_at\":\"");
+        ASSERT_TRUE(at != NULL);
+        at += strlen("\"recorded_at\":\"");
+        snprintf(got, sizeof got, "%.*s", (int)(strchr(at, '"') - at), at);
+        if (strcmp(got, want) != 0)
+            OE_FAIL_("time %.6f: %s, not %s", t, got, want);
+    }
     /* Not UTF-8: refused, the buffer as it was. */
     oe_buf_reset(&b);
     e.nonce = "\xff";
