@@ -894,25 +894,32 @@ static void w_putc(writer *w, char c)
 
 static const char hexdig[] = "0123456789abcdef";
 
-/* How many of the 8 bytes at p, from the first, need no escaping: each is
- * printable ASCII (0x20 to 0x7e) other than '"' and '\\'. Word-at-a-time
- * tests: a flag may be set wrongly only in a byte after one rightly
- * flagged (a borrow runs upwards, to later bytes), so the first flag is
- * exact. */
-static size_t plain_run8(const unsigned char *p)
+/* The 8 bytes at p, word-at-a-time: 8 when none needs escaping (each is
+ * printable ASCII, 0x20 to 0x7e, other than '"' and '\\'), or when every
+ * byte is printable ASCII and only quotes and backslashes need a backslash
+ * before them (*quoted set); else how many from the first need none. A
+ * flag may be set wrongly only in a byte after one rightly flagged (a
+ * borrow runs upwards, to later bytes), so "no flag" and the first flag
+ * are exact. */
+static size_t plain_run8(const unsigned char *p, int *quoted)
 {
     const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
     uint64_t x;
     memcpy(&x, p, 8);
 #define HAS_ZERO(v) (((v)-ones) & ~(v)&highs)
-    uint64_t bad = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * '"')) |
-                   HAS_ZERO(x ^ (ones * '\\')) | HAS_ZERO(x ^ (ones * 0x7f));
+    uint64_t other = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * 0x7f));
+    uint64_t quote = HAS_ZERO(x ^ (ones * '"')) | HAS_ZERO(x ^ (ones * '\\'));
 #undef HAS_ZERO
-    if (!bad)
+    *quoted = 0;
+    if (!(other | quote))
         return 8;
+    if (!other) {
+        *quoted = 1;
+        return 8;
+    }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     /* The first byte is the lowest. */
-    return (size_t)__builtin_ctzll(bad) >> 3;
+    return (size_t)__builtin_ctzll(other | quote) >> 3;
 #else
     return 0; /* the caller goes on a byte at a time */
 #endif
@@ -942,10 +949,24 @@ static int escape_into(char *d, const unsigned char *s, size_t len, size_t *writ
     char *d0 = d;
     size_t i = 0;
     while (i < len) {
-        /* Plain bytes 8 at a time (d has room for 8 more: at least 6 per
-         * byte left), up to the first that needs a look. */
+        /* 8 bytes at a time while they are printable ASCII (d has room
+         * for 16 more: at least 6 per byte left): copied, or with a
+         * backslash before each quote and backslash (a JSON text inside a
+         * string has many), up to the first byte that needs a look. */
         while (len - i >= 8) {
-            size_t k = plain_run8(s + i);
+            int quoted;
+            size_t k = plain_run8(s + i, &quoted);
+            if (quoted) {
+                for (size_t j = 0; j < 8; j++) {
+                    unsigned char c = s[i + j];
+                    size_t e = (c == '"') | (c == '\\');
+                    d[0] = '\\';
+                    d[e] = (char)c;
+                    d += 1 + e;
+                }
+                i += 8;
+                continue;
+            }
             memcpy(d, s + i, 8);
             d += k;
             i += k;

@@ -400,6 +400,26 @@ oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32])
     return OE_OK;
 }
 
+void oe_merkle_batch_compact(const oe_merkle_batch *b, oe_merkle_compact *out)
+{
+    if (b->size == b->base.size) {
+        *out = b->base;
+        return;
+    }
+    /* One perfect subtree per set bit of size, largest first: each holds
+     * a new leaf (a level's node) or lies left of the batch (base's). */
+    memset(out, 0, sizeof *out);
+    out->size = b->size;
+    uint64_t lo = 0;
+    int k = 0;
+    for (int l = 63; l >= 0; l--) {
+        if (!((b->size >> l) & 1))
+            continue;
+        memcpy(out->hashes[k++], b->nodes[perfect_place(b, l, lo)], 32);
+        lo += (uint64_t)1 << l;
+    }
+}
+
 oe_rc oe_merkle_batch_path(const oe_merkle_batch *b, uint64_t index,
                            size_t path[OE_MERKLE_MAX_INCLUSION], size_t *len)
 {

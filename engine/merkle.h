@@ -149,6 +149,10 @@ oe_rc oe_merkle_batch_build(oe_merkle_batch *b, const oe_merkle_compact *base,
 /* The root of the whole tree (of b->size leaves). */
 oe_rc oe_merkle_batch_root(const oe_merkle_batch *b, unsigned char out[32]);
 
+/* The compact range of b's whole tree (as oe_merkle_compact_append of
+ * every leaf would leave it), from its nodes: no hash is computed. */
+void oe_merkle_batch_compact(const oe_merkle_batch *b, oe_merkle_compact *out);
+
 /* The inclusion proof of new leaf index (from <= index < size) in the
  * whole tree, as oe_merkle_inclusion_proof orders it, by places in
  * b->nodes and b->text: no hash is computed. Returns OE_OK, or OE_EINVAL

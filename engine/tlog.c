@@ -228,25 +228,20 @@ oe_rc oe_tlog_seal(oe_tlog *t, oe_store *store, double now, char *err, size_t er
 {
     if (t->n == 0)
         return OE_OK;
-    /* The batch's leaves join the tree, in order. */
-    t->pending = t->committed;
-    oe_rc rc = OE_OK;
-    for (size_t i = 0; i < t->n && rc == OE_OK; i++)
-        rc = oe_merkle_compact_append(&t->pending, t->leaves[i]);
-    if (rc != OE_OK) {
-        snprintf(err, errlen, "%s while sealing a batch of the receipts log", oe_strerror(rc));
-        return rc;
-    }
+    /* The batch's leaves join the tree, in order: its nodes (every
+     * proof's hashes), and from them the new compact range and root. */
     oe_merkle_batch_free(&t->batch);
-    rc = oe_merkle_batch_build(&t->batch, &t->committed, (const unsigned char(*)[32])t->leaves,
-                               t->n);
+    oe_rc rc = oe_merkle_batch_build(&t->batch, &t->committed,
+                                     (const unsigned char(*)[32])t->leaves, t->n);
     oe_checkpoint_row row = {.log_id = t->log_id,
                              .from_size = t->committed.size,
                              .state = &t->pending,
                              .leaves = (const unsigned char(*)[32])t->leaves,
                              .created_at = now};
-    if (rc == OE_OK)
-        rc = oe_merkle_compact_root(&t->pending, row.root);
+    if (rc == OE_OK) {
+        oe_merkle_batch_compact(&t->batch, &t->pending);
+        rc = oe_merkle_batch_root(&t->batch, row.root);
+    }
     if (rc != OE_OK) {
         snprintf(err, errlen, "%s while sealing a batch of the receipts log", oe_strerror(rc));
         return rc;

@@ -481,6 +481,13 @@ static void test_batch_matches_whole_tree(void)
             ASSERT_EQ(oe_merkle_root(cl, size, want), OE_OK);
             ASSERT_EQ(oe_merkle_batch_root(&b, got), OE_OK);
             ASSERT_TRUE(memcmp(want, got, 32) == 0);
+            oe_merkle_compact whole = c, from_batch;
+            for (uint64_t i = from; i < size; i++)
+                ASSERT_EQ(oe_merkle_compact_append(&whole, leaves[i]), OE_OK);
+            oe_merkle_batch_compact(&b, &from_batch);
+            ASSERT_EQ(from_batch.size, whole.size);
+            ASSERT_TRUE(memcmp(from_batch.hashes, whole.hashes,
+                               (size_t)__builtin_popcountll(size) * 32) == 0);
             for (uint64_t i = from; i < size; i++) {
                 unsigned char p1[OE_MERKLE_MAX_INCLUSION][32];
                 size_t l1 = 99, l2 = 98, p2[OE_MERKLE_MAX_INCLUSION];
