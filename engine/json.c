@@ -897,24 +897,28 @@ static const char hexdig[] = "0123456789abcdef";
 /* The 8 bytes at p, word-at-a-time: 8 when none needs escaping (each is
  * printable ASCII, 0x20 to 0x7e, other than '"' and '\\'), or when every
  * byte is printable ASCII and only quotes and backslashes need a backslash
- * before them (*quoted set); else how many from the first need none. A
- * flag may be set wrongly only in a byte after one rightly flagged (a
- * borrow runs upwards, to later bytes), so "no flag" and the first flag
- * are exact. */
-static size_t plain_run8(const unsigned char *p, int *quoted)
+ * before them (*quoted: the high bit of each such byte, exact); else how
+ * many from the first need none. A flag of the borrowing tests may be set
+ * wrongly only in a byte after one rightly flagged (a borrow runs upwards,
+ * to later bytes), so "no flag" and the first flag are exact. */
+static size_t plain_run8(const unsigned char *p, uint64_t *quoted)
 {
-    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080),
+                   lows = UINT64_C(0x7f7f7f7f7f7f7f7f);
     uint64_t x;
     memcpy(&x, p, 8);
 #define HAS_ZERO(v) (((v)-ones) & ~(v)&highs)
+/* Exact: no carry leaves a byte. */
+#define ZERO_BYTES(v) (~((((v)&lows) + lows) | (v) | lows))
     uint64_t other = (x & highs) | ((x - ones * 0x20) & ~x & highs) | HAS_ZERO(x ^ (ones * 0x7f));
-    uint64_t quote = HAS_ZERO(x ^ (ones * '"')) | HAS_ZERO(x ^ (ones * '\\'));
+    uint64_t quote = ZERO_BYTES(x ^ (ones * '"')) | ZERO_BYTES(x ^ (ones * '\\'));
+#undef ZERO_BYTES
 #undef HAS_ZERO
     *quoted = 0;
     if (!(other | quote))
         return 8;
     if (!other) {
-        *quoted = 1;
+        *quoted = quote;
         return 8;
     }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -922,6 +926,40 @@ static size_t plain_run8(const unsigned char *p, int *quoted)
     return (size_t)__builtin_ctzll(other | quote) >> 3;
 #else
     return 0; /* the caller goes on a byte at a time */
+#endif
+}
+
+/* Writes the 8 printable bytes at s with a backslash before each byte
+ * whose high bit is set in quoted (plain_run8) to d, which has room for 24
+ * bytes; returns the end. */
+static char *put_quoted8(char *d, const unsigned char *s, uint64_t quoted)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The word shifted down to each run, stored whole (the bytes past the
+     * run are written over next). */
+    uint64_t x;
+    memcpy(&x, s, 8);
+    unsigned pos = 0;
+    while (quoted) {
+        unsigned j = (unsigned)__builtin_ctzll(quoted) >> 3;
+        uint64_t w = x >> (8 * pos);
+        memcpy(d, &w, 8);
+        d += j - pos;
+        *d++ = '\\';
+        pos = j;
+        quoted &= quoted - 1;
+    }
+    uint64_t w = x >> (8 * pos);
+    memcpy(d, &w, 8);
+    return d + (8 - pos);
+#else
+    (void)quoted;
+    for (int j = 0; j < 8; j++) {
+        if (s[j] == '"' || s[j] == '\\')
+            *d++ = '\\';
+        *d++ = (char)s[j];
+    }
+    return d;
 #endif
 }
 
@@ -950,20 +988,14 @@ static int escape_into(char *d, const unsigned char *s, size_t len, size_t *writ
     size_t i = 0;
     while (i < len) {
         /* 8 bytes at a time while they are printable ASCII (d has room
-         * for 16 more: at least 6 per byte left): copied, or with a
+         * for 24 more: at least 6 per byte left): copied, or with a
          * backslash before each quote and backslash (a JSON text inside a
          * string has many), up to the first byte that needs a look. */
         while (len - i >= 8) {
-            int quoted;
+            uint64_t quoted;
             size_t k = plain_run8(s + i, &quoted);
             if (quoted) {
-                for (size_t j = 0; j < 8; j++) {
-                    unsigned char c = s[i + j];
-                    size_t e = (c == '"') | (c == '\\');
-                    d[0] = '\\';
-                    d[e] = (char)c;
-                    d += 1 + e;
-                }
+                d = put_quoted8(d, s + i, quoted);
                 i += 8;
                 continue;
             }
