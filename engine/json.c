@@ -966,6 +966,7 @@ static char *put_quoted8(char *d, const unsigned char *s, uint64_t quoted)
 /* The most bytes one byte of a string takes escaped ("\u001f"; a UTF-8
  * sequence of n bytes takes at most 6 per byte too). */
 #define ESCAPED_MAX 6
+_Static_assert(OE_JSON_STRING_ROOM(1) == ESCAPED_MAX + 2, "json.h's room is the escaper's");
 
 static char *put_u16(char *d, uint32_t u)
 {
@@ -1083,6 +1084,16 @@ static void buf_truncate(oe_buf *b, size_t len)
     }
 }
 
+char *oe_json_put_string(char *d, const char *s, size_t len)
+{
+    size_t k;
+    d[0] = '"';
+    if (escape_into(d + 1, (const unsigned char *)s, len, &k) != OE_OK)
+        return NULL;
+    d[1 + k] = '"';
+    return d + k + 2;
+}
+
 int oe_json_dump_string(oe_buf *out, const char *s, size_t len)
 {
     if (!s && len)
@@ -1090,16 +1101,13 @@ int oe_json_dump_string(oe_buf *out, const char *s, size_t len)
     /* Straight into out when the most it can take fits (every string a
      * receipt or a leaf has); else through a writer, which stops at out's
      * limit exactly. */
-    if (s && len <= ((size_t)1 << 20) && oe_buf_room(out, ESCAPED_MAX * len + 2) == OE_OK) {
-        char *d = out->data + out->len;
-        size_t k;
-        d[0] = '"';
-        if (escape_into(d + 1, (const unsigned char *)s, len, &k) != OE_OK) {
+    if (s && len <= ((size_t)1 << 20) && oe_buf_room(out, OE_JSON_STRING_ROOM(len)) == OE_OK) {
+        char *end = oe_json_put_string(out->data + out->len, s, len);
+        if (!end) {
             out->data[out->len] = '\0';
             return OE_EINVAL;
         }
-        d[1 + k] = '"';
-        out->len += k + 2;
+        out->len = (size_t)(end - out->data);
         out->data[out->len] = '\0';
         return OE_OK;
     }

@@ -118,6 +118,16 @@ int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style);
  * reached, or OE_ENOMEM. */
 int oe_json_dump_string(oe_buf *out, const char *s, size_t len);
 
+/* The room oe_json_put_string needs for len bytes of text. */
+#define OE_JSON_STRING_ROOM(len) (6 * (size_t)(len) + 2)
+
+/* Writes s[0..len) (UTF-8) as oe_json_dump_string does to d, which has
+ * room for OE_JSON_STRING_ROOM(len) bytes (the bytes past the end may be
+ * written over too, within that room), for a writer that reserved the
+ * room of a whole text at once. Returns the end, or NULL when s is not
+ * valid UTF-8. */
+char *oe_json_put_string(char *d, const char *s, size_t len);
+
 /* Writes Python's repr() of a finite double into out (at least 32 bytes):
  * the shortest text that reads back as the same double, with Python's
  * layout: "1.0", "0.1", "1e+16", "1e-07", "-0.0", "1.5e+300".

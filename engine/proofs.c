@@ -56,15 +56,49 @@ oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_jso
                       uint64_t index, const char *const *path, size_t n, const char *leaf,
                       size_t len, oe_buf *out)
 {
-    size_t start = out->len;
-    int failed = oe_buf_puts(out, "{\"checkpoint\":") ||
-                 oe_buf_append(out, note_json, note_json_len) ||
-                 oe_buf_puts(out, ",\"inclusion\":") || put_texts(out, path, n) ||
-                 oe_buf_puts(out, ",\"leaf\":") || oe_json_dump_string(out, leaf, len) ||
-                 oe_buf_puts(out, ",\"log_index\":") || oe_buf_put_u64(out, index) ||
-                 oe_buf_puts(out, ",\"log_origin\":") ||
-                 oe_json_dump_string(out, origin, strlen(origin)) || oe_buf_putc(out, '}');
-    return finish(out, start, failed);
+    /* Room for the most it can take, made once; then written in place. */
+    static const char pre[] = "{\"checkpoint\":", incl[] = ",\"inclusion\":[",
+                      leaf_key[] = "],\"leaf\":", index_key[] = ",\"log_index\":",
+                      origin_key[] = ",\"log_origin\":";
+    size_t origin_len = strlen(origin);
+    if (n > OE_MERKLE_MAX_INCLUSION || (!leaf && len))
+        return OE_EINVAL;
+    size_t need = sizeof pre + note_json_len + sizeof incl + 47 * n + sizeof leaf_key +
+                  OE_JSON_STRING_ROOM(len) + sizeof index_key + 20 + sizeof origin_key +
+                  OE_JSON_STRING_ROOM(origin_len) + 1;
+    oe_rc rc = oe_buf_room(out, need);
+    if (rc != OE_OK)
+        return rc;
+    char *p = out->data + out->len;
+#define PUT(s, k) (memcpy(p, s, k), p += (k))
+    PUT(pre, sizeof pre - 1);
+    PUT(note_json, note_json_len);
+    PUT(incl, sizeof incl - 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        *p++ = '"';
+        PUT(path[i], 44);
+        *p++ = '"';
+    }
+    PUT(leaf_key, sizeof leaf_key - 1);
+    if (!(p = oe_json_put_string(p, leaf ? leaf : "", len)))
+        goto not_text;
+    PUT(index_key, sizeof index_key - 1);
+    char digits[24];
+    int k = snprintf(digits, sizeof digits, "%llu", (unsigned long long)index);
+    PUT(digits, (size_t)k);
+    PUT(origin_key, sizeof origin_key - 1);
+    if (!(p = oe_json_put_string(p, origin, origin_len)))
+        goto not_text;
+    *p++ = '}';
+#undef PUT
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
+    return OE_OK;
+not_text:
+    out->data[out->len] = '\0'; /* out as it was */
+    return OE_EINVAL;
 }
 
 /* oe_proof_render with the note as its text. */

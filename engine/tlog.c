@@ -102,16 +102,6 @@ uint64_t oe_tlog_size(const oe_tlog *t)
     return t->committed.size;
 }
 
-/* "key": string or null, */
-static int put_str(oe_buf *out, const char *key, const char *v)
-{
-    if (oe_buf_putc(out, '"') || oe_buf_puts(out, key) || oe_buf_puts(out, "\":"))
-        return 1;
-    if (!v)
-        return oe_buf_puts(out, "null") != OE_OK;
-    return oe_json_dump_string(out, v, strlen(v)) != OE_OK;
-}
-
 /* The proleptic Gregorian date of day z (days since 1970-01-01), by
  * H. Hinnant's civil_from_days: arithmetic only (gmtime_r takes the C
  * library's time-zone lock, and every leaf has a date). */
@@ -161,38 +151,90 @@ static void rfc3339(double t, char out[64])
     p[7] = '\0';
 }
 
+/* The decimal digits of v into out (at least 21 bytes); returns how many. */
+static size_t u64_text(uint64_t v, char *out)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = t[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+#define TEXT(s) s, sizeof(s) - 1
+
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
 {
-    size_t start = out->len;
-    char when[64];
+    char when[64], index[24];
     rfc3339(e->recorded_at, when);
-    /* action_code_hash only when a Lua action ran, so that every other
+    u64_text(e->log_index, index);
+    /* The fields in key order, each with the text before its value: a
+     * string (NULL: null), or a literal (approved, log_index) as it is.
+     * action_code_hash only when a Lua action ran, so that every other
      * entry's leaf stays as it was before the field existed. */
-    int failed =
-        oe_buf_putc(out, '{') || put_str(out, "action", e->action) ||
-        (e->action_code_hash &&
-         (oe_buf_putc(out, ',') || put_str(out, "action_code_hash", e->action_code_hash))) ||
-        oe_buf_putc(out, ',') || put_str(out, "approval_id", e->approval_id) ||
-        oe_buf_puts(out, e->approved ? ",\"approved\":true," : ",\"approved\":false,") ||
-        put_str(out, "detail", e->detail) || oe_buf_putc(out, ',') ||
-        put_str(out, "error_code", e->error_code) || oe_buf_putc(out, ',') ||
-        put_str(out, "id", e->id) || oe_buf_puts(out, ",\"log_index\":") ||
-        oe_buf_put_u64(out, e->log_index) || oe_buf_putc(out, ',') ||
-        put_str(out, "nonce", e->nonce) || oe_buf_putc(out, ',') ||
-        put_str(out, "receipt", e->receipt) || oe_buf_putc(out, ',') ||
-        put_str(out, "recorded_at", when) || oe_buf_putc(out, ',') ||
-        put_str(out, "request_hash", e->request_hash) || oe_buf_putc(out, ',') ||
-        put_str(out, "result", e->result) || oe_buf_putc(out, ',') ||
-        put_str(out, "status", e->rejected ? "rejected" : "executed") || oe_buf_putc(out, ',') ||
-        put_str(out, "tenant", e->tenant ? e->tenant : "") || oe_buf_putc(out, '}');
-    if (!failed)
-        return OE_OK;
-    int rc = oe_buf_failed(out) ? oe_buf_failed(out) : OE_EINVAL;
-    if (out->data) {
-        out->len = start;
-        out->data[start] = '\0';
+    struct field {
+        const char *pre;
+        size_t pre_len;
+        const char *v;
+        int literal;
+        size_t len;
+    } f[] = {
+        {TEXT("{\"action\":"), e->action, 0, 0},
+        {TEXT(",\"action_code_hash\":"), e->action_code_hash, 0, 0},
+        {TEXT(",\"approval_id\":"), e->approval_id, 0, 0},
+        {TEXT(",\"approved\":"), e->approved ? "true" : "false", 1, 0},
+        {TEXT(",\"detail\":"), e->detail, 0, 0},
+        {TEXT(",\"error_code\":"), e->error_code, 0, 0},
+        {TEXT(",\"id\":"), e->id, 0, 0},
+        {TEXT(",\"log_index\":"), index, 1, 0},
+        {TEXT(",\"nonce\":"), e->nonce, 0, 0},
+        {TEXT(",\"receipt\":"), e->receipt, 0, 0},
+        {TEXT(",\"recorded_at\":"), when, 0, 0},
+        {TEXT(",\"request_hash\":"), e->request_hash, 0, 0},
+        {TEXT(",\"result\":"), e->result, 0, 0},
+        {TEXT(",\"status\":"), e->rejected ? "rejected" : "executed", 0, 0},
+        {TEXT(",\"tenant\":"), e->tenant ? e->tenant : "", 0, 0},
+    };
+    enum { NFIELDS = sizeof f / sizeof f[0], CODE_HASH = 1 };
+    /* Room for the most it can take, made once; then written in place. */
+    size_t need = 1;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        if (i == CODE_HASH && !f[i].v)
+            continue;
+        f[i].len = f[i].v ? strlen(f[i].v) : 0;
+        need += f[i].pre_len + (!f[i].v        ? 4
+                                : f[i].literal ? f[i].len
+                                               : OE_JSON_STRING_ROOM(f[i].len));
     }
-    return rc;
+    oe_rc rc = oe_buf_room(out, need);
+    if (rc != OE_OK)
+        return rc;
+    char *p = out->data + out->len;
+    for (size_t i = 0; i < NFIELDS; i++) {
+        if (i == CODE_HASH && !f[i].v)
+            continue;
+        memcpy(p, f[i].pre, f[i].pre_len);
+        p += f[i].pre_len;
+        if (!f[i].v) {
+            memcpy(p, "null", 4);
+            p += 4;
+        } else if (f[i].literal) {
+            memcpy(p, f[i].v, f[i].len);
+            p += f[i].len;
+        } else if (!(p = oe_json_put_string(p, f[i].v, f[i].len))) {
+            out->data[out->len] = '\0'; /* a string that is not UTF-8: out as it was */
+            return OE_EINVAL;
+        }
+    }
+    *p++ = '}';
+    out->len = (size_t)(p - out->data);
+    out->data[out->len] = '\0';
+    return OE_OK;
 }
 
 void oe_tlog_begin(oe_tlog *t)
