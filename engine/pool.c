@@ -123,9 +123,9 @@ int oe_pool_start(oe_pool *p)
     return n;
 }
 
-void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg)
+int oe_pool_post(oe_pool *p, void (*fn)(void *), void *arg)
 {
-    int helped = 0;
+    int posted = 0;
     if (p) {
         pthread_mutex_lock(&p->lock);
         if (p->started > 0 && !p->busy && !p->stopping) {
@@ -134,19 +134,29 @@ void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg)
             p->arg = arg;
             p->running = p->started;
             p->generation++;
-            helped = 1;
+            posted = 1;
             pthread_cond_broadcast(&p->work);
         }
         pthread_mutex_unlock(&p->lock);
     }
+    return posted;
+}
+
+void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted)
+{
     fn(arg);
-    if (helped) {
+    if (posted) {
         pthread_mutex_lock(&p->lock);
         while (p->running > 0)
             pthread_cond_wait(&p->done, &p->lock);
         p->busy = 0;
         pthread_mutex_unlock(&p->lock);
     }
+}
+
+void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg)
+{
+    oe_pool_join(p, fn, arg, oe_pool_post(p, fn, arg));
 }
 
 void oe_pool_stop(oe_pool *p)

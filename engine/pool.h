@@ -31,6 +31,15 @@ int oe_pool_start(oe_pool *p);
  * work out itself (e.g. an atomic counter in arg). p may be NULL. */
 void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg);
 
+/* oe_pool_run in two steps, for a caller with other work meanwhile:
+ * oe_pool_post hands fn(arg) to the helpers and returns at once, 1 when
+ * they took it (0: the pool is not started, busy with another caller's
+ * job, or stopping; nothing runs yet). oe_pool_join, called exactly once
+ * after it on the same thread with the same fn, arg and that result, runs
+ * fn(arg) on the calling thread too and returns once every call has. */
+int oe_pool_post(oe_pool *p, void (*fn)(void *), void *arg);
+void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted);
+
 /* Stops and joins the helpers (no job may be in flight); idempotent. */
 void oe_pool_stop(oe_pool *p);
 void oe_pool_free(oe_pool *p);

@@ -78,8 +78,9 @@ static long execute_batch(oe_worker *w)
         if (rc != OE_OK)
             snprintf(err, sizeof err, "%s while decoding", oe_strerror(rc));
         else
-            rc = oe_executor_run(w->cfg.executor, w->b.engine_items, ne,
-                                 w->cfg.log_origin ? &w->b.checkpoint : NULL, err, sizeof err);
+            rc = oe_executor_run_then(w->cfg.executor, w->b.engine_items, ne,
+                                      w->cfg.log_origin ? &w->b.checkpoint : NULL,
+                                      worker_encode_receipt, w, err, sizeof err);
         if (rc == OE_OK) {
             ledger_available(w);
             return (long)ne;
@@ -163,7 +164,6 @@ void worker_process_batch(oe_worker *w)
             oe_request_drop_payload(&w->b.slots[i].item.req);
     atomic_store(&w->cfg.kafka_metrics->last_batch_size, (long long)w->b.n);
     oe_kafka_metrics_batch(w->cfg.kafka_metrics, w->b.n);
-    w->b.ne = ne; /* its first ne engine items have receipts (worker_publish_start) */
 
     if (w->cfg.kafka->transactions) {
         /* One batch at a time: its receipts and offsets commit in its
@@ -194,6 +194,7 @@ void worker_process_batch(oe_worker *w)
         return;
     }
     w->b.started = t0;
+    w->b.ne = ne;
     worker_swap_batches(w);
     w->in.active = 1;
 }

@@ -155,6 +155,7 @@ void worker_rewind_batch(oe_worker *w);
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 int worker_publish_start(oe_worker *w);
+void worker_encode_receipt(void *ctx, oe_batch_item *it);
 int worker_publish_batch(oe_worker *w, int once);
 int worker_finish_inflight(oe_worker *w);
 

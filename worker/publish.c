@@ -317,8 +317,10 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up, int once)
 
 /* Encodes the receipt of the item's slot into the slot (encoded), to be
  * produced as it is; a failure leaves it empty, and producing it encodes
- * it again and reports why. */
-static void encode_one(void *ctx, oe_batch_item *it)
+ * it again and reports why. Run by the executor for each item of a batch
+ * (oe_executor_run_then), on its threads at once, while the batch
+ * commits. */
+void worker_encode_receipt(void *ctx, oe_batch_item *it)
 {
     const oe_worker *w = ctx;
     batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
@@ -329,12 +331,11 @@ static void encode_one(void *ctx, oe_batch_item *it)
 }
 
 /* Produces every receipt and dead letter of the batch in hand once, without
- * waiting for the broker (publish_finish waits). The receipts are encoded
- * first, on the engine's threads at once; then produced in order. Returns
- * OE_OK, or OE_EIO when the worker stopped on an error (w->failed). */
+ * waiting for the broker (publish_finish waits), in order (receipts encoded
+ * ahead as the batch committed are produced as they are). Returns OE_OK, or
+ * OE_EIO when the worker stopped on an error (w->failed). */
 int worker_publish_start(oe_worker *w)
 {
-    oe_executor_each(w->cfg.executor, w->b.engine_items, (size_t)w->b.ne, encode_one, w);
     w->b.generation = ++w->generations;
     for (size_t i = 0; i < w->b.n; i++) {
         w->b.slots[i].delivery = DELIVERY_PENDING;
