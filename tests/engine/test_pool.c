@@ -5,8 +5,10 @@
 #include "tests/test.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 typedef struct job {
     atomic_int calls;
@@ -104,10 +106,56 @@ static void test_concurrent_callers(void)
     oe_pool_free(p); /* stops the helpers too */
 }
 
+/* oe_pool_post hands the job to the helpers at once (they run it while
+ * the poster does other work); oe_pool_join runs it on the poster too and
+ * returns once every call has. A pool busy with a posted job takes no
+ * other: that job runs on its caller alone. */
+typedef struct gate {
+    atomic_int calls;
+    atomic_int open; /* helpers wait for it; the poster's own call does not */
+} gate;
+
+static void wait_at_gate(void *arg)
+{
+    gate *g = arg;
+    atomic_fetch_add(&g->calls, 1);
+    while (!atomic_load(&g->open))
+        sched_yield();
+}
+
+static void test_post_then_join(void)
+{
+    oe_pool *p = oe_pool_new(2);
+    ASSERT_EQ(oe_pool_start(p), 2);
+    gate g;
+    atomic_init(&g.calls, 0);
+    atomic_init(&g.open, 0);
+    int posted = oe_pool_post(p, wait_at_gate, &g);
+    ASSERT_EQ(posted, 1);
+    /* Both helpers are in the job while the poster has not joined. */
+    for (int i = 0; i < 5000 && atomic_load(&g.calls) < 2; i++) /* up to 5 s */
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    ASSERT_EQ(atomic_load(&g.calls), 2);
+    job other;
+    atomic_init(&other.calls, 0);
+    ASSERT_EQ(oe_pool_post(p, count_call, &other), 0); /* busy */
+    oe_pool_join(p, count_call, &other, 0);            /* the caller alone */
+    ASSERT_EQ(atomic_load(&other.calls), 1);
+    atomic_store(&g.open, 1);
+    oe_pool_join(p, wait_at_gate, &g, posted);
+    ASSERT_EQ(atomic_load(&g.calls), 3);
+    job again; /* free again */
+    atomic_init(&again.calls, 0);
+    oe_pool_run(p, count_call, &again);
+    ASSERT_EQ(atomic_load(&again.calls), 3);
+    oe_pool_free(p);
+}
+
 int main(void)
 {
     RUN_TEST(test_every_helper_once_per_job);
     RUN_TEST(test_not_started_runs_on_the_caller);
+    RUN_TEST(test_post_then_join);
     RUN_TEST(test_concurrent_callers);
     return TEST_REPORT();
 }
