@@ -862,44 +862,31 @@ static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
         item_job_run(&j);
 }
 
-/* The last work on each item, shared out by the engine's threads while
- * the commit runs (finish_batch): the proof of each entry the batch
- * appended (and of each replay of one), from the sealed batch's tree,
- * which every thread may read; then the caller's finish. Out of memory
- * leaves a durable entry without its proof in this answer; the ledger and
- * its checkpoint hold it (GET /receipts/{id}/proof). */
-typedef struct finish_job {
-    item_job items;
-    oe_engine *e;
-    void (*finish)(void *ctx, oe_batch_item *it);
-    void *ctx;
-} finish_job;
-
-static void finish_item(void *arg, oe_batch_item *it)
+/* The proof of each entry the batch appended (and of each replay of one),
+ * from the sealed batch's tree, which every thread may read: made on the
+ * engine's helpers while the commit runs (proofs_post, proofs_join).
+ * Nothing of them is told before the commit, and a failed one makes them
+ * again. Out of memory leaves a durable entry without its proof in this
+ * answer; the ledger and its checkpoint hold it (GET /receipts/{id}/proof). */
+static void proof_item(void *ctx, oe_batch_item *it)
 {
-    const finish_job *f = arg;
+    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
-    if (f->e->tlog && (o->logged || o->proof_pending))
-        oe_tlog_proof(f->e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
-    if (f->finish)
-        f->finish(f->ctx, it);
+    if (o->logged || o->proof_pending)
+        oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
 }
 
-/* Starts finish_item on the helpers (they take the items in turn): the
- * caller commits meanwhile, then joins with finish_batch_join. Returns
- * whether the helpers took it. */
-static int finish_batch_post(finish_job *f)
+/* Starts proof_item on the helpers (they take the items in turn); returns
+ * whether they took it. The caller commits meanwhile, then proofs_join. */
+static int proofs_post(item_job *j)
 {
-    return f->items.n >= OE_ENGINE_PARALLEL_MIN && (f->e->tlog || f->finish) &&
-           oe_pool_post(f->e->pool, item_job_run, f);
+    return j->n >= OE_ENGINE_PARALLEL_MIN &&
+           oe_pool_post(((oe_engine *)j->ctx)->pool, item_job_run, j);
 }
 
-static void finish_batch_join(finish_job *f, int posted)
+static void proofs_join(item_job *j, int posted)
 {
-    if (posted)
-        oe_pool_join(f->e->pool, item_job_run, f, posted);
-    else if (f->e->tlog || f->finish)
-        item_job_run(f);
+    oe_pool_join(((oe_engine *)j->ctx)->pool, item_job_run, j, posted);
 }
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
@@ -937,8 +924,7 @@ static int batch_leaves(oe_engine *e, oe_batch_item *const *items, size_t n, dou
 
 /* One attempt at a batch: one transaction. */
 static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
-                         oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                         void *ctx, char *err, size_t errlen)
+                         oe_buf *checkpoint, char *err, size_t errlen)
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
@@ -1016,24 +1002,18 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             rc = src == OE_ENOMEM ? OE_ENOMEM : store_failure(src);
     }
     if (rc == OE_OK) {
-        /* Every outcome is complete: their proofs and the caller's finish
-         * are made on the helpers while this thread commits (nothing of
-         * them is told before the commit, and a failed one makes them
-         * again). */
-        finish_job f = {.items = {.one = finish_item, .items = items, .n = n},
-                        .e = e,
-                        .finish = finish,
-                        .ctx = ctx};
-        f.items.ctx = &f;
-        atomic_init(&f.items.next, 0);
-        int posted = finish_batch_post(&f);
+        /* Every outcome is complete: the proofs are made on the helpers
+         * while this thread commits. */
+        item_job proofs = {.one = proof_item, .ctx = e, .items = items, .n = e->tlog ? n : 0};
+        atomic_init(&proofs.next, 0);
+        int posted = proofs_post(&proofs);
         double t0 = oe_monotonic();
         int src = oe_store_commit(e->store, err, errlen);
         if (src == 0 && e->metrics)
             oe_metrics_commit(e->metrics, oe_monotonic() - t0);
         if (src != 0)
             rc = store_failure(src);
-        finish_batch_join(&f, posted);
+        proofs_join(&proofs, posted);
     }
     if (rc != OE_OK) {
         oe_store_rollback(e->store);
@@ -1103,13 +1083,6 @@ static void precheck_item(void *ctx, oe_batch_item *it)
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen)
 {
-    return oe_engine_process_then(e, items, n, now, checkpoint, NULL, NULL, err, errlen);
-}
-
-int oe_engine_process_then(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
-                           oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                           void *ctx, char *err, size_t errlen)
-{
     for_each_item(e, items, n, precheck_item);
     pthread_mutex_lock(&e->lock);
     int rc = OE_ERETRY;
@@ -1120,7 +1093,7 @@ int oe_engine_process_then(oe_engine *e, oe_batch_item *const *items, size_t n, 
     for (int attempt = 0; rc == OE_ERETRY && attempt < OE_ENGINE_RETRIES; attempt++) {
         if (checkpoint)
             oe_buf_reset(checkpoint);
-        rc = process_batch(e, items, n, now, checkpoint, finish, ctx, err, errlen);
+        rc = process_batch(e, items, n, now, checkpoint, err, errlen);
     }
     if (rc == OE_ERETRY)
         rc = OE_EUNAVAIL;

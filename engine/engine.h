@@ -145,15 +145,6 @@ typedef struct oe_batch_item {
 int oe_engine_process(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
                       oe_buf *checkpoint, char *err, size_t errlen);
 
-/* oe_engine_process, with finish(ctx, item) called for every item once its
- * outcome (and proof) is complete, on the engine's threads at once while
- * the batch commits, e.g. to encode its answer ahead: it runs again for
- * every attempt, and nothing of it may be told unless the batch returns
- * OE_OK. finish runs on distinct items at once; NULL: none. */
-int oe_engine_process_then(oe_engine *e, oe_batch_item *const *items, size_t n, double now,
-                           oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                           void *ctx, char *err, size_t errlen);
-
 /* 1 (with the reason) once another process appended to this writer's
  * receipts log: the engine refuses every batch. */
 int oe_engine_log_taken(oe_engine *e, char *reason, size_t len);

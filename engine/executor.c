@@ -38,20 +38,12 @@ oe_rc oe_executor_new(oe_engine *engine, oe_metrics *metrics, oe_executor **out)
 oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_buf *checkpoint,
                       char *err, size_t errlen)
 {
-    return oe_executor_run_then(x, items, n, checkpoint, NULL, NULL, err, errlen);
-}
-
-oe_rc oe_executor_run_then(oe_executor *x, oe_batch_item *const *items, size_t n,
-                           oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                           void *ctx, char *err, size_t errlen)
-{
     if (checkpoint)
         oe_buf_reset(checkpoint);
     if (n == 0)
         return OE_OK;
     double t0 = oe_monotonic();
-    int rc = oe_engine_process_then(x->engine, items, n, oe_wall_clock(), checkpoint, finish, ctx,
-                                    err, errlen);
+    int rc = oe_engine_process(x->engine, items, n, oe_wall_clock(), checkpoint, err, errlen);
     if (rc != OE_OK) {
         if (x->metrics)
             atomic_fetch_add(&x->metrics->store_errors, 1);

@@ -48,12 +48,6 @@ void oe_executor_free(oe_executor *x);
 oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_buf *checkpoint,
                       char *err, size_t errlen);
 
-/* oe_executor_run, with finish(ctx, item) for each item as
- * oe_engine_process_then has it (while the batch commits). */
-oe_rc oe_executor_run_then(oe_executor *x, oe_batch_item *const *items, size_t n,
-                           oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                           void *ctx, char *err, size_t errlen);
-
 /* One request queued for a group commit. The submitter decodes into
  * item (oe_outcome_init'ed) and sets done and ctx; the executor owns the
  * job from oe_executor_submit until it calls done. */

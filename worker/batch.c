@@ -78,9 +78,8 @@ static long execute_batch(oe_worker *w)
         if (rc != OE_OK)
             snprintf(err, sizeof err, "%s while decoding", oe_strerror(rc));
         else
-            rc = oe_executor_run_then(w->cfg.executor, w->b.engine_items, ne,
-                                      w->cfg.log_origin ? &w->b.checkpoint : NULL,
-                                      worker_encode_receipt, w, err, sizeof err);
+            rc = oe_executor_run(w->cfg.executor, w->b.engine_items, ne,
+                                 w->cfg.log_origin ? &w->b.checkpoint : NULL, err, sizeof err);
         if (rc == OE_OK) {
             ledger_available(w);
             return (long)ne;

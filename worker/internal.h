@@ -43,7 +43,6 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
-    oe_buf encoded;            /* its receipt, encoded ahead (empty: encode when produced) */
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */
@@ -155,7 +154,6 @@ void worker_rewind_batch(oe_worker *w);
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 int worker_publish_start(oe_worker *w);
-void worker_encode_receipt(void *ctx, oe_batch_item *it);
 int worker_publish_batch(oe_worker *w, int once);
 int worker_finish_inflight(oe_worker *w);
 

@@ -5,7 +5,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,9 +203,9 @@ static int produce_slot(oe_worker *w, size_t i)
     key[0] = '\0';
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
     char err[256];
-    oe_buf encoded = sl->encoded; /* encoded ahead (encode_ahead), or not */
-    oe_buf_init(&sl->encoded, 0);
-    if (encoded.len == 0 && encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
+    oe_buf encoded;
+    oe_buf_init(&encoded, 0);
+    if (encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
         oe_buf_free(&encoded);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
@@ -315,25 +314,9 @@ static void wait_deliveries(oe_worker *w, double max, double *give_up, int once)
     }
 }
 
-/* Encodes the receipt of the item's slot into the slot (encoded), to be
- * produced as it is; a failure leaves it empty, and producing it encodes
- * it again and reports why. Run by the executor for each item of a batch
- * (oe_executor_run_then), on its threads at once, while the batch
- * commits. */
-void worker_encode_receipt(void *ctx, oe_batch_item *it)
-{
-    const oe_worker *w = ctx;
-    batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
-    char err[256];
-    oe_buf_free(&sl->encoded);
-    if (encode_receipt(w, sl, &sl->encoded, err, sizeof err) != OE_OK)
-        oe_buf_free(&sl->encoded);
-}
-
 /* Produces every receipt and dead letter of the batch in hand once, without
- * waiting for the broker (publish_finish waits), in order (receipts encoded
- * ahead as the batch committed are produced as they are). Returns OE_OK, or
- * OE_EIO when the worker stopped on an error (w->failed). */
+ * waiting for the broker (publish_finish waits). Returns OE_OK, or OE_EIO when the
+ * worker stopped on an error (w->failed). */
 int worker_publish_start(oe_worker *w)
 {
     w->b.generation = ++w->generations;

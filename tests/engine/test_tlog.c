@@ -3,9 +3,7 @@
  * the log continues after a restart, and a second writer with the same key
  * is refused instead of forking the log. */
 #include <math.h>
-#include <pthread.h>
 #include <sqlite3.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,12 +72,10 @@ static void close_fixture(fixture *f)
     oe_store_free(f->store);
 }
 
-/* Runs bodies[0..n) as one batch, with finish (NULL: none) for each item
- * (oe_engine_process_then); outcomes into out (initialised here); the
- * batch's signed checkpoint into checkpoint unless it is NULL. */
-static int run_batch_then(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
-                          oe_buf *checkpoint, void (*finish)(void *ctx, oe_batch_item *it),
-                          void *ctx, char *err, size_t errlen)
+/* Runs bodies[0..n) as one batch; outcomes into out (initialised here);
+ * the batch's signed checkpoint into checkpoint unless it is NULL. */
+static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
+                            oe_buf *checkpoint, char *err, size_t errlen)
 {
     oe_batch_item *items = calloc(n, sizeof *items);
     oe_batch_item **ptrs = calloc(n, sizeof *ptrs);
@@ -91,7 +87,7 @@ static int run_batch_then(fixture *f, const char *const *bodies, size_t n, oe_ou
         items[i].decode_detail = "malformed";
         oe_outcome_init(&items[i].out);
     }
-    int rc = oe_engine_process_then(f->engine, ptrs, n, 2e9, checkpoint, finish, ctx, err, errlen);
+    int rc = oe_engine_process(f->engine, ptrs, n, 2e9, checkpoint, err, errlen);
     for (size_t i = 0; i < n; i++) {
         out[i] = items[i].out;
         oe_request_clear(&items[i].req);
@@ -99,12 +95,6 @@ static int run_batch_then(fixture *f, const char *const *bodies, size_t n, oe_ou
     free(ptrs);
     free(items);
     return rc;
-}
-
-static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
-                            oe_buf *checkpoint, char *err, size_t errlen)
-{
-    return run_batch_then(f, bodies, n, out, checkpoint, NULL, NULL, err, errlen);
 }
 
 static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome *out, char *err,
@@ -754,23 +744,6 @@ static void test_checkpoint_of_each_batch(void)
 /* A batch large enough for the engine's threads to make its leaves in
  * parallel: executions and rejections interleaved, every proof valid
  * against the batch's checkpoint, every leaf at its row's index. */
-/* What finish saw of each item of a batch (oe_engine_process_then), by
- * the number in its nonce ("big-N"): each slot written by one call. */
-typedef struct seen {
-    atomic_int calls[300];
-    int with_proof[300]; /* its outcome had its proof already */
-} seen;
-
-static void note_finish(void *ctx, oe_batch_item *it)
-{
-    seen *s = ctx;
-    int i = atoi(it->req.nonce + strlen("big-"));
-    if (i < 0 || i >= 300)
-        return;
-    atomic_fetch_add(&s->calls[i], 1);
-    s->with_proof[i] = it->out.proof.len > 0;
-}
-
 static void test_large_batch_leaves(void)
 {
     char err[300];
@@ -794,17 +767,7 @@ static void test_large_batch_leaves(void)
     static oe_outcome o[N];
     oe_buf cp;
     oe_buf_init(&cp, 0);
-    /* finish sees each item once, its proof made (on the engine's
-     * threads: which ones take which items is the scheduler's). */
-    static seen s;
-    ASSERT_EQ(run_batch_then(&f, bodies, N, o, &cp, note_finish, &s, err, sizeof err), OE_OK);
-    int once = 0, proved = 0;
-    for (int i = 0; i < N; i++) {
-        once += atomic_load(&s.calls[i]) == 1;
-        proved += s.with_proof[i];
-    }
-    ASSERT_EQ(once, N);
-    ASSERT_EQ(proved, N);
+    ASSERT_EQ(run_batch_signed(&f, bodies, N, o, &cp, err, sizeof err), OE_OK);
     ASSERT_EQ(checkpoint_size(&cp, pub, oe_tlog_origin(f.tlog)), N);
     int bad = 0;
     for (int i = 0; i < N; i++) {
