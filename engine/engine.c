@@ -829,8 +829,8 @@ static int prefetch(oe_engine *e, oe_batch_item *const *items, size_t n, const c
  * and the engine's helpers (a small batch, or a pool busy with another
  * caller's batch: the caller alone). */
 typedef struct item_job {
-    void (*one)(void *ctx, oe_batch_item *it);
-    void *ctx;
+    void (*one)(oe_engine *e, oe_batch_item *it);
+    oe_engine *e;
     oe_batch_item *const *items;
     size_t n;
     atomic_size_t next; /* the next item nobody has taken */
@@ -847,14 +847,14 @@ static void item_job_run(void *arg)
             return;
         size_t end = j->n - i > ITEM_CHUNK ? i + ITEM_CHUNK : j->n;
         for (; i < end; i++)
-            j->one(j->ctx, j->items[i]);
+            j->one(j->e, j->items[i]);
     }
 }
 
 static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
-                          void (*one)(void *ctx, oe_batch_item *it))
+                          void (*one)(oe_engine *e, oe_batch_item *it))
 {
-    item_job j = {.one = one, .ctx = e, .items = items, .n = n};
+    item_job j = {.one = one, .e = e, .items = items, .n = n};
     atomic_init(&j.next, 0);
     if (n >= OE_ENGINE_PARALLEL_MIN)
         oe_pool_run(e->pool, item_job_run, &j);
@@ -868,9 +868,8 @@ static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
  * Nothing of them is told before the commit, and a failed one makes them
  * again. Out of memory leaves a durable entry without its proof in this
  * answer; the ledger and its checkpoint hold it (GET /receipts/{id}/proof). */
-static void proof_item(void *ctx, oe_batch_item *it)
+static void proof_item(oe_engine *e, oe_batch_item *it)
 {
-    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (o->logged || o->proof_pending)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
@@ -880,20 +879,18 @@ static void proof_item(void *ctx, oe_batch_item *it)
  * whether they took it. The caller commits meanwhile, then proofs_join. */
 static int proofs_post(item_job *j)
 {
-    return j->n >= OE_ENGINE_PARALLEL_MIN &&
-           oe_pool_post(((oe_engine *)j->ctx)->pool, item_job_run, j);
+    return j->n >= OE_ENGINE_PARALLEL_MIN && oe_pool_post(j->e->pool, item_job_run, j);
 }
 
 static void proofs_join(item_job *j, int posted)
 {
-    oe_pool_join(((oe_engine *)j->ctx)->pool, item_job_run, j, posted);
+    oe_pool_join(j->e->pool, item_job_run, j, posted);
 }
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
  * log) by the engine's threads at once, once every row is in. */
-static void leaf_item(void *ctx, oe_batch_item *it)
+static void leaf_item(oe_engine *e, oe_batch_item *it)
 {
-    oe_engine *e = ctx;
     oe_outcome *o = &it->out;
     if (!o->logged)
         return;
@@ -1004,7 +1001,7 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
     if (rc == OE_OK) {
         /* Every outcome is complete: the proofs are made on the helpers
          * while this thread commits. */
-        item_job proofs = {.one = proof_item, .ctx = e, .items = items, .n = e->tlog ? n : 0};
+        item_job proofs = {.one = proof_item, .e = e, .items = items, .n = e->tlog ? n : 0};
         atomic_init(&proofs.next, 0);
         int posted = proofs_post(&proofs);
         double t0 = oe_monotonic();
@@ -1071,9 +1068,9 @@ static void precheck_one(const oe_engine *e, oe_batch_item *it)
         p->sig = -1;
 }
 
-static void precheck_item(void *ctx, oe_batch_item *it)
+static void precheck_item(oe_engine *e, oe_batch_item *it)
 {
-    precheck_one(ctx, it);
+    precheck_one(e, it);
 }
 
 /* Times a batch the ledger aborted (deadlock, serialization failure) is run
