@@ -101,7 +101,7 @@ int oe_buf_putc(oe_buf *b, char c)
     return oe_buf_append(b, &c, 1);
 }
 
-int oe_buf_put_u64(oe_buf *b, uint64_t v)
+size_t oe_u64_text(uint64_t v, char out[21])
 {
     char text[20];
     size_t k = sizeof text;
@@ -109,7 +109,15 @@ int oe_buf_put_u64(oe_buf *b, uint64_t v)
         text[--k] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    return oe_buf_append(b, text + k, sizeof text - k);
+    memcpy(out, text + k, sizeof text - k);
+    out[sizeof text - k] = '\0';
+    return sizeof text - k;
+}
+
+int oe_buf_put_u64(oe_buf *b, uint64_t v)
+{
+    char text[21];
+    return oe_buf_append(b, text, oe_u64_text(v, text));
 }
 
 int oe_buf_printf(oe_buf *b, const char *fmt, ...)

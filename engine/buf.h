@@ -57,6 +57,8 @@ int oe_buf_putc(oe_buf *b, char c);
 /* Appends v in decimal (what "%llu" prints, without printf's cost on
  * paths that print a number per entry). Same result as oe_buf_append. */
 int oe_buf_put_u64(oe_buf *b, uint64_t v);
+/* The decimal digits of v into out, NUL-terminated; returns how many. */
+size_t oe_u64_text(uint64_t v, char out[21]);
 
 /* Appends printf-style formatted text. */
 int oe_buf_printf(oe_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -9,14 +9,11 @@
 #include "json.h"
 #include "tlog.h"
 
-/* Appends ["t0","t1",...] of the n hashes given as their base64 text
- * (44 characters each, no terminator), n <= OE_MERKLE_MAX_CONSISTENCY. */
-static int put_texts(oe_buf *out, const char *const *texts, size_t n)
+/* Writes "t0","t1",... of the n hashes given as their base64 text (44
+ * characters each, no terminator) to d, which has room for 47 * n bytes;
+ * returns the end. */
+static char *write_texts(char *d, const char *const *texts, size_t n)
 {
-    char text[OE_MERKLE_MAX_CONSISTENCY * 47 + 2], *d = text;
-    if (n > OE_MERKLE_MAX_CONSISTENCY)
-        return 1;
-    *d++ = '[';
     for (size_t i = 0; i < n; i++) {
         if (i)
             *d++ = ',';
@@ -25,6 +22,17 @@ static int put_texts(oe_buf *out, const char *const *texts, size_t n)
         d += 44;
         *d++ = '"';
     }
+    return d;
+}
+
+/* Appends [...] of write_texts, n <= OE_MERKLE_MAX_CONSISTENCY. */
+static int put_texts(oe_buf *out, const char *const *texts, size_t n)
+{
+    char text[OE_MERKLE_MAX_CONSISTENCY * 47 + 2], *d = text;
+    if (n > OE_MERKLE_MAX_CONSISTENCY)
+        return 1;
+    *d++ = '[';
+    d = write_texts(d, texts, n);
     *d++ = ']';
     return oe_buf_append(out, text, (size_t)(d - text)) != OE_OK;
 }
@@ -74,20 +82,14 @@ oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_jso
     PUT(pre, sizeof pre - 1);
     PUT(note_json, note_json_len);
     PUT(incl, sizeof incl - 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            *p++ = ',';
-        *p++ = '"';
-        PUT(path[i], 44);
-        *p++ = '"';
-    }
+    p = write_texts(p, path, n);
     PUT(leaf_key, sizeof leaf_key - 1);
     if (!(p = oe_json_put_string(p, leaf ? leaf : "", len)))
         goto not_text;
     PUT(index_key, sizeof index_key - 1);
-    char digits[24];
-    int k = snprintf(digits, sizeof digits, "%llu", (unsigned long long)index);
-    PUT(digits, (size_t)k);
+    char digits[21];
+    size_t ndigits = oe_u64_text(index, digits);
+    PUT(digits, ndigits);
     PUT(origin_key, sizeof origin_key - 1);
     if (!(p = oe_json_put_string(p, origin, origin_len)))
         goto not_text;

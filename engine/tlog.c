@@ -151,28 +151,13 @@ static void rfc3339(double t, char out[64])
     p[7] = '\0';
 }
 
-/* The decimal digits of v into out (at least 21 bytes); returns how many. */
-static size_t u64_text(uint64_t v, char *out)
-{
-    char t[20];
-    size_t n = 0;
-    do {
-        t[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = t[n - 1 - i];
-    out[n] = '\0';
-    return n;
-}
-
 #define TEXT(s) s, sizeof(s) - 1
 
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
 {
     char when[64], index[24];
     rfc3339(e->recorded_at, when);
-    u64_text(e->log_index, index);
+    oe_u64_text(e->log_index, index);
     /* The fields in key order, each with the text before its value: a
      * string (NULL: null), or a literal (approved, log_index) as it is.
      * action_code_hash only when a Lua action ran, so that every other
