@@ -118,9 +118,16 @@ static void civil_from_days(long long z, long long *y, int *m, int *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-/* RFC 3339 UTC with microseconds: 2026-12-06T07:30:00.123456Z. */
+/* RFC 3339 UTC with microseconds: 2026-12-06T07:30:00.123456Z. A time no
+ * clock gives (a changed row's, read back by ledger audit): not a number,
+ * or so far off that its microseconds do not fit 64 bits, is written as
+ * the number it is ("nan", "1e+300"), never as a date. */
 static void rfc3339(double t, char out[64])
 {
+    if (!(t > -9e12 && t < 9e12)) {
+        snprintf(out, 64, "%.17g", t);
+        return;
+    }
     long long us = llround(t * 1e6);
     long long s = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
     long frac = (long)(us - s * 1000000);

@@ -657,6 +657,28 @@ static void test_leaf_text(void)
         if (strcmp(got, want) != 0)
             OE_FAIL_("time %.6f: %s, not %s", t, got, want);
     }
+    /* A time no clock gives (a changed row's, as ledger audit rebuilds
+     * its leaf): written as the number it is, never as a date, and without
+     * overflowing the microseconds (the sanitizer build checks that). */
+    const struct {
+        double t;
+        const char *text;
+    } odd[] = {{NAN, "nan"},
+               {INFINITY, "inf"},
+               {-INFINITY, "-inf"},
+               {1e300, "1.0000000000000001e+300"},
+               {-1e300, "-1.0000000000000001e+300"},
+               {9.3e12, "9300000000000"},
+               {-9.3e12, "-9300000000000"}};
+    for (size_t k = 0; k < sizeof odd / sizeof odd[0]; k++) {
+        char want[100];
+        snprintf(want, sizeof want, "\"recorded_at\":\"%s\"", odd[k].text);
+        oe_buf_reset(&b);
+        e.recorded_at = odd[k].t;
+        ASSERT_EQ(oe_tlog_leaf(&e, &b), OE_OK);
+        if (!strstr(b.data, want))
+            OE_FAIL_("time %g: %s has no %s", odd[k].t, b.data, want);
+    }
     /* Not UTF-8: refused, the buffer as it was. */
     oe_buf_reset(&b);
     e.nonce = "\xff";
