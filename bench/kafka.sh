@@ -40,9 +40,11 @@ t1=$(now)
 # default), SQLite with signing off (OPENEXEC_SIGNING=off, for the
 # comparison only), then PostgreSQL (a throw-away server started here, as
 # in the tests; unsigned: no key given). A run right after another is
-# slower (the disk still writes the last one's ledger back), so signed and
-# unsigned run in the order A B B A and each rate is the mean of its two.
-LEDGERS=${LEDGERS:-sqlite sqlite-unsigned sqlite-unsigned sqlite postgresql}
+# slower (the disk still writes the last one's ledger back), and single
+# runs differ by up to 20% on a small machine, so signed and unsigned run
+# twice in the order A B B A and each rate is the mean of its four.
+LEDGERS=${LEDGERS:-sqlite sqlite-unsigned sqlite-unsigned sqlite sqlite sqlite-unsigned \
+    sqlite-unsigned sqlite postgresql}
 PYTHON=${PYTHON:-/usr/bin/python3}
 results=()
 run=0
@@ -79,7 +81,12 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
     read -r t2 t3 rss <<<"$timing"
     kill "$wpid"
     wait "$wpid" 2>/dev/null || true
-    results+=("$ledger $t2 $t3 $rss")
+    # The size of a receipt as this run published it (Avro, the default
+    # receipt format): the mean of the last 50 on each partition of the
+    # receipts topic, which are this run's.
+    size=$(kcat -C -b "$B" -t openexec.receipts -o -50 -e -q -f '%S\n' 2>/dev/null |
+        awk '{s += $1; n++} END {print n ? int(s / n) : 0}')
+    results+=("$ledger $t2 $t3 $rss $size")
 done
 
 printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SYNC" -v fmt="$FORMAT" \
@@ -91,6 +98,7 @@ printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SY
     sum[$1] += rate; runs[$1]++;
     each[$1] = each[$1] (runs[$1] > 1 ? ", " : "") sprintf("%.0f", rate);
     if ($4 > rss[$1]) rss[$1] = $4;
+    bytes[$1] = $5;
 }
 END {
     raw = n / (b - a);
@@ -108,6 +116,7 @@ END {
         printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
         if (runs[l] > 1) printf "%-52s %s\n", "  runs (msg/s)", each[l];
         printf "%-52s %10d KiB\n", "  peak RSS", rss[l];
+        printf "%-52s %10d bytes\n", "  receipt size (mean, as published)", bytes[l];
     }
 }'
 
