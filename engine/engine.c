@@ -851,20 +851,31 @@ static void item_job_run(void *arg)
     }
 }
 
+/* Starts the job on the helpers (they take the items in turn) unless the
+ * batch is small or the pool busy; returns whether they took it. The
+ * caller may do other work, then items_join. */
+static int items_post(item_job *j)
+{
+    return j->n >= OE_ENGINE_PARALLEL_MIN && oe_pool_post(j->e->pool, item_job_run, j);
+}
+
+/* Takes the items nobody has taken yet, then waits for the helpers. */
+static void items_join(item_job *j, int posted)
+{
+    oe_pool_join(j->e->pool, item_job_run, j, posted);
+}
+
 static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
                           void (*one)(oe_engine *e, oe_batch_item *it))
 {
     item_job j = {.one = one, .e = e, .items = items, .n = n};
     atomic_init(&j.next, 0);
-    if (n >= OE_ENGINE_PARALLEL_MIN)
-        oe_pool_run(e->pool, item_job_run, &j);
-    else
-        item_job_run(&j);
+    items_join(&j, items_post(&j));
 }
 
 /* The proof of each entry the batch appended (and of each replay of one),
  * from the sealed batch's tree, which every thread may read: made on the
- * engine's helpers while the commit runs (proofs_post, proofs_join).
+ * engine's helpers while the commit runs (items_post, items_join).
  * Nothing of them is told before the commit, and a failed one makes them
  * again. Out of memory leaves a durable entry without its proof in this
  * answer; the ledger and its checkpoint hold it (GET /receipts/{id}/proof). */
@@ -873,18 +884,6 @@ static void proof_item(oe_engine *e, oe_batch_item *it)
     oe_outcome *o = &it->out;
     if (o->logged || o->proof_pending)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
-}
-
-/* Starts proof_item on the helpers (they take the items in turn); returns
- * whether they took it. The caller commits meanwhile, then proofs_join. */
-static int proofs_post(item_job *j)
-{
-    return j->n >= OE_ENGINE_PARALLEL_MIN && oe_pool_post(j->e->pool, item_job_run, j);
-}
-
-static void proofs_join(item_job *j, int posted)
-{
-    oe_pool_join(j->e->pool, item_job_run, j, posted);
 }
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
@@ -1003,14 +1002,14 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
          * while this thread commits. */
         item_job proofs = {.one = proof_item, .e = e, .items = items, .n = e->tlog ? n : 0};
         atomic_init(&proofs.next, 0);
-        int posted = proofs_post(&proofs);
+        int posted = items_post(&proofs);
         double t0 = oe_monotonic();
         int src = oe_store_commit(e->store, err, errlen);
         if (src == 0 && e->metrics)
             oe_metrics_commit(e->metrics, oe_monotonic() - t0);
         if (src != 0)
             rc = store_failure(src);
-        proofs_join(&proofs, posted);
+        items_join(&proofs, posted);
     }
     if (rc != OE_OK) {
         oe_store_rollback(e->store);
