@@ -326,6 +326,11 @@ int oe_engine_start(oe_engine *e)
     return oe_pool_start(e->pool);
 }
 
+int oe_engine_keep_caller(oe_engine *e)
+{
+    return oe_pool_keep_caller(e->pool);
+}
+
 void oe_engine_stop(oe_engine *e)
 {
     if (e)

@@ -95,6 +95,12 @@ void oe_engine_free(oe_engine *e);
 int oe_engine_start(oe_engine *e);
 void oe_engine_stop(oe_engine *e);
 
+/* Keeps the calling thread, the one that will run the engine's batches,
+ * to the CPU none of the started helpers keeps to (oe_pool_keep_caller):
+ * a batch's parallel parts (checks, log leaves, proofs) then never share
+ * a core with it. Returns that CPU, or -1 (left where it was). */
+int oe_engine_keep_caller(oe_engine *e);
+
 /* One request of a batch, as the engine sees it. The caller decodes into
  * req (or sets decode_error when the decoder rejected it) and owns
  * everything; the engine fills out. */

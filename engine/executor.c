@@ -57,9 +57,15 @@ oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_
 
 /* Takes what the queue holds, OE_EXECUTOR_GROUP_MAX at a time, runs it as
  * one batch and hands each job back, until stopped with the queue empty. */
+void oe_executor_keep_caller(oe_executor *x)
+{
+    oe_engine_keep_caller(x->engine);
+}
+
 static void *group_main(void *arg)
 {
     oe_executor *x = arg;
+    oe_executor_keep_caller(x);
     oe_exec_job *taken[OE_EXECUTOR_GROUP_MAX];
     oe_batch_item *items[OE_EXECUTOR_GROUP_MAX];
     char err[512];

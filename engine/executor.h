@@ -40,6 +40,11 @@ oe_rc oe_executor_start(oe_executor *x, char *err, size_t errlen);
 void oe_executor_stop(oe_executor *x);
 void oe_executor_free(oe_executor *x);
 
+/* Keeps the calling thread, which will call oe_executor_run, to the CPU
+ * the engine's helpers leave free (oe_engine_keep_caller); the
+ * group-commit thread does the same at its start. */
+void oe_executor_keep_caller(oe_executor *x);
+
 /* Runs n requests now, on the calling thread, as one batch (one ledger
  * transaction); checkpoint (may be NULL) as oe_engine_process has it. Returns OE_OK: every item's
  * outcome is filled and durable; or a resource failure (OE_ENOMEM, OE_ESTORE, OE_EUNAVAIL) with a

@@ -123,6 +123,23 @@ int oe_pool_start(oe_pool *p)
     return n;
 }
 
+int oe_pool_keep_caller(oe_pool *p)
+{
+    if (!p)
+        return -1;
+    int cpus[OE_POOL_MAX_THREADS + 1];
+    int ncpu = allowed_cpus(cpus, OE_POOL_MAX_THREADS + 1);
+    pthread_mutex_lock(&p->lock);
+    /* The helpers keep to cpus[1..started] (oe_pool_start), wrapping round
+     * to cpus[0] only when there are as many as CPUs. */
+    int free_cpu = ncpu > 1 && p->started > 0 && p->started < ncpu ? cpus[0] : -1;
+    pthread_mutex_unlock(&p->lock);
+    if (free_cpu < 0)
+        return -1;
+    keep_to_cpu(free_cpu);
+    return free_cpu;
+}
+
 int oe_pool_post(oe_pool *p, void (*fn)(void *), void *arg)
 {
     int posted = 0;

@@ -40,6 +40,14 @@ void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg);
 int oe_pool_post(oe_pool *p, void (*fn)(void *), void *arg);
 void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted);
 
+/* Keeps the calling thread to the first CPU the process may use, which no
+ * helper keeps to (each keeps to one of the next), so that the thread that
+ * posts jobs and the helpers never queue on one core while another is
+ * idle. Nothing when no helper runs, when the process may use one CPU
+ * only, or when it has no CPU left over for the caller (helpers as many as
+ * its CPUs). Returns the CPU, or -1 when the thread was left where it was. */
+int oe_pool_keep_caller(oe_pool *p);
+
 /* Stops and joins the helpers (no job may be in flight); idempotent. */
 void oe_pool_stop(oe_pool *p);
 void oe_pool_free(oe_pool *p);

@@ -191,6 +191,9 @@ static void check_cluster(oe_worker *w)
 static void *worker_main(void *arg)
 {
     oe_worker *w = arg;
+    /* This thread runs every batch: on the CPU the engine's helpers
+     * leave free, so that they never queue behind it. */
+    oe_executor_keep_caller(w->cfg.executor);
     warm_up_metadata(w);
     while (atomic_load(&w->running)) {
         check_cluster(w);

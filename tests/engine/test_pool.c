@@ -151,11 +151,101 @@ static void test_post_then_join(void)
     oe_pool_free(p);
 }
 
+/* The CPUs each call of a job ran on, and the job's own wait: every
+ * call waits (up to 2 s) until all have started, so that each helper takes
+ * part and none finishes before the others are placed. */
+typedef struct where_job {
+    atomic_int started, n;
+    int want;
+    int cpu[8];
+} where_job;
+
+static void where_call(void *arg)
+{
+    where_job *j = arg;
+    atomic_fetch_add(&j->started, 1);
+    for (int i = 0; i < 2000 && atomic_load(&j->started) < j->want; i++)
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    int k = atomic_fetch_add(&j->n, 1);
+    if (k < 8)
+        j->cpu[k] = sched_getcpu();
+}
+
+static int allowed(int *first)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    *first = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set) && *first < 0)
+            *first = c;
+    return CPU_COUNT(&set);
+}
+
+typedef struct keep_case {
+    oe_pool *p;
+    int kept;
+    int alone; /* the thread's affinity is one CPU afterwards */
+    where_job w;
+} keep_case;
+
+/* On a thread of its own, so that the test's thread keeps its CPUs. */
+static void *keep_thread(void *arg)
+{
+    keep_case *c = arg;
+    c->kept = oe_pool_keep_caller(c->p);
+    cpu_set_t set;
+    c->alone = sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) == 1 &&
+               (c->kept < 0 || CPU_ISSET(c->kept, &set));
+    oe_pool_run(c->p, where_call, &c->w);
+    return NULL;
+}
+
+/* oe_pool_keep_caller: the caller keeps to the first CPU the process may
+ * use and no helper runs there; nothing without helpers, and nothing when
+ * the helpers take every CPU. */
+static void test_caller_keeps_to_a_free_cpu(void)
+{
+    int first;
+    int ncpu = allowed(&first);
+    oe_pool *p = oe_pool_new(1);
+    ASSERT_EQ(oe_pool_keep_caller(p), -1); /* no helper runs yet */
+    ASSERT_EQ(oe_pool_keep_caller(NULL), -1);
+    ASSERT_EQ(oe_pool_start(p), 1);
+    keep_case c = {.p = p, .w = {.want = 2}};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, keep_thread, &c), 0);
+    pthread_join(t, NULL);
+    if (ncpu < 2) {
+        ASSERT_EQ(c.kept, -1);
+    } else {
+        ASSERT_EQ(c.kept, first);
+        ASSERT_TRUE(c.alone);
+        ASSERT_EQ(atomic_load(&c.w.n), 2);
+        /* The caller on its CPU, the helper elsewhere. */
+        int on_first = (c.w.cpu[0] == first) + (c.w.cpu[1] == first);
+        ASSERT_EQ(on_first, 1);
+    }
+    oe_pool_free(p);
+    /* As many helpers as CPUs: none is left for the caller. */
+    if (ncpu >= 2 && ncpu <= OE_POOL_MAX_THREADS) {
+        p = oe_pool_new(ncpu);
+        ASSERT_EQ(oe_pool_start(p), ncpu);
+        keep_case all = {.p = p, .w = {.want = ncpu + 1}};
+        ASSERT_EQ(pthread_create(&t, NULL, keep_thread, &all), 0);
+        pthread_join(t, NULL);
+        ASSERT_EQ(all.kept, -1);
+        oe_pool_free(p);
+    }
+}
+
 int main(void)
 {
     RUN_TEST(test_every_helper_once_per_job);
     RUN_TEST(test_not_started_runs_on_the_caller);
     RUN_TEST(test_post_then_join);
     RUN_TEST(test_concurrent_callers);
+    RUN_TEST(test_caller_keeps_to_a_free_cpu);
     return TEST_REPORT();
 }
