@@ -1,6 +1,8 @@
 /* Tests engine/engine.c with engine/store.c on a real SQLite file: replay,
  * conflicts, the order of approval checks, single-use approvals, batches in
  * one transaction, persistence across reopening. */
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -756,6 +758,62 @@ static void test_ledger_damaged(void)
 }
 
 /* Status names read back; anything else is no status. */
+typedef struct cpus_case {
+    int one;            /* keep the thread to one CPU first */
+    int helpers, kept;  /* oe_engine_start's, oe_engine_keep_caller's */
+    int first, allowed; /* the process's first CPU and how many */
+} cpus_case;
+
+/* On a thread of its own (its CPUs are the ones changed). */
+static void *cpus_thread(void *arg)
+{
+    cpus_case *c = arg;
+    cpu_set_t set;
+    if (c->one) {
+        CPU_ZERO(&set);
+        CPU_SET(c->first, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    }
+    char path[512], err[300];
+    db_path(path, sizeof path);
+    fixture f = {0};
+    if (oe_sqlite_store_new(path, 0, OE_STORE_SYNC_NORMAL, &f.store, err, sizeof err) != 0 ||
+        oe_engine_new(&demo, f.store, &f.engine, err, sizeof err) != 0) {
+        OE_FAIL_("fixture: %s", err);
+        c->helpers = -1;
+    } else {
+        c->helpers = oe_engine_start(f.engine);
+        c->kept = oe_engine_keep_caller(f.engine);
+    }
+    close_fixture(&f);
+    return NULL;
+}
+
+/* The engine has a helper for each CPU the process may use beyond the
+ * first (at most OE_ENGINE_THREADS - 1), not for each the machine has,
+ * and the thread that runs batches keeps to the CPU they leave free. */
+static void test_helpers_follow_allowed_cpus(void)
+{
+    cpu_set_t set;
+    ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+    cpus_case c = {.first = -1, .allowed = CPU_COUNT(&set)};
+    for (int k = 0; k < CPU_SETSIZE && c.first < 0; k++)
+        if (CPU_ISSET(k, &set))
+            c.first = k;
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, cpus_thread, &c), 0);
+    pthread_join(t, NULL);
+    int want = (c.allowed < OE_ENGINE_THREADS ? c.allowed : OE_ENGINE_THREADS) - 1;
+    ASSERT_EQ(c.helpers, want);
+    ASSERT_EQ(c.kept, want > 0 ? c.first : -1);
+    /* Kept to one CPU (a taskset of one): no helper, kept to nothing. */
+    cpus_case one = {.one = 1, .first = c.first, .allowed = 1};
+    ASSERT_EQ(pthread_create(&t, NULL, cpus_thread, &one), 0);
+    pthread_join(t, NULL);
+    ASSERT_EQ(one.helpers, 0);
+    ASSERT_EQ(one.kept, -1);
+}
+
 static void test_status_names(void)
 {
     oe_status st = OE_STATUS_EXECUTED;
@@ -804,6 +862,7 @@ int main(void)
     RUN_TEST(test_two_stores_agree);
     RUN_TEST(test_limits);
     RUN_TEST(test_store_schema_guard);
+    RUN_TEST(test_helpers_follow_allowed_cpus);
     RUN_TEST(test_status_names);
     RUN_TEST(test_metrics_render);
     char cmd[128];
