@@ -55,13 +55,14 @@ oe_rc oe_executor_run(oe_executor *x, oe_batch_item *const *items, size_t n, oe_
     return OE_OK;
 }
 
-/* Takes what the queue holds, OE_EXECUTOR_GROUP_MAX at a time, runs it as
- * one batch and hands each job back, until stopped with the queue empty. */
 void oe_executor_keep_caller(oe_executor *x)
 {
     oe_engine_keep_caller(x->engine);
 }
 
+/* Takes what the queue holds, OE_EXECUTOR_GROUP_MAX at a time, runs it as
+ * one batch and hands each job back, until stopped with the queue empty.
+ * Its thread keeps to the CPU the engine's helpers leave free. */
 static void *group_main(void *arg)
 {
     oe_executor *x = arg;
