@@ -225,9 +225,12 @@ class Faults(KafkaCase):
         reader = self.reader(b.bootstrap)
         db = self.path("shared.db")
         shared = {"OPENEXEC_LEDGER_SHARED": "1"}
-        # Started together: one rebalance gives both their partitions.
+        # Started together: one rebalance gives both their partitions. Small
+        # batches, so that worker 1 is killed with most of its share not
+        # yet run (one batch would hold all of it).
         w1, w2 = self.start_together([self.worker(b.bootstrap, db=db, env=shared,
-                                                  args=QUICK_REBALANCE, start=False)
+                                                  args=QUICK_REBALANCE + ["--batch-max", "50"],
+                                                  start=False)
                                       for _ in range(2)])
 
         def shares():
@@ -243,27 +246,34 @@ class Faults(KafkaCase):
         print("    partitions: worker 1 %d, worker 2 %d" % shares())
         requests = make_requests("two", total)
         # A backlog for both; worker 1 is killed as soon as it has executed
-        # something, i.e. inside or just after its first batch: stored, but
-        # receipts and offsets possibly not yet published. Its partitions
-        # move to worker 2 after the session timeout.
+        # something, i.e. inside or just after one of its first batches:
+        # stored, but receipts and offsets possibly not yet published, and
+        # the rest of its partitions not yet read. Its partitions move to
+        # worker 2 after the session timeout.
         sent = produce_requests(b.bootstrap, requests, avro_every=5)
         deadline = time.monotonic() + 60
-        executed = 'openexec_requests_total{status="executed"}'
-        while w1.metrics().get(executed, 0) == 0:
+        # The messages of the batches it has executed (counted before their
+        # receipts are published; the requests' counters wait for that).
+        ran = 0
+        while ran == 0:
             if time.monotonic() > deadline:
                 self.fail("worker 1 executed nothing within 60 s; log: %s" % w1.log())
-            reader.poll(0.005)
+            reader.poll(0)
+            ran = w1.metrics().get("openexec_batch_size_sum", 0)
         killed_after = len(reader.messages)
         self.assertEqual(w1.kill9(), -9)
+        # Killed with part of its share (about half the requests, 8 of 16
+        # partitions) unread: with one large batch it ran all of it first.
+        self.assertLess(ran, total * 2 // 5, "worker 1 ran %d requests before it was killed" % ran)
         reader.poll(0.5)
         stored = {n for (n,) in ledger_query(db, "SELECT nonce FROM executions")}
         covered = self.assertCommittedCovered(
             sent, requests, set(reader.by_key()),
             lambda: {n for (n,) in ledger_query(db, "SELECT nonce FROM executions")},
             b.bootstrap, h.GROUP_ID, reader=reader)
-        print("    worker 1 killed with %d executions in the ledger, %d receipts on the topic, "
-              "%d requests below the committed offsets"
-              % (len(stored), len(reader.messages), covered))
+        print("    worker 1 killed after it ran %d; %d executions in the ledger, %d receipts on "
+              "the topic, %d requests below the committed offsets"
+              % (ran, len(stored), len(reader.messages), covered))
         t_kill = time.monotonic()
         got = self.receipts_for(reader, [r[0] for r in requests], timeout=90, settle=1.0)
         took = time.monotonic() - t_kill
