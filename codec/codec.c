@@ -1067,41 +1067,40 @@ static int render_receipt(oe_buf *out, const char *id, const char *nonce, const 
                           const char *detail, const char *approval_id, const char *action_code_hash,
                           const char *proof, size_t proof_len)
 {
-    const char *v[] = {id,
-                       nonce ? nonce : "",
-                       action ? action : "",
-                       request_hash ? request_hash : "",
-                       status,
-                       result,
-                       result,
-                       receipt,
-                       error_code,
-                       detail,
-                       approval_id,
-                       action_code_hash};
-    size_t len[sizeof v / sizeof v[0]];
+    /* The fields in order; "approved", a literal, goes before result. */
+    enum { NFIELDS = 12, APPROVED_BEFORE = 5 };
+    static const char *const key[NFIELDS] = {
+        "id",          "nonce",   "action",     "request_hash", "status",      "result",
+        "result_json", "receipt", "error_code", "detail",       "approval_id", "action_code_hash"};
+    const char *v[NFIELDS] = {id,
+                              nonce ? nonce : "",
+                              action ? action : "",
+                              request_hash ? request_hash : "",
+                              status,
+                              result,
+                              result,
+                              receipt,
+                              error_code,
+                              detail,
+                              approval_id,
+                              action_code_hash};
+    size_t len[NFIELDS];
     /* The room of the whole receipt reserved at once, for text that needs
      * no escapes (more is taken if some does): one allocation for most. */
     size_t room = 300 + proof_len;
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    for (size_t i = 0; i < NFIELDS; i++) {
         len[i] = v[i] ? strlen(v[i]) : 0;
         room += len[i] + 2;
     }
     size_t start = out->len;
     oe_buf_room(out, room); /* a failure here is met again below */
-    int failed = oe_buf_putc(out, '{') || put_json_field(out, "id", v[0], len[0], 0) ||
-                 put_json_field(out, "nonce", v[1], len[1], 0) ||
-                 put_json_field(out, "action", v[2], len[2], 0) ||
-                 put_json_field(out, "request_hash", v[3], len[3], 0) ||
-                 put_json_field(out, "status", v[4], len[4], 0) ||
-                 oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ") ||
-                 put_json_field(out, "result", v[5], len[5], 0) ||
-                 put_json_field(out, "result_json", v[6], len[6], 0) ||
-                 put_json_field(out, "receipt", v[7], len[7], 0) ||
-                 put_json_field(out, "error_code", v[8], len[8], 0) ||
-                 put_json_field(out, "detail", v[9], len[9], 0) ||
-                 put_json_field(out, "approval_id", v[10], len[10], 0) ||
-                 put_json_field(out, "action_code_hash", v[11], len[11], !proof);
+    int failed = oe_buf_putc(out, '{');
+    for (size_t i = 0; !failed && i < NFIELDS; i++) {
+        if (i == APPROVED_BEFORE)
+            failed = oe_buf_puts(out, approved ? "\"approved\": true, " : "\"approved\": false, ");
+        if (!failed)
+            failed = put_json_field(out, key[i], v[i], len[i], i == NFIELDS - 1 && !proof);
+    }
     /* The proof is a JSON object made by the engine (or checked by the
      * decoder): pasted as it is. */
     if (!failed && proof)

@@ -8,7 +8,6 @@
 #include "engine.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,11 +284,10 @@ int oe_engine_new(const oe_engine_config *cfg, oe_store *store, oe_engine **out,
     int rc = OE_OK;
     pthread_mutex_init(&e->lock, NULL);
     pthread_rwlock_init(&e->reg_lock, NULL);
-    /* The CPUs this process may use (a cpuset or taskset gives fewer than
-     * the machine has), else those online. */
-    cpu_set_t cpus;
-    long cores = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus)
-                                                               : sysconf(_SC_NPROCESSORS_ONLN);
+    /* The CPUs this process may use, else those online. */
+    long cores = oe_pool_cpus();
+    if (cores < 1)
+        cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores < 1 ? 1 : cores > OE_ENGINE_THREADS ? OE_ENGINE_THREADS : (int)cores;
     if (!(e->pool = oe_pool_new(threads - 1)))
         goto oom;

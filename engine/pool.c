@@ -72,6 +72,12 @@ static int allowed_cpus(int *cpus, int max)
     return n;
 }
 
+int oe_pool_cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+}
+
 static void *helper_main(void *arg)
 {
     helper *me = arg;

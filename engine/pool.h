@@ -18,6 +18,10 @@ typedef struct oe_pool oe_pool;
 /* Most helper threads a pool may have. */
 #define OE_POOL_MAX_THREADS 16
 
+/* How many CPUs the process may use (its affinity: a cpuset or taskset
+ * gives fewer than the machine has); 0 when unknown. */
+int oe_pool_cpus(void);
+
 /* A pool of at most `helpers` threads (0: every job runs on its caller).
  * NULL when out of memory. */
 oe_pool *oe_pool_new(int helpers);
