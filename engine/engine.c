@@ -840,23 +840,24 @@ typedef struct item_job {
     void (*one)(oe_engine *e, oe_batch_item *it);
     oe_engine *e;
     oe_batch_item *const *items;
-    size_t n;
-    atomic_size_t next; /* the next item nobody has taken */
+    oe_pool_loop loop;
 } item_job;
 
 #define ITEM_CHUNK 8
 
-static void item_job_run(void *arg)
+static void item_job_one(void *ctx, size_t i)
 {
-    item_job *j = arg;
-    for (;;) {
-        size_t i = atomic_fetch_add(&j->next, ITEM_CHUNK);
-        if (i >= j->n)
-            return;
-        size_t end = j->n - i > ITEM_CHUNK ? i + ITEM_CHUNK : j->n;
-        for (; i < end; i++)
-            j->one(j->e, j->items[i]);
-    }
+    item_job *j = ctx;
+    j->one(j->e, j->items[i]);
+}
+
+static void item_job_init(item_job *j, oe_engine *e, oe_batch_item *const *items, size_t n,
+                          void (*one)(oe_engine *e, oe_batch_item *it))
+{
+    j->one = one;
+    j->e = e;
+    j->items = items;
+    oe_pool_loop_init(&j->loop, n, ITEM_CHUNK, item_job_one, j);
 }
 
 /* Starts the job on the helpers (they take the items in turn) unless the
@@ -864,34 +865,37 @@ static void item_job_run(void *arg)
  * caller may do other work, then items_join. */
 static int items_post(item_job *j)
 {
-    return j->n >= OE_ENGINE_PARALLEL_MIN && oe_pool_post(j->e->pool, item_job_run, j);
+    return oe_pool_loop_post(j->e->pool, &j->loop, OE_ENGINE_PARALLEL_MIN);
 }
 
 /* Takes the items nobody has taken yet, then waits for the helpers. */
 static void items_join(item_job *j, int posted)
 {
-    oe_pool_join(j->e->pool, item_job_run, j, posted);
+    oe_pool_loop_join(j->e->pool, &j->loop, posted);
 }
 
 static void for_each_item(oe_engine *e, oe_batch_item *const *items, size_t n,
                           void (*one)(oe_engine *e, oe_batch_item *it))
 {
-    item_job j = {.one = one, .e = e, .items = items, .n = n};
-    atomic_init(&j.next, 0);
+    item_job j;
+    item_job_init(&j, e, items, n, one);
     items_join(&j, items_post(&j));
 }
 
-/* The proof of each entry the batch appended (and of each replay of one),
- * from the sealed batch's tree, which every thread may read: made on the
- * engine's helpers while the commit runs (items_post, items_join).
- * Nothing of them is told before the commit, and a failed one makes them
- * again. Out of memory leaves a durable entry without its proof in this
- * answer; the ledger and its checkpoint hold it (GET /receipts/{id}/proof). */
-static void proof_item(oe_engine *e, oe_batch_item *it)
+/* Completes each outcome: the proof of each entry the batch appended (and
+ * of each replay of one), from the sealed batch's tree, which every thread
+ * may read; then the caller's complete hook. Run on the engine's helpers
+ * while the commit runs (items_post, items_join). Nothing of them is told
+ * before the commit, and a failed one makes them again. Out of memory
+ * leaves a durable entry without its proof in this answer; the ledger and
+ * its checkpoint hold it (GET /receipts/{id}/proof). */
+static void complete_item(oe_engine *e, oe_batch_item *it)
 {
     oe_outcome *o = &it->out;
-    if (o->logged || o->proof_pending)
+    if (e->tlog && (o->logged || o->proof_pending))
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
+    if (it->complete)
+        it->complete(it->complete_ctx, it);
 }
 
 /* The leaf of each entry the batch recorded, made (and hashed into the
@@ -1006,18 +1010,21 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             rc = src == OE_ENOMEM ? OE_ENOMEM : store_failure(src);
     }
     if (rc == OE_OK) {
-        /* Every outcome is complete: the proofs are made on the helpers
-         * while this thread commits. */
-        item_job proofs = {.one = proof_item, .e = e, .items = items, .n = e->tlog ? n : 0};
-        atomic_init(&proofs.next, 0);
-        int posted = items_post(&proofs);
+        /* Every verdict is in: the outcomes are completed (proofs, the
+         * caller's hook) on the helpers while this thread commits. */
+        size_t todo = e->tlog ? n : 0;
+        for (size_t i = 0; i < n && !todo; i++)
+            todo = items[i]->complete ? n : 0;
+        item_job done;
+        item_job_init(&done, e, items, todo, complete_item);
+        int posted = items_post(&done);
         double t0 = oe_monotonic();
         int src = oe_store_commit(e->store, err, errlen);
         if (src == 0 && e->metrics)
             oe_metrics_commit(e->metrics, oe_monotonic() - t0);
         if (src != 0)
             rc = store_failure(src);
-        items_join(&proofs, posted);
+        items_join(&done, posted);
     }
     if (rc != OE_OK) {
         oe_store_rollback(e->store);

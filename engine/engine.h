@@ -109,6 +109,15 @@ typedef struct oe_batch_item {
     oe_error_code decode_error; /* OE_ERR_NONE, or the decoder's verdict */
     const char *decode_detail;  /* its reason (borrowed), when decode_error */
     oe_outcome out;             /* filled by oe_engine_process */
+    /* Optional (set by the caller): called with complete_ctx once out is
+     * complete, its proof included, on the engine's helpers or the calling
+     * thread while the batch's transaction commits, so that work on the
+     * answer (e.g. encoding a receipt) overlaps the commit. Whether the
+     * batch committed is known only when oe_engine_process returns; a
+     * batch tried again calls it again, and what it made then replaces
+     * what it made before. */
+    void (*complete)(void *complete_ctx, struct oe_batch_item *it);
+    void *complete_ctx;
     /* The engine's scratch, filled by oe_engine_process before its
      * transaction (by several threads for a large batch): the request hash
      * and the signature's verdict. Callers neither set nor read it. */

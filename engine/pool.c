@@ -182,6 +182,39 @@ void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg)
     oe_pool_join(p, fn, arg, oe_pool_post(p, fn, arg));
 }
 
+void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk, void (*one)(void *ctx, size_t i),
+                       void *ctx)
+{
+    l->one = one;
+    l->ctx = ctx;
+    l->n = n;
+    l->chunk = chunk ? chunk : 1;
+    atomic_init(&l->next, 0);
+}
+
+static void loop_run(void *arg)
+{
+    oe_pool_loop *l = arg;
+    for (;;) {
+        size_t i = atomic_fetch_add(&l->next, l->chunk);
+        if (i >= l->n)
+            return;
+        size_t end = l->n - i > l->chunk ? i + l->chunk : l->n;
+        for (; i < end; i++)
+            l->one(l->ctx, i);
+    }
+}
+
+int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min)
+{
+    return l->n >= min && oe_pool_post(p, loop_run, l);
+}
+
+void oe_pool_loop_join(oe_pool *p, oe_pool_loop *l, int posted)
+{
+    oe_pool_join(p, loop_run, l, posted);
+}
+
 void oe_pool_stop(oe_pool *p)
 {
     if (!p)

@@ -11,6 +11,7 @@
 #ifndef OE_POOL_H
 #define OE_POOL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 typedef struct oe_pool oe_pool;
@@ -43,6 +44,24 @@ void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg);
  * fn(arg) on the calling thread too and returns once every call has. */
 int oe_pool_post(oe_pool *p, void (*fn)(void *), void *arg);
 void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted);
+
+/* A loop over the indexes 0..n-1 shared out between the thread that
+ * posts it and the helpers: each takes `chunk` indexes at a time (an
+ * atomic counter) and calls one(ctx, i) for each, so every index is run
+ * exactly once whoever takes it. oe_pool_loop_post and oe_pool_loop_join
+ * are oe_pool_post and oe_pool_join for it; a loop of fewer than `min`
+ * indexes is not posted (it runs on the caller alone, at the join). */
+typedef struct oe_pool_loop {
+    void (*one)(void *ctx, size_t i);
+    void *ctx;
+    size_t n, chunk;
+    atomic_size_t next; /* the next index nobody has taken */
+} oe_pool_loop;
+
+void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk, void (*one)(void *ctx, size_t i),
+                       void *ctx);
+int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min);
+void oe_pool_loop_join(oe_pool *p, oe_pool_loop *l, int posted);
 
 /* Keeps the calling thread to the first CPU the process may use, which no
  * helper keeps to (each keeps to one of the next), so that the thread that

@@ -28,6 +28,7 @@ static int wait_polling(oe_worker *w, long ms);
 static int decode_batch(oe_worker *w, size_t *ne)
 {
     *ne = 0;
+    int ahead = w->b.bytes <= RECEIPTS_AHEAD_MAX_BYTES;
     for (size_t i = 0; i < w->b.n; i++) {
         batch_slot *sl = &w->b.slots[i];
         rd_kafka_message_t *m = sl->msg;
@@ -47,6 +48,8 @@ static int decode_batch(oe_worker *w, size_t *ne)
             sl->dead = 1;
             continue;
         }
+        it->complete = ahead ? worker_receipt_ahead : NULL;
+        it->complete_ctx = w;
         w->b.engine_items[(*ne)++] = it;
     }
     return OE_OK;
@@ -54,9 +57,11 @@ static int decode_batch(oe_worker *w, size_t *ne)
 
 void worker_clear_requests(oe_worker *w)
 {
-    for (size_t i = 0; i < w->b.n; i++)
+    for (size_t i = 0; i < w->b.n; i++) {
         if (!w->b.slots[i].dead)
             oe_request_clear(&w->b.slots[i].item.req);
+        oe_buf_free(&w->b.slots[i].receipt); /* made ahead, not produced */
+    }
 }
 
 /* Decodes the batch and runs the engine (one store transaction), retrying

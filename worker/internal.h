@@ -34,6 +34,17 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
  * asynchronous commits on their way. */
 #define COMMIT_WAIT_MS 10000
 
+/* A batch's receipts are encoded while it commits (worker_receipt_ahead)
+ * when its messages are at most this many bytes; a larger batch's are
+ * encoded when published, once its documents are freed. A batch of half
+ * the bytes has at most half a full batch's documents (worker.h), and its
+ * receipts (each about 2.5 KB with a proof, plus its result four times:
+ * under 25 MiB for results no larger than their requests, as echo's) fit
+ * in the other half, so encoding ahead does not raise the worker's peak.
+ * The wide-documents test (tests/http/test_kafka_hardening.py) peaked 15
+ * MiB higher when every batch encoded ahead. */
+#define RECEIPTS_AHEAD_MAX_BYTES (OE_WORKER_BATCH_BYTES / 2)
+
 /* One message of the batch in hand, from poll to commit. */
 typedef struct batch_slot {
     rd_kafka_message_t *msg;   /* owned until the batch ends */
@@ -43,6 +54,7 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
+    oe_buf receipt; /* its receipt encoded ahead (worker_receipt_ahead), until produced */
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */
@@ -153,6 +165,7 @@ void worker_rewind_batch(oe_worker *w);
 /* publish.c */
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+void worker_receipt_ahead(void *ctx, oe_batch_item *it);
 int worker_publish_start(oe_worker *w);
 int worker_publish_batch(oe_worker *w, int once);
 int worker_finish_inflight(oe_worker *w);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,9 +204,11 @@ static int produce_slot(oe_worker *w, size_t i)
     key[0] = '\0';
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
     char err[256];
-    oe_buf encoded;
-    oe_buf_init(&encoded, 0);
-    if (encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
+    /* Encoded ahead (worker_receipt_ahead), or now: produced again, or
+     * its encoding failed ahead (it fails again here, and says why). */
+    oe_buf encoded = sl->receipt;
+    oe_buf_init(&sl->receipt, 0);
+    if (encoded.len == 0 && encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
         oe_buf_free(&encoded);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
@@ -230,6 +233,23 @@ static int produce_slot(oe_worker *w, size_t i)
     }
     return produce_value(w, k->receipts_topic, kp, keylen, bytes, len, RD_KAFKA_MSG_F_FREE,
                          receipt_headers(m), i);
+}
+
+/* The engine's complete hook of every request it answers (decode_batch
+ * sets it): the slot's receipt is encoded while the batch commits, on the
+ * engine's helpers as much as on this thread (a signed receipt is mostly
+ * its proof's 1.4 KB, copied in). The codec keeps no state between
+ * receipts. A failure leaves the slot empty: produce_slot encodes it again
+ * and reports why. Receipts of a batch that then fails are dropped with
+ * its requests (worker_clear_requests). */
+void worker_receipt_ahead(void *ctx, oe_batch_item *it)
+{
+    const oe_worker *w = ctx;
+    batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
+    char err[256];
+    oe_buf_reset(&sl->receipt);
+    if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) != OE_OK)
+        oe_buf_free(&sl->receipt);
 }
 
 /* Produces the batch's signed checkpoint (if it made one) to the

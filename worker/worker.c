@@ -236,6 +236,7 @@ static void free_batch(oe_worker *w, batch *b)
                     oe_request_clear(&b->slots[i].item.req);
             }
             oe_outcome_clear(&b->slots[i].item.out);
+            oe_buf_free(&b->slots[i].receipt);
         }
     free(b->slots);
     free(b->engine_items);
@@ -430,8 +431,10 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
             snprintf(err, errlen, "out of memory");
             goto error;
         }
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             oe_outcome_init(&b->slots[i].item.out);
+            oe_buf_init(&b->slots[i].receipt, 0);
+        }
         oe_buf_init(&b->checkpoint, 0);
     }
     rc = OE_EIO;

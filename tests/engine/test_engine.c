@@ -3,6 +3,7 @@
  * one transaction, persistence across reopening. */
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -560,6 +561,22 @@ static void test_parallel_checks_agree(void)
     free(pub);
 }
 
+/* What the complete hook saw of each item of a batch (at most 8): how
+ * often it ran, and the outcome's status then. */
+typedef struct hook_log {
+    oe_batch_item *items; /* the batch's items, in order */
+    atomic_int calls[8];
+    int status[8];
+} hook_log;
+
+static void log_complete(void *ctx, oe_batch_item *it)
+{
+    hook_log *h = ctx;
+    size_t i = (size_t)(it - h->items);
+    atomic_fetch_add(&h->calls[i], 1);
+    h->status[i] = (int)it->out.status;
+}
+
 /* A batch is one transaction; duplicates inside it see each other. */
 static void test_batch(void)
 {
@@ -579,8 +596,15 @@ static void test_batch(void)
     oe_batch_item *ptrs[N];
     oe_outcome *outs[N];
     char reasons[N][200];
+    hook_log h = {.items = items};
+    for (int i = 0; i < N; i++) {
+        atomic_init(&h.calls[i], 0);
+        h.status[i] = -1;
+    }
     for (int i = 0; i < N; i++) {
         memset(&items[i], 0, sizeof items[i]);
+        items[i].complete = log_complete; /* once each, on its final verdict */
+        items[i].complete_ctx = &h;
         items[i].decode_error = (oe_error_code)test_request_from_json(
             bodies[i], strlen(bodies[i]), &items[i].req, reasons[i], 200);
         items[i].decode_detail = reasons[i];
@@ -599,6 +623,10 @@ static void test_batch(void)
     ASSERT_EQ(outs[4]->status, OE_STATUS_EXECUTED);
     ASSERT_EQ(oe_store_count_executions(f.store), 2);
     ASSERT_EQ(oe_store_count_rejections(f.store), 2);
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(atomic_load(&h.calls[i]), 1);
+        ASSERT_EQ(h.status[i], (int)outs[i]->status);
+    }
     for (int i = 0; i < N; i++) {
         oe_request_clear(&items[i].req);
         oe_outcome_clear(&items[i].out);

@@ -48,6 +48,7 @@ static void close_fixture(fixture *f)
 
 static int decode(oe_batch_item *it, const char *body, char *reason, size_t len)
 {
+    memset(it, 0, sizeof *it); /* no complete hook */
     oe_outcome_init(&it->out);
     it->decode_detail = reason;
     return oe_request_from_json(body, strlen(body), &it->req, &it->decode_error, reason, len);

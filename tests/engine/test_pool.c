@@ -240,6 +240,94 @@ static void test_caller_keeps_to_a_free_cpu(void)
     }
 }
 
+/* A loop's record: how often each index ran, and on which threads. */
+typedef struct loop_log {
+    atomic_int calls[1000];
+    pthread_t caller;
+    atomic_int off_caller; /* calls on another thread than the caller's */
+} loop_log;
+
+static void log_index(void *ctx, size_t i)
+{
+    loop_log *l = ctx;
+    atomic_fetch_add(&l->calls[i], 1);
+    if (!pthread_equal(pthread_self(), l->caller)) {
+        atomic_fetch_add(&l->off_caller, 1);
+    } else if (atomic_load(&l->off_caller) == 0) {
+        /* Leave the helpers time to take part: the caller slows down
+         * until one has (at most ~1 s over the loop). */
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    }
+}
+
+static void loop_log_init(loop_log *l)
+{
+    for (int i = 0; i < 1000; i++)
+        atomic_init(&l->calls[i], 0);
+    l->caller = pthread_self();
+    atomic_init(&l->off_caller, 0);
+}
+
+static int each_once(loop_log *l, size_t n)
+{
+    for (size_t i = 0; i < 1000; i++)
+        if (atomic_load(&l->calls[i]) != (i < n ? 1 : 0))
+            return 0;
+    return 1;
+}
+
+static void run_loop(oe_pool *p, size_t n, size_t min, size_t chunk, loop_log *l)
+{
+    oe_pool_loop loop;
+    oe_pool_loop_init(&loop, n, chunk, log_index, l);
+    oe_pool_loop_join(p, &loop, oe_pool_loop_post(p, &loop, min));
+}
+
+/* oe_pool_loop_post/join: every index exactly once (for
+ * chunks that divide the count and chunks that do not), shared with the
+ * helpers; a loop below its minimum, or on a pool without helpers, runs on
+ * the caller alone. */
+static void test_loop_each_index_once(void)
+{
+    static loop_log l;
+    oe_pool *p = oe_pool_new(2);
+    ASSERT_EQ(oe_pool_start(p), 2);
+    size_t counts[] = {1000, 999, 7, 1};
+    size_t chunks[] = {8, 3, 1, 8};
+    for (int k = 0; k < 4; k++) {
+        loop_log_init(&l);
+        run_loop(p, counts[k], 1, chunks[k], &l);
+        ASSERT_TRUE(each_once(&l, counts[k]));
+    }
+    loop_log_init(&l);
+    run_loop(p, 1000, 1, 8, &l);
+    ASSERT_TRUE(atomic_load(&l.off_caller) > 0); /* the helpers took part */
+
+    loop_log_init(&l);
+    run_loop(p, 63, 64, 8, &l); /* below the minimum */
+    ASSERT_TRUE(each_once(&l, 63));
+    ASSERT_EQ(atomic_load(&l.off_caller), 0);
+
+    loop_log_init(&l); /* in two steps, the caller busy in between */
+    oe_pool_loop loop;
+    oe_pool_loop_init(&loop, 500, 8, log_index, &l);
+    int posted = oe_pool_loop_post(p, &loop, 64);
+    ASSERT_EQ(posted, 1);
+    for (int i = 0; i < 2000 && atomic_load(&l.off_caller) == 0; i++) /* up to 2 s */
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    ASSERT_TRUE(atomic_load(&l.off_caller) > 0); /* the helpers started without the caller */
+    oe_pool_loop_join(p, &loop, posted);
+    ASSERT_TRUE(each_once(&l, 500));
+    oe_pool_free(p);
+
+    oe_pool *none = oe_pool_new(0); /* no helper: the caller alone */
+    loop_log_init(&l);
+    run_loop(none, 100, 1, 8, &l);
+    ASSERT_TRUE(each_once(&l, 100));
+    ASSERT_EQ(atomic_load(&l.off_caller), 0);
+    oe_pool_free(none);
+}
+
 int main(void)
 {
     RUN_TEST(test_every_helper_once_per_job);
@@ -247,5 +335,6 @@ int main(void)
     RUN_TEST(test_post_then_join);
     RUN_TEST(test_concurrent_callers);
     RUN_TEST(test_caller_keeps_to_a_free_cpu);
+    RUN_TEST(test_loop_each_index_once);
     return TEST_REPORT();
 }

@@ -4,6 +4,7 @@
  * is refused instead of forking the log. */
 #include <math.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,10 +73,29 @@ static void close_fixture(fixture *f)
     oe_store_free(f->store);
 }
 
+/* What the complete hook saw of each item of a batch: how often it ran,
+ * and a copy of the outcome's proof then. */
+typedef struct hook_log {
+    oe_batch_item *items;
+    atomic_int *calls;
+    oe_buf *proofs;
+} hook_log;
+
+static void copy_proof(void *ctx, oe_batch_item *it)
+{
+    hook_log *h = ctx;
+    size_t i = (size_t)(it - h->items);
+    atomic_fetch_add(&h->calls[i], 1);
+    oe_buf_reset(&h->proofs[i]);
+    oe_buf_append(&h->proofs[i], it->out.proof.data ? it->out.proof.data : "", it->out.proof.len);
+}
+
 /* Runs bodies[0..n) as one batch; outcomes into out (initialised here);
- * the batch's signed checkpoint into checkpoint unless it is NULL. */
-static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
-                            oe_buf *checkpoint, char *err, size_t errlen)
+ * the batch's signed checkpoint into checkpoint unless it is NULL; with
+ * hook, each item's complete hook records into it (its calls and proofs
+ * of n entries). */
+static int run_batch_hooked(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
+                            oe_buf *checkpoint, hook_log *hook, char *err, size_t errlen)
 {
     oe_batch_item *items = calloc(n, sizeof *items);
     oe_batch_item **ptrs = calloc(n, sizeof *ptrs);
@@ -86,6 +106,11 @@ static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_
             bodies[i], strlen(bodies[i]), &items[i].req, reason, sizeof reason);
         items[i].decode_detail = "malformed";
         oe_outcome_init(&items[i].out);
+        if (hook) {
+            hook->items = items;
+            items[i].complete = copy_proof;
+            items[i].complete_ctx = hook;
+        }
     }
     int rc = oe_engine_process(f->engine, ptrs, n, 2e9, checkpoint, err, errlen);
     for (size_t i = 0; i < n; i++) {
@@ -95,6 +120,12 @@ static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_
     free(ptrs);
     free(items);
     return rc;
+}
+
+static int run_batch_signed(fixture *f, const char *const *bodies, size_t n, oe_outcome *out,
+                            oe_buf *checkpoint, char *err, size_t errlen)
+{
+    return run_batch_hooked(f, bodies, n, out, checkpoint, NULL, err, errlen);
 }
 
 static int run_batch(fixture *f, const char *const *bodies, size_t n, oe_outcome *out, char *err,
@@ -789,17 +820,31 @@ static void test_large_batch_leaves(void)
     static oe_outcome o[N];
     oe_buf cp;
     oe_buf_init(&cp, 0);
-    ASSERT_EQ(run_batch_signed(&f, bodies, N, o, &cp, err, sizeof err), OE_OK);
+    /* The complete hook of each item runs once, on whichever thread, and
+     * sees the proof the outcome ends with. */
+    static atomic_int calls[N];
+    static oe_buf proofs[N];
+    hook_log hook = {.calls = calls, .proofs = proofs};
+    for (int i = 0; i < N; i++) {
+        atomic_init(&calls[i], 0);
+        oe_buf_init(&proofs[i], 0);
+    }
+    ASSERT_EQ(run_batch_hooked(&f, bodies, N, o, &cp, &hook, err, sizeof err), OE_OK);
     ASSERT_EQ(checkpoint_size(&cp, pub, oe_tlog_origin(f.tlog)), N);
-    int bad = 0;
+    int bad = 0, hooked = 0;
     for (int i = 0; i < N; i++) {
         ASSERT_TRUE(o[i].logged);
         if (o[i].log_index != (uint64_t)i ||
             check_proof(&o[i], pub, nonces[i], i % 7 == 3 ? "nope" : "add") != N)
             bad++;
+        if (atomic_load(&calls[i]) == 1 && o[i].proof.len > 0 && proofs[i].len == o[i].proof.len &&
+            memcmp(proofs[i].data, o[i].proof.data, o[i].proof.len) == 0)
+            hooked++;
+        oe_buf_free(&proofs[i]);
         oe_outcome_clear(&o[i]);
     }
     ASSERT_EQ(bad, 0);
+    ASSERT_EQ(hooked, N);
     oe_buf_free(&cp);
     close_fixture(&f);
     oe_signer_free(signer);
