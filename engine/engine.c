@@ -594,8 +594,8 @@ static int row_payload(oe_engine *e, const oe_batch_item *it, size_t max, const 
 }
 
 /* The row of o's entry is in: the entry takes its index in the log (the
- * one its row holds); its leaf is made after the batch's rows
- * (batch_leaves). */
+ * one its row holds); its leaf is made by the helpers meanwhile, or after
+ * the batch's rows (the leaf feed). */
 static int log_entry(oe_engine *e, oe_outcome *o, char *err, size_t errlen)
 {
     int rc = oe_tlog_reserve(e->tlog, &o->log_index);
@@ -898,8 +898,8 @@ static void complete_item(oe_engine *e, oe_batch_item *it)
         it->complete(it->complete_ctx, it);
 }
 
-/* The leaf of each entry the batch recorded, made (and hashed into the
- * log) by the engine's threads at once, once every row is in. */
+/* The leaf of an entry the batch recorded, made (and hashed into the log)
+ * by a helper once its row is in, or by the caller at the end. */
 static void leaf_item(oe_engine *e, oe_batch_item *it)
 {
     oe_outcome *o = &it->out;
@@ -915,12 +915,106 @@ static void leaf_item(oe_engine *e, oe_batch_item *it)
     }
 }
 
-static int batch_leaves(oe_engine *e, oe_batch_item *const *items, size_t n, double now, char *err,
-                        size_t errlen)
+/* The leaves made while the rows go in: the helpers take each item once
+ * its row is in (ready), waiting for more until the rows are all in
+ * (closed); the caller takes the rest at the end (leaf_feed_close). */
+typedef struct leaf_feed {
+    oe_engine *e;
+    oe_batch_item *const *items;
+    atomic_size_t ready; /* items [0, ready) are recorded */
+    atomic_size_t next;  /* the next item nobody has taken */
+    atomic_int closed;   /* no more will be */
+    size_t told;         /* ready when the helpers were last woken */
+    int posted;
+    pthread_mutex_t lock;
+    pthread_cond_t more;
+} leaf_feed;
+
+/* Items are handed out and woken for this many at a time. */
+#define LEAF_FEED_CHUNK 32
+
+static void leaf_feed_run(void *arg)
 {
+    leaf_feed *f = arg;
+    for (;;) {
+        size_t i = atomic_load(&f->next), ready = atomic_load(&f->ready);
+        if (i < ready) {
+            size_t end = ready - i > ITEM_CHUNK ? i + ITEM_CHUNK : ready;
+            if (!atomic_compare_exchange_weak(&f->next, &i, end))
+                continue;
+            for (; i < end; i++)
+                leaf_item(f->e, f->items[i]);
+            continue;
+        }
+        if (atomic_load(&f->closed) && atomic_load(&f->next) >= atomic_load(&f->ready))
+            return;
+        pthread_mutex_lock(&f->lock);
+        while (!atomic_load(&f->closed) && atomic_load(&f->next) >= atomic_load(&f->ready))
+            pthread_cond_wait(&f->more, &f->lock);
+        pthread_mutex_unlock(&f->lock);
+    }
+}
+
+/* Starts the feed of a signed batch large enough to share out (else the
+ * leaves are made after the rows, leaf_feed_close). */
+static void leaf_feed_open(leaf_feed *f, oe_engine *e, oe_batch_item *const *items, size_t n,
+                           double now)
+{
+    f->e = e;
+    f->items = items;
+    atomic_init(&f->ready, 0);
+    atomic_init(&f->next, 0);
+    atomic_init(&f->closed, 0);
+    f->told = 0;
+    f->posted = 0;
     e->batch_now = now;
     atomic_store(&e->leaf_failure, OE_OK);
-    for_each_item(e, items, n, leaf_item);
+    if (!e->tlog || n < OE_ENGINE_PARALLEL_MIN)
+        return;
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->more, NULL);
+    f->posted = oe_pool_post(e->pool, leaf_feed_run, f);
+    if (!f->posted) {
+        pthread_cond_destroy(&f->more);
+        pthread_mutex_destroy(&f->lock);
+    }
+}
+
+/* Items [0, ready) are recorded: the helpers may take them. */
+static void leaf_feed_ready(leaf_feed *f, size_t ready)
+{
+    if (!f->posted)
+        return;
+    atomic_store(&f->ready, ready);
+    if (ready - f->told >= LEAF_FEED_CHUNK) {
+        f->told = ready;
+        pthread_mutex_lock(&f->lock);
+        pthread_cond_signal(&f->more);
+        pthread_mutex_unlock(&f->lock);
+    }
+}
+
+/* The rows are in (or the batch failed): every leaf of the batch made, by
+ * the helpers and the caller, or by the caller's threads now. Returns
+ * OE_OK, or why a leaf could not be made with a reason in err. */
+static int leaf_feed_close(leaf_feed *f, oe_batch_item *const *items, size_t n, int make, char *err,
+                           size_t errlen)
+{
+    oe_engine *e = f->e;
+    if (f->posted) {
+        atomic_store(&f->ready, make ? n : atomic_load(&f->ready));
+        atomic_store(&f->closed, 1);
+        pthread_mutex_lock(&f->lock);
+        pthread_cond_broadcast(&f->more);
+        pthread_mutex_unlock(&f->lock);
+        oe_pool_join(e->pool, leaf_feed_run, f, f->posted);
+        pthread_cond_destroy(&f->more);
+        pthread_mutex_destroy(&f->lock);
+    } else if (make) {
+        for_each_item(e, items, n, leaf_item);
+    }
+    if (!make)
+        return OE_OK;
     int rc = atomic_load(&e->leaf_failure);
     if (rc == OE_OK)
         return OE_OK;
@@ -936,8 +1030,10 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
 {
     int rc = oe_store_begin(e->store, err, errlen);
     rc = rc == 0 ? OE_OK : store_failure(rc);
-    if (e->tlog)
-        oe_tlog_begin(e->tlog);
+    if (e->tlog && oe_tlog_begin(e->tlog, n) != OE_OK && rc == OE_OK) {
+        snprintf(err, errlen, "out of memory");
+        rc = OE_ENOMEM;
+    }
     /* A store without prefetch (SQLite) looks up locally: no key list. */
     if (rc == OE_OK && n > 1 && e->store->ops->prefetch) {
         const char **keys = malloc(2 * n * sizeof *keys);
@@ -949,6 +1045,9 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             free(keys);
         }
     }
+    /* Each entry's leaf is made by the helpers once its row is in. */
+    leaf_feed feed;
+    leaf_feed_open(&feed, e, items, n, now);
     for (size_t i = 0; rc == OE_OK && i < n; i++) {
         oe_batch_item *it = items[i];
         oe_outcome *o = &it->out;
@@ -999,9 +1098,16 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             else if (rc == OE_OK && e->tlog)
                 rc = log_entry(e, o, err, errlen);
         }
+        if (rc == OE_OK)
+            leaf_feed_ready(&feed, i + 1);
     }
-    if (rc == OE_OK && e->tlog && oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog))
-        rc = batch_leaves(e, items, n, now, err, errlen);
+    if (e->tlog) {
+        int lrc = leaf_feed_close(&feed, items, n,
+                                  rc == OE_OK && oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog), err,
+                                  errlen);
+        if (rc == OE_OK)
+            rc = lrc;
+    }
     if (rc == OE_OK && e->tlog) {
         /* One signature for the batch, in its transaction. Another process
          * signing with this key is no transient failure: fail closed. */

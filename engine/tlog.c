@@ -229,9 +229,17 @@ oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
     return OE_OK;
 }
 
-void oe_tlog_begin(oe_tlog *t)
+oe_rc oe_tlog_begin(oe_tlog *t, size_t n)
 {
     oe_tlog_abort(t);
+    if (n > t->cap) {
+        void *grown = realloc(t->leaves, n * sizeof *t->leaves);
+        if (!grown)
+            return OE_ENOMEM;
+        t->leaves = grown;
+        t->cap = n;
+    }
+    return OE_OK;
 }
 
 uint64_t oe_tlog_next(const oe_tlog *t)
@@ -241,14 +249,10 @@ uint64_t oe_tlog_next(const oe_tlog *t)
 
 oe_rc oe_tlog_reserve(oe_tlog *t, uint64_t *index)
 {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 256;
-        void *grown = realloc(t->leaves, cap * sizeof *t->leaves);
-        if (!grown)
-            return OE_ENOMEM;
-        t->leaves = grown;
-        t->cap = cap;
-    }
+    /* Never more than oe_tlog_begin made places for: the leaves may be
+     * set on other threads meanwhile, so they do not move. */
+    if (t->n == t->cap)
+        return OE_ELIMIT;
     *index = t->committed.size + t->n++;
     return OE_OK;
 }

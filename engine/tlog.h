@@ -78,12 +78,15 @@ typedef struct oe_tlog_entry {
  * buffer's failure. */
 oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out);
 
-void oe_tlog_begin(oe_tlog *t);
+/* Starts a batch of at most n entries: their leaves' places are made now,
+ * so that oe_tlog_set_leaf may run on other threads while entries are
+ * still reserved. OE_OK or OE_ENOMEM. */
+oe_rc oe_tlog_begin(oe_tlog *t, size_t n);
 /* The index the next entry gets. */
 uint64_t oe_tlog_next(const oe_tlog *t);
 /* Gives the next index (oe_tlog_next) to an entry whose row is in; its
- * leaf follows with oe_tlog_set_leaf before the seal. OE_OK or
- * OE_ENOMEM. */
+ * leaf follows with oe_tlog_set_leaf before the seal. OE_OK, or OE_ELIMIT
+ * past the entries oe_tlog_begin was told of. */
 oe_rc oe_tlog_reserve(oe_tlog *t, uint64_t *index);
 /* The leaf (its bytes) of a reserved index of this batch. Leaves of
  * distinct indexes may be set from several threads at once (the engine
