@@ -35,7 +35,8 @@ static int decode_batch(oe_worker *w, size_t *ne)
         oe_batch_item *it = &sl->item;
         sl->detail[0] = '\0';
         sl->dead = 0;
-        sl->truncate = 0; /* kept across publishing attempts of this batch */
+        sl->truncate = 0;          /* kept across publishing attempts of this batch */
+        oe_buf_free(&sl->receipt); /* never one made for an earlier batch */
         it->decode_error = OE_ERR_NONE;
         it->decode_detail = sl->detail;
         oe_decode_verdict verdict;

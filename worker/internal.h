@@ -40,7 +40,7 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
  * the bytes has at most half a full batch's documents (worker.h), and its
  * receipts (each about 2.5 KB with a proof, plus its result four times:
  * under 25 MiB for results no larger than their requests, as echo's) fit
- * in the other half, so encoding ahead does not raise the worker's peak.
+ * in the other half: encoding ahead keeps within a full batch's peak.
  * The wide-documents test (tests/http/test_kafka_hardening.py) peaked 15
  * MiB higher when every batch encoded ahead. */
 #define RECEIPTS_AHEAD_MAX_BYTES (OE_WORKER_BATCH_BYTES / 2)
@@ -54,7 +54,8 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
-    oe_buf receipt; /* its receipt encoded ahead (worker_receipt_ahead), until produced */
+    oe_buf receipt;            /* its receipt encoded ahead (worker_receipt_ahead, on the
+                                  engine's helpers during the commit), until produced */
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */
