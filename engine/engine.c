@@ -898,6 +898,14 @@ static void complete_item(oe_engine *e, oe_batch_item *it)
         it->complete(it->complete_ctx, it);
 }
 
+static int any_hook(oe_batch_item *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (items[i]->complete)
+            return 1;
+    return 0;
+}
+
 /* The leaf of an entry the batch recorded, made (and hashed into the log)
  * by a helper once its row is in, or by the caller at the end. */
 static void leaf_item(oe_engine *e, oe_batch_item *it)
@@ -1117,12 +1125,10 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
     }
     if (rc == OE_OK) {
         /* Every verdict is in: the outcomes are completed (proofs, the
-         * caller's hook) on the helpers while this thread commits. */
-        size_t todo = e->tlog ? n : 0;
-        for (size_t i = 0; i < n && !todo; i++)
-            todo = items[i]->complete ? n : 0;
+         * caller's hook) on the helpers while this thread commits; no job
+         * when there is neither. */
         item_job done;
-        item_job_init(&done, e, items, todo, complete_item);
+        item_job_init(&done, e, items, e->tlog || any_hook(items, n) ? n : 0, complete_item);
         int posted = items_post(&done);
         double t0 = oe_monotonic();
         int src = oe_store_commit(e->store, err, errlen);
