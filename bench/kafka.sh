@@ -81,6 +81,9 @@ signal.pause()' >"$work/pg.url" 2>"$work/pg.log" &
     read -r t2 t3 rss <<<"$timing"
     kill "$wpid"
     wait "$wpid" 2>/dev/null || true
+    # Measured: its ledger goes, so that the disk does not write it back
+    # during the next run (what is deleted before writeback is not written).
+    rm -f "$work/u$run.db"* "$work/w$run.db"*
     # The size of a receipt as this run published it (Avro, the default
     # receipt format): the mean of the last 50 on each partition of the
     # receipts topic, which are this run's.
