@@ -182,26 +182,56 @@ void oe_pool_run(oe_pool *p, void (*fn)(void *), void *arg)
     oe_pool_join(p, fn, arg, oe_pool_post(p, fn, arg));
 }
 
-void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk, void (*one)(void *ctx, size_t i),
-                       void *ctx)
+void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk,
+                       void (*run)(void *ctx, size_t begin, size_t end), void *ctx)
 {
-    l->one = one;
+    l->run = run;
     l->ctx = ctx;
     l->n = n;
     l->chunk = chunk ? chunk : 1;
     atomic_init(&l->next, 0);
+    atomic_init(&l->ready, n);
+    atomic_init(&l->closed, 1);
+    l->wake = l->told = 0;
+    l->feed = 0;
 }
 
+void oe_pool_feed_init(oe_pool_loop *l, size_t n, size_t chunk, size_t wake,
+                       void (*run)(void *ctx, size_t begin, size_t end), void *ctx)
+{
+    oe_pool_loop_init(l, n, chunk, run, ctx);
+    atomic_store(&l->ready, 0);
+    atomic_store(&l->closed, 0);
+    l->wake = wake ? wake : 1;
+    l->feed = 1;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->more, NULL);
+}
+
+/* Takes chunks of the ready indexes until none is left and the loop is
+ * closed; in an open feed, waits for more. */
 static void loop_run(void *arg)
 {
     oe_pool_loop *l = arg;
     for (;;) {
-        size_t i = atomic_fetch_add(&l->next, l->chunk);
-        if (i >= l->n)
-            return;
-        size_t end = l->n - i > l->chunk ? i + l->chunk : l->n;
-        for (; i < end; i++)
-            l->one(l->ctx, i);
+        size_t i = atomic_load(&l->next), ready = atomic_load(&l->ready);
+        if (i < ready) {
+            size_t end = ready - i > l->chunk ? i + l->chunk : ready;
+            if (atomic_compare_exchange_weak(&l->next, &i, end))
+                l->run(l->ctx, i, end);
+            continue;
+        }
+        /* Closed after the bound's last move: the bound read next is
+         * final. */
+        if (atomic_load(&l->closed)) {
+            if (atomic_load(&l->next) >= atomic_load(&l->ready))
+                return;
+            continue;
+        }
+        pthread_mutex_lock(&l->lock);
+        while (!atomic_load(&l->closed) && atomic_load(&l->next) >= atomic_load(&l->ready))
+            pthread_cond_wait(&l->more, &l->lock);
+        pthread_mutex_unlock(&l->lock);
     }
 }
 
@@ -210,9 +240,31 @@ int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min)
     return l->n >= min && oe_pool_post(p, loop_run, l);
 }
 
+void oe_pool_feed_ready(oe_pool_loop *l, size_t ready)
+{
+    atomic_store(&l->ready, ready);
+    if (ready - l->told >= l->wake) {
+        l->told = ready;
+        pthread_mutex_lock(&l->lock);
+        pthread_cond_signal(&l->more);
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
 void oe_pool_loop_join(oe_pool *p, oe_pool_loop *l, int posted)
 {
+    if (l->feed) {
+        pthread_mutex_lock(&l->lock);
+        atomic_store(&l->closed, 1);
+        pthread_cond_broadcast(&l->more);
+        pthread_mutex_unlock(&l->lock);
+    }
     oe_pool_join(p, loop_run, l, posted);
+    if (l->feed) {
+        pthread_cond_destroy(&l->more);
+        pthread_mutex_destroy(&l->lock);
+        l->feed = 0;
+    }
 }
 
 void oe_pool_stop(oe_pool *p)

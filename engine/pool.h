@@ -11,6 +11,7 @@
 #ifndef OE_POOL_H
 #define OE_POOL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -47,20 +48,37 @@ void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted);
 
 /* A loop over the indexes 0..n-1 shared out between the thread that
  * posts it and the helpers: each takes `chunk` indexes at a time (an
- * atomic counter) and calls one(ctx, i) for each, so every index is run
- * exactly once whoever takes it. oe_pool_loop_post and oe_pool_loop_join
+ * atomic counter) and calls run(ctx, begin, end) for them, so every index
+ * is run exactly once whoever takes it. oe_pool_loop_post and oe_pool_loop_join
  * are oe_pool_post and oe_pool_join for it; a loop of fewer than `min`
- * indexes is not posted (it runs on the caller alone, at the join). */
+ * indexes is not posted (it runs on the caller alone, at the join).
+ *
+ * A feed (oe_pool_feed_init) is a loop whose indexes become ready while it
+ * runs: the helpers take only indexes below the bound that the posting
+ * thread moves up (oe_pool_feed_ready), and wait for more; the join ends
+ * it at the bound it has then, and runs what is left of it. */
 typedef struct oe_pool_loop {
-    void (*one)(void *ctx, size_t i);
+    void (*run)(void *ctx, size_t begin, size_t end);
     void *ctx;
     size_t n, chunk;
-    atomic_size_t next; /* the next index nobody has taken */
+    atomic_size_t next;  /* the next index nobody has taken */
+    atomic_size_t ready; /* indexes below it may be taken: n but in a feed */
+    atomic_int closed;   /* ready moves no more: always but in a feed */
+    /* A feed's: the helpers are woken each time `wake` more are ready. */
+    size_t wake, told;
+    int feed;
+    pthread_mutex_t lock;
+    pthread_cond_t more;
 } oe_pool_loop;
 
-void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk, void (*one)(void *ctx, size_t i),
-                       void *ctx);
+void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk,
+                       void (*run)(void *ctx, size_t begin, size_t end), void *ctx);
+/* A feed of at most n indexes, none ready yet. */
+void oe_pool_feed_init(oe_pool_loop *l, size_t n, size_t chunk, size_t wake,
+                       void (*run)(void *ctx, size_t begin, size_t end), void *ctx);
 int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min);
+/* Indexes [0, ready) of a feed may be run (ready <= n, never lowered). */
+void oe_pool_feed_ready(oe_pool_loop *l, size_t ready);
 void oe_pool_loop_join(oe_pool *p, oe_pool_loop *l, int posted);
 
 /* Keeps the calling thread to the first CPU the process may use, which no

@@ -247,16 +247,18 @@ typedef struct loop_log {
     atomic_int off_caller; /* calls on another thread than the caller's */
 } loop_log;
 
-static void log_index(void *ctx, size_t i)
+static void log_range(void *ctx, size_t begin, size_t end)
 {
     loop_log *l = ctx;
-    atomic_fetch_add(&l->calls[i], 1);
-    if (!pthread_equal(pthread_self(), l->caller)) {
-        atomic_fetch_add(&l->off_caller, 1);
-    } else if (atomic_load(&l->off_caller) == 0) {
-        /* Leave the helpers time to take part: the caller slows down
-         * until one has (at most ~1 s over the loop). */
-        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+    for (size_t i = begin; i < end; i++) {
+        atomic_fetch_add(&l->calls[i], 1);
+        if (!pthread_equal(pthread_self(), l->caller)) {
+            atomic_fetch_add(&l->off_caller, 1);
+        } else if (atomic_load(&l->off_caller) == 0) {
+            /* Leave the helpers time to take part: the caller slows down
+             * until one has (at most ~1 s over the loop). */
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
     }
 }
 
@@ -279,7 +281,7 @@ static int each_once(loop_log *l, size_t n)
 static void run_loop(oe_pool *p, size_t n, size_t min, size_t chunk, loop_log *l)
 {
     oe_pool_loop loop;
-    oe_pool_loop_init(&loop, n, chunk, log_index, l);
+    oe_pool_loop_init(&loop, n, chunk, log_range, l);
     oe_pool_loop_join(p, &loop, oe_pool_loop_post(p, &loop, min));
 }
 
@@ -310,7 +312,7 @@ static void test_loop_each_index_once(void)
 
     loop_log_init(&l); /* in two steps, the caller busy in between */
     oe_pool_loop loop;
-    oe_pool_loop_init(&loop, 500, 8, log_index, &l);
+    oe_pool_loop_init(&loop, 500, 8, log_range, &l);
     int posted = oe_pool_loop_post(p, &loop, 64);
     ASSERT_EQ(posted, 1);
     for (int i = 0; i < 2000 && atomic_load(&l.off_caller) == 0; i++) /* up to 2 s */
@@ -328,6 +330,78 @@ static void test_loop_each_index_once(void)
     oe_pool_free(none);
 }
 
+/* A feed's record: the loop's, and whether each index was ready when it
+ * ran. */
+typedef struct feed_log {
+    loop_log calls;
+    atomic_int marked[1000]; /* set by the caller before the bound passes it */
+    atomic_int early;        /* indexes run before they were ready */
+} feed_log;
+
+static void feed_range(void *ctx, size_t begin, size_t end)
+{
+    feed_log *f = ctx;
+    for (size_t i = begin; i < end; i++)
+        if (!atomic_load(&f->marked[i]))
+            atomic_fetch_add(&f->early, 1);
+    log_range(&f->calls, begin, end);
+}
+
+/* Runs a feed of n indexes made ready `step` at a time (the caller busy a
+ * little between steps), ended at `last` (n: all made ready). */
+static void run_feed(oe_pool *p, feed_log *f, size_t n, size_t step, size_t last)
+{
+    loop_log_init(&f->calls);
+    for (int i = 0; i < 1000; i++)
+        atomic_init(&f->marked[i], 0);
+    atomic_init(&f->early, 0);
+    oe_pool_loop loop;
+    oe_pool_feed_init(&loop, n, 4, 16, feed_range, f);
+    int posted = oe_pool_loop_post(p, &loop, 1);
+    for (size_t r = 0; r < last;) {
+        size_t to = last - r > step ? r + step : last;
+        for (size_t i = r; i < to; i++)
+            atomic_store(&f->marked[i], 1);
+        oe_pool_feed_ready(&loop, to);
+        r = to;
+        nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+    }
+    oe_pool_loop_join(p, &loop, posted);
+}
+
+/* oe_pool_feed_*: the helpers take only indexes made ready, each exactly
+ * once, while the bound moves; a feed ended early runs exactly the indexes
+ * made ready; without helpers the caller runs them all at the join. */
+static void test_feed_runs_only_what_is_ready(void)
+{
+    static feed_log f;
+    oe_pool *p = oe_pool_new(2);
+    ASSERT_EQ(oe_pool_start(p), 2);
+    size_t steps[] = {1, 7, 16, 1000};
+    for (int k = 0; k < 4; k++) {
+        run_feed(p, &f, 1000, steps[k], 1000);
+        ASSERT_TRUE(each_once(&f.calls, 1000));
+        ASSERT_EQ(atomic_load(&f.early), 0);
+    }
+    run_feed(p, &f, 1000, 5, 1000);
+    ASSERT_TRUE(atomic_load(&f.calls.off_caller) > 0); /* the helpers took part */
+
+    run_feed(p, &f, 1000, 9, 301); /* ended at 301: the rest never runs */
+    ASSERT_TRUE(each_once(&f.calls, 301));
+    ASSERT_EQ(atomic_load(&f.early), 0);
+
+    run_feed(p, &f, 1000, 9, 0); /* nothing made ready */
+    ASSERT_TRUE(each_once(&f.calls, 0));
+    oe_pool_free(p);
+
+    oe_pool *none = oe_pool_new(0);
+    run_feed(none, &f, 200, 3, 200);
+    ASSERT_TRUE(each_once(&f.calls, 200));
+    ASSERT_EQ(atomic_load(&f.early), 0);
+    ASSERT_EQ(atomic_load(&f.calls.off_caller), 0);
+    oe_pool_free(none);
+}
+
 int main(void)
 {
     RUN_TEST(test_every_helper_once_per_job);
@@ -336,5 +410,6 @@ int main(void)
     RUN_TEST(test_concurrent_callers);
     RUN_TEST(test_caller_keeps_to_a_free_cpu);
     RUN_TEST(test_loop_each_index_once);
+    RUN_TEST(test_feed_runs_only_what_is_ready);
     return TEST_REPORT();
 }
