@@ -877,12 +877,11 @@ static void item_job_init(item_job *j, oe_engine *e, oe_batch_item *const *items
 }
 
 /* Starts the job on the helpers (they take the items in turn) unless the
- * batch is small or the pool busy; returns whether they took it. The
+ * batch is small or the pool busy (posted says whether they took it). The
  * caller may do other work, then items_join. */
-static int items_post(item_job *j)
+static void items_post(item_job *j)
 {
     j->posted = oe_pool_loop_post(j->e->pool, &j->loop, OE_ENGINE_PARALLEL_MIN);
-    return j->posted;
 }
 
 /* Items [0, ready) of a feed may be taken. */

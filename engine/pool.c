@@ -221,8 +221,8 @@ static void loop_run(void *arg)
                 l->run(l->ctx, i, end);
             continue;
         }
-        /* Closed after the bound's last move: the bound read next is
-         * final. */
+        /* Closed: the bound was set for the last time before that, so
+         * the one read now is final. */
         if (atomic_load(&l->closed)) {
             if (atomic_load(&l->next) >= atomic_load(&l->ready))
                 return;

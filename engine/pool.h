@@ -1,6 +1,7 @@
 /* A fixed pool of helper threads that share out one job at a time with
- * the thread that posts it (the checks before a batch: request hashes and
- * signatures). No thread is made per job.
+ * the thread that posts it (the engine's: the checks before a batch, a
+ * signed batch's leaves while its rows go in, the outcomes' proofs and
+ * receipts while it commits). No thread is made per job.
  *
  * Lifecycle: oe_pool_new allocates and starts nothing; oe_pool_start makes
  * the threads; oe_pool_stop joins them; oe_pool_free releases (stopping
