@@ -255,11 +255,13 @@ unit-san:
 
 # The whole suite: unit tests, the same under ASan+UBSan, then black-box
 # tests of the real binary over HTTP and interop with independent clients.
+# The builds use every CPU (JOBS).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: deps-test
 	$(MAKE) format-check
-	$(MAKE) all unit
-	$(MAKE) SANITIZE=1 unit
-	$(MAKE) fuzz-build
+	$(MAKE) -j$(JOBS) all unit
+	$(MAKE) -j$(JOBS) SANITIZE=1 unit
+	$(MAKE) -j$(JOBS) fuzz-build
 	$(MAKE) check
 
 # The runner alone (a separate make, so that PYTHON is looked up after

@@ -33,15 +33,18 @@ count() {
     fi
 }
 
+# Runs one step: its output goes to $step_out (the lane's own file), and
+# only its last line (all of it on failure) is printed.
+step_out=$work/out
 step() {
     local name=$1 t0=$SECONDS
     shift
     echo "== $name"
-    "$@" >"$work/out" 2>&1
+    "$@" >"$step_out" 2>&1
     local status=$?
-    if [ "$status" -ne 0 ]; then cat "$work/out"; else tail -n 1 "$work/out"; fi
+    if [ "$status" -ne 0 ]; then cat "$step_out"; else tail -n 1 "$step_out"; fi
     echo "   ($((SECONDS - t0)) s)"
-    count "$work/out" "$status"
+    count "$step_out" "$status"
 }
 
 # go test of the receipt verifier (tests/verifier), ending with a line
@@ -110,6 +113,46 @@ for t in tests/http/test_*.py; do
     step "black-box $(basename "$t")" "$PYTHON" "$t"
 done
 
+# The same black-box suites with every service's ledger on PostgreSQL (a
+# throw-away server the tests start, tests/http/pgcluster.py): each Server
+# gets a database instead of a SQLite file. Left out: the command-line and
+# HTTP framing tests, deploy/, the documents' tests (the ledger
+# plays no part in them, or they name their own), and test_ledger, test_shared_ledger and
+# test_signed_receipts, which choose their backends themselves, the Apache
+# Kafka suites (their subject is the broker, not the ledger), and, to keep
+# the suite under 20 minutes, the embedded-broker Kafka suites (including
+# test_kafka_group, whose subject is the group's offsets, and
+# test_examples, whose subject is the clients): workers on
+# a PostgreSQL ledger are test_shared_ledger's (replays, conflicts, used
+# approvals across workers, three workers under kill -9 and a PostgreSQL
+# restart), and the hostile inputs stop before the ledger.
+#
+# The lane runs in the background beside the Apache Kafka suites below (its
+# servers and brokers are its own; every port is a free one, retried if
+# taken): its output is kept in a file of its own and printed, and counted,
+# after them.
+postgresql_lane() {
+    step_out=$work/pg.out
+    passed=0
+    failed=0
+    for t in tests/http/test_*.py; do
+        case $(basename "$t") in
+            test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
+                test_signed_receipts.py | \
+                test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
+                test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py | test_kafka_group.py | \
+                test_examples.py | \
+                test_deploy.py | test_readme.py | test_operations.py)
+                continue ;;
+        esac
+        step "black-box $(basename "$t") [postgresql ledger]" \
+            env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"
+    done
+    echo "lane: $passed passed, $failed failed"
+}
+postgresql_lane >"$work/pg.lane" 2>&1 &
+pg_pid=$!
+
 # The Kafka suites again on Apache Kafka itself (KRaft, one node from the
 # broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the five
 # files; each test makes topics of its own there with `openexec topics`.
@@ -134,32 +177,11 @@ else
     failed=$((failed + 1))
 fi
 
-# The same black-box suites with every service's ledger on PostgreSQL (a
-# throw-away server the tests start, tests/http/pgcluster.py): each Server
-# gets a database instead of a SQLite file. Left out: the command-line and
-# HTTP framing tests, deploy/, the documents' tests (the ledger
-# plays no part in them, or they name their own), and test_ledger, test_shared_ledger and
-# test_signed_receipts, which choose their backends themselves, the Apache
-# Kafka suites (their subject is the broker, not the ledger), and, to keep
-# the suite under 20 minutes, the embedded-broker Kafka suites (including
-# test_kafka_group, whose subject is the group's offsets, and
-# test_examples, whose subject is the clients): workers on
-# a PostgreSQL ledger are test_shared_ledger's (replays, conflicts, used
-# approvals across workers, three workers under kill -9 and a PostgreSQL
-# restart), and the hostile inputs stop before the ledger.
-for t in tests/http/test_*.py; do
-    case $(basename "$t") in
-        test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
-            test_signed_receipts.py | \
-            test_real_kafka.py | test_kafka_secure.py | test_kafka_cluster.py | \
-            test_kafka.py | test_kafka_faults.py | test_kafka_hardening.py | test_kafka_group.py | \
-            test_examples.py | \
-            test_deploy.py | test_readme.py | test_operations.py)
-            continue ;;
-    esac
-    step "black-box $(basename "$t") [postgresql ledger]" \
-        env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"
-done
+wait "$pg_pid"
+pg_status=$?
+echo "== PostgreSQL lane (beside the Apache Kafka suites)"
+cat "$work/pg.lane"
+count "$work/pg.lane" "$pg_status"
 
 echo "total: $passed passed, $failed failed ($SECONDS s)"
 [ "$failed" -eq 0 ]
