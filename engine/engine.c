@@ -980,7 +980,8 @@ static void leaves_open(item_job *feed, oe_engine *e, oe_batch_item *const *item
 {
     e->batch_now = now;
     atomic_store(&e->leaf_failure, OE_OK);
-    item_job_init(feed, e, items, e->tlog ? n : 0, LEAF_FEED_WAKE, leaf_item);
+    /* Unsigned: an empty loop, not a feed (no lock to make and unmake). */
+    item_job_init(feed, e, items, e->tlog ? n : 0, e->tlog ? LEAF_FEED_WAKE : 0, leaf_item);
     feed->ahead = warm_item;
     items_post(feed);
 }

@@ -242,6 +242,8 @@ int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min)
 
 void oe_pool_feed_ready(oe_pool_loop *l, size_t ready)
 {
+    if (!l->feed)
+        return; /* a whole loop: every index was ready from the start */
     atomic_store(&l->ready, ready);
     if (ready - l->told >= l->wake) {
         l->told = ready;

@@ -78,7 +78,8 @@ void oe_pool_loop_init(oe_pool_loop *l, size_t n, size_t chunk,
 void oe_pool_feed_init(oe_pool_loop *l, size_t n, size_t chunk, size_t wake,
                        void (*run)(void *ctx, size_t begin, size_t end), void *ctx);
 int oe_pool_loop_post(oe_pool *p, oe_pool_loop *l, size_t min);
-/* Indexes [0, ready) of a feed may be run (ready <= n, never lowered). */
+/* Indexes [0, ready) of a feed may be run (ready <= n, never lowered); for a
+ * whole loop it does nothing (all were ready from the start). */
 void oe_pool_feed_ready(oe_pool_loop *l, size_t ready);
 void oe_pool_loop_join(oe_pool *p, oe_pool_loop *l, int posted);
 

@@ -107,34 +107,57 @@ fi
 step "avro interop with python3-avro" "$PYTHON" tests/codec/avro_interop.py selftest
 
 # Black-box tests of the binary: real HTTP, real SQLite files, python3
-# clients (Debian's interpreter, for python3-cryptography).
-for t in tests/http/test_*.py; do
-    [ "$(basename "$t")" != test_kafka_cluster.py ] || continue
-    step "black-box $(basename "$t")" "$PYTHON" "$t"
-done
-
-# The same black-box suites with every service's ledger on PostgreSQL (a
-# throw-away server the tests start, tests/http/pgcluster.py): each Server
-# gets a database instead of a SQLite file. Left out: the command-line and
-# HTTP framing tests, deploy/, the documents' tests (the ledger
-# plays no part in them, or they name their own), and test_ledger, test_shared_ledger and
-# test_signed_receipts, which choose their backends themselves, the Apache
-# Kafka suites (their subject is the broker, not the ledger), and, to keep
-# the suite under 20 minutes, the embedded-broker Kafka suites (including
-# test_kafka_group, whose subject is the group's offsets, and
-# test_examples, whose subject is the clients): workers on
-# a PostgreSQL ledger are test_shared_ledger's (replays, conflicts, used
-# approvals across workers, three workers under kill -9 and a PostgreSQL
-# restart), and the hostile inputs stop before the ledger.
+# clients (Debian's interpreter, for python3-cryptography). They mostly
+# wait (for brokers, groups, timeouts), so they run in two lanes: the
+# embedded-broker suites here, and beside them a second lane (below) with
+# the Apache Kafka node's suites, then the PostgreSQL-ledger suites. Every
+# test's servers, brokers, topics, databases and temporary files are its
+# own, and every port a free one (retried if taken). test_real_kafka runs
+# last, alone: three brokers, kill -9s and elections, whose timings it
+# measures.
 #
-# The lane runs in the background beside the Apache Kafka suites below (its
-# servers and brokers are its own; every port is a free one, retried if
-# taken): its output is kept in a file of its own and printed, and counted,
-# after them.
-postgresql_lane() {
-    step_out=$work/pg.out
-    passed=0
-    failed=0
+# The second lane, first part: the Kafka suites again on Apache Kafka
+# itself (KRaft, one node from the broker's jars on Maven Central,
+# tests/kafka/kafka.sh), shared by the five files; each test makes topics
+# of its own there with `openexec topics`. test_examples runs the client
+# examples of docs/integrate.md on it too, the Java one only there (the
+# embedded broker cannot serve kafka-clients). A broker that cannot be
+# fetched or started fails the step with kafka.sh's reason.
+# test_kafka_cluster (topics, readiness) uses the node too; test_real_kafka
+# and test_kafka_secure start clusters of their own (three nodes, SASL_SSL).
+apache_kafka_suites() {
+    echo "== Apache Kafka for the suites"
+    local up
+    if up=$(tests/kafka/kafka.sh up --dir "$kafka_dir" --nodes 1 2>&1); then
+        echo "$up"
+        export OPENEXEC_TEST_KAFKA_BOOTSTRAP=${up#bootstrap.servers=}
+        step "black-box test_kafka_cluster.py [apache kafka]" "$PYTHON" tests/http/test_kafka_cluster.py
+        for t in test_kafka test_kafka_faults test_kafka_hardening test_kafka_group test_examples; do
+            step "black-box $t.py [apache kafka]" env OPENEXEC_TEST_BROKER=kafka "$PYTHON" "tests/http/$t.py"
+        done
+        tests/kafka/kafka.sh down --dir "$kafka_dir"
+        unset OPENEXEC_TEST_KAFKA_BOOTSTRAP
+    else
+        echo "   $up"
+        failed=$((failed + 1))
+    fi
+}
+
+# The second lane, second part: the same black-box suites with every
+# service's ledger on PostgreSQL (a throw-away server the tests start,
+# tests/http/pgcluster.py): each Server gets a database instead of a
+# SQLite file. Left out: the command-line and HTTP framing tests, deploy/,
+# the documents' tests (the ledger plays no part in them, or they name
+# their own), and test_ledger, test_shared_ledger and test_signed_receipts,
+# which choose their backends themselves, the Apache Kafka suites (their
+# subject is the broker, not the ledger), and, to keep the suite short, the
+# embedded-broker Kafka suites (including test_kafka_group, whose subject
+# is the group's offsets, and test_examples, whose subject is the
+# clients): workers on a PostgreSQL ledger are test_shared_ledger's
+# (replays, conflicts, used approvals across workers, three workers under
+# kill -9 and a PostgreSQL restart), and the hostile inputs stop before
+# the ledger.
+postgresql_suites() {
     for t in tests/http/test_*.py; do
         case $(basename "$t") in
             test_cli_config.py | test_http_hardening.py | test_ledger.py | test_shared_ledger.py | \
@@ -148,40 +171,35 @@ postgresql_lane() {
         step "black-box $(basename "$t") [postgresql ledger]" \
             env OPENEXEC_TEST_LEDGER=postgresql "$PYTHON" "$t"
     done
-    echo "lane: $passed passed, $failed failed"
 }
-postgresql_lane >"$work/pg.lane" 2>&1 &
-pg_pid=$!
 
-# The Kafka suites again on Apache Kafka itself (KRaft, one node from the
-# broker's jars on Maven Central, tests/kafka/kafka.sh), shared by the five
-# files; each test makes topics of its own there with `openexec topics`.
-# test_examples runs the client examples of docs/integrate.md on it too,
-# the Java one only there (the embedded broker cannot serve kafka-clients).
-# A broker that cannot be fetched or started fails the step with kafka.sh's
-# reason. test_kafka_cluster (topics, readiness) uses the node too;
-# test_real_kafka and test_kafka_secure start clusters of their own (three
-# nodes, SASL_SSL), and run with the other files below.
-echo "== Apache Kafka for the suites"
-if out=$(tests/kafka/kafka.sh up --dir "$kafka_dir" --nodes 1 2>&1); then
-    echo "$out"
-    export OPENEXEC_TEST_KAFKA_BOOTSTRAP=${out#bootstrap.servers=}
-    step "black-box test_kafka_cluster.py [apache kafka]" "$PYTHON" tests/http/test_kafka_cluster.py
-    for t in test_kafka test_kafka_faults test_kafka_hardening test_kafka_group test_examples; do
-        step "black-box $t.py [apache kafka]" env OPENEXEC_TEST_BROKER=kafka "$PYTHON" "tests/http/$t.py"
-    done
-    tests/kafka/kafka.sh down --dir "$kafka_dir"
-    unset OPENEXEC_TEST_KAFKA_BOOTSTRAP
-else
-    echo "   $out"
-    failed=$((failed + 1))
-fi
+# The second lane in the background: its output is kept in a file of its
+# own, and printed and counted after the first lane.
+second_lane() {
+    step_out=$work/lane2.out
+    passed=0
+    failed=0
+    apache_kafka_suites
+    postgresql_suites
+    echo "second lane: $passed passed, $failed failed"
+}
+second_lane >"$work/lane2" 2>&1 &
+lane2_pid=$!
 
-wait "$pg_pid"
-pg_status=$?
-echo "== PostgreSQL lane (beside the Apache Kafka suites)"
-cat "$work/pg.lane"
-count "$work/pg.lane" "$pg_status"
+for t in tests/http/test_*.py; do
+    case $(basename "$t") in
+        test_kafka_cluster.py | test_real_kafka.py) continue ;;
+    esac
+    step "black-box $(basename "$t")" "$PYTHON" "$t"
+done
+
+wait "$lane2_pid"
+lane2_status=$?
+echo "== second lane (beside the suites above): Apache Kafka, PostgreSQL ledger"
+cat "$work/lane2"
+count "$work/lane2" "$lane2_status"
+
+step "black-box test_real_kafka.py (alone)" "$PYTHON" tests/http/test_real_kafka.py
 
 echo "total: $passed passed, $failed failed ($SECONDS s)"
 [ "$failed" -eq 0 ]

@@ -509,7 +509,11 @@ class TwoWorkers(KafkaCase):
         with open(os.path.join(folder, "calc.lua"), "w") as f:
             f.write(CALC)
         actions = ["calc", "calc", "refund", "key-rotation", "tool-router", "echo"]
-        b = self.broker()
+        # 16 partitions: the two workers' 20,000 signed receipts (about
+        # 1.7 KB each) stay within the embedded broker's 5 MiB per
+        # partition, so that a reader that falls behind never finds its
+        # offset gone.
+        b = self.broker(partitions=16)
         workers = [self.worker(b.bootstrap, args=["--actions-dir", folder, "--group-id", g],
                                env={"OPENEXEC_RECEIPT_FORMAT": fmt},
                                db=os.path.join(self.tmp, g + ".db"))
