@@ -320,6 +320,12 @@ static void test_loop_each_index_once(void)
     ASSERT_TRUE(atomic_load(&l.off_caller) > 0); /* the helpers started without the caller */
     oe_pool_loop_join(p, &loop, posted);
     ASSERT_TRUE(each_once(&l, 500));
+
+    loop_log_init(&l); /* a whole loop's bound is n: moving it does nothing */
+    oe_pool_loop_init(&loop, 10, 4, log_range, &l);
+    oe_pool_feed_ready(&loop, 400);
+    oe_pool_loop_join(p, &loop, oe_pool_loop_post(p, &loop, 1));
+    ASSERT_TRUE(each_once(&l, 10));
     oe_pool_free(p);
 
     oe_pool *none = oe_pool_new(0); /* no helper: the caller alone */
