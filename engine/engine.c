@@ -1083,8 +1083,8 @@ static int process_batch(oe_engine *e, oe_batch_item *const *items, size_t n, do
             else if (rc == OE_OK && e->tlog)
                 rc = log_entry(e, o, err, errlen);
         }
-        if (rc == OE_OK && e->tlog)
-            items_ready(&feed, i + 1);
+        if (rc == OE_OK)
+            items_ready(&feed, i + 1); /* nothing to take without a log: a whole loop */
     }
     int lrc = leaves_close(&feed, n,
                            rc == OE_OK && e->tlog && oe_tlog_next(e->tlog) > oe_tlog_size(e->tlog),
