@@ -118,6 +118,13 @@ struct oe_worker {
     rd_kafka_queue_t *commit_q;
     int commit_inflight;
     rd_kafka_topic_partition_list_t *commit_next;
+    /* Partitions revoked or assigned while that commit was on its way: if
+     * it is refused, their offsets are not kept for later (they are of an
+     * ownership that has ended). */
+    rd_kafka_topic_partition_list_t *moved;
+    /* The highest offset sent in a commit for each partition owned (the
+     * ownership's; forgotten when the partition goes or comes back). */
+    rd_kafka_topic_partition_list_t *sent;
     int sharing_dirty; /* worker thread: the assignment changed */
     double last_sharing_check;
     oe_log_limit ledger_log; /* "ledger unavailable": at its start, then every 30 s */

@@ -20,6 +20,44 @@
 
 static void filter_offsets(oe_worker *w, rd_kafka_topic_partition_list_t **list,
                            const rd_kafka_topic_partition_list_t *parts, int keep);
+static void merge_offsets(rd_kafka_topic_partition_list_t **dst,
+                          const rd_kafka_topic_partition_list_t *src);
+
+/* Writes parts as "topic: 2@2063 5@120 ..." into buf (a partition without
+ * an offset has none written; "committed" offsets with offsets = 1),
+ * ending in "..." when it does not fit. For the log lines of rebalances
+ * and commits. */
+static const char *parts_text(const rd_kafka_topic_partition_list_t *parts, int offsets, char *buf,
+                              size_t size)
+{
+    size_t n = 0;
+    const char *topic = NULL;
+    buf[0] = '\0';
+    for (int i = 0; parts && i < parts->cnt && n < size; i++) {
+        const rd_kafka_topic_partition_t *e = &parts->elems[i];
+        int w;
+        if (!topic || strcmp(topic, e->topic) != 0)
+            w = snprintf(buf + n, size - n, "%s%s:", n ? "; " : "", e->topic);
+        else
+            w = 0;
+        topic = e->topic;
+        if (w >= 0 && (size_t)w < size - n) {
+            n += (size_t)w;
+            if (!offsets || e->offset < 0)
+                w = snprintf(buf + n, size - n, " %d", (int)e->partition);
+            else
+                w = snprintf(buf + n, size - n, " %d@%lld", (int)e->partition,
+                             (long long)e->offset);
+        }
+        if (w < 0 || (size_t)w >= size - n) {
+            if (size >= 4)
+                memcpy(buf + size - 4, "...", 4);
+            return buf;
+        }
+        n += (size_t)w;
+    }
+    return buf;
+}
 
 /* Drops messages of revoked partitions from the batch being gathered: they
  * have not been processed, and their new owner starts from the committed
@@ -43,12 +81,68 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
     w->b.n = keep;
 }
 
+/* Drops the offsets of parts from those waiting to be committed (refused
+ * before, or queued behind the commit on its way): they belong to an
+ * ownership of those partitions that has ended. */
+static void forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *parts)
+{
+    filter_offsets(w, &w->pending_commit, parts, 0);
+    filter_offsets(w, &w->commit_next, parts, 0);
+    filter_offsets(w, &w->sent, parts, 0);
+}
+
+/* Drops from *list every offset below one already sent for its partition
+ * in this ownership, and notes the others as sent (freeing *list when
+ * nothing is left). A commit never moves a partition back. Without this
+ * it could: offsets a commit was refused wait in pending_commit and join
+ * the next batch's commit, which can go out after a commit with later
+ * offsets of theirs that was queued behind the refused one; and
+ * librdkafka before 2.4 may hand over messages again from an earlier
+ * position after a rebalance. The same offset again is a retry. */
+static void advance_sent(oe_worker *w, rd_kafka_topic_partition_list_t **list)
+{
+    if (!*list)
+        return;
+    rd_kafka_topic_partition_list_t *out = rd_kafka_topic_partition_list_new((*list)->cnt);
+    for (int i = 0; i < (*list)->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &(*list)->elems[i];
+        const rd_kafka_topic_partition_t *s =
+            w->sent ? rd_kafka_topic_partition_list_find(w->sent, e->topic, e->partition) : NULL;
+        if (!s || e->offset >= s->offset)
+            rd_kafka_topic_partition_list_add(out, e->topic, e->partition)->offset = e->offset;
+    }
+    if (out->cnt < (*list)->cnt && oe_log_enabled(OE_LOG_DEBUG)) {
+        char text[512];
+        oe_log(OE_LOG_DEBUG, "worker", NULL, "offsets behind those committed before, dropped (%s)",
+               parts_text(*list, 1, text, sizeof text));
+    }
+    rd_kafka_topic_partition_list_destroy(*list);
+    *list = NULL;
+    if (out->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(out);
+        return;
+    }
+    merge_offsets(&w->sent, out);
+    *list = out;
+}
+
 void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     oe_worker *w = opaque;
     rd_kafka_error_t *error;
+    char text[512];
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* These partitions start at the group's committed offset. Offsets
+         * of an earlier ownership of them, still waiting here, would move
+         * it back once a later owner has committed more: dropped, after
+         * the commit on its way is answered (a refusal keeps its offsets
+         * for later). */
+        forget_offsets(w, parts);
+        worker_poll_commits(w, COMMIT_WAIT_MS);
+        forget_offsets(w, parts);
+        if (w->commit_inflight)
+            merge_offsets(&w->moved, parts); /* nor when it is answered later */
         /* Start where the group committed; a partition without a commit
          * starts at its beginning (auto.offset.reset is "error", so that
          * only a lost committed position is reported, handle_offset_reset).
@@ -73,32 +167,51 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             atomic_fetch_add(&w->assigned, parts->cnt);
         if (!error && w->paused)
             rd_kafka_pause_partitions(rk, parts);
-        oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s)", parts->cnt);
+        oe_log(OE_LOG_INFO, "worker", NULL, "assigned %d partition(s) (%s)", parts->cnt,
+               parts_text(parts, 1, text, sizeof text));
     } else {
+        int lost = rd_kafka_assignment_lost(rk);
         /* What this worker finished is committed before the partitions
          * go: the batch in flight first (its offsets are the group's
          * now, so the new owner starts after it, with no replays). */
         worker_finish_inflight(w);
         worker_poll_commits(w, COMMIT_WAIT_MS);
         drop_revoked(w, parts);
-        /* Offsets a rebalance refused, of partitions leaving us: committed
+        /* Offsets of partitions leaving us that a rebalance refused, or
+         * still queued behind a commit that did not come back: committed
          * now if the group still takes them (a lost assignment cannot). */
-        if (w->pending_commit && !rd_kafka_assignment_lost(rk)) {
-            rd_kafka_topic_partition_list_t *leaving =
-                rd_kafka_topic_partition_list_copy(w->pending_commit);
-            filter_offsets(w, &leaving, parts, 1);
-            if (leaving) {
-                rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
-                oe_log(OE_LOG_INFO, "worker", NULL, "offsets of %d revoked partition(s): %s",
-                       leaving->cnt, e ? rd_kafka_err2str(e) : "committed");
-                rd_kafka_topic_partition_list_destroy(leaving);
-            }
+        rd_kafka_topic_partition_list_t *leaving = NULL;
+        if (w->pending_commit)
+            merge_offsets(&leaving, w->pending_commit);
+        if (w->commit_next)
+            merge_offsets(&leaving, w->commit_next);
+        filter_offsets(w, &leaving, parts, 1);
+        if (!lost)
+            advance_sent(w, &leaving);
+        if (leaving && !lost) {
+            rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
+            oe_log(OE_LOG_INFO, "worker", NULL, "offsets of %d revoked partition(s) (%s): %s",
+                   leaving->cnt, parts_text(leaving, 1, text, sizeof text),
+                   e ? rd_kafka_err2str(e) : "committed");
         }
-        filter_offsets(w, &w->pending_commit, parts, 0);
+        if (leaving)
+            rd_kafka_topic_partition_list_destroy(leaving);
+        forget_offsets(w, parts);
+        if (w->commit_inflight) {
+            /* Its answer comes after the partitions have gone: a refusal
+             * must not keep their offsets. If it is taken late, the
+             * partitions' committed offsets may be behind their new
+             * owners' (re-delivered and answered from the ledger). */
+            merge_offsets(&w->moved, parts);
+            oe_log(OE_LOG_WARN, "worker", NULL,
+                   "an offset commit was not answered within %d s before partitions were "
+                   "revoked (%s)",
+                   COMMIT_WAIT_MS / 1000, parts_text(parts, 0, text, sizeof text));
+        }
         error = rd_kafka_incremental_unassign(rk, parts);
         atomic_fetch_sub(&w->assigned, parts->cnt);
-        oe_log(OE_LOG_INFO, "worker", NULL, "revoked %d partition(s)%s", parts->cnt,
-               rd_kafka_assignment_lost(rk) ? " (lost)" : "");
+        oe_log(OE_LOG_INFO, "worker", NULL, "revoked %d partition(s)%s (%s)", parts->cnt,
+               lost ? " (lost)" : "", parts_text(parts, 0, text, sizeof text));
     }
     if (error) {
         oe_log(OE_LOG_WARN, "worker", NULL, "rebalance: %s", rd_kafka_error_string(error));
@@ -253,6 +366,9 @@ static void send_commit(oe_worker *w)
         return;
     rd_kafka_topic_partition_list_t *list = w->commit_next;
     w->commit_next = NULL;
+    advance_sent(w, &list);
+    if (!list)
+        return;
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(w->consumer, list, w->commit_q, NULL, NULL);
     if (err) {
         oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (tried again)",
@@ -272,6 +388,11 @@ static void commit_done(oe_worker *w, rd_kafka_resp_err_t err,
     if (!list)
         return;
     if (!err) {
+        if (oe_log_enabled(OE_LOG_DEBUG)) {
+            char text[512];
+            oe_log(OE_LOG_DEBUG, "worker", NULL, "offsets committed (%s)",
+                   parts_text(list, 1, text, sizeof text));
+        }
         prune_pending(w, list);
         return;
     }
@@ -288,12 +409,23 @@ static void commit_done(oe_worker *w, rd_kafka_resp_err_t err,
                     rd_kafka_err2str(err), w->cfg.kafka->group_id);
         return;
     }
+    char text[512];
+    parts_text(list, 1, text, sizeof text);
     if (rebalance_error(err))
-        oe_log(OE_LOG_INFO, "worker", NULL, "offset commit: %s (committed after the rebalance)",
+        oe_log(OE_LOG_INFO, "worker", NULL,
+               "offset commit (%s): %s (committed after the rebalance)", text,
                rd_kafka_err2str(err));
     else
-        oe_log(OE_LOG_WARN, "worker", NULL, "offset commit: %s (retrying)", rd_kafka_err2str(err));
-    defer_offsets(w, list);
+        oe_log(OE_LOG_WARN, "worker", NULL, "offset commit (%s): %s (retrying)", text,
+               rd_kafka_err2str(err));
+    /* Not the offsets of partitions that moved while it was on its way. */
+    rd_kafka_topic_partition_list_t *keep = rd_kafka_topic_partition_list_copy(list);
+    if (w->moved)
+        filter_offsets(w, &keep, w->moved, 0);
+    if (keep) {
+        defer_offsets(w, keep);
+        rd_kafka_topic_partition_list_destroy(keep);
+    }
 }
 
 /* Serves the answers to commits, waiting up to wait_ms in all for the one
@@ -312,6 +444,10 @@ void worker_poll_commits(oe_worker *w, int wait_ms)
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
             w->commit_inflight = 0;
             commit_done(w, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+            if (w->moved) {
+                rd_kafka_topic_partition_list_destroy(w->moved);
+                w->moved = NULL;
+            }
             send_commit(w);
         }
         rd_kafka_event_destroy(ev);
@@ -350,6 +486,7 @@ void worker_retry_pending_commit(oe_worker *w, int force)
     /* After the asynchronous commits sent before (in order). */
     worker_poll_commits(w, COMMIT_WAIT_MS);
     filter_offsets(w, &w->pending_commit, NULL, 1);
+    advance_sent(w, &w->pending_commit);
     if (!w->pending_commit)
         return;
     rd_kafka_resp_err_t err = commit_list(w, w->pending_commit);
@@ -359,10 +496,12 @@ void worker_retry_pending_commit(oe_worker *w, int force)
         w->next_pending_try = oe_monotonic() + 0.2;
         return;
     }
+    char text[512];
+    parts_text(w->pending_commit, 1, text, sizeof text);
     if (err)
         not_committed(err);
     else
-        oe_log(OE_LOG_INFO, "worker", NULL, "offsets committed after the rebalance");
+        oe_log(OE_LOG_INFO, "worker", NULL, "offsets committed after the rebalance (%s)", text);
     rd_kafka_topic_partition_list_destroy(w->pending_commit);
     w->pending_commit = NULL;
 }

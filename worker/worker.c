@@ -667,6 +667,10 @@ void oe_worker_free(oe_worker *w)
         rd_kafka_queue_destroy(w->commit_q);
     if (w->commit_next)
         rd_kafka_topic_partition_list_destroy(w->commit_next);
+    if (w->moved)
+        rd_kafka_topic_partition_list_destroy(w->moved);
+    if (w->sent)
+        rd_kafka_topic_partition_list_destroy(w->sent);
     if (w->consumer && !w->consumer_abandoned)
         rd_kafka_destroy(w->consumer);
     producer_free(w);

@@ -45,8 +45,8 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import (cli, committed_offsets, decode_receipt, execution_id,  # noqa: E402
-                     ledger_query, produce, receipt_hash, request_hash, result_json,
-                     run_tests, TopicReader)
+                     kafka_producer, ledger_query, produce, receipt_hash, request_hash,
+                     result_json, run_tests, TopicReader)
 from kafkacluster import KafkaCluster  # noqa: E402
 from test_kafka import KafkaCase, jreq  # noqa: E402
 
@@ -749,7 +749,21 @@ class Rebalances(RealKafka):
         args = FAST_FAILOVER + ["--batch-max", "1000"]
         tr = self.track(topics.receipts)
         reqs, msgs = add_requests("rb", total)
-        produce(self.c.bootstrap, msgs, topic=topics.requests, timeout=120)
+        # The requests are fed as they are answered, a few thousand ahead:
+        # the group stays busy through every membership change, however
+        # long a worker takes to stop (all of them up front ran out before
+        # the last change once, while one stop took seconds).
+        feeder = kafka_producer(self.c.bootstrap)
+        fed = [0]
+
+        def feed(ahead):
+            want = min(total, len(tr.keys) + ahead)
+            if want > fed[0]:
+                produce(self.c.bootstrap, msgs[fed[0]:want], topic=topics.requests,
+                        timeout=120, producer=feeder)
+                fed[0] = want
+
+        feed(8000)
         # Two workers start on the backlog together.
         w1 = self.start_worker(topics, group, db, env=env, args=args, ready_timeout=0)
         w2 = self.start_worker(topics, group, db, env=env, args=args, ready_timeout=0)
@@ -761,6 +775,8 @@ class Rebalances(RealKafka):
             while len(tr.keys) < n:
                 self.assertLess(time.monotonic(), deadline, "%d answered, waiting for %d"
                                 % (len(tr.keys), n))
+                if fed[0] - len(tr.keys) < 3000:
+                    feed(6000)
                 tr.poll(0.02)
 
         def mark(what):
@@ -786,7 +802,8 @@ class Rebalances(RealKafka):
         w2b = self.start_worker(topics, group, db, env=env, args=args, ready_timeout=0)
         workers.append(w2b)
         mark("worker 2 back")
-        self.assertLess(len(tr.keys), total, "the run ended before the last rebalance")
+        self.assertLess(len(tr.keys), fed[0], "the run ended before the last rebalance")
+        feed(total)
         live = [w3, w1b, w2b]
         self.wait_answered(tr, [n for n, _ in reqs], 120, "30,000 requests", live)
         self.settle(tr, quiet=2.0)
@@ -811,6 +828,11 @@ class Rebalances(RealKafka):
             if committed == ends or time.monotonic() - t0 > 40:
                 break
             time.sleep(0.5)
+        if committed != ends:
+            # What each worker said of its assignments, commits and pauses.
+            for k, w in enumerate(workers):
+                print("    worker %d log:\n      %s" % (k, "\n      ".join(self.lines(
+                    w, "assigned ", "revoked ", "offset", "paused", "resumed", "unavailable"))))
         self.assertEqual(committed, ends, "committed offsets of the group vs the ends of %s"
                          % topics.requests)
         print("    committed offsets at the end of every partition %.1f s after the last answer"

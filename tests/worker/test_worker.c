@@ -35,23 +35,35 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Produces JSON requests (and one undecodable message) keyed by nonce. */
-static void produce_requests(const char *brokers, const char *topic, int first, int n, int garbage)
+static rd_kafka_t *test_producer(const char *brokers)
 {
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr);
-    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    return rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+}
+
+/* Queues JSON requests first..first+n-1 keyed by nonce, to partition (or
+ * RD_KAFKA_PARTITION_UA: by key). */
+static void queue_requests(rd_kafka_t *p, const char *topic, int32_t partition, int first, int n)
+{
     for (int i = first; i < first + n; i++) {
         char key[32], body[128];
         snprintf(key, sizeof key, "w-%d", i);
         int len = snprintf(body, sizeof body,
                            "{\"action\":\"add\",\"payload\":{\"a\":%d,\"b\":1},\"nonce\":\"%s\"}",
                            i, key);
-        rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                          RD_KAFKA_V_VALUE(body, (size_t)len),
+        rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                          RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(body, (size_t)len),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     }
+}
+
+/* Produces JSON requests (and one undecodable message) keyed by nonce. */
+static void produce_requests(const char *brokers, const char *topic, int first, int n, int garbage)
+{
+    rd_kafka_t *p = test_producer(brokers);
+    queue_requests(p, topic, RD_KAFKA_PARTITION_UA, first, n);
     if (garbage)
         rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE("garbage", 7),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
@@ -69,6 +81,8 @@ static int read_topic(const char *brokers, const char *topic, int want, double t
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr);
     rd_kafka_conf_set(conf, "group.id", "test-reader", errstr, sizeof errstr);
+    /* Commits only by the worker (a test may answer its commits). */
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof errstr);
     rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     rd_kafka_poll_set_consumer(c);
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(4);
@@ -439,6 +453,97 @@ static void test_transaction_retriable_commit_is_retried(void)
     oe_broker_free(b);
 }
 
+/* The committed offset of the workers' group on partition of "req" (-1:
+ * none, or it could not be read). */
+static int64_t committed_offset(const char *brokers, int32_t partition)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "group.id", "test-workers", errstr, sizeof errstr);
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, "req", partition);
+    int64_t offset = -1;
+    if (rd_kafka_committed(c, list, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR && !list->elems[0].err)
+        offset = list->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_destroy(c);
+    return offset;
+}
+
+/* Waits up to timeout seconds for partition's committed offset to be
+ * want; returns the last one read. */
+static int64_t wait_committed(const char *brokers, int32_t partition, int64_t want, double timeout)
+{
+    double end = now_s() + timeout;
+    int64_t got;
+    while ((got = committed_offset(brokers, partition)) != want && now_s() < end)
+        sleep_ms(100);
+    return got;
+}
+
+/* Regression (seen on Apache Kafka during rebalances): a commit was
+ * refused while the next one, with a later offset of the same partition,
+ * waited behind it. The refused offset was kept for later and joined to
+ * the commit of a batch that finished while that later commit was on its
+ * way, so it was committed after it: the partition's committed offset went
+ * back, for good when no more requests came, and a restart would have
+ * answered those requests again. A worker never commits a partition's
+ * offset below one it has already sent. */
+static void test_refused_commit_never_moves_an_offset_back(void)
+{
+    oe_broker *b = test_broker();
+    if (!b)
+        return;
+    const char *brokers = oe_broker_bootstraps(b);
+    char db[128];
+    snprintf(db, sizeof db, "%s/commit-order.db", dir);
+    rd_kafka_t *p = test_producer(brokers);
+    worker_fixture f;
+    if (start_worker(&f, brokers, db) == 0) {
+        int answered;
+        queue_requests(p, "req", 0, 0, 10);
+        rd_kafka_flush(p, 5000);
+        answered = 0;
+        read_receipts(brokers, 10, 15, 100, &answered);
+        ASSERT_EQ(answered, 10);
+        ASSERT_EQ(wait_committed(brokers, 0, 10, 5), 10);
+        /* The next commit (of requests 10..19) is refused after 1.5 s, and
+         * the one after it (20..29, sent once the refusal is in) is taken
+         * after 1.5 s more. */
+        rd_kafka_mock_broker_push_request_error_rtts(oe_broker_mock(b), 1, 8 /* OffsetCommit */, 2,
+                                                     RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+                                                     1500, RD_KAFKA_RESP_ERR_NO_ERROR, 1500);
+        queue_requests(p, "req", 0, 10, 10);
+        rd_kafka_flush(p, 5000);
+        answered = 0;
+        read_receipts(brokers, 20, 15, 100, &answered);
+        ASSERT_EQ(answered, 20);
+        queue_requests(p, "req", 0, 20, 10);
+        rd_kafka_flush(p, 5000);
+        answered = 0;
+        read_receipts(brokers, 30, 15, 100, &answered);
+        ASSERT_EQ(answered, 30);
+        /* Batches of another partition finish all through the refusal
+         * and the later commit's wait. */
+        for (int i = 0; i < 60; i++) {
+            queue_requests(p, "req", 1, 30 + i, 1);
+            rd_kafka_flush(p, 1000);
+            sleep_ms(50);
+        }
+        answered = 0;
+        read_receipts(brokers, 90, 15, 100, &answered);
+        ASSERT_EQ(answered, 90);
+        ASSERT_EQ(wait_committed(brokers, 1, 60, 10), 60);
+        /* Partition 0 stays at its end, 30 (it went back to 20). */
+        ASSERT_EQ(wait_committed(brokers, 0, 30, 2), 30);
+    }
+    rd_kafka_destroy(p);
+    stop_worker(&f);
+    oe_broker_free(b);
+}
+
 /* TCP_NODELAY of a socket: 1, 0, or -1 when it cannot be read. */
 static int nodelay(int fd)
 {
@@ -576,6 +681,7 @@ int main(void)
     RUN_TEST(test_transaction_retriable_commit_is_retried);
     RUN_TEST(test_transient_produce_errors);
     RUN_TEST(test_permanent_produce_error_stops_the_worker);
+    RUN_TEST(test_refused_commit_never_moves_an_offset_back);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
