@@ -252,6 +252,7 @@ static void handle_offset_reset(oe_worker *w, const rd_kafka_message_t *m)
     /* A partition stopped by the reset error does not fetch again after a
      * seek (librdkafka 2.0): assign it anew, from its log start. */
     list->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
+    worker_forget_offsets(w, list); /* its offsets start again */
     rd_kafka_error_t *e = rd_kafka_incremental_unassign(w->consumer, list);
     if (!e)
         e = rd_kafka_incremental_assign(w->consumer, list);

@@ -185,6 +185,7 @@ rd_kafka_topic_partition_list_t *worker_batch_offsets(oe_worker *w);
 void worker_commit_offsets(oe_worker *w);
 void worker_poll_commits(oe_worker *w, int wait_ms);
 void worker_retry_pending_commit(oe_worker *w, int force);
+void worker_forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *parts);
 
 /* txn.c */
 int worker_publish_transactional(oe_worker *w);

@@ -82,9 +82,10 @@ static void drop_revoked(oe_worker *w, const rd_kafka_topic_partition_list_t *pa
 }
 
 /* Drops the offsets of parts from those waiting to be committed (refused
- * before, or queued behind the commit on its way): they belong to an
- * ownership of those partitions that has ended. */
-static void forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *parts)
+ * before, or queued behind the commit on its way) and from those sent:
+ * they belong to an ownership of those partitions that has ended (or a
+ * position that was lost, handle_offset_reset). */
+void worker_forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *parts)
 {
     filter_offsets(w, &w->pending_commit, parts, 0);
     filter_offsets(w, &w->commit_next, parts, 0);
@@ -138,9 +139,9 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
          * it back once a later owner has committed more: dropped, after
          * the commit on its way is answered (a refusal keeps its offsets
          * for later). */
-        forget_offsets(w, parts);
+        worker_forget_offsets(w, parts);
         worker_poll_commits(w, COMMIT_WAIT_MS);
-        forget_offsets(w, parts);
+        worker_forget_offsets(w, parts);
         if (w->commit_inflight)
             merge_offsets(&w->moved, parts); /* nor when it is answered later */
         /* Start where the group committed; a partition without a commit
@@ -196,7 +197,7 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         if (leaving)
             rd_kafka_topic_partition_list_destroy(leaving);
-        forget_offsets(w, parts);
+        worker_forget_offsets(w, parts);
         if (w->commit_inflight) {
             /* Its answer comes after the partitions have gone: a refusal
              * must not keep their offsets. If it is taken late, the
