@@ -186,6 +186,7 @@ void worker_commit_offsets(oe_worker *w);
 void worker_poll_commits(oe_worker *w, int wait_ms);
 void worker_retry_pending_commit(oe_worker *w, int force);
 void worker_forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *parts);
+void worker_advance_sent(oe_worker *w, rd_kafka_topic_partition_list_t **list);
 
 /* txn.c */
 int worker_publish_transactional(oe_worker *w);

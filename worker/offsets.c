@@ -100,7 +100,7 @@ void worker_forget_offsets(oe_worker *w, const rd_kafka_topic_partition_list_t *
  * offsets of theirs that was queued behind the refused one; and
  * librdkafka before 2.4 may hand over messages again from an earlier
  * position after a rebalance. The same offset again is a retry. */
-static void advance_sent(oe_worker *w, rd_kafka_topic_partition_list_t **list)
+void worker_advance_sent(oe_worker *w, rd_kafka_topic_partition_list_t **list)
 {
     if (!*list)
         return;
@@ -188,7 +188,7 @@ void worker_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             merge_offsets(&leaving, w->commit_next);
         filter_offsets(w, &leaving, parts, 1);
         if (!lost)
-            advance_sent(w, &leaving);
+            worker_advance_sent(w, &leaving);
         if (leaving && !lost) {
             rd_kafka_resp_err_t e = rd_kafka_commit(rk, leaving, 0);
             oe_log(OE_LOG_INFO, "worker", NULL, "offsets of %d revoked partition(s) (%s): %s",
@@ -367,7 +367,7 @@ static void send_commit(oe_worker *w)
         return;
     rd_kafka_topic_partition_list_t *list = w->commit_next;
     w->commit_next = NULL;
-    advance_sent(w, &list);
+    worker_advance_sent(w, &list);
     if (!list)
         return;
     rd_kafka_resp_err_t err = rd_kafka_commit_queue(w->consumer, list, w->commit_q, NULL, NULL);
@@ -487,7 +487,7 @@ void worker_retry_pending_commit(oe_worker *w, int force)
     /* After the asynchronous commits sent before (in order). */
     worker_poll_commits(w, COMMIT_WAIT_MS);
     filter_offsets(w, &w->pending_commit, NULL, 1);
-    advance_sent(w, &w->pending_commit);
+    worker_advance_sent(w, &w->pending_commit);
     if (!w->pending_commit)
         return;
     rd_kafka_resp_err_t err = commit_list(w, w->pending_commit);

@@ -81,16 +81,22 @@ int worker_publish_transactional(oe_worker *w)
             return OE_EIO;
         goto abort;
     }
+    /* Not below offsets sent before (worker_advance_sent): a batch of
+     * messages handed over again commits nothing. */
     rd_kafka_topic_partition_list_t *offsets = worker_batch_offsets(w);
-    rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(w->consumer);
-    delay = 100;
-    while ((a = txn_outcome(w, "send offsets to transaction",
-                            rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta,
-                                                                 w->cfg.txn_timeout_ms),
-                            &delay)) == TXN_RETRY)
-        ;
-    rd_kafka_consumer_group_metadata_destroy(meta);
-    rd_kafka_topic_partition_list_destroy(offsets);
+    worker_advance_sent(w, &offsets);
+    a = TXN_OK;
+    if (offsets) {
+        rd_kafka_consumer_group_metadata_t *meta = rd_kafka_consumer_group_metadata(w->consumer);
+        delay = 100;
+        while ((a = txn_outcome(w, "send offsets to transaction",
+                                rd_kafka_send_offsets_to_transaction(w->producer, offsets, meta,
+                                                                     w->cfg.txn_timeout_ms),
+                                &delay)) == TXN_RETRY)
+            ;
+        rd_kafka_consumer_group_metadata_destroy(meta);
+        rd_kafka_topic_partition_list_destroy(offsets);
+    }
     if (a == TXN_OK) {
         delay = 100;
         while ((a = txn_outcome(w, "commit transaction",

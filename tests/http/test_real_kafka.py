@@ -778,6 +778,9 @@ class Rebalances(RealKafka):
                 if fed[0] - len(tr.keys) < 3000:
                     feed(6000)
                 tr.poll(0.02)
+            # Work left for the membership change that follows.
+            if fed[0] - len(tr.keys) < 4000:
+                feed(6000)
 
         def mark(what):
             steps.append("%s at %d answered (partitions %s)"
