@@ -114,7 +114,7 @@ void worker_advance_sent(oe_worker *w, rd_kafka_topic_partition_list_t **list)
     }
     if (out->cnt < (*list)->cnt && oe_log_enabled(OE_LOG_DEBUG)) {
         char text[512];
-        oe_log(OE_LOG_DEBUG, "worker", NULL, "offsets behind those committed before, dropped (%s)",
+        oe_log(OE_LOG_DEBUG, "worker", NULL, "offsets behind those sent before, dropped (%s)",
                parts_text(*list, 1, text, sizeof text));
     }
     rd_kafka_topic_partition_list_destroy(*list);
