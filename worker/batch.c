@@ -35,8 +35,8 @@ static int decode_batch(oe_worker *w, size_t *ne)
         oe_batch_item *it = &sl->item;
         sl->detail[0] = '\0';
         sl->dead = 0;
-        sl->truncate = 0;          /* kept across publishing attempts of this batch */
-        oe_buf_free(&sl->receipt); /* never one made for an earlier batch */
+        sl->truncate = 0;              /* kept across publishing attempts of this batch */
+        worker_receipt_release(w, sl); /* never one made for an earlier batch */
         it->decode_error = OE_ERR_NONE;
         it->decode_detail = sl->detail;
         oe_decode_verdict verdict;
@@ -61,7 +61,7 @@ void worker_clear_requests(oe_worker *w)
     for (size_t i = 0; i < w->b.n; i++) {
         if (!w->b.slots[i].dead)
             oe_request_clear(&w->b.slots[i].item.req);
-        oe_buf_free(&w->b.slots[i].receipt); /* made ahead, not produced */
+        worker_receipt_release(w, &w->b.slots[i]); /* made ahead, or still lent */
     }
 }
 

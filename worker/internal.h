@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "codec/codec.h"
+#include "engine/log.h"
 #include "worker/worker.h"
 
 /* Delivery state of a slot's receipt or dead letter. */
@@ -18,9 +19,14 @@ enum { DELIVERY_PENDING, DELIVERY_OK, DELIVERY_FAILED };
 /* A delivery report's opaque value: the batch generation in the high bits
  * and the slot in the low ones, so that a late report of an earlier batch
  * (a copy still in flight when that batch moved on) is never credited to a
- * slot of the current one. */
+ * slot of the current one. Between them, which of the two slot arrays the
+ * slot is in (batch.set), and whether the message's value is the slot's
+ * receipt buffer (TAG_LENT): a late report still gives that buffer back. */
 #define SLOT_BITS 24
 #define SLOT_MASK (((uintptr_t)1 << SLOT_BITS) - 1)
+#define TAG_SET ((uintptr_t)1 << SLOT_BITS)
+#define TAG_LENT ((uintptr_t)1 << (SLOT_BITS + 1))
+#define GENERATION_SHIFT (SLOT_BITS + 2)
 /* The slot number of a batch's signed checkpoint (no message slot has it:
  * batch_max is far smaller). */
 #define SLOT_CHECKPOINT SLOT_MASK
@@ -54,17 +60,24 @@ typedef struct batch_slot {
     int delivery;              /* DELIVERY_* of its receipt or dead letter */
     int truncate;              /* dead letter too large: send headers only */
     rd_kafka_resp_err_t error; /* why its last delivery failed */
-    oe_buf receipt;            /* its receipt encoded ahead (worker_receipt_ahead, on the
-                                  engine's helpers during the commit), until produced */
+    /* Its receipt, encoded ahead (worker_receipt_ahead, on the engine's
+     * helpers during the commit) or when produced. The buffer is kept for
+     * the slot's next receipts, and produced without a copy: librdkafka
+     * reads it until the message's delivery report (lent counts those not
+     * in yet), so it is written again only when none is out
+     * (worker_receipt_release). */
+    oe_buf receipt;
+    unsigned lent;
 } batch_slot;
 
 /* A batch: its slots (batch_max of them, reused) and how it is doing. */
 typedef struct batch {
     batch_slot *slots;
-    size_t n;                           /* slots in use */
-    size_t bytes;                       /* message bytes in the batch */
-    oe_batch_item **engine_items;       /* the engine's view: items of the slots not dead */
-    uintptr_t generation;               /* of its publishing (delivery reports carry it) */
+    int set;                      /* which of the two slot arrays (0 or 1): it moves with them */
+    size_t n;                     /* slots in use */
+    size_t bytes;                 /* message bytes in the batch */
+    oe_batch_item **engine_items; /* the engine's view: items of the slots not dead */
+    uintptr_t generation;         /* of its publishing (delivery reports carry it) */
     rd_kafka_resp_err_t delivery_error; /* the first failed delivery's error of this round */
     double publish_started;
     double started; /* oe_monotonic() when it was decoded */
@@ -146,6 +159,11 @@ struct oe_worker {
     /* Producers replaced after fatal errors (renew_producer), per window. */
     double renew_window;
     int renewals, fenced_renewals;
+    /* Receipt buffers let go of while a message still pointed into them
+     * (a batch left on a stop or failure): freed once the producer that
+     * holds those messages is destroyed (worker_receipts_returned). */
+    oe_buf *orphans;
+    size_t norphans, orphans_cap;
 };
 
 /* Exchanges the batch in hand and the batch in flight (their slots move
@@ -174,6 +192,8 @@ void worker_rewind_batch(oe_worker *w);
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void worker_receipt_ahead(void *ctx, oe_batch_item *it);
+void worker_receipt_release(oe_worker *w, batch_slot *sl);
+void worker_receipts_returned(oe_worker *w);
 int worker_publish_start(oe_worker *w);
 int worker_publish_batch(oe_worker *w, int once);
 int worker_finish_inflight(oe_worker *w);

@@ -67,41 +67,50 @@ void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     oe_worker *w = opaque;
     uintptr_t tag = (uintptr_t)m->_private;
     size_t slot = (size_t)(tag & SLOT_MASK);
-    uintptr_t gen = tag >> SLOT_BITS;
+    uintptr_t gen = tag >> GENERATION_SHIFT;
+    /* Its slot's receipt buffer is given back, whatever batch it was of. */
+    if (tag & TAG_LENT) {
+        batch *owner = w->b.set == ((tag & TAG_SET) != 0) ? &w->b : &w->in;
+        if (slot < w->cfg.batch_max && owner->slots[slot].lent)
+            owner->slots[slot].lent--;
+    }
     /* The batch being published, or the one before it still on its way. */
-    batch *b = gen == (w->b.generation & (UINTPTR_MAX >> SLOT_BITS))                    ? &w->b
-               : w->in.active && gen == (w->in.generation & (UINTPTR_MAX >> SLOT_BITS)) ? &w->in
-                                                                                        : NULL;
+    const uintptr_t gens = UINTPTR_MAX >> GENERATION_SHIFT;
+    batch *b = gen == (w->b.generation & gens)                    ? &w->b
+               : w->in.active && gen == (w->in.generation & gens) ? &w->in
+                                                                  : NULL;
     if (!b || gen == 0 || (slot >= b->n && slot != SLOT_CHECKPOINT))
         return;
     set_delivery(b, slot, m->err ? DELIVERY_FAILED : DELIVERY_OK, m->err);
 }
 
-/* Produces one message, waiting while the local queue is full. */
 /* Produces one message of the batch in hand, tracked as its slot's
- * delivery. flags: RD_KAFKA_MSG_F_COPY, or RD_KAFKA_MSG_F_FREE to hand
- * value (malloc'ed) over to librdkafka, which frees it once delivered;
- * when it is refused, it is freed here. */
+ * delivery, waiting while the local queue is full. lent: value is the
+ * slot's receipt buffer, produced without a copy (librdkafka reads it
+ * until the delivery report); otherwise value is copied. */
 static int produce_value(oe_worker *w, const char *topic, const void *key, size_t keylen,
-                         void *value, size_t len, int flags, rd_kafka_headers_t *headers,
+                         const void *value, size_t len, int lent, rd_kafka_headers_t *headers,
                          size_t slot)
 {
+    uintptr_t tag = (w->b.generation << GENERATION_SHIFT) | (w->b.set ? TAG_SET : 0) |
+                    (lent ? TAG_LENT : 0) | (uintptr_t)slot;
     for (;;) {
         rd_kafka_resp_err_t err = rd_kafka_producev(
             w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-            RD_KAFKA_V_VALUE(value, len), RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_HEADERS(headers),
-            RD_KAFKA_V_OPAQUE((void *)((w->b.generation << SLOT_BITS) | (uintptr_t)slot)),
-            RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_MSGFLAGS(lent ? 0 : RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(headers),
+            RD_KAFKA_V_OPAQUE((void *)tag), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (lent)
+                w->b.slots[slot].lent++;
             return 0;
+        }
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(w->producer, 50);
             continue;
         }
         if (headers)
             rd_kafka_headers_destroy(headers);
-        if (flags & RD_KAFKA_MSG_F_FREE)
-            free(value);
         set_delivery(&w->b, slot, DELIVERY_FAILED, err);
         return OE_EIO;
     }
@@ -110,8 +119,7 @@ static int produce_value(oe_worker *w, const char *topic, const void *key, size_
 static int produce(oe_worker *w, const char *topic, const void *key, size_t keylen,
                    const void *value, size_t len, rd_kafka_headers_t *headers, size_t slot)
 {
-    return produce_value(w, topic, key, keylen, (void *)value, len, RD_KAFKA_MSG_F_COPY, headers,
-                         slot);
+    return produce_value(w, topic, key, keylen, value, len, 0, headers, slot);
 }
 
 /* Where a receipt's or dead letter's request was read: topic, partition
@@ -204,13 +212,12 @@ static int produce_slot(oe_worker *w, size_t i)
     key[0] = '\0';
     size_t keylen = nonce ? oe_echo_cut(nonce, strlen(nonce), key) : 0;
     char err[256];
-    /* Encoded ahead (worker_receipt_ahead), or now: produced again, or
-     * its encoding failed ahead (it fails again here, and says why). */
-    oe_buf encoded = sl->receipt;
-    oe_buf_init(&sl->receipt, 0);
-    if (encoded.len == 0 && encode_receipt(w, sl, &encoded, err, sizeof err) != OE_OK) {
+    /* Encoded ahead (worker_receipt_ahead), or now: a large batch's, or
+     * its encoding failed ahead (it fails again here, and says why). A
+     * receipt produced again is the same bytes, still in its buffer. */
+    if (sl->receipt.len == 0 && encode_receipt(w, sl, &sl->receipt, err, sizeof err) != OE_OK) {
         /* Cannot get better by retrying: stop rather than spin or drop. */
-        oe_buf_free(&encoded);
+        worker_receipt_release(w, sl);
         worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
                     key, err);
         return OE_EIO;
@@ -222,26 +229,67 @@ static int produce_slot(oe_worker *w, size_t i)
         keylen = m->key ? oe_echo_cut(m->key, m->key_len, key) : 0;
         kp = m->key ? key : NULL;
     }
-    /* The encoded receipt is handed over, not copied: librdkafka frees it
-     * once delivered (a receipt produced again is encoded again). */
-    size_t len = encoded.len;
-    char *bytes = oe_buf_detach(&encoded);
-    if (!bytes) {
-        worker_fail(w, "cannot encode a receipt", "out of memory for the receipt of nonce %.64s",
-                    key);
-        return OE_EIO;
-    }
-    return produce_value(w, k->receipts_topic, kp, keylen, bytes, len, RD_KAFKA_MSG_F_FREE,
+    /* Lent, not copied: no allocation per receipt (a signed one is about
+     * 1.7 KB, made on the engine's helpers and freed on this thread). */
+    return produce_value(w, k->receipts_topic, kp, keylen, sl->receipt.data, sl->receipt.len, 1,
                          receipt_headers(m), i);
+}
+
+/* A slot's receipt buffers above this size are freed rather than kept for
+ * its next receipt: a receipt with a proof is about 1.7 KB (a buffer of
+ * 2 KiB); one with a large result can be over 1 MB. Kept, two batches of
+ * slots hold at most 2 * batch_max * 4 KiB (40 MiB at the default 5,000). */
+#define RECEIPT_KEEP_MAX_BYTES (4 << 10)
+
+/* Empties a slot's receipt buffer for its next receipt. A buffer that a
+ * message librdkafka holds still points into is not touched: the slot
+ * gets a new one, and the old one is freed once that producer is gone. */
+void worker_receipt_release(oe_worker *w, batch_slot *sl)
+{
+    if (sl->lent) {
+        if (w->norphans == w->orphans_cap) {
+            size_t cap = w->orphans_cap ? 2 * w->orphans_cap : 64;
+            oe_buf *o = realloc(w->orphans, cap * sizeof *o);
+            if (!o) {
+                /* Never freed under librdkafka: lost instead (out of memory, rare). */
+                oe_buf_init(&sl->receipt, 0);
+                sl->lent = 0;
+                return;
+            }
+            w->orphans = o;
+            w->orphans_cap = cap;
+        }
+        w->orphans[w->norphans++] = sl->receipt;
+        oe_buf_init(&sl->receipt, 0);
+        sl->lent = 0;
+    } else if (sl->receipt.cap > RECEIPT_KEEP_MAX_BYTES) {
+        oe_buf_free(&sl->receipt);
+    } else {
+        oe_buf_reset(&sl->receipt);
+    }
+}
+
+/* The producer was destroyed: no message points into a receipt buffer. */
+void worker_receipts_returned(oe_worker *w)
+{
+    for (int k = 0; k < 2; k++) {
+        batch *b = k ? &w->in : &w->b;
+        for (size_t i = 0; b->slots && i < w->cfg.batch_max; i++)
+            b->slots[i].lent = 0;
+    }
+    for (size_t i = 0; i < w->norphans; i++)
+        oe_buf_free(&w->orphans[i]);
+    w->norphans = 0;
 }
 
 /* The engine's complete hook of every request it answers (decode_batch
  * sets it): the slot's receipt is encoded while the batch commits, on the
  * engine's helpers as much as on this thread (a signed receipt is mostly
- * its proof's 1.4 KB, copied in). The codec keeps no state between
- * receipts. A failure leaves the slot empty: produce_slot encodes it again
- * and reports why. Receipts of a batch that then fails are dropped with
- * its requests (worker_clear_requests). */
+ * its proof's 1.4 KB, copied in), into the slot's buffer (decode_batch
+ * released it: no message points into it). The codec keeps no state
+ * between receipts. A failure leaves the slot empty: produce_slot encodes
+ * it again and reports why. Receipts of a batch that then fails are
+ * dropped with its requests (worker_clear_requests). */
 void worker_receipt_ahead(void *ctx, oe_batch_item *it)
 {
     const oe_worker *w = ctx;

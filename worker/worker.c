@@ -396,6 +396,7 @@ int worker_renew_producer(oe_worker *w)
     rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(w->producer, 0);
     producer_free(w);
+    worker_receipts_returned(w);
     char err[512];
     rd_kafka_conf_t *pc = producer_conf(w, err, sizeof err);
     if (!pc ||
@@ -425,6 +426,7 @@ oe_rc oe_worker_new(const oe_worker_config *cfg, oe_worker **out, char *err, siz
     size_t n = w->cfg.batch_max;
     for (int k = 0; k < 2; k++) {
         batch *b = k ? &w->in : &w->b;
+        b->set = k;
         b->slots = calloc(n, sizeof *b->slots);
         b->engine_items = calloc(n, sizeof *b->engine_items);
         if (!b->slots || !b->engine_items) {
@@ -674,6 +676,8 @@ void oe_worker_free(oe_worker *w)
     if (w->consumer && !w->consumer_abandoned)
         rd_kafka_destroy(w->consumer);
     producer_free(w);
+    worker_receipts_returned(w);
+    free(w->orphans);
     if (w->pending_commit)
         rd_kafka_topic_partition_list_destroy(w->pending_commit);
     oe_codec_free(w->codec);

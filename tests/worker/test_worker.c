@@ -18,6 +18,7 @@
 #include "engine/engine.h"
 #include "ledger/ledger.h"
 #include "tests/test.h"
+#include "worker/internal.h"
 #include "worker/worker.h"
 
 static char dir[64];
@@ -666,6 +667,81 @@ static void test_new_starts_no_thread(void)
     oe_broker_free(b);
 }
 
+/* A slot's receipt is produced without a copy: librdkafka reads its buffer
+ * until the delivery report of every message made from it is in (lent).
+ * Until then the buffer is neither written again nor freed: a batch left
+ * with reports outstanding (a stop) gives it to the orphans, freed once
+ * the producer is destroyed. Otherwise it is kept for the slot's next
+ * receipt, unless it grew large. */
+static void test_receipt_buffer_lent_until_reported(void)
+{
+    char err[512];
+    oe_kafka_metrics km;
+    oe_kafka_metrics_init(&km);
+    oe_kafka_settings ks = {.brokers = "127.0.0.1:9",
+                            .requests_topic = "req",
+                            .receipts_topic = "rcp",
+                            .dlq_topic = "dlq",
+                            .group_id = "test-lent"};
+    oe_worker_config wcfg = {.kafka = &ks, .kafka_metrics = &km, .confluent_schema_id = -1};
+    oe_worker *w = NULL;
+    ASSERT_EQ(oe_worker_new(&wcfg, &w, err, sizeof err), OE_OK);
+    if (!w)
+        return;
+    batch_slot *sl = &w->in.slots[3];
+    ASSERT_EQ(oe_buf_append(&sl->receipt, "receipt of slot 3", 17), OE_OK);
+    const char *held = sl->receipt.data;
+    sl->lent = 2; /* produced, then produced again */
+    /* A report of a message made from it, of any generation: one fewer. */
+    rd_kafka_message_t m = {0};
+    uintptr_t gen = (uintptr_t)7 << GENERATION_SHIFT;
+    m._private = (void *)(gen | TAG_SET | TAG_LENT | 3);
+    worker_on_delivery(NULL, &m, w);
+    ASSERT_EQ(sl->lent, 1);
+    /* A copied message of that slot (a dead letter), or a lent one of the
+     * other slot array: not this buffer. */
+    m._private = (void *)(gen | TAG_SET | 3);
+    worker_on_delivery(NULL, &m, w);
+    w->b.slots[3].lent = 1;
+    m._private = (void *)(gen | TAG_LENT | 3);
+    worker_on_delivery(NULL, &m, w);
+    ASSERT_EQ(sl->lent, 1);
+    ASSERT_EQ(w->b.slots[3].lent, 0);
+    /* Let go of while a message still points into it: left as it is. */
+    worker_receipt_release(w, sl);
+    ASSERT_TRUE(sl->receipt.data != held);
+    ASSERT_EQ(sl->receipt.len, 0);
+    ASSERT_EQ(sl->lent, 0);
+    ASSERT_EQ(w->norphans, 1);
+    ASSERT_TRUE(w->orphans[0].data == held);
+    ASSERT_STREQ(w->orphans[0].data, "receipt of slot 3");
+    /* The set moves with the slots when the batches are swapped. */
+    worker_swap_batches(w);
+    ASSERT_TRUE(&w->b.slots[3] == sl);
+    sl->lent = 1;
+    m._private = (void *)(gen | TAG_SET | TAG_LENT | 3);
+    worker_on_delivery(NULL, &m, w);
+    ASSERT_EQ(sl->lent, 0);
+    /* Not lent: kept for the next receipt, emptied. */
+    ASSERT_EQ(oe_buf_append(&sl->receipt, "next", 4), OE_OK);
+    const char *kept = sl->receipt.data;
+    worker_receipt_release(w, sl);
+    ASSERT_TRUE(sl->receipt.data == kept);
+    ASSERT_EQ(sl->receipt.len, 0);
+    /* A large one is not kept. */
+    char big[20 << 10];
+    memset(big, 'r', sizeof big);
+    ASSERT_EQ(oe_buf_append(&sl->receipt, big, sizeof big), OE_OK);
+    worker_receipt_release(w, sl);
+    ASSERT_TRUE(sl->receipt.data == NULL);
+    /* The producer is gone: nothing is lent any more, the orphans are freed. */
+    w->b.slots[0].lent = 4;
+    worker_receipts_returned(w);
+    ASSERT_EQ(w->norphans, 0);
+    ASSERT_EQ(w->b.slots[0].lent, 0);
+    oe_worker_free(w);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-worker-XXXXXX");
@@ -674,6 +750,7 @@ int main(void)
         return 1;
     }
     RUN_TEST(test_new_starts_no_thread);
+    RUN_TEST(test_receipt_buffer_lent_until_reported);
     RUN_TEST(test_nodelay_only_on_broker_sockets);
     RUN_TEST(test_transaction_fatal_error_stops_the_worker);
     RUN_TEST(test_transaction_fatal_error_replaces_the_producer);
