@@ -622,6 +622,26 @@ static void test_nodelay_only_on_broker_sockets(void)
     oe_broker_free(b);
 }
 
+/* A worker's configuration for a broker nobody listens on (a worker made
+ * and not started); c.wcfg points into c, which must outlive the worker. */
+typedef struct idle_config {
+    oe_kafka_metrics km;
+    oe_kafka_settings ks;
+    oe_worker_config wcfg;
+} idle_config;
+
+static void idle_config_init(idle_config *c, const char *group)
+{
+    oe_kafka_metrics_init(&c->km);
+    c->ks = (oe_kafka_settings){.brokers = "127.0.0.1:9",
+                                .requests_topic = "req",
+                                .receipts_topic = "rcp",
+                                .dlq_topic = "dlq",
+                                .group_id = group};
+    c->wcfg =
+        (oe_worker_config){.kafka = &c->ks, .kafka_metrics = &c->km, .confluent_schema_id = -1};
+}
+
 /* One lifecycle: new allocates and checks the configuration, start makes
  * the threads (librdkafka's clients included), free releases. A worker, a
  * bridge and an embedded broker made and freed without a start never run
@@ -634,25 +654,19 @@ static void test_new_starts_no_thread(void)
     const char *topics[] = {"req", "rcp", "dlq"};
     oe_broker *b = NULL;
     ASSERT_EQ(oe_broker_new(4, topics, 3, &b, err, sizeof err), OE_OK);
-    oe_kafka_metrics km;
-    oe_kafka_metrics_init(&km);
-    oe_kafka_settings ks = {.brokers = "127.0.0.1:9",
-                            .requests_topic = "req",
-                            .receipts_topic = "rcp",
-                            .dlq_topic = "dlq",
-                            .group_id = "test-lifecycle"};
-    oe_worker_config wcfg = {.kafka = &ks, .kafka_metrics = &km, .confluent_schema_id = -1};
+    idle_config c;
+    idle_config_init(&c, "test-lifecycle");
     oe_worker *w = NULL;
-    ASSERT_EQ(oe_worker_new(&wcfg, &w, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_worker_new(&c.wcfg, &w, err, sizeof err), OE_OK);
     oe_bridge *br = NULL;
-    ASSERT_EQ(oe_bridge_new(&ks, &km, 1000, &br, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_bridge_new(&c.ks, &c.km, 1000, &br, err, sizeof err), OE_OK);
     ASSERT_EQ(test_thread_count(), before);
     /* A property librdkafka refuses is still found by new. */
-    ks.prop_names[0] = "no.such.property";
-    ks.prop_values[0] = "1";
-    ks.nprops = 1;
+    c.ks.prop_names[0] = "no.such.property";
+    c.ks.prop_values[0] = "1";
+    c.ks.nprops = 1;
     oe_worker *refused = NULL;
-    ASSERT_EQ(oe_worker_new(&wcfg, &refused, err, sizeof err), OE_EINVAL);
+    ASSERT_EQ(oe_worker_new(&c.wcfg, &refused, err, sizeof err), OE_EINVAL);
     ASSERT_CONTAINS(err, "no.such.property");
     ASSERT_TRUE(refused == NULL);
     oe_worker_free(w);
@@ -676,16 +690,10 @@ static void test_new_starts_no_thread(void)
 static void test_receipt_buffer_lent_until_reported(void)
 {
     char err[512];
-    oe_kafka_metrics km;
-    oe_kafka_metrics_init(&km);
-    oe_kafka_settings ks = {.brokers = "127.0.0.1:9",
-                            .requests_topic = "req",
-                            .receipts_topic = "rcp",
-                            .dlq_topic = "dlq",
-                            .group_id = "test-lent"};
-    oe_worker_config wcfg = {.kafka = &ks, .kafka_metrics = &km, .confluent_schema_id = -1};
+    idle_config c;
+    idle_config_init(&c, "test-lent");
     oe_worker *w = NULL;
-    ASSERT_EQ(oe_worker_new(&wcfg, &w, err, sizeof err), OE_OK);
+    ASSERT_EQ(oe_worker_new(&c.wcfg, &w, err, sizeof err), OE_OK);
     if (!w)
         return;
     batch_slot *sl = &w->in.slots[3];
