@@ -37,6 +37,12 @@ void oe_buf_reset(oe_buf *b)
         b->data[0] = '\0';
 }
 
+void oe_buf_empty(oe_buf *b)
+{
+    b->len = 0;
+    b->failed = 0;
+}
+
 int oe_buf_failed(const oe_buf *b)
 {
     return b->failed;

@@ -36,6 +36,12 @@ void oe_buf_free(oe_buf *b);
  * for reuse. */
 void oe_buf_reset(oe_buf *b);
 
+/* The same without writing into the memory: for a buffer that is read by
+ * length only (its bytes past len are stale, not a "" string until the next
+ * append), whose memory another CPU wrote last (a write there would cost a
+ * cache miss). */
+void oe_buf_empty(oe_buf *b);
+
 /* Appends n bytes. Returns OE_OK, OE_ELIMIT when the limit would be passed,
  * OE_ENOMEM when memory runs out, or the code of an earlier failed append
  * (status.h); on failure the buffer's text is left as it was and the buffer

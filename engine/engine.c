@@ -109,8 +109,9 @@ static void outcome_reset(oe_outcome *o)
     free(o->approval_id);
     o->approval_id = NULL;
     oe_buf_reset(&o->result_json);
-    oe_buf_reset(&o->leaf);
-    oe_buf_reset(&o->proof);
+    /* The helpers wrote these last, on another CPU; read by length. */
+    oe_buf_empty(&o->leaf);
+    oe_buf_empty(&o->proof);
     o->logged = o->proof_pending = 0;
     o->status = OE_STATUS_REJECTED;
     o->error = OE_ERR_NONE;

@@ -63,7 +63,8 @@ typedef struct oe_outcome {
     /* Signed receipts (tlog.h): the entry's leaf and, once its batch is
      * committed, its proof (a JSON object, docs/protocol.md §8); both empty when the
      * outcome has no entry of its own in the log (a replay) or the engine
-     * signs nothing. */
+     * signs nothing. Read them by length: an empty one is not always a ""
+     * string (its bytes are those of an earlier outcome). */
     oe_buf leaf;
     oe_buf proof;
     int logged;         /* 1: leaf is entry log_index of this batch */

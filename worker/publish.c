@@ -265,7 +265,7 @@ void worker_receipt_release(oe_worker *w, batch_slot *sl)
     } else if (sl->receipt.cap > RECEIPT_KEEP_MAX_BYTES) {
         oe_buf_free(&sl->receipt);
     } else {
-        oe_buf_reset(&sl->receipt);
+        oe_buf_empty(&sl->receipt); /* read by length; last written on a helper */
     }
 }
 

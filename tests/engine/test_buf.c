@@ -46,6 +46,26 @@ static void test_failure_is_sticky(void)
     free(s);
 }
 
+/* oe_buf_empty: empty and usable again, like a reset (a failure is
+ * forgotten), but nothing is written into the memory, which is kept. */
+static void test_empty_writes_nothing(void)
+{
+    oe_buf b;
+    oe_buf_init(&b, 8);
+    ASSERT_EQ(oe_buf_puts(&b, "abcdef"), 0);
+    ASSERT_EQ(oe_buf_puts(&b, "ghi"), OE_ELIMIT);
+    char *mem = b.data;
+    oe_buf_empty(&b);
+    ASSERT_EQ(b.len, 0);
+    ASSERT_EQ(oe_buf_failed(&b), 0);
+    ASSERT_TRUE(b.data == mem);
+    ASSERT_EQ(memcmp(mem, "abcdef", 7), 0); /* the old bytes, untouched */
+    ASSERT_EQ(oe_buf_puts(&b, "xy"), 0);
+    ASSERT_TRUE(b.data == mem);
+    ASSERT_STREQ(b.data, "xy");
+    oe_buf_free(&b);
+}
+
 static void test_printf_over_cap(void)
 {
     oe_buf b;
@@ -96,6 +116,7 @@ int main(void)
 {
     RUN_TEST(test_append_within_cap);
     RUN_TEST(test_failure_is_sticky);
+    RUN_TEST(test_empty_writes_nothing);
     RUN_TEST(test_printf_over_cap);
     RUN_TEST(test_put_u64);
     RUN_TEST(test_room);
