@@ -250,16 +250,15 @@ void worker_receipt_release(oe_worker *w, batch_slot *sl)
         if (w->norphans == w->orphans_cap) {
             size_t cap = w->orphans_cap ? 2 * w->orphans_cap : 64;
             oe_buf *o = realloc(w->orphans, cap * sizeof *o);
-            if (!o) {
-                /* Never freed under librdkafka: lost instead (out of memory, rare). */
-                oe_buf_init(&sl->receipt, 0);
-                sl->lent = 0;
-                return;
+            if (o) {
+                w->orphans = o;
+                w->orphans_cap = cap;
             }
-            w->orphans = o;
-            w->orphans_cap = cap;
         }
-        w->orphans[w->norphans++] = sl->receipt;
+        /* Without room (out of memory, rare) it is lost rather than freed
+         * under librdkafka. */
+        if (w->norphans < w->orphans_cap)
+            w->orphans[w->norphans++] = sl->receipt;
         oe_buf_init(&sl->receipt, 0);
         sl->lent = 0;
     } else if (sl->receipt.cap > RECEIPT_KEEP_MAX_BYTES) {
