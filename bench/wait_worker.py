@@ -38,7 +38,7 @@ class Admin:
 
     def get(self, path):
         """(status, body) of GET path, or None when the server cannot be reached."""
-        for attempt in (0, 1):
+        for _ in range(2):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
             try:
