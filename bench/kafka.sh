@@ -41,10 +41,12 @@ t1=$(now)
 # comparison only), then PostgreSQL (a throw-away server started here, as
 # in the tests; unsigned: no key given). A run right after another is
 # slower (the disk still writes the last one's ledger back), and single
-# runs differ by up to 20% on a small machine, so signed and unsigned run
-# twice in the order A B B A and each rate is the mean of its four.
+# runs differ by up to 30% on a small machine (its speed drifts within
+# minutes), so signed and unsigned run in three blocks of A B B A: each
+# rate is the mean of its six, and signed/unsigned is also printed per
+# block, so that the spread is seen.
 LEDGERS=${LEDGERS:-sqlite sqlite-unsigned sqlite-unsigned sqlite sqlite sqlite-unsigned \
-    sqlite-unsigned sqlite postgresql}
+    sqlite-unsigned sqlite sqlite sqlite-unsigned sqlite-unsigned sqlite postgresql}
 PYTHON=${PYTHON:-/usr/bin/python3}
 results=()
 run=0
@@ -102,6 +104,13 @@ printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SY
     each[$1] = each[$1] (runs[$1] > 1 ? ", " : "") sprintf("%.0f", rate);
     if ($4 > rss[$1]) rss[$1] = $4;
     bytes[$1] = $5;
+    # The SQLite runs four by four: one A B B A block each.
+    if ($1 == "sqlite" || $1 == "sqlite-unsigned") {
+        blk = int(k / 4);
+        k++;
+        bsum[blk, $1] += rate; bn[blk, $1]++;
+        if (blk + 1 > nb) nb = blk + 1;
+    }
 }
 END {
     raw = n / (b - a);
@@ -118,6 +127,14 @@ END {
         if (l == "sqlite-unsigned" && base > 0) extra = sprintf("   signed/unsigned %.2f", base / rate);
         printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
         if (runs[l] > 1) printf "%-52s %s\n", "  runs (msg/s)", each[l];
+        if (l == "sqlite-unsigned" && nb > 1) {
+            blocks = "";
+            for (j = 0; j < nb; j++)
+                if (bn[j, "sqlite"] && bn[j, "sqlite-unsigned"])
+                    blocks = blocks (blocks == "" ? "" : ", ") sprintf("%.2f", \
+                        (bsum[j, "sqlite"] / bn[j, "sqlite"]) / (bsum[j, "sqlite-unsigned"] / bn[j, "sqlite-unsigned"]));
+            printf "%-52s %s\n", "  signed/unsigned by block", blocks;
+        }
         printf "%-52s %10d KiB\n", "  peak RSS", rss[l];
         printf "%-52s %10d bytes\n", "  receipt size (mean, as published)", bytes[l];
     }
