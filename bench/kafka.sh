@@ -133,7 +133,8 @@ END {
                 if (bn[j, "sqlite"] && bn[j, "sqlite-unsigned"])
                     blocks = blocks (blocks == "" ? "" : ", ") sprintf("%.2f", \
                         (bsum[j, "sqlite"] / bn[j, "sqlite"]) / (bsum[j, "sqlite-unsigned"] / bn[j, "sqlite-unsigned"]));
-            printf "%-52s %s\n", "  signed/unsigned by block", blocks;
+            if (blocks != "")
+                printf "%-52s %s\n", "  signed/unsigned by block", blocks;
         }
         printf "%-52s %10d KiB\n", "  peak RSS", rss[l];
         printf "%-52s %10d bytes\n", "  receipt size (mean, as published)", bytes[l];
