@@ -109,7 +109,6 @@ printf '%s\n' "${results[@]}" | awk -v n="$N" -v a="$t0" -v b="$t1" -v sync="$SY
         blk = int(k / 4);
         k++;
         bsum[blk, $1] += rate; bn[blk, $1]++;
-        if (blk + 1 > nb) nb = blk + 1;
     }
 }
 END {
@@ -127,9 +126,9 @@ END {
         if (l == "sqlite-unsigned" && base > 0) extra = sprintf("   signed/unsigned %.2f", base / rate);
         printf "%-52s %10.0f   ratio %.3f%s\n", label, rate, rate / raw, extra;
         if (runs[l] > 1) printf "%-52s %s\n", "  runs (msg/s)", each[l];
-        if (l == "sqlite-unsigned" && nb > 1) {
+        if (l == "sqlite-unsigned" && k > 4) {
             blocks = "";
-            for (j = 0; j < nb; j++)
+            for (j = 0; j * 4 < k; j++)
                 if (bn[j, "sqlite"] && bn[j, "sqlite-unsigned"])
                     blocks = blocks (blocks == "" ? "" : ", ") sprintf("%.2f", \
                         (bsum[j, "sqlite"] / bn[j, "sqlite"]) / (bsum[j, "sqlite-unsigned"] / bn[j, "sqlite-unsigned"]));

@@ -90,10 +90,13 @@ def main():
         time.sleep(POLL_S)
     t1 = time.time()
     rss = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                rss = int(line.split()[1])
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    rss = int(line.split()[1])
+    except OSError:
+        sys.exit(f"{what}: the worker exited before its peak RSS was read")
     print(f"{t0:.6f} {t1:.6f} {rss}")
 
 
