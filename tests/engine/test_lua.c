@@ -1054,11 +1054,14 @@ static void test_code_hash(void)
 
 /* Reloads while requests run (the SIGHUP path: oe_engine_reload_actions
  * from another thread): every outcome is wholly one version's, its result
- * and code hash agreeing, and the allow-list is read safely meanwhile. */
+ * and code hash agreeing, and the allow-list is read safely meanwhile. The
+ * requests go on past 400 until a few reloads were made among them: a
+ * thread running requests back to back may keep the engine's lock from the
+ * reloading one for all 400. */
 typedef struct reload_run {
     oe_engine *engine;
     const char *h1, *h2;
-    int bad, done;
+    int bad, done, reloads;
 } reload_run;
 
 static void *reload_requests(void *arg)
@@ -1067,7 +1070,8 @@ static void *reload_requests(void *arg)
     oe_outcome o;
     oe_outcome_init(&o);
     char body[200];
-    for (int i = 0; i < 400; i++) {
+    for (int i = 0; i < 400 || (__atomic_load_n(&rr->reloads, __ATOMIC_ACQUIRE) < 4 && i < 100000);
+         i++) {
         snprintf(body, sizeof body,
                  "{\"action\":\"mul\",\"nonce\":\"rl-%d\",\"payload\":{\"n\":%d}}", i, i + 1);
         test_run_body(rr->engine, body, 1000, &o);
@@ -1121,6 +1125,7 @@ static void test_reload_while_running(void)
     while (!__atomic_load_n(&rr.done, __ATOMIC_ACQUIRE)) {
         ASSERT_EQ(oe_engine_reload_actions(engine, reloads % 2 ? sa : sb, err, sizeof err), OE_OK);
         reloads++;
+        __atomic_store_n(&rr.reloads, reloads, __ATOMIC_RELEASE);
     }
     pthread_join(t, NULL);
     ASSERT_EQ(rr.bad, 0);
