@@ -973,7 +973,8 @@ static void leaf_item(oe_engine *e, oe_batch_item *it)
  * once the rows are all in (leaves_close). A batch too small to share out
  * has its leaves made then, by the caller. */
 
-/* The helpers are woken each time this many more rows are in. */
+/* A helper that waits for rows (a ledger slower than its polling, pool.c)
+ * is woken once this many more are in. */
 #define LEAF_FEED_WAKE 32
 
 static void leaves_open(item_job *feed, oe_engine *e, oe_batch_item *const *items, size_t n,

@@ -56,8 +56,9 @@ void oe_pool_join(oe_pool *p, void (*fn)(void *), void *arg, int posted);
  *
  * A feed (oe_pool_feed_init) is a loop whose indexes become ready while it
  * runs: the helpers take only indexes below the bound that the posting
- * thread moves up (oe_pool_feed_ready), and wait for more; the join ends
- * it at the bound it has then, and runs what is left of it. */
+ * thread moves up (oe_pool_feed_ready), and look again for more (every 50
+ * µs, 20 times), then wait to be woken; the join ends it at the bound it
+ * has then, and runs what is left of it. */
 typedef struct oe_pool_loop {
     void (*run)(void *ctx, size_t begin, size_t end);
     void *ctx;
@@ -65,9 +66,10 @@ typedef struct oe_pool_loop {
     atomic_size_t next;  /* the next index nobody has taken */
     atomic_size_t ready; /* indexes below it may be taken: n but in a feed */
     atomic_int closed;   /* ready moves no more: always but in a feed */
-    /* A feed's: the helpers are woken each time `wake` more are ready. */
+    /* A feed's: a helper that waits is woken once `wake` more are ready. */
     size_t wake, told;
     int feed;
+    atomic_int sleepers; /* helpers waiting on `more` */
     pthread_mutex_t lock;
     pthread_cond_t more;
 } oe_pool_loop;

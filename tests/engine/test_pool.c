@@ -408,6 +408,54 @@ static void test_feed_runs_only_what_is_ready(void)
     oe_pool_free(none);
 }
 
+/* A feed whose bound stays still longer than its helpers look for more
+ * (polling) has them waiting to be woken: each step made ready then is
+ * run by a helper before the join, so the wake reached it, in steps of at
+ * least `wake` (16) and of fewer (the helper woken at the next step's
+ * first index past it). */
+static void test_feed_wakes_a_waiting_helper(void)
+{
+    static feed_log f;
+    oe_pool *p = oe_pool_new(1);
+    ASSERT_EQ(oe_pool_start(p), 1);
+    loop_log_init(&f.calls);
+    for (int i = 0; i < 1000; i++)
+        atomic_init(&f.marked[i], 0);
+    atomic_init(&f.early, 0);
+    oe_pool_loop loop;
+    oe_pool_feed_init(&loop, 1000, 4, 16, feed_range, &f);
+    int posted = oe_pool_loop_post(p, &loop, 1);
+    ASSERT_EQ(posted, 1);
+    size_t steps[] = {16, 40, 5, 30, 16};
+    size_t to = 0;
+    for (int k = 0; k < 5; k++) {
+        /* 20 ms: past the helper's polling (20 looks 50 µs apart). */
+        nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+        size_t from = to;
+        to += steps[k];
+        for (size_t i = from; i < to; i++)
+            atomic_store(&f.marked[i], 1);
+        oe_pool_feed_ready(&loop, to);
+        if (steps[k] < 16) /* fewer than wake: no wake yet, the next step's */
+            continue;
+        int done = 0;
+        for (int w = 0; w < 2000 && !done; w++) { /* up to 2 s */
+            done = 1;
+            for (size_t i = 0; i < to; i++)
+                if (atomic_load(&f.calls.calls[i]) != 1)
+                    done = 0;
+            if (!done)
+                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+        }
+        ASSERT_TRUE(done);
+    }
+    ASSERT_EQ(atomic_load(&f.calls.off_caller), (int)to); /* all by the helper */
+    oe_pool_loop_join(p, &loop, posted);
+    ASSERT_TRUE(each_once(&f.calls, to));
+    ASSERT_EQ(atomic_load(&f.early), 0);
+    oe_pool_free(p);
+}
+
 int main(void)
 {
     RUN_TEST(test_every_helper_once_per_job);
@@ -417,5 +465,6 @@ int main(void)
     RUN_TEST(test_caller_keeps_to_a_free_cpu);
     RUN_TEST(test_loop_each_index_once);
     RUN_TEST(test_feed_runs_only_what_is_ready);
+    RUN_TEST(test_feed_wakes_a_waiting_helper);
     return TEST_REPORT();
 }
