@@ -861,8 +861,8 @@ static void item_job_range(void *ctx, size_t begin, size_t end)
     }
 }
 
-/* A job over items[0..n); a feed when wake > 0 (the helpers are woken each
- * time that many more items are ready). */
+/* A job over items[0..n); a feed when wake > 0 (a helper that waits is
+ * woken once that many more items are ready; oe_pool_feed_init). */
 static void item_job_init(item_job *j, oe_engine *e, oe_batch_item *const *items, size_t n,
                           size_t wake, void (*one)(oe_engine *e, oe_batch_item *it))
 {
