@@ -135,7 +135,7 @@ END {
                     blocks = blocks (blocks == "" ? "" : ", ") sprintf("%.2f", r);
                     nb++; rs += r; rq += r * r;
                 }
-            if (blocks != "")
+            if (nb > 0)
                 printf "%-52s %s\n", "  signed/unsigned by block", blocks;
             if (nb > 1) {
                 m = rs / nb; v = (rq - nb * m * m) / (nb - 1);

@@ -438,14 +438,10 @@ static void test_feed_wakes_a_waiting_helper(void)
         oe_pool_feed_ready(&loop, to);
         if (steps[k] < 16) /* fewer than wake: no wake yet, the next step's */
             continue;
-        int done = 0;
+        int done = each_once(&f.calls, to);
         for (int w = 0; w < 2000 && !done; w++) { /* up to 2 s */
-            done = 1;
-            for (size_t i = 0; i < to; i++)
-                if (atomic_load(&f.calls.calls[i]) != 1)
-                    done = 0;
-            if (!done)
-                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+            nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+            done = each_once(&f.calls, to);
         }
         ASSERT_TRUE(done);
     }
