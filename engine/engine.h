@@ -116,8 +116,12 @@ typedef struct oe_batch_item {
      * answer (e.g. encoding a receipt) overlaps the commit. Whether the
      * batch committed is known only when oe_engine_process returns; a
      * batch tried again calls it again, and what it made then replaces
-     * what it made before. */
-    void (*complete)(void *complete_ctx, struct oe_batch_item *it);
+     * what it made before. Returns 1 when it made what it needs of out's
+     * proof (a copy, an encoded receipt): a proof the batch's log made for
+     * it is then not kept in out (out.proof empty), so that a batch's
+     * proofs are not each written to memory of their own and read again;
+     * 0 keeps out whole. */
+    int (*complete)(void *complete_ctx, struct oe_batch_item *it);
     void *complete_ctx;
     /* The engine's scratch, filled by oe_engine_process before its
      * transaction (by several threads for a large batch): the request hash

@@ -191,7 +191,7 @@ void worker_rewind_batch(oe_worker *w);
 /* publish.c */
 int worker_renewable(rd_kafka_resp_err_t code);
 void worker_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
-void worker_receipt_ahead(void *ctx, oe_batch_item *it);
+int worker_receipt_ahead(void *ctx, oe_batch_item *it);
 void worker_receipt_release(oe_worker *w, batch_slot *sl);
 void worker_receipts_returned(oe_worker *w);
 int worker_publish_start(oe_worker *w);

@@ -289,14 +289,16 @@ void worker_receipts_returned(oe_worker *w)
  * between receipts. A failure leaves the slot empty: produce_slot encodes
  * it again and reports why. Receipts of a batch that then fails are
  * dropped with its requests (worker_clear_requests). */
-void worker_receipt_ahead(void *ctx, oe_batch_item *it)
+int worker_receipt_ahead(void *ctx, oe_batch_item *it)
 {
     const oe_worker *w = ctx;
     batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
     char err[256];
     oe_buf_reset(&sl->receipt);
-    if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) != OE_OK)
-        oe_buf_free(&sl->receipt);
+    if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) == OE_OK)
+        return 1; /* the receipt holds the proof: a copy in out is not needed */
+    oe_buf_free(&sl->receipt);
+    return 0; /* produce_slot encodes it again, from out */
 }
 
 /* Produces the batch's signed checkpoint (if it made one) to the

@@ -569,12 +569,13 @@ typedef struct hook_log {
     int status[8];
 } hook_log;
 
-static void log_complete(void *ctx, oe_batch_item *it)
+static int log_complete(void *ctx, oe_batch_item *it)
 {
     hook_log *h = ctx;
     size_t i = (size_t)(it - h->items);
     atomic_fetch_add(&h->calls[i], 1);
     h->status[i] = (int)it->out.status;
+    return 0;
 }
 
 /* A batch is one transaction; duplicates inside it see each other. */

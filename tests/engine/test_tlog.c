@@ -74,20 +74,23 @@ static void close_fixture(fixture *f)
 }
 
 /* What the complete hook saw of each item of a batch: how often it ran,
- * and a copy of the outcome's proof then. */
+ * and a copy of the outcome's proof then; take is what it answers (1: it
+ * took what it needs of the proof). */
 typedef struct hook_log {
     oe_batch_item *items;
     atomic_int *calls;
     oe_buf *proofs;
+    int take;
 } hook_log;
 
-static void copy_proof(void *ctx, oe_batch_item *it)
+static int copy_proof(void *ctx, oe_batch_item *it)
 {
     hook_log *h = ctx;
     size_t i = (size_t)(it - h->items);
     atomic_fetch_add(&h->calls[i], 1);
     oe_buf_reset(&h->proofs[i]);
     oe_buf_append(&h->proofs[i], it->out.proof.data ? it->out.proof.data : "", it->out.proof.len);
+    return h->take;
 }
 
 /* Runs bodies[0..n) as one batch; outcomes into out (initialised here);
@@ -797,13 +800,16 @@ static void test_checkpoint_of_each_batch(void)
 /* A batch large enough for the engine's threads to make its leaves in
  * parallel: executions and rejections interleaved, every proof valid
  * against the batch's checkpoint, every leaf at its row's index. */
-static void test_large_batch_leaves(void)
+/* A batch large enough for the helpers. With take, each hook says it took
+ * the proof: the proof it saw is the entry's, and out keeps none of the
+ * proofs the batch made, but keeps a replay's (read from the ledger). */
+static void large_batch(int take)
 {
     char err[300];
     oe_signer *signer;
     unsigned char pub[32];
     fixture f;
-    if (open_signed(&f, "large.db", &signer, pub) != 0)
+    if (open_signed(&f, take ? "large-taken.db" : "large.db", &signer, pub) != 0)
         return;
     ASSERT_TRUE(oe_engine_start(f.engine) >= 0); /* its helper threads */
     enum { N = 300 };
@@ -824,7 +830,7 @@ static void test_large_batch_leaves(void)
      * sees the proof the outcome ends with. */
     static atomic_int calls[N];
     static oe_buf proofs[N];
-    hook_log hook = {.calls = calls, .proofs = proofs};
+    hook_log hook = {.calls = calls, .proofs = proofs, .take = take};
     for (int i = 0; i < N; i++) {
         atomic_init(&calls[i], 0);
         oe_buf_init(&proofs[i], 0);
@@ -834,20 +840,51 @@ static void test_large_batch_leaves(void)
     int bad = 0, hooked = 0;
     for (int i = 0; i < N; i++) {
         ASSERT_TRUE(o[i].logged);
+        if (atomic_load(&calls[i]) == 1 && proofs[i].len > 0 &&
+            (take ? o[i].proof.len == 0
+                  : proofs[i].len == o[i].proof.len &&
+                        memcmp(proofs[i].data, o[i].proof.data, o[i].proof.len) == 0))
+            hooked++;
+        /* The proof checked is the one the hook saw. */
+        oe_buf kept = o[i].proof;
+        o[i].proof = proofs[i];
         if (o[i].log_index != (uint64_t)i ||
             check_proof(&o[i], pub, nonces[i], i % 7 == 3 ? "nope" : "add") != N)
             bad++;
-        if (atomic_load(&calls[i]) == 1 && o[i].proof.len > 0 && proofs[i].len == o[i].proof.len &&
-            memcmp(proofs[i].data, o[i].proof.data, o[i].proof.len) == 0)
-            hooked++;
+        o[i].proof = kept;
         oe_buf_free(&proofs[i]);
         oe_outcome_clear(&o[i]);
     }
     ASSERT_EQ(bad, 0);
     ASSERT_EQ(hooked, N);
+    if (take) {
+        /* A replay's proof comes from the ledger, not from the batch's
+         * log: out keeps it, whatever the hook answers. */
+        oe_outcome r[1];
+        atomic_init(&calls[0], 0);
+        oe_buf_init(&proofs[0], 0);
+        ASSERT_EQ(run_batch_hooked(&f, bodies, 1, r, NULL, &hook, err, sizeof err), OE_OK);
+        ASSERT_EQ(r[0].status, OE_STATUS_REPLAYED);
+        ASSERT_EQ(atomic_load(&calls[0]), 1);
+        ASSERT_TRUE(r[0].proof.len > 0 && proofs[0].len == r[0].proof.len &&
+                    memcmp(proofs[0].data, r[0].proof.data, r[0].proof.len) == 0);
+        ASSERT_EQ(check_proof(&r[0], pub, nonces[0], "add"), N);
+        oe_buf_free(&proofs[0]);
+        oe_outcome_clear(&r[0]);
+    }
     oe_buf_free(&cp);
     close_fixture(&f);
     oe_signer_free(signer);
+}
+
+static void test_large_batch_leaves(void)
+{
+    large_batch(0);
+}
+
+static void test_large_batch_proofs_taken(void)
+{
+    large_batch(1);
 }
 
 int main(void)
@@ -861,6 +898,7 @@ int main(void)
     RUN_TEST(test_proofs_from_the_ledger);
     RUN_TEST(test_checkpoint_of_each_batch);
     RUN_TEST(test_large_batch_leaves);
+    RUN_TEST(test_large_batch_proofs_taken);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
