@@ -924,28 +924,26 @@ static void complete_item(oe_engine *e, oe_batch_item *it, oe_buf *scratch)
 {
     oe_outcome *o = &it->out;
     int prove = e->tlog && (o->logged || o->proof_pending);
-    if (prove && it->complete) {
-        /* The proof is made in the chunk's scratch, lent to out while the
-         * hook reads it: a hook that took what it needs gives it back for
-         * the next item, so that a batch's proofs (1.4 KB each, 7 MB a
-         * batch of 5,000) are not each written to memory of their own and
-         * read again from it. One that did not keeps it in out. */
-        oe_buf own = o->proof; /* empty (outcome_reset) */
+    /* With a hook, the proof is made in the chunk's scratch, lent to out
+     * while the hook reads it: a hook that took what it needs gives it
+     * back for the next item, so that a batch's proofs (1.4 KB each, 7 MB
+     * a batch of 5,000) are not each written to memory of their own and
+     * read again from it. One that did not keeps it in out. */
+    int lend = prove && it->complete;
+    oe_buf own = o->proof; /* empty (outcome_reset) */
+    if (lend) {
         oe_buf_reset(scratch);
         o->proof = *scratch;
-        oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
-        if (it->complete(it->complete_ctx, it)) {
-            *scratch = o->proof;
-            o->proof = own;
-        } else {
-            *scratch = own;
-        }
-        return;
     }
     if (prove)
         oe_tlog_proof(e->tlog, o->log_index, o->leaf.data, o->leaf.len, &o->proof);
-    if (it->complete)
-        (void)it->complete(it->complete_ctx, it); /* the proof is out's own */
+    int took = it->complete ? it->complete(it->complete_ctx, it) : 0;
+    if (lend && took) {
+        *scratch = o->proof;
+        o->proof = own;
+    } else if (lend) {
+        *scratch = own;
+    }
 }
 
 /* Asks the memory an item's leaf or completion reads (the leaf, the
