@@ -37,6 +37,12 @@ void oe_buf_reset(oe_buf *b)
         b->data[0] = '\0';
 }
 
+void oe_buf_shed(oe_buf *b, size_t keep)
+{
+    if (b->cap > keep)
+        oe_buf_free(b);
+}
+
 void oe_buf_empty(oe_buf *b)
 {
     b->len = 0;

@@ -42,6 +42,12 @@ void oe_buf_reset(oe_buf *b);
  * cache miss). */
 void oe_buf_empty(oe_buf *b);
 
+/* Frees the memory of a buffer whose capacity is over keep bytes (it is
+ * then empty); leaves a smaller one as it is. For a buffer reused for one
+ * item after another, before oe_buf_reset or oe_buf_empty: one large item
+ * does not hold its memory until the buffer is freed. */
+void oe_buf_shed(oe_buf *b, size_t keep);
+
 /* Appends n bytes. Returns OE_OK, OE_ELIMIT when the limit would be passed,
  * OE_ENOMEM when memory runs out, or the code of an earlier failed append
  * (status.h); on failure the buffer's text is left as it was and the buffer

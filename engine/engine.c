@@ -103,11 +103,27 @@ void oe_outcome_clear(oe_outcome *o)
     oe_outcome_init(o);
 }
 
-/* Empties an outcome for reuse, keeping its buffer. */
+/* An outcome's buffers over this are freed rather than kept for the next
+ * request in its place. A batch of ordinary requests fits: a leaf of a few
+ * hundred bytes, a proof of 1.4 KB. One with a large result has a result,
+ * leaf and proof of up to OE_RESULT_MAX_BYTES and more each: kept, every
+ * place of the caller's batches that ever held one would hold them for
+ * good (two batches of 5,000 places: gigabytes). */
+#define OUTCOME_KEEP_MAX_BYTES (4 << 10)
+
+void oe_outcome_shed(oe_outcome *o)
+{
+    oe_buf_shed(&o->result_json, OUTCOME_KEEP_MAX_BYTES);
+    oe_buf_shed(&o->leaf, OUTCOME_KEEP_MAX_BYTES);
+    oe_buf_shed(&o->proof, OUTCOME_KEEP_MAX_BYTES);
+}
+
+/* Empties an outcome for reuse, keeping its buffers unless they are large. */
 static void outcome_reset(oe_outcome *o)
 {
     free(o->approval_id);
     o->approval_id = NULL;
+    oe_outcome_shed(o);
     oe_buf_reset(&o->result_json);
     /* The helpers wrote these last, on another CPU; read by length. */
     oe_buf_empty(&o->leaf);

@@ -74,6 +74,13 @@ typedef struct oe_outcome {
 
 void oe_outcome_init(oe_outcome *o);
 void oe_outcome_clear(oe_outcome *o);
+/* Frees the outcome's buffers that are over 4 KiB (a large result, its
+ * leaf and proof), emptying them; smaller ones are kept for reuse. The
+ * engine does it as it reuses an outcome; a caller that holds outcomes
+ * between batches does it once it is done with one, so that what a
+ * batch's large results took does not stay with places a later batch
+ * leaves unused. */
+void oe_outcome_shed(oe_outcome *o);
 
 typedef struct oe_engine oe_engine;
 

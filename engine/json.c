@@ -965,8 +965,42 @@ static char *put_quoted8(char *d, const unsigned char *s, uint64_t quoted)
 
 /* The most bytes one byte of a string takes escaped ("\u001f"; a UTF-8
  * sequence of n bytes takes at most 6 per byte too). */
-#define ESCAPED_MAX 6
-_Static_assert(OE_JSON_STRING_ROOM(1) == ESCAPED_MAX + 2, "json.h's room is the escaper's");
+#define ESCAPED_MAX OE_JSON_ESCAPED_MAX
+_Static_assert(ESCAPED_MAX == 6, "json.h's room is the escaper's");
+
+/* What one byte takes escaped at most, when it is not in a run of plain
+ * ones: a quote or backslash 2; a control or DEL 6 ("\u007f"; \n and the
+ * like take 2); a byte of a valid UTF-8 sequence 3 (a sequence of 2 or 3
+ * bytes takes 6, one of 4 takes 12: a surrogate pair); a plain byte 1. */
+static size_t escaped_room1(unsigned char c)
+{
+    return c >= 0x80 ? 3 : c == '"' || c == '\\' ? 2 : c < 0x20 || c == 0x7f ? 6 : 1;
+}
+
+/* The escaper's whole-word stores (plain_run8's runs, put_quoted8) write
+ * up to 7 bytes past the end of what it has written (never past its
+ * room): counted room has these over. */
+#define ESCAPE_OVERRUN 8
+
+size_t oe_json_string_room_counted(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t n = 2 + ESCAPE_OVERRUN, i = 0;
+    while (len - i >= 8) {
+        uint64_t quoted;
+        size_t k = plain_run8(s + i, &quoted);
+        if (k == 8) {
+            n += 8 + (size_t)__builtin_popcountll(quoted);
+            i += 8;
+        } else {
+            n += k + escaped_room1(s[i + k]);
+            i += k + 1;
+        }
+    }
+    for (; i < len; i++)
+        n += escaped_room1(s[i]);
+    return n;
+}
 
 static char *put_u16(char *d, uint32_t u)
 {
@@ -1101,7 +1135,7 @@ int oe_json_dump_string(oe_buf *out, const char *s, size_t len)
     /* Straight into out when the most it can take fits (every string a
      * receipt or a leaf has); else through a writer, which stops at out's
      * limit exactly. */
-    if (s && len <= ((size_t)1 << 20) && oe_buf_room(out, OE_JSON_STRING_ROOM(len)) == OE_OK) {
+    if (s && len <= ((size_t)1 << 20) && oe_buf_room(out, oe_json_string_room(s, len)) == OE_OK) {
         char *end = oe_json_put_string(out->data + out->len, s, len);
         if (!end) {
             out->data[out->len] = '\0';

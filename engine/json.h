@@ -118,12 +118,26 @@ int oe_json_dump(oe_buf *out, const oe_json *v, oe_json_style style);
  * reached, or OE_ENOMEM. */
 int oe_json_dump_string(oe_buf *out, const char *s, size_t len);
 
-/* The room oe_json_put_string needs for len bytes of text. */
-#define OE_JSON_STRING_ROOM(len) (6 * (size_t)(len) + 2)
+/* The room oe_json_put_string needs for s[0..len): for a short text the
+ * most any text of its length takes escaped (6 bytes a byte, and the
+ * quotes), reckoned without reading it; for a longer one, what this text
+ * can take (1 byte for a plain one, 2 for a quote or backslash, 3 for a
+ * byte of a UTF-8 sequence, 6 for a control), read once: a 3 KB result
+ * in a leaf would otherwise ask for 18 KB, kept with the leaf. Reading
+ * takes about as long as escaping, so the texts of ordinary receipts (a
+ * leaf of about 500 bytes in each proof) stay short. */
+#define OE_JSON_ROOM_SHORT 1024
+#define OE_JSON_ESCAPED_MAX 6
+size_t oe_json_string_room_counted(const char *s, size_t len);
+static inline size_t oe_json_string_room(const char *s, size_t len)
+{
+    return len <= OE_JSON_ROOM_SHORT ? OE_JSON_ESCAPED_MAX * len + 2
+                                     : oe_json_string_room_counted(s, len);
+}
 
 /* Writes s[0..len) (UTF-8) as oe_json_dump_string does to d, which has
- * room for OE_JSON_STRING_ROOM(len) bytes (the bytes past the end may be
- * written over too, within that room), for a writer that reserved the
+ * room for oe_json_string_room(s, len) bytes (the bytes past the end may
+ * be written over too, within that room), for a writer that reserved the
  * room of a whole text at once. Returns the end, or NULL when s is not
  * valid UTF-8. */
 char *oe_json_put_string(char *d, const char *s, size_t len);

@@ -64,7 +64,7 @@ oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_jso
                       uint64_t index, const char *const *path, size_t n, const char *leaf,
                       size_t len, oe_buf *out)
 {
-    /* Room for the most it can take, made once; then written in place. */
+    /* Room for all of it, made once (oe_json_string_room); then written in place. */
     static const char pre[] = "{\"checkpoint\":", incl[] = ",\"inclusion\":[",
                       leaf_key[] = "],\"leaf\":", index_key[] = ",\"log_index\":",
                       origin_key[] = ",\"log_origin\":";
@@ -72,8 +72,8 @@ oe_rc oe_proof_render(const char *origin, const char *note_json, size_t note_jso
     if (n > OE_MERKLE_MAX_INCLUSION || (!leaf && len))
         return OE_EINVAL;
     size_t need = sizeof pre + note_json_len + sizeof incl + 47 * n + sizeof leaf_key +
-                  OE_JSON_STRING_ROOM(len) + sizeof index_key + 20 + sizeof origin_key +
-                  OE_JSON_STRING_ROOM(origin_len) + 1;
+                  oe_json_string_room(leaf, len) + sizeof index_key + 20 + sizeof origin_key +
+                  oe_json_string_room(origin, origin_len) + 1;
     oe_rc rc = oe_buf_room(out, need);
     if (rc != OE_OK)
         return rc;

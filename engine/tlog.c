@@ -193,7 +193,7 @@ oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
         {TEXT(",\"tenant\":"), e->tenant ? e->tenant : "", 0, 0},
     };
     enum { NFIELDS = sizeof f / sizeof f[0], CODE_HASH = 1 };
-    /* Room for the most it can take, made once; then written in place. */
+    /* Room for all of it, made once (oe_json_string_room); then written in place. */
     size_t need = 1;
     for (size_t i = 0; i < NFIELDS; i++) {
         if (i == CODE_HASH && !f[i].v)
@@ -201,7 +201,7 @@ oe_rc oe_tlog_leaf(const oe_tlog_entry *e, oe_buf *out)
         f[i].len = f[i].v ? strlen(f[i].v) : 0;
         need += f[i].pre_len + (!f[i].v        ? 4
                                 : f[i].literal ? f[i].len
-                                               : OE_JSON_STRING_ROOM(f[i].len));
+                                               : oe_json_string_room(f[i].v, f[i].len));
     }
     oe_rc rc = oe_buf_room(out, need);
     if (rc != OE_OK)

@@ -261,9 +261,8 @@ void worker_receipt_release(oe_worker *w, batch_slot *sl)
             w->orphans[w->norphans++] = sl->receipt;
         oe_buf_init(&sl->receipt, 0);
         sl->lent = 0;
-    } else if (sl->receipt.cap > RECEIPT_KEEP_MAX_BYTES) {
-        oe_buf_free(&sl->receipt);
     } else {
+        oe_buf_shed(&sl->receipt, RECEIPT_KEEP_MAX_BYTES);
         oe_buf_empty(&sl->receipt); /* read by length; last written on a helper */
     }
 }

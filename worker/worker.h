@@ -49,10 +49,13 @@ typedef struct oe_worker oe_worker;
  * most OE_WORKER_PREFETCH_KBYTES, OE_WORKER_FETCH_BYTES per fetch. Every
  * document of a batch is alive while the engine runs, and a document costs
  * up to about 14 times its text (24-byte nodes for 2-byte values such as
- * "0,"), so 4 MiB of messages are at most ~60 MiB of documents; with the
- * JSON node cap (engine/json.h) a worker stays well under 256 MiB whatever
- * its producers send. Batches of ordinary requests (a few hundred bytes)
- * reach batch_max long before this. */
+ * "0,"), so 4 MiB of messages are at most ~60 MiB of documents; their
+ * results, leaves, proofs and receipts take about as much again, for the
+ * batch in hand and the one being published. With the JSON node cap
+ * (engine/json.h) a worker's peak RSS under batches of such documents is
+ * about 255 MiB (tests/http/test_kafka_hardening.py holds it under 288).
+ * Batches of ordinary requests (a few hundred bytes) reach batch_max long
+ * before this. */
 #define OE_WORKER_BATCH_BYTES ((size_t)4 << 20)
 #define OE_WORKER_PREFETCH_KBYTES 16384
 #define OE_WORKER_FETCH_BYTES (8 << 20)

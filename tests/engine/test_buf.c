@@ -112,6 +112,28 @@ static void test_room(void)
     oe_buf_free(&b);
 }
 
+/* oe_buf_shed frees a buffer over its keep size, with its limit kept, and
+ * leaves a smaller one (and its text) alone. */
+static void test_shed(void)
+{
+    oe_buf b;
+    oe_buf_init(&b, 100000);
+    ASSERT_EQ(oe_buf_puts(&b, "kept"), 0);
+    size_t cap = b.cap;
+    oe_buf_shed(&b, cap);
+    ASSERT_TRUE(b.data != NULL && b.cap == cap);
+    ASSERT_STREQ(b.data, "kept");
+    char big[5000];
+    memset(big, 'x', sizeof big);
+    ASSERT_EQ(oe_buf_append(&b, big, sizeof big), 0);
+    oe_buf_shed(&b, 4096);
+    ASSERT_TRUE(b.data == NULL && b.cap == 0 && b.len == 0);
+    ASSERT_EQ(b.max, 100000);
+    ASSERT_EQ(oe_buf_puts(&b, "again"), 0);
+    ASSERT_STREQ(b.data, "again");
+    oe_buf_free(&b);
+}
+
 int main(void)
 {
     RUN_TEST(test_append_within_cap);
@@ -120,5 +142,6 @@ int main(void)
     RUN_TEST(test_printf_over_cap);
     RUN_TEST(test_put_u64);
     RUN_TEST(test_room);
+    RUN_TEST(test_shed);
     return TEST_REPORT();
 }

@@ -977,9 +977,17 @@ static void ref_escape(oe_buf *b, const unsigned char *s, size_t n)
     oe_buf_putc(b, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
-        if (c == 0xc3) { /* é: the one non-ASCII character used here */
-            oe_buf_puts(b, "\\u00e9");
-            i++;
+        if (c >= 0x80) { /* valid UTF-8 of 2 to 4 bytes (the callers') */
+            size_t k = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            uint32_t cp = c & (0x7f >> k);
+            for (size_t j = 1; j < k; j++)
+                cp = cp << 6 | (s[i + j] & 0x3f);
+            if (cp >= 0x10000)
+                oe_buf_printf(b, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10),
+                              0xdc00 + ((cp - 0x10000) & 0x3ff));
+            else
+                oe_buf_printf(b, "\\u%04x", cp);
+            i += k - 1;
         } else if (c == '"' || c == '\\') {
             oe_buf_putc(b, '\\');
             oe_buf_putc(b, (char)c);
@@ -1093,6 +1101,77 @@ static void test_string_escapes_at_every_position(void)
     oe_buf_free(&want);
 }
 
+/* The room oe_json_put_string is given is enough for every text, and for
+ * a long one no more than that text takes (so that a 3 KB result in a
+ * leaf does not ask for 18 KB): random texts over the short limit, of plain
+ * bytes, quotes, backslashes, controls, DEL and UTF-8 of 2 to 4 bytes in
+ * every mix, each written into exactly its room followed by a guard. */
+static void test_string_room(void)
+{
+    enum { GUARD = 32 };
+    static const char *const pieces[] = {
+        "a", "\"", "\\", "\n", "\x01", "\x7f", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    const size_t npieces = sizeof pieces / sizeof pieces[0];
+    unsigned char s[OE_JSON_ROOM_SHORT + 400];
+    oe_buf want;
+    oe_buf_init(&want, 0);
+    uint64_t r = 88172645463325252ULL;
+    int failures = 0;
+    for (int round = 0; round < 4000 && failures < 5; round++) {
+        /* A target length over the short limit, ending at every place of
+         * the escaper's 8-byte groups; one piece (round % npieces) alone,
+         * in a third of the rounds (a text of quotes alone is written to
+         * the last byte of its room), else a mix weighted towards it so
+         * that runs of it are long. */
+        size_t target = OE_JSON_ROOM_SHORT + 1 + (size_t)round % 300, len = 0;
+        int alone = (round / (int)npieces) % 3 == 0;
+        while (len < target) {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            size_t k =
+                alone || (r >> 8) % 4 ? (size_t)round % npieces : (size_t)(r >> 16) % npieces;
+            size_t n = strlen(pieces[k]);
+            if (len + n > sizeof s)
+                break;
+            memcpy(s + len, pieces[k], n);
+            len += n;
+        }
+        size_t room = oe_json_string_room((const char *)s, len);
+        oe_buf_reset(&want);
+        ref_escape(&want, s, len);
+        char *d = malloc(room + GUARD);
+        ASSERT_TRUE(d != NULL);
+        memset(d, 0xA5, room + GUARD);
+        char *end = oe_json_put_string(d, (const char *)s, len);
+        int guard_ok = 1;
+        for (size_t i = room; i < room + GUARD; i++)
+            guard_ok &= (unsigned char)d[i] == 0xA5;
+        if (!end || !guard_ok || (size_t)(end - d) != want.len ||
+            memcmp(d, want.data, want.len) != 0) {
+            OE_FAIL_("round %d, %zu bytes, room %zu: %s, written %zd bytes of %zu", round, len,
+                     room, guard_ok ? "guard kept" : "written past its room", end ? end - d : -1,
+                     want.len);
+            failures++;
+        }
+        free(d);
+    }
+    oe_buf_free(&want);
+    /* As tight as stated: 1 a plain byte, 2 a quote, 3 a byte of UTF-8,
+     * and the quotes and the escaper's 8 bytes over. */
+    const size_t n = OE_JSON_ROOM_SHORT + 2;
+    memset(s, 'p', n);
+    ASSERT_EQ(oe_json_string_room((const char *)s, n), n + 2 + 8);
+    memset(s, '"', n);
+    ASSERT_EQ(oe_json_string_room((const char *)s, n), 2 * n + 2 + 8);
+    for (size_t i = 0; i < n; i += 2)
+        memcpy(s + i, "\xc3\xa9", 2);
+    ASSERT_EQ(oe_json_string_room((const char *)s, n), 3 * n + 2 + 8);
+    /* A short text is not read: the most any of its length takes. */
+    ASSERT_EQ(oe_json_string_room(NULL, 0), 2);
+    ASSERT_EQ(oe_json_string_room("abc", 3), 6 * 3 + 2);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "--float-vectors") == 0)
@@ -1116,6 +1195,7 @@ int main(int argc, char **argv)
     RUN_TEST(test_dump_string);
     RUN_TEST(test_utf8_valid);
     RUN_TEST(test_string_escapes_at_every_position);
+    RUN_TEST(test_string_room);
     RUN_TEST(test_float_repr_table);
     RUN_TEST(test_float_roundtrip);
     return TEST_REPORT();

@@ -887,6 +887,68 @@ static void test_large_batch_proofs_taken(void)
     large_batch(1);
 }
 
+/* One item's outcome reused for a second batch, as the worker's slots
+ * are: a large result's buffers are sized for its text (not for the most
+ * any text of its length could take escaped), and are not kept for the
+ * next request in that place; oe_outcome_shed frees them outright. */
+static void test_large_results_not_kept(void)
+{
+    fixture f;
+    oe_signer *signer = NULL;
+    unsigned char pub[32];
+    if (open_signed(&f, "shed.db", &signer, pub) != 0)
+        return;
+    enum { VALUES = 6000 }; /* a result of 18 KB: "0, " each */
+    oe_buf big;
+    oe_buf_init(&big, 0);
+    oe_buf_puts(&big, "{\"action\":\"echo\",\"nonce\":\"big\",\"payload\":{\"a\":[0");
+    for (int i = 1; i < VALUES; i++)
+        oe_buf_puts(&big, ",0");
+    oe_buf_puts(&big, "]}}");
+    const char *bodies[2] = {big.data,
+                             "{\"action\":\"add\",\"nonce\":\"small\",\"payload\":{\"a\":1}}"};
+    oe_batch_item items[2];
+    oe_batch_item *ptrs[2] = {&items[0], &items[1]};
+    memset(items, 0, sizeof items);
+    char err[300], reason[300];
+    for (int i = 0; i < 2; i++)
+        oe_outcome_init(&items[i].out);
+    /* The big request in both places. */
+    for (int i = 0; i < 2; i++)
+        ASSERT_EQ(test_request_from_json(bodies[0], strlen(bodies[0]), &items[i].req, reason,
+                                         sizeof reason),
+                  OE_OK);
+    ASSERT_EQ(oe_engine_process(f.engine, ptrs, 2, 2e9, NULL, err, sizeof err), OE_OK);
+    const oe_outcome *o = &items[0].out;
+    ASSERT_TRUE(o->status == OE_STATUS_EXECUTED && items[1].out.status == OE_STATUS_REPLAYED);
+    ASSERT_TRUE(o->result_json.len > 3 * (VALUES - 1) && o->leaf.len > o->result_json.len &&
+                o->proof.len > o->leaf.len);
+    /* Sized for their text: a power of two at most twice it (room for
+     * six bytes a byte would ask for eight times it or more). */
+    ASSERT_TRUE(o->leaf.cap <= 2 * o->leaf.len + 64);
+    ASSERT_TRUE(o->proof.cap <= 2 * o->proof.len + 64);
+    ASSERT_EQ(check_proof(o, pub, "big", "echo"), 1);
+    for (int i = 0; i < 2; i++)
+        oe_request_clear(&items[i].req);
+    /* Shed outright (the worker, once a batch is published). */
+    oe_outcome_shed(&items[1].out);
+    ASSERT_TRUE(items[1].out.result_json.cap == 0 && items[1].out.proof.cap == 0);
+    /* A small request in the first place: the large buffers are gone. */
+    ASSERT_EQ(
+        test_request_from_json(bodies[1], strlen(bodies[1]), &items[0].req, reason, sizeof reason),
+        OE_OK);
+    ASSERT_EQ(oe_engine_process(f.engine, ptrs, 1, 2e9, NULL, err, sizeof err), OE_OK);
+    ASSERT_EQ(o->status, OE_STATUS_EXECUTED);
+    ASSERT_TRUE(o->result_json.cap <= 4096 && o->leaf.cap <= 4096 && o->proof.cap <= 4096);
+    ASSERT_EQ(check_proof(o, pub, "small", "add"), 2);
+    oe_request_clear(&items[0].req);
+    for (int i = 0; i < 2; i++)
+        oe_outcome_clear(&items[i].out);
+    oe_buf_free(&big);
+    close_fixture(&f);
+    oe_signer_free(signer);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/oe-tlog-XXXXXX");
@@ -899,6 +961,7 @@ int main(void)
     RUN_TEST(test_checkpoint_of_each_batch);
     RUN_TEST(test_large_batch_leaves);
     RUN_TEST(test_large_batch_proofs_taken);
+    RUN_TEST(test_large_results_not_kept);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -24,7 +24,9 @@ from test_kafka import KafkaCase, jreq  # noqa: E402
 # (CONTRIBUTING.md states the same bound). 288 MiB since receipts carry their
 # result twice (result and result_json, docs/protocol.md §6.1): the small
 # documents' receipts in flight grew by ~20 MiB over the 256 MiB bound
-# that held before (peak 248 MiB then, 266-274 MiB now).
+# that held before. Signed receipts then took the peak to 269-292 MiB
+# with the CPUs busy (a leaf and a proof each asked room for six times
+# their text); sized for their text, 254-258 MiB.
 RSS_BOUND_MIB = 288
 
 
