@@ -215,12 +215,18 @@ static int produce_slot(oe_worker *w, size_t i)
     /* Encoded ahead (worker_receipt_ahead), or now: a large batch's, or
      * its encoding failed ahead (it fails again here, and says why). A
      * receipt produced again is the same bytes, still in its buffer. */
-    if (sl->receipt.len == 0 && encode_receipt(w, sl, &sl->receipt, err, sizeof err) != OE_OK) {
-        /* Cannot get better by retrying: stop rather than spin or drop. */
-        worker_receipt_release(w, sl);
-        worker_fail(w, "cannot encode a receipt", "cannot encode the receipt of nonce %.64s: %s",
-                    key, err);
-        return OE_EIO;
+    if (sl->receipt.len == 0) {
+        if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) != OE_OK) {
+            /* Cannot get better by retrying: stop rather than spin or drop. */
+            worker_receipt_release(w, sl);
+            worker_fail(w, "cannot encode a receipt",
+                        "cannot encode the receipt of nonce %.64s: %s", key, err);
+            return OE_EIO;
+        }
+        /* The receipt holds all of the outcome that is read again (a
+         * delivery retried produces the receipt): a large result's text,
+         * leaf and proof need not stay while the batch is published. */
+        oe_outcome_shed(&sl->item.out);
     }
     /* Keyed by nonce, so that every receipt of a nonce lands on one
      * partition; a request without a readable nonce keeps its own key. */

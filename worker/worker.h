@@ -53,7 +53,7 @@ typedef struct oe_worker oe_worker;
  * results, leaves, proofs and receipts take about as much again, for the
  * batch in hand and the one being published. With the JSON node cap
  * (engine/json.h) a worker's peak RSS under batches of such documents is
- * about 255 MiB (tests/http/test_kafka_hardening.py holds it under 288).
+ * about 230 MiB (tests/http/test_kafka_hardening.py holds it under 288).
  * Batches of ordinary requests (a few hundred bytes) reach batch_max long
  * before this. */
 #define OE_WORKER_BATCH_BYTES ((size_t)4 << 20)

@@ -26,7 +26,9 @@ from test_kafka import KafkaCase, jreq  # noqa: E402
 # documents' receipts in flight grew by ~20 MiB over the 256 MiB bound
 # that held before. Signed receipts then took the peak to 269-292 MiB
 # with the CPUs busy (a leaf and a proof each asked room for six times
-# their text); sized for their text, 254-258 MiB.
+# their text, and a published batch kept them with its receipts); sized
+# for their text and freed once the receipt is encoded, 226-230 MiB on
+# either broker, with four busy loops on the two CPUs or without.
 RSS_BOUND_MIB = 288
 
 
