@@ -77,9 +77,9 @@ void oe_outcome_clear(oe_outcome *o);
 /* Frees the outcome's buffers that are over 4 KiB (a large result, its
  * leaf and proof), emptying them; smaller ones are kept for reuse. The
  * engine does it as it reuses an outcome; a caller that holds outcomes
- * between batches does it once it is done with one, so that what a
- * batch's large results took does not stay with places a later batch
- * leaves unused. */
+ * between batches does it once it is done with one (the worker: once its
+ * receipt is encoded), so that what a batch's large results took does not
+ * stay with places a later batch leaves unused. */
 void oe_outcome_shed(oe_outcome *o);
 
 typedef struct oe_engine oe_engine;
@@ -127,7 +127,8 @@ typedef struct oe_batch_item {
      * proof (a copy, an encoded receipt): a proof the batch's log made for
      * it is then not kept in out (out.proof empty), so that a batch's
      * proofs are not each written to memory of their own and read again;
-     * 0 keeps out whole. */
+     * 0 keeps out whole. A hook that returns 1 may also shed out
+     * (oe_outcome_shed): the engine reads nothing of it afterwards. */
     int (*complete)(void *complete_ctx, struct oe_batch_item *it);
     void *complete_ctx;
     /* The engine's scratch, filled by oe_engine_process before its

@@ -61,7 +61,6 @@ void worker_clear_requests(oe_worker *w)
     for (size_t i = 0; i < w->b.n; i++) {
         if (!w->b.slots[i].dead)
             oe_request_clear(&w->b.slots[i].item.req);
-        oe_outcome_shed(&w->b.slots[i].item.out);
         worker_receipt_release(w, &w->b.slots[i]); /* made ahead, or still lent */
     }
 }

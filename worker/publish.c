@@ -300,8 +300,12 @@ int worker_receipt_ahead(void *ctx, oe_batch_item *it)
     batch_slot *sl = (batch_slot *)((char *)it - offsetof(batch_slot, item));
     char err[256];
     oe_buf_reset(&sl->receipt);
-    if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) == OE_OK)
-        return 1; /* the receipt holds the proof: a copy in out is not needed */
+    if (encode_receipt(w, sl, &sl->receipt, err, sizeof err) == OE_OK) {
+        /* The receipt holds the proof, and all else of out that is read
+         * again: a large result's buffers go now (produce_slot). */
+        oe_outcome_shed(&it->out);
+        return 1;
+    }
     oe_buf_free(&sl->receipt);
     return 0; /* produce_slot encodes it again, from out */
 }
